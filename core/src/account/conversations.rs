@@ -1,0 +1,346 @@
+//! Conversations: groups and 1:1 chats, sending, membership changes and history.
+
+use super::{Account, ConversationInfo, ConversationKind, MemberInfo, MessageInfo};
+use crate::envelope::EnvelopeId;
+use crate::error::{Error, Result};
+use crate::group::{Action, Group, GroupId, GroupKind, Sealed};
+use crate::store::{EnvelopeStatus, MessageRow, Rows};
+
+impl Account {
+    /// Every conversation: contacts' 1:1 chats and groups.
+    pub fn conversations(&self) -> Result<Vec<ConversationInfo>> {
+        let mut out = Vec::new();
+        for contact in self.store.read().contacts()? {
+            out.push(ConversationInfo {
+                kind: ConversationKind::Contact,
+                name: contact.name,
+                id: contact.group_id,
+                members: 2,
+                active: true,
+            });
+        }
+        for group in self.groups.values().filter(|g| g.kind == GroupKind::Many) {
+            out.push(ConversationInfo {
+                kind: ConversationKind::Group,
+                name: group.name().to_owned(),
+                id: group.id,
+                members: group.members().len(),
+                active: group.is_member(&self.account_public()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Finds a conversation by contact name, group name or a prefix of the group id in hex.
+    pub fn resolve(&self, name: &str) -> Result<ConversationInfo> {
+        let all = self.conversations()?;
+        let exact: Vec<_> = all.iter().filter(|c| c.name == name).collect();
+        match exact.len() {
+            1 => return Ok(exact[0].clone()),
+            0 => {}
+            count => {
+                return Err(Error::Ambiguous {
+                    what: "conversation",
+                    name: name.to_owned(),
+                    count,
+                });
+            }
+        }
+        let lower = name.to_ascii_lowercase();
+        let by_id: Vec<_> = all
+            .iter()
+            .filter(|c| {
+                lower.len() >= 6 && data_encoding::HEXLOWER.encode(&c.id).starts_with(&lower)
+            })
+            .collect();
+        match by_id.len() {
+            1 => Ok(by_id[0].clone()),
+            0 => Err(Error::NotFound {
+                what: "contact or group",
+                name: name.to_owned(),
+            }),
+            count => Err(Error::Ambiguous {
+                what: "conversation",
+                name: name.to_owned(),
+                count,
+            }),
+        }
+    }
+
+    fn resolve_group(&self, name: &str) -> Result<GroupId> {
+        let c = self.resolve(name)?;
+        if c.kind != ConversationKind::Group {
+            return Err(Error::NotFound {
+                what: "group",
+                name: name.to_owned(),
+            });
+        }
+        Ok(c.id)
+    }
+
+    /// Founds a group with us as its only member.
+    pub fn create_group(&mut self, name: &str) -> Result<ConversationInfo> {
+        super::check_name(name)?;
+        if self.conversations()?.iter().any(|c| c.name == name) {
+            return Err(Error::AlreadyExists(format!(
+                "a conversation named {name:?}"
+            )));
+        }
+        let now = self.now();
+        let mut group = Group::create(&self.me, name, now, self.entropy.as_mut())?;
+        let me = self.account_public();
+        let row = MessageRow {
+            id: EnvelopeId(group.id),
+            group_id: group.id,
+            sender: me,
+            lamport: 0,
+            sent_ms: now,
+            kind: "created".into(),
+            body: name.to_owned(),
+            outgoing: true,
+        };
+        self.store.write(|tx| {
+            tx.save_group(&mut group)?;
+            tx.insert_message(&row)
+        })?;
+        let info = ConversationInfo {
+            kind: ConversationKind::Group,
+            name: name.to_owned(),
+            id: group.id,
+            members: 1,
+            active: true,
+        };
+        self.groups.insert(group.id, group);
+        self.rebuild_topics();
+        Ok(info)
+    }
+
+    /// Adds a contact to a group: a signed `Add` in the group, and the invitation in our 1:1
+    /// chat with them.
+    pub fn invite(&mut self, group_name: &str, contact_name: &str) -> Result<()> {
+        let gid = self.resolve_group(group_name)?;
+        let contact = self.contact_row(contact_name)?;
+        let now = self.now();
+        let devices = self.group(&contact.group_id)?.devices_of(&contact.account);
+        let card_name = crate::identity::ContactCard::from_bytes(&contact.card)?.name;
+        let mut group = self.groups.remove(&gid).expect("resolved");
+        let mut pair = match self.groups.remove(&contact.group_id) {
+            Some(p) => p,
+            None => {
+                self.groups.insert(gid, group);
+                return Err(Error::NotFound {
+                    what: "conversation with",
+                    name: contact_name.to_owned(),
+                });
+            }
+        };
+        let result = (|| {
+            let add = Action::Add {
+                member: contact.account,
+                name: card_name,
+                devices,
+                admin: false,
+            };
+            let op = group.change_membership(&self.me, add, now, self.entropy.as_mut())?;
+            let welcome = group.welcome(&contact.account, now, self.entropy.as_mut())?;
+            let invite = pair.send_invite(&self.me, welcome, now, self.entropy.as_mut())?;
+            let me = self.account_public();
+            let event = system_row(&group.id, &op, me, "added", &contact.name);
+            self.store.write(|tx| {
+                put_sent(tx, &group.id, std::slice::from_ref(&op), now)?;
+                put_sent(tx, &pair.id, &invite, now)?;
+                tx.insert_message(&event)?;
+                tx.save_group(&mut group)?;
+                tx.save_group(&mut pair)
+            })
+        })();
+        self.groups.insert(group.id, group);
+        self.groups.insert(pair.id, pair);
+        if let Err(e) = result {
+            self.reload()?;
+            return Err(e);
+        }
+        self.rebuild_topics();
+        Ok(())
+    }
+
+    /// Removes a member: everyone left moves to a new epoch the removed member cannot enter.
+    pub fn remove_member(&mut self, group_name: &str, member: &str) -> Result<()> {
+        let gid = self.resolve_group(group_name)?;
+        let account = self
+            .members(group_name)?
+            .into_iter()
+            .find(|m| m.name == member)
+            .ok_or_else(|| Error::NotFound {
+                what: "member",
+                name: member.to_owned(),
+            })?
+            .account;
+        self.change_membership(&gid, Action::Remove { member: account }, "removed", member)
+    }
+
+    fn change_membership(
+        &mut self,
+        gid: &GroupId,
+        action: Action,
+        kind: &str,
+        body: &str,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut group = self.groups.remove(gid).ok_or_else(|| Error::NotFound {
+            what: "group",
+            name: String::new(),
+        })?;
+        let me = self.account_public();
+        let result = group
+            .change_membership(&self.me, action, now, self.entropy.as_mut())
+            .and_then(|op| {
+                let event = system_row(&group.id, &op, me, kind, body);
+                self.store.write(|tx| {
+                    put_sent(tx, &group.id, std::slice::from_ref(&op), now)?;
+                    tx.insert_message(&event)?;
+                    tx.save_group(&mut group)
+                })
+            });
+        self.groups.insert(group.id, group);
+        if let Err(e) = result {
+            self.reload()?;
+            return Err(e);
+        }
+        self.rebuild_topics();
+        Ok(())
+    }
+
+    /// Heals a fork in a group's membership log (see [`Group::needs_heal`]).
+    pub(super) fn heal_if_needed(&mut self, gid: &GroupId) -> Result<()> {
+        if self.groups.get(gid).is_some_and(|g| g.needs_heal(&self.me)) {
+            self.change_membership(gid, Action::Rekey, "rekeyed", "")?;
+        }
+        Ok(())
+    }
+
+    pub fn members(&self, conversation: &str) -> Result<Vec<MemberInfo>> {
+        let c = self.resolve(conversation)?;
+        let me = self.account_public();
+        Ok(self
+            .group(&c.id)?
+            .members()
+            .into_iter()
+            .map(|(account, m)| MemberInfo {
+                name: self.display_name(&account),
+                account,
+                admin: m.admin,
+                is_me: account == me,
+            })
+            .collect())
+    }
+
+    /// Seals a message and stores it; durable when this returns.
+    pub fn send(&mut self, conversation: &str, text: &str) -> Result<MessageInfo> {
+        let c = self.resolve(conversation)?;
+        let now = self.now();
+        let mut group = self
+            .groups
+            .remove(&c.id)
+            .expect("resolved conversations exist");
+        let me = self.account_public();
+        let result = group
+            .send_text(&self.me, text, now, self.entropy.as_mut())
+            .and_then(|sealed| {
+                let last = sealed.last().expect("a text is always sealed");
+                let row = MessageRow {
+                    id: last.envelope.id(),
+                    group_id: group.id,
+                    sender: me,
+                    lamport: last.inner.lamport,
+                    sent_ms: now,
+                    kind: "text".into(),
+                    body: text.to_owned(),
+                    outgoing: true,
+                };
+                self.store.write(|tx| {
+                    put_sent(tx, &group.id, &sealed, now)?;
+                    tx.insert_message(&row)?;
+                    tx.save_group(&mut group)
+                })?;
+                Ok(row)
+            });
+        self.groups.insert(group.id, group);
+        match result {
+            Ok(row) => {
+                if c.kind == ConversationKind::Contact {
+                    self.accept_contact(&c.name)?;
+                }
+                Ok(self.message_info(&row, &c.name))
+            }
+            Err(e) => {
+                self.reload()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The last `limit` messages of a conversation, oldest first, in causal order.
+    pub fn history(&self, conversation: &str, limit: usize) -> Result<Vec<MessageInfo>> {
+        let c = self.resolve(conversation)?;
+        Ok(self
+            .store
+            .read()
+            .messages(&c.id, limit)?
+            .iter()
+            .map(|m| self.message_info(m, &c.name))
+            .collect())
+    }
+
+    pub(super) fn message_info(&self, m: &MessageRow, conversation: &str) -> MessageInfo {
+        MessageInfo {
+            id: m.id.to_hex(),
+            conversation: conversation.to_owned(),
+            sender: self.display_name(&m.sender),
+            outgoing: m.outgoing,
+            sent_ms: m.sent_ms,
+            lamport: m.lamport,
+            kind: m.kind.clone(),
+            body: m.body.clone(),
+        }
+    }
+
+    pub(super) fn conversation_name(&self, gid: &GroupId) -> String {
+        self.conversations()
+            .ok()
+            .and_then(|all| all.into_iter().find(|c| c.id == *gid))
+            .map_or_else(|| data_encoding::HEXLOWER.encode(&gid[..4]), |c| c.name)
+    }
+}
+
+fn system_row(
+    group: &GroupId,
+    sealed: &Sealed,
+    sender: [u8; 32],
+    kind: &str,
+    body: &str,
+) -> MessageRow {
+    MessageRow {
+        id: sealed.envelope.id(),
+        group_id: *group,
+        sender,
+        lamport: sealed.inner.lamport,
+        sent_ms: sealed.inner.sent_ms,
+        kind: kind.to_owned(),
+        body: body.to_owned(),
+        outgoing: true,
+    }
+}
+
+fn put_sent(tx: &rusqlite::Connection, group: &GroupId, sealed: &[Sealed], now: u64) -> Result<()> {
+    for s in sealed {
+        tx.put_envelope(
+            &s.envelope.id(),
+            Some(group),
+            s.envelope.as_bytes(),
+            EnvelopeStatus::Sent,
+            now,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! An opened account home: the engine bound to its store. Every method that changes state
+//! runs one store transaction and returns only after it committed, so what a caller reports
+//! as done survives a crash. The async `Node` of later layers wraps this type.
+
+mod contacts;
+mod conversations;
+mod receive;
+mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub use types::{
+    ContactInfo, ConversationInfo, ConversationKind, ImportReport, MemberInfo, MessageInfo,
+    Received,
+};
+
+use crate::crypto::{Entropy, OsEntropy};
+use crate::envelope::Topic;
+use crate::error::{Error, Result};
+use crate::group::{Group, GroupId, LocalDevice, period_of};
+use crate::identity::{AccountKey, ContactCard, DeviceCert, DeviceKeys, InviteKeys, fingerprint};
+use crate::store::{DB_FILE, DatabaseKey, IdentityRow, KdfParams, Rows, Store};
+use crate::wire::{Reader, Writer};
+
+/// Where time comes from; tests and simulations pass their own.
+pub type Clock = Box<dyn Fn() -> u64 + Send>;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn system_clock() -> Clock {
+    Box::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    })
+}
+
+pub struct Account {
+    store: Store,
+    home: PathBuf,
+    me: LocalDevice,
+    account_key: AccountKey,
+    invite: InviteKeys,
+    name: Option<String>,
+    groups: BTreeMap<GroupId, Group>,
+    /// Which group and epoch each topic we can read belongs to.
+    topics: HashMap<Topic, (GroupId, [u8; 32])>,
+    entropy: Box<dyn Entropy + Send>,
+    clock: Clock,
+}
+
+impl Account {
+    /// Creates an account in `home` (made if missing), its database keyed from `passphrase`.
+    pub fn create(home: &Path, passphrase: &str, name: Option<&str>) -> Result<Account> {
+        let mut entropy = OsEntropy;
+        let params = KdfParams::generate(&mut entropy)?;
+        let key = DatabaseKey::from_passphrase(passphrase, &params)?;
+        std::fs::create_dir_all(home)
+            .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        if home.join(DB_FILE).exists() {
+            return Err(Error::AlreadyExists(format!(
+                "an account in {}",
+                home.display()
+            )));
+        }
+        params.write(home)?;
+        Self::create_with_key(home, &key, name, Box::new(OsEntropy), system_clock())
+    }
+
+    /// Opens the account in `home` with its passphrase.
+    pub fn open(home: &Path, passphrase: &str) -> Result<Account> {
+        let params = KdfParams::read(home)?;
+        let key = DatabaseKey::from_passphrase(passphrase, &params)?;
+        Self::open_with_key(home, &key, Box::new(OsEntropy), system_clock())
+    }
+
+    /// Creates an account with a raw database key (a mobile app's keystore key), entropy and clock.
+    pub fn create_with_key(
+        home: &Path,
+        key: &DatabaseKey,
+        name: Option<&str>,
+        mut entropy: Box<dyn Entropy + Send>,
+        clock: Clock,
+    ) -> Result<Account> {
+        if let Some(n) = name {
+            check_name(n)?;
+        }
+        std::fs::create_dir_all(home)
+            .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        let now = clock();
+        let account_key = AccountKey::generate(entropy.as_mut())?;
+        let device = DeviceKeys::generate(entropy.as_mut())?;
+        let invite = InviteKeys::generate(entropy.as_mut())?;
+        let cert = account_key.certify(&device, now);
+        let mut cert_bytes = Writer::new();
+        cert.encode(&mut cert_bytes);
+        let mut store = Store::create(&home.join(DB_FILE), key)?;
+        store.write(|tx| {
+            tx.insert_identity(&IdentityRow {
+                name: name.map(str::to_owned),
+                account_secret: account_key.secret_bytes(),
+                device_sign_secret: device.sign_secret(),
+                device_dh_secret: device.dh_secret_bytes(),
+                device_cert: cert_bytes.into_bytes(),
+                request_secret: crate::crypto::secret(invite.request.to_bytes()),
+                rendezvous_seed: invite.rendezvous_seed,
+                created_ms: now,
+            })
+        })?;
+        drop(store);
+        Self::open_with_key(home, key, entropy, clock)
+    }
+
+    pub fn open_with_key(
+        home: &Path,
+        key: &DatabaseKey,
+        entropy: Box<dyn Entropy + Send>,
+        clock: Clock,
+    ) -> Result<Account> {
+        let store = Store::open(&home.join(DB_FILE), key)?;
+        let id = store
+            .read()
+            .identity()?
+            .ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
+        let cert = DeviceCert::decode(&mut Reader::new(
+            &id.device_cert,
+            "stored device certificate",
+        ))?;
+        let me = LocalDevice {
+            cert,
+            keys: DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret),
+        };
+        let invite = InviteKeys {
+            request: x25519_dalek::StaticSecret::from(*id.request_secret),
+            rendezvous_seed: id.rendezvous_seed,
+        };
+        let groups = store
+            .read()
+            .load_groups()?
+            .into_iter()
+            .map(|g| (g.id, g))
+            .collect();
+        let mut account = Account {
+            store,
+            home: home.to_path_buf(),
+            me,
+            account_key: AccountKey::from_secret(&id.account_secret),
+            invite,
+            name: id.name,
+            groups,
+            topics: HashMap::new(),
+            entropy,
+            clock,
+        };
+        account.rebuild_topics();
+        Ok(account)
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Our contact card, as shared by link and QR code.
+    pub fn card(&self) -> ContactCard {
+        ContactCard {
+            account: self.account_key.public(),
+            request_key: self.invite.request_public(),
+            rendezvous_seed: self.invite.rendezvous_seed,
+            name: self.name.clone(),
+        }
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.account_key.public())
+    }
+
+    pub fn account_public(&self) -> [u8; 32] {
+        self.account_key.public()
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Recomputes the topic index: every epoch we hold, for every period from the group's
+    /// creation (less a day of clock skew) to tomorrow.
+    fn rebuild_topics(&mut self) {
+        let today = period_of(self.now());
+        self.topics.clear();
+        for group in self.groups.values() {
+            let first = period_of(group.created_ms).saturating_sub(1);
+            for epoch in group.epochs() {
+                for period in first..=today + 1 {
+                    self.topics
+                        .insert(epoch.topic(period), (group.id, epoch.id));
+                }
+            }
+        }
+    }
+
+    fn group(&self, id: &GroupId) -> Result<&Group> {
+        self.groups.get(id).ok_or_else(|| Error::NotFound {
+            what: "group",
+            name: data_encoding::HEXLOWER.encode(id),
+        })
+    }
+
+    /// Reloads in-memory state from the store after a failed transaction, so memory never runs
+    /// ahead of the disk.
+    fn reload(&mut self) -> Result<()> {
+        self.groups = self
+            .store
+            .read()
+            .load_groups()?
+            .into_iter()
+            .map(|g| (g.id, g))
+            .collect();
+        self.rebuild_topics();
+        Ok(())
+    }
+}
+
+/// Display names are at most 64 bytes and not empty.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::Malformed {
+            what: "name",
+            why: "it is empty",
+        });
+    }
+    if name.len() > crate::identity::MAX_NAME_LEN {
+        return Err(Error::TooLong {
+            what: "name",
+            len: name.len(),
+            max: crate::identity::MAX_NAME_LEN,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! Receiving: envelopes and requests from any path (bundle now, network and mesh later), the
+//! retry of envelopes that waited for keys, and the offline bundle.
+
+use std::collections::VecDeque;
+
+use super::{Account, ImportReport, MessageInfo, Received};
+use crate::bundle::Bundle;
+use crate::envelope::Envelope;
+use crate::error::{Error, Result};
+use crate::group::{Action, Event, Group, GroupId};
+use crate::store::{EnvelopeStatus, MessageRow, Rows};
+
+impl Account {
+    /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
+    /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
+    pub fn receive_envelope(&mut self, envelope: Envelope) -> Result<Received> {
+        let mut queue = VecDeque::from([envelope]);
+        let mut shown = Vec::new();
+        let mut first = true;
+        while let Some(envelope) = queue.pop_front() {
+            let outcome = self.receive_one(&envelope);
+            match outcome {
+                Ok(Some((messages, unblocked))) => {
+                    shown.extend(messages);
+                    for gid in unblocked {
+                        for bytes in self.store.read().waiting_envelopes(&gid)? {
+                            queue.push_back(Envelope::parse(bytes)?);
+                        }
+                    }
+                }
+                Ok(None) if first => return Ok(Received::Waiting),
+                Ok(None) => {}
+                Err(e) if first => return Err(e),
+                Err(_) => {}
+            }
+            first = false;
+        }
+        Ok(Received::Applied(shown))
+    }
+
+    /// Retries the envelopes of a group that waited for keys.
+    pub(super) fn retry_waiting(&mut self, gid: &GroupId) -> Result<Vec<MessageInfo>> {
+        let mut shown = Vec::new();
+        for bytes in self.store.read().waiting_envelopes(gid)? {
+            if let Ok(Received::Applied(m)) = self.receive_envelope(Envelope::parse(bytes)?) {
+                shown.extend(m);
+            }
+        }
+        Ok(shown)
+    }
+
+    /// Opens and applies one envelope. `Ok(None)`: stored to wait for its key. Otherwise the
+    /// messages it made visible and the groups in which waiting envelopes may now open.
+    fn receive_one(
+        &mut self,
+        envelope: &Envelope,
+    ) -> Result<Option<(Vec<MessageInfo>, Vec<GroupId>)>> {
+        let id = envelope.id();
+        match self.store.read().has_envelope(&id)? {
+            Some(EnvelopeStatus::Waiting) | None => {}
+            Some(_) => return Err(Error::Duplicate),
+        }
+        let (gid, epoch) = *self
+            .topics
+            .get(&envelope.topic())
+            .ok_or(Error::UnknownTopic)?;
+        let now = self.now();
+        let group = self
+            .groups
+            .get(&gid)
+            .expect("the topic index names only loaded groups");
+        let opened = match group.open(&self.me, envelope, &epoch) {
+            Ok(o) => o,
+            Err(Error::MissingKey) => {
+                self.store.write(|tx| {
+                    tx.put_envelope(
+                        &id,
+                        Some(&gid),
+                        envelope.as_bytes(),
+                        EnvelopeStatus::Waiting,
+                        now,
+                    )
+                })?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut group = self.groups.remove(&gid).expect("checked above");
+        let result = self.apply_opened(&mut group, envelope, opened, now);
+        self.groups.insert(gid, group);
+        match result {
+            Ok((rows, mut unblocked, joined)) => {
+                self.rebuild_topics();
+                if let Some(new_gid) = joined {
+                    unblocked.push(new_gid);
+                }
+                self.heal_if_needed(&gid)?;
+                let name = self.conversation_name(&gid);
+                Ok(Some((
+                    rows.iter().map(|r| self.message_info(r, &name)).collect(),
+                    unblocked,
+                )))
+            }
+            Err(e) => {
+                self.reload()?;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn apply_opened(
+        &mut self,
+        group: &mut Group,
+        envelope: &Envelope,
+        opened: crate::group::Opened,
+        now: u64,
+    ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>)> {
+        let id = envelope.id();
+        let gid = group.id;
+        let event = group.accept(&self.me, opened)?;
+        let mut rows = Vec::new();
+        let mut unblocked = Vec::new();
+        let mut joined: Option<Group> = None;
+        let mut announce = None;
+        match event {
+            Event::Message {
+                id,
+                sender,
+                lamport,
+                sent_ms,
+                text,
+            } => rows.push(MessageRow {
+                id,
+                group_id: gid,
+                sender,
+                lamport,
+                sent_ms,
+                kind: "text".into(),
+                body: text,
+                outgoing: false,
+            }),
+            Event::KeysArrived { .. } => unblocked.push(gid),
+            Event::MembershipChanged {
+                id,
+                op,
+                lamport,
+                we_were_removed,
+            } => {
+                let (kind, body) = match &op.action {
+                    Action::Create { name } => ("created", name.clone()),
+                    Action::Add { member, .. } => ("added", self.display_name(member)),
+                    Action::Remove { .. } if we_were_removed => ("removed", "you".to_owned()),
+                    Action::Remove { member } => ("removed", self.display_name(member)),
+                    Action::Rekey => ("rekeyed", String::new()),
+                };
+                rows.push(MessageRow {
+                    id,
+                    group_id: gid,
+                    sender: op.author.account,
+                    lamport,
+                    sent_ms: op.created_ms,
+                    kind: kind.into(),
+                    body,
+                    outgoing: false,
+                });
+                unblocked.push(gid);
+            }
+            Event::Invited { from, welcome, .. } => {
+                let known_contact = self
+                    .store
+                    .read()
+                    .contact_by_account(&from.account)?
+                    .is_some();
+                if known_contact && !self.groups.contains_key(&welcome.group) {
+                    let mut g = Group::from_welcome(&self.me, &welcome, &from, now)?;
+                    announce = Some(g.announce(&self.me, now, self.entropy.as_mut())?);
+                    rows.push(MessageRow {
+                        id: crate::envelope::EnvelopeId(g.id),
+                        group_id: g.id,
+                        sender: self.account_public(),
+                        lamport: 0,
+                        sent_ms: now,
+                        kind: "joined".into(),
+                        body: g.name().to_owned(),
+                        outgoing: false,
+                    });
+                    joined = Some(g);
+                }
+            }
+            Event::Nothing => {}
+        }
+        self.store.write(|tx| {
+            tx.put_envelope(
+                &id,
+                Some(&gid),
+                envelope.as_bytes(),
+                EnvelopeStatus::Opened,
+                now,
+            )?;
+            for row in &rows {
+                tx.insert_message(row)?;
+            }
+            tx.save_group(group)?;
+            if let Some(g) = joined.as_mut() {
+                tx.save_group(g)?;
+                if let Some(a) = &announce {
+                    tx.put_envelope(
+                        &a.envelope.id(),
+                        Some(&g.id),
+                        a.envelope.as_bytes(),
+                        EnvelopeStatus::Sent,
+                        now,
+                    )?;
+                }
+            }
+            Ok(())
+        })?;
+        let joined_id = joined.as_ref().map(|g| g.id);
+        if let Some(g) = joined {
+            self.groups.insert(g.id, g);
+        }
+        Ok((rows, unblocked, joined_id))
+    }
+
+    /// Everything another device may lack: our pending contact requests and every envelope we
+    /// hold. All of it is already encrypted.
+    pub fn export_bundle(&self) -> Result<Vec<u8>> {
+        let requests = self
+            .store
+            .read()
+            .contacts()?
+            .into_iter()
+            .filter_map(|c| c.request)
+            .collect();
+        let envelopes = self
+            .store
+            .read()
+            .all_envelopes()?
+            .into_iter()
+            .map(Envelope::parse)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bundle {
+            requests,
+            envelopes,
+        }
+        .encode())
+    }
+
+    /// Imports a bundle: requests first, then envelopes, repeated while any pass makes progress
+    /// so that the order inside the file does not matter.
+    pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<ImportReport> {
+        let (bundle, malformed) = Bundle::decode(bytes)?;
+        let mut report = ImportReport {
+            rejected: malformed,
+            ..ImportReport::default()
+        };
+        let groups_before: Vec<GroupId> = self.groups.keys().copied().collect();
+        for request in &bundle.requests {
+            match self.receive_request(request) {
+                Ok(Some(name)) => report.new_contacts.push(name),
+                Ok(None) => report.duplicates += 1,
+                Err(Error::DecryptionFailed) => {} // for someone else: carried, not ours
+                Err(_) => report.rejected += 1,
+            }
+        }
+        let mut pending = bundle.envelopes;
+        loop {
+            let mut progress = false;
+            let mut unknown = Vec::new();
+            for envelope in pending {
+                match self.receive_envelope(envelope.clone()) {
+                    Ok(Received::Applied(messages)) => {
+                        progress = true;
+                        report.messages.extend(messages);
+                    }
+                    Ok(Received::Waiting) => report.waiting += 1,
+                    Err(Error::Duplicate) => report.duplicates += 1,
+                    Err(Error::UnknownTopic) => unknown.push(envelope),
+                    Err(_) => report.rejected += 1,
+                }
+            }
+            pending = unknown;
+            if !progress || pending.is_empty() {
+                break;
+            }
+        }
+        report.unreadable = pending.len();
+        report.waiting = self.count_waiting()?;
+        for (gid, group) in &self.groups {
+            if !groups_before.contains(gid) && group.kind == crate::group::GroupKind::Many {
+                report.joined_groups.push(group.name().to_owned());
+            }
+        }
+        Ok(report)
+    }
+
+    fn count_waiting(&self) -> Result<usize> {
+        let n: i64 = self.store.read().query_row(
+            "SELECT count(*) FROM envelopes WHERE status = 'waiting'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,72 @@
+//! What the account hands to its callers: plain data, ready to print or to bind.
+
+use crate::store::ContactStatus;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactInfo {
+    pub name: String,
+    pub account: [u8; 32],
+    pub fingerprint: String,
+    pub status: ContactStatus,
+    pub verified: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConversationKind {
+    Contact,
+    Group,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationInfo {
+    pub kind: ConversationKind,
+    pub name: String,
+    pub id: [u8; 32],
+    pub members: usize,
+    /// False once we were removed from the group.
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub name: String,
+    pub account: [u8; 32],
+    pub admin: bool,
+    pub is_me: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub id: String,
+    pub conversation: String,
+    pub sender: String,
+    pub outgoing: bool,
+    pub sent_ms: u64,
+    pub lamport: u64,
+    /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
+    pub kind: String,
+    pub body: String,
+}
+
+/// What one received envelope did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Applied; carries the messages it made visible (its own and any that were waiting on it).
+    Applied(Vec<MessageInfo>),
+    /// Stored until its sender's key arrives.
+    Waiting,
+}
+
+/// The outcome of importing a bundle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub new_contacts: Vec<String>,
+    pub messages: Vec<MessageInfo>,
+    pub joined_groups: Vec<String>,
+    pub duplicates: usize,
+    pub waiting: usize,
+    /// Envelopes of conversations we are not in (or no longer in): carried, not readable.
+    pub unreadable: usize,
+    /// Envelopes or requests that failed to authenticate or decode.
+    pub rejected: usize,
+}

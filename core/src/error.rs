@@ -1,0 +1,123 @@
+//! The one error type of `weft-core`. Every variant says what went wrong in terms a caller can
+//! act on; none carries secret material.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the engine and the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bytes from outside ended before a field was complete.
+    #[error("truncated input: {what} needs {needed} more bytes")]
+    Truncated { what: &'static str, needed: usize },
+    /// A declared length is larger than the protocol allows.
+    #[error("{what} is {len} bytes, more than the limit of {max}")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    /// A field holds a value the protocol does not define.
+    #[error("malformed {what}: {why}")]
+    Malformed {
+        what: &'static str,
+        why: &'static str,
+    },
+    /// Bytes follow the end of a structure that should have ended.
+    #[error("{what} has {extra} unexpected trailing bytes")]
+    TrailingBytes { what: &'static str, extra: usize },
+    /// A version byte this build does not speak.
+    #[error("{what} has version {found}; this build understands version {supported}")]
+    UnsupportedVersion {
+        what: &'static str,
+        found: u8,
+        supported: u8,
+    },
+    /// A link whose checksum does not match: usually a typo or a cut-off copy.
+    #[error("the link's checksum does not match; copy the whole link again")]
+    BadChecksum,
+    /// A link that is not a Weft link of the expected kind.
+    #[error("not a Weft {expected} link (it should start with {prefix})")]
+    NotALink {
+        expected: &'static str,
+        prefix: &'static str,
+    },
+    /// Authenticated decryption failed. Deliberately says nothing about why.
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// A signature did not verify.
+    #[error("invalid signature on {what}")]
+    BadSignature { what: &'static str },
+    /// An envelope for a topic of no group we are in (or no longer in).
+    #[error("envelope for an unknown topic")]
+    UnknownTopic,
+    /// The sender is not (or no longer) a member of the group.
+    #[error("sender is not a member of the group")]
+    NotAMember,
+    /// The author of a membership change lacks the right to make it.
+    #[error("not allowed: {0}")]
+    NotAllowed(&'static str),
+    /// The key for a message is not known yet (its key share has not arrived).
+    #[error("the sender's key for this message has not arrived yet")]
+    MissingKey,
+    /// The message key was already used: a replay, or a duplicate on another path.
+    #[error("message already received")]
+    Duplicate,
+    /// A message claims a chain position too far ahead of what we have seen.
+    #[error("message is {gap} steps ahead of its chain; at most {max} are accepted")]
+    GapTooLarge { gap: u32, max: u32 },
+    /// A lookup by name or id found nothing.
+    #[error("no {what} named {name:?}")]
+    NotFound { what: &'static str, name: String },
+    /// A lookup by name matched several things.
+    #[error("{name:?} is ambiguous: it names {count} {what}s; use a longer name or the id")]
+    Ambiguous {
+        what: &'static str,
+        name: String,
+        count: usize,
+    },
+    /// Something already exists where the caller meant to create it.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A limit of the protocol or of this build was reached.
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
+    /// The passphrase does not open this home's database.
+    #[error("wrong passphrase for {0}")]
+    WrongPassphrase(PathBuf),
+    /// No account has been created in this home yet.
+    #[error("no Weft account in {0}; create one with `weft init --name NAME`")]
+    NoAccount(PathBuf),
+    /// The database was written by a newer Weft.
+    #[error(
+        "the database at {path} has schema version {found}, newer than this build's {supported}; upgrade weft"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The file system reported an error.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Entropy,
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,55 @@
+//! Epochs: a group's shared secret between two membership changes. Everything derived from it
+//! (topics, the header key, the control key) changes when membership does, so a removed member
+//! can neither read new headers nor recognise the group's new topics.
+
+use crate::crypto::{Secret32, derive_array, label, secret};
+use crate::envelope::{TOPIC_LEN, Topic};
+
+/// Topics rotate once a day.
+pub const PERIOD_MS: u64 = 24 * 60 * 60 * 1000;
+
+pub fn period_of(time_ms: u64) -> u64 {
+    time_ms / PERIOD_MS
+}
+
+const TOPIC: &[u8] = label("weft/v1/topic");
+const HEADER_KEY: &[u8] = label("weft/v1/header-key");
+const CONTROL_KEY: &[u8] = label("weft/v1/control-key");
+
+#[derive(Clone)]
+pub struct Epoch {
+    /// The membership operation that started the epoch (or the pair group's id).
+    pub id: [u8; 32],
+    pub secret: Secret32,
+}
+
+impl Epoch {
+    pub fn new(id: [u8; 32], secret_bytes: [u8; 32]) -> Self {
+        Epoch {
+            id,
+            secret: secret(secret_bytes),
+        }
+    }
+
+    /// The topic for a period: unlinkable across periods without the secret.
+    pub fn topic(&self, period: u64) -> Topic {
+        let full: [u8; 32] =
+            derive_array(&period.to_be_bytes(), &self.secret[..], &[TOPIC, &self.id]);
+        full[..TOPIC_LEN].try_into().expect("32 > 16")
+    }
+
+    pub fn header_key(&self) -> Secret32 {
+        secret(derive_array(&self.id, &self.secret[..], &[HEADER_KEY]))
+    }
+
+    /// Body key of control messages (key shares, membership changes), which must be readable
+    /// by members that do not hold the sender's chain yet. Salted by the envelope's nonce, so
+    /// each control message has a key of its own.
+    pub fn control_key(&self, nonce: &[u8]) -> Secret32 {
+        secret(derive_array(
+            nonce,
+            &self.secret[..],
+            &[CONTROL_KEY, &self.id],
+        ))
+    }
+}

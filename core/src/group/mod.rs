@@ -1,0 +1,20 @@
+//! Groups: every conversation is one (a 1:1 chat is a group of two). A group is a pure state
+//! machine: envelopes and the current time in, envelopes and events out. It never touches the
+//! disk or the network; `crate::account` stores it and carries its envelopes.
+
+mod chain;
+mod content;
+mod epoch;
+mod membership;
+mod state;
+
+pub use chain::{MAX_GAP, MAX_SKIPPED_PER_CHAIN, OwnChain, PeerChain, step as chain_step};
+pub use content::{Content, Inner, KeyShare, MAX_TEXT_LEN, Share, Welcome};
+pub use epoch::{Epoch, PERIOD_MS, period_of};
+pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
+pub use state::{
+    Event, Group, GroupKind, LocalDevice, Opened, RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, Sealed,
+};
+
+/// A group's id. Never sent in clear: it lives only inside encrypted headers and signatures.
+pub type GroupId = [u8; 32];

@@ -1,0 +1,1072 @@
+//! The group state machine: sealing messages into envelopes and opening envelopes into events.
+//!
+//! Opening is split in two: [`Group::open`] authenticates an envelope without changing anything,
+//! and [`Group::accept`] applies what was opened. A tampered, replayed or forged envelope thus
+//! never touches the state, and the caller can persist the change in one transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use zeroize::Zeroizing;
+
+use super::GroupId;
+use super::chain::{OwnChain, PeerChain};
+use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Share, Welcome, signed_bytes};
+use super::epoch::{Epoch, period_of};
+use super::membership::{Action, MAX_MEMBERS, Membership, OpHash, SignedOp};
+use crate::crypto::{self, Entropy, label, open_sealed, seal_to};
+use crate::envelope::{self, Envelope, EnvelopeId, HEADER_PLAIN_LEN};
+use crate::error::{Error, Result};
+use crate::identity::{AccountPublic, DeviceCert, DeviceId, DeviceKeys, verify_signature};
+use crate::wire::{Reader, Writer};
+
+/// Chain index that marks a control message (key share or membership change), whose body is
+/// sealed under the epoch's control key rather than a chain's message key.
+const CONTROL_INDEX: u32 = u32::MAX;
+/// A chain is re-seeded with fresh randomness after this long...
+pub const RESEED_AFTER_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// ...or after this many messages, whichever comes first.
+pub const RESEED_AFTER_MESSAGES: u32 = 10_000;
+
+const CHAIN_SHARE: &[u8] = label("weft/v1/chain-share");
+const EPOCH_SHARE: &[u8] = label("weft/v1/epoch-share");
+const PAIR_GROUP_ID: &str = "weft/v1/pair-group-id";
+const PAIR_SECRET: &[u8] = label("weft/v1/pair-secret");
+const STATE_VERSION: u8 = 1;
+
+/// This device, as the group machine needs it.
+pub struct LocalDevice {
+    pub cert: DeviceCert,
+    pub keys: DeviceKeys,
+}
+
+impl LocalDevice {
+    pub fn account(&self) -> AccountPublic {
+        self.cert.account
+    }
+    pub fn id(&self) -> DeviceId {
+        self.cert.device
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    /// A 1:1 conversation; its membership never changes.
+    Pair { accounts: [AccountPublic; 2] },
+    /// A group with a membership log.
+    Many,
+}
+
+/// An envelope this device made, with what it says.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub envelope: Envelope,
+    pub inner: Inner,
+}
+
+/// An authenticated envelope, not yet applied.
+pub struct Opened {
+    pub id: EnvelopeId,
+    pub sender: DeviceCert,
+    pub inner: Inner,
+    chain_update: Option<((DeviceId, u32), PeerChain)>,
+}
+
+/// What applying an envelope meant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Message {
+        id: EnvelopeId,
+        sender: AccountPublic,
+        lamport: u64,
+        sent_ms: u64,
+        text: String,
+    },
+    /// A device handed us its chain: messages waiting for it can now be opened.
+    KeysArrived { device: DeviceId },
+    MembershipChanged {
+        id: EnvelopeId,
+        op: SignedOp,
+        lamport: u64,
+        we_were_removed: bool,
+    },
+    Invited {
+        id: EnvelopeId,
+        from: DeviceCert,
+        welcome: Box<Welcome>,
+    },
+    /// A control message with nothing new in it.
+    Nothing,
+}
+
+/// One group's whole state.
+pub struct Group {
+    pub id: GroupId,
+    pub kind: GroupKind,
+    pub created_ms: u64,
+    ops: BTreeMap<OpHash, SignedOp>,
+    membership: Membership,
+    devices: BTreeMap<DeviceId, DeviceCert>,
+    epochs: BTreeMap<[u8; 32], Epoch>,
+    own: Option<OwnChain>,
+    /// Devices (or, for a welcome, accounts) that hold our current chain.
+    shared_with: BTreeSet<[u8; 32]>,
+    peers: BTreeMap<(DeviceId, u32), PeerChain>,
+    heads: BTreeSet<EnvelopeId>,
+    lamport: u64,
+    dirty_peers: BTreeSet<(DeviceId, u32)>,
+}
+
+impl Group {
+    fn empty(id: GroupId, kind: GroupKind, created_ms: u64) -> Self {
+        Group {
+            id,
+            kind,
+            created_ms,
+            ops: BTreeMap::new(),
+            membership: Membership::default(),
+            devices: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            own: None,
+            shared_with: BTreeSet::new(),
+            peers: BTreeMap::new(),
+            heads: BTreeSet::new(),
+            lamport: 0,
+            dirty_peers: BTreeSet::new(),
+        }
+    }
+
+    /// Founds a group with this device's account as its only member and admin.
+    pub fn create(
+        me: &LocalDevice,
+        name: &str,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self> {
+        if name.len() > super::membership::MAX_GROUP_NAME_LEN {
+            return Err(Error::TooLong {
+                what: "group name",
+                len: name.len(),
+                max: super::membership::MAX_GROUP_NAME_LEN,
+            });
+        }
+        let id = entropy.bytes32()?;
+        let op = SignedOp::new(
+            id,
+            vec![],
+            me.cert.clone(),
+            &me.keys,
+            now_ms,
+            Action::Create {
+                name: name.to_owned(),
+            },
+        );
+        let mut group = Group::empty(id, GroupKind::Many, now_ms);
+        group
+            .epochs
+            .insert(op.hash(), Epoch::new(op.hash(), entropy.bytes32()?));
+        group.ops.insert(op.hash(), op);
+        group.refresh_membership();
+        Ok(group)
+    }
+
+    /// The 1:1 group of two accounts. Both sides derive the same id and secret from the X25519
+    /// agreement of their request keys, so two people who add each other at the same time end
+    /// up in one conversation, not two.
+    pub fn pair(
+        me: &LocalDevice,
+        peer: AccountPublic,
+        shared_secret: &[u8; 32],
+        created_ms: u64,
+    ) -> Self {
+        let accounts = if me.account() <= peer {
+            [me.account(), peer]
+        } else {
+            [peer, me.account()]
+        };
+        let mut both = [0u8; 64];
+        both[..32].copy_from_slice(&accounts[0]);
+        both[32..].copy_from_slice(&accounts[1]);
+        let id = blake3::derive_key(PAIR_GROUP_ID, &both);
+        let secret: [u8; 32] = crypto::derive_array(&both, shared_secret, &[PAIR_SECRET]);
+        let mut group = Group::empty(id, GroupKind::Pair { accounts }, created_ms);
+        group.epochs.insert(id, Epoch::new(id, secret));
+        group.devices.insert(me.id(), me.cert.clone());
+        group
+    }
+
+    /// Joins a group from an invitation.
+    pub fn from_welcome(
+        me: &LocalDevice,
+        welcome: &Welcome,
+        inviter: &DeviceCert,
+        now_ms: u64,
+    ) -> Result<Self> {
+        let mut group = Group::empty(welcome.group, GroupKind::Many, now_ms);
+        for op in &welcome.ops {
+            if op.group != welcome.group {
+                return Err(Error::Malformed {
+                    what: "invitation",
+                    why: "operation of another group",
+                });
+            }
+            group.ops.insert(op.hash(), op.clone());
+        }
+        group.refresh_membership();
+        if group.membership.applied.last() != Some(&welcome.epoch) {
+            return Err(Error::Malformed {
+                what: "invitation",
+                why: "epoch is not the log's latest",
+            });
+        }
+        if !group.membership.members.contains_key(&me.account()) {
+            return Err(Error::NotAMember);
+        }
+        if !group.membership.members.contains_key(&inviter.account) {
+            return Err(Error::NotAMember);
+        }
+        group.created_ms = group
+            .ops
+            .values()
+            .map(|o| o.created_ms)
+            .min()
+            .unwrap_or(now_ms);
+        group.epochs.insert(
+            welcome.epoch,
+            Epoch::new(welcome.epoch, welcome.epoch_secret),
+        );
+        for cert in &welcome.devices {
+            if cert.verify().is_ok() && group.is_member(&cert.account) {
+                group.devices.insert(cert.device, cert.clone());
+            }
+        }
+        group.devices.insert(inviter.device, inviter.clone());
+        group.devices.insert(me.id(), me.cert.clone());
+        let key = (inviter.device, welcome.inviter_generation);
+        group.peers.insert(
+            key,
+            PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key),
+        );
+        group.dirty_peers.insert(key);
+        Ok(group)
+    }
+
+    fn refresh_membership(&mut self) {
+        self.membership = Membership::replay(&self.id, &self.ops);
+        for (id, cert) in &self.membership.devices {
+            self.devices.entry(*id).or_insert_with(|| cert.clone());
+        }
+        if self.kind == GroupKind::Many {
+            let members = self.membership.members.clone();
+            self.devices
+                .retain(|_, cert| members.contains_key(&cert.account));
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.membership.name
+    }
+
+    pub fn is_member(&self, account: &AccountPublic) -> bool {
+        match &self.kind {
+            GroupKind::Pair { accounts } => accounts.contains(account),
+            GroupKind::Many => self.membership.members.contains_key(account),
+        }
+    }
+
+    pub fn is_admin(&self, account: &AccountPublic) -> bool {
+        matches!(self.kind, GroupKind::Many)
+            && self
+                .membership
+                .members
+                .get(account)
+                .is_some_and(|m| m.admin)
+    }
+
+    /// Member accounts with their names from the log (pair groups have none).
+    pub fn members(&self) -> Vec<(AccountPublic, super::Member)> {
+        match &self.kind {
+            GroupKind::Pair { accounts } => accounts
+                .iter()
+                .map(|a| {
+                    (
+                        *a,
+                        super::Member {
+                            name: None,
+                            admin: false,
+                        },
+                    )
+                })
+                .collect(),
+            GroupKind::Many => self
+                .membership
+                .members
+                .iter()
+                .map(|(a, m)| (*a, m.clone()))
+                .collect(),
+        }
+    }
+
+    /// The epoch messages are sent in now, if we hold its secret.
+    pub fn current_epoch(&self) -> Option<&Epoch> {
+        let id = match &self.kind {
+            GroupKind::Pair { .. } => self.id,
+            GroupKind::Many => *self.membership.applied.last()?,
+        };
+        self.epochs.get(&id)
+    }
+
+    /// Every epoch whose secret we hold.
+    pub fn epochs(&self) -> impl Iterator<Item = &Epoch> {
+        self.epochs.values()
+    }
+
+    /// The name an admin gave an account when adding it, even if it has since left.
+    pub fn name_given_to(&self, account: &AccountPublic) -> Option<String> {
+        self.ops.values().find_map(|op| match &op.action {
+            Action::Add { member, name, .. } if member == account => name.clone(),
+            _ => None,
+        })
+    }
+
+    /// Known devices of one account.
+    pub fn devices_of(&self, account: &AccountPublic) -> Vec<DeviceCert> {
+        self.devices
+            .values()
+            .filter(|c| c.account == *account)
+            .cloned()
+            .collect()
+    }
+
+    /// Registers a device certificate of a member (from a contact request, for example).
+    pub fn learn_device(&mut self, cert: &DeviceCert) -> Result<()> {
+        cert.verify()?;
+        if !self.is_member(&cert.account) {
+            return Err(Error::NotAMember);
+        }
+        self.devices.insert(cert.device, cert.clone());
+        Ok(())
+    }
+
+    /// Registers a chain another device handed us out of band (in a contact request).
+    pub fn learn_chain(
+        &mut self,
+        device: DeviceId,
+        generation: u32,
+        start_index: u32,
+        chain_key: [u8; 32],
+    ) {
+        let key = (device, generation);
+        if !self.peers.contains_key(&key) {
+            self.peers
+                .insert(key, PeerChain::new(start_index, chain_key));
+            self.dirty_peers.insert(key);
+        }
+    }
+
+    /// Marks that `holder` (a device or an account) received our current chain out of band.
+    pub fn mark_shared(&mut self, holder: [u8; 32]) {
+        self.shared_with.insert(holder);
+    }
+
+    /// Our current chain, created (and so re-seeded) when missing, when the epoch changed, or
+    /// when the schedule says so. Returns whether it is new.
+    pub fn ensure_own_chain(
+        &mut self,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<&OwnChain> {
+        let epoch = self.current_epoch().ok_or(Error::NotAMember)?.id;
+        let due = match &self.own {
+            None => true,
+            Some(own) => {
+                own.epoch != epoch
+                    || now_ms.saturating_sub(own.created_ms) >= RESEED_AFTER_MS
+                    || own.next_index >= RESEED_AFTER_MESSAGES
+            }
+        };
+        if due {
+            let generation = self.own.as_ref().map_or(Ok(0), |o| {
+                o.generation
+                    .checked_add(1)
+                    .ok_or(Error::Limit("chain generations exhausted"))
+            })?;
+            self.own = Some(OwnChain {
+                generation,
+                next_index: 0,
+                chain_key: crypto::secret(entropy.bytes32()?),
+                created_ms: now_ms,
+                epoch,
+            });
+            self.shared_with.clear();
+        }
+        Ok(self.own.as_ref().expect("set above"))
+    }
+
+    /// Member devices other than ours that lack our current chain.
+    fn devices_lacking_chain(&self, me: &LocalDevice) -> Vec<DeviceCert> {
+        self.devices
+            .values()
+            .filter(|c| c.device != me.id() && self.is_member(&c.account))
+            .filter(|c| {
+                !self.shared_with.contains(&c.device) && !self.shared_with.contains(&c.account)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Seals a text message, preceded by a key share when some member device lacks our chain.
+    pub fn send_text(
+        &mut self,
+        me: &LocalDevice,
+        text: &str,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if text.len() > super::content::MAX_TEXT_LEN {
+            return Err(Error::TooLong {
+                what: "message",
+                len: text.len(),
+                max: super::content::MAX_TEXT_LEN,
+            });
+        }
+        self.send(me, Content::Text(text.to_owned()), now_ms, entropy)
+    }
+
+    /// Seals an invitation (sent inside a 1:1 group).
+    pub fn send_invite(
+        &mut self,
+        me: &LocalDevice,
+        welcome: Welcome,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        self.send(me, Content::Invite(Box::new(welcome)), now_ms, entropy)
+    }
+
+    fn send(
+        &mut self,
+        me: &LocalDevice,
+        content: Content,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if !self.is_member(&me.account()) {
+            return Err(Error::NotAMember);
+        }
+        let is_new = self.own.as_ref().map(|o| (o.generation, o.epoch));
+        self.ensure_own_chain(now_ms, entropy)?;
+        let fresh = is_new != self.own.as_ref().map(|o| (o.generation, o.epoch));
+        let mut out = Vec::new();
+        let lacking = self.devices_lacking_chain(me);
+        if fresh || !lacking.is_empty() {
+            out.push(self.key_share(me, &lacking, now_ms, entropy)?);
+        }
+        let own = self.own.as_mut().expect("ensured above");
+        let generation = own.generation;
+        let (index, message_key) = own.advance()?;
+        out.push(self.seal(
+            me,
+            generation,
+            index,
+            &message_key,
+            content,
+            now_ms,
+            entropy,
+        )?);
+        Ok(out)
+    }
+
+    /// Announces this device and hands our chain to every member device that lacks it.
+    pub fn announce(
+        &mut self,
+        me: &LocalDevice,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        self.ensure_own_chain(now_ms, entropy)?;
+        let lacking = self.devices_lacking_chain(me);
+        self.key_share(me, &lacking, now_ms, entropy)
+    }
+
+    fn key_share(
+        &mut self,
+        me: &LocalDevice,
+        to: &[DeviceCert],
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        let own = self.own.as_ref().ok_or(Error::NotAMember)?;
+        let (generation, start_index, chain_key) =
+            (own.generation, own.next_index, own.chain_key.clone());
+        let mut shares = Vec::with_capacity(to.len());
+        for cert in to {
+            let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
+            shares.push(Share {
+                device: cert.device,
+                sealed: seal_to(&cert.dh, &context, &chain_key[..], entropy)?,
+            });
+        }
+        let content = Content::KeyShare(KeyShare {
+            cert: me.cert.clone(),
+            generation,
+            start_index,
+            shares,
+        });
+        let sealed = self.seal_control(me, content, now_ms, entropy)?;
+        for cert in to {
+            self.shared_with.insert(cert.device);
+        }
+        Ok(sealed)
+    }
+
+    fn chain_share_context(
+        &self,
+        sender: &DeviceId,
+        generation: u32,
+        start: u32,
+        recipient: &DeviceId,
+    ) -> Vec<u8> {
+        let mut w = Writer::with_capacity(128);
+        w.raw(CHAIN_SHARE)
+            .raw(&self.id)
+            .raw(sender)
+            .u32(generation)
+            .u32(start)
+            .raw(recipient);
+        w.into_bytes()
+    }
+
+    fn epoch_share_context(&self, epoch: &[u8; 32], recipient: &DeviceId) -> Vec<u8> {
+        let mut w = Writer::with_capacity(128);
+        w.raw(EPOCH_SHARE).raw(&self.id).raw(epoch).raw(recipient);
+        w.into_bytes()
+    }
+
+    /// Proposes a membership change: an admin's operation, sealed in the current epoch, with the
+    /// next epoch's secret sealed to every device that remains.
+    pub fn change_membership(
+        &mut self,
+        me: &LocalDevice,
+        action: Action,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        if self.kind != GroupKind::Many {
+            return Err(Error::NotAllowed(
+                "the members of a 1:1 conversation cannot change",
+            ));
+        }
+        if !self.is_admin(&me.account()) {
+            return Err(Error::NotAllowed(
+                "only an admin can change who is in a group",
+            ));
+        }
+        if let Action::Add { member, .. } = &action {
+            if self.is_member(member) {
+                return Err(Error::AlreadyExists("that member".into()));
+            }
+            if self.membership.members.len() >= MAX_MEMBERS {
+                return Err(Error::Limit("a group has at most 128 members"));
+            }
+        }
+        if let Action::Remove { member } = &action {
+            if !self.is_member(member) {
+                return Err(Error::NotAMember);
+            }
+            if *member == me.account() {
+                return Err(Error::NotAllowed("an admin cannot remove themselves yet"));
+            }
+        }
+        let parents: Vec<OpHash> = self.membership.heads.iter().copied().collect();
+        let op = SignedOp::new(self.id, parents, me.cert.clone(), &me.keys, now_ms, action);
+        let hash = op.hash();
+        let mut next_ops = self.ops.clone();
+        next_ops.insert(hash, op.clone());
+        let next = Membership::replay(&self.id, &next_ops);
+        if next.applied.last() != Some(&hash) {
+            return Err(Error::NotAllowed(
+                "the change is not valid in the current log",
+            ));
+        }
+        let secret = Zeroizing::new(entropy.bytes32()?);
+        let mut epoch_shares = Vec::new();
+        let mut recipients: BTreeMap<DeviceId, DeviceCert> = self.devices.clone();
+        recipients.extend(next.devices.clone());
+        for cert in recipients.values() {
+            if cert.device != me.id() && next.members.contains_key(&cert.account) {
+                let context = self.epoch_share_context(&hash, &cert.device);
+                epoch_shares.push(Share {
+                    device: cert.device,
+                    sealed: seal_to(&cert.dh, &context, &secret[..], entropy)?,
+                });
+            }
+        }
+        let sealed = self.seal_control(
+            me,
+            Content::Membership {
+                op: op.clone(),
+                epoch_shares,
+            },
+            now_ms,
+            entropy,
+        )?;
+        self.ops = next_ops;
+        self.epochs.insert(hash, Epoch::new(hash, *secret));
+        self.refresh_membership();
+        Ok(sealed)
+    }
+
+    /// What `invitee` needs to join, after their `Add` was applied. Hands over our chain for
+    /// the current epoch, so the invitee reads us from our next message on.
+    pub fn welcome(
+        &mut self,
+        invitee: &AccountPublic,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Welcome> {
+        if !self.is_member(invitee) {
+            return Err(Error::NotAMember);
+        }
+        let epoch = self.current_epoch().ok_or(Error::NotAMember)?.clone();
+        let own = self.ensure_own_chain(now_ms, entropy)?.clone();
+        self.shared_with.insert(*invitee);
+        let ops: Vec<SignedOp> = self
+            .membership
+            .applied
+            .iter()
+            .map(|h| self.ops[h].clone())
+            .collect();
+        if ops.len() > 100 {
+            return Err(Error::Limit(
+                "groups with more than 100 membership changes cannot invite yet",
+            ));
+        }
+        Ok(Welcome {
+            group: self.id,
+            ops,
+            epoch: epoch.id,
+            epoch_secret: *epoch.secret,
+            devices: self.devices.values().cloned().collect(),
+            inviter_generation: own.generation,
+            inviter_index: own.next_index,
+            inviter_chain_key: *own.chain_key,
+        })
+    }
+
+    fn next_inner(&self, content: Content, now_ms: u64) -> Inner {
+        let parents: Vec<EnvelopeId> = self.heads.iter().rev().take(MAX_PARENTS).copied().collect();
+        Inner {
+            lamport: self.lamport + 1,
+            sent_ms: now_ms,
+            parents,
+            content,
+        }
+    }
+
+    fn seal_control(
+        &mut self,
+        me: &LocalDevice,
+        content: Content,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        let nonce = entropy.nonce()?;
+        let epoch = self.current_epoch().ok_or(Error::NotAMember)?;
+        let key = epoch.control_key(&nonce);
+        self.seal_with_nonce(me, 0, CONTROL_INDEX, &key, content, now_ms, nonce)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn seal(
+        &mut self,
+        me: &LocalDevice,
+        generation: u32,
+        index: u32,
+        message_key: &[u8; 32],
+        content: Content,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        let nonce = entropy.nonce()?;
+        self.seal_with_nonce(me, generation, index, message_key, content, now_ms, nonce)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn seal_with_nonce(
+        &mut self,
+        me: &LocalDevice,
+        generation: u32,
+        index: u32,
+        body_key: &[u8; 32],
+        content: Content,
+        now_ms: u64,
+        nonce: [u8; 24],
+    ) -> Result<Sealed> {
+        let epoch = self.current_epoch().ok_or(Error::NotAMember)?;
+        let topic = epoch.topic(period_of(now_ms));
+        let header_key = epoch.header_key();
+        let inner = self.next_inner(content, now_ms);
+        let inner_bytes = inner.encode();
+        let mut header = [0u8; HEADER_PLAIN_LEN];
+        header[..32].copy_from_slice(&me.id());
+        header[32..36].copy_from_slice(&generation.to_be_bytes());
+        header[36..].copy_from_slice(&index.to_be_bytes());
+        let signature = me.keys.sign(&signed_bytes(&self.id, &header, &inner_bytes));
+
+        let body_len = 4 + inner_bytes.len() + 64;
+        let total = envelope::bucket_for(body_len)?;
+        let mut body =
+            Vec::with_capacity(total - envelope::PREFIX_LEN - envelope::HEADER_SEALED_LEN);
+        body.extend_from_slice(&(inner_bytes.len() as u32).to_be_bytes());
+        body.extend_from_slice(&inner_bytes);
+        body.extend_from_slice(&signature);
+        body.resize(total - envelope::OVERHEAD, 0);
+
+        let mut aad = Vec::with_capacity(1 + envelope::TOPIC_LEN + envelope::HEADER_SEALED_LEN);
+        aad.push(envelope::ENVELOPE_VERSION);
+        aad.extend_from_slice(&topic);
+        let mut sealed = crypto::seal(&header_key, &nonce, &aad, &header);
+        aad.extend_from_slice(&sealed);
+        crypto::seal_in_place(body_key, &nonce, &aad, &mut body);
+        sealed.extend_from_slice(&body);
+        let envelope = Envelope::from_parts(&topic, &nonce, sealed);
+
+        let id = envelope.id();
+        for p in &inner.parents {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.lamport = inner.lamport;
+        Ok(Sealed { envelope, inner })
+    }
+
+    /// Authenticates and decrypts an envelope of `epoch` without changing any state.
+    pub fn open(
+        &self,
+        me: &LocalDevice,
+        envelope: &Envelope,
+        epoch_id: &[u8; 32],
+    ) -> Result<Opened> {
+        let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
+        let aad_prefix = envelope.associated_data();
+        let header = crypto::open(
+            &epoch.header_key(),
+            &envelope.nonce(),
+            aad_prefix,
+            envelope.sealed_header(),
+        )?;
+        let device: DeviceId = header[..32].try_into().expect("fixed header size");
+        let generation = u32::from_be_bytes(header[32..36].try_into().expect("fixed"));
+        let index = u32::from_be_bytes(header[36..40].try_into().expect("fixed"));
+        if device == me.id() {
+            return Err(Error::Duplicate);
+        }
+        let control = index == CONTROL_INDEX;
+        let (body_key, chain_update) = if control {
+            (epoch.control_key(&envelope.nonce()), None)
+        } else {
+            let chain = self
+                .peers
+                .get(&(device, generation))
+                .ok_or(Error::MissingKey)?;
+            let (key, next) = chain.key_for(index)?;
+            (key, Some(((device, generation), next)))
+        };
+        let mut aad = Vec::with_capacity(aad_prefix.len() + envelope::HEADER_SEALED_LEN);
+        aad.extend_from_slice(aad_prefix);
+        aad.extend_from_slice(envelope.sealed_header());
+        let mut body = envelope.sealed_body().to_vec();
+        crypto::open_in_place(&body_key, &envelope.nonce(), &aad, &mut body)?;
+
+        let mut r = Reader::new(&body, "message body");
+        let inner_len = r.u32()? as usize;
+        let inner_bytes = r.take(inner_len)?;
+        let signature: [u8; 64] = r.array()?;
+        let inner = Inner::decode(inner_bytes)?;
+        let sender = match (&inner.content, self.devices.get(&device)) {
+            (_, Some(cert)) => cert.clone(),
+            (Content::KeyShare(ks), None) if ks.cert.device == device => ks.cert.clone(),
+            (Content::Membership { op, .. }, None) if op.author.device == device => {
+                op.author.clone()
+            }
+            _ => return Err(Error::NotAMember),
+        };
+        verify_signature(
+            &device,
+            &signed_bytes(&self.id, &header, inner_bytes),
+            &signature,
+            "message",
+        )?;
+        let is_control_content = matches!(
+            inner.content,
+            Content::KeyShare(_) | Content::Membership { .. }
+        );
+        if control != is_control_content {
+            return Err(Error::Malformed {
+                what: "message",
+                why: "content kind does not match its key",
+            });
+        }
+        if !matches!(inner.content, Content::Membership { .. }) && !self.is_member(&sender.account)
+        {
+            return Err(Error::NotAMember);
+        }
+        if matches!(inner.content, Content::Invite(_)) && self.kind == GroupKind::Many {
+            return Err(Error::Malformed {
+                what: "message",
+                why: "invitations travel in 1:1 conversations",
+            });
+        }
+        Ok(Opened {
+            id: envelope.id(),
+            sender,
+            inner,
+            chain_update,
+        })
+    }
+
+    /// Applies an opened envelope. Everything that can fail is checked before anything changes.
+    pub fn accept(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
+        let Opened {
+            id,
+            sender,
+            inner,
+            chain_update,
+        } = opened;
+        let unsealed_chain = match &inner.content {
+            Content::KeyShare(ks) => match ks.shares.iter().find(|s| s.device == me.id()) {
+                Some(share) => {
+                    let context = self.chain_share_context(
+                        &sender.device,
+                        ks.generation,
+                        ks.start_index,
+                        &me.id(),
+                    );
+                    Some(open_secret32(me, &context, &share.sealed, "key share")?)
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let unsealed_epoch = match &inner.content {
+            Content::Membership { op, epoch_shares } => {
+                if op.group != self.id {
+                    return Err(Error::Malformed {
+                        what: "membership operation",
+                        why: "names another group",
+                    });
+                }
+                match epoch_shares.iter().find(|s| s.device == me.id()) {
+                    Some(share) => {
+                        let context = self.epoch_share_context(&op.hash(), &me.id());
+                        Some(open_secret32(me, &context, &share.sealed, "epoch share")?)
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+
+        if let Some((key, chain)) = chain_update {
+            self.peers.insert(key, chain);
+            self.dirty_peers.insert(key);
+        }
+        for p in &inner.parents {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.lamport = self.lamport.max(inner.lamport);
+        let event = match inner.content {
+            Content::Text(text) => Event::Message {
+                id,
+                sender: sender.account,
+                lamport: inner.lamport,
+                sent_ms: inner.sent_ms,
+                text,
+            },
+            Content::KeyShare(ks) => {
+                self.devices.insert(sender.device, sender.clone());
+                match unsealed_chain {
+                    Some(key) if !self.peers.contains_key(&(sender.device, ks.generation)) => {
+                        self.learn_chain(sender.device, ks.generation, ks.start_index, *key);
+                        Event::KeysArrived {
+                            device: sender.device,
+                        }
+                    }
+                    _ => Event::Nothing,
+                }
+            }
+            Content::Membership { op, .. } => {
+                let hash = op.hash();
+                if let Some(secret) = unsealed_epoch {
+                    self.epochs.insert(hash, Epoch::new(hash, *secret));
+                }
+                self.ops.insert(hash, op.clone());
+                self.refresh_membership();
+                let we_were_removed = !self.is_member(&me.account());
+                if we_were_removed {
+                    self.forget_secrets();
+                }
+                Event::MembershipChanged {
+                    id,
+                    op,
+                    lamport: inner.lamport,
+                    we_were_removed,
+                }
+            }
+            Content::Invite(welcome) => Event::Invited {
+                id,
+                from: sender,
+                welcome,
+            },
+        };
+        Ok(event)
+    }
+
+    /// After removal nothing of the group's keys is kept: there is nothing left to read.
+    fn forget_secrets(&mut self) {
+        self.own = None;
+        self.peers.clear();
+        self.shared_with.clear();
+    }
+
+    /// Peer chains changed since the last call (for the store), with their current state.
+    pub fn take_dirty_chains(&mut self) -> Vec<((DeviceId, u32), Option<PeerChain>)> {
+        std::mem::take(&mut self.dirty_peers)
+            .into_iter()
+            .map(|k| (k, self.peers.get(&k).cloned()))
+            .collect()
+    }
+
+    /// All peer chains, for loading into a fresh store row set.
+    pub fn restore_chain(&mut self, device: DeviceId, generation: u32, chain: PeerChain) {
+        self.peers.insert((device, generation), chain);
+    }
+
+    /// Whether an admin should heal a fork in the membership log with a `Rekey`: concurrent
+    /// changes each sealed their new secret to members the other one removed. The lowest
+    /// admin device acts, so that exactly one does.
+    pub fn needs_heal(&self, me: &LocalDevice) -> bool {
+        if self.membership.heads.len() < 2 || !self.is_admin(&me.account()) {
+            return false;
+        }
+        let lowest_admin_device = self
+            .devices
+            .values()
+            .filter(|c| self.is_admin(&c.account))
+            .map(|c| c.device)
+            .min();
+        lowest_admin_device == Some(me.id())
+    }
+
+    /// Serialises everything but the peer chains (stored one row each).
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(1024);
+        w.u8(STATE_VERSION).raw(&self.id).u64(self.created_ms);
+        match &self.kind {
+            GroupKind::Pair { accounts } => {
+                w.u8(1).raw(&accounts[0]).raw(&accounts[1]);
+            }
+            GroupKind::Many => {
+                w.u8(2);
+            }
+        }
+        w.count(self.ops.len());
+        for op in self.ops.values() {
+            w.bytes(&op.to_bytes());
+        }
+        w.count(self.devices.len());
+        for cert in self.devices.values() {
+            cert.encode(&mut w);
+        }
+        w.count(self.epochs.len());
+        for epoch in self.epochs.values() {
+            w.raw(&epoch.id).raw(&epoch.secret[..]);
+        }
+        match &self.own {
+            Some(own) => {
+                w.u8(1);
+                own.encode(&mut w);
+            }
+            None => {
+                w.u8(0);
+            }
+        }
+        w.count(self.shared_with.len());
+        for s in &self.shared_with {
+            w.raw(s);
+        }
+        w.count(self.heads.len());
+        for h in &self.heads {
+            w.raw(&h.0);
+        }
+        w.u64(self.lamport);
+        w.into_bytes()
+    }
+
+    pub fn decode_state(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "stored group");
+        let version = r.u8()?;
+        if version != STATE_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "stored group",
+                found: version,
+                supported: STATE_VERSION,
+            });
+        }
+        let id = r.array()?;
+        let created_ms = r.u64()?;
+        let kind = match r.u8()? {
+            1 => GroupKind::Pair {
+                accounts: [r.array()?, r.array()?],
+            },
+            2 => GroupKind::Many,
+            _ => {
+                return Err(Error::Malformed {
+                    what: "stored group",
+                    why: "unknown kind",
+                });
+            }
+        };
+        let mut group = Group::empty(id, kind, created_ms);
+        for _ in 0..r.count(1 << 20, 4)? {
+            let op = SignedOp::from_bytes(r.bytes(1 << 16)?)?;
+            group.ops.insert(op.hash(), op);
+        }
+        for _ in 0..r.count(1 << 20, DeviceCert::ENCODED_LEN)? {
+            let cert = DeviceCert::decode(&mut r)?;
+            group.devices.insert(cert.device, cert);
+        }
+        for _ in 0..r.count(1 << 20, 64)? {
+            let id = r.array()?;
+            group.epochs.insert(id, Epoch::new(id, r.array()?));
+        }
+        if r.bool()? {
+            group.own = Some(OwnChain::decode(&mut r)?);
+        }
+        for _ in 0..r.count(1 << 20, 32)? {
+            group.shared_with.insert(r.array()?);
+        }
+        for _ in 0..r.count(1 << 20, 32)? {
+            group.heads.insert(EnvelopeId(r.array()?));
+        }
+        group.lamport = r.u64()?;
+        r.finish()?;
+        group.refresh_membership();
+        Ok(group)
+    }
+}
+
+fn open_secret32(
+    me: &LocalDevice,
+    context: &[u8],
+    sealed: &[u8],
+    what: &'static str,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let plain = Zeroizing::new(open_sealed(me.keys.dh_secret(), context, sealed)?);
+    let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed {
+        what,
+        why: "secret is not 32 bytes",
+    })?;
+    Ok(Zeroizing::new(bytes))
+}

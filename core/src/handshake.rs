@@ -1,0 +1,143 @@
+//! Contact requests: how a person who holds someone's card introduces themselves, with no
+//! need for both to be online at once. A request is sealed to the card's request key, so the
+//! network (or whoever carries a bundle) learns nothing about who asks whom; inside, it carries
+//! the sender's own card, device certificate and their chain for the 1:1 conversation, all
+//! signed by the sender's device.
+//!
+//! Wire form: `version (1) | sealed box`, padded inside the box to a fixed size so that every
+//! request looks alike.
+
+use crate::crypto::{Entropy, SEALED_OVERHEAD, label, open_sealed, seal_to};
+use crate::error::{Error, Result};
+use crate::identity::{ContactCard, DeviceCert, DeviceKeys, InviteKeys, verify_signature};
+use crate::wire::{Reader, Writer};
+
+pub const REQUEST_VERSION: u8 = 1;
+const REQUEST_CONTEXT: &[u8] = label("weft/v1/contact-request");
+const REQUEST_SIGNATURE: &[u8] = label("weft/v1/contact-request-signature");
+/// Plaintext size inside the box; every request is padded to it.
+const PADDED_LEN: usize = 512;
+/// The size of every request on the wire.
+pub const REQUEST_LEN: usize = 1 + SEALED_OVERHEAD + PADDED_LEN;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRequest {
+    /// The sender's own card, so the recipient can reach them back.
+    pub card: ContactCard,
+    pub device: DeviceCert,
+    pub chain_generation: u32,
+    pub chain_index: u32,
+    pub chain_key: [u8; 32],
+    pub sent_ms: u64,
+}
+
+impl ContactRequest {
+    fn body(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(PADDED_LEN);
+        w.bytes(&self.card.to_bytes());
+        self.device.encode(&mut w);
+        w.u32(self.chain_generation)
+            .u32(self.chain_index)
+            .raw(&self.chain_key)
+            .u64(self.sent_ms);
+        w.into_bytes()
+    }
+
+    /// Seals the request to the recipient's card.
+    pub fn seal(
+        &self,
+        to: &ContactCard,
+        device: &DeviceKeys,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<u8>> {
+        if self.device.account != self.card.account || self.device.device != device.id() {
+            return Err(Error::Malformed {
+                what: "contact request",
+                why: "device does not belong to the card",
+            });
+        }
+        let body = self.body();
+        let mut signed = REQUEST_SIGNATURE.to_vec();
+        signed.extend_from_slice(&to.request_key);
+        signed.extend_from_slice(&body);
+        let signature = device.sign(&signed);
+        let mut plain = Vec::with_capacity(PADDED_LEN);
+        plain.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        plain.extend_from_slice(&body);
+        plain.extend_from_slice(&signature);
+        if plain.len() > PADDED_LEN {
+            return Err(Error::TooLong {
+                what: "contact request",
+                len: plain.len(),
+                max: PADDED_LEN,
+            });
+        }
+        plain.resize(PADDED_LEN, 0);
+        let mut out = vec![REQUEST_VERSION];
+        out.extend_from_slice(&seal_to(
+            &to.request_key,
+            &context(&to.request_key),
+            &plain,
+            entropy,
+        )?);
+        Ok(out)
+    }
+
+    /// Opens a request sealed to one of our invite keys. Fails with `DecryptionFailed` when the
+    /// request is not for us, which is the common case when scanning a rendezvous point.
+    pub fn open(bytes: &[u8], keys: &InviteKeys) -> Result<Self> {
+        if bytes.len() != REQUEST_LEN {
+            return Err(Error::Malformed {
+                what: "contact request",
+                why: "wrong length",
+            });
+        }
+        if bytes[0] != REQUEST_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "contact request",
+                found: bytes[0],
+                supported: REQUEST_VERSION,
+            });
+        }
+        let ours = keys.request_public();
+        let plain = open_sealed(&keys.request, &context(&ours), &bytes[1..])?;
+        let mut r = Reader::new(&plain, "contact request");
+        let body_len = r.u16()? as usize;
+        let body = r.take(body_len)?;
+        let signature: [u8; 64] = r.array()?;
+        let mut b = Reader::new(body, "contact request");
+        let card = ContactCard::from_bytes(b.bytes(256)?)?;
+        let device = DeviceCert::decode(&mut b)?;
+        let request = ContactRequest {
+            card,
+            device,
+            chain_generation: b.u32()?,
+            chain_index: b.u32()?,
+            chain_key: b.array()?,
+            sent_ms: b.u64()?,
+        };
+        b.finish()?;
+        if request.device.account != request.card.account {
+            return Err(Error::Malformed {
+                what: "contact request",
+                why: "device does not belong to the card",
+            });
+        }
+        let mut signed = REQUEST_SIGNATURE.to_vec();
+        signed.extend_from_slice(&ours);
+        signed.extend_from_slice(body);
+        verify_signature(
+            &request.device.device,
+            &signed,
+            &signature,
+            "contact request",
+        )?;
+        Ok(request)
+    }
+}
+
+fn context(request_key: &[u8; 32]) -> Vec<u8> {
+    let mut c = REQUEST_CONTEXT.to_vec();
+    c.extend_from_slice(request_key);
+    c
+}

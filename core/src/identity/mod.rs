@@ -1,0 +1,12 @@
+//! Who someone is: account keys, device keys certified by them, the contact card that is shared
+//! by link or QR code, and the safety numbers two people compare.
+
+mod card;
+mod device;
+mod fingerprint;
+
+pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN};
+pub use device::{
+    AccountKey, AccountPublic, DeviceCert, DeviceId, DeviceKeys, InviteKeys, verify_signature,
+};
+pub use fingerprint::{fingerprint, safety_number};

@@ -1,0 +1,28 @@
+//! `weft-core`: the engine and the store of the Weft messenger.
+//!
+//! - [`identity`]: account and device keys, contact cards, safety numbers;
+//! - [`group`]: the group state machine (sender chains, membership log, epochs);
+//! - [`envelope`]: what the network sees;
+//! - [`handshake`]: contact requests;
+//! - [`bundle`]: the offline exchange file;
+//! - [`store`]: the encrypted SQLite store;
+//! - [`account`]: an opened account home, binding the engine to its store.
+//!
+//! The engine modules are pure: time and randomness are passed in.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod bundle;
+pub mod crypto;
+pub mod envelope;
+mod error;
+pub mod group;
+pub mod handshake;
+pub mod identity;
+pub mod store;
+pub mod wire;
+
+pub use error::{Error, Result};
+
+/// The version of this build of Weft.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,111 @@
+//! The database key. SQLCipher is given a raw 256-bit key, so its own PBKDF2 is skipped: on the
+//! CLI the key comes from the passphrase through Argon2id with parameters kept beside the
+//! database; a mobile app passes a key from its keystore.
+
+use std::path::Path;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use crate::crypto::Entropy;
+use crate::error::{Error, Result};
+
+pub const KDF_FILE: &str = "weft.kdf";
+const KDF_MAGIC: &[u8; 8] = b"WEFTKDF1";
+
+/// A raw SQLCipher key.
+pub struct DatabaseKey(Zeroizing<[u8; 32]>);
+
+impl DatabaseKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        DatabaseKey(Zeroizing::new(bytes))
+    }
+
+    pub fn from_passphrase(passphrase: &str, params: &KdfParams) -> Result<Self> {
+        let p = Params::new(params.memory_kib, params.iterations, params.lanes, Some(32)).map_err(
+            |_| Error::Malformed {
+                what: "key derivation parameters",
+                why: "out of range",
+            },
+        )?;
+        let mut out = Zeroizing::new([0u8; 32]);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
+            .hash_password_into(passphrase.as_bytes(), &params.salt, &mut out[..])
+            .map_err(|_| Error::Malformed {
+                what: "passphrase",
+                why: "rejected by Argon2",
+            })?;
+        Ok(DatabaseKey(out))
+    }
+
+    pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
+        let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&self.0[..]));
+        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex.as_str()))?;
+        Ok(())
+    }
+}
+
+/// Argon2id parameters and salt, stored in the clear beside the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KdfParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub lanes: u32,
+    pub salt: [u8; 16],
+}
+
+impl KdfParams {
+    /// Parameters for a new home: 64 MiB, 3 passes (OWASP's first recommendation).
+    pub fn generate(entropy: &mut dyn Entropy) -> Result<Self> {
+        let mut salt = [0u8; 16];
+        entropy.fill(&mut salt)?;
+        Ok(KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            lanes: 1,
+            salt,
+        })
+    }
+
+    pub fn write(&self, home: &Path) -> Result<()> {
+        let mut bytes = KDF_MAGIC.to_vec();
+        for v in [self.memory_kib, self.iterations, self.lanes] {
+            bytes.extend_from_slice(&v.to_be_bytes());
+        }
+        bytes.extend_from_slice(&self.salt);
+        let path = home.join(KDF_FILE);
+        std::fs::write(&path, bytes)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    pub fn read(home: &Path) -> Result<Self> {
+        let path = home.join(KDF_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoAccount(home.to_path_buf()));
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        if bytes.len() != 8 + 12 + 16 || &bytes[..8] != KDF_MAGIC {
+            return Err(Error::Malformed {
+                what: "key derivation file",
+                why: "unknown format",
+            });
+        }
+        let word = |i: usize| {
+            u32::from_be_bytes(
+                bytes[8 + 4 * i..12 + 4 * i]
+                    .try_into()
+                    .expect("length checked"),
+            )
+        };
+        Ok(KdfParams {
+            memory_kib: word(0),
+            iterations: word(1),
+            lanes: word(2),
+            salt: bytes[20..36].try_into().expect("length checked"),
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! The encrypted store: one SQLite file per account home, encrypted with SQLCipher under a key
+//! the caller supplies (derived from a passphrase with Argon2id on the CLI, or handed over by a
+//! mobile app from its keystore). It is the only owner of durable state; every state change is
+//! one transaction, committed with `synchronous=FULL` before the caller reports success.
+
+mod key;
+mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use key::{DatabaseKey, KdfParams};
+pub use rows::{ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, Rows};
+pub use schema::SCHEMA_VERSION;
+
+use crate::error::{Error, Result};
+
+pub const DB_FILE: &str = "weft.db";
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates a new database at `path`; fails if one exists.
+    pub fn create(path: &Path, key: &DatabaseKey) -> Result<Store> {
+        if path.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "a database at {}",
+                path.display()
+            )));
+        }
+        Self::open_with(
+            path,
+            key,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+    }
+
+    /// Opens an existing database; a wrong key is [`Error::WrongPassphrase`] and writes nothing.
+    pub fn open(path: &Path, key: &DatabaseKey) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::NoAccount(
+                path.parent().unwrap_or(path).to_path_buf(),
+            ));
+        }
+        Self::open_with(path, key, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    fn open_with(path: &Path, key: &DatabaseKey, flags: OpenFlags) -> Result<Store> {
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        key.apply(&conn)?;
+        // The first read is where SQLCipher finds out whether the key is right.
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(Error::WrongPassphrase(path.to_path_buf()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Freed pages are zeroed, so erased keys do not linger in the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        schema::migrate(&mut store.conn, path)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads outside a transaction.
+    pub fn read(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in one transaction; commits only if it succeeds.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Folds the write-ahead log back into the database and truncates it, so that superseded
+    /// page images (old chain keys among them) leave the disk.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.checkpoint();
+    }
+}

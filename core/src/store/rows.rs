@@ -1,0 +1,362 @@
+//! Typed reads and writes of the store's rows. Implemented on `Connection`, so the same calls
+//! work inside a transaction (which dereferences to one) and outside.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::envelope::EnvelopeId;
+use crate::error::Result;
+use crate::group::{Group, GroupId, PeerChain};
+use crate::wire::{Reader, Writer};
+
+pub struct IdentityRow {
+    pub name: Option<String>,
+    pub account_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub device_sign_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub device_dh_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub device_cert: Vec<u8>,
+    pub request_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub rendezvous_seed: [u8; 32],
+    pub created_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactStatus {
+    /// We added their link; they have not answered yet.
+    Added,
+    /// They sent us a request we have not accepted.
+    Incoming,
+    /// Both sides know each other.
+    Accepted,
+}
+
+impl ContactStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContactStatus::Added => "added",
+            ContactStatus::Incoming => "incoming",
+            ContactStatus::Accepted => "accepted",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "incoming" => ContactStatus::Incoming,
+            "accepted" => ContactStatus::Accepted,
+            _ => ContactStatus::Added,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ContactRow {
+    pub account: [u8; 32],
+    pub name: String,
+    pub card: Vec<u8>,
+    pub status: ContactStatus,
+    pub verified: bool,
+    pub group_id: GroupId,
+    /// Our sealed request to them, kept (and exported) until they answer.
+    pub request: Option<Vec<u8>>,
+    pub created_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvelopeStatus {
+    /// Made by us.
+    Sent,
+    /// Received and applied.
+    Opened,
+    /// Received; its sender's key has not arrived yet.
+    Waiting,
+}
+
+impl EnvelopeStatus {
+    fn as_str(&self) -> &'static str {
+        match self {
+            EnvelopeStatus::Sent => "sent",
+            EnvelopeStatus::Opened => "opened",
+            EnvelopeStatus::Waiting => "waiting",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: EnvelopeId,
+    pub group_id: GroupId,
+    pub sender: [u8; 32],
+    pub lamport: u64,
+    pub sent_ms: u64,
+    /// `text`, or a system event such as `added` or `removed`.
+    pub kind: String,
+    pub body: String,
+    pub outgoing: bool,
+}
+
+fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    v.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob)
+    })
+}
+
+fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
+    Ok(ContactRow {
+        account: blob32(r.get(0)?)?,
+        name: r.get(1)?,
+        card: r.get(2)?,
+        status: ContactStatus::parse(&r.get::<_, String>(3)?),
+        verified: r.get(4)?,
+        group_id: blob32(r.get(5)?)?,
+        request: r.get(6)?,
+        created_ms: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+const CONTACT_COLUMNS: &str =
+    "account, name, card, status, verified, group_id, request, created_ms";
+
+/// The store's typed operations.
+pub trait Rows {
+    fn conn(&self) -> &Connection;
+
+    fn insert_identity(&self, id: &IdentityRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO identity (id, name, account_secret, device_sign_secret, device_dh_secret, device_cert,
+                request_secret, rendezvous_seed, created_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                id.name,
+                &id.account_secret[..],
+                &id.device_sign_secret[..],
+                &id.device_dh_secret[..],
+                id.device_cert,
+                &id.request_secret[..],
+                &id.rendezvous_seed[..],
+                id.created_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn identity(&self) -> Result<Option<IdentityRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, account_secret, device_sign_secret, device_dh_secret, device_cert, request_secret,
+                    rendezvous_seed, created_ms FROM identity WHERE id = 1",
+                [],
+                |r| {
+                    Ok(IdentityRow {
+                        name: r.get(0)?,
+                        account_secret: zeroize::Zeroizing::new(blob32(r.get(1)?)?),
+                        device_sign_secret: zeroize::Zeroizing::new(blob32(r.get(2)?)?),
+                        device_dh_secret: zeroize::Zeroizing::new(blob32(r.get(3)?)?),
+                        device_cert: r.get(4)?,
+                        request_secret: zeroize::Zeroizing::new(blob32(r.get(5)?)?),
+                        rendezvous_seed: blob32(r.get(6)?)?,
+                        created_ms: r.get::<_, i64>(7)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn upsert_contact(&self, c: &ContactRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO contacts (account, name, card, status, verified, group_id, request, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(account) DO UPDATE SET name = ?2, card = ?3, status = ?4, verified = ?5, group_id = ?6, request = ?7",
+            params![&c.account[..], c.name, c.card, c.status.as_str(), c.verified, &c.group_id[..], c.request, c.created_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    fn contacts(&self) -> Result<Vec<ContactRow>> {
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY name"
+        ))?;
+        let rows = stmt
+            .query_map([], contact_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn contact_by_account(&self, account: &[u8; 32]) -> Result<Option<ContactRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE account = ?1"),
+                [&account[..]],
+                contact_from_row,
+            )
+            .optional()?)
+    }
+
+    fn contact_name_taken(&self, name: &str) -> Result<bool> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM contacts WHERE name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    }
+
+    /// Saves a group's state and the chains that changed; a chain of `None` is deleted.
+    fn save_group(&self, group: &mut Group) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO groups (id, state, created_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET state = ?2",
+            params![&group.id[..], group.encode_state(), group.created_ms as i64],
+        )?;
+        for ((device, generation), chain) in group.take_dirty_chains() {
+            match chain {
+                Some(chain) => {
+                    let mut w = Writer::new();
+                    chain.encode(&mut w);
+                    self.conn().execute(
+                        "INSERT INTO peer_chains (group_id, device, generation, state) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(group_id, device, generation) DO UPDATE SET state = ?4",
+                        params![&group.id[..], &device[..], generation, w.into_bytes()],
+                    )?;
+                }
+                None => {
+                    self.conn().execute(
+                        "DELETE FROM peer_chains WHERE group_id = ?1 AND device = ?2 AND generation = ?3",
+                        params![&group.id[..], &device[..], generation],
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_groups(&self) -> Result<Vec<Group>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT state FROM groups ORDER BY created_ms, id")?;
+        let states = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut groups = Vec::with_capacity(states.len());
+        for state in states {
+            let mut group = Group::decode_state(&state)?;
+            let mut chains = self
+                .conn()
+                .prepare("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
+            let rows = chains
+                .query_map([&group.id[..]], |r| {
+                    Ok((
+                        blob32(r.get(0)?)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (device, generation, bytes) in rows {
+                let mut reader = Reader::new(&bytes, "stored chain");
+                let chain = PeerChain::decode(&mut reader)?;
+                reader.finish()?;
+                group.restore_chain(device, generation, chain);
+            }
+            groups.push(group);
+        }
+        Ok(groups)
+    }
+
+    fn has_envelope(&self, id: &EnvelopeId) -> Result<Option<EnvelopeStatus>> {
+        let status: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT status FROM envelopes WHERE id = ?1",
+                [&id.0[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(status.map(|s| match s.as_str() {
+            "sent" => EnvelopeStatus::Sent,
+            "waiting" => EnvelopeStatus::Waiting,
+            _ => EnvelopeStatus::Opened,
+        }))
+    }
+
+    fn put_envelope(
+        &self,
+        id: &EnvelopeId,
+        group: Option<&GroupId>,
+        bytes: &[u8],
+        status: EnvelopeStatus,
+        now_ms: u64,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO envelopes (id, group_id, bytes, status, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET status = ?4, group_id = ?2",
+            params![&id.0[..], group.map(|g| &g[..]), bytes, status.as_str(), now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    fn waiting_envelopes(&self, group: &GroupId) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT bytes FROM envelopes WHERE status = 'waiting' AND group_id = ?1 ORDER BY received_ms, id")?;
+        let rows = stmt
+            .query_map([&group[..]], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn all_envelopes(&self) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT bytes FROM envelopes ORDER BY received_ms, id")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn insert_message(&self, m: &MessageRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO messages (envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![&m.id.0[..], &m.group_id[..], &m.sender[..], m.lamport as i64, m.sent_ms as i64, m.kind, m.body, m.outgoing],
+        )?;
+        Ok(())
+    }
+
+    /// A conversation's messages in causal order (Lamport clock, then id), oldest first.
+    fn messages(&self, group: &GroupId, limit: usize) -> Result<Vec<MessageRow>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing FROM (
+                 SELECT * FROM messages WHERE group_id = ?1 ORDER BY lamport DESC, envelope_id DESC LIMIT ?2
+             ) ORDER BY lamport, envelope_id",
+        )?;
+        let rows = stmt
+            .query_map(params![&group[..], limit as i64], |r| {
+                Ok(MessageRow {
+                    id: EnvelopeId(blob32(r.get(0)?)?),
+                    group_id: blob32(r.get(1)?)?,
+                    sender: blob32(r.get(2)?)?,
+                    lamport: r.get::<_, i64>(3)? as u64,
+                    sent_ms: r.get::<_, i64>(4)? as u64,
+                    kind: r.get(5)?,
+                    body: r.get(6)?,
+                    outgoing: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Records a processed request; says whether it was new.
+    fn note_request(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(self.conn().execute(
+            "INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)",
+            [&hash[..]],
+        )? == 1)
+    }
+}
+
+impl Rows for Connection {
+    fn conn(&self) -> &Connection {
+        self
+    }
+}

@@ -1,0 +1,90 @@
+//! Schema migrations, in one ordered list (as Delta Chat keeps them). `PRAGMA user_version`
+//! records how many have run; a database from a newer build is refused, never rewritten.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "
+    CREATE TABLE identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT,
+        account_secret BLOB NOT NULL,
+        device_sign_secret BLOB NOT NULL,
+        device_dh_secret BLOB NOT NULL,
+        device_cert BLOB NOT NULL,
+        request_secret BLOB NOT NULL,
+        rendezvous_seed BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE contacts (
+        account BLOB PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        card BLOB NOT NULL,
+        status TEXT NOT NULL,
+        verified INTEGER NOT NULL DEFAULT 0,
+        group_id BLOB NOT NULL,
+        request BLOB,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE groups (
+        id BLOB PRIMARY KEY,
+        state BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE peer_chains (
+        group_id BLOB NOT NULL REFERENCES groups(id),
+        device BLOB NOT NULL,
+        generation INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (group_id, device, generation)
+    );
+    CREATE TABLE envelopes (
+        id BLOB PRIMARY KEY,
+        group_id BLOB,
+        bytes BLOB NOT NULL,
+        status TEXT NOT NULL,
+        received_ms INTEGER NOT NULL
+    );
+    CREATE INDEX envelopes_waiting ON envelopes(status, group_id);
+    CREATE TABLE messages (
+        envelope_id BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        lamport INTEGER NOT NULL,
+        sent_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        outgoing INTEGER NOT NULL
+    );
+    CREATE INDEX messages_in_order ON messages(group_id, lamport, envelope_id);
+    CREATE TABLE seen_requests (
+        hash BLOB PRIMARY KEY
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

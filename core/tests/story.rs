@@ -1,0 +1,137 @@
+//! The offline story at the level of `Account`: two people meet by link, chat by carrying
+//! bundles, make a group with a third, remove them, and the removed one reads nothing new.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weft_core::account::{Account, Received};
+use weft_core::crypto::SeededEntropy;
+use weft_core::store::DatabaseKey;
+
+struct Person {
+    account: Account,
+    _dir: tempfile::TempDir,
+}
+
+fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock.clone();
+    let account = Account::create_with_key(
+        dir.path(),
+        &DatabaseKey::from_bytes([seed as u8; 32]),
+        Some(name),
+        Box::new(SeededEntropy::new(seed)),
+        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+    )
+    .unwrap();
+    Person { account, _dir: dir }
+}
+
+fn carry(from: &Person, to: &mut Person) -> weft_core::account::ImportReport {
+    let bundle = from.account.export_bundle().unwrap();
+    to.account.import_bundle(&bundle).unwrap()
+}
+
+fn texts(p: &Person, conversation: &str) -> Vec<String> {
+    p.account
+        .history(conversation, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| format!("{}: {}", m.sender, m.body))
+        .collect()
+}
+
+#[test]
+fn offline_story() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice", 1, &clock);
+    let mut bob = person("bob", 2, &clock);
+    let mut carol = person("carol", 3, &clock);
+
+    // Alice adds Bob by link and writes before Bob even knows her.
+    alice
+        .account
+        .add_contact(&bob.account.card().to_link(), None)
+        .unwrap();
+    alice.account.send("bob", "hi bob").unwrap();
+    let report = carry(&alice, &mut bob);
+    assert_eq!(report.new_contacts, vec!["alice".to_string()]);
+    assert_eq!(texts(&bob, "alice"), vec!["alice: hi bob"]);
+
+    bob.account.send("alice", "hi alice").unwrap();
+    carry(&bob, &mut alice);
+    assert_eq!(texts(&alice, "bob"), vec!["alice: hi bob", "bob: hi alice"]);
+
+    // Carol and Alice add each other at the same time: one conversation, not two.
+    alice
+        .account
+        .add_contact(&carol.account.card().to_link(), None)
+        .unwrap();
+    carol
+        .account
+        .add_contact(&alice.account.card().to_link(), None)
+        .unwrap();
+    carry(&alice, &mut carol);
+    carry(&carol, &mut alice);
+    alice.account.send("carol", "hello carol").unwrap();
+    carry(&alice, &mut carol);
+    assert_eq!(texts(&carol, "alice"), vec!["alice: hello carol"]);
+
+    // A group of three.
+    alice.account.create_group("trip").unwrap();
+    alice.account.invite("trip", "bob").unwrap();
+    alice.account.invite("trip", "carol").unwrap();
+    alice.account.send("trip", "welcome all").unwrap();
+    let r = carry(&alice, &mut bob);
+    assert_eq!(r.joined_groups, vec!["trip".to_string()]);
+    carry(&alice, &mut carol);
+    assert_eq!(texts(&bob, "trip"), vec!["alice: welcome all"]);
+    assert_eq!(texts(&carol, "trip"), vec!["alice: welcome all"]);
+    bob.account.send("trip", "bob here").unwrap();
+    carry(&bob, &mut alice);
+    carry(&bob, &mut carol);
+    carol.account.send("trip", "carol here").unwrap();
+    carry(&carol, &mut alice);
+    carry(&carol, &mut bob);
+    let expected = vec!["alice: welcome all", "bob: bob here", "carol: carol here"];
+    assert_eq!(texts(&alice, "trip"), expected);
+    assert_eq!(texts(&bob, "trip"), expected);
+    assert_eq!(texts(&carol, "trip"), expected);
+
+    // Carol is removed; what follows is unreadable to her.
+    alice.account.remove_member("trip", "carol").unwrap();
+    alice.account.send("trip", "carol is gone").unwrap();
+    carry(&alice, &mut bob);
+    bob.account.send("trip", "yes").unwrap();
+    carry(&bob, &mut alice);
+    let r = carry(&alice, &mut carol);
+    assert!(r.unreadable >= 2, "{r:?}");
+    assert_eq!(texts(&carol, "trip"), expected);
+    assert!(
+        !carol
+            .account
+            .conversations()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == "trip")
+            .unwrap()
+            .active
+    );
+    assert!(carol.account.send("trip", "still here?").is_err());
+    let after = vec![
+        "alice: welcome all",
+        "bob: bob here",
+        "carol: carol here",
+        "alice: carol is gone",
+        "bob: yes",
+    ];
+    assert_eq!(texts(&alice, "trip"), after);
+    assert_eq!(texts(&bob, "trip"), after);
+
+    // Importing the same bundle again changes nothing.
+    let r = carry(&alice, &mut bob);
+    assert!(r.messages.is_empty());
+    assert_eq!(texts(&bob, "trip"), after);
+    let _ = Received::Waiting;
+}
