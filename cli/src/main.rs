@@ -1,1 +1,94 @@
-fn main() {}
+//! `weft`: the Weft messenger for the command line.
+
+mod commands;
+mod home;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Weft: an offline-first, end-to-end encrypted messenger.
+///
+/// Start with `weft init --name NAME`, share the link `weft id` prints, add others with
+/// `weft contact add LINK`, and exchange messages with `weft export` / `weft import` when
+/// there is no network at all. `weft demo` shows the whole story in one go.
+#[derive(Parser)]
+#[command(name = "weft", version, propagate_version = true, after_help = AFTER_HELP)]
+struct Cli {
+    /// Account home directory [default: the platform's data dir, e.g. ~/.local/share/weft]
+    #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const AFTER_HELP: &str = "\
+The passphrase that encrypts the account's database is read from WEFT_PASSPHRASE, or asked for.
+
+Exit codes: 0 success, 1 error, 2 bad usage, 3 wrong passphrase, 4 no account in the home,
+5 not found (contact, group, member).";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new account in the home directory
+    Init(commands::init::Args),
+    /// Show your contact link, fingerprint and QR code
+    Id(commands::id::Args),
+    /// Add, list, accept and verify contacts
+    #[command(subcommand)]
+    Contact(commands::contact::Command),
+    /// Create groups, invite and remove members
+    #[command(subcommand)]
+    Group(commands::group::Command),
+    /// Send a message to a contact or group (durable when this returns)
+    Send(commands::message::SendArgs),
+    /// Show a conversation's history
+    Log(commands::message::LogArgs),
+    /// Write everything others may lack into a bundle file, for carrying by hand
+    Export(commands::bundle::ExportArgs),
+    /// Read a bundle file that someone else exported
+    Import(commands::bundle::ImportArgs),
+    /// Run a scripted story in temporary homes and narrate it
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output { json: cli.json };
+    let home = home::resolve(cli.home);
+    let result = match cli.command {
+        Command::Init(args) => commands::init::run(&home, args, &out),
+        Command::Id(args) => commands::id::run(&home, args, &out),
+        Command::Contact(cmd) => commands::contact::run(&home, cmd, &out),
+        Command::Group(cmd) => commands::group::run(&home, cmd, &out),
+        Command::Send(args) => commands::message::send(&home, args, &out),
+        Command::Log(args) => commands::message::log(&home, args, &out),
+        Command::Export(args) => commands::bundle::export(&home, args, &out),
+        Command::Import(args) => commands::bundle::import(&home, args, &out),
+        Command::Demo(args) => commands::demo::run(args, &out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            out.error(&err);
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use weft_core::Error;
+    match err.downcast_ref::<Error>() {
+        Some(Error::WrongPassphrase(_)) => 3,
+        Some(Error::NoAccount(_)) => 4,
+        Some(Error::NotFound { .. }) => 5,
+        _ => 1,
+    }
+}

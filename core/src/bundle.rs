@@ -87,13 +87,7 @@ impl Bundle {
             }
         }
         r.finish()?;
-        Ok((
-            Bundle {
-                requests,
-                envelopes,
-            },
-            malformed,
-        ))
+        Ok((Bundle { requests, envelopes }, malformed))
     }
 }
 

@@ -153,22 +153,13 @@ mod tests {
 
     #[test]
     fn outer_form_is_checked() {
-        assert!(matches!(
-            Envelope::parse(vec![1; 10]),
-            Err(Error::Truncated { .. })
-        ));
-        assert!(matches!(
-            Envelope::parse(vec![1; 300]),
-            Err(Error::Malformed { .. })
-        ));
+        assert!(matches!(Envelope::parse(vec![1; 10]), Err(Error::Truncated { .. })));
+        assert!(matches!(Envelope::parse(vec![1; 300]), Err(Error::Malformed { .. })));
         assert!(matches!(
             Envelope::parse(vec![2; 256]),
             Err(Error::UnsupportedVersion { found: 2, .. })
         ));
-        assert!(matches!(
-            Envelope::parse(vec![1; 70_000]),
-            Err(Error::TooLong { .. })
-        ));
+        assert!(matches!(Envelope::parse(vec![1; 70_000]), Err(Error::TooLong { .. })));
         assert!(Envelope::parse(vec![1; 256]).is_ok());
     }
 

@@ -11,17 +11,10 @@ pub enum Error {
     Truncated { what: &'static str, needed: usize },
     /// A declared length is larger than the protocol allows.
     #[error("{what} is {len} bytes, more than the limit of {max}")]
-    TooLong {
-        what: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLong { what: &'static str, len: usize, max: usize },
     /// A field holds a value the protocol does not define.
     #[error("malformed {what}: {why}")]
-    Malformed {
-        what: &'static str,
-        why: &'static str,
-    },
+    Malformed { what: &'static str, why: &'static str },
     /// Bytes follow the end of a structure that should have ended.
     #[error("{what} has {extra} unexpected trailing bytes")]
     TrailingBytes { what: &'static str, extra: usize },
@@ -88,23 +81,14 @@ pub enum Error {
     #[error("no Weft account in {0}; create one with `weft init --name NAME`")]
     NoAccount(PathBuf),
     /// The database was written by a newer Weft.
-    #[error(
-        "the database at {path} has schema version {found}, newer than this build's {supported}; upgrade weft"
-    )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    #[error("the database at {path} has schema version {found}, newer than this build's {supported}; upgrade weft")]
+    SchemaTooNew { path: PathBuf, found: u32, supported: u32 },
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     /// The file system reported an error.
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Entropy,

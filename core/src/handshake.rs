@@ -44,12 +44,7 @@ impl ContactRequest {
     }
 
     /// Seals the request to the recipient's card.
-    pub fn seal(
-        &self,
-        to: &ContactCard,
-        device: &DeviceKeys,
-        entropy: &mut dyn Entropy,
-    ) -> Result<Vec<u8>> {
+    pub fn seal(&self, to: &ContactCard, device: &DeviceKeys, entropy: &mut dyn Entropy) -> Result<Vec<u8>> {
         if self.device.account != self.card.account || self.device.device != device.id() {
             return Err(Error::Malformed {
                 what: "contact request",
@@ -74,12 +69,7 @@ impl ContactRequest {
         }
         plain.resize(PADDED_LEN, 0);
         let mut out = vec![REQUEST_VERSION];
-        out.extend_from_slice(&seal_to(
-            &to.request_key,
-            &context(&to.request_key),
-            &plain,
-            entropy,
-        )?);
+        out.extend_from_slice(&seal_to(&to.request_key, &context(&to.request_key), &plain, entropy)?);
         Ok(out)
     }
 
@@ -126,12 +116,7 @@ impl ContactRequest {
         let mut signed = REQUEST_SIGNATURE.to_vec();
         signed.extend_from_slice(&ours);
         signed.extend_from_slice(body);
-        verify_signature(
-            &request.device.device,
-            &signed,
-            &signature,
-            "contact request",
-        )?;
+        verify_signature(&request.device.device, &signed, &signature, "contact request")?;
         Ok(request)
     }
 }

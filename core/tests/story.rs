@@ -50,10 +50,7 @@ fn offline_story() {
     let mut carol = person("carol", 3, &clock);
 
     // Alice adds Bob by link and writes before Bob even knows her.
-    alice
-        .account
-        .add_contact(&bob.account.card().to_link(), None)
-        .unwrap();
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
     alice.account.send("bob", "hi bob").unwrap();
     let report = carry(&alice, &mut bob);
     assert_eq!(report.new_contacts, vec!["alice".to_string()]);

@@ -19,13 +19,7 @@ impl Account {
     }
 
     pub fn contacts(&self) -> Result<Vec<ContactInfo>> {
-        Ok(self
-            .store
-            .read()
-            .contacts()?
-            .iter()
-            .map(Self::contact_info)
-            .collect())
+        Ok(self.store.read().contacts()?.iter().map(Self::contact_info).collect())
     }
 
     pub(super) fn contact_row(&self, name: &str) -> Result<ContactRow> {
@@ -52,12 +46,7 @@ impl Account {
                 why: "request key is a low-order point",
             });
         }
-        Ok(Group::pair(
-            &self.me,
-            card.account,
-            shared.as_bytes(),
-            self.now(),
-        ))
+        Ok(Group::pair(&self.me, card.account, shared.as_bytes(), self.now()))
     }
 
     /// Adds a contact from their link and prepares the request that introduces us to them. It
@@ -73,10 +62,7 @@ impl Account {
         let existing = self.store.read().contact_by_account(&card.account)?;
         if let Some(row) = &existing {
             if row.status != ContactStatus::Incoming {
-                return Err(Error::AlreadyExists(format!(
-                    "contact {:?} with this link",
-                    row.name
-                )));
+                return Err(Error::AlreadyExists(format!("contact {:?} with this link", row.name)));
             }
         }
         let name = match (name, &existing, &card.name) {
@@ -91,9 +77,7 @@ impl Account {
             }
         };
         check_name(&name)?;
-        if existing.as_ref().is_none_or(|r| r.name != name)
-            && self.store.read().contact_name_taken(&name)?
-        {
+        if existing.as_ref().is_none_or(|r| r.name != name) && self.store.read().contact_name_taken(&name)? {
             return Err(Error::AlreadyExists(format!("a contact named {name:?}")));
         }
         let mut group = match &existing {
@@ -151,10 +135,7 @@ impl Account {
         if request.card.account == self.account_public() {
             return Ok(None);
         }
-        let existing = self
-            .store
-            .read()
-            .contact_by_account(&request.card.account)?;
+        let existing = self.store.read().contact_by_account(&request.card.account)?;
         let mut created = None;
         let mut row = match existing {
             Some(mut row) => {
@@ -164,9 +145,11 @@ impl Account {
                 row
             }
             None => {
-                let base = request.card.name.clone().unwrap_or_else(|| {
-                    format!("contact-{}", &fingerprint(&request.card.account)[..5])
-                });
+                let base = request
+                    .card
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("contact-{}", &fingerprint(&request.card.account)[..5]));
                 let mut name = base.clone();
                 let mut n = 2;
                 while self.store.read().contact_name_taken(&name)? {

@@ -49,9 +49,7 @@ impl Account {
         let lower = name.to_ascii_lowercase();
         let by_id: Vec<_> = all
             .iter()
-            .filter(|c| {
-                lower.len() >= 6 && data_encoding::HEXLOWER.encode(&c.id).starts_with(&lower)
-            })
+            .filter(|c| lower.len() >= 6 && data_encoding::HEXLOWER.encode(&c.id).starts_with(&lower))
             .collect();
         match by_id.len() {
             1 => Ok(by_id[0].clone()),
@@ -82,9 +80,7 @@ impl Account {
     pub fn create_group(&mut self, name: &str) -> Result<ConversationInfo> {
         super::check_name(name)?;
         if self.conversations()?.iter().any(|c| c.name == name) {
-            return Err(Error::AlreadyExists(format!(
-                "a conversation named {name:?}"
-            )));
+            return Err(Error::AlreadyExists(format!("a conversation named {name:?}")));
         }
         let now = self.now();
         let mut group = Group::create(&self.me, name, now, self.entropy.as_mut())?;
@@ -179,13 +175,7 @@ impl Account {
         self.change_membership(&gid, Action::Remove { member: account }, "removed", member)
     }
 
-    fn change_membership(
-        &mut self,
-        gid: &GroupId,
-        action: Action,
-        kind: &str,
-        body: &str,
-    ) -> Result<()> {
+    fn change_membership(&mut self, gid: &GroupId, action: Action, kind: &str, body: &str) -> Result<()> {
         let now = self.now();
         let mut group = self.groups.remove(gid).ok_or_else(|| Error::NotFound {
             what: "group",
@@ -239,10 +229,7 @@ impl Account {
     pub fn send(&mut self, conversation: &str, text: &str) -> Result<MessageInfo> {
         let c = self.resolve(conversation)?;
         let now = self.now();
-        let mut group = self
-            .groups
-            .remove(&c.id)
-            .expect("resolved conversations exist");
+        let mut group = self.groups.remove(&c.id).expect("resolved conversations exist");
         let me = self.account_public();
         let result = group
             .send_text(&self.me, text, now, self.entropy.as_mut())
@@ -313,13 +300,7 @@ impl Account {
     }
 }
 
-fn system_row(
-    group: &GroupId,
-    sealed: &Sealed,
-    sender: [u8; 32],
-    kind: &str,
-    body: &str,
-) -> MessageRow {
+fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, body: &str) -> MessageRow {
     MessageRow {
         id: sealed.envelope.id(),
         group_id: *group,

@@ -10,10 +10,7 @@ mod types;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-pub use types::{
-    ContactInfo, ConversationInfo, ConversationKind, ImportReport, MemberInfo, MessageInfo,
-    Received,
-};
+pub use types::{ContactInfo, ConversationInfo, ConversationKind, ImportReport, MemberInfo, MessageInfo, Received};
 
 use crate::crypto::{Entropy, OsEntropy};
 use crate::envelope::Topic;
@@ -56,13 +53,9 @@ impl Account {
         let mut entropy = OsEntropy;
         let params = KdfParams::generate(&mut entropy)?;
         let key = DatabaseKey::from_passphrase(passphrase, &params)?;
-        std::fs::create_dir_all(home)
-            .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        std::fs::create_dir_all(home).map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
         if home.join(DB_FILE).exists() {
-            return Err(Error::AlreadyExists(format!(
-                "an account in {}",
-                home.display()
-            )));
+            return Err(Error::AlreadyExists(format!("an account in {}", home.display())));
         }
         params.write(home)?;
         Self::create_with_key(home, &key, name, Box::new(OsEntropy), system_clock())
@@ -86,8 +79,7 @@ impl Account {
         if let Some(n) = name {
             check_name(n)?;
         }
-        std::fs::create_dir_all(home)
-            .map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        std::fs::create_dir_all(home).map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
         let now = clock();
         let account_key = AccountKey::generate(entropy.as_mut())?;
         let device = DeviceKeys::generate(entropy.as_mut())?;
@@ -123,10 +115,7 @@ impl Account {
             .read()
             .identity()?
             .ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
-        let cert = DeviceCert::decode(&mut Reader::new(
-            &id.device_cert,
-            "stored device certificate",
-        ))?;
+        let cert = DeviceCert::decode(&mut Reader::new(&id.device_cert, "stored device certificate"))?;
         let me = LocalDevice {
             cert,
             keys: DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret),
@@ -135,12 +124,7 @@ impl Account {
             request: x25519_dalek::StaticSecret::from(*id.request_secret),
             rendezvous_seed: id.rendezvous_seed,
         };
-        let groups = store
-            .read()
-            .load_groups()?
-            .into_iter()
-            .map(|g| (g.id, g))
-            .collect();
+        let groups = store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
         let mut account = Account {
             store,
             home: home.to_path_buf(),
@@ -196,8 +180,7 @@ impl Account {
             let first = period_of(group.created_ms).saturating_sub(1);
             for epoch in group.epochs() {
                 for period in first..=today + 1 {
-                    self.topics
-                        .insert(epoch.topic(period), (group.id, epoch.id));
+                    self.topics.insert(epoch.topic(period), (group.id, epoch.id));
                 }
             }
         }

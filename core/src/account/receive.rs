@@ -51,36 +51,20 @@ impl Account {
 
     /// Opens and applies one envelope. `Ok(None)`: stored to wait for its key. Otherwise the
     /// messages it made visible and the groups in which waiting envelopes may now open.
-    fn receive_one(
-        &mut self,
-        envelope: &Envelope,
-    ) -> Result<Option<(Vec<MessageInfo>, Vec<GroupId>)>> {
+    fn receive_one(&mut self, envelope: &Envelope) -> Result<Option<(Vec<MessageInfo>, Vec<GroupId>)>> {
         let id = envelope.id();
         match self.store.read().has_envelope(&id)? {
             Some(EnvelopeStatus::Waiting) | None => {}
             Some(_) => return Err(Error::Duplicate),
         }
-        let (gid, epoch) = *self
-            .topics
-            .get(&envelope.topic())
-            .ok_or(Error::UnknownTopic)?;
+        let (gid, epoch) = *self.topics.get(&envelope.topic()).ok_or(Error::UnknownTopic)?;
         let now = self.now();
-        let group = self
-            .groups
-            .get(&gid)
-            .expect("the topic index names only loaded groups");
+        let group = self.groups.get(&gid).expect("the topic index names only loaded groups");
         let opened = match group.open(&self.me, envelope, &epoch) {
             Ok(o) => o,
             Err(Error::MissingKey) => {
-                self.store.write(|tx| {
-                    tx.put_envelope(
-                        &id,
-                        Some(&gid),
-                        envelope.as_bytes(),
-                        EnvelopeStatus::Waiting,
-                        now,
-                    )
-                })?;
+                self.store
+                    .write(|tx| tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now))?;
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -95,11 +79,11 @@ impl Account {
                     unblocked.push(new_gid);
                 }
                 self.heal_if_needed(&gid)?;
-                let name = self.conversation_name(&gid);
-                Ok(Some((
-                    rows.iter().map(|r| self.message_info(r, &name)).collect(),
-                    unblocked,
-                )))
+                let shown = rows
+                    .iter()
+                    .map(|r| self.message_info(r, &self.conversation_name(&r.group_id)))
+                    .collect();
+                Ok(Some((shown, unblocked)))
             }
             Err(e) => {
                 self.reload()?;
@@ -149,9 +133,9 @@ impl Account {
             } => {
                 let (kind, body) = match &op.action {
                     Action::Create { name } => ("created", name.clone()),
-                    Action::Add { member, .. } => ("added", self.display_name(member)),
+                    Action::Add { member, name, .. } => ("added", self.name_in(group, member, name.as_deref())),
                     Action::Remove { .. } if we_were_removed => ("removed", "you".to_owned()),
-                    Action::Remove { member } => ("removed", self.display_name(member)),
+                    Action::Remove { member } => ("removed", self.name_in(group, member, None)),
                     Action::Rekey => ("rekeyed", String::new()),
                 };
                 rows.push(MessageRow {
@@ -167,11 +151,7 @@ impl Account {
                 unblocked.push(gid);
             }
             Event::Invited { from, welcome, .. } => {
-                let known_contact = self
-                    .store
-                    .read()
-                    .contact_by_account(&from.account)?
-                    .is_some();
+                let known_contact = self.store.read().contact_by_account(&from.account)?.is_some();
                 if known_contact && !self.groups.contains_key(&welcome.group) {
                     let mut g = Group::from_welcome(&self.me, &welcome, &from, now)?;
                     announce = Some(g.announce(&self.me, now, self.entropy.as_mut())?);
@@ -191,13 +171,7 @@ impl Account {
             Event::Nothing => {}
         }
         self.store.write(|tx| {
-            tx.put_envelope(
-                &id,
-                Some(&gid),
-                envelope.as_bytes(),
-                EnvelopeStatus::Opened,
-                now,
-            )?;
+            tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
             for row in &rows {
                 tx.insert_message(row)?;
             }
@@ -223,6 +197,17 @@ impl Account {
         Ok((rows, unblocked, joined_id))
     }
 
+    /// A member's name: our contact name, else the name the admin gave them in this group.
+    fn name_in(&self, group: &Group, account: &[u8; 32], given: Option<&str>) -> String {
+        if *account == self.account_public() || self.store.read().contact_by_account(account).ok().flatten().is_some() {
+            return self.display_name(account);
+        }
+        given
+            .map(str::to_owned)
+            .or_else(|| group.name_given_to(account))
+            .unwrap_or_else(|| self.display_name(account))
+    }
+
     /// Everything another device may lack: our pending contact requests and every envelope we
     /// hold. All of it is already encrypted.
     pub fn export_bundle(&self) -> Result<Vec<u8>> {
@@ -240,11 +225,7 @@ impl Account {
             .into_iter()
             .map(Envelope::parse)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Bundle {
-            requests,
-            envelopes,
-        }
-        .encode())
+        Ok(Bundle { requests, envelopes }.encode())
     }
 
     /// Imports a bundle: requests first, then envelopes, repeated while any pass makes progress
@@ -296,11 +277,12 @@ impl Account {
     }
 
     fn count_waiting(&self) -> Result<usize> {
-        let n: i64 = self.store.read().query_row(
-            "SELECT count(*) FROM envelopes WHERE status = 'waiting'",
-            [],
-            |r| r.get(0),
-        )?;
+        let n: i64 =
+            self.store
+                .read()
+                .query_row("SELECT count(*) FROM envelopes WHERE status = 'waiting'", [], |r| {
+                    r.get(0)
+                })?;
         Ok(n as usize)
     }
 }

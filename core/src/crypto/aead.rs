@@ -23,16 +23,8 @@ pub fn seal_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &
 }
 
 /// Decrypts `buf` (ciphertext followed by tag) in place and removes the tag.
-pub fn open_in_place(
-    key: &[u8; 32],
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    buf: &mut Vec<u8>,
-) -> Result<()> {
-    let body_len = buf
-        .len()
-        .checked_sub(AEAD_TAG_LEN)
-        .ok_or(Error::DecryptionFailed)?;
+pub fn open_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+    let body_len = buf.len().checked_sub(AEAD_TAG_LEN).ok_or(Error::DecryptionFailed)?;
     let tag = Tag::try_from(&buf[body_len..]).map_err(|_| Error::DecryptionFailed)?;
     let nonce = XNonce::from(*nonce);
     cipher(key)
@@ -51,12 +43,7 @@ pub fn seal(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], plaintext: &[u8
 }
 
 /// Decrypts a copy of `ciphertext`.
-pub fn open(
-    key: &[u8; 32],
-    nonce: &[u8; NONCE_LEN],
-    aad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
     let mut buf = ciphertext.to_vec();
     open_in_place(key, nonce, aad, &mut buf)?;
     Ok(buf)

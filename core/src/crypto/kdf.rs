@@ -27,8 +27,7 @@ pub fn derive_array<const N: usize>(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> 
 /// HMAC-SHA256(key, parts...): used where a value must be a keyed function of public input,
 /// such as rendezvous points.
 pub fn keyed_hash(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     for part in parts {
         mac.update(part);
     }

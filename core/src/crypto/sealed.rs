@@ -14,12 +14,7 @@ pub const SEALED_OVERHEAD: usize = 32 + NONCE_LEN + super::aead::AEAD_TAG_LEN;
 
 const SEALED_KEY: &[u8] = label("weft/v1/sealed/key");
 
-fn sealing_key(
-    shared: &[u8; 32],
-    ephemeral: &[u8; 32],
-    recipient: &[u8; 32],
-    context: &[u8],
-) -> [u8; 32] {
+fn sealing_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32], context: &[u8]) -> [u8; 32] {
     let mut salt = [0u8; 64];
     salt[..32].copy_from_slice(ephemeral);
     salt[32..].copy_from_slice(recipient);
@@ -28,12 +23,7 @@ fn sealing_key(
 
 /// Seals `plaintext` to `recipient`. `context` binds the result to its use (it is authenticated
 /// but not sent), so a sealed box cannot be replayed in another role.
-pub fn seal_to(
-    recipient: &[u8; 32],
-    context: &[u8],
-    plaintext: &[u8],
-    entropy: &mut dyn Entropy,
-) -> Result<Vec<u8>> {
+pub fn seal_to(recipient: &[u8; 32], context: &[u8], plaintext: &[u8], entropy: &mut dyn Entropy) -> Result<Vec<u8>> {
     let ephemeral = StaticSecret::from(entropy.bytes32()?);
     let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
     let shared = ephemeral.diffie_hellman(&PublicKey::from(*recipient));
@@ -43,12 +33,7 @@ pub fn seal_to(
             why: "low-order X25519 point",
         });
     }
-    let key = zeroize::Zeroizing::new(sealing_key(
-        shared.as_bytes(),
-        &ephemeral_pub,
-        recipient,
-        context,
-    ));
+    let key = zeroize::Zeroizing::new(sealing_key(shared.as_bytes(), &ephemeral_pub, recipient, context));
     let nonce = entropy.nonce()?;
     let mut out = Vec::with_capacity(SEALED_OVERHEAD + plaintext.len());
     out.extend_from_slice(&ephemeral_pub);
@@ -63,20 +48,13 @@ pub fn open_sealed(secret: &StaticSecret, context: &[u8], sealed: &[u8]) -> Resu
         return Err(Error::DecryptionFailed);
     }
     let ephemeral: [u8; 32] = sealed[..32].try_into().expect("length checked");
-    let nonce: [u8; NONCE_LEN] = sealed[32..32 + NONCE_LEN]
-        .try_into()
-        .expect("length checked");
+    let nonce: [u8; NONCE_LEN] = sealed[32..32 + NONCE_LEN].try_into().expect("length checked");
     let recipient = PublicKey::from(secret).to_bytes();
     let shared = secret.diffie_hellman(&PublicKey::from(ephemeral));
     if !shared.was_contributory() {
         return Err(Error::DecryptionFailed);
     }
-    let key = zeroize::Zeroizing::new(sealing_key(
-        shared.as_bytes(),
-        &ephemeral,
-        &recipient,
-        context,
-    ));
+    let key = zeroize::Zeroizing::new(sealing_key(shared.as_bytes(), &ephemeral, &recipient, context));
     open(&key, &nonce, context, &sealed[32 + NONCE_LEN..])
 }
 

@@ -28,8 +28,7 @@ pub fn step(chain_key: &[u8; 32]) -> (Secret32, Secret32) {
     let hk = Hkdf::<Sha256>::from_prk(chain_key).expect("32 bytes is a valid SHA-256 PRK");
     let mut message_key = secret([0u8; 32]);
     let mut next = secret([0u8; 32]);
-    hk.expand(MESSAGE_KEY, &mut message_key[..])
-        .expect("32 bytes");
+    hk.expand(MESSAGE_KEY, &mut message_key[..]).expect("32 bytes");
     hk.expand(NEXT_CHAIN_KEY, &mut next[..]).expect("32 bytes");
     (message_key, next)
 }
@@ -49,9 +48,7 @@ impl OwnChain {
     /// Takes the next message key and advances, erasing the chain key it came from.
     pub fn advance(&mut self) -> Result<(u32, Secret32)> {
         let index = self.next_index;
-        let next_index = index
-            .checked_add(1)
-            .ok_or(Error::Limit("sender chain exhausted"))?;
+        let next_index = index.checked_add(1).ok_or(Error::Limit("sender chain exhausted"))?;
         let (message_key, next) = step(&self.chain_key);
         self.chain_key = next;
         self.next_index = next_index;
@@ -122,9 +119,7 @@ impl PeerChain {
         }
         let (message_key, following) = step(&next.chain_key);
         next.chain_key = following;
-        next.next_index = index
-            .checked_add(1)
-            .ok_or(Error::Limit("sender chain exhausted"))?;
+        next.next_index = index.checked_add(1).ok_or(Error::Limit("sender chain exhausted"))?;
         Ok((message_key, next))
     }
 
@@ -177,10 +172,7 @@ mod tests {
         assert!(matches!(peer.key_for(5), Err(Error::Duplicate)));
         let (k9, _) = peer.key_for(9).unwrap();
         assert_eq!(*k9, *keys[9].1);
-        assert!(matches!(
-            peer.key_for(6 + MAX_GAP + 1),
-            Err(Error::GapTooLarge { .. })
-        ));
+        assert!(matches!(peer.key_for(6 + MAX_GAP + 1), Err(Error::GapTooLarge { .. })));
     }
 
     #[test]

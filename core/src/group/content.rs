@@ -95,9 +95,7 @@ fn decode_shares(r: &mut Reader<'_>) -> Result<Vec<Share>> {
 impl Inner {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(64);
-        w.u64(self.lamport)
-            .u64(self.sent_ms)
-            .u8(self.parents.len() as u8);
+        w.u64(self.lamport).u64(self.sent_ms).u8(self.parents.len() as u8);
         for p in &self.parents {
             w.raw(&p.0);
         }
@@ -146,9 +144,7 @@ impl Inner {
                 max: MAX_PARENTS,
             });
         }
-        let parents = (0..n)
-            .map(|_| r.array().map(EnvelopeId))
-            .collect::<Result<Vec<_>>>()?;
+        let parents = (0..n).map(|_| r.array().map(EnvelopeId)).collect::<Result<Vec<_>>>()?;
         let content = match r.u8()? {
             1 => Content::Text(r.string(MAX_TEXT_LEN)?),
             2 => Content::KeyShare(KeyShare {
@@ -203,8 +199,7 @@ impl Inner {
 
 /// The bytes a sender signs.
 pub fn signed_bytes(group: &[u8; 32], header: &[u8], inner: &[u8]) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + header.len() + inner.len());
+    let mut out = Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + header.len() + inner.len());
     out.extend_from_slice(MESSAGE_SIGNATURE_CONTEXT);
     out.extend_from_slice(group);
     out.extend_from_slice(header);

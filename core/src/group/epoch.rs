@@ -33,8 +33,7 @@ impl Epoch {
 
     /// The topic for a period: unlinkable across periods without the secret.
     pub fn topic(&self, period: u64) -> Topic {
-        let full: [u8; 32] =
-            derive_array(&period.to_be_bytes(), &self.secret[..], &[TOPIC, &self.id]);
+        let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[TOPIC, &self.id]);
         full[..TOPIC_LEN].try_into().expect("32 > 16")
     }
 
@@ -46,10 +45,6 @@ impl Epoch {
     /// by members that do not hold the sender's chain yet. Salted by the envelope's nonce, so
     /// each control message has a key of its own.
     pub fn control_key(&self, nonce: &[u8]) -> Secret32 {
-        secret(derive_array(
-            nonce,
-            &self.secret[..],
-            &[CONTROL_KEY, &self.id],
-        ))
+        secret(derive_array(nonce, &self.secret[..], &[CONTROL_KEY, &self.id]))
     }
 }

@@ -140,9 +140,7 @@ impl SignedOp {
                 max: MAX_OP_PARENTS,
             });
         }
-        let parents = (0..n_parents)
-            .map(|_| r.array())
-            .collect::<Result<Vec<_>>>()?;
+        let parents = (0..n_parents).map(|_| r.array()).collect::<Result<Vec<_>>>()?;
         let author = DeviceCert::decode(&mut r)?;
         let created_ms = r.u64()?;
         let action = match r.u8()? {
@@ -160,9 +158,7 @@ impl SignedOp {
                         max: MAX_DEVICES_PER_ADD,
                     });
                 }
-                let devices = (0..n)
-                    .map(|_| DeviceCert::decode(&mut r))
-                    .collect::<Result<Vec<_>>>()?;
+                let devices = (0..n).map(|_| DeviceCert::decode(&mut r)).collect::<Result<Vec<_>>>()?;
                 if devices.iter().any(|d| d.account != member) {
                     return Err(Error::Malformed {
                         what: "membership operation",
@@ -198,12 +194,7 @@ impl SignedOp {
         };
         let mut signed = OP_CONTEXT.to_vec();
         signed.extend_from_slice(&op.unsigned_bytes());
-        crate::identity::verify_signature(
-            &op.author.device,
-            &signed,
-            &op.signature,
-            "membership operation",
-        )?;
+        crate::identity::verify_signature(&op.author.device, &signed, &op.signature, "membership operation")?;
         Ok(op)
     }
 }
@@ -350,11 +341,7 @@ mod tests {
         let account = AccountKey::generate(&mut rng).unwrap();
         let device = DeviceKeys::generate(&mut rng).unwrap();
         let cert = account.certify(&device, 0);
-        Person {
-            account,
-            device,
-            cert,
-        }
+        Person { account, device, cert }
     }
 
     fn op(p: &Person, parents: Vec<OpHash>, action: Action) -> SignedOp {
@@ -400,13 +387,7 @@ mod tests {
                 member: c.account.public(),
             },
         );
-        let all = [
-            create,
-            add_b,
-            add_c,
-            a_removes_b.clone(),
-            b_removes_c.clone(),
-        ];
+        let all = [create, add_b, add_c, a_removes_b.clone(), b_removes_c.clone()];
         let map: BTreeMap<_, _> = all.iter().map(|o| (o.hash(), o.clone())).collect();
         let state = Membership::replay(&[7; 32], &map);
         // Round trip through bytes, in reverse insertion, gives the same state.
@@ -419,10 +400,7 @@ mod tests {
         assert_eq!(Membership::replay(&[7; 32], &map2), state);
         assert!(state.members.contains_key(&a.account.public()));
         assert!(!state.members.contains_key(&b.account.public()));
-        assert_eq!(
-            state.heads.len(),
-            if state.applied.len() == 5 { 2 } else { 1 }
-        );
+        assert_eq!(state.heads.len(), if state.applied.len() == 5 { 2 } else { 1 });
     }
 
     #[test]

@@ -136,12 +136,7 @@ impl Group {
     }
 
     /// Founds a group with this device's account as its only member and admin.
-    pub fn create(
-        me: &LocalDevice,
-        name: &str,
-        now_ms: u64,
-        entropy: &mut dyn Entropy,
-    ) -> Result<Self> {
+    pub fn create(me: &LocalDevice, name: &str, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Self> {
         if name.len() > super::membership::MAX_GROUP_NAME_LEN {
             return Err(Error::TooLong {
                 what: "group name",
@@ -156,9 +151,7 @@ impl Group {
             me.cert.clone(),
             &me.keys,
             now_ms,
-            Action::Create {
-                name: name.to_owned(),
-            },
+            Action::Create { name: name.to_owned() },
         );
         let mut group = Group::empty(id, GroupKind::Many, now_ms);
         group
@@ -172,12 +165,7 @@ impl Group {
     /// The 1:1 group of two accounts. Both sides derive the same id and secret from the X25519
     /// agreement of their request keys, so two people who add each other at the same time end
     /// up in one conversation, not two.
-    pub fn pair(
-        me: &LocalDevice,
-        peer: AccountPublic,
-        shared_secret: &[u8; 32],
-        created_ms: u64,
-    ) -> Self {
+    pub fn pair(me: &LocalDevice, peer: AccountPublic, shared_secret: &[u8; 32], created_ms: u64) -> Self {
         let accounts = if me.account() <= peer {
             [me.account(), peer]
         } else {
@@ -195,12 +183,7 @@ impl Group {
     }
 
     /// Joins a group from an invitation.
-    pub fn from_welcome(
-        me: &LocalDevice,
-        welcome: &Welcome,
-        inviter: &DeviceCert,
-        now_ms: u64,
-    ) -> Result<Self> {
+    pub fn from_welcome(me: &LocalDevice, welcome: &Welcome, inviter: &DeviceCert, now_ms: u64) -> Result<Self> {
         let mut group = Group::empty(welcome.group, GroupKind::Many, now_ms);
         for op in &welcome.ops {
             if op.group != welcome.group {
@@ -224,16 +207,10 @@ impl Group {
         if !group.membership.members.contains_key(&inviter.account) {
             return Err(Error::NotAMember);
         }
-        group.created_ms = group
-            .ops
-            .values()
-            .map(|o| o.created_ms)
-            .min()
-            .unwrap_or(now_ms);
-        group.epochs.insert(
-            welcome.epoch,
-            Epoch::new(welcome.epoch, welcome.epoch_secret),
-        );
+        group.created_ms = group.ops.values().map(|o| o.created_ms).min().unwrap_or(now_ms);
+        group
+            .epochs
+            .insert(welcome.epoch, Epoch::new(welcome.epoch, welcome.epoch_secret));
         for cert in &welcome.devices {
             if cert.verify().is_ok() && group.is_member(&cert.account) {
                 group.devices.insert(cert.device, cert.clone());
@@ -242,10 +219,9 @@ impl Group {
         group.devices.insert(inviter.device, inviter.clone());
         group.devices.insert(me.id(), me.cert.clone());
         let key = (inviter.device, welcome.inviter_generation);
-        group.peers.insert(
-            key,
-            PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key),
-        );
+        group
+            .peers
+            .insert(key, PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
         Ok(group)
     }
@@ -257,8 +233,7 @@ impl Group {
         }
         if self.kind == GroupKind::Many {
             let members = self.membership.members.clone();
-            self.devices
-                .retain(|_, cert| members.contains_key(&cert.account));
+            self.devices.retain(|_, cert| members.contains_key(&cert.account));
         }
     }
 
@@ -274,12 +249,7 @@ impl Group {
     }
 
     pub fn is_admin(&self, account: &AccountPublic) -> bool {
-        matches!(self.kind, GroupKind::Many)
-            && self
-                .membership
-                .members
-                .get(account)
-                .is_some_and(|m| m.admin)
+        matches!(self.kind, GroupKind::Many) && self.membership.members.get(account).is_some_and(|m| m.admin)
     }
 
     /// Member accounts with their names from the log (pair groups have none).
@@ -297,12 +267,7 @@ impl Group {
                     )
                 })
                 .collect(),
-            GroupKind::Many => self
-                .membership
-                .members
-                .iter()
-                .map(|(a, m)| (*a, m.clone()))
-                .collect(),
+            GroupKind::Many => self.membership.members.iter().map(|(a, m)| (*a, m.clone())).collect(),
         }
     }
 
@@ -348,17 +313,10 @@ impl Group {
     }
 
     /// Registers a chain another device handed us out of band (in a contact request).
-    pub fn learn_chain(
-        &mut self,
-        device: DeviceId,
-        generation: u32,
-        start_index: u32,
-        chain_key: [u8; 32],
-    ) {
+    pub fn learn_chain(&mut self, device: DeviceId, generation: u32, start_index: u32, chain_key: [u8; 32]) {
         let key = (device, generation);
         if !self.peers.contains_key(&key) {
-            self.peers
-                .insert(key, PeerChain::new(start_index, chain_key));
+            self.peers.insert(key, PeerChain::new(start_index, chain_key));
             self.dirty_peers.insert(key);
         }
     }
@@ -370,11 +328,7 @@ impl Group {
 
     /// Our current chain, created (and so re-seeded) when missing, when the epoch changed, or
     /// when the schedule says so. Returns whether it is new.
-    pub fn ensure_own_chain(
-        &mut self,
-        now_ms: u64,
-        entropy: &mut dyn Entropy,
-    ) -> Result<&OwnChain> {
+    pub fn ensure_own_chain(&mut self, now_ms: u64, entropy: &mut dyn Entropy) -> Result<&OwnChain> {
         let epoch = self.current_epoch().ok_or(Error::NotAMember)?.id;
         let due = match &self.own {
             None => true,
@@ -407,9 +361,7 @@ impl Group {
         self.devices
             .values()
             .filter(|c| c.device != me.id() && self.is_member(&c.account))
-            .filter(|c| {
-                !self.shared_with.contains(&c.device) && !self.shared_with.contains(&c.account)
-            })
+            .filter(|c| !self.shared_with.contains(&c.device) && !self.shared_with.contains(&c.account))
             .cloned()
             .collect()
     }
@@ -464,25 +416,12 @@ impl Group {
         let own = self.own.as_mut().expect("ensured above");
         let generation = own.generation;
         let (index, message_key) = own.advance()?;
-        out.push(self.seal(
-            me,
-            generation,
-            index,
-            &message_key,
-            content,
-            now_ms,
-            entropy,
-        )?);
+        out.push(self.seal(me, generation, index, &message_key, content, now_ms, entropy)?);
         Ok(out)
     }
 
     /// Announces this device and hands our chain to every member device that lacks it.
-    pub fn announce(
-        &mut self,
-        me: &LocalDevice,
-        now_ms: u64,
-        entropy: &mut dyn Entropy,
-    ) -> Result<Sealed> {
+    pub fn announce(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Sealed> {
         self.ensure_own_chain(now_ms, entropy)?;
         let lacking = self.devices_lacking_chain(me);
         self.key_share(me, &lacking, now_ms, entropy)
@@ -496,8 +435,7 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
         let own = self.own.as_ref().ok_or(Error::NotAMember)?;
-        let (generation, start_index, chain_key) =
-            (own.generation, own.next_index, own.chain_key.clone());
+        let (generation, start_index, chain_key) = (own.generation, own.next_index, own.chain_key.clone());
         let mut shares = Vec::with_capacity(to.len());
         for cert in to {
             let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
@@ -519,13 +457,7 @@ impl Group {
         Ok(sealed)
     }
 
-    fn chain_share_context(
-        &self,
-        sender: &DeviceId,
-        generation: u32,
-        start: u32,
-        recipient: &DeviceId,
-    ) -> Vec<u8> {
+    fn chain_share_context(&self, sender: &DeviceId, generation: u32, start: u32, recipient: &DeviceId) -> Vec<u8> {
         let mut w = Writer::with_capacity(128);
         w.raw(CHAIN_SHARE)
             .raw(&self.id)
@@ -552,14 +484,10 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
         if self.kind != GroupKind::Many {
-            return Err(Error::NotAllowed(
-                "the members of a 1:1 conversation cannot change",
-            ));
+            return Err(Error::NotAllowed("the members of a 1:1 conversation cannot change"));
         }
         if !self.is_admin(&me.account()) {
-            return Err(Error::NotAllowed(
-                "only an admin can change who is in a group",
-            ));
+            return Err(Error::NotAllowed("only an admin can change who is in a group"));
         }
         if let Action::Add { member, .. } = &action {
             if self.is_member(member) {
@@ -584,9 +512,7 @@ impl Group {
         next_ops.insert(hash, op.clone());
         let next = Membership::replay(&self.id, &next_ops);
         if next.applied.last() != Some(&hash) {
-            return Err(Error::NotAllowed(
-                "the change is not valid in the current log",
-            ));
+            return Err(Error::NotAllowed("the change is not valid in the current log"));
         }
         let secret = Zeroizing::new(entropy.bytes32()?);
         let mut epoch_shares = Vec::new();
@@ -618,24 +544,14 @@ impl Group {
 
     /// What `invitee` needs to join, after their `Add` was applied. Hands over our chain for
     /// the current epoch, so the invitee reads us from our next message on.
-    pub fn welcome(
-        &mut self,
-        invitee: &AccountPublic,
-        now_ms: u64,
-        entropy: &mut dyn Entropy,
-    ) -> Result<Welcome> {
+    pub fn welcome(&mut self, invitee: &AccountPublic, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Welcome> {
         if !self.is_member(invitee) {
             return Err(Error::NotAMember);
         }
         let epoch = self.current_epoch().ok_or(Error::NotAMember)?.clone();
         let own = self.ensure_own_chain(now_ms, entropy)?.clone();
         self.shared_with.insert(*invitee);
-        let ops: Vec<SignedOp> = self
-            .membership
-            .applied
-            .iter()
-            .map(|h| self.ops[h].clone())
-            .collect();
+        let ops: Vec<SignedOp> = self.membership.applied.iter().map(|h| self.ops[h].clone()).collect();
         if ops.len() > 100 {
             return Err(Error::Limit(
                 "groups with more than 100 membership changes cannot invite yet",
@@ -715,8 +631,7 @@ impl Group {
 
         let body_len = 4 + inner_bytes.len() + 64;
         let total = envelope::bucket_for(body_len)?;
-        let mut body =
-            Vec::with_capacity(total - envelope::PREFIX_LEN - envelope::HEADER_SEALED_LEN);
+        let mut body = Vec::with_capacity(total - envelope::PREFIX_LEN - envelope::HEADER_SEALED_LEN);
         body.extend_from_slice(&(inner_bytes.len() as u32).to_be_bytes());
         body.extend_from_slice(&inner_bytes);
         body.extend_from_slice(&signature);
@@ -741,12 +656,7 @@ impl Group {
     }
 
     /// Authenticates and decrypts an envelope of `epoch` without changing any state.
-    pub fn open(
-        &self,
-        me: &LocalDevice,
-        envelope: &Envelope,
-        epoch_id: &[u8; 32],
-    ) -> Result<Opened> {
+    pub fn open(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
         let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
         let aad_prefix = envelope.associated_data();
         let header = crypto::open(
@@ -765,10 +675,7 @@ impl Group {
         let (body_key, chain_update) = if control {
             (epoch.control_key(&envelope.nonce()), None)
         } else {
-            let chain = self
-                .peers
-                .get(&(device, generation))
-                .ok_or(Error::MissingKey)?;
+            let chain = self.peers.get(&(device, generation)).ok_or(Error::MissingKey)?;
             let (key, next) = chain.key_for(index)?;
             (key, Some(((device, generation), next)))
         };
@@ -786,9 +693,7 @@ impl Group {
         let sender = match (&inner.content, self.devices.get(&device)) {
             (_, Some(cert)) => cert.clone(),
             (Content::KeyShare(ks), None) if ks.cert.device == device => ks.cert.clone(),
-            (Content::Membership { op, .. }, None) if op.author.device == device => {
-                op.author.clone()
-            }
+            (Content::Membership { op, .. }, None) if op.author.device == device => op.author.clone(),
             _ => return Err(Error::NotAMember),
         };
         verify_signature(
@@ -797,18 +702,14 @@ impl Group {
             &signature,
             "message",
         )?;
-        let is_control_content = matches!(
-            inner.content,
-            Content::KeyShare(_) | Content::Membership { .. }
-        );
+        let is_control_content = matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. });
         if control != is_control_content {
             return Err(Error::Malformed {
                 what: "message",
                 why: "content kind does not match its key",
             });
         }
-        if !matches!(inner.content, Content::Membership { .. }) && !self.is_member(&sender.account)
-        {
+        if !matches!(inner.content, Content::Membership { .. }) && !self.is_member(&sender.account) {
             return Err(Error::NotAMember);
         }
         if matches!(inner.content, Content::Invite(_)) && self.kind == GroupKind::Many {
@@ -836,12 +737,7 @@ impl Group {
         let unsealed_chain = match &inner.content {
             Content::KeyShare(ks) => match ks.shares.iter().find(|s| s.device == me.id()) {
                 Some(share) => {
-                    let context = self.chain_share_context(
-                        &sender.device,
-                        ks.generation,
-                        ks.start_index,
-                        &me.id(),
-                    );
+                    let context = self.chain_share_context(&sender.device, ks.generation, ks.start_index, &me.id());
                     Some(open_secret32(me, &context, &share.sealed, "key share")?)
                 }
                 None => None,
@@ -889,9 +785,7 @@ impl Group {
                 match unsealed_chain {
                     Some(key) if !self.peers.contains_key(&(sender.device, ks.generation)) => {
                         self.learn_chain(sender.device, ks.generation, ks.start_index, *key);
-                        Event::KeysArrived {
-                            device: sender.device,
-                        }
+                        Event::KeysArrived { device: sender.device }
                     }
                     _ => Event::Nothing,
                 }
@@ -1057,12 +951,7 @@ impl Group {
     }
 }
 
-fn open_secret32(
-    me: &LocalDevice,
-    context: &[u8],
-    sealed: &[u8],
-    what: &'static str,
-) -> Result<Zeroizing<[u8; 32]>> {
+fn open_secret32(me: &LocalDevice, context: &[u8], sealed: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>> {
     let plain = Zeroizing::new(open_sealed(me.keys.dh_secret(), context, sealed)?);
     let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed {
         what,

@@ -32,10 +32,7 @@ impl ContactCard {
     /// The binary form: `version | account | request key | seed | name length | name | checksum`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let name = self.name.as_deref().unwrap_or("");
-        assert!(
-            name.len() <= MAX_NAME_LEN,
-            "names are checked on the way in"
-        );
+        assert!(name.len() <= MAX_NAME_LEN, "names are checked on the way in");
         let mut w = Writer::with_capacity(102 + name.len());
         w.u8(CARD_VERSION)
             .raw(&self.account)
@@ -187,10 +184,7 @@ mod tests {
         assert_eq!(ContactCard::from_link(&link).unwrap(), c);
         assert_eq!(ContactCard::from_link(&link.to_uppercase()).unwrap(), c);
         assert_eq!(ContactCard::from_link(&format!("  {link}\n")).unwrap(), c);
-        assert_eq!(
-            ContactCard::from_link(&card(None).to_link()).unwrap(),
-            card(None)
-        );
+        assert_eq!(ContactCard::from_link(&card(None).to_link()).unwrap(), card(None));
     }
 
     #[test]
@@ -200,10 +194,7 @@ mod tests {
             ContactCard::from_link("https://x"),
             Err(Error::NotALink { .. })
         ));
-        assert!(matches!(
-            ContactCard::from_link(&link[..link.len() - 8]),
-            Err(_)
-        ));
+        assert!(matches!(ContactCard::from_link(&link[..link.len() - 8]), Err(_)));
         assert!(matches!(
             ContactCard::from_link("weft://contact/!!!"),
             Err(Error::Malformed { .. })
@@ -214,10 +205,7 @@ mod tests {
         ));
         let mut bytes = card(Some("bob")).to_bytes();
         bytes[10] ^= 1;
-        assert!(matches!(
-            ContactCard::from_bytes(&bytes),
-            Err(Error::BadChecksum)
-        ));
+        assert!(matches!(ContactCard::from_bytes(&bytes), Err(Error::BadChecksum)));
         let mut bytes = card(Some("bob")).to_bytes();
         bytes[0] = 9;
         assert!(matches!(

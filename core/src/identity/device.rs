@@ -173,12 +173,7 @@ impl DeviceCert {
 }
 
 /// Verifies an Ed25519 signature by `signer` in strict mode (no malleable encodings).
-pub fn verify_signature(
-    signer: &[u8; 32],
-    message: &[u8],
-    signature: &[u8; 64],
-    what: &'static str,
-) -> Result<()> {
+pub fn verify_signature(signer: &[u8; 32], message: &[u8], signature: &[u8; 64], what: &'static str) -> Result<()> {
     let key = VerifyingKey::from_bytes(signer).map_err(|_| Error::BadSignature { what })?;
     key.verify_strict(message, &Signature::from_bytes(signature))
         .map_err(|_| Error::BadSignature { what })
@@ -199,17 +194,11 @@ mod tests {
         cert.encode(&mut w);
         let bytes = w.into_bytes();
         assert_eq!(bytes.len(), DeviceCert::ENCODED_LEN);
-        assert_eq!(
-            DeviceCert::decode(&mut Reader::new(&bytes, "cert")).unwrap(),
-            cert
-        );
+        assert_eq!(DeviceCert::decode(&mut Reader::new(&bytes, "cert")).unwrap(), cert);
         for bit in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                DeviceCert::decode(&mut Reader::new(&bad, "cert")).is_err(),
-                "bit {bit}"
-            );
+            assert!(DeviceCert::decode(&mut Reader::new(&bad, "cert")).is_err(), "bit {bit}");
         }
     }
 }

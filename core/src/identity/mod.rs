@@ -6,7 +6,5 @@ mod device;
 mod fingerprint;
 
 pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN};
-pub use device::{
-    AccountKey, AccountPublic, DeviceCert, DeviceId, DeviceKeys, InviteKeys, verify_signature,
-};
+pub use device::{AccountKey, AccountPublic, DeviceCert, DeviceId, DeviceKeys, InviteKeys, verify_signature};
 pub use fingerprint::{fingerprint, safety_number};

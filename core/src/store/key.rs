@@ -23,12 +23,12 @@ impl DatabaseKey {
     }
 
     pub fn from_passphrase(passphrase: &str, params: &KdfParams) -> Result<Self> {
-        let p = Params::new(params.memory_kib, params.iterations, params.lanes, Some(32)).map_err(
-            |_| Error::Malformed {
+        let p = Params::new(params.memory_kib, params.iterations, params.lanes, Some(32)).map_err(|_| {
+            Error::Malformed {
                 what: "key derivation parameters",
                 why: "out of range",
-            },
-        )?;
+            }
+        })?;
         let mut out = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
             .hash_password_into(passphrase.as_bytes(), &params.salt, &mut out[..])
@@ -75,8 +75,7 @@ impl KdfParams {
         }
         bytes.extend_from_slice(&self.salt);
         let path = home.join(KDF_FILE);
-        std::fs::write(&path, bytes)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        std::fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
     pub fn read(home: &Path) -> Result<Self> {
@@ -94,13 +93,7 @@ impl KdfParams {
                 why: "unknown format",
             });
         }
-        let word = |i: usize| {
-            u32::from_be_bytes(
-                bytes[8 + 4 * i..12 + 4 * i]
-                    .try_into()
-                    .expect("length checked"),
-            )
-        };
+        let word = |i: usize| u32::from_be_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().expect("length checked"));
         Ok(KdfParams {
             memory_kib: word(0),
             iterations: word(1),

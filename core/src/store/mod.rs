@@ -28,10 +28,7 @@ impl Store {
     /// Creates a new database at `path`; fails if one exists.
     pub fn create(path: &Path, key: &DatabaseKey) -> Result<Store> {
         if path.exists() {
-            return Err(Error::AlreadyExists(format!(
-                "a database at {}",
-                path.display()
-            )));
+            return Err(Error::AlreadyExists(format!("a database at {}", path.display())));
         }
         Self::open_with(
             path,
@@ -43,9 +40,7 @@ impl Store {
     /// Opens an existing database; a wrong key is [`Error::WrongPassphrase`] and writes nothing.
     pub fn open(path: &Path, key: &DatabaseKey) -> Result<Store> {
         if !path.exists() {
-            return Err(Error::NoAccount(
-                path.parent().unwrap_or(path).to_path_buf(),
-            ));
+            return Err(Error::NoAccount(path.parent().unwrap_or(path).to_path_buf()));
         }
         Self::open_with(path, key, OpenFlags::SQLITE_OPEN_READ_WRITE)
     }
@@ -54,13 +49,9 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         key.apply(&conn)?;
         // The first read is where SQLCipher finds out whether the key is right.
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => {}
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::NotADatabase =>
-            {
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
                 return Err(Error::WrongPassphrase(path.to_path_buf()));
             }
             Err(e) => return Err(e.into()),
@@ -101,8 +92,7 @@ impl Store {
     /// Folds the write-ahead log back into the database and truncates it, so that superseded
     /// page images (old chain keys among them) leave the disk.
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 }

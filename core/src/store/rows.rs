@@ -94,9 +94,8 @@ pub struct MessageRow {
 }
 
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
-    v.try_into().map_err(|_| {
-        rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob)
-    })
+    v.try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob))
 }
 
 fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
@@ -112,8 +111,7 @@ fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     })
 }
 
-const CONTACT_COLUMNS: &str =
-    "account, name, card, status, verified, group_id, request, created_ms";
+const CONTACT_COLUMNS: &str = "account, name, card, status, verified, group_id, request, created_ms";
 
 /// The store's typed operations.
 pub trait Rows {
@@ -171,9 +169,9 @@ pub trait Rows {
     }
 
     fn contacts(&self) -> Result<Vec<ContactRow>> {
-        let mut stmt = self.conn().prepare(&format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY name"
-        ))?;
+        let mut stmt = self
+            .conn()
+            .prepare(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY name"))?;
         let rows = stmt
             .query_map([], contact_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -192,11 +190,12 @@ pub trait Rows {
     }
 
     fn contact_name_taken(&self, name: &str) -> Result<bool> {
-        Ok(self.conn().query_row(
-            "SELECT count(*) FROM contacts WHERE name = ?1",
-            [name],
-            |r| r.get::<_, i64>(0),
-        )? > 0)
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM contacts WHERE name = ?1", [name], |r| {
+                r.get::<_, i64>(0)
+            })?
+            > 0)
     }
 
     /// Saves a group's state and the chains that changed; a chain of `None` is deleted.
@@ -243,11 +242,7 @@ pub trait Rows {
                 .prepare("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
             let rows = chains
                 .query_map([&group.id[..]], |r| {
-                    Ok((
-                        blob32(r.get(0)?)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
+                    Ok((blob32(r.get(0)?)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for (device, generation, bytes) in rows {
@@ -264,11 +259,7 @@ pub trait Rows {
     fn has_envelope(&self, id: &EnvelopeId) -> Result<Option<EnvelopeStatus>> {
         let status: Option<String> = self
             .conn()
-            .query_row(
-                "SELECT status FROM envelopes WHERE id = ?1",
-                [&id.0[..]],
-                |r| r.get(0),
-            )
+            .query_row("SELECT status FROM envelopes WHERE id = ?1", [&id.0[..]], |r| r.get(0))
             .optional()?;
         Ok(status.map(|s| match s.as_str() {
             "sent" => EnvelopeStatus::Sent,
@@ -294,9 +285,9 @@ pub trait Rows {
     }
 
     fn waiting_envelopes(&self, group: &GroupId) -> Result<Vec<Vec<u8>>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT bytes FROM envelopes WHERE status = 'waiting' AND group_id = ?1 ORDER BY received_ms, id")?;
+        let mut stmt = self.conn().prepare(
+            "SELECT bytes FROM envelopes WHERE status = 'waiting' AND group_id = ?1 ORDER BY received_ms, id",
+        )?;
         let rows = stmt
             .query_map([&group[..]], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -317,7 +308,16 @@ pub trait Rows {
         self.conn().execute(
             "INSERT OR IGNORE INTO messages (envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![&m.id.0[..], &m.group_id[..], &m.sender[..], m.lamport as i64, m.sent_ms as i64, m.kind, m.body, m.outgoing],
+            params![
+                &m.id.0[..],
+                &m.group_id[..],
+                &m.sender[..],
+                m.lamport as i64,
+                m.sent_ms as i64,
+                m.kind,
+                m.body,
+                m.outgoing
+            ],
         )?;
         Ok(())
     }
@@ -348,10 +348,10 @@ pub trait Rows {
 
     /// Records a processed request; says whether it was new.
     fn note_request(&self, hash: &[u8; 32]) -> Result<bool> {
-        Ok(self.conn().execute(
-            "INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)",
-            [&hash[..]],
-        )? == 1)
+        Ok(self
+            .conn()
+            .execute("INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)", [&hash[..]])?
+            == 1)
     }
 }
 

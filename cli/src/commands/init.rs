@@ -1,0 +1,41 @@
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use weft_core::account::Account;
+
+use crate::home;
+use crate::output::Output;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The name others see on your contact link
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Serialize)]
+struct Created {
+    home: String,
+    name: String,
+    link: String,
+    fingerprint: String,
+}
+
+pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+    let passphrase = home::passphrase(true)?;
+    let account = Account::create(home_dir, &passphrase, Some(&args.name))?;
+    let created = Created {
+        home: home_dir.display().to_string(),
+        name: args.name,
+        link: account.card().to_link(),
+        fingerprint: account.fingerprint(),
+    };
+    out.print(&created, || {
+        format!(
+            "Created the account {:?} in {}\n\nYour contact link (share it with people you trust):\n{}\n\nFingerprint: {}",
+            created.name, created.home, created.link, created.fingerprint
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod bundle;
+pub mod contact;
+pub mod demo;
+pub mod group;
+pub mod id;
+pub mod init;
+pub mod message;

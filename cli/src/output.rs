@@ -1,0 +1,125 @@
+//! Printing for people and for programs (`--json`).
+
+use serde::Serialize;
+use weft_core::account::{ContactInfo, MessageInfo};
+
+pub struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    /// Prints `value` as JSON, or `text()` for people.
+    pub fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("plain data serialises")
+            );
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{}", t.trim_end());
+            }
+        }
+    }
+
+    pub fn error(&self, err: &anyhow::Error) {
+        if self.json {
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("{}", serde_json::json!({ "error": err.to_string(), "causes": chain }));
+        } else {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Serialize)]
+pub struct Contact {
+    pub name: String,
+    pub account: String,
+    pub fingerprint: String,
+    pub status: &'static str,
+    pub verified: bool,
+}
+
+impl From<&ContactInfo> for Contact {
+    fn from(c: &ContactInfo) -> Self {
+        Contact {
+            name: c.name.clone(),
+            account: hex(&c.account),
+            fingerprint: c.fingerprint.clone(),
+            status: c.status.as_str(),
+            verified: c.verified,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Message {
+    pub id: String,
+    pub conversation: String,
+    pub sender: String,
+    pub outgoing: bool,
+    pub sent_ms: u64,
+    pub kind: String,
+    pub body: String,
+}
+
+impl From<&MessageInfo> for Message {
+    fn from(m: &MessageInfo) -> Self {
+        Message {
+            id: m.id.clone(),
+            conversation: m.conversation.clone(),
+            sender: m.sender.clone(),
+            outgoing: m.outgoing,
+            sent_ms: m.sent_ms,
+            kind: m.kind.clone(),
+            body: m.body.clone(),
+        }
+    }
+}
+
+/// One line of history, for people.
+pub fn message_line(m: &MessageInfo) -> String {
+    let time = format_time(m.sent_ms);
+    match m.kind.as_str() {
+        "text" => format!("[{time}] {}: {}", m.sender, m.body),
+        "created" => format!("[{time}] — {} created the group {:?} —", m.sender, m.body),
+        "joined" => format!("[{time}] — you joined {:?} —", m.body),
+        "rekeyed" => format!("[{time}] — {} renewed the group's keys —", m.sender),
+        kind => format!("[{time}] — {} {kind} {} —", m.sender, m.body),
+    }
+}
+
+/// UTC `YYYY-MM-DD HH:MM`, without a date library.
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_time() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00");
+        assert_eq!(super::format_time(1_700_000_000_000), "2023-11-14 22:13");
+    }
+}
