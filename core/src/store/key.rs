@@ -15,11 +15,18 @@ pub const KDF_FILE: &str = "weft.kdf";
 const KDF_MAGIC: &[u8; 8] = b"WEFTKDF1";
 
 /// A raw SQLCipher key.
-pub struct DatabaseKey(Zeroizing<[u8; 32]>);
+pub struct DatabaseKey(Option<Zeroizing<[u8; 32]>>);
 
 impl DatabaseKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        DatabaseKey(Zeroizing::new(bytes))
+        DatabaseKey(Some(Zeroizing::new(bytes)))
+    }
+
+    /// No encryption at rest. Only for tests that inspect the raw file (for example that
+    /// erased keys are gone from it); never used by the CLI or the bindings.
+    #[doc(hidden)]
+    pub fn plaintext_for_tests() -> Self {
+        DatabaseKey(None)
     }
 
     pub fn from_passphrase(passphrase: &str, params: &KdfParams) -> Result<Self> {
@@ -36,11 +43,12 @@ impl DatabaseKey {
                 what: "passphrase",
                 why: "rejected by Argon2",
             })?;
-        Ok(DatabaseKey(out))
+        Ok(DatabaseKey(Some(out)))
     }
 
     pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
-        let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&self.0[..]));
+        let Some(key) = &self.0 else { return Ok(()) };
+        let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&key[..]));
         conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex.as_str()))?;
         Ok(())
     }

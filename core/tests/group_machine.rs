@@ -1,0 +1,323 @@
+//! The group state machine driven directly, with no store and no network: delivery in any
+//! order, tampering, removal and forged senders.
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+use weft_core::Error;
+use weft_core::crypto::{Entropy, SeededEntropy};
+use weft_core::envelope::{Envelope, EnvelopeId};
+use weft_core::group::{Action, Event, Group, LocalDevice, Sealed, period_of};
+use weft_core::identity::{AccountKey, DeviceKeys};
+
+const NOW: u64 = 1_750_000_000_000;
+
+fn device(seed: u64) -> LocalDevice {
+    let mut rng = SeededEntropy::new(seed);
+    let account = AccountKey::generate(&mut rng).unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    LocalDevice {
+        cert: account.certify(&keys, 0),
+        keys,
+    }
+}
+
+/// The epoch an envelope belongs to, as the account's topic index would find it.
+fn epoch_of(group: &Group, envelope: &Envelope) -> Option<[u8; 32]> {
+    let p = period_of(NOW);
+    group
+        .epochs()
+        .find(|e| (p - 1..=p + 1).any(|q| e.topic(q) == envelope.topic()))
+        .map(|e| e.id)
+}
+
+/// A receiver as the account behaves: dedup by id, park envelopes whose key is missing, retry
+/// them when keys arrive.
+struct Receiver {
+    me: LocalDevice,
+    group: Group,
+    seen: HashSet<EnvelopeId>,
+    parked: Vec<Envelope>,
+    texts: Vec<(u64, EnvelopeId, String)>,
+}
+
+impl Receiver {
+    fn new(me: LocalDevice, group: Group) -> Self {
+        Receiver {
+            me,
+            group,
+            seen: HashSet::new(),
+            parked: Vec::new(),
+            texts: Vec::new(),
+        }
+    }
+
+    fn deliver(&mut self, envelope: &Envelope) -> Result<(), Error> {
+        if self.seen.contains(&envelope.id()) {
+            return Err(Error::Duplicate);
+        }
+        let epoch = epoch_of(&self.group, envelope).ok_or(Error::UnknownTopic)?;
+        match self.group.open(&self.me, envelope, &epoch) {
+            Err(Error::MissingKey) => {
+                self.parked.push(envelope.clone());
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(opened) => {
+                self.seen.insert(envelope.id());
+                match self.group.accept(&self.me, opened)? {
+                    Event::Message { id, lamport, text, .. } => self.texts.push((lamport, id, text)),
+                    Event::KeysArrived { .. } | Event::MembershipChanged { .. } => {
+                        for parked in std::mem::take(&mut self.parked) {
+                            let _ = self.deliver(&parked);
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn history(&self) -> Vec<(u64, EnvelopeId, String)> {
+        let mut h = self.texts.clone();
+        h.sort();
+        h
+    }
+}
+
+fn envelopes(sealed: Vec<Sealed>) -> Vec<Envelope> {
+    sealed.into_iter().map(|s| s.envelope).collect()
+}
+
+/// alice (admin), bob and carol in one group; returns the three views and every envelope
+/// that alice and bob sent, in sending order.
+struct Trio {
+    alice: Receiver,
+    bob: Receiver,
+    carol: Receiver,
+    rng: SeededEntropy,
+}
+
+fn trio() -> Trio {
+    let mut rng = SeededEntropy::new(42);
+    let (a, b, c) = (device(1), device(2), device(3));
+    let mut ga = Group::create(&a, "trio", NOW, &mut rng).unwrap();
+    let add_b = Action::Add {
+        member: b.cert.account,
+        name: Some("bob".into()),
+        devices: vec![b.cert.clone()],
+        admin: false,
+    };
+    ga.change_membership(&a, add_b, NOW, &mut rng).unwrap();
+    let wb = ga.welcome(&b.cert.account, NOW, &mut rng).unwrap();
+    let gb = Group::from_welcome(&b, &wb, &a.cert, NOW).unwrap();
+    let add_c = Action::Add {
+        member: c.cert.account,
+        name: Some("carol".into()),
+        devices: vec![c.cert.clone()],
+        admin: false,
+    };
+    let op_c = ga.change_membership(&a, add_c, NOW, &mut rng).unwrap();
+    let wc = ga.welcome(&c.cert.account, NOW, &mut rng).unwrap();
+    let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
+    let mut bob = Receiver::new(b, gb);
+    bob.deliver(&op_c.envelope).unwrap();
+    let mut carol = Receiver::new(c, gc);
+    let mut alice = Receiver::new(a, ga);
+    let hello = bob.group.announce(&bob.me, NOW, &mut rng).unwrap();
+    alice.deliver(&hello.envelope).unwrap();
+    carol.deliver(&hello.envelope).unwrap();
+    Trio { alice, bob, carol, rng }
+}
+
+/// alice and bob converse; returns everything they sent, in order.
+fn conversation(t: &mut Trio, rounds: usize) -> Vec<Envelope> {
+    let mut all = Vec::new();
+    for round in 0..rounds {
+        let from_alice = envelopes(
+            t.alice
+                .group
+                .send_text(&t.alice.me, &format!("a{round}"), NOW, &mut t.rng)
+                .unwrap(),
+        );
+        for e in &from_alice {
+            t.bob.deliver(e).unwrap();
+        }
+        let from_bob = envelopes(
+            t.bob
+                .group
+                .send_text(&t.bob.me, &format!("b{round}"), NOW, &mut t.rng)
+                .unwrap(),
+        );
+        for e in &from_bob {
+            t.alice.deliver(e).unwrap();
+        }
+        all.extend(from_alice);
+        all.extend(from_bob);
+    }
+    all
+}
+
+#[test]
+fn everyone_converges_in_order() {
+    let mut t = trio();
+    let sent = conversation(&mut t, 5);
+    for e in &sent {
+        t.carol.deliver(e).unwrap();
+    }
+    let texts: Vec<String> = t.carol.history().into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(texts, ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4"]);
+    // Bob saw alice's messages; carol's view of them is the same, envelope for envelope.
+    let from_alice: Vec<_> = t
+        .carol
+        .history()
+        .into_iter()
+        .filter(|(_, _, s)| s.starts_with('a'))
+        .collect();
+    assert_eq!(from_alice, t.bob.history());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any order, with duplicates and with gaps, yields the same history: the in-order history
+    /// restricted to what was delivered.
+    #[test]
+    fn any_order_with_duplicates_and_gaps(seed in any::<u64>(), drop_mask in any::<u32>(), dup_mask in any::<u32>()) {
+        let mut t = trio();
+        let sent = conversation(&mut t, 4);
+        let in_order = trio_carol_after(&sent).history();
+
+        let mut rng = SeededEntropy::new(seed);
+        let mut order: Vec<usize> = (0..sent.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = (rng.bytes32().unwrap()[0] as usize) % (i + 1);
+            order.swap(i, j);
+        }
+        // Gaps only among text envelopes (key shares are what make a chain readable at all).
+        let dropped: Vec<usize> = (0..sent.len()).filter(|i| drop_mask & (1 << (i % 32)) != 0 && i % 3 == 2).collect();
+        let mut carol = trio_carol_after(&[]);
+        for &i in &order {
+            if dropped.contains(&i) { continue; }
+            let _ = carol.deliver(&sent[i]);
+            if dup_mask & (1 << (i % 32)) != 0 {
+                prop_assert!(matches!(carol.deliver(&sent[i]), Err(Error::Duplicate)) || carol.parked.iter().any(|p| p.id() == sent[i].id()));
+            }
+        }
+        let dropped_ids: HashSet<EnvelopeId> = dropped.iter().map(|&i| sent[i].id()).collect();
+        let expected: Vec<_> = in_order.into_iter().filter(|(_, id, _)| !dropped_ids.contains(id)).collect();
+        prop_assert_eq!(carol.history(), expected);
+    }
+}
+
+/// A fresh carol in the same trio (deterministic seeds), fed `sent` in order.
+fn trio_carol_after(sent: &[Envelope]) -> Receiver {
+    let mut carol = trio().carol;
+    for e in sent {
+        carol.deliver(e).unwrap();
+    }
+    carol
+}
+
+#[test]
+fn any_single_bit_flip_is_rejected_and_changes_nothing() {
+    let mut t = trio();
+    let sent = envelopes(
+        t.alice
+            .group
+            .send_text(&t.alice.me, "tamper with me", NOW, &mut t.rng)
+            .unwrap(),
+    );
+    let text = sent.last().unwrap();
+    // Bob first takes the key share (if any) so that only the text is at stake.
+    for e in &sent[..sent.len() - 1] {
+        t.bob.deliver(e).unwrap();
+    }
+    let bytes = text.as_bytes().to_vec();
+    let epoch = epoch_of(&t.bob.group, text).unwrap();
+    let before = t.bob.group.encode_state();
+    for bit in 0..bytes.len() * 8 {
+        let mut bad = bytes.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        let Ok(bad) = Envelope::parse(bad) else { continue };
+        assert!(
+            t.bob.group.open(&t.bob.me, &bad, &epoch).is_err(),
+            "bit {bit} went unnoticed"
+        );
+    }
+    assert_eq!(before, t.bob.group.encode_state());
+    // The untouched envelope still opens, once.
+    t.bob.deliver(text).unwrap();
+    assert!(matches!(t.bob.deliver(text), Err(Error::Duplicate)));
+    let epoch = epoch_of(&t.bob.group, text).unwrap();
+    assert!(
+        matches!(t.bob.group.open(&t.bob.me, text, &epoch), Err(Error::Duplicate)),
+        "replay is refused by the chain too"
+    );
+}
+
+#[test]
+fn removed_member_reads_nothing_new_and_cannot_find_new_topics() {
+    let mut t = trio();
+    let carol_before_removal = t.carol.group.encode_state();
+    let removal = t
+        .alice
+        .group
+        .change_membership(
+            &t.alice.me,
+            Action::Remove {
+                member: t.carol.me.cert.account,
+            },
+            NOW,
+            &mut t.rng,
+        )
+        .unwrap();
+    t.bob.deliver(&removal.envelope).unwrap();
+    t.carol.deliver(&removal.envelope).unwrap();
+    assert!(!t.carol.group.is_member(&t.carol.me.cert.account));
+
+    let secret = envelopes(
+        t.alice
+            .group
+            .send_text(&t.alice.me, "after carol", NOW, &mut t.rng)
+            .unwrap(),
+    );
+    for e in &secret {
+        t.bob.deliver(e).unwrap();
+        assert!(matches!(t.carol.deliver(e), Err(Error::UnknownTopic)));
+        for epoch in t.carol.group.epochs() {
+            assert!(t.carol.group.open(&t.carol.me, e, &epoch.id).is_err());
+        }
+    }
+    assert_eq!(t.bob.history().last().unwrap().2, "after carol");
+
+    // A removed member who kept her old state can still seal in the old epoch, but members
+    // refuse what she signs.
+    let mut stale = Group::decode_state(&carol_before_removal).unwrap();
+    let forged = envelopes(
+        stale
+            .send_text(&t.carol.me, "I am still here", NOW, &mut t.rng)
+            .unwrap(),
+    );
+    let mut refused = 0;
+    for e in &forged {
+        if let Err(Error::NotAMember) = t.bob.deliver(e) {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1);
+    assert!(t.bob.history().iter().all(|(_, _, s)| s != "I am still here"));
+}
+
+#[test]
+fn state_survives_a_round_trip_through_bytes() {
+    let mut t = trio();
+    conversation(&mut t, 2);
+    let bytes = t.bob.group.encode_state();
+    let restored = Group::decode_state(&bytes).unwrap();
+    assert_eq!(restored.encode_state(), bytes);
+    for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Group::decode_state(&bytes[..cut]).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! The encrypted store: wrong passphrases, newer schemas, erased keys, and bad input that must
+//! leave the file as it was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weft_core::Error;
+use weft_core::account::Account;
+use weft_core::crypto::{Entropy, SeededEntropy};
+use weft_core::envelope::Envelope;
+use weft_core::group::{Group, LocalDevice, chain_step};
+use weft_core::identity::{AccountKey, DeviceKeys};
+use weft_core::store::{DB_FILE, DatabaseKey, Rows, Store};
+
+const NOW: u64 = 1_750_000_000_000;
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in [
+        DB_FILE.to_string(),
+        format!("{DB_FILE}-wal"),
+        format!("{DB_FILE}-journal"),
+    ] {
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+#[test]
+fn wrong_passphrase_is_a_clear_error_and_overwrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let account = Account::create(&home, "right horse battery", Some("alice")).unwrap();
+    let link = account.card().to_link();
+    drop(account);
+    let before = std::fs::read(home.join(DB_FILE)).unwrap();
+    match Account::open(&home, "wrong") {
+        Err(Error::WrongPassphrase(_)) => {}
+        other => panic!("expected WrongPassphrase, got {:?}", other.err()),
+    }
+    assert_eq!(before, std::fs::read(home.join(DB_FILE)).unwrap());
+    assert!(matches!(
+        Account::create(&home, "x", Some("eve")),
+        Err(Error::AlreadyExists(_))
+    ));
+    let again = Account::open(&home, "right horse battery").unwrap();
+    assert_eq!(again.card().to_link(), link);
+}
+
+#[test]
+fn the_file_is_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = Account::create(dir.path(), "pass", Some("a-very-recognisable-name")).unwrap();
+    let account_key = account.account_public();
+    drop(account);
+    let raw = file_bytes(dir.path());
+    assert!(!contains(&raw, b"SQLite format 3"));
+    assert!(!contains(&raw, b"a-very-recognisable-name"));
+    assert!(!contains(&raw, &account_key));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DatabaseKey::from_bytes([7; 32]);
+    let path = dir.path().join(DB_FILE);
+    let store = Store::create(&path, &key).unwrap();
+    store.read().pragma_update(None, "user_version", 999).unwrap();
+    drop(store);
+    match Store::open(&path, &key) {
+        Err(Error::SchemaTooNew { found: 999, .. }) => {}
+        other => panic!("expected SchemaTooNew, got {:?}", other.err()),
+    }
+}
+
+fn device(seed: u64) -> LocalDevice {
+    let mut rng = SeededEntropy::new(seed);
+    let account = AccountKey::generate(&mut rng).unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    LocalDevice {
+        cert: account.certify(&keys, 0),
+        keys,
+    }
+}
+
+/// Forward secrecy on disk: once a message is read, its key and the chain key it came from
+/// are nowhere in the database file. Checked on an unencrypted store, so the search sees what
+/// encryption would otherwise hide.
+#[test]
+fn used_chain_keys_are_gone_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = SeededEntropy::new(5);
+    let (a, b) = (device(1), device(2));
+    let mut alice = Group::pair(&a, b.cert.account, &[9; 32], NOW);
+    let mut bob = Group::pair(&b, a.cert.account, &[9; 32], NOW);
+    let first = alice.ensure_own_chain(NOW, &mut rng).unwrap().clone();
+    let ck0 = *first.chain_key;
+    bob.learn_device(&a.cert).unwrap();
+    bob.learn_chain(a.cert.device, first.generation, first.next_index, ck0);
+
+    let path = dir.path().join(DB_FILE);
+    let mut store = Store::create(&path, &DatabaseKey::plaintext_for_tests()).unwrap();
+    store.write(|tx| tx.save_group(&mut bob)).unwrap();
+    store.checkpoint().unwrap();
+    assert!(
+        contains(&file_bytes(dir.path()), &ck0),
+        "the search must be able to see a stored key"
+    );
+
+    let epoch = bob.current_epoch().unwrap().id;
+    let mut message_keys = Vec::new();
+    let mut ck = ck0;
+    for i in 0..3 {
+        let (mk, next) = chain_step(&ck);
+        message_keys.push(*mk);
+        ck = *next;
+        let sealed = alice.send_text(&a, &format!("message {i}"), NOW, &mut rng).unwrap();
+        for s in sealed {
+            let opened = bob.open(&b, &s.envelope, &epoch).unwrap();
+            bob.accept(&b, opened).unwrap();
+            store.write(|tx| tx.save_group(&mut bob)).unwrap();
+        }
+    }
+    drop(store);
+    let raw = file_bytes(dir.path());
+    assert!(contains(&raw, &ck), "the current chain key is stored");
+    assert!(!contains(&raw, &ck0), "the first chain key is erased");
+    for (i, mk) in message_keys.iter().enumerate() {
+        assert!(!contains(&raw, mk), "message key {i} is erased");
+    }
+}
+
+fn count_rows(account_home: &std::path::Path) -> (Vec<u8>, i64) {
+    let store = Store::open(&account_home.join(DB_FILE), &DatabaseKey::from_bytes([1; 32])).unwrap();
+    let n: i64 = store
+        .read()
+        .query_row(
+            "SELECT (SELECT count(*) FROM envelopes) + (SELECT count(*) FROM messages)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let groups: Vec<u8> = store
+        .read()
+        .load_groups()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g.encode_state())
+        .collect();
+    (groups, n)
+}
+
+/// Envelopes that are truncated, oversized, of an unknown version, for an unknown topic,
+/// replayed or tampered with: a typed error each, and the store is unchanged.
+#[test]
+fn bad_envelopes_change_nothing() {
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let make = |dir: &std::path::Path, seed: u8, name: &str| {
+        let c = clock.clone();
+        Account::create_with_key(
+            dir,
+            &DatabaseKey::from_bytes([seed; 32]),
+            Some(name),
+            Box::new(SeededEntropy::new(seed as u64)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = make(da.path(), 2, "alice");
+    let mut bob = make(db.path(), 1, "bob");
+    alice.add_contact(&bob.card().to_link(), None).unwrap();
+    alice.send("bob", "one").unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    alice.send("bob", "two").unwrap();
+    let bundle = weft_core::bundle::Bundle::decode(&alice.export_bundle().unwrap())
+        .unwrap()
+        .0;
+    let fresh = bundle.envelopes.last().unwrap().clone();
+    let replayed = bundle.envelopes.first().unwrap().clone();
+    drop(bob);
+    let before = count_rows(db.path());
+    let mut bob = Account::open_with_key(
+        db.path(),
+        &DatabaseKey::from_bytes([1; 32]),
+        Box::new(SeededEntropy::new(9)),
+        Box::new(move || NOW),
+    )
+    .unwrap();
+
+    let mut tampered = fresh.as_bytes().to_vec();
+    tampered[100] ^= 4;
+    let mut unknown_topic = fresh.as_bytes().to_vec();
+    unknown_topic[3] ^= 1;
+    assert!(matches!(
+        Envelope::parse(fresh.as_bytes()[..200].to_vec()),
+        Err(Error::Truncated { .. })
+    ));
+    assert!(matches!(Envelope::parse(vec![1; 70_000]), Err(Error::TooLong { .. })));
+    let mut v2 = fresh.as_bytes().to_vec();
+    v2[0] = 2;
+    assert!(matches!(Envelope::parse(v2), Err(Error::UnsupportedVersion { .. })));
+    assert!(matches!(
+        bob.receive_envelope(Envelope::parse(tampered).unwrap()),
+        Err(Error::DecryptionFailed)
+    ));
+    assert!(matches!(
+        bob.receive_envelope(Envelope::parse(unknown_topic).unwrap()),
+        Err(Error::UnknownTopic)
+    ));
+    assert!(matches!(bob.receive_envelope(replayed), Err(Error::Duplicate)));
+    let mut random = vec![1u8; 256];
+    SeededEntropy::new(3).fill(&mut random[1..]).unwrap();
+    assert!(bob.receive_envelope(Envelope::parse(random).unwrap()).is_err());
+    assert!(bob.import_bundle(b"WEFTBNDL garbage").is_err());
+    drop(bob);
+    assert_eq!(count_rows(db.path()), before);
+}
