@@ -1,1 +1,64 @@
+//! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `weft` binary of this workspace, built on first use if `cargo test` did not build it.
+pub fn weft_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>/weft
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+        let bin = profile_dir.join(format!("weft{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "weft-cli", "--bin", "weft"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("running cargo build for the weft binary");
+            assert!(status.success(), "building the weft binary failed");
+        }
+        bin
+    })
+}
+
+/// One person's `weft` home.
+pub struct Home {
+    pub dir: PathBuf,
+    pub passphrase: String,
+}
+
+impl Home {
+    pub fn new(root: &Path, name: &str) -> Self {
+        Home { dir: root.join(name), passphrase: format!("{name} passphrase") }
+    }
+
+    /// Runs `weft --home DIR ARGS...` with the passphrase in the environment.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(weft_binary())
+            .arg("--home")
+            .arg(&self.dir)
+            .args(args)
+            .env("WEFT_PASSPHRASE", &self.passphrase)
+            .env_remove("WEFT_HOME")
+            .output()
+            .expect("running weft")
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+}
