@@ -91,14 +91,9 @@ impl Envelope {
         Ok(Envelope { bytes })
     }
 
-    /// Assembles an envelope from its parts; used by the sealing side.
-    pub(crate) fn from_parts(topic: &Topic, nonce: &[u8; NONCE_LEN], sealed: Vec<u8>) -> Self {
-        let mut bytes = Vec::with_capacity(PREFIX_LEN + sealed.len());
-        bytes.push(ENVELOPE_VERSION);
-        bytes.extend_from_slice(topic);
-        bytes.extend_from_slice(nonce);
-        bytes.extend_from_slice(&sealed);
-        debug_assert!(SIZE_BUCKETS.contains(&bytes.len()));
+    /// Wraps bytes the sealing side assembled.
+    pub(crate) fn from_sealed_bytes(bytes: Vec<u8>) -> Self {
+        debug_assert!(SIZE_BUCKETS.contains(&bytes.len()) && bytes[0] == ENVELOPE_VERSION);
         Envelope { bytes }
     }
 
@@ -114,9 +109,15 @@ impl Envelope {
             .expect("length checked in parse")
     }
 
-    /// The authenticated prefix (`version | topic`) bound into both ciphertexts.
-    pub fn associated_data(&self) -> &[u8] {
+    /// What the header's encryption authenticates besides the header: `version | topic`.
+    pub fn header_associated_data(&self) -> &[u8] {
         &self.bytes[..1 + TOPIC_LEN]
+    }
+
+    /// What the body's encryption authenticates besides the body: everything before it
+    /// (`version | topic | nonce | sealed header`).
+    pub fn body_associated_data(&self) -> &[u8] {
+        &self.bytes[..PREFIX_LEN + HEADER_SEALED_LEN]
     }
 
     pub fn sealed_header(&self) -> &[u8] {

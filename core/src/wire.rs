@@ -131,6 +131,11 @@ impl Writer {
         Writer::default()
     }
 
+    /// Continues writing after what `buf` already holds.
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Writer { buf }
+    }
+
     pub fn with_capacity(n: usize) -> Self {
         Writer {
             buf: Vec::with_capacity(n),

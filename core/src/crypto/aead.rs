@@ -22,6 +22,14 @@ pub fn seal_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &
     buf.extend_from_slice(&tag);
 }
 
+/// Encrypts `buf` in place and returns the tag.
+pub fn seal_detached(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; AEAD_TAG_LEN] {
+    let tag = cipher(key)
+        .encrypt_inout_detached(&XNonce::from(*nonce), aad, buf.into())
+        .expect("XChaCha20-Poly1305 accepts messages of any length Weft produces");
+    tag.into()
+}
+
 /// Decrypts `buf` (ciphertext followed by tag) in place and removes the tag.
 pub fn open_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
     let body_len = buf.len().checked_sub(AEAD_TAG_LEN).ok_or(Error::DecryptionFailed)?;
@@ -32,6 +40,22 @@ pub fn open_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &
         .map_err(|_| Error::DecryptionFailed)?;
     buf.truncate(body_len);
     Ok(())
+}
+
+/// Decrypts `ciphertext` (followed by its tag) into a new buffer, without copying it first.
+pub fn open_into(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
+    let body_len = ciphertext
+        .len()
+        .checked_sub(AEAD_TAG_LEN)
+        .ok_or(Error::DecryptionFailed)?;
+    let tag = Tag::try_from(&ciphertext[body_len..]).map_err(|_| Error::DecryptionFailed)?;
+    let mut out = vec![0u8; body_len];
+    let buf = chacha20poly1305::aead::inout::InOutBuf::new(&ciphertext[..body_len], &mut out)
+        .map_err(|_| Error::DecryptionFailed)?;
+    cipher(key)
+        .decrypt_inout_detached(&XNonce::from(*nonce), aad, buf, &tag)
+        .map_err(|_| Error::DecryptionFailed)?;
+    Ok(out)
 }
 
 /// Encrypts a copy of `plaintext`.

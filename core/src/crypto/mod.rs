@@ -6,7 +6,7 @@ mod entropy;
 mod kdf;
 mod sealed;
 
-pub use aead::{AEAD_TAG_LEN, NONCE_LEN, open, open_in_place, seal, seal_in_place};
+pub use aead::{AEAD_TAG_LEN, NONCE_LEN, open, open_in_place, open_into, seal, seal_detached, seal_in_place};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use kdf::{derive, derive_array, keyed_hash, label};
 pub use sealed::{SEALED_OVERHEAD, open_sealed, seal_to};

@@ -94,7 +94,21 @@ fn decode_shares(r: &mut Reader<'_>) -> Result<Vec<Share>> {
 
 impl Inner {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64);
+        self.encode_after(Vec::with_capacity(self.encoded_len_hint()))
+    }
+
+    /// About how long the encoding is (exact for text).
+    pub fn encoded_len_hint(&self) -> usize {
+        let content = match &self.content {
+            Content::Text(t) => 5 + t.len(),
+            _ => 1024,
+        };
+        17 + 32 * self.parents.len() + content
+    }
+
+    /// Appends the encoding to `prefix`.
+    pub fn encode_after(&self, prefix: Vec<u8>) -> Vec<u8> {
+        let mut w = Writer::from_vec(prefix);
         w.u64(self.lamport).u64(self.sent_ms).u8(self.parents.len() as u8);
         for p in &self.parents {
             w.raw(&p.0);
@@ -197,13 +211,13 @@ impl Inner {
     }
 }
 
-/// The bytes a sender signs.
-pub fn signed_bytes(group: &[u8; 32], header: &[u8], inner: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + header.len() + inner.len());
+/// The start of the bytes a sender signs: `label | group | header`; the inner payload follows.
+/// `room` is how many more bytes the caller will append.
+pub fn signature_prefix(group: &[u8; 32], header: &[u8], room: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + header.len() + room);
     out.extend_from_slice(MESSAGE_SIGNATURE_CONTEXT);
     out.extend_from_slice(group);
     out.extend_from_slice(header);
-    out.extend_from_slice(inner);
     out
 }
 

@@ -21,24 +21,37 @@ pub struct Epoch {
     /// The membership operation that started the epoch (or the pair group's id).
     pub id: [u8; 32],
     pub secret: Secret32,
+    header_key: Secret32,
+    /// The last topic computed, by period: senders ask for the same one again and again.
+    topic_cache: std::cell::Cell<Option<(u64, Topic)>>,
 }
 
 impl Epoch {
     pub fn new(id: [u8; 32], secret_bytes: [u8; 32]) -> Self {
+        let header_key = secret(derive_array(&id, &secret_bytes, &[HEADER_KEY]));
         Epoch {
             id,
             secret: secret(secret_bytes),
+            header_key,
+            topic_cache: std::cell::Cell::new(None),
         }
     }
 
     /// The topic for a period: unlinkable across periods without the secret.
     pub fn topic(&self, period: u64) -> Topic {
+        if let Some((p, topic)) = self.topic_cache.get() {
+            if p == period {
+                return topic;
+            }
+        }
         let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[TOPIC, &self.id]);
-        full[..TOPIC_LEN].try_into().expect("32 > 16")
+        let topic: Topic = full[..TOPIC_LEN].try_into().expect("32 > 16");
+        self.topic_cache.set(Some((period, topic)));
+        topic
     }
 
-    pub fn header_key(&self) -> Secret32 {
-        secret(derive_array(&self.id, &self.secret[..], &[HEADER_KEY]))
+    pub fn header_key(&self) -> &[u8; 32] {
+        &self.header_key
     }
 
     /// Body key of control messages (key shares, membership changes), which must be readable

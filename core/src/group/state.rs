@@ -10,13 +10,13 @@ use zeroize::Zeroizing;
 
 use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
-use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Share, Welcome, signed_bytes};
+use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Share, Welcome, signature_prefix};
 use super::epoch::{Epoch, period_of};
 use super::membership::{Action, MAX_MEMBERS, Membership, OpHash, SignedOp};
 use crate::crypto::{self, Entropy, label, open_sealed, seal_to};
 use crate::envelope::{self, Envelope, EnvelopeId, HEADER_PLAIN_LEN};
 use crate::error::{Error, Result};
-use crate::identity::{AccountPublic, DeviceCert, DeviceId, DeviceKeys, verify_signature};
+use crate::identity::{AccountPublic, DeviceCert, DeviceId, DeviceKeys};
 use crate::wire::{Reader, Writer};
 
 /// Chain index that marks a control message (key share or membership change), whose body is
@@ -114,6 +114,7 @@ pub struct Group {
     heads: BTreeSet<EnvelopeId>,
     lamport: u64,
     dirty_peers: BTreeSet<(DeviceId, u32)>,
+    verifying_keys: std::cell::RefCell<std::collections::HashMap<DeviceId, ed25519_dalek::VerifyingKey>>,
 }
 
 impl Group {
@@ -132,6 +133,7 @@ impl Group {
             heads: BTreeSet::new(),
             lamport: 0,
             dirty_peers: BTreeSet::new(),
+            verifying_keys: Default::default(),
         }
     }
 
@@ -620,31 +622,36 @@ impl Group {
     ) -> Result<Sealed> {
         let epoch = self.current_epoch().ok_or(Error::NotAMember)?;
         let topic = epoch.topic(period_of(now_ms));
-        let header_key = epoch.header_key();
+        let header_key = *epoch.header_key();
         let inner = self.next_inner(content, now_ms);
-        let inner_bytes = inner.encode();
         let mut header = [0u8; HEADER_PLAIN_LEN];
         header[..32].copy_from_slice(&me.id());
         header[32..36].copy_from_slice(&generation.to_be_bytes());
         header[36..].copy_from_slice(&index.to_be_bytes());
-        let signature = me.keys.sign(&signed_bytes(&self.id, &header, &inner_bytes));
+        // The inner payload is encoded straight after the signature prefix, so that the signed
+        // bytes need no second copy.
+        let prefix = signature_prefix(&self.id, &header, inner.encoded_len_hint());
+        let prefix_len = prefix.len();
+        let signed = inner.encode_after(prefix);
+        let signature = me.keys.sign(&signed);
+        let inner_bytes = &signed[prefix_len..];
 
-        let body_len = 4 + inner_bytes.len() + 64;
-        let total = envelope::bucket_for(body_len)?;
-        let mut body = Vec::with_capacity(total - envelope::PREFIX_LEN - envelope::HEADER_SEALED_LEN);
-        body.extend_from_slice(&(inner_bytes.len() as u32).to_be_bytes());
-        body.extend_from_slice(&inner_bytes);
-        body.extend_from_slice(&signature);
-        body.resize(total - envelope::OVERHEAD, 0);
-
-        let mut aad = Vec::with_capacity(1 + envelope::TOPIC_LEN + envelope::HEADER_SEALED_LEN);
-        aad.push(envelope::ENVELOPE_VERSION);
-        aad.extend_from_slice(&topic);
-        let mut sealed = crypto::seal(&header_key, &nonce, &aad, &header);
-        aad.extend_from_slice(&sealed);
-        crypto::seal_in_place(body_key, &nonce, &aad, &mut body);
-        sealed.extend_from_slice(&body);
-        let envelope = Envelope::from_parts(&topic, &nonce, sealed);
+        let total = envelope::bucket_for(4 + inner_bytes.len() + 64)?;
+        let mut bytes = Vec::with_capacity(total);
+        bytes.push(envelope::ENVELOPE_VERSION);
+        bytes.extend_from_slice(&topic);
+        bytes.extend_from_slice(&nonce);
+        let sealed_header = crypto::seal(&header_key, &nonce, &bytes[..1 + envelope::TOPIC_LEN], &header);
+        bytes.extend_from_slice(&sealed_header);
+        let body_start = bytes.len();
+        bytes.extend_from_slice(&(inner_bytes.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(inner_bytes);
+        bytes.extend_from_slice(&signature);
+        bytes.resize(total - crypto::AEAD_TAG_LEN, 0);
+        let (aad, body) = bytes.split_at_mut(body_start);
+        let tag = crypto::seal_detached(body_key, &nonce, aad, body);
+        bytes.extend_from_slice(&tag);
+        let envelope = Envelope::from_sealed_bytes(bytes);
 
         let id = envelope.id();
         for p in &inner.parents {
@@ -658,11 +665,10 @@ impl Group {
     /// Authenticates and decrypts an envelope of `epoch` without changing any state.
     pub fn open(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
         let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
-        let aad_prefix = envelope.associated_data();
         let header = crypto::open(
-            &epoch.header_key(),
+            epoch.header_key(),
             &envelope.nonce(),
-            aad_prefix,
+            envelope.header_associated_data(),
             envelope.sealed_header(),
         )?;
         let device: DeviceId = header[..32].try_into().expect("fixed header size");
@@ -679,11 +685,12 @@ impl Group {
             let (key, next) = chain.key_for(index)?;
             (key, Some(((device, generation), next)))
         };
-        let mut aad = Vec::with_capacity(aad_prefix.len() + envelope::HEADER_SEALED_LEN);
-        aad.extend_from_slice(aad_prefix);
-        aad.extend_from_slice(envelope.sealed_header());
-        let mut body = envelope.sealed_body().to_vec();
-        crypto::open_in_place(&body_key, &envelope.nonce(), &aad, &mut body)?;
+        let body = crypto::open_into(
+            &body_key,
+            &envelope.nonce(),
+            envelope.body_associated_data(),
+            envelope.sealed_body(),
+        )?;
 
         let mut r = Reader::new(&body, "message body");
         let inner_len = r.u32()? as usize;
@@ -696,12 +703,9 @@ impl Group {
             (Content::Membership { op, .. }, None) if op.author.device == device => op.author.clone(),
             _ => return Err(Error::NotAMember),
         };
-        verify_signature(
-            &device,
-            &signed_bytes(&self.id, &header, inner_bytes),
-            &signature,
-            "message",
-        )?;
+        let mut signed = signature_prefix(&self.id, &header, inner_bytes.len());
+        signed.extend_from_slice(inner_bytes);
+        self.verify_device_signature(&device, &signed, &signature)?;
         let is_control_content = matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. });
         if control != is_control_content {
             return Err(Error::Malformed {
@@ -724,6 +728,25 @@ impl Group {
             inner,
             chain_update,
         })
+    }
+
+    /// Verifies a device's signature, keeping the device's decompressed public key: decompressing
+    /// a point costs about as much as the rest of opening a small message.
+    fn verify_device_signature(&self, device: &DeviceId, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        let bad = || Error::BadSignature { what: "message" };
+        let mut cache = self.verifying_keys.borrow_mut();
+        if !cache.contains_key(device) {
+            if cache.len() >= 4 * MAX_MEMBERS {
+                cache.clear();
+            }
+            cache.insert(
+                *device,
+                ed25519_dalek::VerifyingKey::from_bytes(device).map_err(|_| bad())?,
+            );
+        }
+        let key = cache.get(device).expect("inserted above");
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+            .map_err(|_| bad())
     }
 
     /// Applies an opened envelope. Everything that can fail is checked before anything changes.
