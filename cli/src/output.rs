@@ -11,10 +11,7 @@ impl Output {
     /// Prints `value` as JSON, or `text()` for people.
     pub fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("plain data serialises")
-            );
+            println!("{}", serde_json::to_string_pretty(value).expect("plain data serialises"));
         } else {
             let t = text();
             if !t.is_empty() {

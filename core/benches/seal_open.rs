@@ -21,10 +21,7 @@ const NOW: u64 = 1_750_000_000_000;
 fn device(rng: &mut OsEntropy) -> LocalDevice {
     let account = AccountKey::generate(rng).unwrap();
     let keys = DeviceKeys::generate(rng).unwrap();
-    LocalDevice {
-        cert: account.certify(&keys, 0),
-        keys,
-    }
+    LocalDevice { cert: account.certify(&keys, 0), keys }
 }
 
 /// Times `ours` and `bound` in alternating batches (so that drift in the machine's speed hits
@@ -65,9 +62,8 @@ fn main() {
         let mut alice = Group::pair(&a, b.cert.account, &[1; 32], NOW);
         let first = alice.ensure_own_chain(NOW, &mut rng).unwrap().clone();
         alice.mark_shared(b.cert.device);
-        let stream: Vec<Sealed> = (0..batches * per_batch)
-            .flat_map(|_| alice.send_text(&a, &text, NOW, &mut rng).unwrap())
-            .collect();
+        let stream: Vec<Sealed> =
+            (0..batches * per_batch).flat_map(|_| alice.send_text(&a, &text, NOW, &mut rng).unwrap()).collect();
         let envelope_len = stream[0].envelope.as_bytes().len();
         let epoch = alice.current_epoch().unwrap().id;
         let mut bob = Group::pair(&b, a.cert.account, &[1; 32], NOW);

@@ -45,17 +45,10 @@ impl Bundle {
     /// envelopes are malformed keeps the good ones and counts the rest.
     pub fn decode(bytes: &[u8]) -> Result<(Self, usize)> {
         if bytes.len() > MAX_BUNDLE_LEN {
-            return Err(Error::TooLong {
-                what: "bundle",
-                len: bytes.len(),
-                max: MAX_BUNDLE_LEN,
-            });
+            return Err(Error::TooLong { what: "bundle", len: bytes.len(), max: MAX_BUNDLE_LEN });
         }
         if bytes.len() < MAGIC.len() + 1 + 8 + 32 || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::Malformed {
-                what: "bundle",
-                why: "not a Weft bundle file",
-            });
+            return Err(Error::Malformed { what: "bundle", why: "not a Weft bundle file" });
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
@@ -67,16 +60,10 @@ impl Bundle {
         let mut r = Reader::new(&body[MAGIC.len()..], "bundle");
         let version = r.u8()?;
         if version != BUNDLE_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "bundle",
-                found: version,
-                supported: BUNDLE_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { what: "bundle", found: version, supported: BUNDLE_VERSION });
         }
         let n = r.count(MAX_REQUESTS, REQUEST_LEN)?;
-        let requests = (0..n)
-            .map(|_| r.take(REQUEST_LEN).map(<[u8]>::to_vec))
-            .collect::<Result<Vec<_>>>()?;
+        let requests = (0..n).map(|_| r.take(REQUEST_LEN).map(<[u8]>::to_vec)).collect::<Result<Vec<_>>>()?;
         let n = r.count(MAX_ENVELOPES, 4)?;
         let mut envelopes = Vec::with_capacity(n.min(1 << 16));
         let mut malformed = 0;
@@ -98,10 +85,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_damage() {
-        let b = Bundle {
-            requests: vec![vec![1; REQUEST_LEN]],
-            envelopes: vec![Envelope::parse(vec![1; 256]).unwrap()],
-        };
+        let b =
+            Bundle { requests: vec![vec![1; REQUEST_LEN]], envelopes: vec![Envelope::parse(vec![1; 256]).unwrap()] };
         let bytes = b.encode();
         assert_eq!(Bundle::decode(&bytes).unwrap(), (b, 0));
         let mut bad = bytes.clone();

@@ -42,15 +42,11 @@ impl std::fmt::Debug for EnvelopeId {
 
 /// The smallest bucket that holds `padded_plain_len` bytes of body plaintext, as an envelope size.
 pub fn bucket_for(body_plain_len: usize) -> Result<usize> {
-    SIZE_BUCKETS
-        .iter()
-        .copied()
-        .find(|b| *b >= body_plain_len + OVERHEAD)
-        .ok_or(Error::TooLong {
-            what: "message",
-            len: body_plain_len,
-            max: MAX_ENVELOPE_LEN - OVERHEAD,
-        })
+    SIZE_BUCKETS.iter().copied().find(|b| *b >= body_plain_len + OVERHEAD).ok_or(Error::TooLong {
+        what: "message",
+        len: body_plain_len,
+        max: MAX_ENVELOPE_LEN - OVERHEAD,
+    })
 }
 
 /// A well-formed envelope: right version, a bucket size. Says nothing yet about who can open it.
@@ -63,30 +59,16 @@ impl Envelope {
     /// Checks the outer form of bytes from the network. Cheap: no cryptography.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
         if bytes.len() > MAX_ENVELOPE_LEN {
-            return Err(Error::TooLong {
-                what: "envelope",
-                len: bytes.len(),
-                max: MAX_ENVELOPE_LEN,
-            });
+            return Err(Error::TooLong { what: "envelope", len: bytes.len(), max: MAX_ENVELOPE_LEN });
         }
         if bytes.len() < SIZE_BUCKETS[0] {
-            return Err(Error::Truncated {
-                what: "envelope",
-                needed: SIZE_BUCKETS[0] - bytes.len(),
-            });
+            return Err(Error::Truncated { what: "envelope", needed: SIZE_BUCKETS[0] - bytes.len() });
         }
         if bytes[0] != ENVELOPE_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "envelope",
-                found: bytes[0],
-                supported: ENVELOPE_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { what: "envelope", found: bytes[0], supported: ENVELOPE_VERSION });
         }
         if !SIZE_BUCKETS.contains(&bytes.len()) {
-            return Err(Error::Malformed {
-                what: "envelope",
-                why: "length is not a padding bucket",
-            });
+            return Err(Error::Malformed { what: "envelope", why: "length is not a padding bucket" });
         }
         Ok(Envelope { bytes })
     }
@@ -98,15 +80,11 @@ impl Envelope {
     }
 
     pub fn topic(&self) -> Topic {
-        self.bytes[1..1 + TOPIC_LEN]
-            .try_into()
-            .expect("length checked in parse")
+        self.bytes[1..1 + TOPIC_LEN].try_into().expect("length checked in parse")
     }
 
     pub fn nonce(&self) -> [u8; NONCE_LEN] {
-        self.bytes[1 + TOPIC_LEN..PREFIX_LEN]
-            .try_into()
-            .expect("length checked in parse")
+        self.bytes[1 + TOPIC_LEN..PREFIX_LEN].try_into().expect("length checked in parse")
     }
 
     /// What the header's encryption authenticates besides the header: `version | topic`.
@@ -156,10 +134,7 @@ mod tests {
     fn outer_form_is_checked() {
         assert!(matches!(Envelope::parse(vec![1; 10]), Err(Error::Truncated { .. })));
         assert!(matches!(Envelope::parse(vec![1; 300]), Err(Error::Malformed { .. })));
-        assert!(matches!(
-            Envelope::parse(vec![2; 256]),
-            Err(Error::UnsupportedVersion { found: 2, .. })
-        ));
+        assert!(matches!(Envelope::parse(vec![2; 256]), Err(Error::UnsupportedVersion { found: 2, .. })));
         assert!(matches!(Envelope::parse(vec![1; 70_000]), Err(Error::TooLong { .. })));
         assert!(Envelope::parse(vec![1; 256]).is_ok());
     }

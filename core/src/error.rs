@@ -20,20 +20,13 @@ pub enum Error {
     TrailingBytes { what: &'static str, extra: usize },
     /// A version byte this build does not speak.
     #[error("{what} has version {found}; this build understands version {supported}")]
-    UnsupportedVersion {
-        what: &'static str,
-        found: u8,
-        supported: u8,
-    },
+    UnsupportedVersion { what: &'static str, found: u8, supported: u8 },
     /// A link whose checksum does not match: usually a typo or a cut-off copy.
     #[error("the link's checksum does not match; copy the whole link again")]
     BadChecksum,
     /// A link that is not a Weft link of the expected kind.
     #[error("not a Weft {expected} link (it should start with {prefix})")]
-    NotALink {
-        expected: &'static str,
-        prefix: &'static str,
-    },
+    NotALink { expected: &'static str, prefix: &'static str },
     /// Authenticated decryption failed. Deliberately says nothing about why.
     #[error("decryption failed")]
     DecryptionFailed,
@@ -63,11 +56,7 @@ pub enum Error {
     NotFound { what: &'static str, name: String },
     /// A lookup by name matched several things.
     #[error("{name:?} is ambiguous: it names {count} {what}s; use a longer name or the id")]
-    Ambiguous {
-        what: &'static str,
-        name: String,
-        count: usize,
-    },
+    Ambiguous { what: &'static str, name: String, count: usize },
     /// Something already exists where the caller meant to create it.
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -96,10 +85,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 

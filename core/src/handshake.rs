@@ -36,20 +36,14 @@ impl ContactRequest {
         let mut w = Writer::with_capacity(PADDED_LEN);
         w.bytes(&self.card.to_bytes());
         self.device.encode(&mut w);
-        w.u32(self.chain_generation)
-            .u32(self.chain_index)
-            .raw(&self.chain_key)
-            .u64(self.sent_ms);
+        w.u32(self.chain_generation).u32(self.chain_index).raw(&self.chain_key).u64(self.sent_ms);
         w.into_bytes()
     }
 
     /// Seals the request to the recipient's card.
     pub fn seal(&self, to: &ContactCard, device: &DeviceKeys, entropy: &mut dyn Entropy) -> Result<Vec<u8>> {
         if self.device.account != self.card.account || self.device.device != device.id() {
-            return Err(Error::Malformed {
-                what: "contact request",
-                why: "device does not belong to the card",
-            });
+            return Err(Error::Malformed { what: "contact request", why: "device does not belong to the card" });
         }
         let body = self.body();
         let mut signed = REQUEST_SIGNATURE.to_vec();
@@ -61,11 +55,7 @@ impl ContactRequest {
         plain.extend_from_slice(&body);
         plain.extend_from_slice(&signature);
         if plain.len() > PADDED_LEN {
-            return Err(Error::TooLong {
-                what: "contact request",
-                len: plain.len(),
-                max: PADDED_LEN,
-            });
+            return Err(Error::TooLong { what: "contact request", len: plain.len(), max: PADDED_LEN });
         }
         plain.resize(PADDED_LEN, 0);
         let mut out = vec![REQUEST_VERSION];
@@ -77,10 +67,7 @@ impl ContactRequest {
     /// request is not for us, which is the common case when scanning a rendezvous point.
     pub fn open(bytes: &[u8], keys: &InviteKeys) -> Result<Self> {
         if bytes.len() != REQUEST_LEN {
-            return Err(Error::Malformed {
-                what: "contact request",
-                why: "wrong length",
-            });
+            return Err(Error::Malformed { what: "contact request", why: "wrong length" });
         }
         if bytes[0] != REQUEST_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -108,10 +95,7 @@ impl ContactRequest {
         };
         b.finish()?;
         if request.device.account != request.card.account {
-            return Err(Error::Malformed {
-                what: "contact request",
-                why: "device does not belong to the card",
-            });
+            return Err(Error::Malformed { what: "contact request", why: "device does not belong to the card" });
         }
         let mut signed = REQUEST_SIGNATURE.to_vec();
         signed.extend_from_slice(&ours);

@@ -22,10 +22,7 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.bytes.len() < n {
-            return Err(Error::Truncated {
-                what: self.what,
-                needed: n - self.bytes.len(),
-            });
+            return Err(Error::Truncated { what: self.what, needed: n - self.bytes.len() });
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
@@ -58,10 +55,7 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(Error::Malformed {
-                what: self.what,
-                why: "boolean is neither 0 nor 1",
-            }),
+            _ => Err(Error::Malformed { what: self.what, why: "boolean is neither 0 nor 1" }),
         }
     }
 
@@ -69,11 +63,7 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self, max: usize) -> Result<&'a [u8]> {
         let len = self.u32()? as usize;
         if len > max {
-            return Err(Error::TooLong {
-                what: self.what,
-                len,
-                max,
-            });
+            return Err(Error::TooLong { what: self.what, len, max });
         }
         self.take(len)
     }
@@ -81,10 +71,7 @@ impl<'a> Reader<'a> {
     /// A UTF-8 string with a u32 length prefix, at most `max` bytes.
     pub fn string(&mut self, max: usize) -> Result<String> {
         let raw = self.bytes(max)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| Error::Malformed {
-            what: self.what,
-            why: "text is not UTF-8",
-        })
+        String::from_utf8(raw.to_vec()).map_err(|_| Error::Malformed { what: self.what, why: "text is not UTF-8" })
     }
 
     /// A count with a u32 prefix, at most `max`, also bounded by the bytes left given the
@@ -92,17 +79,10 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self, max: usize, min_item_len: usize) -> Result<usize> {
         let n = self.u32()? as usize;
         if n > max {
-            return Err(Error::TooLong {
-                what: self.what,
-                len: n,
-                max,
-            });
+            return Err(Error::TooLong { what: self.what, len: n, max });
         }
         if n.saturating_mul(min_item_len.max(1)) > self.bytes.len() {
-            return Err(Error::Truncated {
-                what: self.what,
-                needed: n * min_item_len.max(1) - self.bytes.len(),
-            });
+            return Err(Error::Truncated { what: self.what, needed: n * min_item_len.max(1) - self.bytes.len() });
         }
         Ok(n)
     }
@@ -112,10 +92,7 @@ impl<'a> Reader<'a> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(Error::TrailingBytes {
-                what: self.what,
-                extra: self.bytes.len(),
-            })
+            Err(Error::TrailingBytes { what: self.what, extra: self.bytes.len() })
         }
     }
 }
@@ -137,9 +114,7 @@ impl Writer {
     }
 
     pub fn with_capacity(n: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
+        Writer { buf: Vec::with_capacity(n) }
     }
 
     pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {

@@ -16,19 +16,13 @@ fn device(seed: u64) -> LocalDevice {
     let mut rng = SeededEntropy::new(seed);
     let account = AccountKey::generate(&mut rng).unwrap();
     let keys = DeviceKeys::generate(&mut rng).unwrap();
-    LocalDevice {
-        cert: account.certify(&keys, 0),
-        keys,
-    }
+    LocalDevice { cert: account.certify(&keys, 0), keys }
 }
 
 /// The epoch an envelope belongs to, as the account's topic index would find it.
 fn epoch_of(group: &Group, envelope: &Envelope) -> Option<[u8; 32]> {
     let p = period_of(NOW);
-    group
-        .epochs()
-        .find(|e| (p - 1..=p + 1).any(|q| e.topic(q) == envelope.topic()))
-        .map(|e| e.id)
+    group.epochs().find(|e| (p - 1..=p + 1).any(|q| e.topic(q) == envelope.topic())).map(|e| e.id)
 }
 
 /// A receiver as the account behaves: dedup by id, park envelopes whose key is missing, retry
@@ -43,13 +37,7 @@ struct Receiver {
 
 impl Receiver {
     fn new(me: LocalDevice, group: Group) -> Self {
-        Receiver {
-            me,
-            group,
-            seen: HashSet::new(),
-            parked: Vec::new(),
-            texts: Vec::new(),
-        }
+        Receiver { me, group, seen: HashSet::new(), parked: Vec::new(), texts: Vec::new() }
     }
 
     fn deliver(&mut self, envelope: &Envelope) -> Result<(), Error> {
@@ -103,21 +91,13 @@ fn trio() -> Trio {
     let mut rng = SeededEntropy::new(42);
     let (a, b, c) = (device(1), device(2), device(3));
     let mut ga = Group::create(&a, "trio", NOW, &mut rng).unwrap();
-    let add_b = Action::Add {
-        member: b.cert.account,
-        name: Some("bob".into()),
-        devices: vec![b.cert.clone()],
-        admin: false,
-    };
+    let add_b =
+        Action::Add { member: b.cert.account, name: Some("bob".into()), devices: vec![b.cert.clone()], admin: false };
     ga.change_membership(&a, add_b, NOW, &mut rng).unwrap();
     let wb = ga.welcome(&b.cert.account, NOW, &mut rng).unwrap();
     let gb = Group::from_welcome(&b, &wb, &a.cert, NOW).unwrap();
-    let add_c = Action::Add {
-        member: c.cert.account,
-        name: Some("carol".into()),
-        devices: vec![c.cert.clone()],
-        admin: false,
-    };
+    let add_c =
+        Action::Add { member: c.cert.account, name: Some("carol".into()), devices: vec![c.cert.clone()], admin: false };
     let op_c = ga.change_membership(&a, add_c, NOW, &mut rng).unwrap();
     let wc = ga.welcome(&c.cert.account, NOW, &mut rng).unwrap();
     let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
@@ -135,21 +115,12 @@ fn trio() -> Trio {
 fn conversation(t: &mut Trio, rounds: usize) -> Vec<Envelope> {
     let mut all = Vec::new();
     for round in 0..rounds {
-        let from_alice = envelopes(
-            t.alice
-                .group
-                .send_text(&t.alice.me, &format!("a{round}"), NOW, &mut t.rng)
-                .unwrap(),
-        );
+        let from_alice =
+            envelopes(t.alice.group.send_text(&t.alice.me, &format!("a{round}"), NOW, &mut t.rng).unwrap());
         for e in &from_alice {
             t.bob.deliver(e).unwrap();
         }
-        let from_bob = envelopes(
-            t.bob
-                .group
-                .send_text(&t.bob.me, &format!("b{round}"), NOW, &mut t.rng)
-                .unwrap(),
-        );
+        let from_bob = envelopes(t.bob.group.send_text(&t.bob.me, &format!("b{round}"), NOW, &mut t.rng).unwrap());
         for e in &from_bob {
             t.alice.deliver(e).unwrap();
         }
@@ -169,12 +140,7 @@ fn everyone_converges_in_order() {
     let texts: Vec<String> = t.carol.history().into_iter().map(|(_, _, s)| s).collect();
     assert_eq!(texts, ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4"]);
     // Bob saw alice's messages; carol's view of them is the same, envelope for envelope.
-    let from_alice: Vec<_> = t
-        .carol
-        .history()
-        .into_iter()
-        .filter(|(_, _, s)| s.starts_with('a'))
-        .collect();
+    let from_alice: Vec<_> = t.carol.history().into_iter().filter(|(_, _, s)| s.starts_with('a')).collect();
     assert_eq!(from_alice, t.bob.history());
 }
 
@@ -223,12 +189,7 @@ fn trio_carol_after(sent: &[Envelope]) -> Receiver {
 #[test]
 fn any_single_bit_flip_is_rejected_and_changes_nothing() {
     let mut t = trio();
-    let sent = envelopes(
-        t.alice
-            .group
-            .send_text(&t.alice.me, "tamper with me", NOW, &mut t.rng)
-            .unwrap(),
-    );
+    let sent = envelopes(t.alice.group.send_text(&t.alice.me, "tamper with me", NOW, &mut t.rng).unwrap());
     let text = sent.last().unwrap();
     // Bob first takes the key share (if any) so that only the text is at stake.
     for e in &sent[..sent.len() - 1] {
@@ -241,10 +202,7 @@ fn any_single_bit_flip_is_rejected_and_changes_nothing() {
         let mut bad = bytes.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
         let Ok(bad) = Envelope::parse(bad) else { continue };
-        assert!(
-            t.bob.group.open(&t.bob.me, &bad, &epoch).is_err(),
-            "bit {bit} went unnoticed"
-        );
+        assert!(t.bob.group.open(&t.bob.me, &bad, &epoch).is_err(), "bit {bit} went unnoticed");
     }
     assert_eq!(before, t.bob.group.encode_state());
     // The untouched envelope still opens, once.
@@ -264,25 +222,13 @@ fn removed_member_reads_nothing_new_and_cannot_find_new_topics() {
     let removal = t
         .alice
         .group
-        .change_membership(
-            &t.alice.me,
-            Action::Remove {
-                member: t.carol.me.cert.account,
-            },
-            NOW,
-            &mut t.rng,
-        )
+        .change_membership(&t.alice.me, Action::Remove { member: t.carol.me.cert.account }, NOW, &mut t.rng)
         .unwrap();
     t.bob.deliver(&removal.envelope).unwrap();
     t.carol.deliver(&removal.envelope).unwrap();
     assert!(!t.carol.group.is_member(&t.carol.me.cert.account));
 
-    let secret = envelopes(
-        t.alice
-            .group
-            .send_text(&t.alice.me, "after carol", NOW, &mut t.rng)
-            .unwrap(),
-    );
+    let secret = envelopes(t.alice.group.send_text(&t.alice.me, "after carol", NOW, &mut t.rng).unwrap());
     for e in &secret {
         t.bob.deliver(e).unwrap();
         assert!(matches!(t.carol.deliver(e), Err(Error::UnknownTopic)));
@@ -295,11 +241,7 @@ fn removed_member_reads_nothing_new_and_cannot_find_new_topics() {
     // A removed member who kept her old state can still seal in the old epoch, but members
     // refuse what she signs.
     let mut stale = Group::decode_state(&carol_before_removal).unwrap();
-    let forged = envelopes(
-        stale
-            .send_text(&t.carol.me, "I am still here", NOW, &mut t.rng)
-            .unwrap(),
-    );
+    let forged = envelopes(stale.send_text(&t.carol.me, "I am still here", NOW, &mut t.rng).unwrap());
     let mut refused = 0;
     for e in &forged {
         if let Err(Error::NotAMember) = t.bob.deliver(e) {

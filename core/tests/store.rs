@@ -20,11 +20,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
-    for name in [
-        DB_FILE.to_string(),
-        format!("{DB_FILE}-wal"),
-        format!("{DB_FILE}-journal"),
-    ] {
+    for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-journal")] {
         if let Ok(b) = std::fs::read(dir.join(name)) {
             all.extend(b);
         }
@@ -45,10 +41,7 @@ fn wrong_passphrase_is_a_clear_error_and_overwrites_nothing() {
         other => panic!("expected WrongPassphrase, got {:?}", other.err()),
     }
     assert_eq!(before, std::fs::read(home.join(DB_FILE)).unwrap());
-    assert!(matches!(
-        Account::create(&home, "x", Some("eve")),
-        Err(Error::AlreadyExists(_))
-    ));
+    assert!(matches!(Account::create(&home, "x", Some("eve")), Err(Error::AlreadyExists(_))));
     let again = Account::open(&home, "right horse battery").unwrap();
     assert_eq!(again.card().to_link(), link);
 }
@@ -83,10 +76,7 @@ fn device(seed: u64) -> LocalDevice {
     let mut rng = SeededEntropy::new(seed);
     let account = AccountKey::generate(&mut rng).unwrap();
     let keys = DeviceKeys::generate(&mut rng).unwrap();
-    LocalDevice {
-        cert: account.certify(&keys, 0),
-        keys,
-    }
+    LocalDevice { cert: account.certify(&keys, 0), keys }
 }
 
 /// Forward secrecy on disk: once a message is read, its key and the chain key it came from
@@ -108,10 +98,7 @@ fn used_chain_keys_are_gone_from_the_file() {
     let mut store = Store::create(&path, &DatabaseKey::plaintext_for_tests()).unwrap();
     store.write(|tx| tx.save_group(&mut bob)).unwrap();
     store.checkpoint().unwrap();
-    assert!(
-        contains(&file_bytes(dir.path()), &ck0),
-        "the search must be able to see a stored key"
-    );
+    assert!(contains(&file_bytes(dir.path()), &ck0), "the search must be able to see a stored key");
 
     let epoch = bob.current_epoch().unwrap().id;
     let mut message_keys = Vec::new();
@@ -140,19 +127,9 @@ fn count_rows(account_home: &std::path::Path) -> (Vec<u8>, i64) {
     let store = Store::open(&account_home.join(DB_FILE), &DatabaseKey::from_bytes([1; 32])).unwrap();
     let n: i64 = store
         .read()
-        .query_row(
-            "SELECT (SELECT count(*) FROM envelopes) + (SELECT count(*) FROM messages)",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT (SELECT count(*) FROM envelopes) + (SELECT count(*) FROM messages)", [], |r| r.get(0))
         .unwrap();
-    let groups: Vec<u8> = store
-        .read()
-        .load_groups()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g.encode_state())
-        .collect();
+    let groups: Vec<u8> = store.read().load_groups().unwrap().iter().flat_map(|g| g.encode_state()).collect();
     (groups, n)
 }
 
@@ -179,9 +156,7 @@ fn bad_envelopes_change_nothing() {
     alice.send("bob", "one").unwrap();
     bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
     alice.send("bob", "two").unwrap();
-    let bundle = weft_core::bundle::Bundle::decode(&alice.export_bundle().unwrap())
-        .unwrap()
-        .0;
+    let bundle = weft_core::bundle::Bundle::decode(&alice.export_bundle().unwrap()).unwrap().0;
     let fresh = bundle.envelopes.last().unwrap().clone();
     let replayed = bundle.envelopes.first().unwrap().clone();
     drop(bob);
@@ -198,22 +173,13 @@ fn bad_envelopes_change_nothing() {
     tampered[100] ^= 4;
     let mut unknown_topic = fresh.as_bytes().to_vec();
     unknown_topic[3] ^= 1;
-    assert!(matches!(
-        Envelope::parse(fresh.as_bytes()[..200].to_vec()),
-        Err(Error::Truncated { .. })
-    ));
+    assert!(matches!(Envelope::parse(fresh.as_bytes()[..200].to_vec()), Err(Error::Truncated { .. })));
     assert!(matches!(Envelope::parse(vec![1; 70_000]), Err(Error::TooLong { .. })));
     let mut v2 = fresh.as_bytes().to_vec();
     v2[0] = 2;
     assert!(matches!(Envelope::parse(v2), Err(Error::UnsupportedVersion { .. })));
-    assert!(matches!(
-        bob.receive_envelope(Envelope::parse(tampered).unwrap()),
-        Err(Error::DecryptionFailed)
-    ));
-    assert!(matches!(
-        bob.receive_envelope(Envelope::parse(unknown_topic).unwrap()),
-        Err(Error::UnknownTopic)
-    ));
+    assert!(matches!(bob.receive_envelope(Envelope::parse(tampered).unwrap()), Err(Error::DecryptionFailed)));
+    assert!(matches!(bob.receive_envelope(Envelope::parse(unknown_topic).unwrap()), Err(Error::UnknownTopic)));
     assert!(matches!(bob.receive_envelope(replayed), Err(Error::Duplicate)));
     let mut random = vec![1u8; 256];
     SeededEntropy::new(3).fill(&mut random[1..]).unwrap();

@@ -61,14 +61,8 @@ fn offline_story() {
     assert_eq!(texts(&alice, "bob"), vec!["alice: hi bob", "bob: hi alice"]);
 
     // Carol and Alice add each other at the same time: one conversation, not two.
-    alice
-        .account
-        .add_contact(&carol.account.card().to_link(), None)
-        .unwrap();
-    carol
-        .account
-        .add_contact(&alice.account.card().to_link(), None)
-        .unwrap();
+    alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
+    carol.account.add_contact(&alice.account.card().to_link(), None).unwrap();
     carry(&alice, &mut carol);
     carry(&carol, &mut alice);
     alice.account.send("carol", "hello carol").unwrap();
@@ -105,24 +99,9 @@ fn offline_story() {
     let r = carry(&alice, &mut carol);
     assert!(r.unreadable >= 2, "{r:?}");
     assert_eq!(texts(&carol, "trip"), expected);
-    assert!(
-        !carol
-            .account
-            .conversations()
-            .unwrap()
-            .iter()
-            .find(|c| c.name == "trip")
-            .unwrap()
-            .active
-    );
+    assert!(!carol.account.conversations().unwrap().iter().find(|c| c.name == "trip").unwrap().active);
     assert!(carol.account.send("trip", "still here?").is_err());
-    let after = vec![
-        "alice: welcome all",
-        "bob: bob here",
-        "carol: carol here",
-        "alice: carol is gone",
-        "bob: yes",
-    ];
+    let after = vec!["alice: welcome all", "bob: bob here", "carol: carol here", "alice: carol is gone", "bob: yes"];
     assert_eq!(texts(&alice, "trip"), after);
     assert_eq!(texts(&bob, "trip"), after);
 

@@ -35,10 +35,7 @@ pub struct Home {
 
 impl Home {
     pub fn new(root: &Path, name: &str) -> Self {
-        Home {
-            dir: root.join(name),
-            passphrase: format!("{name} passphrase"),
-        }
+        Home { dir: root.join(name), passphrase: format!("{name} passphrase") }
     }
 
     /// Runs `weft --home DIR ARGS...` with the passphrase in the environment.

@@ -28,11 +28,8 @@ fn texts(home: &Home, conversation: &str) -> Vec<String> {
 fn offline_bundle_story() {
     let root = tempfile::tempdir().unwrap();
     let bundle = root.path().join("carried.weft");
-    let (alice, bob, carol) = (
-        Home::new(root.path(), "alice"),
-        Home::new(root.path(), "bob"),
-        Home::new(root.path(), "carol"),
-    );
+    let (alice, bob, carol) =
+        (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"), Home::new(root.path(), "carol"));
     for (home, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         home.ok(&["init", "--name", name]);
     }
@@ -66,14 +63,8 @@ fn offline_bundle_story() {
     alice.ok(&["group", "invite", "hikers", "bob"]);
     alice.ok(&["group", "invite", "hikers", "carol"]);
     alice.ok(&["send", "hikers", "trail at dawn"]);
-    assert_eq!(
-        carry(&alice, &bob, &bundle)["joined_groups"],
-        serde_json::json!(["hikers"])
-    );
-    assert_eq!(
-        carry(&alice, &carol, &bundle)["joined_groups"],
-        serde_json::json!(["hikers"])
-    );
+    assert_eq!(carry(&alice, &bob, &bundle)["joined_groups"], serde_json::json!(["hikers"]));
+    assert_eq!(carry(&alice, &carol, &bundle)["joined_groups"], serde_json::json!(["hikers"]));
     carol.ok(&["send", "hikers", "bringing water"]);
     carry(&carol, &alice, &bundle);
     carry(&carol, &bob, &bundle);
@@ -85,11 +76,7 @@ fn offline_bundle_story() {
     carry(&alice, &bob, &bundle);
     let report = carry(&alice, &carol, &bundle);
     assert!(report["unreadable"].as_u64().unwrap() >= 1);
-    let expected = [
-        "alice: trail at dawn",
-        "carol: bringing water",
-        "alice: new plan without carol",
-    ];
+    let expected = ["alice: trail at dawn", "carol: bringing water", "alice: new plan without carol"];
     assert_eq!(texts(&bob, "hikers"), expected);
     assert_eq!(texts(&carol, "hikers"), expected[..2]);
     let refused = carol.run(&["send", "hikers", "let me back in"]);
@@ -103,10 +90,7 @@ fn bad_input_gets_clear_errors() {
     let alice = Home::new(root.path(), "alice");
     alice.ok(&["init", "--name", "alice"]);
 
-    let wrong = Home {
-        dir: alice.dir.clone(),
-        passphrase: "not it".into(),
-    };
+    let wrong = Home { dir: alice.dir.clone(), passphrase: "not it".into() };
     let out = wrong.run(&["id"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));

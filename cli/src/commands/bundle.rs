@@ -43,24 +43,16 @@ pub fn export(home_dir: &Path, args: ExportArgs, out: &Output) -> Result<()> {
     let tmp = args.out.with_extension("partial");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &args.out).with_context(|| format!("moving the bundle to {}", args.out.display()))?;
-    let e = Exported {
-        file: args.out.display().to_string(),
-        bytes: bytes.len(),
-    };
+    let e = Exported { file: args.out.display().to_string(), bytes: bytes.len() };
     out.print(&e, || {
-        format!(
-            "Wrote {} ({} bytes). Carry it to the other side and run `weft import` there.",
-            e.file, e.bytes
-        )
+        format!("Wrote {} ({} bytes). Carry it to the other side and run `weft import` there.", e.file, e.bytes)
     });
     Ok(())
 }
 
 pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
     let mut account = home::open(home_dir)?;
-    let len = std::fs::metadata(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?
-        .len();
+    let len = std::fs::metadata(&args.file).with_context(|| format!("reading {}", args.file.display()))?.len();
     if len > weft_core::bundle::MAX_BUNDLE_LEN as u64 {
         anyhow::bail!(
             "{} is {len} bytes; bundles are at most {} bytes",

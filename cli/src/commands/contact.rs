@@ -81,11 +81,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             } else if out.json || !std::io::stdin().is_terminal() {
                 bail!("pass --yes to mark {name} verified after comparing the safety number:\n{number}");
             } else {
-                println!(
-                    "Safety number with {name}:\n\n  {}\n  {}\n",
-                    &number[..35],
-                    &number[36..]
-                );
+                println!("Safety number with {name}:\n\n  {}\n  {}\n", &number[..35], &number[36..]);
                 print!("Does {name} see the same number? [y/N] ");
                 std::io::stdout().flush()?;
                 let mut line = String::new();
@@ -95,17 +91,9 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             if confirmed {
                 account.mark_verified(&name)?;
             }
-            let v = Verification {
-                contact: name.clone(),
-                safety_number: number,
-                verified: confirmed,
-            };
+            let v = Verification { contact: name.clone(), safety_number: number, verified: confirmed };
             out.print(&v, || {
-                if confirmed {
-                    format!("{name} is now verified.")
-                } else {
-                    format!("{name} was not marked verified.")
-                }
+                if confirmed { format!("{name} is now verified.") } else { format!("{name} was not marked verified.") }
             });
         }
     }

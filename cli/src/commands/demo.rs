@@ -40,10 +40,7 @@ impl Narrator<'_> {
                 println!("    {line}");
             }
         }
-        self.transcript.steps.push(Step {
-            title: title.to_owned(),
-            lines,
-        });
+        self.transcript.steps.push(Step { title: title.to_owned(), lines });
     }
 }
 
@@ -51,10 +48,7 @@ impl Narrator<'_> {
 fn carry(from: &Account, from_name: &str, to: &mut Account, to_name: &str) -> Result<Vec<String>> {
     let bundle = from.export_bundle()?;
     let report = to.import_bundle(&bundle)?;
-    let mut lines = vec![format!(
-        "{from_name} → {to_name}: a bundle of {} bytes, carried by hand",
-        bundle.len()
-    )];
+    let mut lines = vec![format!("{from_name} → {to_name}: a bundle of {} bytes, carried by hand", bundle.len())];
     for c in &report.new_contacts {
         lines.push(format!("{to_name} receives a contact request from {c}"));
     }
@@ -75,10 +69,7 @@ fn carry(from: &Account, from_name: &str, to: &mut Account, to_name: &str) -> Re
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let root = tempfile::Builder::new().prefix("weft-demo-").tempdir()?;
-    let mut n = Narrator {
-        out,
-        transcript: Transcript::default(),
-    };
+    let mut n = Narrator { out, transcript: Transcript::default() };
     if !out.json {
         println!("Weft demo: three people and no network at all. Messages travel as encrypted bundle files.");
     }
@@ -104,10 +95,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     alice.add_contact(&bob_link, None)?;
     n.step(
         "alice and bob meet and scan each other's QR codes",
-        vec![
-            format!("alice's link: {alice_link}"),
-            format!("their safety number: {}", alice.safety_number("bob")?),
-        ],
+        vec![format!("alice's link: {alice_link}"), format!("their safety number: {}", alice.safety_number("bob")?)],
     );
 
     alice.send("bob", "Hi Bob! No signal here, but this still works.")?;
@@ -147,11 +135,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     );
     lines.push("carol's view of north-gate ends at her removal:".to_owned());
     lines.extend(carol_history.iter().map(|l| format!("  {l}")));
-    let refused = carol
-        .send("north-gate", "hello?")
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let refused = carol.send("north-gate", "hello?").err().map(|e| e.to_string()).unwrap_or_default();
     lines.push(format!("carol tries to write to the group: refused ({refused})"));
     n.step("carol is removed and can no longer read", lines);
 
@@ -160,17 +144,10 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
 
     if args.keep {
         let path = root.keep();
-        n.transcript.homes = Some(
-            ["alice", "bob", "carol"]
-                .iter()
-                .map(|p| path.join(p).display().to_string())
-                .collect(),
-        );
+        n.transcript.homes =
+            Some(["alice", "bob", "carol"].iter().map(|p| path.join(p).display().to_string()).collect());
         if !out.json {
-            println!(
-                "\nThe homes are kept under {} (passphrases: \"NAME's passphrase\").",
-                path.display()
-            );
+            println!("\nThe homes are kept under {} (passphrases: \"NAME's passphrase\").", path.display());
         }
     }
     if out.json {

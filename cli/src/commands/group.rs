@@ -42,17 +42,9 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
     match cmd {
         Command::Create { name } => {
             let g = account.create_group(&name)?;
-            let g = Group {
-                name: g.name,
-                id: hex(&g.id),
-                members: g.members,
-                active: true,
-            };
+            let g = Group { name: g.name, id: hex(&g.id), members: g.members, active: true };
             out.print(&g, || {
-                format!(
-                    "Created the group {:?}. Invite people with `weft group invite {} CONTACT`.",
-                    g.name, g.name
-                )
+                format!("Created the group {:?}. Invite people with `weft group invite {} CONTACT`.", g.name, g.name)
             });
         }
         Command::List => {
@@ -60,12 +52,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 .conversations()?
                 .into_iter()
                 .filter(|c| c.kind == ConversationKind::Group)
-                .map(|c| Group {
-                    name: c.name,
-                    id: hex(&c.id),
-                    members: c.members,
-                    active: c.active,
-                })
+                .map(|c| Group { name: c.name, id: hex(&c.id), members: c.members, active: c.active })
                 .collect();
             out.print(&groups, || {
                 if groups.is_empty() {
@@ -101,12 +88,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             let members: Vec<Member> = account
                 .members(&group)?
                 .into_iter()
-                .map(|m| Member {
-                    name: m.name,
-                    account: hex(&m.account),
-                    admin: m.admin,
-                    me: m.is_me,
-                })
+                .map(|m| Member { name: m.name, account: hex(&m.account), admin: m.admin, me: m.is_me })
                 .collect();
             out.print(&members, || {
                 members

@@ -26,10 +26,7 @@ pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
     let mut account = home::open(home_dir)?;
     let m = account.send(&args.conversation, &args.text)?;
     out.print(&Message::from(&m), || {
-        format!(
-            "Queued for {} (stored encrypted; it leaves with your next export).",
-            m.conversation
-        )
+        format!("Queued for {} (stored encrypted; it leaves with your next export).", m.conversation)
     });
     Ok(())
 }

@@ -7,6 +7,9 @@ use crate::handshake::ContactRequest;
 use crate::identity::{ContactCard, fingerprint, safety_number};
 use crate::store::{ContactRow, ContactStatus, Rows};
 
+/// Contact requests that may wait for an answer; more are refused until some are answered.
+const MAX_PENDING_REQUESTS: usize = 1_000;
+
 impl Account {
     fn contact_info(row: &ContactRow) -> ContactInfo {
         ContactInfo {
@@ -28,25 +31,16 @@ impl Account {
             .contacts()?
             .into_iter()
             .find(|c| c.name == name)
-            .ok_or_else(|| Error::NotFound {
-                what: "contact",
-                name: name.to_owned(),
-            })
+            .ok_or_else(|| Error::NotFound { what: "contact", name: name.to_owned() })
     }
 
     /// The 1:1 group with the holder of `card`, derived from both request keys.
-    fn pair_group(&self, card: &ContactCard) -> Result<Group> {
-        let shared = self
-            .invite
-            .request
-            .diffie_hellman(&x25519_dalek::PublicKey::from(card.request_key));
+    fn pair_group(&self, card: &ContactCard, created_ms: u64) -> Result<Group> {
+        let shared = self.invite.request.diffie_hellman(&x25519_dalek::PublicKey::from(card.request_key));
         if !shared.was_contributory() {
-            return Err(Error::Malformed {
-                what: "contact card",
-                why: "request key is a low-order point",
-            });
+            return Err(Error::Malformed { what: "contact card", why: "request key is a low-order point" });
         }
-        Ok(Group::pair(&self.me, card.account, shared.as_bytes(), self.now()))
+        Ok(Group::pair(&self.me, card.account, shared.as_bytes(), created_ms))
     }
 
     /// Adds a contact from their link and prepares the request that introduces us to them. It
@@ -54,10 +48,7 @@ impl Account {
     pub fn add_contact(&mut self, link: &str, name: Option<&str>) -> Result<ContactInfo> {
         let card = ContactCard::from_link(link)?;
         if card.account == self.account_public() {
-            return Err(Error::Malformed {
-                what: "contact link",
-                why: "it is your own link",
-            });
+            return Err(Error::Malformed { what: "contact link", why: "it is your own link" });
         }
         let existing = self.store.read().contact_by_account(&card.account)?;
         if let Some(row) = &existing {
@@ -70,24 +61,18 @@ impl Account {
             (None, Some(row), _) => row.name.clone(),
             (None, None, Some(n)) => n.clone(),
             (None, None, None) => {
-                return Err(Error::Malformed {
-                    what: "contact link",
-                    why: "it carries no name; give one with --name",
-                });
+                return Err(Error::Malformed { what: "contact link", why: "it carries no name; give one with --name" });
             }
         };
         check_name(&name)?;
         if existing.as_ref().is_none_or(|r| r.name != name) && self.store.read().contact_name_taken(&name)? {
             return Err(Error::AlreadyExists(format!("a contact named {name:?}")));
         }
-        let mut group = match &existing {
-            Some(row) => self
-                .groups
-                .remove(&row.group_id)
-                .map_or_else(|| self.pair_group(&card), Ok)?,
-            None => self.pair_group(&card)?,
-        };
         let now = self.now();
+        let mut group = match &existing {
+            Some(row) => self.groups.remove(&row.group_id).map_or_else(|| self.pair_group(&card, now), Ok)?,
+            None => self.pair_group(&card, now)?,
+        };
         let own = group.ensure_own_chain(now, self.entropy.as_mut())?.clone();
         group.mark_shared(card.account);
         let request = ContactRequest {
@@ -103,11 +88,7 @@ impl Account {
             account: card.account,
             name,
             card: card.to_bytes(),
-            status: if existing.is_some() {
-                ContactStatus::Accepted
-            } else {
-                ContactStatus::Added
-            },
+            status: if existing.is_some() { ContactStatus::Accepted } else { ContactStatus::Added },
             verified: existing.as_ref().is_some_and(|r| r.verified),
             group_id: group.id,
             request: Some(request),
@@ -131,10 +112,17 @@ impl Account {
     /// when the request is not for us.
     pub fn receive_request(&mut self, bytes: &[u8]) -> Result<Option<String>> {
         let hash = *blake3::hash(bytes).as_bytes();
+        if self.store.read().request_seen(&hash)? {
+            return Ok(None);
+        }
         let request = ContactRequest::open(bytes, &self.invite)?;
         if request.card.account == self.account_public() {
             return Ok(None);
         }
+        // The 1:1 conversation is listened to from when the request was written (within reason),
+        // so messages sent before it arrived are not lost.
+        let now = self.now();
+        let since = request.sent_ms.clamp(now.saturating_sub(crate::group::MAX_HISTORY_MS), now);
         let existing = self.store.read().contact_by_account(&request.card.account)?;
         let mut created = None;
         let mut row = match existing {
@@ -145,6 +133,10 @@ impl Account {
                 row
             }
             None => {
+                let pending = self.contacts()?.iter().filter(|c| c.status == ContactStatus::Incoming).count();
+                if pending >= MAX_PENDING_REQUESTS {
+                    return Err(Error::Limit("too many contact requests wait for an answer"));
+                }
                 let base = request
                     .card
                     .name
@@ -165,22 +157,18 @@ impl Account {
                     verified: false,
                     group_id: [0; 32],
                     request: None,
-                    created_ms: self.now(),
+                    created_ms: now,
                 }
             }
         };
         let mut group = match self.groups.remove(&row.group_id) {
             Some(g) => g,
-            None => self.pair_group(&request.card)?,
+            None => self.pair_group(&request.card, since)?,
         };
+        group.created_ms = group.created_ms.min(since);
         row.group_id = group.id;
         let learned = group.learn_device(&request.device).map(|()| {
-            group.learn_chain(
-                request.device.device,
-                request.chain_generation,
-                request.chain_index,
-                request.chain_key,
-            )
+            group.learn_chain(request.device.device, request.chain_generation, request.chain_index, request.chain_key)
         });
         let result = learned.and_then(|()| {
             self.store.write(|tx| {

@@ -5,17 +5,17 @@
 mod contacts;
 mod conversations;
 mod receive;
+mod topics;
 mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use types::{ContactInfo, ConversationInfo, ConversationKind, ImportReport, MemberInfo, MessageInfo, Received};
 
 use crate::crypto::{Entropy, OsEntropy};
-use crate::envelope::Topic;
 use crate::error::{Error, Result};
-use crate::group::{Group, GroupId, LocalDevice, period_of};
+use crate::group::{Group, GroupId, LocalDevice};
 use crate::identity::{AccountKey, ContactCard, DeviceCert, DeviceKeys, InviteKeys, fingerprint};
 use crate::store::{DB_FILE, DatabaseKey, IdentityRow, KdfParams, Rows, Store};
 use crate::wire::{Reader, Writer};
@@ -26,10 +26,7 @@ pub type Clock = Box<dyn Fn() -> u64 + Send>;
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn system_clock() -> Clock {
     Box::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
     })
 }
 
@@ -42,7 +39,7 @@ pub struct Account {
     name: Option<String>,
     groups: BTreeMap<GroupId, Group>,
     /// Which group and epoch each topic we can read belongs to.
-    topics: HashMap<Topic, (GroupId, [u8; 32])>,
+    topics: topics::TopicIndex,
     entropy: Box<dyn Entropy + Send>,
     clock: Clock,
 }
@@ -111,15 +108,9 @@ impl Account {
         clock: Clock,
     ) -> Result<Account> {
         let store = Store::open(&home.join(DB_FILE), key)?;
-        let id = store
-            .read()
-            .identity()?
-            .ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
+        let id = store.read().identity()?.ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
         let cert = DeviceCert::decode(&mut Reader::new(&id.device_cert, "stored device certificate"))?;
-        let me = LocalDevice {
-            cert,
-            keys: DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret),
-        };
+        let me = LocalDevice { cert, keys: DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret) };
         let invite = InviteKeys {
             request: x25519_dalek::StaticSecret::from(*id.request_secret),
             rendezvous_seed: id.rendezvous_seed,
@@ -133,7 +124,7 @@ impl Account {
             invite,
             name: id.name,
             groups,
-            topics: HashMap::new(),
+            topics: topics::TopicIndex::default(),
             entropy,
             clock,
         };
@@ -171,38 +162,20 @@ impl Account {
         (self.clock)()
     }
 
-    /// Recomputes the topic index: every epoch we hold, for every period from the group's
-    /// creation (less a day of clock skew) to tomorrow.
+    /// Brings the topic index up to date with the groups, their epochs and the day.
     fn rebuild_topics(&mut self) {
-        let today = period_of(self.now());
-        self.topics.clear();
-        for group in self.groups.values() {
-            let first = period_of(group.created_ms).saturating_sub(1);
-            for epoch in group.epochs() {
-                for period in first..=today + 1 {
-                    self.topics.insert(epoch.topic(period), (group.id, epoch.id));
-                }
-            }
-        }
+        let now = self.now();
+        self.topics.refresh(&self.groups, now);
     }
 
     fn group(&self, id: &GroupId) -> Result<&Group> {
-        self.groups.get(id).ok_or_else(|| Error::NotFound {
-            what: "group",
-            name: data_encoding::HEXLOWER.encode(id),
-        })
+        self.groups.get(id).ok_or_else(|| Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(id) })
     }
 
     /// Reloads in-memory state from the store after a failed transaction, so memory never runs
     /// ahead of the disk.
     fn reload(&mut self) -> Result<()> {
-        self.groups = self
-            .store
-            .read()
-            .load_groups()?
-            .into_iter()
-            .map(|g| (g.id, g))
-            .collect();
+        self.groups = self.store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
         self.rebuild_topics();
         Ok(())
     }
@@ -211,17 +184,10 @@ impl Account {
 /// Display names are at most 64 bytes and not empty.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
-        return Err(Error::Malformed {
-            what: "name",
-            why: "it is empty",
-        });
+        return Err(Error::Malformed { what: "name", why: "it is empty" });
     }
     if name.len() > crate::identity::MAX_NAME_LEN {
-        return Err(Error::TooLong {
-            what: "name",
-            len: name.len(),
-            max: crate::identity::MAX_NAME_LEN,
-        });
+        return Err(Error::TooLong { what: "name", len: name.len(), max: crate::identity::MAX_NAME_LEN });
     }
     Ok(())
 }

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::group::{Action, Event, Group, GroupId};
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
+/// Envelopes one group may park while their senders' keys have not arrived.
+const MAX_WAITING_PER_GROUP: usize = 1_000;
+
 impl Account {
     /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
@@ -57,12 +60,17 @@ impl Account {
             Some(EnvelopeStatus::Waiting) | None => {}
             Some(_) => return Err(Error::Duplicate),
         }
-        let (gid, epoch) = *self.topics.get(&envelope.topic()).ok_or(Error::UnknownTopic)?;
+        let (gid, epoch) = self.topics.get(&envelope.topic()).ok_or(Error::UnknownTopic)?;
         let now = self.now();
         let group = self.groups.get(&gid).expect("the topic index names only loaded groups");
         let opened = match group.open(&self.me, envelope, &epoch) {
             Ok(o) => o,
             Err(Error::MissingKey) => {
+                // Its header authenticated under the group's secret, so a member sent it; still,
+                // each group parks a bounded number.
+                if self.count_waiting(Some(&gid))? >= MAX_WAITING_PER_GROUP {
+                    return Err(Error::Limit("too many envelopes of this group wait for keys"));
+                }
                 self.store
                     .write(|tx| tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now))?;
                 return Ok(None);
@@ -78,11 +86,9 @@ impl Account {
                 if let Some(new_gid) = joined {
                     unblocked.push(new_gid);
                 }
-                self.heal_if_needed(&gid)?;
-                let shown = rows
-                    .iter()
-                    .map(|r| self.message_info(r, &self.conversation_name(&r.group_id)))
-                    .collect();
+                // Healing is best effort: the envelope is applied whatever happens here.
+                let _ = self.heal_if_needed(&gid);
+                let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();
                 Ok(Some((shown, unblocked)))
             }
             Err(e) => {
@@ -108,13 +114,7 @@ impl Account {
         let mut joined: Option<Group> = None;
         let mut announce = None;
         match event {
-            Event::Message {
-                id,
-                sender,
-                lamport,
-                sent_ms,
-                text,
-            } => rows.push(MessageRow {
+            Event::Message { id, sender, lamport, sent_ms, text } => rows.push(MessageRow {
                 id,
                 group_id: gid,
                 sender,
@@ -125,14 +125,9 @@ impl Account {
                 outgoing: false,
             }),
             Event::KeysArrived { .. } => unblocked.push(gid),
-            Event::MembershipChanged {
-                id,
-                op,
-                lamport,
-                we_were_removed,
-            } => {
+            Event::MembershipChanged { id, op, lamport, we_were_removed } => {
                 let (kind, body) = match &op.action {
-                    Action::Create { name } => ("created", name.clone()),
+                    Action::Create { name, .. } => ("created", name.clone()),
                     Action::Add { member, name, .. } => ("added", self.name_in(group, member, name.as_deref())),
                     Action::Remove { .. } if we_were_removed => ("removed", "you".to_owned()),
                     Action::Remove { member } => ("removed", self.name_in(group, member, None)),
@@ -148,11 +143,17 @@ impl Account {
                     body,
                     outgoing: false,
                 });
-                unblocked.push(gid);
             }
             Event::Invited { from, welcome, .. } => {
-                let known_contact = self.store.read().contact_by_account(&from.account)?.is_some();
-                if known_contact && !self.groups.contains_key(&welcome.group) {
+                // Only people we chose to talk to can put us in a group; a request plus an
+                // invitation from a stranger joins nothing.
+                let trusted = self
+                    .store
+                    .read()
+                    .contact_by_account(&from.account)?
+                    .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming);
+                let rejoin = self.groups.get(&welcome.group).is_none_or(|g| !g.is_member(&self.account_public()));
+                if trusted && rejoin {
                     let mut g = Group::from_welcome(&self.me, &welcome, &from, now)?;
                     announce = Some(g.announce(&self.me, now, self.entropy.as_mut())?);
                     rows.push(MessageRow {
@@ -179,13 +180,7 @@ impl Account {
             if let Some(g) = joined.as_mut() {
                 tx.save_group(g)?;
                 if let Some(a) = &announce {
-                    tx.put_envelope(
-                        &a.envelope.id(),
-                        Some(&g.id),
-                        a.envelope.as_bytes(),
-                        EnvelopeStatus::Sent,
-                        now,
-                    )?;
+                    tx.put_envelope(&a.envelope.id(), Some(&g.id), a.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
                 }
             }
             Ok(())
@@ -202,29 +197,15 @@ impl Account {
         if *account == self.account_public() || self.store.read().contact_by_account(account).ok().flatten().is_some() {
             return self.display_name(account);
         }
-        given
-            .map(str::to_owned)
-            .or_else(|| group.name_given_to(account))
-            .unwrap_or_else(|| self.display_name(account))
+        given.map(str::to_owned).or_else(|| group.name_given_to(account)).unwrap_or_else(|| self.display_name(account))
     }
 
     /// Everything another device may lack: our pending contact requests and every envelope we
     /// hold. All of it is already encrypted.
     pub fn export_bundle(&self) -> Result<Vec<u8>> {
-        let requests = self
-            .store
-            .read()
-            .contacts()?
-            .into_iter()
-            .filter_map(|c| c.request)
-            .collect();
-        let envelopes = self
-            .store
-            .read()
-            .all_envelopes()?
-            .into_iter()
-            .map(Envelope::parse)
-            .collect::<Result<Vec<_>>>()?;
+        let requests = self.store.read().contacts()?.into_iter().filter_map(|c| c.request).collect();
+        let envelopes =
+            self.store.read().all_envelopes()?.into_iter().map(Envelope::parse).collect::<Result<Vec<_>>>()?;
         Ok(Bundle { requests, envelopes }.encode())
     }
 
@@ -232,10 +213,7 @@ impl Account {
     /// so that the order inside the file does not matter.
     pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<ImportReport> {
         let (bundle, malformed) = Bundle::decode(bytes)?;
-        let mut report = ImportReport {
-            rejected: malformed,
-            ..ImportReport::default()
-        };
+        let mut report = ImportReport { rejected: malformed, ..ImportReport::default() };
         let groups_before: Vec<GroupId> = self.groups.keys().copied().collect();
         for request in &bundle.requests {
             match self.receive_request(request) {
@@ -267,7 +245,7 @@ impl Account {
             }
         }
         report.unreadable = pending.len();
-        report.waiting = self.count_waiting()?;
+        report.waiting = self.count_waiting(None)?;
         for (gid, group) in &self.groups {
             if !groups_before.contains(gid) && group.kind == crate::group::GroupKind::Many {
                 report.joined_groups.push(group.name().to_owned());
@@ -276,13 +254,20 @@ impl Account {
         Ok(report)
     }
 
-    fn count_waiting(&self) -> Result<usize> {
-        let n: i64 =
-            self.store
-                .read()
-                .query_row("SELECT count(*) FROM envelopes WHERE status = 'waiting'", [], |r| {
-                    r.get(0)
-                })?;
+    /// Envelopes waiting for keys, in one group or in all.
+    fn count_waiting(&self, group: Option<&GroupId>) -> Result<usize> {
+        let n: i64 = match group {
+            Some(g) => self.store.read().query_row(
+                "SELECT count(*) FROM envelopes WHERE status = 'waiting' AND group_id = ?1",
+                [&g[..]],
+                |r| r.get(0),
+            )?,
+            None => {
+                self.store
+                    .read()
+                    .query_row("SELECT count(*) FROM envelopes WHERE status = 'waiting'", [], |r| r.get(0))?
+            }
+        };
         Ok(n as usize)
     }
 }

@@ -44,17 +44,12 @@ pub fn open_in_place(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &
 
 /// Decrypts `ciphertext` (followed by its tag) into a new buffer, without copying it first.
 pub fn open_into(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
-    let body_len = ciphertext
-        .len()
-        .checked_sub(AEAD_TAG_LEN)
-        .ok_or(Error::DecryptionFailed)?;
+    let body_len = ciphertext.len().checked_sub(AEAD_TAG_LEN).ok_or(Error::DecryptionFailed)?;
     let tag = Tag::try_from(&ciphertext[body_len..]).map_err(|_| Error::DecryptionFailed)?;
     let mut out = vec![0u8; body_len];
     let buf = chacha20poly1305::aead::inout::InOutBuf::new(&ciphertext[..body_len], &mut out)
         .map_err(|_| Error::DecryptionFailed)?;
-    cipher(key)
-        .decrypt_inout_detached(&XNonce::from(*nonce), aad, buf, &tag)
-        .map_err(|_| Error::DecryptionFailed)?;
+    cipher(key).decrypt_inout_detached(&XNonce::from(*nonce), aad, buf, &tag).map_err(|_| Error::DecryptionFailed)?;
     Ok(out)
 }
 

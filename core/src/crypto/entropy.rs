@@ -43,9 +43,7 @@ impl SeededEntropy {
     pub fn new(seed: u64) -> Self {
         let mut hasher = blake3::Hasher::new_derive_key("weft/v1/test-entropy");
         hasher.update(&seed.to_be_bytes());
-        SeededEntropy {
-            reader: hasher.finalize_xof(),
-        }
+        SeededEntropy { reader: hasher.finalize_xof() }
     }
 }
 

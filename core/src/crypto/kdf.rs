@@ -13,8 +13,7 @@ pub const fn label(s: &'static str) -> &'static [u8] {
 /// HKDF-SHA256(salt, ikm) expanded with `info` into `out`.
 pub fn derive(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
-    hk.expand_multi_info(info, out)
-        .expect("HKDF output length is at most 255 * 32 bytes");
+    hk.expand_multi_info(info, out).expect("HKDF output length is at most 255 * 32 bytes");
 }
 
 /// [`derive`] into a fixed-size array.

@@ -28,10 +28,7 @@ pub fn seal_to(recipient: &[u8; 32], context: &[u8], plaintext: &[u8], entropy: 
     let ephemeral_pub = PublicKey::from(&ephemeral).to_bytes();
     let shared = ephemeral.diffie_hellman(&PublicKey::from(*recipient));
     if !shared.was_contributory() {
-        return Err(Error::Malformed {
-            what: "recipient key",
-            why: "low-order X25519 point",
-        });
+        return Err(Error::Malformed { what: "recipient key", why: "low-order X25519 point" });
     }
     let key = zeroize::Zeroizing::new(sealing_key(shared.as_bytes(), &ephemeral_pub, recipient, context));
     let nonce = entropy.nonce()?;
@@ -70,10 +67,7 @@ mod tests {
         let public = PublicKey::from(&secret).to_bytes();
         let boxed = seal_to(&public, b"ctx", b"hello", &mut rng).unwrap();
         assert_eq!(open_sealed(&secret, b"ctx", &boxed).unwrap(), b"hello");
-        assert!(matches!(
-            open_sealed(&secret, b"other", &boxed),
-            Err(Error::DecryptionFailed)
-        ));
+        assert!(matches!(open_sealed(&secret, b"other", &boxed), Err(Error::DecryptionFailed)));
         let other = StaticSecret::from(rng.bytes32().unwrap());
         assert!(open_sealed(&other, b"ctx", &boxed).is_err());
         assert!(open_sealed(&secret, b"ctx", &boxed[..10]).is_err());

@@ -56,11 +56,7 @@ impl OwnChain {
     }
 
     pub fn encode(&self, w: &mut Writer) {
-        w.u32(self.generation)
-            .u32(self.next_index)
-            .raw(&self.chain_key[..])
-            .u64(self.created_ms)
-            .raw(&self.epoch);
+        w.u32(self.generation).u32(self.next_index).raw(&self.chain_key[..]).u64(self.created_ms).raw(&self.epoch);
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
@@ -84,11 +80,7 @@ pub struct PeerChain {
 
 impl PeerChain {
     pub fn new(start_index: u32, chain_key: [u8; 32]) -> Self {
-        PeerChain {
-            next_index: start_index,
-            chain_key: secret(chain_key),
-            skipped: BTreeMap::new(),
-        }
+        PeerChain { next_index: start_index, chain_key: secret(chain_key), skipped: BTreeMap::new() }
     }
 
     pub fn skipped_len(&self) -> usize {
@@ -124,9 +116,7 @@ impl PeerChain {
     }
 
     pub fn encode(&self, w: &mut Writer) {
-        w.u32(self.next_index)
-            .raw(&self.chain_key[..])
-            .count(self.skipped.len());
+        w.u32(self.next_index).raw(&self.chain_key[..]).count(self.skipped.len());
         for (index, key) in &self.skipped {
             w.u32(*index).raw(&key[..]);
         }
@@ -140,11 +130,7 @@ impl PeerChain {
         for _ in 0..n {
             skipped.insert(r.u32()?, Zeroizing::new(r.array()?));
         }
-        Ok(PeerChain {
-            next_index,
-            chain_key,
-            skipped,
-        })
+        Ok(PeerChain { next_index, chain_key, skipped })
     }
 }
 
@@ -154,13 +140,8 @@ mod tests {
 
     #[test]
     fn receiver_matches_sender_in_any_order_once() {
-        let mut own = OwnChain {
-            generation: 0,
-            next_index: 0,
-            chain_key: secret([9; 32]),
-            created_ms: 0,
-            epoch: [0; 32],
-        };
+        let mut own =
+            OwnChain { generation: 0, next_index: 0, chain_key: secret([9; 32]), created_ms: 0, epoch: [0; 32] };
         let peer = PeerChain::new(0, [9; 32]);
         let keys: Vec<_> = (0..10).map(|_| own.advance().unwrap()).collect();
         let (k5, peer) = peer.key_for(5).unwrap();

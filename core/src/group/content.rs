@@ -17,9 +17,9 @@ pub const MESSAGE_SIGNATURE_CONTEXT: &[u8] = label("weft/v1/message");
 pub const MAX_PARENTS: usize = 16;
 /// Longest text message, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 60_000;
-const MAX_SHARES: usize = MAX_MEMBERS * 2;
+const MAX_SHARES: usize = MAX_MEMBERS * super::membership::MAX_DEVICES_PER_ACCOUNT;
 const MAX_SEALED_LEN: usize = 256;
-const MAX_WELCOME_OPS: usize = 100;
+const MAX_WELCOME_OPS: usize = super::membership::MAX_OPS;
 const MAX_OP_LEN: usize = 4096;
 
 /// A sealed secret addressed to one device.
@@ -82,14 +82,7 @@ fn encode_shares(w: &mut Writer, shares: &[Share]) {
 
 fn decode_shares(r: &mut Reader<'_>) -> Result<Vec<Share>> {
     let n = r.count(MAX_SHARES, 36)?;
-    (0..n)
-        .map(|_| {
-            Ok(Share {
-                device: r.array()?,
-                sealed: r.bytes(MAX_SEALED_LEN)?.to_vec(),
-            })
-        })
-        .collect()
+    (0..n).map(|_| Ok(Share { device: r.array()?, sealed: r.bytes(MAX_SEALED_LEN)?.to_vec() })).collect()
 }
 
 impl Inner {
@@ -132,15 +125,11 @@ impl Inner {
                 for op in &welcome.ops {
                     w.bytes(&op.to_bytes());
                 }
-                w.raw(&welcome.epoch)
-                    .raw(&welcome.epoch_secret)
-                    .count(welcome.devices.len());
+                w.raw(&welcome.epoch).raw(&welcome.epoch_secret).count(welcome.devices.len());
                 for d in &welcome.devices {
                     d.encode(&mut w);
                 }
-                w.u32(welcome.inviter_generation)
-                    .u32(welcome.inviter_index)
-                    .raw(&welcome.inviter_chain_key);
+                w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key);
             }
         }
         w.into_bytes()
@@ -152,11 +141,7 @@ impl Inner {
         let sent_ms = r.u64()?;
         let n = r.u8()? as usize;
         if n > MAX_PARENTS {
-            return Err(Error::TooLong {
-                what: "message parents",
-                len: n,
-                max: MAX_PARENTS,
-            });
+            return Err(Error::TooLong { what: "message parents", len: n, max: MAX_PARENTS });
         }
         let parents = (0..n).map(|_| r.array().map(EnvelopeId)).collect::<Result<Vec<_>>>()?;
         let content = match r.u8()? {
@@ -174,15 +159,11 @@ impl Inner {
             4 => {
                 let group = r.array()?;
                 let n_ops = r.count(MAX_WELCOME_OPS, 4)?;
-                let ops = (0..n_ops)
-                    .map(|_| SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?))
-                    .collect::<Result<Vec<_>>>()?;
+                let ops = (0..n_ops).map(|_| SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?)).collect::<Result<Vec<_>>>()?;
                 let epoch = r.array()?;
                 let epoch_secret = r.array()?;
                 let n_devices = r.count(MAX_SHARES, DeviceCert::ENCODED_LEN)?;
-                let devices = (0..n_devices)
-                    .map(|_| DeviceCert::decode(&mut r))
-                    .collect::<Result<Vec<_>>>()?;
+                let devices = (0..n_devices).map(|_| DeviceCert::decode(&mut r)).collect::<Result<Vec<_>>>()?;
                 Content::Invite(Box::new(Welcome {
                     group,
                     ops,
@@ -195,28 +176,24 @@ impl Inner {
                 }))
             }
             _ => {
-                return Err(Error::Malformed {
-                    what: "message",
-                    why: "unknown content kind",
-                });
+                return Err(Error::Malformed { what: "message", why: "unknown content kind" });
             }
         };
         r.finish()?;
-        Ok(Inner {
-            lamport,
-            sent_ms,
-            parents,
-            content,
-        })
+        Ok(Inner { lamport, sent_ms, parents, content })
     }
 }
 
-/// The start of the bytes a sender signs: `label | group | header`; the inner payload follows.
-/// `room` is how many more bytes the caller will append.
-pub fn signature_prefix(group: &[u8; 32], header: &[u8], room: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + header.len() + room);
+/// The start of the bytes a sender signs: `label | group | epoch | nonce | header`; the inner
+/// payload follows. Binding the epoch and the envelope's nonce means a holder of the epoch
+/// secret cannot re-encrypt a signed message into a new envelope. `room` is how many more
+/// bytes the caller will append.
+pub fn signature_prefix(group: &[u8; 32], epoch: &[u8; 32], nonce: &[u8; 24], header: &[u8], room: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MESSAGE_SIGNATURE_CONTEXT.len() + 32 + 32 + 24 + header.len() + room);
     out.extend_from_slice(MESSAGE_SIGNATURE_CONTEXT);
     out.extend_from_slice(group);
+    out.extend_from_slice(epoch);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(header);
     out
 }
@@ -228,12 +205,8 @@ mod tests {
 
     #[test]
     fn text_round_trip() {
-        let inner = Inner {
-            lamport: 3,
-            sent_ms: 9,
-            parents: vec![EnvelopeId([1; 32])],
-            content: Content::Text("hi".into()),
-        };
+        let inner =
+            Inner { lamport: 3, sent_ms: 9, parents: vec![EnvelopeId([1; 32])], content: Content::Text("hi".into()) };
         assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);
     }
 

@@ -29,12 +29,7 @@ pub struct Epoch {
 impl Epoch {
     pub fn new(id: [u8; 32], secret_bytes: [u8; 32]) -> Self {
         let header_key = secret(derive_array(&id, &secret_bytes, &[HEADER_KEY]));
-        Epoch {
-            id,
-            secret: secret(secret_bytes),
-            header_key,
-            topic_cache: std::cell::Cell::new(None),
-        }
+        Epoch { id, secret: secret(secret_bytes), header_key, topic_cache: std::cell::Cell::new(None) }
     }
 
     /// The topic for a period: unlinkable across periods without the secret.

@@ -12,7 +12,9 @@ pub use chain::{MAX_GAP, MAX_SKIPPED_PER_CHAIN, OwnChain, PeerChain, step as cha
 pub use content::{Content, Inner, KeyShare, MAX_TEXT_LEN, Share, Welcome};
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
-pub use state::{Event, Group, GroupKind, LocalDevice, Opened, RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, Sealed};
+pub use state::{
+    Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, Opened, RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, Sealed,
+};
 
 /// A group's id. Never sent in clear: it lives only inside encrypted headers and signatures.
 pub type GroupId = [u8; 32];

@@ -12,7 +12,9 @@ use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
 use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Share, Welcome, signature_prefix};
 use super::epoch::{Epoch, period_of};
-use super::membership::{Action, MAX_MEMBERS, Membership, OpHash, SignedOp};
+use super::membership::{
+    Action, MAX_DEVICES_PER_ACCOUNT, MAX_MEMBERS, MAX_OPS, Membership, OpHash, SignedOp, group_id_of,
+};
 use crate::crypto::{self, Entropy, label, open_sealed, seal_to};
 use crate::envelope::{self, Envelope, EnvelopeId, HEADER_PLAIN_LEN};
 use crate::error::{Error, Result};
@@ -32,6 +34,13 @@ const EPOCH_SHARE: &[u8] = label("weft/v1/epoch-share");
 const PAIR_GROUP_ID: &str = "weft/v1/pair-group-id";
 const PAIR_SECRET: &[u8] = label("weft/v1/pair-secret");
 const STATE_VERSION: u8 = 1;
+/// How far back a group's topics are listened to.
+pub const MAX_HISTORY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
+/// Lamport clocks above this are refused: they would overflow the store's integers and pin a
+/// message to the end of every history.
+const MAX_LAMPORT: u64 = 1 << 53;
+/// Heads kept as parents for the next message.
+const MAX_HEADS: usize = 32;
 
 /// This device, as the group machine needs it.
 pub struct LocalDevice {
@@ -82,7 +91,9 @@ pub enum Event {
         text: String,
     },
     /// A device handed us its chain: messages waiting for it can now be opened.
-    KeysArrived { device: DeviceId },
+    KeysArrived {
+        device: DeviceId,
+    },
     MembershipChanged {
         id: EnvelopeId,
         op: SignedOp,
@@ -146,19 +157,13 @@ impl Group {
                 max: super::membership::MAX_GROUP_NAME_LEN,
             });
         }
-        let id = entropy.bytes32()?;
-        let op = SignedOp::new(
-            id,
-            vec![],
-            me.cert.clone(),
-            &me.keys,
-            now_ms,
-            Action::Create { name: name.to_owned() },
-        );
+        let mut salt = [0u8; 16];
+        entropy.fill(&mut salt)?;
+        let create = Action::Create { name: name.to_owned(), salt };
+        let op = SignedOp::new([0; 32], vec![], me.cert.clone(), &me.keys, now_ms, create);
+        let id = group_id_of(&op);
         let mut group = Group::empty(id, GroupKind::Many, now_ms);
-        group
-            .epochs
-            .insert(op.hash(), Epoch::new(op.hash(), entropy.bytes32()?));
+        group.epochs.insert(op.hash(), Epoch::new(op.hash(), entropy.bytes32()?));
         group.ops.insert(op.hash(), op);
         group.refresh_membership();
         Ok(group)
@@ -168,11 +173,7 @@ impl Group {
     /// agreement of their request keys, so two people who add each other at the same time end
     /// up in one conversation, not two.
     pub fn pair(me: &LocalDevice, peer: AccountPublic, shared_secret: &[u8; 32], created_ms: u64) -> Self {
-        let accounts = if me.account() <= peer {
-            [me.account(), peer]
-        } else {
-            [peer, me.account()]
-        };
+        let accounts = if me.account() <= peer { [me.account(), peer] } else { [peer, me.account()] };
         let mut both = [0u8; 64];
         both[..32].copy_from_slice(&accounts[0]);
         both[32..].copy_from_slice(&accounts[1]);
@@ -187,21 +188,15 @@ impl Group {
     /// Joins a group from an invitation.
     pub fn from_welcome(me: &LocalDevice, welcome: &Welcome, inviter: &DeviceCert, now_ms: u64) -> Result<Self> {
         let mut group = Group::empty(welcome.group, GroupKind::Many, now_ms);
+        if welcome.ops.len() > MAX_OPS {
+            return Err(Error::TooLong { what: "invitation", len: welcome.ops.len(), max: MAX_OPS });
+        }
         for op in &welcome.ops {
-            if op.group != welcome.group {
-                return Err(Error::Malformed {
-                    what: "invitation",
-                    why: "operation of another group",
-                });
-            }
             group.ops.insert(op.hash(), op.clone());
         }
         group.refresh_membership();
         if group.membership.applied.last() != Some(&welcome.epoch) {
-            return Err(Error::Malformed {
-                what: "invitation",
-                why: "epoch is not the log's latest",
-            });
+            return Err(Error::Malformed { what: "invitation", why: "epoch is not the log's latest" });
         }
         if !group.membership.members.contains_key(&me.account()) {
             return Err(Error::NotAMember);
@@ -209,21 +204,20 @@ impl Group {
         if !group.membership.members.contains_key(&inviter.account) {
             return Err(Error::NotAMember);
         }
-        group.created_ms = group.ops.values().map(|o| o.created_ms).min().unwrap_or(now_ms);
-        group
-            .epochs
-            .insert(welcome.epoch, Epoch::new(welcome.epoch, welcome.epoch_secret));
+        // Topics are listened to from the group's creation on; the creation time comes from the
+        // log, so it is bounded to keep the topic index small.
+        let oldest = group.ops.values().map(|o| o.created_ms).min().unwrap_or(now_ms);
+        group.created_ms = oldest.clamp(now_ms.saturating_sub(MAX_HISTORY_MS), now_ms);
+        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, welcome.epoch_secret));
         for cert in &welcome.devices {
             if cert.verify().is_ok() && group.is_member(&cert.account) {
                 group.devices.insert(cert.device, cert.clone());
             }
         }
-        group.devices.insert(inviter.device, inviter.clone());
+        group.learn_device(inviter)?;
         group.devices.insert(me.id(), me.cert.clone());
         let key = (inviter.device, welcome.inviter_generation);
-        group
-            .peers
-            .insert(key, PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key));
+        group.peers.insert(key, PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
         Ok(group)
     }
@@ -257,18 +251,9 @@ impl Group {
     /// Member accounts with their names from the log (pair groups have none).
     pub fn members(&self) -> Vec<(AccountPublic, super::Member)> {
         match &self.kind {
-            GroupKind::Pair { accounts } => accounts
-                .iter()
-                .map(|a| {
-                    (
-                        *a,
-                        super::Member {
-                            name: None,
-                            admin: false,
-                        },
-                    )
-                })
-                .collect(),
+            GroupKind::Pair { accounts } => {
+                accounts.iter().map(|a| (*a, super::Member { name: None, admin: false })).collect()
+            }
             GroupKind::Many => self.membership.members.iter().map(|(a, m)| (*a, m.clone())).collect(),
         }
     }
@@ -297,11 +282,7 @@ impl Group {
 
     /// Known devices of one account.
     pub fn devices_of(&self, account: &AccountPublic) -> Vec<DeviceCert> {
-        self.devices
-            .values()
-            .filter(|c| c.account == *account)
-            .cloned()
-            .collect()
+        self.devices.values().filter(|c| c.account == *account).cloned().collect()
     }
 
     /// Registers a device certificate of a member (from a contact request, for example).
@@ -310,17 +291,30 @@ impl Group {
         if !self.is_member(&cert.account) {
             return Err(Error::NotAMember);
         }
+        let known = self.devices.values().filter(|c| c.account == cert.account).count();
+        if !self.devices.contains_key(&cert.device) && known >= MAX_DEVICES_PER_ACCOUNT {
+            return Err(Error::Limit("an account has at most 4 devices in a group"));
+        }
         self.devices.insert(cert.device, cert.clone());
         Ok(())
     }
 
     /// Registers a chain another device handed us out of band (in a contact request).
+    /// Chains of older generations than the one before it are erased: a device re-seeds on a
+    /// schedule, and late messages of two generations back are not worth keeping keys for.
     pub fn learn_chain(&mut self, device: DeviceId, generation: u32, start_index: u32, chain_key: [u8; 32]) {
         let key = (device, generation);
-        if !self.peers.contains_key(&key) {
-            self.peers.insert(key, PeerChain::new(start_index, chain_key));
-            self.dirty_peers.insert(key);
+        if self.peers.contains_key(&key) {
+            return;
         }
+        let stale: Vec<_> =
+            self.peers.keys().filter(|(d, g)| *d == device && g.saturating_add(1) < generation).copied().collect();
+        for k in stale {
+            self.peers.remove(&k);
+            self.dirty_peers.insert(k);
+        }
+        self.peers.insert(key, PeerChain::new(start_index, chain_key));
+        self.dirty_peers.insert(key);
     }
 
     /// Marks that `holder` (a device or an account) received our current chain out of band.
@@ -341,11 +335,10 @@ impl Group {
             }
         };
         if due {
-            let generation = self.own.as_ref().map_or(Ok(0), |o| {
-                o.generation
-                    .checked_add(1)
-                    .ok_or(Error::Limit("chain generations exhausted"))
-            })?;
+            let generation = self
+                .own
+                .as_ref()
+                .map_or(Ok(0), |o| o.generation.checked_add(1).ok_or(Error::Limit("chain generations exhausted")))?;
             self.own = Some(OwnChain {
                 generation,
                 next_index: 0,
@@ -377,11 +370,7 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
         if text.len() > super::content::MAX_TEXT_LEN {
-            return Err(Error::TooLong {
-                what: "message",
-                len: text.len(),
-                max: super::content::MAX_TEXT_LEN,
-            });
+            return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
         }
         self.send(me, Content::Text(text.to_owned()), now_ms, entropy)
     }
@@ -441,17 +430,9 @@ impl Group {
         let mut shares = Vec::with_capacity(to.len());
         for cert in to {
             let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
-            shares.push(Share {
-                device: cert.device,
-                sealed: seal_to(&cert.dh, &context, &chain_key[..], entropy)?,
-            });
+            shares.push(Share { device: cert.device, sealed: seal_to(&cert.dh, &context, &chain_key[..], entropy)? });
         }
-        let content = Content::KeyShare(KeyShare {
-            cert: me.cert.clone(),
-            generation,
-            start_index,
-            shares,
-        });
+        let content = Content::KeyShare(KeyShare { cert: me.cert.clone(), generation, start_index, shares });
         let sealed = self.seal_control(me, content, now_ms, entropy)?;
         for cert in to {
             self.shared_with.insert(cert.device);
@@ -461,12 +442,7 @@ impl Group {
 
     fn chain_share_context(&self, sender: &DeviceId, generation: u32, start: u32, recipient: &DeviceId) -> Vec<u8> {
         let mut w = Writer::with_capacity(128);
-        w.raw(CHAIN_SHARE)
-            .raw(&self.id)
-            .raw(sender)
-            .u32(generation)
-            .u32(start)
-            .raw(recipient);
+        w.raw(CHAIN_SHARE).raw(&self.id).raw(sender).u32(generation).u32(start).raw(recipient);
         w.into_bytes()
     }
 
@@ -491,13 +467,18 @@ impl Group {
         if !self.is_admin(&me.account()) {
             return Err(Error::NotAllowed("only an admin can change who is in a group"));
         }
-        if let Action::Add { member, .. } = &action {
+        if self.ops.len() >= MAX_OPS {
+            return Err(Error::Limit("a group holds at most 180 membership changes"));
+        }
+        let mut action = action;
+        if let Action::Add { member, devices, .. } = &mut action {
             if self.is_member(member) {
                 return Err(Error::AlreadyExists("that member".into()));
             }
             if self.membership.members.len() >= MAX_MEMBERS {
-                return Err(Error::Limit("a group has at most 128 members"));
+                return Err(Error::Limit("a group has at most 100 members"));
             }
+            devices.truncate(MAX_DEVICES_PER_ACCOUNT);
         }
         if let Action::Remove { member } = &action {
             if !self.is_member(member) {
@@ -523,21 +504,11 @@ impl Group {
         for cert in recipients.values() {
             if cert.device != me.id() && next.members.contains_key(&cert.account) {
                 let context = self.epoch_share_context(&hash, &cert.device);
-                epoch_shares.push(Share {
-                    device: cert.device,
-                    sealed: seal_to(&cert.dh, &context, &secret[..], entropy)?,
-                });
+                epoch_shares
+                    .push(Share { device: cert.device, sealed: seal_to(&cert.dh, &context, &secret[..], entropy)? });
             }
         }
-        let sealed = self.seal_control(
-            me,
-            Content::Membership {
-                op: op.clone(),
-                epoch_shares,
-            },
-            now_ms,
-            entropy,
-        )?;
+        let sealed = self.seal_control(me, Content::Membership { op: op.clone(), epoch_shares }, now_ms, entropy)?;
         self.ops = next_ops;
         self.epochs.insert(hash, Epoch::new(hash, *secret));
         self.refresh_membership();
@@ -553,12 +524,8 @@ impl Group {
         let epoch = self.current_epoch().ok_or(Error::NotAMember)?.clone();
         let own = self.ensure_own_chain(now_ms, entropy)?.clone();
         self.shared_with.insert(*invitee);
-        let ops: Vec<SignedOp> = self.membership.applied.iter().map(|h| self.ops[h].clone()).collect();
-        if ops.len() > 100 {
-            return Err(Error::Limit(
-                "groups with more than 100 membership changes cannot invite yet",
-            ));
-        }
+        // The whole log, rejected operations included: applied ones may name them as parents.
+        let ops: Vec<SignedOp> = self.ops.values().cloned().collect();
         Ok(Welcome {
             group: self.id,
             ops,
@@ -573,12 +540,7 @@ impl Group {
 
     fn next_inner(&self, content: Content, now_ms: u64) -> Inner {
         let parents: Vec<EnvelopeId> = self.heads.iter().rev().take(MAX_PARENTS).copied().collect();
-        Inner {
-            lamport: self.lamport + 1,
-            sent_ms: now_ms,
-            parents,
-            content,
-        }
+        Inner { lamport: self.lamport.saturating_add(1).min(MAX_LAMPORT), sent_ms: now_ms, parents, content }
     }
 
     fn seal_control(
@@ -630,7 +592,7 @@ impl Group {
         header[36..].copy_from_slice(&index.to_be_bytes());
         // The inner payload is encoded straight after the signature prefix, so that the signed
         // bytes need no second copy.
-        let prefix = signature_prefix(&self.id, &header, inner.encoded_len_hint());
+        let prefix = signature_prefix(&self.id, &epoch.id, &nonce, &header, inner.encoded_len_hint());
         let prefix_len = prefix.len();
         let signed = inner.encode_after(prefix);
         let signature = me.keys.sign(&signed);
@@ -685,49 +647,51 @@ impl Group {
             let (key, next) = chain.key_for(index)?;
             (key, Some(((device, generation), next)))
         };
-        let body = crypto::open_into(
-            &body_key,
-            &envelope.nonce(),
-            envelope.body_associated_data(),
-            envelope.sealed_body(),
-        )?;
+        let body =
+            crypto::open_into(&body_key, &envelope.nonce(), envelope.body_associated_data(), envelope.sealed_body())?;
 
         let mut r = Reader::new(&body, "message body");
         let inner_len = r.u32()? as usize;
         let inner_bytes = r.take(inner_len)?;
         let signature: [u8; 64] = r.array()?;
         let inner = Inner::decode(inner_bytes)?;
+        if inner.lamport > MAX_LAMPORT {
+            return Err(Error::Malformed { what: "message", why: "clock value out of range" });
+        }
+        // Control content speaks for its sender only: a member cannot relay someone else's
+        // membership change with shares of its own, nor announce another device.
+        match &inner.content {
+            Content::Membership { op, .. } if op.author.device != device => {
+                return Err(Error::Malformed { what: "message", why: "membership change relayed by another device" });
+            }
+            Content::Membership { .. } if self.kind != GroupKind::Many => {
+                return Err(Error::Malformed { what: "message", why: "1:1 conversations have no membership changes" });
+            }
+            Content::KeyShare(ks) if ks.cert.device != device => {
+                return Err(Error::Malformed { what: "message", why: "key share for another device" });
+            }
+            _ => {}
+        }
         let sender = match (&inner.content, self.devices.get(&device)) {
             (_, Some(cert)) => cert.clone(),
             (Content::KeyShare(ks), None) if ks.cert.device == device => ks.cert.clone(),
             (Content::Membership { op, .. }, None) if op.author.device == device => op.author.clone(),
             _ => return Err(Error::NotAMember),
         };
-        let mut signed = signature_prefix(&self.id, &header, inner_bytes.len());
+        let mut signed = signature_prefix(&self.id, &epoch.id, &envelope.nonce(), &header, inner_bytes.len());
         signed.extend_from_slice(inner_bytes);
         self.verify_device_signature(&device, &signed, &signature)?;
         let is_control_content = matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. });
         if control != is_control_content {
-            return Err(Error::Malformed {
-                what: "message",
-                why: "content kind does not match its key",
-            });
+            return Err(Error::Malformed { what: "message", why: "content kind does not match its key" });
         }
         if !matches!(inner.content, Content::Membership { .. }) && !self.is_member(&sender.account) {
             return Err(Error::NotAMember);
         }
         if matches!(inner.content, Content::Invite(_)) && self.kind == GroupKind::Many {
-            return Err(Error::Malformed {
-                what: "message",
-                why: "invitations travel in 1:1 conversations",
-            });
+            return Err(Error::Malformed { what: "message", why: "invitations travel in 1:1 conversations" });
         }
-        Ok(Opened {
-            id: envelope.id(),
-            sender,
-            inner,
-            chain_update,
-        })
+        Ok(Opened { id: envelope.id(), sender, inner, chain_update })
     }
 
     /// Verifies a device's signature, keeping the device's decompressed public key: decompressing
@@ -739,24 +703,15 @@ impl Group {
             if cache.len() >= 4 * MAX_MEMBERS {
                 cache.clear();
             }
-            cache.insert(
-                *device,
-                ed25519_dalek::VerifyingKey::from_bytes(device).map_err(|_| bad())?,
-            );
+            cache.insert(*device, ed25519_dalek::VerifyingKey::from_bytes(device).map_err(|_| bad())?);
         }
         let key = cache.get(device).expect("inserted above");
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
-            .map_err(|_| bad())
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).map_err(|_| bad())
     }
 
     /// Applies an opened envelope. Everything that can fail is checked before anything changes.
     pub fn accept(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
-        let Opened {
-            id,
-            sender,
-            inner,
-            chain_update,
-        } = opened;
+        let Opened { id, sender, inner, chain_update } = opened;
         let unsealed_chain = match &inner.content {
             Content::KeyShare(ks) => match ks.shares.iter().find(|s| s.device == me.id()) {
                 Some(share) => {
@@ -767,20 +722,33 @@ impl Group {
             },
             _ => None,
         };
+        if let Content::KeyShare(_) = &inner.content {
+            let known = self.devices.values().filter(|c| c.account == sender.account).count();
+            if !self.devices.contains_key(&sender.device) && known >= MAX_DEVICES_PER_ACCOUNT {
+                return Err(Error::Limit("an account has at most 4 devices in a group"));
+            }
+        }
+        let mut next_log = None;
         let unsealed_epoch = match &inner.content {
             Content::Membership { op, epoch_shares } => {
-                if op.group != self.id {
-                    return Err(Error::Malformed {
-                        what: "membership operation",
-                        why: "names another group",
-                    });
+                let hash = op.hash();
+                if op.group != self.id && !matches!(op.action, Action::Create { .. }) {
+                    return Err(Error::Malformed { what: "membership operation", why: "names another group" });
                 }
+                let mut ops = self.ops.clone();
+                ops.insert(hash, op.clone());
+                if ops.len() > MAX_OPS {
+                    return Err(Error::Limit("a group holds at most 180 membership changes"));
+                }
+                let applied = Membership::replay(&self.id, &ops).applied.contains(&hash);
+                next_log = Some(ops);
+                // Only the first secret for an epoch counts, and only for a change that applies.
                 match epoch_shares.iter().find(|s| s.device == me.id()) {
-                    Some(share) => {
-                        let context = self.epoch_share_context(&op.hash(), &me.id());
+                    Some(share) if applied && !self.epochs.contains_key(&hash) => {
+                        let context = self.epoch_share_context(&hash, &me.id());
                         Some(open_secret32(me, &context, &share.sealed, "epoch share")?)
                     }
-                    None => None,
+                    _ => None,
                 }
             }
             _ => None,
@@ -794,15 +762,14 @@ impl Group {
             self.heads.remove(p);
         }
         self.heads.insert(id);
+        while self.heads.len() > MAX_HEADS {
+            self.heads.pop_first();
+        }
         self.lamport = self.lamport.max(inner.lamport);
         let event = match inner.content {
-            Content::Text(text) => Event::Message {
-                id,
-                sender: sender.account,
-                lamport: inner.lamport,
-                sent_ms: inner.sent_ms,
-                text,
-            },
+            Content::Text(text) => {
+                Event::Message { id, sender: sender.account, lamport: inner.lamport, sent_ms: inner.sent_ms, text }
+            }
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
                 match unsealed_chain {
@@ -818,24 +785,17 @@ impl Group {
                 if let Some(secret) = unsealed_epoch {
                     self.epochs.insert(hash, Epoch::new(hash, *secret));
                 }
-                self.ops.insert(hash, op.clone());
+                if let Some(ops) = next_log {
+                    self.ops = ops;
+                }
                 self.refresh_membership();
                 let we_were_removed = !self.is_member(&me.account());
                 if we_were_removed {
                     self.forget_secrets();
                 }
-                Event::MembershipChanged {
-                    id,
-                    op,
-                    lamport: inner.lamport,
-                    we_were_removed,
-                }
+                Event::MembershipChanged { id, op, lamport: inner.lamport, we_were_removed }
             }
-            Content::Invite(welcome) => Event::Invited {
-                id,
-                from: sender,
-                welcome,
-            },
+            Content::Invite(welcome) => Event::Invited { id, from: sender, welcome },
         };
         Ok(event)
     }
@@ -843,16 +803,15 @@ impl Group {
     /// After removal nothing of the group's keys is kept: there is nothing left to read.
     fn forget_secrets(&mut self) {
         self.own = None;
-        self.peers.clear();
+        for key in std::mem::take(&mut self.peers).into_keys() {
+            self.dirty_peers.insert(key);
+        }
         self.shared_with.clear();
     }
 
     /// Peer chains changed since the last call (for the store), with their current state.
     pub fn take_dirty_chains(&mut self) -> Vec<((DeviceId, u32), Option<PeerChain>)> {
-        std::mem::take(&mut self.dirty_peers)
-            .into_iter()
-            .map(|k| (k, self.peers.get(&k).cloned()))
-            .collect()
+        std::mem::take(&mut self.dirty_peers).into_iter().map(|k| (k, self.peers.get(&k).cloned())).collect()
     }
 
     /// All peer chains, for loading into a fresh store row set.
@@ -867,12 +826,7 @@ impl Group {
         if self.membership.heads.len() < 2 || !self.is_admin(&me.account()) {
             return false;
         }
-        let lowest_admin_device = self
-            .devices
-            .values()
-            .filter(|c| self.is_admin(&c.account))
-            .map(|c| c.device)
-            .min();
+        let lowest_admin_device = self.devices.values().filter(|c| self.is_admin(&c.account)).map(|c| c.device).min();
         lowest_admin_device == Some(me.id())
     }
 
@@ -925,24 +879,15 @@ impl Group {
         let mut r = Reader::new(bytes, "stored group");
         let version = r.u8()?;
         if version != STATE_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "stored group",
-                found: version,
-                supported: STATE_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { what: "stored group", found: version, supported: STATE_VERSION });
         }
         let id = r.array()?;
         let created_ms = r.u64()?;
         let kind = match r.u8()? {
-            1 => GroupKind::Pair {
-                accounts: [r.array()?, r.array()?],
-            },
+            1 => GroupKind::Pair { accounts: [r.array()?, r.array()?] },
             2 => GroupKind::Many,
             _ => {
-                return Err(Error::Malformed {
-                    what: "stored group",
-                    why: "unknown kind",
-                });
+                return Err(Error::Malformed { what: "stored group", why: "unknown kind" });
             }
         };
         let mut group = Group::empty(id, kind, created_ms);
@@ -976,9 +921,6 @@ impl Group {
 
 fn open_secret32(me: &LocalDevice, context: &[u8], sealed: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>> {
     let plain = Zeroizing::new(open_sealed(me.keys.dh_secret(), context, sealed)?);
-    let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed {
-        what,
-        why: "secret is not 32 bytes",
-    })?;
+    let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed { what, why: "secret is not 32 bytes" })?;
     Ok(Zeroizing::new(bytes))
 }

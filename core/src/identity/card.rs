@@ -34,10 +34,7 @@ impl ContactCard {
         let name = self.name.as_deref().unwrap_or("");
         assert!(name.len() <= MAX_NAME_LEN, "names are checked on the way in");
         let mut w = Writer::with_capacity(102 + name.len());
-        w.u8(CARD_VERSION)
-            .raw(&self.account)
-            .raw(&self.request_key)
-            .raw(&self.rendezvous_seed);
+        w.u8(CARD_VERSION).raw(&self.account).raw(&self.request_key).raw(&self.rendezvous_seed);
         w.u8(name.len() as u8).raw(name.as_bytes());
         let mut bytes = w.into_bytes();
         let sum = checksum(&bytes);
@@ -47,18 +44,11 @@ impl ContactCard {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() < 1 + CHECKSUM_LEN {
-            return Err(Error::Truncated {
-                what: "contact card",
-                needed: 1 + CHECKSUM_LEN - bytes.len(),
-            });
+            return Err(Error::Truncated { what: "contact card", needed: 1 + CHECKSUM_LEN - bytes.len() });
         }
         let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
         if body[0] != CARD_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "contact card",
-                found: body[0],
-                supported: CARD_VERSION,
-            });
+            return Err(Error::UnsupportedVersion { what: "contact card", found: body[0], supported: CARD_VERSION });
         }
         if checksum(body) != sum {
             return Err(Error::BadChecksum);
@@ -69,61 +59,35 @@ impl ContactCard {
         let rendezvous_seed = r.array()?;
         let name_len = r.u8()? as usize;
         if name_len > MAX_NAME_LEN {
-            return Err(Error::TooLong {
-                what: "contact name",
-                len: name_len,
-                max: MAX_NAME_LEN,
-            });
+            return Err(Error::TooLong { what: "contact name", len: name_len, max: MAX_NAME_LEN });
         }
-        let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| Error::Malformed {
-            what: "contact card",
-            why: "name is not UTF-8",
-        })?;
+        let name = std::str::from_utf8(r.take(name_len)?)
+            .map_err(|_| Error::Malformed { what: "contact card", why: "name is not UTF-8" })?;
         r.finish()?;
-        ed25519_dalek::VerifyingKey::from_bytes(&account).map_err(|_| Error::Malformed {
-            what: "contact card",
-            why: "account key is not a valid Ed25519 point",
-        })?;
-        Ok(ContactCard {
-            account,
-            request_key,
-            rendezvous_seed,
-            name: (!name.is_empty()).then(|| name.to_owned()),
-        })
+        ed25519_dalek::VerifyingKey::from_bytes(&account)
+            .map_err(|_| Error::Malformed { what: "contact card", why: "account key is not a valid Ed25519 point" })?;
+        Ok(ContactCard { account, request_key, rendezvous_seed, name: (!name.is_empty()).then(|| name.to_owned()) })
     }
 
     /// `weft://contact/` followed by the card in lowercase base32.
     pub fn to_link(&self) -> String {
-        format!(
-            "{LINK_PREFIX}{}",
-            BASE32_NOPAD.encode(&self.to_bytes()).to_ascii_lowercase()
-        )
+        format!("{LINK_PREFIX}{}", BASE32_NOPAD.encode(&self.to_bytes()).to_ascii_lowercase())
     }
 
     /// Parses a link in any letter case, ignoring surrounding white space.
     pub fn from_link(link: &str) -> Result<Self> {
         let link = link.trim();
         if link.len() > MAX_LINK_LEN {
-            return Err(Error::TooLong {
-                what: "contact link",
-                len: link.len(),
-                max: MAX_LINK_LEN,
-            });
+            return Err(Error::TooLong { what: "contact link", len: link.len(), max: MAX_LINK_LEN });
         }
         let body = link
             .get(..LINK_PREFIX.len())
             .filter(|p| p.eq_ignore_ascii_case(LINK_PREFIX))
             .map(|_| &link[LINK_PREFIX.len()..])
-            .ok_or(Error::NotALink {
-                expected: "contact",
-                prefix: LINK_PREFIX,
-            })?;
+            .ok_or(Error::NotALink { expected: "contact", prefix: LINK_PREFIX })?;
         let bytes = BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
-            .map_err(|_| Error::Malformed {
-                what: "contact link",
-                why: "not base32 (letters a-z and digits 2-7)",
-            })?;
+            .map_err(|_| Error::Malformed { what: "contact link", why: "not base32 (letters a-z and digits 2-7)" })?;
         Self::from_bytes(&bytes)
     }
 
@@ -156,9 +120,7 @@ pub fn rendezvous_point(seed: &[u8; 32], period: u64) -> [u8; 32] {
 
 fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let hash = blake3::derive_key("weft/v1/card-checksum", body);
-    hash[..CHECKSUM_LEN]
-        .try_into()
-        .expect("hash is longer than the checksum")
+    hash[..CHECKSUM_LEN].try_into().expect("hash is longer than the checksum")
 }
 
 #[cfg(test)]
@@ -190,28 +152,16 @@ mod tests {
     #[test]
     fn bad_links_give_typed_errors() {
         let link = card(Some("bob")).to_link();
-        assert!(matches!(
-            ContactCard::from_link("https://x"),
-            Err(Error::NotALink { .. })
-        ));
+        assert!(matches!(ContactCard::from_link("https://x"), Err(Error::NotALink { .. })));
         assert!(matches!(ContactCard::from_link(&link[..link.len() - 8]), Err(_)));
-        assert!(matches!(
-            ContactCard::from_link("weft://contact/!!!"),
-            Err(Error::Malformed { .. })
-        ));
-        assert!(matches!(
-            ContactCard::from_link("weft://contact/"),
-            Err(Error::Truncated { .. })
-        ));
+        assert!(matches!(ContactCard::from_link("weft://contact/!!!"), Err(Error::Malformed { .. })));
+        assert!(matches!(ContactCard::from_link("weft://contact/"), Err(Error::Truncated { .. })));
         let mut bytes = card(Some("bob")).to_bytes();
         bytes[10] ^= 1;
         assert!(matches!(ContactCard::from_bytes(&bytes), Err(Error::BadChecksum)));
         let mut bytes = card(Some("bob")).to_bytes();
         bytes[0] = 9;
-        assert!(matches!(
-            ContactCard::from_bytes(&bytes),
-            Err(Error::UnsupportedVersion { found: 9, .. })
-        ));
+        assert!(matches!(ContactCard::from_bytes(&bytes), Err(Error::UnsupportedVersion { found: 9, .. })));
         assert!(ContactCard::from_link(&"a".repeat(5000)).is_err());
     }
 

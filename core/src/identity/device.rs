@@ -58,17 +58,11 @@ pub struct DeviceKeys {
 
 impl DeviceKeys {
     pub fn generate(entropy: &mut dyn Entropy) -> Result<Self> {
-        Ok(DeviceKeys {
-            sign: SigningKey::from_bytes(&entropy.bytes32()?),
-            dh: StaticSecret::from(entropy.bytes32()?),
-        })
+        Ok(DeviceKeys { sign: SigningKey::from_bytes(&entropy.bytes32()?), dh: StaticSecret::from(entropy.bytes32()?) })
     }
 
     pub fn from_secrets(sign: &[u8; 32], dh: &[u8; 32]) -> Self {
-        DeviceKeys {
-            sign: SigningKey::from_bytes(sign),
-            dh: StaticSecret::from(*dh),
-        }
+        DeviceKeys { sign: SigningKey::from_bytes(sign), dh: StaticSecret::from(*dh) }
     }
 
     pub fn sign_secret(&self) -> crate::crypto::Secret32 {
@@ -106,10 +100,7 @@ pub struct InviteKeys {
 
 impl InviteKeys {
     pub fn generate(entropy: &mut dyn Entropy) -> Result<Self> {
-        Ok(InviteKeys {
-            request: StaticSecret::from(entropy.bytes32()?),
-            rendezvous_seed: entropy.bytes32()?,
-        })
+        Ok(InviteKeys { request: StaticSecret::from(entropy.bytes32()?), rendezvous_seed: entropy.bytes32()? })
     }
 
     pub fn request_public(&self) -> [u8; 32] {
@@ -132,30 +123,17 @@ impl DeviceCert {
 
     fn signed_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(DEVICE_CERT_CONTEXT.len() + 104);
-        w.raw(DEVICE_CERT_CONTEXT)
-            .raw(&self.account)
-            .raw(&self.device)
-            .raw(&self.dh)
-            .u64(self.issued_at_ms);
+        w.raw(DEVICE_CERT_CONTEXT).raw(&self.account).raw(&self.device).raw(&self.dh).u64(self.issued_at_ms);
         w.into_bytes()
     }
 
     /// Checks the account's signature.
     pub fn verify(&self) -> Result<()> {
-        verify_signature(
-            &self.account,
-            &self.signed_bytes(),
-            &self.signature,
-            "device certificate",
-        )
+        verify_signature(&self.account, &self.signed_bytes(), &self.signature, "device certificate")
     }
 
     pub fn encode(&self, w: &mut Writer) {
-        w.raw(&self.account)
-            .raw(&self.device)
-            .raw(&self.dh)
-            .u64(self.issued_at_ms)
-            .raw(&self.signature);
+        w.raw(&self.account).raw(&self.device).raw(&self.dh).u64(self.issued_at_ms).raw(&self.signature);
     }
 
     /// Decodes and verifies a certificate.
@@ -175,8 +153,7 @@ impl DeviceCert {
 /// Verifies an Ed25519 signature by `signer` in strict mode (no malleable encodings).
 pub fn verify_signature(signer: &[u8; 32], message: &[u8], signature: &[u8; 64], what: &'static str) -> Result<()> {
     let key = VerifyingKey::from_bytes(signer).map_err(|_| Error::BadSignature { what })?;
-    key.verify_strict(message, &Signature::from_bytes(signature))
-        .map_err(|_| Error::BadSignature { what })
+    key.verify_strict(message, &Signature::from_bytes(signature)).map_err(|_| Error::BadSignature { what })
 }
 
 #[cfg(test)]

@@ -30,19 +30,12 @@ impl DatabaseKey {
     }
 
     pub fn from_passphrase(passphrase: &str, params: &KdfParams) -> Result<Self> {
-        let p = Params::new(params.memory_kib, params.iterations, params.lanes, Some(32)).map_err(|_| {
-            Error::Malformed {
-                what: "key derivation parameters",
-                why: "out of range",
-            }
-        })?;
+        let p = Params::new(params.memory_kib, params.iterations, params.lanes, Some(32))
+            .map_err(|_| Error::Malformed { what: "key derivation parameters", why: "out of range" })?;
         let mut out = Zeroizing::new([0u8; 32]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, p)
             .hash_password_into(passphrase.as_bytes(), &params.salt, &mut out[..])
-            .map_err(|_| Error::Malformed {
-                what: "passphrase",
-                why: "rejected by Argon2",
-            })?;
+            .map_err(|_| Error::Malformed { what: "passphrase", why: "rejected by Argon2" })?;
         Ok(DatabaseKey(Some(out)))
     }
 
@@ -68,12 +61,7 @@ impl KdfParams {
     pub fn generate(entropy: &mut dyn Entropy) -> Result<Self> {
         let mut salt = [0u8; 16];
         entropy.fill(&mut salt)?;
-        Ok(KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            lanes: 1,
-            salt,
-        })
+        Ok(KdfParams { memory_kib: 64 * 1024, iterations: 3, lanes: 1, salt })
     }
 
     pub fn write(&self, home: &Path) -> Result<()> {
@@ -96,17 +84,19 @@ impl KdfParams {
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         if bytes.len() != 8 + 12 + 16 || &bytes[..8] != KDF_MAGIC {
-            return Err(Error::Malformed {
-                what: "key derivation file",
-                why: "unknown format",
-            });
+            return Err(Error::Malformed { what: "key derivation file", why: "unknown format" });
         }
         let word = |i: usize| u32::from_be_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().expect("length checked"));
-        Ok(KdfParams {
+        let params = KdfParams {
             memory_kib: word(0),
             iterations: word(1),
             lanes: word(2),
             salt: bytes[20..36].try_into().expect("length checked"),
-        })
+        };
+        // A damaged or planted file must not make opening the home exhaust memory or time.
+        if params.memory_kib > 4 * 1024 * 1024 || params.iterations > 64 || params.lanes > 16 {
+            return Err(Error::Malformed { what: "key derivation file", why: "parameters out of range" });
+        }
+        Ok(params)
     }
 }

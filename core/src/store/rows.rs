@@ -94,8 +94,7 @@ pub struct MessageRow {
 }
 
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
-    v.try_into()
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob))
+    v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob))
 }
 
 fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
@@ -169,12 +168,8 @@ pub trait Rows {
     }
 
     fn contacts(&self) -> Result<Vec<ContactRow>> {
-        let mut stmt = self
-            .conn()
-            .prepare(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY name"))?;
-        let rows = stmt
-            .query_map([], contact_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn().prepare(&format!("SELECT {CONTACT_COLUMNS} FROM contacts ORDER BY name"))?;
+        let rows = stmt.query_map([], contact_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -190,12 +185,7 @@ pub trait Rows {
     }
 
     fn contact_name_taken(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .conn()
-            .query_row("SELECT count(*) FROM contacts WHERE name = ?1", [name], |r| {
-                r.get::<_, i64>(0)
-            })?
-            > 0)
+        Ok(self.conn().query_row("SELECT count(*) FROM contacts WHERE name = ?1", [name], |r| r.get::<_, i64>(0))? > 0)
     }
 
     /// Saves a group's state and the chains that changed; a chain of `None` is deleted.
@@ -228,22 +218,15 @@ pub trait Rows {
     }
 
     fn load_groups(&self) -> Result<Vec<Group>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT state FROM groups ORDER BY created_ms, id")?;
-        let states = stmt
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn().prepare("SELECT state FROM groups ORDER BY created_ms, id")?;
+        let states = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         let mut groups = Vec::with_capacity(states.len());
         for state in states {
             let mut group = Group::decode_state(&state)?;
-            let mut chains = self
-                .conn()
-                .prepare("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
+            let mut chains =
+                self.conn().prepare("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
             let rows = chains
-                .query_map([&group.id[..]], |r| {
-                    Ok((blob32(r.get(0)?)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?))
-                })?
+                .query_map([&group.id[..]], |r| Ok((blob32(r.get(0)?)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for (device, generation, bytes) in rows {
                 let mut reader = Reader::new(&bytes, "stored chain");
@@ -288,19 +271,13 @@ pub trait Rows {
         let mut stmt = self.conn().prepare(
             "SELECT bytes FROM envelopes WHERE status = 'waiting' AND group_id = ?1 ORDER BY received_ms, id",
         )?;
-        let rows = stmt
-            .query_map([&group[..]], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = stmt.query_map([&group[..]], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     fn all_envelopes(&self) -> Result<Vec<Vec<u8>>> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT bytes FROM envelopes ORDER BY received_ms, id")?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn().prepare("SELECT bytes FROM envelopes ORDER BY received_ms, id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -346,12 +323,16 @@ pub trait Rows {
         Ok(rows)
     }
 
-    /// Records a processed request; says whether it was new.
-    fn note_request(&self, hash: &[u8; 32]) -> Result<bool> {
+    fn request_seen(&self, hash: &[u8; 32]) -> Result<bool> {
         Ok(self
             .conn()
-            .execute("INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)", [&hash[..]])?
-            == 1)
+            .query_row("SELECT count(*) FROM seen_requests WHERE hash = ?1", [&hash[..]], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+
+    /// Records a processed request; says whether it was new.
+    fn note_request(&self, hash: &[u8; 32]) -> Result<bool> {
+        Ok(self.conn().execute("INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)", [&hash[..]])? == 1)
     }
 }
 

@@ -1,0 +1,64 @@
+//! Which group and epoch each topic belongs to. Updated incrementally: a topic costs an HKDF to
+//! compute, and envelopes arrive far more often than groups, epochs or days change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+
+use crate::envelope::Topic;
+use crate::group::{Group, GroupId, PERIOD_MS, period_of};
+
+/// Epochs that ended are listened to this many days more, for envelopes still on their way.
+const OLD_EPOCH_GRACE_PERIODS: u64 = 30;
+/// The current epoch is listened to back to the group's creation, but at most this far.
+const MAX_HISTORY_PERIODS: u64 = crate::group::MAX_HISTORY_MS / PERIOD_MS;
+
+type EpochKey = (GroupId, [u8; 32]);
+
+#[derive(Default)]
+pub(super) struct TopicIndex {
+    by_topic: HashMap<Topic, EpochKey>,
+    built: HashMap<EpochKey, (RangeInclusive<u64>, Vec<Topic>)>,
+}
+
+impl TopicIndex {
+    pub fn get(&self, topic: &Topic) -> Option<EpochKey> {
+        self.by_topic.get(topic).copied()
+    }
+
+    pub fn refresh(&mut self, groups: &BTreeMap<GroupId, Group>, now_ms: u64) {
+        let today = period_of(now_ms);
+        let mut wanted: HashMap<EpochKey, RangeInclusive<u64>> = HashMap::new();
+        for group in groups.values() {
+            let created = period_of(group.created_ms).saturating_sub(1).max(today.saturating_sub(MAX_HISTORY_PERIODS));
+            let current = group.current_epoch().map(|e| e.id);
+            for epoch in group.epochs() {
+                let first = if Some(epoch.id) == current {
+                    created
+                } else {
+                    created.max(today.saturating_sub(OLD_EPOCH_GRACE_PERIODS))
+                };
+                wanted.insert((group.id, epoch.id), first..=today + 1);
+            }
+        }
+        let stale: Vec<EpochKey> =
+            self.built.iter().filter(|(k, (range, _))| wanted.get(*k) != Some(range)).map(|(k, _)| *k).collect();
+        for key in stale {
+            if let Some((_, topics)) = self.built.remove(&key) {
+                for t in topics {
+                    self.by_topic.remove(&t);
+                }
+            }
+        }
+        for (key, range) in wanted {
+            if self.built.contains_key(&key) {
+                continue;
+            }
+            let Some(epoch) = groups.get(&key.0).and_then(|g| g.epochs().find(|e| e.id == key.1)) else { continue };
+            let topics: Vec<Topic> = range.clone().map(|p| epoch.topic(p)).collect();
+            for t in &topics {
+                self.by_topic.insert(*t, key);
+            }
+            self.built.insert(key, (range, topics));
+        }
+    }
+}
