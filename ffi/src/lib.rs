@@ -1,1 +1,142 @@
+//! `weft-ffi`: Weft's core for Kotlin, Swift and Python, through uniffi.
+//!
+//! This first surface covers the version and the identity: create or open an account home with
+//! a database key the app supplies (from the Android Keystore or the iOS Keychain), read the
+//! contact link, fingerprint and QR text, and parse a contact link. The messaging API arrives
+//! with the async `Node`. The core never knows it is being bound: everything here is a thin
+//! translation.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use weft_core::account::{Account, system_clock};
+use weft_core::crypto::OsEntropy;
+use weft_core::identity::{ContactCard, fingerprint, safety_number};
+use weft_core::store::DatabaseKey;
+
+uniffi::setup_scaffolding!();
+
+/// Every error the bindings raise: a flat enum whose variants say what went wrong.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum WeftError {
+    #[error("the database key does not open this home")]
+    WrongKey,
+    #[error("no account in this home")]
+    NoAccount,
+    #[error("already exists: {message}")]
+    AlreadyExists { message: String },
+    #[error("invalid input: {message}")]
+    InvalidInput { message: String },
+    #[error("storage failed: {message}")]
+    Storage { message: String },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl From<weft_core::Error> for WeftError {
+    fn from(e: weft_core::Error) -> Self {
+        use weft_core::Error as E;
+        match e {
+            E::WrongPassphrase(_) => WeftError::WrongKey,
+            E::NoAccount(_) => WeftError::NoAccount,
+            E::AlreadyExists(what) => WeftError::AlreadyExists { message: what },
+            E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { message: e.to_string() },
+            E::Entropy => WeftError::Internal { message: e.to_string() },
+            other => WeftError::InvalidInput { message: other.to_string() },
+        }
+    }
+}
+
+/// The version of the Weft core inside these bindings.
+#[uniffi::export]
+pub fn weft_version() -> String {
+    weft_core::VERSION.to_owned()
+}
+
+/// What a contact link says.
+#[derive(uniffi::Record)]
+pub struct ContactLink {
+    pub name: Option<String>,
+    /// The account key, in lowercase hex.
+    pub account: String,
+    pub fingerprint: String,
+}
+
+/// Parses and checks a `weft://contact/...` link.
+#[uniffi::export]
+pub fn parse_contact_link(link: String) -> Result<ContactLink, WeftError> {
+    let card = ContactCard::from_link(&link)?;
+    Ok(ContactLink { name: card.name.clone(), account: hex(&card.account), fingerprint: fingerprint(&card.account) })
+}
+
+/// This account's identity, as shown to its owner.
+#[derive(uniffi::Record)]
+pub struct Identity {
+    pub name: Option<String>,
+    pub link: String,
+    pub fingerprint: String,
+    pub account: String,
+    /// The link as a QR code drawn with Unicode block characters.
+    pub qr_text: String,
+}
+
+/// An opened account home. Calls are safe from any thread.
+#[derive(uniffi::Object)]
+pub struct WeftAccount {
+    inner: Mutex<Account>,
+}
+
+fn database_key(key: Vec<u8>) -> Result<DatabaseKey, WeftError> {
+    let bytes: [u8; 32] =
+        key.try_into().map_err(|_| WeftError::InvalidInput { message: "the database key must be 32 bytes".into() })?;
+    Ok(DatabaseKey::from_bytes(bytes))
+}
+
+#[uniffi::export]
+impl WeftAccount {
+    /// Creates an account in `home` (a directory the app owns), its database encrypted with
+    /// `database_key` (32 bytes from the platform keystore).
+    #[uniffi::constructor]
+    pub fn create(home: String, database_key_bytes: Vec<u8>, name: Option<String>) -> Result<Arc<Self>, WeftError> {
+        let key = database_key(database_key_bytes)?;
+        let account =
+            Account::create_with_key(&PathBuf::from(home), &key, name.as_deref(), Box::new(OsEntropy), system_clock())?;
+        Ok(Arc::new(WeftAccount { inner: Mutex::new(account) }))
+    }
+
+    /// Opens an existing account home.
+    #[uniffi::constructor]
+    pub fn open(home: String, database_key_bytes: Vec<u8>) -> Result<Arc<Self>, WeftError> {
+        let key = database_key(database_key_bytes)?;
+        let account = Account::open_with_key(&PathBuf::from(home), &key, Box::new(OsEntropy), system_clock())?;
+        Ok(Arc::new(WeftAccount { inner: Mutex::new(account) }))
+    }
+
+    pub fn identity(&self) -> Result<Identity, WeftError> {
+        let account = self.lock()?;
+        let card = account.card();
+        Ok(Identity {
+            name: account.name().map(str::to_owned),
+            link: card.to_link(),
+            fingerprint: account.fingerprint(),
+            account: hex(&account.account_public()),
+            qr_text: card.to_qr_text(),
+        })
+    }
+
+    /// The safety number this account shares with the holder of `link`.
+    pub fn safety_number_with(&self, link: String) -> Result<String, WeftError> {
+        let card = ContactCard::from_link(&link)?;
+        Ok(safety_number(&self.lock()?.account_public(), &card.account))
+    }
+}
+
+impl WeftAccount {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Account>, WeftError> {
+        self.inner.lock().map_err(|_| WeftError::Internal { message: "an earlier call panicked".into() })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
