@@ -924,3 +924,113 @@ fn open_secret32(me: &LocalDevice, context: &[u8], sealed: &[u8], what: &'static
     let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed { what, why: "secret is not 32 bytes" })?;
     Ok(Zeroizing::new(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SeededEntropy;
+    use crate::identity::AccountKey;
+
+    const NOW: u64 = 1_750_000_000_000;
+
+    fn device(seed: u64) -> LocalDevice {
+        let mut rng = SeededEntropy::new(seed);
+        let account = AccountKey::generate(&mut rng).unwrap();
+        let keys = DeviceKeys::generate(&mut rng).unwrap();
+        LocalDevice { cert: account.certify(&keys, 0), keys }
+    }
+
+    /// alice (admin) with bob and carol, everyone in the latest epoch.
+    fn trio(rng: &mut SeededEntropy) -> [(LocalDevice, Group); 3] {
+        let (a, b, c) = (device(1), device(2), device(3));
+        let mut ga = Group::create(&a, "g", NOW, rng).unwrap();
+        let add = |m: &LocalDevice| Action::Add { member: m.account(), name: None, devices: vec![m.cert.clone()], admin: false };
+        let add_b = ga.change_membership(&a, add(&b), NOW, rng).unwrap();
+        let add_c = ga.change_membership(&a, add(&c), NOW, rng).unwrap();
+        let wb = ga.welcome(&b.account(), NOW, rng).unwrap();
+        let wc = ga.welcome(&c.account(), NOW, rng).unwrap();
+        let gb = Group::from_welcome(&b, &wb, &a.cert, NOW).unwrap();
+        let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
+        let _ = (add_b, add_c);
+        [(a, ga), (b, gb), (c, gc)]
+    }
+
+    fn deliver(me: &LocalDevice, group: &mut Group, envelope: &Envelope) -> Result<Event> {
+        let epoch = group.current_epoch().unwrap().id;
+        let opened = group.open(me, envelope, &epoch)?;
+        group.accept(me, opened)
+    }
+
+    #[test]
+    fn a_membership_change_relayed_with_other_shares_is_refused() {
+        let mut rng = SeededEntropy::new(9);
+        let [(a, mut ga), (b, mut gb), (c, mut gc)] = trio(&mut rng);
+        let removal = ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
+        let Content::Membership { op, .. } = removal.inner.content.clone() else { panic!() };
+        // carol wraps the genuine removal with a secret of her own, sealed to bob.
+        let context = gb.epoch_share_context(&op.hash(), &b.id());
+        let planted = seal_to(&b.cert.dh, &context, &[7; 32], &mut rng).unwrap();
+        let content = Content::Membership { op, epoch_shares: vec![Share { device: b.id(), sealed: planted }] };
+        let relayed = gc.seal_control(&c, content, NOW, &mut rng).unwrap();
+        assert!(matches!(deliver(&b, &mut gb, &relayed.envelope), Err(Error::Malformed { .. })));
+        // The genuine one applies, and bob's new epoch is alice's, not carol's.
+        deliver(&b, &mut gb, &removal.envelope).unwrap();
+        assert_eq!(gb.current_epoch().unwrap().secret, ga.current_epoch().unwrap().secret);
+    }
+
+    #[test]
+    fn a_re_encrypted_control_message_fails_its_signature() {
+        let mut rng = SeededEntropy::new(10);
+        let [(a, mut ga), (b, mut gb), (_, _)] = trio(&mut rng);
+        let share = ga.announce(&a, NOW, &mut rng).unwrap().envelope;
+        // Anyone holding the epoch secret can open a control message and seal it again under a
+        // new nonce, making a "new" envelope; the signature, which covers the nonce, breaks.
+        let epoch = gb.current_epoch().unwrap().clone();
+        let bytes = share.as_bytes();
+        let body = crypto::open_into(
+            &epoch.control_key(&share.nonce()),
+            &share.nonce(),
+            share.body_associated_data(),
+            share.sealed_body(),
+        )
+        .unwrap();
+        let nonce = [42u8; 24];
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&bytes[..1 + envelope::TOPIC_LEN]);
+        forged.extend_from_slice(&nonce);
+        forged.extend_from_slice(&crypto::seal(epoch.header_key(), &nonce, &bytes[..17], &{
+            crypto::open(epoch.header_key(), &share.nonce(), share.header_associated_data(), share.sealed_header()).unwrap()
+        }));
+        let aad = forged.clone();
+        forged.extend_from_slice(&crypto::seal(&epoch.control_key(&nonce), &nonce, &aad, &body));
+        let forged = Envelope::parse(forged).unwrap();
+        assert!(matches!(deliver(&b, &mut gb, &forged), Err(Error::BadSignature { .. })));
+        deliver(&b, &mut gb, &share).unwrap();
+    }
+
+    #[test]
+    fn clocks_saturate_instead_of_overflowing() {
+        let mut rng = SeededEntropy::new(11);
+        let [(a, mut ga), (b, mut gb), (_, _)] = trio(&mut rng);
+        ga.lamport = u64::MAX;
+        let sealed = ga.send_text(&a, "late", NOW, &mut rng).unwrap();
+        assert!(sealed.iter().all(|s| s.inner.lamport <= MAX_LAMPORT));
+        for s in &sealed {
+            deliver(&b, &mut gb, &s.envelope).unwrap();
+        }
+    }
+
+    #[test]
+    fn removal_erases_the_removed_members_chains_on_disk_too() {
+        let mut rng = SeededEntropy::new(12);
+        let [(a, mut ga), (_, _), (c, mut gc)] = trio(&mut rng);
+        for s in ga.send_text(&a, "hi", NOW, &mut rng).unwrap() {
+            deliver(&c, &mut gc, &s.envelope).unwrap();
+        }
+        gc.take_dirty_chains();
+        let removal = ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
+        deliver(&c, &mut gc, &removal.envelope).unwrap();
+        let dirty = gc.take_dirty_chains();
+        assert!(!dirty.is_empty() && dirty.iter().all(|(_, chain)| chain.is_none()), "every chain row is deleted");
+    }
+}
