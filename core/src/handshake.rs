@@ -110,3 +110,80 @@ fn context(request_key: &[u8; 32]) -> Vec<u8> {
     c.extend_from_slice(request_key);
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SeededEntropy;
+    use crate::identity::AccountKey;
+
+    fn request(rng: &mut SeededEntropy) -> (ContactRequest, DeviceKeys) {
+        let account = AccountKey::generate(rng).unwrap();
+        let device = DeviceKeys::generate(rng).unwrap();
+        let invite = InviteKeys::generate(rng).unwrap();
+        let card = ContactCard {
+            account: account.public(),
+            request_key: invite.request_public(),
+            rendezvous_seed: invite.rendezvous_seed,
+            name: Some("alice".into()),
+        };
+        let cert = account.certify(&device, 5);
+        let req =
+            ContactRequest { card, device: cert, chain_generation: 0, chain_index: 3, chain_key: [8; 32], sent_ms: 9 };
+        (req, device)
+    }
+
+    fn recipient(rng: &mut SeededEntropy) -> (InviteKeys, ContactCard) {
+        let keys = InviteKeys::generate(rng).unwrap();
+        let card = ContactCard {
+            account: AccountKey::generate(rng).unwrap().public(),
+            request_key: keys.request_public(),
+            rendezvous_seed: keys.rendezvous_seed,
+            name: None,
+        };
+        (keys, card)
+    }
+
+    #[test]
+    fn requests_round_trip_only_for_their_recipient_and_all_look_alike() {
+        let mut rng = SeededEntropy::new(1);
+        let (req, device) = request(&mut rng);
+        let (bob_keys, bob_card) = recipient(&mut rng);
+        let (carol_keys, _) = recipient(&mut rng);
+        let sealed = req.seal(&bob_card, &device, &mut rng).unwrap();
+        assert_eq!(sealed.len(), REQUEST_LEN);
+        assert_eq!(ContactRequest::open(&sealed, &bob_keys).unwrap(), req);
+        assert!(matches!(ContactRequest::open(&sealed, &carol_keys), Err(Error::DecryptionFailed)));
+        // Nothing identifying is in the clear.
+        for secret in [&req.card.account[..], &req.device.device[..], &req.card.request_key[..], b"alice"] {
+            assert!(!sealed.windows(secret.len()).any(|w| w == secret));
+        }
+        // A short name and a long one give requests of one size.
+        let mut long = req.clone();
+        long.card.name = Some("x".repeat(64));
+        assert_eq!(long.seal(&bob_card, &device, &mut rng).unwrap().len(), REQUEST_LEN);
+    }
+
+    #[test]
+    fn any_single_bit_flip_is_rejected() {
+        let mut rng = SeededEntropy::new(2);
+        let (req, device) = request(&mut rng);
+        let (bob_keys, bob_card) = recipient(&mut rng);
+        let sealed = req.seal(&bob_card, &device, &mut rng).unwrap();
+        for bit in (0..sealed.len() * 8).step_by(7) {
+            let mut bad = sealed.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(ContactRequest::open(&bad, &bob_keys).is_err(), "bit {bit}");
+        }
+        assert!(ContactRequest::open(&sealed[..100], &bob_keys).is_err());
+    }
+
+    #[test]
+    fn a_device_cannot_speak_for_another_account() {
+        let mut rng = SeededEntropy::new(3);
+        let (mut req, device) = request(&mut rng);
+        let (_, bob_card) = recipient(&mut rng);
+        req.card.account = AccountKey::generate(&mut rng).unwrap().public();
+        assert!(req.seal(&bob_card, &device, &mut rng).is_err());
+    }
+}

@@ -111,3 +111,49 @@ fn offline_story() {
     assert_eq!(texts(&bob, "trip"), after);
     let _ = Received::Waiting;
 }
+
+/// Someone who merely holds your link can send a contact request, but cannot put you in a
+/// group until you accept them.
+#[test]
+fn strangers_cannot_add_you_to_groups() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut mallory = person("mallory", 7, &clock);
+    let mut bob = person("bob", 8, &clock);
+    mallory.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    mallory.account.create_group("totally-legit").unwrap();
+    mallory.account.invite("totally-legit", "bob").unwrap();
+    let report = carry(&mallory, &mut bob);
+    assert_eq!(report.new_contacts, vec!["mallory".to_string()]);
+    assert!(report.joined_groups.is_empty());
+    assert!(bob.account.conversations().unwrap().iter().all(|c| c.name != "totally-legit"));
+}
+
+/// What crosses the air (a bundle, or any envelope) names no account, device, group or person.
+#[test]
+fn bundles_carry_no_identities_in_clear() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice-the-sender", 9, &clock);
+    let mut bob = person("bob-the-receiver", 10, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    bob.account.add_contact(&alice.account.card().to_link(), None).unwrap();
+    alice.account.create_group("secret-meeting").unwrap();
+    alice.account.invite("secret-meeting", "bob-the-receiver").unwrap();
+    alice.account.send("secret-meeting", "the plan").unwrap();
+    alice.account.send("bob-the-receiver", "hi").unwrap();
+    let bundle = alice.account.export_bundle().unwrap();
+    carry(&alice, &mut bob);
+    let group_id = alice.account.resolve("secret-meeting").unwrap().id;
+    let needles: Vec<Vec<u8>> = vec![
+        alice.account.account_public().to_vec(),
+        bob.account.account_public().to_vec(),
+        group_id.to_vec(),
+        b"alice-the-sender".to_vec(),
+        b"bob-the-receiver".to_vec(),
+        b"secret-meeting".to_vec(),
+        b"the plan".to_vec(),
+    ];
+    for needle in &needles {
+        assert!(!bundle.windows(needle.len()).any(|w| w == &needle[..]), "found {needle:?} in the bundle");
+    }
+    assert_eq!(texts(&bob, "secret-meeting"), vec!["alice-the-sender: the plan"]);
+}

@@ -944,7 +944,12 @@ mod tests {
     fn trio(rng: &mut SeededEntropy) -> [(LocalDevice, Group); 3] {
         let (a, b, c) = (device(1), device(2), device(3));
         let mut ga = Group::create(&a, "g", NOW, rng).unwrap();
-        let add = |m: &LocalDevice| Action::Add { member: m.account(), name: None, devices: vec![m.cert.clone()], admin: false };
+        let add = |m: &LocalDevice| Action::Add {
+            member: m.account(),
+            name: None,
+            devices: vec![m.cert.clone()],
+            admin: false,
+        };
         let add_b = ga.change_membership(&a, add(&b), NOW, rng).unwrap();
         let add_c = ga.change_membership(&a, add(&c), NOW, rng).unwrap();
         let wb = ga.welcome(&b.account(), NOW, rng).unwrap();
@@ -999,7 +1004,8 @@ mod tests {
         forged.extend_from_slice(&bytes[..1 + envelope::TOPIC_LEN]);
         forged.extend_from_slice(&nonce);
         forged.extend_from_slice(&crypto::seal(epoch.header_key(), &nonce, &bytes[..17], &{
-            crypto::open(epoch.header_key(), &share.nonce(), share.header_associated_data(), share.sealed_header()).unwrap()
+            crypto::open(epoch.header_key(), &share.nonce(), share.header_associated_data(), share.sealed_header())
+                .unwrap()
         }));
         let aad = forged.clone();
         forged.extend_from_slice(&crypto::seal(&epoch.control_key(&nonce), &nonce, &aad, &body));

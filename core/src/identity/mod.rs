@@ -5,6 +5,6 @@ mod card;
 mod device;
 mod fingerprint;
 
-pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN};
+pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN, rendezvous_point};
 pub use device::{AccountKey, AccountPublic, DeviceCert, DeviceId, DeviceKeys, InviteKeys, verify_signature};
 pub use fingerprint::{fingerprint, safety_number};

@@ -1,0 +1,101 @@
+//! The hex test vectors of docs/PROTOCOL.md, recomputed. Run with WEFT_PRINT_VECTORS=1 to
+//! print them (for updating the document after a deliberate change of the wire format).
+
+use weft_core::crypto::{Entropy, SeededEntropy};
+use weft_core::envelope::Envelope;
+use weft_core::group::{Epoch, Event, Group, LocalDevice, chain_step};
+use weft_core::identity::{AccountKey, ContactCard, DeviceKeys, fingerprint, rendezvous_point};
+
+const NOW: u64 = 1_750_000_000_000;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn device(seed: u64) -> LocalDevice {
+    let mut rng = SeededEntropy::new(seed);
+    let account = AccountKey::generate(&mut rng).unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    LocalDevice { cert: account.certify(&keys, 0), keys }
+}
+
+fn computed() -> Vec<(&'static str, String)> {
+    let mut v = Vec::new();
+    // Sender chain from chain key 00 01 .. 1f.
+    let ck0: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let (mk0, ck1) = chain_step(&ck0);
+    let (mk1, ck2) = chain_step(&ck1);
+    v.push(("chain.message_key_0", hex(&mk0[..])));
+    v.push(("chain.chain_key_1", hex(&ck1[..])));
+    v.push(("chain.message_key_1", hex(&mk1[..])));
+    v.push(("chain.chain_key_2", hex(&ck2[..])));
+
+    // Epoch-derived values.
+    let epoch = Epoch::new([0x22; 32], [0x11; 32]);
+    v.push(("epoch.topic_period_20000", hex(&epoch.topic(20_000))));
+    v.push(("epoch.topic_period_20001", hex(&epoch.topic(20_001))));
+    v.push(("epoch.header_key", hex(epoch.header_key())));
+    v.push(("epoch.control_key_nonce_33", hex(&epoch.control_key(&[0x33; 24])[..])));
+
+    // Rendezvous point and a contact link.
+    v.push(("rendezvous.seed_55_period_20000", hex(&rendezvous_point(&[0x55; 32], 20_000))));
+    let alice = device(100);
+    let card = ContactCard {
+        account: alice.cert.account,
+        request_key: [0x66; 32],
+        rendezvous_seed: [0x55; 32],
+        name: Some("alice".into()),
+    };
+    v.push(("card.link", card.to_link()));
+    v.push(("card.fingerprint", fingerprint(&card.account)));
+
+    // A full envelope: alice's first message "hello" in a 1:1 group with pair secret 44..44.
+    let bob = device(200);
+    let mut rng = SeededEntropy::new(300);
+    let mut sender = Group::pair(&alice, bob.cert.account, &[0x44; 32], NOW);
+    let chain = sender.ensure_own_chain(NOW, &mut rng).unwrap().clone();
+    sender.mark_shared(bob.cert.account);
+    let sealed = sender.send_text(&alice, "hello", NOW, &mut rng).unwrap();
+    assert_eq!(sealed.len(), 1);
+    let envelope = &sealed[0].envelope;
+    v.push(("envelope.chain_key", hex(&chain.chain_key[..])));
+    v.push(("envelope.bytes", hex(envelope.as_bytes())));
+    v.push(("envelope.id", envelope.id().to_hex()));
+
+    // And it opens on the other side.
+    let mut receiver = Group::pair(&bob, alice.cert.account, &[0x44; 32], NOW);
+    receiver.learn_device(&alice.cert).unwrap();
+    receiver.learn_chain(alice.cert.device, chain.generation, chain.next_index, *chain.chain_key);
+    let epoch = receiver.current_epoch().unwrap().id;
+    let parsed = Envelope::parse(envelope.as_bytes().to_vec()).unwrap();
+    let opened = receiver.open(&bob, &parsed, &epoch).unwrap();
+    assert!(matches!(receiver.accept(&bob, opened).unwrap(), Event::Message { text, .. } if text == "hello"));
+    let _ = rng.bytes32();
+    v
+}
+
+#[test]
+fn protocol_document_vectors_match_the_code() {
+    let vectors = computed();
+    if std::env::var_os("WEFT_PRINT_VECTORS").is_some() {
+        for (name, value) in &vectors {
+            println!("{name}: {value}");
+        }
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md")).unwrap();
+    // The document holds each vector as a line `name: value`, long values wrapped over several
+    // lines inside a fenced block; joining the block's lines restores them.
+    let joined: String = doc.lines().map(str::trim).collect::<Vec<_>>().join("\n");
+    for (name, value) in vectors {
+        let start = joined.find(&format!("{name}: ")).unwrap_or_else(|| panic!("docs/PROTOCOL.md lacks vector {name}"));
+        let rest = &joined[start + name.len() + 2..];
+        let mut found = String::new();
+        for line in rest.lines() {
+            if line.is_empty() || line.contains(": ") || line.starts_with("```") {
+                break;
+            }
+            found.push_str(line);
+        }
+        assert_eq!(found, value, "vector {name} in docs/PROTOCOL.md differs from the code");
+    }
+}
