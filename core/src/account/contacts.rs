@@ -51,10 +51,10 @@ impl Account {
             return Err(Error::Malformed { what: "contact link", why: "it is your own link" });
         }
         let existing = self.store.read().contact_by_account(&card.account)?;
-        if let Some(row) = &existing {
-            if row.status != ContactStatus::Incoming {
-                return Err(Error::AlreadyExists(format!("contact {:?} with this link", row.name)));
-            }
+        if let Some(row) = &existing
+            && row.status != ContactStatus::Incoming
+        {
+            return Err(Error::AlreadyExists(format!("contact {:?} with this link", row.name)));
         }
         let name = match (name, &existing, &card.name) {
             (Some(n), _, _) => n.to_owned(),

@@ -52,6 +52,7 @@ pub struct Welcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(clippy::large_enum_variant, reason = "short-lived values, one per message; boxing buys nothing")]
 pub enum Content {
     Text(String),
     KeyShare(KeyShare),

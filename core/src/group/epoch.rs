@@ -34,10 +34,10 @@ impl Epoch {
 
     /// The topic for a period: unlinkable across periods without the secret.
     pub fn topic(&self, period: u64) -> Topic {
-        if let Some((p, topic)) = self.topic_cache.get() {
-            if p == period {
-                return topic;
-            }
+        if let Some((p, topic)) = self.topic_cache.get()
+            && p == period
+        {
+            return topic;
         }
         let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[TOPIC, &self.id]);
         let topic: Topic = full[..TOPIC_LEN].try_into().expect("32 > 16");

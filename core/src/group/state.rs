@@ -82,6 +82,7 @@ pub struct Opened {
 
 /// What applying an envelope meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(clippy::large_enum_variant, reason = "short-lived values, one per message; boxing buys nothing")]
 pub enum Event {
     Message {
         id: EnvelopeId,
