@@ -14,14 +14,12 @@ use ed25519_dalek::{Signer, SigningKey};
 use weft_core::crypto::{Entropy, OsEntropy, seal_in_place};
 use weft_core::envelope::Envelope;
 use weft_core::group::{Event, Group, LocalDevice, Sealed};
-use weft_core::identity::{AccountKey, DeviceKeys};
+use weft_core::identity::AccountKey;
 
 const NOW: u64 = 1_750_000_000_000;
 
 fn device(rng: &mut OsEntropy) -> LocalDevice {
-    let account = AccountKey::generate(rng).unwrap();
-    let keys = DeviceKeys::generate(rng).unwrap();
-    LocalDevice { cert: account.certify(&keys, 0), keys }
+    LocalDevice::generate(&AccountKey::generate(rng).unwrap(), 0, rng).unwrap()
 }
 
 /// Times `ours` and `bound` in alternating batches (so that drift in the machine's speed hits

@@ -8,15 +8,13 @@ use weft_core::Error;
 use weft_core::crypto::{Entropy, SeededEntropy};
 use weft_core::envelope::{Envelope, EnvelopeId};
 use weft_core::group::{Action, Event, Group, LocalDevice, Sealed, period_of};
-use weft_core::identity::{AccountKey, DeviceKeys};
+use weft_core::identity::AccountKey;
 
 const NOW: u64 = 1_750_000_000_000;
 
 fn device(seed: u64) -> LocalDevice {
     let mut rng = SeededEntropy::new(seed);
-    let account = AccountKey::generate(&mut rng).unwrap();
-    let keys = DeviceKeys::generate(&mut rng).unwrap();
-    LocalDevice { cert: account.certify(&keys, 0), keys }
+    LocalDevice::generate(&AccountKey::generate(&mut rng).unwrap(), 0, &mut rng).unwrap()
 }
 
 /// The epoch an envelope belongs to, as the account's topic index would find it.

@@ -9,7 +9,7 @@ use weft_core::account::Account;
 use weft_core::crypto::{Entropy, SeededEntropy};
 use weft_core::envelope::Envelope;
 use weft_core::group::{Group, LocalDevice, chain_step};
-use weft_core::identity::{AccountKey, DeviceKeys};
+use weft_core::identity::AccountKey;
 use weft_core::store::{DB_FILE, DatabaseKey, Rows, Store};
 
 const NOW: u64 = 1_750_000_000_000;
@@ -74,9 +74,7 @@ fn a_newer_schema_is_refused() {
 
 fn device(seed: u64) -> LocalDevice {
     let mut rng = SeededEntropy::new(seed);
-    let account = AccountKey::generate(&mut rng).unwrap();
-    let keys = DeviceKeys::generate(&mut rng).unwrap();
-    LocalDevice { cert: account.certify(&keys, 0), keys }
+    LocalDevice::generate(&AccountKey::generate(&mut rng).unwrap(), 0, &mut rng).unwrap()
 }
 
 /// Forward secrecy on disk: once a message is read, its key and the chain key it came from

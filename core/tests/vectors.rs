@@ -4,7 +4,7 @@
 use weft_core::crypto::{Entropy, SeededEntropy};
 use weft_core::envelope::Envelope;
 use weft_core::group::{Epoch, Event, Group, LocalDevice, chain_step};
-use weft_core::identity::{AccountKey, ContactCard, DeviceKeys, fingerprint, rendezvous_point};
+use weft_core::identity::{AccountKey, ContactCard, fingerprint, rendezvous_point};
 
 const NOW: u64 = 1_750_000_000_000;
 
@@ -14,9 +14,7 @@ fn hex(b: &[u8]) -> String {
 
 fn device(seed: u64) -> LocalDevice {
     let mut rng = SeededEntropy::new(seed);
-    let account = AccountKey::generate(&mut rng).unwrap();
-    let keys = DeviceKeys::generate(&mut rng).unwrap();
-    LocalDevice { cert: account.certify(&keys, 0), keys }
+    LocalDevice::generate(&AccountKey::generate(&mut rng).unwrap(), 0, &mut rng).unwrap()
 }
 
 fn computed() -> Vec<(&'static str, String)> {

@@ -98,12 +98,7 @@ impl Account {
             tx.upsert_contact(&row)?;
             tx.save_group(&mut group)
         });
-        self.groups.insert(group.id, group);
-        if let Err(e) = result {
-            self.reload()?;
-            return Err(e);
-        }
-        self.rebuild_topics();
+        self.settle([group], result)?;
         Ok(Self::contact_info(&row))
     }
 
@@ -178,12 +173,7 @@ impl Account {
             })
         });
         let group_id = group.id;
-        self.groups.insert(group_id, group);
-        if let Err(e) = result {
-            self.reload()?;
-            return Err(e);
-        }
-        self.rebuild_topics();
+        self.settle([group], result)?;
         self.retry_waiting(&group_id)?;
         Ok(created)
     }

@@ -128,14 +128,7 @@ impl Account {
                 tx.save_group(&mut pair)
             })
         })();
-        self.groups.insert(group.id, group);
-        self.groups.insert(pair.id, pair);
-        if let Err(e) = result {
-            self.reload()?;
-            return Err(e);
-        }
-        self.rebuild_topics();
-        Ok(())
+        self.settle([group, pair], result)
     }
 
     /// Removes a member: everyone left moves to a new epoch the removed member cannot enter.
@@ -163,13 +156,7 @@ impl Account {
                 tx.save_group(&mut group)
             })
         });
-        self.groups.insert(group.id, group);
-        if let Err(e) = result {
-            self.reload()?;
-            return Err(e);
-        }
-        self.rebuild_topics();
-        Ok(())
+        self.settle([group], result)
     }
 
     /// Heals a fork in a group's membership log (see [`Group::needs_heal`]).
@@ -221,21 +208,13 @@ impl Account {
             })?;
             Ok(row)
         });
-        self.groups.insert(group.id, group);
-        match result {
-            Ok(row) => {
-                // Writing to someone who asked is accepting them. The message is already stored,
-                // so a failure here must not report the send as failed.
-                if c.kind == ConversationKind::Contact {
-                    let _ = self.accept_contact(&c.name);
-                }
-                Ok(self.message_info(&row, &c.name))
-            }
-            Err(e) => {
-                self.reload()?;
-                Err(e)
-            }
+        let row = self.settle([group], result)?;
+        // Writing to someone who asked is accepting them. The message is already stored, so a
+        // failure here must not report the send as failed.
+        if c.kind == ConversationKind::Contact {
+            let _ = self.accept_contact(&c.name);
         }
+        Ok(self.message_info(&row, &c.name))
     }
 
     /// The last `limit` messages of a conversation, oldest first, in causal order.

@@ -172,12 +172,24 @@ impl Account {
         self.groups.get(id).ok_or_else(|| Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(id) })
     }
 
-    /// Reloads in-memory state from the store after a failed transaction, so memory never runs
-    /// ahead of the disk.
-    fn reload(&mut self) -> Result<()> {
-        self.groups = self.store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
-        self.rebuild_topics();
-        Ok(())
+    /// Puts groups taken out for a change back, and settles the change's outcome: on success the
+    /// topic index follows the groups; on failure in-memory state is reloaded from the store, so
+    /// memory never runs ahead of the disk.
+    fn settle<T>(&mut self, groups: impl IntoIterator<Item = Group>, result: Result<T>) -> Result<T> {
+        for group in groups {
+            self.groups.insert(group.id, group);
+        }
+        match result {
+            Ok(value) => {
+                self.rebuild_topics();
+                Ok(value)
+            }
+            Err(e) => {
+                self.groups = self.store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
+                self.rebuild_topics();
+                Err(e)
+            }
+        }
     }
 }
 

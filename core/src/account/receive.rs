@@ -79,23 +79,14 @@ impl Account {
         };
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
-        self.groups.insert(gid, group);
-        match result {
-            Ok((rows, mut unblocked, joined)) => {
-                self.rebuild_topics();
-                if let Some(new_gid) = joined {
-                    unblocked.push(new_gid);
-                }
-                // Healing is best effort: the envelope is applied whatever happens here.
-                let _ = self.heal_if_needed(&gid);
-                let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();
-                Ok(Some((shown, unblocked)))
-            }
-            Err(e) => {
-                self.reload()?;
-                Err(e)
-            }
+        let (rows, mut unblocked, joined) = self.settle([group], result)?;
+        if let Some(new_gid) = joined {
+            unblocked.push(new_gid);
         }
+        // Healing is best effort: the envelope is applied whatever happens here.
+        let _ = self.heal_if_needed(&gid);
+        let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();
+        Ok(Some((shown, unblocked)))
     }
 
     #[allow(clippy::type_complexity)]

@@ -49,6 +49,12 @@ pub struct LocalDevice {
 }
 
 impl LocalDevice {
+    /// A new device of `account`, certified as of `now_ms`.
+    pub fn generate(account: &crate::identity::AccountKey, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Self> {
+        let keys = DeviceKeys::generate(entropy)?;
+        Ok(LocalDevice { cert: account.certify(&keys, now_ms), keys })
+    }
+
     pub fn account(&self) -> AccountPublic {
         self.cert.account
     }
@@ -936,9 +942,7 @@ mod tests {
 
     fn device(seed: u64) -> LocalDevice {
         let mut rng = SeededEntropy::new(seed);
-        let account = AccountKey::generate(&mut rng).unwrap();
-        let keys = DeviceKeys::generate(&mut rng).unwrap();
-        LocalDevice { cert: account.certify(&keys, 0), keys }
+        LocalDevice::generate(&AccountKey::generate(&mut rng).unwrap(), 0, &mut rng).unwrap()
     }
 
     /// alice (admin) with bob and carol, everyone in the latest epoch.
