@@ -261,3 +261,30 @@ fn state_survives_a_round_trip_through_bytes() {
         assert!(Group::decode_state(&bytes[..cut]).is_err());
     }
 }
+
+proptest! {
+    /// Decoders of everything that arrives from outside never panic, whatever the bytes.
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        let _ = weft_core::group::SignedOp::from_bytes(&bytes);
+        let _ = weft_core::group::Inner::decode(&bytes);
+        let _ = Group::decode_state(&bytes);
+        let _ = weft_core::bundle::Bundle::decode(&bytes);
+        let _ = weft_core::identity::ContactCard::from_bytes(&bytes);
+        let mut rng = SeededEntropy::new(1);
+        let keys = weft_core::identity::InviteKeys::generate(&mut rng).unwrap();
+        let _ = weft_core::handshake::ContactRequest::open(&bytes, &keys);
+    }
+
+    /// Random envelope-shaped bytes on a group's own topic are refused without a panic.
+    #[test]
+    fn random_envelopes_on_a_known_topic_are_refused(body in proptest::collection::vec(any::<u8>(), 239)) {
+        let t = trio();
+        let epoch = t.bob.group.current_epoch().unwrap();
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(&epoch.topic(period_of(NOW)));
+        bytes.extend_from_slice(&body);
+        let envelope = Envelope::parse(bytes).unwrap();
+        prop_assert!(t.bob.group.open(&t.bob.me, &envelope, &epoch.id).is_err());
+    }
+}
