@@ -93,7 +93,9 @@ fn bad_input_gets_clear_errors() {
     let wrong = Home { dir: alice.dir.clone(), passphrase: "not it".into() };
     let out = wrong.run(&["id"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong passphrase"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong passphrase"));
+    assert_eq!(stderr.lines().count(), 1, "one clear line, no library noise: {stderr}");
 
     let nobody = Home::new(root.path(), "nobody");
     let out = nobody.run(&["log", "x"]);

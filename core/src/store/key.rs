@@ -41,6 +41,8 @@ impl DatabaseKey {
 
     pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
         let Some(key) = &self.0 else { return Ok(()) };
+        // SQLCipher logs a wrong key to stderr on its own; the caller reports it as a typed error.
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&key[..]));
         conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex.as_str()))?;
         Ok(())
