@@ -20,6 +20,7 @@ pub mod group;
 pub mod handshake;
 pub mod identity;
 pub mod store;
+pub mod sync;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -1,0 +1,243 @@
+//! A reconciliation session over rateless IBLT symbols.
+//!
+//! The initiator streams coded symbols of its set in growing batches; the responder, which holds
+//! its own set, peels each batch and answers `More` or `Done` with the ids the initiator lacks.
+//! The responder then knows what it lacks too, and fetches it by id.
+//!
+//! ```text
+//! initiator → Symbols { salt, start, symbols }     (batch 1: 64 symbols)
+//! responder → More                                (not decoded yet)
+//! initiator → Symbols { salt, start, symbols }     (each batch half of all sent so far)
+//! responder → Done { you_lack }                    (ids only the responder holds)
+//! ```
+
+use super::riblt::{CodedSymbol, Decoder, Encoder, Item, ItemHasher, MAX_SYMBOLS};
+use crate::envelope::EnvelopeId;
+use crate::error::{Error, Result};
+use crate::wire::{Reader, Writer};
+
+const FIRST_BATCH: usize = 64;
+/// Symbols in one message, so that a message stays under 64 KiB on any transport.
+pub const MAX_BATCH: usize = 2_400;
+const MAX_LIST: usize = 1 << 20;
+
+/// The 16-byte prefix of an envelope id that reconciliation works on.
+pub fn short_id(id: &EnvelopeId) -> Item {
+    id.0[..16].try_into().expect("16 of 32 bytes")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Symbols { salt: [u8; 16], start: u32, symbols: Vec<CodedSymbol> },
+    More,
+    Done { you_lack: Vec<Item> },
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Message::Symbols { salt, start, symbols } => {
+                w.u8(1).raw(salt).u32(*start).count(symbols.len());
+                for s in symbols {
+                    w.raw(&s.sum).u64(s.hash);
+                    write_varint(&mut w, zigzag(s.count));
+                }
+            }
+            Message::More => {
+                w.u8(2);
+            }
+            Message::Done { you_lack } => {
+                w.u8(3).count(you_lack.len());
+                for id in you_lack {
+                    w.raw(id);
+                }
+            }
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "reconciliation message");
+        let message = match r.u8()? {
+            1 => {
+                let salt = r.array()?;
+                let start = r.u32()?;
+                let n = r.count(MAX_BATCH, 25)?;
+                let mut symbols = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let sum = r.array()?;
+                    let hash = r.u64()?;
+                    let count = unzigzag(read_varint(&mut r)?);
+                    symbols.push(CodedSymbol { sum, hash, count });
+                }
+                Message::Symbols { salt, start, symbols }
+            }
+            2 => Message::More,
+            3 => {
+                let n = r.count(MAX_LIST, 16)?;
+                Message::Done { you_lack: (0..n).map(|_| r.array()).collect::<Result<_>>()? }
+            }
+            _ => return Err(Error::Malformed { what: "reconciliation message", why: "unknown kind" }),
+        };
+        r.finish()?;
+        Ok(message)
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn write_varint(w: &mut Writer, mut v: u64) {
+    while v >= 0x80 {
+        w.u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    w.u8(v as u8);
+}
+
+fn read_varint(r: &mut Reader<'_>) -> Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = r.u8()?;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(Error::Malformed { what: "reconciliation message", why: "varint longer than 64 bits" })
+}
+
+/// The side that streams its set.
+pub struct Initiator {
+    salt: [u8; 16],
+    encoder: Encoder,
+    sent: usize,
+}
+
+/// What a finished session learned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Ids the other side holds and we lack: fetch them.
+    pub we_lack: Vec<Item>,
+    /// Ids we hold and the other side lacks: offer them.
+    pub they_lack: Vec<Item>,
+}
+
+impl Initiator {
+    pub fn new(salt: [u8; 16], items: impl IntoIterator<Item = Item>) -> Self {
+        let hasher = ItemHasher::new(&salt);
+        Initiator { salt, encoder: Encoder::new(items.into_iter().map(|i| hasher.hashed(i))), sent: 0 }
+    }
+
+    /// The next batch of symbols: the first is small (most peers differ little), later ones
+    /// half of everything sent so far, so overshoot stays a third at most and round trips grow
+    /// with the logarithm of the difference.
+    pub fn next_batch(&mut self) -> Message {
+        let n = if self.sent == 0 { FIRST_BATCH } else { (self.sent / 2).clamp(FIRST_BATCH, MAX_BATCH) };
+        let start = self.sent as u32;
+        let symbols = (0..n).map(|_| self.encoder.next_symbol()).collect();
+        self.sent += n;
+        Message::Symbols { salt: self.salt, start, symbols }
+    }
+
+    /// Handles the responder's answer: another batch, or the end.
+    pub fn handle(&mut self, message: Message) -> Result<std::ops::ControlFlow<Outcome, Message>> {
+        match message {
+            Message::More if self.sent < MAX_SYMBOLS => Ok(std::ops::ControlFlow::Continue(self.next_batch())),
+            Message::More => Err(Error::Limit("the difference is too large to reconcile")),
+            Message::Done { you_lack } => {
+                Ok(std::ops::ControlFlow::Break(Outcome { we_lack: you_lack, they_lack: Vec::new() }))
+            }
+            Message::Symbols { .. } => Err(Error::Malformed { what: "reconciliation", why: "unexpected symbols" }),
+        }
+    }
+}
+
+/// The side that decodes.
+pub struct Responder {
+    local: Option<Vec<Item>>,
+    decoder: Option<Decoder>,
+}
+
+impl Responder {
+    pub fn new(items: Vec<Item>) -> Self {
+        Responder { local: Some(items), decoder: None }
+    }
+
+    /// Takes a batch; answers `More`, or `Done` together with what this side learned.
+    pub fn handle(&mut self, message: Message) -> Result<(Message, Option<Outcome>)> {
+        let Message::Symbols { salt, start, symbols } = message else {
+            return Err(Error::Malformed { what: "reconciliation", why: "expected symbols" });
+        };
+        let decoder = match (&mut self.decoder, self.local.take()) {
+            (Some(d), _) => d,
+            (None, Some(items)) => self.decoder.insert(Decoder::new(ItemHasher::new(&salt), items)),
+            (None, None) => unreachable!("the local set is only taken to build the decoder"),
+        };
+        if start as usize != decoder.symbols_received() {
+            return Err(Error::Malformed { what: "reconciliation", why: "symbols out of sequence" });
+        }
+        if decoder.symbols_received() + symbols.len() > MAX_SYMBOLS {
+            return Err(Error::Limit("the difference is too large to reconcile"));
+        }
+        for s in symbols {
+            decoder.add_symbol(s);
+        }
+        if decoder.is_done() {
+            let outcome = Outcome { we_lack: decoder.remote_only.clone(), they_lack: decoder.local_only.clone() };
+            Ok((Message::Done { you_lack: outcome.they_lack.clone() }, Some(outcome)))
+        } else {
+            Ok((Message::More, None))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_session_finds_both_directions() {
+        let item = |n: u32| -> Item { blake3::hash(&n.to_be_bytes()).as_bytes()[..16].try_into().unwrap() };
+        let a: Vec<Item> = (0..2_000).map(item).collect();
+        let mut b: Vec<Item> = (30..2_050).map(item).collect();
+        b.push(item(9_999));
+        let mut initiator = Initiator::new([1; 16], a.clone());
+        let mut responder = Responder::new(b.clone());
+        let mut message = initiator.next_batch();
+        let (initiator_outcome, responder_outcome) = loop {
+            let wire = Message::decode(&message.encode()).unwrap();
+            let (reply, outcome) = responder.handle(wire).unwrap();
+            let reply = Message::decode(&reply.encode()).unwrap();
+            match initiator.handle(reply).unwrap() {
+                std::ops::ControlFlow::Continue(next) => message = next,
+                std::ops::ControlFlow::Break(done) => break (done, outcome.unwrap()),
+            }
+        };
+        let mut lacks_b = responder_outcome.we_lack.clone();
+        lacks_b.sort();
+        let mut want: Vec<Item> = (0..30).map(item).collect();
+        want.sort();
+        assert_eq!(lacks_b, want);
+        assert_eq!(initiator_outcome.we_lack.len(), 51);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn zigzag_round_trips(v in any::<i64>()) {
+            prop_assert_eq!(unzigzag(zigzag(v)), v);
+        }
+    }
+}
