@@ -44,6 +44,7 @@ pub struct Contact {
     pub fingerprint: String,
     pub status: &'static str,
     pub verified: bool,
+    pub conversation_id: String,
 }
 
 impl From<&ContactInfo> for Contact {
@@ -54,6 +55,7 @@ impl From<&ContactInfo> for Contact {
             fingerprint: c.fingerprint.clone(),
             status: c.status.as_str(),
             verified: c.verified,
+            conversation_id: hex(&c.conversation),
         }
     }
 }
@@ -61,6 +63,8 @@ impl From<&ContactInfo> for Contact {
 #[derive(Serialize)]
 pub struct Message {
     pub id: String,
+    /// The message's place in the conversation's causal order.
+    pub lamport: u64,
     pub conversation: String,
     pub sender: String,
     pub outgoing: bool,
@@ -73,6 +77,7 @@ impl From<&MessageInfo> for Message {
     fn from(m: &MessageInfo) -> Self {
         Message {
             id: m.id.clone(),
+            lamport: m.lamport,
             conversation: m.conversation.clone(),
             sender: m.sender.clone(),
             outgoing: m.outgoing,

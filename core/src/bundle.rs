@@ -68,9 +68,13 @@ impl Bundle {
         let mut envelopes = Vec::with_capacity(n.min(1 << 16));
         let mut malformed = 0;
         for _ in 0..n {
-            match Envelope::parse(r.bytes(MAX_ENVELOPE_LEN)?.to_vec()) {
-                Ok(e) => envelopes.push(e),
-                Err(_) => malformed += 1,
+            // The length is checked against what is left, not against the envelope limit, so
+            // an oversized entry is skipped and counted like any other malformed one.
+            let len = r.u32()? as usize;
+            let bytes = r.take(len)?;
+            match (len <= MAX_ENVELOPE_LEN).then(|| Envelope::parse(bytes.to_vec())) {
+                Some(Ok(e)) => envelopes.push(e),
+                _ => malformed += 1,
             }
         }
         r.finish()?;

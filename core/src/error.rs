@@ -39,6 +39,9 @@ pub enum Error {
     /// The sender is not (or no longer) a member of the group.
     #[error("sender is not a member of the group")]
     NotAMember,
+    /// We are not (or no longer) a member of the group, or lack its current keys.
+    #[error("you are not a member of this group (you were removed, or have not received its current keys)")]
+    NotInGroup,
     /// The author of a membership change lacks the right to make it.
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
@@ -55,7 +58,7 @@ pub enum Error {
     #[error("no {what} named {name:?}")]
     NotFound { what: &'static str, name: String },
     /// A lookup by name matched several things.
-    #[error("{name:?} is ambiguous: it names {count} {what}s; use a longer name or the id")]
+    #[error("{name:?} is ambiguous: it names {count} {what}s; use the id that `weft group list` or `--json` shows")]
     Ambiguous { what: &'static str, name: String, count: usize },
     /// Something already exists where the caller meant to create it.
     #[error("{0} already exists")]

@@ -49,13 +49,25 @@ fn wrong_passphrase_is_a_clear_error_and_overwrites_nothing() {
 #[test]
 fn the_file_is_encrypted() {
     let dir = tempfile::tempdir().unwrap();
-    let account = Account::create(dir.path(), "pass", Some("a-very-recognisable-name")).unwrap();
-    let account_key = account.account_public();
+    let mut account = Account::create(dir.path(), "pass", Some("a-very-recognisable-name")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let friend = Account::create(other.path(), "pass", Some("friend")).unwrap();
+    account.add_contact(&friend.card().to_link(), Some("a-contact-called-zebulon")).unwrap();
+    account.send("a-contact-called-zebulon", "a very secret message body").unwrap();
+    let (account_key, device) = (account.account_public(), account.device_id());
     drop(account);
     let raw = file_bytes(dir.path());
     assert!(!contains(&raw, b"SQLite format 3"));
-    assert!(!contains(&raw, b"a-very-recognisable-name"));
-    assert!(!contains(&raw, &account_key));
+    for needle in [
+        &b"a-very-recognisable-name"[..],
+        b"a-contact-called-zebulon",
+        b"a very secret message body",
+        &account_key,
+        &device,
+        &friend.account_public(),
+    ] {
+        assert!(!contains(&raw, needle), "found {needle:?} in the file");
+    }
 }
 
 #[test]

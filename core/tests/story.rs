@@ -59,6 +59,10 @@ fn offline_story() {
     bob.account.send("alice", "hi alice").unwrap();
     carry(&bob, &mut alice);
     assert_eq!(texts(&alice, "bob"), vec!["alice: hi bob", "bob: hi alice"]);
+    // Bob's reply names Alice's message as its parent: her request has done its job and
+    // leaves her bundles.
+    let requests = weft_core::bundle::Bundle::decode(&alice.account.export_bundle().unwrap()).unwrap().0.requests;
+    assert!(requests.is_empty(), "{} requests still exported", requests.len());
 
     // Carol and Alice add each other at the same time: one conversation, not two.
     alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
@@ -126,6 +130,10 @@ fn strangers_cannot_add_you_to_groups() {
     assert_eq!(report.new_contacts, vec!["mallory".to_string()]);
     assert!(report.joined_groups.is_empty());
     assert!(bob.account.conversations().unwrap().iter().all(|c| c.name != "totally-legit"));
+    // The invitation is held, not lost: accepting the contact joins the group.
+    let (_, joined) = bob.account.accept_contact("mallory").unwrap();
+    assert_eq!(joined, vec!["totally-legit".to_string()]);
+    assert!(bob.account.conversations().unwrap().iter().any(|c| c.name == "totally-legit" && c.active));
 }
 
 /// What crosses the air (a bundle, or any envelope) names no account, device, group or person.
@@ -145,6 +153,8 @@ fn bundles_carry_no_identities_in_clear() {
     let group_id = alice.account.resolve("secret-meeting").unwrap().id;
     let needles: Vec<Vec<u8>> = vec![
         alice.account.account_public().to_vec(),
+        alice.account.device_id().to_vec(),
+        bob.account.device_id().to_vec(),
         bob.account.account_public().to_vec(),
         group_id.to_vec(),
         b"alice-the-sender".to_vec(),

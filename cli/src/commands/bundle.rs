@@ -28,6 +28,7 @@ struct Exported {
 #[derive(Serialize)]
 struct Imported {
     new_contacts: Vec<String>,
+    answered: Vec<String>,
     joined_groups: Vec<String>,
     messages: Vec<Message>,
     duplicates: usize,
@@ -64,6 +65,7 @@ pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
     let r = account.import_bundle(&bytes)?;
     let imported = Imported {
         new_contacts: r.new_contacts.clone(),
+        answered: r.answered.clone(),
         joined_groups: r.joined_groups.clone(),
         messages: r.messages.iter().map(Message::from).collect(),
         duplicates: r.duplicates,
@@ -75,6 +77,9 @@ pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
         let mut lines = Vec::new();
         for c in &r.new_contacts {
             lines.push(format!("Contact request from {c} (accept with `weft contact accept {c}`; verify with `weft contact verify {c}`)"));
+        }
+        for c in &r.answered {
+            lines.push(format!("{c} answered: you are now contacts"));
         }
         for g in &r.joined_groups {
             lines.push(format!("Joined the group {g:?}"));

@@ -5,6 +5,8 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::home;
+use weft_core::store::ContactStatus;
+
 use crate::output::{Contact, Output};
 
 #[derive(clap::Subcommand)]
@@ -71,8 +73,21 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Accept { name } => {
-            let c = account.accept_contact(&name)?;
-            out.print(&Contact::from(&c), || format!("Accepted {}.", c.name));
+            let was_incoming =
+                account.contacts()?.iter().any(|c| c.name == name && c.status == ContactStatus::Incoming);
+            let (c, joined) = account.accept_contact(&name)?;
+            let json = serde_json::json!({ "contact": Contact::from(&c), "joined_groups": joined });
+            out.print(&json, || {
+                let mut s = if was_incoming {
+                    format!("Accepted {}.", c.name)
+                } else {
+                    format!("{} was already a contact.", c.name)
+                };
+                for g in &joined {
+                    s.push_str(&format!("\nJoined the group {g:?} they had invited you to."));
+                }
+                s
+            });
         }
         Command::Verify { name, yes } => {
             let number = account.safety_number(&name)?;
@@ -88,12 +103,15 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 std::io::stdin().lock().read_line(&mut line)?;
                 matches!(line.trim(), "y" | "Y" | "yes")
             };
+            let already = account.contacts()?.iter().any(|c| c.name == name && c.verified);
             if confirmed {
                 account.mark_verified(&name)?;
             }
-            let v = Verification { contact: name.clone(), safety_number: number, verified: confirmed };
-            out.print(&v, || {
-                if confirmed { format!("{name} is now verified.") } else { format!("{name} was not marked verified.") }
+            let v = Verification { contact: name.clone(), safety_number: number, verified: confirmed || already };
+            out.print(&v, || match (confirmed, already) {
+                (true, _) => format!("{name} is now verified."),
+                (false, true) => format!("{name} stays verified from before."),
+                (false, false) => format!("{name} was not marked verified."),
             });
         }
     }

@@ -62,8 +62,9 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                     .iter()
                     .map(|g| {
                         format!(
-                            "{:<24} {:>3} members{}",
+                            "{:<24} {} {:>3} members{}",
                             g.name,
+                            &g.id[..12],
                             g.members,
                             if g.active { "" } else { "  (you were removed)" }
                         )
@@ -74,15 +75,21 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
         }
         Command::Invite { group, contact } => {
             account.invite(&group, &contact)?;
-            out.print(&serde_json::json!({ "group": group, "invited": contact }), || {
-                format!("Invited {contact} to {group}. The invitation goes out with your next export.")
-            });
+            let id = hex(&account.resolve(&group)?.id);
+            let who = account.contacts()?.into_iter().find(|c| c.name == contact).map(|c| hex(&c.account));
+            out.print(
+                &serde_json::json!({ "group": group, "group_id": id, "invited": contact, "account": who }),
+                || format!("Invited {contact} to {group}. The invitation goes out with your next export."),
+            );
         }
         Command::Remove { group, member } => {
+            let who = account.members(&group)?.into_iter().find(|m| m.name == member).map(|m| hex(&m.account));
             account.remove_member(&group, &member)?;
-            out.print(&serde_json::json!({ "group": group, "removed": member }), || {
-                format!("Removed {member} from {group}. Messages from now on use keys {member} does not have.")
-            });
+            let id = hex(&account.resolve(&group)?.id);
+            out.print(
+                &serde_json::json!({ "group": group, "group_id": id, "removed": member, "account": who }),
+                || format!("Removed {member} from {group}. Messages from now on use keys {member} does not have."),
+            );
         }
         Command::Members { group } => {
             let members: Vec<Member> = account

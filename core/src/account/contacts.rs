@@ -7,6 +7,17 @@ use crate::handshake::ContactRequest;
 use crate::identity::{ContactCard, fingerprint, safety_number};
 use crate::store::{ContactRow, ContactStatus, Rows};
 
+/// What a contact request did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Someone new asks to be a contact; they are listed as incoming under this name.
+    New(String),
+    /// Someone whose link we had added introduced themselves in turn.
+    Answered(String),
+    /// Seen before, or nothing new.
+    Known,
+}
+
 /// Contact requests that may wait for an answer; more are refused until some are answered.
 const MAX_PENDING_REQUESTS: usize = 1_000;
 
@@ -18,6 +29,7 @@ impl Account {
             fingerprint: fingerprint(&row.account),
             status: row.status,
             verified: row.verified,
+            conversation: row.group_id,
         }
     }
 
@@ -65,14 +77,28 @@ impl Account {
             }
         };
         check_name(&name)?;
-        if existing.as_ref().is_none_or(|r| r.name != name) && self.store.read().contact_name_taken(&name)? {
-            return Err(Error::AlreadyExists(format!("a contact named {name:?}")));
+        if existing.as_ref().is_none_or(|r| r.name != name) && !self.name_is_free(&name)? {
+            return Err(Error::AlreadyExists(format!("a contact or group named {name:?}")));
         }
         let now = self.now();
         let mut group = match &existing {
             Some(row) => self.groups.remove(&row.group_id).map_or_else(|| self.pair_group(&card, now), Ok)?,
             None => self.pair_group(&card, now)?,
         };
+        let result = self.introduce(&mut group, card, name, existing, now);
+        let row = self.settle([group], result)?;
+        Ok(Self::contact_info(&row))
+    }
+
+    /// Seals our contact request to `card` and stores the contact, in one transaction.
+    fn introduce(
+        &mut self,
+        group: &mut Group,
+        card: ContactCard,
+        name: String,
+        existing: Option<ContactRow>,
+        now: u64,
+    ) -> Result<ContactRow> {
         let own = group.ensure_own_chain(now, self.entropy.as_mut())?.clone();
         group.mark_shared(card.account);
         let request = ContactRequest {
@@ -94,36 +120,61 @@ impl Account {
             request: Some(request),
             created_ms: existing.as_ref().map_or(now, |r| r.created_ms),
         };
-        let result = self.store.write(|tx| {
+        self.store.write(|tx| {
             tx.upsert_contact(&row)?;
-            tx.save_group(&mut group)
-        });
-        self.settle([group], result)?;
-        Ok(Self::contact_info(&row))
+            tx.save_group(group)
+        })?;
+        Ok(row)
+    }
+
+    /// Whether no contact and no group is called `name`.
+    pub(super) fn name_is_free(&self, name: &str) -> Result<bool> {
+        Ok(!self.store.read().contact_name_taken(name)? && !self.groups.values().any(|g| g.name() == name))
+    }
+
+    /// A name for someone who introduced themselves: theirs, cleaned of control characters and
+    /// cut to length, made unique with a number.
+    fn name_for_stranger(&self, card: &ContactCard) -> Result<String> {
+        let cleaned: String = card.name.as_deref().unwrap_or("").chars().filter(|c| !c.is_control()).collect();
+        let mut base = cleaned.trim().to_owned();
+        while base.len() > crate::identity::MAX_NAME_LEN - 8 {
+            base.pop();
+        }
+        if base.is_empty() {
+            base = format!("contact-{}", &fingerprint(&card.account)[..5]);
+        }
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.name_is_free(&name)? {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        Ok(name)
     }
 
     /// Applies a contact request from a bundle or a rendezvous point. Returns the name of a
     /// contact it created, `Ok(None)` for a request we already knew, and `DecryptionFailed`
     /// when the request is not for us.
-    pub fn receive_request(&mut self, bytes: &[u8]) -> Result<Option<String>> {
+    pub fn receive_request(&mut self, bytes: &[u8]) -> Result<RequestOutcome> {
         let hash = *blake3::hash(bytes).as_bytes();
         if self.store.read().request_seen(&hash)? {
-            return Ok(None);
+            return Ok(RequestOutcome::Known);
         }
         let request = ContactRequest::open(bytes, &self.invite)?;
         if request.card.account == self.account_public() {
-            return Ok(None);
+            return Ok(RequestOutcome::Known);
         }
         // The 1:1 conversation is listened to from when the request was written (within reason),
         // so messages sent before it arrived are not lost.
         let now = self.now();
         let since = request.sent_ms.clamp(now.saturating_sub(crate::group::MAX_HISTORY_MS), now);
         let existing = self.store.read().contact_by_account(&request.card.account)?;
-        let mut created = None;
+        let mut outcome = RequestOutcome::Known;
         let mut row = match existing {
             Some(mut row) => {
                 if row.status == ContactStatus::Added {
                     row.status = ContactStatus::Accepted;
+                    outcome = RequestOutcome::Answered(row.name.clone());
                 }
                 row
             }
@@ -132,18 +183,8 @@ impl Account {
                 if pending >= MAX_PENDING_REQUESTS {
                     return Err(Error::Limit("too many contact requests wait for an answer"));
                 }
-                let base = request
-                    .card
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("contact-{}", &fingerprint(&request.card.account)[..5]));
-                let mut name = base.clone();
-                let mut n = 2;
-                while self.store.read().contact_name_taken(&name)? {
-                    name = format!("{base}-{n}");
-                    n += 1;
-                }
-                created = Some(name.clone());
+                let name = self.name_for_stranger(&request.card)?;
+                outcome = RequestOutcome::New(name.clone());
                 ContactRow {
                     account: request.card.account,
                     name,
@@ -175,17 +216,19 @@ impl Account {
         let group_id = group.id;
         self.settle([group], result)?;
         self.retry_waiting(&group_id)?;
-        Ok(created)
+        Ok(outcome)
     }
 
-    /// Accepts an incoming request.
-    pub fn accept_contact(&mut self, name: &str) -> Result<ContactInfo> {
+    /// Accepts an incoming request, and joins the groups they invited us to meanwhile. Returns
+    /// the contact and the names of the groups joined.
+    pub fn accept_contact(&mut self, name: &str) -> Result<(ContactInfo, Vec<String>)> {
         let mut row = self.contact_row(name)?;
         if row.status == ContactStatus::Incoming {
             row.status = ContactStatus::Accepted;
             self.store.write(|tx| tx.upsert_contact(&row))?;
         }
-        Ok(Self::contact_info(&row))
+        let joined = self.join_held_invites(&row.account)?;
+        Ok((Self::contact_info(&row), joined))
     }
 
     /// The safety number shared with a contact.

@@ -105,6 +105,9 @@ impl Account {
         let now = self.now();
         let devices = self.group(&contact.group_id)?.devices_of(&contact.account);
         let card_name = crate::identity::ContactCard::from_bytes(&contact.card)?.name;
+        if self.group(&gid)?.is_member(&contact.account) {
+            return Err(Error::AlreadyExists(format!("{contact_name} as a member of {group_name}")));
+        }
         let mut group = self.groups.remove(&gid).expect("resolved");
         let mut pair = match self.groups.remove(&contact.group_id) {
             Some(p) => p,
@@ -134,19 +137,30 @@ impl Account {
     /// Removes a member: everyone left moves to a new epoch the removed member cannot enter.
     pub fn remove_member(&mut self, group_name: &str, member: &str) -> Result<()> {
         let gid = self.resolve_group(group_name)?;
-        let account = self
+        let lower = member.to_ascii_lowercase();
+        let matches: Vec<_> = self
             .members(group_name)?
             .into_iter()
-            .find(|m| m.name == member)
-            .ok_or_else(|| Error::NotFound { what: "member", name: member.to_owned() })?
-            .account;
+            .filter(|m| {
+                m.name == member || (lower.len() >= 8 && data_encoding::HEXLOWER.encode(&m.account).starts_with(&lower))
+            })
+            .collect();
+        let account = match matches.as_slice() {
+            [one] => one.account,
+            [] => return Err(Error::NotFound { what: "member", name: member.to_owned() }),
+            many => {
+                return Err(Error::Ambiguous { what: "member", name: member.to_owned(), count: many.len() });
+            }
+        };
         self.change_membership(&gid, Action::Remove { member: account }, "removed", member)
     }
 
     fn change_membership(&mut self, gid: &GroupId, action: Action, kind: &str, body: &str) -> Result<()> {
         let now = self.now();
-        let mut group =
-            self.groups.remove(gid).ok_or_else(|| Error::NotFound { what: "group", name: String::new() })?;
+        let mut group = self
+            .groups
+            .remove(gid)
+            .ok_or_else(|| Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(gid) })?;
         let me = self.account_public();
         let result = group.change_membership(&self.me, action, now, self.entropy.as_mut()).and_then(|op| {
             let event = system_row(&group.id, &op, me, kind, body);

@@ -3,6 +3,7 @@
 //! as done survives a crash. The async `Node` of later layers wraps this type.
 
 mod contacts;
+pub use contacts::RequestOutcome;
 mod conversations;
 mod receive;
 mod topics;
@@ -47,6 +48,9 @@ pub struct Account {
 impl Account {
     /// Creates an account in `home` (made if missing), its database keyed from `passphrase`.
     pub fn create(home: &Path, passphrase: &str, name: Option<&str>) -> Result<Account> {
+        if let Some(n) = name {
+            check_name(n)?;
+        }
         let mut entropy = OsEntropy;
         let params = KdfParams::generate(&mut entropy)?;
         let key = DatabaseKey::from_passphrase(passphrase, &params)?;
@@ -152,6 +156,11 @@ impl Account {
 
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.account_key.public())
+    }
+
+    /// This device's id (its Ed25519 public key).
+    pub fn device_id(&self) -> [u8; 32] {
+        self.me.id()
     }
 
     pub fn account_public(&self) -> [u8; 32] {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Account, ImportReport, MessageInfo, Received};
+use super::{Account, ImportReport, MessageInfo, Received, RequestOutcome};
 use crate::bundle::Bundle;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
@@ -99,11 +99,21 @@ impl Account {
     ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>)> {
         let id = envelope.id();
         let gid = group.id;
+        // In a 1:1 conversation, a reply that names one of our envelopes as parent proves the
+        // other side holds our chain: our contact request has done its job.
+        let replied_to_us = group.kind != crate::group::GroupKind::Many
+            && opened
+                .inner
+                .parents
+                .iter()
+                .any(|p| matches!(self.store.read().has_envelope(p), Ok(Some(EnvelopeStatus::Sent))));
+        let replier = opened.sender.account;
         let event = group.accept(&self.me, opened)?;
         let mut rows = Vec::new();
         let mut unblocked = Vec::new();
         let mut joined: Option<Group> = None;
         let mut announce = None;
+        let mut held_invite = None;
         match event {
             Event::Message { id, sender, lamport, sent_ms, text } => rows.push(MessageRow {
                 id,
@@ -135,7 +145,7 @@ impl Account {
                     outgoing: false,
                 });
             }
-            Event::Invited { from, welcome, .. } => {
+            Event::Invited { id: invite_id, from, welcome } => {
                 // Only people we chose to talk to can put us in a group; a request plus an
                 // invitation from a stranger joins nothing.
                 let trusted = self
@@ -145,19 +155,13 @@ impl Account {
                     .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming);
                 let rejoin = self.groups.get(&welcome.group).is_none_or(|g| !g.is_member(&self.account_public()));
                 if trusted && rejoin {
-                    let mut g = Group::from_welcome(&self.me, &welcome, &from, now)?;
-                    announce = Some(g.announce(&self.me, now, self.entropy.as_mut())?);
-                    rows.push(MessageRow {
-                        id: crate::envelope::EnvelopeId(g.id),
-                        group_id: g.id,
-                        sender: self.account_public(),
-                        lamport: 0,
-                        sent_ms: now,
-                        kind: "joined".into(),
-                        body: g.name().to_owned(),
-                        outgoing: false,
-                    });
+                    let (g, a, row) = self.join(&welcome, &from, invite_id, now)?;
+                    announce = Some(a);
+                    rows.push(row);
                     joined = Some(g);
+                } else if rejoin {
+                    // Kept until the user accepts the contact (or forever ignored).
+                    held_invite = Some((invite_id, from, welcome));
                 }
             }
             Event::Nothing => {}
@@ -168,6 +172,12 @@ impl Account {
                 tx.insert_message(row)?;
             }
             tx.save_group(group)?;
+            if replied_to_us {
+                tx.clear_request(&replier)?;
+            }
+            if let Some((invite_id, from, welcome)) = &held_invite {
+                tx.hold_invite(invite_id, from, welcome)?;
+            }
             if let Some(g) = joined.as_mut() {
                 tx.save_group(g)?;
                 if let Some(a) = &announce {
@@ -191,6 +201,61 @@ impl Account {
         given.map(str::to_owned).or_else(|| group.name_given_to(account)).unwrap_or_else(|| self.display_name(account))
     }
 
+    /// Joins a group from a welcome: the group, our announcement in it, and the history row.
+    pub(super) fn join(
+        &mut self,
+        welcome: &crate::group::Welcome,
+        from: &crate::identity::DeviceCert,
+        invite_id: crate::envelope::EnvelopeId,
+        now: u64,
+    ) -> Result<(Group, crate::group::Sealed, MessageRow)> {
+        let mut g = Group::from_welcome(&self.me, welcome, from, now)?;
+        let announce = g.announce(&self.me, now, self.entropy.as_mut())?;
+        let row = MessageRow {
+            id: invite_id,
+            group_id: g.id,
+            sender: self.account_public(),
+            lamport: 0,
+            sent_ms: now,
+            kind: "joined".into(),
+            body: g.name().to_owned(),
+            outgoing: false,
+        };
+        Ok((g, announce, row))
+    }
+
+    /// Joins the groups a contact invited us to before we accepted them.
+    pub(super) fn join_held_invites(&mut self, from_account: &[u8; 32]) -> Result<Vec<String>> {
+        let now = self.now();
+        let mut joined = Vec::new();
+        for (invite_id, from, welcome) in self.store.read().held_invites(from_account)? {
+            let result = self.join(&welcome, &from, invite_id, now).and_then(|(mut g, announce, row)| {
+                self.store.write(|tx| {
+                    tx.save_group(&mut g)?;
+                    tx.put_envelope(
+                        &announce.envelope.id(),
+                        Some(&g.id),
+                        announce.envelope.as_bytes(),
+                        EnvelopeStatus::Sent,
+                        now,
+                    )?;
+                    tx.insert_message(&row)?;
+                    tx.drop_held_invite(&invite_id)
+                })?;
+                Ok(g)
+            });
+            match result {
+                Ok(g) => {
+                    joined.push(g.name().to_owned());
+                    self.settle([g], Ok(()))?;
+                }
+                Err(e @ (Error::Database(_) | Error::Io { .. })) => return Err(e),
+                Err(_) => self.store.write(|tx| tx.drop_held_invite(&invite_id))?,
+            }
+        }
+        Ok(joined)
+    }
+
     /// Everything another device may lack: our pending contact requests and every envelope we
     /// hold. All of it is already encrypted.
     pub fn export_bundle(&self) -> Result<Vec<u8>> {
@@ -205,12 +270,14 @@ impl Account {
     pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<ImportReport> {
         let (bundle, malformed) = Bundle::decode(bytes)?;
         let mut report = ImportReport { rejected: malformed, ..ImportReport::default() };
-        let groups_before: Vec<GroupId> = self.groups.keys().copied().collect();
+        let waiting_before = self.count_waiting(None)?;
         for request in &bundle.requests {
             match self.receive_request(request) {
-                Ok(Some(name)) => report.new_contacts.push(name),
-                Ok(None) => report.duplicates += 1,
+                Ok(RequestOutcome::New(name)) => report.new_contacts.push(name),
+                Ok(RequestOutcome::Answered(name)) => report.answered.push(name),
+                Ok(RequestOutcome::Known) => report.duplicates += 1,
                 Err(Error::DecryptionFailed) => {} // for someone else: carried, not ours
+                Err(e @ (Error::Database(_) | Error::Io { .. })) => return Err(e),
                 Err(_) => report.rejected += 1,
             }
         }
@@ -224,9 +291,10 @@ impl Account {
                         progress = true;
                         report.messages.extend(messages);
                     }
-                    Ok(Received::Waiting) => report.waiting += 1,
+                    Ok(Received::Waiting) => {}
                     Err(Error::Duplicate) => report.duplicates += 1,
                     Err(Error::UnknownTopic) => unknown.push(envelope),
+                    Err(e @ (Error::Database(_) | Error::Io { .. })) => return Err(e),
                     Err(_) => report.rejected += 1,
                 }
             }
@@ -236,12 +304,8 @@ impl Account {
             }
         }
         report.unreadable = pending.len();
-        report.waiting = self.count_waiting(None)?;
-        for (gid, group) in &self.groups {
-            if !groups_before.contains(gid) && group.kind == crate::group::GroupKind::Many {
-                report.joined_groups.push(group.name().to_owned());
-            }
-        }
+        report.waiting = self.count_waiting(None)?.saturating_sub(waiting_before);
+        report.joined_groups = report.messages.iter().filter(|m| m.kind == "joined").map(|m| m.body.clone()).collect();
         Ok(report)
     }
 

@@ -9,6 +9,8 @@ pub struct ContactInfo {
     pub fingerprint: String,
     pub status: ContactStatus,
     pub verified: bool,
+    /// The id of the 1:1 conversation with them.
+    pub conversation: [u8; 32],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub enum Received {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
     pub new_contacts: Vec<String>,
+    /// Contacts we had added who introduced themselves in turn.
+    pub answered: Vec<String>,
     pub messages: Vec<MessageInfo>,
     pub joined_groups: Vec<String>,
     pub duplicates: usize,

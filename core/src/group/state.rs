@@ -206,7 +206,7 @@ impl Group {
             return Err(Error::Malformed { what: "invitation", why: "epoch is not the log's latest" });
         }
         if !group.membership.members.contains_key(&me.account()) {
-            return Err(Error::NotAMember);
+            return Err(Error::NotInGroup);
         }
         if !group.membership.members.contains_key(&inviter.account) {
             return Err(Error::NotAMember);
@@ -332,7 +332,7 @@ impl Group {
     /// Our current chain, created (and so re-seeded) when missing, when the epoch changed, or
     /// when the schedule says so. Returns whether it is new.
     pub fn ensure_own_chain(&mut self, now_ms: u64, entropy: &mut dyn Entropy) -> Result<&OwnChain> {
-        let epoch = self.current_epoch().ok_or(Error::NotAMember)?.id;
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?.id;
         let due = match &self.own {
             None => true,
             Some(own) => {
@@ -401,7 +401,7 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
         if !self.is_member(&me.account()) {
-            return Err(Error::NotAMember);
+            return Err(Error::NotInGroup);
         }
         let is_new = self.own.as_ref().map(|o| (o.generation, o.epoch));
         self.ensure_own_chain(now_ms, entropy)?;
@@ -432,7 +432,7 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
-        let own = self.own.as_ref().ok_or(Error::NotAMember)?;
+        let own = self.own.as_ref().ok_or(Error::NotInGroup)?;
         let (generation, start_index, chain_key) = (own.generation, own.next_index, own.chain_key.clone());
         let mut shares = Vec::with_capacity(to.len());
         for cert in to {
@@ -470,6 +470,9 @@ impl Group {
     ) -> Result<Sealed> {
         if self.kind != GroupKind::Many {
             return Err(Error::NotAllowed("the members of a 1:1 conversation cannot change"));
+        }
+        if !self.is_member(&me.account()) || self.current_epoch().is_none() {
+            return Err(Error::NotInGroup);
         }
         if !self.is_admin(&me.account()) {
             return Err(Error::NotAllowed("only an admin can change who is in a group"));
@@ -528,12 +531,12 @@ impl Group {
         if !self.is_member(invitee) {
             return Err(Error::NotAMember);
         }
-        let epoch = self.current_epoch().ok_or(Error::NotAMember)?.clone();
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?.clone();
         let own = self.ensure_own_chain(now_ms, entropy)?.clone();
         self.shared_with.insert(*invitee);
         // The whole log, rejected operations included: applied ones may name them as parents.
         let ops: Vec<SignedOp> = self.ops.values().cloned().collect();
-        Ok(Welcome {
+        let welcome = Welcome {
             group: self.id,
             ops,
             epoch: epoch.id,
@@ -542,7 +545,15 @@ impl Group {
             inviter_generation: own.generation,
             inviter_index: own.next_index,
             inviter_chain_key: *own.chain_key,
-        })
+        };
+        // The welcome travels in one envelope; say so plainly rather than fail later.
+        let inner = Inner { lamport: 0, sent_ms: 0, parents: vec![], content: Content::Invite(Box::new(welcome)) };
+        let len = inner.encode().len() + 4 + 64 + MAX_PARENTS * 32 + 4;
+        if len + envelope::OVERHEAD > envelope::MAX_ENVELOPE_LEN {
+            return Err(Error::Limit("this group's membership log no longer fits in an invitation"));
+        }
+        let Content::Invite(welcome) = inner.content else { unreachable!("built above") };
+        Ok(*welcome)
     }
 
     fn next_inner(&self, content: Content, now_ms: u64) -> Inner {
@@ -558,7 +569,7 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
         let nonce = entropy.nonce()?;
-        let epoch = self.current_epoch().ok_or(Error::NotAMember)?;
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?;
         let key = epoch.control_key(&nonce);
         self.seal_with_nonce(me, 0, CONTROL_INDEX, &key, content, now_ms, nonce)
     }
@@ -589,7 +600,7 @@ impl Group {
         now_ms: u64,
         nonce: [u8; 24],
     ) -> Result<Sealed> {
-        let epoch = self.current_epoch().ok_or(Error::NotAMember)?;
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?;
         let topic = epoch.topic(period_of(now_ms));
         let header_key = *epoch.header_key();
         let inner = self.next_inner(content, now_ms);
@@ -810,6 +821,7 @@ impl Group {
     /// After removal nothing of the group's keys is kept: there is nothing left to read.
     fn forget_secrets(&mut self) {
         self.own = None;
+        self.epochs.clear();
         for key in std::mem::take(&mut self.peers).into_keys() {
             self.dirty_peers.insert(key);
         }

@@ -5,7 +5,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::envelope::EnvelopeId;
 use crate::error::Result;
-use crate::group::{Group, GroupId, PeerChain};
+use crate::group::{Content, Group, GroupId, Inner, PeerChain, Welcome};
+use crate::identity::DeviceCert;
 use crate::wire::{Reader, Writer};
 
 pub struct IdentityRow {
@@ -55,7 +56,7 @@ pub struct ContactRow {
     pub status: ContactStatus,
     pub verified: bool,
     pub group_id: GroupId,
-    /// Our sealed request to them, kept (and exported) until they answer.
+    /// Our sealed request to them, kept (and exported) until they reply to one of our messages.
     pub request: Option<Vec<u8>>,
     pub created_ms: u64,
 }
@@ -328,6 +329,46 @@ pub trait Rows {
             .conn()
             .query_row("SELECT count(*) FROM seen_requests WHERE hash = ?1", [&hash[..]], |r| r.get::<_, i64>(0))?
             > 0)
+    }
+
+    /// Forgets our contact request to `account` once they have shown they received it.
+    fn clear_request(&self, account: &[u8; 32]) -> Result<()> {
+        self.conn().execute("UPDATE contacts SET request = NULL WHERE account = ?1", [&account[..]])?;
+        Ok(())
+    }
+
+    /// Keeps an invitation from a contact we have not accepted yet.
+    fn hold_invite(&self, id: &EnvelopeId, from: &DeviceCert, welcome: &Welcome) -> Result<()> {
+        let mut cert = Writer::new();
+        from.encode(&mut cert);
+        let inner =
+            Inner { lamport: 0, sent_ms: 0, parents: vec![], content: Content::Invite(Box::new(welcome.clone())) };
+        self.conn().execute(
+            "INSERT OR IGNORE INTO held_invites (envelope_id, from_account, from_cert, inner) VALUES (?1, ?2, ?3, ?4)",
+            params![&id.0[..], &from.account[..], cert.into_bytes(), inner.encode()],
+        )?;
+        Ok(())
+    }
+
+    fn held_invites(&self, from: &[u8; 32]) -> Result<Vec<(EnvelopeId, DeviceCert, Welcome)>> {
+        let mut stmt =
+            self.conn().prepare("SELECT envelope_id, from_cert, inner FROM held_invites WHERE from_account = ?1")?;
+        let rows = stmt
+            .query_map([&from[..]], |r| Ok((blob32(r.get(0)?)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        for (id, cert, inner) in rows {
+            let cert = DeviceCert::decode(&mut Reader::new(&cert, "held invitation"))?;
+            if let Content::Invite(welcome) = Inner::decode(&inner)?.content {
+                out.push((EnvelopeId(id), cert, *welcome));
+            }
+        }
+        Ok(out)
+    }
+
+    fn drop_held_invite(&self, id: &EnvelopeId) -> Result<()> {
+        self.conn().execute("DELETE FROM held_invites WHERE envelope_id = ?1", [&id.0[..]])?;
+        Ok(())
     }
 
     /// Records a processed request; says whether it was new.

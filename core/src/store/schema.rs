@@ -66,6 +66,15 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB PRIMARY KEY
     );
     ",
+    // 2: invitations from contacts not yet accepted, joined on acceptance.
+    "
+    CREATE TABLE held_invites (
+        envelope_id BLOB PRIMARY KEY,
+        from_account BLOB NOT NULL,
+        from_cert BLOB NOT NULL,
+        inner BLOB NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
