@@ -1,9 +1,9 @@
 //! What travels inside an envelope's body: the signed inner payload and its kinds of content.
 //!
 //! Body plaintext = `inner length (4) | inner | signature (64) | zero padding`, where the
-//! signature is the sender device's over `label | group | header | inner`. Binding the group
-//! and the chain position into the signature stops a member from replaying a message into
-//! another group or at another position.
+//! signature is the sender device's over `label | group | epoch | nonce | header | inner`.
+//! Binding the group, the epoch, the nonce and the chain position into the signature stops a
+//! member from replaying a message into another group, at another position, or re-encrypted.
 
 use crate::crypto::label;
 use crate::envelope::EnvelopeId;
