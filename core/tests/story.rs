@@ -167,3 +167,49 @@ fn bundles_carry_no_identities_in_clear() {
     }
     assert_eq!(texts(&bob, "secret-meeting"), vec!["alice-the-sender: the plan"]);
 }
+
+/// Two accounts reconcile a conversation's topics through the sync state machine, with no
+/// bundle: what one wrote while the other was away arrives, and nothing else moves.
+#[test]
+fn accounts_catch_up_by_reconciliation() {
+    use weft_core::sync::{EnvelopeSource, PeerSync, SyncMessage};
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice", 21, &clock);
+    let mut bob = person("bob", 22, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    bob.account.add_contact(&alice.account.card().to_link(), None).unwrap();
+    // The introductions still travel once by bundle (the network publishes them at rendezvous
+    // points); after that, envelopes move by reconciliation alone.
+    carry(&alice, &mut bob);
+    carry(&bob, &mut alice);
+    for i in 0..30 {
+        alice.account.send("bob", &format!("a{i}")).unwrap();
+    }
+    for i in 0..5 {
+        bob.account.send("alice", &format!("b{i}")).unwrap();
+    }
+    for topic in alice.account.sync_topics(2) {
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        let mut to_bob = vec![sa.start(topic, [1; 16], &alice.account)];
+        while !to_bob.is_empty() {
+            let mut to_alice = Vec::new();
+            for m in to_bob.drain(..) {
+                let step = sb.handle(SyncMessage::decode(&m.encode()).unwrap(), &bob.account).unwrap();
+                to_alice.extend(step.send);
+                for e in step.received {
+                    let _ = bob.account.receive_envelope(weft_core::envelope::Envelope::parse(e).unwrap());
+                }
+            }
+            for m in to_alice {
+                let step = sa.handle(m, &alice.account).unwrap();
+                to_bob.extend(step.send);
+                for e in step.received {
+                    let _ = alice.account.receive_envelope(weft_core::envelope::Envelope::parse(e).unwrap());
+                }
+            }
+        }
+        assert_eq!(alice.account.ids(&topic).len(), bob.account.ids(&topic).len());
+    }
+    assert_eq!(texts(&bob, "alice").len(), 35);
+    assert_eq!(texts(&alice, "bob").len(), 35);
+}

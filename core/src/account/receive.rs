@@ -326,3 +326,32 @@ impl Account {
         Ok(n as usize)
     }
 }
+
+/// The account as the source of envelopes for reconciliation with peers. Store errors read as
+/// "nothing held": the sync then simply asks for more than it needs.
+impl crate::sync::EnvelopeSource for Account {
+    fn ids(&self, topic: &crate::envelope::Topic) -> Vec<crate::sync::Item> {
+        self.store.read().short_ids_on_topic(topic).unwrap_or_default()
+    }
+
+    fn envelope(&self, topic: &crate::envelope::Topic, id: &crate::sync::Item) -> Option<Vec<u8>> {
+        self.store.read().envelope_by_short_id(topic, id).ok().flatten()
+    }
+}
+
+impl Account {
+    /// The topics worth reconciling with peers now: each group's current epoch, for the last
+    /// `days` periods and tomorrow (clock skew).
+    pub fn sync_topics(&self, days: u64) -> Vec<crate::envelope::Topic> {
+        let today = crate::group::period_of(self.now());
+        let mut topics = Vec::new();
+        for group in self.groups.values() {
+            if let Some(epoch) = group.current_epoch() {
+                for period in today.saturating_sub(days)..=today + 1 {
+                    topics.push(epoch.topic(period));
+                }
+            }
+        }
+        topics
+    }
+}

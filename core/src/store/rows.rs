@@ -261,9 +261,9 @@ pub trait Rows {
         now_ms: u64,
     ) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO envelopes (id, group_id, bytes, status, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO envelopes (id, group_id, bytes, status, received_ms, topic) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(id) DO UPDATE SET status = ?4, group_id = ?2",
-            params![&id.0[..], group.map(|g| &g[..]), bytes, status.as_str(), now_ms as i64],
+            params![&id.0[..], group.map(|g| &g[..]), bytes, status.as_str(), now_ms as i64, &bytes[1..17]],
         )?;
         Ok(())
     }
@@ -280,6 +280,36 @@ pub trait Rows {
         let mut stmt = self.conn().prepare("SELECT bytes FROM envelopes ORDER BY received_ms, id")?;
         let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Short ids (16-byte prefixes) of the envelopes held on a topic.
+    fn short_ids_on_topic(&self, topic: &[u8; 16]) -> Result<Vec<[u8; 16]>> {
+        let mut stmt = self.conn().prepare("SELECT substr(id, 1, 16) FROM envelopes WHERE topic = ?1")?;
+        let rows = stmt
+            .query_map([&topic[..]], |r| {
+                let v: Vec<u8> = r.get(0)?;
+                v.try_into().map_err(|_| {
+                    rusqlite::Error::InvalidColumnType(0, "16-byte blob".into(), rusqlite::types::Type::Blob)
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The envelope on `topic` whose id starts with `short`.
+    fn envelope_by_short_id(&self, topic: &[u8; 16], short: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+        let mut low = [0u8; 32];
+        low[..16].copy_from_slice(short);
+        let mut high = [0xffu8; 32];
+        high[..16].copy_from_slice(short);
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT bytes FROM envelopes WHERE id BETWEEN ?1 AND ?2 AND topic = ?3 LIMIT 1",
+                params![&low[..], &high[..], &topic[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn insert_message(&self, m: &MessageRow) -> Result<()> {

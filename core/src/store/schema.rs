@@ -75,6 +75,12 @@ const MIGRATIONS: &[&str] = &[
         inner BLOB NOT NULL
     );
     ",
+    // 3: envelopes indexed by topic, for reconciliation with peers.
+    "
+    ALTER TABLE envelopes ADD COLUMN topic BLOB;
+    UPDATE envelopes SET topic = substr(bytes, 2, 16);
+    CREATE INDEX envelopes_by_topic ON envelopes(topic);
+    ",
 ];
 
 /// The schema version this build writes.
