@@ -86,7 +86,7 @@ impl SyncMessage {
 
 enum Side {
     Initiating(Initiator),
-    Responding(Responder),
+    Responding(Box<Responder>),
 }
 
 /// Sync state with one peer, across topics.
@@ -129,7 +129,7 @@ impl PeerSync {
                 let side = match self.sessions.remove(&topic) {
                     Some(side) => side,
                     None if matches!(message, Message::Symbols { start: 0, .. }) => {
-                        Side::Responding(Responder::new(source.ids(&topic)))
+                        Side::Responding(Box::new(Responder::new(source.ids(&topic))))
                     }
                     None => return Err(Error::Malformed { what: "sync", why: "reconciliation without a session" }),
                 };
