@@ -81,6 +81,12 @@ pub enum Error {
     /// The file system reported an error.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The node was closed, or its account thread stopped.
+    #[error("the node is closed")]
+    Closed,
+    /// A bug: something that should not happen did. Nothing was applied.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Entropy,

@@ -41,7 +41,7 @@ impl From<weft_core::Error> for WeftError {
             E::NoAccount(_) => WeftError::NoAccount,
             E::AlreadyExists(what) => WeftError::AlreadyExists { message: what },
             E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { message: e.to_string() },
-            E::Entropy => WeftError::Internal { message: e.to_string() },
+            E::Entropy | E::Closed | E::Internal(_) => WeftError::Internal { message: e.to_string() },
             other => WeftError::InvalidInput { message: other.to_string() },
         }
     }

@@ -1,0 +1,252 @@
+//! `Node`: the one async facade over an account. Clients (the CLI, the bindings) use only this.
+//!
+//! The account (SQLite, Argon2, the group machines) is blocking and single-threaded, so it lives
+//! on a thread of its own and the node sends it closures to run, one at a time; every call
+//! answers through a oneshot channel. Events go to every subscriber through a broadcast channel,
+//! as Delta Chat's event emitter does. The transports (next) will run as tasks beside it.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::account::{Account, ContactInfo, ConversationInfo, ImportReport, MemberInfo, MessageInfo};
+use crate::error::{Error, Result};
+use crate::store::DatabaseKey;
+
+/// What a node tells its clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A message arrived (from any path) and is stored.
+    MessageReceived(MessageInfo),
+    /// Someone asked to be a contact.
+    ContactRequest { name: String },
+    /// A contact we had added introduced themselves in turn.
+    ContactAnswered { name: String },
+    /// We joined a group.
+    JoinedGroup { name: String },
+}
+
+type Job = Box<dyn FnOnce(&mut Account) + Send>;
+
+/// A running account. Cheap to share behind an `Arc`; every method may be called from any task.
+pub struct Node {
+    jobs: mpsc::UnboundedSender<Job>,
+    events: broadcast::Sender<NodeEvent>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// Events kept for slow subscribers before they start missing some.
+const EVENT_BUFFER: usize = 1024;
+
+impl Node {
+    /// Opens the account in `home` with its passphrase (the CLI's way).
+    pub async fn open(home: PathBuf, passphrase: String) -> Result<Node> {
+        Self::start(move || Account::open(&home, &passphrase)).await
+    }
+
+    /// Opens the account in `home` with a raw database key (a mobile app's way).
+    pub async fn open_with_key(home: PathBuf, key: [u8; 32]) -> Result<Node> {
+        Self::start(move || {
+            let key = DatabaseKey::from_bytes(key);
+            Account::open_with_key(&home, &key, Box::new(crate::crypto::OsEntropy), crate::account::system_clock())
+        })
+        .await
+    }
+
+    /// Runs an account that `open` makes on the node's own thread.
+    pub async fn start(open: impl FnOnce() -> Result<Account> + Send + 'static) -> Result<Node> {
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let worker = std::thread::Builder::new()
+            .name("weft-account".into())
+            .spawn(move || {
+                let mut account = match open() {
+                    Ok(a) => {
+                        let _ = ready_tx.send(Ok(()));
+                        a
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Some(job) = queue.blocking_recv() {
+                    job(&mut account);
+                }
+            })
+            .map_err(|e| Error::io("starting the account thread", e))?;
+        ready_rx.await.map_err(|_| Error::Closed)??;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Node { jobs, events, worker: Some(worker) })
+    }
+
+    /// Runs `f` on the account and returns its result.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Account) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |account| {
+                // A panic inside the account must not take the node down with it.
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(account)))
+                    .unwrap_or(Err(Error::Internal("the account panicked; the call was not applied")));
+                let _ = tx.send(out);
+            }))
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A stream of everything that happens from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        // No subscriber is fine: events are also reflected in the store.
+        let _ = self.events.send(event);
+    }
+
+    pub async fn link(&self) -> Result<String> {
+        self.call(|a| Ok(a.card().to_link())).await
+    }
+
+    pub async fn add_contact(&self, link: String, name: Option<String>) -> Result<ContactInfo> {
+        self.call(move |a| a.add_contact(&link, name.as_deref())).await
+    }
+
+    pub async fn accept_contact(&self, name: String) -> Result<ContactInfo> {
+        let (contact, joined) = self.call(move |a| a.accept_contact(&name)).await?;
+        for name in joined {
+            self.emit(NodeEvent::JoinedGroup { name });
+        }
+        Ok(contact)
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<ContactInfo>> {
+        self.call(|a| a.contacts()).await
+    }
+
+    pub async fn conversations(&self) -> Result<Vec<ConversationInfo>> {
+        self.call(|a| a.conversations()).await
+    }
+
+    pub async fn create_group(&self, name: String) -> Result<ConversationInfo> {
+        self.call(move |a| a.create_group(&name)).await
+    }
+
+    pub async fn invite(&self, group: String, contact: String) -> Result<()> {
+        self.call(move |a| a.invite(&group, &contact)).await
+    }
+
+    pub async fn remove_member(&self, group: String, member: String) -> Result<()> {
+        self.call(move |a| a.remove_member(&group, &member)).await
+    }
+
+    pub async fn members(&self, group: String) -> Result<Vec<MemberInfo>> {
+        self.call(move |a| a.members(&group)).await
+    }
+
+    /// Stores a message durably and returns it; transports deliver it from the store.
+    pub async fn send(&self, conversation: String, text: String) -> Result<MessageInfo> {
+        self.call(move |a| a.send(&conversation, &text)).await
+    }
+
+    pub async fn history(&self, conversation: String, limit: usize) -> Result<Vec<MessageInfo>> {
+        self.call(move |a| a.history(&conversation, limit)).await
+    }
+
+    pub async fn export_bundle(&self) -> Result<Vec<u8>> {
+        self.call(|a| a.export_bundle()).await
+    }
+
+    /// Imports a bundle and tells subscribers what it brought.
+    pub async fn import_bundle(&self, bytes: Vec<u8>) -> Result<ImportReport> {
+        let report = self.call(move |a| a.import_bundle(&bytes)).await?;
+        for name in &report.new_contacts {
+            self.emit(NodeEvent::ContactRequest { name: name.clone() });
+        }
+        for name in &report.answered {
+            self.emit(NodeEvent::ContactAnswered { name: name.clone() });
+        }
+        for m in &report.messages {
+            match m.kind.as_str() {
+                "joined" => self.emit(NodeEvent::JoinedGroup { name: m.body.clone() }),
+                _ => self.emit(NodeEvent::MessageReceived(m.clone())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops the account thread after the calls already queued; the store checkpoints on close.
+    pub async fn close(mut self) {
+        let worker = self.worker.take();
+        drop(self);
+        if let Some(w) = worker {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SeededEntropy;
+
+    async fn node(dir: &std::path::Path, name: &'static str, seed: u64) -> Node {
+        let home = dir.join(name);
+        Node::start(move || {
+            Account::create_with_key(
+                &home,
+                &DatabaseKey::from_bytes([seed as u8; 32]),
+                Some(name),
+                Box::new(SeededEntropy::new(seed)),
+                crate::account::system_clock(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_nodes_chat_by_bundle_and_emit_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = node(dir.path(), "alice", 1).await;
+        let bob = node(dir.path(), "bob", 2).await;
+        let mut events = bob.subscribe();
+        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
+        alice.send("bob".into(), "hello".into()).await.unwrap();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(events.recv().await.unwrap(), NodeEvent::ContactRequest { name: "alice".into() });
+        match events.recv().await.unwrap() {
+            NodeEvent::MessageReceived(m) => assert_eq!(m.body, "hello"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Calls from many tasks at once are serialised on the account.
+        let bob = std::sync::Arc::new(bob);
+        let sends: Vec<_> = (0..20)
+            .map(|i| {
+                let bob = bob.clone();
+                tokio::spawn(async move { bob.send("alice".into(), format!("m{i}")).await })
+            })
+            .collect();
+        for s in sends {
+            s.await.unwrap().unwrap();
+        }
+        assert_eq!(bob.history("alice".into(), 100).await.unwrap().len(), 21);
+        alice.close().await;
+        match std::sync::Arc::try_unwrap(bob) {
+            Ok(bob) => bob.close().await,
+            Err(_) => panic!("still shared"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        node(dir.path(), "alice", 1).await.close().await;
+        let err = Node::open_with_key(dir.path().join("alice"), [9; 32]).await.err().unwrap();
+        assert!(matches!(err, Error::WrongPassphrase(_)));
+    }
+}
