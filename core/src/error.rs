@@ -81,6 +81,9 @@ pub enum Error {
     /// The file system reported an error.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// The network transport failed to start or to listen.
+    #[error("network: {0}")]
+    Network(String),
     /// The node was closed, or its account thread stopped.
     #[error("the node is closed")]
     Closed,

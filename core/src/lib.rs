@@ -19,6 +19,7 @@ mod error;
 pub mod group;
 pub mod handshake;
 pub mod identity;
+pub mod net;
 pub mod node;
 pub mod store;
 pub mod sync;

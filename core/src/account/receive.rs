@@ -355,3 +355,43 @@ impl Account {
         topics
     }
 }
+
+impl Account {
+    /// Envelopes this device made after `cursor` (a store row number), with the new cursor:
+    /// what a transport should push. Reconciliation delivers anything a push misses.
+    pub fn outgoing_since(&self, cursor: i64) -> Result<(Vec<Vec<u8>>, i64)> {
+        let mut stmt = self
+            .store
+            .read()
+            .prepare("SELECT rowid, bytes FROM envelopes WHERE status = 'sent' AND rowid > ?1 ORDER BY rowid")?;
+        let rows = stmt
+            .query_map([cursor], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next = rows.last().map_or(cursor, |(rowid, _)| *rowid);
+        Ok((rows.into_iter().map(|(_, b)| b).collect(), next))
+    }
+
+    /// The newest store row number: a starting cursor for [`Account::outgoing_since`].
+    pub fn outgoing_cursor(&self) -> Result<i64> {
+        Ok(self.store.read().query_row("SELECT coalesce(max(rowid), 0) FROM envelopes", [], |r| r.get(0))?)
+    }
+
+    /// Our own rendezvous points for yesterday, today and tomorrow: where requests to us appear.
+    pub fn rendezvous_points(&self) -> Vec<[u8; 32]> {
+        let today = crate::group::period_of(self.now());
+        (today.saturating_sub(1)..=today + 1).map(|p| self.card().rendezvous_point(p)).collect()
+    }
+
+    /// Our unanswered contact requests, each with the recipient's rendezvous point for today.
+    pub fn pending_requests(&self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        let today = crate::group::period_of(self.now());
+        let mut out = Vec::new();
+        for c in self.store.read().contacts()? {
+            if let Some(request) = c.request {
+                let card = crate::identity::ContactCard::from_bytes(&c.card)?;
+                out.push((card.rendezvous_point(today), request));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -17,14 +17,33 @@ use crate::store::DatabaseKey;
 /// What a node tells its clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeEvent {
-    /// A message arrived (from any path) and is stored.
-    MessageReceived(MessageInfo),
+    /// A message arrived and is stored; `via` names the path that brought it first
+    /// (`bundle`, `libp2p`).
+    MessageReceived {
+        message: MessageInfo,
+        via: &'static str,
+    },
+    /// A transport connected to a peer, or lost it.
+    PeerConnected {
+        peer: String,
+        via: &'static str,
+    },
+    PeerDisconnected {
+        peer: String,
+        via: &'static str,
+    },
     /// Someone asked to be a contact.
-    ContactRequest { name: String },
+    ContactRequest {
+        name: String,
+    },
     /// A contact we had added introduced themselves in turn.
-    ContactAnswered { name: String },
+    ContactAnswered {
+        name: String,
+    },
     /// We joined a group.
-    JoinedGroup { name: String },
+    JoinedGroup {
+        name: String,
+    },
 }
 
 type Job = Box<dyn FnOnce(&mut Account) + Send>;
@@ -103,7 +122,7 @@ impl Node {
         self.events.subscribe()
     }
 
-    fn emit(&self, event: NodeEvent) {
+    pub(crate) fn emit(&self, event: NodeEvent) {
         // No subscriber is fine: events are also reflected in the store.
         let _ = self.events.send(event);
     }
@@ -173,10 +192,38 @@ impl Node {
         for m in &report.messages {
             match m.kind.as_str() {
                 "joined" => self.emit(NodeEvent::JoinedGroup { name: m.body.clone() }),
-                _ => self.emit(NodeEvent::MessageReceived(m.clone())),
+                _ => self.emit(NodeEvent::MessageReceived { message: m.clone(), via: "bundle" }),
             }
         }
         Ok(report)
+    }
+
+    /// Receives an envelope from a transport and tells subscribers what it made visible.
+    pub async fn receive_envelope(&self, bytes: Vec<u8>, via: &'static str) -> Result<()> {
+        let received = self.call(move |a| a.receive_envelope(crate::envelope::Envelope::parse(bytes)?)).await?;
+        if let crate::account::Received::Applied(messages) = received {
+            self.emit_messages(messages, via);
+        }
+        Ok(())
+    }
+
+    /// Receives a contact request from a transport; requests for others fail quietly.
+    pub async fn receive_request(&self, bytes: Vec<u8>) -> Result<()> {
+        match self.call(move |a| a.receive_request(&bytes)).await? {
+            crate::account::RequestOutcome::New(name) => self.emit(NodeEvent::ContactRequest { name }),
+            crate::account::RequestOutcome::Answered(name) => self.emit(NodeEvent::ContactAnswered { name }),
+            crate::account::RequestOutcome::Known => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn emit_messages(&self, messages: Vec<MessageInfo>, via: &'static str) {
+        for m in messages {
+            match m.kind.as_str() {
+                "joined" => self.emit(NodeEvent::JoinedGroup { name: m.body }),
+                _ => self.emit(NodeEvent::MessageReceived { message: m, via }),
+            }
+        }
     }
 
     /// Stops the account thread after the calls already queued; the store checkpoints on close.
@@ -220,7 +267,9 @@ mod tests {
         bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
         assert_eq!(events.recv().await.unwrap(), NodeEvent::ContactRequest { name: "alice".into() });
         match events.recv().await.unwrap() {
-            NodeEvent::MessageReceived(m) => assert_eq!(m.body, "hello"),
+            NodeEvent::MessageReceived { message, via } => {
+                assert_eq!((message.body.as_str(), via), ("hello", "bundle"))
+            }
             other => panic!("unexpected {other:?}"),
         }
         // Calls from many tasks at once are serialised on the account.

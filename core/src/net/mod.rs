@@ -1,0 +1,17 @@
+//! The network transport: libp2p (TCP and QUIC with Noise and Yamux; identify, ping, mDNS,
+//! Kademlia, gossipsub, request-response, relay client, DCUtR, AutoNAT), driven by one task
+//! beside the node.
+//!
+//! What it carries: envelopes, pushed live on gossipsub topics named after the (rotating)
+//! envelope topics; contact requests, published on the recipient's rendezvous topic; and the
+//! sync protocol (`crate::sync`) over request-response, run with every peer that shares a topic
+//! so that whatever a push missed arrives. Peers see libp2p peer ids, topics and envelopes —
+//! never an account key, a device key or a group id.
+
+mod behaviour;
+mod codec;
+mod driver;
+
+pub use driver::{NetConfig, NetHandle, start};
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
