@@ -33,7 +33,7 @@ const AFTER_HELP: &str = "\
 The passphrase that encrypts the account's database is read from WEFT_PASSPHRASE, or asked for.
 
 Exit codes: 0 success, 1 error, 2 bad usage, 3 wrong passphrase, 4 no account in the home,
-5 not found (contact, group, member).";
+5 not found (contact, group, member), 6 the home is in use by another weft process.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -57,6 +57,8 @@ enum Command {
     Import(commands::bundle::ImportArgs),
     /// Run a scripted story in temporary homes and narrate it
     Demo(commands::demo::Args),
+    /// Run the node in the foreground: connect to peers and exchange messages live
+    Run(commands::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),
+        Command::Run(args) => commands::run::run(&home, args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +92,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         Some(Error::WrongPassphrase(_)) => 3,
         Some(Error::NoAccount(_)) => 4,
         Some(Error::NotFound { .. }) => 5,
+        Some(Error::HomeBusy(_)) => 6,
         _ => 1,
     }
 }

@@ -23,6 +23,8 @@ pub enum WeftError {
     WrongKey,
     #[error("no account in this home")]
     NoAccount,
+    #[error("this home is open elsewhere (another account object or process)")]
+    HomeBusy,
     #[error("already exists: {message}")]
     AlreadyExists { message: String },
     #[error("invalid input: {message}")]
@@ -39,6 +41,7 @@ impl From<weft_core::Error> for WeftError {
         match e {
             E::WrongPassphrase(_) => WeftError::WrongKey,
             E::NoAccount(_) => WeftError::NoAccount,
+            E::HomeBusy(_) => WeftError::HomeBusy,
             E::AlreadyExists(what) => WeftError::AlreadyExists { message: what },
             E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { message: e.to_string() },
             E::Entropy | E::Closed | E::Internal(_) => WeftError::Internal { message: e.to_string() },

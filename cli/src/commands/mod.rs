@@ -7,3 +7,4 @@ pub mod group;
 pub mod id;
 pub mod init;
 pub mod message;
+pub mod run;

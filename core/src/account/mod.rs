@@ -43,6 +43,9 @@ pub struct Account {
     topics: topics::TopicIndex,
     entropy: Box<dyn Entropy + Send>,
     clock: Clock,
+    /// Held while the account is open: one process at a time owns a home, since each keeps
+    /// the group machines (chain positions) in memory.
+    _lock: std::fs::File,
 }
 
 impl Account {
@@ -111,6 +114,7 @@ impl Account {
         entropy: Box<dyn Entropy + Send>,
         clock: Clock,
     ) -> Result<Account> {
+        let lock = lock_home(home, LOCK_WAIT)?;
         let store = Store::open(&home.join(DB_FILE), key)?;
         let id = store.read().identity()?.ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
         let cert = DeviceCert::decode(&mut Reader::new(&id.device_cert, "stored device certificate"))?;
@@ -131,6 +135,7 @@ impl Account {
             topics: topics::TopicIndex::default(),
             entropy,
             clock,
+            _lock: lock,
         };
         account.rebuild_topics();
         Ok(account)
@@ -202,6 +207,31 @@ impl Account {
     }
 }
 
+/// How long opening a home waits for another process to let go of it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Takes the home's lock file, waiting a while if another process holds it.
+fn lock_home(home: &Path, wait: std::time::Duration) -> Result<std::fs::File> {
+    let path = home.join("weft.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::HomeBusy(home.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", path.display()), e)),
+        }
+    }
+}
+
 /// Display names are at most 64 bytes and not empty.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() {
@@ -211,4 +241,20 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
         return Err(Error::TooLong { what: "name", len: name.len(), max: crate::identity::MAX_NAME_LEN });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_process_at_a_time_owns_a_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_home(dir.path(), LOCK_WAIT).unwrap();
+        // A second open (here: the same lock taken again through a new file handle, as another
+        // process would) waits, then gives up with a clear error.
+        assert!(matches!(lock_home(dir.path(), std::time::Duration::from_millis(100)), Err(Error::HomeBusy(_))));
+        drop(held);
+        assert!(lock_home(dir.path(), std::time::Duration::from_millis(100)).is_ok());
+    }
 }

@@ -18,6 +18,8 @@ use crate::sync::{PeerSync, SyncMessage};
 use crate::wire::{Reader, Writer};
 
 const VIA: &str = "libp2p";
+/// Every this many ticks, every shared topic is reconciled with every peer on it.
+const RESYNC_EVERY_TICKS: u64 = 15;
 /// Sync messages in one request or response.
 const MAX_BATCH: usize = 1024;
 
@@ -148,6 +150,7 @@ pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypai
         listening: listening_tx,
         connected: connected_tx,
         tick: config.tick,
+        ticks: 0,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(NetHandle { peer_id, commands, listening, connected, task })
@@ -165,6 +168,7 @@ struct Driver {
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
     tick: Duration,
+    ticks: u64,
 }
 
 impl Driver {
@@ -192,11 +196,22 @@ impl Driver {
         };
         let wanted: HashSet<_> = topics.iter().map(|t| gossip_topic(t).hash()).collect();
         let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        let mut fresh = Vec::new();
         for t in &topics {
             if self.subscribed.insert(gossip_topic(t).hash()) {
                 let _ = gossip.subscribe(&gossip_topic(t));
+                fresh.push(gossip_topic(t).hash());
             }
         }
+        // Reconcile new topics with peers already on them, and every topic now and then, so
+        // that nothing depends on having been online when an envelope was pushed.
+        self.ticks += 1;
+        let resync_all = self.ticks.is_multiple_of(RESYNC_EVERY_TICKS);
+        let peers_on_topics: Vec<(PeerId, gossipsub::TopicHash)> = gossip
+            .all_peers()
+            .flat_map(|(peer, topics)| topics.into_iter().map(move |t| (*peer, t.clone())))
+            .filter(|(_, t)| (resync_all && wanted.contains(t)) || fresh.contains(t))
+            .collect();
         for stale in self.subscribed.iter().filter(|h| !wanted.contains(h)).cloned().collect::<Vec<_>>() {
             let _ = gossip.unsubscribe(&gossipsub::IdentTopic::new(stale.as_str()));
             self.subscribed.remove(&stale);
@@ -206,6 +221,10 @@ impl Driver {
                 let _ = gossip.subscribe(&rendezvous_topic(p));
             }
         }
+        for (peer, topic) in peers_on_topics {
+            self.start_sync(peer, &topic).await;
+        }
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
         for (point, request) in requests {
             // Duplicates are refused by gossipsub's seen-cache and by the recipient.
             let _ = gossip.publish(rendezvous_topic(&point), request);

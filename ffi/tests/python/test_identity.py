@@ -26,6 +26,7 @@ def main() -> None:
         del alice
         again = weft_ffi.WeftAccount.open(home + "/alice", key)
         assert again.identity().link == ident.link
+        del again  # one open account per home at a time
 
         try:
             weft_ffi.WeftAccount.open(home + "/alice", bytes(32))

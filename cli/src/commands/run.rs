@@ -1,0 +1,128 @@
+//! `weft run`: the node in the foreground, on the network until Ctrl-C.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use weft_core::net::{Keypair, Multiaddr, NetConfig};
+use weft_core::node::{Node, NodeEvent};
+
+use crate::home;
+use crate::output::{Message, Output, message_line};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An address to listen on, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)
+    /// [default: every interface, TCP and QUIC, any free port]
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// A peer to connect to at start, e.g. /ip4/192.0.2.7/tcp/4001 (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not discover peers on the local network with mDNS
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+#[derive(Serialize)]
+struct Started {
+    peer_id: String,
+    listening: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event {
+    Message { message: Message, via: &'static str },
+    ContactRequest { name: String },
+    ContactAnswered { name: String },
+    JoinedGroup { name: String },
+    PeerConnected { peer: String, via: &'static str },
+    PeerDisconnected { peer: String, via: &'static str },
+}
+
+fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| a.parse().with_context(|| format!("{a:?} is not a multiaddr (try /ip4/127.0.0.1/tcp/4001)")))
+        .collect()
+}
+
+pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+    if !home_dir.join(weft_core::store::DB_FILE).exists() {
+        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
+    }
+    let passphrase = home::passphrase(false)?;
+    let mut config = NetConfig { mdns: !args.no_mdns, tick: Duration::from_secs(2), ..NetConfig::default() };
+    if !args.listen.is_empty() {
+        config.listen = parse_addrs(&args.listen)?;
+    }
+    config.bootstrap = parse_addrs(&args.bootstrap)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
+        let mut events = node.subscribe();
+        // A fresh network identity each run: peers cannot link this run to the last one.
+        let net = weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?;
+        let started = Started {
+            peer_id: net.peer_id.to_string(),
+            listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
+        };
+        out.print(&started, || {
+            let mut s = format!("weft is running as {}\nlistening on:\n", started.peer_id);
+            for a in &started.listening {
+                s.push_str(&format!("  {a}/p2p/{}\n", started.peer_id));
+            }
+            s.push_str("Ctrl-C to stop.");
+            s
+        });
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                event = events.recv() => match event {
+                    Ok(event) => print_event(event, out),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("({n} events skipped)"),
+                    Err(_) => break,
+                },
+            }
+        }
+        net.stop();
+        Ok(())
+    })
+}
+
+fn print_event(event: NodeEvent, out: &Output) {
+    let e = match event {
+        NodeEvent::MessageReceived { message, via } => {
+            if out.json {
+                let e = Event::Message { message: Message::from(&message), via };
+                println!("{}", serde_json::to_string(&e).expect("plain data"));
+            } else {
+                println!("{}  {}  (via {via})", message.conversation, message_line(&message));
+            }
+            return;
+        }
+        NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
+        NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
+        NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
+        NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
+        NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
+    };
+    let text = match &e {
+        Event::ContactRequest { name } => {
+            format!("contact request from {name} (accept with `weft contact accept {name}`)")
+        }
+        Event::ContactAnswered { name } => format!("{name} answered: you are now contacts"),
+        Event::JoinedGroup { name } => format!("joined the group {name:?}"),
+        Event::PeerConnected { peer, via } => format!("connected to {peer} ({via})"),
+        Event::PeerDisconnected { peer, via } => format!("disconnected from {peer} ({via})"),
+        Event::Message { .. } => unreachable!("printed above"),
+    };
+    if out.json {
+        println!("{}", serde_json::to_string(&e).expect("plain data"));
+    } else {
+        println!("{text}");
+    }
+}
