@@ -18,6 +18,8 @@ use crate::wire::{Reader, Writer};
 
 /// Ids asked for in one `Want`.
 pub const MAX_WANT: usize = 512;
+/// Reconciliations one peer may have open with us at once.
+pub const MAX_SESSIONS: usize = 64;
 /// Bytes of envelopes in one `Have`: a reply stays a few MiB at most.
 pub const MAX_HAVE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -128,6 +130,9 @@ impl PeerSync {
             SyncMessage::Reconcile { topic, message } => {
                 let side = match self.sessions.remove(&topic) {
                     Some(side) => side,
+                    None if self.sessions.len() >= MAX_SESSIONS => {
+                        return Err(Error::Limit("too many reconciliations open with one peer"));
+                    }
                     None if matches!(message, Message::Symbols { start: 0, .. }) => {
                         Side::Responding(Box::new(Responder::new(source.ids(&topic))))
                     }

@@ -158,7 +158,7 @@ pub struct Decoder {
 
 /// A decoder gives up past this many symbols: the difference is then too large to be worth
 /// reconciling (the caller falls back to exchanging the whole id list).
-pub const MAX_SYMBOLS: usize = 1 << 20;
+pub const MAX_SYMBOLS: usize = 1 << 17;
 
 impl Decoder {
     pub fn new(hasher: ItemHasher, local: impl IntoIterator<Item = Item>) -> Self {
