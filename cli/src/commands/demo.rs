@@ -67,11 +67,57 @@ fn carry(from: &Account, from_name: &str, to: &mut Account, to_name: &str) -> Re
     Ok(lines)
 }
 
+/// Alice and Bob run nodes on loopback; a message crosses by gossip, and what Alice wrote while
+/// Bob's node was still starting arrives by reconciliation.
+async fn network_act(alice: Account, bob: Account) -> Result<Vec<String>> {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use weft_core::net::{Keypair, NetConfig};
+    use weft_core::node::{Node, NodeEvent};
+
+    let alice = Arc::new(Node::start(move || Ok(alice)).await?);
+    let bob = Arc::new(Node::start(move || Ok(bob)).await?);
+    alice.send("north-gate".into(), "Written before anyone was online.".into()).await?;
+    let config = |bootstrap| NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")],
+        bootstrap,
+        mdns: false,
+        tick: Duration::from_millis(250),
+    };
+    let alice_net = weft_core::net::start(alice.clone(), config(vec![]), Keypair::generate_ed25519()).await?;
+    let alice_addr = alice_net.listen_addrs().await[0].clone();
+    let mut events = bob.subscribe();
+    let bob_net =
+        weft_core::net::start(bob.clone(), config(vec![alice_addr.clone()]), Keypair::generate_ed25519()).await?;
+    bob_net.wait_for_peers(1).await;
+    let mut lines = vec![format!("alice listens on {alice_addr}; bob dials her (peer ids are fresh for this run)")];
+    alice.send("north-gate".into(), "Now we are online: this one is pushed live.".into()).await?;
+    let mut seen = 0;
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    while seen < 2 {
+        tokio::select! {
+            _ = &mut deadline => anyhow::bail!("the network act timed out"),
+            event = events.recv() => {
+                if let Ok(NodeEvent::MessageReceived { message, via }) = event {
+                    seen += 1;
+                    lines.push(format!("bob reads in {} via {via}: {}", message.conversation, message_line(&message)));
+                }
+            }
+        }
+    }
+    alice_net.stop();
+    bob_net.stop();
+    Ok(lines)
+}
+
 pub fn run(args: Args, out: &Output) -> Result<()> {
     let root = tempfile::Builder::new().prefix("weft-demo-").tempdir()?;
     let mut n = Narrator { out, transcript: Transcript::default() };
     if !out.json {
-        println!("Weft demo: three people and no network at all. Messages travel as encrypted bundle files.");
+        println!(
+            "Weft demo: three people with no network at all (encrypted bundle files carried by hand), then two of them online over libp2p."
+        );
     }
 
     let make = |name: &str| Account::create(&root.path().join(name), &format!("{name}'s passphrase"), Some(name));
@@ -141,6 +187,10 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
 
     let bob_view: Vec<String> = bob.history("north-gate", 100)?.iter().map(message_line).collect();
     n.step("bob's history of north-gate", bob_view);
+
+    drop(carol);
+    let lines = tokio::runtime::Runtime::new()?.block_on(network_act(alice, bob))?;
+    n.step("alice and bob get online: libp2p on loopback, no bundle", lines);
 
     if args.keep {
         let path = root.keep();
