@@ -46,13 +46,13 @@ async fn texts(node: &Node, conversation: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits (bounded) until `check` holds.
+/// Waits (bounded: 60 s, for loaded CI machines) until `check` holds.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..150 {
+    for _ in 0..600 {
         if check().await {
             return;
         }
