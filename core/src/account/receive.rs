@@ -311,19 +311,7 @@ impl Account {
 
     /// Envelopes waiting for keys, in one group or in all.
     fn count_waiting(&self, group: Option<&GroupId>) -> Result<usize> {
-        let n: i64 = match group {
-            Some(g) => self.store.read().query_row(
-                "SELECT count(*) FROM envelopes WHERE status = 'waiting' AND group_id = ?1",
-                [&g[..]],
-                |r| r.get(0),
-            )?,
-            None => {
-                self.store
-                    .read()
-                    .query_row("SELECT count(*) FROM envelopes WHERE status = 'waiting'", [], |r| r.get(0))?
-            }
-        };
-        Ok(n as usize)
+        self.store.read().count_waiting(group)
     }
 }
 
@@ -354,26 +342,16 @@ impl Account {
         }
         topics
     }
-}
 
-impl Account {
     /// Envelopes this device made after `cursor` (a store row number), with the new cursor:
     /// what a transport should push. Reconciliation delivers anything a push misses.
     pub fn outgoing_since(&self, cursor: i64) -> Result<(Vec<Vec<u8>>, i64)> {
-        let mut stmt = self
-            .store
-            .read()
-            .prepare("SELECT rowid, bytes FROM envelopes WHERE status = 'sent' AND rowid > ?1 ORDER BY rowid")?;
-        let rows = stmt
-            .query_map([cursor], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let next = rows.last().map_or(cursor, |(rowid, _)| *rowid);
-        Ok((rows.into_iter().map(|(_, b)| b).collect(), next))
+        self.store.read().sent_since(cursor)
     }
 
     /// The newest store row number: a starting cursor for [`Account::outgoing_since`].
     pub fn outgoing_cursor(&self) -> Result<i64> {
-        Ok(self.store.read().query_row("SELECT coalesce(max(rowid), 0) FROM envelopes", [], |r| r.get(0))?)
+        self.store.read().last_envelope_row()
     }
 
     /// Our own rendezvous points for yesterday, today and tomorrow: where requests to us appear.

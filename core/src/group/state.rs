@@ -230,7 +230,13 @@ impl Group {
     }
 
     fn refresh_membership(&mut self) {
-        self.membership = Membership::replay(&self.id, &self.ops);
+        let membership = Membership::replay(&self.id, &self.ops);
+        self.adopt_membership(membership);
+    }
+
+    /// Takes a replay of the current log (computed by the caller, who often needed it first).
+    fn adopt_membership(&mut self, membership: Membership) {
+        self.membership = membership;
         for (id, cert) in &self.membership.devices {
             self.devices.entry(*id).or_insert_with(|| cert.clone());
         }
@@ -521,7 +527,7 @@ impl Group {
         let sealed = self.seal_control(me, Content::Membership { op: op.clone(), epoch_shares }, now_ms, entropy)?;
         self.ops = next_ops;
         self.epochs.insert(hash, Epoch::new(hash, *secret));
-        self.refresh_membership();
+        self.adopt_membership(next);
         Ok(sealed)
     }
 
@@ -758,8 +764,9 @@ impl Group {
                 if ops.len() > MAX_OPS {
                     return Err(Error::Limit("a group holds at most 180 membership changes"));
                 }
-                let applied = Membership::replay(&self.id, &ops).applied.contains(&hash);
-                next_log = Some(ops);
+                let replayed = Membership::replay(&self.id, &ops);
+                let applied = replayed.applied.contains(&hash);
+                next_log = Some((ops, replayed));
                 // Only the first secret for an epoch counts, and only for a change that applies.
                 match epoch_shares.iter().find(|s| s.device == me.id()) {
                     Some(share) if applied && !self.epochs.contains_key(&hash) => {
@@ -803,10 +810,9 @@ impl Group {
                 if let Some(secret) = unsealed_epoch {
                     self.epochs.insert(hash, Epoch::new(hash, *secret));
                 }
-                if let Some(ops) = next_log {
-                    self.ops = ops;
-                }
-                self.refresh_membership();
+                let (ops, replayed) = next_log.expect("set for every membership message above");
+                self.ops = ops;
+                self.adopt_membership(replayed);
                 let we_were_removed = !self.is_member(&me.account());
                 if we_were_removed {
                     self.forget_secrets();

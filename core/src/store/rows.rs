@@ -361,6 +361,38 @@ pub trait Rows {
             > 0)
     }
 
+    /// Envelopes waiting for keys, in one group or in all.
+    fn count_waiting(&self, group: Option<&GroupId>) -> Result<usize> {
+        let n: i64 = match group {
+            Some(g) => self.conn().query_row(
+                "SELECT count(*) FROM envelopes WHERE status = 'waiting' AND group_id = ?1",
+                [&g[..]],
+                |r| r.get(0),
+            )?,
+            None => {
+                self.conn().query_row("SELECT count(*) FROM envelopes WHERE status = 'waiting'", [], |r| r.get(0))?
+            }
+        };
+        Ok(n as usize)
+    }
+
+    /// Envelopes we made after store row `cursor`, and the row of the last one.
+    fn sent_since(&self, cursor: i64) -> Result<(Vec<Vec<u8>>, i64)> {
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT rowid, bytes FROM envelopes WHERE status = 'sent' AND rowid > ?1 ORDER BY rowid")?;
+        let rows = stmt
+            .query_map([cursor], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next = rows.last().map_or(cursor, |(rowid, _)| *rowid);
+        Ok((rows.into_iter().map(|(_, b)| b).collect(), next))
+    }
+
+    /// The newest envelope row number.
+    fn last_envelope_row(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT coalesce(max(rowid), 0) FROM envelopes", [], |r| r.get(0))?)
+    }
+
     /// Forgets our contact request to `account` once they have shown they received it.
     fn clear_request(&self, account: &[u8; 32]) -> Result<()> {
         self.conn().execute("UPDATE contacts SET request = NULL WHERE account = ?1", [&account[..]])?;
