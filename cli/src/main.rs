@@ -1,6 +1,7 @@
 //! `weft`: the Weft messenger for the command line.
 
 mod commands;
+mod control;
 mod home;
 mod output;
 
@@ -59,6 +60,10 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the node in the foreground: connect to peers and exchange messages live
     Run(commands::run::Args),
+    /// Show the running node's peers by transport, its relays and the pending outbox
+    Status,
+    /// Run a relay: a headless node that holds ciphertext for others and relays connections
+    Relay(commands::relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),
         Command::Run(args) => commands::run::run(&home, args, &out),
+        Command::Status => commands::status::run(&home, &out),
+        Command::Relay(args) => commands::relay::run(&home, args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,12 +94,8 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
-    use weft_core::Error;
-    match err.downcast_ref::<Error>() {
-        Some(Error::WrongPassphrase(_)) => 3,
-        Some(Error::NoAccount(_)) => 4,
-        Some(Error::NotFound { .. }) => 5,
-        Some(Error::HomeBusy(_)) => 6,
-        _ => 1,
+    if let Some(remote) = err.downcast_ref::<control::RemoteError>() {
+        return remote.exit_code;
     }
+    err.downcast_ref::<weft_core::Error>().map_or(1, output::exit_code_of)
 }

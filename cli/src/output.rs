@@ -33,6 +33,18 @@ impl Output {
     }
 }
 
+/// The exit code that tells scripts what went wrong (see `weft --help`).
+pub fn exit_code_of(err: &weft_core::Error) -> u8 {
+    use weft_core::Error;
+    match err {
+        Error::WrongPassphrase(_) => 3,
+        Error::NoAccount(_) => 4,
+        Error::NotFound { .. } => 5,
+        Error::HomeBusy(_) => 6,
+        _ => 1,
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

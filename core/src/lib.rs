@@ -6,7 +6,9 @@
 //! - [`handshake`]: contact requests;
 //! - [`bundle`]: the offline exchange file;
 //! - [`store`]: the encrypted SQLite store;
-//! - [`account`]: an opened account home, binding the engine to its store.
+//! - [`account`]: an opened account home, binding the engine to its store;
+//! - [`node`]: the async facade clients use; [`net`]: its libp2p transport;
+//! - [`sync`]: set reconciliation; [`relay`]: the headless store-and-forward relay.
 //!
 //! The engine modules are pure: time and randomness are passed in.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod handshake;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod store;
 pub mod sync;
 pub mod wire;

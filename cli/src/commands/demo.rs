@@ -67,48 +67,104 @@ fn carry(from: &Account, from_name: &str, to: &mut Account, to_name: &str) -> Re
     Ok(lines)
 }
 
-/// Alice and Bob run nodes on loopback; a message crosses by gossip, and what Alice wrote while
-/// Bob's node was still starting arrives by reconciliation.
-async fn network_act(alice: Account, bob: Account) -> Result<Vec<String>> {
+/// Waits for the first event `pick` accepts, for at most 30 s.
+async fn wait_for<T>(
+    events: &mut tokio::sync::broadcast::Receiver<weft_core::node::NodeEvent>,
+    mut pick: impl FnMut(weft_core::node::NodeEvent) -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => anyhow::bail!("the network act timed out"),
+            event = events.recv() => match event {
+                Ok(event) => if let Some(found) = pick(event) { return Ok(found) },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => anyhow::bail!("the node stopped: {e}"),
+            },
+        }
+    }
+}
+
+/// Alice and Bob run nodes on loopback beside a relay. A message crosses by gossip, what Alice
+/// wrote before Bob's node started arrives by reconciliation, and what she writes while Bob is
+/// offline reaches him through the relay after she has gone offline too.
+async fn network_act(alice: Account, bob: Account, relay_dir: &std::path::Path) -> Result<Vec<Vec<String>>> {
     use std::sync::Arc;
     use std::time::Duration;
     use weft_core::net::{Keypair, NetConfig};
-    use weft_core::node::{Node, NodeEvent};
+    use weft_core::node::{Delivery, Node, NodeEvent};
 
     let alice = Arc::new(Node::start(move || Ok(alice)).await?);
     let bob = Arc::new(Node::start(move || Ok(bob)).await?);
-    alice.send("north-gate".into(), "Written before anyone was online.".into()).await?;
+    let loopback = || vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")];
+    let (relay_net, relay) = weft_core::relay::start(
+        relay_dir,
+        NetConfig { listen: loopback(), mdns: false, tick: Duration::from_millis(250), ..NetConfig::default() },
+        weft_core::relay::CacheLimits::default(),
+    )
+    .await?;
+    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).expect("no peer id yet");
     let config = |bootstrap| NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")],
+        listen: loopback(),
         bootstrap,
+        relays: vec![relay_addr.clone()],
         mdns: false,
         tick: Duration::from_millis(250),
+        ..NetConfig::default()
     };
+
+    alice.send("north-gate".into(), "Written before anyone was online.".into()).await?;
     let alice_net = weft_core::net::start(alice.clone(), config(vec![]), Keypair::generate_ed25519()).await?;
     let alice_addr = alice_net.listen_addrs().await[0].clone();
-    let mut events = bob.subscribe();
+    let mut bob_events = bob.subscribe();
     let bob_net =
         weft_core::net::start(bob.clone(), config(vec![alice_addr.clone()]), Keypair::generate_ed25519()).await?;
-    bob_net.wait_for_peers(1).await;
-    let mut lines = vec![format!("alice listens on {alice_addr}; bob dials her (peer ids are fresh for this run)")];
+    let mut online = vec![
+        format!("a relay listens on {relay_addr}; it holds no account and no keys"),
+        format!("alice listens on {alice_addr}; bob dials her; both list the relay (peer ids are fresh for this run)"),
+    ];
     alice.send("north-gate".into(), "Now we are online: this one is pushed live.".into()).await?;
-    let mut seen = 0;
-    let deadline = tokio::time::sleep(Duration::from_secs(30));
-    tokio::pin!(deadline);
-    while seen < 2 {
-        tokio::select! {
-            _ = &mut deadline => anyhow::bail!("the network act timed out"),
-            event = events.recv() => {
-                if let Ok(NodeEvent::MessageReceived { message, via }) = event {
-                    seen += 1;
-                    lines.push(format!("bob reads in {} via {via}: {}", message.conversation, message_line(&message)));
-                }
-            }
-        }
+    for _ in 0..2 {
+        let (message, via) = wait_for(&mut bob_events, |e| match e {
+            NodeEvent::MessageReceived { message, via } => Some((message, via)),
+            _ => None,
+        })
+        .await?;
+        online.push(format!("bob reads in {} via {via}: {}", message.conversation, message_line(&message)));
     }
-    alice_net.stop();
+
     bob_net.stop();
-    Ok(lines)
+    let mut relayed = vec!["bob goes offline".to_owned()];
+    let mut alice_events = alice.subscribe();
+    let sent = alice.send("north-gate".into(), "While you were away: the lamp is at the south gate.".into()).await?;
+    wait_for(&mut alice_events, |e| {
+        matches!(e, NodeEvent::DeliveryChanged { ref id, state: Delivery::Sent } if *id == sent.id).then_some(())
+    })
+    .await?;
+    relayed.push("alice writes to north-gate; the relay, following the group's topic, takes the envelope".to_owned());
+    alice_net.stop();
+    let (bytes, envelopes) = relay.usage();
+    relayed
+        .push(format!("alice goes offline too; the relay holds {envelopes} envelopes ({bytes} bytes of ciphertext)"));
+    let bob_net = weft_core::net::start(bob.clone(), config(vec![]), Keypair::generate_ed25519()).await?;
+    let (message, via) = wait_for(&mut bob_events, |e| match e {
+        NodeEvent::MessageReceived { message, via } => Some((message, via)),
+        _ => None,
+    })
+    .await?;
+    relayed
+        .push(format!("bob comes back with only the relay to talk to and reads via {via}: {}", message_line(&message)));
+    let held = relay.envelopes().concat();
+    let names_seen = ["alice", "bob", "north-gate", "lamp"].iter().filter(|n| contains(&held, n.as_bytes())).count();
+    relayed.push(format!("names or words found in what the relay holds: {names_seen}"));
+    bob_net.stop();
+    relay_net.stop();
+    Ok(vec![online, relayed])
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 pub fn run(args: Args, out: &Output) -> Result<()> {
@@ -189,8 +245,10 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     n.step("bob's history of north-gate", bob_view);
 
     drop(carol);
-    let lines = tokio::runtime::Runtime::new()?.block_on(network_act(alice, bob))?;
-    n.step("alice and bob get online: libp2p on loopback, no bundle", lines);
+    let acts = tokio::runtime::Runtime::new()?.block_on(network_act(alice, bob, &root.path().join("relay")))?;
+    let [online, relayed]: [Vec<String>; 2] = acts.try_into().map_err(|_| anyhow::anyhow!("two acts"))?;
+    n.step("alice and bob get online: libp2p on loopback, no bundle", online);
+    n.step("offline catch-up through a relay that cannot read", relayed);
 
     if args.keep {
         let path = root.keep();

@@ -23,10 +23,20 @@ pub struct LogArgs {
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
+    // A node running on this home takes the message and pushes it at once.
+    let params = serde_json::json!({ "conversation": args.conversation, "text": args.text });
+    if let Some(m) = crate::control::call(home_dir, "send", params)? {
+        let to = m["conversation"].as_str().unwrap_or_default().to_string();
+        out.print(&m, || format!("Sent to {to} through the running node (queued until a peer takes it)."));
+        return Ok(());
+    }
     let mut account = home::open(home_dir)?;
     let m = account.send(&args.conversation, &args.text)?;
     out.print(&Message::from(&m), || {
-        format!("Queued for {} (stored encrypted; it leaves with your next export).", m.conversation)
+        format!(
+            "Queued for {} (stored encrypted; it leaves when `weft run` runs, or with your next export).",
+            m.conversation
+        )
     });
     Ok(())
 }

@@ -7,4 +7,6 @@ pub mod group;
 pub mod id;
 pub mod init;
 pub mod message;
+pub mod relay;
 pub mod run;
+pub mod status;

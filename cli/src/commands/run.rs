@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use weft_core::net::{Keypair, Multiaddr, NetConfig};
+use weft_core::net::{Keypair, Multiaddr, NetConfig, NetHandle};
 use weft_core::node::{Node, NodeEvent};
 
 use crate::home;
@@ -21,6 +21,10 @@ pub struct Args {
     /// A peer to connect to at start, e.g. /ip4/192.0.2.7/tcp/4001 (repeatable)
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<String>,
+    /// A relay to hold our envelopes while we are away and to make us reachable, with its
+    /// peer id, e.g. /ip4/192.0.2.9/tcp/4001/p2p/12D3Koo... (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    relay: Vec<String>,
     /// Do not discover peers on the local network with mDNS
     #[arg(long)]
     no_mdns: bool,
@@ -41,9 +45,10 @@ enum Event {
     JoinedGroup { name: String },
     PeerConnected { peer: String, via: &'static str },
     PeerDisconnected { peer: String, via: &'static str },
+    Delivery { id: String, state: &'static str },
 }
 
-fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
+pub fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
     addrs
         .iter()
         .map(|a| a.parse().with_context(|| format!("{a:?} is not a multiaddr (try /ip4/127.0.0.1/tcp/4001)")))
@@ -60,12 +65,19 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         config.listen = parse_addrs(&args.listen)?;
     }
     config.bootstrap = parse_addrs(&args.bootstrap)?;
+    config.relays = parse_addrs(&args.relay)?;
+    if let Some(bad) = config.relays.iter().find(|a| !a.iter().any(|p| matches!(p, weft_core::net::Protocol::P2p(_)))) {
+        anyhow::bail!(
+            "the relay address {bad} lacks the relay's /p2p/ID (the relay prints its full addresses on start)"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let mut events = node.subscribe();
         // A fresh network identity each run: peers cannot link this run to the last one.
-        let net = weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?;
+        let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
+        let control = serve_control(home_dir, node.clone(), net.clone()).await?;
         let started = Started {
             peer_id: net.peer_id.to_string(),
             listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
@@ -88,9 +100,44 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
                 },
             }
         }
+        control.abort();
+        let _ = std::fs::remove_file(crate::control::socket_path(home_dir));
         net.stop();
         Ok(())
     })
+}
+
+/// Answers `weft send` and `weft status` from other processes on this home.
+#[cfg(unix)]
+async fn serve_control(home: &Path, node: Arc<Node>, net: Arc<NetHandle>) -> Result<tokio::task::JoinHandle<()>> {
+    use crate::control::{INVALID_PARAMS, METHOD_NOT_FOUND, WEFT_ERROR};
+    let fail = |e: weft_core::Error| (WEFT_ERROR, e.to_string(), crate::output::exit_code_of(&e));
+    crate::control::serve(home, move |method, params| {
+        let (node, net) = (node.clone(), net.clone());
+        async move {
+            match method.as_str() {
+                "send" => {
+                    let (Some(to), Some(text)) = (params["conversation"].as_str(), params["text"].as_str()) else {
+                        return Err((INVALID_PARAMS, "send needs conversation and text".into(), 2));
+                    };
+                    let m = node.send(to.to_string(), text.to_string()).await.map_err(fail)?;
+                    Ok(serde_json::to_value(Message::from(&m)).expect("plain data"))
+                }
+                "status" => {
+                    let status = net.status().await.map_err(fail)?;
+                    let outbox = node.call(|a| a.outbox_len()).await.map_err(fail)?;
+                    Ok(super::status::to_json(&status, outbox))
+                }
+                other => Err((METHOD_NOT_FOUND, format!("no method {other:?} (try send, status)"), 2)),
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(not(unix))]
+async fn serve_control(_: &Path, _: Arc<Node>, _: Arc<NetHandle>) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(tokio::spawn(async {}))
 }
 
 fn print_event(event: NodeEvent, out: &Output) {
@@ -109,6 +156,7 @@ fn print_event(event: NodeEvent, out: &Output) {
         NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
         NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
         NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
+        NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str() },
     };
     let text = match &e {
         Event::ContactRequest { name } => {
@@ -118,6 +166,7 @@ fn print_event(event: NodeEvent, out: &Output) {
         Event::JoinedGroup { name } => format!("joined the group {name:?}"),
         Event::PeerConnected { peer, via } => format!("connected to {peer} ({via})"),
         Event::PeerDisconnected { peer, via } => format!("disconnected from {peer} ({via})"),
+        Event::Delivery { id, state } => format!("message {} {state}", &id[..12.min(id.len())]),
         Event::Message { .. } => unreachable!("printed above"),
     };
     if out.json {

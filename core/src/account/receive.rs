@@ -12,6 +12,8 @@ use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
 /// Envelopes one group may park while their senders' keys have not arrived.
 const MAX_WAITING_PER_GROUP: usize = 1_000;
+/// Peer addresses remembered for reconnecting after a restart.
+const MAX_PEER_ADDRS: usize = 32;
 
 impl Account {
     /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
@@ -343,15 +345,39 @@ impl Account {
         topics
     }
 
-    /// Envelopes this device made after `cursor` (a store row number), with the new cursor:
-    /// what a transport should push. Reconciliation delivers anything a push misses.
-    pub fn outgoing_since(&self, cursor: i64) -> Result<(Vec<Vec<u8>>, i64)> {
-        self.store.read().sent_since(cursor)
+    /// Our envelopes that no peer has taken yet (at most `limit`, oldest first): what a
+    /// transport should push.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
+        self.store.read().outbox(limit)
     }
 
-    /// The newest store row number: a starting cursor for [`Account::outgoing_since`].
-    pub fn outgoing_cursor(&self) -> Result<i64> {
-        self.store.read().last_envelope_row()
+    pub fn outbox_len(&self) -> Result<usize> {
+        self.store.read().outbox_len()
+    }
+
+    /// Records that a peer took these envelopes (a push was accepted, or a peer fetched them);
+    /// returns the ids of the messages among them that were still in the outbox.
+    pub fn handed_over(&mut self, ids: &[crate::envelope::EnvelopeId]) -> Result<Vec<String>> {
+        self.store.write(|tx| {
+            let mut sent = Vec::new();
+            for id in ids {
+                if tx.outbox_remove(id)? && tx.is_message(id)? {
+                    sent.push(id.to_hex());
+                }
+            }
+            Ok(sent)
+        })
+    }
+
+    /// Remembers an address a peer was reached at (without its peer id, which rotates).
+    pub fn note_peer_addr(&mut self, addr: &str) -> Result<()> {
+        let now = self.now();
+        self.store.write(|tx| tx.note_peer_addr(addr, now, MAX_PEER_ADDRS))
+    }
+
+    /// Addresses peers were reached at, most recent first: dialled again on start.
+    pub fn peer_addrs(&self) -> Result<Vec<String>> {
+        self.store.read().peer_addrs()
     }
 
     /// Our own rendezvous points for yesterday, today and tomorrow: where requests to us appear.

@@ -9,13 +9,37 @@ use libp2p::{StreamProtocol, autonat, dcutr, gossipsub, identify, identity, kad,
 use super::codec::{SYNC_PROTOCOL, SyncCodec};
 use crate::envelope::MAX_ENVELOPE_LEN;
 
+/// The agent version a relay announces; a relay does not follow the topics of another relay.
+pub const RELAY_AGENT: &str = "weft-relay/";
+
+/// Gossip topics a peer may follow and what one subscription message may carry: anything more
+/// is refused by gossipsub before it costs us memory.
+const MAX_TOPICS_PER_PEER: usize = 256;
+const MAX_SUBSCRIPTIONS_PER_MESSAGE: usize = 512;
+
+/// Only Weft's two kinds of topics: `weft/<32 hex>` and `weft-rv/<64 hex>`.
+#[derive(Default)]
+pub struct WeftTopics;
+
+impl gossipsub::TopicSubscriptionFilter for WeftTopics {
+    fn can_subscribe(&mut self, topic: &gossipsub::TopicHash) -> bool {
+        let hex_of = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let t = topic.as_str();
+        t.strip_prefix("weft/").is_some_and(|h| hex_of(h, 32))
+            || t.strip_prefix("weft-rv/").is_some_and(|h| hex_of(h, 64))
+    }
+}
+
+pub type Gossip = gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::MaxCountSubscriptionFilter<WeftTopics>>;
+
 #[derive(NetworkBehaviour)]
 pub struct WeftBehaviour {
     pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
     pub ping: ping::Behaviour,
     pub identify: identify::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
-    pub gossipsub: gossipsub::Behaviour,
+    pub gossipsub: Gossip,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::Behaviour<SyncCodec>,
     pub dcutr: dcutr::Behaviour,
@@ -25,18 +49,34 @@ pub struct WeftBehaviour {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl WeftBehaviour {
-    pub fn new(key: &identity::Keypair, relay_client: relay::client::Behaviour, mdns: bool) -> Result<Self, BoxError> {
+    pub fn new(
+        key: &identity::Keypair,
+        relay_client: relay::client::Behaviour,
+        mdns: bool,
+        relay_server: bool,
+    ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
         // Anonymous gossip: no author, no sequence number, no signature on messages. Envelopes
         // are content-addressed, so the message id is the envelope's hash.
         let gossip_config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
             .validation_mode(gossipsub::ValidationMode::Anonymous)
+            // Nothing is forwarded before the driver has checked its shape.
+            .validate_messages()
             .message_id_fn(|m: &gossipsub::Message| {
                 gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
             })
             .build()?;
-        let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
+        let filter = gossipsub::MaxCountSubscriptionFilter {
+            filter: WeftTopics,
+            max_subscribed_topics: MAX_TOPICS_PER_PEER,
+            max_subscriptions_per_request: MAX_SUBSCRIPTIONS_PER_MESSAGE,
+        };
+        let gossipsub = gossipsub::Behaviour::new_with_subscription_filter(
+            gossipsub::MessageAuthenticity::Anonymous,
+            gossip_config,
+            filter,
+        )?;
         let mut kad = kad::Behaviour::with_config(
             peer_id,
             kad::store::MemoryStore::new(peer_id),
@@ -44,10 +84,18 @@ impl WeftBehaviour {
         );
         kad.set_mode(Some(kad::Mode::Server));
         let mdns = if mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
+        let relay_behaviour = relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
         Ok(WeftBehaviour {
             relay_client,
+            relay_server: relay_behaviour.into(),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
-            identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/weft/1".into(), key.public()).with_agent_version(if relay_server {
+                    format!("{RELAY_AGENT}{}", crate::VERSION)
+                } else {
+                    format!("weft/{}", crate::VERSION)
+                }),
+            ),
             kad,
             gossipsub,
             mdns: mdns.into(),

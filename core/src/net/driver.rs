@@ -1,36 +1,57 @@
-//! The task that drives the libp2p swarm for a node.
+//! The task that drives the libp2p swarm for a host (a node or a relay).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use libp2p::core::transport::ListenerId;
 use libp2p::futures::StreamExt;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify, identity, mdns, noise, request_response, tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify, identity, mdns, noise, relay, request_response, tcp,
+    yamux,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::VIA;
 use super::behaviour::{WeftBehaviour, WeftBehaviourEvent};
+use super::host::{Host, NodeHost};
+use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
 use crate::sync::{PeerSync, SyncMessage};
 use crate::wire::{Reader, Writer};
 
-const VIA: &str = "libp2p";
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
 const RESYNC_EVERY_TICKS: u64 = 15;
+/// Every this many ticks, lost relays and bootstrap peers are dialled again.
+const REDIAL_EVERY_TICKS: u64 = 5;
 /// Sync messages in one request or response.
 const MAX_BATCH: usize = 1024;
+/// Outbox envelopes pushed per round.
+const PUSH_BATCH: usize = 256;
+/// Topics a relay follows on behalf of one peer, and in all.
+const MAX_FOLLOWED_PER_PEER: usize = 64;
+const MAX_FOLLOWED: usize = 4096;
+/// Invalid gossip messages a peer may send before it is cut off, and for how long.
+const MAX_STRIKES: u32 = 16;
+const BAN: Duration = Duration::from_secs(600);
 
 /// How a node joins the network.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub listen: Vec<Multiaddr>,
+    /// Peers dialled on start and again whenever the connection is lost.
     pub bootstrap: Vec<Multiaddr>,
+    /// Relays (with their `/p2p/ID`): dialled and kept, reserved on for reachability, and
+    /// followed by our topics so they hold what we miss while offline.
+    pub relays: Vec<Multiaddr>,
     pub mdns: bool,
     /// How often topics, pushes and contact requests are refreshed.
     pub tick: Duration,
+    /// Serve as a relay: circuit relay server, and follow every peer's topics.
+    pub relay_server: bool,
 }
 
 impl Default for NetConfig {
@@ -41,15 +62,44 @@ impl Default for NetConfig {
                 "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("valid"),
             ],
             bootstrap: Vec::new(),
+            relays: Vec::new(),
             mdns: true,
             tick: Duration::from_secs(5),
+            relay_server: false,
         }
     }
+}
+
+/// A snapshot of the transport, for `weft status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetStatus {
+    pub peer_id: String,
+    pub listening: Vec<String>,
+    pub peers: Vec<PeerStatus>,
+    pub relays: Vec<RelayStatus>,
+    pub topics: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub addr: String,
+    /// Reached through a relay's circuit rather than directly.
+    pub relayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayStatus {
+    pub addr: String,
+    pub connected: bool,
+    /// The relay accepted our reservation: peers can reach us through it.
+    pub reserved: bool,
 }
 
 enum Command {
     Dial(Multiaddr),
     Refresh,
+    Status(oneshot::Sender<NetStatus>),
 }
 
 /// A running network transport.
@@ -66,7 +116,7 @@ impl NetHandle {
         let _ = self.commands.send(Command::Dial(addr));
     }
 
-    /// Pushes what was sent since the last tick now rather than at the next tick.
+    /// Refreshes topics, pushes and requests now rather than at the next tick.
     pub fn refresh(&self) {
         let _ = self.commands.send(Command::Refresh);
     }
@@ -84,7 +134,17 @@ impl NetHandle {
         let _ = rx.wait_for(|c| *c >= n).await;
     }
 
-    pub fn stop(self) {
+    pub fn connected_peers(&self) -> usize {
+        *self.connected.borrow()
+    }
+
+    pub async fn status(&self) -> Result<NetStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Status(tx)).map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    pub fn stop(&self) {
         self.task.abort();
     }
 }
@@ -114,10 +174,33 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<SyncMessage>> {
     Ok(out)
 }
 
+/// The peer id an address ends with, if any.
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().last().and_then(|p| if let Protocol::P2p(id) = p { Some(id) } else { None })
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether these bytes may travel on this gossip topic: an envelope of that very topic, or a
+/// contact request of the right size on a rendezvous topic.
+fn well_formed(topic: &gossipsub::TopicHash, data: &[u8], rendezvous: bool) -> bool {
+    if rendezvous {
+        return data.len() == crate::handshake::REQUEST_LEN;
+    }
+    Envelope::parse(data.to_vec()).is_ok() && gossip_topic(&data[1..17]).hash() == *topic
+}
+
 /// Starts the network for `node`.
 pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
+    start_host(Arc::new(NodeHost(node)), config, keypair).await
+}
+
+/// Starts the network for any host (a node's account or a relay's cache).
+pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
     let net_err = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
-    let mdns = config.mdns;
+    let (mdns, relay_server) = (config.mdns, config.relay_server);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -125,137 +208,286 @@ pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypai
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| net_err(&e))?
-        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns))
+        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns, relay_server))
         .map_err(|e| net_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     for addr in &config.listen {
         swarm.listen_on(addr.clone()).map_err(|e| net_err(&e))?;
     }
-    for addr in &config.bootstrap {
-        swarm.dial(addr.clone()).map_err(|e| net_err(&e))?;
+    let known = host.peer_addrs().await;
+    for addr in config.bootstrap.iter().chain(&config.relays).chain(&known) {
+        let _ = swarm.dial(addr.clone());
     }
     let peer_id = *swarm.local_peer_id();
-    let cursor = node.call(|a| a.outgoing_cursor()).await?;
     let (commands, rx) = mpsc::unbounded_channel();
     let (listening_tx, listening) = watch::channel(Vec::new());
     let (connected_tx, connected) = watch::channel(0);
     let driver = Driver {
-        node,
+        host,
         swarm,
-        cursor,
+        config,
         subscribed: HashSet::new(),
         rendezvous: HashSet::new(),
         syncs: Arc::new(Mutex::new(HashMap::new())),
         listening: listening_tx,
         connected: connected_tx,
-        tick: config.tick,
+        peers: HashMap::new(),
+        circuits: HashMap::new(),
+        reserved: HashSet::new(),
+        relay_peers: HashSet::new(),
+        strikes: HashMap::new(),
+        banned: HashMap::new(),
         ticks: 0,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(NetHandle { peer_id, commands, listening, connected, task })
 }
 
-struct Driver {
-    node: Arc<Node>,
+struct Driver<H: Host> {
+    host: Arc<H>,
     swarm: Swarm<WeftBehaviour>,
-    /// Store row of the last envelope pushed.
-    cursor: i64,
+    config: NetConfig,
     subscribed: HashSet<gossipsub::TopicHash>,
     rendezvous: HashSet<gossipsub::TopicHash>,
-    /// Sync state per peer; used only from the account thread (inside `Node::call`).
+    /// Sync state per peer; used only inside `Host::with_source`.
     syncs: Arc<Mutex<HashMap<PeerId, PeerSync>>>,
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
-    tick: Duration,
+    /// Connected peers and the address of their first connection.
+    peers: HashMap<PeerId, Multiaddr>,
+    /// Our circuit listeners, per relay.
+    circuits: HashMap<PeerId, ListenerId>,
+    reserved: HashSet<PeerId>,
+    /// Peers that said they are relays: a relay does not follow another relay's topics.
+    relay_peers: HashSet<PeerId>,
+    strikes: HashMap<PeerId, u32>,
+    banned: HashMap<PeerId, Instant>,
     ticks: u64,
 }
 
-impl Driver {
+impl<H: Host> Driver<H> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut tick = tokio::time::interval(self.tick);
+        let host = self.host.clone();
+        let mut tick = tokio::time::interval(self.config.tick);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.recv() => match command {
                     Some(Command::Dial(addr)) => { let _ = self.swarm.dial(addr); }
                     Some(Command::Refresh) => self.refresh().await,
+                    Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
                     None => return,
                 },
+                _ = host.outbox_changed() => self.push_outbox().await,
                 _ = tick.tick() => self.refresh().await,
             }
         }
     }
 
-    /// Follows the topics of the day, pushes new envelopes and republishes contact requests.
-    async fn refresh(&mut self) {
-        let Ok((topics, points, requests)) =
-            self.node.call(|a| Ok((a.sync_topics(1), a.rendezvous_points(), a.pending_requests()?))).await
-        else {
-            return;
-        };
-        let wanted: HashSet<_> = topics.iter().map(|t| gossip_topic(t).hash()).collect();
-        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-        let mut fresh = Vec::new();
-        for t in &topics {
-            if self.subscribed.insert(gossip_topic(t).hash()) {
-                let _ = gossip.subscribe(&gossip_topic(t));
-                fresh.push(gossip_topic(t).hash());
-            }
+    fn status(&self) -> NetStatus {
+        let mut peers: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|(p, a)| PeerStatus { peer: p.to_string(), addr: a.to_string(), relayed: is_relayed(a) })
+            .collect();
+        peers.sort_by(|a, b| a.peer.cmp(&b.peer));
+        let relays = self
+            .config
+            .relays
+            .iter()
+            .map(|addr| {
+                let id = peer_of(addr);
+                RelayStatus {
+                    addr: addr.to_string(),
+                    connected: id.is_some_and(|p| self.peers.contains_key(&p)),
+                    reserved: id.is_some_and(|p| self.reserved.contains(&p)),
+                }
+            })
+            .collect();
+        NetStatus {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listening: self.swarm.listeners().map(ToString::to_string).collect(),
+            peers,
+            relays,
+            topics: self.subscribed.len(),
         }
+    }
+
+    /// Follows the topics of the day, reconciles new ones, republishes contact requests,
+    /// pushes the outbox and dials lost peers.
+    async fn refresh(&mut self) {
+        self.ticks += 1;
+        let Ok(interests) = self.host.interests().await else { return };
+        let mut topics: HashSet<_> = interests.topics.iter().map(|t| gossip_topic(t).hash()).collect();
+        let mut points: HashSet<_> = interests.rendezvous.iter().map(|p| rendezvous_topic(p).hash()).collect();
+        if self.config.relay_server {
+            self.follow_peers(&mut topics, &mut points);
+        }
+        let fresh = self.resubscribe(topics, points);
         // Reconcile new topics with peers already on them, and every topic now and then, so
         // that nothing depends on having been online when an envelope was pushed.
-        self.ticks += 1;
         let resync_all = self.ticks.is_multiple_of(RESYNC_EVERY_TICKS);
-        let peers_on_topics: Vec<(PeerId, gossipsub::TopicHash)> = gossip
+        let subscribed = &self.subscribed;
+        let peers_on_topics: Vec<(PeerId, gossipsub::TopicHash)> = self
+            .swarm
+            .behaviour()
+            .gossipsub
             .all_peers()
             .flat_map(|(peer, topics)| topics.into_iter().map(move |t| (*peer, t.clone())))
-            .filter(|(_, t)| (resync_all && wanted.contains(t)) || fresh.contains(t))
+            .filter(|(_, t)| (resync_all && subscribed.contains(t)) || fresh.contains(t))
             .collect();
-        for stale in self.subscribed.iter().filter(|h| !wanted.contains(h)).cloned().collect::<Vec<_>>() {
-            let _ = gossip.unsubscribe(&gossipsub::IdentTopic::new(stale.as_str()));
-            self.subscribed.remove(&stale);
-        }
-        for p in &points {
-            if self.rendezvous.insert(rendezvous_topic(p).hash()) {
-                let _ = gossip.subscribe(&rendezvous_topic(p));
-            }
-        }
         for (peer, topic) in peers_on_topics {
             self.start_sync(peer, &topic).await;
         }
-        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-        for (point, request) in requests {
+        for (point, request) in interests.requests {
             // Duplicates are refused by gossipsub's seen-cache and by the recipient.
-            let _ = gossip.publish(rendezvous_topic(&point), request);
+            let _ = self.swarm.behaviour_mut().gossipsub.publish(rendezvous_topic(&point), request);
         }
-        let cursor = self.cursor;
-        if let Ok((envelopes, next)) = self.node.call(move |a| a.outgoing_since(cursor)).await {
-            for e in envelopes {
-                let topic = gossip_topic(&e[1..17]);
-                let _ = self.swarm.behaviour_mut().gossipsub.publish(topic, e);
+        self.push_outbox().await;
+        if self.ticks % REDIAL_EVERY_TICKS == 1 {
+            self.redial().await;
+        }
+    }
+
+    /// A relay follows the topics its peers follow, so that it holds their envelopes.
+    fn follow_peers(&self, topics: &mut HashSet<gossipsub::TopicHash>, points: &mut HashSet<gossipsub::TopicHash>) {
+        let mut count = topics.len() + points.len();
+        for (peer, peer_topics) in self.swarm.behaviour().gossipsub.all_peers() {
+            if self.relay_peers.contains(peer) {
+                continue;
             }
-            self.cursor = next;
+            for t in peer_topics.into_iter().take(MAX_FOLLOWED_PER_PEER) {
+                if count >= MAX_FOLLOWED {
+                    return;
+                }
+                let added = if t.as_str().starts_with("weft/") {
+                    topics.insert(t.clone())
+                } else if t.as_str().starts_with("weft-rv/") {
+                    points.insert(t.clone())
+                } else {
+                    false
+                };
+                count += usize::from(added);
+            }
+        }
+    }
+
+    /// Subscribes to what is wanted and leaves the rest; returns the new envelope topics.
+    fn resubscribe(
+        &mut self,
+        topics: HashSet<gossipsub::TopicHash>,
+        points: HashSet<gossipsub::TopicHash>,
+    ) -> HashSet<gossipsub::TopicHash> {
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+        let mut fresh = HashSet::new();
+        for (wanted, current, is_topic) in [(topics, &mut self.subscribed, true), (points, &mut self.rendezvous, false)]
+        {
+            for stale in current.iter().filter(|h| !wanted.contains(h)).cloned().collect::<Vec<_>>() {
+                let _ = gossip.unsubscribe(&gossipsub::IdentTopic::new(stale.as_str()));
+                current.remove(&stale);
+            }
+            for t in wanted {
+                if !current.contains(&t) && gossip.subscribe(&gossipsub::IdentTopic::new(t.as_str())).is_ok() {
+                    current.insert(t.clone());
+                    if is_topic {
+                        fresh.insert(t);
+                    }
+                }
+            }
+        }
+        fresh
+    }
+
+    /// Publishes what waits in the outbox; what a peer took leaves it.
+    async fn push_outbox(&mut self) {
+        let Ok(envelopes) = self.host.outbox(PUSH_BATCH).await else { return };
+        let mut taken = Vec::new();
+        for e in envelopes {
+            let id = EnvelopeId(*blake3::hash(&e).as_bytes());
+            let topic = gossip_topic(&e[1..17]);
+            match self.swarm.behaviour_mut().gossipsub.publish(topic, e) {
+                // A duplicate was published before, or came back to us from a peer.
+                Ok(_) | Err(gossipsub::PublishError::Duplicate) => taken.push(id),
+                Err(_) => {}
+            }
+        }
+        if !taken.is_empty() {
+            self.host.handed_over(taken).await;
+        }
+    }
+
+    /// Dials configured relays and bootstrap peers we lost; with no peer at all, also the
+    /// addresses peers were reached at before.
+    async fn redial(&mut self) {
+        let configured: Vec<Multiaddr> = self.config.relays.iter().chain(&self.config.bootstrap).cloned().collect();
+        for addr in configured {
+            let connected = match peer_of(&addr) {
+                Some(id) => self.peers.contains_key(&id),
+                None => self.peers.values().any(|a| *a == addr),
+            };
+            if !connected {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+        if self.peers.is_empty() {
+            for addr in self.host.peer_addrs().await {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+    }
+
+    /// Counts a protocol offence; too many and the peer is cut off for a while.
+    fn strike(&mut self, peer: PeerId, weight: u32) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += weight;
+        if *strikes >= MAX_STRIKES {
+            self.strikes.remove(&peer);
+            self.banned.insert(peer, Instant::now() + BAN);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<WeftBehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                if self.config.relay_server && !is_relayed(&address) {
+                    // A relay server serves only once it knows an address to hand out.
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.listening.send_modify(|a| a.push(address));
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
-                self.connected.send_replace(self.swarm.connected_peers().count());
-                if num_established.get() == 1 {
-                    self.node.emit(NodeEvent::PeerConnected { peer: peer_id.to_string(), via: VIA });
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.circuits.retain(|_, l| *l != listener_id);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                if self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
                 }
+                self.banned.remove(&peer_id);
+                let addr = endpoint.get_remote_address().clone();
+                self.peers.entry(peer_id).or_insert_with(|| addr.clone());
+                self.connected.send_replace(self.peers.len());
+                if num_established.get() == 1 {
+                    self.host.emit(NodeEvent::PeerConnected { peer: peer_id.to_string(), via: VIA });
+                }
+                if endpoint.is_dialer() && !is_relayed(&addr) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    // Peer ids rotate; the address is what lets a restart find the peer again.
+                    let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+                    self.host.note_peer_addr(bare).await;
+                }
+                self.reserve_on(peer_id);
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                self.connected.send_replace(self.swarm.connected_peers().count());
                 if num_established == 0 {
-                    self.node.emit(NodeEvent::PeerDisconnected { peer: peer_id.to_string(), via: VIA });
+                    self.peers.remove(&peer_id);
+                    self.reserved.remove(&peer_id);
+                    self.connected.send_replace(self.peers.len());
+                    self.host.emit(NodeEvent::PeerDisconnected { peer: peer_id.to_string(), via: VIA });
                     let syncs = self.syncs.clone();
-                    let _ = self.node.call(move |_| Ok(syncs.lock().map(|mut s| s.remove(&peer_id)).ok())).await;
+                    let _ = self.host.with_source(move |_| Ok(syncs.lock().map(|mut s| s.remove(&peer_id)).ok())).await;
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
@@ -263,51 +495,86 @@ impl Driver {
         }
     }
 
+    /// Listens through a configured relay once connected to it, so peers can reach us there.
+    fn reserve_on(&mut self, peer: PeerId) {
+        if self.circuits.contains_key(&peer) {
+            return;
+        }
+        let Some(relay) = self.config.relays.iter().find(|a| peer_of(a) == Some(peer)).cloned() else { return };
+        if let Ok(id) = self.swarm.listen_on(relay.with(Protocol::P2pCircuit)) {
+            self.circuits.insert(peer, id);
+        }
+    }
+
     async fn on_behaviour_event(&mut self, event: WeftBehaviourEvent) {
         match event {
-            WeftBehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
-                if self.rendezvous.contains(&message.topic) {
-                    let _ = self.node.receive_request(message.data).await;
+            WeftBehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                let rendezvous = self.rendezvous.contains(&message.topic);
+                let ok = well_formed(&message.topic, &message.data, rendezvous);
+                let verdict =
+                    if ok { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                    &message_id,
+                    &propagation_source,
+                    verdict,
+                );
+                if !ok {
+                    self.strike(propagation_source, 1);
+                } else if rendezvous {
+                    self.host.receive_request(message.data).await;
                 } else {
-                    let _ = self.node.receive_envelope(message.data, VIA).await;
+                    let _ = self.host.receive_envelope(message.data, propagation_source).await;
                 }
             }
-            WeftBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })
-                if self.subscribed.contains(&topic) =>
-            {
-                self.start_sync(peer_id, &topic).await;
+            WeftBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                if self.subscribed.contains(&topic) {
+                    self.start_sync(peer_id, &topic).await;
+                } else if self.config.relay_server {
+                    // Follow the new topic now rather than at the next tick.
+                    self.refresh().await;
+                }
             }
             WeftBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                    let _ = self.swarm.dial(addr);
+                    if !self.peers.contains_key(&peer) {
+                        let _ = self.swarm.dial(addr);
+                    }
                 }
             }
             WeftBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs {
+                if info.agent_version.starts_with(super::behaviour::RELAY_AGENT) {
+                    self.relay_peers.insert(peer_id);
+                }
+                for addr in info.listen_addrs.into_iter().filter(|a| !is_relayed(a)) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
+            WeftBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. }) => {
+                self.reserved.insert(relay_peer_id);
+            }
             WeftBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let reply = match self.handle_sync(peer, &request).await {
-                        Ok(reply) => reply,
-                        Err(_) => {
-                            // A peer that breaks the protocol is cut off.
-                            let _ = self.swarm.disconnect_peer_id(peer);
-                            return;
-                        }
+                    let Ok(reply) = self.handle_sync(peer, &request).await else {
+                        // A peer that breaks the protocol is cut off.
+                        self.strike(peer, MAX_STRIKES);
+                        return;
                     };
+                    let served = served_ids(&reply);
                     let _ = self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply));
+                    if !served.is_empty() {
+                        self.host.handed_over(served).await;
+                    }
                 }
                 request_response::Message::Response { response, .. } => match self.handle_sync(peer, &response).await {
                     Ok(next) if !next.is_empty() => {
+                        let served = served_ids(&next);
                         self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(&next));
+                        if !served.is_empty() {
+                            self.host.handed_over(served).await;
+                        }
                     }
                     Ok(_) => {}
-                    Err(_) => {
-                        let _ = self.swarm.disconnect_peer_id(peer);
-                    }
+                    Err(_) => self.strike(peer, MAX_STRIKES),
                 },
             },
             _ => {}
@@ -326,14 +593,14 @@ impl Driver {
         let syncs = self.syncs.clone();
         let salt: [u8; 16] = rand_salt();
         let first = self
-            .node
-            .call(move |a| {
+            .host
+            .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
                 let sync = syncs.entry(peer).or_default();
                 if sync.is_syncing(&topic) {
                     return Ok(None);
                 }
-                Ok(Some(sync.start(topic, salt, a)))
+                Ok(Some(sync.start(topic, salt, source)))
             })
             .await;
         if let Ok(Some(message)) = first {
@@ -341,20 +608,20 @@ impl Driver {
         }
     }
 
-    /// Runs a batch of sync messages from `peer` through its state machine on the account
-    /// thread; hands fetched envelopes to the node; returns the replies.
+    /// Runs a batch of sync messages from `peer` through its state machine next to the store;
+    /// hands fetched envelopes to the host; returns the replies.
     async fn handle_sync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Vec<SyncMessage>> {
         let messages = decode_batch(bytes)?;
         let syncs = self.syncs.clone();
         let (replies, received) = self
-            .node
-            .call(move |a| {
+            .host
+            .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
                 let sync = syncs.entry(peer).or_default();
                 let mut replies = Vec::new();
                 let mut received = Vec::new();
                 for m in messages {
-                    let step = sync.handle(m, a)?;
+                    let step = sync.handle(m, source)?;
                     replies.extend(step.send);
                     received.extend(step.received);
                 }
@@ -362,10 +629,20 @@ impl Driver {
             })
             .await?;
         for e in received {
-            let _ = self.node.receive_envelope(e, VIA).await;
+            let _ = self.host.receive_envelope(e, peer).await;
         }
         Ok(replies)
     }
+}
+
+/// Ids of the envelopes a batch of replies hands to the peer.
+fn served_ids(replies: &[SyncMessage]) -> Vec<EnvelopeId> {
+    replies
+        .iter()
+        .filter_map(|m| if let SyncMessage::Have { envelopes, .. } = m { Some(envelopes) } else { None })
+        .flatten()
+        .map(|e| EnvelopeId(*blake3::hash(e).as_bytes()))
+        .collect()
 }
 
 fn rand_salt() -> [u8; 16] {

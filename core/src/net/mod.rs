@@ -11,7 +11,13 @@
 mod behaviour;
 mod codec;
 mod driver;
+mod host;
 
-pub use driver::{NetConfig, NetHandle, start};
+pub use driver::{NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, start, start_host};
+pub use host::{Host, Interests, NodeHost};
 pub use libp2p::identity::Keypair;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
+
+/// How events name this transport.
+pub const VIA: &str = "libp2p";

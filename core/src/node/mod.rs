@@ -44,6 +44,29 @@ pub enum NodeEvent {
     JoinedGroup {
         name: String,
     },
+    /// A message of ours moved on its way (its id as in [`MessageInfo::id`]).
+    DeliveryChanged {
+        id: String,
+        state: Delivery,
+    },
+}
+
+/// How far a message of ours got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Stored durably; no peer has taken it yet.
+    Queued,
+    /// At least one peer (a member, a relay) took it.
+    Sent,
+}
+
+impl Delivery {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Delivery::Queued => "queued",
+            Delivery::Sent => "sent",
+        }
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut Account) + Send>;
@@ -52,6 +75,8 @@ type Job = Box<dyn FnOnce(&mut Account) + Send>;
 pub struct Node {
     jobs: mpsc::UnboundedSender<Job>,
     events: broadcast::Sender<NodeEvent>,
+    /// Woken when something enters the outbox, so transports push it at once.
+    outbox: tokio::sync::Notify,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -97,7 +122,7 @@ impl Node {
             .map_err(|e| Error::io("starting the account thread", e))?;
         ready_rx.await.map_err(|_| Error::Closed)??;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Node { jobs, events, worker: Some(worker) })
+        Ok(Node { jobs, events, outbox: tokio::sync::Notify::new(), worker: Some(worker) })
     }
 
     /// Runs `f` on the account and returns its result.
@@ -122,6 +147,21 @@ impl Node {
         self.events.subscribe()
     }
 
+    /// Resolves when something entered the outbox since the last time it resolved.
+    pub async fn outbox_changed(&self) {
+        self.outbox.notified().await
+    }
+
+    /// Runs `f` and then wakes the transports: `f` may have put envelopes in the outbox.
+    async fn call_and_push<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Account) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let out = self.call(f).await;
+        self.outbox.notify_one();
+        out
+    }
+
     pub(crate) fn emit(&self, event: NodeEvent) {
         // No subscriber is fine: events are also reflected in the store.
         let _ = self.events.send(event);
@@ -132,11 +172,11 @@ impl Node {
     }
 
     pub async fn add_contact(&self, link: String, name: Option<String>) -> Result<ContactInfo> {
-        self.call(move |a| a.add_contact(&link, name.as_deref())).await
+        self.call_and_push(move |a| a.add_contact(&link, name.as_deref())).await
     }
 
     pub async fn accept_contact(&self, name: String) -> Result<ContactInfo> {
-        let (contact, joined) = self.call(move |a| a.accept_contact(&name)).await?;
+        let (contact, joined) = self.call_and_push(move |a| a.accept_contact(&name)).await?;
         for name in joined {
             self.emit(NodeEvent::JoinedGroup { name });
         }
@@ -152,15 +192,15 @@ impl Node {
     }
 
     pub async fn create_group(&self, name: String) -> Result<ConversationInfo> {
-        self.call(move |a| a.create_group(&name)).await
+        self.call_and_push(move |a| a.create_group(&name)).await
     }
 
     pub async fn invite(&self, group: String, contact: String) -> Result<()> {
-        self.call(move |a| a.invite(&group, &contact)).await
+        self.call_and_push(move |a| a.invite(&group, &contact)).await
     }
 
     pub async fn remove_member(&self, group: String, member: String) -> Result<()> {
-        self.call(move |a| a.remove_member(&group, &member)).await
+        self.call_and_push(move |a| a.remove_member(&group, &member)).await
     }
 
     pub async fn members(&self, group: String) -> Result<Vec<MemberInfo>> {
@@ -169,7 +209,7 @@ impl Node {
 
     /// Stores a message durably and returns it; transports deliver it from the store.
     pub async fn send(&self, conversation: String, text: String) -> Result<MessageInfo> {
-        self.call(move |a| a.send(&conversation, &text)).await
+        self.call_and_push(move |a| a.send(&conversation, &text)).await
     }
 
     pub async fn history(&self, conversation: String, limit: usize) -> Result<Vec<MessageInfo>> {
@@ -182,7 +222,7 @@ impl Node {
 
     /// Imports a bundle and tells subscribers what it brought.
     pub async fn import_bundle(&self, bytes: Vec<u8>) -> Result<ImportReport> {
-        let report = self.call(move |a| a.import_bundle(&bytes)).await?;
+        let report = self.call_and_push(move |a| a.import_bundle(&bytes)).await?;
         for name in &report.new_contacts {
             self.emit(NodeEvent::ContactRequest { name: name.clone() });
         }
@@ -200,7 +240,8 @@ impl Node {
 
     /// Receives an envelope from a transport and tells subscribers what it made visible.
     pub async fn receive_envelope(&self, bytes: Vec<u8>, via: &'static str) -> Result<()> {
-        let received = self.call(move |a| a.receive_envelope(crate::envelope::Envelope::parse(bytes)?)).await?;
+        let received =
+            self.call_and_push(move |a| a.receive_envelope(crate::envelope::Envelope::parse(bytes)?)).await?;
         if let crate::account::Received::Applied(messages) = received {
             self.emit_messages(messages, via);
         }

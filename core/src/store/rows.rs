@@ -265,6 +265,9 @@ pub trait Rows {
              ON CONFLICT(id) DO UPDATE SET status = ?4, group_id = ?2",
             params![&id.0[..], group.map(|g| &g[..]), bytes, status.as_str(), now_ms as i64, &bytes[1..17]],
         )?;
+        if status == EnvelopeStatus::Sent {
+            self.conn().execute("INSERT OR IGNORE INTO outbox (envelope_id) VALUES (?1)", [&id.0[..]])?;
+        }
         Ok(())
     }
 
@@ -376,21 +379,49 @@ pub trait Rows {
         Ok(n as usize)
     }
 
-    /// Envelopes we made after store row `cursor`, and the row of the last one.
-    fn sent_since(&self, cursor: i64) -> Result<(Vec<Vec<u8>>, i64)> {
-        let mut stmt = self
-            .conn()
-            .prepare("SELECT rowid, bytes FROM envelopes WHERE status = 'sent' AND rowid > ?1 ORDER BY rowid")?;
-        let rows = stmt
-            .query_map([cursor], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let next = rows.last().map_or(cursor, |(rowid, _)| *rowid);
-        Ok((rows.into_iter().map(|(_, b)| b).collect(), next))
+    /// Our envelopes that no peer has taken yet, oldest first, at most `limit`.
+    fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT e.bytes FROM outbox o JOIN envelopes e ON e.id = o.envelope_id ORDER BY e.rowid LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
-    /// The newest envelope row number.
-    fn last_envelope_row(&self) -> Result<i64> {
-        Ok(self.conn().query_row("SELECT coalesce(max(rowid), 0) FROM envelopes", [], |r| r.get(0))?)
+    fn outbox_len(&self) -> Result<usize> {
+        Ok(self.conn().query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as usize)
+    }
+
+    /// Takes an envelope out of the outbox; true if it was there.
+    fn outbox_remove(&self, id: &EnvelopeId) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM outbox WHERE envelope_id = ?1", [&id.0[..]])? > 0)
+    }
+
+    fn is_message(&self, id: &EnvelopeId) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM messages WHERE envelope_id = ?1", [&id.0[..]], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+
+    /// Remembers an address a peer was reached at; keeps the `keep` most recent.
+    fn note_peer_addr(&self, addr: &str, now_ms: u64, keep: usize) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO peer_addrs (addr, last_ms) VALUES (?1, ?2) ON CONFLICT(addr) DO UPDATE SET last_ms = ?2",
+            params![addr, now_ms as i64],
+        )?;
+        self.conn().execute(
+            "DELETE FROM peer_addrs WHERE addr NOT IN (SELECT addr FROM peer_addrs ORDER BY last_ms DESC LIMIT ?1)",
+            [keep as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Addresses peers were reached at, most recent first.
+    fn peer_addrs(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn().prepare("SELECT addr FROM peer_addrs ORDER BY last_ms DESC")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// Forgets our contact request to `account` once they have shown they received it.

@@ -81,6 +81,18 @@ const MIGRATIONS: &[&str] = &[
     UPDATE envelopes SET topic = substr(bytes, 2, 16);
     CREATE INDEX envelopes_by_topic ON envelopes(topic);
     ",
+    // 4: the outbox (our envelopes no peer has taken yet) and the addresses of peers we reached,
+    // so a restart reconnects without help.
+    "
+    CREATE TABLE outbox (
+        envelope_id BLOB PRIMARY KEY
+    );
+    INSERT INTO outbox SELECT id FROM envelopes WHERE status = 'sent';
+    CREATE TABLE peer_addrs (
+        addr TEXT PRIMARY KEY,
+        last_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

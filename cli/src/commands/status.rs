@@ -1,0 +1,64 @@
+//! `weft status`: what the node on this home is doing — from the running node if there is one,
+//! or from the store (the outbox) if there is none.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use weft_core::net::NetStatus;
+
+use crate::home;
+use crate::output::Output;
+
+/// The status as `weft run` answers it on its control socket.
+pub fn to_json(net: &NetStatus, outbox: usize) -> Value {
+    json!({
+        "running": true,
+        "peer_id": net.peer_id,
+        "listening": net.listening,
+        "peers": net.peers.iter().map(|p| json!({
+            "peer": p.peer, "transport": weft_core::net::VIA, "addr": p.addr, "relayed": p.relayed,
+        })).collect::<Vec<_>>(),
+        "relays": net.relays.iter().map(|r| json!({
+            "addr": r.addr, "connected": r.connected, "reserved": r.reserved,
+        })).collect::<Vec<_>>(),
+        "topics": net.topics,
+        "outbox": outbox,
+    })
+}
+
+pub fn run(home_dir: &Path, out: &Output) -> Result<()> {
+    if let Some(status) = crate::control::call(home_dir, "status", Value::Null)? {
+        out.print(&status, || text(&status));
+        return Ok(());
+    }
+    let account = home::open(home_dir)?;
+    let status = json!({ "running": false, "outbox": account.outbox_len()? });
+    out.print(&status, || text(&status));
+    Ok(())
+}
+
+fn text(status: &Value) -> String {
+    let outbox = status["outbox"].as_u64().unwrap_or(0);
+    if status["running"] != json!(true) {
+        return format!("No node is running on this home (start one with `weft run`).\noutbox: {outbox} waiting");
+    }
+    let empty = Vec::new();
+    let peers = status["peers"].as_array().unwrap_or(&empty);
+    let mut s = format!("running as {}\n", status["peer_id"].as_str().unwrap_or("?"));
+    s.push_str(&format!("peers: {} ({} libp2p)\n", peers.len(), peers.len()));
+    for p in peers {
+        let how = if p["relayed"] == json!(true) { " via a relay" } else { "" };
+        s.push_str(&format!("  {}  {}{how}\n", p["peer"].as_str().unwrap_or("?"), p["addr"].as_str().unwrap_or("?")));
+    }
+    for r in status["relays"].as_array().unwrap_or(&empty) {
+        let state = match (r["connected"] == json!(true), r["reserved"] == json!(true)) {
+            (true, true) => "connected, reachable through it",
+            (true, false) => "connected",
+            _ => "not connected",
+        };
+        s.push_str(&format!("relay {}: {state}\n", r["addr"].as_str().unwrap_or("?")));
+    }
+    s.push_str(&format!("topics followed: {}\noutbox: {outbox} waiting for a peer", status["topics"]));
+    s
+}

@@ -1,0 +1,109 @@
+//! What the network driver serves: a node's account ([`NodeHost`]) or a relay's ciphertext
+//! cache (`crate::relay`). The driver owns the sockets; the host owns the envelopes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId};
+
+use crate::envelope::{EnvelopeId, Topic};
+use crate::error::Result;
+use crate::node::{Node, NodeEvent};
+use crate::sync::EnvelopeSource;
+
+/// What a host wants to follow on the network.
+#[derive(Clone, Debug, Default)]
+pub struct Interests {
+    /// Envelope topics to subscribe to and reconcile.
+    pub topics: Vec<Topic>,
+    /// Rendezvous points where contact requests to us appear.
+    pub rendezvous: Vec<[u8; 32]>,
+    /// Our unanswered contact requests, each with the rendezvous point to publish it at.
+    pub requests: Vec<([u8; 32], Vec<u8>)>,
+}
+
+pub trait Host: Send + Sync + 'static {
+    fn interests(&self) -> impl Future<Output = Result<Interests>> + Send;
+    /// Envelopes waiting to be pushed, oldest first.
+    fn outbox(&self, limit: usize) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send;
+    /// Resolves when something new entered the outbox.
+    fn outbox_changed(&self) -> impl Future<Output = ()> + Send;
+    /// A peer took these envelopes.
+    fn handed_over(&self, ids: Vec<EnvelopeId>) -> impl Future<Output = ()> + Send;
+    /// An envelope (already checked for shape) from `from`.
+    fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId) -> impl Future<Output = Result<()>> + Send;
+    /// A contact request seen at one of our rendezvous points.
+    fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
+    /// Runs `f` against the envelope store, on whichever thread owns it.
+    fn with_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EnvelopeSource) -> Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send;
+    /// Addresses worth dialling on start (peers reached before).
+    fn peer_addrs(&self) -> impl Future<Output = Vec<Multiaddr>> + Send;
+    /// Remembers an address a peer was reached at.
+    fn note_peer_addr(&self, addr: Multiaddr) -> impl Future<Output = ()> + Send;
+    fn emit(&self, event: NodeEvent);
+}
+
+/// A node's account as the network's host.
+#[derive(Clone)]
+pub struct NodeHost(pub Arc<Node>);
+
+impl Host for NodeHost {
+    async fn interests(&self) -> Result<Interests> {
+        self.0
+            .call(|a| {
+                Ok(Interests {
+                    topics: a.sync_topics(1),
+                    rendezvous: a.rendezvous_points(),
+                    requests: a.pending_requests()?,
+                })
+            })
+            .await
+    }
+
+    async fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
+        self.0.call(move |a| a.outbox(limit)).await
+    }
+
+    async fn outbox_changed(&self) {
+        self.0.outbox_changed().await
+    }
+
+    async fn handed_over(&self, ids: Vec<EnvelopeId>) {
+        if let Ok(sent) = self.0.call(move |a| a.handed_over(&ids)).await {
+            for id in sent {
+                self.0.emit(NodeEvent::DeliveryChanged { id, state: crate::node::Delivery::Sent });
+            }
+        }
+    }
+
+    async fn receive_envelope(&self, bytes: Vec<u8>, _from: PeerId) -> Result<()> {
+        self.0.receive_envelope(bytes, super::VIA).await
+    }
+
+    async fn receive_request(&self, bytes: Vec<u8>) {
+        let _ = self.0.receive_request(bytes).await;
+    }
+
+    async fn with_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EnvelopeSource) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.0.call(move |a| f(&*a)).await
+    }
+
+    async fn peer_addrs(&self) -> Vec<Multiaddr> {
+        let addrs = self.0.call(|a| a.peer_addrs()).await.unwrap_or_default();
+        addrs.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+
+    async fn note_peer_addr(&self, addr: Multiaddr) {
+        let _ = self.0.call(move |a| a.note_peer_addr(&addr.to_string())).await;
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        self.0.emit(event);
+    }
+}

@@ -1,0 +1,245 @@
+//! The relay's ciphertext cache: envelopes held for whoever asks, bounded three ways.
+//!
+//! - a byte quota for the whole cache: when full, the oldest envelopes go first;
+//! - a byte quota per peer (the peer that handed the envelope over): a peer that floods the
+//!   relay only pushes out its own oldest envelopes, never anyone else's;
+//! - an expiry: envelopes older than `max_age_ms` are dropped.
+//!
+//! Pure: time comes in as milliseconds, peers as opaque keys. The relay cannot open anything it
+//! holds; all it checks is that the bytes have the shape of an envelope.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::envelope::{Envelope, EnvelopeId, Topic};
+use crate::error::Result;
+use crate::sync::{EnvelopeSource, Item};
+
+/// An opaque key for the peer that handed an envelope over (its libp2p peer id's bytes).
+pub type Owner = Vec<u8>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_bytes: usize,
+    pub max_bytes_per_peer: usize,
+    pub max_age_ms: u64,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits { max_bytes: 256 << 20, max_bytes_per_peer: 32 << 20, max_age_ms: 14 * 24 * 3600 * 1000 }
+    }
+}
+
+struct Entry {
+    topic: Topic,
+    bytes: Vec<u8>,
+    stored_ms: u64,
+    owner: Owner,
+}
+
+#[derive(Default)]
+struct OwnerUse {
+    bytes: usize,
+    order: BTreeSet<(u64, [u8; 32])>,
+}
+
+/// What an insert did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// False if the envelope was already held.
+    pub new: bool,
+    /// Envelopes evicted to make room.
+    pub evicted: Vec<EnvelopeId>,
+}
+
+#[derive(Default)]
+pub struct Cache {
+    limits: CacheLimits,
+    entries: HashMap<[u8; 32], Entry>,
+    by_topic: HashMap<Topic, HashMap<Item, [u8; 32]>>,
+    order: BTreeSet<(u64, [u8; 32])>,
+    owners: HashMap<Owner, OwnerUse>,
+    bytes: usize,
+}
+
+impl Cache {
+    pub fn new(limits: CacheLimits) -> Self {
+        Cache { limits, ..Cache::default() }
+    }
+
+    pub fn limits(&self) -> CacheLimits {
+        self.limits
+    }
+
+    /// Bytes of envelopes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held on behalf of one peer.
+    pub fn bytes_of(&self, owner: &[u8]) -> usize {
+        self.owners.get(owner).map_or(0, |o| o.bytes)
+    }
+
+    pub fn topics(&self) -> usize {
+        self.by_topic.len()
+    }
+
+    /// Holds an envelope handed over by `owner`; fails only if the bytes are not an envelope.
+    pub fn insert(&mut self, bytes: Vec<u8>, owner: Owner, now_ms: u64) -> Result<Inserted> {
+        let envelope = Envelope::parse(bytes)?;
+        let id = envelope.id();
+        if self.entries.contains_key(&id.0) {
+            return Ok(Inserted::default());
+        }
+        let size = envelope.as_bytes().len();
+        let mut evicted = Vec::new();
+        // This peer's own oldest go first, then everyone's oldest.
+        while self.bytes_of(&owner) + size > self.limits.max_bytes_per_peer {
+            let Some(&(_, oldest)) = self.owners.get(&owner).and_then(|o| o.order.first()) else { break };
+            evicted.push(self.remove(&oldest));
+        }
+        while self.bytes + size > self.limits.max_bytes {
+            let Some(&(_, oldest)) = self.order.first() else { break };
+            evicted.push(self.remove(&oldest));
+        }
+        let topic = envelope.topic();
+        let item: Item = id.0[..16].try_into().expect("16 of 32");
+        self.by_topic.entry(topic).or_default().insert(item, id.0);
+        self.order.insert((now_ms, id.0));
+        let usage = self.owners.entry(owner.clone()).or_default();
+        usage.bytes += size;
+        usage.order.insert((now_ms, id.0));
+        self.bytes += size;
+        self.entries.insert(id.0, Entry { topic, bytes: envelope.into_bytes(), stored_ms: now_ms, owner });
+        Ok(Inserted { new: true, evicted })
+    }
+
+    /// Drops what is older than the expiry; returns what was dropped.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<EnvelopeId> {
+        let cutoff = now_ms.saturating_sub(self.limits.max_age_ms);
+        let mut dropped = Vec::new();
+        while let Some(&(stored, id)) = self.order.first() {
+            if stored >= cutoff {
+                break;
+            }
+            dropped.push(self.remove(&id));
+        }
+        dropped
+    }
+
+    /// Every envelope held, for persisting or inspecting.
+    pub fn envelopes(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.values().map(|e| e.bytes.as_slice())
+    }
+
+    fn remove(&mut self, id: &[u8; 32]) -> EnvelopeId {
+        if let Some(e) = self.entries.remove(id) {
+            self.bytes -= e.bytes.len();
+            self.order.remove(&(e.stored_ms, *id));
+            if let Some(usage) = self.owners.get_mut(&e.owner) {
+                usage.bytes -= e.bytes.len();
+                usage.order.remove(&(e.stored_ms, *id));
+                if usage.order.is_empty() {
+                    self.owners.remove(&e.owner);
+                }
+            }
+            if let Some(items) = self.by_topic.get_mut(&e.topic) {
+                items.remove(&<Item>::try_from(&id[..16]).expect("16 of 32"));
+                if items.is_empty() {
+                    self.by_topic.remove(&e.topic);
+                }
+            }
+        }
+        EnvelopeId(*id)
+    }
+}
+
+impl EnvelopeSource for Cache {
+    fn ids(&self, topic: &Topic) -> Vec<Item> {
+        self.by_topic.get(topic).map(|items| items.keys().copied().collect()).unwrap_or_default()
+    }
+
+    fn envelope(&self, topic: &Topic, id: &Item) -> Option<Vec<u8>> {
+        let full = self.by_topic.get(topic)?.get(id)?;
+        self.entries.get(full).map(|e| e.bytes.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(topic: u8, n: u32, len: usize) -> Vec<u8> {
+        let mut e = vec![0u8; len];
+        e[0] = crate::envelope::ENVELOPE_VERSION;
+        e[1..17].fill(topic);
+        e[17..21].copy_from_slice(&n.to_be_bytes());
+        e
+    }
+
+    fn limits(max_bytes: usize, per_peer: usize) -> CacheLimits {
+        CacheLimits { max_bytes, max_bytes_per_peer: per_peer, max_age_ms: 1_000 }
+    }
+
+    #[test]
+    fn holds_and_serves_by_topic() {
+        let mut cache = Cache::new(CacheLimits::default());
+        let e = envelope(7, 1, 256);
+        assert!(cache.insert(e.clone(), b"p".to_vec(), 0).unwrap().new);
+        assert!(!cache.insert(e.clone(), b"q".to_vec(), 0).unwrap().new);
+        let ids = cache.ids(&[7; 16]);
+        assert_eq!(ids.len(), 1);
+        assert_eq!(cache.envelope(&[7; 16], &ids[0]), Some(e));
+        assert!(cache.ids(&[8; 16]).is_empty());
+    }
+
+    #[test]
+    fn a_flooding_peer_only_evicts_its_own() {
+        let mut cache = Cache::new(limits(100 * 256, 10 * 256));
+        let honest = envelope(1, 0, 256);
+        cache.insert(honest.clone(), b"honest".to_vec(), 0).unwrap();
+        for n in 0..1_000 {
+            cache.insert(envelope(2, n, 256), b"flood".to_vec(), n as u64).unwrap();
+            assert!(cache.bytes_of(b"flood") <= 10 * 256);
+        }
+        assert_eq!(cache.ids(&[1; 16]).len(), 1, "the honest envelope stays");
+        assert_eq!(cache.len(), 11);
+    }
+
+    #[test]
+    fn the_total_quota_evicts_the_oldest() {
+        let mut cache = Cache::new(limits(4 * 512, 4 * 512));
+        for n in 0..20u32 {
+            cache.insert(envelope(1, n, 512), n.to_be_bytes().to_vec(), n as u64).unwrap();
+            assert!(cache.bytes() <= 4 * 512);
+        }
+        assert_eq!(cache.len(), 4);
+    }
+
+    #[test]
+    fn expiry_drops_old_envelopes() {
+        let mut cache = Cache::new(limits(1 << 20, 1 << 20));
+        cache.insert(envelope(1, 1, 256), b"p".to_vec(), 0).unwrap();
+        cache.insert(envelope(1, 2, 256), b"p".to_vec(), 900).unwrap();
+        assert_eq!(cache.expire(1_500).len(), 1);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.bytes_of(b"p"), 256);
+    }
+
+    #[test]
+    fn junk_is_refused() {
+        let mut cache = Cache::new(CacheLimits::default());
+        assert!(cache.insert(vec![1, 2, 3], b"p".to_vec(), 0).is_err());
+        assert!(cache.insert(vec![0; 300], b"p".to_vec(), 0).is_err());
+        assert_eq!(cache.bytes(), 0);
+    }
+}
