@@ -1,4 +1,9 @@
-//! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary.
+//! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary
+//! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), and a loopback proxy
+//! that can cut the network and records what crosses it ([`proxy`]).
+
+pub mod nodes;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

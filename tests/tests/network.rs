@@ -1,86 +1,33 @@
 //! Real libp2p sockets on loopback: two people who only exchanged links become contacts over
-//! the network, chat, and catch up after one of them was offline.
+//! the network and chat; a thousand messages each way arrive once and in order; a node that
+//! crashes with messages queued reconnects from its stored peer addresses and delivers them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use weft_core::account::Account;
-use weft_core::crypto::OsEntropy;
-use weft_core::net::{Keypair, NetConfig, NetHandle};
-use weft_core::node::{Node, NodeEvent};
-use weft_core::store::DatabaseKey;
-
-async fn node(dir: &std::path::Path, name: &'static str) -> Arc<Node> {
-    let home = dir.join(name);
-    Arc::new(
-        Node::start(move || {
-            Account::create_with_key(
-                &home,
-                &DatabaseKey::from_bytes([name.len() as u8; 32]),
-                Some(name),
-                Box::new(OsEntropy),
-                weft_core::account::system_clock(),
-            )
-        })
-        .await
-        .unwrap(),
-    )
-}
-
-fn config(bootstrap: Vec<weft_core::net::Multiaddr>) -> NetConfig {
-    NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap,
-        mdns: false,
-        tick: Duration::from_millis(200),
-    }
-}
-
-async fn texts(node: &Node, conversation: &str) -> Vec<String> {
-    node.history(conversation.into(), 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind == "text")
-        .map(|m| format!("{}: {}", m.sender, m.body))
-        .collect()
-}
-
-/// Waits (bounded: 60 s, for loaded CI machines) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use weft_core::node::NodeEvent;
+use weft_tests::nodes::{config, create, eventually, online, reopen, texts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_by_link_then_chat_and_catch_up_over_libp2p() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = node(dir.path(), "alice").await;
-    let bob = node(dir.path(), "bob").await;
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
     let mut bob_events = bob.subscribe();
 
-    let alice_net = weft_core::net::start(alice.clone(), config(vec![]), Keypair::generate_ed25519()).await.unwrap();
-    let alice_addr = alice_net.listen_addrs().await[0].clone();
-    let bob_key = Keypair::generate_ed25519();
-    let bob_net: NetHandle =
-        weft_core::net::start(bob.clone(), config(vec![alice_addr.clone()]), bob_key.clone()).await.unwrap();
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr.clone()], vec![])).await;
     bob_net.wait_for_peers(1).await;
 
     // Alice only has Bob's link. Her request reaches him at his rendezvous topic.
     alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
     alice.send("bob".into(), "hello over the network".into()).await.unwrap();
-    eventually("bob to hear of alice", || async { bob.contacts().await.unwrap().iter().any(|c| c.name == "alice") })
+    eventually("bob to hear of alice", 60, || async {
+        bob.contacts().await.unwrap().iter().any(|c| c.name == "alice")
+    })
+    .await;
+    eventually("bob to read alice", 60, || async { texts(&bob, "alice").await == ["alice: hello over the network"] })
         .await;
-    eventually("bob to read alice", || async { texts(&bob, "alice").await == ["alice: hello over the network"] }).await;
     let mut saw_libp2p = false;
     while let Ok(event) = bob_events.try_recv() {
         if let NodeEvent::MessageReceived { via, .. } = event {
@@ -93,7 +40,7 @@ async fn contacts_by_link_then_chat_and_catch_up_over_libp2p() {
     for i in 0..20 {
         bob.send("alice".into(), format!("b{i}")).await.unwrap();
     }
-    eventually("alice to read bob's 20", || async { texts(&alice, "bob").await.len() == 21 }).await;
+    eventually("alice to read bob's 20", 60, || async { texts(&alice, "bob").await.len() == 21 }).await;
 
     // Bob goes offline; Alice writes; Bob comes back and catches up by reconciliation.
     bob_net.stop();
@@ -101,10 +48,106 @@ async fn contacts_by_link_then_chat_and_catch_up_over_libp2p() {
     for i in 0..10 {
         alice.send("bob".into(), format!("while you were away {i}")).await.unwrap();
     }
-    let bob_net = weft_core::net::start(bob.clone(), config(vec![alice_addr]), bob_key).await.unwrap();
-    bob_net.wait_for_peers(1).await;
-    eventually("bob to catch up", || async { texts(&bob, "alice").await.len() == 31 }).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr], vec![])).await;
+    eventually("bob to catch up", 60, || async { texts(&bob, "alice").await.len() == 31 }).await;
     assert_eq!(texts(&alice, "bob").await, texts(&bob, "alice").await, "both see one history in one order");
+    alice_net.stop();
+    bob_net.stop();
+}
+
+/// Counts, per message id, how many times a node announced it as received.
+fn count_received(node: &weft_core::node::Node) -> tokio::task::JoinHandle<HashMap<String, usize>> {
+    let mut events = node.subscribe();
+    tokio::spawn(async move {
+        let mut seen = HashMap::new();
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::MessageReceived { message, .. }) if message.kind == "text" => {
+                    *seen.entry(message.id).or_insert(0) += 1;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => panic!("missed {n} events"),
+                Err(_) => return seen,
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_each_way_arrive_once_in_causal_order() {
+    const N: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr], vec![])).await;
+    // Links only: the request and its answer cross the network.
+    alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
+    eventually("bob to get alice's request", 60, || async {
+        bob.contacts().await.unwrap().iter().any(|c| c.name == "alice")
+    })
+    .await;
+    bob.accept_contact("alice".into()).await.unwrap();
+
+    let (alice_seen, bob_seen) = (count_received(&alice), count_received(&bob));
+    let sender = |node: std::sync::Arc<weft_core::node::Node>, to: &'static str, tag: &'static str| {
+        tokio::spawn(async move {
+            for i in 0..N {
+                node.send(to.into(), format!("{tag}{i:04}")).await.unwrap();
+            }
+        })
+    };
+    let (a, b) = (sender(alice.clone(), "bob", "a"), sender(bob.clone(), "alice", "b"));
+    a.await.unwrap();
+    b.await.unwrap();
+    eventually("all 2,000 on both sides", 180, || async {
+        texts(&alice, "bob").await.len() == 2 * N && texts(&bob, "alice").await.len() == 2 * N
+    })
+    .await;
+
+    let (history_a, history_b) = (texts(&alice, "bob").await, texts(&bob, "alice").await);
+    assert_eq!(history_a, history_b, "one history, in one order, on both sides");
+    for (sender, tag) in [("alice", "a"), ("bob", "b")] {
+        let theirs: Vec<&String> = history_a.iter().filter(|l| l.starts_with(&format!("{sender}:"))).collect();
+        let expected: Vec<String> = (0..N).map(|i| format!("{sender}: {tag}{i:04}")).collect();
+        assert!(theirs.iter().zip(&expected).all(|(a, b)| *a == b), "{sender}'s messages keep their order");
+        assert_eq!(theirs.len(), N);
+    }
+    alice_net.stop();
+    bob_net.stop();
+    drop((alice, bob));
+    let (alice_seen, bob_seen) = (alice_seen.await.unwrap(), bob_seen.await.unwrap());
+    assert_eq!(alice_seen.len(), N, "alice was told of each of bob's messages");
+    assert_eq!(bob_seen.len(), N, "bob was told of each of alice's messages");
+    assert!(alice_seen.values().chain(bob_seen.values()).all(|&n| n == 1), "each exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_node_reconnects_by_itself_and_delivers_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    weft_tests::nodes::introduce(&alice, &bob).await;
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr], vec![])).await;
+    bob_net.wait_for_peers(1).await;
+
+    // Bob's network dies; he writes; then his process dies without closing anything.
+    eventually("bob's earlier envelopes to leave", 60, || async { bob.call(|a| a.outbox_len()).await.unwrap() == 0 })
+        .await;
+    bob_net.stop();
+    for i in 0..10 {
+        bob.send("alice".into(), format!("queued {i}")).await.unwrap();
+    }
+    assert_eq!(bob.call(|a| a.outbox_len()).await.unwrap(), 10);
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // On restart Bob is given no address at all: he dials the ones he stored.
+    let bob = reopen(dir.path(), "bob").await;
+    let (bob_net, _) = online(&bob, config(vec![], vec![])).await;
+    eventually("alice to get bob's queue", 60, || async { texts(&alice, "bob").await.len() == 10 }).await;
+    eventually("bob's outbox to empty", 60, || async { bob.call(|a| a.outbox_len()).await.unwrap() == 0 }).await;
     alice_net.stop();
     bob_net.stop();
 }

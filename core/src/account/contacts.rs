@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::handshake::ContactRequest;
 use crate::identity::{ContactCard, fingerprint, safety_number};
-use crate::store::{ContactRow, ContactStatus, Rows};
+use crate::store::{ContactRow, ContactStatus, EnvelopeStatus, Rows};
 
 /// What a contact request did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,7 +225,31 @@ impl Account {
         let mut row = self.contact_row(name)?;
         if row.status == ContactStatus::Incoming {
             row.status = ContactStatus::Accepted;
-            self.store.write(|tx| tx.upsert_contact(&row))?;
+            // Answer in our 1:1 conversation: the key share carries our device certificate, so
+            // they can add this device to groups (and share epochs with it) before we ever write.
+            let now = self.now();
+            let mut pair = self.groups.remove(&row.group_id);
+            let result = (|| {
+                let announce = match pair.as_mut() {
+                    Some(p) => Some(p.announce(&self.me, now, self.entropy.as_mut())?),
+                    None => None,
+                };
+                self.store.write(|tx| {
+                    tx.upsert_contact(&row)?;
+                    if let (Some(p), Some(a)) = (pair.as_mut(), &announce) {
+                        tx.put_envelope(
+                            &a.envelope.id(),
+                            Some(&p.id),
+                            a.envelope.as_bytes(),
+                            EnvelopeStatus::Sent,
+                            now,
+                        )?;
+                        tx.save_group(p)?;
+                    }
+                    Ok(())
+                })
+            })();
+            self.settle(pair, result)?;
         }
         let joined = self.join_held_invites(&row.account)?;
         Ok((Self::contact_info(&row), joined))

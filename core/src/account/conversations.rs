@@ -173,6 +173,11 @@ impl Account {
         self.settle([group], result)
     }
 
+    /// Starts a new epoch with the same members, shared with every device we know of.
+    pub(super) fn rekey(&mut self, gid: &GroupId) -> Result<()> {
+        self.change_membership(gid, Action::Rekey, "rekeyed", "")
+    }
+
     /// Heals a fork in a group's membership log (see [`Group::needs_heal`]).
     pub(super) fn heal_if_needed(&mut self, gid: &GroupId) -> Result<()> {
         if self.groups.get(gid).is_some_and(|g| g.needs_heal(&self.me)) {

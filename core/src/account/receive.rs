@@ -12,6 +12,8 @@ use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
 /// Envelopes one group may park while their senders' keys have not arrived.
 const MAX_WAITING_PER_GROUP: usize = 1_000;
+/// Epochs before the current one whose topics are still followed, per group.
+const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
 /// Peer addresses remembered for reconnecting after a restart.
 const MAX_PEER_ADDRS: usize = 32;
 
@@ -79,6 +81,16 @@ impl Account {
             }
             Err(e) => return Err(e),
         };
+        // A member device we learn of through an envelope of a past epoch was never sent the
+        // secrets of the epochs since (whoever changed the membership did not know it): if we
+        // are an admin, a new epoch shared with every device we now know brings it along.
+        let device_is_new = !group.devices_of(&opened.sender.account).iter().any(|c| c.device == opened.sender.device);
+        let behind = group.current_epoch().is_some_and(|current| current.id != epoch);
+        let share_anew = device_is_new
+            && behind
+            && group.kind == crate::group::GroupKind::Many
+            && group.is_admin(&self.account_public())
+            && group.is_member(&opened.sender.account);
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
         let (rows, mut unblocked, joined) = self.settle([group], result)?;
@@ -87,6 +99,9 @@ impl Account {
         }
         // Healing is best effort: the envelope is applied whatever happens here.
         let _ = self.heal_if_needed(&gid);
+        if share_anew {
+            let _ = self.rekey(&gid);
+        }
         let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();
         Ok(Some((shown, unblocked)))
     }
@@ -330,8 +345,10 @@ impl crate::sync::EnvelopeSource for Account {
 }
 
 impl Account {
-    /// The topics worth reconciling with peers now: each group's current epoch, for the last
-    /// `days` periods and tomorrow (clock skew).
+    /// The topics worth following and reconciling with peers now: each group's current epoch
+    /// for the last `days` periods and tomorrow (clock skew), and its few previous epochs for
+    /// yesterday and today (membership changes and messages written just before an epoch
+    /// change still travel on them).
     pub fn sync_topics(&self, days: u64) -> Vec<crate::envelope::Topic> {
         let today = crate::group::period_of(self.now());
         let mut topics = Vec::new();
@@ -341,14 +358,28 @@ impl Account {
                     topics.push(epoch.topic(period));
                 }
             }
+            for epoch in group.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED) {
+                for period in today.saturating_sub(1)..=today {
+                    topics.push(epoch.topic(period));
+                }
+            }
         }
         topics
     }
 
     /// Our envelopes that no peer has taken yet (at most `limit`, oldest first): what a
-    /// transport should push.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
-        self.store.read().outbox(limit)
+    /// transport should push. Envelopes whose topic is no longer followed leave the outbox
+    /// unsent: their epoch is long past (the key shares of later epochs carry the membership
+    /// on), or their day is over, and no member listens there any more.
+    pub fn outbox(&mut self, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let followed: std::collections::HashSet<_> = self.sync_topics(1).into_iter().collect();
+        let pending = self.store.read().outbox(limit)?;
+        let (live, stale): (Vec<_>, Vec<_>) = pending.into_iter().partition(|e| followed.contains(&e[1..17]));
+        if !stale.is_empty() {
+            let ids: Vec<_> = stale.iter().map(|e| crate::envelope::EnvelopeId(*blake3::hash(e).as_bytes())).collect();
+            self.store.write(|tx| ids.iter().try_for_each(|id| tx.outbox_remove(id).map(|_| ())))?;
+        }
+        Ok(live)
     }
 
     pub fn outbox_len(&self) -> Result<usize> {

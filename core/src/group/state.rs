@@ -280,6 +280,15 @@ impl Group {
         self.epochs.get(&id)
     }
 
+    /// Up to `n` epochs before the current one whose secrets we hold, newest first.
+    pub fn previous_epochs(&self, n: usize) -> impl Iterator<Item = &Epoch> {
+        let applied: &[[u8; 32]] = match &self.kind {
+            GroupKind::Pair { .. } => &[],
+            GroupKind::Many => &self.membership.applied,
+        };
+        applied.iter().rev().skip(1).filter_map(|id| self.epochs.get(id)).take(n)
+    }
+
     /// Every epoch whose secret we hold.
     pub fn epochs(&self) -> impl Iterator<Item = &Epoch> {
         self.epochs.values()

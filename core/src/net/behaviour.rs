@@ -14,8 +14,8 @@ pub const RELAY_AGENT: &str = "weft-relay/";
 
 /// Gossip topics a peer may follow and what one subscription message may carry: anything more
 /// is refused by gossipsub before it costs us memory.
-const MAX_TOPICS_PER_PEER: usize = 256;
-const MAX_SUBSCRIPTIONS_PER_MESSAGE: usize = 512;
+const MAX_TOPICS_PER_PEER: usize = 4096;
+const MAX_SUBSCRIPTIONS_PER_MESSAGE: usize = 4096;
 
 /// Only Weft's two kinds of topics: `weft/<32 hex>` and `weft-rv/<64 hex>`.
 #[derive(Default)]
@@ -38,7 +38,7 @@ pub struct WeftBehaviour {
     pub relay_server: Toggle<relay::Behaviour>,
     pub ping: ping::Behaviour,
     pub identify: identify::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub gossipsub: Gossip,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::Behaviour<SyncCodec>,
@@ -77,12 +77,17 @@ impl WeftBehaviour {
             gossip_config,
             filter,
         )?;
-        let mut kad = kad::Behaviour::with_config(
-            peer_id,
-            kad::store::MemoryStore::new(peer_id),
-            kad::Config::new(StreamProtocol::new("/weft/kad/1")),
-        );
-        kad.set_mode(Some(kad::Mode::Server));
+        // Kademlia runs on relays only, as servers. A node does not walk the DHT: it connects
+        // only to the peers it is told of (configuration, mDNS, its stored addresses), so what
+        // it reaches stays predictable, and a partition stays a partition. (Rendezvous by
+        // provider records is the next use; see docs/DECISIONS.md.)
+        let kad = relay_server.then(|| {
+            let mut config = kad::Config::new(StreamProtocol::new("/weft/kad/1"));
+            config.set_periodic_bootstrap_interval(None);
+            let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config);
+            kad.set_mode(Some(kad::Mode::Server));
+            kad
+        });
         let mdns = if mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
         let relay_behaviour = relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
         Ok(WeftBehaviour {
@@ -96,7 +101,7 @@ impl WeftBehaviour {
                     format!("weft/{}", crate::VERSION)
                 }),
             ),
-            kad,
+            kad: kad.into(),
             gossipsub,
             mdns: mdns.into(),
             sync: request_response::Behaviour::with_codec(

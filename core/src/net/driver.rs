@@ -32,8 +32,8 @@ const MAX_BATCH: usize = 1024;
 /// Outbox envelopes pushed per round.
 const PUSH_BATCH: usize = 256;
 /// Topics a relay follows on behalf of one peer, and in all.
-const MAX_FOLLOWED_PER_PEER: usize = 64;
-const MAX_FOLLOWED: usize = 4096;
+const MAX_FOLLOWED_PER_PEER: usize = 1024;
+const MAX_FOLLOWED: usize = 32_768;
 /// Invalid gossip messages a peer may send before it is cut off, and for how long.
 const MAX_STRIKES: u32 = 16;
 const BAN: Duration = Duration::from_secs(600);
@@ -389,6 +389,7 @@ impl<H: Host> Driver<H> {
             }
             for t in wanted {
                 if !current.contains(&t) && gossip.subscribe(&gossipsub::IdentTopic::new(t.as_str())).is_ok() {
+                    tracing::debug!(topic = %t, "subscribed");
                     current.insert(t.clone());
                     if is_topic {
                         fresh.insert(t);
@@ -406,10 +407,10 @@ impl<H: Host> Driver<H> {
         for e in envelopes {
             let id = EnvelopeId(*blake3::hash(&e).as_bytes());
             let topic = gossip_topic(&e[1..17]);
-            match self.swarm.behaviour_mut().gossipsub.publish(topic, e) {
+            match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), e) {
                 // A duplicate was published before, or came back to us from a peer.
                 Ok(_) | Err(gossipsub::PublishError::Duplicate) => taken.push(id),
-                Err(_) => {}
+                Err(err) => tracing::trace!(%topic, %err, "push postponed"),
             }
         }
         if !taken.is_empty() {
@@ -439,6 +440,7 @@ impl<H: Host> Driver<H> {
 
     /// Counts a protocol offence; too many and the peer is cut off for a while.
     fn strike(&mut self, peer: PeerId, weight: u32) {
+        tracing::debug!(%peer, weight, "strike");
         let strikes = self.strikes.entry(peer).or_default();
         *strikes += weight;
         if *strikes >= MAX_STRIKES {
@@ -468,12 +470,15 @@ impl<H: Host> Driver<H> {
                 self.banned.remove(&peer_id);
                 let addr = endpoint.get_remote_address().clone();
                 self.peers.entry(peer_id).or_insert_with(|| addr.clone());
+                tracing::debug!(peer = %peer_id, %addr, "connected");
                 self.connected.send_replace(self.peers.len());
                 if num_established.get() == 1 {
                     self.host.emit(NodeEvent::PeerConnected { peer: peer_id.to_string(), via: VIA });
                 }
                 if endpoint.is_dialer() && !is_relayed(&addr) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
                     // Peer ids rotate; the address is what lets a restart find the peer again.
                     let bare: Multiaddr = addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
                     self.host.note_peer_addr(bare).await;
@@ -482,6 +487,7 @@ impl<H: Host> Driver<H> {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
                 if num_established == 0 {
+                    tracing::debug!(peer = %peer_id, "disconnected");
                     self.peers.remove(&peer_id);
                     self.reserved.remove(&peer_id);
                     self.connected.send_replace(self.peers.len());
@@ -518,6 +524,7 @@ impl<H: Host> Driver<H> {
                     &propagation_source,
                     verdict,
                 );
+                tracing::debug!(from = %propagation_source, topic = %message.topic, ok, "gossip message");
                 if !ok {
                     self.strike(propagation_source, 1);
                 } else if rendezvous {
@@ -527,6 +534,7 @@ impl<H: Host> Driver<H> {
                 }
             }
             WeftBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
                 if self.subscribed.contains(&topic) {
                     self.start_sync(peer_id, &topic).await;
                 } else if self.config.relay_server {
@@ -545,8 +553,10 @@ impl<H: Host> Driver<H> {
                 if info.agent_version.starts_with(super::behaviour::RELAY_AGENT) {
                     self.relay_peers.insert(peer_id);
                 }
-                for addr in info.listen_addrs.into_iter().filter(|a| !is_relayed(a)) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    for addr in info.listen_addrs.into_iter().filter(|a| !is_relayed(a)) {
+                        kad.add_address(&peer_id, addr);
+                    }
                 }
             }
             WeftBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. }) => {
@@ -603,6 +613,7 @@ impl<H: Host> Driver<H> {
                 Ok(Some(sync.start(topic, salt, source)))
             })
             .await;
+        tracing::debug!(me = %self.swarm.local_peer_id(), %peer, topic = %data_encoding::HEXLOWER.encode(&topic), started = ?first.as_ref().map(|m| m.is_some()), "sync start");
         if let Ok(Some(message)) = first {
             self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(&[message]));
         }
@@ -628,6 +639,7 @@ impl<H: Host> Driver<H> {
                 Ok((replies, received))
             })
             .await?;
+        tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
         for e in received {
             let _ = self.host.receive_envelope(e, peer).await;
         }

@@ -1,0 +1,106 @@
+//! In-process nodes on loopback for the network scenarios.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_core::account::Account;
+use weft_core::crypto::OsEntropy;
+use weft_core::net::{Keypair, Multiaddr, NetConfig, NetHandle};
+use weft_core::node::Node;
+use weft_core::store::DatabaseKey;
+
+/// The database key of `name`'s home in these tests (as an app's keystore would hand it over).
+pub fn key_of(name: &str) -> [u8; 32] {
+    let mut k = [7u8; 32];
+    for (i, b) in name.bytes().enumerate() {
+        k[i % 32] ^= b.rotate_left(i as u32);
+    }
+    k
+}
+
+/// Logs to stderr as `RUST_LOG` asks (e.g. `RUST_LOG=weft_core=debug`); quiet by default.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Creates `name`'s account under `dir` and runs it as a node.
+pub async fn create(dir: &Path, name: &str) -> Arc<Node> {
+    init_logging();
+    let (home, name) = (dir.join(name), name.to_string());
+    let node = Node::start(move || {
+        Account::create_with_key(
+            &home,
+            &DatabaseKey::from_bytes(key_of(&name)),
+            Some(&name),
+            Box::new(OsEntropy),
+            weft_core::account::system_clock(),
+        )
+    })
+    .await
+    .expect("creating a node");
+    Arc::new(node)
+}
+
+/// Opens `name`'s existing account under `dir` again (after a crash or a stop).
+pub async fn reopen(dir: &Path, name: &str) -> Arc<Node> {
+    Arc::new(Node::open_with_key(dir.join(name), key_of(name)).await.expect("reopening a node"))
+}
+
+/// Loopback TCP only, no mDNS, a fast tick.
+pub fn config(bootstrap: Vec<Multiaddr>, relays: Vec<Multiaddr>) -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")],
+        bootstrap,
+        relays,
+        mdns: false,
+        tick: Duration::from_millis(200),
+        ..NetConfig::default()
+    }
+}
+
+/// Starts the network for `node` with a fresh peer id; returns it with its first address.
+pub async fn online(node: &Arc<Node>, config: NetConfig) -> (NetHandle, Multiaddr) {
+    let net = weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await.expect("starting libp2p");
+    let addr = net.listen_addrs().await[0].clone();
+    (net, addr)
+}
+
+/// `sender: body` of the text messages of a conversation, in its order.
+pub async fn texts(node: &Node, conversation: &str) -> Vec<String> {
+    node.history(conversation.into(), 100_000)
+        .await
+        .expect("history")
+        .into_iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| format!("{}: {}", m.sender, m.body))
+        .collect()
+}
+
+/// Waits (bounded: `secs`, generous for loaded CI machines) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// Makes two nodes contacts without a network (bundles carried by hand).
+pub async fn introduce(a: &Node, b: &Node) {
+    a.add_contact(b.link().await.expect("link"), None).await.expect("add contact");
+    b.import_bundle(a.export_bundle().await.expect("export")).await.expect("import");
+    let a_name = a.call(|acc| Ok(acc.name().unwrap_or_default().to_string())).await.expect("name");
+    b.accept_contact(a_name).await.expect("accept");
+    a.import_bundle(b.export_bundle().await.expect("export")).await.expect("import");
+}
