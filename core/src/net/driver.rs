@@ -485,16 +485,14 @@ impl<H: Host> Driver<H> {
                 }
                 self.reserve_on(peer_id);
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    tracing::debug!(peer = %peer_id, "disconnected");
-                    self.peers.remove(&peer_id);
-                    self.reserved.remove(&peer_id);
-                    self.connected.send_replace(self.peers.len());
-                    self.host.emit(NodeEvent::PeerDisconnected { peer: peer_id.to_string(), via: VIA });
-                    let syncs = self.syncs.clone();
-                    let _ = self.host.with_source(move |_| Ok(syncs.lock().map(|mut s| s.remove(&peer_id)).ok())).await;
-                }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                tracing::debug!(peer = %peer_id, "disconnected");
+                self.peers.remove(&peer_id);
+                self.reserved.remove(&peer_id);
+                self.connected.send_replace(self.peers.len());
+                self.host.emit(NodeEvent::PeerDisconnected { peer: peer_id.to_string(), via: VIA });
+                let syncs = self.syncs.clone();
+                let _ = self.host.with_source(move |_| Ok(syncs.lock().map(|mut s| s.remove(&peer_id)).ok())).await;
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
             _ => {}

@@ -1,0 +1,173 @@
+//! Hostile peers, built from plain libp2p, against a real node: junk gossip on a topic the node
+//! follows, junk sync requests, and a flood of junk subscriptions. The node cuts each of them
+//! off (and refuses them for a while), and its honest peer's messages keep arriving.
+
+use std::time::Duration;
+
+use libp2p::futures::StreamExt;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
+use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
+
+/// A raw-bytes codec for the sync protocol, with no limits: the hostile side.
+#[derive(Clone, Default)]
+struct Raw;
+
+impl request_response::Codec for Raw {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&req).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Hostile {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<Raw>,
+}
+
+fn hostile() -> Swarm<Hostile> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .max_transmit_size(1 << 20)
+                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+                .build()
+                .unwrap();
+            Hostile {
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
+                sync: request_response::Behaviour::with_codec(
+                    Raw,
+                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                ),
+            }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Runs the swarm until `until` says so, for at most 30 s; true if it did.
+async fn drive(swarm: &mut Swarm<Hostile>, mut until: impl FnMut(&SwarmEvent<HostileEvent>) -> bool) -> bool {
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return false,
+            event = swarm.select_next_some() => if until(&event) { return true },
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_are_cut_off_and_honest_traffic_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    introduce(&alice, &bob).await;
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr.clone()], vec![])).await;
+    bob.send("alice".into(), "before the attack".into()).await.unwrap();
+    eventually("the first message", 60, || async { texts(&alice, "bob").await.len() == 1 }).await;
+
+    // 1. Junk gossip on a topic Alice follows: rejected, never forwarded, and after 16 the
+    //    sender is cut off.
+    let mut junk = hostile();
+    junk.dial(alice_addr.clone()).unwrap();
+    let mut topic = None;
+    assert!(
+        drive(&mut junk, |e| match e {
+            SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed { topic: t, .. }))
+                if t.as_str().starts_with("weft/") =>
+            {
+                topic = Some(t.clone());
+                true
+            }
+            _ => false,
+        })
+        .await,
+        "alice's subscriptions are visible to the peer"
+    );
+    let topic = gossipsub::IdentTopic::new(topic.unwrap().as_str());
+    junk.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
+    for i in 0..40u32 {
+        let mut bytes = vec![1u8; 256];
+        bytes[20..24].copy_from_slice(&i.to_be_bytes()); // an envelope of the wrong topic
+        let _ = junk.behaviour_mut().gossipsub.publish(topic.clone(), bytes);
+        let _ = junk.behaviour_mut().gossipsub.publish(topic.clone(), vec![0xAB; 10 + i as usize]);
+        tokio::time::timeout(Duration::from_millis(20), junk.select_next_some()).await.ok();
+    }
+    assert!(
+        drive(&mut junk, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
+        "the junk sender is cut off"
+    );
+    // It is refused when it comes back under the same peer id.
+    junk.dial(alice_addr.clone()).unwrap();
+    assert!(
+        drive(&mut junk, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
+        "and refused on return"
+    );
+
+    // 2. A junk sync request: cut off at once.
+    let mut bad_sync = hostile();
+    bad_sync.dial(alice_addr.clone()).unwrap();
+    assert!(drive(&mut bad_sync, |e| matches!(e, SwarmEvent::ConnectionEstablished { .. })).await);
+    let alice_peer = *bad_sync.connected_peers().next().unwrap();
+    bad_sync.behaviour_mut().sync.send_request(&alice_peer, vec![0xFF; 4096]);
+    assert!(
+        drive(&mut bad_sync, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
+        "a peer that breaks the sync protocol is cut off"
+    );
+
+    // 3. A flood of junk subscriptions, within and beyond the per-peer limit.
+    let mut subscriber = hostile();
+    subscriber.dial(alice_addr.clone()).unwrap();
+    assert!(drive(&mut subscriber, |e| matches!(e, SwarmEvent::ConnectionEstablished { .. })).await);
+    for i in 0..6_000u32 {
+        let name = if i % 2 == 0 { format!("weft/{:032x}", i) } else { format!("junk-{i}") };
+        let _ = subscriber.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(name));
+    }
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            subscriber.select_next_some().await;
+        }
+    })
+    .await
+    .ok();
+
+    // Through all of it, Bob's messages keep arriving.
+    for i in 0..20 {
+        bob.send("alice".into(), format!("during the attack {i}")).await.unwrap();
+    }
+    eventually("bob's messages after the attack", 60, || async { texts(&alice, "bob").await.len() == 21 }).await;
+    let status = alice_net.status().await.unwrap();
+    assert!(status.peers.len() <= 3, "alice kept only bob and the idle subscriber: {status:?}");
+    drop(junk);
+    drop(bad_sync);
+    drop(subscriber);
+    alice_net.stop();
+    bob_net.stop();
+    let _: Option<Multiaddr> = None;
+}
