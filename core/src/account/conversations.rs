@@ -230,7 +230,9 @@ impl Account {
         let row = self.settle([group], result)?;
         // Writing to someone who asked is accepting them. The message is already stored, so a
         // failure here must not report the send as failed.
-        if c.kind == ConversationKind::Contact {
+        if c.kind == ConversationKind::Contact
+            && self.contact_row(&c.name).is_ok_and(|r| r.status == crate::store::ContactStatus::Incoming)
+        {
             let _ = self.accept_contact(&c.name);
         }
         Ok(self.message_info(&row, &c.name))

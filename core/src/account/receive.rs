@@ -183,7 +183,10 @@ impl Account {
             }
             Event::Nothing => {}
         }
-        self.store.write(|tx| {
+        // A received envelope is safe to lose to a power cut (a peer hands it over again);
+        // joining a group is not: it seals our announcement with a fresh chain position.
+        let durable = announce.is_some();
+        let apply = |tx: &rusqlite::Connection| -> Result<()> {
             tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
             for row in &rows {
                 tx.insert_message(row)?;
@@ -202,7 +205,12 @@ impl Account {
                 }
             }
             Ok(())
-        })?;
+        };
+        if durable {
+            self.store.write(apply)?
+        } else {
+            self.store.write_relaxed(apply)?
+        };
         let joined_id = joined.as_ref().map(|g| g.id);
         if let Some(g) = joined {
             self.groups.insert(g.id, g);
@@ -377,7 +385,7 @@ impl Account {
         let (live, stale): (Vec<_>, Vec<_>) = pending.into_iter().partition(|e| followed.contains(&e[1..17]));
         if !stale.is_empty() {
             let ids: Vec<_> = stale.iter().map(|e| crate::envelope::EnvelopeId(*blake3::hash(e).as_bytes())).collect();
-            self.store.write(|tx| ids.iter().try_for_each(|id| tx.outbox_remove(id).map(|_| ())))?;
+            self.store.write_relaxed(|tx| ids.iter().try_for_each(|id| tx.outbox_remove(id).map(|_| ())))?;
         }
         Ok(live)
     }
@@ -389,7 +397,7 @@ impl Account {
     /// Records that a peer took these envelopes (a push was accepted, or a peer fetched them);
     /// returns the ids of the messages among them that were still in the outbox.
     pub fn handed_over(&mut self, ids: &[crate::envelope::EnvelopeId]) -> Result<Vec<String>> {
-        self.store.write(|tx| {
+        self.store.write_relaxed(|tx| {
             let mut sent = Vec::new();
             for id in ids {
                 if tx.outbox_remove(id)? && tx.is_message(id)? {
@@ -403,7 +411,7 @@ impl Account {
     /// Remembers an address a peer was reached at (without its peer id, which rotates).
     pub fn note_peer_addr(&mut self, addr: &str) -> Result<()> {
         let now = self.now();
-        self.store.write(|tx| tx.note_peer_addr(addr, now, MAX_PEER_ADDRS))
+        self.store.write_relaxed(|tx| tx.note_peer_addr(addr, now, MAX_PEER_ADDRS))
     }
 
     /// Addresses peers were reached at, most recent first: dialled again on start.

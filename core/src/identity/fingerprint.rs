@@ -20,8 +20,9 @@ pub fn safety_number(a: &AccountPublic, b: &AccountPublic) -> String {
 fn groups(account: &AccountPublic) -> Vec<String> {
     // Iterated hashing makes finding a key with a chosen fingerprint costlier (as Signal does).
     let mut hash = *blake3::hash(account).as_bytes();
+    let keyed = blake3::Hasher::new_derive_key("weft/v1/fingerprint");
     for _ in 0..1024 {
-        let mut h = blake3::Hasher::new_derive_key("weft/v1/fingerprint");
+        let mut h = keyed.clone();
         h.update(&hash).update(account);
         hash = *h.finalize().as_bytes();
     }

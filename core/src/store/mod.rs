@@ -9,10 +9,11 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 
 pub use key::{DatabaseKey, KdfParams};
 pub use rows::{ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, Rows};
+pub use rusqlite::Connection;
 pub use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
@@ -78,6 +79,19 @@ impl Store {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Like [`Store::write`], but the commit does not wait for the disk (`synchronous=NORMAL`):
+    /// still atomic, and a crash of the process loses nothing, but a power cut may roll the
+    /// database back to an earlier commit. Only for changes that are safe to lose that way:
+    /// what a peer can hand us again (received envelopes) or what is only bookkeeping (the
+    /// outbox, peer addresses). Never for anything we sign, seal or acknowledge: the next
+    /// ordinary commit syncs the log, these frames included, so order is kept.
+    pub fn write_relaxed<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let out = self.write(f);
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        out
     }
 
     /// Folds the write-ahead log back into the database and truncates it, so that superseded

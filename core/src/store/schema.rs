@@ -82,16 +82,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX envelopes_by_topic ON envelopes(topic);
     ",
     // 4: the outbox (our envelopes no peer has taken yet) and the addresses of peers we reached,
-    // so a restart reconnects without help.
+    // so a restart reconnects without help. Waiting envelopes get a partial index: every
+    // envelope stored no longer touches an index that only the few waiting ones need.
     "
     CREATE TABLE outbox (
         envelope_id BLOB PRIMARY KEY
-    );
+    ) WITHOUT ROWID;
+    DROP INDEX envelopes_waiting;
+    CREATE INDEX envelopes_waiting ON envelopes(group_id) WHERE status = 'waiting';
     INSERT INTO outbox SELECT id FROM envelopes WHERE status = 'sent';
     CREATE TABLE peer_addrs (
         addr TEXT PRIMARY KEY,
         last_ms INTEGER NOT NULL
-    );
+    ) WITHOUT ROWID;
     ",
 ];
 
