@@ -88,6 +88,8 @@ pub enum Error {
     #[error("network: {0}")]
     Network(String),
     /// The node was closed, or its account thread stopped.
+    #[error("nothing was stored: the transaction for this message and others sent with it failed ({0})")]
+    NotStored(String),
     #[error("the node is closed")]
     Closed,
     /// A bug: something that should not happen did. Nothing was applied.

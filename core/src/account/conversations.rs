@@ -2,6 +2,8 @@
 
 use super::{Account, ConversationInfo, ConversationKind, MemberInfo, MessageInfo};
 use crate::envelope::EnvelopeId;
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::group::{Action, Group, GroupId, GroupKind, Sealed};
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
@@ -204,38 +206,81 @@ impl Account {
 
     /// Seals a message and stores it; durable when this returns.
     pub fn send(&mut self, conversation: &str, text: &str) -> Result<MessageInfo> {
-        let c = self.resolve(conversation)?;
+        self.send_batch(&[(conversation.to_owned(), text.to_owned())]).pop().expect("one result per message")
+    }
+
+    /// Seals several messages, in order, and stores them in one transaction (one wait for the
+    /// disk for all of them); durable when this returns. Each message gets its own result: one
+    /// that cannot be sealed (unknown conversation, too long) fails alone; if the transaction
+    /// fails, they all fail and nothing is stored.
+    pub fn send_batch(&mut self, messages: &[(String, String)]) -> Vec<Result<MessageInfo>> {
         let now = self.now();
-        let mut group = self.groups.remove(&c.id).expect("resolved conversations exist");
         let me = self.account_public();
-        let result = group.send_text(&self.me, text, now, self.entropy.as_mut()).and_then(|sealed| {
-            let last = sealed.last().expect("a text is always sealed");
-            let row = MessageRow {
-                id: last.envelope.id(),
-                group_id: group.id,
-                sender: me,
-                lamport: last.inner.lamport,
-                sent_ms: now,
-                kind: "text".into(),
-                body: text.to_owned(),
-                outgoing: true,
-            };
-            self.store.write(|tx| {
-                put_sent(tx, &group.id, &sealed, now)?;
-                tx.insert_message(&row)?;
-                tx.save_group(&mut group)
-            })?;
-            Ok(row)
-        });
-        let row = self.settle([group], result)?;
-        // Writing to someone who asked is accepting them. The message is already stored, so a
-        // failure here must not report the send as failed.
-        if c.kind == ConversationKind::Contact
-            && self.contact_row(&c.name).is_ok_and(|r| r.status == crate::store::ContactStatus::Incoming)
-        {
-            let _ = self.accept_contact(&c.name);
+        let mut taken: BTreeMap<GroupId, Group> = BTreeMap::new();
+        let mut results: Vec<Result<(MessageRow, ConversationInfo)>> = Vec::with_capacity(messages.len());
+        let mut sealed_all: Vec<(GroupId, Vec<Sealed>)> = Vec::new();
+        for (conversation, text) in messages {
+            let prepared = self.resolve(conversation).and_then(|c| {
+                let group = match taken.entry(c.id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(self.groups.remove(&c.id).expect("resolved conversations exist"))
+                    }
+                };
+                let sealed = group.send_text(&self.me, text, now, self.entropy.as_mut())?;
+                let last = sealed.last().expect("a text is always sealed");
+                let row = MessageRow {
+                    id: last.envelope.id(),
+                    group_id: group.id,
+                    sender: me,
+                    lamport: last.inner.lamport,
+                    sent_ms: now,
+                    kind: "text".into(),
+                    body: text.clone(),
+                    outgoing: true,
+                };
+                sealed_all.push((group.id, sealed));
+                Ok((row, c))
+            });
+            results.push(prepared);
         }
-        Ok(self.message_info(&row, &c.name))
+        if taken.is_empty() {
+            return results.into_iter().map(|r| r.map(|(row, c)| self.message_info(&row, &c.name))).collect();
+        }
+        let written = self.store.write(|tx| {
+            for (gid, sealed) in &sealed_all {
+                put_sent(tx, gid, sealed, now)?;
+            }
+            for (row, _) in results.iter().flatten() {
+                tx.insert_message(row)?;
+            }
+            for group in taken.values_mut() {
+                tx.save_group(group)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = self.settle(taken.into_values(), written) {
+            let why = e.to_string();
+            let mut first = Some(e);
+            return messages
+                .iter()
+                .map(|_| Err(first.take().unwrap_or_else(|| Error::NotStored(why.clone()))))
+                .collect();
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                let (row, c) = r?;
+                // Writing to someone who asked is accepting them. The message is already stored,
+                // so a failure here must not report the send as failed.
+                if c.kind == ConversationKind::Contact
+                    && self.contact_row(&c.name).is_ok_and(|r| r.status == crate::store::ContactStatus::Incoming)
+                {
+                    let _ = self.accept_contact(&c.name);
+                }
+                Ok(self.message_info(&row, &c.name))
+            })
+            .collect()
     }
 
     /// The last `limit` messages of a conversation, oldest first, in causal order.

@@ -45,6 +45,26 @@ impl Account {
         Ok(Received::Applied(shown))
     }
 
+    /// Receives several envelopes with one commit for all (each applied atomically on its own):
+    /// what a transport hands over in a burst. One result per envelope; if the commit fails,
+    /// every result is an error and memory is reloaded from the store.
+    pub fn receive_batch(&mut self, envelopes: Vec<Vec<u8>>) -> Vec<Result<Received>> {
+        if let Err(e) = self.store.begin_batch() {
+            let why = e.to_string();
+            return envelopes.iter().map(|_| Err(Error::NotStored(why.clone()))).collect();
+        }
+        let results: Vec<Result<Received>> =
+            envelopes.into_iter().map(|bytes| Envelope::parse(bytes).and_then(|e| self.receive_envelope(e))).collect();
+        match self.store.end_batch() {
+            Ok(()) => results,
+            Err(e) => {
+                let why = e.to_string();
+                let _ = self.settle([], Err::<(), _>(e));
+                results.iter().map(|_| Err(Error::NotStored(why.clone()))).collect()
+            }
+        }
+    }
+
     /// Retries the envelopes of a group that waited for keys.
     pub(super) fn retry_waiting(&mut self, gid: &GroupId) -> Result<Vec<MessageInfo>> {
         let mut shown = Vec::new();

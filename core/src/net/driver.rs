@@ -528,7 +528,7 @@ impl<H: Host> Driver<H> {
                 } else if rendezvous {
                     self.host.receive_request(message.data).await;
                 } else {
-                    let _ = self.host.receive_envelope(message.data, propagation_source).await;
+                    self.host.receive_envelope(message.data, propagation_source);
                 }
             }
             WeftBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
@@ -639,7 +639,7 @@ impl<H: Host> Driver<H> {
             .await?;
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
         for e in received {
-            let _ = self.host.receive_envelope(e, peer).await;
+            self.host.receive_envelope(e, peer);
         }
         Ok(replies)
     }

@@ -30,8 +30,9 @@ pub trait Host: Send + Sync + 'static {
     fn outbox_changed(&self) -> impl Future<Output = ()> + Send;
     /// A peer took these envelopes.
     fn handed_over(&self, ids: Vec<EnvelopeId>) -> impl Future<Output = ()> + Send;
-    /// An envelope (already checked for shape) from `from`.
-    fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId) -> impl Future<Output = Result<()>> + Send;
+    /// Hands over an envelope (already checked for shape) from `from`. Returns at once: the
+    /// host stores it in its own time (a node batches what arrives together).
+    fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId);
     /// A contact request seen at one of our rendezvous points.
     fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
     /// Runs `f` against the envelope store, on whichever thread owns it.
@@ -79,8 +80,9 @@ impl Host for NodeHost {
         }
     }
 
-    async fn receive_envelope(&self, bytes: Vec<u8>, _from: PeerId) -> Result<()> {
-        self.0.receive_envelope(bytes, super::VIA).await
+    fn receive_envelope(&self, bytes: Vec<u8>, _from: PeerId) {
+        // Queued by the call; nobody needs to wait for the outcome.
+        drop(self.0.receive_envelope(bytes, super::VIA));
     }
 
     async fn receive_request(&self, bytes: Vec<u8>) {

@@ -71,12 +71,30 @@ impl Delivery {
 
 type Job = Box<dyn FnOnce(&mut Account) + Send>;
 
+/// An envelope from a transport waiting to be received, with whoever waits for the outcome.
+struct PendingReceive {
+    bytes: Vec<u8>,
+    via: &'static str,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// A message waiting to be sealed and stored, with whoever waits for the outcome.
+struct PendingSend {
+    conversation: String,
+    text: String,
+    reply: oneshot::Sender<Result<MessageInfo>>,
+}
+
 /// A running account. Cheap to share behind an `Arc`; every method may be called from any task.
 pub struct Node {
     jobs: mpsc::UnboundedSender<Job>,
     events: broadcast::Sender<NodeEvent>,
     /// Woken when something enters the outbox, so transports push it at once.
-    outbox: tokio::sync::Notify,
+    outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// Sends not yet taken by the account thread: taken all at once, stored in one transaction.
+    sends: std::sync::Arc<std::sync::Mutex<Vec<PendingSend>>>,
+    /// Envelopes not yet taken by the account thread: received together, committed once.
+    receives: std::sync::Arc<std::sync::Mutex<Vec<PendingReceive>>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -122,7 +140,14 @@ impl Node {
             .map_err(|e| Error::io("starting the account thread", e))?;
         ready_rx.await.map_err(|_| Error::Closed)??;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Node { jobs, events, outbox: tokio::sync::Notify::new(), worker: Some(worker) })
+        Ok(Node {
+            jobs,
+            events,
+            outbox: Default::default(),
+            sends: Default::default(),
+            receives: Default::default(),
+            worker: Some(worker),
+        })
     }
 
     /// Runs `f` on the account and returns its result.
@@ -208,8 +233,56 @@ impl Node {
     }
 
     /// Stores a message durably and returns it; transports deliver it from the store.
-    pub async fn send(&self, conversation: String, text: String) -> Result<MessageInfo> {
-        self.call_and_push(move |a| a.send(&conversation, &text)).await
+    ///
+    /// The message takes its place in the conversation when this is called, not when the future
+    /// is first polled. Sends that queue up while the account thread is busy are sealed in
+    /// order and stored in one transaction (group commit): under load the disk waits once for
+    /// many messages.
+    pub fn send(
+        &self,
+        conversation: String,
+        text: String,
+    ) -> impl std::future::Future<Output = Result<MessageInfo>> + Send + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let first = match self.sends.lock() {
+            Ok(mut queue) => {
+                queue.push(PendingSend { conversation, text, reply });
+                queue.len() == 1
+            }
+            Err(_) => {
+                let _ = reply.send(Err(Error::Internal("the send queue is poisoned")));
+                false
+            }
+        };
+        if first {
+            let (sends, outbox) = (self.sends.clone(), self.outbox.clone());
+            let job: Job = Box::new(move |account| {
+                let batch = sends.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
+                let messages: Vec<(String, String)> =
+                    batch.iter().map(|p| (p.conversation.clone(), p.text.clone())).collect();
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.send_batch(&messages)));
+                outbox.notify_one();
+                match results {
+                    Ok(results) => {
+                        for (pending, result) in batch.into_iter().zip(results) {
+                            let _ = pending.reply.send(result);
+                        }
+                    }
+                    Err(_) => {
+                        for pending in batch {
+                            let _ = pending.reply.send(Err(Error::Internal("the account panicked; nothing was sent")));
+                        }
+                    }
+                }
+            });
+            if self.jobs.send(job).is_err() {
+                // The account thread is gone: dropping the queued replies answers `Closed`.
+                if let Ok(mut queue) = self.sends.lock() {
+                    queue.clear();
+                }
+            }
+        }
+        async move { outcome.await.map_err(|_| Error::Closed)? }
     }
 
     pub async fn history(&self, conversation: String, limit: usize) -> Result<Vec<MessageInfo>> {
@@ -239,13 +312,49 @@ impl Node {
     }
 
     /// Receives an envelope from a transport and tells subscribers what it made visible.
-    pub async fn receive_envelope(&self, bytes: Vec<u8>, via: &'static str) -> Result<()> {
-        let received =
-            self.call_and_push(move |a| a.receive_envelope(crate::envelope::Envelope::parse(bytes)?)).await?;
-        if let crate::account::Received::Applied(messages) = received {
-            self.emit_messages(messages, via);
+    ///
+    /// The envelope is queued when this is called (a transport may drop the future without
+    /// waiting); envelopes that queue up while the account thread is busy are received together
+    /// with one commit.
+    pub fn receive_envelope(
+        &self,
+        bytes: Vec<u8>,
+        via: &'static str,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let first = match self.receives.lock() {
+            Ok(mut queue) => {
+                queue.push(PendingReceive { bytes, via, reply });
+                queue.len() == 1
+            }
+            Err(_) => false,
+        };
+        if first {
+            let (receives, outbox, events) = (self.receives.clone(), self.outbox.clone(), self.events.clone());
+            let job: Job = Box::new(move |account| {
+                let batch = receives.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
+                let (replies, envelopes): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|p| ((p.reply, p.via), p.bytes)).unzip();
+                let results =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.receive_batch(envelopes)));
+                outbox.notify_one();
+                let Ok(results) = results else { return };
+                for ((reply, via), result) in replies.into_iter().zip(results) {
+                    let outcome = result.map(|received| {
+                        if let crate::account::Received::Applied(messages) = received {
+                            emit_messages(&events, messages, via);
+                        }
+                    });
+                    let _ = reply.send(outcome);
+                }
+            });
+            if self.jobs.send(job).is_err()
+                && let Ok(mut queue) = self.receives.lock()
+            {
+                queue.clear();
+            }
         }
-        Ok(())
+        async move { outcome.await.map_err(|_| Error::Closed)? }
     }
 
     /// Receives a contact request from a transport; requests for others fail quietly.
@@ -258,15 +367,6 @@ impl Node {
         Ok(())
     }
 
-    pub(crate) fn emit_messages(&self, messages: Vec<MessageInfo>, via: &'static str) {
-        for m in messages {
-            match m.kind.as_str() {
-                "joined" => self.emit(NodeEvent::JoinedGroup { name: m.body }),
-                _ => self.emit(NodeEvent::MessageReceived { message: m, via }),
-            }
-        }
-    }
-
     /// Stops the account thread after the calls already queued; the store checkpoints on close.
     pub async fn close(mut self) {
         let worker = self.worker.take();
@@ -274,6 +374,17 @@ impl Node {
         if let Some(w) = worker {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
+    }
+}
+
+/// Tells subscribers about messages that became visible (joining a group is its own event).
+fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInfo>, via: &'static str) {
+    for m in messages {
+        let event = match m.kind.as_str() {
+            "joined" => NodeEvent::JoinedGroup { name: m.body },
+            _ => NodeEvent::MessageReceived { message: m, via },
+        };
+        let _ = events.send(event);
     }
 }
 

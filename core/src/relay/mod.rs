@@ -133,8 +133,10 @@ impl Host for RelayHost {
 
     async fn handed_over(&self, _ids: Vec<EnvelopeId>) {}
 
-    async fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId) -> Result<()> {
-        self.hold(bytes, from.to_bytes())
+    fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId) {
+        if let Err(e) = self.hold(bytes, from.to_bytes()) {
+            tracing::debug!(%from, %e, "not held");
+        }
     }
 
     async fn receive_request(&self, _bytes: Vec<u8>) {}

@@ -23,6 +23,8 @@ pub const DB_FILE: &str = "weft.db";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Whether a batch is open (see [`Store::begin_batch`]).
+    batch: bool,
 }
 
 impl Store {
@@ -59,7 +61,7 @@ impl Store {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = Store { conn, path: path.to_path_buf() };
+        let mut store = Store { conn, path: path.to_path_buf(), batch: false };
         schema::migrate(&mut store.conn, path)?;
         Ok(store)
     }
@@ -73,12 +75,51 @@ impl Store {
         &self.conn
     }
 
-    /// Runs `f` in one transaction; commits only if it succeeds.
+    /// Runs `f` in one transaction; commits only if it succeeds, durably. Inside a batch, the
+    /// batch so far is committed first and `f` gets a durable commit of its own (which syncs
+    /// the log, the batch's earlier writes included); then the batch goes on.
     pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.batch {
+            self.end_batch()?;
+            let out = self.write(f);
+            self.begin_batch()?;
+            return out;
+        }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Opens a batch: relaxed writes until [`Store::end_batch`] share one commit (one write of
+    /// the log for all), each still atomic on its own (a savepoint). Durable writes inside a
+    /// batch still get their own durable commit.
+    pub fn begin_batch(&mut self) -> Result<()> {
+        if self.batch {
+            return Ok(());
+        }
+        // The safety level cannot change inside a transaction: set it first.
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            return Err(e.into());
+        }
+        self.batch = true;
+        Ok(())
+    }
+
+    /// Commits a batch. On failure nothing of it is stored, and the caller must reload what it
+    /// keeps in memory.
+    pub fn end_batch(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.batch) {
+            return Ok(());
+        }
+        let committed = self.conn.execute_batch("COMMIT");
+        if committed.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(committed?)
     }
 
     /// Like [`Store::write`], but the commit does not wait for the disk (`synchronous=NORMAL`):
@@ -88,6 +129,12 @@ impl Store {
     /// outbox, peer addresses). Never for anything we sign, seal or acknowledge: the next
     /// ordinary commit syncs the log, these frames included, so order is kept.
     pub fn write_relaxed<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.batch {
+            let savepoint = self.conn.savepoint()?;
+            let out = f(&savepoint)?;
+            savepoint.commit()?;
+            return Ok(out);
+        }
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let out = self.write(f);
         self.conn.pragma_update(None, "synchronous", "FULL")?;
