@@ -1,5 +1,6 @@
-//! `weft run` through the real binary: two homes, real TCP on loopback. Alice added Bob's link
-//! and wrote before either node ran; when both run, Bob gets the request and the message.
+//! `weft run` and `weft relay` through the real binary: homes, real TCP on loopback. Alice added
+//! Bob's link and wrote before either node ran; when both run, Bob gets the request and the
+//! message; other `weft` commands reach a running node through its control socket.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -15,11 +16,15 @@ struct Running {
 
 impl Running {
     fn start(home: &Home, args: &[&str]) -> Running {
+        let mut all = vec!["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        all.extend_from_slice(args);
+        Running::spawn(home, &all)
+    }
+
+    fn spawn(home: &Home, args: &[&str]) -> Running {
         let mut child = Command::new(weft_binary())
             .arg("--home")
             .arg(&home.dir)
-            .arg("run")
-            .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(args)
             .env("WEFT_PASSPHRASE", &home.passphrase)
             .stdout(Stdio::piped())
@@ -71,8 +76,46 @@ fn two_weft_run_processes_exchange_a_request_and_a_message() {
     let bob_run = Running::start(&bob, &[]);
     let line = bob_run.wait_for("/ip4/127.0.0.1/tcp/");
     let addr = line.trim().to_owned();
-    let _alice_run = Running::start(&alice, &["--bootstrap", &addr]);
+    let alice_run = Running::start(&alice, &["--bootstrap", &addr]);
     bob_run.wait_for("contact request from alice");
     let message = bob_run.wait_for("written while offline");
     assert!(message.contains("via libp2p"), "{message}");
+
+    // Bob's home is held by his node; `weft send` goes through its control socket.
+    let sent = bob.ok(&["send", "alice", "through the socket"]);
+    assert!(sent.contains("through the running node"), "{sent}");
+    let reply = alice_run.wait_for("through the socket");
+    assert!(reply.contains("via libp2p"), "{reply}");
+    let status: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "status"])).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["peers"].as_array().unwrap().len(), 1, "{status}");
+    // A bad call gets a clear error and the exit code of what went wrong.
+    let unknown = bob.run(&["send", "nobody", "hello"]);
+    assert_eq!(unknown.status.code(), Some(5), "{}", String::from_utf8_lossy(&unknown.stderr));
+}
+
+#[test]
+fn a_client_keeps_a_relay_and_reports_it() {
+    let root = tempfile::tempdir().unwrap();
+    let relay_home = Home::new(root.path(), "relay");
+    let relay = Running::spawn(&relay_home, &["relay", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let line = relay.wait_for("--relay /ip4/127.0.0.1/tcp/");
+    let relay_addr = line.trim().trim_start_matches("--relay ").to_owned();
+    let alice = Home::new(root.path(), "alice");
+    alice.ok(&["init", "--name", "alice"]);
+    let _alice_run = Running::start(&alice, &["--relay", &relay_addr]);
+    relay.wait_for("connected to");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "status"])).unwrap();
+        if status["relays"][0]["connected"] == true && status["relays"][0]["reserved"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay never showed as connected and reserved: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Without its peer id, a relay address is refused with a hint.
+    let bad = alice.run(&["run", "--relay", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lacks the relay's /p2p/ID"));
 }

@@ -377,6 +377,19 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// Closing the job queue ends the account thread after the jobs already queued; waiting for
+    /// it means the store is checkpointed and closed before anything else goes (a process that
+    /// exits under a running SQLCipher connection can crash in its crypto library).
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.take() else { return };
+        self.jobs = mpsc::unbounded_channel().0;
+        if worker.thread().id() != std::thread::current().id() {
+            let _ = worker.join();
+        }
+    }
+}
+
 /// Tells subscribers about messages that became visible (joining a group is its own event).
 fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInfo>, via: &'static str) {
     for m in messages {
