@@ -52,6 +52,8 @@ pub fn call(home: &Path, method: &str, params: Value) -> Result<Option<Value>> {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     let Ok(mut stream) = UnixStream::connect(socket_path(home)) else { return Ok(None) };
+    // A node that accepts but never answers must not hang the command.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).context("setting a timeout")?;
     let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     writeln!(stream, "{request}").context("writing to the running node")?;
     let mut line = String::new();
@@ -81,6 +83,10 @@ where
     use std::os::unix::fs::PermissionsExt;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let path = socket_path(home);
+    // The home is its owner's alone, so the socket is never reachable by others, not even in
+    // the moment between binding it and restricting it.
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", home.display()))?;
     // We hold the home's lock, so a socket file here was left by a process that died.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;

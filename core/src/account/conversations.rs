@@ -219,8 +219,10 @@ impl Account {
         let mut taken: BTreeMap<GroupId, Group> = BTreeMap::new();
         let mut results: Vec<Result<(MessageRow, ConversationInfo)>> = Vec::with_capacity(messages.len());
         let mut sealed_all: Vec<(GroupId, Vec<Sealed>)> = Vec::new();
-        for (conversation, text) in messages {
-            let prepared = self.resolve(conversation).and_then(|c| {
+        // Resolve every name before any group leaves `self.groups` for sealing.
+        let resolved: Vec<Result<ConversationInfo>> = messages.iter().map(|(c, _)| self.resolve(c)).collect();
+        for ((_, text), resolved) in messages.iter().zip(resolved) {
+            let prepared = resolved.and_then(|c| {
                 let group = match taken.entry(c.id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(v) => {

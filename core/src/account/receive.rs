@@ -55,14 +55,23 @@ impl Account {
         }
         let results: Vec<Result<Received>> =
             envelopes.into_iter().map(|bytes| Envelope::parse(bytes).and_then(|e| self.receive_envelope(e))).collect();
-        match self.store.end_batch() {
-            Ok(()) => results,
-            Err(e) => {
-                let why = e.to_string();
-                let _ = self.settle([], Err::<(), _>(e));
+        let ended = self.store.end_batch();
+        let broken = self.store.take_batch_broken();
+        match ended {
+            Ok(()) if !broken => results,
+            other => {
+                let why = other.err().map_or_else(|| "a commit inside the batch failed".to_owned(), |e| e.to_string());
+                let _ = self.settle([], Err::<(), _>(Error::NotStored(why.clone())));
                 results.iter().map(|_| Err(Error::NotStored(why.clone()))).collect()
             }
         }
+    }
+
+    /// Puts the account back in step with its store after a panic in the middle of a change:
+    /// an open batch is rolled back and the groups are reloaded.
+    pub fn recover_after_panic(&mut self) {
+        self.store.abort_batch();
+        let _ = self.settle([], Err::<(), _>(Error::Internal("recovering from a panic")));
     }
 
     /// Retries the envelopes of a group that waited for keys.
@@ -95,21 +104,24 @@ impl Account {
                 if self.count_waiting(Some(&gid))? >= MAX_WAITING_PER_GROUP {
                     return Err(Error::Limit("too many envelopes of this group wait for keys"));
                 }
-                self.store
-                    .write(|tx| tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now))?;
+                self.store.write_relaxed(|tx| {
+                    tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now)
+                })?;
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
         // A member device we learn of through an envelope of a past epoch was never sent the
-        // secrets of the epochs since (whoever changed the membership did not know it): if we
-        // are an admin, a new epoch shared with every device we now know brings it along.
+        // secrets of the epochs since (whoever changed the membership did not know it). The
+        // admin who started the current epoch (only they, so admins do not race) starts a new
+        // one, shared with every device now known.
         let device_is_new = !group.devices_of(&opened.sender.account).iter().any(|c| c.device == opened.sender.device);
         let behind = group.current_epoch().is_some_and(|current| current.id != epoch);
         let share_anew = device_is_new
             && behind
             && group.kind == crate::group::GroupKind::Many
             && group.is_admin(&self.account_public())
+            && group.current_epoch_author() == Some(self.account_public())
             && group.is_member(&opened.sender.account);
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
@@ -396,18 +408,27 @@ impl Account {
     }
 
     /// Our envelopes that no peer has taken yet (at most `limit`, oldest first): what a
-    /// transport should push. Envelopes whose topic is no longer followed leave the outbox
-    /// unsent: their epoch is long past (the key shares of later epochs carry the membership
-    /// on), or their day is over, and no member listens there any more.
-    pub fn outbox(&mut self, limit: usize) -> Result<Vec<Vec<u8>>> {
+    /// transport should push; and the ids of our messages that just expired. An envelope whose
+    /// topic is no longer followed leaves the outbox unsent: its epoch is past (later epochs'
+    /// key shares carry the membership on) or its day is over, and no member listens there.
+    pub fn outbox(&mut self, limit: usize) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
         let followed: std::collections::HashSet<_> = self.sync_topics(1).into_iter().collect();
         let pending = self.store.read().outbox(limit)?;
         let (live, stale): (Vec<_>, Vec<_>) = pending.into_iter().partition(|e| followed.contains(&e[1..17]));
+        let mut expired = Vec::new();
         if !stale.is_empty() {
             let ids: Vec<_> = stale.iter().map(|e| crate::envelope::EnvelopeId(*blake3::hash(e).as_bytes())).collect();
-            self.store.write_relaxed(|tx| ids.iter().try_for_each(|id| tx.outbox_remove(id).map(|_| ())))?;
+            expired = self.store.write_relaxed(|tx| {
+                let mut messages = Vec::new();
+                for id in &ids {
+                    if tx.outbox_remove(id)? && tx.is_message(id)? {
+                        messages.push(id.to_hex());
+                    }
+                }
+                Ok(messages)
+            })?;
         }
-        Ok(live)
+        Ok((live, expired))
     }
 
     pub fn outbox_len(&self) -> Result<usize> {

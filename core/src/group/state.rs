@@ -280,6 +280,14 @@ impl Group {
         self.epochs.get(&id)
     }
 
+    /// The account whose membership change started the current epoch (none for a 1:1 chat).
+    pub fn current_epoch_author(&self) -> Option<AccountPublic> {
+        match &self.kind {
+            GroupKind::Pair { .. } => None,
+            GroupKind::Many => self.ops.get(self.membership.applied.last()?).map(|op| op.author.account),
+        }
+    }
+
     /// Up to `n` epochs before the current one whose secrets we hold, newest first.
     pub fn previous_epochs(&self, n: usize) -> impl Iterator<Item = &Epoch> {
         let applied: &[[u8; 32]] = match &self.kind {

@@ -59,7 +59,9 @@ impl WeftBehaviour {
         // Anonymous gossip: no author, no sequence number, no signature on messages. Envelopes
         // are content-addressed, so the message id is the envelope's hash.
         let gossip_config = gossipsub::ConfigBuilder::default()
-            .max_transmit_size(MAX_ENVELOPE_LEN + 1024)
+            // Room for an envelope, and for one subscription message listing every topic a peer
+            // may follow (about 47 bytes each).
+            .max_transmit_size(MAX_ENVELOPE_LEN.max(MAX_TOPICS_PER_PEER * 64) + 1024)
             .validation_mode(gossipsub::ValidationMode::Anonymous)
             // Nothing is forwarded before the driver has checked its shape.
             .validate_messages()

@@ -31,9 +31,10 @@ const REDIAL_EVERY_TICKS: u64 = 5;
 const MAX_BATCH: usize = 1024;
 /// Outbox envelopes pushed per round.
 const PUSH_BATCH: usize = 256;
-/// Topics a relay follows on behalf of one peer, and in all.
-const MAX_FOLLOWED_PER_PEER: usize = 1024;
-const MAX_FOLLOWED: usize = 32_768;
+/// Topics a relay follows on behalf of one peer, and in all (its own subscriptions must stay
+/// under what every peer's gossipsub accepts from one peer: 4096).
+const MAX_FOLLOWED_PER_PEER: usize = 512;
+const MAX_FOLLOWED: usize = 4000;
 /// Invalid gossip messages a peer may send before it is cut off, and for how long.
 const MAX_STRIKES: u32 = 16;
 const BAN: Duration = Duration::from_secs(600);
@@ -280,7 +281,12 @@ impl<H: Host> Driver<H> {
                     None => return,
                 },
                 _ = host.outbox_changed() => self.push_outbox().await,
-                _ = tick.tick() => self.refresh().await,
+                _ = tick.tick() => {
+                    self.ticks += 1;
+                    let now = Instant::now();
+                    self.banned.retain(|_, until| *until > now);
+                    self.refresh().await;
+                }
             }
         }
     }
@@ -317,7 +323,6 @@ impl<H: Host> Driver<H> {
     /// Follows the topics of the day, reconciles new ones, republishes contact requests,
     /// pushes the outbox and dials lost peers.
     async fn refresh(&mut self) {
-        self.ticks += 1;
         let Ok(interests) = self.host.interests().await else { return };
         let mut topics: HashSet<_> = interests.topics.iter().map(|t| gossip_topic(t).hash()).collect();
         let mut points: HashSet<_> = interests.rendezvous.iter().map(|p| rendezvous_topic(p).hash()).collect();
@@ -488,6 +493,8 @@ impl<H: Host> Driver<H> {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.strikes.remove(&peer_id);
+                self.relay_peers.remove(&peer_id);
                 self.reserved.remove(&peer_id);
                 self.connected.send_replace(self.peers.len());
                 self.host.emit(NodeEvent::PeerDisconnected { peer: peer_id.to_string(), via: VIA });
@@ -533,11 +540,10 @@ impl<H: Host> Driver<H> {
             }
             WeftBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 tracing::debug!(peer = %peer_id, %topic, "peer subscribed");
+                // (A relay follows new topics at its next tick: one subscription message may name
+                // thousands, and each must not cost a refresh.)
                 if self.subscribed.contains(&topic) {
                     self.start_sync(peer_id, &topic).await;
-                } else if self.config.relay_server {
-                    // Follow the new topic now rather than at the next tick.
-                    self.refresh().await;
                 }
             }
             WeftBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {

@@ -65,7 +65,11 @@ impl Host for NodeHost {
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
-        self.0.call(move |a| a.outbox(limit)).await
+        let (live, expired) = self.0.call(move |a| a.outbox(limit)).await?;
+        for id in expired {
+            self.0.emit(NodeEvent::DeliveryChanged { id, state: crate::node::Delivery::Expired });
+        }
+        Ok(live)
     }
 
     async fn outbox_changed(&self) {

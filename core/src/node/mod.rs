@@ -58,6 +58,9 @@ pub enum Delivery {
     Queued,
     /// At least one peer (a member, a relay) took it.
     Sent,
+    /// No peer took it before its conversation moved on (a new epoch, or its day passed with
+    /// nobody online): it will not be delivered; send it again.
+    Expired,
 }
 
 impl Delivery {
@@ -65,6 +68,7 @@ impl Delivery {
         match self {
             Delivery::Queued => "queued",
             Delivery::Sent => "sent",
+            Delivery::Expired => "expired",
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct Node {
     receives: std::sync::Arc<std::sync::Mutex<Vec<PendingReceive>>>,
     worker: Option<JoinHandle<()>>,
 }
+
+/// Envelopes from transports waiting for the account thread; more are dropped.
+const MAX_QUEUED_RECEIVES: usize = 4096;
 
 /// Events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 1024;
@@ -269,6 +276,7 @@ impl Node {
                         }
                     }
                     Err(_) => {
+                        account.recover_after_panic();
                         for pending in batch {
                             let _ = pending.reply.send(Err(Error::Internal("the account panicked; nothing was sent")));
                         }
@@ -323,6 +331,12 @@ impl Node {
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let (reply, outcome) = oneshot::channel();
         let first = match self.receives.lock() {
+            // A flood cannot outgrow memory: beyond the cap, envelopes are dropped (a peer
+            // that has them offers them again at the next reconciliation).
+            Ok(queue) if queue.len() >= MAX_QUEUED_RECEIVES => {
+                let _ = reply.send(Err(Error::Limit("too many envelopes waiting to be received")));
+                false
+            }
             Ok(mut queue) => {
                 queue.push(PendingReceive { bytes, via, reply });
                 queue.len() == 1
@@ -338,7 +352,10 @@ impl Node {
                 let results =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.receive_batch(envelopes)));
                 outbox.notify_one();
-                let Ok(results) = results else { return };
+                let Ok(results) = results else {
+                    account.recover_after_panic();
+                    return;
+                };
                 for ((reply, via), result) in replies.into_iter().zip(results) {
                     let outcome = result.map(|received| {
                         if let crate::account::Received::Applied(messages) = received {
@@ -454,6 +471,40 @@ mod tests {
             Ok(bob) => bob.close().await,
             Err(_) => panic!("still shared"),
         }
+    }
+
+    #[tokio::test]
+    async fn queued_sends_share_a_commit_and_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = std::sync::Arc::new(node(dir.path(), "alice", 1).await);
+        alice.create_group("crew".into()).await.unwrap();
+        // Hold the account thread so that the sends below queue up and go as one batch.
+        let busy = alice.clone();
+        let blocker = tokio::spawn(async move {
+            busy.call(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let sends: Vec<_> = (0..50).map(|i| alice.send("crew".into(), format!("m{i}"))).collect();
+        let unknown = alice.send("nobody".into(), "x".into());
+        let more: Vec<_> = (50..60).map(|i| alice.send("crew".into(), format!("m{i}"))).collect();
+        blocker.await.unwrap().unwrap();
+        for (i, s) in sends.into_iter().chain(more).enumerate() {
+            assert_eq!(s.await.unwrap().body, format!("m{i}"));
+        }
+        assert!(matches!(unknown.await, Err(Error::NotFound { .. })), "a bad send fails alone");
+        let texts: Vec<String> = alice
+            .history("crew".into(), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "text")
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(texts, (0..60).map(|i| format!("m{i}")).collect::<Vec<_>>());
     }
 
     #[tokio::test]

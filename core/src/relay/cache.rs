@@ -2,7 +2,9 @@
 //!
 //! - a byte quota for the whole cache: when full, the oldest envelopes go first;
 //! - a byte quota per peer (the peer that handed the envelope over): a peer that floods the
-//!   relay only pushes out its own oldest envelopes, never anyone else's;
+//!   relay only pushes out its own oldest envelopes. Best effort: the peer is the neighbour that
+//!   handed it over (gossip forwards), and a flooder can come back under new peer ids, so the
+//!   total quota is what finally bounds the cache;
 //! - an expiry: envelopes older than `max_age_ms` are dropped.
 //!
 //! Pure: time comes in as milliseconds, peers as opaque keys. The relay cannot open anything it

@@ -39,6 +39,8 @@ impl RelayHost {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the relay directory", e))?;
         let db = Connection::open(dir.join(CACHE_FILE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
+        // A cache: a power cut may cost the last envelopes, which their senders still hold.
+        db.pragma_update(None, "synchronous", "NORMAL")?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS cached (
                 id BLOB PRIMARY KEY,

@@ -25,6 +25,8 @@ pub struct Store {
     path: PathBuf,
     /// Whether a batch is open (see [`Store::begin_batch`]).
     batch: bool,
+    /// Whether a batch lost writes it had already reported as done (see [`Store::take_batch_broken`]).
+    batch_broken: bool,
 }
 
 impl Store {
@@ -61,7 +63,7 @@ impl Store {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = Store { conn, path: path.to_path_buf(), batch: false };
+        let mut store = Store { conn, path: path.to_path_buf(), batch: false, batch_broken: false };
         schema::migrate(&mut store.conn, path)?;
         Ok(store)
     }
@@ -80,9 +82,14 @@ impl Store {
     /// the log, the batch's earlier writes included); then the batch goes on.
     pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.batch {
-            self.end_batch()?;
+            if let Err(e) = self.end_batch() {
+                // The batch's earlier writes are gone; whoever opened it must know.
+                self.batch_broken = true;
+                return Err(e);
+            }
             let out = self.write(f);
-            self.begin_batch()?;
+            // Should reopening fail, the rest of the batch commits write by write: slower, same data.
+            let _ = self.begin_batch();
             return out;
         }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -106,6 +113,20 @@ impl Store {
         }
         self.batch = true;
         Ok(())
+    }
+
+    /// Whether writes of the last batch that were reported as done were rolled back after all
+    /// (a commit inside the batch failed); clears the mark. The caller must then reload.
+    pub fn take_batch_broken(&mut self) -> bool {
+        std::mem::take(&mut self.batch_broken)
+    }
+
+    /// Rolls an open batch back (after a panic in the middle of one).
+    pub fn abort_batch(&mut self) {
+        if std::mem::take(&mut self.batch) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
+        }
     }
 
     /// Commits a batch. On failure nothing of it is stored, and the caller must reload what it
