@@ -68,6 +68,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, as `RUST_LOG` asks (e.g. `RUST_LOG=weft_core=debug`); warnings by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let out = output::Output { json: cli.json };
     let home = home::resolve(cli.home);
     let result = match cli.command {

@@ -14,6 +14,29 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Whether the relay stores every message of `node`'s in these conversations ("sent" only means
+/// a peer's connection took it).
+async fn relay_holds_all(
+    relay: &weft_core::relay::RelayHost,
+    node: &weft_core::node::Node,
+    conversations: &[&str],
+) -> bool {
+    let held: Vec<String> = relay
+        .envelopes()
+        .into_iter()
+        .filter_map(|b| weft_core::envelope::Envelope::parse(b).ok())
+        .map(|e| e.id().to_hex())
+        .collect();
+    for c in conversations {
+        for m in node.history((*c).into(), 1000).await.unwrap() {
+            if m.outgoing && m.kind == "text" && !held.contains(&m.id) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,6 +73,8 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     }
     alice.send("bob".into(), "bob, only for you".into()).await.unwrap();
     eventually("the relay to take alice's outbox", 60, || async { alice.call(|a| a.outbox_len()).await.unwrap() == 0 })
+        .await;
+    eventually("the relay to store alice's messages", 60, || relay_holds_all(&relay, &alice, &["night-shift", "bob"]))
         .await;
     let status = alice_net.status().await.unwrap();
     assert!(status.relays[0].connected, "{status:?}");
@@ -106,7 +131,7 @@ async fn a_relay_restarts_with_what_it_held() {
     introduce(&alice, &bob).await;
     let (alice_net, _) = online(&alice, config(vec![], vec![relay_addr.clone()])).await;
     alice.send("bob".into(), "kept across a relay restart".into()).await.unwrap();
-    eventually("the relay to hold it", 60, || async { alice.call(|a| a.outbox_len()).await.unwrap() == 0 }).await;
+    eventually("the relay to hold it", 60, || relay_holds_all(&relay, &alice, &["bob"])).await;
     let held = relay.usage();
     alice_net.stop();
     relay_net.stop();

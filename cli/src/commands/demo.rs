@@ -69,6 +69,7 @@ fn carry(from: &Account, from_name: &str, to: &mut Account, to_name: &str) -> Re
 
 /// Waits for the first event `pick` accepts, for at most 30 s.
 async fn wait_for<T>(
+    what: &str,
     events: &mut tokio::sync::broadcast::Receiver<weft_core::node::NodeEvent>,
     mut pick: impl FnMut(weft_core::node::NodeEvent) -> Option<T>,
 ) -> Result<T> {
@@ -76,7 +77,7 @@ async fn wait_for<T>(
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            _ = &mut deadline => anyhow::bail!("the network act timed out"),
+            _ = &mut deadline => anyhow::bail!("the network act timed out waiting for {what}"),
             event = events.recv() => match event {
                 Ok(event) => if let Some(found) = pick(event) { return Ok(found) },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -126,7 +127,7 @@ async fn network_act(alice: Account, bob: Account, relay_dir: &std::path::Path) 
     ];
     alice.send("north-gate".into(), "Now we are online: this one is pushed live.".into()).await?;
     for _ in 0..2 {
-        let (message, via) = wait_for(&mut bob_events, |e| match e {
+        let (message, via) = wait_for("bob to read alice", &mut bob_events, |e| match e {
             NodeEvent::MessageReceived { message, via } => Some((message, via)),
             _ => None,
         })
@@ -138,17 +139,30 @@ async fn network_act(alice: Account, bob: Account, relay_dir: &std::path::Path) 
     let mut relayed = vec!["bob goes offline".to_owned()];
     let mut alice_events = alice.subscribe();
     let sent = alice.send("north-gate".into(), "While you were away: the lamp is at the south gate.".into()).await?;
-    wait_for(&mut alice_events, |e| {
+    wait_for("alice's message to leave", &mut alice_events, |e| {
         matches!(e, NodeEvent::DeliveryChanged { ref id, state: Delivery::Sent } if *id == sent.id).then_some(())
     })
     .await?;
-    relayed.push("alice writes to north-gate; the relay, following the group's topic, takes the envelope".to_owned());
+    // "Sent" means a peer's connection took it; wait until the relay has stored it too.
+    let held = |id: &str| {
+        relay
+            .envelopes()
+            .into_iter()
+            .filter_map(|b| weft_core::envelope::Envelope::parse(b).ok())
+            .any(|e| e.id().to_hex() == id)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !held(&sent.id) {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the relay never stored alice's message");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relayed.push("alice writes to north-gate; the relay, following the group's topic, stores the envelope".to_owned());
     alice_net.stop();
     let (bytes, envelopes) = relay.usage();
     relayed
         .push(format!("alice goes offline too; the relay holds {envelopes} envelopes ({bytes} bytes of ciphertext)"));
     let bob_net = weft_core::net::start(bob.clone(), config(vec![]), Keypair::generate_ed25519()).await?;
-    let (message, via) = wait_for(&mut bob_events, |e| match e {
+    let (message, via) = wait_for("bob to read through the relay", &mut bob_events, |e| match e {
         NodeEvent::MessageReceived { message, via } => Some((message, via)),
         _ => None,
     })
