@@ -10,6 +10,12 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
 use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
 
+async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io.read_to_end(&mut buf).await?;
+    Ok(buf)
+}
+
 /// A raw-bytes codec for the sync protocol, with no limits: the hostile side.
 #[derive(Clone, Default)]
 struct Raw;
@@ -24,18 +30,14 @@ impl request_response::Codec for Raw {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.read_to_end(&mut buf).await?;
-        Ok(buf)
+        read_all(io).await
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.read_to_end(&mut buf).await?;
-        Ok(buf)
+        read_all(io).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,

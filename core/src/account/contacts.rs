@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::handshake::ContactRequest;
 use crate::identity::{ContactCard, fingerprint, safety_number};
-use crate::store::{ContactRow, ContactStatus, EnvelopeStatus, Rows};
+use crate::store::{ContactRow, ContactStatus, Rows};
 
 /// What a contact request did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,13 +237,7 @@ impl Account {
                 self.store.write(|tx| {
                     tx.upsert_contact(&row)?;
                     if let (Some(p), Some(a)) = (pair.as_mut(), &announce) {
-                        tx.put_envelope(
-                            &a.envelope.id(),
-                            Some(&p.id),
-                            a.envelope.as_bytes(),
-                            EnvelopeStatus::Sent,
-                            now,
-                        )?;
+                        super::conversations::put_sent(tx, &p.id, std::slice::from_ref(a), now)?;
                         tx.save_group(p)?;
                     }
                     Ok(())

@@ -325,7 +325,7 @@ fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, bo
     }
 }
 
-fn put_sent(tx: &rusqlite::Connection, group: &GroupId, sealed: &[Sealed], now: u64) -> Result<()> {
+pub(super) fn put_sent(tx: &rusqlite::Connection, group: &GroupId, sealed: &[Sealed], now: u64) -> Result<()> {
     for s in sealed {
         tx.put_envelope(&s.envelope.id(), Some(group), s.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
     }

@@ -135,10 +135,6 @@ impl NetHandle {
         let _ = rx.wait_for(|c| *c >= n).await;
     }
 
-    pub fn connected_peers(&self) -> usize {
-        *self.connected.borrow()
-    }
-
     pub async fn status(&self) -> Result<NetStatus> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Status(tx)).map_err(|_| Error::Closed)?;

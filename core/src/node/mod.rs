@@ -310,12 +310,7 @@ impl Node {
         for name in &report.answered {
             self.emit(NodeEvent::ContactAnswered { name: name.clone() });
         }
-        for m in &report.messages {
-            match m.kind.as_str() {
-                "joined" => self.emit(NodeEvent::JoinedGroup { name: m.body.clone() }),
-                _ => self.emit(NodeEvent::MessageReceived { message: m.clone(), via: "bundle" }),
-            }
-        }
+        emit_messages(&self.events, report.messages.clone(), "bundle");
         Ok(report)
     }
 
