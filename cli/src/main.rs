@@ -64,6 +64,8 @@ enum Command {
     Status,
     /// Run a relay: a headless node that holds ciphertext for others and relays connections
     Relay(commands::relay::Args),
+    /// Simulate the Bluetooth mesh: seeded scenarios, our routing against the baselines
+    Sim(commands::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&home, args, &out),
         Command::Status => commands::status::run(&home, &out),
         Command::Relay(args) => commands::relay::run(&home, args, &out),
+        Command::Sim(args) => commands::sim::run(args, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

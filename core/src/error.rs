@@ -84,12 +84,16 @@ pub enum Error {
     /// The file system reported an error.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// There is no Bluetooth radio to use (no adapter, no system bus, no bluetoothd).
+    #[error("no Bluetooth: {0}")]
+    NoRadio(String),
     /// The network transport failed to start or to listen.
     #[error("network: {0}")]
     Network(String),
-    /// The node was closed, or its account thread stopped.
+    /// A group commit failed: none of the messages committed with it were stored.
     #[error("nothing was stored: the transaction for this message and others sent with it failed ({0})")]
     NotStored(String),
+    /// The node was closed, or its account thread stopped.
     #[error("the node is closed")]
     Closed,
     /// A bug: something that should not happen did. Nothing was applied.

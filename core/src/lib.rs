@@ -8,7 +8,8 @@
 //! - [`store`]: the encrypted SQLite store;
 //! - [`account`]: an opened account home, binding the engine to its store;
 //! - [`node`]: the async facade clients use; [`net`]: its libp2p transport;
-//! - [`sync`]: set reconciliation; [`relay`]: the headless store-and-forward relay.
+//! - [`sync`]: set reconciliation; [`relay`]: the headless store-and-forward relay;
+//! - [`mesh`]: the Bluetooth store-carry-forward mesh.
 //!
 //! The engine modules are pure: time and randomness are passed in.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod group;
 pub mod handshake;
 pub mod identity;
 pub mod net;
+pub mod mesh;
 pub mod node;
 pub mod relay;
 pub mod store;

@@ -9,4 +9,5 @@ pub mod init;
 pub mod message;
 pub mod relay;
 pub mod run;
+pub mod sim;
 pub mod status;

@@ -191,7 +191,7 @@ fn well_formed(topic: &gossipsub::TopicHash, data: &[u8], rendezvous: bool) -> b
 
 /// Starts the network for `node`.
 pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
-    start_host(Arc::new(NodeHost(node)), config, keypair).await
+    start_host(Arc::new(NodeHost::new(node)), config, keypair).await
 }
 
 /// Starts the network for any host (a node's account or a relay's cache).

@@ -48,8 +48,14 @@ pub trait Host: Send + Sync + 'static {
 }
 
 /// A node's account as the network's host.
-#[derive(Clone)]
-pub struct NodeHost(pub Arc<Node>);
+pub struct NodeHost(pub Arc<Node>, tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>);
+
+impl NodeHost {
+    pub fn new(node: Arc<Node>) -> Self {
+        let watch = node.outbox_watch();
+        NodeHost(node, tokio::sync::Mutex::new(watch))
+    }
+}
 
 impl Host for NodeHost {
     async fn interests(&self) -> Result<Interests> {
@@ -73,7 +79,10 @@ impl Host for NodeHost {
     }
 
     async fn outbox_changed(&self) {
-        self.0.outbox_changed().await
+        if self.1.lock().await.changed().await.is_err() {
+            // The node is gone: never wake again.
+            std::future::pending::<()>().await
+        }
     }
 
     async fn handed_over(&self, ids: Vec<EnvelopeId>) {

@@ -93,8 +93,8 @@ struct PendingSend {
 pub struct Node {
     jobs: mpsc::UnboundedSender<Job>,
     events: broadcast::Sender<NodeEvent>,
-    /// Woken when something enters the outbox, so transports push it at once.
-    outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// Bumped when something enters the outbox, so every transport pushes it at once.
+    outbox: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// Sends not yet taken by the account thread: taken all at once, stored in one transaction.
     sends: std::sync::Arc<std::sync::Mutex<Vec<PendingSend>>>,
     /// Envelopes not yet taken by the account thread: received together, committed once.
@@ -150,7 +150,7 @@ impl Node {
         Ok(Node {
             jobs,
             events,
-            outbox: Default::default(),
+            outbox: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             sends: Default::default(),
             receives: Default::default(),
             worker: Some(worker),
@@ -179,9 +179,9 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// Resolves when something entered the outbox since the last time it resolved.
-    pub async fn outbox_changed(&self) {
-        self.outbox.notified().await
+    /// A watch that changes whenever something enters the outbox; each transport holds its own.
+    pub fn outbox_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox.subscribe()
     }
 
     /// Runs `f` and then wakes the transports: `f` may have put envelopes in the outbox.
@@ -190,7 +190,7 @@ impl Node {
         f: impl FnOnce(&mut Account) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let out = self.call(f).await;
-        self.outbox.notify_one();
+        self.outbox.send_modify(|v| *v += 1);
         out
     }
 
@@ -268,7 +268,7 @@ impl Node {
                 let messages: Vec<(String, String)> =
                     batch.iter().map(|p| (p.conversation.clone(), p.text.clone())).collect();
                 let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.send_batch(&messages)));
-                outbox.notify_one();
+                outbox.send_modify(|v| *v += 1);
                 match results {
                     Ok(results) => {
                         for (pending, result) in batch.into_iter().zip(results) {
@@ -346,7 +346,7 @@ impl Node {
                     batch.into_iter().map(|p| ((p.reply, p.via), p.bytes)).unzip();
                 let results =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.receive_batch(envelopes)));
-                outbox.notify_one();
+                outbox.send_modify(|v| *v += 1);
                 let Ok(results) = results else {
                     account.recover_after_panic();
                     return;

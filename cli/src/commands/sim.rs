@@ -1,0 +1,165 @@
+//! `weft sim`: the mesh simulator. Runs seeded scenarios with our routing and the baselines on
+//! the same simulated radios, prints the figures, and can plot delivery over time.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use weft_core::mesh::Strategy;
+use weft_core::mesh::sim::{self, Report, Scenario};
+
+use crate::output::Output;
+
+#[derive(Parser)]
+pub struct Args {
+    /// Scenario: line (10 radios in a row), grid (10 x 10), festival (200 people walking for an
+    /// hour), or all
+    #[arg(long, default_value = "festival")]
+    scenario: String,
+    /// Seed: the same seed gives the same run
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Strategy: weft, flood, epidemic, spray, or all
+    #[arg(long, default_value = "all")]
+    strategy: String,
+    /// Write a plot of delivery over time per strategy (SVG)
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+}
+
+pub fn run(args: Args, out: &Output) -> Result<()> {
+    let scenarios: Vec<&str> =
+        if args.scenario == "all" { Scenario::NAMES.to_vec() } else { vec![args.scenario.as_str()] };
+    let strategies: Vec<Strategy> = match args.strategy.as_str() {
+        "all" => sim::strategies(),
+        "weft" => vec![Strategy::WEFT],
+        "flood" => vec![Strategy::Flood { ttl: 7 }],
+        "epidemic" => vec![Strategy::Epidemic],
+        "spray" => vec![Strategy::SprayAndWait { copies: 8 }],
+        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, spray or all"),
+    };
+    let mut reports = Vec::new();
+    for name in scenarios {
+        let scenario = Scenario::by_name(name, args.seed)
+            .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival or all"))?;
+        reports.extend(run_all(&scenario, &strategies, args.seed));
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot(&reports)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    out.print(&reports, || table(&reports));
+    Ok(())
+}
+
+/// Runs the strategies two at a time (the machines this targets have two cores).
+fn run_all(scenario: &Scenario, strategies: &[Strategy], seed: u64) -> Vec<Report> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(strategies.len()).max(1);
+    let mut reports: Vec<Option<Report>> = vec![None; strategies.len()];
+    std::thread::scope(|s| {
+        let chunks: Vec<Vec<(usize, Strategy)>> = (0..workers)
+            .map(|w| strategies.iter().copied().enumerate().filter(|(i, _)| i % workers == w).collect())
+            .collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| s.spawn(move || chunk.into_iter().map(|(i, st)| (i, sim::run(scenario, st, seed))).collect::<Vec<_>>()))
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().expect("a simulation thread panicked") {
+                reports[i] = Some(r);
+            }
+        }
+    });
+    reports.into_iter().flatten().collect()
+}
+
+fn table(reports: &[Report]) -> String {
+    let mut text = String::new();
+    let mut scenario = "";
+    for r in reports {
+        if r.scenario != scenario {
+            scenario = &r.scenario;
+            let epidemic = reports.iter().find(|e| e.scenario == r.scenario && e.strategy == "epidemic");
+            text += &format!("\nscenario {} (seed {}): {} deliveries expected\n", r.scenario, r.seed, r.expected);
+            text += &format!(
+                "{:<22} {:>9} {:>9} {:>9} {:>12} {:>11} {:>8}{}\n",
+                "strategy",
+                "delivery",
+                "p50 (s)",
+                "p95 (s)",
+                "air B/msg",
+                "peak cache",
+                "wall",
+                if epidemic.is_some() { "   vs epidemic: delivery, air, p50" } else { "" }
+            );
+        }
+        let epidemic = reports.iter().find(|e| e.scenario == r.scenario && e.strategy == "epidemic");
+        let versus = epidemic
+            .map(|e| {
+                format!(
+                    "   {:.3}x  {:.3}x  {:.2}x",
+                    r.delivery_ratio / e.delivery_ratio.max(f64::MIN_POSITIVE),
+                    r.bytes_per_delivered / e.bytes_per_delivered.max(f64::MIN_POSITIVE),
+                    r.latency_p50_s / e.latency_p50_s.max(f64::MIN_POSITIVE)
+                )
+            })
+            .unwrap_or_default();
+        text += &format!(
+            "{:<22} {:>9.3} {:>9.1} {:>9.1} {:>12.0} {:>10}K {:>6}ms{}\n",
+            r.strategy,
+            r.delivery_ratio,
+            r.latency_p50_s,
+            r.latency_p95_s,
+            r.bytes_per_delivered,
+            r.peak_cache_bytes / 1024,
+            r.wall_ms,
+            versus
+        );
+    }
+    text
+}
+
+/// Delivery over time, one line per strategy and scenario, as a self-contained SVG.
+fn plot(reports: &[Report]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 420.0;
+    const M: f64 = 50.0;
+    let colours = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+    let max_t = reports.iter().flat_map(|r| r.timeline.iter().map(|(t, _)| *t)).max().unwrap_or(1).max(1) as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{M}\" y=\"20\" font-size=\"14\">Delivered fraction over time (weft sim)</text>\n\
+         <line x1=\"{M}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n\
+         <line x1=\"{M}\" y1=\"{M}\" x2=\"{M}\" y2=\"{}\" stroke=\"black\"/>\n",
+        H - M,
+        W - M,
+        H - M,
+        H - M
+    );
+    for i in 0..=4 {
+        let y = H - M - (H - 2.0 * M) * i as f64 / 4.0;
+        svg += &format!("<text x=\"10\" y=\"{y:.0}\">{:.2}</text>\n", i as f64 / 4.0);
+    }
+    svg += &format!("<text x=\"{}\" y=\"{}\">minutes (0 to {:.0})</text>\n", W / 2.0 - 40.0, H - 15.0, max_t / 60.0);
+    for (i, r) in reports.iter().enumerate() {
+        let colour = colours[i % colours.len()];
+        let points: Vec<String> = std::iter::once((0u64, 0.0))
+            .chain(r.timeline.iter().copied())
+            .map(|(t, f)| {
+                format!("{:.1},{:.1}", M + (W - 2.0 * M) * t as f64 / max_t, H - M - (H - 2.0 * M) * f)
+            })
+            .collect();
+        svg += &format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            points.join(" ")
+        );
+        svg += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{} · {}</text>\n",
+            M + 10.0,
+            M + 16.0 * (i as f64 + 1.0),
+            r.scenario,
+            r.strategy
+        );
+    }
+    svg + "</svg>\n"
+}

@@ -1,0 +1,248 @@
+//! Runs a node's [`Router`] over a [`Radio`]: the IO edge of the mesh.
+//!
+//! One task owns the router. Each link gets a reader task (fragments in) and a writer task
+//! (fragments out, in order); everything else happens in the owning task, so the router needs
+//! no locks. The node's outbox is pushed over the mesh as well as over libp2p, so when libp2p
+//! has no peers delivery goes on here with no user action; what the mesh delivers goes through
+//! the same receive path as everything else, so an envelope arriving both ways is stored and
+//! shown once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::radio::{Link, Radio};
+use super::router::{LinkId, Output, Router, RouterConfig, RouterStats};
+use crate::node::{Delivery, Node, NodeEvent};
+use crate::sync::EnvelopeSource;
+
+/// How the node's events name the mesh.
+pub const VIA: &str = "mesh";
+const TICK: Duration = Duration::from_secs(1);
+/// Topics and our own envelopes are read from the account this often.
+const REFRESH_TICKS: u64 = 10;
+/// Our own envelopes the router carries for neighbours who share our groups.
+const MAX_OWN_ENVELOPES: usize = 2_048;
+/// Fragments queued for one link's writer before more are dropped.
+const WRITE_QUEUE: usize = 4_096;
+
+/// A running mesh.
+pub struct MeshHandle {
+    task: JoinHandle<()>,
+    stats: Arc<Mutex<RouterStats>>,
+    radio: &'static str,
+}
+
+impl MeshHandle {
+    /// What the router holds and how many links are open.
+    pub fn stats(&self) -> RouterStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    /// The radio's name (`sim`, `ble`, `app`).
+    pub fn radio(&self) -> &'static str {
+        self.radio
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for MeshHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the mesh for `node` on `radio`. Must be called inside a tokio runtime.
+pub fn start(node: Arc<Node>, radio: impl Radio, config: RouterConfig) -> MeshHandle {
+    let stats = Arc::new(Mutex::new(RouterStats::default()));
+    let name = radio.name();
+    let task = tokio::spawn(run(node, radio, Router::new(config), stats.clone()));
+    MeshHandle { task, stats, radio: name }
+}
+
+enum LinkEvent {
+    Fragment(LinkId, Vec<u8>),
+    Down(LinkId),
+}
+
+struct OpenLink {
+    link: Arc<dyn Link>,
+    writer: mpsc::Sender<Vec<u8>>,
+}
+
+async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: Arc<Mutex<RouterStats>>) {
+    let started = Instant::now();
+    let now = move || started.elapsed().as_millis() as u64;
+    let (events_tx, mut events) = mpsc::channel::<LinkEvent>(4_096);
+    let mut links: HashMap<LinkId, OpenLink> = HashMap::new();
+    let mut next_link: LinkId = 1;
+    let mut radio_open = true;
+    let mut outbox = node.outbox_watch();
+    let mut tick = tokio::time::interval(TICK);
+    let mut ticks = 0u64;
+    let outputs = refresh(&node, &mut router, now()).await;
+    apply(&node, outputs, &mut links).await;
+    push_outbox(&node, &mut router, now(), &mut links).await;
+    loop {
+        let outputs = tokio::select! {
+            link = radio.next_link(), if radio_open => match link {
+                Some(link) => {
+                    let id = next_link;
+                    next_link += 1;
+                    let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+                    tokio::spawn(read_link(link.clone(), id, events_tx.clone()));
+                    tokio::spawn(write_link(link.clone(), queue));
+                    let (mtu, initiator) = (link.mtu(), link.initiator());
+                    links.insert(id, OpenLink { link, writer });
+                    node.emit(NodeEvent::PeerConnected { peer: format!("{}-{id}", radio.name()), via: VIA });
+                    router.link_up(id, mtu, initiator, salt(), now())
+                }
+                None => {
+                    tracing::info!(radio = radio.name(), "the radio stopped; the mesh carries on with what it holds");
+                    radio_open = false;
+                    Vec::new()
+                }
+            },
+            Some(event) = events.recv() => match event {
+                LinkEvent::Fragment(id, fragment) => router.fragment(id, &fragment, now()),
+                LinkEvent::Down(id) => {
+                    if links.remove(&id).is_some() {
+                        router.link_down(id);
+                        node.emit(NodeEvent::PeerDisconnected { peer: format!("{}-{id}", radio.name()), via: VIA });
+                    }
+                    Vec::new()
+                }
+            },
+            changed = outbox.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                push_outbox(&node, &mut router, now(), &mut links).await;
+                Vec::new()
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                let mut outputs = router.tick(now(), salt());
+                if ticks % REFRESH_TICKS == 0 {
+                    outputs.extend(refresh(&node, &mut router, now()).await);
+                }
+                outputs
+            }
+        };
+        apply(&node, outputs, &mut links).await;
+        *stats.lock().expect("stats lock") = router.stats();
+    }
+}
+
+/// Follows the account's topics and carries its recent envelopes for neighbours in its groups
+/// (envelopes that came by libp2p or a bundle included).
+async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Output> {
+    let Ok((topics, own)) = node
+        .call(|a| {
+            let topics = a.sync_topics(1);
+            let mut own = Vec::new();
+            'topics: for topic in &topics {
+                for id in a.ids(topic) {
+                    if own.len() >= MAX_OWN_ENVELOPES {
+                        break 'topics;
+                    }
+                    own.push((id, *topic));
+                }
+            }
+            Ok((topics, own))
+        })
+        .await
+    else {
+        return Vec::new();
+    };
+    router.set_interests(topics);
+    let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.holds(id)).collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let Ok(envelopes) = node
+        .call(move |a| Ok(missing.iter().filter_map(|(id, topic)| a.envelope(topic, id)).collect::<Vec<_>>()))
+        .await
+    else {
+        return Vec::new();
+    };
+    envelopes.into_iter().flat_map(|envelope| router.adopt(envelope, now_ms)).collect()
+}
+
+/// Originates what waits in the outbox and is new to the router.
+async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: &mut HashMap<LinkId, OpenLink>) {
+    let Ok((live, _expired)) = node.call(|a| a.outbox(256)).await else { return };
+    for envelope in live {
+        let id = crate::sync::short_id(&crate::envelope::EnvelopeId(*blake3::hash(&envelope).as_bytes()));
+        if router.holds(&id) {
+            continue;
+        }
+        let outputs = router.originate(envelope, now_ms);
+        apply(node, outputs, links).await;
+    }
+}
+
+async fn apply(node: &Arc<Node>, outputs: Vec<Output>, links: &mut HashMap<LinkId, OpenLink>) {
+    let mut handed = Vec::new();
+    let mut closed = HashSet::new();
+    for output in outputs {
+        match output {
+            Output::Send { link, fragment } => {
+                if let Some(open) = links.get(&link) {
+                    // A full queue drops the fragment, as the air would; the frame is lost and
+                    // reconciliation brings its content back.
+                    let _ = open.writer.try_send(fragment);
+                }
+            }
+            Output::Deliver { envelope } => drop(node.receive_envelope(envelope, VIA)),
+            Output::Close { link, why } => {
+                tracing::debug!(link, why, "closing a mesh link");
+                closed.insert(link);
+            }
+            Output::HandedOver { id } => handed.push(id),
+        }
+    }
+    for link in closed {
+        if let Some(open) = links.get(&link) {
+            open.link.close();
+        }
+    }
+    if !handed.is_empty() {
+        if let Ok(sent) = node.call(move |a| a.handed_over(&handed)).await {
+            for id in sent {
+                node.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Sent });
+            }
+        }
+    }
+}
+
+async fn read_link(link: Arc<dyn Link>, id: LinkId, events: mpsc::Sender<LinkEvent>) {
+    while let Some(fragment) = link.recv().await {
+        if events.send(LinkEvent::Fragment(id, fragment)).await.is_err() {
+            return;
+        }
+    }
+    let _ = events.send(LinkEvent::Down(id)).await;
+}
+
+async fn write_link(link: Arc<dyn Link>, mut queue: mpsc::Receiver<Vec<u8>>) {
+    while let Some(fragment) = queue.recv().await {
+        if link.send(fragment).await.is_err() {
+            link.close();
+            return;
+        }
+    }
+}
+
+fn salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    // A failing OS generator only weakens the reconciliation's hash salt, not any secret.
+    let _ = getrandom::fill(&mut salt);
+    salt
+}

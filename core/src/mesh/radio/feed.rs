@@ -1,0 +1,149 @@
+//! A radio run by a driver outside the mesh: it reports links and fragments through
+//! [`RadioEvents`] and is asked to write through [`Driver`]. A mobile app implements `Driver`
+//! over its platform's Bluetooth (peripheral and central) through the bindings; the in-process
+//! simulated radio uses it too. Link ids and fragments are opaque to the driver.
+//!
+//! Whatever the driver does, the mesh stays bounded: a fragment larger than any MTU is dropped,
+//! each link buffers at most [`LINK_BUFFER`] fragments (more are dropped, as on the air), and
+//! calls after the radio is gone do nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::mpsc;
+
+use super::{BoxFuture, Link, Radio};
+use crate::error::{Error, Result};
+use crate::mesh::fragment::{MAX_MTU, MIN_MTU};
+
+/// Fragments one link buffers before the mesh reads them.
+pub const LINK_BUFFER: usize = 1024;
+/// Links a driver may report before it closes one.
+pub const MAX_LINKS: usize = 32;
+
+/// What the mesh asks of a driver.
+pub trait Driver: Send + Sync + 'static {
+    /// Writes one fragment to `link`, in order. An error closes the link.
+    fn send(&self, link: u64, fragment: Vec<u8>) -> Result<()>;
+    /// Disconnects `link`.
+    fn close(&self, link: u64);
+}
+
+type Links = Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>;
+
+/// How a driver reports what its radio does. Cheap to clone; safe from any thread.
+#[derive(Clone)]
+pub struct RadioEvents {
+    links: Weak<Links>,
+    new_links: mpsc::Sender<Arc<dyn Link>>,
+    driver: Weak<dyn Driver>,
+}
+
+impl RadioEvents {
+    /// A neighbour connected. `initiator` must be true on exactly one side of a link (the
+    /// central). Refused once [`MAX_LINKS`] are open or the radio stopped.
+    pub fn link_up(&self, link: u64, mtu: u32, initiator: bool) -> Result<()> {
+        let (Some(links), Some(driver)) = (self.links.upgrade(), self.driver.upgrade()) else {
+            return Err(Error::Closed);
+        };
+        let (tx, rx) = mpsc::channel(LINK_BUFFER);
+        {
+            let mut map = links.lock().expect("links lock");
+            if map.len() >= MAX_LINKS && !map.contains_key(&link) {
+                return Err(Error::Limit("too many mesh links"));
+            }
+            map.insert(link, tx);
+        }
+        let fed = FedLink {
+            id: link,
+            mtu: (mtu as usize).clamp(MIN_MTU, MAX_MTU),
+            initiator,
+            driver,
+            links: self.links.clone(),
+            rx: tokio::sync::Mutex::new(rx),
+        };
+        self.new_links.try_send(Arc::new(fed)).map_err(|_| Error::Limit("mesh is not taking links"))
+    }
+
+    /// A fragment arrived on `link`. Dropped if it is larger than any MTU allows, if the link
+    /// is unknown, or if the link's buffer is full.
+    pub fn frame(&self, link: u64, fragment: Vec<u8>) {
+        if fragment.len() > MAX_MTU {
+            return;
+        }
+        let Some(links) = self.links.upgrade() else { return };
+        let tx = links.lock().expect("links lock").get(&link).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.try_send(fragment);
+        }
+    }
+
+    /// The neighbour went away.
+    pub fn link_down(&self, link: u64) {
+        if let Some(links) = self.links.upgrade() {
+            links.lock().expect("links lock").remove(&link);
+        }
+    }
+}
+
+/// The radio side the mesh reads.
+pub struct FedRadio {
+    name: &'static str,
+    new_links: mpsc::Receiver<Arc<dyn Link>>,
+    // Holds what `RadioEvents` only point to, so that dropping the radio makes every late
+    // call from the driver a no-op.
+    _links: Arc<Links>,
+    _driver: Arc<dyn Driver>,
+}
+
+/// A radio for `driver`, and the handle its driver reports through.
+pub fn fed_radio(driver: Arc<dyn Driver>, name: &'static str) -> (FedRadio, RadioEvents) {
+    let links: Arc<Links> = Arc::new(Mutex::new(HashMap::new()));
+    let (tx, rx) = mpsc::channel(MAX_LINKS);
+    let events = RadioEvents { links: Arc::downgrade(&links), new_links: tx, driver: Arc::downgrade(&driver) };
+    (FedRadio { name, new_links: rx, _links: links, _driver: driver }, events)
+}
+
+impl Radio for FedRadio {
+    fn next_link(&mut self) -> BoxFuture<'_, Option<Arc<dyn Link>>> {
+        Box::pin(self.new_links.recv())
+    }
+
+    fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+struct FedLink {
+    id: u64,
+    mtu: usize,
+    initiator: bool,
+    driver: Arc<dyn Driver>,
+    links: Weak<Links>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+}
+
+impl Link for FedLink {
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn initiator(&self) -> bool {
+        self.initiator
+    }
+
+    fn send(&self, fragment: Vec<u8>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.driver.send(self.id, fragment) })
+    }
+
+    fn recv(&self) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move { self.rx.lock().await.recv().await })
+    }
+
+    fn close(&self) {
+        if let Some(links) = self.links.upgrade() {
+            links.lock().expect("links lock").remove(&self.id);
+        }
+        self.driver.close(self.id);
+    }
+}

@@ -1,0 +1,933 @@
+//! One node's side of the store-carry-forward mesh, as a state machine: link events and
+//! fragments in, fragments to send and envelopes to deliver out. Time and randomness (the
+//! reconciliation salt) come in from the caller, so the same code runs under a real radio, the
+//! in-process medium and the simulator.
+//!
+//! How envelopes travel with [`Strategy::Weft`]:
+//! - a fresh envelope is pushed to every neighbour, `push_hops` deep, splitting its copies;
+//! - when two nodes meet they reconcile the ids they hold (rateless IBLT, bytes in proportion
+//!   to the difference) and offer each other what the other lacks, by topic;
+//! - a node pulls every offered envelope of its own topics, and carries others' while they
+//!   still have copies to hand out (binary spray: the holder of `c` copies gives `c / 2`);
+//! - what arrives later is offered at once to neighbours that lack it.
+//!
+//! A neighbour learns only which of the topics it offered were wanted: nothing is announced.
+//! The baselines of the simulator are strategies of the same router.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use super::fragment::{Fragmenter, Reassembled, Reassembler};
+use super::message::{MAX_IDS, MeshMessage};
+use crate::envelope::{Envelope, EnvelopeId, Topic};
+use crate::sync::{Initiator, Item, Responder, short_id};
+
+/// A link as the router knows it: an opaque number the driver picked.
+pub type LinkId = u64;
+
+/// How envelopes are spread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Ours (see the module docs).
+    Weft { copies: u16, push_hops: u8 },
+    /// bitchat-style flooding: each node relays a fresh envelope once, `ttl` hops; nothing is
+    /// kept for later neighbours.
+    Flood { ttl: u8 },
+    /// Epidemic routing: summary vectors on contact, every node takes everything.
+    Epidemic,
+    /// Binary spray-and-wait with `copies` copies, summary vectors on contact.
+    SprayAndWait { copies: u16 },
+}
+
+impl Strategy {
+    pub const WEFT: Strategy = Strategy::Weft { copies: 24, push_hops: 12 };
+
+    pub fn name(&self) -> String {
+        match self {
+            Strategy::Weft { .. } => "weft".into(),
+            Strategy::Flood { ttl } => format!("flood (ttl {ttl})"),
+            Strategy::Epidemic => "epidemic".into(),
+            Strategy::SprayAndWait { copies } => format!("spray-and-wait (L={copies})"),
+        }
+    }
+
+    fn initial_copies(&self) -> u16 {
+        match *self {
+            Strategy::Weft { copies, .. } | Strategy::SprayAndWait { copies } => copies.max(1),
+            Strategy::Epidemic => u16::MAX,
+            Strategy::Flood { .. } => 1,
+        }
+    }
+
+    fn splits_copies(&self) -> bool {
+        matches!(self, Strategy::Weft { .. } | Strategy::SprayAndWait { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouterConfig {
+    pub strategy: Strategy,
+    /// Bytes of others' ciphertext this node carries.
+    pub cache_bytes: usize,
+    /// Bytes of others' ciphertext one neighbour may place here per link.
+    pub per_link_bytes: usize,
+    /// Envelopes older than this (since they reached us) are dropped.
+    pub max_age_ms: u64,
+    /// Ids remembered after their envelope was dropped, so replays are not taken again.
+    pub seen_capacity: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            strategy: Strategy::WEFT,
+            cache_bytes: 8 << 20,
+            per_link_bytes: 2 << 20,
+            max_age_ms: 24 * 3600 * 1000,
+            seen_capacity: 65_536,
+        }
+    }
+}
+
+/// What the router asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write this fragment to the link (in order).
+    Send { link: LinkId, fragment: Vec<u8> },
+    /// A new envelope of one of our topics: hand it to the account.
+    Deliver { envelope: Vec<u8> },
+    /// The neighbour broke the protocol too often: close the link.
+    Close { link: LinkId, why: &'static str },
+    /// An envelope we wrote was handed to a neighbour for the first time.
+    HandedOver { id: EnvelopeId },
+}
+
+/// What the router holds, for status and for the simulator's figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    pub own_envelopes: usize,
+    pub own_bytes: usize,
+    pub carried_envelopes: usize,
+    pub carried_bytes: usize,
+    pub links: usize,
+    pub dropped_frames: u64,
+    pub refused_envelopes: u64,
+}
+
+struct Held {
+    envelope: Arc<Vec<u8>>,
+    topic: Topic,
+    copies: u16,
+    own: bool,
+    stored_ms: u64,
+    /// Written here and not yet handed to any neighbour.
+    unsent: bool,
+}
+
+/// Protocol faults tolerated from one neighbour before the link is closed.
+const MAX_STRIKES: u32 = 16;
+/// A want not answered within this long may be asked of another neighbour.
+const WANT_TIMEOUT_MS: u64 = 20_000;
+/// Long-lived links reconcile again this often, to heal what loss cost.
+const RESYNC_MS: u64 = 120_000;
+
+struct LinkState {
+    mtu: usize,
+    initiator_role: bool,
+    fragmenter: Fragmenter,
+    reassembler: Reassembler,
+    initiator: Option<Initiator>,
+    responder: Option<Responder>,
+    /// Ids this neighbour is known to hold (offered by it, or handed to it).
+    peer_has: HashSet<Item>,
+    /// Bytes of others' ciphertext taken from this neighbour.
+    carried_from: usize,
+    strikes: u32,
+    last_sync_ms: u64,
+    closed: bool,
+}
+
+pub struct Router {
+    config: RouterConfig,
+    interests: HashSet<Topic>,
+    held: HashMap<Item, Held>,
+    own_bytes: usize,
+    carried_bytes: usize,
+    seen: HashSet<Item>,
+    seen_order: VecDeque<Item>,
+    requested: HashMap<Item, (LinkId, u64)>,
+    links: HashMap<LinkId, LinkState>,
+    out: Vec<Output>,
+    dropped_frames: u64,
+    refused_envelopes: u64,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig) -> Self {
+        Router {
+            config,
+            interests: HashSet::new(),
+            held: HashMap::new(),
+            own_bytes: 0,
+            carried_bytes: 0,
+            seen: HashSet::new(),
+            seen_order: VecDeque::new(),
+            requested: HashMap::new(),
+            links: HashMap::new(),
+            out: Vec::new(),
+            dropped_frames: 0,
+            refused_envelopes: 0,
+        }
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The topics this node reads: their envelopes are delivered, pulled first and kept.
+    pub fn set_interests(&mut self, topics: impl IntoIterator<Item = Topic>) {
+        self.interests = topics.into_iter().collect();
+        for held in self.held.values_mut() {
+            let own = self.interests.contains(&held.topic);
+            if own != held.own {
+                let len = held.envelope.len();
+                if own {
+                    self.carried_bytes -= len;
+                    self.own_bytes += len;
+                } else {
+                    self.own_bytes -= len;
+                    self.carried_bytes += len;
+                }
+                held.own = own;
+            }
+        }
+    }
+
+    pub fn holds(&self, id: &Item) -> bool {
+        self.held.contains_key(id)
+    }
+
+    pub fn stats(&self) -> RouterStats {
+        let own = self.held.values().filter(|h| h.own).count();
+        RouterStats {
+            own_envelopes: own,
+            own_bytes: self.own_bytes,
+            carried_envelopes: self.held.len() - own,
+            carried_bytes: self.carried_bytes,
+            links: self.links.len(),
+            dropped_frames: self.dropped_frames,
+            refused_envelopes: self.refused_envelopes,
+        }
+    }
+
+    /// An envelope this node just wrote: held as its own and pushed to every neighbour.
+    pub fn originate(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
+        if let Ok(parsed) = Envelope::parse(envelope) {
+            let topic = parsed.topic();
+            let id = short_id(&parsed.id());
+            if !self.held.contains_key(&id) {
+                let copies = self.config.strategy.initial_copies();
+                self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
+                if let Some(held) = self.held.get_mut(&id) {
+                    held.unsent = true;
+                }
+                self.spread_fresh(id, None, self.first_hops());
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// An envelope of our own that reached us another way (libp2p, a bundle): carried for
+    /// neighbours, offered to those present, not pushed.
+    pub fn adopt(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
+        if let Ok(parsed) = Envelope::parse(envelope) {
+            let topic = parsed.topic();
+            let id = short_id(&parsed.id());
+            if !self.held.contains_key(&id) {
+                self.insert(id, Arc::new(parsed.into_bytes()), topic, 1, true, now_ms);
+                self.offer_to_neighbours(id, None);
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// A neighbour connected. `initiator` is true on exactly one side (the central).
+    pub fn link_up(&mut self, link: LinkId, mtu: usize, initiator: bool, salt: [u8; 16], now_ms: u64) -> Vec<Output> {
+        self.links.insert(
+            link,
+            LinkState {
+                mtu,
+                initiator_role: initiator,
+                fragmenter: Fragmenter::default(),
+                reassembler: Reassembler::default(),
+                initiator: None,
+                responder: None,
+                peer_has: HashSet::new(),
+                carried_from: 0,
+                strikes: 0,
+                last_sync_ms: now_ms,
+                closed: false,
+            },
+        );
+        self.start_sync(link, initiator, salt);
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn link_down(&mut self, link: LinkId) {
+        self.links.remove(&link);
+        self.requested.retain(|_, (from, _)| *from != link);
+    }
+
+    /// A fragment from a neighbour.
+    pub fn fragment(&mut self, link: LinkId, fragment: &[u8], now_ms: u64) -> Vec<Output> {
+        let Some(state) = self.links.get_mut(&link) else { return Vec::new() };
+        match state.reassembler.push(fragment, now_ms) {
+            Reassembled::Pending => {}
+            Reassembled::Dropped(_) => self.dropped_frames += 1,
+            Reassembled::Frame(frame) => match MeshMessage::decode(&frame) {
+                Ok(message) => self.handle(link, message, now_ms),
+                Err(_) => self.strike(link, "malformed mesh message"),
+            },
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Time passes: expiry, timeouts, periodic reconciliation. `salt` seeds any new session.
+    pub fn tick(&mut self, now_ms: u64, salt: [u8; 16]) -> Vec<Output> {
+        let max_age = self.config.max_age_ms;
+        let expired: Vec<Item> =
+            self.held.iter().filter(|(_, h)| now_ms.saturating_sub(h.stored_ms) > max_age).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.remove(&id);
+        }
+        self.requested.retain(|_, (_, at)| now_ms.saturating_sub(*at) < WANT_TIMEOUT_MS);
+        let mut resync = Vec::new();
+        for (link, state) in &mut self.links {
+            if state.reassembler.expire(now_ms) {
+                self.dropped_frames += 1;
+            }
+            if state.initiator_role && now_ms.saturating_sub(state.last_sync_ms) > RESYNC_MS {
+                state.last_sync_ms = now_ms;
+                resync.push(*link);
+            }
+        }
+        resync.sort_unstable();
+        for link in resync {
+            self.start_sync(link, true, salt);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn first_hops(&self) -> u8 {
+        match self.config.strategy {
+            Strategy::Weft { push_hops, .. } => push_hops,
+            Strategy::Flood { ttl } => ttl,
+            Strategy::Epidemic | Strategy::SprayAndWait { .. } => 0,
+        }
+    }
+
+    fn start_sync(&mut self, link: LinkId, initiator: bool, salt: [u8; 16]) {
+        match self.config.strategy {
+            Strategy::Weft { .. } => {
+                if initiator {
+                    let mut session = Initiator::new(salt, self.held.keys().copied());
+                    let batch = session.next_batch();
+                    if let Some(state) = self.links.get_mut(&link) {
+                        state.initiator = Some(session);
+                    }
+                    self.send(link, &MeshMessage::Reconcile(batch));
+                }
+            }
+            Strategy::Epidemic | Strategy::SprayAndWait { .. } => {
+                let mut ids: Vec<Item> = self.held.keys().copied().collect();
+                ids.sort_unstable();
+                // An empty summary too: it is what makes the other side offer.
+                if ids.is_empty() {
+                    self.send(link, &MeshMessage::Summary { ids: Vec::new() });
+                }
+                for chunk in ids.chunks(MAX_IDS) {
+                    self.send(link, &MeshMessage::Summary { ids: chunk.to_vec() });
+                }
+            }
+            Strategy::Flood { .. } => {}
+        }
+    }
+
+    fn handle(&mut self, link: LinkId, message: MeshMessage, now_ms: u64) {
+        match message {
+            MeshMessage::Carry { hops_left, copies, envelope } => self.on_carry(link, hops_left, copies, envelope, now_ms),
+            MeshMessage::Reconcile(m) => self.on_reconcile(link, m),
+            MeshMessage::Describe { ids } => {
+                if let Some(state) = self.links.get_mut(&link) {
+                    state.initiator = None;
+                }
+                self.offer(link, ids);
+            }
+            MeshMessage::Summary { ids } => self.on_summary(link, ids),
+            MeshMessage::Offer { topics } => self.on_offer(link, topics, now_ms),
+            MeshMessage::Want { ids } => self.on_want(link, ids),
+        }
+    }
+
+    fn on_reconcile(&mut self, link: LinkId, message: crate::sync::Message) {
+        let held: Vec<Item> = self.held.keys().copied().collect();
+        let Some(state) = self.links.get_mut(&link) else { return };
+        match message {
+            crate::sync::Message::Symbols { .. } => {
+                let responder = state.responder.get_or_insert_with(|| Responder::new(held));
+                match responder.handle(message) {
+                    Ok((reply, None)) => self.send(link, &MeshMessage::Reconcile(reply)),
+                    Ok((_, Some(outcome))) => {
+                        state.responder = None;
+                        let mut we_lack: Vec<Item> =
+                            outcome.we_lack.into_iter().filter(|id| !self.seen.contains(id)).collect();
+                        we_lack.truncate(MAX_IDS);
+                        self.send(link, &MeshMessage::Describe { ids: we_lack });
+                        self.offer(link, outcome.they_lack);
+                    }
+                    Err(_) => {
+                        state.responder = None;
+                        self.strike(link, "broken reconciliation");
+                    }
+                }
+            }
+            crate::sync::Message::More => {
+                let next = state.initiator.as_mut().map(|i| i.handle(crate::sync::Message::More));
+                match next {
+                    Some(Ok(ControlFlow::Continue(batch))) => self.send(link, &MeshMessage::Reconcile(batch)),
+                    _ => {
+                        state.initiator = None;
+                        self.strike(link, "unexpected reconciliation reply");
+                    }
+                }
+            }
+            crate::sync::Message::Done { .. } => self.strike(link, "unexpected reconciliation reply"),
+        }
+    }
+
+    fn on_summary(&mut self, link: LinkId, ids: Vec<Item>) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        state.peer_has.extend(ids.iter().copied());
+        if self.config.strategy == Strategy::Epidemic {
+            // Classic epidemic: ask for everything the summary shows we lack.
+            let want: Vec<Item> = ids
+                .into_iter()
+                .filter(|id| !self.held.contains_key(id) && !self.seen.contains(id) && !self.requested.contains_key(id))
+                .collect();
+            self.want(link, want, 0);
+        } else {
+            let they_lack: Vec<Item> =
+                self.held.keys().filter(|id| !state.peer_has.contains(*id)).copied().collect();
+            self.offer(link, they_lack);
+        }
+    }
+
+    /// Offers the envelopes among `ids` that we hold, best first, grouped by topic.
+    fn offer(&mut self, link: LinkId, ids: Vec<Item>) {
+        let mut entries: Vec<(Item, &Held)> = ids.iter().filter_map(|id| self.held.get(id).map(|h| (*id, h))).collect();
+        entries.sort_by_key(|(id, h)| (!h.own, std::cmp::Reverse(h.copies), std::cmp::Reverse(h.stored_ms), *id));
+        let entries: Vec<(Item, Topic, u16)> = entries.into_iter().map(|(id, h)| (id, h.topic, h.copies)).collect();
+        for chunk in entries.chunks(MAX_IDS) {
+            let mut topics: Vec<(Topic, Vec<(Item, u16)>)> = Vec::new();
+            for (id, topic, copies) in chunk {
+                match topics.iter().position(|(t, _)| t == topic) {
+                    Some(i) => topics[i].1.push((*id, *copies)),
+                    None if topics.len() < 256 => topics.push((*topic, vec![(*id, *copies)])),
+                    None => {}
+                }
+            }
+            self.send(link, &MeshMessage::Offer { topics });
+        }
+    }
+
+    fn on_offer(&mut self, link: LinkId, topics: Vec<(Topic, Vec<(Item, u16)>)>, now_ms: u64) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        let mut budget = self.config.per_link_bytes.saturating_sub(state.carried_from);
+        let mut want = Vec::new();
+        for (topic, entries) in topics {
+            let own = self.interests.contains(&topic);
+            for (id, copies) in entries {
+                state.peer_has.insert(id);
+                if self.held.contains_key(&id) || self.seen.contains(&id) || self.requested.contains_key(&id) {
+                    continue;
+                }
+                let carry = match self.config.strategy {
+                    Strategy::Epidemic => true,
+                    Strategy::Weft { .. } | Strategy::SprayAndWait { .. } => copies >= 2,
+                    Strategy::Flood { .. } => false,
+                };
+                // Smallest envelope, to keep count of the budget without knowing sizes yet.
+                if own || (carry && budget >= 256) {
+                    if !own {
+                        budget -= 256;
+                    }
+                    want.push(id);
+                }
+            }
+        }
+        self.want(link, want, now_ms);
+    }
+
+    fn want(&mut self, link: LinkId, ids: Vec<Item>, now_ms: u64) {
+        for id in &ids {
+            self.requested.insert(*id, (link, now_ms));
+        }
+        for chunk in ids.chunks(MAX_IDS) {
+            self.send(link, &MeshMessage::Want { ids: chunk.to_vec() });
+        }
+    }
+
+    fn on_want(&mut self, link: LinkId, ids: Vec<Item>) {
+        for id in ids {
+            let Some(state) = self.links.get_mut(&link) else { return };
+            // Each envelope goes to a neighbour once: repeated wants cannot make us repeat it.
+            if !state.peer_has.insert(id) {
+                continue;
+            }
+            let Some(held) = self.held.get_mut(&id) else { continue };
+            let given = if !self.config.strategy.splits_copies() {
+                held.copies
+            } else if held.copies >= 2 {
+                let given = held.copies / 2;
+                held.copies -= given;
+                given
+            } else {
+                1
+            };
+            self.carry(link, id, 0, given);
+        }
+    }
+
+    fn on_carry(&mut self, link: LinkId, hops_left: u8, copies: u16, envelope: Vec<u8>, now_ms: u64) {
+        let Ok(parsed) = Envelope::parse(envelope) else {
+            self.refused_envelopes += 1;
+            return self.strike(link, "junk envelope");
+        };
+        let id = short_id(&parsed.id());
+        let topic = parsed.topic();
+        let requested = self.requested.get(&id).is_some_and(|(from, _)| *from == link);
+        if requested {
+            self.requested.remove(&id);
+        }
+        let Some(state) = self.links.get_mut(&link) else { return };
+        state.peer_has.insert(id);
+        if self.held.contains_key(&id) || self.seen.contains(&id) {
+            return;
+        }
+        if !requested && hops_left == 0 {
+            self.refused_envelopes += 1;
+            return self.strike(link, "unsolicited envelope");
+        }
+        let own = self.interests.contains(&topic);
+        let len = parsed.as_bytes().len();
+        let keep = match self.config.strategy {
+            Strategy::Flood { .. } => own,
+            _ => own || state.carried_from + len <= self.config.per_link_bytes,
+        };
+        let bytes = Arc::new(parsed.into_bytes());
+        if keep {
+            if !own {
+                state.carried_from += len;
+            }
+            let copies = if self.config.strategy.splits_copies() { copies.max(1) } else { copies };
+            self.insert(id, bytes.clone(), topic, copies, own, now_ms);
+            if own {
+                self.out.push(Output::Deliver { envelope: bytes.to_vec() });
+            }
+        } else {
+            self.refused_envelopes += 1;
+            self.remember(id);
+        }
+        match self.config.strategy {
+            Strategy::Flood { .. } => {
+                self.remember(id);
+                if hops_left > 1 {
+                    self.push_to_all(id, &bytes, hops_left - 1, Some(link));
+                }
+            }
+            _ if keep => {
+                let hops = if hops_left > 1 { hops_left - 1 } else { 0 };
+                self.spread_fresh(id, Some(link), hops);
+            }
+            _ => {}
+        }
+    }
+
+    /// Pushes a fresh envelope `hops` deep (splitting copies), and offers it to neighbours
+    /// that got no push.
+    fn spread_fresh(&mut self, id: Item, from: Option<LinkId>, hops: u8) {
+        if let Strategy::Flood { .. } = self.config.strategy {
+            if let Some(held) = self.held.get(&id) {
+                let bytes = held.envelope.clone();
+                self.push_to_all(id, &bytes, hops, from);
+                if let Some(held) = self.held.get_mut(&id) {
+                    if held.unsent && self.links.keys().any(|l| Some(*l) != from) {
+                        held.unsent = false;
+                        self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
+                    }
+                }
+            }
+            return;
+        }
+        let mut links: Vec<LinkId> =
+            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        links.sort_unstable();
+        let mut offered = Vec::new();
+        for link in links {
+            let Some(held) = self.held.get_mut(&id) else { return };
+            if hops > 0 {
+                // A fresh envelope crosses the neighbourhood that is connected now, copies or
+                // not: a static chain delivers at once. Copies, split on the way, are what
+                // carries it further as people move.
+                let given = if held.copies >= 2 { held.copies / 2 } else { 1 };
+                if held.copies >= 2 {
+                    held.copies -= given;
+                }
+                self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
+                self.carry(link, id, hops, given);
+            } else {
+                offered.push(link);
+            }
+        }
+        for link in offered {
+            self.offer(link, vec![id]);
+        }
+    }
+
+    fn offer_to_neighbours(&mut self, id: Item, from: Option<LinkId>) {
+        let mut links: Vec<LinkId> =
+            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        links.sort_unstable();
+        for link in links {
+            self.offer(link, vec![id]);
+        }
+    }
+
+    fn push_to_all(&mut self, id: Item, envelope: &Arc<Vec<u8>>, hops_left: u8, from: Option<LinkId>) {
+        let mut links: Vec<LinkId> =
+            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        links.sort_unstable();
+        for link in links {
+            self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
+            self.send(link, &MeshMessage::Carry { hops_left, copies: 1, envelope: envelope.to_vec() });
+        }
+    }
+
+    /// Hands the held envelope `id` to `link`.
+    fn carry(&mut self, link: LinkId, id: Item, hops_left: u8, copies: u16) {
+        let Some(held) = self.held.get_mut(&id) else { return };
+        let envelope = held.envelope.clone();
+        if held.unsent {
+            held.unsent = false;
+            self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&envelope).as_bytes()) });
+        }
+        self.send(link, &MeshMessage::Carry { hops_left, copies, envelope: envelope.to_vec() });
+    }
+
+    fn insert(&mut self, id: Item, envelope: Arc<Vec<u8>>, topic: Topic, copies: u16, own: bool, now_ms: u64) {
+        let len = envelope.len();
+        if own {
+            self.own_bytes += len;
+        } else {
+            self.carried_bytes += len;
+        }
+        self.held.insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, unsent: false });
+        self.evict();
+    }
+
+    /// Drops others' envelopes over the cache quota, the most spread and oldest first. Our
+    /// own topics are never pushed out by others' ciphertext.
+    fn evict(&mut self) {
+        if self.carried_bytes <= self.config.cache_bytes {
+            return;
+        }
+        let mut carried: Vec<(u16, u64, Item)> =
+            self.held.iter().filter(|(_, h)| !h.own).map(|(id, h)| (h.copies, h.stored_ms, *id)).collect();
+        carried.sort_unstable();
+        for (_, _, id) in carried {
+            if self.carried_bytes <= self.config.cache_bytes {
+                break;
+            }
+            self.remove(&id);
+        }
+    }
+
+    fn remove(&mut self, id: &Item) {
+        if let Some(held) = self.held.remove(id) {
+            if held.own {
+                self.own_bytes -= held.envelope.len();
+            } else {
+                self.carried_bytes -= held.envelope.len();
+            }
+            self.remember(*id);
+        }
+    }
+
+    fn remember(&mut self, id: Item) {
+        if self.seen.insert(id) {
+            self.seen_order.push_back(id);
+            while self.seen_order.len() > self.config.seen_capacity {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn strike(&mut self, link: LinkId, why: &'static str) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        state.strikes += 1;
+        if state.strikes >= MAX_STRIKES && !state.closed {
+            state.closed = true;
+            self.out.push(Output::Close { link, why });
+        }
+    }
+
+    fn send(&mut self, link: LinkId, message: &MeshMessage) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        if state.closed {
+            return;
+        }
+        let frame = message.encode();
+        match state.fragmenter.fragment(&frame, state.mtu) {
+            Ok(fragments) => self.out.extend(fragments.into_iter().map(|fragment| Output::Send { link, fragment })),
+            Err(_) => debug_assert!(false, "every message the router builds fits a frame"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::medium::SimRng;
+    use crate::mesh::sim::fake_envelope;
+
+    const T: Topic = [7; 16];
+    const OTHER: Topic = [8; 16];
+
+    /// Routers joined by perfect links: fragments cross at once, in order.
+    struct Bench {
+        routers: Vec<Router>,
+        links: HashMap<LinkId, (usize, usize)>,
+        delivered: Vec<Vec<Vec<u8>>>,
+        closed: Vec<LinkId>,
+        next_link: LinkId,
+        rng: SimRng,
+    }
+
+    impl Bench {
+        fn new(strategy: Strategy, interests: &[&[Topic]]) -> Bench {
+            let config = RouterConfig { strategy, ..RouterConfig::default() };
+            let routers = interests
+                .iter()
+                .map(|topics| {
+                    let mut r = Router::new(config);
+                    r.set_interests(topics.iter().copied());
+                    r
+                })
+                .collect();
+            Bench {
+                routers,
+                links: HashMap::new(),
+                delivered: vec![Vec::new(); interests.len()],
+                closed: Vec::new(),
+                next_link: 1,
+                rng: SimRng::new(1),
+            }
+        }
+
+        fn connect(&mut self, a: usize, b: usize) -> LinkId {
+            let link = self.next_link;
+            self.next_link += 1;
+            self.links.insert(link, (a, b));
+            let out_b = self.routers[b].link_up(link, 185, false, self.rng.bytes16(), 0);
+            let out_a = self.routers[a].link_up(link, 185, true, self.rng.bytes16(), 0);
+            self.pump(vec![(b, out_b), (a, out_a)]);
+            link
+        }
+
+        fn disconnect(&mut self, link: LinkId) {
+            let (a, b) = self.links.remove(&link).unwrap();
+            self.routers[a].link_down(link);
+            self.routers[b].link_down(link);
+        }
+
+        fn originate(&mut self, node: usize, envelope: Vec<u8>) {
+            let out = self.routers[node].originate(envelope, 0);
+            self.pump(vec![(node, out)]);
+        }
+
+        fn inject(&mut self, link: LinkId, to: usize, message: &MeshMessage) {
+            let fragments = Fragmenter::default().fragment(&message.encode(), 185).unwrap();
+            let mut out = Vec::new();
+            for f in fragments {
+                out.extend(self.routers[to].fragment(link, &f, 0));
+            }
+            self.pump(vec![(to, out)]);
+        }
+
+        fn pump(&mut self, initial: Vec<(usize, Vec<Output>)>) {
+            let mut queue: VecDeque<(usize, Output)> =
+                initial.into_iter().flat_map(|(n, outs)| outs.into_iter().map(move |o| (n, o))).collect();
+            while let Some((node, output)) = queue.pop_front() {
+                match output {
+                    Output::Send { link, fragment } => {
+                        let Some(&(a, b)) = self.links.get(&link) else { continue };
+                        let to = if node == a { b } else { a };
+                        for o in self.routers[to].fragment(link, &fragment, 0) {
+                            queue.push_back((to, o));
+                        }
+                    }
+                    Output::Deliver { envelope } => self.delivered[node].push(envelope),
+                    Output::Close { link, .. } => self.closed.push(link),
+                    Output::HandedOver { .. } => {}
+                }
+            }
+        }
+    }
+
+    fn envelope(topic: Topic, n: u64) -> Vec<u8> {
+        fake_envelope(&mut SimRng::new(n), topic)
+    }
+
+    #[test]
+    fn a_fresh_envelope_reaches_a_neighbour_of_its_topic() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        bench.connect(0, 1);
+        bench.originate(0, envelope(T, 1));
+        assert_eq!(bench.delivered[1], vec![envelope(T, 1)]);
+    }
+
+    #[test]
+    fn a_neighbour_met_later_gets_what_was_written_before() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        bench.originate(0, envelope(T, 1));
+        bench.originate(0, envelope(T, 2));
+        bench.connect(0, 1);
+        assert_eq!(bench.delivered[1].len(), 2);
+    }
+
+    #[test]
+    fn a_stranger_carries_an_envelope_to_a_member_it_meets_later() {
+        // Alice writes; a stranger passes by and takes a copy; later the stranger meets Bob.
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
+        bench.originate(0, envelope(T, 1));
+        let link = bench.connect(0, 1);
+        assert!(bench.delivered[1].is_empty(), "the stranger cannot read it and is not told it");
+        assert_eq!(bench.routers[1].stats().carried_envelopes, 1);
+        bench.disconnect(link);
+        bench.connect(1, 2);
+        assert_eq!(bench.delivered[2], vec![envelope(T, 1)]);
+    }
+
+    #[test]
+    fn arriving_twice_is_delivered_once() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T], &[T]]);
+        bench.connect(0, 1);
+        bench.connect(1, 2);
+        bench.connect(0, 2);
+        bench.originate(0, envelope(T, 1));
+        assert_eq!(bench.delivered[1].len(), 1);
+        assert_eq!(bench.delivered[2].len(), 1);
+    }
+
+    #[test]
+    fn copies_run_out_so_spreading_stops() {
+        // With 4 copies and no push, a line of strangers met one by one takes at most 3 past
+        // the writer.
+        let strategy = Strategy::Weft { copies: 4, push_hops: 0 };
+        let mut bench = Bench::new(strategy, &[&[T], &[], &[], &[], &[], &[]]);
+        bench.originate(0, envelope(T, 1));
+        for n in 1..6 {
+            bench.connect(n - 1, n);
+        }
+        let carriers = (1..6).filter(|n| bench.routers[*n].stats().carried_envelopes == 1).count();
+        assert!(carriers <= 3, "{carriers} carriers");
+    }
+
+    #[test]
+    fn junk_and_unsolicited_envelopes_are_refused_and_the_link_closed() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[]]);
+        let link = bench.connect(0, 1);
+        bench.inject(link, 1, &MeshMessage::Carry { hops_left: 0, copies: 9, envelope: envelope(OTHER, 5) });
+        assert_eq!(bench.routers[1].stats().carried_envelopes, 0, "not asked for, not taken");
+        for _ in 0..MAX_STRIKES {
+            bench.inject(link, 1, &MeshMessage::Carry { hops_left: 3, copies: 9, envelope: vec![0; 300] });
+        }
+        assert_eq!(bench.closed, vec![link]);
+        assert_eq!(bench.routers[1].stats().carried_envelopes, 0);
+    }
+
+    #[test]
+    fn a_neighbour_cannot_fill_the_cache_beyond_its_quota() {
+        let config = RouterConfig { per_link_bytes: 10 * 256, cache_bytes: 40 * 256, ..RouterConfig::default() };
+        let mut router = Router::new(config);
+        router.link_up(1, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        for n in 0..100 {
+            let m = MeshMessage::Carry { hops_left: 1, copies: 8, envelope: envelope(OTHER, n) };
+            for fragment in f.fragment(&m.encode(), 185).unwrap() {
+                router.fragment(1, &fragment, 0);
+            }
+        }
+        assert_eq!(router.stats().carried_bytes, 10 * 256);
+        router.link_up(2, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        for n in 100..300 {
+            let m = MeshMessage::Carry { hops_left: 1, copies: 8, envelope: envelope(OTHER, n) };
+            for fragment in f.fragment(&m.encode(), 185).unwrap() {
+                router.fragment(2, &fragment, 0);
+            }
+        }
+        assert!(router.stats().carried_bytes <= 40 * 256);
+    }
+
+    #[test]
+    fn an_expired_envelope_replayed_is_not_taken_again() {
+        let config = RouterConfig { max_age_ms: 1_000, ..RouterConfig::default() };
+        let mut router = Router::new(config);
+        router.set_interests([T]);
+        router.link_up(1, 185, false, [0; 16], 0);
+        let m = MeshMessage::Carry { hops_left: 1, copies: 1, envelope: envelope(T, 1) };
+        let mut f = Fragmenter::default();
+        let deliveries = |outs: Vec<Output>| outs.iter().filter(|o| matches!(o, Output::Deliver { .. })).count();
+        let mut delivered = 0;
+        for fragment in f.fragment(&m.encode(), 185).unwrap() {
+            delivered += deliveries(router.fragment(1, &fragment, 0));
+        }
+        assert_eq!(delivered, 1);
+        router.tick(5_000, [0; 16]);
+        assert_eq!(router.stats().own_envelopes, 0);
+        for fragment in f.fragment(&m.encode(), 185).unwrap() {
+            delivered += deliveries(router.fragment(1, &fragment, 6_000));
+        }
+        assert_eq!(delivered, 1, "the replay was dropped");
+    }
+
+    #[test]
+    fn flooding_stops_at_its_ttl() {
+        let mut interests: Vec<&[Topic]> = vec![&[]; 10];
+        interests[9] = &[T];
+        interests[2] = &[T];
+        let mut bench = Bench::new(Strategy::Flood { ttl: 3 }, &interests);
+        for n in 1..10 {
+            bench.connect(n - 1, n);
+        }
+        bench.originate(0, envelope(T, 1));
+        assert_eq!(bench.delivered[2].len(), 1);
+        assert!(bench.delivered[9].is_empty());
+    }
+
+    #[test]
+    fn epidemic_and_spray_deliver_on_meeting() {
+        for strategy in [Strategy::Epidemic, Strategy::SprayAndWait { copies: 8 }] {
+            let mut bench = Bench::new(strategy, &[&[T], &[], &[T]]);
+            bench.originate(0, envelope(T, 1));
+            let link = bench.connect(0, 1);
+            bench.disconnect(link);
+            bench.connect(1, 2);
+            assert_eq!(bench.delivered[2].len(), 1, "{strategy:?}");
+        }
+    }
+}

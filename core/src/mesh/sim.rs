@@ -1,0 +1,315 @@
+//! The mesh simulator: seeded scenarios of people with radios, run with each routing strategy
+//! over the same [`Medium`], and the figures that compare them.
+//!
+//! Every node runs the real [`Router`]; envelopes are real envelopes in shape (the smallest
+//! padding bucket, random ciphertext), so the bytes on the air are what phones would send.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use super::medium::{Medium, MediumConfig, MediumEvent, Mobility, NodeIndex, SimRng};
+use super::router::{Output, Router, RouterConfig, Strategy};
+use crate::envelope::{ENVELOPE_VERSION, Envelope, SIZE_BUCKETS, TOPIC_LEN, Topic};
+use crate::sync::{Item, short_id};
+
+/// Simulated time between steps of the medium.
+const STEP_MS: u64 = 100;
+/// Routers tick this often.
+const TICK_MS: u64 = 1_000;
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub medium: MediumConfig,
+    pub nodes: Vec<(f64, f64, Mobility)>,
+    /// Members of each group, by node.
+    pub groups: Vec<Vec<NodeIndex>>,
+    /// (time, group, sender) of every message.
+    pub messages: Vec<(u64, usize, NodeIndex)>,
+    pub duration_ms: u64,
+}
+
+impl Scenario {
+    pub fn by_name(name: &str, seed: u64) -> Option<Scenario> {
+        match name {
+            "line" => Some(Scenario::line(seed)),
+            "grid" => Some(Scenario::grid(seed)),
+            "festival" => Some(Scenario::festival(seed)),
+            _ => None,
+        }
+    }
+
+    pub const NAMES: [&'static str; 3] = ["line", "grid", "festival"];
+
+    /// Ten radios in a row, 25 m apart (30 m range): the ends talk over nine hops.
+    pub fn line(seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed);
+        let nodes = (0..10).map(|i| (i as f64 * 25.0, 0.0, Mobility::Static)).collect();
+        let messages = (0..20).map(|k| (10_000 + k * 15_000 + rng.below(5_000), 0, if k % 2 == 0 { 0 } else { 9 })).collect();
+        Scenario {
+            name: "line",
+            medium: MediumConfig::default(),
+            nodes,
+            groups: vec![vec![0, 9]],
+            messages,
+            duration_ms: 10 * 60_000,
+        }
+    }
+
+    /// A 10 × 10 grid, 25 m apart; ten groups of 2 to 8 scattered over it.
+    pub fn grid(seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed);
+        let nodes = (0..100).map(|i| ((i % 10) as f64 * 25.0, (i / 10) as f64 * 25.0, Mobility::Static)).collect();
+        let duration_ms = 10 * 60_000;
+        let groups = random_groups(&mut rng, 100, 10);
+        let messages = random_messages(&mut rng, &groups, 8 * 60_000, 20);
+        Scenario { name: "grid", medium: MediumConfig::default(), nodes, groups, messages, duration_ms }
+    }
+
+    /// 200 people walking in a 500 m × 500 m field for an hour (random waypoint, 0.5 to
+    /// 1.5 m/s, pauses up to two minutes); 20 groups of 2 to 8 send at random times in the
+    /// first 50 minutes.
+    pub fn festival(seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed);
+        let mobility =
+            Mobility::RandomWaypoint { width: 500.0, height: 500.0, min_speed: 0.5, max_speed: 1.5, max_pause_ms: 120_000 };
+        let nodes = (0..200).map(|_| (rng.range(0.0, 500.0), rng.range(0.0, 500.0), mobility)).collect();
+        let groups = random_groups(&mut rng, 200, 20);
+        let messages = random_messages(&mut rng, &groups, 50 * 60_000, 20);
+        Scenario { name: "festival", medium: MediumConfig::default(), nodes, groups, messages, duration_ms: 60 * 60_000 }
+    }
+}
+
+fn random_groups(rng: &mut SimRng, nodes: usize, count: usize) -> Vec<Vec<NodeIndex>> {
+    (0..count)
+        .map(|_| {
+            let size = 2 + rng.below(7) as usize;
+            let mut members = Vec::new();
+            while members.len() < size {
+                let n = rng.below(nodes as u64) as usize;
+                if !members.contains(&n) {
+                    members.push(n);
+                }
+            }
+            members
+        })
+        .collect()
+}
+
+fn random_messages(
+    rng: &mut SimRng,
+    groups: &[Vec<NodeIndex>],
+    until_ms: u64,
+    per_group: usize,
+) -> Vec<(u64, usize, NodeIndex)> {
+    let mut messages: Vec<_> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, members)| {
+            (0..per_group)
+                .map(|_| (rng.below(until_ms), g, members[rng.below(members.len() as u64) as usize]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    messages.sort();
+    messages
+}
+
+/// The figures of one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub strategy: String,
+    pub seed: u64,
+    /// (message, recipient) pairs that should arrive.
+    pub expected: usize,
+    pub delivered: usize,
+    pub delivery_ratio: f64,
+    pub latency_p50_s: f64,
+    pub latency_p95_s: f64,
+    pub bytes_on_air: u64,
+    pub bytes_per_delivered: f64,
+    /// The most bytes of others' ciphertext any one node held at once.
+    pub peak_cache_bytes: usize,
+    pub wall_ms: u128,
+    /// Delivered fraction of all expected pairs, once a simulated minute.
+    pub timeline: Vec<(u64, f64)>,
+}
+
+struct Message {
+    group: usize,
+    sender: NodeIndex,
+    sent_ms: u64,
+}
+
+/// Runs `scenario` with `strategy`. The same seed gives the same run.
+pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
+    let started = Instant::now();
+    let mut rng = SimRng::new(seed ^ 0x5EED);
+    let mut medium = Medium::new(scenario.medium, seed);
+    let config = RouterConfig {
+        strategy,
+        cache_bytes: if strategy == Strategy::Epidemic { usize::MAX } else { 1 << 20 },
+        per_link_bytes: if strategy == Strategy::Epidemic { usize::MAX } else { 256 << 10 },
+        ..RouterConfig::default()
+    };
+    let mut routers: Vec<Router> = Vec::new();
+    let topics: Vec<Topic> = (0..scenario.groups.len()).map(|_| rng.bytes16()).collect();
+    for (i, (x, y, mobility)) in scenario.nodes.iter().enumerate() {
+        medium.add_node(*x, *y, *mobility);
+        let mut router = Router::new(config);
+        router.set_interests(
+            scenario.groups.iter().enumerate().filter(|(_, m)| m.contains(&i)).map(|(g, _)| topics[g]),
+        );
+        routers.push(router);
+    }
+
+    let mut messages: HashMap<Item, Message> = HashMap::new();
+    let mut pending = scenario.messages.iter().peekable();
+    let expected: usize = scenario.messages.iter().map(|(_, g, _)| scenario.groups[*g].len() - 1).sum();
+    let mut delivered: BTreeMap<(Item, NodeIndex), u64> = BTreeMap::new();
+    let mut peak_cache = 0;
+    let mut timeline = Vec::new();
+    let mut now = 0;
+    while now < scenario.duration_ms {
+        now += STEP_MS;
+        while let Some(&&(at, group, sender)) = pending.peek() {
+            if at > now {
+                break;
+            }
+            pending.next();
+            let envelope = fake_envelope(&mut rng, topics[group]);
+            let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
+            messages.insert(id, Message { group, sender, sent_ms: now });
+            let outputs = routers[sender].originate(envelope, now);
+            apply(&mut medium, sender, outputs, now, &messages, &scenario.groups, &mut delivered);
+        }
+        for event in medium.step(STEP_MS) {
+            let (node, outputs) = match event {
+                MediumEvent::LinkUp { node, link, mtu, initiator } => {
+                    (node, routers[node].link_up(link, mtu, initiator, rng.bytes16(), now))
+                }
+                MediumEvent::LinkDown { node, link } => {
+                    routers[node].link_down(link);
+                    continue;
+                }
+                MediumEvent::Fragment { node, link, fragment } => (node, routers[node].fragment(link, &fragment, now)),
+            };
+            apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+        }
+        if now % TICK_MS == 0 {
+            for node in 0..routers.len() {
+                let outputs = routers[node].tick(now, rng.bytes16());
+                apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+                peak_cache = peak_cache.max(routers[node].stats().carried_bytes);
+            }
+        }
+        if now % 60_000 == 0 {
+            timeline.push((now / 1000, delivered.len() as f64 / expected.max(1) as f64));
+        }
+    }
+
+    let mut latencies: Vec<u64> = delivered
+        .iter()
+        .map(|((id, _), at)| at - messages[id].sent_ms)
+        .collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i] as f64 / 1000.0
+    };
+    Report {
+        scenario: scenario.name.to_string(),
+        strategy: strategy.name(),
+        seed,
+        expected,
+        delivered: delivered.len(),
+        delivery_ratio: delivered.len() as f64 / expected.max(1) as f64,
+        latency_p50_s: percentile(0.5),
+        latency_p95_s: percentile(0.95),
+        bytes_on_air: medium.bytes_on_air(),
+        bytes_per_delivered: medium.bytes_on_air() as f64 / delivered.len().max(1) as f64,
+        peak_cache_bytes: peak_cache,
+        wall_ms: started.elapsed().as_millis(),
+        timeline,
+    }
+}
+
+fn apply(
+    medium: &mut Medium,
+    node: NodeIndex,
+    outputs: Vec<Output>,
+    now: u64,
+    messages: &HashMap<Item, Message>,
+    groups: &[Vec<NodeIndex>],
+    delivered: &mut BTreeMap<(Item, NodeIndex), u64>,
+) {
+    let mut closed = Vec::new();
+    for output in outputs {
+        match output {
+            Output::Send { link, fragment } => medium.send(node, link, fragment),
+            Output::Deliver { envelope } => {
+                let Ok(parsed) = Envelope::parse(envelope) else { continue };
+                let id = short_id(&parsed.id());
+                if let Some(m) = messages.get(&id) {
+                    if m.sender != node && groups[m.group].contains(&node) {
+                        delivered.entry((id, node)).or_insert(now);
+                    }
+                }
+            }
+            Output::Close { link, .. } => closed.push(link),
+            Output::HandedOver { .. } => {}
+        }
+    }
+    let mut events = Vec::new();
+    for link in closed {
+        medium.close(link, &mut events);
+    }
+}
+
+/// An envelope of the smallest bucket for `topic`, with random bytes where the sealed header
+/// and body would be: what a carrier sees of a real one.
+pub fn fake_envelope(rng: &mut SimRng, topic: Topic) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(SIZE_BUCKETS[0]);
+    bytes.push(ENVELOPE_VERSION);
+    bytes.extend_from_slice(&topic);
+    while bytes.len() < SIZE_BUCKETS[0] {
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    bytes.truncate(SIZE_BUCKETS[0]);
+    debug_assert_eq!(bytes[1..1 + TOPIC_LEN], topic);
+    bytes
+}
+
+/// The strategies the simulator compares, ours first.
+pub fn strategies() -> Vec<Strategy> {
+    vec![Strategy::WEFT, Strategy::Flood { ttl: 7 }, Strategy::Epidemic, Strategy::SprayAndWait { copies: 8 }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_delivers_over_nine_hops() {
+        let scenario = Scenario::line(1);
+        for strategy in [Strategy::WEFT, Strategy::Epidemic] {
+            let report = run(&scenario, strategy, 1);
+            assert_eq!(report.delivery_ratio, 1.0, "{}: {report:?}", strategy.name());
+        }
+        // Nine hops are beyond flooding's seven; eight copies halve out before the far end.
+        assert_eq!(run(&scenario, Strategy::Flood { ttl: 7 }, 1).delivery_ratio, 0.0);
+        assert!(run(&scenario, Strategy::SprayAndWait { copies: 8 }, 1).delivery_ratio < 1.0);
+    }
+
+    #[test]
+    fn runs_are_deterministic() {
+        let scenario = Scenario::grid(3);
+        let a = run(&scenario, Strategy::WEFT, 3);
+        let b = run(&scenario, Strategy::WEFT, 3);
+        assert_eq!((a.delivered, a.bytes_on_air, a.timeline), (b.delivered, b.bytes_on_air, b.timeline));
+    }
+}
