@@ -2,9 +2,17 @@
 //! messages by carrying bundle files, make a group, and remove a member who then reads nothing
 //! new. Everything is real: encrypted SQLite files, Argon2id-derived keys, the bundle codec.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 use serde::Serialize;
 use weft_core::account::Account;
+use weft_core::mesh::medium::{MediumConfig, Mobility};
+use weft_core::mesh::radio::sim::SimAir;
+use weft_core::mesh::{RouterConfig, driver as mesh};
+use weft_core::net::{Keypair, NetConfig};
+use weft_core::node::{Node, NodeEvent};
 
 use crate::output::{Output, message_line};
 
@@ -90,14 +98,9 @@ async fn wait_for<T>(
 /// Alice and Bob run nodes on loopback beside a relay. A message crosses by gossip, what Alice
 /// wrote before Bob's node started arrives by reconciliation, and what she writes while Bob is
 /// offline reaches him through the relay after she has gone offline too.
-async fn network_act(alice: Account, bob: Account, relay_dir: &std::path::Path) -> Result<Vec<Vec<String>>> {
-    use std::sync::Arc;
-    use std::time::Duration;
-    use weft_core::net::{Keypair, NetConfig};
-    use weft_core::node::{Delivery, Node, NodeEvent};
+async fn network_act(alice: Arc<Node>, bob: Arc<Node>, relay_dir: &std::path::Path) -> Result<Vec<Vec<String>>> {
+    use weft_core::node::Delivery;
 
-    let alice = Arc::new(Node::start(move || Ok(alice)).await?);
-    let bob = Arc::new(Node::start(move || Ok(bob)).await?);
     let loopback = || vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")];
     let (relay_net, relay) = weft_core::relay::start(
         relay_dir,
@@ -175,6 +178,83 @@ async fn network_act(alice: Account, bob: Account, relay_dir: &std::path::Path) 
     bob_net.stop();
     relay_net.stop();
     Ok(vec![online, relayed])
+}
+
+/// What reaches a node next: the message and the path that brought it.
+async fn next_message(
+    who: &str,
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+) -> Result<(weft_core::account::MessageInfo, &'static str)> {
+    wait_for(&format!("{who} to read"), events, |e| match e {
+        NodeEvent::MessageReceived { message, via } => Some((message, via)),
+        _ => None,
+    })
+    .await
+}
+
+/// Alice and Bob are on libp2p; Bob's laptop also has a radio. Dave is three Bluetooth hops
+/// from Bob, through two strangers' phones; Erin is across the field, out of everyone's range,
+/// until one of the strangers walks over to her.
+async fn mesh_act(alice: Arc<Node>, bob: Arc<Node>, others: [Account; 4]) -> Result<Vec<String>> {
+    let [dave, erin, frank, grace] = others;
+    let air = SimAir::start(MediumConfig::default(), 7);
+    let loopback = || vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid")];
+    let config = |bootstrap| NetConfig {
+        listen: loopback(),
+        bootstrap,
+        mdns: false,
+        tick: Duration::from_millis(250),
+        ..NetConfig::default()
+    };
+    let alice_net = weft_core::net::start(alice.clone(), config(vec![]), Keypair::generate_ed25519()).await?;
+    let alice_addr = alice_net.listen_addrs().await[0].clone();
+    let bob_net = weft_core::net::start(bob.clone(), config(vec![alice_addr]), Keypair::generate_ed25519()).await?;
+    let radio_node = |x: f64, account: Option<Account>, node: Option<Arc<Node>>| {
+        let (radio, index) = air.add_radio(x, 0.0, Mobility::Static);
+        async move {
+            let node = match (node, account) {
+                (Some(node), _) => node,
+                (None, Some(account)) => Arc::new(Node::start(move || Ok(account)).await?),
+                (None, None) => unreachable!("a node or an account"),
+            };
+            let handle = mesh::start(node.clone(), radio, RouterConfig::default());
+            anyhow::Ok((node, handle, index))
+        }
+    };
+    // 25 m apart with a 30 m range: bob - frank - grace - dave is a chain of three hops.
+    let (_, _bob_mesh, bob_radio) = radio_node(0.0, None, Some(bob.clone())).await?;
+    let (_frank, frank_mesh, _) = radio_node(25.0, Some(frank), None).await?;
+    let (_grace, grace_mesh, grace_radio) = radio_node(50.0, Some(grace), None).await?;
+    let (dave, _dave_mesh, dave_radio) = radio_node(75.0, Some(dave), None).await?;
+    let (erin, _erin_mesh, _) = radio_node(400.0, Some(erin), None).await?;
+    let mut lines = vec![
+        "alice and bob are on libp2p (loopback); bob's laptop also has a radio".to_owned(),
+        "dave has no network, only Bluetooth: bob - frank - grace - dave, 25 m apart, three hops (simulated radios: 30 m range, 20 kB/s, MTU 247)".to_owned(),
+        "frank and grace are strangers whose phones run Weft; erin is 400 m away, out of everyone's range".to_owned(),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while air.links_of(bob_radio) == 0 || air.links_of(dave_radio) == 0 || air.links_of(grace_radio) < 2 {
+        ensure!(tokio::time::Instant::now() < deadline, "the simulated radios never linked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut bob_events, mut dave_events, mut erin_events) = (bob.subscribe(), dave.subscribe(), erin.subscribe());
+    alice.send("campfire".into(), "Fire's lit by the big oak. Bring blankets.".into()).await?;
+    lines.push("alice writes to campfire; her laptop has only libp2p".to_owned());
+    let (message, via) = next_message("bob", &mut bob_events).await?;
+    lines.push(format!("bob reads via {via}: {}", message_line(&message)));
+    let (message, via) = next_message("dave", &mut dave_events).await?;
+    lines.push(format!("dave reads via {via}, three hops from bob: {}", message_line(&message)));
+    let carried = frank_mesh.stats().carried_envelopes + grace_mesh.stats().carried_envelopes;
+    lines.push(format!(
+        "frank's and grace's phones carry {carried} envelope(s) of ciphertext they cannot read; they are in no conversation"
+    ));
+    air.set_position(grace_radio, 390.0, 0.0);
+    lines.push("grace walks across the field to where erin is".to_owned());
+    let (message, via) = next_message("erin", &mut erin_events).await?;
+    lines.push(format!("erin reads via {via}, from the copy grace carried (store-carry-forward): {}", message_line(&message)));
+    alice_net.stop();
+    bob_net.stop();
+    Ok(lines)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -259,15 +339,46 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     n.step("bob's history of north-gate", bob_view);
 
     drop(carol);
-    let acts = tokio::runtime::Runtime::new()?.block_on(network_act(alice, bob, &root.path().join("relay")))?;
-    let [online, relayed]: [Vec<String>; 2] = acts.try_into().map_err(|_| anyhow::anyhow!("two acts"))?;
+    let mut dave = make("dave")?;
+    let mut erin = make("erin")?;
+    let (frank, grace) = (make("frank")?, make("grace")?);
+    for (person, name) in [(&mut dave, "dave"), (&mut erin, "erin")] {
+        person.add_contact(&alice.card().to_link(), None)?;
+        alice.add_contact(&person.card().to_link(), None)?;
+        carry(person, name, &mut alice, "alice")?;
+        carry(&alice, "alice", person, name)?;
+    }
+    alice.create_group("campfire")?;
+    for member in ["bob", "dave", "erin"] {
+        alice.invite("campfire", member)?;
+    }
+    let mut lines = vec![
+        "dave and erin met alice earlier and swapped bundles; frank and grace are strangers".to_owned(),
+        "alice makes the group campfire with bob, dave and erin".to_owned(),
+    ];
+    for (person, name) in [(&mut bob, "bob"), (&mut dave, "dave"), (&mut erin, "erin")] {
+        let joined = carry(&alice, "alice", person, name)?.into_iter().filter(|l| l.contains("joins"));
+        lines.extend(joined);
+    }
+    n.step("more people: dave, erin, and two strangers", lines);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (online, relayed, meshed) = runtime.block_on(async {
+        let alice = Arc::new(Node::start(move || Ok(alice)).await?);
+        let bob = Arc::new(Node::start(move || Ok(bob)).await?);
+        let acts = network_act(alice.clone(), bob.clone(), &root.path().join("relay")).await?;
+        let [online, relayed]: [Vec<String>; 2] = acts.try_into().map_err(|_| anyhow::anyhow!("two acts"))?;
+        let meshed = mesh_act(alice, bob, [dave, erin, frank, grace]).await?;
+        anyhow::Ok((online, relayed, meshed))
+    })?;
     n.step("alice and bob get online: libp2p on loopback, no bundle", online);
     n.step("offline catch-up through a relay that cannot read", relayed);
+    n.step("no network for dave and erin: the Bluetooth mesh", meshed);
 
     if args.keep {
         let path = root.keep();
         n.transcript.homes =
-            Some(["alice", "bob", "carol"].iter().map(|p| path.join(p).display().to_string()).collect());
+            Some(["alice", "bob", "carol", "dave", "erin", "frank", "grace"].iter().map(|p| path.join(p).display().to_string()).collect());
         if !out.json {
             println!("\nThe homes are kept under {} (passphrases: \"NAME's passphrase\").", path.display());
         }

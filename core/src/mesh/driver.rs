@@ -84,6 +84,7 @@ async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: 
     let mut next_link: LinkId = 1;
     let mut radio_open = true;
     let mut outbox = node.outbox_watch();
+    let mut node_events = node.subscribe();
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u64;
     let outputs = refresh(&node, &mut router, now()).await;
@@ -118,6 +119,13 @@ async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: 
                     }
                     Vec::new()
                 }
+            },
+            event = node_events.recv() => match event {
+                // Something came another way: carry it for neighbours in the group now.
+                Ok(NodeEvent::MessageReceived { via, .. }) if via != VIA => refresh(&node, &mut router, now()).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh(&node, &mut router, now()).await,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Ok(_) => Vec::new(),
             },
             changed = outbox.changed() => {
                 if changed.is_err() {
@@ -175,14 +183,11 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
     envelopes.into_iter().flat_map(|envelope| router.adopt(envelope, now_ms)).collect()
 }
 
-/// Originates what waits in the outbox and is new to the router.
+/// Originates what waits in the outbox.
 async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: &mut HashMap<LinkId, OpenLink>) {
     let Ok((live, _expired)) = node.call(|a| a.outbox(256)).await else { return };
     for envelope in live {
-        let id = crate::sync::short_id(&crate::envelope::EnvelopeId(*blake3::hash(&envelope).as_bytes()));
-        if router.holds(&id) {
-            continue;
-        }
+        // Held already (adopted, or pushed before): the router reports a hand-over it made.
         let outputs = router.originate(envelope, now_ms);
         apply(node, outputs, links).await;
     }

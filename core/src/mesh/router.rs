@@ -121,8 +121,10 @@ struct Held {
     copies: u16,
     own: bool,
     stored_ms: u64,
-    /// Written here and not yet handed to any neighbour.
-    unsent: bool,
+    /// Waiting in our outbox: its first hand-over is reported.
+    in_outbox: bool,
+    /// Handed to some neighbour already.
+    handed_out: bool,
 }
 
 /// Protocol faults tolerated from one neighbour before the link is closed.
@@ -221,31 +223,40 @@ impl Router {
         }
     }
 
-    /// An envelope this node just wrote: held as its own and pushed to every neighbour.
+    /// An envelope this node wrote, from its outbox: held as its own and pushed to every
+    /// neighbour. Its first hand-over to a neighbour is reported ([`Output::HandedOver`]), at
+    /// once if it was handed over before (it may have been adopted first).
     pub fn originate(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
         if let Ok(parsed) = Envelope::parse(envelope) {
             let topic = parsed.topic();
             let id = short_id(&parsed.id());
-            if !self.held.contains_key(&id) {
-                let copies = self.config.strategy.initial_copies();
-                self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
-                if let Some(held) = self.held.get_mut(&id) {
-                    held.unsent = true;
+            let full_id = parsed.id();
+            match self.held.get_mut(&id) {
+                Some(held) if held.handed_out => self.out.push(Output::HandedOver { id: full_id }),
+                Some(held) => held.in_outbox = true,
+                None => {
+                    let copies = self.config.strategy.initial_copies();
+                    self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
+                    if let Some(held) = self.held.get_mut(&id) {
+                        held.in_outbox = true;
+                    }
+                    self.spread_fresh(id, None, self.first_hops());
                 }
-                self.spread_fresh(id, None, self.first_hops());
             }
         }
         std::mem::take(&mut self.out)
     }
 
-    /// An envelope of our own that reached us another way (libp2p, a bundle): carried for
-    /// neighbours, offered to those present, not pushed.
+    /// An envelope of one of our groups that reached us another way (libp2p, a bundle):
+    /// offered to the neighbours present, not pushed. It gets a full set of copies, because a
+    /// member who bridges from the network is often the only way into the mesh.
     pub fn adopt(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
         if let Ok(parsed) = Envelope::parse(envelope) {
             let topic = parsed.topic();
             let id = short_id(&parsed.id());
-            if !self.held.contains_key(&id) {
-                self.insert(id, Arc::new(parsed.into_bytes()), topic, 1, true, now_ms);
+            if !self.held.contains_key(&id) && !self.seen.contains(&id) {
+                let copies = self.config.strategy.initial_copies();
+                self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
                 self.offer_to_neighbours(id, None);
             }
         }
@@ -562,9 +573,11 @@ impl Router {
                 let bytes = held.envelope.clone();
                 self.push_to_all(id, &bytes, hops, from);
                 if let Some(held) = self.held.get_mut(&id) {
-                    if held.unsent && self.links.keys().any(|l| Some(*l) != from) {
-                        held.unsent = false;
-                        self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
+                    if self.links.keys().any(|l| Some(*l) != from) {
+                        held.handed_out = true;
+                        if std::mem::take(&mut held.in_outbox) {
+                            self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
+                        }
                     }
                 }
             }
@@ -618,8 +631,8 @@ impl Router {
     fn carry(&mut self, link: LinkId, id: Item, hops_left: u8, copies: u16) {
         let Some(held) = self.held.get_mut(&id) else { return };
         let envelope = held.envelope.clone();
-        if held.unsent {
-            held.unsent = false;
+        held.handed_out = true;
+        if std::mem::take(&mut held.in_outbox) {
             self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&envelope).as_bytes()) });
         }
         self.send(link, &MeshMessage::Carry { hops_left, copies, envelope: envelope.to_vec() });
@@ -632,7 +645,7 @@ impl Router {
         } else {
             self.carried_bytes += len;
         }
-        self.held.insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, unsent: false });
+        self.held.insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false });
         self.evict();
     }
 
