@@ -49,9 +49,9 @@ async fn two_people_with_only_radios_chat_and_events_name_the_mesh() {
     // Each message of alice's turns 'sent' once a neighbour took it (recorded a moment after).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while sent < 20 && tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(200), alice_events.recv()).await {
-            Ok(Ok(NodeEvent::DeliveryChanged { state: Delivery::Sent, .. })) => sent += 1,
-            _ => {}
+        let next = tokio::time::timeout(Duration::from_millis(200), alice_events.recv()).await;
+        if let Ok(Ok(NodeEvent::DeliveryChanged { state: Delivery::Sent, .. })) = next {
+            sent += 1;
         }
     }
     assert_eq!(sent, 20);
@@ -103,10 +103,10 @@ async fn misbehave(link: Arc<dyn weft_core::mesh::radio::Link>, captured: Arc<Mu
         tokio::spawn(async move {
             let mut reassembler = Reassembler::default();
             while let Some(fragment) = link.recv().await {
-                if let Reassembled::Frame(frame) = reassembler.push(&fragment, 0) {
-                    if let Ok(MeshMessage::Carry { envelope, .. }) = MeshMessage::decode(&frame) {
-                        captured.lock().unwrap().push(envelope);
-                    }
+                if let Reassembled::Frame(frame) = reassembler.push(&fragment, 0)
+                    && let Ok(MeshMessage::Carry { envelope, .. }) = MeshMessage::decode(&frame)
+                {
+                    captured.lock().unwrap().push(envelope);
                 }
             }
         })

@@ -251,7 +251,10 @@ async fn mesh_act(alice: Arc<Node>, bob: Arc<Node>, others: [Account; 4]) -> Res
     air.set_position(grace_radio, 390.0, 0.0);
     lines.push("grace walks across the field to where erin is".to_owned());
     let (message, via) = next_message("erin", &mut erin_events).await?;
-    lines.push(format!("erin reads via {via}, from the copy grace carried (store-carry-forward): {}", message_line(&message)));
+    lines.push(format!(
+        "erin reads via {via}, from the copy grace carried (store-carry-forward): {}",
+        message_line(&message)
+    ));
     alice_net.stop();
     bob_net.stop();
     Ok(lines)
@@ -377,8 +380,12 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
 
     if args.keep {
         let path = root.keep();
-        n.transcript.homes =
-            Some(["alice", "bob", "carol", "dave", "erin", "frank", "grace"].iter().map(|p| path.join(p).display().to_string()).collect());
+        n.transcript.homes = Some(
+            ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
+                .iter()
+                .map(|p| path.join(p).display().to_string())
+                .collect(),
+        );
         if !out.json {
             println!("\nThe homes are kept under {} (passphrases: \"NAME's passphrase\").", path.display());
         }

@@ -61,7 +61,9 @@ fn run_all(scenario: &Scenario, strategies: &[Strategy], seed: u64) -> Vec<Repor
             .collect();
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| s.spawn(move || chunk.into_iter().map(|(i, st)| (i, sim::run(scenario, st, seed))).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || chunk.into_iter().map(|(i, st)| (i, sim::run(scenario, st, seed))).collect::<Vec<_>>())
+            })
             .collect();
         for h in handles {
             for (i, r) in h.join().expect("a simulation thread panicked") {
@@ -145,9 +147,7 @@ fn plot(reports: &[Report]) -> String {
         let colour = colours[i % colours.len()];
         let points: Vec<String> = std::iter::once((0u64, 0.0))
             .chain(r.timeline.iter().copied())
-            .map(|(t, f)| {
-                format!("{:.1},{:.1}", M + (W - 2.0 * M) * t as f64 / max_t, H - M - (H - 2.0 * M) * f)
-            })
+            .map(|(t, f)| format!("{:.1},{:.1}", M + (W - 2.0 * M) * t as f64 / max_t, H - M - (H - 2.0 * M) * f))
             .collect();
         svg += &format!(
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\n",

@@ -137,7 +137,7 @@ async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: 
             _ = tick.tick() => {
                 ticks += 1;
                 let mut outputs = router.tick(now(), salt());
-                if ticks % REFRESH_TICKS == 0 {
+                if ticks.is_multiple_of(REFRESH_TICKS) {
                     outputs.extend(refresh(&node, &mut router, now()).await);
                 }
                 outputs
@@ -218,11 +218,11 @@ async fn apply(node: &Arc<Node>, outputs: Vec<Output>, links: &mut HashMap<LinkI
             open.link.close();
         }
     }
-    if !handed.is_empty() {
-        if let Ok(sent) = node.call(move |a| a.handed_over(&handed)).await {
-            for id in sent {
-                node.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Sent });
-            }
+    if !handed.is_empty()
+        && let Ok(sent) = node.call(move |a| a.handed_over(&handed)).await
+    {
+        for id in sent {
+            node.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Sent });
         }
     }
 }

@@ -51,7 +51,13 @@ pub enum Mobility {
     Static,
     /// Walks to random points of a `width` × `height` field at a random speed between
     /// `min_speed` and `max_speed` (m/s), pausing up to `max_pause_ms` at each.
-    RandomWaypoint { width: f64, height: f64, min_speed: f64, max_speed: f64, max_pause_ms: u64 },
+    RandomWaypoint {
+        width: f64,
+        height: f64,
+        min_speed: f64,
+        max_speed: f64,
+        max_pause_ms: u64,
+    },
 }
 
 /// What happened on the air during a step, per node.
@@ -380,7 +386,8 @@ mod tests {
         for _ in 0..10 {
             m.send(0, link, vec![0; 100]);
         }
-        let delivered = |events: Vec<MediumEvent>| events.iter().filter(|e| matches!(e, MediumEvent::Fragment { .. })).count();
+        let delivered =
+            |events: Vec<MediumEvent>| events.iter().filter(|e| matches!(e, MediumEvent::Fragment { .. })).count();
         assert_eq!(delivered(m.step(100)), 1);
         let rest: usize = (0..20).map(|_| delivered(m.step(100))).sum();
         assert_eq!(rest, 9);
@@ -403,8 +410,13 @@ mod tests {
     #[test]
     fn same_seed_same_walk() {
         let walk = |seed| {
-            let mobility =
-                Mobility::RandomWaypoint { width: 100.0, height: 100.0, min_speed: 0.5, max_speed: 1.5, max_pause_ms: 10_000 };
+            let mobility = Mobility::RandomWaypoint {
+                width: 100.0,
+                height: 100.0,
+                min_speed: 0.5,
+                max_speed: 1.5,
+                max_pause_ms: 10_000,
+            };
             let mut m = Medium::new(MediumConfig::default(), seed);
             m.add_node(50.0, 50.0, mobility);
             for _ in 0..1000 {

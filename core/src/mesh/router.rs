@@ -367,7 +367,9 @@ impl Router {
 
     fn handle(&mut self, link: LinkId, message: MeshMessage, now_ms: u64) {
         match message {
-            MeshMessage::Carry { hops_left, copies, envelope } => self.on_carry(link, hops_left, copies, envelope, now_ms),
+            MeshMessage::Carry { hops_left, copies, envelope } => {
+                self.on_carry(link, hops_left, copies, envelope, now_ms)
+            }
             MeshMessage::Reconcile(m) => self.on_reconcile(link, m),
             MeshMessage::Describe { ids } => {
                 if let Some(state) = self.links.get_mut(&link) {
@@ -428,8 +430,7 @@ impl Router {
                 .collect();
             self.want(link, want, 0);
         } else {
-            let they_lack: Vec<Item> =
-                self.held.keys().filter(|id| !state.peer_has.contains(*id)).copied().collect();
+            let they_lack: Vec<Item> = self.held.keys().filter(|id| !state.peer_has.contains(*id)).copied().collect();
             self.offer(link, they_lack);
         }
     }
@@ -558,7 +559,7 @@ impl Router {
                 }
             }
             _ if keep => {
-                let hops = if hops_left > 1 { hops_left - 1 } else { 0 };
+                let hops = hops_left.saturating_sub(1);
                 self.spread_fresh(id, Some(link), hops);
             }
             _ => {}
@@ -572,19 +573,23 @@ impl Router {
             if let Some(held) = self.held.get(&id) {
                 let bytes = held.envelope.clone();
                 self.push_to_all(id, &bytes, hops, from);
-                if let Some(held) = self.held.get_mut(&id) {
-                    if self.links.keys().any(|l| Some(*l) != from) {
-                        held.handed_out = true;
-                        if std::mem::take(&mut held.in_outbox) {
-                            self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
-                        }
+                if let Some(held) = self.held.get_mut(&id)
+                    && self.links.keys().any(|l| Some(*l) != from)
+                {
+                    held.handed_out = true;
+                    if std::mem::take(&mut held.in_outbox) {
+                        self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
                     }
                 }
             }
             return;
         }
-        let mut links: Vec<LinkId> =
-            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        let mut links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
+            .map(|(l, _)| *l)
+            .collect();
         links.sort_unstable();
         let mut offered = Vec::new();
         for link in links {
@@ -609,8 +614,12 @@ impl Router {
     }
 
     fn offer_to_neighbours(&mut self, id: Item, from: Option<LinkId>) {
-        let mut links: Vec<LinkId> =
-            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        let mut links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
+            .map(|(l, _)| *l)
+            .collect();
         links.sort_unstable();
         for link in links {
             self.offer(link, vec![id]);
@@ -618,8 +627,12 @@ impl Router {
     }
 
     fn push_to_all(&mut self, id: Item, envelope: &Arc<Vec<u8>>, hops_left: u8, from: Option<LinkId>) {
-        let mut links: Vec<LinkId> =
-            self.links.iter().filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id)).map(|(l, _)| *l).collect();
+        let mut links: Vec<LinkId> = self
+            .links
+            .iter()
+            .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
+            .map(|(l, _)| *l)
+            .collect();
         links.sort_unstable();
         for link in links {
             self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
@@ -645,7 +658,8 @@ impl Router {
         } else {
             self.carried_bytes += len;
         }
-        self.held.insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false });
+        self.held
+            .insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false });
         self.evict();
     }
 

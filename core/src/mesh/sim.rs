@@ -45,7 +45,8 @@ impl Scenario {
     pub fn line(seed: u64) -> Scenario {
         let mut rng = SimRng::new(seed);
         let nodes = (0..10).map(|i| (i as f64 * 25.0, 0.0, Mobility::Static)).collect();
-        let messages = (0..20).map(|k| (10_000 + k * 15_000 + rng.below(5_000), 0, if k % 2 == 0 { 0 } else { 9 })).collect();
+        let messages =
+            (0..20).map(|k| (10_000 + k * 15_000 + rng.below(5_000), 0, if k % 2 == 0 { 0 } else { 9 })).collect();
         Scenario {
             name: "line",
             medium: MediumConfig::default(),
@@ -71,12 +72,24 @@ impl Scenario {
     /// first 50 minutes.
     pub fn festival(seed: u64) -> Scenario {
         let mut rng = SimRng::new(seed);
-        let mobility =
-            Mobility::RandomWaypoint { width: 500.0, height: 500.0, min_speed: 0.5, max_speed: 1.5, max_pause_ms: 120_000 };
+        let mobility = Mobility::RandomWaypoint {
+            width: 500.0,
+            height: 500.0,
+            min_speed: 0.5,
+            max_speed: 1.5,
+            max_pause_ms: 120_000,
+        };
         let nodes = (0..200).map(|_| (rng.range(0.0, 500.0), rng.range(0.0, 500.0), mobility)).collect();
         let groups = random_groups(&mut rng, 200, 20);
         let messages = random_messages(&mut rng, &groups, 50 * 60_000, 20);
-        Scenario { name: "festival", medium: MediumConfig::default(), nodes, groups, messages, duration_ms: 60 * 60_000 }
+        Scenario {
+            name: "festival",
+            medium: MediumConfig::default(),
+            nodes,
+            groups,
+            messages,
+            duration_ms: 60 * 60_000,
+        }
     }
 }
 
@@ -158,9 +171,8 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
     for (i, (x, y, mobility)) in scenario.nodes.iter().enumerate() {
         medium.add_node(*x, *y, *mobility);
         let mut router = Router::new(config);
-        router.set_interests(
-            scenario.groups.iter().enumerate().filter(|(_, m)| m.contains(&i)).map(|(g, _)| topics[g]),
-        );
+        router
+            .set_interests(scenario.groups.iter().enumerate().filter(|(_, m)| m.contains(&i)).map(|(g, _)| topics[g]));
         routers.push(router);
     }
 
@@ -198,10 +210,10 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
             apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
         }
         if now % TICK_MS == 0 {
-            for node in 0..routers.len() {
-                let outputs = routers[node].tick(now, rng.bytes16());
+            for (node, router) in routers.iter_mut().enumerate() {
+                let outputs = router.tick(now, rng.bytes16());
                 apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
-                peak_cache = peak_cache.max(routers[node].stats().carried_bytes);
+                peak_cache = peak_cache.max(router.stats().carried_bytes);
             }
         }
         if now % 60_000 == 0 {
@@ -209,10 +221,7 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
         }
     }
 
-    let mut latencies: Vec<u64> = delivered
-        .iter()
-        .map(|((id, _), at)| at - messages[id].sent_ms)
-        .collect();
+    let mut latencies: Vec<u64> = delivered.iter().map(|((id, _), at)| at - messages[id].sent_ms).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {
@@ -254,10 +263,11 @@ fn apply(
             Output::Deliver { envelope } => {
                 let Ok(parsed) = Envelope::parse(envelope) else { continue };
                 let id = short_id(&parsed.id());
-                if let Some(m) = messages.get(&id) {
-                    if m.sender != node && groups[m.group].contains(&node) {
-                        delivered.entry((id, node)).or_insert(now);
-                    }
+                if let Some(m) = messages.get(&id)
+                    && m.sender != node
+                    && groups[m.group].contains(&node)
+                {
+                    delivered.entry((id, node)).or_insert(now);
                 }
             }
             Output::Close { link, .. } => closed.push(link),
