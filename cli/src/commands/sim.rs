@@ -22,6 +22,12 @@ pub struct Args {
     /// Strategy: weft, flood, epidemic, spray, or all
     #[arg(long, default_value = "all")]
     strategy: String,
+    /// Copies of each envelope our strategy hands out (to explore; the default is the node's)
+    #[arg(long)]
+    copies: Option<u16>,
+    /// How many hops a fresh envelope is pushed (to explore)
+    #[arg(long)]
+    push_hops: Option<u8>,
     /// Write a plot of delivery over time per strategy (SVG)
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -38,6 +44,15 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         "spray" => vec![Strategy::SprayAndWait { copies: 8 }],
         other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, spray or all"),
     };
+    let strategies: Vec<Strategy> = strategies
+        .into_iter()
+        .map(|s| match s {
+            Strategy::Weft { copies, push_hops } => {
+                Strategy::Weft { copies: args.copies.unwrap_or(copies), push_hops: args.push_hops.unwrap_or(push_hops) }
+            }
+            other => other,
+        })
+        .collect();
     let mut reports = Vec::new();
     for name in scenarios {
         let scenario = Scenario::by_name(name, args.seed)

@@ -41,7 +41,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const WEFT: Strategy = Strategy::Weft { copies: 24, push_hops: 12 };
+    pub const WEFT: Strategy = Strategy::Weft { copies: UNLIMITED, push_hops: 12 };
 
     pub fn name(&self) -> String {
         match self {
@@ -127,12 +127,27 @@ struct Held {
     handed_out: bool,
 }
 
+/// Copies that never run out: every holder may hand the envelope on (epidemic spread).
+pub const UNLIMITED: u16 = u16::MAX;
+
+/// The copies a holder of `copies` hands over: half (binary spray), or all when unlimited.
+fn split(copies: u16) -> u16 {
+    if copies == UNLIMITED { UNLIMITED } else { copies / 2 }
+}
+
+/// What a holder keeps after handing `given` over.
+fn keep(copies: u16, given: u16) -> u16 {
+    if copies == UNLIMITED { UNLIMITED } else { copies - given }
+}
+
 /// Protocol faults tolerated from one neighbour before the link is closed.
 const MAX_STRIKES: u32 = 16;
 /// A want not answered within this long may be asked of another neighbour.
 const WANT_TIMEOUT_MS: u64 = 20_000;
 /// Long-lived links reconcile again this often, to heal what loss cost.
 const RESYNC_MS: u64 = 120_000;
+/// Neighbours in a crowd mostly hold the same envelopes: start reconciling small.
+const FIRST_SYMBOLS: usize = 12;
 
 struct LinkState {
     mtu: usize,
@@ -342,7 +357,7 @@ impl Router {
         match self.config.strategy {
             Strategy::Weft { .. } => {
                 if initiator {
-                    let mut session = Initiator::new(salt, self.held.keys().copied());
+                    let mut session = Initiator::new(salt, self.held.keys().copied()).with_first_batch(FIRST_SYMBOLS);
                     let batch = session.next_batch();
                     if let Some(state) = self.links.get_mut(&link) {
                         state.initiator = Some(session);
@@ -375,7 +390,7 @@ impl Router {
                 if let Some(state) = self.links.get_mut(&link) {
                     state.initiator = None;
                 }
-                self.offer(link, ids);
+                self.hand_over(link, ids);
             }
             MeshMessage::Summary { ids } => self.on_summary(link, ids),
             MeshMessage::Offer { topics } => self.on_offer(link, topics, now_ms),
@@ -397,7 +412,7 @@ impl Router {
                             outcome.we_lack.into_iter().filter(|id| !self.seen.contains(id)).collect();
                         we_lack.truncate(MAX_IDS);
                         self.send(link, &MeshMessage::Describe { ids: we_lack });
-                        self.offer(link, outcome.they_lack);
+                        self.hand_over(link, outcome.they_lack);
                     }
                     Err(_) => {
                         state.responder = None;
@@ -501,8 +516,8 @@ impl Router {
             let given = if !self.config.strategy.splits_copies() {
                 held.copies
             } else if held.copies >= 2 {
-                let given = held.copies / 2;
-                held.copies -= given;
+                let given = split(held.copies);
+                held.copies = keep(held.copies, given);
                 given
             } else {
                 1
@@ -527,10 +542,8 @@ impl Router {
         if self.held.contains_key(&id) || self.seen.contains(&id) {
             return;
         }
-        if !requested && hops_left == 0 {
-            self.refused_envelopes += 1;
-            return self.strike(link, "unsolicited envelope");
-        }
+        // Unasked envelopes (pushes, spare copies handed over) are welcome within the
+        // neighbour's quota below; what bounds a flood is the quota, not good manners.
         let own = self.interests.contains(&topic);
         let len = parsed.as_bytes().len();
         let keep = match self.config.strategy {
@@ -598,9 +611,9 @@ impl Router {
                 // A fresh envelope crosses the neighbourhood that is connected now, copies or
                 // not: a static chain delivers at once. Copies, split on the way, are what
                 // carries it further as people move.
-                let given = if held.copies >= 2 { held.copies / 2 } else { 1 };
+                let given = if held.copies >= 2 { split(held.copies) } else { 1 };
                 if held.copies >= 2 {
-                    held.copies -= given;
+                    held.copies = keep(held.copies, given);
                 }
                 self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
                 self.carry(link, id, hops, given);
@@ -609,8 +622,43 @@ impl Router {
             }
         }
         for link in offered {
-            self.offer(link, vec![id]);
+            self.hand_over(link, vec![id]);
         }
+    }
+
+    /// Gives a neighbour that lacks them the envelopes among `ids`: straight away where we
+    /// have copies to spare (half of them), by offer where we hold the last copy, which only
+    /// a reader of its topic will want.
+    fn hand_over(&mut self, link: LinkId, ids: Vec<Item>) {
+        if !self.config.strategy.splits_copies() {
+            return self.offer(link, ids);
+        }
+        let mut ranked: Vec<(bool, u16, u64, Item)> =
+            ids.iter().filter_map(|id| self.held.get(id).map(|h| (!h.own, h.copies, h.stored_ms, *id))).collect();
+        // Ours first, then the least spread, then the freshest.
+        ranked.sort_by_key(|(theirs, copies, stored, id)| {
+            (*theirs, std::cmp::Reverse(*copies), std::cmp::Reverse(*stored), *id)
+        });
+        let mut last_copies = Vec::new();
+        for (_, copies, _, id) in ranked {
+            let has = self.links.get(&link).is_none_or(|s| s.peer_has.contains(&id));
+            if has {
+                continue;
+            }
+            if copies >= 2 {
+                let given = split(copies);
+                if let Some(held) = self.held.get_mut(&id) {
+                    held.copies = keep(held.copies, given);
+                }
+                if let Some(state) = self.links.get_mut(&link) {
+                    state.peer_has.insert(id);
+                }
+                self.carry(link, id, 0, given);
+            } else {
+                last_copies.push(id);
+            }
+        }
+        self.offer(link, last_copies);
     }
 
     fn offer_to_neighbours(&mut self, id: Item, from: Option<LinkId>) {
@@ -874,11 +922,9 @@ mod tests {
     }
 
     #[test]
-    fn junk_and_unsolicited_envelopes_are_refused_and_the_link_closed() {
+    fn junk_envelopes_are_refused_and_the_link_closed() {
         let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[]]);
         let link = bench.connect(0, 1);
-        bench.inject(link, 1, &MeshMessage::Carry { hops_left: 0, copies: 9, envelope: envelope(OTHER, 5) });
-        assert_eq!(bench.routers[1].stats().carried_envelopes, 0, "not asked for, not taken");
         for _ in 0..MAX_STRIKES {
             bench.inject(link, 1, &MeshMessage::Carry { hops_left: 3, copies: 9, envelope: vec![0; 300] });
         }

@@ -118,6 +118,7 @@ pub struct Initiator {
     salt: [u8; 16],
     encoder: Encoder,
     sent: usize,
+    first_batch: usize,
 }
 
 /// What a finished session learned.
@@ -132,14 +133,26 @@ pub struct Outcome {
 impl Initiator {
     pub fn new(salt: [u8; 16], items: impl IntoIterator<Item = Item>) -> Self {
         let hasher = ItemHasher::new(&salt);
-        Initiator { salt, encoder: Encoder::new(items.into_iter().map(|i| hasher.hashed(i))), sent: 0 }
+        Initiator {
+            salt,
+            encoder: Encoder::new(items.into_iter().map(|i| hasher.hashed(i))),
+            sent: 0,
+            first_batch: FIRST_BATCH,
+        }
+    }
+
+    /// Starts with `first_batch` symbols: fewer suit a slow link whose peers mostly hold the
+    /// same set (a Bluetooth mesh), at the cost of a round trip when they differ more.
+    pub fn with_first_batch(mut self, first_batch: usize) -> Self {
+        self.first_batch = first_batch.clamp(1, MAX_BATCH);
+        self
     }
 
     /// The next batch of symbols: the first is small (most peers differ little), later ones
     /// half of everything sent so far, so overshoot stays a third at most and round trips grow
     /// with the logarithm of the difference.
     pub fn next_batch(&mut self) -> Message {
-        let n = if self.sent == 0 { FIRST_BATCH } else { (self.sent / 2).clamp(FIRST_BATCH, MAX_BATCH) };
+        let n = if self.sent == 0 { self.first_batch } else { (self.sent / 2).clamp(self.first_batch, MAX_BATCH) };
         let start = self.sent as u32;
         let symbols = (0..n).map(|_| self.encoder.next_symbol()).collect();
         self.sent += n;
