@@ -119,3 +119,33 @@ fn a_client_keeps_a_relay_and_reports_it() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lacks the relay's /p2p/ID"));
 }
+
+#[test]
+fn without_bluetooth_weft_run_says_so_once_and_runs_on_libp2p() {
+    let root = tempfile::tempdir().unwrap();
+    let home = Home::new(root.path(), "zed");
+    home.ok(&["init", "--name", "zed"]);
+    let mut child = Command::new(weft_binary())
+        .arg("--home")
+        .arg(&home.dir)
+        .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("WEFT_PASSPHRASE", &home.passphrase)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting weft run");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let listening = stdout.lines().map_while(Result::ok).any(|l| l.contains("listening on"));
+    assert!(listening, "the node runs without Bluetooth");
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let warnings = stderr.lines().filter(|l| l.contains("Bluetooth mesh off")).count();
+    // These machines have no Bluetooth; on one that has, the mesh starts and nothing is said.
+    let has_bluetooth = std::path::Path::new("/sys/class/bluetooth").read_dir().is_ok_and(|mut d| d.next().is_some());
+    if !has_bluetooth {
+        assert_eq!(warnings, 1, "one clear warning: {stderr}");
+        assert!(stderr.contains("running on libp2p only"));
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use weft_core::mesh::driver::MeshHandle;
 use weft_core::net::{Keypair, Multiaddr, NetConfig, NetHandle};
 use weft_core::node::{Node, NodeEvent};
 
@@ -28,6 +29,9 @@ pub struct Args {
     /// Do not discover peers on the local network with mDNS
     #[arg(long)]
     no_mdns: bool,
+    /// Do not use Bluetooth (the mesh that carries messages when there is no network)
+    #[arg(long)]
+    no_ble: bool,
 }
 
 #[derive(Serialize)]
@@ -77,7 +81,8 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         let mut events = node.subscribe();
         // A fresh network identity each run: peers cannot link this run to the last one.
         let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
-        let control = serve_control(home_dir, node.clone(), net.clone()).await?;
+        let mesh = if args.no_ble { None } else { start_ble(&node).await };
+        let control = serve_control(home_dir, node.clone(), net.clone(), mesh.clone()).await?;
         let started = Started {
             peer_id: net.peer_id.to_string(),
             listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
@@ -107,13 +112,34 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
     })
 }
 
+/// Joins the Bluetooth mesh if this machine has a radio. Without one, says so once and goes on
+/// with libp2p alone.
+async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
+    match weft_core::mesh::radio::ble::open().await {
+        Ok(radio) => Some(Arc::new(weft_core::mesh::driver::start(
+            node.clone(),
+            radio,
+            weft_core::mesh::RouterConfig::default(),
+        ))),
+        Err(e) => {
+            tracing::warn!("Bluetooth mesh off ({e}); running on libp2p only. Use --no-ble to skip this check.");
+            None
+        }
+    }
+}
+
 /// Answers `weft send` and `weft status` from other processes on this home.
 #[cfg(unix)]
-async fn serve_control(home: &Path, node: Arc<Node>, net: Arc<NetHandle>) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_control(
+    home: &Path,
+    node: Arc<Node>,
+    net: Arc<NetHandle>,
+    mesh: Option<Arc<MeshHandle>>,
+) -> Result<tokio::task::JoinHandle<()>> {
     use crate::control::{INVALID_PARAMS, METHOD_NOT_FOUND, WEFT_ERROR};
     let fail = |e: weft_core::Error| (WEFT_ERROR, e.to_string(), crate::output::exit_code_of(&e));
     crate::control::serve(home, move |method, params| {
-        let (node, net) = (node.clone(), net.clone());
+        let (node, net, mesh) = (node.clone(), net.clone(), mesh.clone());
         async move {
             match method.as_str() {
                 "send" => {
@@ -126,7 +152,20 @@ async fn serve_control(home: &Path, node: Arc<Node>, net: Arc<NetHandle>) -> Res
                 "status" => {
                     let status = net.status().await.map_err(fail)?;
                     let outbox = node.call(|a| a.outbox_len()).await.map_err(fail)?;
-                    Ok(super::status::to_json(&status, outbox))
+                    let mut json = super::status::to_json(&status, outbox);
+                    json["mesh"] = match &mesh {
+                        Some(m) => {
+                            let stats = m.stats();
+                            serde_json::json!({
+                                "radio": m.radio(),
+                                "links": stats.links,
+                                "carried_envelopes": stats.carried_envelopes,
+                                "carried_bytes": stats.carried_bytes,
+                            })
+                        }
+                        None => serde_json::Value::Null,
+                    };
+                    Ok(json)
                 }
                 other => Err((METHOD_NOT_FOUND, format!("no method {other:?} (try send, status)"), 2)),
             }
@@ -136,7 +175,12 @@ async fn serve_control(home: &Path, node: Arc<Node>, net: Arc<NetHandle>) -> Res
 }
 
 #[cfg(not(unix))]
-async fn serve_control(_: &Path, _: Arc<Node>, _: Arc<NetHandle>) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_control(
+    _: &Path,
+    _: Arc<Node>,
+    _: Arc<NetHandle>,
+    _: Option<Arc<MeshHandle>>,
+) -> Result<tokio::task::JoinHandle<()>> {
     Ok(tokio::spawn(async {}))
 }
 

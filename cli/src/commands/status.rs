@@ -59,6 +59,16 @@ fn text(status: &Value) -> String {
         };
         s.push_str(&format!("relay {}: {state}\n", r["addr"].as_str().unwrap_or("?")));
     }
+    match status["mesh"].as_object() {
+        Some(m) => s.push_str(&format!(
+            "bluetooth mesh ({}): {} links, carrying {} envelopes for others ({} bytes)\n",
+            m["radio"].as_str().unwrap_or("?"),
+            m["links"],
+            m["carried_envelopes"],
+            m["carried_bytes"]
+        )),
+        None => s.push_str("bluetooth mesh: off\n"),
+    }
     s.push_str(&format!("topics followed: {}\noutbox: {outbox} waiting for a peer", status["topics"]));
     s
 }
