@@ -192,3 +192,55 @@ async fn a_hostile_neighbour_neither_stops_honest_traffic_nor_grows_memory() {
     }
     attacker.abort();
 }
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Alice and Bob are two hops apart with a stranger's phone between them. An eavesdropper who
+/// hears every byte on the air, and the stranger who carries the envelopes, find no key, no
+/// name, no group id and no word of the message: what a libp2p relay sees, and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_air_and_a_carrier_learn_no_names_keys_or_group_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob, sam) =
+        (create(dir.path(), "alice").await, create(dir.path(), "bob").await, create(dir.path(), "sam").await);
+    introduce(&alice, &bob).await;
+    let group = alice.create_group("night-walk".into()).await.unwrap();
+    alice.invite("night-walk".into(), "bob".into()).await.unwrap();
+    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+
+    let air = SimAir::start(MediumConfig::default(), 4);
+    air.start_capture();
+    let (radio_a, _) = air.add_radio(0.0, 0.0, Mobility::Static);
+    let (radio_s, _) = air.add_radio(25.0, 0.0, Mobility::Static);
+    let (radio_b, _) = air.add_radio(50.0, 0.0, Mobility::Static);
+    let _meshes = [
+        mesh::start(alice.clone(), radio_a, RouterConfig::default()),
+        mesh::start(sam.clone(), radio_s, RouterConfig::default()),
+        mesh::start(bob.clone(), radio_b, RouterConfig::default()),
+    ];
+    alice.send("night-walk".into(), "meet at the old bridge".into()).await.unwrap();
+    eventually("bob to read through the stranger", 60, || async { texts(&bob, "night-walk").await.len() == 1 })
+        .await;
+
+    let heard = air.captured();
+    assert!(heard.len() > 256, "the eavesdropper heard the exchange");
+    let mut secrets: Vec<(String, Vec<u8>)> = vec![("group id".into(), group.id.to_vec())];
+    for node in [&alice, &bob, &sam] {
+        let (name, account, device, request) = node
+            .call(|a| Ok((a.name().unwrap().to_string(), a.account_public(), a.device_id(), a.card().request_key)))
+            .await
+            .unwrap();
+        secrets.push((format!("{name}'s account key"), account.to_vec()));
+        secrets.push((format!("{name}'s device key"), device.to_vec()));
+        secrets.push((format!("{name}'s request key"), request.to_vec()));
+        secrets.push((format!("{name}'s name"), name.into_bytes()));
+    }
+    secrets.push(("the group's name".into(), b"night-walk".to_vec()));
+    secrets.push(("a message".into(), b"old bridge".to_vec()));
+    for (what, bytes) in &secrets {
+        assert!(!contains(&heard, bytes), "{what} went over the air in clear");
+    }
+    assert!(sam.history("night-walk".into(), 10).await.is_err(), "the stranger carried it and reads nothing");
+}

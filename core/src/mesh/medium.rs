@@ -136,7 +136,12 @@ pub struct Medium {
     now_ms: u64,
     bytes_on_air: u64,
     fragments_lost: u64,
+    /// Every byte sent on the air, when a test listens like an eavesdropper.
+    capture: Option<Vec<u8>>,
 }
+
+/// The most an eavesdropping capture keeps.
+const MAX_CAPTURE: usize = 64 << 20;
 
 impl Medium {
     pub fn new(config: MediumConfig, seed: u64) -> Self {
@@ -149,7 +154,19 @@ impl Medium {
             now_ms: 0,
             bytes_on_air: 0,
             fragments_lost: 0,
+            capture: None,
         }
+    }
+
+    /// Starts keeping every fragment sent from now on, as an eavesdropper in range of
+    /// everyone would.
+    pub fn start_capture(&mut self) {
+        self.capture.get_or_insert_with(Vec::new);
+    }
+
+    /// What the capture heard.
+    pub fn captured(&self) -> &[u8] {
+        self.capture.as_deref().unwrap_or_default()
     }
 
     pub fn config(&self) -> &MediumConfig {
@@ -343,6 +360,11 @@ impl Medium {
                     link.credit[side] -= fragment.len() as f64;
                     link.queued_bytes[side] -= fragment.len();
                     self.bytes_on_air += fragment.len() as u64;
+                    if let Some(capture) = &mut self.capture
+                        && capture.len() + fragment.len() <= MAX_CAPTURE
+                    {
+                        capture.extend_from_slice(&fragment);
+                    }
                     if self.config.loss > 0.0 && self.rng.unit() < self.config.loss {
                         self.fragments_lost += 1;
                         continue;

@@ -90,6 +90,15 @@ impl SimAir {
         self.air.lock().expect("air lock").medium.set_enabled(node, enabled);
     }
 
+    /// Starts keeping every fragment sent on the air (an eavesdropper in range of all).
+    pub fn start_capture(&self) {
+        self.air.lock().expect("air lock").medium.start_capture();
+    }
+
+    pub fn captured(&self) -> Vec<u8> {
+        self.air.lock().expect("air lock").medium.captured().to_vec()
+    }
+
     pub fn bytes_on_air(&self) -> u64 {
         self.air.lock().expect("air lock").medium.bytes_on_air()
     }
