@@ -221,8 +221,7 @@ async fn the_air_and_a_carrier_learn_no_names_keys_or_group_ids() {
         mesh::start(bob.clone(), radio_b, RouterConfig::default()),
     ];
     alice.send("night-walk".into(), "meet at the old bridge".into()).await.unwrap();
-    eventually("bob to read through the stranger", 60, || async { texts(&bob, "night-walk").await.len() == 1 })
-        .await;
+    eventually("bob to read through the stranger", 60, || async { texts(&bob, "night-walk").await.len() == 1 }).await;
 
     let heard = air.captured();
     assert!(heard.len() > 256, "the eavesdropper heard the exchange");

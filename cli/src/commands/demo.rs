@@ -1,6 +1,8 @@
-//! `weft demo`: the offline story, narrated. Three people in temporary homes exchange
-//! messages by carrying bundle files, make a group, and remove a member who then reads nothing
-//! new. Everything is real: encrypted SQLite files, Argon2id-derived keys, the bundle codec.
+//! `weft demo`: the story, narrated. Three people in temporary homes exchange messages by
+//! carrying bundle files, make a group, and remove a member who then reads nothing new; two go
+//! online over libp2p and catch up through a relay; then a group reaches people with no network
+//! over a simulated Bluetooth mesh. Everything else is real: encrypted SQLite files,
+//! Argon2id-derived keys, the bundle codec, libp2p on loopback, the mesh router.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -269,7 +271,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     let mut n = Narrator { out, transcript: Transcript::default() };
     if !out.json {
         println!(
-            "Weft demo: three people with no network at all (encrypted bundle files carried by hand), then two of them online over libp2p."
+            "Weft demo: three people with no network at all (encrypted bundle files carried by hand), then online over libp2p, then a Bluetooth mesh where there is no network."
         );
     }
 

@@ -897,6 +897,35 @@ mod tests {
     }
 
     #[test]
+    fn a_member_and_a_stranger_are_treated_alike() {
+        // What the holder sends does not depend on what the neighbour reads: nothing is asked
+        // by topic, so the exchange tells the holder nothing of the neighbour's groups.
+        let sent_to = |neighbour_reads: &[Topic]| {
+            let mut bench = Bench::new(Strategy::WEFT, &[&[T], neighbour_reads]);
+            for n in 0..3 {
+                bench.originate(0, envelope(T, n));
+            }
+            let link = 1;
+            bench.links.insert(link, (0, 1));
+            let mut from_holder = Vec::new();
+            let mut queue: VecDeque<(usize, Output)> = VecDeque::new();
+            queue.extend(bench.routers[1].link_up(link, 185, false, [1; 16], 0).into_iter().map(|o| (1, o)));
+            queue.extend(bench.routers[0].link_up(link, 185, true, [2; 16], 0).into_iter().map(|o| (0, o)));
+            while let Some((node, output)) = queue.pop_front() {
+                if let Output::Send { fragment, .. } = output {
+                    if node == 0 {
+                        from_holder.push(fragment.clone());
+                    }
+                    let to = 1 - node;
+                    queue.extend(bench.routers[to].fragment(link, &fragment, 0).into_iter().map(|o| (to, o)));
+                }
+            }
+            from_holder
+        };
+        assert_eq!(sent_to(&[T]), sent_to(&[]));
+    }
+
+    #[test]
     fn arriving_twice_is_delivered_once() {
         let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T], &[T]]);
         bench.connect(0, 1);
