@@ -147,3 +147,66 @@ impl Link for FedLink {
         self.driver.close(self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<(u64, Vec<u8>)>>,
+        closed: Mutex<Vec<u64>>,
+        fail: bool,
+    }
+
+    impl Driver for Recorder {
+        fn send(&self, link: u64, fragment: Vec<u8>) -> Result<()> {
+            if self.fail {
+                return Err(Error::Closed);
+            }
+            self.sent.lock().unwrap().push((link, fragment));
+            Ok(())
+        }
+
+        fn close(&self, link: u64) {
+            self.closed.lock().unwrap().push(link);
+        }
+    }
+
+    #[tokio::test]
+    async fn links_and_frames_flow_and_bad_input_is_dropped() {
+        let driver = Arc::new(Recorder::default());
+        let (mut radio, events) = fed_radio(driver.clone(), "app");
+        events.link_up(7, 9_999, true).unwrap();
+        let link = radio.next_link().await.unwrap();
+        assert_eq!((link.mtu(), link.initiator()), (MAX_MTU, true), "the MTU is clamped");
+        events.frame(7, vec![1, 2, 3]);
+        events.frame(7, vec![0; MAX_MTU + 1]);
+        events.frame(8, vec![4]);
+        assert_eq!(link.recv().await, Some(vec![1, 2, 3]));
+        link.send(vec![9]).await.unwrap();
+        assert_eq!(driver.sent.lock().unwrap().as_slice(), &[(7, vec![9])]);
+        events.link_down(7);
+        assert_eq!(link.recv().await, None, "the oversized and the unknown-link frames were dropped");
+        link.close();
+        assert_eq!(driver.closed.lock().unwrap().as_slice(), &[7]);
+    }
+
+    #[tokio::test]
+    async fn a_failing_driver_and_calls_after_shutdown_are_harmless() {
+        let driver = Arc::new(Recorder { fail: true, ..Recorder::default() });
+        let (mut radio, events) = fed_radio(driver, "app");
+        events.link_up(1, 185, false).unwrap();
+        let link = radio.next_link().await.unwrap();
+        assert!(link.send(vec![1]).await.is_err());
+        for n in 2..=MAX_LINKS as u64 {
+            events.link_up(n, 185, false).unwrap();
+        }
+        assert!(matches!(events.link_up(99, 185, false), Err(Error::Limit(_))));
+        drop(radio);
+        drop(link);
+        assert!(matches!(events.link_up(100, 185, false), Err(Error::Closed)));
+        events.frame(1, vec![1]);
+        events.link_down(1);
+    }
+}
