@@ -76,6 +76,13 @@ struct OpenLink {
     writer: mpsc::Sender<Vec<u8>>,
 }
 
+/// A link the mesh lets go of (it went down, or the mesh stopped) is closed.
+impl Drop for OpenLink {
+    fn drop(&mut self) {
+        self.link.close();
+    }
+}
+
 async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: Arc<Mutex<RouterStats>>) {
     let started = Instant::now();
     let now = move || started.elapsed().as_millis() as u64;
@@ -170,7 +177,7 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
         return Vec::new();
     };
     router.set_interests(topics);
-    let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.holds(id)).collect();
+    let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.knows(id)).collect();
     if missing.is_empty() {
         return Vec::new();
     }
@@ -238,9 +245,15 @@ async fn read_link(link: Arc<dyn Link>, id: LinkId, events: mpsc::Sender<LinkEve
 
 async fn write_link(link: Arc<dyn Link>, mut queue: mpsc::Receiver<Vec<u8>>) {
     while let Some(fragment) = queue.recv().await {
-        if link.send(fragment).await.is_err() {
-            link.close();
-            return;
+        match link.send(fragment).await {
+            Ok(()) => {}
+            // The radio's own queue is full: this fragment is lost, as on the air, and the
+            // next reconciliation brings back what its frame carried.
+            Err(crate::Error::Limit(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => {
+                link.close();
+                return;
+            }
         }
     }
 }

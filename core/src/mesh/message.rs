@@ -10,7 +10,8 @@ use crate::wire::{Reader, Writer};
 
 /// Entries in one offer, ids in one want or summary: each message stays well under a frame.
 pub const MAX_IDS: usize = 2_048;
-const MAX_TOPICS: usize = 256;
+/// Topics in one offer.
+pub const MAX_TOPICS: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MeshMessage {

@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::fragment::{Fragmenter, Reassembled, Reassembler};
-use super::message::{MAX_IDS, MeshMessage};
+use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage};
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::sync::{Initiator, Item, Responder, short_id};
 
@@ -125,6 +125,8 @@ struct Held {
     in_outbox: bool,
     /// Handed to some neighbour already.
     handed_out: bool,
+    /// The link it came from (none for our own writing and adoptions).
+    from: Option<LinkId>,
 }
 
 /// Copies that never run out: every holder may hand the envelope on (epidemic spread).
@@ -146,6 +148,8 @@ const MAX_STRIKES: u32 = 16;
 const WANT_TIMEOUT_MS: u64 = 20_000;
 /// Long-lived links reconcile again this often, to heal what loss cost.
 const RESYNC_MS: u64 = 120_000;
+/// Envelopes asked for and not yet received, over all links.
+const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
 /// Neighbours in a crowd mostly hold the same envelopes: start reconciling small.
 const FIRST_SYMBOLS: usize = 12;
 
@@ -158,8 +162,6 @@ struct LinkState {
     responder: Option<Responder>,
     /// Ids this neighbour is known to hold (offered by it, or handed to it).
     peer_has: HashSet<Item>,
-    /// Bytes of others' ciphertext taken from this neighbour.
-    carried_from: usize,
     strikes: u32,
     last_sync_ms: u64,
     closed: bool,
@@ -174,6 +176,8 @@ pub struct Router {
     seen: HashSet<Item>,
     seen_order: VecDeque<Item>,
     requested: HashMap<Item, (LinkId, u64)>,
+    /// Bytes held that each link handed us (its quota).
+    bytes_from: HashMap<LinkId, usize>,
     links: HashMap<LinkId, LinkState>,
     out: Vec<Output>,
     dropped_frames: u64,
@@ -191,6 +195,7 @@ impl Router {
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             requested: HashMap::new(),
+            bytes_from: HashMap::new(),
             links: HashMap::new(),
             out: Vec::new(),
             dropped_frames: 0,
@@ -219,10 +224,17 @@ impl Router {
                 held.own = own;
             }
         }
+        self.evict_over(|h| !h.own, |r| r.carried_bytes, |r| r.config.cache_bytes);
+        self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
     }
 
     pub fn holds(&self, id: &Item) -> bool {
         self.held.contains_key(id)
+    }
+
+    /// Whether the envelope is held, or was and expired (and is not to be taken again).
+    pub fn knows(&self, id: &Item) -> bool {
+        self.held.contains_key(id) || self.seen.contains(id)
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -251,7 +263,7 @@ impl Router {
                 Some(held) => held.in_outbox = true,
                 None => {
                     let copies = self.config.strategy.initial_copies();
-                    self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
+                    self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms, None);
                     if let Some(held) = self.held.get_mut(&id) {
                         held.in_outbox = true;
                     }
@@ -271,7 +283,7 @@ impl Router {
             let id = short_id(&parsed.id());
             if !self.held.contains_key(&id) && !self.seen.contains(&id) {
                 let copies = self.config.strategy.initial_copies();
-                self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms);
+                self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms, None);
                 self.offer_to_neighbours(id, None);
             }
         }
@@ -290,7 +302,6 @@ impl Router {
                 initiator: None,
                 responder: None,
                 peer_has: HashSet::new(),
-                carried_from: 0,
                 strikes: 0,
                 last_sync_ms: now_ms,
                 closed: false,
@@ -325,13 +336,20 @@ impl Router {
         let expired: Vec<Item> =
             self.held.iter().filter(|(_, h)| now_ms.saturating_sub(h.stored_ms) > max_age).map(|(id, _)| *id).collect();
         for id in expired {
-            self.remove(&id);
+            // Remembered: a replay of what expired is not taken again.
+            self.remove(&id, true);
         }
         self.requested.retain(|_, (_, at)| now_ms.saturating_sub(*at) < WANT_TIMEOUT_MS);
         let mut resync = Vec::new();
         for (link, state) in &mut self.links {
             if state.reassembler.expire(now_ms) {
                 self.dropped_frames += 1;
+            }
+            // Honest links hiccup now and then; only a steady stream of faults adds up.
+            state.strikes = state.strikes.saturating_sub(1);
+            // A backstop: `peer_has` only records what we hold, but links can outlive it.
+            if state.peer_has.len() > 2 * self.held.len() + 4 * MAX_IDS {
+                state.peer_has.clear();
             }
             if state.initiator_role && now_ms.saturating_sub(state.last_sync_ms) > RESYNC_MS {
                 state.last_sync_ms = now_ms;
@@ -343,6 +361,10 @@ impl Router {
             self.start_sync(link, true, salt);
         }
         std::mem::take(&mut self.out)
+    }
+
+    fn uses_summaries(&self) -> bool {
+        matches!(self.config.strategy, Strategy::Epidemic | Strategy::SprayAndWait { .. })
     }
 
     fn first_hops(&self) -> u8 {
@@ -389,9 +411,14 @@ impl Router {
             MeshMessage::Describe { ids } => {
                 if let Some(state) = self.links.get_mut(&link) {
                     state.initiator = None;
+                    for id in &ids {
+                        state.peer_has.remove(id);
+                    }
                 }
                 self.hand_over(link, ids);
             }
+            // Summaries belong to the baselines; to us they would only ask for everything.
+            MeshMessage::Summary { .. } if !self.uses_summaries() => self.strike(link, "unexpected summary"),
             MeshMessage::Summary { ids } => self.on_summary(link, ids),
             MeshMessage::Offer { topics } => self.on_offer(link, topics, now_ms),
             MeshMessage::Want { ids } => self.on_want(link, ids),
@@ -399,18 +426,31 @@ impl Router {
     }
 
     fn on_reconcile(&mut self, link: LinkId, message: crate::sync::Message) {
-        let held: Vec<Item> = self.held.keys().copied().collect();
         let Some(state) = self.links.get_mut(&link) else { return };
         match message {
-            crate::sync::Message::Symbols { .. } => {
-                let responder = state.responder.get_or_insert_with(|| Responder::new(held));
+            crate::sync::Message::Symbols { start, .. } => {
+                // A session starting over (a resync, or one whose frames were lost) replaces
+                // the one in progress.
+                if start == 0 {
+                    state.responder = None;
+                }
+                let held = &self.held;
+                let responder = state.responder.get_or_insert_with(|| Responder::new(held.keys().copied().collect()));
                 match responder.handle(message) {
                     Ok((reply, None)) => self.send(link, &MeshMessage::Reconcile(reply)),
                     Ok((_, Some(outcome))) => {
                         state.responder = None;
-                        let mut we_lack: Vec<Item> =
-                            outcome.we_lack.into_iter().filter(|id| !self.seen.contains(id)).collect();
+                        let mut we_lack: Vec<Item> = outcome
+                            .we_lack
+                            .into_iter()
+                            .filter(|id| !self.seen.contains(id) && !self.held.contains_key(id))
+                            .collect();
                         we_lack.truncate(MAX_IDS);
+                        // Reconciliation is the truth about what the neighbour lacks, whatever
+                        // we handed it before (frames get lost).
+                        for id in &outcome.they_lack {
+                            state.peer_has.remove(id);
+                        }
                         self.send(link, &MeshMessage::Describe { ids: we_lack });
                         self.hand_over(link, outcome.they_lack);
                     }
@@ -436,7 +476,8 @@ impl Router {
 
     fn on_summary(&mut self, link: LinkId, ids: Vec<Item>) {
         let Some(state) = self.links.get_mut(&link) else { return };
-        state.peer_has.extend(ids.iter().copied());
+        // Only what we hold is worth remembering (to not send it): nothing else can grow it.
+        state.peer_has.extend(ids.iter().filter(|id| self.held.contains_key(*id)).copied());
         if self.config.strategy == Strategy::Epidemic {
             // Classic epidemic: ask for everything the summary shows we lack.
             let want: Vec<Item> = ids
@@ -455,28 +496,37 @@ impl Router {
         let mut entries: Vec<(Item, &Held)> = ids.iter().filter_map(|id| self.held.get(id).map(|h| (*id, h))).collect();
         entries.sort_by_key(|(id, h)| (!h.own, std::cmp::Reverse(h.copies), std::cmp::Reverse(h.stored_ms), *id));
         let entries: Vec<(Item, Topic, u16)> = entries.into_iter().map(|(id, h)| (id, h.topic, h.copies)).collect();
-        for chunk in entries.chunks(MAX_IDS) {
-            let mut topics: Vec<(Topic, Vec<(Item, u16)>)> = Vec::new();
-            for (id, topic, copies) in chunk {
-                match topics.iter().position(|(t, _)| t == topic) {
-                    Some(i) => topics[i].1.push((*id, *copies)),
-                    None if topics.len() < 256 => topics.push((*topic, vec![(*id, *copies)])),
-                    None => {}
-                }
+        let mut topics: Vec<(Topic, Vec<(Item, u16)>)> = Vec::new();
+        let mut count = 0;
+        for (id, topic, copies) in entries {
+            let known = topics.iter().position(|(t, _)| *t == topic);
+            if count == MAX_IDS || (known.is_none() && topics.len() == MAX_TOPICS) {
+                self.send(link, &MeshMessage::Offer { topics: std::mem::take(&mut topics) });
+                count = 0;
             }
+            match topics.iter().position(|(t, _)| *t == topic) {
+                Some(i) => topics[i].1.push((id, copies)),
+                None => topics.push((topic, vec![(id, copies)])),
+            }
+            count += 1;
+        }
+        if !topics.is_empty() {
             self.send(link, &MeshMessage::Offer { topics });
         }
     }
 
     fn on_offer(&mut self, link: LinkId, topics: Vec<(Topic, Vec<(Item, u16)>)>, now_ms: u64) {
         let Some(state) = self.links.get_mut(&link) else { return };
-        let mut budget = self.config.per_link_bytes.saturating_sub(state.carried_from);
+        let mut budget = self.config.per_link_bytes.saturating_sub(self.bytes_from.get(&link).copied().unwrap_or(0));
         let mut want = Vec::new();
         for (topic, entries) in topics {
             let own = self.interests.contains(&topic);
             for (id, copies) in entries {
-                state.peer_has.insert(id);
-                if self.held.contains_key(&id) || self.seen.contains(&id) || self.requested.contains_key(&id) {
+                if self.held.contains_key(&id) {
+                    state.peer_has.insert(id);
+                    continue;
+                }
+                if self.seen.contains(&id) || self.requested.contains_key(&id) {
                     continue;
                 }
                 let carry = match self.config.strategy {
@@ -484,11 +534,10 @@ impl Router {
                     Strategy::Weft { .. } | Strategy::SprayAndWait { .. } => copies >= 2,
                     Strategy::Flood { .. } => false,
                 };
-                // Smallest envelope, to keep count of the budget without knowing sizes yet.
-                if own || (carry && budget >= 256) {
-                    if !own {
-                        budget -= 256;
-                    }
+                // Counted as the smallest envelope, since sizes are not known yet. Our own
+                // topics count too: topics are in clear, so junk can claim to be ours.
+                if (own || carry) && budget >= 256 {
+                    budget -= 256;
                     want.push(id);
                 }
             }
@@ -496,7 +545,8 @@ impl Router {
         self.want(link, want, now_ms);
     }
 
-    fn want(&mut self, link: LinkId, ids: Vec<Item>, now_ms: u64) {
+    fn want(&mut self, link: LinkId, mut ids: Vec<Item>, now_ms: u64) {
+        ids.truncate(MAX_PENDING_WANTS.saturating_sub(self.requested.len()));
         for id in &ids {
             self.requested.insert(*id, (link, now_ms));
         }
@@ -508,6 +558,9 @@ impl Router {
     fn on_want(&mut self, link: LinkId, ids: Vec<Item>) {
         for id in ids {
             let Some(state) = self.links.get_mut(&link) else { return };
+            if !self.held.contains_key(&id) {
+                continue;
+            }
             // Each envelope goes to a neighbour once: repeated wants cannot make us repeat it.
             if !state.peer_has.insert(id) {
                 continue;
@@ -527,6 +580,8 @@ impl Router {
     }
 
     fn on_carry(&mut self, link: LinkId, hops_left: u8, copies: u16, envelope: Vec<u8>, now_ms: u64) {
+        // A neighbour cannot make a push travel further than we would have sent it.
+        let hops_left = hops_left.min(self.first_hops());
         let Ok(parsed) = Envelope::parse(envelope) else {
             self.refused_envelopes += 1;
             return self.strike(link, "junk envelope");
@@ -542,27 +597,17 @@ impl Router {
         if self.held.contains_key(&id) || self.seen.contains(&id) {
             return;
         }
-        // Unasked envelopes (pushes, spare copies handed over) are welcome within the
-        // neighbour's quota below; what bounds a flood is the quota, not good manners.
+        // Unasked envelopes (pushes, spare copies handed over) are welcome: what bounds a
+        // flood is the neighbour's quota (its own oldest go first), not good manners.
         let own = self.interests.contains(&topic);
-        let len = parsed.as_bytes().len();
-        let keep = match self.config.strategy {
-            Strategy::Flood { .. } => own,
-            _ => own || state.carried_from + len <= self.config.per_link_bytes,
-        };
+        let keep = own || !matches!(self.config.strategy, Strategy::Flood { .. });
         let bytes = Arc::new(parsed.into_bytes());
         if keep {
-            if !own {
-                state.carried_from += len;
-            }
             let copies = if self.config.strategy.splits_copies() { copies.max(1) } else { copies };
-            self.insert(id, bytes.clone(), topic, copies, own, now_ms);
+            self.insert(id, bytes.clone(), topic, copies, own, now_ms, Some(link));
             if own {
                 self.out.push(Output::Deliver { envelope: bytes.to_vec() });
             }
-        } else {
-            self.refused_envelopes += 1;
-            self.remember(id);
         }
         match self.config.strategy {
             Strategy::Flood { .. } => {
@@ -583,17 +628,16 @@ impl Router {
     /// that got no push.
     fn spread_fresh(&mut self, id: Item, from: Option<LinkId>, hops: u8) {
         if let Strategy::Flood { .. } = self.config.strategy {
-            if let Some(held) = self.held.get(&id) {
-                let bytes = held.envelope.clone();
-                self.push_to_all(id, &bytes, hops, from);
-                if let Some(held) = self.held.get_mut(&id)
-                    && self.links.keys().any(|l| Some(*l) != from)
-                {
-                    held.handed_out = true;
-                    if std::mem::take(&mut held.in_outbox) {
-                        self.out.push(Output::HandedOver { id: EnvelopeId(*blake3::hash(&bytes).as_bytes()) });
-                    }
-                }
+            let mut links: Vec<LinkId> = self
+                .links
+                .iter()
+                .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
+                .map(|(l, _)| *l)
+                .collect();
+            links.sort_unstable();
+            for link in links {
+                self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
+                self.carry(link, id, hops, 1);
             }
             return;
         }
@@ -690,6 +734,9 @@ impl Router {
 
     /// Hands the held envelope `id` to `link`.
     fn carry(&mut self, link: LinkId, id: Item, hops_left: u8, copies: u16) {
+        if self.links.get(&link).is_none_or(|s| s.closed) {
+            return;
+        }
         let Some(held) = self.held.get_mut(&id) else { return };
         let envelope = held.envelope.clone();
         held.handed_out = true;
@@ -699,43 +746,84 @@ impl Router {
         self.send(link, &MeshMessage::Carry { hops_left, copies, envelope: envelope.to_vec() });
     }
 
-    fn insert(&mut self, id: Item, envelope: Arc<Vec<u8>>, topic: Topic, copies: u16, own: bool, now_ms: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        id: Item,
+        envelope: Arc<Vec<u8>>,
+        topic: Topic,
+        copies: u16,
+        own: bool,
+        now_ms: u64,
+        from: Option<LinkId>,
+    ) {
         let len = envelope.len();
         if own {
             self.own_bytes += len;
         } else {
             self.carried_bytes += len;
         }
-        self.held
-            .insert(id, Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false });
-        self.evict();
+        if let Some(link) = from {
+            *self.bytes_from.entry(link).or_default() += len;
+        }
+        let held = Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false, from };
+        self.held.insert(id, held);
+        if let Some(link) = from {
+            self.evict_over(
+                |h| h.from == Some(link),
+                |r| r.bytes_from.get(&link).copied().unwrap_or(0),
+                |r| r.config.per_link_bytes,
+            );
+        }
+        self.evict_over(|h| !h.own, |r| r.carried_bytes, |r| r.config.cache_bytes);
+        self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
     }
 
-    /// Drops others' envelopes over the cache quota, the most spread and oldest first. Our
-    /// own topics are never pushed out by others' ciphertext.
-    fn evict(&mut self) {
-        if self.carried_bytes <= self.config.cache_bytes {
+    /// While `used` exceeds `limit`, drops the oldest envelope that `matches`. Applied to what
+    /// one neighbour handed us (its quota: a flooder pushes out only its own), to others'
+    /// ciphertext (the cache quota) and to our own groups' (bounded the same way; they are in
+    /// the account's store anyway). Age is the only order: what senders claim (copies) is not
+    /// trusted for it. Evicted ids are not remembered, so an honest neighbour may bring them
+    /// back later.
+    fn evict_over(
+        &mut self,
+        matches: impl Fn(&Held) -> bool,
+        used: impl Fn(&Router) -> usize,
+        limit: impl Fn(&Router) -> usize,
+    ) {
+        if used(self) <= limit(self) {
             return;
         }
-        let mut carried: Vec<(u16, u64, Item)> =
-            self.held.iter().filter(|(_, h)| !h.own).map(|(id, h)| (h.copies, h.stored_ms, *id)).collect();
-        carried.sort_unstable();
-        for (_, _, id) in carried {
-            if self.carried_bytes <= self.config.cache_bytes {
+        let mut candidates: Vec<(u64, Item)> =
+            self.held.iter().filter(|(_, h)| matches(h)).map(|(id, h)| (h.stored_ms, *id)).collect();
+        candidates.sort_unstable();
+        for (_, id) in candidates {
+            if used(self) <= limit(self) {
                 break;
             }
-            self.remove(&id);
+            self.remove(&id, false);
         }
     }
 
-    fn remove(&mut self, id: &Item) {
+    fn remove(&mut self, id: &Item, remember: bool) {
         if let Some(held) = self.held.remove(id) {
+            let len = held.envelope.len();
             if held.own {
-                self.own_bytes -= held.envelope.len();
+                self.own_bytes -= len;
             } else {
-                self.carried_bytes -= held.envelope.len();
+                self.carried_bytes -= len;
             }
-            self.remember(*id);
+            if let Some(link) = held.from
+                && let Some(bytes) = self.bytes_from.get_mut(&link)
+            {
+                *bytes -= len;
+                if *bytes == 0 {
+                    self.bytes_from.remove(&link);
+                }
+            }
+            if remember {
+                self.remember(*id);
+            }
         }
     }
 
@@ -983,6 +1071,76 @@ mod tests {
             }
         }
         assert!(router.stats().carried_bytes <= 40 * 256);
+    }
+
+    fn feed(router: &mut Router, link: LinkId, fragmenter: &mut Fragmenter, message: &MeshMessage) -> Vec<Output> {
+        let mut out = Vec::new();
+        for fragment in fragmenter.fragment(&message.encode(), 185).unwrap() {
+            out.extend(router.fragment(link, &fragment, 0));
+        }
+        out
+    }
+
+    #[test]
+    fn wants_and_summaries_for_what_we_do_not_hold_cost_no_memory() {
+        let mut router = Router::new(RouterConfig::default());
+        router.link_up(1, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        let mut rng = SimRng::new(5);
+        for _ in 0..10 {
+            let ids = (0..MAX_IDS).map(|_| rng.bytes16()).collect();
+            feed(&mut router, 1, &mut f, &MeshMessage::Want { ids });
+        }
+        assert_eq!(router.links[&1].peer_has.len(), 0);
+        let out = feed(&mut router, 1, &mut f, &MeshMessage::Summary { ids: vec![] });
+        assert!(out.is_empty(), "a summary does not make us offer everything");
+    }
+
+    #[test]
+    fn junk_claiming_our_topic_is_bounded_by_the_same_quota() {
+        let config = RouterConfig { per_link_bytes: 10 * 256, cache_bytes: 40 * 256, ..RouterConfig::default() };
+        let mut router = Router::new(config);
+        router.set_interests([T]);
+        router.link_up(1, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        for n in 0..100 {
+            feed(&mut router, 1, &mut f, &MeshMessage::Carry { hops_left: 1, copies: 8, envelope: envelope(T, n) });
+        }
+        assert!(router.stats().own_bytes <= 10 * 256, "{:?}", router.stats());
+    }
+
+    #[test]
+    fn what_was_lost_on_a_link_comes_back_at_the_next_reconciliation() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        bench.originate(0, envelope(T, 1));
+        // The first encounter loses every envelope in flight.
+        let link = 1;
+        bench.links.insert(link, (0, 1));
+        let mut queue: VecDeque<(usize, Output)> = VecDeque::new();
+        queue.extend(bench.routers[1].link_up(link, 185, false, [1; 16], 0).into_iter().map(|o| (1, o)));
+        queue.extend(bench.routers[0].link_up(link, 185, true, [2; 16], 0).into_iter().map(|o| (0, o)));
+        let mut lost = 0;
+        let mut readers = [Reassembler::default(), Reassembler::default()];
+        let mut pending: [Vec<Vec<u8>>; 2] = Default::default();
+        while let Some((node, output)) = queue.pop_front() {
+            if let Output::Send { fragment, .. } = output {
+                pending[node].push(fragment.clone());
+                let Reassembled::Frame(frame) = readers[node].push(&fragment, 0) else { continue };
+                let fragments = std::mem::take(&mut pending[node]);
+                if frame.first() == Some(&1) {
+                    lost += 1; // a Carry: lost on the air
+                    continue;
+                }
+                let to = 1 - node;
+                for f in fragments {
+                    queue.extend(bench.routers[to].fragment(link, &f, 0).into_iter().map(|o| (to, o)));
+                }
+            }
+        }
+        assert!(lost > 0 && bench.delivered[1].is_empty());
+        let out = bench.routers[0].tick(RESYNC_MS + 1, [3; 16]);
+        bench.pump(vec![(0, out)]);
+        assert_eq!(bench.delivered[1].len(), 1);
     }
 
     #[test]

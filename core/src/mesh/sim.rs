@@ -194,7 +194,8 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
             let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
             messages.insert(id, Message { group, sender, sent_ms: now });
             let outputs = routers[sender].originate(envelope, now);
-            apply(&mut medium, sender, outputs, now, &messages, &scenario.groups, &mut delivered);
+            let downs = apply(&mut medium, sender, outputs, now, &messages, &scenario.groups, &mut delivered);
+            link_downs(&mut routers, downs);
         }
         for event in medium.step(STEP_MS) {
             let (node, outputs) = match event {
@@ -207,13 +208,15 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
                 }
                 MediumEvent::Fragment { node, link, fragment } => (node, routers[node].fragment(link, &fragment, now)),
             };
-            apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+            let downs = apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+            link_downs(&mut routers, downs);
         }
         if now % TICK_MS == 0 {
-            for (node, router) in routers.iter_mut().enumerate() {
-                let outputs = router.tick(now, rng.bytes16());
-                apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
-                peak_cache = peak_cache.max(router.stats().carried_bytes);
+            for node in 0..routers.len() {
+                let outputs = routers[node].tick(now, rng.bytes16());
+                let downs = apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+                link_downs(&mut routers, downs);
+                peak_cache = peak_cache.max(routers[node].stats().carried_bytes);
             }
         }
         if now % 60_000 == 0 {
@@ -255,7 +258,7 @@ fn apply(
     messages: &HashMap<Item, Message>,
     groups: &[Vec<NodeIndex>],
     delivered: &mut BTreeMap<(Item, NodeIndex), u64>,
-) {
+) -> Vec<MediumEvent> {
     let mut closed = Vec::new();
     for output in outputs {
         match output {
@@ -277,6 +280,16 @@ fn apply(
     let mut events = Vec::new();
     for link in closed {
         medium.close(link, &mut events);
+    }
+    events
+}
+
+/// Tells both routers of a link a router closed that it is gone.
+fn link_downs(routers: &mut [Router], events: Vec<MediumEvent>) {
+    for event in events {
+        if let MediumEvent::LinkDown { node, link } = event {
+            routers[node].link_down(link);
+        }
     }
 }
 

@@ -33,7 +33,8 @@ impl CodedSymbol {
             *a ^= b;
         }
         self.hash ^= h.hash;
-        self.count += direction;
+        // Wrapping: counts come from the network, and a forged one must not panic.
+        self.count = self.count.wrapping_add(direction);
     }
 
     fn is_pure(&self, hasher: &ItemHasher) -> bool {
@@ -154,6 +155,8 @@ pub struct Decoder {
     pure: Vec<usize>,
     pub remote_only: Vec<Item>,
     pub local_only: Vec<Item>,
+    /// Forged symbols made peeling decode more than any honest stream can.
+    broken: bool,
 }
 
 /// A decoder gives up past this many symbols: the difference is then too large to be worth
@@ -176,7 +179,13 @@ impl Decoder {
             pure: Vec::new(),
             remote_only: Vec::new(),
             local_only: Vec::new(),
+            broken: false,
         }
+    }
+
+    /// True once the symbols proved inconsistent (forged): the session must be abandoned.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     pub fn symbols_received(&self) -> usize {
@@ -197,6 +206,13 @@ impl Decoder {
 
     fn peel(&mut self) {
         while let Some(index) = self.pure.pop() {
+            // An honest stream decodes at most one item per symbol; forged symbols can make
+            // peeling go round in circles, so stop there.
+            if self.remote_only.len() + self.local_only.len() > 2 * self.symbols.len() + 64 {
+                self.broken = true;
+                self.pure.clear();
+                return;
+            }
             let symbol = self.symbols[index];
             if !symbol.is_pure(&self.hasher) {
                 continue;

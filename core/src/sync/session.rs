@@ -202,6 +202,9 @@ impl Responder {
         for s in symbols {
             decoder.add_symbol(s);
         }
+        if decoder.is_broken() {
+            return Err(Error::Malformed { what: "reconciliation", why: "inconsistent symbols" });
+        }
         if decoder.is_done() {
             let outcome = Outcome { we_lack: decoder.remote_only.clone(), they_lack: decoder.local_only.clone() };
             Ok((Message::Done { you_lack: outcome.they_lack.clone() }, Some(outcome)))
@@ -246,6 +249,14 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn forged_symbols_never_panic(counts in proptest::collection::vec(any::<i64>(), 1..40), seed in any::<u8>()) {
+            let local: Vec<Item> = (0..50u32).map(|n| blake3::hash(&[seed, n as u8]).as_bytes()[..16].try_into().unwrap()).collect();
+            let mut responder = Responder::new(local);
+            let symbols = counts.iter().enumerate().map(|(i, c)| CodedSymbol { sum: [i as u8; 16], hash: *c as u64, count: *c }).collect();
+            let _ = responder.handle(Message::Symbols { salt: [seed; 16], start: 0, symbols });
         }
 
         #[test]

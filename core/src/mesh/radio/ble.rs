@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use btleplug::api::{Central, CentralEvent, Characteristic, Manager as _, Peripheral as _, ScanFilter, WriteType};
 use btleplug::platform::{Adapter, Manager, Peripheral, PeripheralId};
@@ -48,10 +49,16 @@ fn no_radio(e: btleplug::Error) -> Error {
     Error::NoRadio(e.to_string())
 }
 
+/// A peripheral that failed (no Weft service, refused connection) is left alone this long.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Fragments queued for one peripheral: one largest envelope at the smallest MTU.
+const WRITE_QUEUE: usize = 8 * LINK_BUFFER;
+
 #[derive(Default)]
 struct BleDriver {
     writers: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     peripherals: Mutex<HashMap<PeripheralId, u64>>,
+    failed: Mutex<HashMap<PeripheralId, Instant>>,
     next_link: Mutex<u64>,
 }
 
@@ -77,8 +84,25 @@ async fn run(
     feed: RadioEvents,
 ) {
     while let Some(event) = events.next().await {
+        if feed.is_closed() {
+            // The mesh stopped: stop scanning, and let the link tasks end.
+            let _ = adapter.stop_scan().await;
+            driver.writers.lock().expect("writers lock").clear();
+            return;
+        }
         let id = match event {
-            CentralEvent::DeviceDiscovered(id) | CentralEvent::ServicesAdvertisement { id, .. } => id,
+            // BlueZ reports every device it knows, headphones included: only a peripheral
+            // that advertises the Weft service is ours to connect to.
+            CentralEvent::ServicesAdvertisement { id, services } if services.contains(&SERVICE) => id,
+            CentralEvent::DeviceDiscovered(id) => {
+                let Ok(peripheral) = adapter.peripheral(&id).await else { continue };
+                let advertises =
+                    peripheral.properties().await.ok().flatten().is_some_and(|p| p.services.contains(&SERVICE));
+                if !advertises {
+                    continue;
+                }
+                id
+            }
             CentralEvent::DeviceDisconnected(id) => {
                 if let Some(link) = driver.peripherals.lock().expect("peripherals lock").remove(&id) {
                     driver.close(link);
@@ -88,6 +112,11 @@ async fn run(
             }
             _ => continue,
         };
+        let recently_failed =
+            driver.failed.lock().expect("failed lock").get(&id).is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if recently_failed {
+            continue;
+        }
         let link = {
             let mut peripherals = driver.peripherals.lock().expect("peripherals lock");
             if peripherals.contains_key(&id) || peripherals.len() >= MAX_PERIPHERALS.min(MAX_LINKS) {
@@ -118,7 +147,7 @@ async fn serve(peripheral: Peripheral, id: PeripheralId, link: u64, driver: Arc<
             .ok_or_else(|| Error::NoRadio("peer has no Weft data characteristic".into()))?;
         peripheral.subscribe(&data).await.map_err(no_radio)?;
         let mut notifications = peripheral.notifications().await.map_err(no_radio)?;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(LINK_BUFFER);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         driver.writers.lock().expect("writers lock").insert(link, tx);
         // The MTU BlueZ negotiated on connect (23 until it has).
         feed.link_up(link, u32::from(peripheral.mtu()), true)?;
@@ -140,9 +169,16 @@ async fn serve(peripheral: Peripheral, id: PeripheralId, link: u64, driver: Arc<
     .await;
     if let Err(e) = result {
         tracing::debug!(link, error = %e, "Bluetooth link ended");
+        driver.failed.lock().expect("failed lock").insert(id.clone(), Instant::now());
     }
     let _ = peripheral.disconnect().await;
     driver.writers.lock().expect("writers lock").remove(&link);
-    driver.peripherals.lock().expect("peripherals lock").remove(&id);
+    {
+        // Only our own entry: the phone may have reconnected as a newer link meanwhile.
+        let mut peripherals = driver.peripherals.lock().expect("peripherals lock");
+        if peripherals.get(&id) == Some(&link) {
+            peripherals.remove(&id);
+        }
+    }
     feed.link_down(link);
 }

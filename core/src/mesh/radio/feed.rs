@@ -47,9 +47,13 @@ impl RadioEvents {
             return Err(Error::Closed);
         };
         let (tx, rx) = mpsc::channel(LINK_BUFFER);
+        let probe = tx.downgrade();
         {
             let mut map = links.lock().expect("links lock");
-            if map.len() >= MAX_LINKS && !map.contains_key(&link) {
+            if map.contains_key(&link) {
+                return Err(Error::AlreadyExists(format!("mesh link {link}")));
+            }
+            if map.len() >= MAX_LINKS {
                 return Err(Error::Limit("too many mesh links"));
             }
             map.insert(link, tx);
@@ -61,8 +65,18 @@ impl RadioEvents {
             driver,
             links: self.links.clone(),
             rx: tokio::sync::Mutex::new(rx),
+            probe,
         };
-        self.new_links.try_send(Arc::new(fed)).map_err(|_| Error::Limit("mesh is not taking links"))
+        self.new_links.try_send(Arc::new(fed)).map_err(|_| {
+            // Not taken: the slot is free again, whatever the driver does next.
+            links.lock().expect("links lock").remove(&link);
+            Error::Limit("mesh is not taking links")
+        })
+    }
+
+    /// Whether the radio is gone (the mesh stopped): the driver may stop scanning.
+    pub fn is_closed(&self) -> bool {
+        self.links.strong_count() == 0
     }
 
     /// A fragment arrived on `link`. Dropped if it is larger than any MTU allows, if the link
@@ -121,6 +135,8 @@ struct FedLink {
     driver: Arc<dyn Driver>,
     links: Weak<Links>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+    /// Tells our channel from a newer link's under the same id, without keeping ours open.
+    probe: mpsc::WeakSender<Vec<u8>>,
 }
 
 impl Link for FedLink {
@@ -142,7 +158,15 @@ impl Link for FedLink {
 
     fn close(&self) {
         if let Some(links) = self.links.upgrade() {
-            links.lock().expect("links lock").remove(&self.id);
+            let mut map = links.lock().expect("links lock");
+            match map.get(&self.id) {
+                // The driver reused the id for a newer link: that one is not ours to close.
+                Some(tx) if !self.probe.upgrade().is_some_and(|ours| ours.same_channel(tx)) => return,
+                Some(_) => {
+                    map.remove(&self.id);
+                }
+                None => {}
+            }
         }
         self.driver.close(self.id);
     }
