@@ -14,6 +14,13 @@ use weft_core::crypto::OsEntropy;
 use weft_core::identity::{ContactCard, fingerprint, safety_number};
 use weft_core::store::DatabaseKey;
 
+mod node;
+
+pub use node::{
+    Contact, Conversation, Event, EventListener, Message, NetworkConfig, RadioDriver, RadioError, RadioHandle, Status,
+    Subscription, WeftNode, open_node,
+};
+
 uniffi::setup_scaffolding!();
 
 /// Every error the bindings raise: a flat enum whose variants say what went wrong.
@@ -31,6 +38,12 @@ pub enum WeftError {
     InvalidInput { message: String },
     #[error("storage failed: {message}")]
     Storage { message: String },
+    #[error("the node is closed")]
+    Closed,
+    #[error("not found: {message}")]
+    NotFound { message: String },
+    #[error("network: {message}")]
+    Network { message: String },
     #[error("internal error: {message}")]
     Internal { message: String },
 }
@@ -44,7 +57,10 @@ impl From<weft_core::Error> for WeftError {
             E::HomeBusy(_) => WeftError::HomeBusy,
             E::AlreadyExists(what) => WeftError::AlreadyExists { message: what },
             E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { message: e.to_string() },
-            E::Entropy | E::Closed | E::Internal(_) => WeftError::Internal { message: e.to_string() },
+            E::Closed => WeftError::Closed,
+            E::NotFound { .. } => WeftError::NotFound { message: e.to_string() },
+            E::Network(_) | E::NoRadio(_) => WeftError::Network { message: e.to_string() },
+            E::Entropy | E::Internal(_) => WeftError::Internal { message: e.to_string() },
             other => WeftError::InvalidInput { message: other.to_string() },
         }
     }
@@ -140,6 +156,6 @@ impl WeftAccount {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -31,7 +31,7 @@ const WRITE_QUEUE: usize = 4_096;
 
 /// A running mesh.
 pub struct MeshHandle {
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     stats: Arc<Mutex<RouterStats>>,
     radio: &'static str,
 }
@@ -48,13 +48,23 @@ impl MeshHandle {
     }
 
     pub fn stop(&self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+
+    /// Stops the mesh and waits until its task, and with it every link, is gone.
+    pub async fn shutdown(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for MeshHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -63,7 +73,7 @@ pub fn start(node: Arc<Node>, radio: impl Radio, config: RouterConfig) -> MeshHa
     let stats = Arc::new(Mutex::new(RouterStats::default()));
     let name = radio.name();
     let task = tokio::spawn(run(node, radio, Router::new(config), stats.clone()));
-    MeshHandle { task, stats, radio: name }
+    MeshHandle { task: Some(task), stats, radio: name }
 }
 
 enum LinkEvent {

@@ -1,0 +1,502 @@
+//! The node for apps: one object over `weft_core::node::Node`, async where it does IO, events
+//! through a listener the app implements, and a Bluetooth radio the app drives.
+//!
+//! The bindings own the tokio runtime: every async method runs on it and the host language only
+//! awaits the result, so calls are safe from any host thread and need no runtime of the host's.
+//! A panic inside Weft ends that call with `WeftError::Internal`, never the host process.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use weft_core::account::{Account, ContactInfo, ConversationInfo, ConversationKind, MessageInfo, system_clock};
+use weft_core::crypto::OsEntropy;
+use weft_core::mesh::driver::MeshHandle;
+use weft_core::mesh::radio::feed::{self, RadioEvents};
+use weft_core::net::{Keypair, NetConfig, NetHandle};
+use weft_core::node::{Node, NodeEvent};
+use weft_core::store::DatabaseKey;
+
+use crate::{WeftError, hex};
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weft")
+        .enable_all()
+        .build()
+        .expect("the Weft runtime starts")
+});
+
+/// Runs `f` on the bindings' runtime; a panic becomes an error.
+async fn on_runtime<T: Send + 'static>(
+    f: impl Future<Output = Result<T, WeftError>> + Send + 'static,
+) -> Result<T, WeftError> {
+    match RUNTIME.spawn(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(WeftError::Internal { message: "a panic inside Weft ended this call".into() }),
+        Err(_) => Err(WeftError::Internal { message: "the call was cancelled".into() }),
+    }
+}
+
+#[derive(uniffi::Record)]
+pub struct Contact {
+    pub name: String,
+    pub account: String,
+    pub fingerprint: String,
+    /// `added`, `request` (they asked), `accepted`.
+    pub status: String,
+    pub verified: bool,
+    pub conversation_id: String,
+}
+
+impl From<ContactInfo> for Contact {
+    fn from(c: ContactInfo) -> Self {
+        Contact {
+            name: c.name,
+            account: hex(&c.account),
+            fingerprint: c.fingerprint,
+            status: format!("{:?}", c.status).to_lowercase(),
+            verified: c.verified,
+            conversation_id: hex(&c.conversation),
+        }
+    }
+}
+
+#[derive(uniffi::Record)]
+pub struct Conversation {
+    pub id: String,
+    pub name: String,
+    pub is_group: bool,
+    pub members: u32,
+    /// False once we were removed from the group.
+    pub active: bool,
+}
+
+impl From<ConversationInfo> for Conversation {
+    fn from(c: ConversationInfo) -> Self {
+        Conversation {
+            id: hex(&c.id),
+            name: c.name,
+            is_group: c.kind == ConversationKind::Group,
+            members: c.members as u32,
+            active: c.active,
+        }
+    }
+}
+
+#[derive(uniffi::Record)]
+pub struct Message {
+    pub id: String,
+    pub conversation: String,
+    pub sender: String,
+    pub outgoing: bool,
+    pub sent_ms: u64,
+    /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
+    pub kind: String,
+    pub body: String,
+}
+
+impl From<MessageInfo> for Message {
+    fn from(m: MessageInfo) -> Self {
+        Message {
+            id: m.id,
+            conversation: m.conversation,
+            sender: m.sender,
+            outgoing: m.outgoing,
+            sent_ms: m.sent_ms,
+            kind: m.kind,
+            body: m.body,
+        }
+    }
+}
+
+/// What the node tells the app.
+#[derive(uniffi::Enum)]
+pub enum Event {
+    MessageReceived {
+        message: Message,
+        via: String,
+    },
+    /// `queued`, `sent`, `expired`.
+    DeliveryChanged {
+        message_id: String,
+        state: String,
+    },
+    ContactRequest {
+        name: String,
+    },
+    ContactAnswered {
+        name: String,
+    },
+    JoinedGroup {
+        name: String,
+    },
+    PeerConnected {
+        peer: String,
+        via: String,
+    },
+    PeerDisconnected {
+        peer: String,
+        via: String,
+    },
+}
+
+impl From<NodeEvent> for Event {
+    fn from(e: NodeEvent) -> Self {
+        match e {
+            NodeEvent::MessageReceived { message, via } => {
+                Event::MessageReceived { message: message.into(), via: via.into() }
+            }
+            NodeEvent::DeliveryChanged { id, state } => {
+                Event::DeliveryChanged { message_id: id, state: state.as_str().into() }
+            }
+            NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
+            NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
+            NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
+            NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via: via.into() },
+            NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: via.into() },
+        }
+    }
+}
+
+/// Implemented by the app to hear what happens. Called on a Weft thread, one event at a time.
+#[uniffi::export(foreign)]
+pub trait EventListener: Send + Sync {
+    fn on_event(&self, event: Event);
+}
+
+/// A listener's registration: events stop when it is cancelled or dropped.
+#[derive(uniffi::Object)]
+pub struct Subscription {
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[uniffi::export]
+impl Subscription {
+    pub fn cancel(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Errors a radio driver reports to Weft.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum RadioError {
+    #[error("the link is gone")]
+    LinkGone,
+    #[error("the radio failed: {message}")]
+    Failed { message: String },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for RadioError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        RadioError::Failed { message: e.reason }
+    }
+}
+
+/// Implemented by the app over its platform's Bluetooth (peripheral and central). Link ids and
+/// fragments are opaque: the app moves bytes, Weft decides what they are.
+#[uniffi::export(foreign)]
+pub trait RadioDriver: Send + Sync {
+    /// Writes one fragment to `link`, in order.
+    fn send(&self, link: u64, fragment: Vec<u8>) -> Result<(), RadioError>;
+    /// Disconnects `link`.
+    fn close(&self, link: u64);
+}
+
+/// The app's driver as the mesh sees it. Once the node is closed it is never called again, so
+/// no Weft thread calls into a host that may be shutting down.
+struct ForeignDriver {
+    driver: Arc<dyn RadioDriver>,
+    silenced: Arc<AtomicBool>,
+}
+
+impl feed::Driver for ForeignDriver {
+    fn send(&self, link: u64, fragment: Vec<u8>) -> weft_core::Result<()> {
+        if self.silenced.load(Ordering::SeqCst) {
+            return Err(weft_core::Error::Closed);
+        }
+        // A driver that throws loses this fragment and the link; nothing else. (uniffi turns
+        // a host exception into an error; no Rust unwinding crosses the boundary.)
+        self.driver.send(link, fragment).map_err(|_| weft_core::Error::Closed)
+    }
+
+    fn close(&self, link: u64) {
+        if !self.silenced.load(Ordering::SeqCst) {
+            self.driver.close(link);
+        }
+    }
+}
+
+/// How the app reports what its radio does. Safe from any thread; calls after the node closed
+/// do nothing.
+#[derive(uniffi::Object)]
+pub struct RadioHandle {
+    events: RadioEvents,
+}
+
+#[uniffi::export]
+impl RadioHandle {
+    /// A neighbour connected; `initiator` is true on the side that opened the link (central).
+    pub fn link_up(&self, link: u64, mtu: u32, initiator: bool) -> Result<(), WeftError> {
+        Ok(self.events.link_up(link, mtu, initiator)?)
+    }
+
+    /// A fragment arrived on `link`. Oversized fragments and unknown links are dropped.
+    pub fn frame(&self, link: u64, fragment: Vec<u8>) {
+        self.events.frame(link, fragment);
+    }
+
+    pub fn link_down(&self, link: u64) {
+        self.events.link_down(link);
+    }
+}
+
+/// Where to listen and whom to call on the internet.
+#[derive(uniffi::Record)]
+pub struct NetworkConfig {
+    /// Multiaddrs, e.g. `/ip4/0.0.0.0/tcp/0`; empty for the default (every interface).
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub relays: Vec<String>,
+    pub mdns: bool,
+}
+
+#[derive(uniffi::Record)]
+pub struct Status {
+    pub peers: u32,
+    pub relays_connected: u32,
+    pub mesh_links: u32,
+    pub outbox: u32,
+}
+
+/// An open account home, running. Every method is safe from any thread.
+#[derive(uniffi::Object)]
+pub struct WeftNode {
+    node: Arc<Node>,
+    net: Mutex<Option<Arc<NetHandle>>>,
+    meshes: Mutex<Vec<MeshHandle>>,
+    closed: AtomicBool,
+    /// Set once closed: app drivers and listeners are not called after that.
+    silenced: Arc<AtomicBool>,
+}
+
+/// Opens the account in `home` with the 32-byte database key the app keeps in the platform
+/// keystore, creating it (named `name`) when the home has none yet.
+#[uniffi::export]
+pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>) -> Result<Arc<WeftNode>, WeftError> {
+    on_runtime(async move {
+        let key: [u8; 32] = database_key
+            .try_into()
+            .map_err(|_| WeftError::InvalidInput { message: "the database key must be 32 bytes".into() })?;
+        let home = PathBuf::from(home);
+        let exists = home.join(weft_core::store::DB_FILE).exists();
+        let node = Node::start(move || {
+            let key = DatabaseKey::from_bytes(key);
+            if exists {
+                Account::open_with_key(&home, &key, Box::new(OsEntropy), system_clock())
+            } else {
+                Account::create_with_key(&home, &key, name.as_deref(), Box::new(OsEntropy), system_clock())
+            }
+        })
+        .await?;
+        Ok(Arc::new(WeftNode {
+            node: Arc::new(node),
+            net: Mutex::new(None),
+            meshes: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            silenced: Arc::new(AtomicBool::new(false)),
+        }))
+    })
+    .await
+}
+
+fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, WeftError> {
+    addrs
+        .into_iter()
+        .map(|a| a.parse().map_err(|_| WeftError::InvalidInput { message: format!("{a:?} is not a multiaddr") }))
+        .collect()
+}
+
+impl WeftNode {
+    fn node(&self) -> Result<Arc<Node>, WeftError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(WeftError::Closed);
+        }
+        Ok(self.node.clone())
+    }
+}
+
+#[uniffi::export]
+impl WeftNode {
+    /// Joins the internet side (libp2p); returns the addresses it listens on.
+    pub async fn start_network(&self, config: NetworkConfig) -> Result<Vec<String>, WeftError> {
+        let node = self.node()?;
+        let mut net_config = NetConfig { mdns: config.mdns, ..NetConfig::default() };
+        if !config.listen.is_empty() {
+            net_config.listen = parse_addrs(config.listen)?;
+        }
+        net_config.bootstrap = parse_addrs(config.bootstrap)?;
+        net_config.relays = parse_addrs(config.relays)?;
+        let net = on_runtime(async move {
+            Ok(Arc::new(weft_core::net::start(node, net_config, Keypair::generate_ed25519()).await?))
+        })
+        .await?;
+        let addrs = {
+            let net = net.clone();
+            on_runtime(async move { Ok(net.listen_addrs().await) }).await?
+        };
+        if let Some(old) = self.net.lock().map_err(poisoned)?.replace(net) {
+            old.stop();
+        }
+        Ok(addrs.iter().map(|a| a.to_string()).collect())
+    }
+
+    pub fn stop_network(&self) {
+        if let Ok(Some(net)) = self.net.lock().map(|mut n| n.take()) {
+            net.stop();
+        }
+    }
+
+    /// Hands Weft a Bluetooth radio the app drives; returns where the app reports its links
+    /// and fragments.
+    pub fn attach_radio(&self, driver: Arc<dyn RadioDriver>) -> Result<Arc<RadioHandle>, WeftError> {
+        let node = self.node()?;
+        let driver = ForeignDriver { driver, silenced: self.silenced.clone() };
+        let (radio, events) = feed::fed_radio(Arc::new(driver), "app");
+        let _guard = RUNTIME.enter();
+        let mesh = weft_core::mesh::driver::start(node, radio, weft_core::mesh::RouterConfig::default());
+        self.meshes.lock().map_err(poisoned)?.push(mesh);
+        Ok(Arc::new(RadioHandle { events }))
+    }
+
+    /// Calls `listener` with every event from now on, until the subscription is cancelled.
+    pub fn subscribe(&self, listener: Arc<dyn EventListener>) -> Result<Arc<Subscription>, WeftError> {
+        let mut events = self.node()?.subscribe();
+        let silenced = self.silenced.clone();
+        let task = RUNTIME.spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(_) if silenced.load(Ordering::SeqCst) => return,
+                    Ok(event) => listener.on_event(event.into()),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(Arc::new(Subscription { task }))
+    }
+
+    pub async fn link(&self) -> Result<String, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.link().await?) }).await
+    }
+
+    pub async fn add_contact(&self, link: String, name: Option<String>) -> Result<Contact, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.add_contact(link, name).await?.into()) }).await
+    }
+
+    pub async fn accept_contact(&self, name: String) -> Result<Contact, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.accept_contact(name).await?.into()) }).await
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<Contact>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.contacts().await?.into_iter().map(Into::into).collect()) }).await
+    }
+
+    pub async fn conversations(&self) -> Result<Vec<Conversation>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.conversations().await?.into_iter().map(Into::into).collect()) }).await
+    }
+
+    pub async fn create_group(&self, name: String) -> Result<Conversation, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.create_group(name).await?.into()) }).await
+    }
+
+    pub async fn invite(&self, group: String, contact: String) -> Result<(), WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.invite(group, contact).await?) }).await
+    }
+
+    pub async fn remove_member(&self, group: String, member: String) -> Result<(), WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.remove_member(group, member).await?) }).await
+    }
+
+    /// Stores the message durably and queues it on every path; returns when it is stored.
+    pub async fn send(&self, conversation: String, text: String) -> Result<Message, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.send(conversation, text).await?.into()) }).await
+    }
+
+    /// The last `limit` messages of a conversation, oldest first.
+    pub async fn history(&self, conversation: String, limit: u32) -> Result<Vec<Message>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move {
+            Ok(node.history(conversation, limit as usize).await?.into_iter().map(Into::into).collect())
+        })
+        .await
+    }
+
+    pub async fn export_bundle(&self) -> Result<Vec<u8>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.export_bundle().await?) }).await
+    }
+
+    /// Reads a bundle another person exported; returns the number of messages it brought.
+    pub async fn import_bundle(&self, bundle: Vec<u8>) -> Result<u32, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.import_bundle(bundle).await?.messages.len() as u32) }).await
+    }
+
+    pub async fn status(&self) -> Result<Status, WeftError> {
+        let node = self.node()?;
+        let net = self.net.lock().map_err(poisoned)?.clone();
+        let mesh_links = self.meshes.lock().map_err(poisoned)?.iter().map(|m| m.stats().links as u32).sum();
+        on_runtime(async move {
+            let outbox = node.call(|a| a.outbox_len()).await? as u32;
+            let (peers, relays_connected) = match net {
+                Some(net) => {
+                    let s = net.status().await?;
+                    (s.peers.len() as u32, s.relays.iter().filter(|r| r.connected).count() as u32)
+                }
+                None => (0, 0),
+            };
+            Ok(Status { peers, relays_connected, mesh_links, outbox })
+        })
+        .await
+    }
+
+    /// Stops every transport and waits until they are gone; later calls fail with `Closed`,
+    /// and the app's driver and listeners are not called again.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.stop_network();
+        let meshes: Vec<MeshHandle> = self.meshes.lock().map(|mut m| m.drain(..).collect()).unwrap_or_default();
+        let _ = on_runtime(async move {
+            for mesh in meshes {
+                mesh.shutdown().await;
+            }
+            Ok(())
+        })
+        .await;
+        self.silenced.store(true, Ordering::SeqCst);
+    }
+}
+
+fn poisoned<T>(_: T) -> WeftError {
+    WeftError::Internal { message: "an earlier call panicked".into() }
+}

@@ -1,0 +1,131 @@
+"""Two nodes through the real library: contacts over libp2p on loopback, then a message over
+the Bluetooth mesh through a radio written in Python (an in-memory pair)."""
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
+
+import weft_ffi  # noqa: E402
+
+
+class Recorder(weft_ffi.EventListener):
+    """Collects events; called on a Weft thread."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def on_event(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def received(self, via=None):
+        with self.lock:
+            return [e for e in self.events
+                    if isinstance(e, weft_ffi.Event.MESSAGE_RECEIVED) and (via is None or e.via == via)]
+
+
+class PairedRadio(weft_ffi.RadioDriver):
+    """Half of two radios in the same room: what one sends, the other hears."""
+
+    def __init__(self):
+        self.other = None  # the RadioHandle of the other side
+
+    def send(self, link, fragment):
+        self.other.frame(link, fragment)
+
+    def close(self, link):
+        self.other.link_down(link)
+
+
+async def eventually(what, check, seconds=60):
+    for _ in range(seconds * 10):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def over_libp2p(root):
+    alice = await weft_ffi.open_node(root + "/alice", bytes([1] * 32), "alice")
+    bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
+    bob_events = Recorder()
+    subscription = bob.subscribe(bob_events)
+    loopback = weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[], relays=[], mdns=False)
+    alice_addrs = await alice.start_network(loopback)
+    await bob.start_network(weft_ffi.NetworkConfig(
+        listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[alice_addrs[0]], relays=[], mdns=False))
+
+    await alice.add_contact(await bob.link(), None)
+
+    async def bob_was_asked():
+        return any(c.name == "alice" for c in await bob.contacts())
+    await eventually("bob to get alice's request", bob_was_asked)
+    await bob.accept_contact("alice")
+
+    for i in range(5):
+        await alice.send("bob", f"hello {i}")
+
+    async def all_arrived():
+        return len([m for m in await bob.history("alice", 100) if m.kind == "text"]) == 5
+    await eventually("five messages", all_arrived)
+    assert len(bob_events.received()) >= 5
+    await bob.send("alice", "and back")
+
+    async def reply_arrived():
+        return any(m.body == "and back" for m in await alice.history("bob", 100))
+    await eventually("the reply", reply_arrived)
+    subscription.cancel()
+    await alice.close()
+    await bob.close()
+    try:
+        await alice.send("bob", "after close")
+        raise AssertionError("a closed node must refuse")
+    except weft_ffi.WeftError.Closed:
+        pass
+
+
+async def over_the_mesh(root):
+    carol = await weft_ffi.open_node(root + "/carol", bytes([3] * 32), "carol")
+    dave = await weft_ffi.open_node(root + "/dave", bytes([4] * 32), "dave")
+    # Contacts by bundle, carried by hand: no network at all.
+    await carol.add_contact(await dave.link(), None)
+    await dave.import_bundle(await carol.export_bundle())
+    await dave.accept_contact("carol")
+    await carol.import_bundle(await dave.export_bundle())
+
+    dave_events = Recorder()
+    subscription = dave.subscribe(dave_events)
+    carol_radio, dave_radio = PairedRadio(), PairedRadio()
+    carol_handle = carol.attach_radio(carol_radio)
+    dave_handle = dave.attach_radio(dave_radio)
+    carol_radio.other, dave_radio.other = dave_handle, carol_handle
+    carol_handle.link_up(1, 185, True)
+    dave_handle.link_up(1, 185, False)
+
+    await carol.send("dave", "over the air")
+
+    async def arrived():
+        return len(dave_events.received("mesh")) == 1
+    await eventually("the message over the mesh", arrived)
+    assert dave_events.received("mesh")[0].message.body == "over the air"
+    subscription.cancel()
+    await carol.close()
+    await dave.close()
+    # Calls from the radio after the node closed do nothing.
+    carol_handle.frame(1, b"late")
+    carol_handle.link_down(1)
+
+
+async def main():
+    with tempfile.TemporaryDirectory() as root:
+        await over_libp2p(root)
+        await over_the_mesh(root)
+    print("python node: 2 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
