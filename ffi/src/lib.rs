@@ -1,10 +1,12 @@
 //! `weft-ffi`: Weft's core for Kotlin, Swift and Python, through uniffi.
 //!
-//! This first surface covers the version and the identity: create or open an account home with
-//! a database key the app supplies (from the Android Keystore or the iOS Keychain), read the
-//! contact link, fingerprint and QR text, and parse a contact link. The messaging API arrives
-//! with the async `Node`. The core never knows it is being bound: everything here is a thin
-//! translation.
+//! - [`WeftNode`] (`open_node`): a running account home, opened with a database key the app
+//!   supplies (from the Android Keystore or the iOS Keychain): network, contacts, groups, send,
+//!   history, bundles, status; events through an [`EventListener`] the app implements; a
+//!   Bluetooth radio the app drives through [`RadioDriver`] and [`RadioHandle`] (see `node`).
+//! - [`WeftAccount`]: the identity alone (link, fingerprint, QR text) without running a node.
+//!
+//! The core never knows it is being bound: everything here is a thin translation.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
