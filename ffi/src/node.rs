@@ -280,7 +280,9 @@ pub struct Status {
 /// An open account home, running. Every method is safe from any thread.
 #[derive(uniffi::Object)]
 pub struct WeftNode {
-    node: Arc<Node>,
+    /// Taken out when the node closes, so the account (and its home's lock) is released then,
+    /// not when the host's garbage collector gets to this object.
+    node: Mutex<Option<Arc<Node>>>,
     net: Mutex<Option<Arc<NetHandle>>>,
     meshes: Mutex<Vec<MeshHandle>>,
     closed: AtomicBool,
@@ -308,7 +310,7 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
         })
         .await?;
         Ok(Arc::new(WeftNode {
-            node: Arc::new(node),
+            node: Mutex::new(Some(Arc::new(node))),
             net: Mutex::new(None),
             meshes: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -327,10 +329,7 @@ fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, Wef
 
 impl WeftNode {
     fn node(&self) -> Result<Arc<Node>, WeftError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(WeftError::Closed);
-        }
-        Ok(self.node.clone())
+        self.node.lock().map_err(poisoned)?.clone().ok_or(WeftError::Closed)
     }
 }
 
@@ -486,9 +485,23 @@ impl WeftNode {
         }
         self.stop_network();
         let meshes: Vec<MeshHandle> = self.meshes.lock().map(|mut m| m.drain(..).collect()).unwrap_or_default();
+        let node = self.node.lock().ok().and_then(|mut n| n.take());
         let _ = on_runtime(async move {
             for mesh in meshes {
                 mesh.shutdown().await;
+            }
+            // The transports' tasks let go of the node as they wind down; then the account
+            // thread is joined and the home is free for the next open.
+            let Some(mut node) = node else { return Ok(()) };
+            for _ in 0..100 {
+                match Arc::try_unwrap(node) {
+                    Ok(node) => {
+                        node.close().await;
+                        return Ok(());
+                    }
+                    Err(shared) => node = shared,
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             Ok(())
         })

@@ -42,7 +42,7 @@ fn python_runs_two_nodes_over_libp2p_and_over_a_python_radio() {
     let result = Command::new(&python).arg(script).env("WEFT_BINDINGS_DIR", out.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(result.status.success(), "python failed:\n{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
-    assert!(stdout.contains("2 passed"));
+    assert!(stdout.contains("3 passed"));
 }
 
 #[test]

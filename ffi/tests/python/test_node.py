@@ -120,11 +120,72 @@ async def over_the_mesh(root):
     carol_handle.link_down(1)
 
 
+class ThrowingRadio(weft_ffi.RadioDriver):
+    """A driver whose platform calls fail."""
+
+    def __init__(self):
+        self.sends = 0
+
+    def send(self, link, fragment):
+        self.sends += 1
+        raise weft_ffi.RadioError.Failed("the platform refused the write")
+
+    def close(self, link):
+        raise RuntimeError("not even close works")
+
+
+async def bad_input(root):
+    erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), "erin")
+    await erin.close()
+    try:
+        await weft_ffi.open_node(root + "/erin", bytes([6] * 32), None)
+        raise AssertionError("a wrong key must be refused")
+    except weft_ffi.WeftError.WrongKey:
+        pass
+    try:
+        await weft_ffi.open_node(root + "/frank", b"short", "frank")
+        raise AssertionError("a short key must be refused")
+    except weft_ffi.WeftError.InvalidInput:
+        pass
+    erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), None)
+    try:
+        await erin.send("nobody", "hello?")
+        raise AssertionError("an unknown conversation must be refused")
+    except weft_ffi.WeftError.NotFound:
+        pass
+    try:
+        await erin.start_network(weft_ffi.NetworkConfig(listen=["not an address"], bootstrap=[], relays=[], mdns=False))
+        raise AssertionError("a bad address must be refused")
+    except weft_ffi.WeftError.InvalidInput:
+        pass
+    radio = ThrowingRadio()
+    handle = erin.attach_radio(radio)
+    handle.link_up(7, 23, True)
+    handle.frame(7, bytes(10_000))  # larger than any MTU: dropped
+    handle.frame(8, b"no such link")
+    for _ in range(50):
+        if radio.sends:
+            break
+        await asyncio.sleep(0.1)
+    assert radio.sends >= 1, "weft tried to reconcile over the link"
+    try:
+        handle.link_up(7, 23, True)
+    except weft_ffi.WeftError.AlreadyExists:
+        pass  # the link may still be open; either way nothing crashed
+    await erin.close()
+    try:
+        handle.link_up(10, 185, False)
+        raise AssertionError("a closed node takes no links")
+    except weft_ffi.WeftError.Closed:
+        pass
+
+
 async def main():
     with tempfile.TemporaryDirectory() as root:
         await over_libp2p(root)
         await over_the_mesh(root)
-    print("python node: 2 passed, 0 failed")
+        await bad_input(root)
+    print("python node: 3 passed, 0 failed")
 
 
 if __name__ == "__main__":
