@@ -19,8 +19,8 @@ use weft_core::store::DatabaseKey;
 mod node;
 
 pub use node::{
-    Contact, Conversation, Event, EventListener, Message, NetworkConfig, RadioDriver, RadioError, RadioHandle, Status,
-    Subscription, WeftNode, open_node,
+    CallbackError, Contact, Conversation, Event, EventListener, Message, NetworkConfig, RadioDriver, RadioError,
+    RadioHandle, Status, Subscription, WeftNode, open_node,
 };
 
 uniffi::setup_scaffolding!();

@@ -161,10 +161,25 @@ impl From<NodeEvent> for Event {
     }
 }
 
+/// What an app's callback may throw; Weft logs it and carries on.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum CallbackError {
+    #[error("the app's callback failed: {message}")]
+    Failed { message: String },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        CallbackError::Failed { message: e.reason }
+    }
+}
+
 /// Implemented by the app to hear what happens. Called on a Weft thread, one event at a time.
+/// Every method returns a result so that an exception in the app's code comes back as an
+/// error (uniffi would otherwise panic on it) and is only logged.
 #[uniffi::export(foreign)]
 pub trait EventListener: Send + Sync {
-    fn on_event(&self, event: Event);
+    fn on_event(&self, event: Event) -> Result<(), CallbackError>;
 }
 
 /// A listener's registration: events stop when it is cancelled or dropped.
@@ -208,7 +223,7 @@ pub trait RadioDriver: Send + Sync {
     /// Writes one fragment to `link`, in order.
     fn send(&self, link: u64, fragment: Vec<u8>) -> Result<(), RadioError>;
     /// Disconnects `link`.
-    fn close(&self, link: u64);
+    fn close(&self, link: u64) -> Result<(), RadioError>;
 }
 
 /// The app's driver as the mesh sees it. Once the node is closed it is never called again, so
@@ -229,8 +244,10 @@ impl feed::Driver for ForeignDriver {
     }
 
     fn close(&self, link: u64) {
-        if !self.silenced.load(Ordering::SeqCst) {
-            self.driver.close(link);
+        if !self.silenced.load(Ordering::SeqCst)
+            && let Err(e) = self.driver.close(link)
+        {
+            tracing::debug!(link, error = %e, "the app's radio failed to close a link");
         }
     }
 }
@@ -384,7 +401,11 @@ impl WeftNode {
             loop {
                 match events.recv().await {
                     Ok(_) if silenced.load(Ordering::SeqCst) => return,
-                    Ok(event) => listener.on_event(event.into()),
+                    Ok(event) => {
+                        if let Err(e) = listener.on_event(event.into()) {
+                            tracing::debug!(error = %e, "an event listener failed");
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
                 }
