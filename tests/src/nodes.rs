@@ -104,3 +104,22 @@ pub async fn introduce(a: &Node, b: &Node) {
     b.accept_contact(a_name).await.expect("accept");
     a.import_bundle(b.export_bundle().await.expect("export")).await.expect("import");
 }
+
+/// Everything that must never cross the wire in clear about these nodes: each one's account,
+/// device and request keys and name (the caller adds group ids, group names, message words).
+pub async fn secrets_of(nodes: &[&Arc<Node>]) -> Vec<(String, Vec<u8>)> {
+    let mut secrets = Vec::new();
+    for node in nodes {
+        let (name, account, device, request) = node
+            .call(|a| {
+                Ok((a.name().unwrap_or_default().to_string(), a.account_public(), a.device_id(), a.card().request_key))
+            })
+            .await
+            .expect("reading keys");
+        secrets.push((format!("{name}'s account key"), account.to_vec()));
+        secrets.push((format!("{name}'s device key"), device.to_vec()));
+        secrets.push((format!("{name}'s request key"), request.to_vec()));
+        secrets.push((format!("{name}'s name"), name.into_bytes()));
+    }
+    secrets
+}

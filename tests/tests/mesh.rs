@@ -12,7 +12,7 @@ use weft_core::mesh::radio::sim::SimAir;
 use weft_core::mesh::{RouterConfig, driver as mesh};
 use weft_core::net::Protocol;
 use weft_core::node::{Delivery, NodeEvent};
-use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
+use weft_tests::nodes::{config, create, eventually, introduce, online, secrets_of, texts};
 use weft_tests::proxy::Proxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,17 +225,8 @@ async fn the_air_and_a_carrier_learn_no_names_keys_or_group_ids() {
 
     let heard = air.captured();
     assert!(heard.len() > 256, "the eavesdropper heard the exchange");
-    let mut secrets: Vec<(String, Vec<u8>)> = vec![("group id".into(), group.id.to_vec())];
-    for node in [&alice, &bob, &sam] {
-        let (name, account, device, request) = node
-            .call(|a| Ok((a.name().unwrap().to_string(), a.account_public(), a.device_id(), a.card().request_key)))
-            .await
-            .unwrap();
-        secrets.push((format!("{name}'s account key"), account.to_vec()));
-        secrets.push((format!("{name}'s device key"), device.to_vec()));
-        secrets.push((format!("{name}'s request key"), request.to_vec()));
-        secrets.push((format!("{name}'s name"), name.into_bytes()));
-    }
+    let mut secrets = secrets_of(&[&alice, &bob, &sam]).await;
+    secrets.push(("group id".into(), group.id.to_vec()));
     secrets.push(("the group's name".into(), b"night-walk".to_vec()));
     secrets.push(("a message".into(), b"old bridge".to_vec()));
     for (what, bytes) in &secrets {

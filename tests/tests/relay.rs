@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use weft_core::net::NetConfig;
 use weft_core::relay::CacheLimits;
-use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
+use weft_tests::nodes::{config, create, eventually, introduce, online, secrets_of, texts};
 use weft_tests::proxy::Proxy;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -99,17 +99,8 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     let held = relay.envelopes().concat();
     let wire = proxy.captured();
     assert!(!held.is_empty() && wire.len() > held.len() / 2, "the relay held and the proxy saw traffic");
-    let mut secrets: Vec<(String, Vec<u8>)> = vec![("group id".into(), group.id.to_vec())];
-    for node in [&alice, &bob, &carol] {
-        let (name, account, device, request) = node
-            .call(|a| Ok((a.name().unwrap().to_string(), a.account_public(), a.device_id(), a.card().request_key)))
-            .await
-            .unwrap();
-        secrets.push((format!("{name}'s account key"), account.to_vec()));
-        secrets.push((format!("{name}'s device key"), device.to_vec()));
-        secrets.push((format!("{name}'s request key"), request.to_vec()));
-        secrets.push((format!("{name}'s name"), name.into_bytes()));
-    }
+    let mut secrets = secrets_of(&[&alice, &bob, &carol]).await;
+    secrets.push(("group id".into(), group.id.to_vec()));
     secrets.push(("the group's name".into(), b"night-shift".to_vec()));
     secrets.push(("a message".into(), b"shift report".to_vec()));
     for (what, bytes) in &secrets {

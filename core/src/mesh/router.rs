@@ -628,26 +628,14 @@ impl Router {
     /// that got no push.
     fn spread_fresh(&mut self, id: Item, from: Option<LinkId>, hops: u8) {
         if let Strategy::Flood { .. } = self.config.strategy {
-            let mut links: Vec<LinkId> = self
-                .links
-                .iter()
-                .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
-                .map(|(l, _)| *l)
-                .collect();
-            links.sort_unstable();
+            let links = self.links_lacking(id, from);
             for link in links {
                 self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
                 self.carry(link, id, hops, 1);
             }
             return;
         }
-        let mut links: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
-            .map(|(l, _)| *l)
-            .collect();
-        links.sort_unstable();
+        let links = self.links_lacking(id, from);
         let mut offered = Vec::new();
         for link in links {
             let Some(held) = self.held.get_mut(&id) else { return };
@@ -706,19 +694,14 @@ impl Router {
     }
 
     fn offer_to_neighbours(&mut self, id: Item, from: Option<LinkId>) {
-        let mut links: Vec<LinkId> = self
-            .links
-            .iter()
-            .filter(|(l, s)| Some(**l) != from && !s.peer_has.contains(&id))
-            .map(|(l, _)| *l)
-            .collect();
-        links.sort_unstable();
+        let links = self.links_lacking(id, from);
         for link in links {
             self.offer(link, vec![id]);
         }
     }
 
-    fn push_to_all(&mut self, id: Item, envelope: &Arc<Vec<u8>>, hops_left: u8, from: Option<LinkId>) {
+    /// Links (in a stable order) other than `from` whose neighbour is not known to hold `id`.
+    fn links_lacking(&self, id: Item, from: Option<LinkId>) -> Vec<LinkId> {
         let mut links: Vec<LinkId> = self
             .links
             .iter()
@@ -726,6 +709,11 @@ impl Router {
             .map(|(l, _)| *l)
             .collect();
         links.sort_unstable();
+        links
+    }
+
+    fn push_to_all(&mut self, id: Item, envelope: &Arc<Vec<u8>>, hops_left: u8, from: Option<LinkId>) {
+        let links = self.links_lacking(id, from);
         for link in links {
             self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
             self.send(link, &MeshMessage::Carry { hops_left, copies: 1, envelope: envelope.to_vec() });
