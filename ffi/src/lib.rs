@@ -19,8 +19,8 @@ use weft_core::store::DatabaseKey;
 mod node;
 
 pub use node::{
-    CallbackError, Contact, Conversation, Event, EventListener, Message, NetworkConfig, RadioDriver, RadioError,
-    RadioHandle, Status, Subscription, WeftNode, open_node,
+    CallbackError, Contact, Conversation, Event, EventListener, Member, Message, NetworkConfig, RadioDriver,
+    RadioError, RadioHandle, Status, Subscription, WeftNode, open_node,
 };
 
 uniffi::setup_scaffolding!();
@@ -134,15 +134,7 @@ impl WeftAccount {
     }
 
     pub fn identity(&self) -> Result<Identity, WeftError> {
-        let account = self.lock()?;
-        let card = account.card();
-        Ok(Identity {
-            name: account.name().map(str::to_owned),
-            link: card.to_link(),
-            fingerprint: account.fingerprint(),
-            account: hex(&account.account_public()),
-            qr_text: card.to_qr_text(),
-        })
+        Ok(identity_of(&*self.lock()?))
     }
 
     /// The safety number this account shares with the holder of `link`.
@@ -155,6 +147,17 @@ impl WeftAccount {
 impl WeftAccount {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Account>, WeftError> {
         self.inner.lock().map_err(|_| WeftError::Internal { message: "an earlier call panicked".into() })
+    }
+}
+
+pub(crate) fn identity_of(account: &Account) -> Identity {
+    let card = account.card();
+    Identity {
+        name: account.name().map(str::to_owned),
+        link: card.to_link(),
+        fingerprint: account.fingerprint(),
+        account: hex(&account.account_public()),
+        qr_text: card.to_qr_text(),
     }
 }
 

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use weft_core::account::{Account, ContactInfo, ConversationInfo, ConversationKind, MessageInfo, system_clock};
+use weft_core::account::{
+    Account, ContactInfo, ConversationInfo, ConversationKind, MemberInfo, MessageInfo, system_clock,
+};
 use weft_core::crypto::OsEntropy;
 use weft_core::mesh::driver::MeshHandle;
 use weft_core::mesh::radio::feed::{self, RadioEvents};
@@ -18,7 +20,7 @@ use weft_core::net::{Keypair, NetConfig, NetHandle};
 use weft_core::node::{Node, NodeEvent};
 use weft_core::store::DatabaseKey;
 
-use crate::{WeftError, hex};
+use crate::{Identity, WeftError, hex};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -109,6 +111,20 @@ impl From<MessageInfo> for Message {
             kind: m.kind,
             body: m.body,
         }
+    }
+}
+
+#[derive(uniffi::Record)]
+pub struct Member {
+    pub name: String,
+    pub account: String,
+    pub admin: bool,
+    pub is_me: bool,
+}
+
+impl From<MemberInfo> for Member {
+    fn from(m: MemberInfo) -> Self {
+        Member { name: m.name, account: hex(&m.account), admin: m.admin, is_me: m.is_me }
     }
 }
 
@@ -460,13 +476,32 @@ impl WeftNode {
         on_runtime(async move { Ok(node.send(conversation, text).await?.into()) }).await
     }
 
-    /// The last `limit` messages of a conversation, oldest first.
-    pub async fn history(&self, conversation: String, limit: u32) -> Result<Vec<Message>, WeftError> {
+    /// A page of a conversation, oldest first: the last `limit` messages, or with `before` (a
+    /// message id) the `limit` messages just before that one. Pass the first id of a page to
+    /// get the page above it; an empty page means the start of the conversation.
+    pub async fn history(
+        &self,
+        conversation: String,
+        before: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Message>, WeftError> {
         let node = self.node()?;
         on_runtime(async move {
-            Ok(node.history(conversation, limit as usize).await?.into_iter().map(Into::into).collect())
+            Ok(node.history_before(conversation, before, limit as usize).await?.into_iter().map(Into::into).collect())
         })
         .await
+    }
+
+    /// The group's current members.
+    pub async fn members(&self, group: String) -> Result<Vec<Member>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.members(group).await?.into_iter().map(Into::into).collect()) }).await
+    }
+
+    /// This account's identity: name, contact link, fingerprint and the link as a QR code.
+    pub async fn identity(&self) -> Result<Identity, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.call(|a| Ok(crate::identity_of(a))).await?) }).await
     }
 
     pub async fn export_bundle(&self) -> Result<Vec<u8>, WeftError> {

@@ -291,6 +291,29 @@ impl Account {
         Ok(self.store.read().messages(&c.id, limit)?.iter().map(|m| self.message_info(m, &c.name)).collect())
     }
 
+    /// The `limit` messages just before message `before` (a message id in hex), oldest first:
+    /// the next page back when scrolling up. `None` gives the last page.
+    pub fn history_before(&self, conversation: &str, before: Option<&str>, limit: usize) -> Result<Vec<MessageInfo>> {
+        let c = self.resolve(conversation)?;
+        let before = before
+            .map(|hex| {
+                data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(hex.as_bytes())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(EnvelopeId)
+                    .ok_or_else(|| Error::NotFound { what: "message", name: hex.to_owned() })
+            })
+            .transpose()?;
+        Ok(self
+            .store
+            .read()
+            .messages_before(&c.id, before.as_ref(), limit)?
+            .iter()
+            .map(|m| self.message_info(m, &c.name))
+            .collect())
+    }
+
     pub(super) fn message_info(&self, m: &MessageRow, conversation: &str) -> MessageInfo {
         MessageInfo {
             id: m.id.to_hex(),

@@ -297,6 +297,16 @@ impl Node {
         self.call(move |a| a.history(&conversation, limit)).await
     }
 
+    /// The page of `limit` messages just before message `before` (hex id); `None` for the last.
+    pub async fn history_before(
+        &self,
+        conversation: String,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<MessageInfo>> {
+        self.call(move |a| a.history_before(&conversation, before.as_deref(), limit)).await
+    }
+
     pub async fn export_bundle(&self) -> Result<Vec<u8>> {
         self.call(|a| a.export_bundle()).await
     }
@@ -460,7 +470,20 @@ mod tests {
         for s in sends {
             s.await.unwrap().unwrap();
         }
-        assert_eq!(bob.history("alice".into(), 100).await.unwrap().len(), 21);
+        let all = bob.history("alice".into(), 100).await.unwrap();
+        assert_eq!(all.len(), 21);
+        // Paging back by message id walks the same history, page by page, with no gap or repeat.
+        let (mut paged, mut before) = (Vec::new(), None);
+        loop {
+            let page = bob.history_before("alice".into(), before.clone(), 8).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = Some(page[0].id.clone());
+            paged.splice(0..0, page);
+        }
+        assert_eq!(paged, all);
+        assert!(bob.history_before("alice".into(), Some("00".repeat(32)), 8).await.is_err(), "an unknown cursor");
         alice.close().await;
         match std::sync::Arc::try_unwrap(bob) {
             Ok(bob) => bob.close().await,

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::envelope::EnvelopeId;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::group::{Content, Group, GroupId, Inner, PeerChain, Welcome};
 use crate::identity::DeviceCert;
 use crate::wire::{Reader, Writer};
@@ -333,15 +333,38 @@ pub trait Rows {
         Ok(())
     }
 
-    /// A conversation's messages in causal order (Lamport clock, then id), oldest first.
+    /// The last `limit` messages of a conversation in causal order (Lamport clock, then id),
+    /// oldest first.
     fn messages(&self, group: &GroupId, limit: usize) -> Result<Vec<MessageRow>> {
+        self.messages_before(group, None, limit)
+    }
+
+    /// The `limit` messages that come just before the message `before` (or the last ones when
+    /// `None`), oldest first. Paging by a message rather than an offset keeps pages stable while
+    /// new messages arrive. `NotFound` when `before` is not in this conversation.
+    fn messages_before(&self, group: &GroupId, before: Option<&EnvelopeId>, limit: usize) -> Result<Vec<MessageRow>> {
+        let cursor: Option<i64> = match before {
+            None => None,
+            Some(id) => Some(
+                self.conn()
+                    .query_row(
+                        "SELECT lamport FROM messages WHERE group_id = ?1 AND envelope_id = ?2",
+                        params![&group[..], &id.0[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| Error::NotFound { what: "message", name: id.to_hex() })?,
+            ),
+        };
         let mut stmt = self.conn().prepare(
             "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing FROM (
-                 SELECT * FROM messages WHERE group_id = ?1 ORDER BY lamport DESC, envelope_id DESC LIMIT ?2
+                 SELECT * FROM messages WHERE group_id = ?1 AND (?3 IS NULL OR (lamport, envelope_id) < (?3, ?4))
+                 ORDER BY lamport DESC, envelope_id DESC LIMIT ?2
              ) ORDER BY lamport, envelope_id",
         )?;
+        let before_id = before.map(|id| id.0.to_vec());
         let rows = stmt
-            .query_map(params![&group[..], limit as i64], |r| {
+            .query_map(params![&group[..], limit as i64, cursor, before_id], |r| {
                 Ok(MessageRow {
                     id: EnvelopeId(blob32(r.get(0)?)?),
                     group_id: blob32(r.get(1)?)?,

@@ -70,16 +70,37 @@ async def over_libp2p(root):
         await alice.send("bob", f"hello {i}")
 
     async def all_arrived():
-        return len([m for m in await bob.history("alice", 100) if m.kind == "text"]) == 5
+        return len([m for m in await bob.history("alice", None, 100) if m.kind == "text"]) == 5
     await eventually("five messages", all_arrived)
     assert len(bob_events.received()) >= 5
     await bob.send("alice", "and back")
 
     async def reply_arrived():
-        return any(m.body == "and back" for m in await alice.history("bob", 100))
+        return any(m.body == "and back" for m in await alice.history("bob", None, 100))
     await eventually("the reply", reply_arrived)
+    # Paging: two at a time from the end, back to the start, gives the whole history.
+    everything = await bob.history("alice", None, 100)
+    pages, before = [], None
+    while True:
+        page = await bob.history("alice", before, 2)
+        if not page:
+            break
+        pages[0:0] = page
+        before = page[0].id
+    assert [m.id for m in pages] == [m.id for m in everything]
+    me = await bob.identity()
+    assert me.name == "bob" and me.link == await bob.link() and me.qr_text
     subscription.cancel()
     await alice.close()
+    await bob.close()
+    # A wrong key opens nothing and changes nothing: the right key still finds every message.
+    try:
+        await weft_ffi.open_node(root + "/bob", bytes([9] * 32), None)
+        raise AssertionError("a wrong key must be refused")
+    except weft_ffi.WeftError.WrongKey:
+        pass
+    bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), None)
+    assert [m.id for m in await bob.history("alice", None, 100)] == [m.id for m in everything]
     await bob.close()
     try:
         await alice.send("bob", "after close")
