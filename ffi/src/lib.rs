@@ -34,20 +34,20 @@ pub enum WeftError {
     NoAccount,
     #[error("this home is open elsewhere (another account object or process)")]
     HomeBusy,
-    #[error("already exists: {message}")]
-    AlreadyExists { message: String },
-    #[error("invalid input: {message}")]
-    InvalidInput { message: String },
-    #[error("storage failed: {message}")]
-    Storage { message: String },
+    #[error("already exists: {detail}")]
+    AlreadyExists { detail: String },
+    #[error("invalid input: {detail}")]
+    InvalidInput { detail: String },
+    #[error("storage failed: {detail}")]
+    Storage { detail: String },
     #[error("the node is closed")]
     Closed,
-    #[error("not found: {message}")]
-    NotFound { message: String },
-    #[error("network: {message}")]
-    Network { message: String },
-    #[error("internal error: {message}")]
-    Internal { message: String },
+    #[error("not found: {detail}")]
+    NotFound { detail: String },
+    #[error("network: {detail}")]
+    Network { detail: String },
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
 }
 
 impl From<weft_core::Error> for WeftError {
@@ -57,13 +57,13 @@ impl From<weft_core::Error> for WeftError {
             E::WrongPassphrase(_) => WeftError::WrongKey,
             E::NoAccount(_) => WeftError::NoAccount,
             E::HomeBusy(_) => WeftError::HomeBusy,
-            E::AlreadyExists(what) => WeftError::AlreadyExists { message: what },
-            E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { message: e.to_string() },
+            E::AlreadyExists(what) => WeftError::AlreadyExists { detail: what },
+            E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { detail: e.to_string() },
             E::Closed => WeftError::Closed,
-            E::NotFound { .. } => WeftError::NotFound { message: e.to_string() },
-            E::Network(_) | E::NoRadio(_) => WeftError::Network { message: e.to_string() },
-            E::Entropy | E::Internal(_) => WeftError::Internal { message: e.to_string() },
-            other => WeftError::InvalidInput { message: other.to_string() },
+            E::NotFound { .. } => WeftError::NotFound { detail: e.to_string() },
+            E::Network(_) | E::NoRadio(_) => WeftError::Network { detail: e.to_string() },
+            E::Entropy | E::Internal(_) => WeftError::Internal { detail: e.to_string() },
+            other => WeftError::InvalidInput { detail: other.to_string() },
         }
     }
 }
@@ -109,7 +109,7 @@ pub struct WeftAccount {
 
 fn database_key(key: Vec<u8>) -> Result<DatabaseKey, WeftError> {
     let bytes: [u8; 32] =
-        key.try_into().map_err(|_| WeftError::InvalidInput { message: "the database key must be 32 bytes".into() })?;
+        key.try_into().map_err(|_| WeftError::InvalidInput { detail: "the database key must be 32 bytes".into() })?;
     Ok(DatabaseKey::from_bytes(bytes))
 }
 
@@ -146,7 +146,7 @@ impl WeftAccount {
 
 impl WeftAccount {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Account>, WeftError> {
-        self.inner.lock().map_err(|_| WeftError::Internal { message: "an earlier call panicked".into() })
+        self.inner.lock().map_err(|_| WeftError::Internal { detail: "an earlier call panicked".into() })
     }
 }
 

@@ -37,8 +37,8 @@ async fn on_runtime<T: Send + 'static>(
 ) -> Result<T, WeftError> {
     match RUNTIME.spawn(f).await {
         Ok(result) => result,
-        Err(e) if e.is_panic() => Err(WeftError::Internal { message: "a panic inside Weft ended this call".into() }),
-        Err(_) => Err(WeftError::Internal { message: "the call was cancelled".into() }),
+        Err(e) if e.is_panic() => Err(WeftError::Internal { detail: "a panic inside Weft ended this call".into() }),
+        Err(_) => Err(WeftError::Internal { detail: "the call was cancelled".into() }),
     }
 }
 
@@ -180,13 +180,13 @@ impl From<NodeEvent> for Event {
 /// What an app's callback may throw; Weft logs it and carries on.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum CallbackError {
-    #[error("the app's callback failed: {message}")]
-    Failed { message: String },
+    #[error("the app's callback failed: {detail}")]
+    Failed { detail: String },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        CallbackError::Failed { message: e.reason }
+        CallbackError::Failed { detail: e.reason }
     }
 }
 
@@ -222,13 +222,13 @@ impl Drop for Subscription {
 pub enum RadioError {
     #[error("the link is gone")]
     LinkGone,
-    #[error("the radio failed: {message}")]
-    Failed { message: String },
+    #[error("the radio failed: {detail}")]
+    Failed { detail: String },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for RadioError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        RadioError::Failed { message: e.reason }
+        RadioError::Failed { detail: e.reason }
     }
 }
 
@@ -239,7 +239,7 @@ pub trait RadioDriver: Send + Sync {
     /// Writes one fragment to `link`, in order.
     fn send(&self, link: u64, fragment: Vec<u8>) -> Result<(), RadioError>;
     /// Disconnects `link`.
-    fn close(&self, link: u64) -> Result<(), RadioError>;
+    fn disconnect(&self, link: u64) -> Result<(), RadioError>;
 }
 
 /// The app's driver as the mesh sees it. Once the node is closed it is never called again, so
@@ -261,7 +261,7 @@ impl feed::Driver for ForeignDriver {
 
     fn close(&self, link: u64) {
         if !self.silenced.load(Ordering::SeqCst)
-            && let Err(e) = self.driver.close(link)
+            && let Err(e) = self.driver.disconnect(link)
         {
             tracing::debug!(link, error = %e, "the app's radio failed to close a link");
         }
@@ -330,7 +330,7 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
     on_runtime(async move {
         let key: [u8; 32] = database_key
             .try_into()
-            .map_err(|_| WeftError::InvalidInput { message: "the database key must be 32 bytes".into() })?;
+            .map_err(|_| WeftError::InvalidInput { detail: "the database key must be 32 bytes".into() })?;
         let home = PathBuf::from(home);
         let exists = home.join(weft_core::store::DB_FILE).exists();
         let node = Node::start(move || {
@@ -356,7 +356,7 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
 fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, WeftError> {
     addrs
         .into_iter()
-        .map(|a| a.parse().map_err(|_| WeftError::InvalidInput { message: format!("{a:?} is not a multiaddr") }))
+        .map(|a| a.parse().map_err(|_| WeftError::InvalidInput { detail: format!("{a:?} is not a multiaddr") }))
         .collect()
 }
 
@@ -535,7 +535,7 @@ impl WeftNode {
 
     /// Stops every transport and waits until they are gone; later calls fail with `Closed`,
     /// and the app's driver and listeners are not called again.
-    pub async fn close(&self) {
+    pub async fn shutdown(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -567,5 +567,5 @@ impl WeftNode {
 }
 
 fn poisoned<T>(_: T) -> WeftError {
-    WeftError::Internal { message: "an earlier call panicked".into() }
+    WeftError::Internal { detail: "an earlier call panicked".into() }
 }

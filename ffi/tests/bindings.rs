@@ -1,5 +1,9 @@
-//! Generates the Python bindings from the built library with the in-repo `uniffi-bindgen` and
-//! runs a Python script against the real library.
+//! Generates the bindings from the built library with the in-repo `uniffi-bindgen` and runs
+//! Python and Kotlin programs against the real library.
+//!
+//! The Kotlin test needs a JDK, kotlinc and JNA, which a fresh machine with only Rust and Python
+//! lacks, so it is `#[ignore]`d from the plain `cargo test`; `.ci/run` installs them and runs it
+//! with `--ignored`, and there a missing tool fails the test with what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,33 +20,39 @@ fn library_path() -> PathBuf {
         .unwrap_or_else(|| panic!("{name} was not built; run `cargo build -p weft-ffi`"))
 }
 
-/// Generates the Python bindings into a fresh directory with the library beside them.
-fn python_bindings() -> (String, tempfile::TempDir) {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    if Command::new(&python).arg("--version").output().is_err() {
-        panic!("Python 3 is needed for the binding test: install python3 or set PYTHON");
-    }
+/// Generates one language's bindings into a fresh directory with the library beside them.
+fn bindings(language: &str) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
     let lib = library_path();
     let status = Command::new(env!("CARGO_BIN_EXE_uniffi-bindgen"))
-        .args(["generate", "--language", "python", "--out-dir"])
+        .args(["generate", "--no-format", "--language", language, "--out-dir"])
         .arg(out.path())
         .arg(&lib)
         .status()
         .unwrap();
-    assert!(status.success(), "uniffi-bindgen failed");
+    assert!(status.success(), "uniffi-bindgen failed for {language}");
     std::fs::copy(&lib, out.path().join(lib.file_name().unwrap())).unwrap();
-    (python, out)
+    out
+}
+
+fn output_of(mut command: Command, what: &str) -> String {
+    let result = command.output().unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    assert!(result.status.success(), "{what} failed:\n{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
+    stdout
 }
 
 /// Runs one Python script against freshly generated bindings; returns what it printed.
 fn run_python(script: &str) -> String {
-    let (python, out) = python_bindings();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if Command::new(&python).arg("--version").output().is_err() {
+        panic!("Python 3 is needed for the binding test: install python3 or set PYTHON");
+    }
+    let out = bindings("python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
-    let result = Command::new(&python).arg(script).env("WEFT_BINDINGS_DIR", out.path()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
-    assert!(result.status.success(), "python failed:\n{stdout}\n{}", String::from_utf8_lossy(&result.stderr));
-    stdout
+    let mut command = Command::new(&python);
+    command.arg(script).env("WEFT_BINDINGS_DIR", out.path());
+    output_of(command, "python")
 }
 
 #[test]
@@ -53,4 +63,98 @@ fn python_runs_two_nodes_over_libp2p_and_over_a_python_radio() {
 #[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
+}
+
+#[test]
+fn python_calls_and_callbacks_leave_memory_flat() {
+    let report = run_python("test_memory.py");
+    println!("{report}");
+    assert!(report.contains("memory: 1 passed"));
+}
+
+/// A tool the Kotlin test needs, or a panic saying how to install it.
+fn required(env: &str, found: Option<PathBuf>, install: &str) -> PathBuf {
+    std::env::var_os(env)
+        .map(PathBuf::from)
+        .or(found)
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| panic!("the Kotlin binding test needs {install} (or set {env})"))
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).find(|p| p.is_file()))
+}
+
+#[test]
+#[ignore = "needs a JDK, kotlinc and JNA: .ci/run installs them and runs this with --ignored"]
+fn kotlin_runs_two_nodes_over_libp2p_and_over_a_kotlin_radio() {
+    let kotlinc = required(
+        "KOTLINC",
+        on_path("kotlinc"),
+        "kotlinc: `npm install -g kotlin-compiler` and put $(npm root -g)/kotlin-compiler/bin on PATH",
+    );
+    let java = required("JAVA", on_path("java"), "a JDK (17 or later): Debian's openjdk-17-jdk-headless");
+    let jna = required("JNA_JAR", Some("/usr/share/java/jna.jar".into()), "JNA: Debian's libjna-java");
+    // The compiler's own lib/ has the Kotlin standard library and kotlinx-coroutines, which the
+    // generated code's suspend functions use.
+    let kotlin_lib = std::fs::canonicalize(&kotlinc).unwrap().parent().unwrap().parent().unwrap().join("lib");
+    let coroutines = required(
+        "KOTLINX_COROUTINES_JAR",
+        Some(kotlin_lib.join("kotlinx-coroutines-core-jvm.jar")),
+        "kotlinx-coroutines-core-jvm.jar (it ships in the kotlin-compiler package's lib/)",
+    );
+    let stdlib = kotlin_lib.join("kotlin-stdlib.jar");
+
+    let out = bindings("kotlin");
+    let generated = out.path().join("app/weft/ffi/weft_ffi.kt");
+    assert!(generated.exists(), "the Kotlin bindings were not generated at {}", generated.display());
+    let test_jar = out.path().join("test.jar");
+    let classpath = std::env::join_paths([&jna, &coroutines]).unwrap();
+    let mut compile = Command::new(&kotlinc);
+    compile
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kotlin/TestNode.kt"))
+        .arg(&generated)
+        .arg("-cp")
+        .arg(&classpath)
+        .arg("-nowarn")
+        .arg("-d")
+        .arg(&test_jar);
+    output_of(compile, "kotlinc");
+
+    let classpath = std::env::join_paths([&test_jar, &jna, &coroutines, &stdlib]).unwrap();
+    let mut run = Command::new(&java);
+    run.arg(format!("-Djna.library.path={}", out.path().display())).arg("-cp").arg(&classpath).arg("TestNodeKt");
+    let stdout = output_of(run, "the Kotlin test");
+    assert!(stdout.contains("kotlin node: 3 passed"), "{stdout}");
+}
+
+/// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is
+/// that the Swift bindings generate, with the module map and header an Xcode target needs, and
+/// that they declare the API the iOS package and driver are written against.
+#[test]
+fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
+    let out = bindings("swift");
+    let read = |name: &str| {
+        std::fs::read_to_string(out.path().join(name)).unwrap_or_else(|_| panic!("{name} was not generated"))
+    };
+    let swift = read("WeftFFI.swift");
+    let header = read("WeftFFIFFI.h");
+    let modulemap = read("WeftFFIFFI.modulemap");
+    assert!(modulemap.contains("module WeftFFIFFI"), "{modulemap}");
+    assert!(header.contains("uniffi_weft_ffi_fn_func_open_node"));
+    // The generator's spacing varies between versions; compare without it.
+    let squashed = |s: &str| s.split_whitespace().collect::<String>();
+    let swift = squashed(&swift);
+    for api in [
+        "public func openNode(home: String, databaseKey: Data, name: String?) async throws  -> WeftNode",
+        "public protocol RadioDriver",
+        "public protocol EventListener",
+        "func attachRadio(driver: RadioDriver) throws  -> RadioHandle",
+        "func linkUp(link: UInt64, mtu: UInt32, initiator: Bool) throws",
+        "func frame(link: UInt64, fragment: Data)",
+        "func history(conversation: String, before: String?, limit: UInt32) async throws  -> [Message]",
+    ] {
+        assert!(swift.contains(&squashed(api)), "WeftFFI.swift lacks `{api}`");
+    }
 }

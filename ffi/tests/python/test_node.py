@@ -37,7 +37,7 @@ class PairedRadio(weft_ffi.RadioDriver):
     def send(self, link, fragment):
         self.other.frame(link, fragment)
 
-    def close(self, link):
+    def disconnect(self, link):
         self.other.link_down(link)
 
 
@@ -91,8 +91,8 @@ async def over_libp2p(root):
     me = await bob.identity()
     assert me.name == "bob" and me.link == await bob.link() and me.qr_text
     subscription.cancel()
-    await alice.close()
-    await bob.close()
+    await alice.shutdown()
+    await bob.shutdown()
     # A wrong key opens nothing and changes nothing: the right key still finds every message.
     try:
         await weft_ffi.open_node(root + "/bob", bytes([9] * 32), None)
@@ -101,7 +101,7 @@ async def over_libp2p(root):
         pass
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), None)
     assert [m.id for m in await bob.history("alice", None, 100)] == [m.id for m in everything]
-    await bob.close()
+    await bob.shutdown()
     try:
         await alice.send("bob", "after close")
         raise AssertionError("a closed node must refuse")
@@ -134,8 +134,8 @@ async def over_the_mesh(root):
     await eventually("the message over the mesh", arrived)
     assert dave_events.received("mesh")[0].message.body == "over the air"
     subscription.cancel()
-    await carol.close()
-    await dave.close()
+    await carol.shutdown()
+    await dave.shutdown()
     # Calls from the radio after the node closed do nothing.
     carol_handle.frame(1, b"late")
     carol_handle.link_down(1)
@@ -151,13 +151,13 @@ class ThrowingRadio(weft_ffi.RadioDriver):
         self.sends += 1
         raise weft_ffi.RadioError.Failed("the platform refused the write")
 
-    def close(self, link):
+    def disconnect(self, link):
         raise RuntimeError("not even close works")
 
 
 async def bad_input(root):
     erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), "erin")
-    await erin.close()
+    await erin.shutdown()
     try:
         await weft_ffi.open_node(root + "/erin", bytes([6] * 32), None)
         raise AssertionError("a wrong key must be refused")
@@ -196,7 +196,7 @@ async def bad_input(root):
             break
         except weft_ffi.WeftError.AlreadyExists:
             await asyncio.sleep(0.1)
-    await erin.close()
+    await erin.shutdown()
     try:
         handle.link_up(10, 185, False)
         raise AssertionError("a closed node takes no links")

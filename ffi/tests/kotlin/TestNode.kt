@@ -1,0 +1,164 @@
+// Two nodes through the real library from Kotlin on the JVM (JNA): contacts over libp2p on
+// loopback, then a message over the Bluetooth mesh through a radio written in Kotlin (an
+// in-memory pair), then bad input. The same scenarios as tests/python/test_node.py.
+import app.weft.ffi.*
+import java.nio.file.Files
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.runBlocking
+
+class Recorder : EventListener {
+    private val events = mutableListOf<Event>()
+
+    override fun onEvent(event: Event) {
+        synchronized(events) { events.add(event) }
+    }
+
+    fun received(via: String? = null): List<Event.MessageReceived> = synchronized(events) {
+        events.filterIsInstance<Event.MessageReceived>().filter { via == null || it.via == via }
+    }
+}
+
+/** Half of two radios in the same room: what one sends, the other hears. */
+class PairedRadio : RadioDriver {
+    lateinit var other: RadioHandle
+
+    override fun send(link: ULong, fragment: ByteArray) = other.frame(link, fragment)
+
+    override fun disconnect(link: ULong) = other.linkDown(link)
+}
+
+/** A driver whose platform calls fail. */
+class ThrowingRadio : RadioDriver {
+    @Volatile var sends = 0
+
+    override fun send(link: ULong, fragment: ByteArray) {
+        sends++
+        throw RadioException.Failed("the platform refused the write")
+    }
+
+    override fun disconnect(link: ULong): Unit = throw IllegalStateException("not even close works")
+}
+
+suspend fun eventually(what: String, seconds: Int = 60, check: suspend () -> Boolean) {
+    repeat(seconds * 10) {
+        if (check()) return
+        delay(100)
+    }
+    throw AssertionError("timed out waiting for $what")
+}
+
+inline fun <reified E : Throwable> refused(what: String, call: () -> Unit) {
+    try {
+        call()
+    } catch (e: Throwable) {
+        if (e is E) return
+        throw AssertionError("$what: expected ${E::class.simpleName}, got $e")
+    }
+    throw AssertionError("$what: expected ${E::class.simpleName}, nothing was thrown")
+}
+
+fun key(byte: Int) = ByteArray(32) { byte.toByte() }
+
+fun loopback(bootstrap: List<String> = emptyList()) =
+    NetworkConfig(listen = listOf("/ip4/127.0.0.1/tcp/0"), bootstrap = bootstrap, relays = emptyList(), mdns = false)
+
+suspend fun overLibp2p(root: String) {
+    val alice = openNode("$root/alice", key(1), "alice")
+    val bob = openNode("$root/bob", key(2), "bob")
+    val bobEvents = Recorder()
+    val subscription = bob.subscribe(bobEvents)
+    val aliceAddrs = alice.startNetwork(loopback())
+    bob.startNetwork(loopback(listOf(aliceAddrs[0])))
+
+    alice.addContact(bob.link(), null)
+    eventually("bob to get alice's request") { bob.contacts().any { it.name == "alice" } }
+    bob.acceptContact("alice")
+    for (i in 0 until 5) alice.send("bob", "hello $i")
+    eventually("five messages") { bob.history("alice", null, 100u).count { it.kind == "text" } == 5 }
+    check(bobEvents.received().size >= 5) { "bob's listener heard ${bobEvents.received().size} messages" }
+    bob.send("alice", "and back")
+    eventually("the reply") { alice.history("bob", null, 100u).any { it.body == "and back" } }
+
+    // Paging two at a time back to the start gives the whole history.
+    val everything = bob.history("alice", null, 100u)
+    val paged = mutableListOf<Message>()
+    var before: String? = null
+    while (true) {
+        val page = bob.history("alice", before, 2u)
+        if (page.isEmpty()) break
+        paged.addAll(0, page)
+        before = page.first().id
+    }
+    check(paged.map { it.id } == everything.map { it.id }) { "paging lost or repeated messages" }
+    check(bob.identity().name == "bob")
+
+    subscription.cancel()
+    alice.shutdown()
+    bob.shutdown()
+    refused<WeftException.Closed>("send after close") { runBlocking { alice.send("bob", "after close") } }
+    // A wrong key opens nothing and changes nothing: the right key still finds every message.
+    refused<WeftException.WrongKey>("a wrong key") { runBlocking { openNode("$root/bob", key(9), null) } }
+    val again = openNode("$root/bob", key(2), null)
+    check(again.history("alice", null, 100u).map { it.id } == everything.map { it.id })
+    again.shutdown()
+}
+
+suspend fun overTheMesh(root: String) {
+    val carol = openNode("$root/carol", key(3), "carol")
+    val dave = openNode("$root/dave", key(4), "dave")
+    // Contacts by bundle, carried by hand: no network at all.
+    carol.addContact(dave.link(), null)
+    dave.importBundle(carol.exportBundle())
+    dave.acceptContact("carol")
+    carol.importBundle(dave.exportBundle())
+
+    val daveEvents = Recorder()
+    val subscription = dave.subscribe(daveEvents)
+    val carolRadio = PairedRadio()
+    val daveRadio = PairedRadio()
+    val carolHandle = carol.attachRadio(carolRadio)
+    val daveHandle = dave.attachRadio(daveRadio)
+    carolRadio.other = daveHandle
+    daveRadio.other = carolHandle
+    carolHandle.linkUp(1uL, 185u, true)
+    daveHandle.linkUp(1uL, 185u, false)
+
+    carol.send("dave", "over the air")
+    eventually("the message over the mesh") { daveEvents.received("mesh").size == 1 }
+    check(daveEvents.received("mesh")[0].message.body == "over the air")
+    subscription.cancel()
+    carol.shutdown()
+    dave.shutdown()
+    // Calls from the radio after the node closed do nothing.
+    carolHandle.frame(1uL, "late".toByteArray())
+    carolHandle.linkDown(1uL)
+}
+
+suspend fun badInput(root: String) {
+    refused<WeftException.InvalidInput>("a short key") { runBlocking { openNode("$root/frank", ByteArray(5), "frank") } }
+    val erin = openNode("$root/erin", key(5), "erin")
+    refused<WeftException.NotFound>("an unknown conversation") { runBlocking { erin.send("nobody", "hello?") } }
+    refused<WeftException.InvalidInput>("a bad address") {
+        runBlocking { erin.startNetwork(NetworkConfig(listOf("not an address"), emptyList(), emptyList(), false)) }
+    }
+    val radio = ThrowingRadio()
+    val handle = erin.attachRadio(radio)
+    handle.linkUp(7uL, 23u, true)
+    handle.frame(7uL, ByteArray(10_000)) // larger than any MTU: dropped
+    handle.frame(8uL, "no such link".toByteArray())
+    eventually("weft to reconcile over the link", 5) { radio.sends >= 1 }
+    erin.shutdown()
+    refused<WeftException.Closed>("a link after close") { handle.linkUp(10uL, 185u, false) }
+}
+
+fun main() = runBlocking {
+    val root = Files.createTempDirectory("weft-kotlin").toString()
+    try {
+        overLibp2p(root)
+        overTheMesh(root)
+        badInput(root)
+    } finally {
+        java.io.File(root).deleteRecursively()
+    }
+    println("kotlin node: 3 passed, 0 failed")
+}
