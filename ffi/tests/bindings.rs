@@ -88,7 +88,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
 
 #[test]
 #[ignore = "needs a JDK, kotlinc and JNA: .ci/run installs them and runs this with --ignored"]
-fn kotlin_runs_two_nodes_over_libp2p_and_over_a_kotlin_radio() {
+fn kotlin_runs_two_nodes_over_libp2p_over_a_kotlin_radio_and_over_the_android_link_table() {
     let kotlinc = required(
         "KOTLINC",
         on_path("kotlinc"),
@@ -115,6 +115,10 @@ fn kotlin_runs_two_nodes_over_libp2p_and_over_a_kotlin_radio() {
     compile
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kotlin/TestNode.kt"))
         .arg(&generated)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../mobile/android/weft/src/main/kotlin/app/weft/ble/LinkTable.kt"),
+        )
         .arg("-cp")
         .arg(&classpath)
         .arg("-nowarn")
@@ -126,7 +130,7 @@ fn kotlin_runs_two_nodes_over_libp2p_and_over_a_kotlin_radio() {
     let mut run = Command::new(&java);
     run.arg(format!("-Djna.library.path={}", out.path().display())).arg("-cp").arg(&classpath).arg("TestNodeKt");
     let stdout = output_of(run, "the Kotlin test");
-    assert!(stdout.contains("kotlin node: 3 passed"), "{stdout}");
+    assert!(stdout.contains("kotlin node: 4 passed"), "{stdout}");
 }
 
 /// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is

@@ -1,6 +1,9 @@
 // Two nodes through the real library from Kotlin on the JVM (JNA): contacts over libp2p on
 // loopback, then a message over the Bluetooth mesh through a radio written in Kotlin (an
-// in-memory pair), then bad input. The same scenarios as tests/python/test_node.py.
+// in-memory pair), then bad input. The same scenarios as tests/python/test_node.py, and one
+// more: two nodes over radios built on the Android driver's LinkTable (one write in flight per
+// link, the write callback on another thread), at the smallest MTU.
+import app.weft.ble.LinkTable
 import app.weft.ffi.*
 import java.nio.file.Files
 import kotlinx.coroutines.delay
@@ -37,6 +40,50 @@ class ThrowingRadio : RadioDriver {
     }
 
     override fun disconnect(link: ULong): Unit = throw IllegalStateException("not even close works")
+}
+
+/**
+ * A radio shaped like the Android driver (mobile/android/.../WeftBleRadio.kt): its LinkTable
+ * queues fragments with one write in flight, and the "platform" completes each write on its own
+ * thread, which hands out the next.
+ */
+class GattLikeRadio : RadioDriver {
+    val links = LinkTable<GattLikeRadio>()
+    lateinit var handle: RadioHandle
+    private val air = java.util.concurrent.Executors.newSingleThreadExecutor()
+
+    fun connect(other: GattLikeRadio, mtu: UInt) {
+        val ours = links.open(other, initiator = true)!!
+        val theirs = other.links.open(this, initiator = false)!!
+        other.handle.linkUp(theirs.toULong(), mtu, false)
+        handle.linkUp(ours.toULong(), mtu, true)
+    }
+
+    override fun send(link: ULong, fragment: ByteArray) {
+        when (val next = links.enqueue(link.toLong(), fragment)) {
+            is LinkTable.Enqueued.WriteNow -> air.execute { deliver(link.toLong(), next.endpoint, next.fragment) }
+            LinkTable.Enqueued.Queued -> {}
+            LinkTable.Enqueued.Full -> throw RadioException.Failed("the write queue is full")
+            LinkTable.Enqueued.NoLink -> throw RadioException.LinkGone()
+        }
+    }
+
+    private fun deliver(link: Long, to: GattLikeRadio, first: ByteArray) {
+        var next: ByteArray? = first
+        while (next != null) {
+            val theirs = to.links.linkOf(this) ?: return
+            to.handle.frame(theirs.toULong(), next)
+            next = links.written(link) // the platform's "write done" callback
+        }
+    }
+
+    override fun disconnect(link: ULong) {
+        val other = links.endpointOf(link.toLong()) ?: return
+        links.close(other)
+        other.links.close(this)?.let { other.handle.linkDown(it.toULong()) }
+    }
+
+    fun stop() = air.shutdown()
 }
 
 suspend fun eventually(what: String, seconds: Int = 60, check: suspend () -> Boolean) {
@@ -134,6 +181,38 @@ suspend fun overTheMesh(root: String) {
     carolHandle.linkDown(1uL)
 }
 
+suspend fun overLinkTables(root: String) {
+    // Of two phones that see each other, exactly one opens the link.
+    val tokens = List(100) { ByteArray(8).also { java.security.SecureRandom().nextBytes(it) } }
+    for ((a, b) in tokens.zip(tokens.drop(1))) {
+        check(LinkTable.shouldConnect(a, b) != LinkTable.shouldConnect(b, a)) { "both or neither connect" }
+    }
+    check(LinkTable.shouldConnect(tokens[0], null)) { "a peer without a token is connected to" }
+
+    val grace = openNode("$root/grace", key(7), "grace")
+    val heidi = openNode("$root/heidi", key(8), "heidi")
+    grace.addContact(heidi.link(), null)
+    heidi.importBundle(grace.exportBundle())
+    heidi.acceptContact("grace")
+    grace.importBundle(heidi.exportBundle())
+    val heidiEvents = Recorder()
+    val subscription = heidi.subscribe(heidiEvents)
+    val graceRadio = GattLikeRadio()
+    val heidiRadio = GattLikeRadio()
+    graceRadio.handle = grace.attachRadio(graceRadio)
+    heidiRadio.handle = heidi.attachRadio(heidiRadio)
+    graceRadio.connect(heidiRadio, 23u) // the smallest MTU: every message is many fragments
+
+    val sent = (0 until 20).map { grace.send("heidi", "fragment me ${"x".repeat(it * 40)}").id }
+    eventually("twenty messages over the queued radio") { heidiEvents.received("mesh").size == 20 }
+    check(heidiEvents.received("mesh").map { it.message.id }.toSet() == sent.toSet())
+    subscription.cancel()
+    grace.shutdown()
+    heidi.shutdown()
+    graceRadio.stop()
+    heidiRadio.stop()
+}
+
 suspend fun badInput(root: String) {
     refused<WeftException.InvalidInput>("a short key") { runBlocking { openNode("$root/frank", ByteArray(5), "frank") } }
     val erin = openNode("$root/erin", key(5), "erin")
@@ -156,9 +235,10 @@ fun main() = runBlocking {
     try {
         overLibp2p(root)
         overTheMesh(root)
+        overLinkTables(root)
         badInput(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 3 passed, 0 failed")
+    println("kotlin node: 4 passed, 0 failed")
 }

@@ -7,6 +7,7 @@
 //! - [`feed`]: a radio fed by someone else's code — a mobile app's platform driver through
 //!   the bindings implements [`feed::Driver`] and reports links and frames to [`feed::RadioEvents`].
 
+#[cfg(not(any(target_os = "android", target_os = "ios")))]
 pub mod ble;
 pub mod feed;
 pub mod sim;

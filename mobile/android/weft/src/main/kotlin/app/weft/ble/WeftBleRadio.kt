@@ -1,0 +1,367 @@
+package app.weft.ble
+
+import android.annotation.SuppressLint
+import android.bluetooth.BluetoothAdapter
+import android.bluetooth.BluetoothDevice
+import android.bluetooth.BluetoothGatt
+import android.bluetooth.BluetoothGattCallback
+import android.bluetooth.BluetoothGattCharacteristic
+import android.bluetooth.BluetoothGattDescriptor
+import android.bluetooth.BluetoothGattServer
+import android.bluetooth.BluetoothGattServerCallback
+import android.bluetooth.BluetoothGattService
+import android.bluetooth.BluetoothManager
+import android.bluetooth.BluetoothProfile
+import android.bluetooth.BluetoothStatusCodes
+import android.bluetooth.le.AdvertiseCallback
+import android.bluetooth.le.AdvertiseData
+import android.bluetooth.le.AdvertiseSettings
+import android.bluetooth.le.ScanCallback
+import android.bluetooth.le.ScanFilter
+import android.bluetooth.le.ScanResult
+import android.bluetooth.le.ScanSettings
+import android.content.Context
+import android.os.Build
+import android.os.Handler
+import android.os.HandlerThread
+import android.os.ParcelUuid
+import android.util.Log
+import app.weft.ffi.RadioDriver
+import app.weft.ffi.RadioException
+import app.weft.ffi.RadioHandle
+import app.weft.ffi.WeftNode
+import java.security.SecureRandom
+import java.util.UUID
+
+/**
+ * Weft's Bluetooth mesh over android.bluetooth, in both roles at once: a GATT server that
+ * advertises the Weft service (phones and desktops connect to it), and a scanner that connects
+ * to other phones' Weft service as a GATT client.
+ *
+ * The radio only moves bytes: Weft hands it fragments for a link (`send`), and it reports links
+ * and the fragments that arrive (`RadioHandle`). Every link, in either role, is one ordered
+ * stream over the service's one data characteristic: the client writes (with response) and the
+ * server notifies. [LinkTable] keeps one GATT operation in flight per link.
+ *
+ * The app asks for the permissions first (BLUETOOTH_SCAN, BLUETOOTH_CONNECT and
+ * BLUETOOTH_ADVERTISE on Android 12+, ACCESS_FINE_LOCATION before), then:
+ * ```
+ * val radio = WeftBleRadio(context, node)
+ * radio.start()
+ * ...
+ * radio.stop()
+ * ```
+ */
+@SuppressLint("MissingPermission")
+class WeftBleRadio(private val context: Context, private val node: WeftNode) : RadioDriver {
+    companion object {
+        /** The same service and characteristic as the desktop driver (core/src/mesh/radio/ble.rs). */
+        val SERVICE: UUID = UUID.fromString("7e1f0001-9a3c-4b7e-a7d2-5c0f3e8bd14a")
+        val DATA: UUID = UUID.fromString("7e1f0002-9a3c-4b7e-a7d2-5c0f3e8bd14a")
+        private val CLIENT_CONFIG: UUID = UUID.fromString("00002902-0000-1000-8000-00805f9b34fb")
+        private const val TAG = "WeftBle"
+        private const val MAX_MTU = 517
+        private const val MAX_LINKS = 7
+    }
+
+    private val manager = context.getSystemService(Context.BLUETOOTH_SERVICE) as BluetoothManager
+    private val adapter: BluetoothAdapter = manager.adapter
+    private val thread = HandlerThread("weft-ble").apply { start() }
+    /** Every Bluetooth call and callback is handled here, one at a time. */
+    private val handler = Handler(thread.looper)
+    private val links = LinkTable<BluetoothDevice>()
+    private val clients = HashMap<BluetoothDevice, BluetoothGatt>()
+    private val mtus = HashMap<BluetoothDevice, Int>()
+    private val connecting = HashSet<String>()
+    private val token = ByteArray(8).also { SecureRandom().nextBytes(it) }
+    private var server: BluetoothGattServer? = null
+    private var weft: RadioHandle? = null
+
+    fun start() {
+        weft = node.attachRadio(this)
+        handler.post {
+            openServer()
+            advertise()
+            scan()
+        }
+    }
+
+    fun stop() {
+        handler.post {
+            adapter.bluetoothLeScanner?.stopScan(scanCallback)
+            adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback)
+            for (gatt in clients.values) gatt.close()
+            clients.clear()
+            for (link in links.ids()) links.endpointOf(link)?.let { down(it) }
+            server?.close()
+            server = null
+            thread.quitSafely()
+        }
+    }
+
+    // Weft → radio. Called on Weft's threads.
+
+    override fun send(link: ULong, fragment: ByteArray) {
+        when (val next = links.enqueue(link.toLong(), fragment)) {
+            is LinkTable.Enqueued.WriteNow -> handler.post { write(link.toLong(), next.endpoint, next.fragment) }
+            LinkTable.Enqueued.Queued -> {}
+            LinkTable.Enqueued.Full -> throw RadioException.Failed("the write queue of link $link is full")
+            LinkTable.Enqueued.NoLink -> throw RadioException.LinkGone()
+        }
+    }
+
+    override fun disconnect(link: ULong) {
+        handler.post {
+            val device = links.endpointOf(link.toLong()) ?: return@post
+            clients[device]?.disconnect() ?: server?.cancelConnection(device)
+        }
+    }
+
+    // The radio's own work, on the handler thread.
+
+    private fun write(link: Long, device: BluetoothDevice, fragment: ByteArray) {
+        val ok = if (links.isInitiator(link)) {
+            val gatt = clients[device]
+            val data = gatt?.getService(SERVICE)?.getCharacteristic(DATA)
+            gatt != null && data != null && writeCharacteristic(gatt, data, fragment)
+        } else {
+            val data = server?.getService(SERVICE)?.getCharacteristic(DATA)
+            data != null && notify(device, data, fragment)
+        }
+        if (!ok) {
+            Log.w(TAG, "a write to link $link failed; dropping the link")
+            down(device)
+        }
+    }
+
+    private fun writeNext(device: BluetoothDevice) {
+        val link = links.linkOf(device) ?: return
+        links.written(link)?.let { write(link, device, it) }
+    }
+
+    private fun up(device: BluetoothDevice, initiator: Boolean) {
+        val link = links.open(device, initiator) ?: return
+        val mtu = mtus[device] ?: 23
+        try {
+            weft?.linkUp(link.toULong(), mtu.toUInt(), initiator)
+        } catch (e: Exception) {
+            // Weft has all the links it takes, or the node closed.
+            Log.i(TAG, "Weft did not take the link: $e")
+            links.close(device)
+            clients.remove(device)?.close() ?: server?.cancelConnection(device)
+        }
+    }
+
+    private fun down(device: BluetoothDevice) {
+        links.close(device)?.let { weft?.linkDown(it.toULong()) }
+        clients.remove(device)?.close()
+        mtus.remove(device)
+        connecting.remove(device.address)
+    }
+
+    private fun openServer() {
+        val data = BluetoothGattCharacteristic(
+            DATA,
+            BluetoothGattCharacteristic.PROPERTY_WRITE or BluetoothGattCharacteristic.PROPERTY_NOTIFY,
+            BluetoothGattCharacteristic.PERMISSION_WRITE,
+        )
+        data.addDescriptor(
+            BluetoothGattDescriptor(
+                CLIENT_CONFIG,
+                BluetoothGattDescriptor.PERMISSION_READ or BluetoothGattDescriptor.PERMISSION_WRITE,
+            ),
+        )
+        val service = BluetoothGattService(SERVICE, BluetoothGattService.SERVICE_TYPE_PRIMARY)
+        service.addCharacteristic(data)
+        server = manager.openGattServer(context, serverCallback)?.also { it.addService(service) }
+    }
+
+    private fun advertise() {
+        val settings = AdvertiseSettings.Builder()
+            .setAdvertiseMode(AdvertiseSettings.ADVERTISE_MODE_BALANCED)
+            .setConnectable(true)
+            .build()
+        // The service UUID and the session's random token, nothing that names the person.
+        val data = AdvertiseData.Builder()
+            .addServiceUuid(ParcelUuid(SERVICE))
+            .addServiceData(ParcelUuid(SERVICE), token)
+            .setIncludeDeviceName(false)
+            .build()
+        adapter.bluetoothLeAdvertiser?.startAdvertising(settings, data, advertiseCallback)
+    }
+
+    private fun scan() {
+        val filter = ScanFilter.Builder().setServiceUuid(ParcelUuid(SERVICE)).build()
+        val settings = ScanSettings.Builder().setScanMode(ScanSettings.SCAN_MODE_BALANCED).build()
+        adapter.bluetoothLeScanner?.startScan(listOf(filter), settings, scanCallback)
+    }
+
+    private val scanCallback = object : ScanCallback() {
+        override fun onScanResult(callbackType: Int, result: ScanResult) {
+            handler.post { found(result) }
+        }
+    }
+
+    private fun found(result: ScanResult) {
+        val device = result.device
+        val theirToken = result.scanRecord?.getServiceData(ParcelUuid(SERVICE))
+        if (!LinkTable.shouldConnect(token, theirToken)) return // they connect to us
+        if (links.linkOf(device) != null || device.address in connecting) return
+        if (links.ids().size + connecting.size >= MAX_LINKS) return
+        connecting += device.address
+        val gatt = if (Build.VERSION.SDK_INT >= 23) {
+            device.connectGatt(context, false, clientCallback, BluetoothDevice.TRANSPORT_LE)
+        } else {
+            device.connectGatt(context, false, clientCallback)
+        }
+        if (gatt == null) connecting -= device.address else clients[device] = gatt
+    }
+
+    private val advertiseCallback = object : AdvertiseCallback() {
+        override fun onStartFailure(errorCode: Int) {
+            Log.w(TAG, "advertising failed ($errorCode); this phone only connects to others")
+        }
+    }
+
+    /** The client role: we connected to their server. */
+    private val clientCallback = object : BluetoothGattCallback() {
+        override fun onConnectionStateChange(gatt: BluetoothGatt, status: Int, newState: Int) {
+            handler.post {
+                if (newState == BluetoothProfile.STATE_CONNECTED && status == BluetoothGatt.GATT_SUCCESS) {
+                    gatt.requestMtu(MAX_MTU)
+                } else {
+                    down(gatt.device)
+                    gatt.close()
+                }
+            }
+        }
+
+        override fun onMtuChanged(gatt: BluetoothGatt, mtu: Int, status: Int) {
+            handler.post {
+                if (status == BluetoothGatt.GATT_SUCCESS) mtus[gatt.device] = mtu
+                gatt.discoverServices()
+            }
+        }
+
+        override fun onServicesDiscovered(gatt: BluetoothGatt, status: Int) {
+            handler.post {
+                val data = gatt.getService(SERVICE)?.getCharacteristic(DATA)
+                val config = data?.getDescriptor(CLIENT_CONFIG)
+                if (status != BluetoothGatt.GATT_SUCCESS || data == null || config == null) {
+                    gatt.disconnect()
+                    return@post
+                }
+                gatt.setCharacteristicNotification(data, true)
+                writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
+            }
+        }
+
+        override fun onDescriptorWrite(gatt: BluetoothGatt, descriptor: BluetoothGattDescriptor, status: Int) {
+            handler.post {
+                connecting -= gatt.device.address
+                if (status == BluetoothGatt.GATT_SUCCESS) up(gatt.device, initiator = true) else gatt.disconnect()
+            }
+        }
+
+        override fun onCharacteristicWrite(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, status: Int) {
+            handler.post {
+                if (status == BluetoothGatt.GATT_SUCCESS) writeNext(gatt.device) else gatt.disconnect()
+            }
+        }
+
+        @Deprecated("Android 13 passes the value; kept for older versions")
+        override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic) {
+            val value = c.value ?: return
+            arrived(gatt.device, value.copyOf())
+        }
+
+        override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray) {
+            arrived(gatt.device, value)
+        }
+    }
+
+    /** The server role: they connected to us. */
+    private val serverCallback = object : BluetoothGattServerCallback() {
+        override fun onConnectionStateChange(device: BluetoothDevice, status: Int, newState: Int) {
+            if (newState == BluetoothProfile.STATE_DISCONNECTED) handler.post { down(device) }
+        }
+
+        override fun onMtuChanged(device: BluetoothDevice, mtu: Int) {
+            handler.post { mtus[device] = mtu }
+        }
+
+        override fun onDescriptorWriteRequest(
+            device: BluetoothDevice,
+            requestId: Int,
+            descriptor: BluetoothGattDescriptor,
+            preparedWrite: Boolean,
+            responseNeeded: Boolean,
+            offset: Int,
+            value: ByteArray?,
+        ) {
+            handler.post {
+                if (responseNeeded) server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null)
+                // The client subscribed: the link is ready both ways.
+                if (descriptor.uuid == CLIENT_CONFIG && value?.contentEquals(BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE) == true) {
+                    up(device, initiator = false)
+                }
+            }
+        }
+
+        override fun onCharacteristicWriteRequest(
+            device: BluetoothDevice,
+            requestId: Int,
+            characteristic: BluetoothGattCharacteristic,
+            preparedWrite: Boolean,
+            responseNeeded: Boolean,
+            offset: Int,
+            value: ByteArray?,
+        ) {
+            handler.post {
+                if (responseNeeded) server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null)
+                if (characteristic.uuid == DATA && value != null) arrived(device, value)
+            }
+        }
+
+        override fun onNotificationSent(device: BluetoothDevice, status: Int) {
+            handler.post { if (status == BluetoothGatt.GATT_SUCCESS) writeNext(device) else down(device) }
+        }
+    }
+
+    private fun arrived(device: BluetoothDevice, fragment: ByteArray) {
+        val link = links.linkOf(device) ?: return
+        weft?.frame(link.toULong(), fragment)
+    }
+
+    // The write calls changed shape in Android 13; both are kept so the module runs from API 26.
+
+    @Suppress("DEPRECATION")
+    private fun writeCharacteristic(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray): Boolean =
+        if (Build.VERSION.SDK_INT >= 33) {
+            gatt.writeCharacteristic(c, value, BluetoothGattCharacteristic.WRITE_TYPE_DEFAULT) == BluetoothStatusCodes.SUCCESS
+        } else {
+            c.writeType = BluetoothGattCharacteristic.WRITE_TYPE_DEFAULT
+            c.value = value
+            gatt.writeCharacteristic(c)
+        }
+
+    @Suppress("DEPRECATION")
+    private fun writeDescriptor(gatt: BluetoothGatt, d: BluetoothGattDescriptor, value: ByteArray): Boolean =
+        if (Build.VERSION.SDK_INT >= 33) {
+            gatt.writeDescriptor(d, value) == BluetoothStatusCodes.SUCCESS
+        } else {
+            d.value = value
+            gatt.writeDescriptor(d)
+        }
+
+    @Suppress("DEPRECATION")
+    private fun notify(device: BluetoothDevice, c: BluetoothGattCharacteristic, value: ByteArray): Boolean {
+        val server = server ?: return false
+        return if (Build.VERSION.SDK_INT >= 33) {
+            server.notifyCharacteristicChanged(device, c, false, value) == BluetoothStatusCodes.SUCCESS
+        } else {
+            c.value = value
+            server.notifyCharacteristicChanged(device, c, false)
+        }
+    }
+}
