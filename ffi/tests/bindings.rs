@@ -135,7 +135,7 @@ fn kotlin_runs_two_nodes_over_libp2p_over_a_kotlin_radio_and_over_the_android_li
 
 /// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is
 /// that the Swift bindings generate, with the module map and header an Xcode target needs, and
-/// that they declare the API the iOS package and driver are written against.
+/// that they declare the API the iOS package and its Bluetooth driver are written against.
 #[test]
 fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
     let out = bindings("swift");
@@ -158,6 +158,13 @@ fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
         "func linkUp(link: UInt64, mtu: UInt32, initiator: Bool) throws",
         "func frame(link: UInt64, fragment: Data)",
         "func history(conversation: String, before: String?, limit: UInt32) async throws  -> [Message]",
+        // What mobile/ios/Sources/Weft/WeftBleRadio.swift calls and implements.
+        "func send(link: UInt64, fragment: Data) throws",
+        "func disconnect(link: UInt64) throws",
+        "func linkDown(link: UInt64)",
+        "case Failed(detail: String",
+        "case LinkGone",
+        "func shutdown() async",
     ] {
         assert!(swift.contains(&squashed(api)), "WeftFFI.swift lacks `{api}`");
     }

@@ -11,7 +11,7 @@ case "$(uname -s)" in
   *) lib=target/release/libweft_ffi.so ;;
 esac
 for language in kotlin swift python; do
-  cargo run --release -q -p weft-ffi --bin uniffi-bindgen -- generate --language "$language" --out-dir "$out/$language" "$lib"
+  cargo run --release -q -p weft-ffi --bin uniffi-bindgen -- generate --no-format --language "$language" --out-dir "$out/$language" "$lib"
 done
 cp "$lib" "$out/python/"
 echo "bindings in $out/{kotlin,swift,python}"

@@ -1,0 +1,107 @@
+import Foundation
+
+/// The Bluetooth driver's bookkeeping, the same as Android's `LinkTable.kt`: which link id each
+/// remote end has, and each link's ordered queue of fragments with one write in flight, because
+/// Weft's fragments must arrive in order and CoreBluetooth takes writes one at a time.
+///
+/// Endpoints are CoreBluetooth identifiers (a peripheral's or a central's `identifier`).
+/// Thread-safe: Weft calls `enqueue` on its threads while CoreBluetooth's callbacks call the rest.
+final class LinkTable: @unchecked Sendable {
+    enum Enqueued {
+        /// Nothing was in flight: write this now and call `written` when the write completes.
+        case writeNow(UUID, Data)
+        /// Behind a write in flight; `written` hands it out in turn.
+        case queued
+        /// The queue is full: this fragment is dropped (the mesh's reconciliation repairs it).
+        case full
+        /// No such link (it went down).
+        case noLink
+    }
+
+    private struct Link {
+        let endpoint: UUID
+        let initiator: Bool
+        var queue: [Data] = []
+        var inFlight = false
+    }
+
+    private let lock = NSLock()
+    private let maxQueued: Int
+    private var byEndpoint: [UUID: UInt64] = [:]
+    private var links: [UInt64: Link] = [:]
+    private var nextId: UInt64 = 1
+
+    /// `maxQueued`: one largest envelope at the smallest MTU.
+    init(maxQueued: Int = 2048) {
+        self.maxQueued = maxQueued
+    }
+
+    /// Gives `endpoint` a new link id, or nil when it already has a link.
+    func open(_ endpoint: UUID, initiator: Bool) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        if byEndpoint[endpoint] != nil { return nil }
+        let id = nextId
+        nextId += 1
+        byEndpoint[endpoint] = id
+        links[id] = Link(endpoint: endpoint, initiator: initiator)
+        return id
+    }
+
+    func link(of endpoint: UUID) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        return byEndpoint[endpoint]
+    }
+
+    func endpoint(of link: UInt64) -> (UUID, Bool)? {
+        lock.lock(); defer { lock.unlock() }
+        return links[link].map { ($0.endpoint, $0.initiator) }
+    }
+
+    var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return links.count
+    }
+
+    /// Forgets `endpoint`'s link and what was queued on it; returns the link id it had.
+    @discardableResult
+    func close(_ endpoint: UUID) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        guard let id = byEndpoint.removeValue(forKey: endpoint) else { return nil }
+        links.removeValue(forKey: id)
+        return id
+    }
+
+    func enqueue(_ link: UInt64, _ fragment: Data) -> Enqueued {
+        lock.lock(); defer { lock.unlock() }
+        guard var state = links[link] else { return .noLink }
+        if !state.inFlight {
+            state.inFlight = true
+            links[link] = state
+            return .writeNow(state.endpoint, fragment)
+        }
+        if state.queue.count >= maxQueued { return .full }
+        state.queue.append(fragment)
+        links[link] = state
+        return .queued
+    }
+
+    /// The write in flight on `link` finished; returns the next fragment to write, if any.
+    func written(_ link: UInt64) -> Data? {
+        lock.lock(); defer { lock.unlock() }
+        guard var state = links[link] else { return nil }
+        let next = state.queue.isEmpty ? nil : state.queue.removeFirst()
+        state.inFlight = next != nil
+        links[link] = state
+        return next
+    }
+
+    /// Which of two phones that see each other opens the link (see LinkTable.kt): the lower
+    /// random token connects; a peer that advertises none is always connected to.
+    static func shouldConnect(own: Data, theirs: Data?) -> Bool {
+        guard let theirs else { return true }
+        for (ours, their) in zip(own, theirs) where ours != their {
+            return ours < their
+        }
+        return own.count < theirs.count
+    }
+}
