@@ -569,3 +569,16 @@ impl WeftNode {
 fn poisoned<T>(_: T) -> WeftError {
     WeftError::Internal { detail: "an earlier call panicked".into() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_weft_ends_the_call_with_an_error() {
+        let outcome: Result<(), WeftError> = RUNTIME.block_on(on_runtime(async { panic!("a bug") }));
+        assert!(matches!(outcome, Err(WeftError::Internal { .. })));
+        // The runtime is still there for the next call.
+        assert!(matches!(RUNTIME.block_on(on_runtime(async { Ok(7) })), Ok(7)));
+    }
+}

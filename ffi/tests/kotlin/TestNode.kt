@@ -138,6 +138,20 @@ suspend fun overLibp2p(root: String) {
     }
     check(paged.map { it.id } == everything.map { it.id }) { "paging lost or repeated messages" }
     check(bob.identity().name == "bob")
+    // Calls from many host threads at once, on the same node.
+    val threads = (0 until 8).map { n ->
+        kotlin.concurrent.thread {
+            runBlocking {
+                repeat(10) { i ->
+                    bob.status()
+                    bob.send("alice", "thread $n message $i")
+                }
+            }
+        }
+    }
+    threads.forEach { it.join() }
+    check(bob.history("alice", null, 1000u).count { it.body.startsWith("thread ") } == 80)
+    val afterThreads = bob.history("alice", null, 1000u)
 
     subscription.cancel()
     alice.shutdown()
@@ -146,7 +160,7 @@ suspend fun overLibp2p(root: String) {
     // A wrong key opens nothing and changes nothing: the right key still finds every message.
     refused<WeftException.WrongKey>("a wrong key") { runBlocking { openNode("$root/bob", key(9), null) } }
     val again = openNode("$root/bob", key(2), null)
-    check(again.history("alice", null, 100u).map { it.id } == everything.map { it.id })
+    check(again.history("alice", null, 1000u).map { it.id } == afterThreads.map { it.id })
     again.shutdown()
 }
 
@@ -161,6 +175,10 @@ suspend fun overTheMesh(root: String) {
 
     val daveEvents = Recorder()
     val subscription = dave.subscribe(daveEvents)
+    // First a radio whose platform fails every write: the message waits in the outbox.
+    carol.attachRadio(ThrowingRadio()).linkUp(99uL, 185u, true)
+    carol.send("dave", "over the air")
+    check(carol.status().outbox >= 1u) { "an undelivered message stays queued" }
     val carolRadio = PairedRadio()
     val daveRadio = PairedRadio()
     val carolHandle = carol.attachRadio(carolRadio)
@@ -169,8 +187,6 @@ suspend fun overTheMesh(root: String) {
     daveRadio.other = carolHandle
     carolHandle.linkUp(1uL, 185u, true)
     daveHandle.linkUp(1uL, 185u, false)
-
-    carol.send("dave", "over the air")
     eventually("the message over the mesh") { daveEvents.received("mesh").size == 1 }
     check(daveEvents.received("mesh")[0].message.body == "over the air")
     subscription.cancel()

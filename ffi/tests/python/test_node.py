@@ -88,6 +88,27 @@ async def over_libp2p(root):
         pages[0:0] = page
         before = page[0].id
     assert [m.id for m in pages] == [m.id for m in everything]
+    # Calls from many host threads at once, each with its own event loop, on the same node.
+    failures = []
+
+    def from_a_thread(n):
+        async def calls():
+            for i in range(10):
+                await bob.status()
+                await bob.send("alice", f"thread {n} message {i}")
+        try:
+            asyncio.run(calls())
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+    threads = [threading.Thread(target=from_a_thread, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    sent = [m for m in await bob.history("alice", None, 1000) if m.body.startswith("thread ")]
+    assert len(sent) == 80, len(sent)
+    everything = await bob.history("alice", None, 1000)
     me = await bob.identity()
     assert me.name == "bob" and me.link == await bob.link() and me.qr_text
     subscription.cancel()
@@ -100,7 +121,7 @@ async def over_libp2p(root):
     except weft_ffi.WeftError.WrongKey:
         pass
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), None)
-    assert [m.id for m in await bob.history("alice", None, 100)] == [m.id for m in everything]
+    assert [m.id for m in await bob.history("alice", None, 1000)] == [m.id for m in everything]
     await bob.shutdown()
     try:
         await alice.send("bob", "after close")
@@ -120,14 +141,17 @@ async def over_the_mesh(root):
 
     dave_events = Recorder()
     subscription = dave.subscribe(dave_events)
+    # First a radio whose platform fails every write: the message waits in the outbox.
+    broken = ThrowingRadio()
+    carol.attach_radio(broken).link_up(99, 185, True)
+    await carol.send("dave", "over the air")
+    assert (await carol.status()).outbox >= 1, "an undelivered message stays queued"
     carol_radio, dave_radio = PairedRadio(), PairedRadio()
     carol_handle = carol.attach_radio(carol_radio)
     dave_handle = dave.attach_radio(dave_radio)
     carol_radio.other, dave_radio.other = dave_handle, carol_handle
     carol_handle.link_up(1, 185, True)
     dave_handle.link_up(1, 185, False)
-
-    await carol.send("dave", "over the air")
 
     async def arrived():
         return len(dave_events.received("mesh")) == 1
