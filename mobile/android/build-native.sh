@@ -5,7 +5,8 @@
 # Needs: the Android NDK (ANDROID_NDK_HOME), `cargo install cargo-ndk`, and the Rust targets
 # (`rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-android`).
 set -euo pipefail
-out="$(cd "$(dirname "${1:?usage: build-native.sh OUT_DIR}")" && pwd)/$(basename "$1")"
+mkdir -p "${1:?usage: build-native.sh OUT_DIR}"
+out="$(cd "$1" && pwd)"
 cd "$(dirname "$0")/../.."
 command -v cargo-ndk >/dev/null || { echo "needs cargo-ndk: cargo install cargo-ndk" >&2; exit 1; }
 [ -n "${ANDROID_NDK_HOME:-}" ] || { echo "needs ANDROID_NDK_HOME (the Android NDK)" >&2; exit 1; }

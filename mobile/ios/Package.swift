@@ -12,7 +12,20 @@ let package = Package(
     ],
     targets: [
         .binaryTarget(name: "WeftFFIFFI", path: "WeftFFIFFI.xcframework"),
-        .target(name: "WeftFFI", dependencies: ["WeftFFIFFI"], path: "Sources/WeftFFI"),
+        .target(
+            name: "WeftFFI",
+            dependencies: ["WeftFFIFFI"],
+            path: "Sources/WeftFFI",
+            // A static Rust library does not carry its framework dependencies: libp2p watches
+            // interfaces through SystemConfiguration, and randomness and TLS use Security.
+            // (`cargo rustc -p weft-ffi --crate-type staticlib -- --print native-static-libs`
+            // lists what the library needs.)
+            linkerSettings: [
+                .linkedFramework("SystemConfiguration"),
+                .linkedFramework("Security"),
+                .linkedFramework("CoreFoundation"),
+            ]
+        ),
         .target(name: "Weft", dependencies: ["WeftFFI"], path: "Sources/Weft"),
     ]
 )

@@ -8,16 +8,16 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 [ "$(uname -s)" = Darwin ] || { echo "an XCFramework is built on macOS with Xcode" >&2; exit 1; }
 
-staticlib() { # target → path of libweft_ffi.a
-  cargo rustc --release --locked -p weft-ffi --lib --crate-type staticlib --target "$1" >&2
-  echo "target/$1/release/libweft_ffi.a"
-}
-device="$(staticlib aarch64-apple-ios)"
+# Each target is built as its own command, so that a failed build stops the script here
+# (inside $(...) a failure would go unnoticed and an old library would be packaged).
+for target in aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-darwin x86_64-apple-darwin; do
+  cargo rustc --release --locked -p weft-ffi --lib --crate-type staticlib --target "$target"
+done
+lib() { echo "target/$1/release/libweft_ffi.a"; }
+device="$(lib aarch64-apple-ios)"
 mkdir -p target/xcframework
-lipo -create "$(staticlib aarch64-apple-ios-sim)" "$(staticlib x86_64-apple-ios)" \
-  -output target/xcframework/libweft_ffi-sim.a
-lipo -create "$(staticlib aarch64-apple-darwin)" "$(staticlib x86_64-apple-darwin)" \
-  -output target/xcframework/libweft_ffi-macos.a
+lipo -create "$(lib aarch64-apple-ios-sim)" "$(lib x86_64-apple-ios)" -output target/xcframework/libweft_ffi-sim.a
+lipo -create "$(lib aarch64-apple-darwin)" "$(lib x86_64-apple-darwin)" -output target/xcframework/libweft_ffi-macos.a
 
 # The bindings come from the library's own metadata, read from a host build.
 cargo build --release --locked -p weft-ffi --lib

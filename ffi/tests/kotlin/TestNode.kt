@@ -204,6 +204,11 @@ suspend fun overLinkTables(root: String) {
         check(LinkTable.shouldConnect(a, b) != LinkTable.shouldConnect(b, a)) { "both or neither connect" }
     }
     check(LinkTable.shouldConnect(tokens[0], null)) { "a peer without a token is connected to" }
+    // An iOS phone's token comes in its local name.
+    check(LinkTable.tokenOf(null, "weft-00ff10203040a0b0")!!.contentEquals(
+        byteArrayOf(0, -1, 0x10, 0x20, 0x30, 0x40, -0x60, -0x50)))
+    check(LinkTable.tokenOf(null, "weft-zz") == null && LinkTable.tokenOf(null, "Pixel 8") == null)
+    check(LinkTable.tokenOf(tokens[1], "weft-00ff10203040a0b0")!!.contentEquals(tokens[1]))
 
     val grace = openNode("$root/grace", key(7), "grace")
     val heidi = openNode("$root/heidi", key(8), "heidi")

@@ -1,6 +1,7 @@
 // Weft for Android: the generated Kotlin bindings, libweft_ffi.so for each ABI, and the
 // Bluetooth driver (app.weft.ble.WeftBleRadio). `../build-native.sh` fills build/generated/weft
-// with the first two; the `weftNative` task runs it before every build.
+// with the first two; the `weftNative` task runs it before every build. Gradle 8.9 or later
+// (what AGP 8.7 needs); there is no wrapper in the repository.
 plugins {
     id("com.android.library")
     id("org.jetbrains.kotlin.android")
@@ -24,7 +25,8 @@ android {
 }
 
 kotlin {
-    jvmToolchain(17)
+    // A target, not a toolchain: builds with whatever JDK 17+ runs Gradle (Android Studio's own).
+    compilerOptions { jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_17) }
 }
 
 dependencies {
@@ -35,7 +37,7 @@ dependencies {
 
 val weftNative by tasks.registering(Exec::class) {
     description = "Builds libweft_ffi.so per ABI with cargo-ndk and generates the Kotlin bindings"
-    workingDir = rootDir
-    commandLine("./build-native.sh", layout.buildDirectory.dir("generated/weft").get().asFile.path)
+    // Relative to this module, so it works when an app includes the module from elsewhere.
+    commandLine(file("../build-native.sh").path, layout.buildDirectory.dir("generated/weft").get().asFile.path)
 }
 tasks.named("preBuild") { dependsOn(weftNative) }

@@ -37,6 +37,7 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     private var centrals: [UUID: CBCentral] = [:]
     /// Notifications that did not fit in the peripheral manager's queue, by link.
     private var pendingNotify: [UInt64: Data] = [:]
+    private var stopped = false
 
     public init(node: WeftNode) throws {
         var bytes = [UInt8](repeating: 0, count: 8)
@@ -48,14 +49,22 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
         peripheralManager = CBPeripheralManager(delegate: self, queue: queue)
     }
 
+    /// Stops for good; make a new `WeftBleRadio` to start again.
     public func stop() {
         queue.async { [self] in
+            stopped = true
             central.stopScan()
             peripheralManager.stopAdvertising()
             peripheralManager.removeAllServices()
             for peripheral in peripherals.values { central.cancelPeripheralConnection(peripheral) }
-            for id in Array(peripherals.keys) + Array(centrals.keys) { down(id) }
+            dropAll()
         }
+    }
+
+    /// Bluetooth went off (or the radio stopped): CoreBluetooth reports no disconnections then.
+    private func dropAll() {
+        for id in Array(peripherals.keys) + Array(centrals.keys) { down(id) }
+        pendingNotify.removeAll()
     }
 
     // MARK: Weft → radio (called on Weft's threads)
@@ -67,7 +76,8 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
         case .queued:
             break
         case .full:
-            throw RadioError.Failed(detail: "the write queue of link \(link) is full")
+            // Dropped, not an error: an error would close the link; reconciliation repairs it.
+            break
         case .noLink:
             throw RadioError.LinkGone
         }
@@ -87,20 +97,26 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
 
     // MARK: The radio's own work (on `queue`)
 
+    /// Writes `fragment` and whatever is queued behind it that can go at once. A link that went
+    /// down meanwhile (its endpoint may be on a new link now) is left alone.
     private func write(_ link: UInt64, _ endpoint: UUID, _ fragment: Data) {
-        if let peripheral = peripherals[endpoint],
-           let data = peripheral.services?.first(where: { $0.uuid == Self.service })?
-               .characteristics?.first(where: { $0.uuid == Self.data })
-        {
-            peripheral.writeValue(fragment, for: data, type: .withResponse) // done: didWriteValueFor
-        } else if let central = centrals[endpoint], let characteristic {
-            if peripheralManager.updateValue(fragment, for: characteristic, onSubscribedCentrals: [central]) {
-                writeNext(link, endpoint)
-            } else {
-                pendingNotify[link] = fragment // retried in peripheralManagerIsReady
+        var next: Data? = fragment
+        while let fragment = next {
+            guard let (current, initiator) = links.endpoint(of: link), current == endpoint else { return }
+            if initiator {
+                guard let peripheral = peripherals[endpoint],
+                      let data = peripheral.services?.first(where: { $0.uuid == Self.service })?
+                          .characteristics?.first(where: { $0.uuid == Self.data })
+                else { return down(endpoint) }
+                peripheral.writeValue(fragment, for: data, type: .withResponse) // done: didWriteValueFor
+                return
             }
-        } else {
-            down(endpoint)
+            guard let central = centrals[endpoint], let characteristic else { return down(endpoint) }
+            guard peripheralManager.updateValue(fragment, for: characteristic, onSubscribedCentrals: [central]) else {
+                pendingNotify[link] = fragment // retried in peripheralManagerIsReady
+                return
+            }
+            next = links.written(link)
         }
     }
 
@@ -109,7 +125,13 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     }
 
     private func up(_ endpoint: UUID, initiator: Bool, mtu: Int) {
-        guard let link = links.open(endpoint, initiator: initiator) else { return }
+        guard let link = links.open(endpoint, initiator: initiator) else {
+            // A second connection with a device we already have a link with: keep the first.
+            if initiator, let peripheral = peripherals.removeValue(forKey: endpoint) {
+                central.cancelPeripheralConnection(peripheral)
+            }
+            return
+        }
         do {
             try handle?.linkUp(link: link, mtu: UInt32(clamping: mtu), initiator: initiator)
         } catch {
@@ -152,8 +174,10 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
 
 extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
     public func centralManagerDidUpdateState(_ central: CBCentralManager) {
-        if central.state == .poweredOn {
+        if central.state == .poweredOn, !stopped {
             central.scanForPeripherals(withServices: [Self.service], options: nil)
+        } else if central.state != .poweredOn {
+            dropAll()
         }
     }
 
@@ -163,8 +187,11 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
         advertisementData: [String: Any],
         rssi RSSI: NSNumber
     ) {
-        guard LinkTable.shouldConnect(own: token, theirs: theirToken(advertisementData)) else { return }
-        guard peripherals[peripheral.identifier] == nil, links.count + peripherals.count < Self.maxLinks else { return }
+        guard !stopped, LinkTable.shouldConnect(own: token, theirs: theirToken(advertisementData)) else { return }
+        let pending = peripherals.keys.filter { links.link(of: $0) == nil }.count
+        guard peripherals[peripheral.identifier] == nil, links.link(of: peripheral.identifier) == nil,
+              links.count + pending < Self.maxLinks
+        else { return }
         peripherals[peripheral.identifier] = peripheral
         peripheral.delegate = self
         central.connect(peripheral, options: nil)
@@ -215,8 +242,9 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
             central.cancelPeripheralConnection(peripheral)
             return
         }
-        // The ATT MTU is the largest write plus the 3-byte ATT header.
-        up(peripheral.identifier, initiator: true, mtu: peripheral.maximumWriteValueLength(for: .withResponse) + 3)
+        // The ATT MTU is the largest single write plus the 3-byte ATT header. (The limit for
+        // writes with response is always 512, done as long writes, which a fragment must not be.)
+        up(peripheral.identifier, initiator: true, mtu: peripheral.maximumWriteValueLength(for: .withoutResponse) + 3)
     }
 
     public func peripheral(_ peripheral: CBPeripheral, didUpdateValueFor characteristic: CBCharacteristic, error: Error?) {
@@ -237,7 +265,10 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
 
 extension WeftBleRadio: CBPeripheralManagerDelegate {
     public func peripheralManagerDidUpdateState(_ peripheral: CBPeripheralManager) {
-        guard peripheral.state == .poweredOn else { return }
+        guard peripheral.state == .poweredOn, !stopped else {
+            if peripheral.state != .poweredOn { dropAll() }
+            return
+        }
         let data = CBMutableCharacteristic(
             type: Self.data,
             properties: [.write, .notify],

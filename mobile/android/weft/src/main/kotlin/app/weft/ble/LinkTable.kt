@@ -92,6 +92,18 @@ class LinkTable<E : Any>(
          * advertises a random token for the session; the lower one connects. An advertisement
          * without a token (a desktop, or an iOS app in the background) is always connected to.
          */
+        /** iOS cannot advertise service data; it puts its token in the local name instead. */
+        private const val IOS_NAME_PREFIX = "weft-"
+
+        /** A peer's session token: Android's service data, or an iOS local name `weft-<16 hex>`. */
+        fun tokenOf(serviceData: ByteArray?, localName: String?): ByteArray? {
+            if (serviceData != null) return serviceData
+            if (localName == null || !localName.startsWith(IOS_NAME_PREFIX)) return null
+            val hex = localName.removePrefix(IOS_NAME_PREFIX)
+            if (hex.length != 16) return null
+            return runCatching { hex.chunked(2).map { it.toInt(16).toByte() }.toByteArray() }.getOrNull()
+        }
+
         fun shouldConnect(ownToken: ByteArray, theirToken: ByteArray?): Boolean {
             if (theirToken == null) return true
             for (i in 0 until minOf(ownToken.size, theirToken.size)) {

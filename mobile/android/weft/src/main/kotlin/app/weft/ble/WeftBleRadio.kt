@@ -20,7 +20,10 @@ import android.bluetooth.le.ScanCallback
 import android.bluetooth.le.ScanFilter
 import android.bluetooth.le.ScanResult
 import android.bluetooth.le.ScanSettings
+import android.content.BroadcastReceiver
 import android.content.Context
+import android.content.Intent
+import android.content.IntentFilter
 import android.os.Build
 import android.os.Handler
 import android.os.HandlerThread
@@ -46,11 +49,12 @@ import java.util.UUID
  * The app asks for the permissions first (BLUETOOTH_SCAN, BLUETOOTH_CONNECT and
  * BLUETOOTH_ADVERTISE on Android 12+, ACCESS_FINE_LOCATION before), then:
  * ```
- * val radio = WeftBleRadio(context, node)
+ * val radio = WeftBleRadio(context, node)   // throws on a device without Bluetooth
  * radio.start()
  * ...
- * radio.stop()
+ * radio.stop()                              // for good: make a new WeftBleRadio to restart
  * ```
+ * Bluetooth switched off drops every link; switched on again, the radio starts over.
  */
 @SuppressLint("MissingPermission")
 class WeftBleRadio(private val context: Context, private val node: WeftNode) : RadioDriver {
@@ -65,37 +69,59 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     }
 
     private val manager = context.getSystemService(Context.BLUETOOTH_SERVICE) as BluetoothManager
-    private val adapter: BluetoothAdapter = manager.adapter
+    private val adapter: BluetoothAdapter =
+        manager.adapter ?: throw IllegalStateException("this device has no Bluetooth")
     private val thread = HandlerThread("weft-ble").apply { start() }
     /** Every Bluetooth call and callback is handled here, one at a time. */
     private val handler = Handler(thread.looper)
     private val links = LinkTable<BluetoothDevice>()
     private val clients = HashMap<BluetoothDevice, BluetoothGatt>()
     private val mtus = HashMap<BluetoothDevice, Int>()
+    /** Client connections between connect and subscribed, by address. */
     private val connecting = HashSet<String>()
     private val token = ByteArray(8).also { SecureRandom().nextBytes(it) }
     private var server: BluetoothGattServer? = null
     private var weft: RadioHandle? = null
+    private var stopped = false
 
     fun start() {
         weft = node.attachRadio(this)
-        handler.post {
-            openServer()
-            advertise()
-            scan()
-        }
+        context.registerReceiver(adapterState, IntentFilter(BluetoothAdapter.ACTION_STATE_CHANGED))
+        handler.post { if (adapter.isEnabled) startRoles() }
     }
 
     fun stop() {
         handler.post {
-            adapter.bluetoothLeScanner?.stopScan(scanCallback)
-            adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback)
-            for (gatt in clients.values) gatt.close()
-            clients.clear()
-            for (link in links.ids()) links.endpointOf(link)?.let { down(it) }
-            server?.close()
-            server = null
+            if (stopped) return@post
+            stopped = true
+            runCatching { context.unregisterReceiver(adapterState) }
+            stopRoles()
             thread.quitSafely()
+        }
+    }
+
+    private fun startRoles() {
+        if (stopped || server != null) return
+        openServer()
+        advertise()
+        scan()
+    }
+
+    private fun stopRoles() {
+        runCatching { adapter.bluetoothLeScanner?.stopScan(scanCallback) }
+        runCatching { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
+        for (device in clients.keys.toList() + links.ids().mapNotNull { links.endpointOf(it) }) down(device)
+        connecting.clear()
+        server?.close()
+        server = null
+    }
+
+    private val adapterState = object : BroadcastReceiver() {
+        override fun onReceive(context: Context, intent: Intent) {
+            when (intent.getIntExtra(BluetoothAdapter.EXTRA_STATE, BluetoothAdapter.ERROR)) {
+                BluetoothAdapter.STATE_ON -> handler.post { startRoles() }
+                BluetoothAdapter.STATE_TURNING_OFF, BluetoothAdapter.STATE_OFF -> handler.post { stopRoles() }
+            }
         }
     }
 
@@ -105,21 +131,21 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         when (val next = links.enqueue(link.toLong(), fragment)) {
             is LinkTable.Enqueued.WriteNow -> handler.post { write(link.toLong(), next.endpoint, next.fragment) }
             LinkTable.Enqueued.Queued -> {}
-            LinkTable.Enqueued.Full -> throw RadioException.Failed("the write queue of link $link is full")
+            // Dropped, not an error: an error would close the link; reconciliation repairs a loss.
+            LinkTable.Enqueued.Full -> Log.d(TAG, "write queue of link $link full; a fragment dropped")
             LinkTable.Enqueued.NoLink -> throw RadioException.LinkGone()
         }
     }
 
     override fun disconnect(link: ULong) {
-        handler.post {
-            val device = links.endpointOf(link.toLong()) ?: return@post
-            clients[device]?.disconnect() ?: server?.cancelConnection(device)
-        }
+        handler.post { links.endpointOf(link.toLong())?.let { down(it) } }
     }
 
     // The radio's own work, on the handler thread.
 
+    /** Writes `fragment`, unless `link` went down meanwhile (the device may be on a new link). */
     private fun write(link: Long, device: BluetoothDevice, fragment: ByteArray) {
+        if (links.endpointOf(link) != device) return
         val ok = if (links.isInitiator(link)) {
             val gatt = clients[device]
             val data = gatt?.getService(SERVICE)?.getCharacteristic(DATA)
@@ -140,7 +166,13 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     }
 
     private fun up(device: BluetoothDevice, initiator: Boolean) {
-        val link = links.open(device, initiator) ?: return
+        val link = links.open(device, initiator)
+        if (link == null) {
+            // A second connection with a device we already have a link with (both connected at
+            // once): keep the first.
+            if (initiator) clients.remove(device)?.let { it.disconnect(); it.close() }
+            return
+        }
         val mtu = mtus[device] ?: 23
         try {
             weft?.linkUp(link.toULong(), mtu.toUInt(), initiator)
@@ -148,13 +180,24 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             // Weft has all the links it takes, or the node closed.
             Log.i(TAG, "Weft did not take the link: $e")
             links.close(device)
-            clients.remove(device)?.close() ?: server?.cancelConnection(device)
+            drop(device)
         }
     }
 
+    /** Ends `device`'s link (telling Weft) and its connection, in whichever role. */
     private fun down(device: BluetoothDevice) {
         links.close(device)?.let { weft?.linkDown(it.toULong()) }
-        clients.remove(device)?.close()
+        drop(device)
+    }
+
+    private fun drop(device: BluetoothDevice) {
+        val client = clients.remove(device)
+        if (client != null) {
+            client.disconnect()
+            client.close()
+        } else {
+            server?.cancelConnection(device)
+        }
         mtus.remove(device)
         connecting.remove(device.address)
     }
@@ -181,13 +224,17 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             .setAdvertiseMode(AdvertiseSettings.ADVERTISE_MODE_BALANCED)
             .setConnectable(true)
             .build()
-        // The service UUID and the session's random token, nothing that names the person.
+        // The service UUID in the advertisement and the session's random token in the scan
+        // response (both in one packet would pass the 31-byte limit); nothing that names anyone.
         val data = AdvertiseData.Builder()
             .addServiceUuid(ParcelUuid(SERVICE))
+            .setIncludeDeviceName(false)
+            .build()
+        val scanResponse = AdvertiseData.Builder()
             .addServiceData(ParcelUuid(SERVICE), token)
             .setIncludeDeviceName(false)
             .build()
-        adapter.bluetoothLeAdvertiser?.startAdvertising(settings, data, advertiseCallback)
+        adapter.bluetoothLeAdvertiser?.startAdvertising(settings, data, scanResponse, advertiseCallback)
     }
 
     private fun scan() {
@@ -203,17 +250,15 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     }
 
     private fun found(result: ScanResult) {
+        if (stopped) return
         val device = result.device
-        val theirToken = result.scanRecord?.getServiceData(ParcelUuid(SERVICE))
+        val record = result.scanRecord
+        val theirToken = LinkTable.tokenOf(record?.getServiceData(ParcelUuid(SERVICE)), record?.deviceName)
         if (!LinkTable.shouldConnect(token, theirToken)) return // they connect to us
         if (links.linkOf(device) != null || device.address in connecting) return
         if (links.ids().size + connecting.size >= MAX_LINKS) return
         connecting += device.address
-        val gatt = if (Build.VERSION.SDK_INT >= 23) {
-            device.connectGatt(context, false, clientCallback, BluetoothDevice.TRANSPORT_LE)
-        } else {
-            device.connectGatt(context, false, clientCallback)
-        }
+        val gatt = device.connectGatt(context, false, clientCallback, BluetoothDevice.TRANSPORT_LE)
         if (gatt == null) connecting -= device.address else clients[device] = gatt
     }
 
@@ -228,7 +273,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         override fun onConnectionStateChange(gatt: BluetoothGatt, status: Int, newState: Int) {
             handler.post {
                 if (newState == BluetoothProfile.STATE_CONNECTED && status == BluetoothGatt.GATT_SUCCESS) {
-                    gatt.requestMtu(MAX_MTU)
+                    if (!gatt.requestMtu(MAX_MTU)) down(gatt.device)
                 } else {
                     down(gatt.device)
                     gatt.close()
@@ -238,8 +283,10 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
 
         override fun onMtuChanged(gatt: BluetoothGatt, mtu: Int, status: Int) {
             handler.post {
-                if (status == BluetoothGatt.GATT_SUCCESS) mtus[gatt.device] = mtu
-                gatt.discoverServices()
+                // The MTU can change again later; set the link up only once.
+                val first = gatt.device !in mtus
+                mtus[gatt.device] = if (status == BluetoothGatt.GATT_SUCCESS) mtu else 23
+                if (first && !gatt.discoverServices()) down(gatt.device)
             }
         }
 
@@ -247,43 +294,45 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             handler.post {
                 val data = gatt.getService(SERVICE)?.getCharacteristic(DATA)
                 val config = data?.getDescriptor(CLIENT_CONFIG)
-                if (status != BluetoothGatt.GATT_SUCCESS || data == null || config == null) {
-                    gatt.disconnect()
-                    return@post
+                if (status != BluetoothGatt.GATT_SUCCESS || data == null || config == null ||
+                    !gatt.setCharacteristicNotification(data, true) ||
+                    !writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
+                ) {
+                    down(gatt.device)
                 }
-                gatt.setCharacteristicNotification(data, true)
-                writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
             }
         }
 
         override fun onDescriptorWrite(gatt: BluetoothGatt, descriptor: BluetoothGattDescriptor, status: Int) {
             handler.post {
                 connecting -= gatt.device.address
-                if (status == BluetoothGatt.GATT_SUCCESS) up(gatt.device, initiator = true) else gatt.disconnect()
+                if (status == BluetoothGatt.GATT_SUCCESS) up(gatt.device, initiator = true) else down(gatt.device)
             }
         }
 
         override fun onCharacteristicWrite(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, status: Int) {
             handler.post {
-                if (status == BluetoothGatt.GATT_SUCCESS) writeNext(gatt.device) else gatt.disconnect()
+                if (status == BluetoothGatt.GATT_SUCCESS) writeNext(gatt.device) else down(gatt.device)
             }
         }
 
         @Deprecated("Android 13 passes the value; kept for older versions")
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic) {
-            val value = c.value ?: return
-            arrived(gatt.device, value.copyOf())
+            val value = c.value?.copyOf() ?: return
+            handler.post { arrived(gatt.device, value) }
         }
 
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray) {
-            arrived(gatt.device, value)
+            handler.post { arrived(gatt.device, value) }
         }
     }
 
     /** The server role: they connected to us. */
     private val serverCallback = object : BluetoothGattServerCallback() {
         override fun onConnectionStateChange(device: BluetoothDevice, status: Int, newState: Int) {
-            if (newState == BluetoothProfile.STATE_DISCONNECTED) handler.post { down(device) }
+            if (newState == BluetoothProfile.STATE_DISCONNECTED) {
+                handler.post { if (clients[device] == null) down(device) }
+            }
         }
 
         override fun onMtuChanged(device: BluetoothDevice, mtu: Int) {
@@ -302,7 +351,9 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             handler.post {
                 if (responseNeeded) server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null)
                 // The client subscribed: the link is ready both ways.
-                if (descriptor.uuid == CLIENT_CONFIG && value?.contentEquals(BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE) == true) {
+                if (descriptor.uuid == CLIENT_CONFIG &&
+                    value?.contentEquals(BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE) == true
+                ) {
                     up(device, initiator = false)
                 }
             }
@@ -318,9 +369,18 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             value: ByteArray?,
         ) {
             handler.post {
-                if (responseNeeded) server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null)
-                if (characteristic.uuid == DATA && value != null) arrived(device, value)
+                // Fragments fit one write (the MTU Weft was told); a long (prepared) write is
+                // refused rather than taken in pieces.
+                val status = if (preparedWrite || offset != 0) BluetoothGatt.GATT_INVALID_OFFSET else BluetoothGatt.GATT_SUCCESS
+                if (responseNeeded) server?.sendResponse(device, requestId, status, 0, null)
+                if (status == BluetoothGatt.GATT_SUCCESS && characteristic.uuid == DATA && value != null) {
+                    arrived(device, value)
+                }
             }
+        }
+
+        override fun onExecuteWrite(device: BluetoothDevice, requestId: Int, execute: Boolean) {
+            handler.post { server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null) }
         }
 
         override fun onNotificationSent(device: BluetoothDevice, status: Int) {
