@@ -2,8 +2,8 @@
 //! same home hand it their work instead of opening the home, which the node holds locked.
 //!
 //! `<home>/weft.sock`, a Unix socket only its owner may use. One JSON-RPC 2.0 request per line,
-//! one response per line. Methods: `send {conversation, text}` and `status`. (The daemon issue
-//! grows this into the full API.)
+//! one response per line; the methods are [`crate::api`]'s, plus `subscribe`, after which the
+//! connection also carries `event` notifications (docs/JSONRPC.md).
 
 use std::path::{Path, PathBuf};
 
@@ -72,16 +72,10 @@ pub fn call(_home: &Path, _method: &str, _params: Value) -> Result<Option<Value>
     Ok(None)
 }
 
-/// Serves the control socket for a running node until the task is dropped. `handle` answers
-/// one method call.
+/// Serves the method table on the control socket until the task is aborted.
 #[cfg(unix)]
-pub async fn serve<F, Fut>(home: &Path, handle: F) -> Result<tokio::task::JoinHandle<()>>
-where
-    F: Fn(String, Value) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = std::result::Result<Value, (i64, String, u8)>> + Send,
-{
+pub async fn serve(home: &Path, api: std::sync::Arc<crate::api::Api>) -> Result<tokio::task::JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let path = socket_path(home);
     // The home is its owner's alone, so the socket is never reachable by others, not even in
     // the moment between binding it and restricting it.
@@ -92,49 +86,159 @@ where
     let listener = tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {}", path.display()))?;
-    let handle = std::sync::Arc::new(handle);
     Ok(tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read.take(MAX_REQUEST as u64 * 16));
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match (&mut lines).take(MAX_REQUEST as u64 + 1).read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    let response = if line.len() > MAX_REQUEST {
-                        error_response(Value::Null, INVALID_REQUEST, "request too large", 1)
-                    } else {
-                        answer(&line, &*handle).await
-                    };
-                    if write.write_all(format!("{response}\n").as_bytes()).await.is_err() || line.len() > MAX_REQUEST {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(connection(stream, api.clone()));
         }
     }))
 }
 
+/// One client: requests in, one response per request with an id, and event notifications once
+/// it subscribed. A request too large ends the connection (after saying so); anything else
+/// malformed gets an error response and the connection goes on.
 #[cfg(unix)]
-async fn answer<F, Fut>(line: &str, handle: &F) -> Value
-where
-    F: Fn(String, Value) -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<Value, (i64, String, u8)>>,
-{
-    let Ok(request) = serde_json::from_str::<Value>(line) else {
-        return error_response(Value::Null, PARSE_ERROR, "not JSON", 1);
+async fn connection(stream: tokio::net::UnixStream, api: std::sync::Arc<crate::api::Api>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::mpsc;
+    let (read, mut write) = stream.into_split();
+    // Responses and notifications share the socket through one queue, so lines never interleave.
+    let (out, mut queue) = mpsc::channel::<Value>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queue.recv().await {
+            if write.write_all(format!("{message}\n").as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut events: Option<tokio::task::JoinHandle<()>> = None;
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.len() > MAX_REQUEST {
+            let too_large = format!("request larger than {MAX_REQUEST} bytes; closing the connection");
+            let _ = out.send(error_response(Value::Null, INVALID_REQUEST, &too_large, 1)).await;
+            break;
+        }
+        let request = match parse_request(&line) {
+            Ok(request) => request,
+            Err(response) => {
+                let _ = out.send(response).await;
+                continue;
+            }
+        };
+        let response = match request.method.as_str() {
+            "subscribe" => {
+                if events.is_none() {
+                    events = Some(tokio::spawn(forward_events(api.node.subscribe(), out.clone())));
+                }
+                Ok(json!({ "subscribed": true }))
+            }
+            "unsubscribe" => {
+                if let Some(task) = events.take() {
+                    task.abort();
+                }
+                Ok(json!({ "subscribed": false }))
+            }
+            method => api.call(method, &request.params).await,
+        };
+        // A request without an id is a notification: it is carried out, and not answered.
+        let Some(id) = request.id else { continue };
+        let message = match response {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err(e) => {
+                let (code, exit_code) = match &e {
+                    crate::api::ApiError::MethodNotFound(_) => (METHOD_NOT_FOUND, 2),
+                    crate::api::ApiError::InvalidParams(_) => (INVALID_PARAMS, 2),
+                    crate::api::ApiError::Weft(e) => (WEFT_ERROR, crate::output::exit_code_of(e)),
+                };
+                error_response(id, code, &e.to_string(), exit_code)
+            }
+        };
+        if out.send(message).await.is_err() {
+            break;
+        }
+    }
+    if let Some(task) = events {
+        task.abort();
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+#[cfg(unix)]
+async fn forward_events(
+    mut events: tokio::sync::broadcast::Receiver<weft_core::node::NodeEvent>,
+    out: tokio::sync::mpsc::Sender<Value>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let params = match events.recv().await {
+            Ok(event) => serde_json::to_value(crate::output::Event::from(event)).expect("plain data"),
+            // A client that reads too slowly is told how much it missed rather than cut off.
+            Err(RecvError::Lagged(missed)) => json!({ "event": "lagged", "missed": missed }),
+            Err(RecvError::Closed) => return,
+        };
+        if out.send(json!({ "jsonrpc": "2.0", "method": "event", "params": params })).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Request {
+    /// `None` for a notification (no `id` member).
+    id: Option<Value>,
+    method: String,
+    params: Value,
+}
+
+/// A JSON-RPC 2.0 request from one line, or the error response it deserves.
+fn parse_request(line: &[u8]) -> std::result::Result<Request, Value> {
+    let Ok(request) = serde_json::from_slice::<Value>(line) else {
+        return Err(error_response(Value::Null, PARSE_ERROR, "not JSON", 1));
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if request.is_array() {
+        return Err(error_response(Value::Null, INVALID_REQUEST, "batches are not supported: one request per line", 1));
+    }
+    let id = request.get("id").cloned();
+    if let Some(id) = &id
+        && !(id.is_string() || id.is_number() || id.is_null())
+    {
+        return Err(error_response(Value::Null, INVALID_REQUEST, "the id must be a string, a number or null", 1));
+    }
     let (Some("2.0"), Some(method)) = (request["jsonrpc"].as_str(), request["method"].as_str()) else {
-        return error_response(id, INVALID_REQUEST, "not a JSON-RPC 2.0 request", 1);
+        return Err(error_response(id.unwrap_or(Value::Null), INVALID_REQUEST, "not a JSON-RPC 2.0 request", 1));
     };
-    match handle(method.to_string(), request.get("params").cloned().unwrap_or(Value::Null)).await {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err((code, message, exit_code)) => error_response(id, code, &message, exit_code),
+    let params = match request.get("params") {
+        None | Some(Value::Null) => json!({}),
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(_) => {
+            return Err(error_response(id.unwrap_or(Value::Null), INVALID_PARAMS, "params must be an object", 2));
+        }
+    };
+    Ok(Request { id, method: method.to_owned(), params })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_requests_get_the_right_errors() {
+        let code = |line: &str| parse_request(line.as_bytes()).err().map(|e| e["error"]["code"].as_i64().unwrap());
+        assert_eq!(code("{not json"), Some(PARSE_ERROR));
+        assert!(parse_request(&[0xff, 0xfe, b'{']).is_err_and(|e| e["error"]["code"] == PARSE_ERROR));
+        assert_eq!(code("[]"), Some(INVALID_REQUEST));
+        assert_eq!(code(r#"{"jsonrpc":"1.0","id":1,"method":"status"}"#), Some(INVALID_REQUEST));
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":{},"method":"status"}"#), Some(INVALID_REQUEST));
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#), Some(INVALID_REQUEST));
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"send","params":[1]}"#), Some(INVALID_PARAMS));
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":"status"}"#), None);
+        let notification = parse_request(br#"{"jsonrpc":"2.0","method":"status"}"#).ok().unwrap();
+        assert!(notification.id.is_none());
     }
 }

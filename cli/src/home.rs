@@ -1,10 +1,9 @@
 //! Where the account lives and how its passphrase is obtained.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use weft_core::account::Account;
 
 pub const PASSPHRASE_ENV: &str = "WEFT_PASSPHRASE";
 
@@ -28,12 +27,4 @@ pub fn passphrase(confirm: bool) -> Result<String> {
         }
     }
     Ok(first)
-}
-
-/// Opens the account in `home`.
-pub fn open(home: &Path) -> Result<Account> {
-    if !home.join(weft_core::store::DB_FILE).exists() {
-        return Err(weft_core::Error::NoAccount(home.to_path_buf()).into());
-    }
-    Ok(Account::open(home, &passphrase(false)?)?)
 }

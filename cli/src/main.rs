@@ -1,5 +1,7 @@
 //! `weft`: the Weft messenger for the command line.
 
+mod api;
+mod backend;
 mod commands;
 mod control;
 mod home;
@@ -60,6 +62,9 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the node in the foreground: connect to peers and exchange messages live
     Run(commands::run::Args),
+    /// Run the node in the background of a session, serving JSON-RPC to other weft commands
+    /// and scripts on <home>/weft.sock (see docs/JSONRPC.md); logs go to stderr (RUST_LOG)
+    Daemon(commands::run::Args),
     /// Show the running node's peers by transport, its relays and the pending outbox
     Status,
     /// Run a relay: a headless node that holds ciphertext for others and relays connections
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),
         Command::Run(args) => commands::run::run(&home, args, &out),
+        Command::Daemon(args) => commands::run::daemon(&home, args, &out),
         Command::Status => commands::status::run(&home, &out),
         Command::Relay(args) => commands::relay::run(&home, args, &out),
         Command::Sim(args) => commands::sim::run(args, &out),

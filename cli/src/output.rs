@@ -1,7 +1,8 @@
 //! Printing for people and for programs (`--json`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use weft_core::account::{ContactInfo, MessageInfo};
+use weft_core::node::NodeEvent;
 
 pub struct Output {
     pub json: bool,
@@ -49,12 +50,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Contact {
     pub name: String,
     pub account: String,
     pub fingerprint: String,
-    pub status: &'static str,
+    pub status: String,
     pub verified: bool,
     pub conversation_id: String,
 }
@@ -65,14 +66,14 @@ impl From<&ContactInfo> for Contact {
             name: c.name.clone(),
             account: hex(&c.account),
             fingerprint: c.fingerprint.clone(),
-            status: c.status.as_str(),
+            status: c.status.as_str().to_owned(),
             verified: c.verified,
             conversation_id: hex(&c.conversation),
         }
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     /// The message's place in the conversation's causal order.
@@ -101,15 +102,58 @@ impl From<&MessageInfo> for Message {
 }
 
 /// One line of history, for people.
-pub fn message_line(m: &MessageInfo) -> String {
-    let time = format_time(m.sent_ms);
-    match m.kind.as_str() {
-        "text" => format!("[{time}] {}: {}", m.sender, m.body),
-        "created" => format!("[{time}] — {} created the group {:?} —", m.sender, m.body),
-        "joined" => format!("[{time}] — you joined {:?} —", m.body),
-        "rekeyed" => format!("[{time}] — {} renewed the group's keys —", m.sender),
-        kind => format!("[{time}] — {} {kind} {} —", m.sender, m.body),
+/// What a node tells its user, as `weft run --json` prints it and the daemon sends it.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Message { message: Message, via: &'static str },
+    ContactRequest { name: String },
+    ContactAnswered { name: String },
+    JoinedGroup { name: String },
+    PeerConnected { peer: String, via: &'static str },
+    PeerDisconnected { peer: String, via: &'static str },
+    Delivery { id: String, state: &'static str },
+}
+
+impl From<NodeEvent> for Event {
+    fn from(event: NodeEvent) -> Self {
+        match event {
+            NodeEvent::MessageReceived { message, via } => Event::Message { message: Message::from(&message), via },
+            NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
+            NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
+            NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
+            NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
+            NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
+            NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str() },
+        }
     }
+}
+
+pub fn message_line(m: &MessageInfo) -> String {
+    line(m.sent_ms, &m.kind, &m.sender, &m.body)
+}
+
+impl Message {
+    /// The message as one line of a conversation's log.
+    pub fn line(&self) -> String {
+        line(self.sent_ms, &self.kind, &self.sender, &self.body)
+    }
+}
+
+fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
+    let time = format_time(sent_ms);
+    match kind {
+        "text" => format!("[{time}] {sender}: {body}"),
+        "created" => format!("[{time}] — {sender} created the group {body:?} —"),
+        "joined" => format!("[{time}] — you joined {body:?} —"),
+        "rekeyed" => format!("[{time}] — {sender} renewed the group's keys —"),
+        kind => format!("[{time}] — {sender} {kind} {body} —"),
+    }
+}
+
+/// Reads a method's result back into the shape it was written from.
+pub fn parse<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> anyhow::Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| anyhow::anyhow!("an answer of unexpected shape: {e}"))
 }
 
 /// UTC `YYYY-MM-DD HH:MM`, without a date library.

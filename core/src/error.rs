@@ -73,7 +73,9 @@ pub enum Error {
     #[error("no Weft account in {0}; create one with `weft init --name NAME`")]
     NoAccount(PathBuf),
     /// Another process has this home open.
-    #[error("another weft process is using {0} (a running `weft run`?); stop it, or wait and try again")]
+    #[error(
+        "another weft process is using {0} (a running `weft run` or `weft daemon`?); stop it, or wait and try again"
+    )]
     HomeBusy(PathBuf),
     /// The database was written by a newer Weft.
     #[error("the database at {path} has schema version {found}, newer than this build's {supported}; upgrade weft")]

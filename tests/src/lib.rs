@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The `weft` binary of this workspace, built on first use if `cargo test` did not build it.
+/// The `weft` binary of this workspace, built on first use when it is missing or older than the
+/// sources it is built from (`cargo test` builds a package's binaries only for that package's
+/// own tests, so an old one would otherwise be tested).
 pub fn weft_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -17,7 +19,7 @@ pub fn weft_binary() -> &'static Path {
         // target/<profile>/deps/<test> → target/<profile>/weft
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
         let bin = profile_dir.join(format!("weft{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
+        if !bin.exists() || older_than_sources(&bin) {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let mut cmd = Command::new(cargo);
@@ -30,6 +32,25 @@ pub fn weft_binary() -> &'static Path {
         }
         bin
     })
+}
+
+fn older_than_sources(bin: &Path) -> bool {
+    fn newest(dir: &Path) -> std::time::SystemTime {
+        let mut latest = std::time::SystemTime::UNIX_EPOCH;
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let time = if path.is_dir() {
+                newest(&path)
+            } else {
+                entry.metadata().and_then(|m| m.modified()).unwrap_or(latest)
+            };
+            latest = latest.max(time);
+        }
+        latest
+    }
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    ["cli/src", "core/src"].iter().any(|dir| newest(&workspace.join(dir)) > built)
 }
 
 /// One person's `weft` home.

@@ -2,12 +2,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use serde::Serialize;
+use serde_json::json;
 
-use crate::home;
-use weft_core::store::ContactStatus;
-
-use crate::output::{Contact, Output};
+use crate::backend;
+use crate::output::{Contact, Output, parse};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -32,19 +30,12 @@ pub enum Command {
     },
 }
 
-#[derive(Serialize)]
-struct Verification {
-    contact: String,
-    safety_number: String,
-    verified: bool,
-}
-
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
-    let mut account = home::open(home_dir)?;
     match cmd {
         Command::Add { link, name } => {
-            let c = account.add_contact(&link, name.as_deref())?;
-            out.print(&Contact::from(&c), || {
+            let result = backend::call(home_dir, "contact.add", json!({ "link": link, "name": name }))?;
+            let c: Contact = parse(&result)?;
+            out.print(&result, || {
                 format!(
                     "Added {}. Fingerprint: {}\nYour request goes out with your next `weft export` (or over the network).",
                     c.name, c.fingerprint
@@ -52,8 +43,9 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::List => {
-            let contacts: Vec<Contact> = account.contacts()?.iter().map(Contact::from).collect();
-            out.print(&contacts, || {
+            let result = backend::call(home_dir, "contact.list", json!({}))?;
+            let contacts: Vec<Contact> = parse(&result)?;
+            out.print(&result, || {
                 if contacts.is_empty() {
                     return "No contacts yet. Add one with `weft contact add LINK`.".into();
                 }
@@ -73,12 +65,11 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Accept { name } => {
-            let was_incoming =
-                account.contacts()?.iter().any(|c| c.name == name && c.status == ContactStatus::Incoming);
-            let (c, joined) = account.accept_contact(&name)?;
-            let json = serde_json::json!({ "contact": Contact::from(&c), "joined_groups": joined });
-            out.print(&json, || {
-                let mut s = if was_incoming {
+            let result = backend::call(home_dir, "contact.accept", json!({ "name": name }))?;
+            let c: Contact = parse(&result["contact"])?;
+            let joined: Vec<String> = parse(&result["joined_groups"])?;
+            out.print(&result, || {
+                let mut s = if result["was_request"] == json!(true) {
                     format!("Accepted {}.", c.name)
                 } else {
                     format!("{} was already a contact.", c.name)
@@ -90,25 +81,25 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Verify { name, yes } => {
-            let number = account.safety_number(&name)?;
+            let before = backend::call(home_dir, "contact.safety_number", json!({ "name": name }))?;
+            let number = before["safety_number"].as_str().unwrap_or_default().to_owned();
+            let already = before["verified"] == json!(true);
             let confirmed = if yes {
                 true
             } else if out.json || !std::io::stdin().is_terminal() {
                 bail!("pass --yes to mark {name} verified after comparing the safety number:\n{number}");
             } else {
-                println!("Safety number with {name}:\n\n  {}\n  {}\n", &number[..35], &number[36..]);
+                let half = number.len() / 2;
+                println!("Safety number with {name}:\n\n  {}\n  {}\n", number[..half].trim(), number[half..].trim());
                 print!("Does {name} see the same number? [y/N] ");
                 std::io::stdout().flush()?;
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
                 matches!(line.trim(), "y" | "Y" | "yes")
             };
-            let already = account.contacts()?.iter().any(|c| c.name == name && c.verified);
-            if confirmed {
-                account.mark_verified(&name)?;
-            }
-            let v = Verification { contact: name.clone(), safety_number: number, verified: confirmed || already };
-            out.print(&v, || match (confirmed, already) {
+            let result =
+                if confirmed { backend::call(home_dir, "contact.verify", json!({ "name": name }))? } else { before };
+            out.print(&result, || match (confirmed, already) {
                 (true, _) => format!("{name} is now verified."),
                 (false, true) => format!("{name} stays verified from before."),
                 (false, false) => format!("{name} was not marked verified."),

@@ -1,11 +1,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
-use weft_core::account::ConversationKind;
+use serde::Deserialize;
+use serde_json::json;
 
-use crate::home;
-use crate::output::{Output, hex};
+use crate::backend;
+use crate::output::{Output, parse};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -21,7 +21,7 @@ pub enum Command {
     Members { group: String },
 }
 
-#[derive(Serialize)]
+#[derive(Deserialize)]
 struct Group {
     name: String,
     id: String,
@@ -29,32 +29,26 @@ struct Group {
     active: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Deserialize)]
 struct Member {
     name: String,
-    account: String,
     admin: bool,
     me: bool,
 }
 
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
-    let mut account = home::open(home_dir)?;
     match cmd {
         Command::Create { name } => {
-            let g = account.create_group(&name)?;
-            let g = Group { name: g.name, id: hex(&g.id), members: g.members, active: true };
-            out.print(&g, || {
+            let result = backend::call(home_dir, "group.create", json!({ "name": name }))?;
+            let g: Group = parse(&result)?;
+            out.print(&result, || {
                 format!("Created the group {:?}. Invite people with `weft group invite {} CONTACT`.", g.name, g.name)
             });
         }
         Command::List => {
-            let groups: Vec<Group> = account
-                .conversations()?
-                .into_iter()
-                .filter(|c| c.kind == ConversationKind::Group)
-                .map(|c| Group { name: c.name, id: hex(&c.id), members: c.members, active: c.active })
-                .collect();
-            out.print(&groups, || {
+            let result = backend::call(home_dir, "group.list", json!({}))?;
+            let groups: Vec<Group> = parse(&result)?;
+            out.print(&result, || {
                 if groups.is_empty() {
                     return "No groups yet. Create one with `weft group create NAME`.".into();
                 }
@@ -64,7 +58,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                         format!(
                             "{:<24} {} {:>3} members{}",
                             g.name,
-                            &g.id[..12],
+                            &g.id[..12.min(g.id.len())],
                             g.members,
                             if g.active { "" } else { "  (you were removed)" }
                         )
@@ -74,30 +68,23 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Invite { group, contact } => {
-            account.invite(&group, &contact)?;
-            let id = hex(&account.resolve(&group)?.id);
-            let who = account.contacts()?.into_iter().find(|c| c.name == contact).map(|c| hex(&c.account));
-            out.print(
-                &serde_json::json!({ "group": group, "group_id": id, "invited": contact, "account": who }),
-                || format!("Invited {contact} to {group}. The invitation goes out with your next export."),
-            );
+            let result = backend::call(home_dir, "group.invite", json!({ "group": group, "contact": contact }))?;
+            out.print(&result, || {
+                format!(
+                    "Invited {contact} to {group}. The invitation goes out over the network or with your next export."
+                )
+            });
         }
         Command::Remove { group, member } => {
-            let who = account.members(&group)?.into_iter().find(|m| m.name == member).map(|m| hex(&m.account));
-            account.remove_member(&group, &member)?;
-            let id = hex(&account.resolve(&group)?.id);
-            out.print(
-                &serde_json::json!({ "group": group, "group_id": id, "removed": member, "account": who }),
-                || format!("Removed {member} from {group}. Messages from now on use keys {member} does not have."),
-            );
+            let result = backend::call(home_dir, "group.remove", json!({ "group": group, "member": member }))?;
+            out.print(&result, || {
+                format!("Removed {member} from {group}. Messages from now on use keys {member} does not have.")
+            });
         }
         Command::Members { group } => {
-            let members: Vec<Member> = account
-                .members(&group)?
-                .into_iter()
-                .map(|m| Member { name: m.name, account: hex(&m.account), admin: m.admin, me: m.is_me })
-                .collect();
-            out.print(&members, || {
+            let result = backend::call(home_dir, "group.members", json!({ "group": group }))?;
+            let members: Vec<Member> = parse(&result)?;
+            out.print(&result, || {
                 members
                     .iter()
                     .map(|m| {

@@ -1,9 +1,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde_json::json;
 
-use crate::home;
+use crate::backend;
 use crate::output::Output;
 
 #[derive(clap::Args)]
@@ -16,37 +16,25 @@ pub struct Args {
     no_qr: bool,
 }
 
-#[derive(Serialize)]
-struct Identity {
-    name: Option<String>,
-    link: String,
-    fingerprint: String,
-    account: String,
-}
-
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
-    let account = home::open(home_dir)?;
-    let card = account.card();
-    let id = Identity {
-        name: account.name().map(str::to_owned),
-        link: card.to_link(),
-        fingerprint: account.fingerprint(),
-        account: crate::output::hex(&account.account_public()),
-    };
+    let mut id = backend::call(home_dir, "identity", json!({}))?;
+    let qr = id.as_object_mut().and_then(|o| o.remove("qr")).and_then(|q| q.as_str().map(str::to_owned));
+    let link = id["link"].as_str().unwrap_or_default().to_owned();
     if args.link && !out.json {
-        println!("{}", id.link);
+        println!("{link}");
         return Ok(());
     }
     out.print(&id, || {
         let mut s = format!(
-            "Name:        {}\nFingerprint: {}\nLink:        {}\n",
-            id.name.as_deref().unwrap_or("(none)"),
-            id.fingerprint,
-            id.link
+            "Name:        {}\nFingerprint: {}\nLink:        {link}\n",
+            id["name"].as_str().unwrap_or("(none)"),
+            id["fingerprint"].as_str().unwrap_or_default(),
         );
-        if !args.no_qr {
+        if !args.no_qr
+            && let Some(qr) = qr
+        {
             s.push('\n');
-            s.push_str(&card.to_qr_text());
+            s.push_str(&qr);
         }
         s
     });

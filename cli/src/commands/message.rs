@@ -2,8 +2,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::home;
-use crate::output::{Message, Output, message_line};
+use serde_json::json;
+
+use crate::backend;
+use crate::output::{Message, Output, parse};
 
 #[derive(clap::Args)]
 pub struct SendArgs {
@@ -20,36 +22,37 @@ pub struct LogArgs {
     /// How many of the latest messages to show
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Show the messages before this one (a message id, as `--json` prints it): the page above
+    #[arg(long, value_name = "ID")]
+    before: Option<String>,
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
-    // A node running on this home takes the message and pushes it at once.
-    let params = serde_json::json!({ "conversation": args.conversation, "text": args.text });
-    if let Some(m) = crate::control::call(home_dir, "send", params)? {
-        let to = m["conversation"].as_str().unwrap_or_default().to_string();
-        out.print(&m, || format!("Sent to {to} through the running node (queued until a peer takes it)."));
-        return Ok(());
-    }
-    let mut account = home::open(home_dir)?;
-    let m = account.send(&args.conversation, &args.text)?;
-    out.print(&Message::from(&m), || {
-        format!(
-            "Queued for {} (stored encrypted; it leaves when `weft run` runs, or with your next export).",
-            m.conversation
-        )
+    let daemon = crate::control::socket_path(home_dir).exists();
+    let result = backend::call(home_dir, "send", json!({ "conversation": args.conversation, "text": args.text }))?;
+    let m: Message = parse(&result)?;
+    out.print(&result, || {
+        if daemon {
+            format!("Sent to {} through the running node (queued until a peer takes it).", m.conversation)
+        } else {
+            format!(
+                "Queued for {} (stored encrypted; it leaves when `weft run` runs, or with your next export).",
+                m.conversation
+            )
+        }
     });
     Ok(())
 }
 
 pub fn log(home_dir: &Path, args: LogArgs, out: &Output) -> Result<()> {
-    let account = home::open(home_dir)?;
-    let history = account.history(&args.conversation, args.limit)?;
-    let messages: Vec<Message> = history.iter().map(Message::from).collect();
-    out.print(&messages, || {
-        if history.is_empty() {
+    let params = json!({ "conversation": args.conversation, "limit": args.limit, "before": args.before });
+    let result = backend::call(home_dir, "log", params)?;
+    let messages: Vec<Message> = parse(&result)?;
+    out.print(&result, || {
+        if messages.is_empty() {
             return format!("No messages with {} yet.", args.conversation);
         }
-        history.iter().map(message_line).collect::<Vec<_>>().join("\n")
+        messages.iter().map(Message::line).collect::<Vec<_>>().join("\n")
     });
     Ok(())
 }

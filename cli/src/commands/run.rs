@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use weft_core::mesh::driver::MeshHandle;
-use weft_core::net::{Keypair, Multiaddr, NetConfig, NetHandle};
+use weft_core::net::{Keypair, Multiaddr, NetConfig};
 use weft_core::node::{Node, NodeEvent};
 
 use crate::home;
-use crate::output::{Message, Output, message_line};
+use crate::output::{Event, Output, message_line};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,18 +40,6 @@ struct Started {
     listening: Vec<String>,
 }
 
-#[derive(Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Event {
-    Message { message: Message, via: &'static str },
-    ContactRequest { name: String },
-    ContactAnswered { name: String },
-    JoinedGroup { name: String },
-    PeerConnected { peer: String, via: &'static str },
-    PeerDisconnected { peer: String, via: &'static str },
-    Delivery { id: String, state: &'static str },
-}
-
 pub fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
     addrs
         .iter()
@@ -59,7 +47,24 @@ pub fn parse_addrs(addrs: &[String]) -> Result<Vec<Multiaddr>> {
         .collect()
 }
 
+/// `weft run`: prints what happens, for a person watching the terminal.
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+    serve(home_dir, args, out, Mode::Foreground)
+}
+
+/// `weft daemon`: the same node with nobody watching: what happens goes to the log (tracing,
+/// `RUST_LOG`), and clients follow events by subscribing on the socket.
+pub fn daemon(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+    serve(home_dir, args, out, Mode::Daemon)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Foreground,
+    Daemon,
+}
+
+fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
         return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
     }
@@ -82,7 +87,8 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         // A fresh network identity each run: peers cannot link this run to the last one.
         let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
         let mesh = if args.no_ble { None } else { start_ble(&node).await };
-        let control = serve_control(home_dir, node.clone(), net.clone(), mesh.clone()).await?;
+        let api = Arc::new(crate::api::Api { node: node.clone(), net: Some(net.clone()), mesh: mesh.clone() });
+        let control = serve_control(home_dir, api).await?;
         let started = Started {
             peer_id: net.peer_id.to_string(),
             listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
@@ -92,13 +98,22 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
             for a in &started.listening {
                 s.push_str(&format!("  {a}/p2p/{}\n", started.peer_id));
             }
+            if mode == Mode::Daemon {
+                s.push_str(&format!(
+                    "serving JSON-RPC on {} (other weft commands use it)\n",
+                    crate::control::socket_path(home_dir).display()
+                ));
+            }
             s.push_str("Ctrl-C to stop.");
             s
         });
+        tracing::info!(peer_id = %started.peer_id, "node started");
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                _ = terminated() => break,
                 event = events.recv() => match event {
+                    Ok(event) if mode == Mode::Daemon => log_event(event),
                     Ok(event) => print_event(event, out),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => eprintln!("({n} events skipped)"),
                     Err(_) => break,
@@ -108,6 +123,7 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         control.abort();
         let _ = std::fs::remove_file(crate::control::socket_path(home_dir));
         net.stop();
+        tracing::info!("node stopped");
         Ok(())
     })
 }
@@ -128,80 +144,50 @@ async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
     }
 }
 
-/// Answers `weft send` and `weft status` from other processes on this home.
+/// Serves every method to other `weft` commands and to scripts on this home.
 #[cfg(unix)]
-async fn serve_control(
-    home: &Path,
-    node: Arc<Node>,
-    net: Arc<NetHandle>,
-    mesh: Option<Arc<MeshHandle>>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    use crate::control::{INVALID_PARAMS, METHOD_NOT_FOUND, WEFT_ERROR};
-    let fail = |e: weft_core::Error| (WEFT_ERROR, e.to_string(), crate::output::exit_code_of(&e));
-    crate::control::serve(home, move |method, params| {
-        let (node, net, mesh) = (node.clone(), net.clone(), mesh.clone());
-        async move {
-            match method.as_str() {
-                "send" => {
-                    let (Some(to), Some(text)) = (params["conversation"].as_str(), params["text"].as_str()) else {
-                        return Err((INVALID_PARAMS, "send needs conversation and text".into(), 2));
-                    };
-                    let m = node.send(to.to_string(), text.to_string()).await.map_err(fail)?;
-                    Ok(serde_json::to_value(Message::from(&m)).expect("plain data"))
-                }
-                "status" => {
-                    let status = net.status().await.map_err(fail)?;
-                    let outbox = node.call(|a| a.outbox_len()).await.map_err(fail)?;
-                    let mut json = super::status::to_json(&status, outbox);
-                    json["mesh"] = match &mesh {
-                        Some(m) => {
-                            let stats = m.stats();
-                            serde_json::json!({
-                                "radio": m.radio(),
-                                "links": stats.links,
-                                "carried_envelopes": stats.carried_envelopes,
-                                "carried_bytes": stats.carried_bytes,
-                            })
-                        }
-                        None => serde_json::Value::Null,
-                    };
-                    Ok(json)
-                }
-                other => Err((METHOD_NOT_FOUND, format!("no method {other:?} (try send, status)"), 2)),
-            }
-        }
-    })
-    .await
+async fn serve_control(home: &Path, api: Arc<crate::api::Api>) -> Result<tokio::task::JoinHandle<()>> {
+    crate::control::serve(home, api).await
 }
 
 #[cfg(not(unix))]
-async fn serve_control(
-    _: &Path,
-    _: Arc<Node>,
-    _: Arc<NetHandle>,
-    _: Option<Arc<MeshHandle>>,
-) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_control(_: &Path, _: Arc<crate::api::Api>) -> Result<tokio::task::JoinHandle<()>> {
     Ok(tokio::spawn(async {}))
 }
 
-fn print_event(event: NodeEvent, out: &Output) {
-    let e = match event {
-        NodeEvent::MessageReceived { message, via } => {
-            if out.json {
-                let e = Event::Message { message: Message::from(&message), via };
-                println!("{}", serde_json::to_string(&e).expect("plain data"));
-            } else {
-                println!("{}  {}  (via {via})", message.conversation, message_line(&message));
-            }
-            return;
+/// SIGTERM (what `kill` and service managers send) stops the node as Ctrl-C does.
+async fn terminated() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        term.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
+fn log_event(event: NodeEvent) {
+    match Event::from(event) {
+        // Message text stays out of logs.
+        Event::Message { message, via } => {
+            tracing::info!(conversation = %message.conversation, id = %message.id, via, "message received")
         }
-        NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
-        NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
-        NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
-        NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
-        NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
-        NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str() },
-    };
+        Event::ContactRequest { name } => tracing::info!(%name, "contact request"),
+        Event::ContactAnswered { name } => tracing::info!(%name, "contact answered"),
+        Event::JoinedGroup { name } => tracing::info!(%name, "joined a group"),
+        Event::PeerConnected { peer, via } => tracing::debug!(%peer, via, "peer connected"),
+        Event::PeerDisconnected { peer, via } => tracing::debug!(%peer, via, "peer disconnected"),
+        Event::Delivery { id, state } => tracing::debug!(%id, state, "delivery"),
+    }
+}
+
+fn print_event(event: NodeEvent, out: &Output) {
+    if let NodeEvent::MessageReceived { message, via } = &event
+        && !out.json
+    {
+        println!("{}  {}  (via {via})", message.conversation, message_line(message));
+        return;
+    }
+    let e = Event::from(event);
     let text = match &e {
         Event::ContactRequest { name } => {
             format!("contact request from {name} (accept with `weft contact accept {name}`)")

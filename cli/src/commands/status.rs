@@ -7,7 +7,6 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use weft_core::net::NetStatus;
 
-use crate::home;
 use crate::output::Output;
 
 /// The status as `weft run` answers it on its control socket.
@@ -28,12 +27,7 @@ pub fn to_json(net: &NetStatus, outbox: usize) -> Value {
 }
 
 pub fn run(home_dir: &Path, out: &Output) -> Result<()> {
-    if let Some(status) = crate::control::call(home_dir, "status", Value::Null)? {
-        out.print(&status, || text(&status));
-        return Ok(());
-    }
-    let account = home::open(home_dir)?;
-    let status = json!({ "running": false, "outbox": account.outbox_len()? });
+    let status = crate::backend::call(home_dir, "status", json!({}))?;
     out.print(&status, || text(&status));
     Ok(())
 }

@@ -208,11 +208,16 @@ impl Node {
     }
 
     pub async fn accept_contact(&self, name: String) -> Result<ContactInfo> {
+        Ok(self.accept_contact_and_join(name).await?.0)
+    }
+
+    /// Accepts a contact and joins the groups they had invited us to; returns those groups.
+    pub async fn accept_contact_and_join(&self, name: String) -> Result<(ContactInfo, Vec<String>)> {
         let (contact, joined) = self.call_and_push(move |a| a.accept_contact(&name)).await?;
-        for name in joined {
-            self.emit(NodeEvent::JoinedGroup { name });
+        for name in &joined {
+            self.emit(NodeEvent::JoinedGroup { name: name.clone() });
         }
-        Ok(contact)
+        Ok((contact, joined))
     }
 
     pub async fn contacts(&self) -> Result<Vec<ContactInfo>> {

@@ -1,0 +1,39 @@
+//! Where a command's work is done: by the daemon (or `weft run`) serving this home, when one
+//! is running, or else by this process on the home opened here. Either way through the same
+//! method table ([`crate::api`]), so the answer is the same JSON.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use weft_core::node::Node;
+
+use crate::api::{Api, ApiError};
+use crate::home;
+
+/// Calls `method` with `params` on this home.
+pub fn call(home_dir: &Path, method: &str, params: Value) -> Result<Value> {
+    if let Some(result) = crate::control::call(home_dir, method, params.clone())? {
+        return Ok(result);
+    }
+    if !home_dir.join(weft_core::store::DB_FILE).exists() {
+        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
+    }
+    let passphrase = home::passphrase(false)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
+        let api = Api { node, net: None, mesh: None };
+        let result = api.call(method, &params).await;
+        // Closing checkpoints the database and releases the home at once.
+        if let Ok(node) = Arc::try_unwrap(api.node) {
+            node.close().await;
+        }
+        result.map_err(|e| match e {
+            ApiError::Weft(e) => anyhow::Error::from(e),
+            other => anyhow::Error::msg(other.to_string()),
+        })
+    })
+}

@@ -1,0 +1,283 @@
+//! `weft daemon` through the real binary: every method of docs/JSONRPC.md called on its socket,
+//! events by subscription, the other `weft` commands going through it, and bad input — malformed
+//! requests, unknown methods, huge requests, a second daemon, a stale socket after a crash.
+#![cfg(unix)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_tests::{Home, weft_binary};
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts `weft daemon` on `home` and waits until its socket answers.
+    fn start(home: &Home) -> Daemon {
+        let child = Command::new(weft_binary())
+            .arg("--home")
+            .arg(&home.dir)
+            .args(["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .env("WEFT_PASSPHRASE", &home.passphrase)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting weft daemon");
+        let daemon = Daemon { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Rpc::connect(&home.dir).is_none_or(|mut rpc| rpc.call("status", json!({})).is_err()) {
+            assert!(Instant::now() < deadline, "the daemon's socket never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    /// Kills it as a crash would: no chance to remove its socket.
+    fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A JSON-RPC 2.0 client on the daemon's socket; notifications are kept aside.
+struct Rpc {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+    notifications: VecDeque<Value>,
+}
+
+impl Rpc {
+    fn connect(home: &Path) -> Option<Rpc> {
+        let stream = UnixStream::connect(home.join("weft.sock")).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Some(Rpc {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            next_id: 1,
+            notifications: VecDeque::new(),
+        })
+    }
+
+    fn send_line(&mut self, line: &[u8]) {
+        self.writer.write_all(line).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+    }
+
+    /// The next message that is not a notification.
+    fn response(&mut self) -> Value {
+        loop {
+            let mut line = String::new();
+            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the daemon closed the connection");
+            let message: Value = serde_json::from_str(&line).expect("the daemon answers JSON");
+            assert_eq!(message["jsonrpc"], "2.0", "{message}");
+            if message.get("id").is_some() {
+                return message;
+            }
+            self.notifications.push_back(message);
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        self.send_line(request.to_string().as_bytes());
+        let response = self.response();
+        assert_eq!(response["id"], id, "{response}");
+        match response.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(response["result"].clone()),
+        }
+    }
+
+    fn ok(&mut self, method: &str, params: Value) -> Value {
+        self.call(method, params.clone()).unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
+    }
+
+    /// The next event notification, within 30 seconds.
+    fn event(&mut self) -> Value {
+        if let Some(n) = self.notifications.pop_front() {
+            return n["params"].clone();
+        }
+        let mut line = String::new();
+        assert!(self.reader.read_line(&mut line).unwrap() > 0, "the daemon closed the connection");
+        let message: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(message["method"], "event", "{message}");
+        message["params"].clone()
+    }
+}
+
+/// The methods docs/JSONRPC.md documents (its `### `method`` headings).
+fn documented_methods() -> Vec<String> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/JSONRPC.md")).unwrap();
+    doc.lines().filter_map(|l| l.strip_prefix("### `")).map(|l| l.split('`').next().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn every_documented_method_answers_on_the_daemons_socket() {
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) =
+        (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"), Home::new(root.path(), "carol"));
+    for h in [&alice, &bob, &carol] {
+        h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
+    }
+    let bob_link = bob.ok(&["id", "--link"]).trim().to_owned();
+    // Carol writes to alice before alice's daemon runs; her bundle is imported through it.
+    carol.ok(&["contact", "add", alice.ok(&["id", "--link"]).trim()]);
+    let carol_bundle = root.path().join("carol.weft");
+    carol.ok(&["export", "--out", carol_bundle.to_str().unwrap()]);
+
+    let _daemon = Daemon::start(&alice);
+    let mut rpc = Rpc::connect(&alice.dir).unwrap();
+    let mut called = Vec::new();
+    let mut call = |rpc: &mut Rpc, method: &str, params: Value| {
+        called.push(method.to_owned());
+        rpc.ok(method, params)
+    };
+
+    let me = call(&mut rpc, "identity", json!({}));
+    assert_eq!(me["name"], "alice");
+    assert!(me["link"].as_str().unwrap().starts_with("weft://contact/"));
+    let added = call(&mut rpc, "contact.add", json!({ "link": bob_link }));
+    assert_eq!((added["name"].as_str(), added["status"].as_str()), (Some("bob"), Some("added")));
+    assert_eq!(call(&mut rpc, "contact.list", json!({})).as_array().unwrap().len(), 1);
+    let number = call(&mut rpc, "contact.safety_number", json!({ "name": "bob" }));
+    assert_eq!(number["verified"], false);
+    let verified = call(&mut rpc, "contact.verify", json!({ "name": "bob" }));
+    assert_eq!(
+        (verified["verified"].clone(), verified["safety_number"].clone()),
+        (json!(true), number["safety_number"].clone())
+    );
+
+    assert_eq!(call(&mut rpc, "subscribe", json!({})), json!({ "subscribed": true }));
+    let imported = call(&mut rpc, "import", json!({ "path": carol_bundle }));
+    assert_eq!(imported["new_contacts"], json!(["carol"]));
+    assert_eq!(rpc.event(), json!({ "event": "contact_request", "name": "carol" }));
+    let accepted = call(&mut rpc, "contact.accept", json!({ "name": "carol" }));
+    assert_eq!((accepted["contact"]["name"].as_str(), accepted["was_request"].as_bool()), (Some("carol"), Some(true)));
+
+    let group = call(&mut rpc, "group.create", json!({ "name": "crew" }));
+    assert_eq!((group["name"].as_str(), group["members"].as_u64()), (Some("crew"), Some(1)));
+    assert_eq!(call(&mut rpc, "group.list", json!({}))[0]["name"], "crew");
+    let invited = call(&mut rpc, "group.invite", json!({ "group": "crew", "contact": "carol" }));
+    assert_eq!(invited["invited"], "carol");
+    let members = call(&mut rpc, "group.members", json!({ "group": "crew" }));
+    assert_eq!(members.as_array().unwrap().len(), 2, "{members}");
+    let removed = call(&mut rpc, "group.remove", json!({ "group": "crew", "member": "carol" }));
+    assert_eq!(removed["removed"], "carol");
+
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(call(&mut rpc, "send", json!({ "conversation": "bob", "text": format!("hello {i}") }))["id"].clone());
+    }
+    let last_two = call(&mut rpc, "log", json!({ "conversation": "bob", "limit": 2 }));
+    assert_eq!(last_two.as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), sent[3..]);
+    let page_above = call(&mut rpc, "log", json!({ "conversation": "bob", "limit": 2, "before": sent[3] }));
+    assert_eq!(page_above.as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), sent[1..3]);
+
+    let bundle = root.path().join("alice.weft");
+    let exported = call(&mut rpc, "export", json!({ "path": bundle }));
+    assert_eq!(exported["bytes"].as_u64(), Some(std::fs::metadata(&bundle).unwrap().len()));
+    let status = call(&mut rpc, "status", json!({}));
+    assert_eq!((status["running"].clone(), status["outbox"].as_u64().is_some()), (json!(true), true), "{status}");
+    called.push("unsubscribe".into());
+    assert_eq!(rpc.ok("unsubscribe", json!({})), json!({ "subscribed": false }));
+
+    // Every documented method was called here, and nothing undocumented.
+    called.sort();
+    called.dedup();
+    let mut documented = documented_methods();
+    documented.sort();
+    assert_eq!(called, documented, "docs/JSONRPC.md and this test disagree");
+
+    // The other weft commands go through the daemon (the home is locked by it, so they could
+    // not open it themselves).
+    let listed: Value = serde_json::from_str(&alice.ok(&["--json", "contact", "list"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let log = alice.ok(&["log", "bob", "--limit", "1"]);
+    assert!(log.contains("alice: hello 4"), "{log}");
+    let sent = alice.ok(&["send", "bob", "from the command line"]);
+    assert!(sent.contains("through the running node"), "{sent}");
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_the_daemon_stays_up() {
+    let root = tempfile::tempdir().unwrap();
+    let alice = Home::new(root.path(), "alice");
+    alice.ok(&["init", "--name", "alice"]);
+    let daemon = Daemon::start(&alice);
+    let mut rpc = Rpc::connect(&alice.dir).unwrap();
+    let code = |response: &Value| response["error"]["code"].as_i64();
+
+    rpc.send_line(b"{not json");
+    assert_eq!(code(&rpc.response()), Some(-32700));
+    rpc.send_line(&[0xff, 0xfe, 0xfd]);
+    assert_eq!(code(&rpc.response()), Some(-32700));
+    rpc.send_line(br#"[{"jsonrpc":"2.0","id":1,"method":"status"}]"#);
+    assert_eq!(code(&rpc.response()), Some(-32600));
+    rpc.send_line(br#"{"jsonrpc":"1.0","id":2,"method":"status"}"#);
+    assert_eq!(code(&rpc.response()), Some(-32600));
+    let unknown = rpc.call("contact.delete_everything", json!({})).unwrap_err();
+    assert_eq!(unknown["code"], -32601);
+    assert!(unknown["message"].as_str().unwrap().contains("contact.list"), "names the methods: {unknown}");
+    let missing = rpc.call("send", json!({ "conversation": "bob" })).unwrap_err();
+    assert_eq!(missing["code"], -32602);
+    assert!(missing["message"].as_str().unwrap().contains("\"text\" is missing"), "{missing}");
+    let wrong_type = rpc.call("log", json!({ "conversation": "bob", "limit": "ten" })).unwrap_err();
+    assert_eq!(wrong_type["code"], -32602);
+    let relative = rpc.call("export", json!({ "path": "relative.weft" })).unwrap_err();
+    assert_eq!(relative["code"], -32602);
+    let not_found = rpc.call("send", json!({ "conversation": "nobody", "text": "hi" })).unwrap_err();
+    assert_eq!((not_found["code"].as_i64(), not_found["data"]["exit_code"].as_u64()), (Some(-32000), Some(5)));
+    let bad_link = rpc.call("contact.add", json!({ "link": "weft://contact/garbage" })).unwrap_err();
+    assert_eq!(bad_link["code"], -32000);
+    // A notification (no id) is carried out and not answered: the next answer is the next call's.
+    rpc.send_line(br#"{"jsonrpc":"2.0","method":"status"}"#);
+    assert_eq!(rpc.ok("identity", json!({}))["name"], "alice");
+
+    // A huge request is refused without being read into memory, and that connection ends.
+    let mut huge = Rpc::connect(&alice.dir).unwrap();
+    let _ = huge.writer.write_all(&vec![b'x'; 1 << 20]);
+    let answer = huge.response();
+    assert_eq!(code(&answer), Some(-32600), "{answer}");
+    let mut rest = Vec::new();
+    assert_eq!(huge.reader.read_to_end(&mut rest).unwrap_or(0), 0, "the connection is closed");
+
+    // The daemon is still up and nothing was changed.
+    let mut again = Rpc::connect(&alice.dir).unwrap();
+    assert_eq!(again.ok("contact.list", json!({})), json!([]));
+
+    // A second daemon on the same home is refused with the home-busy exit code.
+    let second = alice.run(&["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert_eq!(second.status.code(), Some(6), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another weft process is using"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    again.ok("status", json!({}));
+
+    // After a crash the socket file stays behind: commands open the home themselves, and a new
+    // daemon takes the socket over.
+    daemon.crash();
+    assert!(alice.dir.join("weft.sock").exists(), "the crash left its socket");
+    let status: Value = serde_json::from_str(&alice.ok(&["--json", "status"])).unwrap();
+    assert_eq!(status["running"], false, "{status}");
+    let _daemon = Daemon::start(&alice);
+    let status: Value = serde_json::from_str(&alice.ok(&["--json", "status"])).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+}
