@@ -59,6 +59,9 @@ pub const METHODS: &[&str] = &[
     "group.members",
     "send",
     "log",
+    "read",
+    "settings",
+    "settings.set",
     "export",
     "import",
     "status",
@@ -186,6 +189,20 @@ impl Api {
                 let messages: Vec<Message> =
                     node.history_before(conversation, before, limit).await?.iter().map(Message::from).collect();
                 Ok(to_value(messages))
+            }
+            "read" => {
+                let conversation = string(params, "conversation")?;
+                let marked = node.mark_read(conversation.clone()).await?;
+                Ok(json!({ "conversation": conversation, "marked": marked }))
+            }
+            "settings" => Ok(json!({ "read_receipts": node.read_receipts().await? })),
+            "settings.set" => {
+                match params.get("read_receipts") {
+                    Some(Value::Bool(on)) => node.set_read_receipts(*on).await?,
+                    Some(_) => return Err(ApiError::InvalidParams("\"read_receipts\" must be true or false".into())),
+                    None => {}
+                }
+                Ok(json!({ "read_receipts": node.read_receipts().await? }))
             }
             "export" => {
                 let path = absolute_path(params, "path")?;

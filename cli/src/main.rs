@@ -52,8 +52,12 @@ enum Command {
     Group(commands::group::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
-    /// Show a conversation's history
+    /// Show a conversation's history, with the state of your messages (sent, delivered, read)
     Log(commands::message::LogArgs),
+    /// Mark a conversation read (and tell its members, unless read receipts are off)
+    Read(commands::message::ReadArgs),
+    /// Show or change the account's settings (read receipts)
+    Settings(commands::settings::Args),
     /// Write everything others may lack into a bundle file, for carrying by hand
     Export(commands::bundle::ExportArgs),
     /// Read a bundle file that someone else exported
@@ -88,6 +92,8 @@ fn main() -> ExitCode {
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),
         Command::Send(args) => commands::message::send(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),
+        Command::Read(args) => commands::message::read(&home, args, &out),
+        Command::Settings(args) => commands::settings::run(&home, args, &out),
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),

@@ -84,6 +84,9 @@ pub struct Message {
     pub sent_ms: u64,
     pub kind: String,
     pub body: String,
+    /// Our text messages: `queued`, `sent`, `delivered`, `read`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl From<&MessageInfo> for Message {
@@ -97,6 +100,7 @@ impl From<&MessageInfo> for Message {
             sent_ms: m.sent_ms,
             kind: m.kind.clone(),
             body: m.body.clone(),
+            state: m.state.map(str::to_owned),
         }
     }
 }
@@ -136,7 +140,11 @@ pub fn message_line(m: &MessageInfo) -> String {
 impl Message {
     /// The message as one line of a conversation's log.
     pub fn line(&self) -> String {
-        line(self.sent_ms, &self.kind, &self.sender, &self.body)
+        let line = line(self.sent_ms, &self.kind, &self.sender, &self.body);
+        match &self.state {
+            Some(state) => format!("{line}  [{state}]"),
+            None => line,
+        }
     }
 }
 

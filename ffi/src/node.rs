@@ -98,6 +98,8 @@ pub struct Message {
     /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
     pub kind: String,
     pub body: String,
+    /// Our text messages: `queued`, `sent`, `delivered` (every other member has it) or `read`.
+    pub state: Option<String>,
 }
 
 impl From<MessageInfo> for Message {
@@ -110,6 +112,7 @@ impl From<MessageInfo> for Message {
             sent_ms: m.sent_ms,
             kind: m.kind,
             body: m.body,
+            state: m.state.map(str::to_owned),
         }
     }
 }
@@ -135,7 +138,7 @@ pub enum Event {
         message: Message,
         via: String,
     },
-    /// `queued`, `sent`, `expired`.
+    /// `queued`, `sent`, `delivered`, `read`, `expired`.
     DeliveryChanged {
         message_id: String,
         state: String,
@@ -490,6 +493,24 @@ impl WeftNode {
             Ok(node.history_before(conversation, before, limit as usize).await?.into_iter().map(Into::into).collect())
         })
         .await
+    }
+
+    /// Marks a conversation read, telling its members unless read receipts are off; returns
+    /// how many messages were unread.
+    pub async fn mark_read(&self, conversation: String) -> Result<u32, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.mark_read(conversation).await? as u32) }).await
+    }
+
+    /// Whether others see when we read their messages (on unless turned off).
+    pub async fn set_read_receipts(&self, on: bool) -> Result<(), WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.set_read_receipts(on).await?) }).await
+    }
+
+    pub async fn read_receipts(&self) -> Result<bool, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.read_receipts().await?) }).await
     }
 
     /// The group's current members.

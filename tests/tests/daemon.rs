@@ -189,6 +189,12 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     let page_above = call(&mut rpc, "log", json!({ "conversation": "bob", "limit": 2, "before": sent[3] }));
     assert_eq!(page_above.as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), sent[1..3]);
 
+    let unread = call(&mut rpc, "read", json!({ "conversation": "carol" }));
+    assert_eq!(unread, json!({ "conversation": "carol", "marked": 0 }));
+    assert_eq!(call(&mut rpc, "settings", json!({})), json!({ "read_receipts": true }));
+    assert_eq!(call(&mut rpc, "settings.set", json!({ "read_receipts": false })), json!({ "read_receipts": false }));
+    assert_eq!(last_two[0]["state"], "queued", "{last_two}");
+
     let bundle = root.path().join("alice.weft");
     let exported = call(&mut rpc, "export", json!({ "path": bundle }));
     assert_eq!(exported["bytes"].as_u64(), Some(std::fs::metadata(&bundle).unwrap().len()));

@@ -56,3 +56,18 @@ pub fn log(home_dir: &Path, args: LogArgs, out: &Output) -> Result<()> {
     });
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// A contact's or a group's name
+    conversation: String,
+}
+
+pub fn read(home_dir: &Path, args: ReadArgs, out: &Output) -> Result<()> {
+    let result = backend::call(home_dir, "read", json!({ "conversation": args.conversation }))?;
+    out.print(&result, || match result["marked"].as_u64().unwrap_or(0) {
+        0 => format!("Nothing unread with {}.", args.conversation),
+        n => format!("Marked {n} message(s) from {} read.", args.conversation),
+    });
+    Ok(())
+}

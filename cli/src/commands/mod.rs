@@ -9,5 +9,6 @@ pub mod init;
 pub mod message;
 pub mod relay;
 pub mod run;
+pub mod settings;
 pub mod sim;
 pub mod status;

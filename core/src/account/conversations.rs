@@ -287,8 +287,7 @@ impl Account {
 
     /// The last `limit` messages of a conversation, oldest first, in causal order.
     pub fn history(&self, conversation: &str, limit: usize) -> Result<Vec<MessageInfo>> {
-        let c = self.resolve(conversation)?;
-        Ok(self.store.read().messages(&c.id, limit)?.iter().map(|m| self.message_info(m, &c.name)).collect())
+        self.history_before(conversation, None, limit)
     }
 
     /// The `limit` messages just before message `before` (a message id in hex), oldest first:
@@ -305,13 +304,9 @@ impl Account {
                     .ok_or_else(|| Error::NotFound { what: "message", name: hex.to_owned() })
             })
             .transpose()?;
-        Ok(self
-            .store
-            .read()
-            .messages_before(&c.id, before.as_ref(), limit)?
-            .iter()
-            .map(|m| self.message_info(m, &c.name))
-            .collect())
+        let rows = self.store.read().messages_before(&c.id, before.as_ref(), limit)?;
+        let infos = rows.iter().map(|m| self.message_info(m, &c.name)).collect();
+        self.with_states(&c.id, &rows, infos)
     }
 
     pub(super) fn message_info(&self, m: &MessageRow, conversation: &str) -> MessageInfo {
@@ -324,6 +319,7 @@ impl Account {
             lamport: m.lamport,
             kind: m.kind.clone(),
             body: m.body.clone(),
+            state: (m.outgoing && m.kind == "text").then_some("queued"),
         }
     }
 

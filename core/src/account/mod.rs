@@ -5,6 +5,8 @@
 mod contacts;
 pub use contacts::RequestOutcome;
 mod conversations;
+mod receipts;
+pub use receipts::Acknowledged;
 mod receive;
 mod topics;
 mod types;
@@ -43,6 +45,7 @@ pub struct Account {
     topics: topics::TopicIndex,
     entropy: Box<dyn Entropy + Send>,
     clock: Clock,
+    receipts: receipts::Pending,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -135,6 +138,7 @@ impl Account {
             topics: topics::TopicIndex::default(),
             entropy,
             clock,
+            receipts: receipts::Pending::default(),
             _lock: lock,
         };
         account.rebuild_topics();

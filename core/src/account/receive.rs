@@ -58,7 +58,14 @@ impl Account {
         let ended = self.store.end_batch();
         let broken = self.store.take_batch_broken();
         match ended {
-            Ok(()) if !broken => results,
+            Ok(()) if !broken => {
+                // Best effort: a receipt that fails to seal leaves its messages "sent" for the
+                // sender; the messages themselves are stored.
+                if let Err(e) = self.flush_receipts() {
+                    tracing::debug!(error = %e, "receipts were not sealed");
+                }
+                results
+            }
             other => {
                 let why = other.err().map_or_else(|| "a commit inside the batch failed".to_owned(), |e| e.to_string());
                 let _ = self.settle([], Err::<(), _>(Error::NotStored(why.clone())));
@@ -163,17 +170,24 @@ impl Account {
         let mut joined: Option<Group> = None;
         let mut announce = None;
         let mut held_invite = None;
+        let mut receipt = None;
         match event {
-            Event::Message { id, sender, lamport, sent_ms, text } => rows.push(MessageRow {
-                id,
-                group_id: gid,
-                sender,
-                lamport,
-                sent_ms,
-                kind: "text".into(),
-                body: text,
-                outgoing: false,
-            }),
+            Event::Message { id, sender, lamport, sent_ms, text } => {
+                if sender != self.account_public() {
+                    self.acknowledge_later(gid, id);
+                }
+                rows.push(MessageRow {
+                    id,
+                    group_id: gid,
+                    sender,
+                    lamport,
+                    sent_ms,
+                    kind: "text".into(),
+                    body: text,
+                    outgoing: false,
+                })
+            }
+            Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
             Event::KeysArrived { .. } => unblocked.push(gid),
             Event::MembershipChanged { id, op, lamport, we_were_removed } => {
                 let (kind, body) = match &op.action {
@@ -218,8 +232,13 @@ impl Account {
         // A received envelope is safe to lose to a power cut (a peer hands it over again);
         // joining a group is not: it seals our announcement with a fresh chain position.
         let durable = announce.is_some();
-        let apply = |tx: &rusqlite::Connection| -> Result<()> {
+        let others = group.member_count().saturating_sub(1);
+        let apply = |tx: &rusqlite::Connection| -> Result<Vec<(String, super::Acknowledged)>> {
             tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
+            let acknowledged = match &receipt {
+                Some((sender, r)) => super::receipts::record(tx, &gid, others, sender, r)?,
+                None => Vec::new(),
+            };
             for row in &rows {
                 tx.insert_message(row)?;
             }
@@ -236,13 +255,10 @@ impl Account {
                     tx.put_envelope(&a.envelope.id(), Some(&g.id), a.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
                 }
             }
-            Ok(())
+            Ok(acknowledged)
         };
-        if durable {
-            self.store.write(apply)?
-        } else {
-            self.store.write_relaxed(apply)?
-        };
+        let acknowledged = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
+        self.note_acknowledged(acknowledged);
         let joined_id = joined.as_ref().map(|g| g.id);
         if let Some(g) = joined {
             self.groups.insert(g.id, g);
@@ -363,6 +379,10 @@ impl Account {
         report.unreadable = pending.len();
         report.waiting = self.count_waiting(None)?.saturating_sub(waiting_before);
         report.joined_groups = report.messages.iter().filter(|m| m.kind == "joined").map(|m| m.body.clone()).collect();
+        // The receipts for what came in go out with the next export (or over the network).
+        if let Err(e) = self.flush_receipts() {
+            tracing::debug!(error = %e, "receipts were not sealed");
+        }
         Ok(report)
     }
 

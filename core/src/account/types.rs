@@ -48,6 +48,9 @@ pub struct MessageInfo {
     /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
     pub kind: String,
     pub body: String,
+    /// Our text messages only: `queued`, `sent`, `delivered` or `read` (as far as receipts
+    /// tell; in history pages, not in the events of the moment).
+    pub state: Option<&'static str>,
 }
 
 /// What one received envelope did.

@@ -21,6 +21,8 @@ const MAX_SHARES: usize = MAX_MEMBERS * super::membership::MAX_DEVICES_PER_ACCOU
 const MAX_SEALED_LEN: usize = 256;
 const MAX_WELCOME_OPS: usize = super::membership::MAX_OPS;
 const MAX_OP_LEN: usize = 4096;
+/// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
+pub const MAX_RECEIPT_IDS: usize = 512;
 
 /// A sealed secret addressed to one device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +53,15 @@ pub struct Welcome {
     pub inviter_chain_key: [u8; 32],
 }
 
+/// A member's acknowledgement of messages in the group: which arrived on one of their devices,
+/// and which they read. Sent inside the group's encryption like any message, so a carrier sees
+/// one more small envelope and nothing of what it acknowledges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub delivered: Vec<EnvelopeId>,
+    pub read: Vec<EnvelopeId>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[expect(clippy::large_enum_variant, reason = "short-lived values, one per message; boxing buys nothing")]
 pub enum Content {
@@ -63,6 +74,7 @@ pub enum Content {
     },
     /// An invitation to another group, sent inside a 1:1 conversation.
     Invite(Box<Welcome>),
+    Receipt(Receipt),
 }
 
 /// The signed part of a message.
@@ -132,6 +144,15 @@ impl Inner {
                 }
                 w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key);
             }
+            Content::Receipt(receipt) => {
+                w.u8(5);
+                for ids in [&receipt.delivered, &receipt.read] {
+                    w.count(ids.len());
+                    for id in ids {
+                        w.raw(&id.0);
+                    }
+                }
+            }
         }
         w.into_bytes()
     }
@@ -176,6 +197,15 @@ impl Inner {
                     inviter_chain_key: r.array()?,
                 }))
             }
+            5 => {
+                let mut ids = || -> Result<Vec<EnvelopeId>> {
+                    let n = r.count(MAX_RECEIPT_IDS, 32)?;
+                    (0..n).map(|_| r.array().map(EnvelopeId)).collect()
+                };
+                let delivered = ids()?;
+                let read = ids()?;
+                Content::Receipt(Receipt { delivered, read })
+            }
             _ => {
                 return Err(Error::Malformed { what: "message", why: "unknown content kind" });
             }
@@ -209,6 +239,18 @@ mod tests {
         let inner =
             Inner { lamport: 3, sent_ms: 9, parents: vec![EnvelopeId([1; 32])], content: Content::Text("hi".into()) };
         assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);
+    }
+
+    #[test]
+    fn receipt_round_trip_and_bounds() {
+        let receipt =
+            Receipt { delivered: vec![EnvelopeId([2; 32]), EnvelopeId([3; 32])], read: vec![EnvelopeId([2; 32])] };
+        let inner = Inner { lamport: 4, sent_ms: 10, parents: vec![], content: Content::Receipt(receipt) };
+        assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);
+        // A count beyond the bound is refused before anything is allocated for it.
+        let mut w = Writer::new();
+        w.u64(1).u64(1).u8(0).u8(5).u32((MAX_RECEIPT_IDS + 1) as u32);
+        assert!(matches!(Inner::decode(&w.into_bytes()), Err(Error::TooLong { .. })));
     }
 
     proptest! {

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
-use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Share, Welcome, signature_prefix};
+use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Receipt, Share, Welcome, signature_prefix};
 use super::epoch::{Epoch, period_of};
 use super::membership::{
     Action, MAX_DEVICES_PER_ACCOUNT, MAX_MEMBERS, MAX_OPS, Membership, OpHash, SignedOp, group_id_of,
@@ -111,6 +111,11 @@ pub enum Event {
         id: EnvelopeId,
         from: DeviceCert,
         welcome: Box<Welcome>,
+    },
+    /// A member acknowledged messages: arrived, or read.
+    Receipt {
+        sender: AccountPublic,
+        receipt: Receipt,
     },
     /// A control message with nothing new in it.
     Nothing,
@@ -261,6 +266,13 @@ impl Group {
         matches!(self.kind, GroupKind::Many) && self.membership.members.get(account).is_some_and(|m| m.admin)
     }
 
+    pub fn member_count(&self) -> usize {
+        match &self.kind {
+            GroupKind::Pair { accounts } => accounts.len(),
+            GroupKind::Many => self.membership.members.len(),
+        }
+    }
+
     /// Member accounts with their names from the log (pair groups have none).
     pub fn members(&self) -> Vec<(AccountPublic, super::Member)> {
         match &self.kind {
@@ -403,6 +415,17 @@ impl Group {
             return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
         }
         self.send(me, Content::Text(text.to_owned()), now_ms, entropy)
+    }
+
+    /// Seals a receipt for messages of this group.
+    pub fn send_receipt(
+        &mut self,
+        me: &LocalDevice,
+        receipt: Receipt,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        self.send(me, Content::Receipt(receipt), now_ms, entropy)
     }
 
     /// Seals an invitation (sent inside a 1:1 group).
@@ -837,6 +860,7 @@ impl Group {
                 Event::MembershipChanged { id, op, lamport: inner.lamport, we_were_removed }
             }
             Content::Invite(welcome) => Event::Invited { id, from: sender, welcome },
+            Content::Receipt(receipt) => Event::Receipt { sender: sender.account, receipt },
         };
         Ok(event)
     }
@@ -1052,6 +1076,29 @@ mod tests {
         let forged = Envelope::parse(forged).unwrap();
         assert!(matches!(deliver(&b, &mut gb, &forged), Err(Error::BadSignature { .. })));
         deliver(&b, &mut gb, &share).unwrap();
+    }
+
+    /// A receipt is a group message like a short reply: the same size on the wire, opened only
+    /// with the group's keys, and it names what it acknowledges only inside.
+    #[test]
+    fn a_receipt_looks_like_a_short_reply_and_opens_only_for_members() {
+        let mut rng = SeededEntropy::new(13);
+        let [(a, mut ga), (b, mut gb), (_, _)] = trio(&mut rng);
+        let text = ga.send_text(&a, "ok", NOW, &mut rng).unwrap().pop().unwrap();
+        for s in gb.send_text(&b, "first", NOW, &mut rng).unwrap() {
+            deliver(&a, &mut ga, &s.envelope).unwrap();
+        }
+        let acked = text.envelope.id();
+        // Sealed at the same point in the conversation (the same parents), a receipt for one
+        // message pads to the size of a one-line reply (the smallest bucket holds only replies of
+        // a few words, so a receipt is never the only kind of envelope of its size).
+        let reply = gb.send_text(&b, "thanks, got it: see you at the north gate at nine", NOW, &mut rng);
+        let reply = reply.unwrap().pop().unwrap();
+        let receipt = Receipt { delivered: vec![acked], read: vec![] };
+        let sealed = gb.send_receipt(&b, receipt.clone(), NOW, &mut rng).unwrap().pop().unwrap();
+        assert_eq!(sealed.envelope.as_bytes().len(), reply.envelope.as_bytes().len(), "same size bucket");
+        assert!(!sealed.envelope.as_bytes().windows(32).any(|w| w == acked.0), "the id it acknowledges is sealed");
+        assert_eq!(deliver(&a, &mut ga, &sealed.envelope).unwrap(), Event::Receipt { sender: b.account(), receipt });
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub enum Delivery {
     Queued,
     /// At least one peer (a member, a relay) took it.
     Sent,
+    /// Every other member has it on a device (their receipts say so).
+    Delivered,
+    /// Every other member read it.
+    Read,
     /// No peer took it before its conversation moved on (a new epoch, or its day passed with
     /// nobody online): it will not be delivered; send it again.
     Expired,
@@ -68,6 +72,8 @@ impl Delivery {
         match self {
             Delivery::Queued => "queued",
             Delivery::Sent => "sent",
+            Delivery::Delivered => "delivered",
+            Delivery::Read => "read",
             Delivery::Expired => "expired",
         }
     }
@@ -312,13 +318,29 @@ impl Node {
         self.call(move |a| a.history_before(&conversation, before.as_deref(), limit)).await
     }
 
+    /// Marks a conversation read (telling the others, unless read receipts are off); returns
+    /// how many messages were unread.
+    pub async fn mark_read(&self, conversation: String) -> Result<usize> {
+        self.call_and_push(move |a| a.mark_read(&conversation)).await
+    }
+
+    pub async fn read_receipts(&self) -> Result<bool> {
+        self.call(|a| a.read_receipts()).await
+    }
+
+    pub async fn set_read_receipts(&self, on: bool) -> Result<()> {
+        self.call(move |a| a.set_read_receipts(on)).await
+    }
+
     pub async fn export_bundle(&self) -> Result<Vec<u8>> {
         self.call(|a| a.export_bundle()).await
     }
 
     /// Imports a bundle and tells subscribers what it brought.
     pub async fn import_bundle(&self, bytes: Vec<u8>) -> Result<ImportReport> {
-        let report = self.call_and_push(move |a| a.import_bundle(&bytes)).await?;
+        let (report, acknowledged) =
+            self.call_and_push(move |a| Ok((a.import_bundle(&bytes)?, a.take_acknowledged()))).await?;
+        emit_acknowledged(&self.events, acknowledged);
         for name in &report.new_contacts {
             self.emit(NodeEvent::ContactRequest { name: name.clone() });
         }
@@ -374,6 +396,7 @@ impl Node {
                     });
                     let _ = reply.send(outcome);
                 }
+                emit_acknowledged(&events, account.take_acknowledged());
             });
             if self.jobs.send(job).is_err()
                 && let Ok(mut queue) = self.receives.lock()
@@ -417,6 +440,17 @@ impl Drop for Node {
     }
 }
 
+/// Tells subscribers which of our messages reached everyone, or were read by everyone.
+fn emit_acknowledged(events: &broadcast::Sender<NodeEvent>, acknowledged: Vec<(String, crate::account::Acknowledged)>) {
+    for (id, state) in acknowledged {
+        let state = match state {
+            crate::account::Acknowledged::Delivered => Delivery::Delivered,
+            crate::account::Acknowledged::Read => Delivery::Read,
+        };
+        let _ = events.send(NodeEvent::DeliveryChanged { id, state });
+    }
+}
+
 /// Tells subscribers about messages that became visible (joining a group is its own event).
 fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInfo>, via: &'static str) {
     for m in messages {
@@ -446,6 +480,53 @@ mod tests {
         })
         .await
         .unwrap()
+    }
+
+    /// Alice's message goes from queued to sent to delivered to read as Bob's receipts come
+    /// back; with read receipts off, Bob's reading stays his own.
+    #[tokio::test]
+    async fn receipts_tell_the_sender_delivered_and_read_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = node(dir.path(), "alice", 11).await;
+        let bob = node(dir.path(), "bob", 12).await;
+        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        bob.accept_contact("alice".into()).await.unwrap();
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        let state = |history: Vec<MessageInfo>, id: &str| history.into_iter().find(|m| m.id == id).unwrap().state;
+
+        let hi = alice.send("bob".into(), "hi".into()).await.unwrap();
+        assert_eq!(state(alice.history("bob".into(), 10).await.unwrap(), &hi.id), Some("queued"));
+        let mut events = alice.subscribe();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(state(alice.history("bob".into(), 10).await.unwrap(), &hi.id), Some("delivered"));
+        let delivered = loop {
+            if let NodeEvent::DeliveryChanged { id, state } = events.recv().await.unwrap() {
+                break (id, state);
+            }
+        };
+        assert_eq!(delivered, (hi.id.clone(), Delivery::Delivered));
+
+        // Bob reads: one unread message, and Alice learns it was read.
+        assert_eq!(bob.call(|a| a.unread_count(&a.resolve("alice")?.id)).await.unwrap(), 1);
+        assert_eq!(bob.mark_read("alice".into()).await.unwrap(), 1);
+        assert_eq!(bob.mark_read("alice".into()).await.unwrap(), 0, "nothing left unread");
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(state(alice.history("bob".into(), 10).await.unwrap(), &hi.id), Some("read"));
+        // Receipts are not messages: neither history has more than the one text.
+        assert_eq!(bob.history("alice".into(), 10).await.unwrap().iter().filter(|m| m.kind == "text").count(), 1);
+
+        // With read receipts off, delivery is still acknowledged but reading is not.
+        bob.set_read_receipts(false).await.unwrap();
+        assert!(!bob.read_receipts().await.unwrap());
+        let again = alice.send("bob".into(), "are you there?".into()).await.unwrap();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(bob.mark_read("alice".into()).await.unwrap(), 1);
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(state(alice.history("bob".into(), 10).await.unwrap(), &again.id), Some("delivered"));
+        alice.close().await;
+        bob.close().await;
     }
 
     #[tokio::test]

@@ -402,6 +402,96 @@ pub trait Rows {
         Ok(n as usize)
     }
 
+    /// Records that `member` has (1) or read (2) our message `id` in `group`; true when this
+    /// moved the state on. Ids that are not our messages in that group are ignored, so a member
+    /// cannot make us store anything for ids they invent.
+    fn record_receipt(&self, group: &GroupId, id: &EnvelopeId, member: &[u8; 32], state: u8) -> Result<bool> {
+        let ours: bool = self.conn().query_row(
+            "SELECT count(*) FROM messages WHERE envelope_id = ?1 AND group_id = ?2 AND outgoing = 1 AND kind = 'text'",
+            params![&id.0[..], &group[..]],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !ours {
+            return Ok(false);
+        }
+        let changed = self.conn().execute(
+            "INSERT INTO receipts (envelope_id, member, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (envelope_id, member) DO UPDATE SET state = excluded.state WHERE excluded.state > state",
+            params![&id.0[..], &member[..], state],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// For our messages in `group`: how many members acknowledged each, and how many read it.
+    fn receipt_counts(&self, group: &GroupId) -> Result<std::collections::HashMap<EnvelopeId, (u32, u32)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT r.envelope_id, count(*), sum(r.state >= 2) FROM receipts r
+             JOIN messages m ON m.envelope_id = r.envelope_id
+             WHERE m.group_id = ?1 GROUP BY r.envelope_id",
+        )?;
+        let rows = stmt
+            .query_map([&group[..]], |r| {
+                Ok((EnvelopeId(blob32(r.get(0)?)?), (r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32)))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Which of `ids` are still in the outbox (no peer took them yet).
+    fn queued_among(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashSet<EnvelopeId>> {
+        let mut stmt = self.conn().prepare_cached("SELECT 1 FROM outbox WHERE envelope_id = ?1")?;
+        let mut queued = std::collections::HashSet::new();
+        for id in ids {
+            if stmt.exists([&id.0[..]])? {
+                queued.insert(*id);
+            }
+        }
+        Ok(queued)
+    }
+
+    /// How far we read `group`: its last message we saw, by (Lamport clock, id).
+    fn read_mark(&self, group: &GroupId) -> Result<Option<(u64, EnvelopeId)>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT lamport, envelope_id FROM read_marks WHERE group_id = ?1", [&group[..]], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, EnvelopeId(blob32(r.get(1)?)?)))
+            })
+            .optional()?)
+    }
+
+    fn set_read_mark(&self, group: &GroupId, lamport: u64, id: &EnvelopeId) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO read_marks (group_id, lamport, envelope_id) VALUES (?1, ?2, ?3)",
+            params![&group[..], lamport as i64, &id.0[..]],
+        )?;
+        Ok(())
+    }
+
+    /// Others' text messages in `group` after our read mark, oldest first, at most `limit`.
+    fn unread(&self, group: &GroupId, limit: usize) -> Result<Vec<(u64, EnvelopeId)>> {
+        let (lamport, id) = self.read_mark(group)?.map_or((-1, vec![]), |(l, id)| (l as i64, id.0.to_vec()));
+        let mut stmt = self.conn().prepare(
+            "SELECT lamport, envelope_id FROM messages
+             WHERE group_id = ?1 AND outgoing = 0 AND kind = 'text' AND (lamport, envelope_id) > (?2, ?3)
+             ORDER BY lamport, envelope_id LIMIT ?4",
+        )?;
+        let rows = stmt
+            .query_map(params![&group[..], lamport, id, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, EnvelopeId(blob32(r.get(1)?)?)))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn().query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)", [key, value])?;
+        Ok(())
+    }
+
     /// Our envelopes that no peer has taken yet, oldest first, at most `limit`.
     fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
         let mut stmt = self.conn().prepare(

@@ -96,6 +96,25 @@ const MIGRATIONS: &[&str] = &[
         last_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 5: receipts. What each member acknowledged of our messages (1 delivered, 2 read); how far
+    // we read each conversation; account settings (whether we send read receipts).
+    "
+    CREATE TABLE receipts (
+        envelope_id BLOB NOT NULL,
+        member BLOB NOT NULL,
+        state INTEGER NOT NULL,
+        PRIMARY KEY (envelope_id, member)
+    ) WITHOUT ROWID;
+    CREATE TABLE read_marks (
+        group_id BLOB PRIMARY KEY,
+        lamport INTEGER NOT NULL,
+        envelope_id BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

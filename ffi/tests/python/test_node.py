@@ -78,6 +78,20 @@ async def over_libp2p(root):
     async def reply_arrived():
         return any(m.body == "and back" for m in await alice.history("bob", None, 100))
     await eventually("the reply", reply_arrived)
+
+    # Receipts come back over the network: delivered, then read once bob reads.
+    async def alices(state):
+        mine = [m for m in await alice.history("bob", None, 100) if m.outgoing and m.kind == "text"]
+        return len(mine) == 5 and all(m.state == state for m in mine)
+
+    async def all_delivered():
+        return await alices("delivered")
+    await eventually("delivery receipts", all_delivered)
+    assert await bob.mark_read("alice") == 5
+
+    async def all_read():
+        return await alices("read")
+    await eventually("read receipts", all_read)
     # Paging: two at a time from the end, back to the start, gives the whole history.
     everything = await bob.history("alice", None, 100)
     pages, before = [], None
