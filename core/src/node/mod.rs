@@ -111,8 +111,9 @@ pub struct Node {
 /// Envelopes from transports waiting for the account thread; more are dropped.
 const MAX_QUEUED_RECEIVES: usize = 4096;
 
-/// Events kept for slow subscribers before they start missing some.
-const EVENT_BUFFER: usize = 1024;
+/// Events kept for slow subscribers before they start missing some: a burst of a thousand
+/// messages each way makes about four thousand (received, sent, delivered, read).
+const EVENT_BUFFER: usize = 4096;
 
 impl Node {
     /// Opens the account in `home` with its passphrase (the CLI's way).
