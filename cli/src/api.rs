@@ -52,6 +52,7 @@ pub const METHODS: &[&str] = &[
     "contact.accept",
     "contact.safety_number",
     "contact.verify",
+    "conversations",
     "group.create",
     "group.list",
     "group.invite",
@@ -129,6 +130,28 @@ impl Api {
                 .await
                 .map_err(Into::into)
             }
+            "conversations" => node
+                .call(|a| {
+                    let contacts = a.contacts()?;
+                    a.conversations()?
+                        .into_iter()
+                        .map(|c| {
+                            let contact = contacts.iter().find(|k| k.conversation == c.id);
+                            Ok(json!({
+                                "name": c.name,
+                                "id": hex(&c.id),
+                                "group": c.kind == ConversationKind::Group,
+                                "members": c.members,
+                                "active": c.active,
+                                "unread": a.unread_count(&c.id)?,
+                                "verified": contact.map(|k| k.verified),
+                            }))
+                        })
+                        .collect::<weft_core::Result<Vec<Value>>>()
+                        .map(Value::Array)
+                })
+                .await
+                .map_err(Into::into),
             "group.create" => {
                 let g = node.create_group(string(params, "name")?).await?;
                 Ok(json!({ "name": g.name, "id": hex(&g.id), "members": g.members, "active": g.active }))

@@ -2,6 +2,7 @@
 
 mod api;
 mod backend;
+mod chat;
 mod commands;
 mod control;
 mod home;
@@ -10,7 +11,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Weft: an offline-first, end-to-end encrypted messenger.
 ///
@@ -75,14 +76,24 @@ enum Command {
     Relay(commands::relay::Args),
     /// Simulate the Bluetooth mesh: seeded scenarios, our routing against the baselines
     Sim(commands::sim::Args),
+    /// Chat in a full-screen terminal UI: conversations, history, live messages
+    Chat(commands::chat::ChatArgs),
+    /// Print shell completions, e.g. `weft completions bash > ~/.local/share/bash-completion/completions/weft`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, as `RUST_LOG` asks (e.g. `RUST_LOG=weft_core=debug`); warnings by default.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // (Not in the chat: log lines would be drawn over its screen.)
+    if !matches!(cli.command, Command::Chat(_)) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level(&cli.command)));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    }
     let out = output::Output { json: cli.json };
     let home = home::resolve(cli.home);
     let result = match cli.command {
@@ -102,6 +113,11 @@ fn main() -> ExitCode {
         Command::Status => commands::status::run(&home, &out),
         Command::Relay(args) => commands::relay::run(&home, args, &out),
         Command::Sim(args) => commands::sim::run(args, &out),
+        Command::Chat(args) => commands::chat::run(&home, args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,9 +128,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Services say what they do; one-shot commands speak only of what went wrong.
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Daemon(_) | Command::Relay(_) => "info",
+        _ => "warn",
+    }
+}
+
 fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(remote) = err.downcast_ref::<control::RemoteError>() {
         return remote.exit_code;
     }
     err.downcast_ref::<weft_core::Error>().map_or(1, output::exit_code_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks the whole command tree (unique names, valid defaults) only when asked.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -170,6 +170,9 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     let accepted = call(&mut rpc, "contact.accept", json!({ "name": "carol" }));
     assert_eq!((accepted["contact"]["name"].as_str(), accepted["was_request"].as_bool()), (Some("carol"), Some(true)));
 
+    let conversations = call(&mut rpc, "conversations", json!({}));
+    let carol_chat = conversations.as_array().unwrap().iter().find(|c| c["name"] == "carol").cloned().unwrap();
+    assert_eq!((carol_chat["group"].clone(), carol_chat["verified"].clone()), (json!(false), json!(false)));
     let group = call(&mut rpc, "group.create", json!({ "name": "crew" }));
     assert_eq!((group["name"].as_str(), group["members"].as_u64()), (Some("crew"), Some(1)));
     assert_eq!(call(&mut rpc, "group.list", json!({}))[0]["name"], "crew");

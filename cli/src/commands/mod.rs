@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bundle;
+pub mod chat;
 pub mod contact;
 pub mod demo;
 pub mod group;

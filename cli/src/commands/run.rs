@@ -31,7 +31,7 @@ pub struct Args {
     no_mdns: bool,
     /// Do not use Bluetooth (the mesh that carries messages when there is no network)
     #[arg(long)]
-    no_ble: bool,
+    pub no_ble: bool,
 }
 
 #[derive(Serialize)]
@@ -64,11 +64,8 @@ enum Mode {
     Daemon,
 }
 
-fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
-    if !home_dir.join(weft_core::store::DB_FILE).exists() {
-        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
-    }
-    let passphrase = home::passphrase(false)?;
+/// The network settings `args` ask for.
+pub fn net_config(args: &Args) -> Result<NetConfig> {
     let mut config = NetConfig { mdns: !args.no_mdns, tick: Duration::from_secs(2), ..NetConfig::default() };
     if !args.listen.is_empty() {
         config.listen = parse_addrs(&args.listen)?;
@@ -80,6 +77,15 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
             "the relay address {bad} lacks the relay's /p2p/ID (the relay prints its full addresses on start)"
         );
     }
+    Ok(config)
+}
+
+fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
+    if !home_dir.join(weft_core::store::DB_FILE).exists() {
+        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
+    }
+    let passphrase = home::passphrase(false)?;
+    let config = net_config(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
@@ -130,7 +136,7 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
 
 /// Joins the Bluetooth mesh if this machine has a radio. Without one, says so once and goes on
 /// with libp2p alone.
-async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
+pub async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
     match weft_core::mesh::radio::ble::open().await {
         Ok(radio) => Some(Arc::new(weft_core::mesh::driver::start(
             node.clone(),

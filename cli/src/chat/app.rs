@@ -1,0 +1,209 @@
+//! The chat's state, and what keys and node events do to it. Pure: what needs the node comes
+//! out as a [`Request`] for the caller to carry out.
+
+use std::collections::HashMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::output::Message;
+
+/// A conversation as the `conversations` method lists it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Conversation {
+    pub name: String,
+    pub group: bool,
+    pub members: usize,
+    pub active: bool,
+    pub unread: usize,
+    pub verified: Option<bool>,
+}
+
+/// What the node must do for the chat.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Show this conversation's history (and mark it read).
+    Open(String),
+    Send {
+        conversation: String,
+        text: String,
+    },
+    /// Reload the conversation list.
+    Refresh,
+}
+
+#[derive(Default)]
+pub struct App {
+    pub me: String,
+    pub conversations: Vec<Conversation>,
+    pub selected: usize,
+    /// The open conversation's latest messages, oldest first.
+    pub messages: Vec<Message>,
+    /// How each message that arrived while the chat ran was carried, by id.
+    pub via: HashMap<String, String>,
+    pub input: String,
+    pub peers: usize,
+    /// The last thing worth telling (an error, a contact request).
+    pub notice: String,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn current(&self) -> Option<&Conversation> {
+        self.conversations.get(self.selected)
+    }
+
+    /// Replaces the conversation list, keeping the selection on the same name.
+    pub fn set_conversations(&mut self, conversations: Vec<Conversation>) {
+        let name = self.current().map(|c| c.name.clone());
+        self.conversations = conversations;
+        self.selected = name.and_then(|n| self.conversations.iter().position(|c| c.name == n)).unwrap_or(0);
+    }
+
+    /// Selects a conversation by name; the request to show it, if there is one by that name.
+    pub fn select(&mut self, name: &str) -> Option<Request> {
+        let index = self.conversations.iter().position(|c| c.name == name)?;
+        self.selected = index;
+        Some(Request::Open(name.to_owned()))
+    }
+
+    /// The open conversation's history arrived (and it was marked read).
+    pub fn set_messages(&mut self, conversation: &str, messages: Vec<Message>) {
+        if self.current().is_some_and(|c| c.name == conversation) {
+            self.messages = messages;
+        }
+        if let Some(c) = self.conversations.iter_mut().find(|c| c.name == conversation) {
+            c.unread = 0;
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<Request> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Esc => self.quit = true,
+            KeyCode::Char('c' | 'd') if ctrl => self.quit = true,
+            KeyCode::Up | KeyCode::BackTab => return self.move_selection(-1),
+            KeyCode::Down | KeyCode::Tab => return self.move_selection(1),
+            KeyCode::Enter => {
+                let text = self.input.trim().to_owned();
+                let conversation = self.current()?.name.clone();
+                if text.is_empty() {
+                    return None;
+                }
+                self.input.clear();
+                return Some(Request::Send { conversation, text });
+            }
+            KeyCode::Backspace => {
+                self.input.pop();
+            }
+            KeyCode::Char(c) if !ctrl => self.input.push(c),
+            _ => {}
+        }
+        None
+    }
+
+    fn move_selection(&mut self, by: isize) -> Option<Request> {
+        if self.conversations.is_empty() {
+            return None;
+        }
+        let n = self.conversations.len() as isize;
+        self.selected = (self.selected as isize + by).rem_euclid(n) as usize;
+        self.messages.clear();
+        Some(Request::Open(self.conversations[self.selected].name.clone()))
+    }
+
+    /// A node event, as the daemon sends it (`{"event": ...}`).
+    pub fn on_event(&mut self, event: &Value) -> Option<Request> {
+        match event["event"].as_str()? {
+            "message" => {
+                let message: Message = serde_json::from_value(event["message"].clone()).ok()?;
+                if let Some(via) = event["via"].as_str() {
+                    self.via.insert(message.id.clone(), via.to_owned());
+                }
+                if self.current().is_some_and(|c| c.name == message.conversation) {
+                    // Reloading marks it read too: the others see it was read while in view.
+                    return Some(Request::Open(message.conversation));
+                }
+                match self.conversations.iter_mut().find(|c| c.name == message.conversation) {
+                    Some(c) => c.unread += 1,
+                    None => return Some(Request::Refresh),
+                }
+                None
+            }
+            "delivery" => {
+                let (id, state) = (event["id"].as_str()?, event["state"].as_str()?);
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                    m.state = Some(state.to_owned());
+                }
+                None
+            }
+            "peer_connected" => {
+                self.peers += 1;
+                None
+            }
+            "peer_disconnected" => {
+                self.peers = self.peers.saturating_sub(1);
+                None
+            }
+            "contact_request" => {
+                let name = event["name"].as_str()?;
+                self.notice = format!("contact request from {name}: `weft contact accept {name}`");
+                Some(Request::Refresh)
+            }
+            "contact_answered" | "joined_group" => Some(Request::Refresh),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conversation(name: &str, unread: usize) -> Conversation {
+        Conversation { name: name.into(), group: false, members: 2, active: true, unread, verified: Some(false) }
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn typing_and_enter_send_to_the_open_conversation() {
+        let mut app = App::default();
+        app.set_conversations(vec![conversation("bob", 0), conversation("carol", 2)]);
+        for c in "hi bob".chars() {
+            assert_eq!(app.on_key(key(KeyCode::Char(c))), None);
+        }
+        app.on_key(key(KeyCode::Backspace));
+        assert_eq!(app.input, "hi bo");
+        let sent = app.on_key(key(KeyCode::Enter));
+        assert_eq!(sent, Some(Request::Send { conversation: "bob".into(), text: "hi bo".into() }));
+        assert!(app.input.is_empty());
+        assert_eq!(app.on_key(key(KeyCode::Enter)), None, "nothing to send");
+        assert_eq!(app.on_key(key(KeyCode::Down)), Some(Request::Open("carol".into())));
+        assert_eq!(app.on_key(key(KeyCode::Down)), Some(Request::Open("bob".into())), "wraps around");
+        app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn events_count_unread_elsewhere_and_reload_the_open_conversation() {
+        let mut app = App::default();
+        app.set_conversations(vec![conversation("bob", 0), conversation("carol", 0)]);
+        let message = |conversation: &str| {
+            json!({ "event": "message", "via": "mesh", "message": {
+                "id": format!("id-{conversation}"), "lamport": 1, "conversation": conversation, "sender": conversation,
+                "outgoing": false, "sent_ms": 0, "kind": "text", "body": "hello" } })
+        };
+        assert_eq!(app.on_event(&message("carol")), None);
+        assert_eq!(app.conversations[1].unread, 1);
+        assert_eq!(app.on_event(&message("bob")), Some(Request::Open("bob".into())));
+        assert_eq!(app.via["id-bob"], "mesh");
+        assert_eq!(app.on_event(&message("dave")), Some(Request::Refresh), "a conversation we did not list");
+        app.on_event(&json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" }));
+        assert_eq!(app.peers, 1);
+    }
+}

@@ -1,0 +1,189 @@
+//! `weft chat`: the terminal chat, connected to a node. With a daemon (or `weft run`) on the home
+//! it is a client of that node's socket; with none, it runs the node itself — network included,
+//! and the socket served, so other `weft` commands still work while it is open.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use serde_json::{Value, json};
+use weft_core::net::Keypair;
+use weft_core::node::Node;
+
+use crate::api::Api;
+use crate::chat::app::{App, Conversation, Request};
+use crate::chat::view;
+use crate::output::Message;
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// The conversation to open first [default: the first one]
+    conversation: Option<String>,
+    #[command(flatten)]
+    net: super::run::Args,
+}
+
+/// Where the chat's node is.
+enum Session {
+    /// A daemon on the home: calls go to its socket.
+    Daemon { home: PathBuf },
+    /// This process runs the node (and serves its socket).
+    Local { runtime: tokio::runtime::Runtime, api: Arc<Api>, control: tokio::task::JoinHandle<()> },
+}
+
+impl Session {
+    fn call(&self, method: &str, params: Value) -> Result<Value> {
+        match self {
+            Session::Daemon { home } => crate::control::call(home, method, params)?
+                .ok_or_else(|| anyhow::anyhow!("the daemon on this home stopped")),
+            Session::Local { runtime, api, .. } => {
+                runtime.block_on(api.call(method, &params)).map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        }
+    }
+}
+
+pub fn run(home_dir: &Path, args: ChatArgs) -> Result<()> {
+    let (events_in, events) = mpsc::channel::<Value>();
+    let session = connect(home_dir, &args, events_in)?;
+    let me = session.call("identity", json!({}))?["name"].as_str().unwrap_or("me").to_owned();
+    let mut app = App { me, ..App::default() };
+    perform(&session, &mut app, Request::Refresh);
+    let first = args.conversation.clone().or_else(|| app.current().map(|c| c.name.clone()));
+    if let Some(request) = first.and_then(|name| app.select(&name)) {
+        perform(&session, &mut app, request);
+    }
+
+    let mut terminal = ratatui::init();
+    let result = (|| -> Result<()> {
+        while !app.quit {
+            terminal.draw(|frame| view::render(&app, frame))?;
+            while let Ok(event) = events.try_recv() {
+                if let Some(request) = app.on_event(&event) {
+                    perform(&session, &mut app, request);
+                }
+            }
+            if event::poll(Duration::from_millis(100))?
+                && let TermEvent::Key(key) = event::read()?
+                && key.kind == KeyEventKind::Press
+                && let Some(request) = app.on_key(key)
+            {
+                perform(&session, &mut app, request);
+            }
+        }
+        Ok(())
+    })();
+    ratatui::restore();
+    if let Session::Local { runtime, api, control } = session {
+        control.abort();
+        let _ = std::fs::remove_file(crate::control::socket_path(home_dir));
+        if let Some(net) = &api.net {
+            net.stop();
+        }
+        drop(api);
+        runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+    result
+}
+
+/// Carries out what the chat asked for; a failure is shown, not fatal.
+fn perform(session: &Session, app: &mut App, request: Request) {
+    let outcome = (|| -> Result<()> {
+        match request {
+            Request::Refresh => {
+                let list: Vec<Conversation> = crate::output::parse(&session.call("conversations", json!({}))?)?;
+                app.set_conversations(list);
+            }
+            Request::Open(name) => {
+                let page = session.call("log", json!({ "conversation": name, "limit": 200 }))?;
+                let messages: Vec<Message> = crate::output::parse(&page)?;
+                session.call("read", json!({ "conversation": name }))?;
+                app.set_messages(&name, messages);
+            }
+            Request::Send { conversation, text } => {
+                session.call("send", json!({ "conversation": conversation, "text": text }))?;
+                let page = session.call("log", json!({ "conversation": conversation, "limit": 200 }))?;
+                app.set_messages(&conversation, crate::output::parse(&page)?);
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        app.notice = e.to_string();
+    }
+}
+
+/// Attaches to the daemon on the home, or starts the node here; node events go to `events`.
+fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Result<Session> {
+    if let Some(stream) = subscribe_to_daemon(home_dir)? {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
+                if message["method"] == "event" && events.send(message["params"].clone()).is_err() {
+                    return;
+                }
+            }
+        });
+        return Ok(Session::Daemon { home: home_dir.to_path_buf() });
+    }
+    if !home_dir.join(weft_core::store::DB_FILE).exists() {
+        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
+    }
+    let passphrase = crate::home::passphrase(false)?;
+    let config = super::run::net_config(&args.net)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (api, control) = runtime.block_on(async {
+        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
+        let mut node_events = node.subscribe();
+        tokio::spawn(async move {
+            while let Ok(event) = node_events.recv().await {
+                let json = serde_json::to_value(crate::output::Event::from(event)).expect("plain data");
+                if events.send(json).is_err() {
+                    return;
+                }
+            }
+        });
+        let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
+        let mesh = if args.net.no_ble { None } else { super::run::start_ble(&node).await };
+        let api = Arc::new(Api { node, net: Some(net), mesh });
+        let control = serve_control(home_dir, api.clone()).await?;
+        anyhow::Ok((api, control))
+    })?;
+    Ok(Session::Local { runtime, api, control })
+}
+
+#[cfg(unix)]
+async fn serve_control(home: &Path, api: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
+    crate::control::serve(home, api).await
+}
+
+#[cfg(not(unix))]
+async fn serve_control(_: &Path, _: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
+    Ok(tokio::spawn(async {}))
+}
+
+/// A connection to the daemon's socket that has subscribed to events, if a daemon runs.
+#[cfg(unix)]
+fn subscribe_to_daemon(home: &Path) -> Result<Option<std::os::unix::net::UnixStream>> {
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)) else {
+        return Ok(None);
+    };
+    writeln!(stream, "{}", json!({ "jsonrpc": "2.0", "id": 1, "method": "subscribe" }))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    let answer: Value = serde_json::from_str(&answer).context("the daemon answered with something not JSON")?;
+    if answer["result"]["subscribed"] != json!(true) {
+        anyhow::bail!("the daemon refused the subscription: {answer}");
+    }
+    Ok(Some(stream))
+}
+
+#[cfg(not(unix))]
+fn subscribe_to_daemon(_: &Path) -> Result<Option<std::fs::File>> {
+    Ok(None)
+}

@@ -1,0 +1,155 @@
+//! `weft chat` end to end in a real terminal (tmux): it draws, sends what is typed, shows a
+//! message arriving live with its transport and our message's receipt, lets other commands
+//! work while it runs, survives a resize, and quits cleanly.
+//!
+//! It needs tmux, which a fresh machine with only Rust and Python may lack, so it is ignored by
+//! the plain `cargo test`; `.ci/run` installs tmux and runs it with `--ignored`.
+#![cfg(unix)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weft_tests::{Home, weft_binary};
+
+/// A private tmux server, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        let found = Command::new("tmux").arg("-V").output();
+        assert!(found.is_ok_and(|o| o.status.success()), "this test needs tmux (Debian: apt-get install tmux)");
+        Tmux { socket: format!("weft-test-{}", std::process::id()) }
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("running tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "chat"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `needle`; returns the screen.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the chat never showed {needle:?}; it shows:\n{screen}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "chat"];
+        args.extend_from_slice(keys);
+        assert!(self.tmux(&args).status.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+#[ignore = "needs tmux: .ci/run installs it and runs this with --ignored"]
+fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
+    let tmux = Tmux::new();
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
+    alice.ok(&["init", "--name", "alice"]);
+    bob.ok(&["init", "--name", "bob"]);
+    // Contacts by bundle, so the chat starts with a conversation.
+    alice.ok(&["contact", "add", bob.ok(&["id", "--link"]).trim()]);
+    let bundle = root.path().join("bundle");
+    let bundle = bundle.to_str().unwrap();
+    alice.ok(&["export", "--out", bundle]);
+    bob.ok(&["import", bundle]);
+    bob.ok(&["contact", "accept", "alice"]);
+    bob.ok(&["export", "--out", bundle]);
+    alice.ok(&["import", bundle]);
+
+    let port = free_port();
+    let bob_addr = format!("/ip4/127.0.0.1/tcp/{port}");
+    let _bob_daemon = Daemon(
+        Command::new(weft_binary())
+            .arg("--home")
+            .arg(&bob.dir)
+            .args(["daemon", "--no-mdns", "--no-ble", "--listen", &bob_addr])
+            .env("WEFT_PASSPHRASE", &bob.passphrase)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bob.dir.join("weft.sock").exists() {
+        assert!(Instant::now() < deadline, "bob's daemon did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let chat = format!(
+        "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns --no-ble --listen /ip4/127.0.0.1/tcp/0 --bootstrap {bob_addr}",
+        alice.passphrase,
+        weft_binary().display(),
+        alice.dir.display()
+    );
+    assert!(tmux.tmux(&["new-session", "-d", "-s", "chat", "-x", "110", "-y", "24", &chat]).status.success());
+    let screen = tmux.wait_for("@bob");
+    assert!(screen.contains("not verified"), "the contact's verification shows:\n{screen}");
+
+    tmux.keys(&["hello from the chat", "Enter"]);
+    tmux.wait_for("alice: hello from the chat");
+    // Bob's daemon acknowledges it; the receipt comes back while the chat runs.
+    tmux.wait_for("hello from the chat  [delivered]");
+
+    // A message from bob appears live, with the transport that carried it.
+    bob.ok(&["send", "alice", "hi alice"]);
+    let screen = tmux.wait_for("bob: hi alice");
+    assert!(screen.contains("(via libp2p)"), "{screen}");
+
+    // Other commands work while the chat holds the home (through its socket).
+    let log = alice.ok(&["log", "bob"]);
+    assert!(log.contains("alice: hello from the chat") && log.contains("bob: hi alice"), "{log}");
+    // Alice had the conversation open, so bob learns it was read.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bob.ok(&["log", "alice"]).contains("hi alice  [read]") {
+        assert!(Instant::now() < deadline, "bob never saw his message read:\n{}", bob.ok(&["log", "alice"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A smaller window redraws with the newest message still in view.
+    assert!(tmux.tmux(&["resize-window", "-t", "chat", "-x", "70", "-y", "12"]).status.success());
+    tmux.wait_for("> ");
+    tmux.wait_for("bob: hi alice");
+
+    // Esc quits, the terminal is given back and the home is released.
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux.tmux(&["has-session", "-t", "chat"]).status.success() {
+        assert!(Instant::now() < deadline, "the chat did not quit:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!alice.dir.join("weft.sock").exists(), "the chat removed its socket");
+    let status = alice.ok(&["--json", "status"]);
+    assert!(status.contains("\"running\": false"), "{status}");
+}
