@@ -164,14 +164,18 @@ suspend fun overLibp2p(root: String) {
     again.shutdown()
 }
 
+/** Contacts by bundle, carried by hand: no network at all. */
+suspend fun contactsByBundle(first: WeftNode, firstName: String, second: WeftNode) {
+    first.addContact(second.link(), null)
+    second.importBundle(first.exportBundle())
+    second.acceptContact(firstName)
+    first.importBundle(second.exportBundle())
+}
+
 suspend fun overTheMesh(root: String) {
     val carol = openNode("$root/carol", key(3), "carol")
     val dave = openNode("$root/dave", key(4), "dave")
-    // Contacts by bundle, carried by hand: no network at all.
-    carol.addContact(dave.link(), null)
-    dave.importBundle(carol.exportBundle())
-    dave.acceptContact("carol")
-    carol.importBundle(dave.exportBundle())
+    contactsByBundle(carol, "carol", dave)
 
     val daveEvents = Recorder()
     val subscription = dave.subscribe(daveEvents)
@@ -212,10 +216,7 @@ suspend fun overLinkTables(root: String) {
 
     val grace = openNode("$root/grace", key(7), "grace")
     val heidi = openNode("$root/heidi", key(8), "heidi")
-    grace.addContact(heidi.link(), null)
-    heidi.importBundle(grace.exportBundle())
-    heidi.acceptContact("grace")
-    grace.importBundle(heidi.exportBundle())
+    contactsByBundle(grace, "grace", heidi)
     val heidiEvents = Recorder()
     val subscription = heidi.subscribe(heidiEvents)
     val graceRadio = GattLikeRadio()

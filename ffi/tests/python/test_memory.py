@@ -13,6 +13,7 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
+from pair import contacts_on_loopback  # noqa: E402
 
 CALLS = 10_000
 CALLBACKS = 1_000
@@ -71,16 +72,7 @@ async def main():
         bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
         counter = Counter()
         subscription = bob.subscribe(counter)
-        loopback = weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[], relays=[], mdns=False)
-        addrs = await alice.start_network(loopback)
-        await bob.start_network(weft_ffi.NetworkConfig(
-            listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[addrs[0]], relays=[], mdns=False))
-        await alice.add_contact(await bob.link(), None)
-        for _ in range(600):
-            if any(c.name == "alice" for c in await bob.contacts()):
-                break
-            await asyncio.sleep(0.1)
-        await bob.accept_contact("alice")
+        await contacts_on_loopback(alice, bob)
 
         # Warm-up: a tenth of the calls, and a full round of messages (storing messages and
         # their receipts fills SQLite's page caches, which would otherwise count as growth).

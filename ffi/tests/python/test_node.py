@@ -9,6 +9,7 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
+from pair import contacts_on_loopback  # noqa: E402
 
 
 class Recorder(weft_ffi.EventListener):
@@ -54,17 +55,7 @@ async def over_libp2p(root):
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
     bob_events = Recorder()
     subscription = bob.subscribe(bob_events)
-    loopback = weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[], relays=[], mdns=False)
-    alice_addrs = await alice.start_network(loopback)
-    await bob.start_network(weft_ffi.NetworkConfig(
-        listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[alice_addrs[0]], relays=[], mdns=False))
-
-    await alice.add_contact(await bob.link(), None)
-
-    async def bob_was_asked():
-        return any(c.name == "alice" for c in await bob.contacts())
-    await eventually("bob to get alice's request", bob_was_asked)
-    await bob.accept_contact("alice")
+    await contacts_on_loopback(alice, bob)
 
     for i in range(5):
         await alice.send("bob", f"hello {i}")

@@ -1,0 +1,25 @@
+"""What the binding scripts share: two nodes that become contacts over libp2p on loopback.
+(Imported after the script has put the generated bindings on sys.path.)"""
+import asyncio
+
+import weft_ffi
+
+
+def loopback(bootstrap=()):
+    return weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=list(bootstrap), relays=[], mdns=False)
+
+
+async def contacts_on_loopback(first, second, seconds=60):
+    """Both nodes on loopback (the second dials the first); the first adds the second, who
+    accepts once the request crossed the network."""
+    addrs = await first.start_network(loopback())
+    await second.start_network(loopback(addrs[:1]))
+    first_name = (await first.identity()).name
+    await first.add_contact(await second.link(), None)
+    for _ in range(seconds * 10):
+        if any(c.name == first_name for c in await second.contacts()):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the request from {first_name} never arrived")
+    await second.accept_contact(first_name)
