@@ -12,10 +12,24 @@ use weft_core::node::Node;
 use crate::api::{Api, ApiError};
 use crate::home;
 
+/// Who answered a call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The node running on this home (the daemon, `weft run` or `weft chat`).
+    ByRunningNode,
+    /// This process, on the home it opened.
+    Here,
+}
+
 /// Calls `method` with `params` on this home.
 pub fn call(home_dir: &Path, method: &str, params: Value) -> Result<Value> {
+    Ok(call_reporting(home_dir, method, params)?.0)
+}
+
+/// Calls `method`, and says who answered.
+pub fn call_reporting(home_dir: &Path, method: &str, params: Value) -> Result<(Value, Answered)> {
     if let Some(result) = crate::control::call(home_dir, method, params.clone())? {
-        return Ok(result);
+        return Ok((result, Answered::ByRunningNode));
     }
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
         return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
@@ -31,9 +45,10 @@ pub fn call(home_dir: &Path, method: &str, params: Value) -> Result<Value> {
         if let Ok(node) = Arc::try_unwrap(api.node) {
             node.close().await;
         }
-        result.map_err(|e| match e {
+        let result = result.map_err(|e| match e {
             ApiError::Weft(e) => anyhow::Error::from(e),
             other => anyhow::Error::msg(other.to_string()),
-        })
+        })?;
+        Ok((result, Answered::Here))
     })
 }

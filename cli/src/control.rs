@@ -52,12 +52,17 @@ pub fn call(home: &Path, method: &str, params: Value) -> Result<Option<Value>> {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     let Ok(mut stream) = UnixStream::connect(socket_path(home)) else { return Ok(None) };
-    // A node that accepts but never answers must not hang the command.
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).context("setting a timeout")?;
+    // A node that accepts but never answers must not hang the command; reading or writing a
+    // bundle takes as long as the bundle is large.
+    let timeout = (!matches!(method, "import" | "export")).then_some(std::time::Duration::from_secs(60));
+    stream.set_read_timeout(timeout).context("setting a timeout")?;
     let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     writeln!(stream, "{request}").context("writing to the running node")?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).context("reading the running node's answer")?;
+    if line.is_empty() {
+        anyhow::bail!("the running node stopped before it answered; run the command again");
+    }
     let response: Value = serde_json::from_str(&line).context("the running node answered with something not JSON")?;
     if let Some(err) = response.get("error") {
         let message = err["message"].as_str().unwrap_or("unknown error").to_string();
@@ -131,13 +136,21 @@ async fn connection(stream: tokio::net::UnixStream, api: std::sync::Arc<crate::a
                 continue;
             }
         };
-        let response = match request.method.as_str() {
-            "subscribe" => {
-                if events.is_none() {
-                    events = Some(tokio::spawn(forward_events(api.node.subscribe(), out.clone())));
-                }
-                Ok(json!({ "subscribed": true }))
+        if request.method == "subscribe" {
+            // The answer goes out before the first event, so a client reads it first. (The
+            // node's stream is taken before answering: nothing that happens after is missed.)
+            let stream = api.node.subscribe();
+            if let Some(id) = request.id.clone()
+                && out.send(json!({ "jsonrpc": "2.0", "id": id, "result": { "subscribed": true } })).await.is_err()
+            {
+                break;
             }
+            if events.is_none() {
+                events = Some(tokio::spawn(forward_events(stream, out.clone())));
+            }
+            continue;
+        }
+        let response = match request.method.as_str() {
             "unsubscribe" => {
                 if let Some(task) = events.take() {
                     task.abort();

@@ -66,10 +66,6 @@ impl Drop for Daemon {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 #[ignore = "needs tmux: .ci/run installs it and runs this with --ignored"]
 fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
@@ -88,13 +84,11 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     bob.ok(&["export", "--out", bundle]);
     alice.ok(&["import", bundle]);
 
-    let port = free_port();
-    let bob_addr = format!("/ip4/127.0.0.1/tcp/{port}");
     let _bob_daemon = Daemon(
         Command::new(weft_binary())
             .arg("--home")
             .arg(&bob.dir)
-            .args(["daemon", "--no-mdns", "--no-ble", "--listen", &bob_addr])
+            .args(["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .env("WEFT_PASSPHRASE", &bob.passphrase)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -106,6 +100,16 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
         assert!(Instant::now() < deadline, "bob's daemon did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Where bob's daemon listens, as it reports it (no port picked in advance and raced for).
+    let status: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "status"])).unwrap();
+    let bob_addr = status["listening"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .unwrap_or_else(|| panic!("bob's daemon listens on no loopback TCP address: {status}"))
+        .to_owned();
 
     let chat = format!(
         "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns --no-ble --listen /ip4/127.0.0.1/tcp/0 --bootstrap {bob_addr}",

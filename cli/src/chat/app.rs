@@ -133,11 +133,15 @@ impl App {
             }
             "delivery" => {
                 let (id, state) = (event["id"].as_str()?, event["state"].as_str()?);
-                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id) {
+                // States only move on: a late "sent" never hides "delivered".
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id)
+                    && rank(Some(state)) > rank(m.state.as_deref())
+                {
                     m.state = Some(state.to_owned());
                 }
                 None
             }
+            "lagged" => Some(Request::Refresh),
             "peer_connected" => {
                 self.peers += 1;
                 None
@@ -154,6 +158,18 @@ impl App {
             "contact_answered" | "joined_group" => Some(Request::Refresh),
             _ => None,
         }
+    }
+}
+
+/// How far a message got, for comparing states.
+fn rank(state: Option<&str>) -> u8 {
+    match state {
+        Some("expired") => 1,
+        Some("queued") => 2,
+        Some("sent") => 3,
+        Some("delivered") => 4,
+        Some("read") => 5,
+        _ => 0,
     }
 }
 
@@ -205,5 +221,13 @@ mod tests {
         assert_eq!(app.on_event(&message("dave")), Some(Request::Refresh), "a conversation we did not list");
         app.on_event(&json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" }));
         assert_eq!(app.peers, 1);
+        app.messages = vec![
+            serde_json::from_value(json!({ "id": "m", "lamport": 1, "conversation": "bob",
+            "sender": "me", "outgoing": true, "sent_ms": 0, "kind": "text", "body": "x", "state": "queued" }))
+            .unwrap(),
+        ];
+        app.on_event(&json!({ "event": "delivery", "id": "m", "state": "delivered" }));
+        app.on_event(&json!({ "event": "delivery", "id": "m", "state": "sent" }));
+        assert_eq!(app.messages[0].state.as_deref(), Some("delivered"), "a state never goes back");
     }
 }

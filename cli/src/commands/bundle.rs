@@ -32,9 +32,13 @@ struct Imported {
     rejected: usize,
 }
 
-/// The path as the daemon must see it: absolute, since its working directory is not ours.
-fn absolute(path: &Path) -> Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+/// The path as the daemon must see it: absolute (its working directory is not ours), and as
+/// text, which JSON needs.
+fn absolute(path: &Path) -> Result<String> {
+    let path: PathBuf = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8; use another file name", path.display()))
 }
 
 pub fn export(home_dir: &Path, args: ExportArgs, out: &Output) -> Result<()> {

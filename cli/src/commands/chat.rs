@@ -119,9 +119,9 @@ fn perform(session: &Session, app: &mut App, request: Request) {
 
 /// Attaches to the daemon on the home, or starts the node here; node events go to `events`.
 fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Result<Session> {
-    if let Some(stream) = subscribe_to_daemon(home_dir)? {
+    if let Some(reader) = subscribe_to_daemon(home_dir)? {
         std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            for line in reader.lines().map_while(Result::ok) {
                 let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
                 if message["method"] == "event" && events.send(message["params"].clone()).is_err() {
                     return;
@@ -140,8 +140,14 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let mut node_events = node.subscribe();
         tokio::spawn(async move {
-            while let Ok(event) = node_events.recv().await {
-                let json = serde_json::to_value(crate::output::Event::from(event)).expect("plain data");
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let json = match node_events.recv().await {
+                    Ok(event) => serde_json::to_value(crate::output::Event::from(event)).expect("plain data"),
+                    // Missed some in a burst: the chat reloads what it shows.
+                    Err(RecvError::Lagged(missed)) => json!({ "event": "lagged", "missed": missed }),
+                    Err(RecvError::Closed) => return,
+                };
                 if events.send(json).is_err() {
                     return;
                 }
@@ -166,24 +172,28 @@ async fn serve_control(_: &Path, _: Arc<Api>) -> Result<tokio::task::JoinHandle<
     Ok(tokio::spawn(async {}))
 }
 
-/// A connection to the daemon's socket that has subscribed to events, if a daemon runs.
+/// A connection to the daemon's socket that has subscribed to events, if a daemon runs; its
+/// reader is handed on whole, so nothing it buffered is lost.
 #[cfg(unix)]
-fn subscribe_to_daemon(home: &Path) -> Result<Option<std::os::unix::net::UnixStream>> {
+fn subscribe_to_daemon(home: &Path) -> Result<Option<BufReader<std::os::unix::net::UnixStream>>> {
     let Ok(mut stream) = std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)) else {
         return Ok(None);
     };
     writeln!(stream, "{}", json!({ "jsonrpc": "2.0", "id": 1, "method": "subscribe" }))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    // A node that accepts but never answers must not hang the chat at start.
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream);
     let mut answer = String::new();
     reader.read_line(&mut answer)?;
+    reader.get_ref().set_read_timeout(None)?;
     let answer: Value = serde_json::from_str(&answer).context("the daemon answered with something not JSON")?;
     if answer["result"]["subscribed"] != json!(true) {
         anyhow::bail!("the daemon refused the subscription: {answer}");
     }
-    Ok(Some(stream))
+    Ok(Some(reader))
 }
 
 #[cfg(not(unix))]
-fn subscribe_to_daemon(_: &Path) -> Result<Option<std::fs::File>> {
+fn subscribe_to_daemon(_: &Path) -> Result<Option<BufReader<std::fs::File>>> {
     Ok(None)
 }

@@ -28,8 +28,9 @@ pub struct LogArgs {
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
-    let daemon = crate::control::socket_path(home_dir).exists();
-    let result = backend::call(home_dir, "send", json!({ "conversation": args.conversation, "text": args.text }))?;
+    let params = json!({ "conversation": args.conversation, "text": args.text });
+    let (result, answered) = backend::call_reporting(home_dir, "send", params)?;
+    let daemon = answered == backend::Answered::ByRunningNode;
     let m: Message = parse(&result)?;
     out.print(&result, || {
         if daemon {

@@ -107,6 +107,12 @@ impl Account {
         Ok(sent)
     }
 
+    /// Drops what was waiting to be acknowledged or announced: the batch it came from was not
+    /// stored.
+    pub(super) fn forget_pending_receipts(&mut self) {
+        self.receipts = Pending::default();
+    }
+
     /// Our messages whose state moved on since the last call.
     pub fn take_acknowledged(&mut self) -> Vec<(String, Acknowledged)> {
         std::mem::take(&mut self.receipts.acknowledged)
@@ -117,7 +123,7 @@ impl Account {
     /// many messages were unread.
     pub fn mark_read(&mut self, conversation: &str) -> Result<usize> {
         let c = self.resolve(conversation)?;
-        let unread = self.store.read().unread(&c.id, usize::MAX >> 1)?;
+        let unread = self.store.read().unread(&c.id, &self.account_public(), usize::MAX >> 1)?;
         let Some(&(lamport, last)) = unread.last() else { return Ok(0) };
         self.store.write(|tx| tx.set_read_mark(&c.id, lamport, &last))?;
         if self.read_receipts()? {
@@ -130,7 +136,7 @@ impl Account {
 
     /// Others' text messages in a conversation after its read mark.
     pub fn unread_count(&self, group: &GroupId) -> Result<usize> {
-        Ok(self.store.read().unread(group, 10_000)?.len())
+        Ok(self.store.read().unread(group, &self.account_public(), 10_000)?.len())
     }
 
     /// Whether we tell others when we read their messages (on unless turned off).
@@ -147,6 +153,9 @@ impl Account {
     fn send_receipt(&mut self, group: &GroupId, receipt: Receipt) -> Result<bool> {
         let now = self.now();
         let me = self.account_public();
+        if !self.may_acknowledge(group)? {
+            return Ok(false);
+        }
         let Some(mut g) = self.groups.remove(group) else { return Ok(false) };
         if !g.is_member(&me) || g.member_count() < 2 {
             self.groups.insert(*group, g);
@@ -166,6 +175,23 @@ impl Account {
         });
         self.settle([g], written)?;
         Ok(true)
+    }
+
+    /// A receipt is sent only where we chose to talk: not in the 1:1 conversation of someone
+    /// whose request we have not accepted (sending there would hand them our chain and tell
+    /// them we are online before we said yes).
+    fn may_acknowledge(&self, group: &GroupId) -> Result<bool> {
+        let Some(g) = self.groups.get(group) else { return Ok(false) };
+        if g.kind == crate::group::GroupKind::Many {
+            return Ok(true);
+        }
+        let me = self.account_public();
+        let Some((other, _)) = g.members().into_iter().find(|(a, _)| *a != me) else { return Ok(false) };
+        Ok(self
+            .store
+            .read()
+            .contact_by_account(&other)?
+            .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming))
     }
 
     /// The state of our text messages among `rows`: `queued` (no peer took it), `sent`,

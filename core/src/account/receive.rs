@@ -67,6 +67,8 @@ impl Account {
                 results
             }
             other => {
+                // Nothing of the batch is stored: nothing of it may be acknowledged either.
+                self.forget_pending_receipts();
                 let why = other.err().map_or_else(|| "a commit inside the batch failed".to_owned(), |e| e.to_string());
                 let _ = self.settle([], Err::<(), _>(Error::NotStored(why.clone())));
                 results.iter().map(|_| Err(Error::NotStored(why.clone()))).collect()
@@ -78,6 +80,7 @@ impl Account {
     /// an open batch is rolled back and the groups are reloaded.
     pub fn recover_after_panic(&mut self) {
         self.store.abort_batch();
+        self.forget_pending_receipts();
         let _ = self.settle([], Err::<(), _>(Error::Internal("recovering from a panic")));
     }
 
@@ -171,10 +174,12 @@ impl Account {
         let mut announce = None;
         let mut held_invite = None;
         let mut receipt = None;
+        // Acknowledged only once it is stored (see below).
+        let mut acknowledge = None;
         match event {
             Event::Message { id, sender, lamport, sent_ms, text } => {
                 if sender != self.account_public() {
-                    self.acknowledge_later(gid, id);
+                    acknowledge = Some(id);
                 }
                 rows.push(MessageRow {
                     id,
@@ -259,6 +264,9 @@ impl Account {
         };
         let acknowledged = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
         self.note_acknowledged(acknowledged);
+        if let Some(id) = acknowledge {
+            self.acknowledge_later(gid, id);
+        }
         let joined_id = joined.as_ref().map(|g| g.id);
         if let Some(g) = joined {
             self.groups.insert(g.id, g);

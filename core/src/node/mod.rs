@@ -530,6 +530,24 @@ mod tests {
         bob.close().await;
     }
 
+    /// A stranger's message is not acknowledged until we accept them: a receipt would hand them
+    /// our chain and tell them we are here.
+    #[tokio::test]
+    async fn no_receipt_goes_to_someone_we_did_not_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let carol = node(dir.path(), "carol", 13).await;
+        let dave = node(dir.path(), "dave", 14).await;
+        carol.add_contact(dave.link().await.unwrap(), None).await.unwrap();
+        carol.send("dave".into(), "remember me?".into()).await.unwrap();
+        dave.import_bundle(carol.export_bundle().await.unwrap()).await.unwrap();
+        assert_eq!(dave.history("carol".into(), 10).await.unwrap().len(), 1, "the message is stored");
+        assert_eq!(dave.call(|a| a.outbox_len()).await.unwrap(), 0, "and nothing goes back");
+        assert_eq!(dave.mark_read("carol".into()).await.unwrap(), 1);
+        assert_eq!(dave.call(|a| a.outbox_len()).await.unwrap(), 0, "not even a read receipt");
+        carol.close().await;
+        dave.close().await;
+    }
+
     #[tokio::test]
     async fn two_nodes_chat_by_bundle_and_emit_events() {
         let dir = tempfile::tempdir().unwrap();

@@ -419,6 +419,9 @@ pub trait Rows {
              ON CONFLICT (envelope_id, member) DO UPDATE SET state = excluded.state WHERE excluded.state > state",
             params![&id.0[..], &member[..], state],
         )?;
+        // A member has it, so a peer took it: it leaves the outbox, and no later "sent" or
+        // "expired" can follow "delivered".
+        self.outbox_remove(id)?;
         Ok(changed > 0)
     }
 
@@ -467,16 +470,18 @@ pub trait Rows {
         Ok(())
     }
 
-    /// Others' text messages in `group` after our read mark, oldest first, at most `limit`.
-    fn unread(&self, group: &GroupId, limit: usize) -> Result<Vec<(u64, EnvelopeId)>> {
+    /// Others' text messages in `group` after our read mark, oldest first, at most `limit`
+    /// (`me`: ours from another of our devices are not unread).
+    fn unread(&self, group: &GroupId, me: &[u8; 32], limit: usize) -> Result<Vec<(u64, EnvelopeId)>> {
         let (lamport, id) = self.read_mark(group)?.map_or((-1, vec![]), |(l, id)| (l as i64, id.0.to_vec()));
         let mut stmt = self.conn().prepare(
             "SELECT lamport, envelope_id FROM messages
              WHERE group_id = ?1 AND outgoing = 0 AND kind = 'text' AND (lamport, envelope_id) > (?2, ?3)
+               AND sender != ?5
              ORDER BY lamport, envelope_id LIMIT ?4",
         )?;
         let rows = stmt
-            .query_map(params![&group[..], lamport, id, limit as i64], |r| {
+            .query_map(params![&group[..], lamport, id, limit as i64, &me[..]], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, EnvelopeId(blob32(r.get(1)?)?)))
             })?
             .collect::<rusqlite::Result<_>>()?;
