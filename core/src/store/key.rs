@@ -44,6 +44,12 @@ impl DatabaseKey {
         // SQLCipher logs a wrong key to stderr on its own; the caller reports it as a typed error.
         conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
         let hex = Zeroizing::new(data_encoding::HEXLOWER.encode(&key[..]));
+        // SQLCipher sets up its crypto provider when a connection is keyed and tears it down when
+        // the last keyed connection closes; keying on one thread while the last connection closes
+        // on another failed now and then ("An error occurred with PRAGMA key", seen in CI with
+        // nodes starting and stopping in parallel). One keyed connection kept for the life of the
+        // process keeps the provider up, and keying is done one connection at a time.
+        let _one_at_a_time = provider_kept_up().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex.as_str()))?;
         Ok(())
     }
@@ -101,4 +107,17 @@ impl KdfParams {
         }
         Ok(params)
     }
+}
+
+/// A keyed in-memory connection that lives as long as the process (see [`DatabaseKey::apply`]),
+/// behind the lock that keying takes.
+fn provider_kept_up() -> &'static std::sync::Mutex<Option<Connection>> {
+    static KEEPER: std::sync::OnceLock<std::sync::Mutex<Option<Connection>>> = std::sync::OnceLock::new();
+    KEEPER.get_or_init(|| {
+        let keeper = Connection::open_in_memory().ok().filter(|c| {
+            c.execute_batch("PRAGMA cipher_log_level = NONE; PRAGMA key = 'keep the provider up';").is_ok()
+                && c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).is_ok()
+        });
+        std::sync::Mutex::new(keeper)
+    })
 }
