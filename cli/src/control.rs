@@ -188,14 +188,8 @@ async fn forward_events(
     mut events: tokio::sync::broadcast::Receiver<weft_core::node::NodeEvent>,
     out: tokio::sync::mpsc::Sender<Value>,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let params = match events.recv().await {
-            Ok(event) => serde_json::to_value(crate::output::Event::from(event)).expect("plain data"),
-            // A client that reads too slowly is told how much it missed rather than cut off.
-            Err(RecvError::Lagged(missed)) => json!({ "event": "lagged", "missed": missed }),
-            Err(RecvError::Closed) => return,
-        };
+    // A client that reads too slowly is told how much it missed rather than cut off.
+    while let Some(params) = crate::output::event_json(events.recv().await) {
         if out.send(json!({ "jsonrpc": "2.0", "method": "event", "params": params })).await.is_err() {
             return;
         }

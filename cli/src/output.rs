@@ -133,6 +133,17 @@ impl From<NodeEvent> for Event {
     }
 }
 
+/// A node event as JSON for a subscriber, from what its broadcast receiver gave: a missed
+/// burst becomes `{"event": "lagged", "missed": N}`; `None` once the node is gone.
+pub fn event_json(received: Result<NodeEvent, tokio::sync::broadcast::error::RecvError>) -> Option<serde_json::Value> {
+    use tokio::sync::broadcast::error::RecvError;
+    match received {
+        Ok(event) => Some(serde_json::to_value(Event::from(event)).expect("plain data")),
+        Err(RecvError::Lagged(missed)) => Some(serde_json::json!({ "event": "lagged", "missed": missed })),
+        Err(RecvError::Closed) => None,
+    }
+}
+
 pub fn message_line(m: &MessageInfo) -> String {
     line(m.sent_ms, &m.kind, &m.sender, &m.body)
 }

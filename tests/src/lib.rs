@@ -64,16 +64,30 @@ impl Home {
         Home { dir: root.join(name), passphrase: format!("{name} passphrase") }
     }
 
-    /// Runs `weft --home DIR ARGS...` with the passphrase in the environment.
-    pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(weft_binary())
+    /// `weft --home DIR ARGS...` with the passphrase in the environment, to run or spawn.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(weft_binary());
+        command
             .arg("--home")
             .arg(&self.dir)
             .args(args)
             .env("WEFT_PASSPHRASE", &self.passphrase)
-            .env_remove("WEFT_HOME")
-            .output()
-            .expect("running weft")
+            .env_remove("WEFT_HOME");
+        command
+    }
+
+    /// Starts `weft daemon` on loopback (no mDNS, no Bluetooth), its output discarded.
+    pub fn spawn_daemon(&self) -> std::process::Child {
+        self.command(&["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting weft daemon")
+    }
+
+    /// Runs `weft --home DIR ARGS...` with the passphrase in the environment.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("running weft")
     }
 
     /// Runs and requires success; returns stdout.

@@ -6,7 +6,7 @@
 //! the plain `cargo test`; `.ci/run` installs tmux and runs it with `--ignored`.
 #![cfg(unix)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use weft_tests::{Home, weft_binary};
@@ -84,17 +84,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     bob.ok(&["export", "--out", bundle]);
     alice.ok(&["import", bundle]);
 
-    let _bob_daemon = Daemon(
-        Command::new(weft_binary())
-            .arg("--home")
-            .arg(&bob.dir)
-            .args(["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .env("WEFT_PASSPHRASE", &bob.passphrase)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _bob_daemon = Daemon(bob.spawn_daemon());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !bob.dir.join("weft.sock").exists() {
         assert!(Instant::now() < deadline, "bob's daemon did not start");

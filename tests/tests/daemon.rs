@@ -7,11 +7,11 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_tests::{Home, weft_binary};
+use weft_tests::Home;
 
 struct Daemon {
     child: Child,
@@ -20,16 +20,7 @@ struct Daemon {
 impl Daemon {
     /// Starts `weft daemon` on `home` and waits until its socket answers.
     fn start(home: &Home) -> Daemon {
-        let child = Command::new(weft_binary())
-            .arg("--home")
-            .arg(&home.dir)
-            .args(["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .env("WEFT_PASSPHRASE", &home.passphrase)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting weft daemon");
-        let daemon = Daemon { child };
+        let daemon = Daemon { child: home.spawn_daemon() };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Rpc::connect(&home.dir).is_none_or(|mut rpc| rpc.call("status", json!({})).is_err()) {
             assert!(Instant::now() < deadline, "the daemon's socket never answered");

@@ -3,11 +3,11 @@
 //! message; other `weft` commands reach a running node through its control socket.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use weft_tests::{Home, weft_binary};
+use weft_tests::Home;
 
 struct Running {
     child: Child,
@@ -22,15 +22,8 @@ impl Running {
     }
 
     fn spawn(home: &Home, args: &[&str]) -> Running {
-        let mut child = Command::new(weft_binary())
-            .arg("--home")
-            .arg(&home.dir)
-            .args(args)
-            .env("WEFT_PASSPHRASE", &home.passphrase)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting weft run");
+        let mut child =
+            home.command(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting weft run");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -125,11 +118,8 @@ fn without_bluetooth_weft_run_says_so_once_and_runs_on_libp2p() {
     let root = tempfile::tempdir().unwrap();
     let home = Home::new(root.path(), "zed");
     home.ok(&["init", "--name", "zed"]);
-    let mut child = Command::new(weft_binary())
-        .arg("--home")
-        .arg(&home.dir)
-        .args(["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .env("WEFT_PASSPHRASE", &home.passphrase)
+    let mut child = home
+        .command(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

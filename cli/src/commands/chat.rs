@@ -140,14 +140,8 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let mut node_events = node.subscribe();
         tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                let json = match node_events.recv().await {
-                    Ok(event) => serde_json::to_value(crate::output::Event::from(event)).expect("plain data"),
-                    // Missed some in a burst: the chat reloads what it shows.
-                    Err(RecvError::Lagged(missed)) => json!({ "event": "lagged", "missed": missed }),
-                    Err(RecvError::Closed) => return,
-                };
+            // A missed burst arrives as `lagged`, and the chat reloads what it shows.
+            while let Some(json) = crate::output::event_json(node_events.recv().await) {
                 if events.send(json).is_err() {
                     return;
                 }

@@ -58,7 +58,7 @@ pub(super) fn record(
     if moved.is_empty() || others == 0 {
         return Ok(Vec::new());
     }
-    let counts = tx.receipt_counts(group)?;
+    let counts = tx.receipt_counts(&moved)?;
     let others = others as u32;
     Ok(moved
         .into_iter()
@@ -207,7 +207,7 @@ impl Account {
         }
         let store = self.store.read();
         let queued = store.queued_among(&ours)?;
-        let counts = store.receipt_counts(group)?;
+        let counts = store.receipt_counts(&ours)?;
         let others = self.groups.get(group).map_or(0, |g| g.member_count().saturating_sub(1)) as u32;
         Ok(ours
             .into_iter()
@@ -278,7 +278,8 @@ mod tests {
         };
         let moved = store.write(|tx| record(tx, &here, 1, &member, &receipt)).unwrap();
         assert_eq!(moved, vec![(EnvelopeId([1; 32]).to_hex(), Acknowledged::Delivered)]);
-        let counts = store.read().receipt_counts(&here).unwrap();
+        let ids: Vec<EnvelopeId> = [1, 2, 3, 99].map(|i| EnvelopeId([i; 32])).to_vec();
+        let counts = store.read().receipt_counts(&ids).unwrap();
         assert_eq!(counts.len(), 1, "nothing stored for ids that are not ours here: {counts:?}");
         // The same receipt again moves nothing; reading moves it on, and never back.
         assert!(store.write(|tx| record(tx, &here, 1, &member, &receipt)).unwrap().is_empty());

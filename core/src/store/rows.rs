@@ -425,19 +425,22 @@ pub trait Rows {
         Ok(changed > 0)
     }
 
-    /// For our messages in `group`: how many members acknowledged each, and how many read it.
-    fn receipt_counts(&self, group: &GroupId) -> Result<std::collections::HashMap<EnvelopeId, (u32, u32)>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT r.envelope_id, count(*), sum(r.state >= 2) FROM receipts r
-             JOIN messages m ON m.envelope_id = r.envelope_id
-             WHERE m.group_id = ?1 GROUP BY r.envelope_id",
-        )?;
-        let rows = stmt
-            .query_map([&group[..]], |r| {
-                Ok((EnvelopeId(blob32(r.get(0)?)?), (r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32)))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+    /// For each of `ids` that has receipts: how many members acknowledged it, and how many
+    /// read it. By id, through the table's key, so the cost follows the page or the receipt at
+    /// hand, not all the receipts a conversation ever got.
+    fn receipt_counts(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashMap<EnvelopeId, (u32, u32)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT count(*), coalesce(sum(state >= 2), 0) FROM receipts WHERE envelope_id = ?1")?;
+        let mut counts = std::collections::HashMap::new();
+        for id in ids {
+            let (acks, reads) =
+                stmt.query_row([&id.0[..]], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32)))?;
+            if acks > 0 {
+                counts.insert(*id, (acks, reads));
+            }
+        }
+        Ok(counts)
     }
 
     /// Which of `ids` are still in the outbox (no peer took them yet).
