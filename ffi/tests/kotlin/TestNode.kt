@@ -180,7 +180,11 @@ suspend fun overTheMesh(root: String) {
     val daveEvents = Recorder()
     val subscription = dave.subscribe(daveEvents)
     // First a radio whose platform fails every write: the message waits in the outbox.
-    carol.attachRadio(ThrowingRadio()).linkUp(99uL, 185u, true)
+    // (Once its first write failed, the link is gone: a message sent before that could be
+    // queued on the link and counted as handed over.)
+    val broken = ThrowingRadio()
+    carol.attachRadio(broken).linkUp(99uL, 185u, true)
+    eventually("the broken radio's first write", 10) { broken.sends >= 1 }
     carol.send("dave", "over the air")
     check(carol.status().outbox >= 1u) { "an undelivered message stays queued" }
     val carolRadio = PairedRadio()

@@ -147,8 +147,14 @@ async def over_the_mesh(root):
     dave_events = Recorder()
     subscription = dave.subscribe(dave_events)
     # First a radio whose platform fails every write: the message waits in the outbox.
+    # (Once its first write failed, the link is gone: a message sent before that could be
+    # queued on the link and counted as handed over.)
     broken = ThrowingRadio()
     carol.attach_radio(broken).link_up(99, 185, True)
+
+    async def broken_tried():
+        return broken.sends >= 1
+    await eventually("the broken radio's first write", broken_tried, seconds=10)
     await carol.send("dave", "over the air")
     assert (await carol.status()).outbox >= 1, "an undelivered message stays queued"
     carol_radio, dave_radio = PairedRadio(), PairedRadio()
