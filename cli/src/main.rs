@@ -4,6 +4,7 @@ mod api;
 mod backend;
 mod chat;
 mod commands;
+mod config;
 mod control;
 mod home;
 mod output;
@@ -29,12 +30,17 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The config file [default: the platform's config dir, e.g. ~/.config/weft/config.toml]
+    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 const AFTER_HELP: &str = "\
 The passphrase that encrypts the account's database is read from WEFT_PASSPHRASE, or asked for.
+Settings for this machine (home, network) can live in a config file: see `weft config`.
 
 Exit codes: 0 success, 1 error, 2 bad usage, 3 wrong passphrase, 4 no account in the home,
 5 not found (contact, group, member), 6 the home is in use by another weft process.";
@@ -78,6 +84,9 @@ enum Command {
     Sim(commands::sim::Args),
     /// Chat in a full-screen terminal UI: conversations, history, live messages
     Chat(commands::chat::ChatArgs),
+    /// Show where the machine's config file is and what it sets, or write one to start from
+    #[command(subcommand)]
+    Config(commands::config::Command),
     /// Print shell completions, e.g. `weft completions bash > ~/.local/share/bash-completion/completions/weft`
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -95,7 +104,19 @@ fn main() -> ExitCode {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     }
     let out = output::Output { json: cli.json };
-    let home = home::resolve(cli.home);
+    let location = config::Location::resolve(cli.config);
+    // `weft config` must work to mend a broken config; every other command reads it first.
+    let settings = match &cli.command {
+        Command::Config(_) | Command::Completions { .. } => config::Config::default(),
+        _ => match config::Config::load(&location) {
+            Ok(settings) => settings,
+            Err(err) => {
+                out.error(&err);
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let home = home::resolve(cli.home.or(settings.home));
     let result = match cli.command {
         Command::Init(args) => commands::init::run(&home, args, &out),
         Command::Id(args) => commands::id::run(&home, args, &out),
@@ -108,12 +129,16 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),
-        Command::Run(args) => commands::run::run(&home, args, &out),
-        Command::Daemon(args) => commands::run::daemon(&home, args, &out),
+        Command::Run(args) => commands::run::run(&home, args.over(&settings.network), &out),
+        Command::Daemon(args) => commands::run::daemon(&home, args.over(&settings.network), &out),
         Command::Status => commands::status::run(&home, &out),
-        Command::Relay(args) => commands::relay::run(&home, args, &out),
+        Command::Relay(args) => commands::relay::run(&home, args.over(&settings.relay), &out),
         Command::Sim(args) => commands::sim::run(args, &out),
-        Command::Chat(args) => commands::chat::run(&home, args),
+        Command::Chat(mut args) => {
+            args.net = args.net.over(&settings.network);
+            commands::chat::run(&home, args)
+        }
+        Command::Config(cmd) => commands::config::run(&location, cmd, &out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
             Ok(())

@@ -72,7 +72,10 @@ impl Home {
             .arg(&self.dir)
             .args(args)
             .env("WEFT_PASSPHRASE", &self.passphrase)
-            .env_remove("WEFT_HOME");
+            .env_remove("WEFT_HOME")
+            // The tester's own ~/.config/weft/config.toml must not steer the tests.
+            .env_remove("WEFT_CONFIG")
+            .env("XDG_CONFIG_HOME", self.dir.with_extension("config"));
         command
     }
 

@@ -24,7 +24,7 @@ pub struct ChatArgs {
     /// The conversation to open first [default: the first one]
     conversation: Option<String>,
     #[command(flatten)]
-    net: super::run::Args,
+    pub net: super::run::Args,
 }
 
 /// Where the chat's node is.

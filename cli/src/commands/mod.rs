@@ -2,6 +2,7 @@
 
 pub mod bundle;
 pub mod chat;
+pub mod config;
 pub mod contact;
 pub mod demo;
 pub mod group;

@@ -17,7 +17,8 @@ use crate::output::Output;
 #[derive(clap::Args)]
 pub struct Args {
     /// An address to listen on, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)
-    #[arg(long, value_name = "MULTIADDR", required = true)]
+    /// [default: the config's [relay] listen]
+    #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<String>,
     /// Another relay or peer to connect to (repeatable)
     #[arg(long, value_name = "MULTIADDR")]
@@ -31,6 +32,15 @@ pub struct Args {
     /// Hours an envelope is held
     #[arg(long, default_value_t = 14 * 24, value_name = "HOURS")]
     expiry_hours: u64,
+}
+
+impl Args {
+    /// These flags over the config file's `[relay]`.
+    pub fn over(mut self, config: &crate::config::Relay) -> Args {
+        super::run::fill(&mut self.listen, &config.listen);
+        super::run::fill(&mut self.bootstrap, &config.bootstrap);
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -47,6 +57,11 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         max_bytes_per_peer: args.per_peer_mib << 20,
         max_age_ms: args.expiry_hours * 3600 * 1000,
     };
+    if args.listen.is_empty() {
+        anyhow::bail!(
+            "a relay needs an address to listen on: --listen /ip4/0.0.0.0/tcp/4001, or [relay] listen in the config"
+        );
+    }
     let config = NetConfig {
         listen: parse_addrs(&args.listen)?,
         bootstrap: parse_addrs(&args.bootstrap)?,

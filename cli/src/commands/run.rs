@@ -64,6 +64,25 @@ enum Mode {
     Daemon,
 }
 
+impl Args {
+    /// These flags over the config file's `[network]`: a flag given wins; a list given on the
+    /// command line replaces the file's.
+    pub fn over(mut self, config: &crate::config::Network) -> Args {
+        fill(&mut self.listen, &config.listen);
+        fill(&mut self.bootstrap, &config.bootstrap);
+        fill(&mut self.relay, &config.relays);
+        self.no_mdns |= config.mdns == Some(false);
+        self.no_ble |= config.bluetooth == Some(false);
+        self
+    }
+}
+
+pub fn fill(flag: &mut Vec<String>, config: &[String]) {
+    if flag.is_empty() {
+        flag.extend_from_slice(config);
+    }
+}
+
 /// The network settings `args` ask for.
 pub fn net_config(args: &Args) -> Result<NetConfig> {
     let mut config = NetConfig { mdns: !args.no_mdns, tick: Duration::from_secs(2), ..NetConfig::default() };
