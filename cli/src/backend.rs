@@ -10,7 +10,6 @@ use serde_json::Value;
 use weft_core::node::Node;
 
 use crate::api::{Api, ApiError};
-use crate::home;
 
 /// Who answered a call.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,7 +33,7 @@ pub fn call_reporting(home_dir: &Path, method: &str, params: Value) -> Result<(V
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
         return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
     }
-    let passphrase = home::passphrase(false)?;
+    let passphrase = crate::passphrase::for_home(home_dir)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod home;
 mod output;
+mod passphrase;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +40,8 @@ struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-The passphrase that encrypts the account's database is read from WEFT_PASSPHRASE, or asked for.
+The passphrase that encrypts the account's database is read from WEFT_PASSPHRASE, else from the
+OS keyring if you ran `weft passphrase remember`, else asked for.
 Settings for this machine (home, network) can live in a config file: see `weft config`.
 
 Exit codes: 0 success, 1 error, 2 bad usage, 3 wrong passphrase, 4 no account in the home,
@@ -63,6 +65,9 @@ enum Command {
     Log(commands::message::LogArgs),
     /// Mark a conversation read (and tell its members, unless read receipts are off)
     Read(commands::message::ReadArgs),
+    /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
+    #[command(subcommand)]
+    Passphrase(commands::passphrase::Command),
     /// Show or change the account's settings (read receipts)
     Settings(commands::settings::Args),
     /// Write everything others may lack into a bundle file, for carrying by hand
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::message::send(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),
         Command::Read(args) => commands::message::read(&home, args, &out),
+        Command::Passphrase(cmd) => commands::passphrase::run(&home, cmd, &out),
         Command::Settings(args) => commands::settings::run(&home, args, &out),
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),

@@ -133,7 +133,7 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
         return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
     }
-    let passphrase = crate::home::passphrase(false)?;
+    let passphrase = crate::passphrase::for_home(home_dir)?;
     let config = super::run::net_config(&args.net)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let (api, control) = runtime.block_on(async {

@@ -4,7 +4,6 @@ use anyhow::Result;
 use serde::Serialize;
 use weft_core::account::Account;
 
-use crate::home;
 use crate::output::Output;
 
 #[derive(clap::Args)]
@@ -23,7 +22,7 @@ struct Created {
 }
 
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
-    let passphrase = home::passphrase(true)?;
+    let passphrase = crate::passphrase::typed(true)?;
     let account = Account::create(home_dir, &passphrase, Some(&args.name))?;
     let created = Created {
         home: home_dir.display().to_string(),
@@ -33,7 +32,7 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
     };
     out.print(&created, || {
         format!(
-            "Created the account {:?} in {}\n\nYour contact link (share it with people you trust):\n{}\n\nFingerprint: {}",
+            "Created the account {:?} in {}\n\nYour contact link (share it with people you trust):\n{}\n\nFingerprint: {}\n\nNext: `weft contact add LINK` with someone else's link; `weft passphrase remember` keeps the\npassphrase in the OS keyring.",
             created.name, created.home, created.link, created.fingerprint
         )
     });

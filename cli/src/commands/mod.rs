@@ -9,6 +9,7 @@ pub mod group;
 pub mod id;
 pub mod init;
 pub mod message;
+pub mod passphrase;
 pub mod relay;
 pub mod run;
 pub mod settings;

@@ -10,7 +10,6 @@ use weft_core::mesh::driver::MeshHandle;
 use weft_core::net::{Keypair, Multiaddr, NetConfig};
 use weft_core::node::{Node, NodeEvent};
 
-use crate::home;
 use crate::output::{Event, Output, message_line};
 
 #[derive(clap::Args)]
@@ -103,7 +102,7 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
         return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
     }
-    let passphrase = home::passphrase(false)?;
+    let passphrase = crate::passphrase::for_home(home_dir)?;
     let config = net_config(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -75,6 +75,14 @@ impl Account {
         Self::open_with_key(home, &key, Box::new(OsEntropy), system_clock())
     }
 
+    /// Whether `passphrase` opens the account in `home`, without opening it: nothing is
+    /// written, and a process holding the home may keep running.
+    pub fn check_passphrase(home: &Path, passphrase: &str) -> Result<()> {
+        let params = KdfParams::read(home)?;
+        let key = DatabaseKey::from_passphrase(passphrase, &params)?;
+        Store::check_key(&home.join(DB_FILE), &key)
+    }
+
     /// Creates an account with a raw database key (a mobile app's keystore key), entropy and clock.
     pub fn create_with_key(
         home: &Path,

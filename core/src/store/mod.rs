@@ -46,17 +46,31 @@ impl Store {
         Self::open_with(path, key, OpenFlags::SQLITE_OPEN_READ_WRITE)
     }
 
-    fn open_with(path: &Path, key: &DatabaseKey, flags: OpenFlags) -> Result<Store> {
+    /// Whether `key` opens the database at `path`, read-only: it writes nothing and may run
+    /// while another process has the database open.
+    pub fn check_key(path: &Path, key: &DatabaseKey) -> Result<()> {
+        if !path.exists() {
+            return Err(Error::NoAccount(path.parent().unwrap_or(path).to_path_buf()));
+        }
+        Self::keyed(path, key, OpenFlags::SQLITE_OPEN_READ_ONLY).map(drop)
+    }
+
+    /// A connection with the key applied and checked.
+    fn keyed(path: &Path, key: &DatabaseKey, flags: OpenFlags) -> Result<Connection> {
         let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         key.apply(&conn)?;
         // The first read is where SQLCipher finds out whether the key is right.
         match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
-            Ok(_) => {}
+            Ok(_) => Ok(conn),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
-                return Err(Error::WrongPassphrase(path.to_path_buf()));
+                Err(Error::WrongPassphrase(path.to_path_buf()))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    fn open_with(path: &Path, key: &DatabaseKey, flags: OpenFlags) -> Result<Store> {
+        let conn = Self::keyed(path, key, flags)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Freed pages are zeroed, so erased keys do not linger in the file.
