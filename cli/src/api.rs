@@ -70,6 +70,9 @@ pub const METHODS: &[&str] = &[
     "unsubscribe",
 ];
 
+/// Where a long call tells how far it got.
+pub type Progress = tokio::sync::watch::Sender<weft_core::account::ImportProgress>;
+
 /// A node and whatever transports it runs (none when a command opened the home itself).
 pub struct Api {
     pub node: Arc<Node>,
@@ -80,6 +83,11 @@ pub struct Api {
 impl Api {
     /// Answers one method call. (`subscribe` is the server's: it needs the connection.)
     pub async fn call(&self, method: &str, params: &Value) -> Outcome {
+        self.call_watched(method, params, None).await
+    }
+
+    /// Answers one method call, publishing how far a long one (`import`) got on `progress`.
+    pub async fn call_watched(&self, method: &str, params: &Value, progress: Option<Progress>) -> Outcome {
         let node = &self.node;
         match method {
             "identity" => node
@@ -236,7 +244,7 @@ impl Api {
             "import" => {
                 let path = absolute_path(params, "path")?;
                 let bytes = read_bundle(&path)?;
-                let r = node.import_bundle(bytes).await?;
+                let r = node.import_bundle_watched(bytes, progress).await?;
                 Ok(json!({
                     "new_contacts": r.new_contacts,
                     "answered": r.answered,

@@ -27,7 +27,30 @@ pub fn call(home_dir: &Path, method: &str, params: Value) -> Result<Value> {
 
 /// Calls `method`, and says who answered.
 pub fn call_reporting(home_dir: &Path, method: &str, params: Value) -> Result<(Value, Answered)> {
-    if let Some(result) = crate::control::call(home_dir, method, params.clone())? {
+    call_inner(home_dir, method, params, None)
+}
+
+/// Calls a long method (`import`), handing `on_progress` (done, total) as it goes.
+pub fn call_with_progress(
+    home_dir: &Path,
+    method: &str,
+    params: Value,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Value> {
+    Ok(call_inner(home_dir, method, params, Some(on_progress))?.0)
+}
+
+fn call_inner(
+    home_dir: &Path,
+    method: &str,
+    params: Value,
+    mut on_progress: Option<&mut dyn FnMut(usize, usize)>,
+) -> Result<(Value, Answered)> {
+    let remote = match on_progress.as_deref_mut() {
+        Some(report) => crate::control::call_with_progress(home_dir, method, params.clone(), report)?,
+        None => crate::control::call(home_dir, method, params.clone())?,
+    };
+    if let Some(result) = remote {
         return Ok((result, Answered::ByRunningNode));
     }
     if !home_dir.join(weft_core::store::DB_FILE).exists() {
@@ -39,7 +62,21 @@ pub fn call_reporting(home_dir: &Path, method: &str, params: Value) -> Result<(V
     runtime.block_on(async {
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let api = Api { node, net: None, mesh: None };
-        let result = api.call(method, &params).await;
+        let result = match on_progress {
+            None => api.call(method, &params).await,
+            Some(report) => {
+                let (tx, mut rx) = tokio::sync::watch::channel(Default::default());
+                let watch = async {
+                    // Ends when the call lets go of the sender.
+                    while rx.changed().await.is_ok() {
+                        let p: weft_core::account::ImportProgress = *rx.borrow_and_update();
+                        report(p.done, p.total);
+                    }
+                };
+                let (result, ()) = tokio::join!(api.call_watched(method, &params, Some(tx)), watch);
+                result
+            }
+        };
         // Closing checkpoints the database and releases the home at once.
         if let Ok(node) = Arc::try_unwrap(api.node) {
             node.close().await;

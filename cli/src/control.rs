@@ -49,6 +49,31 @@ impl std::error::Error for RemoteError {}
 /// socket, or a stale one left by a crash): the caller then opens the home itself.
 #[cfg(unix)]
 pub fn call(home: &Path, method: &str, params: Value) -> Result<Option<Value>> {
+    request(home, method, params, &mut |_, _| {})
+}
+
+/// [`call`], asking the node for progress and handing each report (done, total) to
+/// `on_progress` until the answer comes.
+#[cfg(unix)]
+pub fn call_with_progress(
+    home: &Path,
+    method: &str,
+    mut params: Value,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<Value>> {
+    if let Some(p) = params.as_object_mut() {
+        p.insert("progress".into(), json!(true));
+    }
+    request(home, method, params, on_progress)
+}
+
+#[cfg(unix)]
+fn request(
+    home: &Path,
+    method: &str,
+    params: Value,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<Value>> {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     let Ok(mut stream) = UnixStream::connect(socket_path(home)) else { return Ok(None) };
@@ -58,12 +83,22 @@ pub fn call(home: &Path, method: &str, params: Value) -> Result<Option<Value>> {
     stream.set_read_timeout(timeout).context("setting a timeout")?;
     let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
     writeln!(stream, "{request}").context("writing to the running node")?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).context("reading the running node's answer")?;
-    if line.is_empty() {
-        anyhow::bail!("the running node stopped before it answered; run the command again");
-    }
-    let response: Value = serde_json::from_str(&line).context("the running node answered with something not JSON")?;
+    let mut reader = BufReader::new(stream);
+    let response = loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).context("reading the running node's answer")?;
+        if line.is_empty() {
+            anyhow::bail!("the running node stopped before it answered; run the command again");
+        }
+        let message: Value =
+            serde_json::from_str(&line).context("the running node answered with something not JSON")?;
+        if message["method"] == "progress" {
+            let count = |k: &str| message["params"][k].as_u64().unwrap_or(0) as usize;
+            on_progress(count("done"), count("total"));
+            continue;
+        }
+        break message;
+    };
     if let Some(err) = response.get("error") {
         let message = err["message"].as_str().unwrap_or("unknown error").to_string();
         let exit_code = err["data"]["exit_code"].as_u64().unwrap_or(1) as u8;
@@ -74,6 +109,16 @@ pub fn call(home: &Path, method: &str, params: Value) -> Result<Option<Value>> {
 
 #[cfg(not(unix))]
 pub fn call(_home: &Path, _method: &str, _params: Value) -> Result<Option<Value>> {
+    Ok(None)
+}
+
+#[cfg(not(unix))]
+pub fn call_with_progress(
+    _home: &Path,
+    _method: &str,
+    _params: Value,
+    _on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<Value>> {
     Ok(None)
 }
 
@@ -157,6 +202,15 @@ async fn connection(stream: tokio::net::UnixStream, api: std::sync::Arc<crate::a
                 }
                 Ok(json!({ "subscribed": false }))
             }
+            // A client that asks for progress hears how far a long call got, by notifications
+            // that name the request, before its answer.
+            method if request.params.get("progress") == Some(&json!(true)) && request.id.is_some() => {
+                let (tx, rx) = tokio::sync::watch::channel(Default::default());
+                let forward = tokio::spawn(forward_progress(rx, request.id.clone().unwrap_or_default(), out.clone()));
+                let response = api.call_watched(method, &request.params, Some(tx)).await;
+                let _ = forward.await;
+                response
+            }
             method => api.call(method, &request.params).await,
         };
         // A request without an id is a notification: it is carried out, and not answered.
@@ -193,6 +247,24 @@ async fn forward_events(
         if out.send(json!({ "jsonrpc": "2.0", "method": "event", "params": params })).await.is_err() {
             return;
         }
+    }
+}
+
+/// How far a call got, as `progress` notifications, until the call lets go of its sender. At
+/// most ten a second: a bar needs no more.
+#[cfg(unix)]
+async fn forward_progress(
+    mut progress: tokio::sync::watch::Receiver<weft_core::account::ImportProgress>,
+    id: Value,
+    out: tokio::sync::mpsc::Sender<Value>,
+) {
+    while progress.changed().await.is_ok() {
+        let p = *progress.borrow_and_update();
+        let params = json!({ "id": id, "done": p.done, "total": p.total });
+        if out.send(json!({ "jsonrpc": "2.0", "method": "progress", "params": params })).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

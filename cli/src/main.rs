@@ -9,6 +9,7 @@ mod control;
 mod home;
 mod output;
 mod passphrase;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -212,3 +212,25 @@ fn accounts_catch_up_by_reconciliation() {
     assert_eq!(texts(&bob, "alice").len(), 35);
     assert_eq!(texts(&alice, "bob").len(), 35);
 }
+
+#[test]
+fn an_import_reports_its_progress_to_the_end() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice", 1, &clock);
+    let mut bob = person("bob", 2, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    for i in 0..20 {
+        alice.account.send("bob", &format!("message {i}")).unwrap();
+    }
+    let bundle = alice.account.export_bundle().unwrap();
+    let (decoded, _) = weft_core::bundle::Bundle::decode(&bundle).unwrap();
+    let total = decoded.requests.len() + decoded.envelopes.len();
+
+    let mut seen = Vec::new();
+    let report = bob.account.import_bundle_with_progress(&bundle, &mut |p| seen.push(p)).unwrap();
+    assert_eq!(report.messages.iter().filter(|m| m.kind == "text").count(), 20);
+    assert_eq!(seen.first().map(|p| (p.done, p.total)), Some((0, total)));
+    assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((total, total)));
+    assert!(seen.windows(2).all(|w| w[0].done < w[1].done), "every step moves forward once");
+    assert_eq!(seen.len(), total + 1);
+}

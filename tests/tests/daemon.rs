@@ -155,8 +155,14 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     );
 
     assert_eq!(call(&mut rpc, "subscribe", json!({})), json!({ "subscribed": true }));
-    let imported = call(&mut rpc, "import", json!({ "path": carol_bundle }));
+    let imported = call(&mut rpc, "import", json!({ "path": carol_bundle, "progress": true }));
     assert_eq!(imported["new_contacts"], json!(["carol"]));
+    // Progress came before the answer, and ended with everything done.
+    let progress: Vec<Value> = rpc.notifications.iter().filter(|n| n["method"] == "progress").cloned().collect();
+    rpc.notifications.retain(|n| n["method"] != "progress");
+    let last = progress.last().expect("progress notifications")["params"].clone();
+    assert!(last["total"].as_u64().unwrap() >= 1, "{last}");
+    assert_eq!((last["done"].clone(), last["id"].is_number()), (last["total"].clone(), true), "{last}");
     assert_eq!(rpc.event(), json!({ "event": "contact_request", "name": "carol" }));
     let accepted = call(&mut rpc, "contact.accept", json!({ "name": "carol" }));
     assert_eq!((accepted["contact"]["name"].as_str(), accepted["was_request"].as_bool()), (Some("carol"), Some(true)));

@@ -56,7 +56,12 @@ pub fn export(home_dir: &Path, args: ExportArgs, out: &Output) -> Result<()> {
 
 pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
     let path = absolute(&args.file)?;
-    let result = backend::call(home_dir, "import", json!({ "path": path }))?;
+    let result = {
+        let bar = crate::progress::Bar::new("importing", "envelopes", out.json);
+        backend::call_with_progress(home_dir, "import", json!({ "path": path }), &mut |done, total| {
+            bar.set(done, total)
+        })?
+    };
     let r: Imported = parse(&result)?;
     out.print(&result, || {
         let mut lines = Vec::new();

@@ -14,7 +14,9 @@ mod types;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use types::{ContactInfo, ConversationInfo, ConversationKind, ImportReport, MemberInfo, MessageInfo, Received};
+pub use types::{
+    ContactInfo, ConversationInfo, ConversationKind, ImportProgress, ImportReport, MemberInfo, MessageInfo, Received,
+};
 
 use crate::crypto::{Entropy, OsEntropy};
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Account, ImportReport, MessageInfo, Received, RequestOutcome};
+use super::{Account, ImportProgress, ImportReport, MessageInfo, Received, RequestOutcome};
 use crate::bundle::Bundle;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
@@ -349,10 +349,25 @@ impl Account {
     /// Imports a bundle: requests first, then envelopes, repeated while any pass makes progress
     /// so that the order inside the file does not matter.
     pub fn import_bundle(&mut self, bytes: &[u8]) -> Result<ImportReport> {
+        self.import_bundle_with_progress(bytes, &mut |_| {})
+    }
+
+    /// [`Self::import_bundle`], telling `progress` after each request and envelope of the first
+    /// pass (later passes only retry what waited for an earlier one, and are quick).
+    pub fn import_bundle_with_progress(
+        &mut self,
+        bytes: &[u8],
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportReport> {
         let (bundle, malformed) = Bundle::decode(bytes)?;
         let mut report = ImportReport { rejected: malformed, ..ImportReport::default() };
         let waiting_before = self.count_waiting(None)?;
+        let total = bundle.requests.len() + bundle.envelopes.len();
+        let mut done = 0;
+        progress(ImportProgress { done, total });
         for request in &bundle.requests {
+            done += 1;
+            progress(ImportProgress { done, total });
             match self.receive_request(request) {
                 Ok(RequestOutcome::New(name)) => report.new_contacts.push(name),
                 Ok(RequestOutcome::Answered(name)) => report.answered.push(name),
@@ -363,13 +378,18 @@ impl Account {
             }
         }
         let mut pending = bundle.envelopes;
+        let mut first_pass = true;
         loop {
-            let mut progress = false;
+            let mut applied_any = false;
             let mut unknown = Vec::new();
             for envelope in pending {
+                if first_pass {
+                    done += 1;
+                    progress(ImportProgress { done, total });
+                }
                 match self.receive_envelope(envelope.clone()) {
                     Ok(Received::Applied(messages)) => {
-                        progress = true;
+                        applied_any = true;
                         report.messages.extend(messages);
                     }
                     Ok(Received::Waiting) => {}
@@ -380,7 +400,8 @@ impl Account {
                 }
             }
             pending = unknown;
-            if !progress || pending.is_empty() {
+            first_pass = false;
+            if !applied_any || pending.is_empty() {
                 break;
             }
         }

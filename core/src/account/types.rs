@@ -62,6 +62,13 @@ pub enum Received {
     Waiting,
 }
 
+/// How far an import has got: requests and envelopes looked at, of all in the bundle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportProgress {
+    pub done: usize,
+    pub total: usize,
+}
+
 /// The outcome of importing a bundle.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::account::{Account, ContactInfo, ConversationInfo, ImportReport, MemberInfo, MessageInfo};
+use crate::account::{Account, ContactInfo, ConversationInfo, ImportProgress, ImportReport, MemberInfo, MessageInfo};
 use crate::error::{Error, Result};
 use crate::store::DatabaseKey;
 
@@ -339,8 +339,25 @@ impl Node {
 
     /// Imports a bundle and tells subscribers what it brought.
     pub async fn import_bundle(&self, bytes: Vec<u8>) -> Result<ImportReport> {
-        let (report, acknowledged) =
-            self.call_and_push(move |a| Ok((a.import_bundle(&bytes)?, a.take_acknowledged()))).await?;
+        self.import_bundle_watched(bytes, None).await
+    }
+
+    /// [`Self::import_bundle`], publishing how far it got on `progress` as it goes.
+    pub async fn import_bundle_watched(
+        &self,
+        bytes: Vec<u8>,
+        progress: Option<tokio::sync::watch::Sender<ImportProgress>>,
+    ) -> Result<ImportReport> {
+        let (report, acknowledged) = self
+            .call_and_push(move |a| {
+                let mut tell = |p| {
+                    if let Some(tx) = &progress {
+                        tx.send_replace(p);
+                    }
+                };
+                Ok((a.import_bundle_with_progress(&bytes, &mut tell)?, a.take_acknowledged()))
+            })
+            .await?;
         emit_acknowledged(&self.events, acknowledged);
         for name in &report.new_contacts {
             self.emit(NodeEvent::ContactRequest { name: name.clone() });
