@@ -6,7 +6,7 @@
 //! (docs/JSONRPC.md lists the methods).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use weft_core::account::ConversationKind;
@@ -76,11 +76,23 @@ pub type Progress = tokio::sync::watch::Sender<weft_core::account::ImportProgres
 /// A node and whatever transports it runs (none when a command opened the home itself).
 pub struct Api {
     pub node: Arc<Node>,
-    pub net: Option<Arc<NetHandle>>,
-    pub mesh: Option<Arc<MeshHandle>>,
+    /// Whether this process runs the node's network (then `net` is set once it started).
+    runs_network: bool,
+    pub net: OnceLock<Arc<NetHandle>>,
+    pub mesh: OnceLock<Arc<MeshHandle>>,
 }
 
 impl Api {
+    /// The methods over a home this process opened for one command: no network.
+    pub fn offline(node: Arc<Node>) -> Api {
+        Api { node, runs_network: false, net: OnceLock::new(), mesh: OnceLock::new() }
+    }
+
+    /// The methods of a node whose network is starting: `net` (and `mesh`) are set once up.
+    pub fn networked(node: Arc<Node>) -> Api {
+        Api { node, runs_network: true, net: OnceLock::new(), mesh: OnceLock::new() }
+    }
+
     /// Answers one method call. (`subscribe` is the server's: it needs the connection.)
     pub async fn call(&self, method: &str, params: &Value) -> Outcome {
         self.call_watched(method, params, None).await
@@ -263,12 +275,12 @@ impl Api {
 
     async fn status(&self) -> Outcome {
         let outbox = self.node.call(|a| a.outbox_len()).await?;
-        let Some(net) = &self.net else {
-            return Ok(json!({ "running": false, "outbox": outbox }));
+        let Some(net) = self.net.get() else {
+            return Ok(json!({ "running": self.runs_network, "starting": self.runs_network, "outbox": outbox }));
         };
         let status = net.status().await?;
         let mut json = crate::commands::status::to_json(&status, outbox);
-        json["mesh"] = match &self.mesh {
+        json["mesh"] = match self.mesh.get() {
             Some(m) => {
                 let stats = m.stats();
                 json!({

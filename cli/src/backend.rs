@@ -53,15 +53,12 @@ fn call_inner(
     if let Some(result) = remote {
         return Ok((result, Answered::ByRunningNode));
     }
-    if !home_dir.join(weft_core::store::DB_FILE).exists() {
-        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
-    }
     let passphrase = crate::passphrase::for_home(home_dir)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
-        let api = Api { node, net: None, mesh: None };
+        let api = Api::offline(node);
         let result = match on_progress {
             None => api.call(method, &params).await,
             Some(report) => {

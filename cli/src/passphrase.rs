@@ -19,6 +19,9 @@ const REMEMBERED_MARKER: &str = "passphrase-in-keyring";
 
 /// The passphrase of the existing account in `home`.
 pub fn for_home(home: &Path) -> Result<String> {
+    if !home.join(weft_core::store::DB_FILE).exists() {
+        return Err(weft_core::Error::NoAccount(home.to_path_buf()).into());
+    }
     if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
         return Ok(p);
     }

@@ -4,17 +4,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use serde_json::{Value, json};
-use weft_core::net::Keypair;
-use weft_core::node::Node;
 
-use crate::api::Api;
+use super::run::LocalNode;
 use crate::chat::app::{App, Conversation, Request};
 use crate::chat::view;
 use crate::output::Message;
@@ -32,7 +29,7 @@ enum Session {
     /// A daemon on the home: calls go to its socket.
     Daemon { home: PathBuf },
     /// This process runs the node (and serves its socket).
-    Local { runtime: tokio::runtime::Runtime, api: Arc<Api>, control: tokio::task::JoinHandle<()> },
+    Local { runtime: tokio::runtime::Runtime, node: LocalNode },
 }
 
 impl Session {
@@ -40,8 +37,8 @@ impl Session {
         match self {
             Session::Daemon { home } => crate::control::call(home, method, params)?
                 .ok_or_else(|| anyhow::anyhow!("the daemon on this home stopped")),
-            Session::Local { runtime, api, .. } => {
-                runtime.block_on(api.call(method, &params)).map_err(|e| anyhow::anyhow!("{e}"))
+            Session::Local { runtime, node } => {
+                runtime.block_on(node.api.call(method, &params)).map_err(|e| anyhow::anyhow!("{e}"))
             }
         }
     }
@@ -78,13 +75,8 @@ pub fn run(home_dir: &Path, args: ChatArgs) -> Result<()> {
         Ok(())
     })();
     ratatui::restore();
-    if let Session::Local { runtime, api, control } = session {
-        control.abort();
-        let _ = std::fs::remove_file(crate::control::socket_path(home_dir));
-        if let Some(net) = &api.net {
-            net.stop();
-        }
-        drop(api);
+    if let Session::Local { runtime, node } = session {
+        node.stop();
         runtime.shutdown_timeout(Duration::from_secs(2));
     }
     result
@@ -130,15 +122,10 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
         });
         return Ok(Session::Daemon { home: home_dir.to_path_buf() });
     }
-    if !home_dir.join(weft_core::store::DB_FILE).exists() {
-        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
-    }
     let passphrase = crate::passphrase::for_home(home_dir)?;
-    let config = super::run::net_config(&args.net)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (api, control) = runtime.block_on(async {
-        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
-        let mut node_events = node.subscribe();
+    let node = runtime.block_on(async {
+        let (node, mut node_events) = LocalNode::start(home_dir, passphrase, &args.net).await?;
         tokio::spawn(async move {
             // A missed burst arrives as `lagged`, and the chat reloads what it shows.
             while let Some(json) = crate::output::event_json(node_events.recv().await) {
@@ -147,23 +134,9 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
                 }
             }
         });
-        let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
-        let mesh = if args.net.no_ble { None } else { super::run::start_ble(&node).await };
-        let api = Arc::new(Api { node, net: Some(net), mesh });
-        let control = serve_control(home_dir, api.clone()).await?;
-        anyhow::Ok((api, control))
+        anyhow::Ok(node)
     })?;
-    Ok(Session::Local { runtime, api, control })
-}
-
-#[cfg(unix)]
-async fn serve_control(home: &Path, api: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
-    crate::control::serve(home, api).await
-}
-
-#[cfg(not(unix))]
-async fn serve_control(_: &Path, _: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
-    Ok(tokio::spawn(async {}))
+    Ok(Session::Local { runtime, node })
 }
 
 /// A connection to the daemon's socket that has subscribed to events, if a daemon runs; its

@@ -99,20 +99,11 @@ pub fn net_config(args: &Args) -> Result<NetConfig> {
 }
 
 fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
-    if !home_dir.join(weft_core::store::DB_FILE).exists() {
-        return Err(weft_core::Error::NoAccount(home_dir.to_path_buf()).into());
-    }
     let passphrase = crate::passphrase::for_home(home_dir)?;
-    let config = net_config(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
-        let mut events = node.subscribe();
-        // A fresh network identity each run: peers cannot link this run to the last one.
-        let net = Arc::new(weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await?);
-        let mesh = if args.no_ble { None } else { start_ble(&node).await };
-        let api = Arc::new(crate::api::Api { node: node.clone(), net: Some(net.clone()), mesh: mesh.clone() });
-        let control = serve_control(home_dir, api).await?;
+        let (local, mut events) = LocalNode::start(home_dir, passphrase, &args).await?;
+        let net = local.net().clone();
         let started = Started {
             peer_id: net.peer_id.to_string(),
             listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
@@ -144,12 +135,65 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
                 },
             }
         }
-        control.abort();
-        let _ = std::fs::remove_file(crate::control::socket_path(home_dir));
-        net.stop();
+        local.stop();
         tracing::info!("node stopped");
         Ok(())
     })
+}
+
+/// A node this process runs on a home: the account, the control socket that other `weft`
+/// commands use, libp2p, and the Bluetooth mesh when there is a radio.
+pub struct LocalNode {
+    pub api: Arc<crate::api::Api>,
+    control: tokio::task::JoinHandle<()>,
+    home: std::path::PathBuf,
+}
+
+impl LocalNode {
+    /// Opens the home and starts everything. The socket is served as soon as the account is
+    /// open, before the network, so a command run meanwhile is answered rather than finding the
+    /// home locked and no socket. The node's events come with it, from before the network
+    /// started, so none is missed.
+    pub async fn start(
+        home_dir: &Path,
+        passphrase: String,
+        args: &Args,
+    ) -> Result<(LocalNode, tokio::sync::broadcast::Receiver<NodeEvent>)> {
+        let config = net_config(args)?;
+        let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
+        let events = node.subscribe();
+        let api = Arc::new(crate::api::Api::networked(node.clone()));
+        let control = serve_control(home_dir, api.clone()).await?;
+        let local = LocalNode { api, control, home: home_dir.to_path_buf() };
+        // A fresh network identity each run: peers cannot link this run to the last one.
+        let net = match weft_core::net::start(node.clone(), config, Keypair::generate_ed25519()).await {
+            Ok(net) => Arc::new(net),
+            Err(e) => {
+                local.stop();
+                return Err(e.into());
+            }
+        };
+        let _ = local.api.net.set(net);
+        if !args.no_ble
+            && let Some(mesh) = start_ble(&node).await
+        {
+            let _ = local.api.mesh.set(mesh);
+        }
+        Ok((local, events))
+    }
+
+    pub fn net(&self) -> &Arc<weft_core::net::NetHandle> {
+        self.api.net.get().expect("the network is set when start returns")
+    }
+
+    /// Stops serving the socket and the network. (The node closes when the last `Arc` goes.)
+    pub fn stop(self) {
+        self.control.abort();
+        let _ = std::fs::remove_file(crate::control::socket_path(&self.home));
+        if let Some(net) = self.api.net.get() {
+            net.stop();
+        }
+    }
 }
 
 /// Joins the Bluetooth mesh if this machine has a radio. Without one, says so once and goes on

@@ -22,6 +22,7 @@ pub fn to_json(net: &NetStatus, outbox: usize) -> Value {
             "addr": r.addr, "connected": r.connected, "reserved": r.reserved,
         })).collect::<Vec<_>>(),
         "topics": net.topics,
+        "sync": { "reconciling": net.sync.reconciling, "wanted": net.sync.wanted, "fetched": net.sync.fetched },
         "outbox": outbox,
     })
 }
@@ -34,6 +35,9 @@ pub fn run(home_dir: &Path, out: &Output) -> Result<()> {
 
 fn text(status: &Value) -> String {
     let outbox = status["outbox"].as_u64().unwrap_or(0);
+    if status["starting"] == json!(true) {
+        return format!("The node on this home is starting; its network is not up yet.\noutbox: {outbox} waiting");
+    }
     if status["running"] != json!(true) {
         return format!("No node is running on this home (start one with `weft run`).\noutbox: {outbox} waiting");
     }
@@ -63,6 +67,13 @@ fn text(status: &Value) -> String {
         )),
         None => s.push_str("bluetooth mesh: off\n"),
     }
+    let sync = &status["sync"];
+    let catching_up = if sync["reconciling"] == json!(0) && sync["wanted"] == json!(0) {
+        "caught up".to_owned()
+    } else {
+        format!("catching up ({} reconciliations open, {} envelopes to fetch)", sync["reconciling"], sync["wanted"])
+    };
+    s.push_str(&format!("sync: {catching_up}; {} envelopes fetched since start\n", sync["fetched"]));
     s.push_str(&format!("topics followed: {}\noutbox: {outbox} waiting for a peer", status["topics"]));
     s
 }

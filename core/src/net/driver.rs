@@ -79,6 +79,18 @@ pub struct NetStatus {
     pub peers: Vec<PeerStatus>,
     pub relays: Vec<RelayStatus>,
     pub topics: usize,
+    pub sync: SyncStatus,
+}
+
+/// How far catching up with peers has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Reconciliations open with peers.
+    pub reconciling: usize,
+    /// Envelopes asked of peers and not yet received.
+    pub wanted: usize,
+    /// Envelopes received by reconciliation since the node started.
+    pub fetched: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,6 +248,7 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         strikes: HashMap::new(),
         banned: HashMap::new(),
         ticks: 0,
+        fetched: 0,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(NetHandle { peer_id, commands, listening, connected, task })
@@ -261,6 +274,8 @@ struct Driver<H: Host> {
     strikes: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
     ticks: u64,
+    /// Envelopes received by reconciliation, for the status.
+    fetched: u64,
 }
 
 impl<H: Host> Driver<H> {
@@ -307,12 +322,20 @@ impl<H: Host> Driver<H> {
                 }
             })
             .collect();
+        let mut sync = SyncStatus { fetched: self.fetched, ..SyncStatus::default() };
+        if let Ok(syncs) = self.syncs.lock() {
+            for (reconciling, wanted) in syncs.values().map(PeerSync::pending) {
+                sync.reconciling += reconciling;
+                sync.wanted += wanted;
+            }
+        }
         NetStatus {
             peer_id: self.swarm.local_peer_id().to_string(),
             listening: self.swarm.listeners().map(ToString::to_string).collect(),
             peers,
             relays,
             topics: self.subscribed.len(),
+            sync,
         }
     }
 
@@ -640,6 +663,7 @@ impl<H: Host> Driver<H> {
             })
             .await?;
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
+        self.fetched += received.len() as u64;
         for e in received {
             self.host.receive_envelope(e, peer);
         }

@@ -13,7 +13,7 @@ mod codec;
 mod driver;
 mod host;
 
-pub use driver::{NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, start, start_host};
+pub use driver::{NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SyncStatus, start, start_host};
 pub use host::{Host, Interests, NodeHost};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;

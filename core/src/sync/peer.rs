@@ -96,7 +96,17 @@ enum Side {
 pub struct PeerSync {
     sessions: HashMap<Topic, Side>,
     /// Ids we asked for and not yet received, per topic; a `Have` may only answer these.
-    wanted: HashMap<Topic, Vec<Item>>,
+    wanted: HashMap<Topic, Wanted>,
+}
+
+/// What we asked a peer for on one topic.
+#[derive(Default)]
+struct Wanted {
+    ids: Vec<Item>,
+    /// `Want`s not yet answered.
+    in_flight: usize,
+    /// Whether any answer of this round brought something.
+    progressed: bool,
 }
 
 /// What handling a message produced.
@@ -119,7 +129,13 @@ impl PeerSync {
 
     /// Whether a reconciliation of `topic` is under way.
     pub fn is_syncing(&self, topic: &Topic) -> bool {
-        self.sessions.contains_key(topic) || self.wanted.get(topic).is_some_and(|w| !w.is_empty())
+        self.sessions.contains_key(topic) || self.wanted.contains_key(topic)
+    }
+
+    /// Reconciliations open, and envelopes asked for and not yet received: how far a catch-up
+    /// with this peer has to go.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.sessions.len(), self.wanted.values().map(|w| w.ids.len()).sum())
     }
 
     /// Handles one message from the peer. A peer that breaks the protocol gets an error; the
@@ -173,17 +189,30 @@ impl PeerSync {
                 step.send.push(SyncMessage::Have { topic, envelopes });
             }
             SyncMessage::Have { topic, envelopes } => {
-                let wanted = self.wanted.entry(topic).or_default();
+                let Some(wanted) = self.wanted.get_mut(&topic) else { return Ok(step) };
+                wanted.in_flight = wanted.in_flight.saturating_sub(1);
                 for e in envelopes {
                     let id: Item = blake3::hash(&e).as_bytes()[..16].try_into().expect("16 of 32");
                     // Only what we asked for: a peer cannot push unrequested bytes through here.
-                    if let Some(pos) = wanted.iter().position(|w| *w == id) {
-                        wanted.swap_remove(pos);
+                    if let Some(pos) = wanted.ids.iter().position(|w| *w == id) {
+                        wanted.ids.swap_remove(pos);
+                        wanted.progressed = true;
                         step.received.push(e);
                     }
                 }
-                if wanted.is_empty() {
+                if wanted.ids.is_empty() {
                     self.wanted.remove(&topic);
+                } else if wanted.in_flight == 0 {
+                    // Every answer is in and some ids are not: a `Have` stops at MAX_HAVE_BYTES,
+                    // so ask again for the rest while the peer keeps bringing some. A round that
+                    // brought nothing means the peer no longer holds them (expired, say): the
+                    // topic is free again for the next reconciliation.
+                    let rest = std::mem::take(&mut wanted.ids);
+                    if wanted.progressed {
+                        self.ask(topic, rest, &mut step);
+                    } else {
+                        self.wanted.remove(&topic);
+                    }
                 }
             }
         }
@@ -194,9 +223,16 @@ impl PeerSync {
         if outcome.we_lack.is_empty() {
             return;
         }
+        self.ask(topic, outcome.we_lack, step);
+    }
+
+    /// Asks for `ids` on `topic`, in `Want`s of at most MAX_WANT, as one round.
+    fn ask(&mut self, topic: Topic, ids: Vec<Item>, step: &mut Step) {
         let wanted = self.wanted.entry(topic).or_default();
-        for chunk in outcome.we_lack.chunks(MAX_WANT) {
-            wanted.extend_from_slice(chunk);
+        wanted.progressed = false;
+        for chunk in ids.chunks(MAX_WANT) {
+            wanted.ids.extend_from_slice(chunk);
+            wanted.in_flight += 1;
             step.send.push(SyncMessage::Want { topic, ids: chunk.to_vec() });
         }
     }
@@ -277,6 +313,55 @@ mod tests {
         run(&mut a, &mut b, topic);
         assert_eq!(a.ids(&topic).len(), 3_720);
         assert_eq!(a.ids(&topic), b.ids(&topic));
+    }
+
+    /// A 64 KiB envelope: bucket-sized, as the largest messages are.
+    fn large_envelope(n: u32) -> Vec<u8> {
+        let mut e = vec![2u8; crate::envelope::MAX_ENVELOPE_LEN];
+        e[17..21].copy_from_slice(&n.to_be_bytes());
+        e
+    }
+
+    #[test]
+    fn more_than_one_have_can_carry_is_fetched_in_rounds() {
+        let topic = [6; 16];
+        let (mut a, mut b) = (Store::default(), Store::default());
+        // 200 × 64 KiB is 12.5 MiB: four `Have`s' worth, asked for in one `Want`.
+        for n in 0..200 {
+            b.put(topic, large_envelope(n));
+        }
+        run(&mut a, &mut b, topic);
+        assert_eq!(a.ids(&topic).len(), 200);
+    }
+
+    #[test]
+    fn ids_the_peer_no_longer_holds_do_not_block_the_topic() {
+        let topic = [7; 16];
+        let (a, mut b) = (Store::default(), Store::default());
+        b.put(topic, envelope(1));
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        let mut to_b = vec![sa.start(topic, [3; 16], &a)];
+        let mut wants = Vec::new();
+        // Reconcile until A asks for the envelope.
+        while let Some(m) = to_b.pop() {
+            for reply in sb.handle(m, &b).unwrap().send {
+                for next in sa.handle(reply, &a).unwrap().send {
+                    match next {
+                        SyncMessage::Want { .. } => wants.push(next),
+                        other => to_b.push(other),
+                    }
+                }
+            }
+        }
+        assert_eq!(wants.len(), 1);
+        assert_eq!(sa.pending(), (0, 1));
+        // B dropped it meanwhile: its answer is empty, and A gives up rather than wait forever.
+        let empty = Store::default();
+        let answer = sb.handle(wants.remove(0), &empty).unwrap().send;
+        let step = sa.handle(answer.into_iter().next().unwrap(), &a).unwrap();
+        assert!(step.send.is_empty() && step.received.is_empty());
+        assert!(!sa.is_syncing(&topic), "the topic is free for the next reconciliation");
+        assert_eq!(sa.pending(), (0, 0));
     }
 
     #[test]
