@@ -46,13 +46,44 @@ fn call_inner(
     params: Value,
     mut on_progress: Option<&mut dyn FnMut(usize, usize)>,
 ) -> Result<(Value, Answered)> {
-    let remote = match on_progress.as_deref_mut() {
-        Some(report) => crate::control::call_with_progress(home_dir, method, params.clone(), report)?,
-        None => crate::control::call(home_dir, method, params.clone())?,
-    };
-    if let Some(result) = remote {
+    if let Some(result) = call_running(home_dir, method, &params, on_progress.as_deref_mut())? {
         return Ok((result, Answered::ByRunningNode));
     }
+    match call_here(home_dir, method, &params, on_progress.as_deref_mut()) {
+        // A node started on the home meanwhile, and holds it: it answers now (nothing was done
+        // here, so asking it is safe).
+        Err(e) if is_home_busy(&e) => match call_running(home_dir, method, &params, on_progress)? {
+            Some(result) => Ok((result, Answered::ByRunningNode)),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// Asks the node running on the home, if one does.
+fn call_running(
+    home_dir: &Path,
+    method: &str,
+    params: &Value,
+    on_progress: Option<&mut (dyn FnMut(usize, usize) + '_)>,
+) -> Result<Option<Value>> {
+    match on_progress {
+        Some(report) => crate::control::call_with_progress(home_dir, method, params.clone(), report),
+        None => crate::control::call(home_dir, method, params.clone()),
+    }
+}
+
+pub fn is_home_busy(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<weft_core::Error>(), Some(weft_core::Error::HomeBusy(_)))
+}
+
+/// Opens the home in this process for one call.
+fn call_here(
+    home_dir: &Path,
+    method: &str,
+    params: &Value,
+    on_progress: Option<&mut (dyn FnMut(usize, usize) + '_)>,
+) -> Result<(Value, Answered)> {
     let passphrase = crate::passphrase::for_home(home_dir)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
@@ -60,7 +91,7 @@ fn call_inner(
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let api = Api::offline(node);
         let result = match on_progress {
-            None => api.call(method, &params).await,
+            None => api.call(method, params).await,
             Some(report) => {
                 let (tx, mut rx) = tokio::sync::watch::channel(Default::default());
                 let watch = async {
@@ -70,7 +101,7 @@ fn call_inner(
                         report(p.done, p.total);
                     }
                 };
-                let (result, ()) = tokio::join!(api.call_watched(method, &params, Some(tx)), watch);
+                let (result, ()) = tokio::join!(api.call_watched(method, params, Some(tx)), watch);
                 result
             }
         };

@@ -79,6 +79,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Run the node in the foreground: connect to peers and exchange messages live
     Run(commands::run::Args),
+    /// Go online, catch up with peers and relays (a bar shows how far), and exit
+    Sync(commands::sync::SyncArgs),
     /// Run the node in the background of a session, serving JSON-RPC to other weft commands
     /// and scripts on <home>/weft.sock (see docs/JSONRPC.md); logs go to stderr (RUST_LOG)
     Daemon(commands::run::Args),
@@ -137,6 +139,10 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),
         Command::Run(args) => commands::run::run(&home, args.over(&settings.network), &out),
+        Command::Sync(mut args) => {
+            args.net = args.net.over(&settings.network);
+            commands::sync::run(&home, args, &out)
+        }
         Command::Daemon(args) => commands::run::daemon(&home, args.over(&settings.network), &out),
         Command::Status => commands::status::run(&home, &out),
         Command::Relay(args) => commands::relay::run(&home, args.over(&settings.relay), &out),

@@ -139,3 +139,73 @@ fn without_bluetooth_weft_run_says_so_once_and_runs_on_libp2p() {
         assert!(stderr.contains("running on libp2p only"));
     }
 }
+
+/// Sends `count` messages through the JSON-RPC socket of the node running on `home`.
+fn send_through_socket(home: &Home, conversation: &str, count: usize) {
+    use std::io::Write;
+    let stream = std::os::unix::net::UnixStream::connect(home.dir.join("weft.sock")).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for i in 0..count {
+        let request = serde_json::json!({
+            "jsonrpc": "2.0", "id": i, "method": "send",
+            "params": { "conversation": conversation, "text": format!("catch-up message {i}") },
+        });
+        writeln!(writer, "{request}").unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        assert!(answer.contains("\"result\""), "{answer}");
+    }
+}
+
+#[test]
+fn weft_sync_catches_up_and_exits_or_says_why_not() {
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
+    alice.ok(&["init", "--name", "alice"]);
+    bob.ok(&["init", "--name", "bob"]);
+    // Contacts by bundle, both ways.
+    alice.ok(&["contact", "add", bob.ok(&["id", "--link"]).trim()]);
+    let bundle = root.path().join("bundle.weft");
+    let bundle_arg = bundle.to_str().unwrap();
+    alice.ok(&["export", "--out", bundle_arg]);
+    bob.ok(&["import", bundle_arg]);
+    bob.ok(&["contact", "accept", "alice"]);
+    bob.ok(&["export", "--out", bundle_arg]);
+    alice.ok(&["import", bundle_arg]);
+
+    // Nobody to reach: a clear error, in good time.
+    let alone = bob.run(&["sync", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "2"]);
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("no peer reached in 2 s"));
+
+    // Alice writes 300 messages while bob is away; bob's `weft sync` fetches them all and exits.
+    let alice_run = Running::start(&alice, &[]);
+    let addr = alice_run.wait_for("/ip4/127.0.0.1/tcp/").trim().to_owned();
+    send_through_socket(&alice, "bob", 300);
+    let sync =
+        bob.ok(&["--json", "sync", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &addr]);
+    let summary: serde_json::Value = serde_json::from_str(&sync).unwrap();
+    assert_eq!((summary["caught_up"].clone(), summary["peers"].clone()), (true.into(), 1.into()), "{summary}");
+    assert_eq!(summary["unread"], serde_json::json!([{ "conversation": "alice", "unread": 300 }]), "{summary}");
+    assert!(bob.ok(&["log", "alice", "--limit", "1"]).contains("catch-up message 299"));
+    assert!(!bob.dir.join("weft.sock").exists(), "the node stopped and took its socket with it");
+
+    // With bob's daemon running, `weft sync` follows its catch-up rather than starting a node.
+    let mut daemon = bob
+        .command(&["daemon", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bob.dir.join("weft.sock").exists() {
+        assert!(Instant::now() < deadline, "bob's daemon never served its socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send_through_socket(&alice, "bob", 5);
+    let followed: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "sync", "--timeout", "30"])).unwrap();
+    assert_eq!(followed["caught_up"], true, "{followed}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -15,3 +15,4 @@ pub mod run;
 pub mod settings;
 pub mod sim;
 pub mod status;
+pub mod sync;
