@@ -1,6 +1,7 @@
 //! `weft chat` end to end in a real terminal (tmux): it draws, sends what is typed, shows a
 //! message arriving live with its transport and our message's receipt, lets other commands
-//! work while it runs, survives a resize, and quits cleanly.
+//! work while it runs, accepts a contact request with one key, survives a resize, and quits
+//! cleanly.
 //!
 //! It needs tmux, which a fresh machine with only Rust and Python may lack, so it is ignored by
 //! the plain `cargo test`; `.ci/run` installs tmux and runs it with `--ignored`.
@@ -130,6 +131,21 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
         assert!(Instant::now() < deadline, "bob never saw his message read:\n{}", bob.ok(&["log", "alice"]));
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // A contact request arriving while the chat runs is accepted with one key.
+    let carol = Home::new(root.path(), "carol");
+    carol.ok(&["init", "--name", "carol"]);
+    carol.ok(&["contact", "add", alice.ok(&["id", "--link"]).trim()]);
+    let carol_bundle = root.path().join("carol.weft");
+    carol.ok(&["export", "--out", carol_bundle.to_str().unwrap()]);
+    alice.ok(&["import", carol_bundle.to_str().unwrap()]);
+    tmux.wait_for("Ctrl-A accept carol");
+    tmux.keys(&["C-a"]);
+    tmux.wait_for("you and carol are contacts");
+    let contacts = alice.ok(&["--json", "contact", "list"]);
+    assert!(contacts.contains("\"carol\"") && !contacts.contains("incoming"), "{contacts}");
+    tmux.keys(&["Up"]);
+    tmux.wait_for("bob: hi alice");
 
     // A smaller window redraws with the newest message still in view.
     assert!(tmux.tmux(&["resize-window", "-t", "chat", "-x", "70", "-y", "12"]).status.success());

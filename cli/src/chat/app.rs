@@ -20,11 +20,23 @@ pub struct Conversation {
     pub verified: Option<bool>,
 }
 
+/// Messages asked for per page of history.
+pub const PAGE_LIMIT: usize = 200;
+/// Messages one PageUp or PageDown moves the history by.
+const SCROLL_STEP: usize = 10;
+
 /// What the node must do for the chat.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
-    /// Show this conversation's history (and mark it read).
+    /// Show this conversation's latest history (and mark it read).
     Open(String),
+    /// Fetch the page of history before this message.
+    Older {
+        conversation: String,
+        before: String,
+    },
+    /// Accept this contact's request.
+    Accept(String),
     Send {
         conversation: String,
         text: String,
@@ -38,8 +50,14 @@ pub struct App {
     pub me: String,
     pub conversations: Vec<Conversation>,
     pub selected: usize,
-    /// The open conversation's latest messages, oldest first.
+    /// The open conversation's messages loaded so far, oldest first.
     pub messages: Vec<Message>,
+    /// Messages hidden below the view: 0 follows the newest.
+    pub scroll_back: usize,
+    /// Whether the open conversation's first message is loaded.
+    pub history_complete: bool,
+    /// Contact requests not yet accepted, oldest first.
+    pub requests: Vec<String>,
     /// How each message that arrived while the chat ran was carried, by id.
     pub via: HashMap<String, String>,
     pub input: String,
@@ -65,17 +83,46 @@ impl App {
     pub fn select(&mut self, name: &str) -> Option<Request> {
         let index = self.conversations.iter().position(|c| c.name == name)?;
         self.selected = index;
+        self.messages.clear();
+        self.scroll_back = 0;
+        self.history_complete = false;
         Some(Request::Open(name.to_owned()))
     }
 
-    /// The open conversation's history arrived (and it was marked read).
+    /// The open conversation's latest page arrived (and it was marked read). Older pages
+    /// loaded before stay above it, so reading back is not lost when a message comes in.
     pub fn set_messages(&mut self, conversation: &str, messages: Vec<Message>) {
         if self.current().is_some_and(|c| c.name == conversation) {
-            self.messages = messages;
+            let complete = messages.len() < PAGE_LIMIT;
+            let kept =
+                messages.first().and_then(|first| self.messages.iter().position(|m| m.id == first.id)).unwrap_or(0);
+            let mut merged: Vec<Message> = self.messages.drain(..kept).collect();
+            merged.extend(messages);
+            self.messages = merged;
+            self.history_complete |= complete;
         }
         if let Some(c) = self.conversations.iter_mut().find(|c| c.name == conversation) {
             c.unread = 0;
         }
+    }
+
+    /// A page of older history arrived; an empty one means the start was reached.
+    pub fn prepend_older(&mut self, conversation: &str, older: Vec<Message>) {
+        if !self.current().is_some_and(|c| c.name == conversation) {
+            return;
+        }
+        if older.len() < PAGE_LIMIT {
+            self.history_complete = true;
+        }
+        let mut merged: Vec<Message> =
+            older.into_iter().filter(|m| !self.messages.iter().any(|k| k.id == m.id)).collect();
+        merged.append(&mut self.messages);
+        self.messages = merged;
+    }
+
+    /// The contacts list arrived: who asked and is not yet accepted.
+    pub fn set_requests(&mut self, requests: Vec<String>) {
+        self.requests = requests;
     }
 
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Request> {
@@ -83,6 +130,13 @@ impl App {
         match key.code {
             KeyCode::Esc => self.quit = true,
             KeyCode::Char('c' | 'd') if ctrl => self.quit = true,
+            KeyCode::Char('a') if ctrl => {
+                let name = self.requests.first()?.clone();
+                return Some(Request::Accept(name));
+            }
+            KeyCode::PageUp => return self.scroll_up(),
+            KeyCode::PageDown => self.scroll_back = self.scroll_back.saturating_sub(SCROLL_STEP),
+            KeyCode::End => self.scroll_back = 0,
             KeyCode::Up | KeyCode::BackTab => return self.move_selection(-1),
             KeyCode::Down | KeyCode::Tab => return self.move_selection(1),
             KeyCode::Enter => {
@@ -92,6 +146,7 @@ impl App {
                     return None;
                 }
                 self.input.clear();
+                self.scroll_back = 0;
                 return Some(Request::Send { conversation, text });
             }
             KeyCode::Backspace => {
@@ -110,7 +165,21 @@ impl App {
         let n = self.conversations.len() as isize;
         self.selected = (self.selected as isize + by).rem_euclid(n) as usize;
         self.messages.clear();
+        self.scroll_back = 0;
+        self.history_complete = false;
         Some(Request::Open(self.conversations[self.selected].name.clone()))
+    }
+
+    /// Shows older messages; at the top of what is loaded, asks for the page before it.
+    fn scroll_up(&mut self) -> Option<Request> {
+        let top = self.messages.len().saturating_sub(1);
+        self.scroll_back = (self.scroll_back + SCROLL_STEP).min(top);
+        if self.scroll_back + SCROLL_STEP > top && !self.history_complete {
+            let conversation = self.current()?.name.clone();
+            let before = self.messages.first()?.id.clone();
+            return Some(Request::Older { conversation, before });
+        }
+        None
     }
 
     /// A node event, as the daemon sends it (`{"event": ...}`).
@@ -152,7 +221,10 @@ impl App {
             }
             "contact_request" => {
                 let name = event["name"].as_str()?;
-                self.notice = format!("contact request from {name}: `weft contact accept {name}`");
+                if !self.requests.iter().any(|r| r == name) {
+                    self.requests.push(name.to_owned());
+                }
+                self.notice = format!("contact request from {name}");
                 Some(Request::Refresh)
             }
             "contact_answered" | "joined_group" => Some(Request::Refresh),
@@ -203,6 +275,55 @@ mod tests {
         assert_eq!(app.on_key(key(KeyCode::Down)), Some(Request::Open("bob".into())), "wraps around");
         app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(app.quit);
+    }
+
+    fn text(id: usize) -> Message {
+        serde_json::from_value(json!({ "id": format!("m{id}"), "lamport": id, "conversation": "bob",
+            "sender": "bob", "outgoing": false, "sent_ms": 0, "kind": "text", "body": format!("text {id}") }))
+        .unwrap()
+    }
+
+    #[test]
+    fn page_up_reads_back_and_fetches_older_pages_until_the_start() {
+        let mut app = App::default();
+        app.set_conversations(vec![conversation("bob", 0)]);
+        app.set_messages("bob", (300..500).map(text).collect());
+        assert!(!app.history_complete, "a full page: there may be more");
+        assert_eq!(app.on_key(key(KeyCode::PageUp)), None);
+        assert_eq!(app.scroll_back, 10);
+        for _ in 0..18 {
+            app.on_key(key(KeyCode::PageUp));
+        }
+        let asked = app.on_key(key(KeyCode::PageUp));
+        assert_eq!(asked, Some(Request::Older { conversation: "bob".into(), before: "m300".into() }));
+        app.prepend_older("bob", (100..300).map(text).collect());
+        assert_eq!((app.messages.len(), app.messages[0].id.as_str()), (400, "m100"));
+        // A new message reloads the latest page; what was read back stays above it.
+        app.set_messages("bob", (301..501).map(text).collect());
+        assert_eq!((app.messages.len(), app.messages.last().unwrap().id.as_str()), (401, "m500"));
+        app.prepend_older("bob", (0..100).map(text).collect());
+        assert!(app.history_complete, "a short page is the start");
+        assert_eq!(app.messages.len(), 501);
+        app.scroll_back = 495;
+        assert_eq!(app.on_key(key(KeyCode::PageUp)), None, "nothing older to ask for");
+        assert_eq!(app.scroll_back, 500, "stops at the first message");
+        app.on_key(key(KeyCode::PageDown));
+        assert_eq!(app.scroll_back, 490);
+        app.on_key(key(KeyCode::End));
+        assert_eq!(app.scroll_back, 0);
+    }
+
+    #[test]
+    fn ctrl_a_accepts_the_oldest_request() {
+        let mut app = App::default();
+        assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL)), None);
+        app.on_event(&json!({ "event": "contact_request", "name": "dave" }));
+        app.on_event(&json!({ "event": "contact_request", "name": "erin" }));
+        app.on_event(&json!({ "event": "contact_request", "name": "dave" }));
+        assert_eq!(app.requests, vec!["dave", "erin"]);
+        let accept = app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL));
+        assert_eq!(accept, Some(Request::Accept("dave".into())));
+        assert!(app.input.is_empty(), "Ctrl-A is not typed");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::App;
 
@@ -23,8 +23,12 @@ pub fn render(app: &App, frame: &mut Frame) {
     // The cursor sits after what was typed.
     frame.set_cursor_position((input.x + 3 + app.input.chars().count() as u16, input.y + 1));
     let notice = if app.notice.is_empty() { String::new() } else { format!(" · {}", app.notice) };
+    let accept = app.requests.first().map(|name| format!(" · Ctrl-A accept {name}")).unwrap_or_default();
     frame.render_widget(
-        Paragraph::new(format!("{} · {} peer(s){notice} · ↑↓ conversation · Enter send · Esc quit", app.me, app.peers)),
+        Paragraph::new(format!(
+            "{} · {} peer(s){notice}{accept} · ↑↓ conversation · PgUp/PgDn history · Enter send · Esc quit",
+            app.me, app.peers
+        )),
         status,
     );
 }
@@ -58,22 +62,22 @@ fn messages(app: &App, frame: &mut Frame, area: Rect) {
             if c.verified == Some(true) { "verified ✓" } else { "not verified (weft contact verify)" }
         ),
     };
-    let lines: Vec<Line> = app
-        .messages
+    let title =
+        if app.scroll_back > 0 { format!("{title}· {} newer below (PgDn, End) ", app.scroll_back) } else { title };
+    let shown = &app.messages[..app.messages.len() - app.scroll_back.min(app.messages.len())];
+    let lines: Vec<Line> = shown
         .iter()
         .map(|m| match app.via.get(&m.id) {
             Some(via) => Line::from(format!("{}  (via {via})", m.line())),
             None => Line::from(m.line()),
         })
         .collect();
-    // The newest at the bottom: skip what does not fit above.
-    let room = area.height.saturating_sub(2) as usize;
-    let skip = lines.len().saturating_sub(room);
-    frame.render_widget(
-        Paragraph::new(lines.into_iter().skip(skip).collect::<Vec<_>>())
-            .block(Block::default().borders(Borders::ALL).title(title)),
-        area,
-    );
+    // Long messages wrap; the newest sits at the bottom, and what does not fit scrolls off the top.
+    let block = Block::default().borders(Borders::ALL).title(title);
+    let inner = block.inner(area);
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let overflow = paragraph.line_count(inner.width).saturating_sub(inner.height as usize);
+    frame.render_widget(paragraph.scroll((overflow.min(u16::MAX as usize) as u16, 0)).block(block), area);
 }
 
 #[cfg(test)]
@@ -146,6 +150,35 @@ mod tests {
         ] {
             assert!(screen.contains(expected), "missing {expected:?} in:\n{screen}");
         }
+    }
+
+    #[test]
+    fn long_messages_wrap_and_the_newest_stays_in_view() {
+        let mut app = app();
+        let long = "word ".repeat(40);
+        app.messages.push(message("4", "bob", false, long.trim(), None));
+        app.messages.push(message("5", "bob", false, "last one", None));
+        let screen = screen(&app, 80, 16);
+        assert!(screen.contains("last one"), "{screen}");
+        let wrapped = screen.lines().filter(|l| l.contains("word word")).count();
+        assert!(wrapped >= 3, "a 200-character message takes several lines:\n{screen}");
+    }
+
+    #[test]
+    fn reading_back_shows_older_messages_and_says_what_is_below() {
+        let mut app = app();
+        app.scroll_back = 2;
+        let screen = screen(&app, 100, 14);
+        assert!(screen.contains("where are you?"), "{screen}");
+        assert!(!screen.contains("at the gate"), "{screen}");
+        assert!(screen.contains("2 newer below"), "{screen}");
+    }
+
+    #[test]
+    fn a_request_shows_how_to_accept_it() {
+        let mut app = app();
+        app.requests.push("dave".into());
+        assert!(screen(&app, 140, 14).contains("Ctrl-A accept dave"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use serde_json::{Value, json};
 
 use super::run::LocalNode;
-use crate::chat::app::{App, Conversation, Request};
+use crate::chat::app::{App, Conversation, PAGE_LIMIT, Request};
 use crate::chat::view;
 use crate::output::Message;
 
@@ -89,17 +89,34 @@ fn perform(session: &Session, app: &mut App, request: Request) {
             Request::Refresh => {
                 let list: Vec<Conversation> = crate::output::parse(&session.call("conversations", json!({}))?)?;
                 app.set_conversations(list);
+                let contacts: Vec<crate::output::Contact> =
+                    crate::output::parse(&session.call("contact.list", json!({}))?)?;
+                app.set_requests(contacts.into_iter().filter(|c| c.status == "incoming").map(|c| c.name).collect());
             }
             Request::Open(name) => {
-                let page = session.call("log", json!({ "conversation": name, "limit": 200 }))?;
+                let page = session.call("log", json!({ "conversation": name, "limit": PAGE_LIMIT }))?;
                 let messages: Vec<Message> = crate::output::parse(&page)?;
                 session.call("read", json!({ "conversation": name }))?;
                 app.set_messages(&name, messages);
             }
             Request::Send { conversation, text } => {
                 session.call("send", json!({ "conversation": conversation, "text": text }))?;
-                let page = session.call("log", json!({ "conversation": conversation, "limit": 200 }))?;
+                let page = session.call("log", json!({ "conversation": conversation, "limit": PAGE_LIMIT }))?;
                 app.set_messages(&conversation, crate::output::parse(&page)?);
+            }
+            Request::Older { conversation, before } => {
+                let page = session
+                    .call("log", json!({ "conversation": conversation, "limit": PAGE_LIMIT, "before": before }))?;
+                app.prepend_older(&conversation, crate::output::parse(&page)?);
+            }
+            Request::Accept(name) => {
+                session.call("contact.accept", json!({ "name": name }))?;
+                app.notice = format!("you and {name} are contacts");
+                app.requests.retain(|r| *r != name);
+                perform(session, app, Request::Refresh);
+                if let Some(open) = app.select(&name) {
+                    perform(session, app, open);
+                }
             }
         }
         Ok(())
