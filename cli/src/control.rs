@@ -35,6 +35,8 @@ pub fn error_response(id: Value, code: i64, message: &str, exit_code: u8) -> Val
 pub struct RemoteError {
     pub message: String,
     pub exit_code: u8,
+    /// What to do next, when the node said.
+    pub hint: Option<String>,
 }
 
 impl std::fmt::Display for RemoteError {
@@ -102,7 +104,8 @@ fn request(
     if let Some(err) = response.get("error") {
         let message = err["message"].as_str().unwrap_or("unknown error").to_string();
         let exit_code = err["data"]["exit_code"].as_u64().unwrap_or(1) as u8;
-        return Err(RemoteError { message, exit_code }.into());
+        let hint = err["data"]["hint"].as_str().map(str::to_owned);
+        return Err(RemoteError { message, exit_code, hint }.into());
     }
     Ok(Some(response.get("result").cloned().unwrap_or(Value::Null)))
 }
@@ -223,7 +226,13 @@ async fn connection(stream: tokio::net::UnixStream, api: std::sync::Arc<crate::a
                     crate::api::ApiError::InvalidParams(_) => (INVALID_PARAMS, 2),
                     crate::api::ApiError::Weft(e) => (WEFT_ERROR, crate::output::exit_code_of(e)),
                 };
-                error_response(id, code, &e.to_string(), exit_code)
+                let mut response = error_response(id, code, &e.to_string(), exit_code);
+                if let crate::api::ApiError::Weft(weft) = &e
+                    && let Some(hint) = crate::output::hint_of(weft)
+                {
+                    response["error"]["data"]["hint"] = json!(hint);
+                }
+                response
             }
         };
         if out.send(message).await.is_err() {

@@ -22,16 +22,46 @@ impl Output {
     }
 
     pub fn error(&self, err: &anyhow::Error) {
+        let hint = err.chain().find_map(|e| {
+            if let Some(weft) = e.downcast_ref::<weft_core::Error>() {
+                return hint_of(weft);
+            }
+            e.downcast_ref::<crate::control::RemoteError>().and_then(|r| r.hint.clone())
+        });
         if self.json {
             let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("{}", serde_json::json!({ "error": err.to_string(), "causes": chain }));
+            eprintln!("{}", serde_json::json!({ "error": err.to_string(), "causes": chain, "hint": hint }));
         } else {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(hint) = hint {
+                eprintln!("  hint: {hint}");
+            }
         }
     }
+}
+
+/// What to do next about an error, where the error itself does not say.
+pub fn hint_of(err: &weft_core::Error) -> Option<String> {
+    use weft_core::Error;
+    let hint = match err {
+        Error::WrongPassphrase(_) => {
+            "check WEFT_PASSPHRASE, or type it again; a passphrase kept in the OS keyring is replaced with \
+             `weft passphrase remember`"
+        }
+        Error::NotFound { what: "contact", .. } => "`weft contact list` shows your contacts' names",
+        Error::NotFound { what: "group", .. } => "`weft group list` shows your groups",
+        Error::NotFound { what: "member", .. } => "`weft group members GROUP` shows who is in it",
+        Error::NotFound { what: "contact or group" | "conversation with", .. } => {
+            "`weft contact list` and `weft group list` show the names you can use"
+        }
+        Error::NoRadio(_) => "run with --no-ble to use the network alone",
+        Error::Network(_) => "check the --listen, --bootstrap and --relay addresses (or the config's [network])",
+        _ => return None,
+    };
+    Some(hint.to_owned())
 }
 
 /// The exit code that tells scripts what went wrong (see `weft --help`).

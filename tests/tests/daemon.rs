@@ -249,6 +249,11 @@ fn bad_input_gets_clear_errors_and_the_daemon_stays_up() {
     assert_eq!(relative["code"], -32602);
     let not_found = rpc.call("send", json!({ "conversation": "nobody", "text": "hi" })).unwrap_err();
     assert_eq!((not_found["code"].as_i64(), not_found["data"]["exit_code"].as_u64()), (Some(-32000), Some(5)));
+    assert!(not_found["data"]["hint"].as_str().unwrap().contains("weft contact list"), "says what to do: {not_found}");
+    // The command line passes the node's hint on.
+    let unknown = alice.run(&["send", "nobody", "hi"]);
+    assert_eq!(unknown.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("hint: `weft contact list`"));
     let bad_link = rpc.call("contact.add", json!({ "link": "weft://contact/garbage" })).unwrap_err();
     assert_eq!(bad_link["code"], -32000);
     // A notification (no id) is carried out and not answered: the next answer is the next call's.

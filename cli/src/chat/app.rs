@@ -108,7 +108,7 @@ impl App {
 
     /// A page of older history arrived; an empty one means the start was reached.
     pub fn prepend_older(&mut self, conversation: &str, older: Vec<Message>) {
-        if !self.current().is_some_and(|c| c.name == conversation) {
+        if self.current().is_none_or(|c| c.name != conversation) {
             return;
         }
         if older.len() < PAGE_LIMIT {
