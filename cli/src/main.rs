@@ -18,22 +18,23 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// Weft: an offline-first, end-to-end encrypted messenger.
 ///
-/// Start with `weft init --name NAME`, share the link `weft id` prints, add others with
-/// `weft contact add LINK`, and exchange messages with `weft export` / `weft import` when
-/// there is no network at all. `weft demo` shows the whole story in one go.
+/// Start with `weft init --name NAME`, share the link `weft id` prints, and add others with
+/// `weft contact add LINK`. Then `weft chat` to talk; `weft daemon` (or `weft sync` now and
+/// then) to stay in touch over the network; `weft export` / `weft import` to carry messages by
+/// hand when there is no network at all. `weft demo` shows the whole story in one go.
 #[derive(Parser)]
 #[command(name = "weft", version, propagate_version = true, after_help = AFTER_HELP)]
 struct Cli {
     /// Account home directory [default: the platform's data dir, e.g. ~/.local/share/weft]
-    #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
+    #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR", help_heading = "Global options")]
     home: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of text
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     json: bool,
 
     /// The config file [default: the platform's config dir, e.g. ~/.config/weft/config.toml]
-    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE")]
+    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "FILE", help_heading = "Global options")]
     config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -62,44 +63,61 @@ enum Command {
     Group(commands::group::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
+    /// Chat in a full-screen terminal: conversations, history, live messages
+    ///
+    /// Keys: ↑↓ (or Tab) pick a conversation, Enter sends, PgUp/PgDn/End read back through the
+    /// history, Ctrl-A accepts a contact request, Esc (or Ctrl-C) quits. With a daemon running
+    /// on the home the chat is its client; without one it runs the node itself (network
+    /// included, and other weft commands go through it while it is open).
+    Chat(commands::chat::ChatArgs),
     /// Show a conversation's history, with the state of your messages (sent, delivered, read)
     Log(commands::message::LogArgs),
     /// Mark a conversation read (and tell its members, unless read receipts are off)
     Read(commands::message::ReadArgs),
-    /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
-    #[command(subcommand)]
-    Passphrase(commands::passphrase::Command),
-    /// Show or change the account's settings (read receipts)
-    Settings(commands::settings::Args),
+    /// Go online, catch up with peers and relays, say what came, and exit
+    ///
+    /// For a laptop that does not keep `weft daemon` running. A bar shows envelopes fetched
+    /// against those still wanted; it is done when a peer is connected and nothing has been
+    /// open or wanted for a few seconds. With a node already running on the home, it follows
+    /// that node's catch-up instead. Exits 1 when no peer was reached, or when time ran out.
+    Sync(commands::sync::SyncArgs),
     /// Write everything others may lack into a bundle file, for carrying by hand
     Export(commands::bundle::ExportArgs),
     /// Read a bundle file that someone else exported
     Import(commands::bundle::ImportArgs),
-    /// Run a scripted story in temporary homes and narrate it
-    Demo(commands::demo::Args),
-    /// Run the node in the foreground: connect to peers and exchange messages live
+    /// Run the node in the foreground, printing what happens, until Ctrl-C
     Run(commands::run::Args),
-    /// Go online, catch up with peers and relays (a bar shows how far), and exit
-    Sync(commands::sync::SyncArgs),
-    /// Run the node in the background of a session, serving JSON-RPC to other weft commands
-    /// and scripts on <home>/weft.sock (see docs/JSONRPC.md); logs go to stderr (RUST_LOG)
+    /// Run the node in the background, serving other commands and scripts over JSON-RPC
+    ///
+    /// Serves every account command as JSON-RPC 2.0 on <home>/weft.sock (owner-only), with
+    /// events by subscription: see docs/JSONRPC.md. Other weft commands use it while it runs.
+    /// Logs go to stderr with tracing (info by default; RUST_LOG=debug for more). SIGTERM and
+    /// Ctrl-C stop it cleanly.
     Daemon(commands::run::Args),
-    /// Show the running node's peers by transport, its relays and the pending outbox
+    /// Show the running node's peers, relays, catch-up and outbox
     Status,
     /// Run a relay: a headless node that holds ciphertext for others and relays connections
     Relay(commands::relay::Args),
-    /// Simulate the Bluetooth mesh: seeded scenarios, our routing against the baselines
-    Sim(commands::sim::Args),
-    /// Chat in a full-screen terminal UI: conversations, history, live messages
-    Chat(commands::chat::ChatArgs),
-    /// Show where the machine's config file is and what it sets, or write one to start from
+    /// Show or change the account's settings (read receipts)
+    Settings(commands::settings::Args),
+    /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
+    #[command(subcommand)]
+    Passphrase(commands::passphrase::Command),
+    /// Show the machine's config file, or write one to start from
     #[command(subcommand)]
     Config(commands::config::Command),
-    /// Print shell completions, e.g. `weft completions bash > ~/.local/share/bash-completion/completions/weft`
+    /// Print shell completions
+    ///
+    /// e.g. `weft completions bash > ~/.local/share/bash-completion/completions/weft`, or
+    /// `weft completions zsh > "${fpath[1]}/_weft"`.
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Run a scripted story in temporary homes and narrate it
+    Demo(commands::demo::Args),
+    /// Simulate the Bluetooth mesh: seeded scenarios, our routing against the baselines
+    Sim(commands::sim::Args),
 }
 
 fn main() -> ExitCode {

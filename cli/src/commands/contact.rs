@@ -19,10 +19,14 @@ pub enum Command {
     },
     /// List contacts with their status and whether you verified them
     List,
-    /// Accept a contact request that arrived in a bundle
-    Accept { name: String },
+    /// Accept a contact request (from a bundle, or over the network)
+    Accept {
+        /// The name on the request, as `weft contact list` shows it
+        name: String,
+    },
     /// Compare safety numbers with a contact and mark them verified
     Verify {
+        /// The contact's name
         name: String,
         /// Mark as verified without asking (after comparing the numbers)
         #[arg(long)]

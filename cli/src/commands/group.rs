@@ -10,15 +10,31 @@ use crate::output::{Output, parse};
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Create a group with you as its admin
-    Create { name: String },
+    Create {
+        /// The group's name (members may call it something else)
+        name: String,
+    },
     /// List groups
     List,
-    /// Add a contact to a group (they join when they import your next bundle)
-    Invite { group: String, contact: String },
+    /// Add a contact to a group (they join when your next bundle or the network reaches them)
+    Invite {
+        /// The group's name
+        group: String,
+        /// The contact to add
+        contact: String,
+    },
     /// Remove a member: the group moves to new keys they cannot read
-    Remove { group: String, member: String },
+    Remove {
+        /// The group's name
+        group: String,
+        /// The member to remove
+        member: String,
+    },
     /// List a group's members
-    Members { group: String },
+    Members {
+        /// The group's name
+        group: String,
+    },
 }
 
 #[derive(Deserialize)]

@@ -12,24 +12,27 @@ use weft_core::node::{Node, NodeEvent};
 
 use crate::output::{Event, Output, message_line};
 
+/// Where the network flags are listed in `--help`.
+const NETWORK: &str = "Network (defaults from the config's [network])";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// An address to listen on, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)
     /// [default: every interface, TCP and QUIC, any free port]
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", help_heading = NETWORK)]
     listen: Vec<String>,
     /// A peer to connect to at start, e.g. /ip4/192.0.2.7/tcp/4001 (repeatable)
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", help_heading = NETWORK)]
     bootstrap: Vec<String>,
     /// A relay to hold our envelopes while we are away and to make us reachable, with its
     /// peer id, e.g. /ip4/192.0.2.9/tcp/4001/p2p/12D3Koo... (repeatable)
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", help_heading = NETWORK)]
     relay: Vec<String>,
     /// Do not discover peers on the local network with mDNS
-    #[arg(long)]
+    #[arg(long, help_heading = NETWORK)]
     no_mdns: bool,
     /// Do not use Bluetooth (the mesh that carries messages when there is no network)
-    #[arg(long)]
+    #[arg(long, help_heading = NETWORK)]
     pub no_ble: bool,
 }
 
