@@ -229,6 +229,11 @@ fn bad_input_gets_clear_errors_and_the_daemon_stays_up() {
     let mut rpc = Rpc::connect(&alice.dir).unwrap();
     let code = |response: &Value| response["error"]["code"].as_i64();
 
+    // Only the owner can reach the socket: the home is 0700 and the socket 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&alice.dir), mode(&alice.dir.join("weft.sock"))), (0o700, 0o600));
+
     rpc.send_line(b"{not json");
     assert_eq!(code(&rpc.response()), Some(-32700));
     rpc.send_line(&[0xff, 0xfe, 0xfd]);
