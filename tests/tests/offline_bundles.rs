@@ -95,7 +95,9 @@ fn bad_input_gets_clear_errors() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("wrong passphrase"));
-    assert_eq!(stderr.lines().count(), 1, "one clear line, no library noise: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "one clear line and what to do, no library noise: {stderr}");
+    assert!(lines[1].starts_with("  hint: check WEFT_PASSPHRASE"), "{stderr}");
 
     let nobody = Home::new(root.path(), "nobody");
     let out = nobody.run(&["log", "x"]);
