@@ -17,6 +17,9 @@ const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
 /// Peer addresses remembered for reconnecting after a restart.
 const MAX_PEER_ADDRS: usize = 32;
 
+/// Envelopes of an import committed together.
+const IMPORT_BATCH: usize = 1024;
+
 impl Account {
     /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
@@ -377,8 +380,49 @@ impl Account {
                 Err(_) => report.rejected += 1,
             }
         }
-        let mut pending = bundle.envelopes;
+        // Envelopes are received as from a peer: relaxed commits, a batch of them at a time
+        // (a crash loses none, a power cut at worst the last batches, which the bundle still
+        // holds). One commit per envelope made a big import wait on the disk for each.
+        self.store.begin_batch()?;
+        let passes = self.import_envelopes(bundle.envelopes, &mut report, done, total, progress);
+        let ended = self.store.end_batch();
+        let broken = self.store.take_batch_broken();
+        let unreadable = match (passes, ended) {
+            (Ok(unreadable), Ok(())) if !broken => unreadable,
+            (passes, ended) => {
+                // What the failed batch applied is not stored: memory goes back to the store,
+                // and nothing of it may be acknowledged.
+                self.forget_pending_receipts();
+                let why = match (passes, ended) {
+                    (Err(e), _) | (_, Err(e)) => e.to_string(),
+                    _ => "a commit inside the import failed".to_owned(),
+                };
+                return self.settle([], Err(Error::NotStored(why)));
+            }
+        };
+        report.unreadable = unreadable;
+        report.waiting = self.count_waiting(None)?.saturating_sub(waiting_before);
+        report.joined_groups = report.messages.iter().filter(|m| m.kind == "joined").map(|m| m.body.clone()).collect();
+        // The receipts for what came in go out with the next export (or over the network).
+        if let Err(e) = self.flush_receipts() {
+            tracing::debug!(error = %e, "receipts were not sealed");
+        }
+        Ok(report)
+    }
+
+    /// The envelopes of an import, in passes while any pass makes progress (so that the order
+    /// inside the file does not matter), committing every [`IMPORT_BATCH`]; returns how many
+    /// stayed unreadable.
+    fn import_envelopes(
+        &mut self,
+        mut pending: Vec<Envelope>,
+        report: &mut ImportReport,
+        mut done: usize,
+        total: usize,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<usize> {
         let mut first_pass = true;
+        let mut in_batch = 0;
         loop {
             let mut applied_any = false;
             let mut unknown = Vec::new();
@@ -386,6 +430,12 @@ impl Account {
                 if first_pass {
                     done += 1;
                     progress(ImportProgress { done, total });
+                }
+                in_batch += 1;
+                if in_batch == IMPORT_BATCH {
+                    in_batch = 0;
+                    self.store.end_batch()?;
+                    self.store.begin_batch()?;
                 }
                 match self.receive_envelope(envelope.clone()) {
                     Ok(Received::Applied(messages)) => {
@@ -402,17 +452,9 @@ impl Account {
             pending = unknown;
             first_pass = false;
             if !applied_any || pending.is_empty() {
-                break;
+                return Ok(pending.len());
             }
         }
-        report.unreadable = pending.len();
-        report.waiting = self.count_waiting(None)?.saturating_sub(waiting_before);
-        report.joined_groups = report.messages.iter().filter(|m| m.kind == "joined").map(|m| m.body.clone()).collect();
-        // The receipts for what came in go out with the next export (or over the network).
-        if let Err(e) = self.flush_receipts() {
-            tracing::debug!(error = %e, "receipts were not sealed");
-        }
-        Ok(report)
     }
 
     /// Envelopes waiting for keys, in one group or in all.

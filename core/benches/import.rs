@@ -1,0 +1,121 @@
+//! Importing a bundle: envelopes per second, and what the progress reports cost.
+//!
+//! Alice writes 5,000 messages to Bob; Bob imports her bundle into copies of the same home, in
+//! one process: envelope by envelope, each its own durable commit (how `import_bundle` worked
+//! before it committed in batches: the baseline), with `import_bundle`, and with
+//! `import_bundle_with_progress` (a watch channel updated after every request and envelope, as
+//! `weft import` uses it).
+//!
+//! Run: `cargo bench -p weft-core --bench import`
+
+use std::path::Path;
+use std::time::Instant;
+
+use weft_core::account::{Account, ImportProgress, Received};
+use weft_core::bundle::Bundle;
+use weft_core::crypto::SeededEntropy;
+use weft_core::store::DatabaseKey;
+
+const MESSAGES: usize = 5_000;
+const ROUNDS: usize = 3;
+
+fn account(home: &Path, name: &str, seed: u8) -> Account {
+    Account::create_with_key(
+        home,
+        &DatabaseKey::from_bytes([seed; 32]),
+        Some(name),
+        Box::new(SeededEntropy::new(seed as u64)),
+        weft_core::account::system_clock(),
+    )
+    .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    OneCommitEach,
+    Batched,
+    WithProgress,
+}
+
+/// Imports `bundle` into a fresh copy of Bob's home; seconds taken.
+fn import(bob: &Path, copy: &Path, bundle: &[u8], way: Way) -> f64 {
+    copy_dir(bob, copy);
+    let mut account = Account::open_with_key(
+        copy,
+        &DatabaseKey::from_bytes([2; 32]),
+        Box::new(SeededEntropy::new(2)),
+        weft_core::account::system_clock(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let texts = match way {
+        Way::OneCommitEach => {
+            let (decoded, _) = Bundle::decode(bundle).unwrap();
+            for request in &decoded.requests {
+                account.receive_request(request).unwrap();
+            }
+            let mut texts = 0;
+            for envelope in decoded.envelopes {
+                if let Ok(Received::Applied(messages)) = account.receive_envelope(envelope) {
+                    texts += messages.iter().filter(|m| m.kind == "text").count();
+                }
+            }
+            texts
+        }
+        Way::Batched | Way::WithProgress => {
+            let report = if way == Way::WithProgress {
+                let (tx, rx) = tokio::sync::watch::channel(ImportProgress::default());
+                let report = account.import_bundle_with_progress(bundle, &mut |p| {
+                    tx.send_replace(p);
+                });
+                assert_eq!(rx.borrow().done, rx.borrow().total);
+                report
+            } else {
+                account.import_bundle(bundle)
+            };
+            report.unwrap().messages.iter().filter(|m| m.kind == "text").count()
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(texts, MESSAGES);
+    seconds
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
+    let mut alice = account(&alice_home, "alice", 1);
+    let bob = account(&bob_home, "bob", 2);
+    alice.add_contact(&bob.card().to_link(), None).unwrap();
+    drop(bob);
+    for i in 0..MESSAGES {
+        alice.send("bob", &format!("message {i}: a line of ordinary length for a chat")).unwrap();
+    }
+    let bundle = alice.export_bundle().unwrap();
+    println!("Importing a bundle of {MESSAGES} messages ({} bytes), {ROUNDS} rounds each", bundle.len());
+    let ways = [
+        (Way::OneCommitEach, "one commit each (baseline)"),
+        (Way::Batched, "import_bundle (batched)"),
+        (Way::WithProgress, "batched, with progress"),
+    ];
+    let mut best = [f64::INFINITY; 3];
+    for round in 0..ROUNDS {
+        for (i, (way, _)) in ways.iter().enumerate() {
+            let copy = dir.path().join(format!("bob-{i}-{round}"));
+            best[i] = best[i].min(import(&bob_home, &copy, &bundle, *way));
+        }
+    }
+    println!("{:<28} {:>10} {:>14} {:>10}", "", "best (s)", "envelopes/s", "speed-up");
+    for (i, (_, name)) in ways.iter().enumerate() {
+        println!("{name:<28} {:>10.3} {:>14.0} {:>9.2}x", best[i], MESSAGES as f64 / best[i], best[0] / best[i]);
+    }
+    println!("progress reports cost: {:.3}x the batched import's time", best[2] / best[1]);
+}
