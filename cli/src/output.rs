@@ -117,6 +117,9 @@ pub struct Message {
     /// Our text messages: `queued`, `sent`, `delivered`, `read`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl From<&MessageInfo> for Message {
@@ -131,6 +134,7 @@ impl From<&MessageInfo> for Message {
             kind: m.kind.clone(),
             body: m.body.clone(),
             state: m.state.map(str::to_owned),
+            via: m.via.clone(),
         }
     }
 }
@@ -185,6 +189,14 @@ impl Message {
         match &self.state {
             Some(state) => format!("{line}  [{state}]"),
             None => line,
+        }
+    }
+
+    /// [`Self::line`], and for a received message the path that brought it.
+    pub fn line_with_path(&self) -> String {
+        match &self.via {
+            Some(via) if !self.outgoing => format!("{}  (via {via})", self.line()),
+            _ => self.line(),
         }
     }
 }

@@ -32,6 +32,12 @@ impl EnvelopeId {
     pub fn to_hex(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.0)
     }
+
+    /// The id a [`Self::to_hex`] string names; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<EnvelopeId> {
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).ok()?;
+        Some(EnvelopeId(bytes.try_into().ok()?))
+    }
 }
 
 impl std::fmt::Debug for EnvelopeId {

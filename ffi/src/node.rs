@@ -100,6 +100,8 @@ pub struct Message {
     pub body: String,
     /// Our text messages: `queued`, `sent`, `delivered` (every other member has it) or `read`.
     pub state: Option<String>,
+    /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
+    pub via: Option<String>,
 }
 
 impl From<MessageInfo> for Message {
@@ -113,6 +115,7 @@ impl From<MessageInfo> for Message {
             kind: m.kind,
             body: m.body,
             state: m.state.map(str::to_owned),
+            via: m.via,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! The chat's state, and what keys and node events do to it. Pure: what needs the node comes
 //! out as a [`Request`] for the caller to carry out.
 
-use std::collections::HashMap;
-
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde::Deserialize;
 use serde_json::Value;
@@ -58,8 +56,6 @@ pub struct App {
     pub history_complete: bool,
     /// Contact requests not yet accepted, oldest first.
     pub requests: Vec<String>,
-    /// How each message that arrived while the chat ran was carried, by id.
-    pub via: HashMap<String, String>,
     pub input: String,
     pub peers: usize,
     /// The last thing worth telling (an error, a contact request).
@@ -187,9 +183,6 @@ impl App {
         match event["event"].as_str()? {
             "message" => {
                 let message: Message = serde_json::from_value(event["message"].clone()).ok()?;
-                if let Some(via) = event["via"].as_str() {
-                    self.via.insert(message.id.clone(), via.to_owned());
-                }
                 if self.current().is_some_and(|c| c.name == message.conversation) {
                     // Reloading marks it read too: the others see it was read while in view.
                     return Some(Request::Open(message.conversation));
@@ -338,7 +331,6 @@ mod tests {
         assert_eq!(app.on_event(&message("carol")), None);
         assert_eq!(app.conversations[1].unread, 1);
         assert_eq!(app.on_event(&message("bob")), Some(Request::Open("bob".into())));
-        assert_eq!(app.via["id-bob"], "mesh");
         assert_eq!(app.on_event(&message("dave")), Some(Request::Refresh), "a conversation we did not list");
         app.on_event(&json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" }));
         assert_eq!(app.peers, 1);

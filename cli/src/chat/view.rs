@@ -1,5 +1,6 @@
 //! Draws the chat: conversations on the left (with unread counts), the open conversation's
-//! history on the right (each of our messages with its state, each arrival with its transport),
+//! history on the right (each of our messages with its state, each received one with the path
+//! that brought it),
 //! the input line below and a status line at the bottom.
 
 use ratatui::Frame;
@@ -65,13 +66,7 @@ fn messages(app: &App, frame: &mut Frame, area: Rect) {
     let title =
         if app.scroll_back > 0 { format!("{title}· {} newer below (PgDn, End) ", app.scroll_back) } else { title };
     let shown = &app.messages[..app.messages.len() - app.scroll_back.min(app.messages.len())];
-    let lines: Vec<Line> = shown
-        .iter()
-        .map(|m| match app.via.get(&m.id) {
-            Some(via) => Line::from(format!("{}  (via {via})", m.line())),
-            None => Line::from(m.line()),
-        })
-        .collect();
+    let lines: Vec<Line> = shown.iter().map(|m| Line::from(m.line_with_path())).collect();
     // Long messages wrap; the newest sits at the bottom, and what does not fit scrolls off the top.
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
@@ -100,6 +95,7 @@ mod tests {
             kind: "text".into(),
             body: body.into(),
             state: state.map(str::to_owned),
+            via: (!outgoing).then(|| "mesh".to_owned()),
         }
     }
 
@@ -131,7 +127,6 @@ mod tests {
             message("2", "alice", true, "at the gate", Some("read")),
             message("3", "alice", true, "coming", Some("delivered")),
         ];
-        app.via.insert("1".into(), "mesh".into());
         app
     }
 

@@ -53,7 +53,7 @@ pub fn log(home_dir: &Path, args: LogArgs, out: &Output) -> Result<()> {
         if messages.is_empty() {
             return format!("No messages with {} yet.", args.conversation);
         }
-        messages.iter().map(Message::line).collect::<Vec<_>>().join("\n")
+        messages.iter().map(Message::line_with_path).collect::<Vec<_>>().join("\n")
     });
     Ok(())
 }

@@ -82,6 +82,7 @@ impl Account {
             kind: "created".into(),
             body: name.to_owned(),
             outgoing: true,
+            via: None,
         };
         self.store.write(|tx| {
             tx.save_group(&mut group)?;
@@ -240,6 +241,7 @@ impl Account {
                     kind: "text".into(),
                     body: text.clone(),
                     outgoing: true,
+                    via: None,
                 };
                 sealed_all.push((group.id, sealed));
                 Ok((row, c))
@@ -296,12 +298,7 @@ impl Account {
         let c = self.resolve(conversation)?;
         let before = before
             .map(|hex| {
-                data_encoding::HEXLOWER_PERMISSIVE
-                    .decode(hex.as_bytes())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .map(EnvelopeId)
-                    .ok_or_else(|| Error::NotFound { what: "message", name: hex.to_owned() })
+                EnvelopeId::from_hex(hex).ok_or_else(|| Error::NotFound { what: "message", name: hex.to_owned() })
             })
             .transpose()?;
         let rows = self.store.read().messages_before(&c.id, before.as_ref(), limit)?;
@@ -320,6 +317,7 @@ impl Account {
             kind: m.kind.clone(),
             body: m.body.clone(),
             state: (m.outgoing && m.kind == "text").then_some("queued"),
+            via: m.via.clone(),
         }
     }
 
@@ -341,6 +339,7 @@ fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, bo
         kind: kind.to_owned(),
         body: body.to_owned(),
         outgoing: true,
+        via: None,
     }
 }
 

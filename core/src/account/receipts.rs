@@ -254,6 +254,7 @@ mod tests {
             kind: "text".into(),
             body: "hi".into(),
             outgoing,
+            via: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use super::{Account, ImportProgress, ImportReport, MessageInfo, Received, RequestOutcome};
 use crate::bundle::Bundle;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
 use crate::group::{Action, Event, Group, GroupId};
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
@@ -51,13 +51,18 @@ impl Account {
     /// Receives several envelopes with one commit for all (each applied atomically on its own):
     /// what a transport hands over in a burst. One result per envelope; if the commit fails,
     /// every result is an error and memory is reloaded from the store.
-    pub fn receive_batch(&mut self, envelopes: Vec<Vec<u8>>) -> Vec<Result<Received>> {
+    pub fn receive_batch(&mut self, envelopes: Vec<(Vec<u8>, &'static str)>) -> Vec<Result<Received>> {
         if let Err(e) = self.store.begin_batch() {
             let why = e.to_string();
             return envelopes.iter().map(|_| Err(Error::NotStored(why.clone()))).collect();
         }
-        let results: Vec<Result<Received>> =
-            envelopes.into_iter().map(|bytes| Envelope::parse(bytes).and_then(|e| self.receive_envelope(e))).collect();
+        let results: Vec<Result<Received>> = envelopes
+            .into_iter()
+            .map(|(bytes, via)| {
+                let received = Envelope::parse(bytes).and_then(|e| self.receive_envelope(e))?;
+                Ok(self.record_via(received, via))
+            })
+            .collect();
         let ended = self.store.end_batch();
         let broken = self.store.take_batch_broken();
         match ended {
@@ -77,6 +82,20 @@ impl Account {
                 results.iter().map(|_| Err(Error::NotStored(why.clone()))).collect()
             }
         }
+    }
+
+    /// Notes on what it made visible, in the store and in the infos, how an envelope came.
+    /// Best effort: a message whose path is not recorded shows none.
+    fn record_via(&mut self, received: Received, via: &'static str) -> Received {
+        let Received::Applied(mut messages) = received else { return received };
+        let ids: Vec<EnvelopeId> = messages.iter().filter_map(|m| EnvelopeId::from_hex(&m.id)).collect();
+        if let Err(e) = self.store.write_relaxed(|tx| tx.set_via(&ids, via)) {
+            tracing::debug!(error = %e, "the messages' path was not recorded");
+        }
+        for m in &mut messages {
+            m.via.get_or_insert_with(|| via.to_owned());
+        }
+        Received::Applied(messages)
     }
 
     /// Puts the account back in step with its store after a panic in the middle of a change:
@@ -193,6 +212,7 @@ impl Account {
                     kind: "text".into(),
                     body: text,
                     outgoing: false,
+                    via: None,
                 })
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
@@ -214,6 +234,7 @@ impl Account {
                     kind: kind.into(),
                     body,
                     outgoing: false,
+                    via: None,
                 });
             }
             Event::Invited { id: invite_id, from, welcome } => {
@@ -304,6 +325,7 @@ impl Account {
             kind: "joined".into(),
             body: g.name().to_owned(),
             outgoing: false,
+            via: None,
         };
         Ok((g, announce, row))
     }
@@ -437,7 +459,7 @@ impl Account {
                     self.store.end_batch()?;
                     self.store.begin_batch()?;
                 }
-                match self.receive_envelope(envelope.clone()) {
+                match self.receive_envelope(envelope.clone()).map(|r| self.record_via(r, "bundle")) {
                     Ok(Received::Applied(messages)) => {
                         applied_any = true;
                         report.messages.extend(messages);

@@ -51,6 +51,8 @@ pub struct MessageInfo {
     /// Our text messages only: `queued`, `sent`, `delivered` or `read` (as far as receipts
     /// tell; in history pages, not in the events of the moment).
     pub state: Option<&'static str>,
+    /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
+    pub via: Option<String>,
 }
 
 /// What one received envelope did.

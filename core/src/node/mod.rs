@@ -398,7 +398,7 @@ impl Node {
             let job: Job = Box::new(move |account| {
                 let batch = receives.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
                 let (replies, envelopes): (Vec<_>, Vec<_>) =
-                    batch.into_iter().map(|p| ((p.reply, p.via), p.bytes)).unzip();
+                    batch.into_iter().map(|p| ((p.reply, p.via), (p.bytes, p.via))).unzip();
                 let results =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| account.receive_batch(envelopes)));
                 outbox.send_modify(|v| *v += 1);
@@ -543,6 +543,40 @@ mod tests {
         assert_eq!(bob.mark_read("alice".into()).await.unwrap(), 1);
         alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
         assert_eq!(state(alice.history("bob".into(), 10).await.unwrap(), &again.id), Some("delivered"));
+        alice.close().await;
+        bob.close().await;
+    }
+
+    /// History remembers the path that first brought each received message, whichever comes
+    /// again later; our own messages have none.
+    #[tokio::test]
+    async fn history_shows_how_each_message_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = node(dir.path(), "alice", 21).await;
+        let bob = node(dir.path(), "bob", 22).await;
+        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        bob.accept_contact("alice".into()).await.unwrap();
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+
+        let by_bundle = alice.send("bob".into(), "by hand".into()).await.unwrap();
+        let report = bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        assert!(report.messages.iter().any(|m| m.id == by_bundle.id && m.via.as_deref() == Some("bundle")));
+        let by_mesh = alice.send("bob".into(), "by radio".into()).await.unwrap();
+        let envelope = alice.call(|a| Ok(a.outbox(10)?.0)).await.unwrap().pop().unwrap();
+        let mut events = bob.subscribe();
+        bob.receive_envelope(envelope.clone(), "mesh").await.unwrap();
+        let NodeEvent::MessageReceived { message, via } = events.recv().await.unwrap() else { panic!("a message") };
+        assert_eq!((message.via.as_deref(), via), (Some("mesh"), "mesh"));
+        // The same envelope again by another path is a duplicate: the first path stays.
+        let _ = bob.receive_envelope(envelope, "libp2p").await;
+
+        let history = bob.history("alice".into(), 10).await.unwrap();
+        let via = |id: &str| history.iter().find(|m| m.id == id).unwrap().via.clone();
+        assert_eq!(via(&by_bundle.id).as_deref(), Some("bundle"));
+        assert_eq!(via(&by_mesh.id).as_deref(), Some("mesh"));
+        let mine = alice.history("bob".into(), 10).await.unwrap();
+        assert!(mine.iter().all(|m| m.via.is_none()), "ours came by no path");
         alice.close().await;
         bob.close().await;
     }

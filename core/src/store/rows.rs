@@ -92,6 +92,9 @@ pub struct MessageRow {
     pub kind: String,
     pub body: String,
     pub outgoing: bool,
+    /// How a received message came (`libp2p`, `mesh`, `bundle`); `None` for ours, and for
+    /// messages received before this was recorded.
+    pub via: Option<String>,
 }
 
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
@@ -315,6 +318,16 @@ pub trait Rows {
             .optional()?)
     }
 
+    /// Records how received messages came; the first path to bring one is kept.
+    fn set_via(&self, ids: &[EnvelopeId], via: &str) -> Result<()> {
+        let mut stmt =
+            self.conn().prepare_cached("UPDATE messages SET via = ?2 WHERE envelope_id = ?1 AND via IS NULL")?;
+        for id in ids {
+            stmt.execute(params![&id.0[..], via])?;
+        }
+        Ok(())
+    }
+
     fn insert_message(&self, m: &MessageRow) -> Result<()> {
         self.conn().execute(
             "INSERT OR IGNORE INTO messages (envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing)
@@ -357,7 +370,7 @@ pub trait Rows {
             ),
         };
         let mut stmt = self.conn().prepare(
-            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing FROM (
+            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM (
                  SELECT * FROM messages WHERE group_id = ?1 AND (?3 IS NULL OR (lamport, envelope_id) < (?3, ?4))
                  ORDER BY lamport DESC, envelope_id DESC LIMIT ?2
              ) ORDER BY lamport, envelope_id",
@@ -374,6 +387,7 @@ pub trait Rows {
                     kind: r.get(5)?,
                     body: r.get(6)?,
                     outgoing: r.get(7)?,
+                    via: r.get(8)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -115,6 +115,10 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 6: how each received message came (libp2p, mesh, bundle), for history to show.
+    "
+    ALTER TABLE messages ADD COLUMN via TEXT;
+    ",
 ];
 
 /// The schema version this build writes.
