@@ -105,3 +105,18 @@ impl Home {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 }
+
+/// `alice` adds `bob` by link and `bob` accepts, by bundles carried both ways through `dir`:
+/// contacts without a network.
+pub fn contacts_by_bundle(dir: &Path, alice: &Home, bob: &Home) {
+    let bob_name = bob.dir.file_name().and_then(|n| n.to_str()).expect("a home named after its owner");
+    let alice_name = alice.dir.file_name().and_then(|n| n.to_str()).expect("a home named after its owner");
+    alice.ok(&["contact", "add", bob.ok(&["id", "--link"]).trim()]);
+    let bundle = dir.join(format!("{alice_name}-{bob_name}.weft"));
+    let bundle = bundle.to_str().expect("a UTF-8 path");
+    alice.ok(&["export", "--out", bundle]);
+    bob.ok(&["import", bundle]);
+    bob.ok(&["contact", "accept", alice_name]);
+    bob.ok(&["export", "--out", bundle]);
+    alice.ok(&["import", bundle]);
+}

@@ -76,14 +76,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     alice.ok(&["init", "--name", "alice"]);
     bob.ok(&["init", "--name", "bob"]);
     // Contacts by bundle, so the chat starts with a conversation.
-    alice.ok(&["contact", "add", bob.ok(&["id", "--link"]).trim()]);
-    let bundle = root.path().join("bundle");
-    let bundle = bundle.to_str().unwrap();
-    alice.ok(&["export", "--out", bundle]);
-    bob.ok(&["import", bundle]);
-    bob.ok(&["contact", "accept", "alice"]);
-    bob.ok(&["export", "--out", bundle]);
-    alice.ok(&["import", bundle]);
+    weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
 
     let _bob_daemon = Daemon(bob.spawn_daemon());
     let deadline = Instant::now() + Duration::from_secs(30);

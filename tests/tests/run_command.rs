@@ -164,15 +164,7 @@ fn weft_sync_catches_up_and_exits_or_says_why_not() {
     let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
     alice.ok(&["init", "--name", "alice"]);
     bob.ok(&["init", "--name", "bob"]);
-    // Contacts by bundle, both ways.
-    alice.ok(&["contact", "add", bob.ok(&["id", "--link"]).trim()]);
-    let bundle = root.path().join("bundle.weft");
-    let bundle_arg = bundle.to_str().unwrap();
-    alice.ok(&["export", "--out", bundle_arg]);
-    bob.ok(&["import", bundle_arg]);
-    bob.ok(&["contact", "accept", "alice"]);
-    bob.ok(&["export", "--out", bundle_arg]);
-    alice.ok(&["import", bundle_arg]);
+    weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
 
     // Nobody to reach: a clear error, in good time.
     let alone = bob.run(&["sync", "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0", "--timeout", "2"]);

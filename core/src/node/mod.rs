@@ -500,6 +500,14 @@ mod tests {
         .unwrap()
     }
 
+    /// Alice adds Bob by link and Bob accepts, by bundles both ways.
+    async fn contacts_by_bundle(alice: &Node, bob: &Node) {
+        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
+        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        bob.accept_contact("alice".into()).await.unwrap();
+        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+    }
+
     /// Alice's message goes from queued to sent to delivered to read as Bob's receipts come
     /// back; with read receipts off, Bob's reading stays his own.
     #[tokio::test]
@@ -507,10 +515,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice = node(dir.path(), "alice", 11).await;
         let bob = node(dir.path(), "bob", 12).await;
-        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
-        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
-        bob.accept_contact("alice".into()).await.unwrap();
-        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        contacts_by_bundle(&alice, &bob).await;
         let state = |history: Vec<MessageInfo>, id: &str| history.into_iter().find(|m| m.id == id).unwrap().state;
 
         let hi = alice.send("bob".into(), "hi".into()).await.unwrap();
@@ -554,10 +559,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice = node(dir.path(), "alice", 21).await;
         let bob = node(dir.path(), "bob", 22).await;
-        alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
-        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
-        bob.accept_contact("alice".into()).await.unwrap();
-        alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+        contacts_by_bundle(&alice, &bob).await;
 
         let by_bundle = alice.send("bob".into(), "by hand".into()).await.unwrap();
         let report = bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
