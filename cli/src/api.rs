@@ -276,7 +276,10 @@ impl Api {
     async fn status(&self) -> Outcome {
         let outbox = self.node.call(|a| a.outbox_len()).await?;
         let Some(net) = self.net.get() else {
-            return Ok(json!({ "running": self.runs_network, "starting": self.runs_network, "outbox": outbox }));
+            return Ok(match self.runs_network {
+                true => json!({ "running": true, "starting": true, "outbox": outbox }),
+                false => json!({ "running": false, "outbox": outbox }),
+            });
         };
         let status = net.status().await?;
         let mut json = crate::commands::status::to_json(&status, outbox);

@@ -78,6 +78,12 @@ pub fn remember(home: &Path, passphrase: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stops taking a new account's passphrase from an entry an earlier account in the same home
+/// left; the entry itself is replaced by the next `weft passphrase remember`.
+pub fn forget_stale(home: &Path) {
+    let _ = std::fs::remove_file(home.join(REMEMBERED_MARKER));
+}
+
 /// Takes `home`'s passphrase out of the keyring; says whether there was one.
 pub fn forget(home: &Path) -> Result<bool> {
     let marker = is_remembered(home);

@@ -1,8 +1,8 @@
 //! Importing a bundle: envelopes per second, and what the progress reports cost.
 //!
 //! Alice writes 5,000 messages to Bob; Bob imports her bundle into copies of the same home, in
-//! one process: envelope by envelope, each its own durable commit (how `import_bundle` worked
-//! before it committed in batches: the baseline), with `import_bundle`, and with
+//! one process: envelope by envelope, each its own (relaxed) transaction, as `import_bundle`
+//! worked before it committed in batches: the baseline; with `import_bundle`, and with
 //! `import_bundle_with_progress` (a watch channel updated after every request and envelope, as
 //! `weft import` uses it).
 //!

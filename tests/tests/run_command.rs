@@ -198,6 +198,9 @@ fn weft_sync_catches_up_and_exits_or_says_why_not() {
     send_through_socket(&alice, "bob", 5);
     let followed: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "sync", "--timeout", "30"])).unwrap();
     assert_eq!(followed["caught_up"], true, "{followed}");
+    // Caught up means it: the five are there (through the daemon's socket).
+    let log = bob.ok(&["log", "alice", "--limit", "5"]);
+    assert!((0..5).all(|i| log.contains(&format!("catch-up message {i}"))), "{log}");
     let _ = daemon.kill();
     let _ = daemon.wait();
 }

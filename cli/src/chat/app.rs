@@ -90,12 +90,16 @@ impl App {
     pub fn set_messages(&mut self, conversation: &str, messages: Vec<Message>) {
         if self.current().is_some_and(|c| c.name == conversation) {
             let complete = messages.len() < PAGE_LIMIT;
-            let kept =
-                messages.first().and_then(|first| self.messages.iter().position(|m| m.id == first.id)).unwrap_or(0);
-            let mut merged: Vec<Message> = self.messages.drain(..kept).collect();
+            let overlap = messages.first().and_then(|first| self.messages.iter().position(|m| m.id == first.id));
+            // Pages read back stay above the new latest page when the two meet; when they do
+            // not (more arrived than a page holds), the gap is fetched again by paging.
+            let mut merged: Vec<Message> = self.messages.drain(..overlap.unwrap_or(0)).collect();
+            self.history_complete = match overlap {
+                Some(_) => self.history_complete || complete,
+                None => complete,
+            };
             merged.extend(messages);
             self.messages = merged;
-            self.history_complete |= complete;
         }
         if let Some(c) = self.conversations.iter_mut().find(|c| c.name == conversation) {
             c.unread = 0;
@@ -304,6 +308,14 @@ mod tests {
         assert_eq!(app.scroll_back, 490);
         app.on_key(key(KeyCode::End));
         assert_eq!(app.scroll_back, 0);
+
+        // More than a page arrives at once: what was loaded no longer meets the new page, so
+        // the history above it is fetched again by paging.
+        app.set_messages("bob", (1000..1200).map(text).collect());
+        assert_eq!((app.messages.len(), app.history_complete), (200, false));
+        app.scroll_back = 190;
+        let asked = app.on_key(key(KeyCode::PageUp));
+        assert_eq!(asked, Some(Request::Older { conversation: "bob".into(), before: "m1000".into() }));
     }
 
     #[test]

@@ -24,6 +24,8 @@ struct Created {
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
     let passphrase = crate::passphrase::typed(true)?;
     let account = Account::create(home_dir, &passphrase, Some(&args.name))?;
+    // A keyring entry left by an account that lived here before does not open this one.
+    crate::passphrase::forget_stale(home_dir);
     let created = Created {
         home: home_dir.display().to_string(),
         name: args.name,

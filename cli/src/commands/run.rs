@@ -276,3 +276,37 @@ fn print_event(event: NodeEvent, out: &Output) {
         println!("{text}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Network;
+
+    fn args(listen: &[&str], bootstrap: &[&str], no_mdns: bool) -> Args {
+        Args {
+            listen: listen.iter().map(|s| s.to_string()).collect(),
+            bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
+            relay: Vec::new(),
+            no_mdns,
+            no_ble: false,
+        }
+    }
+
+    #[test]
+    fn flags_replace_the_configs_lists_and_the_config_fills_the_rest() {
+        let config = Network {
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
+            bootstrap: vec!["/ip4/192.0.2.7/tcp/4001".into()],
+            relays: vec!["/ip4/198.51.100.2/tcp/4001/p2p/12D3KooWExample".into()],
+            mdns: Some(false),
+            bluetooth: Some(false),
+        };
+        let merged = args(&["/ip4/127.0.0.1/tcp/0"], &[], false).over(&config);
+        assert_eq!(merged.listen, vec!["/ip4/127.0.0.1/tcp/0"], "a flag replaces the file's list");
+        assert_eq!(merged.bootstrap, config.bootstrap, "the file fills what no flag gave");
+        assert_eq!(merged.relay, config.relays);
+        assert!(merged.no_mdns && merged.no_ble, "the file can turn mDNS and Bluetooth off");
+        let merged = args(&[], &["/ip4/203.0.113.1/tcp/1"], true).over(&Network::default());
+        assert_eq!((merged.listen.len(), merged.bootstrap.len(), merged.no_mdns), (0, 1, true));
+    }
+}

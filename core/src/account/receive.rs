@@ -404,21 +404,26 @@ impl Account {
         }
         // Envelopes are received as from a peer: relaxed commits, a batch of them at a time
         // (a crash loses none, a power cut at worst the last batches, which the bundle still
-        // holds). One commit per envelope made a big import wait on the disk for each.
+        // holds). A transaction per envelope cost three times as much.
         self.store.begin_batch()?;
-        let passes = self.import_envelopes(bundle.envelopes, &mut report, done, total, progress);
+        let mut committed = 0;
+        let passes = self.import_envelopes(bundle.envelopes, &mut report, &mut committed, done, total, progress);
         let ended = self.store.end_batch();
         let broken = self.store.take_batch_broken();
         let unreadable = match (passes, ended) {
             (Ok(unreadable), Ok(())) if !broken => unreadable,
             (passes, ended) => {
                 // What the failed batch applied is not stored: memory goes back to the store,
-                // and nothing of it may be acknowledged.
+                // and nothing of it may be acknowledged. (Earlier batches are stored, and their
+                // receipts were sealed with them.)
                 self.forget_pending_receipts();
                 let why = match (passes, ended) {
                     (Err(e), _) | (_, Err(e)) => e.to_string(),
                     _ => "a commit inside the import failed".to_owned(),
                 };
+                let why = format!(
+                    "{why}; what the first {committed} envelopes brought was stored before that: import the file again for the rest"
+                );
                 return self.settle([], Err(Error::NotStored(why)));
             }
         };
@@ -439,12 +444,14 @@ impl Account {
         &mut self,
         mut pending: Vec<Envelope>,
         report: &mut ImportReport,
+        committed: &mut usize,
         mut done: usize,
         total: usize,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<usize> {
         let mut first_pass = true;
         let mut in_batch = 0;
+        let mut handled = 0;
         loop {
             let mut applied_any = false;
             let mut unknown = Vec::new();
@@ -457,6 +464,12 @@ impl Account {
                 if in_batch == IMPORT_BATCH {
                     in_batch = 0;
                     self.store.end_batch()?;
+                    *committed = handled;
+                    // The receipts for what is now stored go with it: a later batch that fails
+                    // must not take them along.
+                    if let Err(e) = self.flush_receipts() {
+                        tracing::debug!(error = %e, "receipts were not sealed");
+                    }
                     self.store.begin_batch()?;
                 }
                 match self.receive_envelope(envelope.clone()).map(|r| self.record_via(r, "bundle")) {
@@ -470,6 +483,7 @@ impl Account {
                     Err(e @ (Error::Database(_) | Error::Io { .. })) => return Err(e),
                     Err(_) => report.rejected += 1,
                 }
+                handled += 1;
             }
             pending = unknown;
             first_pass = false;

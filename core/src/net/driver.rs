@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::VIA;
 use super::behaviour::{WeftBehaviour, WeftBehaviourEvent};
 use super::host::{Host, NodeHost};
-use crate::envelope::{Envelope, EnvelopeId};
+use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
 use crate::sync::{PeerSync, SyncMessage};
@@ -239,6 +239,8 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         subscribed: HashSet::new(),
         rendezvous: HashSet::new(),
         syncs: Arc::new(Mutex::new(HashMap::new())),
+        sync_requests: HashMap::new(),
+        sync_answers: HashMap::new(),
         listening: listening_tx,
         connected: connected_tx,
         peers: HashMap::new(),
@@ -262,6 +264,10 @@ struct Driver<H: Host> {
     rendezvous: HashSet<gossipsub::TopicHash>,
     /// Sync state per peer; used only inside `Host::with_source`.
     syncs: Arc<Mutex<HashMap<PeerId, PeerSync>>>,
+    /// The topics each sync request in flight carries, and each answer being sent: if one
+    /// fails, those reconciliations are abandoned rather than left waiting forever.
+    sync_requests: HashMap<request_response::OutboundRequestId, Vec<Topic>>,
+    sync_answers: HashMap<request_response::InboundRequestId, Vec<Topic>>,
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
     /// Connected peers and the address of their first connection.
@@ -586,30 +592,56 @@ impl<H: Host> Driver<H> {
                 self.reserved.insert(relay_peer_id);
             }
             WeftBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request { request_id, request, channel } => {
                     let Ok(reply) = self.handle_sync(peer, &request).await else {
                         // A peer that breaks the protocol is cut off.
                         self.strike(peer, MAX_STRIKES);
                         return;
                     };
                     let served = served_ids(&reply);
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply));
+                    let topics = topics_of(&reply);
+                    if self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply)).is_ok()
+                        && !topics.is_empty()
+                    {
+                        self.sync_answers.insert(request_id, topics);
+                    }
                     if !served.is_empty() {
                         self.host.handed_over(served).await;
                     }
                 }
-                request_response::Message::Response { response, .. } => match self.handle_sync(peer, &response).await {
-                    Ok(next) if !next.is_empty() => {
-                        let served = served_ids(&next);
-                        self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(&next));
-                        if !served.is_empty() {
-                            self.host.handed_over(served).await;
+                request_response::Message::Response { request_id, response } => {
+                    self.sync_requests.remove(&request_id);
+                    match self.handle_sync(peer, &response).await {
+                        Ok(next) if !next.is_empty() => {
+                            let served = served_ids(&next);
+                            self.send_sync_request(peer, &next);
+                            if !served.is_empty() {
+                                self.host.handed_over(served).await;
+                            }
                         }
+                        Ok(_) => {}
+                        Err(_) => self.strike(peer, MAX_STRIKES),
                     }
-                    Ok(_) => {}
-                    Err(_) => self.strike(peer, MAX_STRIKES),
-                },
+                }
             },
+            WeftBehaviourEvent::Sync(request_response::Event::ResponseSent { request_id, .. }) => {
+                self.sync_answers.remove(&request_id);
+            }
+            // A request or answer that timed out or whose stream broke leaves its
+            // reconciliations waiting for a message that will not come, and their topics
+            // blocked with that peer: they are abandoned, and the next round starts afresh.
+            WeftBehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
+                tracing::debug!(%peer, %error, "a sync request failed");
+                if let Some(topics) = self.sync_requests.remove(&request_id) {
+                    self.abandon_sync(peer, topics).await;
+                }
+            }
+            WeftBehaviourEvent::Sync(request_response::Event::InboundFailure { peer, request_id, error, .. }) => {
+                tracing::debug!(%peer, %error, "a sync answer failed");
+                if let Some(topics) = self.sync_answers.remove(&request_id) {
+                    self.abandon_sync(peer, topics).await;
+                }
+            }
             _ => {}
         }
     }
@@ -638,7 +670,30 @@ impl<H: Host> Driver<H> {
             .await;
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, topic = %data_encoding::HEXLOWER.encode(&topic), started = ?first.as_ref().map(|m| m.is_some()), "sync start");
         if let Ok(Some(message)) = first {
-            self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(&[message]));
+            self.send_sync_request(peer, &[message]);
+        }
+    }
+
+    /// Sends sync messages as a request, noting the topics it carries.
+    fn send_sync_request(&mut self, peer: PeerId, messages: &[SyncMessage]) {
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(messages));
+        self.sync_requests.insert(id, topics_of(messages));
+    }
+
+    /// Gives up the reconciliations of `topics` with `peer` after an exchange failed, and asks
+    /// for what else is lacking.
+    async fn abandon_sync(&mut self, peer: PeerId, topics: Vec<Topic>) {
+        let syncs = self.syncs.clone();
+        let next = self
+            .host
+            .with_source(move |_| {
+                let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
+                Ok(syncs.get_mut(&peer).map(|sync| sync.abandon(&topics)).unwrap_or_default())
+            })
+            .await
+            .unwrap_or_default();
+        if !next.is_empty() && self.peers.contains_key(&peer) {
+            self.send_sync_request(peer, &next);
         }
     }
 
@@ -669,6 +724,14 @@ impl<H: Host> Driver<H> {
         }
         Ok(replies)
     }
+}
+
+/// The topics a batch of sync messages is about.
+fn topics_of(messages: &[SyncMessage]) -> Vec<Topic> {
+    let mut topics: Vec<Topic> = messages.iter().map(SyncMessage::topic).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    topics
 }
 
 /// Ids of the envelopes a batch of replies hands to the peer.

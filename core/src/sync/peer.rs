@@ -39,6 +39,14 @@ pub enum SyncMessage {
 }
 
 impl SyncMessage {
+    pub fn topic(&self) -> Topic {
+        match self {
+            SyncMessage::Reconcile { topic, .. }
+            | SyncMessage::Want { topic, .. }
+            | SyncMessage::Have { topic, .. } => *topic,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
@@ -95,18 +103,11 @@ enum Side {
 #[derive(Default)]
 pub struct PeerSync {
     sessions: HashMap<Topic, Side>,
-    /// Ids we asked for and not yet received, per topic; a `Have` may only answer these.
-    wanted: HashMap<Topic, Wanted>,
-}
-
-/// What we asked a peer for on one topic.
-#[derive(Default)]
-struct Wanted {
-    ids: Vec<Item>,
-    /// `Want`s not yet answered.
-    in_flight: usize,
-    /// Whether any answer of this round brought something.
-    progressed: bool,
+    /// Ids we lack, per topic, not yet asked for.
+    wanted: HashMap<Topic, Vec<Item>>,
+    /// The one `Want` out: its topic and ids. A `Have` may only answer these. One at a time,
+    /// because every `Have` may be MAX_HAVE_BYTES and a frame must hold what answers it.
+    asked: Option<(Topic, Vec<Item>)>,
 }
 
 /// What handling a message produced.
@@ -129,13 +130,16 @@ impl PeerSync {
 
     /// Whether a reconciliation of `topic` is under way.
     pub fn is_syncing(&self, topic: &Topic) -> bool {
-        self.sessions.contains_key(topic) || self.wanted.contains_key(topic)
+        self.sessions.contains_key(topic)
+            || self.wanted.contains_key(topic)
+            || self.asked.as_ref().is_some_and(|(t, _)| t == topic)
     }
 
-    /// Reconciliations open, and envelopes asked for and not yet received: how far a catch-up
+    /// Reconciliations open, and envelopes lacked and not yet received: how far a catch-up
     /// with this peer has to go.
     pub fn pending(&self) -> (usize, usize) {
-        (self.sessions.len(), self.wanted.values().map(|w| w.ids.len()).sum())
+        let asked = self.asked.as_ref().map_or(0, |(_, ids)| ids.len());
+        (self.sessions.len(), self.wanted.values().map(Vec::len).sum::<usize>() + asked)
     }
 
     /// Handles one message from the peer. A peer that breaks the protocol gets an error; the
@@ -144,14 +148,15 @@ impl PeerSync {
         let mut step = Step::default();
         match message {
             SyncMessage::Reconcile { topic, message } => {
+                let restart = matches!(message, Message::Symbols { start: 0, .. });
                 let side = match self.sessions.remove(&topic) {
+                    // The peer started over (its side of an earlier round failed): so do we.
+                    Some(_) if restart => Side::Responding(Box::new(Responder::new(source.ids(&topic)))),
                     Some(side) => side,
                     None if self.sessions.len() >= MAX_SESSIONS => {
                         return Err(Error::Limit("too many reconciliations open with one peer"));
                     }
-                    None if matches!(message, Message::Symbols { start: 0, .. }) => {
-                        Side::Responding(Box::new(Responder::new(source.ids(&topic))))
-                    }
+                    None if restart => Side::Responding(Box::new(Responder::new(source.ids(&topic)))),
                     None => return Err(Error::Malformed { what: "sync", why: "reconciliation without a session" }),
                 };
                 match side {
@@ -189,52 +194,75 @@ impl PeerSync {
                 step.send.push(SyncMessage::Have { topic, envelopes });
             }
             SyncMessage::Have { topic, envelopes } => {
-                let Some(wanted) = self.wanted.get_mut(&topic) else { return Ok(step) };
-                wanted.in_flight = wanted.in_flight.saturating_sub(1);
+                // Only an answer to the `Want` out: a peer cannot push unrequested bytes.
+                let Some((asked_topic, mut asked)) = self.asked.take() else { return Ok(step) };
+                if asked_topic != topic {
+                    self.asked = Some((asked_topic, asked));
+                    return Ok(step);
+                }
+                let before = asked.len();
                 for e in envelopes {
                     let id: Item = blake3::hash(&e).as_bytes()[..16].try_into().expect("16 of 32");
-                    // Only what we asked for: a peer cannot push unrequested bytes through here.
-                    if let Some(pos) = wanted.ids.iter().position(|w| *w == id) {
-                        wanted.ids.swap_remove(pos);
-                        wanted.progressed = true;
+                    if let Some(pos) = asked.iter().position(|w| *w == id) {
+                        asked.swap_remove(pos);
                         step.received.push(e);
                     }
                 }
-                if wanted.ids.is_empty() {
-                    self.wanted.remove(&topic);
-                } else if wanted.in_flight == 0 {
-                    // Every answer is in and some ids are not: a `Have` stops at MAX_HAVE_BYTES,
-                    // so ask again for the rest while the peer keeps bringing some. A round that
-                    // brought nothing means the peer no longer holds them (expired, say): the
-                    // topic is free again for the next reconciliation.
-                    let rest = std::mem::take(&mut wanted.ids);
-                    if wanted.progressed {
-                        self.ask(topic, rest, &mut step);
-                    } else {
-                        self.wanted.remove(&topic);
-                    }
+                // A `Have` stops at MAX_HAVE_BYTES: what it left out is asked for again while
+                // answers bring something. An answer that brought nothing means the peer no
+                // longer holds those (expired, say): they are given up, and every round ends
+                // with fewer ids, so this always ends.
+                if asked.len() < before && !asked.is_empty() {
+                    self.wanted.entry(topic).or_default().splice(0..0, asked);
                 }
+                self.next_want(&mut step);
             }
         }
         Ok(step)
+    }
+
+    /// Gives up what was under way on `topics` after an exchange about them failed (timed
+    /// out, or the stream broke): their reconciliations and the `Want` out, if it was about
+    /// one of them. Returns the next `Want`, for what else is lacking.
+    pub fn abandon(&mut self, topics: &[Topic]) -> Vec<SyncMessage> {
+        for topic in topics {
+            self.sessions.remove(topic);
+        }
+        if self.asked.as_ref().is_some_and(|(t, _)| topics.contains(t)) {
+            self.asked = None;
+        }
+        let mut step = Step::default();
+        self.next_want(&mut step);
+        step.send
     }
 
     fn want(&mut self, topic: Topic, outcome: Outcome, step: &mut Step) {
         if outcome.we_lack.is_empty() {
             return;
         }
-        self.ask(topic, outcome.we_lack, step);
+        let asked: &[Item] = self.asked.as_ref().filter(|(t, _)| *t == topic).map_or(&[], |(_, ids)| ids);
+        let known: std::collections::HashSet<Item> =
+            self.wanted.get(&topic).into_iter().flatten().chain(asked).copied().collect();
+        let fresh: Vec<Item> = outcome.we_lack.into_iter().filter(|id| !known.contains(id)).collect();
+        if !fresh.is_empty() {
+            self.wanted.entry(topic).or_default().extend(fresh);
+        }
+        self.next_want(step);
     }
 
-    /// Asks for `ids` on `topic`, in `Want`s of at most MAX_WANT, as one round.
-    fn ask(&mut self, topic: Topic, ids: Vec<Item>, step: &mut Step) {
-        let wanted = self.wanted.entry(topic).or_default();
-        wanted.progressed = false;
-        for chunk in ids.chunks(MAX_WANT) {
-            wanted.ids.extend_from_slice(chunk);
-            wanted.in_flight += 1;
-            step.send.push(SyncMessage::Want { topic, ids: chunk.to_vec() });
+    /// Sends the next `Want` (at most MAX_WANT ids of one topic) unless one is out.
+    fn next_want(&mut self, step: &mut Step) {
+        if self.asked.is_some() {
+            return;
         }
+        let Some(topic) = self.wanted.keys().min().copied() else { return };
+        let lacking = self.wanted.get_mut(&topic).expect("a key just listed");
+        let ids: Vec<Item> = lacking.drain(..lacking.len().min(MAX_WANT)).collect();
+        if lacking.is_empty() {
+            self.wanted.remove(&topic);
+        }
+        step.send.push(SyncMessage::Want { topic, ids: ids.clone() });
+        self.asked = Some((topic, ids));
     }
 }
 
@@ -332,6 +360,92 @@ mod tests {
         }
         run(&mut a, &mut b, topic);
         assert_eq!(a.ids(&topic).len(), 200);
+    }
+
+    /// Two topics of 1,500 missing envelopes each, reconciled at once: everything arrives, and
+    /// no exchange ever carries more than one `Want` or one `Have`, so no answer can outgrow
+    /// a frame however large the envelopes are.
+    #[test]
+    fn one_want_at_a_time_across_topics() {
+        let (t1, t2) = ([8; 16], [9; 16]);
+        let (a, mut b) = (Store::default(), Store::default());
+        for n in 0..1_500 {
+            b.put(t1, envelope(n));
+            b.put(t2, envelope(100_000 + n));
+        }
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        let mut a = a;
+        let mut to_b = vec![sa.start(t1, [1; 16], &a), sa.start(t2, [2; 16], &a)];
+        let count = |batch: &[SyncMessage], want: bool| {
+            batch
+                .iter()
+                .filter(|m| matches!((m, want), (SyncMessage::Want { .. }, true) | (SyncMessage::Have { .. }, false)))
+                .count()
+        };
+        let mut rounds = 0;
+        while !to_b.is_empty() {
+            rounds += 1;
+            assert!(count(&to_b, true) <= 1, "two Wants in one exchange");
+            let mut to_a = Vec::new();
+            for m in to_b.drain(..) {
+                to_a.extend(sb.handle(SyncMessage::decode(&m.encode()).unwrap(), &b).unwrap().send);
+            }
+            assert!(count(&to_a, false) <= 1, "two Haves in one exchange");
+            for m in to_a {
+                let step = sa.handle(SyncMessage::decode(&m.encode()).unwrap(), &a).unwrap();
+                for e in step.received {
+                    let n = u32::from_be_bytes(e[17..21].try_into().unwrap());
+                    let topic = if n >= 100_000 { t2 } else { t1 };
+                    a.put(topic, e);
+                }
+                to_b.extend(step.send);
+            }
+        }
+        assert_eq!((a.ids(&t1).len(), a.ids(&t2).len()), (1_500, 1_500));
+        assert_eq!(sa.pending(), (0, 0));
+        assert!(rounds >= 6, "{rounds} exchanges: 3,000 ids take six Wants of 512");
+    }
+
+    /// A failed exchange (timeout, broken stream) gives up its topics' reconciliations and
+    /// `Want`, and the peer's fresh start is answered, not treated as a protocol error.
+    #[test]
+    fn a_failed_exchange_frees_its_topics_and_a_restart_is_answered() {
+        let (t1, t2) = ([10; 16], [11; 16]);
+        let (a, mut b) = (Store::default(), Store::default());
+        for n in 0..600 {
+            b.put(t1, envelope(n));
+        }
+        b.put(t2, envelope(9_000));
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        // Reconcile both topics to the end; the one `Want` out never gets its answer.
+        let mut to_b = vec![sa.start(t1, [1; 16], &a), sa.start(t2, [2; 16], &a)];
+        let mut wants = Vec::new();
+        while !to_b.is_empty() {
+            let replies: Vec<SyncMessage> = to_b.drain(..).flat_map(|m| sb.handle(m, &b).unwrap().send).collect();
+            for m in replies {
+                for next in sa.handle(m, &a).unwrap().send {
+                    match next {
+                        SyncMessage::Want { topic, .. } => wants.push(topic),
+                        other => to_b.push(other),
+                    }
+                }
+            }
+        }
+        assert_eq!(wants.len(), 1, "one Want at a time");
+        assert_eq!(sa.pending(), (0, 601), "the rest waits its turn");
+        let (failed, other) = if wants[0] == t1 { (t1, t2) } else { (t2, t1) };
+        let next = sa.abandon(&[failed]);
+        assert!(!sa.is_syncing(&failed), "the failed topic is free for the next round");
+        assert!(
+            matches!(next.as_slice(), [SyncMessage::Want { topic, .. }] if *topic == other),
+            "the other is asked next"
+        );
+
+        // B still holds a session for a topic A abandons mid-reconciliation; A's fresh start is
+        // answered.
+        let first = sa.start(t1, [3; 16], &a);
+        sb.handle(first.clone(), &b).unwrap();
+        assert!(sb.handle(first, &b).is_ok(), "a restart is not a protocol error");
     }
 
     #[test]
