@@ -148,6 +148,9 @@ const MAX_STRIKES: u32 = 16;
 const WANT_TIMEOUT_MS: u64 = 20_000;
 /// Long-lived links reconcile again this often, to heal what loss cost.
 const RESYNC_MS: u64 = 120_000;
+/// A reconciliation we started that has heard nothing back for this long lost a frame (the
+/// first often goes out before the other side's link is up): it starts over.
+const REPLY_TIMEOUT_MS: u64 = 5_000;
 /// Envelopes asked for and not yet received, over all links.
 const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
 /// Neighbours in a crowd mostly hold the same envelopes: start reconciling small.
@@ -164,6 +167,8 @@ struct LinkState {
     peer_has: HashSet<Item>,
     strikes: u32,
     last_sync_ms: u64,
+    /// When a fragment last came from this neighbour.
+    last_heard_ms: u64,
     closed: bool,
 }
 
@@ -304,6 +309,7 @@ impl Router {
                 peer_has: HashSet::new(),
                 strikes: 0,
                 last_sync_ms: now_ms,
+                last_heard_ms: now_ms,
                 closed: false,
             },
         );
@@ -319,6 +325,7 @@ impl Router {
     /// A fragment from a neighbour.
     pub fn fragment(&mut self, link: LinkId, fragment: &[u8], now_ms: u64) -> Vec<Output> {
         let Some(state) = self.links.get_mut(&link) else { return Vec::new() };
+        state.last_heard_ms = now_ms;
         match state.reassembler.push(fragment, now_ms) {
             Reassembled::Pending => {}
             Reassembled::Dropped(_) => self.dropped_frames += 1,
@@ -351,7 +358,10 @@ impl Router {
             if state.peer_has.len() > 2 * self.held.len() + 4 * MAX_IDS {
                 state.peer_has.clear();
             }
-            if state.initiator_role && now_ms.saturating_sub(state.last_sync_ms) > RESYNC_MS {
+            let due = now_ms.saturating_sub(state.last_sync_ms) > RESYNC_MS;
+            let unanswered = state.initiator.is_some()
+                && now_ms.saturating_sub(state.last_heard_ms.max(state.last_sync_ms)) > REPLY_TIMEOUT_MS;
+            if state.initiator_role && (due || unanswered) {
                 state.last_sync_ms = now_ms;
                 resync.push(*link);
             }
@@ -1129,6 +1139,29 @@ mod tests {
         let out = bench.routers[0].tick(RESYNC_MS + 1, [3; 16]);
         bench.pump(vec![(0, out)]);
         assert_eq!(bench.delivered[1].len(), 1);
+    }
+
+    /// The first frames often go out before the other side's link is up, and are lost: the
+    /// side that started waits a few seconds for an answer, then starts over.
+    #[test]
+    fn a_reconciliation_whose_first_frames_were_lost_starts_over() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        bench.originate(0, envelope(T, 1));
+        let link = 1;
+        bench.links.insert(link, (0, 1));
+        // Router 0 opens and speaks first; router 1's link is not up yet, so all of it is lost.
+        let lost = bench.routers[0].link_up(link, 185, true, [2; 16], 0);
+        assert!(lost.iter().any(|o| matches!(o, Output::Send { .. })));
+        let quiet = bench.routers[1].link_up(link, 185, false, [1; 16], 10);
+        bench.pump(vec![(1, quiet)]);
+        assert!(bench.delivered[1].is_empty());
+        let early = bench.routers[0].tick(REPLY_TIMEOUT_MS - 1, [3; 16]);
+        assert!(early.is_empty(), "an answer may still come");
+        let again = bench.routers[0].tick(REPLY_TIMEOUT_MS + 1, [3; 16]);
+        bench.pump(vec![(0, again)]);
+        assert_eq!(bench.delivered[1].len(), 1, "delivered in seconds, not at the next resync");
+        // A link that answers is not restarted.
+        assert!(bench.routers[0].tick(2 * REPLY_TIMEOUT_MS + 2, [4; 16]).is_empty());
     }
 
     #[test]
