@@ -54,6 +54,10 @@ pub enum Error {
     /// A message claims a chain position too far ahead of what we have seen.
     #[error("message is {gap} steps ahead of its chain; at most {max} are accepted")]
     GapTooLarge { gap: u32, max: u32 },
+    /// Reaching this message would skip more of its chain than is kept (or than a step may):
+    /// it waits for the messages before it.
+    #[error("the message is too far ahead of its chain to open without dropping the keys of earlier ones")]
+    AheadOfChain,
     /// A lookup by name or id found nothing.
     #[error("no {what} named {name:?}")]
     NotFound { what: &'static str, name: String },

@@ -234,3 +234,45 @@ fn an_import_reports_its_progress_to_the_end() {
     assert!(seen.windows(2).all(|w| w[0].done < w[1].done), "every step moves forward once");
     assert_eq!(seen.len(), total + 1);
 }
+
+/// A catch-up brings a backlog in no particular order (reconciliation goes by hash). Opening a
+/// message far ahead of its chain would drop the keys of the ones before it (a chain keeps
+/// 1,000), so those are held until their predecessors come: all 1,500 are read.
+#[test]
+fn a_backlog_in_random_order_is_read_whole() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice", 1, &clock);
+    let mut bob = person("bob", 2, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    carry(&bob, &mut alice);
+    let known: std::collections::HashSet<Vec<u8>> =
+        weft_core::bundle::Bundle::decode(&alice.account.export_bundle().unwrap())
+            .unwrap()
+            .0
+            .envelopes
+            .iter()
+            .map(|e| e.as_bytes().to_vec())
+            .collect();
+    for i in 0..1_500 {
+        alice.account.send("bob", &format!("backlog {i}")).unwrap();
+    }
+    let (decoded, _) = weft_core::bundle::Bundle::decode(&alice.account.export_bundle().unwrap()).unwrap();
+    let mut backlog: Vec<Vec<u8>> =
+        decoded.envelopes.iter().map(|e| e.as_bytes().to_vec()).filter(|e| !known.contains(e)).collect();
+    // A fixed shuffle (xorshift), as a hash order would be.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for i in (1..backlog.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        backlog.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    for batch in backlog.chunks(512) {
+        let results = bob.account.receive_batch(batch.iter().map(|e| (e.clone(), "libp2p")).collect());
+        assert!(results.iter().all(|r| r.is_ok()), "{:?}", results.iter().find(|r| r.is_err()));
+    }
+    let history = bob.account.history("alice", 10_000).unwrap();
+    assert_eq!(history.iter().filter(|m| m.body.starts_with("backlog")).count(), 1_500);
+}

@@ -8,6 +8,7 @@ use crate::bundle::Bundle;
 use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
 use crate::group::{Action, Event, Group, GroupId};
+use crate::identity::DeviceId;
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
 /// Envelopes one group may park while their senders' keys have not arrived.
@@ -56,13 +57,40 @@ impl Account {
             let why = e.to_string();
             return envelopes.iter().map(|_| Err(Error::NotStored(why.clone()))).collect();
         }
-        let results: Vec<Result<Received>> = envelopes
-            .into_iter()
-            .map(|(bytes, via)| {
-                let received = Envelope::parse(bytes).and_then(|e| self.receive_envelope(e))?;
+        let mut advanced: Vec<(GroupId, usize)> = Vec::new();
+        let mut results: Vec<Result<Received>> = Vec::with_capacity(envelopes.len());
+        let mut vias = Vec::with_capacity(envelopes.len());
+        for (bytes, via) in envelopes {
+            let result = Envelope::parse(bytes).and_then(|e| {
+                let gid = self.topics.get(&e.topic()).map(|(gid, _)| gid);
+                let received = self.receive_envelope(e)?;
+                if let (Some(gid), Received::Applied(m)) = (gid, &received)
+                    && !m.is_empty()
+                {
+                    advanced.retain(|(g, _)| *g != gid);
+                    advanced.push((gid, results.len()));
+                }
                 Ok(self.record_via(received, via))
-            })
-            .collect();
+            });
+            results.push(result);
+            vias.push(via);
+        }
+        // Held envelopes of groups that moved on may open now; what they show joins the result
+        // of the last envelope of that group in the batch.
+        for (gid, at) in advanced {
+            if self.count_waiting(Some(&gid)).unwrap_or(0) == 0 {
+                continue;
+            }
+            let Ok(shown) = self.retry_waiting(&gid) else { continue };
+            if shown.is_empty() {
+                continue;
+            }
+            if let Received::Applied(more) = self.record_via(Received::Applied(shown), vias[at])
+                && let Some(Ok(Received::Applied(messages))) = results.get_mut(at)
+            {
+                messages.extend(more);
+            }
+        }
         let ended = self.store.end_batch();
         let broken = self.store.take_batch_broken();
         match ended {
@@ -106,40 +134,66 @@ impl Account {
         let _ = self.settle([], Err::<(), _>(Error::Internal("recovering from a panic")));
     }
 
-    /// Retries the envelopes of a group that waited for keys.
+    /// Retries the envelopes of a group that waited for keys or for earlier messages, in their
+    /// chains' order (so one pass opens every one that can be), while passes open some.
     pub(super) fn retry_waiting(&mut self, gid: &GroupId) -> Result<Vec<MessageInfo>> {
         let mut shown = Vec::new();
-        for bytes in self.store.read().waiting_envelopes(gid)? {
-            if let Ok(Received::Applied(m)) = self.receive_envelope(Envelope::parse(bytes)?) {
-                shown.extend(m);
+        loop {
+            let mut held: Vec<(Option<(DeviceId, u32, u32)>, Envelope)> = Vec::new();
+            for bytes in self.store.read().waiting_envelopes(gid)? {
+                let envelope = Envelope::parse(bytes)?;
+                let position = self.topics.get(&envelope.topic()).and_then(|(g, epoch)| {
+                    self.groups.get(&g).and_then(|group| group.chain_position(&envelope, &epoch))
+                });
+                held.push((position, envelope));
+            }
+            held.sort_by(|a, b| a.0.cmp(&b.0));
+            let before = shown.len();
+            for (_, envelope) in held {
+                if let Ok(Received::Applied(m)) = self.receive_envelope(envelope) {
+                    shown.extend(m);
+                }
+            }
+            if shown.len() == before {
+                return Ok(shown);
             }
         }
-        Ok(shown)
     }
 
     /// Opens and applies one envelope. `Ok(None)`: stored to wait for its key. Otherwise the
     /// messages it made visible and the groups in which waiting envelopes may now open.
     fn receive_one(&mut self, envelope: &Envelope) -> Result<Option<(Vec<MessageInfo>, Vec<GroupId>)>> {
         let id = envelope.id();
-        match self.store.read().has_envelope(&id)? {
-            Some(EnvelopeStatus::Waiting) | None => {}
+        let already_held = match self.store.read().has_envelope(&id)? {
+            Some(EnvelopeStatus::Waiting) => true,
+            None => false,
             Some(_) => return Err(Error::Duplicate),
-        }
+        };
         let (gid, epoch) = self.topics.get(&envelope.topic()).ok_or(Error::UnknownTopic)?;
         let now = self.now();
         let group = self.groups.get(&gid).expect("the topic index names only loaded groups");
-        let opened = match group.open(&self.me, envelope, &epoch) {
+        let opened = match group.open_in_order(&self.me, envelope, &epoch) {
             Ok(o) => o,
-            Err(Error::MissingKey) => {
-                // Its header authenticated under the group's secret, so a member sent it; still,
-                // each group parks a bounded number.
-                if self.count_waiting(Some(&gid))? >= MAX_WAITING_PER_GROUP {
-                    return Err(Error::Limit("too many envelopes of this group wait for keys"));
+            // Its header authenticated under the group's secret, so a member sent it: it waits
+            // for its sender's key, or for the messages before it in its chain (a catch-up
+            // brings a backlog in no particular order, and opening a message far ahead would
+            // drop the keys of those). Each group holds a bounded number.
+            Err(e @ (Error::MissingKey | Error::AheadOfChain)) => {
+                if already_held {
+                    return Ok(None);
                 }
-                self.store.write_relaxed(|tx| {
-                    tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now)
-                })?;
-                return Ok(None);
+                if self.count_waiting(Some(&gid))? < MAX_WAITING_PER_GROUP {
+                    self.store.write_relaxed(|tx| {
+                        tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now)
+                    })?;
+                    return Ok(None);
+                }
+                match e {
+                    // No room to hold it: open it now, at the cost of older messages of its
+                    // chain that have not come yet.
+                    Error::AheadOfChain => group.open(&self.me, envelope, &epoch)?,
+                    _ => return Err(Error::Limit("too many envelopes of this group wait for keys")),
+                }
             }
             Err(e) => return Err(e),
         };

@@ -89,13 +89,28 @@ impl PeerChain {
 
     /// The message key for `index`, and the chain as it will be once that message is accepted.
     /// `self` is left untouched, so a message that then fails to authenticate changes nothing.
+    /// Reaching far ahead drops the oldest skipped keys (their messages can then never be read).
     pub fn key_for(&self, index: u32) -> Result<(Secret32, PeerChain)> {
+        self.key(index, true)
+    }
+
+    /// [`Self::key_for`], refusing with [`Error::AheadOfChain`] what would drop skipped keys
+    /// or skip more than MAX_GAP: such a message is better held until those before it come
+    /// (a catch-up brings a backlog in no particular order).
+    pub fn key_in_order(&self, index: u32) -> Result<(Secret32, PeerChain)> {
+        self.key(index, false)
+    }
+
+    fn key(&self, index: u32, may_drop: bool) -> Result<(Secret32, PeerChain)> {
         if index < self.next_index {
             let mut next = self.clone();
             let key = next.skipped.remove(&index).ok_or(Error::Duplicate)?;
             return Ok((key, next));
         }
         let gap = index - self.next_index;
+        if !may_drop && (gap > MAX_GAP || self.skipped.len() + gap as usize > MAX_SKIPPED_PER_CHAIN) {
+            return Err(Error::AheadOfChain);
+        }
         if gap > MAX_GAP {
             return Err(Error::GapTooLarge { gap, max: MAX_GAP });
         }

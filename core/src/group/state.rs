@@ -690,6 +690,33 @@ impl Group {
 
     /// Authenticates and decrypts an envelope of `epoch` without changing any state.
     pub fn open(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
+        self.open_with(me, envelope, epoch_id, true)
+    }
+
+    /// Where an envelope of `epoch` sits in its sender's chain (device, generation, index), from
+    /// its header alone; `None` if the header does not open. For putting held envelopes in order.
+    pub fn chain_position(&self, envelope: &Envelope, epoch_id: &[u8; 32]) -> Option<(DeviceId, u32, u32)> {
+        let epoch = self.epochs.get(epoch_id)?;
+        let header = crypto::open(
+            epoch.header_key(),
+            &envelope.nonce(),
+            envelope.header_associated_data(),
+            envelope.sealed_header(),
+        )
+        .ok()?;
+        let device: DeviceId = header[..32].try_into().ok()?;
+        let generation = u32::from_be_bytes(header[32..36].try_into().ok()?);
+        let index = u32::from_be_bytes(header[36..40].try_into().ok()?);
+        Some((device, generation, index))
+    }
+
+    /// [`Self::open`], refusing with [`Error::AheadOfChain`] a message that would drop the
+    /// keys of earlier ones of its chain (see [`PeerChain::key_in_order`]).
+    pub fn open_in_order(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
+        self.open_with(me, envelope, epoch_id, false)
+    }
+
+    fn open_with(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32], may_drop: bool) -> Result<Opened> {
         let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
         let header = crypto::open(
             epoch.header_key(),
@@ -708,7 +735,7 @@ impl Group {
             (epoch.control_key(&envelope.nonce()), None)
         } else {
             let chain = self.peers.get(&(device, generation)).ok_or(Error::MissingKey)?;
-            let (key, next) = chain.key_for(index)?;
+            let (key, next) = if may_drop { chain.key_for(index)? } else { chain.key_in_order(index)? };
             (key, Some(((device, generation), next)))
         };
         let body =
