@@ -7,8 +7,7 @@ use super::{Account, ImportProgress, ImportReport, MessageInfo, Received, Reques
 use crate::bundle::Bundle;
 use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
-use crate::group::{Action, Event, Group, GroupId};
-use crate::identity::DeviceId;
+use crate::group::{Action, ChainPosition, Event, Group, GroupId};
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
 /// Envelopes one group may park while their senders' keys have not arrived.
@@ -139,7 +138,7 @@ impl Account {
     pub(super) fn retry_waiting(&mut self, gid: &GroupId) -> Result<Vec<MessageInfo>> {
         let mut shown = Vec::new();
         loop {
-            let mut held: Vec<(Option<(DeviceId, u32, u32)>, Envelope)> = Vec::new();
+            let mut held: Vec<(Option<ChainPosition>, Envelope)> = Vec::new();
             for bytes in self.store.read().waiting_envelopes(gid)? {
                 let envelope = Envelope::parse(bytes)?;
                 let position = self.topics.get(&envelope.topic()).and_then(|(g, epoch)| {
@@ -147,7 +146,7 @@ impl Account {
                 });
                 held.push((position, envelope));
             }
-            held.sort_by(|a, b| a.0.cmp(&b.0));
+            held.sort_by_key(|(position, _)| *position);
             let before = shown.len();
             for (_, envelope) in held {
                 if let Ok(Received::Applied(m)) = self.receive_envelope(envelope) {

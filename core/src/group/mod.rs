@@ -13,7 +13,8 @@ pub use content::{Content, Inner, KeyShare, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Recei
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
 pub use state::{
-    Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, Opened, RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, Sealed,
+    ChainPosition, Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, Opened, RESEED_AFTER_MESSAGES,
+    RESEED_AFTER_MS, Sealed,
 };
 
 /// A group's id. Never sent in clear: it lives only inside encrypted headers and signatures.

@@ -121,6 +121,9 @@ pub enum Event {
     Nothing,
 }
 
+/// Where a message sits in its sender's chains: device, generation, index.
+pub type ChainPosition = (DeviceId, u32, u32);
+
 /// One group's whole state.
 pub struct Group {
     pub id: GroupId,
@@ -695,7 +698,7 @@ impl Group {
 
     /// Where an envelope of `epoch` sits in its sender's chain (device, generation, index), from
     /// its header alone; `None` if the header does not open. For putting held envelopes in order.
-    pub fn chain_position(&self, envelope: &Envelope, epoch_id: &[u8; 32]) -> Option<(DeviceId, u32, u32)> {
+    pub fn chain_position(&self, envelope: &Envelope, epoch_id: &[u8; 32]) -> Option<ChainPosition> {
         let epoch = self.epochs.get(epoch_id)?;
         let header = crypto::open(
             epoch.header_key(),
