@@ -10,8 +10,11 @@ use crate::error::{Error, Result};
 use crate::group::{Action, ChainPosition, Event, Group, GroupId};
 use crate::store::{EnvelopeStatus, MessageRow, Rows};
 
-/// Envelopes one group may park while their senders' keys have not arrived.
-const MAX_WAITING_PER_GROUP: usize = 1_000;
+/// Envelopes one group may park while their senders' keys, or earlier messages of their
+/// chains, have not arrived. A catch-up of a big backlog parks most of it for a while (it comes
+/// in hash order), so this is a backlog's size, not a handful; a member could make us store as
+/// much by sending it.
+const MAX_WAITING_PER_GROUP: usize = 20_000;
 /// Epochs before the current one whose topics are still followed, per group.
 const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
 /// Peer addresses remembered for reconnecting after a restart.
