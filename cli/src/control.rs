@@ -260,20 +260,33 @@ async fn forward_events(
 }
 
 /// How far a call got, as `progress` notifications, until the call lets go of its sender. At
-/// most ten a second: a bar needs no more.
+/// most ten a second (a bar needs no more), and always the last, at once, so the answer that
+/// follows is not held back.
 #[cfg(unix)]
 async fn forward_progress(
     mut progress: tokio::sync::watch::Receiver<weft_core::account::ImportProgress>,
     id: Value,
     out: tokio::sync::mpsc::Sender<Value>,
 ) {
-    while progress.changed().await.is_ok() {
-        let p = *progress.borrow_and_update();
-        let params = json!({ "id": id, "done": p.done, "total": p.total });
-        if out.send(json!({ "jsonrpc": "2.0", "method": "progress", "params": params })).await.is_err() {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+    let mut last_sent: Option<std::time::Instant> = None;
+    let mut unsent = false;
+    loop {
+        let closed = progress.changed().await.is_err();
+        if closed && !unsent {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if !closed && last_sent.is_some_and(|at| at.elapsed() < EVERY) {
+            unsent = true;
+            continue;
+        }
+        let p = *progress.borrow_and_update();
+        let params = json!({ "id": id, "done": p.done, "total": p.total });
+        if out.send(json!({ "jsonrpc": "2.0", "method": "progress", "params": params })).await.is_err() || closed {
+            return;
+        }
+        last_sent = Some(std::time::Instant::now());
+        unsent = false;
     }
 }
 

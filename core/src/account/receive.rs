@@ -506,7 +506,6 @@ impl Account {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<usize> {
         let mut first_pass = true;
-        let mut in_batch = 0;
         let mut handled = 0;
         loop {
             let mut applied_any = false;
@@ -516,9 +515,7 @@ impl Account {
                     done += 1;
                     progress(ImportProgress { done, total });
                 }
-                in_batch += 1;
-                if in_batch == IMPORT_BATCH {
-                    in_batch = 0;
+                if handled > 0 && handled % IMPORT_BATCH == 0 {
                     self.store.end_batch()?;
                     *committed = handled;
                     // The receipts for what is now stored go with it: a later batch that fails

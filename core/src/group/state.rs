@@ -699,27 +699,12 @@ impl Group {
     /// Where an envelope of `epoch` sits in its sender's chain (device, generation, index), from
     /// its header alone; `None` if the header does not open. For putting held envelopes in order.
     pub fn chain_position(&self, envelope: &Envelope, epoch_id: &[u8; 32]) -> Option<ChainPosition> {
-        let epoch = self.epochs.get(epoch_id)?;
-        let header = crypto::open(
-            epoch.header_key(),
-            &envelope.nonce(),
-            envelope.header_associated_data(),
-            envelope.sealed_header(),
-        )
-        .ok()?;
-        let device: DeviceId = header[..32].try_into().ok()?;
-        let generation = u32::from_be_bytes(header[32..36].try_into().ok()?);
-        let index = u32::from_be_bytes(header[36..40].try_into().ok()?);
-        Some((device, generation, index))
+        self.open_header(envelope, epoch_id).ok().map(|(_, position)| position)
     }
 
-    /// [`Self::open`], refusing with [`Error::AheadOfChain`] a message that would drop the
-    /// keys of earlier ones of its chain (see [`PeerChain::key_in_order`]).
-    pub fn open_in_order(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
-        self.open_with(me, envelope, epoch_id, false)
-    }
-
-    fn open_with(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32], may_drop: bool) -> Result<Opened> {
+    /// The envelope's sealed header, and what it says: the sender's device, chain generation
+    /// and index.
+    fn open_header(&self, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<(Vec<u8>, ChainPosition)> {
         let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
         let header = crypto::open(
             epoch.header_key(),
@@ -730,6 +715,18 @@ impl Group {
         let device: DeviceId = header[..32].try_into().expect("fixed header size");
         let generation = u32::from_be_bytes(header[32..36].try_into().expect("fixed"));
         let index = u32::from_be_bytes(header[36..40].try_into().expect("fixed"));
+        Ok((header, (device, generation, index)))
+    }
+
+    /// [`Self::open`], refusing with [`Error::AheadOfChain`] a message that would drop the
+    /// keys of earlier ones of its chain (see [`PeerChain::key_in_order`]).
+    pub fn open_in_order(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32]) -> Result<Opened> {
+        self.open_with(me, envelope, epoch_id, false)
+    }
+
+    fn open_with(&self, me: &LocalDevice, envelope: &Envelope, epoch_id: &[u8; 32], may_drop: bool) -> Result<Opened> {
+        let (header, (device, generation, index)) = self.open_header(envelope, epoch_id)?;
+        let epoch = self.epochs.get(epoch_id).ok_or(Error::UnknownTopic)?;
         if device == me.id() {
             return Err(Error::Duplicate);
         }
