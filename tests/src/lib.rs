@@ -88,6 +88,11 @@ impl Home {
             .expect("starting weft daemon")
     }
 
+    /// Waits until a node on this home serves its control socket.
+    pub fn wait_for_socket(&self) {
+        wait_until("the node's control socket", 30, || self.dir.join("weft.sock").exists());
+    }
+
     /// Runs `weft --home DIR ARGS...` with the passphrase in the environment.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("running weft")
@@ -119,4 +124,13 @@ pub fn contacts_by_bundle(dir: &Path, alice: &Home, bob: &Home) {
     bob.ok(&["contact", "accept", alice_name]);
     bob.ok(&["export", "--out", bundle]);
     alice.ok(&["import", bundle]);
+}
+
+/// Polls `ready` until it holds, failing the test with `what` after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not come within {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -79,11 +79,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
 
     let _bob_daemon = Daemon(bob.spawn_daemon());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !bob.dir.join("weft.sock").exists() {
-        assert!(Instant::now() < deadline, "bob's daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    bob.wait_for_socket();
     // Where bob's daemon listens, as it reports it (no port picked in advance and raced for).
     let status: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "status"])).unwrap();
     let bob_addr = status["listening"]

@@ -7,9 +7,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use weft_tests::Home;
+use weft_tests::{Home, wait_until};
 
 /// `weft --home DIR ARGS...` told nothing of the passphrase but what `passphrase` says, on the
 /// session bus `bus`.
@@ -75,7 +74,7 @@ impl SecretService {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        wait_until("the session bus", || socket.exists());
+        wait_until("the session bus", 20, || socket.exists());
         let env = |c: &mut Command| {
             c.env("DBUS_SESSION_BUS_ADDRESS", &address)
                 .env("HOME", dir.path())
@@ -101,14 +100,6 @@ impl Drop for SecretService {
     }
 }
 
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not come up within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn remembered(home: &Path) -> bool {
     home.join("passphrase-in-keyring").exists()
 }
@@ -128,7 +119,7 @@ fn the_keyring_opens_the_home_for_whoever_asked_it_to() {
     assert!(!remembered(&alice.dir), "a wrong passphrase is never kept");
 
     // The Secret Service may take a moment to claim its name on the bus.
-    wait_until("the Secret Service", || {
+    wait_until("the Secret Service", 20, || {
         weft(&alice, bus, Some(&alice.passphrase), &["passphrase", "remember"]).status.success()
     });
     assert!(remembered(&alice.dir));
@@ -154,7 +145,7 @@ fn the_keyring_opens_the_home_for_whoever_asked_it_to() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the daemon's socket", || alice.dir.join("weft.sock").exists());
+    alice.wait_for_socket();
     let forgot = weft(&alice, bus, None, &["--json", "passphrase", "forget"]);
     assert!(String::from_utf8_lossy(&forgot.stdout).contains("\"removed\": true"), "{}", stderr(&forgot));
     assert!(!remembered(&alice.dir));

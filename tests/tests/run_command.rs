@@ -190,11 +190,7 @@ fn weft_sync_catches_up_and_exits_or_says_why_not() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !bob.dir.join("weft.sock").exists() {
-        assert!(Instant::now() < deadline, "bob's daemon never served its socket");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    bob.wait_for_socket();
     send_through_socket(&alice, "bob", 5);
     let followed: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "sync", "--timeout", "30"])).unwrap();
     assert_eq!(followed["caught_up"], true, "{followed}");
