@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use weft_core::account::Account;
 use weft_core::crypto::SeededEntropy;
 use weft_core::store::DatabaseKey;
+use weft_core::sync::Scope;
 
 struct Person {
     account: Account,
@@ -189,7 +190,8 @@ fn accounts_catch_up_by_reconciliation() {
     }
     for topic in alice.account.sync_topics(2) {
         let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
-        let mut to_bob = vec![sa.start(topic, [1; 16], &alice.account)];
+        let scope = Scope::Topic(topic);
+        let mut to_bob = vec![sa.start(scope, [1; 16], &alice.account).expect("a topic is served")];
         while !to_bob.is_empty() {
             let mut to_alice = Vec::new();
             for m in to_bob.drain(..) {
@@ -207,7 +209,7 @@ fn accounts_catch_up_by_reconciliation() {
                 }
             }
         }
-        assert_eq!(alice.account.ids(&topic).len(), bob.account.ids(&topic).len());
+        assert_eq!(alice.account.ids(&scope).map(|ids| ids.len()), bob.account.ids(&scope).map(|ids| ids.len()));
     }
     assert_eq!(texts(&bob, "alice").len(), 35);
     assert_eq!(texts(&alice, "bob").len(), 35);

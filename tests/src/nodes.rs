@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use weft_core::account::Account;
@@ -29,15 +30,49 @@ pub fn init_logging() {
 
 /// Creates `name`'s account under `dir` and runs it as a node.
 pub async fn create(dir: &Path, name: &str) -> Arc<Node> {
+    create_with_clock(dir, name, &Clock::default()).await
+}
+
+/// A clock that tests move forward: the system's time plus an offset, shared by every node
+/// and relay made with it, so that "three days later" takes no time.
+#[derive(Clone, Default)]
+pub struct Clock(Arc<AtomicU64>);
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        let system = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        system as u64 + self.0.load(Ordering::SeqCst)
+    }
+
+    /// Moves every holder of this clock `days` days ahead.
+    pub fn advance_days(&self, days: u64) {
+        self.0.fetch_add(days * 24 * 60 * 60 * 1000, Ordering::SeqCst);
+    }
+
+    /// As an account's clock.
+    pub fn for_account(&self) -> weft_core::account::Clock {
+        let clock = self.clone();
+        Box::new(move || clock.now_ms())
+    }
+
+    /// As a relay's clock.
+    pub fn for_relay(&self) -> weft_core::relay::RelayClock {
+        let clock = self.clone();
+        Arc::new(move || clock.now_ms())
+    }
+}
+
+/// Creates `name`'s account under `dir`, on `clock`'s time, and runs it as a node.
+pub async fn create_with_clock(dir: &Path, name: &str, clock: &Clock) -> Arc<Node> {
     init_logging();
-    let (home, name) = (dir.join(name), name.to_string());
+    let (home, name, clock) = (dir.join(name), name.to_string(), clock.for_account());
     let node = Node::start(move || {
         Account::create_with_key(
             &home,
             &DatabaseKey::from_bytes(key_of(&name)),
             Some(&name),
             Box::new(OsEntropy),
-            weft_core::account::system_clock(),
+            clock,
         )
     })
     .await

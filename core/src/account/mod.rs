@@ -2,6 +2,8 @@
 //! runs one store transaction and returns only after it committed, so what a caller reports
 //! as done survives a crash. The async `Node` of later layers wraps this type.
 
+mod catch_up;
+pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
 pub use contacts::RequestOutcome;
 mod conversations;
@@ -45,6 +47,8 @@ pub struct Account {
     groups: BTreeMap<GroupId, Group>,
     /// Which group and epoch each topic we can read belongs to.
     topics: topics::TopicIndex,
+    /// The period (day) the topic index was built for.
+    topics_period: u64,
     entropy: Box<dyn Entropy + Send>,
     clock: Clock,
     receipts: receipts::Pending,
@@ -146,6 +150,7 @@ impl Account {
             name: id.name,
             groups,
             topics: topics::TopicIndex::default(),
+            topics_period: 0,
             entropy,
             clock,
             receipts: receipts::Pending::default(),
@@ -194,6 +199,16 @@ impl Account {
     fn rebuild_topics(&mut self) {
         let now = self.now();
         self.topics.refresh(&self.groups, now);
+        self.topics_period = crate::group::period_of(now);
+    }
+
+    /// Follows the day: once it turns, the new day's topics (and tomorrow's) are readable. A
+    /// node that runs for days without a change of its own calls this as it goes (every
+    /// receive does); cheap when the day is the same.
+    pub fn follow_the_day(&mut self) {
+        if crate::group::period_of(self.now()) != self.topics_period {
+            self.rebuild_topics();
+        }
     }
 
     fn group(&self, id: &GroupId) -> Result<&Group> {

@@ -55,6 +55,7 @@ impl Account {
     /// what a transport hands over in a burst. One result per envelope; if the commit fails,
     /// every result is an error and memory is reloaded from the store.
     pub fn receive_batch(&mut self, envelopes: Vec<(Vec<u8>, &'static str)>) -> Vec<Result<Received>> {
+        self.follow_the_day();
         if let Err(e) = self.store.begin_batch() {
             let why = e.to_string();
             return envelopes.iter().map(|_| Err(Error::NotStored(why.clone()))).collect();
@@ -441,6 +442,7 @@ impl Account {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport> {
         let (bundle, malformed) = Bundle::decode(bytes)?;
+        self.follow_the_day();
         let mut report = ImportReport { rejected: malformed, ..ImportReport::default() };
         let waiting_before = self.count_waiting(None)?;
         let total = bundle.requests.len() + bundle.envelopes.len();
@@ -549,18 +551,6 @@ impl Account {
     /// Envelopes waiting for keys, in one group or in all.
     fn count_waiting(&self, group: Option<&GroupId>) -> Result<usize> {
         self.store.read().count_waiting(group)
-    }
-}
-
-/// The account as the source of envelopes for reconciliation with peers. Store errors read as
-/// "nothing held": the sync then simply asks for more than it needs.
-impl crate::sync::EnvelopeSource for Account {
-    fn ids(&self, topic: &crate::envelope::Topic) -> Vec<crate::sync::Item> {
-        self.store.read().short_ids_on_topic(topic).unwrap_or_default()
-    }
-
-    fn envelope(&self, topic: &crate::envelope::Topic, id: &crate::sync::Item) -> Option<Vec<u8>> {
-        self.store.read().envelope_by_short_id(topic, id).ok().flatten()
     }
 }
 

@@ -16,13 +16,26 @@ type EpochKey = (GroupId, [u8; 32]);
 
 #[derive(Default)]
 pub(super) struct TopicIndex {
-    by_topic: HashMap<Topic, EpochKey>,
+    /// Each topic's group and epoch, and the period it is for.
+    by_topic: HashMap<Topic, (EpochKey, u64)>,
     built: HashMap<EpochKey, (RangeInclusive<u64>, Vec<Topic>)>,
 }
 
 impl TopicIndex {
     pub fn get(&self, topic: &Topic) -> Option<EpochKey> {
+        self.by_topic.get(topic).map(|(key, _)| *key)
+    }
+
+    /// The group, epoch and period of a topic.
+    pub fn locate(&self, topic: &Topic) -> Option<(EpochKey, u64)> {
         self.by_topic.get(topic).copied()
+    }
+
+    /// The topics of an epoch from period `from` on, as far as the index reaches.
+    pub fn epoch_topics(&self, key: &EpochKey, from: u64) -> Vec<Topic> {
+        let Some((range, topics)) = self.built.get(key) else { return Vec::new() };
+        let skip = from.saturating_sub(*range.start()) as usize;
+        topics.iter().skip(skip).copied().collect()
     }
 
     pub fn refresh(&mut self, groups: &BTreeMap<GroupId, Group>, now_ms: u64) {
@@ -55,8 +68,8 @@ impl TopicIndex {
             }
             let Some(epoch) = groups.get(&key.0).and_then(|g| g.epochs().find(|e| e.id == key.1)) else { continue };
             let topics: Vec<Topic> = range.clone().map(|p| epoch.topic(p)).collect();
-            for t in &topics {
-                self.by_topic.insert(*t, key);
+            for (t, period) in topics.iter().zip(range.clone()) {
+                self.by_topic.insert(*t, (key, period));
             }
             self.built.insert(key, (range, topics));
         }

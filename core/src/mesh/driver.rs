@@ -170,10 +170,11 @@ async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: 
 async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Output> {
     let Ok((topics, own)) = node
         .call(|a| {
+            a.follow_the_day();
             let topics = a.sync_topics(1);
             let mut own = Vec::new();
             'topics: for topic in &topics {
-                for id in a.ids(topic) {
+                for id in a.ids(&crate::sync::Scope::Topic(*topic)).unwrap_or_default() {
                     if own.len() >= MAX_OWN_ENVELOPES {
                         break 'topics;
                     }
@@ -192,7 +193,12 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
         return Vec::new();
     }
     let Ok(envelopes) = node
-        .call(move |a| Ok(missing.iter().filter_map(|(id, topic)| a.envelope(topic, id)).collect::<Vec<_>>()))
+        .call(move |a| {
+            Ok(missing
+                .iter()
+                .filter_map(|(id, topic)| a.envelope(&crate::sync::Scope::Topic(*topic), id))
+                .collect::<Vec<_>>())
+        })
         .await
     else {
         return Vec::new();

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::VIA;
 use super::behaviour::{WeftBehaviour, WeftBehaviourEvent};
 use super::host::{Host, NodeHost};
-use crate::envelope::{Envelope, EnvelopeId, Topic};
+use crate::account::CatchUpPlan;
+use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
-use crate::sync::{PeerSync, SyncMessage};
+use crate::sync::{PeerSync, Scope, SyncMessage};
 use crate::wire::{Reader, Writer};
 
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
@@ -241,6 +242,8 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         syncs: Arc::new(Mutex::new(HashMap::new())),
         sync_requests: HashMap::new(),
         sync_answers: HashMap::new(),
+        history: HashMap::new(),
+        catch_ups: HashMap::new(),
         listening: listening_tx,
         connected: connected_tx,
         peers: HashMap::new(),
@@ -264,10 +267,15 @@ struct Driver<H: Host> {
     rendezvous: HashSet<gossipsub::TopicHash>,
     /// Sync state per peer; used only inside `Host::with_source`.
     syncs: Arc<Mutex<HashMap<PeerId, PeerSync>>>,
-    /// The topics each sync request in flight carries, and each answer being sent: if one
-    /// fails, those reconciliations are abandoned rather than left waiting forever.
-    sync_requests: HashMap<request_response::OutboundRequestId, Vec<Topic>>,
-    sync_answers: HashMap<request_response::InboundRequestId, Vec<Topic>>,
+    /// The scopes each sync request in flight carries (and whether it asks a relay for a
+    /// catch-up), and each answer being sent: if one fails, those reconciliations are
+    /// abandoned rather than left waiting forever.
+    sync_requests: HashMap<request_response::OutboundRequestId, (Vec<Scope>, bool)>,
+    sync_answers: HashMap<request_response::InboundRequestId, Vec<Scope>>,
+    /// Member catch-ups we want, by the gossip topic of their key.
+    history: HashMap<gossipsub::TopicHash, Scope>,
+    /// Relay catch-ups under way, per relay.
+    catch_ups: HashMap<PeerId, CatchUpPlan>,
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
     /// Connected peers and the address of their first connection.
@@ -355,6 +363,7 @@ impl<H: Host> Driver<H> {
             self.follow_peers(&mut topics, &mut points);
         }
         let fresh = self.resubscribe(topics, points);
+        self.history = interests.history.iter().map(|s| (gossip_topic(&s.key()).hash(), *s)).collect();
         // Reconcile new topics with peers already on them, and every topic now and then, so
         // that nothing depends on having been online when an envelope was pushed.
         let resync_all = self.ticks.is_multiple_of(RESYNC_EVERY_TICKS);
@@ -375,8 +384,41 @@ impl<H: Host> Driver<H> {
             let _ = self.swarm.behaviour_mut().gossipsub.publish(rendezvous_topic(&point), request);
         }
         self.push_outbox().await;
+        self.catch_up_with_relays().await;
         if self.ticks % REDIAL_EVERY_TICKS == 1 {
             self.redial().await;
+        }
+    }
+
+    /// Asks each connected relay that is not busy with one already for what we missed while
+    /// away, if we did (see `crate::account::catch_up`).
+    async fn catch_up_with_relays(&mut self) {
+        if self.config.relay_server {
+            return;
+        }
+        let idle: Vec<PeerId> = self
+            .relay_peers
+            .iter()
+            .filter(|p| !self.catch_ups.contains_key(*p) && self.peers.contains_key(*p))
+            .copied()
+            .collect();
+        for relay in idle {
+            let Some(plan) = self.host.catch_up_plan().await else { return };
+            let (after, buckets) = (plan.after, plan.buckets.clone());
+            let syncs = self.syncs.clone();
+            let wins = *self.swarm.local_peer_id() < relay;
+            let first = self
+                .host
+                .with_source(move |_| {
+                    let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
+                    Ok(syncs.entry(relay).or_insert_with(|| PeerSync::new(wins)).start_catch_up(after, buckets))
+                })
+                .await;
+            if let Ok(Some(message)) = first {
+                tracing::debug!(%relay, conversations = plan.conversations(), "catching up from a relay");
+                self.catch_ups.insert(relay, plan);
+                self.send_sync_request(relay, &[message]);
+            }
         }
     }
 
@@ -518,6 +560,7 @@ impl<H: Host> Driver<H> {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.catch_ups.remove(&peer_id);
                 self.strikes.remove(&peer_id);
                 self.relay_peers.remove(&peer_id);
                 self.reserved.remove(&peer_id);
@@ -599,11 +642,11 @@ impl<H: Host> Driver<H> {
                         return;
                     };
                     let served = served_ids(&reply);
-                    let topics = topics_of(&reply);
+                    let scopes = scopes_of(&reply);
                     if self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply)).is_ok()
-                        && !topics.is_empty()
+                        && !scopes.is_empty()
                     {
-                        self.sync_answers.insert(request_id, topics);
+                        self.sync_answers.insert(request_id, scopes);
                     }
                     if !served.is_empty() {
                         self.host.handed_over(served).await;
@@ -632,63 +675,82 @@ impl<H: Host> Driver<H> {
             // blocked with that peer: they are abandoned, and the next round starts afresh.
             WeftBehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
                 tracing::debug!(%peer, %error, "a sync request failed");
-                if let Some(topics) = self.sync_requests.remove(&request_id) {
-                    self.abandon_sync(peer, topics).await;
+                if let Some((scopes, catch_up)) = self.sync_requests.remove(&request_id) {
+                    self.abandon_sync(peer, scopes, catch_up).await;
                 }
             }
             WeftBehaviourEvent::Sync(request_response::Event::InboundFailure { peer, request_id, error, .. }) => {
                 tracing::debug!(%peer, %error, "a sync answer failed");
-                if let Some(topics) = self.sync_answers.remove(&request_id) {
-                    self.abandon_sync(peer, topics).await;
+                if let Some(scopes) = self.sync_answers.remove(&request_id) {
+                    self.abandon_sync(peer, scopes, false).await;
                 }
             }
             _ => {}
         }
     }
 
-    /// Starts reconciling one topic with a peer that subscribed to it too.
+    /// Starts reconciling one topic with a peer that subscribed to it too, and the history of
+    /// its epoch if we missed days of it and the peer is a member (not a relay).
     async fn start_sync(&mut self, peer: PeerId, topic: &gossipsub::TopicHash) {
-        // One side starts, the other answers: the lower peer id initiates.
-        if *self.swarm.local_peer_id() > peer {
-            return;
-        }
         let Some(hex) = topic.as_str().strip_prefix("weft/") else { return };
         let Ok(bytes) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else { return };
-        let Ok(topic): std::result::Result<[u8; 16], _> = bytes.try_into() else { return };
-        let syncs = self.syncs.clone();
-        let salt: [u8; 16] = rand_salt();
-        let first = self
-            .host
-            .with_source(move |source| {
-                let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
-                let sync = syncs.entry(peer).or_default();
-                if sync.is_syncing(&topic) {
-                    return Ok(None);
-                }
-                Ok(Some(sync.start(topic, salt, source)))
-            })
-            .await;
-        tracing::debug!(me = %self.swarm.local_peer_id(), %peer, topic = %data_encoding::HEXLOWER.encode(&topic), started = ?first.as_ref().map(|m| m.is_some()), "sync start");
-        if let Ok(Some(message)) = first {
-            self.send_sync_request(peer, &[message]);
+        let Ok(topic_bytes): std::result::Result<[u8; 16], _> = bytes.try_into() else { return };
+        // For a topic, one side starts, the other answers: the lower peer id initiates. A
+        // history is started by whoever lacks it.
+        let wins = *self.swarm.local_peer_id() < peer;
+        let mut scopes = Vec::new();
+        if wins {
+            scopes.push(Scope::Topic(topic_bytes));
+        }
+        if let Some(history) = self.history.get(topic)
+            && !self.relay_peers.contains(&peer)
+        {
+            scopes.push(*history);
+        }
+        for scope in scopes {
+            let syncs = self.syncs.clone();
+            let salt: [u8; 16] = rand_salt();
+            let first = self
+                .host
+                .with_source(move |source| {
+                    let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
+                    let sync = syncs.entry(peer).or_insert_with(|| PeerSync::new(wins));
+                    if sync.is_syncing(&scope) {
+                        return Ok(None);
+                    }
+                    Ok(sync.start(scope, salt, source))
+                })
+                .await;
+            tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?scope, started = ?first.as_ref().map(|m| m.is_some()), "sync start");
+            if let Ok(Some(message)) = first {
+                self.send_sync_request(peer, &[message]);
+            }
         }
     }
 
-    /// Sends sync messages as a request, noting the topics it carries.
+    /// Sends sync messages as a request, noting the scopes it carries.
     fn send_sync_request(&mut self, peer: PeerId, messages: &[SyncMessage]) {
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(messages));
-        self.sync_requests.insert(id, topics_of(messages));
+        let catch_up = messages.iter().any(|m| matches!(m, SyncMessage::Since { .. }));
+        self.sync_requests.insert(id, (scopes_of(messages), catch_up));
     }
 
-    /// Gives up the reconciliations of `topics` with `peer` after an exchange failed, and asks
-    /// for what else is lacking.
-    async fn abandon_sync(&mut self, peer: PeerId, topics: Vec<Topic>) {
+    /// Gives up the reconciliations of `scopes` (and the relay catch-up, if `catch_up`) with
+    /// `peer` after an exchange failed, and asks for what else is lacking.
+    async fn abandon_sync(&mut self, peer: PeerId, scopes: Vec<Scope>, catch_up: bool) {
+        if catch_up {
+            self.catch_ups.remove(&peer);
+        }
         let syncs = self.syncs.clone();
         let next = self
             .host
             .with_source(move |_| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
-                Ok(syncs.get_mut(&peer).map(|sync| sync.abandon(&topics)).unwrap_or_default())
+                let Some(sync) = syncs.get_mut(&peer) else { return Ok(Vec::new()) };
+                if catch_up {
+                    sync.abandon_catch_up();
+                }
+                Ok(sync.abandon(&scopes))
             })
             .await
             .unwrap_or_default();
@@ -697,41 +759,79 @@ impl<H: Host> Driver<H> {
         }
     }
 
+    /// Whether `peer` may ask us about `scope`: any topic, as before; an epoch's history only
+    /// if we and the peer both follow its key topic now (so it was a member a moment ago, and
+    /// a peer that once saw a topic cannot probe us for it later).
+    fn may_ask(&self, peer: &PeerId, scope: &Scope) -> bool {
+        let Scope::History { key, .. } = scope else { return true };
+        let hash = gossip_topic(key).hash();
+        self.subscribed.contains(&hash)
+            && self.swarm.behaviour().gossipsub.all_peers().any(|(p, topics)| p == peer && topics.contains(&&hash))
+    }
+
     /// Runs a batch of sync messages from `peer` through its state machine next to the store;
-    /// hands fetched envelopes to the host; returns the replies.
+    /// hands fetched envelopes to the host (and waits until they are stored); returns the
+    /// replies.
     async fn handle_sync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Vec<SyncMessage>> {
-        let messages = decode_batch(bytes)?;
+        let mut refused = Vec::new();
+        let messages: Vec<SyncMessage> = decode_batch(bytes)?
+            .into_iter()
+            .filter(|m| match m {
+                SyncMessage::Reconcile { scope, .. } | SyncMessage::Want { scope, .. }
+                    if !self.may_ask(&peer, scope) =>
+                {
+                    refused.push(match m {
+                        SyncMessage::Want { .. } => SyncMessage::Have { scope: *scope, envelopes: Vec::new() },
+                        _ => SyncMessage::Refuse { scope: *scope },
+                    });
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         let syncs = self.syncs.clone();
-        let (replies, received) = self
+        let wins = *self.swarm.local_peer_id() < peer;
+        let (mut replies, received, caught_up, completed) = self
             .host
             .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
-                let sync = syncs.entry(peer).or_default();
-                let mut replies = Vec::new();
-                let mut received = Vec::new();
+                let sync = syncs.entry(peer).or_insert_with(|| PeerSync::new(wins));
+                let (mut replies, mut received, mut caught_up, mut completed) =
+                    (Vec::new(), Vec::new(), false, Vec::new());
                 for m in messages {
                     let step = sync.handle(m, source)?;
                     replies.extend(step.send);
                     received.extend(step.received);
+                    caught_up |= step.caught_up;
+                    completed.extend(step.completed);
                 }
-                Ok((replies, received))
+                Ok((replies, received, caught_up, completed))
             })
             .await?;
+        replies.extend(refused);
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
         self.fetched += received.len() as u64;
-        for e in received {
-            self.host.receive_envelope(e, peer);
+        if !received.is_empty() {
+            self.host.receive_fetched(received, peer).await;
+        }
+        for scope in completed {
+            if let Scope::History { key, .. } = scope {
+                self.host.history_synced(key).await;
+            }
+        }
+        if caught_up && let Some(plan) = self.catch_ups.remove(&peer) {
+            self.host.caught_up(plan).await;
         }
         Ok(replies)
     }
 }
 
-/// The topics a batch of sync messages is about.
-fn topics_of(messages: &[SyncMessage]) -> Vec<Topic> {
-    let mut topics: Vec<Topic> = messages.iter().map(SyncMessage::topic).collect();
-    topics.sort_unstable();
-    topics.dedup();
-    topics
+/// The scopes a batch of sync messages is about.
+fn scopes_of(messages: &[SyncMessage]) -> Vec<Scope> {
+    let mut scopes: Vec<Scope> = messages.iter().filter_map(SyncMessage::scope).collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    scopes
 }
 
 /// Ids of the envelopes a batch of replies hands to the peer.

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId};
 
+use crate::account::CatchUpPlan;
 use crate::envelope::{EnvelopeId, Topic};
 use crate::error::Result;
 use crate::node::{Node, NodeEvent};
-use crate::sync::EnvelopeSource;
+use crate::sync::{EnvelopeSource, Scope};
 
 /// What a host wants to follow on the network.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +21,8 @@ pub struct Interests {
     pub rendezvous: Vec<[u8; 32]>,
     /// Our unanswered contact requests, each with the rendezvous point to publish it at.
     pub requests: Vec<([u8; 32], Vec<u8>)>,
+    /// Member catch-ups to start with peers that follow the scope's key topic.
+    pub history: Vec<Scope>,
 }
 
 pub trait Host: Send + Sync + 'static {
@@ -33,6 +36,15 @@ pub trait Host: Send + Sync + 'static {
     /// Hands over an envelope (already checked for shape) from `from`. Returns at once: the
     /// host stores it in its own time (a node batches what arrives together).
     fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId);
+    /// Hands over envelopes a catch-up fetched, and resolves once they are stored (so the next
+    /// page is asked for only then, and what follows sees them).
+    fn receive_fetched(&self, envelopes: Vec<Vec<u8>>, from: PeerId) -> impl Future<Output = ()> + Send;
+    /// Connected to a relay: what to catch up from it, if anything.
+    fn catch_up_plan(&self) -> impl Future<Output = Option<CatchUpPlan>> + Send;
+    /// A relay answered the whole of `plan`.
+    fn caught_up(&self, plan: CatchUpPlan) -> impl Future<Output = ()> + Send;
+    /// A member catch-up keyed by `key` fetched everything the member had.
+    fn history_synced(&self, key: Topic) -> impl Future<Output = ()> + Send;
     /// A contact request seen at one of our rendezvous points.
     fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
     /// Runs `f` against the envelope store, on whichever thread owns it.
@@ -61,10 +73,12 @@ impl Host for NodeHost {
     async fn interests(&self) -> Result<Interests> {
         self.0
             .call(|a| {
+                a.follow_the_day();
                 Ok(Interests {
                     topics: a.sync_topics(1),
                     rendezvous: a.rendezvous_points(),
                     requests: a.pending_requests()?,
+                    history: a.history_wanted(),
                 })
             })
             .await
@@ -96,6 +110,25 @@ impl Host for NodeHost {
     fn receive_envelope(&self, bytes: Vec<u8>, _from: PeerId) {
         // Queued by the call; nobody needs to wait for the outcome.
         drop(self.0.receive_envelope(bytes, super::VIA));
+    }
+
+    async fn receive_fetched(&self, envelopes: Vec<Vec<u8>>, _from: PeerId) {
+        let pending: Vec<_> = envelopes.into_iter().map(|e| self.0.receive_envelope(e, super::VIA)).collect();
+        futures::future::join_all(pending).await;
+    }
+
+    async fn catch_up_plan(&self) -> Option<CatchUpPlan> {
+        self.0.call(|a| a.catch_up_plan()).await.ok().flatten()
+    }
+
+    async fn caught_up(&self, plan: CatchUpPlan) {
+        if let Ok(n) = self.0.call(move |a| a.caught_up(&plan)).await {
+            tracing::debug!(conversations = n, "caught up from a relay");
+        }
+    }
+
+    async fn history_synced(&self, key: Topic) {
+        let _ = self.0.call(move |a| a.history_synced(&key)).await;
     }
 
     async fn receive_request(&self, bytes: Vec<u8>) {

@@ -11,10 +11,11 @@
 //! holds; all it checks is that the bytes have the shape of an envelope.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::Result;
-use crate::sync::{EnvelopeSource, Item};
+use crate::sync::{Buckets, Cursor, EnvelopeSource, Item, MAX_HELD_COUNT, Scope};
 
 /// An opaque key for the peer that handed an envelope over (its libp2p peer id's bytes).
 pub type Owner = Vec<u8>;
@@ -165,20 +166,67 @@ impl Cache {
     }
 }
 
+/// Envelopes looked at for one page of a catch-up, whether taken or not: a request for rare
+/// buckets costs the relay a bounded scan, and the device asks again from where it stopped.
+const MAX_SCANNED_PER_PAGE: usize = 65_536;
+
 impl EnvelopeSource for Cache {
-    fn ids(&self, topic: &Topic) -> Vec<Item> {
-        self.by_topic.get(topic).map(|items| items.keys().copied().collect()).unwrap_or_default()
+    /// A relay serves topics only: it cannot tell which topics make up an epoch's history.
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+        let Scope::Topic(topic) = scope else { return None };
+        Some(self.by_topic.get(topic).map(|items| items.keys().copied().collect()).unwrap_or_default())
     }
 
-    fn envelope(&self, topic: &Topic, id: &Item) -> Option<Vec<u8>> {
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+        let Scope::Topic(topic) = scope else { return None };
         let full = self.by_topic.get(topic)?.get(id)?;
         self.entries.get(full).map(|e| e.bytes.clone())
     }
+
+    fn since(&self, after: Cursor, buckets: &Buckets, max_bytes: usize) -> Option<(Vec<Vec<u8>>, Option<Cursor>)> {
+        let mut from = [0xffu8; 32];
+        from[..16].copy_from_slice(&after.id);
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for (scanned, &(stored_ms, id)) in
+            self.order.range((Bound::Excluded((after.stored_ms, from)), Bound::Unbounded)).enumerate()
+        {
+            let cursor = Cursor { stored_ms, id: id[..16].try_into().expect("16 of 32") };
+            let Some(entry) = self.entries.get(&id) else { continue };
+            if !buckets.contains(&entry.topic) {
+                if scanned + 1 >= MAX_SCANNED_PER_PAGE {
+                    return Some((page, Some(cursor)));
+                }
+                continue;
+            }
+            if bytes + entry.bytes.len() > max_bytes || page.len() == MAX_HELD_COUNT {
+                // Resume with this one (one that alone outgrows a page is skipped, so paging ends).
+                let resume =
+                    if page.is_empty() { cursor } else { previous(&self.order, stored_ms, id).unwrap_or_default() };
+                return Some((page, Some(resume)));
+            }
+            bytes += entry.bytes.len();
+            page.push(entry.bytes.clone());
+            if scanned + 1 >= MAX_SCANNED_PER_PAGE {
+                return Some((page, Some(cursor)));
+            }
+        }
+        Some((page, None))
+    }
+}
+
+/// The cursor of the entry stored just before `(stored_ms, id)`.
+fn previous(order: &BTreeSet<(u64, [u8; 32])>, stored_ms: u64, id: [u8; 32]) -> Option<Cursor> {
+    order
+        .range(..(stored_ms, id))
+        .next_back()
+        .map(|&(ms, prev)| Cursor { stored_ms: ms, id: prev[..16].try_into().expect("16 of 32") })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn envelope(topic: u8, n: u32, len: usize) -> Vec<u8> {
         let mut e = vec![0u8; len];
@@ -198,10 +246,11 @@ mod tests {
         let e = envelope(7, 1, 256);
         assert!(cache.insert(e.clone(), b"p".to_vec(), 0).unwrap().new);
         assert!(!cache.insert(e.clone(), b"q".to_vec(), 0).unwrap().new);
-        let ids = cache.ids(&[7; 16]);
+        let ids = cache.ids(&Scope::Topic([7; 16])).unwrap();
         assert_eq!(ids.len(), 1);
-        assert_eq!(cache.envelope(&[7; 16], &ids[0]), Some(e));
-        assert!(cache.ids(&[8; 16]).is_empty());
+        assert_eq!(cache.envelope(&Scope::Topic([7; 16]), &ids[0]), Some(e));
+        assert!(cache.ids(&Scope::Topic([8; 16])).unwrap().is_empty());
+        assert_eq!(cache.ids(&Scope::History { key: [7; 16], from: 0 }), None, "a relay serves no history");
     }
 
     #[test]
@@ -213,7 +262,7 @@ mod tests {
             cache.insert(envelope(2, n, 256), b"flood".to_vec(), n as u64).unwrap();
             assert!(cache.bytes_of(b"flood") <= 10 * 256);
         }
-        assert_eq!(cache.ids(&[1; 16]).len(), 1, "the honest envelope stays");
+        assert_eq!(cache.ids(&Scope::Topic([1; 16])).unwrap().len(), 1, "the honest envelope stays");
         assert_eq!(cache.len(), 11);
     }
 
@@ -243,5 +292,66 @@ mod tests {
         assert!(cache.insert(vec![1, 2, 3], b"p".to_vec(), 0).is_err());
         assert!(cache.insert(vec![0; 300], b"p".to_vec(), 0).is_err());
         assert_eq!(cache.bytes(), 0);
+    }
+
+    /// Pages everything a cursor and buckets select, in order, each page within its limits.
+    fn read_since(cache: &Cache, after: Cursor, buckets: &Buckets, max_bytes: usize) -> (Vec<Vec<u8>>, usize) {
+        let (mut all, mut pages, mut cursor) = (Vec::new(), 0, Some(after));
+        while let Some(after) = cursor {
+            let (page, next) = cache.since(after, buckets, max_bytes).unwrap();
+            assert!(page.iter().map(Vec::len).sum::<usize>() <= max_bytes && page.len() <= MAX_HELD_COUNT);
+            all.extend(page);
+            pages += 1;
+            cursor = next;
+            assert!(pages < 10_000, "paging must end");
+        }
+        (all, pages)
+    }
+
+    #[test]
+    fn since_pages_what_was_stored_later_in_the_buckets_asked() {
+        let mut cache = Cache::new(CacheLimits::default());
+        // Topics 0x10.. and 0x20..; stored at 1..=3000 ms, several per millisecond.
+        for n in 0..3_000u32 {
+            let topic = if n % 3 == 0 { 0x10 } else { 0x20 };
+            cache.insert(envelope(topic, n, 256), b"p".to_vec(), u64::from(n / 4)).unwrap();
+        }
+        let mut only_10 = Buckets::new(8);
+        only_10.insert(&[0x10; 16]);
+        let (got, pages) = read_since(&cache, Cursor::at(0), &only_10, 64 * 256);
+        assert_eq!(got.len(), 1_000);
+        assert!(got.iter().all(|e| e[1] == 0x10));
+        assert!(pages >= 1_000 / 64, "{pages} pages of at most 64 envelopes");
+        let ids: HashSet<_> = got.iter().map(|e| blake3::hash(e)).collect();
+        assert_eq!(ids.len(), 1_000, "no envelope twice, none left out at page boundaries");
+        // From a later moment: only what was stored after it.
+        let (later, _) = read_since(&cache, Cursor::at(500), &Buckets::new(0).tap_insert(), 1 << 20);
+        assert_eq!(later.len(), 3_000 - 500 * 4, "from the moment on, that moment included");
+    }
+
+    trait TapInsert {
+        fn tap_insert(self) -> Self;
+    }
+    impl TapInsert for Buckets {
+        /// With no bits, one insert names the only bucket: everything.
+        fn tap_insert(mut self) -> Self {
+            self.insert(&[0; 16]);
+            self
+        }
+    }
+
+    #[test]
+    fn since_scans_a_bounded_number_per_page() {
+        let mut cache = Cache::new(CacheLimits::default());
+        for n in 0..70_000u32 {
+            cache.insert(envelope(0x20, n, 256), b"p".to_vec(), u64::from(n)).unwrap();
+        }
+        cache.insert(envelope(0x10, 0, 256), b"p".to_vec(), 80_000).unwrap();
+        let mut rare = Buckets::new(8);
+        rare.insert(&[0x10; 16]);
+        let (page, next) = cache.since(Cursor::at(0), &rare, 1 << 20).unwrap();
+        assert!(page.is_empty() && next.is_some(), "a page stops after its scan budget");
+        let (all, pages) = read_since(&cache, Cursor::at(0), &rare, 1 << 20);
+        assert_eq!((all.len(), pages), (1, 2));
     }
 }

@@ -27,15 +27,25 @@ pub struct RelayHost {
     cache: Mutex<Cache>,
     db: Mutex<Connection>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
+    clock: RelayClock,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// Where a relay's time comes from (milliseconds since the Unix epoch); tests pass their own.
+pub type RelayClock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> RelayClock {
+    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
 impl RelayHost {
     /// Opens (or creates) the cache in `dir`, reloading what it held.
     pub fn open(dir: &Path, limits: CacheLimits) -> Result<RelayHost> {
+        Self::open_with_clock(dir, limits, system_clock())
+    }
+
+    /// [`Self::open`] with a clock of the caller's.
+    pub fn open_with_clock(dir: &Path, limits: CacheLimits, clock: RelayClock) -> Result<RelayHost> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the relay directory", e))?;
         let db = Connection::open(dir.join(CACHE_FILE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -63,9 +73,13 @@ impl RelayHost {
                 }
             }
         }
-        dropped.extend(cache.expire(now_ms()));
-        let host =
-            RelayHost { cache: Mutex::new(cache), db: Mutex::new(db), events: tokio::sync::broadcast::channel(256).0 };
+        dropped.extend(cache.expire(clock()));
+        let host = RelayHost {
+            cache: Mutex::new(cache),
+            db: Mutex::new(db),
+            events: tokio::sync::broadcast::channel(256).0,
+            clock,
+        };
         host.forget(&dropped)?;
         Ok(host)
     }
@@ -99,7 +113,7 @@ impl RelayHost {
     }
 
     fn hold(&self, bytes: Vec<u8>, owner: Vec<u8>) -> Result<()> {
-        let now = now_ms();
+        let now = (self.clock)();
         let (inserted, id) = {
             let mut cache = self.cache.lock().map_err(|_| Error::Internal("relay cache poisoned"))?;
             let id = blake3::hash(&bytes);
@@ -120,7 +134,7 @@ impl RelayHost {
 impl Host for RelayHost {
     async fn interests(&self) -> Result<Interests> {
         // A relay follows its peers' topics (the driver does that); here it only ages its cache.
-        let expired = self.cache.lock().map(|mut c| c.expire(now_ms())).unwrap_or_default();
+        let expired = self.cache.lock().map(|mut c| c.expire((self.clock)())).unwrap_or_default();
         self.forget(&expired)?;
         Ok(Interests::default())
     }
@@ -140,6 +154,20 @@ impl Host for RelayHost {
             tracing::debug!(%from, %e, "not held");
         }
     }
+
+    async fn receive_fetched(&self, envelopes: Vec<Vec<u8>>, from: PeerId) {
+        for e in envelopes {
+            self.receive_envelope(e, from);
+        }
+    }
+
+    async fn catch_up_plan(&self) -> Option<crate::account::CatchUpPlan> {
+        None
+    }
+
+    async fn caught_up(&self, _plan: crate::account::CatchUpPlan) {}
+
+    async fn history_synced(&self, _key: crate::envelope::Topic) {}
 
     async fn receive_request(&self, _bytes: Vec<u8>) {}
 
@@ -188,9 +216,19 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Starts a relay with its cache in `dir`.
-pub async fn start(dir: &Path, mut config: NetConfig, limits: CacheLimits) -> Result<(NetHandle, Arc<RelayHost>)> {
+pub async fn start(dir: &Path, config: NetConfig, limits: CacheLimits) -> Result<(NetHandle, Arc<RelayHost>)> {
+    start_with_clock(dir, config, limits, system_clock()).await
+}
+
+/// [`start`] with a clock of the caller's.
+pub async fn start_with_clock(
+    dir: &Path,
+    mut config: NetConfig,
+    limits: CacheLimits,
+    clock: RelayClock,
+) -> Result<(NetHandle, Arc<RelayHost>)> {
     let key = load_or_create_key(dir)?;
-    let host = Arc::new(RelayHost::open(dir, limits)?);
+    let host = Arc::new(RelayHost::open_with_clock(dir, limits, clock)?);
     config.relay_server = true;
     let handle = crate::net::start_host(host.clone(), config, key).await?;
     Ok((handle, host))

@@ -318,6 +318,51 @@ pub trait Rows {
             .optional()?)
     }
 
+    /// Short ids of the envelopes held on any of `topics`.
+    fn short_ids_on_topics(&self, topics: &[[u8; 16]]) -> Result<Vec<[u8; 16]>> {
+        let mut out = Vec::new();
+        for topic in topics {
+            out.extend(self.short_ids_on_topic(topic)?);
+        }
+        Ok(out)
+    }
+
+    /// The envelope whose id starts with `short`, whatever its topic, with its topic.
+    fn envelope_by_short_id_any(&self, short: &[u8; 16]) -> Result<Option<([u8; 16], Vec<u8>)>> {
+        let mut low = [0u8; 32];
+        low[..16].copy_from_slice(short);
+        let mut high = [0xffu8; 32];
+        high[..16].copy_from_slice(short);
+        let row: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT bytes FROM envelopes WHERE id BETWEEN ?1 AND ?2 LIMIT 1",
+                params![&low[..], &high[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(row.filter(|b| b.len() > 17).map(|b| (b[1..17].try_into().expect("checked"), b)))
+    }
+
+    /// The last period through which a conversation is caught up, if recorded.
+    fn synced_through(&self, group: &GroupId) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT period FROM synced_through WHERE group_id = ?1", [&group[..]], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|p| p as u64))
+    }
+
+    /// Moves a conversation's caught-up period forward (never back).
+    fn set_synced_through(&self, group: &GroupId, period: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO synced_through (group_id, period) VALUES (?1, ?2)
+             ON CONFLICT(group_id) DO UPDATE SET period = max(period, ?2)",
+            params![&group[..], period as i64],
+        )?;
+        Ok(())
+    }
+
     /// Records how received messages came; the first path to bring one is kept.
     fn set_via(&self, ids: &[EnvelopeId], via: &str) -> Result<()> {
         let mut stmt =

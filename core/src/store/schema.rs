@@ -119,6 +119,14 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE messages ADD COLUMN via TEXT;
     ",
+    // 7: catching up after time away: per conversation, the last period (UTC day) through which
+    // this device holds what relays and members held, so that coming back asks from there.
+    "
+    CREATE TABLE synced_through (
+        group_id BLOB PRIMARY KEY,
+        period INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

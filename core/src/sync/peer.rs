@@ -11,8 +11,10 @@
 use std::collections::HashMap;
 
 use super::Item;
+use super::scope::Scope;
 use super::session::{Initiator, Message, Outcome, Responder};
-use crate::envelope::{MAX_ENVELOPE_LEN, TOPIC_LEN, Topic};
+use super::since::{Buckets, Cursor, MAX_HELD_COUNT};
+use crate::envelope::{MAX_ENVELOPE_LEN, Topic};
 use crate::error::{Error, Result};
 use crate::wire::{Reader, Writer};
 
@@ -25,44 +27,108 @@ pub const MAX_HAVE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a node's envelope store answers for the sync.
 pub trait EnvelopeSource {
-    /// Short ids of the envelopes held for a topic.
-    fn ids(&self, topic: &Topic) -> Vec<Item>;
-    /// The envelope with this short id on this topic, if held.
-    fn envelope(&self, topic: &Topic, id: &Item) -> Option<Vec<u8>>;
+    /// Short ids of the envelopes held in a scope; `None` if this source does not serve that
+    /// scope (a relay cannot tell an epoch's history; a member serves only its own epochs).
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>>;
+    /// The envelope with this short id in this scope, if held.
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>>;
+    /// What was stored after `after` in these buckets, at most `max_bytes` and
+    /// [`MAX_HELD_COUNT`] envelopes, oldest first, with where to go on from if there is more.
+    /// Only relays serve this; a member never hands its store to whoever asks.
+    fn since(&self, after: Cursor, buckets: &Buckets, max_bytes: usize) -> Option<(Vec<Vec<u8>>, Option<Cursor>)> {
+        let _ = (after, buckets, max_bytes);
+        None
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SyncMessage {
-    Reconcile { topic: Topic, message: Message },
-    Want { topic: Topic, ids: Vec<Item> },
-    Have { topic: Topic, envelopes: Vec<Vec<u8>> },
+    Reconcile {
+        scope: Scope,
+        message: Message,
+    },
+    Want {
+        scope: Scope,
+        ids: Vec<Item>,
+    },
+    Have {
+        scope: Scope,
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// The scope is not served here: the initiator gives its reconciliation up.
+    Refuse {
+        scope: Scope,
+    },
+    /// Everything stored after `after` in these buckets, please (a relay catch-up).
+    Since {
+        after: Cursor,
+        buckets: Buckets,
+    },
+    /// The answer to `Since`: a page of envelopes, and where the next page starts, if any.
+    Held {
+        envelopes: Vec<Vec<u8>>,
+        next: Option<Cursor>,
+    },
 }
 
 impl SyncMessage {
-    pub fn topic(&self) -> Topic {
+    /// The scope a message is about (`None` for a relay catch-up, which has none).
+    pub fn scope(&self) -> Option<Scope> {
         match self {
-            SyncMessage::Reconcile { topic, .. }
-            | SyncMessage::Want { topic, .. }
-            | SyncMessage::Have { topic, .. } => *topic,
+            SyncMessage::Reconcile { scope, .. }
+            | SyncMessage::Want { scope, .. }
+            | SyncMessage::Have { scope, .. }
+            | SyncMessage::Refuse { scope } => Some(*scope),
+            SyncMessage::Since { .. } | SyncMessage::Held { .. } => None,
         }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
-            SyncMessage::Reconcile { topic, message } => {
-                w.u8(1).raw(topic).bytes(&message.encode());
+            SyncMessage::Reconcile { scope, message } => {
+                w.u8(1);
+                scope.encode(&mut w);
+                w.bytes(&message.encode());
             }
-            SyncMessage::Want { topic, ids } => {
-                w.u8(2).raw(topic).count(ids.len());
+            SyncMessage::Want { scope, ids } => {
+                w.u8(2);
+                scope.encode(&mut w);
+                w.count(ids.len());
                 for id in ids {
                     w.raw(id);
                 }
             }
-            SyncMessage::Have { topic, envelopes } => {
-                w.u8(3).raw(topic).count(envelopes.len());
+            SyncMessage::Have { scope, envelopes } => {
+                w.u8(3);
+                scope.encode(&mut w);
+                w.count(envelopes.len());
                 for e in envelopes {
                     w.bytes(e);
+                }
+            }
+            SyncMessage::Refuse { scope } => {
+                w.u8(4);
+                scope.encode(&mut w);
+            }
+            SyncMessage::Since { after, buckets } => {
+                w.u8(5);
+                after.encode(&mut w);
+                buckets.encode(&mut w);
+            }
+            SyncMessage::Held { envelopes, next } => {
+                w.u8(6).count(envelopes.len());
+                for e in envelopes {
+                    w.bytes(e);
+                }
+                match next {
+                    Some(cursor) => {
+                        w.u8(1);
+                        cursor.encode(&mut w);
+                    }
+                    None => {
+                        w.u8(0);
+                    }
                 }
             }
         }
@@ -74,18 +140,30 @@ impl SyncMessage {
             return Err(Error::TooLong { what: "sync message", len: bytes.len(), max: MAX_HAVE_BYTES + 64 * 1024 });
         }
         let mut r = Reader::new(bytes, "sync message");
-        let kind = r.u8()?;
-        let topic: [u8; TOPIC_LEN] = r.array()?;
-        let message = match kind {
-            1 => SyncMessage::Reconcile { topic, message: Message::decode(r.bytes(MAX_HAVE_BYTES)?)? },
+        let envelopes = |r: &mut Reader<'_>, max: usize| -> Result<Vec<Vec<u8>>> {
+            let n = r.count(max, 4)?;
+            (0..n).map(|_| r.bytes(MAX_ENVELOPE_LEN).map(<[u8]>::to_vec)).collect()
+        };
+        let message = match r.u8()? {
+            1 => {
+                let scope = Scope::decode(&mut r)?;
+                SyncMessage::Reconcile { scope, message: Message::decode(r.bytes(MAX_HAVE_BYTES)?)? }
+            }
             2 => {
+                let scope = Scope::decode(&mut r)?;
                 let n = r.count(MAX_WANT, 16)?;
-                SyncMessage::Want { topic, ids: (0..n).map(|_| r.array()).collect::<Result<_>>()? }
+                SyncMessage::Want { scope, ids: (0..n).map(|_| r.array()).collect::<Result<_>>()? }
             }
             3 => {
-                let n = r.count(MAX_HAVE_BYTES / 256, 4)?;
-                let envelopes = (0..n).map(|_| r.bytes(MAX_ENVELOPE_LEN).map(<[u8]>::to_vec)).collect::<Result<_>>()?;
-                SyncMessage::Have { topic, envelopes }
+                let scope = Scope::decode(&mut r)?;
+                SyncMessage::Have { scope, envelopes: envelopes(&mut r, MAX_HAVE_BYTES / 256)? }
+            }
+            4 => SyncMessage::Refuse { scope: Scope::decode(&mut r)? },
+            5 => SyncMessage::Since { after: Cursor::decode(&mut r)?, buckets: Buckets::decode(&mut r)? },
+            6 => {
+                let envelopes = envelopes(&mut r, MAX_HELD_COUNT)?;
+                let next = if r.bool()? { Some(Cursor::decode(&mut r)?) } else { None };
+                SyncMessage::Held { envelopes, next }
             }
             _ => return Err(Error::Malformed { what: "sync message", why: "unknown kind" }),
         };
@@ -99,15 +177,21 @@ enum Side {
     Responding(Box<Responder>),
 }
 
-/// Sync state with one peer, across topics.
+/// Sync state with one peer, across scopes.
 #[derive(Default)]
 pub struct PeerSync {
-    sessions: HashMap<Topic, Side>,
-    /// Ids we lack, per topic, not yet asked for.
-    wanted: HashMap<Topic, Vec<Item>>,
-    /// The one `Want` out: its topic and ids. A `Have` may only answer these. One at a time,
+    sessions: HashMap<Scope, Side>,
+    /// Ids we lack, per scope, not yet asked for.
+    wanted: HashMap<Scope, Vec<Item>>,
+    /// The one `Want` out: its scope and ids. A `Have` may only answer these. One at a time,
     /// because every `Have` may be MAX_HAVE_BYTES and a frame must hold what answers it.
-    asked: Option<(Topic, Vec<Item>)>,
+    asked: Option<(Scope, Vec<Item>)>,
+    /// The relay catch-up under way: the buckets asked for.
+    catching_up: Option<Buckets>,
+    /// When both sides start reconciling the same scope at once (two members catching up the
+    /// same history), this side's reconciliation goes on and the peer's is ignored; the peer
+    /// (for which this is false) answers ours instead.
+    wins_ties: bool,
 }
 
 /// What handling a message produced.
@@ -117,29 +201,54 @@ pub struct Step {
     pub send: Vec<SyncMessage>,
     /// Envelopes fetched from the peer, to hand to the account (which checks them).
     pub received: Vec<Vec<u8>>,
+    /// A relay catch-up ended with this message: the relay has nothing more in its buckets.
+    pub caught_up: bool,
+    /// Scopes whose reconciliation ended with everything lacking fetched.
+    pub completed: Vec<Scope>,
 }
 
 impl PeerSync {
-    /// Starts reconciling `topic` as the initiator.
-    pub fn start(&mut self, topic: Topic, salt: [u8; 16], source: &dyn EnvelopeSource) -> SyncMessage {
-        let mut initiator = Initiator::new(salt, source.ids(&topic));
-        let message = initiator.next_batch();
-        self.sessions.insert(topic, Side::Initiating(initiator));
-        SyncMessage::Reconcile { topic, message }
+    /// Sync state with a peer; `wins_ties` on exactly one of the two sides (the lower peer id).
+    pub fn new(wins_ties: bool) -> PeerSync {
+        PeerSync { wins_ties, ..PeerSync::default() }
     }
 
-    /// Whether a reconciliation of `topic` is under way.
-    pub fn is_syncing(&self, topic: &Topic) -> bool {
-        self.sessions.contains_key(topic)
-            || self.wanted.contains_key(topic)
-            || self.asked.as_ref().is_some_and(|(t, _)| t == topic)
+    /// Starts reconciling `scope` as the initiator; `None` if our source does not serve it.
+    pub fn start(&mut self, scope: Scope, salt: [u8; 16], source: &dyn EnvelopeSource) -> Option<SyncMessage> {
+        let mut initiator = Initiator::new(salt, source.ids(&scope)?);
+        let message = initiator.next_batch();
+        self.sessions.insert(scope, Side::Initiating(initiator));
+        Some(SyncMessage::Reconcile { scope, message })
+    }
+
+    /// Starts a relay catch-up: everything stored after `after` in `buckets`, page by page.
+    /// `None` while one is under way.
+    pub fn start_catch_up(&mut self, after: Cursor, buckets: Buckets) -> Option<SyncMessage> {
+        if self.catching_up.is_some() {
+            return None;
+        }
+        self.catching_up = Some(buckets.clone());
+        Some(SyncMessage::Since { after, buckets })
+    }
+
+    /// Whether a relay catch-up is under way with this peer.
+    pub fn is_catching_up(&self) -> bool {
+        self.catching_up.is_some()
+    }
+
+    /// Whether a reconciliation of `scope` is under way.
+    pub fn is_syncing(&self, scope: &Scope) -> bool {
+        self.sessions.contains_key(scope)
+            || self.wanted.contains_key(scope)
+            || self.asked.as_ref().is_some_and(|(s, _)| s == scope)
     }
 
     /// Reconciliations open, and envelopes lacked and not yet received: how far a catch-up
     /// with this peer has to go.
     pub fn pending(&self) -> (usize, usize) {
         let asked = self.asked.as_ref().map_or(0, |(_, ids)| ids.len());
-        (self.sessions.len(), self.wanted.values().map(Vec::len).sum::<usize>() + asked)
+        let open = self.sessions.len() + usize::from(self.catching_up.is_some());
+        (open, self.wanted.values().map(Vec::len).sum::<usize>() + asked)
     }
 
     /// Handles one message from the peer. A peer that breaks the protocol gets an error; the
@@ -147,43 +256,63 @@ impl PeerSync {
     pub fn handle(&mut self, message: SyncMessage, source: &dyn EnvelopeSource) -> Result<Step> {
         let mut step = Step::default();
         match message {
-            SyncMessage::Reconcile { topic, message } => {
+            SyncMessage::Reconcile { scope, message } => {
                 let restart = matches!(message, Message::Symbols { start: 0, .. });
-                let side = match self.sessions.remove(&topic) {
+                let respond = |step: &mut Step| -> Option<Side> {
+                    match source.ids(&scope) {
+                        Some(ids) => Some(Side::Responding(Box::new(Responder::new(ids)))),
+                        None => {
+                            step.send.push(SyncMessage::Refuse { scope });
+                            None
+                        }
+                    }
+                };
+                if restart && self.wins_ties && matches!(self.sessions.get(&scope), Some(Side::Initiating(_))) {
+                    // Both started this scope at once: ours goes on, and the peer answers it.
+                    return Ok(step);
+                }
+                let side = match self.sessions.remove(&scope) {
                     // The peer started over (its side of an earlier round failed): so do we.
-                    Some(_) if restart => Side::Responding(Box::new(Responder::new(source.ids(&topic)))),
-                    Some(side) => side,
+                    Some(_) if restart => respond(&mut step),
+                    Some(side) => Some(side),
                     None if self.sessions.len() >= MAX_SESSIONS => {
                         return Err(Error::Limit("too many reconciliations open with one peer"));
                     }
-                    None if restart => Side::Responding(Box::new(Responder::new(source.ids(&topic)))),
+                    None if restart => respond(&mut step),
                     None => return Err(Error::Malformed { what: "sync", why: "reconciliation without a session" }),
                 };
                 match side {
-                    Side::Initiating(mut initiator) => match initiator.handle(message)? {
+                    None => {}
+                    Some(Side::Initiating(mut initiator)) => match initiator.handle(message)? {
                         std::ops::ControlFlow::Continue(next) => {
-                            self.sessions.insert(topic, Side::Initiating(initiator));
-                            step.send.push(SyncMessage::Reconcile { topic, message: next });
+                            self.sessions.insert(scope, Side::Initiating(initiator));
+                            step.send.push(SyncMessage::Reconcile { scope, message: next });
                         }
-                        std::ops::ControlFlow::Break(outcome) => self.want(topic, outcome, &mut step),
+                        std::ops::ControlFlow::Break(outcome) => self.want(scope, outcome, &mut step),
                     },
-                    Side::Responding(mut responder) => {
+                    Some(Side::Responding(mut responder)) => {
                         let (reply, outcome) = responder.handle(message)?;
-                        step.send.push(SyncMessage::Reconcile { topic, message: reply });
+                        step.send.push(SyncMessage::Reconcile { scope, message: reply });
                         match outcome {
-                            Some(outcome) => self.want(topic, outcome, &mut step),
+                            Some(outcome) => self.want(scope, outcome, &mut step),
                             None => {
-                                self.sessions.insert(topic, Side::Responding(responder));
+                                self.sessions.insert(scope, Side::Responding(responder));
                             }
                         }
                     }
                 }
             }
-            SyncMessage::Want { topic, ids } => {
+            SyncMessage::Refuse { scope } => {
+                // Only our own reconciliation can be refused; anything else is ignored.
+                if matches!(self.sessions.get(&scope), Some(Side::Initiating(_))) {
+                    self.sessions.remove(&scope);
+                }
+            }
+            SyncMessage::Want { scope, ids } => {
                 let mut envelopes = Vec::new();
                 let mut bytes = 0;
                 for id in ids {
-                    if let Some(e) = source.envelope(&topic, &id) {
+                    if let Some(e) = source.envelope(&scope, &id) {
                         bytes += e.len();
                         if bytes > MAX_HAVE_BYTES {
                             break;
@@ -191,13 +320,13 @@ impl PeerSync {
                         envelopes.push(e);
                     }
                 }
-                step.send.push(SyncMessage::Have { topic, envelopes });
+                step.send.push(SyncMessage::Have { scope, envelopes });
             }
-            SyncMessage::Have { topic, envelopes } => {
+            SyncMessage::Have { scope, envelopes } => {
                 // Only an answer to the `Want` out: a peer cannot push unrequested bytes.
-                let Some((asked_topic, mut asked)) = self.asked.take() else { return Ok(step) };
-                if asked_topic != topic {
-                    self.asked = Some((asked_topic, asked));
+                let Some((asked_scope, mut asked)) = self.asked.take() else { return Ok(step) };
+                if asked_scope != scope {
+                    self.asked = Some((asked_scope, asked));
                     return Ok(step);
                 }
                 let before = asked.len();
@@ -213,22 +342,41 @@ impl PeerSync {
                 // longer holds those (expired, say): they are given up, and every round ends
                 // with fewer ids, so this always ends.
                 if asked.len() < before && !asked.is_empty() {
-                    self.wanted.entry(topic).or_default().splice(0..0, asked);
+                    self.wanted.entry(scope).or_default().splice(0..0, asked);
+                }
+                if !self.is_syncing(&scope) {
+                    step.completed.push(scope);
                 }
                 self.next_want(&mut step);
+            }
+            SyncMessage::Since { after, buckets } => {
+                let (envelopes, next) = source.since(after, &buckets, MAX_HAVE_BYTES).unwrap_or_default();
+                step.send.push(SyncMessage::Held { envelopes, next });
+            }
+            SyncMessage::Held { envelopes, next } => {
+                // Only an answer to our `Since`, and only envelopes of the buckets asked for.
+                let Some(buckets) = self.catching_up.take() else { return Ok(step) };
+                step.received.extend(envelopes.into_iter().filter(|e| e.len() > 17 && buckets.contains(&topic_of(e))));
+                match next {
+                    Some(after) => {
+                        step.send.push(SyncMessage::Since { after, buckets: buckets.clone() });
+                        self.catching_up = Some(buckets);
+                    }
+                    None => step.caught_up = true,
+                }
             }
         }
         Ok(step)
     }
 
-    /// Gives up what was under way on `topics` after an exchange about them failed (timed
+    /// Gives up what was under way on `scopes` after an exchange about them failed (timed
     /// out, or the stream broke): their reconciliations and the `Want` out, if it was about
     /// one of them. Returns the next `Want`, for what else is lacking.
-    pub fn abandon(&mut self, topics: &[Topic]) -> Vec<SyncMessage> {
-        for topic in topics {
-            self.sessions.remove(topic);
+    pub fn abandon(&mut self, scopes: &[Scope]) -> Vec<SyncMessage> {
+        for scope in scopes {
+            self.sessions.remove(scope);
         }
-        if self.asked.as_ref().is_some_and(|(t, _)| topics.contains(t)) {
+        if self.asked.as_ref().is_some_and(|(s, _)| scopes.contains(s)) {
             self.asked = None;
         }
         let mut step = Step::default();
@@ -236,34 +384,47 @@ impl PeerSync {
         step.send
     }
 
-    fn want(&mut self, topic: Topic, outcome: Outcome, step: &mut Step) {
+    /// Gives up the relay catch-up under way (its exchange failed); the next round starts over.
+    pub fn abandon_catch_up(&mut self) {
+        self.catching_up = None;
+    }
+
+    fn want(&mut self, scope: Scope, outcome: Outcome, step: &mut Step) {
         if outcome.we_lack.is_empty() {
+            if !self.is_syncing(&scope) {
+                step.completed.push(scope);
+            }
             return;
         }
-        let asked: &[Item] = self.asked.as_ref().filter(|(t, _)| *t == topic).map_or(&[], |(_, ids)| ids);
+        let asked: &[Item] = self.asked.as_ref().filter(|(s, _)| *s == scope).map_or(&[], |(_, ids)| ids);
         let known: std::collections::HashSet<Item> =
-            self.wanted.get(&topic).into_iter().flatten().chain(asked).copied().collect();
+            self.wanted.get(&scope).into_iter().flatten().chain(asked).copied().collect();
         let fresh: Vec<Item> = outcome.we_lack.into_iter().filter(|id| !known.contains(id)).collect();
         if !fresh.is_empty() {
-            self.wanted.entry(topic).or_default().extend(fresh);
+            self.wanted.entry(scope).or_default().extend(fresh);
         }
         self.next_want(step);
     }
 
-    /// Sends the next `Want` (at most MAX_WANT ids of one topic) unless one is out.
+    /// Sends the next `Want` (at most MAX_WANT ids of one scope) unless one is out.
     fn next_want(&mut self, step: &mut Step) {
         if self.asked.is_some() {
             return;
         }
-        let Some(topic) = self.wanted.keys().min().copied() else { return };
-        let lacking = self.wanted.get_mut(&topic).expect("a key just listed");
+        let Some(scope) = self.wanted.keys().min().copied() else { return };
+        let lacking = self.wanted.get_mut(&scope).expect("a key just listed");
         let ids: Vec<Item> = lacking.drain(..lacking.len().min(MAX_WANT)).collect();
         if lacking.is_empty() {
-            self.wanted.remove(&topic);
+            self.wanted.remove(&scope);
         }
-        step.send.push(SyncMessage::Want { topic, ids: ids.clone() });
-        self.asked = Some((topic, ids));
+        step.send.push(SyncMessage::Want { scope, ids: ids.clone() });
+        self.asked = Some((scope, ids));
     }
+}
+
+/// The topic of an envelope's bytes (checked to be long enough by the caller).
+fn topic_of(envelope: &[u8]) -> Topic {
+    envelope[1..17].try_into().expect("checked by the caller")
 }
 
 #[cfg(test)]
@@ -283,11 +444,12 @@ mod tests {
     }
 
     impl EnvelopeSource for Store {
-        fn ids(&self, topic: &Topic) -> Vec<Item> {
-            self.0.get(topic).map(|m| m.keys().copied().collect()).unwrap_or_default()
+        fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+            let Scope::Topic(topic) = scope else { return None };
+            Some(self.0.get(topic).map(|m| m.keys().copied().collect()).unwrap_or_default())
         }
-        fn envelope(&self, topic: &Topic, id: &Item) -> Option<Vec<u8>> {
-            self.0.get(topic)?.get(id).cloned()
+        fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+            self.0.get(&scope.key())?.get(id).cloned()
         }
     }
 
@@ -301,7 +463,7 @@ mod tests {
     /// encoded and decoded) until both are quiet; returns the messages exchanged.
     fn run(a: &mut Store, b: &mut Store, topic: Topic) -> usize {
         let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
-        let mut to_b: VecDeque<Vec<u8>> = VecDeque::from([sa.start(topic, [3; 16], a).encode()]);
+        let mut to_b: VecDeque<Vec<u8>> = VecDeque::from([sa.start(Scope::Topic(topic), [3; 16], a).unwrap().encode()]);
         let mut to_a: VecDeque<Vec<u8>> = VecDeque::new();
         let mut exchanged = 0;
         while !(to_a.is_empty() && to_b.is_empty()) {
@@ -339,8 +501,8 @@ mod tests {
             b.put(topic, envelope(n));
         }
         run(&mut a, &mut b, topic);
-        assert_eq!(a.ids(&topic).len(), 3_720);
-        assert_eq!(a.ids(&topic), b.ids(&topic));
+        assert_eq!(a.ids(&Scope::Topic(topic)).unwrap().len(), 3_720);
+        assert_eq!(a.ids(&Scope::Topic(topic)), b.ids(&Scope::Topic(topic)));
     }
 
     /// A 64 KiB envelope: bucket-sized, as the largest messages are.
@@ -359,7 +521,7 @@ mod tests {
             b.put(topic, large_envelope(n));
         }
         run(&mut a, &mut b, topic);
-        assert_eq!(a.ids(&topic).len(), 200);
+        assert_eq!(a.ids(&Scope::Topic(topic)).unwrap().len(), 200);
     }
 
     /// Two topics of 1,500 missing envelopes each, reconciled at once: everything arrives, and
@@ -375,7 +537,8 @@ mod tests {
         }
         let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
         let mut a = a;
-        let mut to_b = vec![sa.start(t1, [1; 16], &a), sa.start(t2, [2; 16], &a)];
+        let mut to_b =
+            vec![sa.start(Scope::Topic(t1), [1; 16], &a).unwrap(), sa.start(Scope::Topic(t2), [2; 16], &a).unwrap()];
         let count = |batch: &[SyncMessage], want: bool| {
             batch
                 .iter()
@@ -401,7 +564,7 @@ mod tests {
                 to_b.extend(step.send);
             }
         }
-        assert_eq!((a.ids(&t1).len(), a.ids(&t2).len()), (1_500, 1_500));
+        assert_eq!((a.ids(&Scope::Topic(t1)).unwrap().len(), a.ids(&Scope::Topic(t2)).unwrap().len()), (1_500, 1_500));
         assert_eq!(sa.pending(), (0, 0));
         assert!(rounds >= 6, "{rounds} exchanges: 3,000 ids take six Wants of 512");
     }
@@ -418,14 +581,15 @@ mod tests {
         b.put(t2, envelope(9_000));
         let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
         // Reconcile both topics to the end; the one `Want` out never gets its answer.
-        let mut to_b = vec![sa.start(t1, [1; 16], &a), sa.start(t2, [2; 16], &a)];
+        let mut to_b =
+            vec![sa.start(Scope::Topic(t1), [1; 16], &a).unwrap(), sa.start(Scope::Topic(t2), [2; 16], &a).unwrap()];
         let mut wants = Vec::new();
         while !to_b.is_empty() {
             let replies: Vec<SyncMessage> = to_b.drain(..).flat_map(|m| sb.handle(m, &b).unwrap().send).collect();
             for m in replies {
                 for next in sa.handle(m, &a).unwrap().send {
                     match next {
-                        SyncMessage::Want { topic, .. } => wants.push(topic),
+                        SyncMessage::Want { scope, .. } => wants.push(scope.key()),
                         other => to_b.push(other),
                     }
                 }
@@ -434,16 +598,16 @@ mod tests {
         assert_eq!(wants.len(), 1, "one Want at a time");
         assert_eq!(sa.pending(), (0, 601), "the rest waits its turn");
         let (failed, other) = if wants[0] == t1 { (t1, t2) } else { (t2, t1) };
-        let next = sa.abandon(&[failed]);
-        assert!(!sa.is_syncing(&failed), "the failed topic is free for the next round");
+        let next = sa.abandon(&[Scope::Topic(failed)]);
+        assert!(!sa.is_syncing(&Scope::Topic(failed)), "the failed topic is free for the next round");
         assert!(
-            matches!(next.as_slice(), [SyncMessage::Want { topic, .. }] if *topic == other),
+            matches!(next.as_slice(), [SyncMessage::Want { scope, .. }] if scope.key() == other),
             "the other is asked next"
         );
 
         // B still holds a session for a topic A abandons mid-reconciliation; A's fresh start is
         // answered.
-        let first = sa.start(t1, [3; 16], &a);
+        let first = sa.start(Scope::Topic(t1), [3; 16], &a).unwrap();
         sb.handle(first.clone(), &b).unwrap();
         assert!(sb.handle(first, &b).is_ok(), "a restart is not a protocol error");
     }
@@ -454,7 +618,7 @@ mod tests {
         let (a, mut b) = (Store::default(), Store::default());
         b.put(topic, envelope(1));
         let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
-        let mut to_b = vec![sa.start(topic, [3; 16], &a)];
+        let mut to_b = vec![sa.start(Scope::Topic(topic), [3; 16], &a).unwrap()];
         let mut wants = Vec::new();
         // Reconcile until A asks for the envelope.
         while let Some(m) = to_b.pop() {
@@ -474,7 +638,7 @@ mod tests {
         let answer = sb.handle(wants.remove(0), &empty).unwrap().send;
         let step = sa.handle(answer.into_iter().next().unwrap(), &a).unwrap();
         assert!(step.send.is_empty() && step.received.is_empty());
-        assert!(!sa.is_syncing(&topic), "the topic is free for the next reconciliation");
+        assert!(!sa.is_syncing(&Scope::Topic(topic)), "the topic is free for the next reconciliation");
         assert_eq!(sa.pending(), (0, 0));
     }
 
@@ -482,7 +646,9 @@ mod tests {
     fn unrequested_envelopes_are_not_taken() {
         let topic = [5; 16];
         let mut sync = PeerSync::default();
-        let step = sync.handle(SyncMessage::Have { topic, envelopes: vec![envelope(1)] }, &Store::default()).unwrap();
+        let step = sync
+            .handle(SyncMessage::Have { scope: Scope::Topic(topic), envelopes: vec![envelope(1)] }, &Store::default())
+            .unwrap();
         assert!(step.received.is_empty());
     }
 
@@ -490,7 +656,7 @@ mod tests {
     fn protocol_violations_are_errors() {
         let topic = [5; 16];
         let mut sync = PeerSync::default();
-        let stray = SyncMessage::Reconcile { topic, message: Message::More };
+        let stray = SyncMessage::Reconcile { scope: Scope::Topic(topic), message: Message::More };
         assert!(sync.handle(stray, &Store::default()).is_err());
         assert!(SyncMessage::decode(&[9, 1, 2]).is_err());
         assert!(SyncMessage::decode(&[]).is_err());

@@ -1,0 +1,186 @@
+//! Catching up after time away. A device follows each conversation's topics of yesterday,
+//! today and tomorrow; what was written on the days it missed lies under older topics, with
+//! relays and members. Per conversation the store keeps the last period the device is caught up
+//! through (`synced_through`); a device that missed whole days asks
+//!
+//! - relays by time and bucket ([`crate::sync::Buckets`]): everything stored since it left, in
+//!   the buckets its missed topics fall in, never the topics themselves;
+//! - members by epoch ([`Scope::History`]): a reconciliation of the epoch's history from the
+//!   missed period on, keyed by a topic both follow now.
+//!
+//! Either, once complete, moves the conversation's period to yesterday, unless the round taught
+//! the device a new epoch (a membership change while it was away): then the new epoch's days are
+//! asked for in the next round.
+
+use std::collections::HashSet;
+
+use super::Account;
+use crate::envelope::Topic;
+use crate::error::Result;
+use crate::group::{GroupId, PERIOD_MS, period_of};
+use crate::store::Rows;
+use crate::sync::{Buckets, Cursor, EnvelopeSource, Item, Scope};
+
+/// Topics are spread over 2^8 buckets for a relay catch-up: see docs/DECISIONS.md.
+pub const CATCH_UP_BUCKET_BITS: u8 = 8;
+/// Relays and devices disagree on the time by up to this much; a catch-up asks from this much
+/// before the device left.
+const CLOCK_SLACK_MS: u64 = PERIOD_MS;
+
+/// What a relay catch-up asks for, and the conversations it covers with the epochs they had.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchUpPlan {
+    pub after: Cursor,
+    pub buckets: Buckets,
+    covers: Vec<(GroupId, Vec<[u8; 32]>)>,
+}
+
+impl CatchUpPlan {
+    /// How many conversations it catches up.
+    pub fn conversations(&self) -> usize {
+        self.covers.len()
+    }
+}
+
+impl Account {
+    /// The period a conversation is caught up through: as recorded, else since it began.
+    fn synced_period(&self, gid: &GroupId) -> u64 {
+        let recorded = self.store.read().synced_through(gid).ok().flatten();
+        recorded.unwrap_or_else(|| self.groups.get(gid).map_or(0, |g| period_of(g.created_ms)))
+    }
+
+    /// Conversations with a day no longer followed (before yesterday) that was not followed
+    /// to its end, with the first such period. A device online every day is never behind:
+    /// while it follows today's topics it is in step through today.
+    fn behind(&self) -> Vec<(GroupId, u64)> {
+        let today = period_of(self.now());
+        self.groups
+            .values()
+            .filter(|g| g.current_epoch().is_some())
+            .map(|g| (g.id, self.synced_period(&g.id)))
+            .filter(|(_, synced)| synced.saturating_add(1) < today)
+            .collect()
+    }
+
+    fn epochs_of(&self, gid: &GroupId) -> Vec<[u8; 32]> {
+        let mut epochs: Vec<[u8; 32]> =
+            self.groups.get(gid).map(|g| g.epochs().map(|e| e.id).collect()).unwrap_or_default();
+        epochs.sort_unstable();
+        epochs
+    }
+
+    /// Connected to a relay: conversations in step move their period to yesterday, and for
+    /// those that missed whole days, the catch-up to ask the relay for (`None` if none did).
+    pub fn catch_up_plan(&mut self) -> Result<Option<CatchUpPlan>> {
+        self.follow_the_day();
+        let today = period_of(self.now());
+        let behind = self.behind();
+        let lagging: HashSet<GroupId> = behind.iter().map(|(g, _)| *g).collect();
+        let in_step: Vec<GroupId> = self
+            .groups
+            .values()
+            .filter(|g| g.current_epoch().is_some() && !lagging.contains(&g.id))
+            .map(|g| g.id)
+            .collect();
+        if !in_step.is_empty() {
+            self.store.write_relaxed(|tx| {
+                for gid in &in_step {
+                    tx.set_synced_through(gid, today)?;
+                }
+                Ok(())
+            })?;
+        }
+        let Some(earliest) = behind.iter().map(|(_, p)| *p).min() else { return Ok(None) };
+        let mut buckets = Buckets::new(CATCH_UP_BUCKET_BITS);
+        let mut covers = Vec::new();
+        for (gid, synced) in behind {
+            let epochs = self.epochs_of(&gid);
+            // The missed periods: from the last one synced (envelopes may have reached the
+            // relay after we left) to the day before yesterday (yesterday on is followed).
+            let missed = today.saturating_sub(1).saturating_sub(synced) as usize;
+            for epoch in &epochs {
+                for topic in self.topics.epoch_topics(&(gid, *epoch), synced).into_iter().take(missed) {
+                    buckets.insert(&topic);
+                }
+            }
+            covers.push((gid, epochs));
+        }
+        let after = Cursor::at((earliest * PERIOD_MS).saturating_sub(CLOCK_SLACK_MS));
+        Ok(Some(CatchUpPlan { after, buckets, covers }))
+    }
+
+    /// A relay answered a whole catch-up (and what it sent was received before this call): the
+    /// conversations it covered are caught up, unless they learned of a new epoch meanwhile,
+    /// whose days the next plan asks for. Returns how many conversations caught up.
+    pub fn caught_up(&mut self, plan: &CatchUpPlan) -> Result<usize> {
+        let today = period_of(self.now());
+        let done: Vec<GroupId> =
+            plan.covers.iter().filter(|(gid, epochs)| self.epochs_of(gid) == *epochs).map(|(gid, _)| *gid).collect();
+        self.store.write_relaxed(|tx| {
+            for gid in &done {
+                tx.set_synced_through(gid, today)?;
+            }
+            Ok(())
+        })?;
+        Ok(done.len())
+    }
+
+    /// The member catch-ups to start: for each conversation that missed whole days, its current
+    /// epoch's topic of today (which members follow too) and the first period missed.
+    pub fn history_wanted(&self) -> Vec<Scope> {
+        let today = period_of(self.now());
+        self.behind()
+            .into_iter()
+            .filter_map(|(gid, from)| {
+                let epoch = self.groups.get(&gid)?.current_epoch()?;
+                Some(Scope::History { key: epoch.topic(today), from })
+            })
+            .collect()
+    }
+
+    /// A member catch-up keyed by `key` ended with everything fetched (and received before this
+    /// call): if that epoch is still the conversation's current one, it is caught up.
+    pub fn history_synced(&mut self, key: &Topic) -> Result<bool> {
+        let Some(((gid, epoch), _)) = self.topics.locate(key) else { return Ok(false) };
+        let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
+        if current != Some(epoch) {
+            return Ok(false);
+        }
+        let today = period_of(self.now());
+        self.store.write_relaxed(|tx| tx.set_synced_through(&gid, today))?;
+        Ok(true)
+    }
+
+    /// The topics a history scope covers: those of the key's epoch from `from` on (as far back
+    /// as the index reaches). `None` if the key is not a topic of ours.
+    fn history_topics(&self, key: &Topic, from: u64) -> Option<Vec<Topic>> {
+        let (epoch, _) = self.topics.locate(key)?;
+        Some(self.topics.epoch_topics(&epoch, from))
+    }
+}
+
+/// The account as the source of envelopes for reconciliation with peers. Store errors read as
+/// "nothing held": the sync then simply asks for more than it needs.
+impl EnvelopeSource for Account {
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+        let store = self.store.read();
+        match scope {
+            Scope::Topic(topic) => Some(store.short_ids_on_topic(topic).unwrap_or_default()),
+            Scope::History { key, from } => {
+                Some(store.short_ids_on_topics(&self.history_topics(key, *from)?).unwrap_or_default())
+            }
+        }
+    }
+
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+        let store = self.store.read();
+        match scope {
+            Scope::Topic(topic) => store.envelope_by_short_id(topic, id).ok().flatten(),
+            Scope::History { key, from } => {
+                let (topic, bytes) = store.envelope_by_short_id_any(id).ok().flatten()?;
+                let ((epoch, period), (key_epoch, _)) = (self.topics.locate(&topic)?, self.topics.locate(key)?);
+                (epoch == key_epoch && period >= *from).then_some(bytes)
+            }
+        }
+    }
+}

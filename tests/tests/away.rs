@@ -1,0 +1,106 @@
+//! Away for days: a device that comes back after N days gets what was written meanwhile, from a
+//! relay or from a member, on a clock the test moves (every node and the relay share it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_core::net::{Multiaddr, NetConfig, NetHandle};
+use weft_core::node::Node;
+use weft_core::relay::{CacheLimits, RelayHost};
+use weft_tests::nodes::{Clock, config, create_with_clock, eventually, introduce, online, texts};
+
+struct World {
+    _dir: tempfile::TempDir,
+    clock: Clock,
+    relay_net: NetHandle,
+    relay: Arc<RelayHost>,
+    relay_addr: Multiaddr,
+    alice: Arc<Node>,
+    bob: Arc<Node>,
+}
+
+/// Alice and Bob, contacts (by bundles), and a relay, all on one clock.
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    let (relay_net, relay) = weft_core::relay::start_with_clock(
+        &dir.path().join("relay"),
+        NetConfig { mdns: false, ..config(vec![], vec![]) },
+        CacheLimits::default(),
+        clock.for_relay(),
+    )
+    .await
+    .unwrap();
+    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).unwrap();
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let bob = create_with_clock(dir.path(), "bob", &clock).await;
+    introduce(&alice, &bob).await;
+    World { _dir: dir, clock, relay_net, relay, relay_addr, alice, bob }
+}
+
+/// Whether the relay holds the envelope of message `id`.
+fn relay_holds(relay: &RelayHost, id: &str) -> bool {
+    relay.envelopes().into_iter().any(|b| blake3::hash(&b).to_hex().as_str() == id)
+}
+
+/// Bob is offline; Alice writes, the relay takes it, Alice leaves; `days` later Bob comes back
+/// with only the relay to talk to.
+async fn back_after_days_through_a_relay(days: u64) {
+    let w = world().await;
+    let (alice_net, _) = online(&w.alice, config(vec![], vec![w.relay_addr.clone()])).await;
+    let sent = w.alice.send("bob".into(), format!("written {days} days before you read it")).await.unwrap();
+    eventually("the relay to hold alice's message", 60, || async { relay_holds(&w.relay, &sent.id) }).await;
+    alice_net.stop();
+
+    w.clock.advance_days(days);
+    let (bob_net, _) = online(&w.bob, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually(&format!("bob, back after {days} days, to read it"), 60, || async {
+        texts(&w.bob, "alice").await.len() == 1
+    })
+    .await;
+    bob_net.stop();
+    w.relay_net.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_two_days_through_a_relay() {
+    back_after_days_through_a_relay(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_seven_days_through_a_relay() {
+    back_after_days_through_a_relay(7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_thirteen_days_through_a_relay() {
+    back_after_days_through_a_relay(13).await;
+}
+
+/// Alice writes while Bob is away and no relay exists; five days later Bob meets Alice alone,
+/// and she serves him her history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_days_through_a_member_who_was_online() {
+    let w = world().await;
+    w.relay_net.stop();
+    for i in 0..3 {
+        w.alice.send("bob".into(), format!("day {i}")).await.unwrap();
+        w.clock.advance_days(1);
+    }
+    w.clock.advance_days(2);
+    let (alice_net, alice_addr) = online(&w.alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&w.bob, config(vec![alice_addr], vec![])).await;
+    eventually("bob to read what alice wrote over three days", 60, || async {
+        texts(&w.bob, "alice").await.len() == 3
+    })
+    .await;
+    // Alice's messages now say delivered: Bob's receipt came back.
+    eventually("alice to see them delivered", 60, || async {
+        let history = w.alice.history("bob".into(), 10).await.unwrap();
+        history.iter().filter(|m| m.kind == "text").all(|m| m.state == Some("delivered") || m.state == Some("read"))
+    })
+    .await;
+    bob_net.stop();
+    alice_net.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
