@@ -151,6 +151,7 @@ pub enum Event {
     PeerConnected { peer: String, via: &'static str },
     PeerDisconnected { peer: String, via: &'static str },
     Delivery { id: String, state: &'static str },
+    Resealed { old_id: String, new_id: String },
 }
 
 impl From<NodeEvent> for Event {
@@ -163,6 +164,7 @@ impl From<NodeEvent> for Event {
             NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
             NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
             NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str() },
+            NodeEvent::MessageResealed { old_id, new_id } => Event::Resealed { old_id, new_id },
         }
     }
 }

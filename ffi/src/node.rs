@@ -146,6 +146,12 @@ pub enum Event {
         message_id: String,
         state: String,
     },
+    /// A message of ours that waited past its day or epoch was sealed again: it goes by
+    /// `new_id` from now on.
+    MessageResealed {
+        old_id: String,
+        new_id: String,
+    },
     ContactRequest {
         name: String,
     },
@@ -174,6 +180,7 @@ impl From<NodeEvent> for Event {
             NodeEvent::DeliveryChanged { id, state } => {
                 Event::DeliveryChanged { message_id: id, state: state.as_str().into() }
             }
+            NodeEvent::MessageResealed { old_id, new_id } => Event::MessageResealed { old_id, new_id },
             NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
             NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
             NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },

@@ -104,3 +104,72 @@ async fn back_after_days_through_a_member_who_was_online() {
     alice_net.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+/// Alice writes with no network at all; a week later Alice and Bob come online with the relay.
+/// The message was sealed again under that day's topic, arrives, and Alice sees it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_queued_offline_for_a_week_arrives() {
+    let w = world().await;
+    let queued = w.alice.send("bob".into(), "written with no network".into()).await.unwrap();
+    assert_eq!(queued.state, Some("queued"));
+    w.clock.advance_days(7);
+    let (alice_net, _) = online(&w.alice, config(vec![], vec![w.relay_addr.clone()])).await;
+    let (bob_net, _) = online(&w.bob, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually("bob to read what alice queued a week ago", 60, || async {
+        texts(&w.bob, "alice").await == vec!["alice: written with no network".to_string()]
+    })
+    .await;
+    let got = w.bob.history("alice".into(), 10).await.unwrap().into_iter().find(|m| m.kind == "text").unwrap();
+    assert_eq!(got.sent_ms, queued.sent_ms, "it says when alice wrote it");
+    eventually("alice to see it delivered", 60, || async {
+        let mine = w.alice.history("bob".into(), 10).await.unwrap();
+        let texts: Vec<_> = mine.iter().filter(|m| m.kind == "text").collect();
+        texts.len() == 1 && texts[0].id == got.id && matches!(texts[0].state, Some("delivered" | "read"))
+    })
+    .await;
+    alice_net.stop();
+    bob_net.stop();
+    w.relay_net.stop();
+}
+
+/// Bob and Carol are away while Alice removes Carol and writes on the days after. Bob, back with
+/// only the relay, reads everything; Carol, back too, reads nothing written after her removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_change_while_away() {
+    let w = world().await;
+    let carol = create_with_clock(w._dir.path(), "carol", &w.clock).await;
+    introduce(&w.alice, &carol).await;
+    w.alice.create_group("night-shift".into()).await.unwrap();
+    w.alice.invite("night-shift".into(), "bob".into()).await.unwrap();
+    w.alice.invite("night-shift".into(), "carol".into()).await.unwrap();
+    w.bob.import_bundle(w.alice.export_bundle().await.unwrap()).await.unwrap();
+    carol.import_bundle(w.alice.export_bundle().await.unwrap()).await.unwrap();
+    let before = w.alice.send("night-shift".into(), "before".into()).await.unwrap();
+    let (alice_net, _) = online(&w.alice, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually("the relay to hold it", 60, || async { relay_holds(&w.relay, &before.id) }).await;
+    w.clock.advance_days(1);
+    w.alice.remove_member("night-shift".into(), "carol".into()).await.unwrap();
+    for day in 0..3 {
+        w.clock.advance_days(1);
+        let sent = w.alice.send("night-shift".into(), format!("after, day {day}")).await.unwrap();
+        eventually("the relay to hold it", 60, || async { relay_holds(&w.relay, &sent.id) }).await;
+    }
+    alice_net.stop();
+    w.clock.advance_days(2);
+
+    let (bob_net, _) = online(&w.bob, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually("bob to read everything, across the epoch change", 60, || async {
+        texts(&w.bob, "night-shift").await.len() == 4
+    })
+    .await;
+    bob_net.stop();
+    let (carol_net, _) = online(&carol, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually("carol to learn she was removed", 60, || async {
+        carol.conversations().await.unwrap().iter().any(|c| c.name == "night-shift" && !c.active)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(texts(&carol, "night-shift").await, vec!["alice: before".to_string()]);
+    carol_net.stop();
+    w.relay_net.stop();
+}

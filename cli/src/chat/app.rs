@@ -207,6 +207,13 @@ impl App {
                 }
                 None
             }
+            "resealed" => {
+                let (old, new) = (event["old_id"].as_str()?, event["new_id"].as_str()?);
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == old) {
+                    m.id = new.to_owned();
+                }
+                None
+            }
             "lagged" => Some(Request::Refresh),
             "peer_connected" => {
                 self.peers += 1;

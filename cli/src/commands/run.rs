@@ -248,6 +248,7 @@ fn log_event(event: NodeEvent) {
         Event::PeerConnected { peer, via } => tracing::debug!(%peer, via, "peer connected"),
         Event::PeerDisconnected { peer, via } => tracing::debug!(%peer, via, "peer disconnected"),
         Event::Delivery { id, state } => tracing::debug!(%id, state, "delivery"),
+        Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
     }
 }
 
@@ -268,6 +269,11 @@ fn print_event(event: NodeEvent, out: &Output) {
         Event::PeerConnected { peer, via } => format!("connected to {peer} ({via})"),
         Event::PeerDisconnected { peer, via } => format!("disconnected from {peer} ({via})"),
         Event::Delivery { id, state } => format!("message {} {state}", &id[..12.min(id.len())]),
+        Event::Resealed { old_id, new_id } => format!(
+            "message {} waited past its day and was sealed again as {}",
+            &old_id[..12.min(old_id.len())],
+            &new_id[..12.min(new_id.len())]
+        ),
         Event::Message { .. } => unreachable!("printed above"),
     };
     if out.json {

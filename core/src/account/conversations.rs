@@ -343,9 +343,13 @@ fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, bo
     }
 }
 
+/// Stores envelopes of ours and puts them in the outbox, each with what it says, so that one
+/// that waits past its day or epoch can be sealed again.
 pub(super) fn put_sent(tx: &rusqlite::Connection, group: &GroupId, sealed: &[Sealed], now: u64) -> Result<()> {
     for s in sealed {
-        tx.put_envelope(&s.envelope.id(), Some(group), s.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
+        let id = s.envelope.id();
+        tx.put_envelope(&id, Some(group), s.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
+        tx.set_outbox_inner(&id, &s.inner.encode())?;
     }
     Ok(())
 }

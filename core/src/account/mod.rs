@@ -7,6 +7,8 @@ pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
 pub use contacts::RequestOutcome;
 mod conversations;
+mod outbox;
+pub use outbox::{NOT_A_MEMBER, OutboxBatch};
 mod receipts;
 pub use receipts::Acknowledged;
 mod receive;

@@ -195,7 +195,8 @@ impl Account {
     }
 
     /// The state of our text messages among `rows`: `queued` (no peer took it), `sent`,
-    /// `delivered` (every other member has it) or `read` (every other member read it).
+    /// `delivered` (every other member has it), `read` (every other member read it) or
+    /// `expired` (it cannot be delivered: we left the conversation before it went out).
     pub(super) fn delivery_states(
         &self,
         group: &GroupId,
@@ -207,6 +208,7 @@ impl Account {
         }
         let store = self.store.read();
         let queued = store.queued_among(&ours)?;
+        let expired = store.expired_among(&ours)?;
         let counts = store.receipt_counts(&ours)?;
         let others = self.groups.get(group).map_or(0, |g| g.member_count().saturating_sub(1)) as u32;
         Ok(ours
@@ -216,6 +218,7 @@ impl Account {
                 let state = match () {
                     _ if others > 0 && reads >= others => "read",
                     _ if others > 0 && acks >= others => "delivered",
+                    _ if expired.contains(&id) => "expired",
                     _ if queued.contains(&id) => "queued",
                     _ => "sent",
                 };

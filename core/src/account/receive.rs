@@ -27,6 +27,7 @@ impl Account {
     /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
     pub fn receive_envelope(&mut self, envelope: Envelope) -> Result<Received> {
+        self.follow_the_day();
         let mut queue = VecDeque::from([envelope]);
         let mut shown = Vec::new();
         let mut first = true;
@@ -55,7 +56,6 @@ impl Account {
     /// what a transport hands over in a burst. One result per envelope; if the commit fails,
     /// every result is an error and memory is reloaded from the store.
     pub fn receive_batch(&mut self, envelopes: Vec<(Vec<u8>, &'static str)>) -> Vec<Result<Received>> {
-        self.follow_the_day();
         if let Err(e) = self.store.begin_batch() {
             let why = e.to_string();
             return envelopes.iter().map(|_| Err(Error::NotStored(why.clone()))).collect();
@@ -442,7 +442,6 @@ impl Account {
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportReport> {
         let (bundle, malformed) = Bundle::decode(bytes)?;
-        self.follow_the_day();
         let mut report = ImportReport { rejected: malformed, ..ImportReport::default() };
         let waiting_before = self.count_waiting(None)?;
         let total = bundle.requests.len() + bundle.envelopes.len();
@@ -575,48 +574,6 @@ impl Account {
             }
         }
         topics
-    }
-
-    /// Our envelopes that no peer has taken yet (at most `limit`, oldest first): what a
-    /// transport should push; and the ids of our messages that just expired. An envelope whose
-    /// topic is no longer followed leaves the outbox unsent: its epoch is past (later epochs'
-    /// key shares carry the membership on) or its day is over, and no member listens there.
-    pub fn outbox(&mut self, limit: usize) -> Result<(Vec<Vec<u8>>, Vec<String>)> {
-        let followed: std::collections::HashSet<_> = self.sync_topics(1).into_iter().collect();
-        let pending = self.store.read().outbox(limit)?;
-        let (live, stale): (Vec<_>, Vec<_>) = pending.into_iter().partition(|e| followed.contains(&e[1..17]));
-        let mut expired = Vec::new();
-        if !stale.is_empty() {
-            let ids: Vec<_> = stale.iter().map(|e| crate::envelope::EnvelopeId(*blake3::hash(e).as_bytes())).collect();
-            expired = self.store.write_relaxed(|tx| {
-                let mut messages = Vec::new();
-                for id in &ids {
-                    if tx.outbox_remove(id)? && tx.is_message(id)? {
-                        messages.push(id.to_hex());
-                    }
-                }
-                Ok(messages)
-            })?;
-        }
-        Ok((live, expired))
-    }
-
-    pub fn outbox_len(&self) -> Result<usize> {
-        self.store.read().outbox_len()
-    }
-
-    /// Records that a peer took these envelopes (a push was accepted, or a peer fetched them);
-    /// returns the ids of the messages among them that were still in the outbox.
-    pub fn handed_over(&mut self, ids: &[crate::envelope::EnvelopeId]) -> Result<Vec<String>> {
-        self.store.write_relaxed(|tx| {
-            let mut sent = Vec::new();
-            for id in ids {
-                if tx.outbox_remove(id)? && tx.is_message(id)? {
-                    sent.push(id.to_hex());
-                }
-            }
-            Ok(sent)
-        })
     }
 
     /// Remembers an address a peer was reached at (without its peer id, which rotates).

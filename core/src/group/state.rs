@@ -71,6 +71,14 @@ pub enum GroupKind {
     Many,
 }
 
+/// When a message is sealed: `now_ms` picks its topic (the day's), `sent_ms` is what it says
+/// of when its author wrote it (earlier for a queued message sealed again).
+#[derive(Clone, Copy)]
+struct When {
+    now_ms: u64,
+    sent_ms: u64,
+}
+
 /// An envelope this device made, with what it says.
 #[derive(Clone, Debug)]
 pub struct Sealed {
@@ -449,6 +457,65 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
+        self.send_at(me, content, When { now_ms, sent_ms: now_ms }, entropy)
+    }
+
+    /// Seals again what was sealed before and never left this device (its day or epoch passed
+    /// while it waited): the same content, under today's topic of the current epoch, on our
+    /// current chain, saying when its author wrote it (`sent_ms`).
+    pub fn reseal(
+        &mut self,
+        me: &LocalDevice,
+        content: Content,
+        sent_ms: u64,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if matches!(content, Content::KeyShare(_) | Content::Membership { .. }) {
+            return Err(Error::NotAllowed("only messages are sealed again; control messages have their own epoch"));
+        }
+        self.send_at(me, content, When { now_ms, sent_ms }, entropy)
+    }
+
+    /// Seals a control message (a membership change, a key share) again under today's topic of
+    /// the epoch it was made in: the members who have not applied the change yet read that
+    /// epoch, and a chain is shared within its own epoch.
+    pub fn reseal_control(
+        &mut self,
+        me: &LocalDevice,
+        epoch: &[u8; 32],
+        content: Content,
+        sent_ms: u64,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        if !matches!(content, Content::Membership { .. } | Content::KeyShare(_)) {
+            return Err(Error::NotAllowed("only control messages are sealed in their own epoch"));
+        }
+        self.seal_control_in(me, epoch, content, When { now_ms, sent_ms }, entropy)
+    }
+
+    /// Starts a new chain at the next message (with a key share to every member device): what
+    /// was shared of the current one may never have left this device.
+    pub fn restart_chain(&mut self) {
+        self.own = None;
+        self.shared_with.clear();
+    }
+
+    /// Forgets one of our envelopes that never left (it was sealed again): later messages must
+    /// not name it as a parent.
+    pub fn forget_head(&mut self, id: &EnvelopeId) {
+        self.heads.remove(id);
+    }
+
+    fn send_at(
+        &mut self,
+        me: &LocalDevice,
+        content: Content,
+        when: When,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        let now_ms = when.now_ms;
         if !self.is_member(&me.account()) {
             return Err(Error::NotInGroup);
         }
@@ -463,7 +530,7 @@ impl Group {
         let own = self.own.as_mut().expect("ensured above");
         let generation = own.generation;
         let (index, message_key) = own.advance()?;
-        out.push(self.seal(me, generation, index, &message_key, content, now_ms, entropy)?);
+        out.push(self.seal(me, generation, index, &message_key, content, when, entropy)?);
         Ok(out)
     }
 
@@ -605,9 +672,9 @@ impl Group {
         Ok(*welcome)
     }
 
-    fn next_inner(&self, content: Content, now_ms: u64) -> Inner {
+    fn next_inner(&self, content: Content, sent_ms: u64) -> Inner {
         let parents: Vec<EnvelopeId> = self.heads.iter().rev().take(MAX_PARENTS).copied().collect();
-        Inner { lamport: self.lamport.saturating_add(1).min(MAX_LAMPORT), sent_ms: now_ms, parents, content }
+        Inner { lamport: self.lamport.saturating_add(1).min(MAX_LAMPORT), sent_ms, parents, content }
     }
 
     fn seal_control(
@@ -617,10 +684,21 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?.id;
+        self.seal_control_in(me, &epoch, content, When { now_ms, sent_ms: now_ms }, entropy)
+    }
+
+    fn seal_control_in(
+        &mut self,
+        me: &LocalDevice,
+        epoch: &[u8; 32],
+        content: Content,
+        when: When,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
         let nonce = entropy.nonce()?;
-        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?;
-        let key = epoch.control_key(&nonce);
-        self.seal_with_nonce(me, 0, CONTROL_INDEX, &key, content, now_ms, nonce)
+        let key = self.epochs.get(epoch).ok_or(Error::NotInGroup)?.control_key(&nonce);
+        self.seal_with_nonce(me, *epoch, 0, CONTROL_INDEX, &key, content, when, nonce)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -631,28 +709,30 @@ impl Group {
         index: u32,
         message_key: &[u8; 32],
         content: Content,
-        now_ms: u64,
+        when: When,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
         let nonce = entropy.nonce()?;
-        self.seal_with_nonce(me, generation, index, message_key, content, now_ms, nonce)
+        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?.id;
+        self.seal_with_nonce(me, epoch, generation, index, message_key, content, when, nonce)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn seal_with_nonce(
         &mut self,
         me: &LocalDevice,
+        epoch: [u8; 32],
         generation: u32,
         index: u32,
         body_key: &[u8; 32],
         content: Content,
-        now_ms: u64,
+        when: When,
         nonce: [u8; 24],
     ) -> Result<Sealed> {
-        let epoch = self.current_epoch().ok_or(Error::NotInGroup)?;
-        let topic = epoch.topic(period_of(now_ms));
+        let epoch = self.epochs.get(&epoch).ok_or(Error::NotInGroup)?;
+        let topic = epoch.topic(period_of(when.now_ms));
         let header_key = *epoch.header_key();
-        let inner = self.next_inner(content, now_ms);
+        let inner = self.next_inner(content, when.sent_ms);
         let mut header = [0u8; HEADER_PLAIN_LEN];
         header[..32].copy_from_slice(&me.id());
         header[32..36].copy_from_slice(&generation.to_be_bytes());

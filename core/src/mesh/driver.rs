@@ -208,7 +208,8 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
 
 /// Originates what waits in the outbox.
 async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: &mut HashMap<LinkId, OpenLink>) {
-    let Ok((live, _expired)) = node.call(|a| a.outbox(256)).await else { return };
+    let Ok(batch) = node.call(|a| a.outbox(256)).await else { return };
+    let live = node.take_outbox(batch);
     for envelope in live {
         // Held already (adopted, or pushed before): the router reports a hand-over it made.
         let outputs = router.originate(envelope, now_ms);

@@ -85,11 +85,8 @@ impl Host for NodeHost {
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {
-        let (live, expired) = self.0.call(move |a| a.outbox(limit)).await?;
-        for id in expired {
-            self.0.emit(NodeEvent::DeliveryChanged { id, state: crate::node::Delivery::Expired });
-        }
-        Ok(live)
+        let batch = self.0.call(move |a| a.outbox(limit)).await?;
+        Ok(self.0.take_outbox(batch))
     }
 
     async fn outbox_changed(&self) {

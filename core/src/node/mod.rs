@@ -49,6 +49,13 @@ pub enum NodeEvent {
         id: String,
         state: Delivery,
     },
+    /// A message of ours waited past its day or epoch before any peer took it, and was sealed
+    /// again where its recipients look now: it goes by `new_id` from now on (history shows it
+    /// once, under the new id, with its original time).
+    MessageResealed {
+        old_id: String,
+        new_id: String,
+    },
 }
 
 /// How far a message of ours got.
@@ -62,8 +69,9 @@ pub enum Delivery {
     Delivered,
     /// Every other member read it.
     Read,
-    /// No peer took it before its conversation moved on (a new epoch, or its day passed with
-    /// nobody online): it will not be delivered; send it again.
+    /// It cannot be delivered: we are no longer a member of its conversation (the reason is in
+    /// [`crate::account::Account::expired_reason`]). A message whose day or epoch merely passed
+    /// is sealed again instead ([`NodeEvent::MessageResealed`]).
     Expired,
 }
 
@@ -199,6 +207,17 @@ impl Node {
         let out = self.call(f).await;
         self.outbox.send_modify(|v| *v += 1);
         out
+    }
+
+    /// Tells subscribers what the outbox sealed again or gave up, and returns what to push.
+    pub(crate) fn take_outbox(&self, batch: crate::account::OutboxBatch) -> Vec<Vec<u8>> {
+        for (old_id, new_id) in batch.resealed {
+            self.emit(NodeEvent::MessageResealed { old_id, new_id });
+        }
+        for (id, _reason) in batch.expired {
+            self.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Expired });
+        }
+        batch.live
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
@@ -565,7 +584,7 @@ mod tests {
         let report = bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
         assert!(report.messages.iter().any(|m| m.id == by_bundle.id && m.via.as_deref() == Some("bundle")));
         let by_mesh = alice.send("bob".into(), "by radio".into()).await.unwrap();
-        let envelope = alice.call(|a| Ok(a.outbox(10)?.0)).await.unwrap().pop().unwrap();
+        let envelope = alice.call(|a| Ok(a.outbox(10)?.live)).await.unwrap().pop().unwrap();
         let mut events = bob.subscribe();
         bob.receive_envelope(envelope.clone(), "mesh").await.unwrap();
         let NodeEvent::MessageReceived { message, via } = events.recv().await.unwrap() else { panic!("a message") };

@@ -97,6 +97,15 @@ pub struct MessageRow {
     pub via: Option<String>,
 }
 
+/// An envelope of ours that no peer has taken yet.
+pub struct OutboxEntry {
+    pub id: EnvelopeId,
+    pub group: Option<GroupId>,
+    pub bytes: Vec<u8>,
+    /// Its inner payload (what it says), kept to seal it again; none for key shares.
+    pub inner: Option<Vec<u8>>,
+}
+
 fn blob32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     v.try_into().map_err(|_| rusqlite::Error::InvalidColumnType(0, "32-byte blob".into(), rusqlite::types::Type::Blob))
 }
@@ -566,6 +575,77 @@ pub trait Rows {
         )?;
         let rows = stmt.query_map([limit as i64], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// What waits in the outbox (at most `limit`, oldest first), with what each says.
+    fn outbox_entries(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT e.id, e.group_id, e.bytes, o.inner FROM outbox o JOIN envelopes e ON e.id = o.envelope_id
+             ORDER BY e.rowid LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(OutboxEntry {
+                    id: EnvelopeId(blob32(r.get(0)?)?),
+                    group: r.get::<_, Option<Vec<u8>>>(1)?.map(blob32).transpose()?,
+                    bytes: r.get(2)?,
+                    inner: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Notes what an outbox envelope says, for sealing it again should it wait too long.
+    fn set_outbox_inner(&self, id: &EnvelopeId, inner: &[u8]) -> Result<()> {
+        self.conn().execute("UPDATE outbox SET inner = ?2 WHERE envelope_id = ?1", params![&id.0[..], inner])?;
+        Ok(())
+    }
+
+    /// Forgets an envelope of ours that never left and was sealed again: nobody may be handed
+    /// both.
+    fn forget_unsent(&self, id: &EnvelopeId) -> Result<()> {
+        self.conn().execute("DELETE FROM outbox WHERE envelope_id = ?1", [&id.0[..]])?;
+        self.conn().execute("DELETE FROM envelopes WHERE id = ?1", [&id.0[..]])?;
+        Ok(())
+    }
+
+    /// A message of ours sealed again: it keeps its place in history under its new envelope.
+    fn rename_message(&self, old: &EnvelopeId, new: &EnvelopeId, lamport: u64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE messages SET envelope_id = ?2, lamport = ?3 WHERE envelope_id = ?1",
+            params![&old.0[..], &new.0[..], lamport as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a message of ours cannot be delivered, and why.
+    fn mark_expired(&self, id: &EnvelopeId, reason: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO expired (envelope_id, reason) VALUES (?1, ?2) ON CONFLICT(envelope_id) DO UPDATE SET reason = ?2",
+            params![&id.0[..], reason],
+        )?;
+        Ok(())
+    }
+
+    /// Why a message of ours cannot be delivered, if it cannot.
+    fn expired_reason(&self, id: &EnvelopeId) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT reason FROM expired WHERE envelope_id = ?1", [&id.0[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Which of these messages cannot be delivered.
+    fn expired_among(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashSet<EnvelopeId>> {
+        let mut stmt = self.conn().prepare_cached("SELECT 1 FROM expired WHERE envelope_id = ?1")?;
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if stmt.exists([&id.0[..]])? {
+                out.insert(*id);
+            }
+        }
+        Ok(out)
     }
 
     fn outbox_len(&self) -> Result<usize> {

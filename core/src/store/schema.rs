@@ -119,12 +119,20 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE messages ADD COLUMN via TEXT;
     ",
-    // 7: catching up after time away: per conversation, the last period (UTC day) through which
-    // this device holds what relays and members held, so that coming back asks from there.
+    // 7: time away. Per conversation, the last period (UTC day) through which this device holds
+    // what relays and members held, so that coming back asks from there. Per outbox envelope,
+    // what it says (its inner payload, none for key shares), so that one whose day or epoch
+    // passed before any peer took it is sealed again rather than stranded. Messages that cannot
+    // be delivered at all, with why.
     "
     CREATE TABLE synced_through (
         group_id BLOB PRIMARY KEY,
         period INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE outbox ADD COLUMN inner BLOB;
+    CREATE TABLE expired (
+        envelope_id BLOB PRIMARY KEY,
+        reason TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
 ];

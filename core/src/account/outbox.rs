@@ -1,0 +1,216 @@
+//! The outbox: our envelopes that no peer has taken yet, and what becomes of one that waits
+//! past its day or epoch.
+//!
+//! Members follow each conversation's topics of yesterday, today and tomorrow in the current
+//! epoch (and a few ended epochs' for a day or two). An envelope sealed on a day that has since
+//! gone by, or in an epoch that has since ended, would go out where nobody looks: it is sealed
+//! again instead, with the same content and its author's original time, under today's topic of
+//! the current epoch (a membership change or key share: of its own epoch, which those who have
+//! not applied the change still read). The old envelope is forgotten so that no peer is ever
+//! handed both, and a message keeps its place in history under its new id. Only what cannot be
+//! delivered at all (we are no longer a member) expires, with the reason.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::Account;
+use crate::envelope::EnvelopeId;
+use crate::error::{Error, Result};
+use crate::group::{Content, Group, GroupId, Inner, period_of};
+use crate::store::{OutboxEntry, Rows};
+
+/// What the transports should do with the outbox now.
+#[derive(Debug, Default)]
+pub struct OutboxBatch {
+    /// Envelopes to push, oldest first.
+    pub live: Vec<Vec<u8>>,
+    /// Our messages sealed again, as (old id, new id): their day or epoch passed while they
+    /// waited.
+    pub resealed: Vec<(String, String)>,
+    /// Our messages that cannot be delivered, with why.
+    pub expired: Vec<(String, String)>,
+}
+
+/// Why a message of ours expires when we are no longer in its conversation.
+pub const NOT_A_MEMBER: &str = "you are no longer a member of this conversation";
+
+/// One stale envelope, sorted out.
+enum Fate {
+    /// Sealed again as these envelopes (the last is the message itself).
+    Resealed(GroupId, Vec<crate::group::Sealed>),
+    /// A key share of an ended epoch, or one we cannot read back: dropped; its group starts a
+    /// new chain (with a new share) at its next message.
+    Dropped,
+    Expired(&'static str),
+}
+
+impl Account {
+    /// Our envelopes that no peer has taken yet (at most `limit`, oldest first), after sealing
+    /// again those whose day or epoch passed.
+    pub fn outbox(&mut self, limit: usize) -> Result<OutboxBatch> {
+        self.follow_the_day();
+        let entries = self.store.read().outbox_entries(limit)?;
+        let followed: HashSet<_> = self.sync_topics(1).into_iter().collect();
+        let mut batch = OutboxBatch::default();
+        let mut stale = Vec::new();
+        for entry in entries {
+            let inner = entry.inner.as_deref().and_then(|b| Inner::decode(b).ok());
+            if self.still_current(&entry, inner.as_ref(), &followed) {
+                batch.live.push(entry.bytes);
+            } else {
+                stale.push((entry, inner));
+            }
+        }
+        if !stale.is_empty() {
+            self.seal_again(stale, &mut batch)?;
+        }
+        Ok(batch)
+    }
+
+    /// Whether members read this envelope where it is: a message under a topic of the current
+    /// epoch from yesterday on; a control message under any topic still followed.
+    fn still_current(&self, entry: &OutboxEntry, inner: Option<&Inner>, followed: &HashSet<[u8; 16]>) -> bool {
+        let topic: [u8; 16] = entry.bytes[1..17].try_into().expect("an envelope holds a topic");
+        let control =
+            matches!(inner.map(|i| &i.content), None | Some(Content::Membership { .. } | Content::KeyShare(_)));
+        if control {
+            return followed.contains(&topic);
+        }
+        let Some(((gid, epoch), period)) = self.topics.locate(&topic) else { return false };
+        let today = period_of(self.now());
+        let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
+        current == Some(epoch) && period + 1 >= today && period <= today + 1
+    }
+
+    fn seal_again(&mut self, stale: Vec<(OutboxEntry, Option<Inner>)>, batch: &mut OutboxBatch) -> Result<()> {
+        let now = self.now();
+        let mut taken: BTreeMap<GroupId, Group> = BTreeMap::new();
+        let mut fates = Vec::with_capacity(stale.len());
+        for (entry, inner) in stale {
+            let topic: [u8; 16] = entry.bytes[1..17].try_into().expect("an envelope holds a topic");
+            let located = self.topics.locate(&topic);
+            let Some(gid) = entry.group.or(located.map(|((g, _), _)| g)) else {
+                fates.push((entry, None, Fate::Expired(NOT_A_MEMBER)));
+                continue;
+            };
+            let group = match taken.entry(gid) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let Some(group) = self.groups.remove(&gid) else {
+                        fates.push((entry, None, Fate::Expired(NOT_A_MEMBER)));
+                        continue;
+                    };
+                    v.insert(group)
+                }
+            };
+            let fate = self.fate_of(group, &entry, inner.clone(), located.map(|((_, e), _)| e), now);
+            fates.push((entry, inner, fate));
+        }
+        let written = self.store.write(|tx| {
+            for (entry, _, fate) in &fates {
+                match fate {
+                    Fate::Resealed(gid, sealed) => {
+                        tx.forget_unsent(&entry.id)?;
+                        super::conversations::put_sent(tx, gid, sealed, now)?;
+                        let last = sealed.last().expect("a reseal makes at least one envelope");
+                        if tx.is_message(&entry.id)? {
+                            tx.rename_message(&entry.id, &last.envelope.id(), last.inner.lamport)?;
+                        }
+                    }
+                    Fate::Dropped => tx.forget_unsent(&entry.id)?,
+                    Fate::Expired(reason) => {
+                        tx.outbox_remove(&entry.id)?;
+                        tx.mark_expired(&entry.id, reason)?;
+                    }
+                }
+            }
+            for group in taken.values_mut() {
+                tx.save_group(group)?;
+            }
+            Ok(())
+        });
+        self.settle(taken.into_values(), written)?;
+        for (entry, inner, fate) in fates {
+            let message = matches!(inner.map(|i| i.content), Some(Content::Text(_)));
+            match fate {
+                Fate::Resealed(_, sealed) => {
+                    let last = sealed.last().expect("a reseal makes at least one envelope");
+                    if message {
+                        batch.resealed.push((entry.id.to_hex(), last.envelope.id().to_hex()));
+                    }
+                    batch.live.extend(sealed.iter().map(|s| s.envelope.as_bytes().to_vec()));
+                }
+                Fate::Dropped => {}
+                Fate::Expired(reason) if message => batch.expired.push((entry.id.to_hex(), reason.to_owned())),
+                Fate::Expired(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// What becomes of one stale envelope of `group`.
+    fn fate_of(
+        &mut self,
+        group: &mut Group,
+        entry: &OutboxEntry,
+        inner: Option<Inner>,
+        epoch: Option<[u8; 32]>,
+        now: u64,
+    ) -> Fate {
+        let gid = group.id;
+        group.forget_head(&entry.id);
+        let Some(inner) = inner else {
+            group.restart_chain();
+            return Fate::Dropped;
+        };
+        let result = match inner.content {
+            content @ (Content::Membership { .. } | Content::KeyShare(_)) => {
+                let Some(epoch) = epoch else {
+                    group.restart_chain();
+                    return Fate::Dropped;
+                };
+                let is_share = matches!(content, Content::KeyShare(_));
+                let current = group.current_epoch().map(|e| e.id);
+                if is_share && current != Some(epoch) {
+                    // Its chain ended with its epoch; the messages on it are sealed again on a
+                    // new chain of the current epoch, which brings its own share.
+                    return Fate::Dropped;
+                }
+                group
+                    .reseal_control(&self.me, &epoch, content, inner.sent_ms, now, self.entropy.as_mut())
+                    .map(|s| vec![s])
+            }
+            content => group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut()),
+        };
+        match result {
+            Ok(sealed) => Fate::Resealed(gid, sealed),
+            Err(Error::NotInGroup | Error::NotAMember) => Fate::Expired(NOT_A_MEMBER),
+            Err(e) => {
+                tracing::debug!(error = %e, "an envelope could not be sealed again");
+                Fate::Expired(NOT_A_MEMBER)
+            }
+        }
+    }
+
+    pub fn outbox_len(&self) -> Result<usize> {
+        self.store.read().outbox_len()
+    }
+
+    /// Records that a peer took these envelopes (a push was accepted, or a peer fetched them);
+    /// returns the ids of the messages among them that were still in the outbox.
+    pub fn handed_over(&mut self, ids: &[EnvelopeId]) -> Result<Vec<String>> {
+        self.store.write_relaxed(|tx| {
+            let mut sent = Vec::new();
+            for id in ids {
+                if tx.outbox_remove(id)? && tx.is_message(id)? {
+                    sent.push(id.to_hex());
+                }
+            }
+            Ok(sent)
+        })
+    }
+
+    /// Why a message of ours cannot be delivered, if it cannot.
+    pub fn expired_reason(&self, message: &EnvelopeId) -> Result<Option<String>> {
+        self.store.read().expired_reason(message)
+    }
+}

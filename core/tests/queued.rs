@@ -1,0 +1,160 @@
+//! A message that waits in the outbox past its day or epoch is never stranded: it is sealed
+//! again where its recipients look now, with its original time; only one we can no longer
+//! deliver at all (we were removed) expires, with the reason. Accounts on a clock the test
+//! moves; envelopes carried by hand.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weft_core::account::{Account, NOT_A_MEMBER};
+use weft_core::crypto::SeededEntropy;
+use weft_core::envelope::Envelope;
+use weft_core::store::DatabaseKey;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+struct Person {
+    account: Account,
+    _dir: tempfile::TempDir,
+}
+
+fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock.clone();
+    let account = Account::create_with_key(
+        dir.path(),
+        &DatabaseKey::from_bytes([seed as u8; 32]),
+        Some(name),
+        Box::new(SeededEntropy::new(seed)),
+        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+    )
+    .unwrap();
+    Person { account, _dir: dir }
+}
+
+fn carry(from: &Person, to: &mut Person) -> weft_core::account::ImportReport {
+    let bundle = from.account.export_bundle().unwrap();
+    to.account.import_bundle(&bundle).unwrap()
+}
+
+fn texts(p: &Person, conversation: &str) -> Vec<String> {
+    p.account
+        .history(conversation, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| format!("{}: {}", m.sender, m.body))
+        .collect()
+}
+
+/// Alice and Bob, contacts, and what Alice's outbox holds afterwards handed over (a network
+/// took it), so that only what follows waits.
+fn contacts(clock: &Arc<AtomicU64>) -> (Person, Person) {
+    let mut alice = person("alice", 1, clock);
+    let mut bob = person("bob", 2, clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    carry(&bob, &mut alice);
+    for p in [&mut alice, &mut bob] {
+        let ids: Vec<_> =
+            p.account.outbox(1000).unwrap().live.iter().map(|e| Envelope::parse(e.clone()).unwrap().id()).collect();
+        p.account.handed_over(&ids).unwrap();
+    }
+    (alice, bob)
+}
+
+#[test]
+fn a_message_queued_for_a_week_is_sealed_again_under_todays_topic() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, mut bob) = contacts(&clock);
+    let written_at = clock.load(Ordering::SeqCst);
+    let queued = alice.account.send("bob", "written with no network").unwrap();
+    let old_topic = Envelope::parse(alice.account.outbox(10).unwrap().live.pop().unwrap()).unwrap().topic();
+
+    clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);
+    let batch = alice.account.outbox(10).unwrap();
+    assert_eq!(batch.resealed.len(), 1, "{batch:?}");
+    let (old, new) = &batch.resealed[0];
+    assert_eq!(old, &queued.id);
+    assert!(batch.expired.is_empty());
+    let fresh: Vec<Envelope> = batch.live.iter().map(|e| Envelope::parse(e.clone()).unwrap()).collect();
+    assert!(fresh.iter().any(|e| e.id().to_hex() == *new));
+    assert!(fresh.iter().all(|e| e.topic() != old_topic), "sealed under today's topic, not the old day's");
+
+    // History shows it once, under its new id, with the time it was written, still queued.
+    let history = alice.account.history("bob", 10).unwrap();
+    let mine: Vec<_> = history.iter().filter(|m| m.kind == "text").collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!((&mine[0].id, mine[0].sent_ms, mine[0].state), (new, queued.sent_ms, Some("queued")));
+    assert!(mine[0].sent_ms <= written_at + 10);
+    // The old envelope is gone: no peer and no bundle can hand out both.
+    let bundle = weft_core::bundle::Bundle::decode(&alice.account.export_bundle().unwrap()).unwrap().0;
+    assert!(bundle.envelopes.iter().all(|e| e.id().to_hex() != *old));
+
+    // Bob reads it, once, with Alice's original time.
+    for e in fresh {
+        let _ = bob.account.receive_envelope(e);
+    }
+    assert_eq!(texts(&bob, "alice"), vec!["alice: written with no network"]);
+    let got = bob.account.history("alice", 10).unwrap().into_iter().find(|m| m.kind == "text").unwrap();
+    assert_eq!((got.id.as_str(), got.sent_ms), (new.as_str(), queued.sent_ms));
+    // The next look at the outbox seals nothing again.
+    let again = alice.account.outbox(10).unwrap();
+    assert!(again.resealed.is_empty() && again.live.len() == batch.live.len());
+}
+
+#[test]
+fn a_message_queued_for_a_day_goes_as_it_is() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, _bob) = contacts(&clock);
+    let queued = alice.account.send("bob", "yesterday's news").unwrap();
+    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    let batch = alice.account.outbox(10).unwrap();
+    assert!(batch.resealed.is_empty(), "yesterday's topic is still followed");
+    assert!(batch.live.iter().any(|e| Envelope::parse(e.clone()).unwrap().id().to_hex() == queued.id));
+}
+
+/// Bob writes into a group while offline; meanwhile Alice removed Carol. Bob's message goes out
+/// in the new epoch, which Carol cannot read; had Bob been removed instead, his message would
+/// expire, saying why.
+#[test]
+fn an_epoch_change_while_queued_keeps_the_removed_out_and_a_removed_writer_expires() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, mut bob) = contacts(&clock);
+    let mut carol = person("carol", 3, &clock);
+    alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut carol);
+    carol.account.accept_contact("alice").unwrap();
+    carry(&carol, &mut alice);
+    alice.account.create_group("trip").unwrap();
+    alice.account.invite("trip", "bob").unwrap();
+    alice.account.invite("trip", "carol").unwrap();
+    carry(&alice, &mut bob);
+    carry(&alice, &mut carol);
+
+    let queued = bob.account.send("trip", "for alice and bob only, by now").unwrap();
+    alice.account.remove_member("trip", "carol").unwrap();
+    carry(&alice, &mut bob);
+    let batch = bob.account.outbox(100).unwrap();
+    let new = batch.resealed.iter().find(|(old, _)| *old == queued.id).map(|(_, new)| new.clone());
+    let new = new.expect("sealed again in the new epoch");
+    let fresh: Vec<Envelope> = batch.live.iter().map(|e| Envelope::parse(e.clone()).unwrap()).collect();
+    assert!(fresh.iter().any(|e| e.id().to_hex() == new));
+    for e in &fresh {
+        let _ = carol.account.receive_envelope(e.clone());
+        let _ = alice.account.receive_envelope(e.clone());
+    }
+    assert!(texts(&carol, "trip").is_empty(), "carol cannot read the new epoch");
+    assert_eq!(texts(&alice, "trip"), vec!["bob: for alice and bob only, by now"]);
+
+    // Carol wrote too, before she learnt she was removed: hers cannot go anywhere.
+    let stranded = carol.account.send("trip", "anyone?").unwrap();
+    carry(&alice, &mut carol);
+    let batch = carol.account.outbox(100).unwrap();
+    assert_eq!(batch.expired, vec![(stranded.id.clone(), NOT_A_MEMBER.to_owned())]);
+    let mine = carol.account.history("trip", 10).unwrap().into_iter().find(|m| m.id == stranded.id).unwrap();
+    assert_eq!(mine.state, Some("expired"));
+    let id = weft_core::envelope::EnvelopeId::from_hex(&stranded.id).unwrap();
+    assert_eq!(carol.account.expired_reason(&id).unwrap().as_deref(), Some(NOT_A_MEMBER));
+}
