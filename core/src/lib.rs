@@ -16,6 +16,7 @@
 
 pub mod account;
 pub mod bundle;
+pub mod clock;
 pub mod crypto;
 pub mod envelope;
 mod error;

@@ -55,8 +55,8 @@ impl Clock {
         Box::new(move || clock.now_ms())
     }
 
-    /// As a relay's clock.
-    pub fn for_relay(&self) -> weft_core::relay::RelayClock {
+    /// As a relay's or a mesh driver's clock.
+    pub fn shared(&self) -> weft_core::clock::SharedClock {
         let clock = self.clone();
         Arc::new(move || clock.now_ms())
     }

@@ -27,7 +27,7 @@ async fn world() -> World {
         &dir.path().join("relay"),
         NetConfig { mdns: false, ..config(vec![], vec![]) },
         CacheLimits::default(),
-        clock.for_relay(),
+        clock.shared(),
     )
     .await
     .unwrap();
@@ -172,4 +172,32 @@ async fn an_epoch_change_while_away() {
     assert_eq!(texts(&carol, "night-shift").await, vec!["alice: before".to_string()]);
     carol_net.stop();
     w.relay_net.stop();
+}
+
+/// Over the mesh: a stranger's phone takes Alice's message as they pass, and meets Bob three
+/// days later, far from Alice. Bob reads it (its day's topic is long unfollowed, but still his).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_carrier_brings_it_three_days_later() {
+    use weft_core::mesh::medium::{MediumConfig, Mobility};
+    use weft_core::mesh::radio::sim::SimAir;
+    use weft_core::mesh::{RouterConfig, driver as mesh};
+
+    let w = world().await;
+    w.relay_net.stop();
+    let carrier = create_with_clock(w._dir.path(), "carrier", &w.clock).await;
+    let air = SimAir::start(MediumConfig::default(), 3);
+    let (radio_a, a) = air.add_radio(0.0, 0.0, Mobility::Static);
+    let (radio_c, c) = air.add_radio(10.0, 0.0, Mobility::Static);
+    let (radio_b, _) = air.add_radio(5_000.0, 0.0, Mobility::Static);
+    let _mesh_a = mesh::start_with_clock(w.alice.clone(), radio_a, RouterConfig::default(), w.clock.shared());
+    let mesh_c = mesh::start_with_clock(carrier.clone(), radio_c, RouterConfig::default(), w.clock.shared());
+
+    w.alice.send("bob".into(), "carried for three days".into()).await.unwrap();
+    eventually("the carrier to take it", 60, || async { mesh_c.stats().carried_envelopes >= 1 }).await;
+    air.set_position(a, -5_000.0, 0.0);
+    w.clock.advance_days(3);
+    // Bob's phone comes on three days later, and the carrier walks by.
+    let _mesh_b = mesh::start_with_clock(w.bob.clone(), radio_b, RouterConfig::default(), w.clock.shared());
+    air.set_position(c, 4_990.0, 0.0);
+    eventually("bob to read what the carrier brought", 60, || async { texts(&w.bob, "alice").await.len() == 1 }).await;
 }

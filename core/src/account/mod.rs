@@ -29,15 +29,7 @@ use crate::identity::{AccountKey, ContactCard, DeviceCert, DeviceKeys, InviteKey
 use crate::store::{DB_FILE, DatabaseKey, IdentityRow, KdfParams, Rows, Store};
 use crate::wire::{Reader, Writer};
 
-/// Where time comes from; tests and simulations pass their own.
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
-
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn system_clock() -> Clock {
-    Box::new(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-    })
-}
+pub use crate::clock::{Clock, system_clock};
 
 pub struct Account {
     store: Store,

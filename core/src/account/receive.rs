@@ -576,6 +576,12 @@ impl Account {
         topics
     }
 
+    /// Every topic this device can read (each group's current epoch back to its start, ended
+    /// epochs for a while): what the mesh delivers to us, from whenever it was written.
+    pub fn readable_topics(&self) -> Vec<crate::envelope::Topic> {
+        self.topics.all().collect()
+    }
+
     /// Remembers an address a peer was reached at (without its peer id, which rotates).
     pub fn note_peer_addr(&mut self, addr: &str) -> Result<()> {
         let now = self.now();

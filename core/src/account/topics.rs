@@ -26,6 +26,11 @@ impl TopicIndex {
         self.by_topic.get(topic).map(|(key, _)| *key)
     }
 
+    /// Every topic indexed.
+    pub fn all(&self) -> impl Iterator<Item = Topic> + '_ {
+        self.by_topic.keys().copied()
+    }
+
     /// The group, epoch and period of a topic.
     pub fn locate(&self, topic: &Topic) -> Option<(EpochKey, u64)> {
         self.by_topic.get(topic).copied()

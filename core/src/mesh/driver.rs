@@ -70,9 +70,22 @@ impl Drop for MeshHandle {
 
 /// Starts the mesh for `node` on `radio`. Must be called inside a tokio runtime.
 pub fn start(node: Arc<Node>, radio: impl Radio, config: RouterConfig) -> MeshHandle {
+    // The system's time at start, moved on by the monotonic clock: a wall clock set back or
+    // forward while the mesh runs does not expire what it carries or cut links short.
+    let (base, started) = (crate::clock::system_ms(), Instant::now());
+    start_with_clock(node, radio, config, Arc::new(move || base + started.elapsed().as_millis() as u64))
+}
+
+/// [`start`] with a clock of the caller's (the router ages what it carries by it).
+pub fn start_with_clock(
+    node: Arc<Node>,
+    radio: impl Radio,
+    config: RouterConfig,
+    clock: crate::clock::SharedClock,
+) -> MeshHandle {
     let stats = Arc::new(Mutex::new(RouterStats::default()));
     let name = radio.name();
-    let task = tokio::spawn(run(node, radio, Router::new(config), stats.clone()));
+    let task = tokio::spawn(run(node, radio, Router::new(config), stats.clone(), clock));
     MeshHandle { task: Some(task), stats, radio: name }
 }
 
@@ -93,9 +106,14 @@ impl Drop for OpenLink {
     }
 }
 
-async fn run(node: Arc<Node>, mut radio: impl Radio, mut router: Router, stats: Arc<Mutex<RouterStats>>) {
-    let started = Instant::now();
-    let now = move || started.elapsed().as_millis() as u64;
+async fn run(
+    node: Arc<Node>,
+    mut radio: impl Radio,
+    mut router: Router,
+    stats: Arc<Mutex<RouterStats>>,
+    clock: crate::clock::SharedClock,
+) {
+    let now = move || clock();
     let (events_tx, mut events) = mpsc::channel::<LinkEvent>(4_096);
     let mut links: HashMap<LinkId, OpenLink> = HashMap::new();
     let mut next_link: LinkId = 1;
@@ -172,6 +190,7 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
         .call(|a| {
             a.follow_the_day();
             let topics = a.sync_topics(1);
+            let readable = a.readable_topics();
             let mut own = Vec::new();
             'topics: for topic in &topics {
                 for id in a.ids(&crate::sync::Scope::Topic(*topic)).unwrap_or_default() {
@@ -181,12 +200,14 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
                     own.push((id, *topic));
                 }
             }
-            Ok((topics, own))
+            Ok((readable, own))
         })
         .await
     else {
         return Vec::new();
     };
+    // Every topic we can read is ours, back to the start of history: a carrier may bring
+    // what was written days ago.
     router.set_interests(topics);
     let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.knows(id)).collect();
     if missing.is_empty() {

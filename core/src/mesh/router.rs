@@ -84,7 +84,8 @@ impl Default for RouterConfig {
             strategy: Strategy::WEFT,
             cache_bytes: 8 << 20,
             per_link_bytes: 2 << 20,
-            max_age_ms: 24 * 3600 * 1000,
+            // As long as a relay keeps what it holds: a carrier may meet the reader days later.
+            max_age_ms: 14 * 24 * 3600 * 1000,
             seen_capacity: 65_536,
         }
     }

@@ -13,6 +13,7 @@ use rusqlite::{Connection, params};
 
 pub use cache::{Cache, CacheLimits};
 
+use crate::clock::{SharedClock, shared_system_clock};
 use crate::envelope::EnvelopeId;
 use crate::error::{Error, Result};
 use crate::net::{Host, Interests, Keypair, NetConfig, NetHandle};
@@ -27,25 +28,17 @@ pub struct RelayHost {
     cache: Mutex<Cache>,
     db: Mutex<Connection>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
-    clock: RelayClock,
-}
-
-/// Where a relay's time comes from (milliseconds since the Unix epoch); tests pass their own.
-pub type RelayClock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> RelayClock {
-    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+    clock: SharedClock,
 }
 
 impl RelayHost {
     /// Opens (or creates) the cache in `dir`, reloading what it held.
     pub fn open(dir: &Path, limits: CacheLimits) -> Result<RelayHost> {
-        Self::open_with_clock(dir, limits, system_clock())
+        Self::open_with_clock(dir, limits, shared_system_clock())
     }
 
     /// [`Self::open`] with a clock of the caller's.
-    pub fn open_with_clock(dir: &Path, limits: CacheLimits, clock: RelayClock) -> Result<RelayHost> {
+    pub fn open_with_clock(dir: &Path, limits: CacheLimits, clock: SharedClock) -> Result<RelayHost> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the relay directory", e))?;
         let db = Connection::open(dir.join(CACHE_FILE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -217,7 +210,7 @@ fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Starts a relay with its cache in `dir`.
 pub async fn start(dir: &Path, config: NetConfig, limits: CacheLimits) -> Result<(NetHandle, Arc<RelayHost>)> {
-    start_with_clock(dir, config, limits, system_clock()).await
+    start_with_clock(dir, config, limits, shared_system_clock()).await
 }
 
 /// [`start`] with a clock of the caller's.
@@ -225,7 +218,7 @@ pub async fn start_with_clock(
     dir: &Path,
     mut config: NetConfig,
     limits: CacheLimits,
-    clock: RelayClock,
+    clock: SharedClock,
 ) -> Result<(NetHandle, Arc<RelayHost>)> {
     let key = load_or_create_key(dir)?;
     let host = Arc::new(RelayHost::open_with_clock(dir, limits, clock)?);
