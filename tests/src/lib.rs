@@ -5,9 +5,11 @@
 pub mod nodes;
 pub mod proxy;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 /// The `weft` binary of this workspace, built on first use when it is missing or older than the
 /// sources it is built from (`cargo test` builds a package's binaries only for that package's
@@ -54,14 +56,22 @@ fn older_than_sources(bin: &Path) -> bool {
 }
 
 /// One person's `weft` home.
+#[derive(Clone)]
 pub struct Home {
     pub dir: PathBuf,
     pub passphrase: String,
+    /// How far ahead of the machine's clock this person's `weft` runs (`WEFT_CLOCK_OFFSET`).
+    pub clock_offset: Option<String>,
 }
 
 impl Home {
     pub fn new(root: &Path, name: &str) -> Self {
-        Home { dir: root.join(name), passphrase: format!("{name} passphrase") }
+        Home { dir: root.join(name), passphrase: format!("{name} passphrase"), clock_offset: None }
+    }
+
+    /// The same home, its `weft` run `days` days after now.
+    pub fn days_later(&self, days: u32) -> Home {
+        Home { clock_offset: Some(format!("{days}d")), ..self.clone() }
     }
 
     /// `weft --home DIR ARGS...` with the passphrase in the environment, to run or spawn.
@@ -76,6 +86,10 @@ impl Home {
             // The tester's own ~/.config/weft/config.toml must not steer the tests.
             .env_remove("WEFT_CONFIG")
             .env("XDG_CONFIG_HOME", self.dir.with_extension("config"));
+        match &self.clock_offset {
+            Some(offset) => command.env(weft_core::clock::OFFSET_VAR, offset),
+            None => command.env_remove(weft_core::clock::OFFSET_VAR),
+        };
         command
     }
 
@@ -108,6 +122,57 @@ impl Home {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+}
+
+/// A `weft` process left running (`weft run`, `weft relay`), its output read line by line;
+/// killed when dropped.
+pub struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// `weft run` on loopback (no mDNS), with more arguments.
+    pub fn start(home: &Home, args: &[&str]) -> Running {
+        let mut all = vec!["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+        all.extend_from_slice(args);
+        Running::spawn(home, &all)
+    }
+
+    pub fn spawn(home: &Home, args: &[&str]) -> Running {
+        let mut child =
+            home.command(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting weft run");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The first line containing `needle`, within 30 seconds.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line with {needle:?} within 30 s");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -90,7 +90,7 @@ fn bad_input_gets_clear_errors() {
     let alice = Home::new(root.path(), "alice");
     alice.ok(&["init", "--name", "alice"]);
 
-    let wrong = Home { dir: alice.dir.clone(), passphrase: "not it".into() };
+    let wrong = Home { passphrase: "not it".into(), ..alice.clone() };
     let out = wrong.run(&["id"]);
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);

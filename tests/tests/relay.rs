@@ -76,8 +76,10 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     alice.send("bob-on-the-road".into(), "bob, only for you".into()).await.unwrap();
     eventually("the relay to take alice's outbox", 60, || async { alice.call(|a| a.outbox_len()).await.unwrap() == 0 })
         .await;
-    eventually("the relay to store alice's messages", 60, || relay_holds_all(&relay, &alice, &["night-shift", "bob-on-the-road"]))
-        .await;
+    eventually("the relay to store alice's messages", 60, || {
+        relay_holds_all(&relay, &alice, &["night-shift", "bob-on-the-road"])
+    })
+    .await;
     let status = alice_net.status().await.unwrap();
     assert!(status.relays[0].connected, "{status:?}");
     alice_net.stop();

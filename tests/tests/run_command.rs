@@ -3,59 +3,10 @@
 //! message; other `weft` commands reach a running node through its control socket.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use weft_tests::Home;
-
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(home: &Home, args: &[&str]) -> Running {
-        let mut all = vec!["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
-        all.extend_from_slice(args);
-        Running::spawn(home, &all)
-    }
-
-    fn spawn(home: &Home, args: &[&str]) -> Running {
-        let mut child =
-            home.command(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting weft run");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// The first line containing `needle`, within 30 seconds.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {needle:?} within 30 s");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use weft_tests::{Home, Running};
 
 #[test]
 fn two_weft_run_processes_exchange_a_request_and_a_message() {

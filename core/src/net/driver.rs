@@ -622,8 +622,9 @@ impl<H: Host> Driver<H> {
                 }
             }
             WeftBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if info.agent_version.starts_with(super::behaviour::RELAY_AGENT) {
-                    self.relay_peers.insert(peer_id);
+                if info.agent_version.starts_with(super::behaviour::RELAY_AGENT) && self.relay_peers.insert(peer_id) {
+                    // Back from days away: ask the relay at once, not at the next tick.
+                    self.catch_up_with_relays().await;
                 }
                 if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                     for addr in info.listen_addrs.into_iter().filter(|a| !is_relayed(a)) {
