@@ -37,6 +37,16 @@ pub fn parse_offset(text: &str) -> Option<i64> {
     number.parse::<i64>().ok()?.checked_mul(unit)
 }
 
+/// The system clock, for one owner.
+pub fn system_clock() -> Clock {
+    Box::new(system_ms)
+}
+
+/// The system clock, to share.
+pub fn shared_system_clock() -> SharedClock {
+    Arc::new(system_ms)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -50,14 +60,4 @@ mod tests {
         assert_eq!(parse_offset("soon"), None);
         assert_eq!(parse_offset("99999999999999999d"), None);
     }
-}
-
-/// The system clock, for one owner.
-pub fn system_clock() -> Clock {
-    Box::new(system_ms)
-}
-
-/// The system clock, to share.
-pub fn shared_system_clock() -> SharedClock {
-    Arc::new(system_ms)
 }
