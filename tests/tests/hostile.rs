@@ -198,3 +198,86 @@ async fn hostile_peers_are_cut_off_and_honest_traffic_flows() {
     alice_net.stop();
     bob_net.stop();
 }
+
+/// Encodes sync messages as one request batch (`count || (len || message)*`).
+fn batch(messages: &[weft_core::sync::SyncMessage]) -> Vec<u8> {
+    let mut w = weft_core::wire::Writer::new();
+    w.count(messages.len());
+    for m in messages {
+        w.bytes(&m.encode());
+    }
+    w.into_bytes()
+}
+
+/// A peer that saw (and even subscribes to) a topic Alice follows asks her for the history of
+/// its epoch, keyed by that topic, and for envelopes by id: it gets nothing, because a history
+/// is keyed by a token only members can derive. Otherwise any connected peer could link a
+/// conversation's topics across days through her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_saw_a_topic_cannot_fetch_its_history() {
+    use weft_core::sync::{Initiator, Scope, SyncMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    introduce(&alice, &bob).await;
+    for i in 0..5 {
+        bob.send("alice".into(), format!("history {i}")).await.unwrap();
+    }
+    alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+
+    let mut prober = hostile();
+    prober.dial(alice_addr).unwrap();
+    let mut seen = Vec::new();
+    drive(&mut prober, |e| match e {
+        SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })) => {
+            if let Some(hex) = topic.as_str().strip_prefix("weft/") {
+                seen.push((topic.clone(), data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap()));
+            }
+            seen.len() >= 3
+        }
+        _ => false,
+    })
+    .await;
+    assert!(!seen.is_empty(), "alice's topics are visible to any peer");
+    let alice_peer = *prober.connected_peers().next().unwrap();
+    for (hash, _) in &seen {
+        prober.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hash.as_str())).unwrap();
+    }
+    tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            prober.select_next_some().await;
+        }
+    })
+    .await
+    .ok();
+
+    for (_, topic) in &seen {
+        let key: [u8; 16] = topic.as_slice().try_into().unwrap();
+        let scope = Scope::History { key, from: 0 };
+        let ask = [
+            SyncMessage::Reconcile { scope, message: Initiator::new([1; 16], Vec::new()).next_batch() },
+            SyncMessage::Want { scope, ids: vec![[0; 16]] },
+        ];
+        prober.behaviour_mut().sync.send_request(&alice_peer, batch(&ask));
+        let mut answer = None;
+        drive(&mut prober, |e| match e {
+            SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            })) => {
+                answer = Some(response.clone());
+                true
+            }
+            _ => false,
+        })
+        .await;
+        let answer = answer.expect("alice answers");
+        let mut r = weft_core::wire::Reader::new(&answer, "batch");
+        let n = r.count(16, 4).unwrap();
+        let replies: Vec<SyncMessage> =
+            (0..n).map(|_| SyncMessage::decode(r.bytes(1 << 23).unwrap()).unwrap()).collect();
+        assert_eq!(replies, vec![SyncMessage::Refuse { scope }, SyncMessage::Have { scope, envelopes: vec![] }]);
+    }
+    alice_net.stop();
+}

@@ -6,7 +6,8 @@
 //! - relays by time and bucket ([`crate::sync::Buckets`]): everything stored since it left, in
 //!   the buckets its missed topics fall in, never the topics themselves;
 //! - members by epoch ([`Scope::History`]): a reconciliation of the epoch's history from the
-//!   missed period on, keyed by a topic both follow now.
+//!   missed period on, keyed by the epoch's history token of the day (derived from its secret:
+//!   a peer that merely saw the epoch's topic cannot ask).
 //!
 //! Either, once complete, moves the conversation's period to yesterday, unless the round taught
 //! the device a new epoch (a membership change while it was away): then the new epoch's days are
@@ -32,6 +33,8 @@ const CLOCK_SLACK_MS: u64 = PERIOD_MS;
 pub struct CatchUpPlan {
     pub after: Cursor,
     pub buckets: Buckets,
+    /// The topics missed: never sent, kept to tell what the buckets cover.
+    missed: Vec<Topic>,
     covers: Vec<(GroupId, Vec<[u8; 32]>)>,
 }
 
@@ -39,6 +42,21 @@ impl CatchUpPlan {
     /// How many conversations it catches up.
     pub fn conversations(&self) -> usize {
         self.covers.len()
+    }
+
+    /// The topics the device missed (it never names them to the relay).
+    pub fn missed_topics(&self) -> &[Topic] {
+        &self.missed
+    }
+
+    /// The same plan over `2^bits` buckets: the trade between what the relay sends and how
+    /// many others' topics share each bucket named (see docs/DECISIONS.md).
+    pub fn with_bucket_bits(&self, bits: u8) -> CatchUpPlan {
+        let mut buckets = Buckets::new(bits);
+        for topic in &self.missed {
+            buckets.insert(topic);
+        }
+        CatchUpPlan { buckets, ..self.clone() }
     }
 }
 
@@ -92,21 +110,23 @@ impl Account {
         }
         let Some(earliest) = behind.iter().map(|(_, p)| *p).min() else { return Ok(None) };
         let mut buckets = Buckets::new(CATCH_UP_BUCKET_BITS);
+        let mut missed = Vec::new();
         let mut covers = Vec::new();
         for (gid, synced) in behind {
             let epochs = self.epochs_of(&gid);
             // The missed periods: from the last one synced (envelopes may have reached the
             // relay after we left) to the day before yesterday (yesterday on is followed).
-            let missed = today.saturating_sub(1).saturating_sub(synced) as usize;
+            let missing = today.saturating_sub(1).saturating_sub(synced) as usize;
             for epoch in &epochs {
-                for topic in self.topics.epoch_topics(&(gid, *epoch), synced).into_iter().take(missed) {
+                for topic in self.topics.epoch_topics(&(gid, *epoch), synced).into_iter().take(missing) {
                     buckets.insert(&topic);
+                    missed.push(topic);
                 }
             }
             covers.push((gid, epochs));
         }
         let after = Cursor::at((earliest * PERIOD_MS).saturating_sub(CLOCK_SLACK_MS));
-        Ok(Some(CatchUpPlan { after, buckets, covers }))
+        Ok(Some(CatchUpPlan { after, buckets, missed, covers }))
     }
 
     /// A relay answered a whole catch-up (and what it sent was received before this call): the
@@ -126,22 +146,23 @@ impl Account {
     }
 
     /// The member catch-ups to start: for each conversation that missed whole days, its current
-    /// epoch's topic of today (which members follow too) and the first period missed.
-    pub fn history_wanted(&self) -> Vec<Scope> {
+    /// epoch's topic of today (peers on it may be members) and the history scope to ask them
+    /// for: the epoch's history token of today and the first period missed.
+    pub fn history_wanted(&self) -> Vec<(Topic, Scope)> {
         let today = period_of(self.now());
         self.behind()
             .into_iter()
             .filter_map(|(gid, from)| {
                 let epoch = self.groups.get(&gid)?.current_epoch()?;
-                Some(Scope::History { key: epoch.topic(today), from })
+                Some((epoch.topic(today), Scope::History { key: epoch.history_token(today), from }))
             })
             .collect()
     }
 
-    /// A member catch-up keyed by `key` ended with everything fetched (and received before this
-    /// call): if that epoch is still the conversation's current one, it is caught up.
-    pub fn history_synced(&mut self, key: &Topic) -> Result<bool> {
-        let Some(((gid, epoch), _)) = self.topics.locate(key) else { return Ok(false) };
+    /// A member catch-up keyed by `token` ended with everything fetched (and received before
+    /// this call): if that epoch is still the conversation's current one, it is caught up.
+    pub fn history_synced(&mut self, token: &[u8; 16]) -> Result<bool> {
+        let Some((gid, epoch)) = self.topics.epoch_of_token(token) else { return Ok(false) };
         let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
         if current != Some(epoch) {
             return Ok(false);
@@ -151,10 +172,11 @@ impl Account {
         Ok(true)
     }
 
-    /// The topics a history scope covers: those of the key's epoch from `from` on (as far back
-    /// as the index reaches). `None` if the key is not a topic of ours.
-    fn history_topics(&self, key: &Topic, from: u64) -> Option<Vec<Topic>> {
-        let (epoch, _) = self.topics.locate(key)?;
+    /// The topics a history scope covers: those of the token's epoch from `from` on (as far
+    /// back as the index reaches). `None` unless the token is one of an epoch of ours: a peer
+    /// that only saw our topics (every connected peer does) is refused.
+    fn history_topics(&self, token: &[u8; 16], from: u64) -> Option<Vec<Topic>> {
+        let epoch = self.topics.epoch_of_token(token)?;
         Some(self.topics.epoch_topics(&epoch, from))
     }
 }
@@ -178,8 +200,8 @@ impl EnvelopeSource for Account {
             Scope::Topic(topic) => store.envelope_by_short_id(topic, id).ok().flatten(),
             Scope::History { key, from } => {
                 let (topic, bytes) = store.envelope_by_short_id_any(id).ok().flatten()?;
-                let ((epoch, period), (key_epoch, _)) = (self.topics.locate(&topic)?, self.topics.locate(key)?);
-                (epoch == key_epoch && period >= *from).then_some(bytes)
+                let ((epoch, period), asked) = (self.topics.locate(&topic)?, self.topics.epoch_of_token(key)?);
+                (epoch == asked && period >= *from).then_some(bytes)
             }
         }
     }

@@ -19,11 +19,18 @@ pub(super) struct TopicIndex {
     /// Each topic's group and epoch, and the period it is for.
     by_topic: HashMap<Topic, (EpochKey, u64)>,
     built: HashMap<EpochKey, (RangeInclusive<u64>, Vec<Topic>)>,
+    /// Each epoch's history tokens of yesterday, today and tomorrow.
+    by_token: HashMap<[u8; 16], EpochKey>,
 }
 
 impl TopicIndex {
     pub fn get(&self, topic: &Topic) -> Option<EpochKey> {
         self.by_topic.get(topic).map(|(key, _)| *key)
+    }
+
+    /// The epoch whose history this token (of yesterday, today or tomorrow) asks for.
+    pub fn epoch_of_token(&self, token: &[u8; 16]) -> Option<EpochKey> {
+        self.by_token.get(token).copied()
     }
 
     /// Every topic indexed.
@@ -56,6 +63,14 @@ impl TopicIndex {
                     created.max(today.saturating_sub(OLD_EPOCH_GRACE_PERIODS))
                 };
                 wanted.insert((group.id, epoch.id), first..=today + 1);
+            }
+        }
+        self.by_token.clear();
+        for group in groups.values() {
+            for epoch in group.epochs() {
+                for period in today.saturating_sub(1)..=today + 1 {
+                    self.by_token.insert(epoch.history_token(period), (group.id, epoch.id));
+                }
             }
         }
         let stale: Vec<EpochKey> =

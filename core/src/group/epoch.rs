@@ -15,6 +15,7 @@ pub fn period_of(time_ms: u64) -> u64 {
 const TOPIC: &[u8] = label("weft/v1/topic");
 const HEADER_KEY: &[u8] = label("weft/v1/header-key");
 const CONTROL_KEY: &[u8] = label("weft/v1/control-key");
+const HISTORY_TOKEN: &[u8] = label("weft/v1/history-token");
 
 #[derive(Clone)]
 pub struct Epoch {
@@ -43,6 +44,13 @@ impl Epoch {
         let topic: Topic = full[..TOPIC_LEN].try_into().expect("32 > 16");
         self.topic_cache.set(Some((period, topic)));
         topic
+    }
+
+    /// What a member shows another to be served the epoch's history, for a period: derived
+    /// from the secret, unlike the topic, which every peer on the network sees subscribed to.
+    pub fn history_token(&self, period: u64) -> [u8; 16] {
+        let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[HISTORY_TOKEN, &self.id]);
+        full[..16].try_into().expect("32 > 16")
     }
 
     pub fn header_key(&self) -> &[u8; 32] {

@@ -363,7 +363,7 @@ impl<H: Host> Driver<H> {
             self.follow_peers(&mut topics, &mut points);
         }
         let fresh = self.resubscribe(topics, points);
-        self.history = interests.history.iter().map(|s| (gossip_topic(&s.key()).hash(), *s)).collect();
+        self.history = interests.history.iter().map(|(topic, scope)| (gossip_topic(topic).hash(), *scope)).collect();
         // Reconcile new topics with peers already on them, and every topic now and then, so
         // that nothing depends on having been online when an envelope was pushed.
         let resync_all = self.ticks.is_multiple_of(RESYNC_EVERY_TICKS);
@@ -760,39 +760,14 @@ impl<H: Host> Driver<H> {
         }
     }
 
-    /// Whether `peer` may ask us about `scope`: any topic, as before; an epoch's history only
-    /// if we and the peer both follow its key topic now (so it was a member a moment ago, and
-    /// a peer that once saw a topic cannot probe us for it later).
-    fn may_ask(&self, peer: &PeerId, scope: &Scope) -> bool {
-        let Scope::History { key, .. } = scope else { return true };
-        let hash = gossip_topic(key).hash();
-        self.subscribed.contains(&hash)
-            && self.swarm.behaviour().gossipsub.all_peers().any(|(p, topics)| p == peer && topics.contains(&&hash))
-    }
-
     /// Runs a batch of sync messages from `peer` through its state machine next to the store;
     /// hands fetched envelopes to the host (and waits until they are stored); returns the
     /// replies.
     async fn handle_sync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Vec<SyncMessage>> {
-        let mut refused = Vec::new();
-        let messages: Vec<SyncMessage> = decode_batch(bytes)?
-            .into_iter()
-            .filter(|m| match m {
-                SyncMessage::Reconcile { scope, .. } | SyncMessage::Want { scope, .. }
-                    if !self.may_ask(&peer, scope) =>
-                {
-                    refused.push(match m {
-                        SyncMessage::Want { .. } => SyncMessage::Have { scope: *scope, envelopes: Vec::new() },
-                        _ => SyncMessage::Refuse { scope: *scope },
-                    });
-                    false
-                }
-                _ => true,
-            })
-            .collect();
+        let messages = decode_batch(bytes)?;
         let syncs = self.syncs.clone();
         let wins = *self.swarm.local_peer_id() < peer;
-        let (mut replies, received, caught_up, completed) = self
+        let (replies, received, caught_up, completed) = self
             .host
             .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
@@ -809,7 +784,6 @@ impl<H: Host> Driver<H> {
                 Ok((replies, received, caught_up, completed))
             })
             .await?;
-        replies.extend(refused);
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
         self.fetched += received.len() as u64;
         if !received.is_empty() {

@@ -21,8 +21,8 @@ pub struct Interests {
     pub rendezvous: Vec<[u8; 32]>,
     /// Our unanswered contact requests, each with the rendezvous point to publish it at.
     pub requests: Vec<([u8; 32], Vec<u8>)>,
-    /// Member catch-ups to start with peers that follow the scope's key topic.
-    pub history: Vec<Scope>,
+    /// Member catch-ups to start with peers that follow the topic (of the same epoch).
+    pub history: Vec<(Topic, Scope)>,
 }
 
 pub trait Host: Send + Sync + 'static {

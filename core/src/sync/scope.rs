@@ -12,17 +12,17 @@ pub const MAX_HISTORY_PERIODS: u64 = 366;
 pub enum Scope {
     /// The envelopes of one topic.
     Topic(Topic),
-    /// The envelopes of the epoch that topic `key` belongs to, on that epoch's topics from
-    /// period `from` to tomorrow: how a member who was away catches up from another member.
-    /// `key` is a topic both follow now, so neither learns a topic it did not know, and an
-    /// observer sees only what the two already share (the request travels inside their
-    /// connection, never on gossip).
-    History { key: Topic, from: u64 },
+    /// The envelopes of the epoch whose history token of yesterday, today or tomorrow is `key`,
+    /// on that epoch's topics from period `from` to tomorrow: how a member who was away catches
+    /// up from another member. The token is derived from the epoch's secret, so only members
+    /// ask, and only members answer; the request travels inside their connection, never on
+    /// gossip.
+    History { key: [u8; 16], from: u64 },
 }
 
 impl Scope {
-    /// The topic that names this scope on the wire and in subscriptions.
-    pub fn key(&self) -> Topic {
+    /// What names this scope on the wire: a topic, or an epoch's history token.
+    pub fn key(&self) -> [u8; 16] {
         match self {
             Scope::Topic(t) | Scope::History { key: t, .. } => *t,
         }
