@@ -114,7 +114,7 @@ pub struct Message {
     pub sent_ms: u64,
     pub kind: String,
     pub body: String,
-    /// Our text messages: `queued`, `sent`, `delivered`, `read`.
+    /// Our text messages: `queued`, `sent`, `delivered`, `read`, `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).

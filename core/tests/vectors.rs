@@ -34,6 +34,7 @@ fn computed() -> Vec<(&'static str, String)> {
     v.push(("epoch.topic_period_20001", hex(&epoch.topic(20_001))));
     v.push(("epoch.header_key", hex(epoch.header_key())));
     v.push(("epoch.control_key_nonce_33", hex(&epoch.control_key(&[0x33; 24])[..])));
+    v.push(("epoch.history_token_period_20000", hex(&epoch.history_token(20_000))));
 
     // Rendezvous point and a contact link.
     v.push(("rendezvous.seed_55_period_20000", hex(&rendezvous_point(&[0x55; 32], 20_000))));
