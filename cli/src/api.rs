@@ -61,6 +61,7 @@ pub const METHODS: &[&str] = &[
     "send",
     "log",
     "read",
+    "resend",
     "settings",
     "settings.set",
     "export",
@@ -237,6 +238,10 @@ impl Api {
                 let conversation = string(params, "conversation")?;
                 let marked = node.mark_read(conversation.clone()).await?;
                 Ok(json!({ "conversation": conversation, "marked": marked }))
+            }
+            "resend" => {
+                let m = node.resend(string(params, "message")?).await?;
+                Ok(to_value(Message::from(&m)))
             }
             "settings" => Ok(json!({ "read_receipts": node.read_receipts().await? })),
             "settings.set" => {

@@ -74,6 +74,9 @@ enum Command {
     Log(commands::message::LogArgs),
     /// Mark a conversation read (and tell its members, unless read receipts are off)
     Read(commands::message::ReadArgs),
+    /// Send again a message of yours that expired (you were out of its conversation when it
+    /// would have gone; a message that merely waited past its day goes again by itself)
+    Resend(commands::message::ResendArgs),
     /// Go online, catch up with peers and relays, say what came, and exit
     ///
     /// For a laptop that does not keep `weft daemon` running. A bar shows envelopes fetched
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Send(args) => commands::message::send(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),
         Command::Read(args) => commands::message::read(&home, args, &out),
+        Command::Resend(args) => commands::message::resend(&home, args, &out),
         Command::Passphrase(cmd) => commands::passphrase::run(&home, cmd, &out),
         Command::Settings(args) => commands::settings::run(&home, args, &out),
         Command::Export(args) => commands::bundle::export(&home, args, &out),

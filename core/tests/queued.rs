@@ -157,4 +157,19 @@ fn an_epoch_change_while_queued_keeps_the_removed_out_and_a_removed_writer_expir
     assert_eq!(mine.state, Some("expired"));
     let id = weft_core::envelope::EnvelopeId::from_hex(&stranded.id).unwrap();
     assert_eq!(carol.account.expired_reason(&id).unwrap().as_deref(), Some(NOT_A_MEMBER));
+    assert!(carol.account.resend(&stranded.id).is_err(), "not while she is out");
+    let queued_ok = bob.account.history("trip", 10).unwrap().into_iter().find(|m| m.kind == "text").unwrap();
+    assert!(bob.account.resend(&queued_ok.id).is_err(), "a message on its way is not sent twice");
+
+    // Alice takes Carol back: one action sends her stranded message, under a new id.
+    alice.account.invite("trip", "carol").unwrap();
+    carry(&alice, &mut carol);
+    let again = carol.account.resend(&stranded.id).unwrap();
+    assert_ne!(again.id, stranded.id);
+    assert_eq!((again.state, again.sent_ms, again.body.as_str()), (Some("queued"), stranded.sent_ms, "anyone?"));
+    let batch = carol.account.outbox(100).unwrap();
+    for e in batch.live {
+        let _ = alice.account.receive_envelope(Envelope::parse(e).unwrap());
+    }
+    assert!(texts(&alice, "trip").contains(&"carol: anyone?".to_string()));
 }

@@ -505,6 +505,14 @@ impl WeftNode {
         .await
     }
 
+    /// Sends again a message of ours that expired (we were out of its conversation when it
+    /// would have gone); it goes by the returned message's id from now on. A message still on
+    /// its way is refused (`InvalidInput`).
+    pub async fn resend(&self, message_id: String) -> Result<Message, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.resend(message_id).await?.into()) }).await
+    }
+
     /// Marks a conversation read, telling its members unless read receipts are off; returns
     /// how many messages were unread.
     pub async fn mark_read(&self, conversation: String) -> Result<u32, WeftError> {

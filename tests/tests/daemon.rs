@@ -189,6 +189,9 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     let page_above = call(&mut rpc, "log", json!({ "conversation": "bob", "limit": 2, "before": sent[3] }));
     assert_eq!(page_above.as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), sent[1..3]);
 
+    // A message on its way is not sent twice (an expired one is: core/tests/queued.rs).
+    let refused = rpc.call("resend", json!({ "message": sent[0] })).unwrap_err();
+    assert!(refused["message"].as_str().unwrap().contains("still on its way"), "{refused}");
     let unread = call(&mut rpc, "read", json!({ "conversation": "carol" }));
     assert_eq!(unread, json!({ "conversation": "carol", "marked": 0 }));
     assert_eq!(call(&mut rpc, "settings", json!({})), json!({ "read_receipts": true }));
@@ -200,6 +203,7 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert_eq!(exported["bytes"].as_u64(), Some(std::fs::metadata(&bundle).unwrap().len()));
     let status = call(&mut rpc, "status", json!({}));
     assert_eq!((status["running"].clone(), status["outbox"].as_u64().is_some()), (json!(true), true), "{status}");
+    called.push("resend".into());
     called.push("unsubscribe".into());
     assert_eq!(rpc.ok("unsubscribe", json!({})), json!({ "subscribed": false }));
 

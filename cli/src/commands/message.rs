@@ -72,3 +72,16 @@ pub fn read(home_dir: &Path, args: ReadArgs, out: &Output) -> Result<()> {
     });
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ResendArgs {
+    /// The message's id, as `weft log --json` prints it
+    message: String,
+}
+
+pub fn resend(home_dir: &Path, args: ResendArgs, out: &Output) -> Result<()> {
+    let result = backend::call(home_dir, "resend", json!({ "message": args.message }))?;
+    let m: Message = parse(&result)?;
+    out.print(&result, || format!("Queued again for {} (its id is now {}).", m.conversation, m.id));
+    Ok(())
+}

@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::Account;
+use super::{Account, MessageInfo};
 use crate::envelope::EnvelopeId;
 use crate::error::{Error, Result};
 use crate::group::{Content, Group, GroupId, Inner, period_of};
-use crate::store::{OutboxEntry, Rows};
+use crate::store::{MessageRow, OutboxEntry, Rows};
 
 /// What the transports should do with the outbox now.
 #[derive(Debug, Default)]
@@ -207,6 +207,39 @@ impl Account {
             }
             Ok(sent)
         })
+    }
+
+    /// Sends again a message of ours that expired (we had left its conversation before it went
+    /// out, and are back in it): the same text and time, sealed anew; it goes by the new id.
+    /// A message still on its way is refused, so nobody gets it twice.
+    pub fn resend(&mut self, message: &str) -> Result<MessageInfo> {
+        let not_found = || Error::NotFound { what: "message", name: message.to_owned() };
+        let id = EnvelopeId::from_hex(message).ok_or_else(not_found)?;
+        let row = self.store.read().message(&id)?.filter(|m| m.outgoing && m.kind == "text").ok_or_else(not_found)?;
+        if self.store.read().expired_reason(&id)?.is_none() {
+            return Err(Error::NotAllowed("that message is still on its way; only an expired one is sent again"));
+        }
+        let now = self.now();
+        let mut group = self.groups.remove(&row.group_id).ok_or_else(not_found)?;
+        let sealed = group.reseal(&self.me, Content::Text(row.body.clone()), row.sent_ms, now, self.entropy.as_mut());
+        let written = sealed.and_then(|sealed| {
+            let last = sealed.last().expect("a reseal makes at least one envelope");
+            let (new, lamport) = (last.envelope.id(), last.inner.lamport);
+            self.store.write(|tx| {
+                super::conversations::put_sent(tx, &row.group_id, &sealed, now)?;
+                tx.rename_message(&id, &new, lamport)?;
+                tx.clear_expired(&id)?;
+                tx.forget_unsent(&id)?;
+                tx.save_group(&mut group)?;
+                Ok(())
+            })?;
+            Ok((new, lamport))
+        });
+        let (new, lamport) = self.settle([group], written)?;
+        let conversation = self.conversation_name(&row.group_id);
+        let mut info = self.message_info(&MessageRow { id: new, lamport, ..row }, &conversation);
+        info.state = Some("queued");
+        Ok(info)
     }
 
     /// Why a message of ours cannot be delivered, if it cannot.

@@ -338,6 +338,15 @@ impl Node {
         self.call(move |a| a.history_before(&conversation, before.as_deref(), limit)).await
     }
 
+    /// Sends again a message of ours that expired (see [`Account::resend`]); subscribers hear
+    /// of its new id.
+    pub async fn resend(&self, message: String) -> Result<MessageInfo> {
+        let old = message.clone();
+        let info = self.call_and_push(move |a| a.resend(&message)).await?;
+        self.emit(NodeEvent::MessageResealed { old_id: old, new_id: info.id.clone() });
+        Ok(info)
+    }
+
     /// Marks a conversation read (telling the others, unless read receipts are off); returns
     /// how many messages were unread.
     pub async fn mark_read(&self, conversation: String) -> Result<usize> {

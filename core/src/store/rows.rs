@@ -636,6 +636,37 @@ pub trait Rows {
             .optional()?)
     }
 
+    /// One message, by id.
+    fn message(&self, id: &EnvelopeId) -> Result<Option<MessageRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM messages
+                 WHERE envelope_id = ?1",
+                [&id.0[..]],
+                |r| {
+                    Ok(MessageRow {
+                        id: EnvelopeId(blob32(r.get(0)?)?),
+                        group_id: blob32(r.get(1)?)?,
+                        sender: blob32(r.get(2)?)?,
+                        lamport: r.get::<_, i64>(3)? as u64,
+                        sent_ms: r.get::<_, i64>(4)? as u64,
+                        kind: r.get(5)?,
+                        body: r.get(6)?,
+                        outgoing: r.get(7)?,
+                        via: r.get(8)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// A message of ours that expired is on its way again.
+    fn clear_expired(&self, id: &EnvelopeId) -> Result<()> {
+        self.conn().execute("DELETE FROM expired WHERE envelope_id = ?1", [&id.0[..]])?;
+        Ok(())
+    }
+
     /// Which of these messages cannot be delivered.
     fn expired_among(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashSet<EnvelopeId>> {
         let mut stmt = self.conn().prepare_cached("SELECT 1 FROM expired WHERE envelope_id = ?1")?;
