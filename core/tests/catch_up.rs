@@ -4,26 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use weft_core::account::{Account, CATCH_UP_BUCKET_BITS};
-use weft_core::crypto::SeededEntropy;
-use weft_core::store::DatabaseKey;
+use weft_core::account::CATCH_UP_BUCKET_BITS;
+
+mod common;
+use common::{DAY_MS, carry, person};
 use weft_core::sync::{PeerSync, SyncMessage};
-
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-fn account(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> (Account, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let c = clock.clone();
-    let account = Account::create_with_key(
-        dir.path(),
-        &DatabaseKey::from_bytes([seed as u8; 32]),
-        Some(name),
-        Box::new(SeededEntropy::new(seed)),
-        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-    )
-    .unwrap();
-    (account, dir)
-}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -32,21 +17,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
-    let (mut alice, _a) = account("alice", 1, &clock);
-    let (mut bob, _b) = account("bob", 2, &clock);
-    alice.add_contact(&bob.card().to_link(), None).unwrap();
-    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
-    bob.accept_contact("alice").unwrap();
-    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
+    let mut alice = person("alice", 1, &clock);
+    let mut bob = person("bob", 2, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    carry(&bob, &mut alice);
+    let bob = &mut bob.account;
     bob.create_group("trip").unwrap();
     bob.invite("trip", "alice").unwrap();
 
     // Back a day later: what bob follows covers it, and the relay is asked nothing.
     clock.fetch_add(DAY_MS, Ordering::SeqCst);
-    assert!(bob.catch_up_plan().unwrap().is_none());
+    assert!(bob.catch_up_plan(false).unwrap().is_none());
     // Back a week later: one request.
     clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);
-    let plan = bob.catch_up_plan().unwrap().expect("a week away is behind");
+    let plan = bob.catch_up_plan(false).unwrap().expect("a week away is behind");
     assert_eq!(plan.conversations(), 2);
     assert_eq!(plan.buckets.bits(), CATCH_UP_BUCKET_BITS);
     let request = PeerSync::default().start_catch_up(plan.after, plan.buckets.clone()).unwrap().encode();
@@ -73,4 +59,79 @@ fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
         SyncMessage::Since { after, .. } => assert!(after.stored_ms < 1_700_000_000_000),
         other => panic!("{other:?}"),
     }
+}
+
+/// Alice and Bob, contacts, on `clock`.
+fn contacts(clock: &Arc<AtomicU64>) -> (common::Person, common::Person) {
+    let mut alice = person("alice", 1, clock);
+    let mut bob = person("bob", 2, clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    carry(&bob, &mut alice);
+    (alice, bob)
+}
+
+/// A visit of a few seconds with a relay does not count as having followed the day: what
+/// reached the relay late on it is asked for next time; a whole round does.
+#[test]
+fn only_a_settled_visit_moves_the_day_caught_up_through() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (_alice, mut bob) = contacts(&clock);
+    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    assert!(bob.account.catch_up_plan(false).unwrap().is_none(), "a brief visit the next day");
+    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    let plan = bob.account.catch_up_plan(true).unwrap().expect("the day before the visit was not followed whole");
+    assert_eq!(plan.missed_topics().len(), 1);
+    // The relays answer it whole; then, with the day's topics followed for a round, bob is in
+    // step through today.
+    assert_eq!(bob.account.caught_up(&plan).unwrap(), 1);
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none());
+    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none(), "after a settled visit, the next day asks nothing");
+}
+
+/// However long a device was away, a relay is asked only for what it can still hold; and a
+/// clock that was once set ahead does not switch catching up off.
+#[test]
+fn a_catch_up_reaches_back_only_as_far_as_relays_keep_and_survives_a_clock_set_ahead() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (_alice, mut bob) = contacts(&clock);
+    clock.fetch_add(100 * DAY_MS, Ordering::SeqCst);
+    let today_ms = clock.load(Ordering::SeqCst);
+    let plan = bob.account.catch_up_plan(false).unwrap().expect("a hundred days away");
+    assert!(plan.after.stored_ms >= today_ms - 17 * DAY_MS, "not the whole hundred days");
+    assert!(plan.missed_topics().len() <= 15);
+
+    // A run with the clock a year ahead, settled with a relay...
+    clock.fetch_add(365 * DAY_MS, Ordering::SeqCst);
+    bob.account.catch_up_plan(true).unwrap();
+    // ...then the clock is right again, and a week passes.
+    clock.fetch_sub(365 * DAY_MS, Ordering::SeqCst);
+    clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);
+    assert!(bob.account.catch_up_plan(false).unwrap().is_some(), "the week away is still asked for");
+}
+
+/// A history key travels bound to the two peers of a connection: a peer it was handed to
+/// cannot use it with another member.
+#[test]
+fn a_history_key_handed_to_one_peer_is_refused_by_another() {
+    use weft_core::sync::{EnvelopeSource, PeerBound, Scope, bind_history};
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, mut bob) = contacts(&clock);
+    bob.account.send("alice", "in the history").unwrap();
+    carry(&bob, &mut alice);
+    clock.fetch_add(5 * DAY_MS, Ordering::SeqCst);
+    let (_, Scope::History { key: token, from }) = alice.account.history_wanted()[0] else { panic!("a history") };
+    // (A running node follows the day on every tick.)
+    bob.account.follow_the_day();
+    let (alice_id, bob_id, mallory) = (b"alice-peer".as_slice(), b"bob-peer".as_slice(), b"mallory-peer".as_slice());
+    // What alice sends bob: served by bob to alice.
+    let to_bob = Scope::History { key: bind_history(&token, alice_id, bob_id), from };
+    assert!(PeerBound::new(&bob.account, bob_id, alice_id).ids(&to_bob).is_some());
+    // Mallory saw what alice sent her (she posed as a member on the topic), and replays it to bob.
+    let to_mallory = Scope::History { key: bind_history(&token, alice_id, mallory), from };
+    assert_eq!(PeerBound::new(&bob.account, bob_id, mallory).ids(&to_mallory), None);
+    // The bare token is no key on the wire either.
+    assert_eq!(PeerBound::new(&bob.account, bob_id, mallory).ids(&Scope::History { key: token, from }), None);
 }

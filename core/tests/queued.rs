@@ -6,46 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use weft_core::account::{Account, NOT_A_MEMBER};
-use weft_core::crypto::SeededEntropy;
+use weft_core::account::NOT_A_MEMBER;
 use weft_core::envelope::Envelope;
-use weft_core::store::DatabaseKey;
 
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-struct Person {
-    account: Account,
-    _dir: tempfile::TempDir,
-}
-
-fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
-    let dir = tempfile::tempdir().unwrap();
-    let c = clock.clone();
-    let account = Account::create_with_key(
-        dir.path(),
-        &DatabaseKey::from_bytes([seed as u8; 32]),
-        Some(name),
-        Box::new(SeededEntropy::new(seed)),
-        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-    )
-    .unwrap();
-    Person { account, _dir: dir }
-}
-
-fn carry(from: &Person, to: &mut Person) -> weft_core::account::ImportReport {
-    let bundle = from.account.export_bundle().unwrap();
-    to.account.import_bundle(&bundle).unwrap()
-}
-
-fn texts(p: &Person, conversation: &str) -> Vec<String> {
-    p.account
-        .history(conversation, 1000)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind == "text")
-        .map(|m| format!("{}: {}", m.sender, m.body))
-        .collect()
-}
+mod common;
+use common::{DAY_MS, Person, carry, person, texts};
 
 /// Alice and Bob, contacts, and what Alice's outbox holds afterwards handed over (a network
 /// took it), so that only what follows waits.

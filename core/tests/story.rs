@@ -2,46 +2,12 @@
 //! bundles, make a group with a third, remove them, and the removed one reads nothing new.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use weft_core::account::Account;
-use weft_core::crypto::SeededEntropy;
-use weft_core::store::DatabaseKey;
+mod common;
+use common::{carry, person, texts};
+
 use weft_core::sync::Scope;
-
-struct Person {
-    account: Account,
-    _dir: tempfile::TempDir,
-}
-
-fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
-    let dir = tempfile::tempdir().unwrap();
-    let c = clock.clone();
-    let account = Account::create_with_key(
-        dir.path(),
-        &DatabaseKey::from_bytes([seed as u8; 32]),
-        Some(name),
-        Box::new(SeededEntropy::new(seed)),
-        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-    )
-    .unwrap();
-    Person { account, _dir: dir }
-}
-
-fn carry(from: &Person, to: &mut Person) -> weft_core::account::ImportReport {
-    let bundle = from.account.export_bundle().unwrap();
-    to.account.import_bundle(&bundle).unwrap()
-}
-
-fn texts(p: &Person, conversation: &str) -> Vec<String> {
-    p.account
-        .history(conversation, 1000)
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.kind == "text")
-        .map(|m| format!("{}: {}", m.sender, m.body))
-        .collect()
-}
 
 #[test]
 fn offline_story() {

@@ -16,10 +16,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use weft_core::account::CatchUpPlan;
-use weft_core::net::{Host, NetConfig, PeerId};
+use weft_core::net::{Host, PeerId};
 use weft_core::relay::{Cache, CacheLimits};
 use weft_core::sync::{EnvelopeSource, Item, PeerSync, Scope, SyncMessage};
-use weft_tests::nodes::{Clock, config, create_with_clock, eventually, introduce, online, texts};
+use weft_tests::nodes::{Clock, config, create_with_clock, eventually, introduce, online, relay_with_clock, texts};
 use weft_tests::proxy::Proxy;
 
 const CONVERSATIONS: usize = 10;
@@ -92,15 +92,7 @@ fn crowd(plan: &CatchUpPlan, relay: &Cache, own: &HashSet<[u8; 16]>) -> usize {
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::default();
-    let (relay_net, relay) = weft_core::relay::start_with_clock(
-        &dir.path().join("relay"),
-        NetConfig { mdns: false, ..config(vec![], vec![]) },
-        CacheLimits::default(),
-        clock.shared(),
-    )
-    .await
-    .unwrap();
-    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).unwrap();
+    let (relay_net, relay, relay_addr) = relay_with_clock(dir.path(), &clock).await;
     let port = match relay_addr.iter().nth(1) {
         Some(weft_core::net::Protocol::Tcp(port)) => port,
         other => panic!("unexpected {other:?}"),
@@ -144,7 +136,7 @@ async fn run() {
 
     // A week later. What the device would ask, before it asks.
     clock.advance_days(7);
-    let plan = bob.call(|a| a.catch_up_plan()).await.unwrap().expect("a week away is behind");
+    let plan = bob.call(|a| a.catch_up_plan(false)).await.unwrap().expect("a week away is behind");
     let mut cache = Cache::new(CacheLimits::default());
     for e in &held {
         cache.insert(e.clone(), b"held".to_vec(), clock.now_ms() - 7 * 24 * 3600 * 1000).unwrap();

@@ -85,6 +85,21 @@ pub async fn reopen(dir: &Path, name: &str) -> Arc<Node> {
     Arc::new(Node::open_with_key(dir.join(name), key_of(name)).await.expect("reopening a node"))
 }
 
+/// A relay in this process (its cache in `dir/relay`), on loopback and on `clock`'s time; with
+/// its address, peer id included.
+pub async fn relay_with_clock(dir: &Path, clock: &Clock) -> (NetHandle, Arc<weft_core::relay::RelayHost>, Multiaddr) {
+    let (net, relay) = weft_core::relay::start_with_clock(
+        &dir.join("relay"),
+        config(vec![], vec![]),
+        weft_core::relay::CacheLimits::default(),
+        clock.shared(),
+    )
+    .await
+    .expect("starting a relay");
+    let addr = net.listen_addrs().await[0].clone().with_p2p(net.peer_id).expect("a plain address");
+    (net, relay, addr)
+}
+
 /// Loopback TCP only, no mDNS, a fast tick.
 pub fn config(bootstrap: Vec<Multiaddr>, relays: Vec<Multiaddr>) -> NetConfig {
     NetConfig {

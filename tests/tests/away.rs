@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_core::net::{Multiaddr, NetConfig, NetHandle};
+use weft_core::net::{Multiaddr, NetHandle};
 use weft_core::node::Node;
-use weft_core::relay::{CacheLimits, RelayHost};
-use weft_tests::nodes::{Clock, config, create_with_clock, eventually, introduce, online, texts};
+use weft_core::relay::RelayHost;
+use weft_tests::nodes::{Clock, config, create_with_clock, eventually, introduce, online, relay_with_clock, texts};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -23,15 +23,7 @@ struct World {
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::default();
-    let (relay_net, relay) = weft_core::relay::start_with_clock(
-        &dir.path().join("relay"),
-        NetConfig { mdns: false, ..config(vec![], vec![]) },
-        CacheLimits::default(),
-        clock.shared(),
-    )
-    .await
-    .unwrap();
-    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).unwrap();
+    let (relay_net, relay, relay_addr) = relay_with_clock(dir.path(), &clock).await;
     let alice = create_with_clock(dir.path(), "alice", &clock).await;
     let bob = create_with_clock(dir.path(), "bob", &clock).await;
     introduce(&alice, &bob).await;
@@ -208,4 +200,23 @@ async fn a_mesh_carrier_brings_it_three_days_later() {
     let _mesh_b = mesh::start_with_clock(w.bob.clone(), radio_b, RouterConfig::default(), w.clock.shared());
     air.set_position(c, 4_990.0, 0.0);
     eventually("bob to read what the carrier brought", 60, || async { texts(&w.bob, "alice").await.len() == 1 }).await;
+}
+
+/// Bob lists two relays; one of them holds nothing for him (new, or wiped). Its empty answer
+/// does not end the catch-up: the other's is waited for, and the message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_holds_nothing_does_not_end_the_catch_up() {
+    let w = world().await;
+    let (alice_net, _) = online(&w.alice, config(vec![], vec![w.relay_addr.clone()])).await;
+    let sent = w.alice.send("bob".into(), "only the first relay has this".into()).await.unwrap();
+    eventually("the relay to hold alice's message", 60, || async { relay_holds(&w.relay, &sent.id) }).await;
+    alice_net.stop();
+
+    w.clock.advance_days(7);
+    let (empty_net, _empty, empty_addr) = relay_with_clock(&w._dir.path().join("empty"), &w.clock).await;
+    let (bob_net, _) = online(&w.bob, config(vec![], vec![empty_addr, w.relay_addr.clone()])).await;
+    eventually("bob to read it", 60, || async { texts(&w.bob, "alice").await.len() == 1 }).await;
+    bob_net.stop();
+    empty_net.stop();
+    w.relay_net.stop();
 }

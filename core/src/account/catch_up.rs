@@ -9,9 +9,11 @@
 //!   missed period on, keyed by the epoch's history token of the day (derived from its secret:
 //!   a peer that merely saw the epoch's topic cannot ask).
 //!
-//! Either, once complete, moves the conversation's period to yesterday, unless the round taught
-//! the device a new epoch (a membership change while it was away): then the new epoch's days are
-//! asked for in the next round.
+//! Only relays the user listed move the period: once every one of them has answered a round
+//! whole, unless the round taught the device a new epoch (a membership change while it was
+//! away), whose days the next round asks for. A member's answer is never taken as proof of
+//! being complete (the member may have been away too, or lie): histories are asked of members
+//! for as long as the conversation is behind.
 
 use std::collections::HashSet;
 
@@ -24,6 +26,8 @@ use crate::sync::{Buckets, Cursor, EnvelopeSource, Item, Scope};
 
 /// Topics are spread over 2^8 buckets for a relay catch-up: see docs/DECISIONS.md.
 pub const CATCH_UP_BUCKET_BITS: u8 = 8;
+/// What a relay keeps, in periods (14 days by default), and one more for clock skew.
+const RELAY_KEEPS_PERIODS: u64 = 15;
 /// Relays and devices disagree on the time by up to this much; a catch-up asks from this much
 /// before the device left.
 const CLOCK_SLACK_MS: u64 = PERIOD_MS;
@@ -61,10 +65,12 @@ impl CatchUpPlan {
 }
 
 impl Account {
-    /// The period a conversation is caught up through: as recorded, else since it began.
+    /// The period a conversation is caught up through: as recorded, else since it began; never
+    /// later than today (a clock that was once set ahead must not switch catching up off).
     fn synced_period(&self, gid: &GroupId) -> u64 {
         let recorded = self.store.read().synced_through(gid).ok().flatten();
-        recorded.unwrap_or_else(|| self.groups.get(gid).map_or(0, |g| period_of(g.created_ms)))
+        let synced = recorded.unwrap_or_else(|| self.groups.get(gid).map_or(0, |g| period_of(g.created_ms)));
+        synced.min(period_of(self.now()))
     }
 
     /// Conversations with a day no longer followed (before yesterday) that was not followed
@@ -87,27 +93,35 @@ impl Account {
         epochs
     }
 
-    /// Connected to a relay: conversations in step move their period to yesterday, and for
-    /// those that missed whole days, the catch-up to ask the relay for (`None` if none did).
-    pub fn catch_up_plan(&mut self) -> Result<Option<CatchUpPlan>> {
+    /// Connected to the relays the user listed: conversations in step move on (through today
+    /// once the device has followed the day's topics with a relay for a whole round, `settled`;
+    /// through yesterday before that, so that a visit of a few seconds does not skip what
+    /// reached the relay late yesterday), and for those that missed whole days, the catch-up to
+    /// ask the relays for (`None` if none did).
+    pub fn catch_up_plan(&mut self, settled: bool) -> Result<Option<CatchUpPlan>> {
         self.follow_the_day();
         let today = period_of(self.now());
         let behind = self.behind();
         let lagging: HashSet<GroupId> = behind.iter().map(|(g, _)| *g).collect();
-        let in_step: Vec<GroupId> = self
+        let target = if settled { today } else { today.saturating_sub(1) };
+        let moving: Vec<GroupId> = self
             .groups
             .values()
             .filter(|g| g.current_epoch().is_some() && !lagging.contains(&g.id))
+            .filter(|g| self.store.read().synced_through(&g.id).ok().flatten().is_none_or(|p| p < target))
             .map(|g| g.id)
             .collect();
-        if !in_step.is_empty() {
+        if !moving.is_empty() {
             self.store.write_relaxed(|tx| {
-                for gid in &in_step {
-                    tx.set_synced_through(gid, today)?;
+                for gid in &moving {
+                    tx.set_synced_through(gid, target)?;
                 }
                 Ok(())
             })?;
         }
+        // Nothing older than what a relay keeps is asked of one.
+        let oldest = today.saturating_sub(RELAY_KEEPS_PERIODS);
+        let behind: Vec<(GroupId, u64)> = behind.into_iter().map(|(g, p)| (g, p.max(oldest))).collect();
         let Some(earliest) = behind.iter().map(|(_, p)| *p).min() else { return Ok(None) };
         let mut buckets = Buckets::new(CATCH_UP_BUCKET_BITS);
         let mut missed = Vec::new();
@@ -129,11 +143,12 @@ impl Account {
         Ok(Some(CatchUpPlan { after, buckets, missed, covers }))
     }
 
-    /// A relay answered a whole catch-up (and what it sent was received before this call): the
-    /// conversations it covered are caught up, unless they learned of a new epoch meanwhile,
-    /// whose days the next plan asks for. Returns how many conversations caught up.
+    /// Every listed relay answered a whole catch-up (and what they sent was received before
+    /// this call): the conversations it covered are caught up through yesterday (today's and
+    /// yesterday's topics are followed), unless they learned of a new epoch meanwhile, whose
+    /// days the next plan asks for. Returns how many conversations caught up.
     pub fn caught_up(&mut self, plan: &CatchUpPlan) -> Result<usize> {
-        let today = period_of(self.now());
+        let today = period_of(self.now()).saturating_sub(1);
         let done: Vec<GroupId> =
             plan.covers.iter().filter(|(gid, epochs)| self.epochs_of(gid) == *epochs).map(|(gid, _)| *gid).collect();
         self.store.write_relaxed(|tx| {
@@ -159,19 +174,6 @@ impl Account {
             .collect()
     }
 
-    /// A member catch-up keyed by `token` ended with everything fetched (and received before
-    /// this call): if that epoch is still the conversation's current one, it is caught up.
-    pub fn history_synced(&mut self, token: &[u8; 16]) -> Result<bool> {
-        let Some((gid, epoch)) = self.topics.epoch_of_token(token) else { return Ok(false) };
-        let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
-        if current != Some(epoch) {
-            return Ok(false);
-        }
-        let today = period_of(self.now());
-        self.store.write_relaxed(|tx| tx.set_synced_through(&gid, today))?;
-        Ok(true)
-    }
-
     /// The topics a history scope covers: those of the token's epoch from `from` on (as far
     /// back as the index reaches). `None` unless the token is one of an epoch of ours: a peer
     /// that only saw our topics (every connected peer does) is refused.
@@ -192,6 +194,10 @@ impl EnvelopeSource for Account {
                 Some(store.short_ids_on_topics(&self.history_topics(key, *from)?).unwrap_or_default())
             }
         }
+    }
+
+    fn history_tokens(&self) -> Vec<[u8; 16]> {
+        self.topics.tokens().collect()
     }
 
     fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {

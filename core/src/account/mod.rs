@@ -8,7 +8,7 @@ mod contacts;
 pub use contacts::RequestOutcome;
 mod conversations;
 mod outbox;
-pub use outbox::{NOT_A_MEMBER, OutboxBatch};
+pub use outbox::{NOT_A_MEMBER, OutboxBatch, QUEUED_BY_AN_OLDER_VERSION, THE_GROUP_MOVED_ON};
 mod receipts;
 pub use receipts::Acknowledged;
 mod receive;

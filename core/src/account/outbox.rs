@@ -10,7 +10,7 @@
 //! handed both, and a message keeps its place in history under its new id. Only what cannot be
 //! delivered at all (we are no longer a member) expires, with the reason.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::{Account, MessageInfo};
 use crate::envelope::EnvelopeId;
@@ -28,10 +28,17 @@ pub struct OutboxBatch {
     pub resealed: Vec<(String, String)>,
     /// Our messages that cannot be delivered, with why.
     pub expired: Vec<(String, String)>,
+    /// Envelopes of ours that were sealed again or dropped, and deleted: a transport that
+    /// holds a copy (the mesh's cache) must forget it, so that nobody gets both.
+    pub forgotten: Vec<EnvelopeId>,
 }
 
 /// Why a message of ours expires when we are no longer in its conversation.
 pub const NOT_A_MEMBER: &str = "you are no longer a member of this conversation";
+/// Why a message queued by a version of Weft that did not keep what it says expires.
+pub const QUEUED_BY_AN_OLDER_VERSION: &str = "it waited too long, queued by an older version of Weft: send it again";
+/// Why a membership change expires: so many changes came since that nobody reads its epoch.
+pub const THE_GROUP_MOVED_ON: &str = "the group changed too often while it waited";
 
 /// One stale envelope, sorted out.
 enum Fate {
@@ -41,6 +48,9 @@ enum Fate {
     /// new chain (with a new share) at its next message.
     Dropped,
     Expired(&'static str),
+    /// It could not be sealed again just now (not for want of membership): it stays, and the
+    /// next look tries again.
+    Kept,
 }
 
 impl Account {
@@ -49,12 +59,11 @@ impl Account {
     pub fn outbox(&mut self, limit: usize) -> Result<OutboxBatch> {
         self.follow_the_day();
         let entries = self.store.read().outbox_entries(limit)?;
-        let followed: HashSet<_> = self.sync_topics(1).into_iter().collect();
         let mut batch = OutboxBatch::default();
         let mut stale = Vec::new();
         for entry in entries {
             let inner = entry.inner.as_deref().and_then(|b| Inner::decode(b).ok());
-            if self.still_current(&entry, inner.as_ref(), &followed) {
+            if self.still_current(&entry, inner.as_ref()) {
                 batch.live.push(entry.bytes);
             } else {
                 stale.push((entry, inner));
@@ -67,18 +76,17 @@ impl Account {
     }
 
     /// Whether members read this envelope where it is: a message under a topic of the current
-    /// epoch from yesterday on; a control message under any topic still followed.
-    fn still_current(&self, entry: &OutboxEntry, inner: Option<&Inner>, followed: &HashSet<[u8; 16]>) -> bool {
+    /// epoch from yesterday on; a control message under a topic of its own epoch from
+    /// yesterday on (it is read by those who have not applied it yet).
+    fn still_current(&self, entry: &OutboxEntry, inner: Option<&Inner>) -> bool {
         let topic: [u8; 16] = entry.bytes[1..17].try_into().expect("an envelope holds a topic");
-        let control =
-            matches!(inner.map(|i| &i.content), None | Some(Content::Membership { .. } | Content::KeyShare(_)));
-        if control {
-            return followed.contains(&topic);
-        }
         let Some(((gid, epoch), period)) = self.topics.locate(&topic) else { return false };
         let today = period_of(self.now());
+        let recent = period + 1 >= today && period <= today + 1;
+        let control =
+            matches!(inner.map(|i| &i.content), None | Some(Content::Membership { .. } | Content::KeyShare(_)));
         let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
-        current == Some(epoch) && period + 1 >= today && period <= today + 1
+        recent && (control || current == Some(epoch))
     }
 
     fn seal_again(&mut self, stale: Vec<(OutboxEntry, Option<Inner>)>, batch: &mut OutboxBatch) -> Result<()> {
@@ -86,33 +94,34 @@ impl Account {
         let mut taken: BTreeMap<GroupId, Group> = BTreeMap::new();
         let mut fates = Vec::with_capacity(stale.len());
         for (entry, inner) in stale {
+            let message = self.store.read().is_message(&entry.id)?;
             let topic: [u8; 16] = entry.bytes[1..17].try_into().expect("an envelope holds a topic");
             let located = self.topics.locate(&topic);
             let Some(gid) = entry.group.or(located.map(|((g, _), _)| g)) else {
-                fates.push((entry, None, Fate::Expired(NOT_A_MEMBER)));
+                fates.push((entry, message, Fate::Expired(NOT_A_MEMBER)));
                 continue;
             };
             let group = match taken.entry(gid) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     let Some(group) = self.groups.remove(&gid) else {
-                        fates.push((entry, None, Fate::Expired(NOT_A_MEMBER)));
+                        fates.push((entry, message, Fate::Expired(NOT_A_MEMBER)));
                         continue;
                     };
                     v.insert(group)
                 }
             };
-            let fate = self.fate_of(group, &entry, inner.clone(), located.map(|((_, e), _)| e), now);
-            fates.push((entry, inner, fate));
+            let fate = self.fate_of(group, &entry, inner, message, located.map(|((_, e), _)| e), now);
+            fates.push((entry, message, fate));
         }
         let written = self.store.write(|tx| {
-            for (entry, _, fate) in &fates {
+            for (entry, message, fate) in &fates {
                 match fate {
                     Fate::Resealed(gid, sealed) => {
                         tx.forget_unsent(&entry.id)?;
                         super::conversations::put_sent(tx, gid, sealed, now)?;
                         let last = sealed.last().expect("a reseal makes at least one envelope");
-                        if tx.is_message(&entry.id)? {
+                        if *message {
                             tx.rename_message(&entry.id, &last.envelope.id(), last.inner.lamport)?;
                         }
                     }
@@ -121,6 +130,7 @@ impl Account {
                         tx.outbox_remove(&entry.id)?;
                         tx.mark_expired(&entry.id, reason)?;
                     }
+                    Fate::Kept => {}
                 }
             }
             for group in taken.values_mut() {
@@ -129,55 +139,61 @@ impl Account {
             Ok(())
         });
         self.settle(taken.into_values(), written)?;
-        for (entry, inner, fate) in fates {
-            let message = matches!(inner.map(|i| i.content), Some(Content::Text(_)));
+        for (entry, message, fate) in fates {
             match fate {
                 Fate::Resealed(_, sealed) => {
                     let last = sealed.last().expect("a reseal makes at least one envelope");
                     if message {
                         batch.resealed.push((entry.id.to_hex(), last.envelope.id().to_hex()));
                     }
+                    batch.forgotten.push(entry.id);
                     batch.live.extend(sealed.iter().map(|s| s.envelope.as_bytes().to_vec()));
                 }
-                Fate::Dropped => {}
+                Fate::Dropped => batch.forgotten.push(entry.id),
                 Fate::Expired(reason) if message => batch.expired.push((entry.id.to_hex(), reason.to_owned())),
-                Fate::Expired(_) => {}
+                Fate::Expired(_) | Fate::Kept => {}
             }
         }
         Ok(())
     }
 
-    /// What becomes of one stale envelope of `group`.
+    /// What becomes of one stale envelope of `group` (`message`: a message of our history).
     fn fate_of(
         &mut self,
         group: &mut Group,
         entry: &OutboxEntry,
         inner: Option<Inner>,
+        message: bool,
         epoch: Option<[u8; 32]>,
         now: u64,
     ) -> Fate {
         let gid = group.id;
+        // What is sealed again must not name its old self as a parent.
         group.forget_head(&entry.id);
         let Some(inner) = inner else {
+            if message {
+                return Fate::Expired(QUEUED_BY_AN_OLDER_VERSION);
+            }
             group.restart_chain();
             return Fate::Dropped;
         };
         let result = match inner.content {
             content @ (Content::Membership { .. } | Content::KeyShare(_)) => {
-                let Some(epoch) = epoch else {
-                    group.restart_chain();
-                    return Fate::Dropped;
-                };
                 let is_share = matches!(content, Content::KeyShare(_));
                 let current = group.current_epoch().map(|e| e.id);
-                if is_share && current != Some(epoch) {
+                let followed = epoch.is_some_and(|e| {
+                    current == Some(e)
+                        || group.previous_epochs(super::receive::PREVIOUS_EPOCHS_FOLLOWED).any(|p| p.id == e)
+                });
+                match epoch {
                     // Its chain ended with its epoch; the messages on it are sealed again on a
                     // new chain of the current epoch, which brings its own share.
-                    return Fate::Dropped;
+                    _ if is_share && (epoch != current || epoch.is_none()) => return Fate::Dropped,
+                    Some(e) if followed => group
+                        .reseal_control(&self.me, &e, content, inner.sent_ms, now, self.entropy.as_mut())
+                        .map(|s| vec![s]),
+                    _ => return Fate::Expired(THE_GROUP_MOVED_ON),
                 }
-                group
-                    .reseal_control(&self.me, &epoch, content, inner.sent_ms, now, self.entropy.as_mut())
-                    .map(|s| vec![s])
             }
             content => group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut()),
         };
@@ -185,8 +201,8 @@ impl Account {
             Ok(sealed) => Fate::Resealed(gid, sealed),
             Err(Error::NotInGroup | Error::NotAMember) => Fate::Expired(NOT_A_MEMBER),
             Err(e) => {
-                tracing::debug!(error = %e, "an envelope could not be sealed again");
-                Fate::Expired(NOT_A_MEMBER)
+                tracing::debug!(error = %e, "an envelope could not be sealed again; it stays queued");
+                Fate::Kept
             }
         }
     }

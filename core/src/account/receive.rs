@@ -16,7 +16,7 @@ use crate::store::{EnvelopeStatus, MessageRow, Rows};
 /// much by sending it.
 const MAX_WAITING_PER_GROUP: usize = 20_000;
 /// Epochs before the current one whose topics are still followed, per group.
-const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
+pub(super) const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
 /// Peer addresses remembered for reconnecting after a restart.
 const MAX_PEER_ADDRS: usize = 32;
 

@@ -33,6 +33,11 @@ impl TopicIndex {
         self.by_token.get(token).copied()
     }
 
+    /// Every history token indexed.
+    pub fn tokens(&self) -> impl Iterator<Item = [u8; 16]> + '_ {
+        self.by_token.keys().copied()
+    }
+
     /// Every topic indexed.
     pub fn all(&self) -> impl Iterator<Item = Topic> + '_ {
         self.by_topic.keys().copied()

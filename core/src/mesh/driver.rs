@@ -230,6 +230,10 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
 /// Originates what waits in the outbox.
 async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: &mut HashMap<LinkId, OpenLink>) {
     let Ok(batch) = node.call(|a| a.outbox(256)).await else { return };
+    // What was sealed again went out of the store: our cache must not hand the old copy on.
+    for id in &batch.forgotten {
+        router.forget(&crate::sync::short_id(id));
+    }
     let live = node.take_outbox(batch);
     for envelope in live {
         // Held already (adopted, or pushed before): the router reports a hand-over it made.

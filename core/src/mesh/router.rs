@@ -234,6 +234,14 @@ impl Router {
         self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
     }
 
+    /// Forgets an envelope of ours that never left and was sealed again (or dropped): it must not
+    /// go out now, and is not taken back if a neighbour offers it.
+    pub fn forget(&mut self, id: &Item) {
+        if self.held.get(id).is_some_and(|h| h.own && !h.handed_out) {
+            self.remove(id, true);
+        }
+    }
+
     pub fn holds(&self, id: &Item) -> bool {
         self.held.contains_key(id)
     }
@@ -959,6 +967,19 @@ mod tests {
         bench.connect(0, 1);
         bench.originate(0, envelope(T, 1));
         assert_eq!(bench.delivered[1], vec![envelope(T, 1)]);
+    }
+
+    /// A queued envelope of ours that the account sealed again is forgotten here: a neighbour
+    /// met afterwards gets only the new one.
+    #[test]
+    fn an_envelope_sealed_again_is_forgotten_and_never_handed_out() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        let (old, new) = (envelope(T, 1), envelope(T, 2));
+        bench.originate(0, old.clone());
+        bench.routers[0].forget(&short_id(&Envelope::parse(old).unwrap().id()));
+        bench.originate(0, new.clone());
+        bench.connect(0, 1);
+        assert_eq!(bench.delivered[1], vec![new]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::account::CatchUpPlan;
 use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
-use crate::sync::{PeerSync, Scope, SyncMessage};
+use crate::sync::{PeerBound, PeerSync, Scope, SyncMessage, bind_history};
 use crate::wire::{Reader, Writer};
 
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
@@ -243,7 +243,8 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         sync_requests: HashMap::new(),
         sync_answers: HashMap::new(),
         history: HashMap::new(),
-        catch_ups: HashMap::new(),
+        catch_up: None,
+        relays_since: None,
         listening: listening_tx,
         connected: connected_tx,
         peers: HashMap::new(),
@@ -274,8 +275,10 @@ struct Driver<H: Host> {
     sync_answers: HashMap<request_response::InboundRequestId, Vec<Scope>>,
     /// Member catch-ups we want, by the gossip topic of their key.
     history: HashMap<gossipsub::TopicHash, Scope>,
-    /// Relay catch-ups under way, per relay.
-    catch_ups: HashMap<PeerId, CatchUpPlan>,
+    /// The relay catch-up under way, and the relays that have not answered it whole yet.
+    catch_up: Option<(CatchUpPlan, HashSet<PeerId>)>,
+    /// Since when (in ticks) a listed relay has been connected without a break.
+    relays_since: Option<u64>,
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
     /// Connected peers and the address of their first connection.
@@ -393,32 +396,50 @@ impl<H: Host> Driver<H> {
     /// Asks each connected relay that is not busy with one already for what we missed while
     /// away, if we did (see `crate::account::catch_up`).
     async fn catch_up_with_relays(&mut self) {
-        if self.config.relay_server {
+        // Only the relays the user listed: any peer may call itself a relay, and an empty
+        // answer would mark us caught up.
+        let relays: Vec<PeerId> =
+            self.config.relays.iter().filter_map(peer_of).filter(|p| self.peers.contains_key(p)).collect();
+        if relays.is_empty() || self.config.relay_server {
+            self.relays_since = None;
             return;
         }
-        let idle: Vec<PeerId> = self
-            .relay_peers
-            .iter()
-            .filter(|p| !self.catch_ups.contains_key(*p) && self.peers.contains_key(*p))
-            .copied()
-            .collect();
-        for relay in idle {
-            let Some(plan) = self.host.catch_up_plan().await else { return };
-            let (after, buckets) = (plan.after, plan.buckets.clone());
-            let syncs = self.syncs.clone();
-            let wins = *self.swarm.local_peer_id() < relay;
-            let first = self
-                .host
-                .with_source(move |_| {
-                    let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
-                    Ok(syncs.entry(relay).or_insert_with(|| PeerSync::new(wins)).start_catch_up(after, buckets))
-                })
-                .await;
-            if let Ok(Some(message)) = first {
-                tracing::debug!(%relay, conversations = plan.conversations(), "catching up from a relay");
-                self.catch_ups.insert(relay, plan);
-                self.send_sync_request(relay, &[message]);
-            }
+        let since = *self.relays_since.get_or_insert(self.ticks);
+        if self.catch_up.is_some() {
+            return;
+        }
+        // Following the day's topics with a relay for a whole resync round means being in step.
+        let settled = self.ticks.saturating_sub(since) >= RESYNC_EVERY_TICKS;
+        let Some(plan) = self.host.catch_up_plan(settled).await else { return };
+        let (after, buckets) = (plan.after, plan.buckets.clone());
+        let syncs = self.syncs.clone();
+        let wins: Vec<(PeerId, bool)> = relays.iter().map(|r| (*r, *self.swarm.local_peer_id() < *r)).collect();
+        // Every listed relay is asked, and the round ends when all have answered whole: one
+        // that holds nothing for us (new, or wiped) must not end it for the others.
+        let firsts = self
+            .host
+            .with_source(move |_| {
+                let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
+                if wins.iter().any(|(r, _)| syncs.get(r).is_some_and(PeerSync::is_catching_up)) {
+                    return Ok(Vec::new()); // an earlier round's answer is still coming
+                }
+                Ok(wins
+                    .iter()
+                    .filter_map(|(r, w)| {
+                        let sync = syncs.entry(*r).or_insert_with(|| PeerSync::new(*w));
+                        Some((*r, sync.start_catch_up(after, buckets.clone())?))
+                    })
+                    .collect())
+            })
+            .await
+            .unwrap_or_default();
+        if firsts.is_empty() {
+            return;
+        }
+        tracing::debug!(relays = firsts.len(), conversations = plan.conversations(), "catching up from relays");
+        self.catch_up = Some((plan, firsts.iter().map(|(r, _)| *r).collect()));
+        for (relay, message) in firsts {
+            self.send_sync_request(relay, &[message]);
         }
     }
 
@@ -560,7 +581,7 @@ impl<H: Host> Driver<H> {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
-                self.catch_ups.remove(&peer_id);
+                self.abandon_catch_up(peer_id);
                 self.strikes.remove(&peer_id);
                 self.relay_peers.remove(&peer_id);
                 self.reserved.remove(&peer_id);
@@ -703,14 +724,16 @@ impl<H: Host> Driver<H> {
         if wins {
             scopes.push(Scope::Topic(topic_bytes));
         }
-        if let Some(history) = self.history.get(topic)
+        let (us, them) = (self.swarm.local_peer_id().to_bytes(), peer.to_bytes());
+        if let Some(Scope::History { key: token, from }) = self.history.get(topic)
             && !self.relay_peers.contains(&peer)
         {
-            scopes.push(*history);
+            scopes.push(Scope::History { key: bind_history(token, &us, &them), from: *from });
         }
         for scope in scopes {
             let syncs = self.syncs.clone();
             let salt: [u8; 16] = rand_salt();
+            let (us, them) = (us.clone(), them.clone());
             let first = self
                 .host
                 .with_source(move |source| {
@@ -719,13 +742,21 @@ impl<H: Host> Driver<H> {
                     if sync.is_syncing(&scope) {
                         return Ok(None);
                     }
-                    Ok(sync.start(scope, salt, source))
+                    Ok(sync.start(scope, salt, &PeerBound::new(source, &us, &them)))
                 })
                 .await;
             tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?scope, started = ?first.as_ref().map(|m| m.is_some()), "sync start");
             if let Ok(Some(message)) = first {
                 self.send_sync_request(peer, &[message]);
             }
+        }
+    }
+
+    /// A relay of the catch-up round failed or left: the round ends unfinished (nothing is
+    /// marked caught up), and the next tick plans a new one.
+    fn abandon_catch_up(&mut self, relay: PeerId) {
+        if self.catch_up.as_ref().is_some_and(|(_, waiting)| waiting.contains(&relay)) {
+            self.catch_up = None;
         }
     }
 
@@ -740,7 +771,7 @@ impl<H: Host> Driver<H> {
     /// `peer` after an exchange failed, and asks for what else is lacking.
     async fn abandon_sync(&mut self, peer: PeerId, scopes: Vec<Scope>, catch_up: bool) {
         if catch_up {
-            self.catch_ups.remove(&peer);
+            self.abandon_catch_up(peer);
         }
         let syncs = self.syncs.clone();
         let next = self
@@ -765,23 +796,30 @@ impl<H: Host> Driver<H> {
     /// replies.
     async fn handle_sync(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Vec<SyncMessage>> {
         let messages = decode_batch(bytes)?;
+        // An honest peer asks for at most one page of envelopes per request (one `Want` out at
+        // a time, one `Since` page at a time); more would make us read and hold many pages.
+        let asks =
+            messages.iter().filter(|m| matches!(m, SyncMessage::Want { .. } | SyncMessage::Since { .. })).count();
+        if asks > 1 {
+            return Err(Error::Malformed { what: "sync batch", why: "more than one request for envelopes" });
+        }
         let syncs = self.syncs.clone();
         let wins = *self.swarm.local_peer_id() < peer;
-        let (replies, received, caught_up, completed) = self
+        let (us, them) = (self.swarm.local_peer_id().to_bytes(), peer.to_bytes());
+        let (replies, received, caught_up) = self
             .host
             .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
                 let sync = syncs.entry(peer).or_insert_with(|| PeerSync::new(wins));
-                let (mut replies, mut received, mut caught_up, mut completed) =
-                    (Vec::new(), Vec::new(), false, Vec::new());
+                let source = PeerBound::new(source, &us, &them);
+                let (mut replies, mut received, mut caught_up) = (Vec::new(), Vec::new(), false);
                 for m in messages {
-                    let step = sync.handle(m, source)?;
+                    let step = sync.handle(m, &source)?;
                     replies.extend(step.send);
                     received.extend(step.received);
                     caught_up |= step.caught_up;
-                    completed.extend(step.completed);
                 }
-                Ok((replies, received, caught_up, completed))
+                Ok((replies, received, caught_up))
             })
             .await?;
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, ?replies, received = received.len(), "sync step");
@@ -789,13 +827,13 @@ impl<H: Host> Driver<H> {
         if !received.is_empty() {
             self.host.receive_fetched(received, peer).await;
         }
-        for scope in completed {
-            if let Scope::History { key, .. } = scope {
-                self.host.history_synced(key).await;
+        if caught_up && let Some((_, waiting)) = self.catch_up.as_mut() {
+            waiting.remove(&peer);
+            if waiting.is_empty()
+                && let Some((plan, _)) = self.catch_up.take()
+            {
+                self.host.caught_up(plan).await;
             }
-        }
-        if caught_up && let Some(plan) = self.catch_ups.remove(&peer) {
-            self.host.caught_up(plan).await;
         }
         Ok(replies)
     }

@@ -39,12 +39,11 @@ pub trait Host: Send + Sync + 'static {
     /// Hands over envelopes a catch-up fetched, and resolves once they are stored (so the next
     /// page is asked for only then, and what follows sees them).
     fn receive_fetched(&self, envelopes: Vec<Vec<u8>>, from: PeerId) -> impl Future<Output = ()> + Send;
-    /// Connected to a relay: what to catch up from it, if anything.
-    fn catch_up_plan(&self) -> impl Future<Output = Option<CatchUpPlan>> + Send;
+    /// Connected to a listed relay (`settled`: for a whole resync round): what to catch up
+    /// from the relays, if anything.
+    fn catch_up_plan(&self, settled: bool) -> impl Future<Output = Option<CatchUpPlan>> + Send;
     /// A relay answered the whole of `plan`.
     fn caught_up(&self, plan: CatchUpPlan) -> impl Future<Output = ()> + Send;
-    /// A member catch-up keyed by `key` fetched everything the member had.
-    fn history_synced(&self, key: Topic) -> impl Future<Output = ()> + Send;
     /// A contact request seen at one of our rendezvous points.
     fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
     /// Runs `f` against the envelope store, on whichever thread owns it.
@@ -114,18 +113,14 @@ impl Host for NodeHost {
         futures::future::join_all(pending).await;
     }
 
-    async fn catch_up_plan(&self) -> Option<CatchUpPlan> {
-        self.0.call(|a| a.catch_up_plan()).await.ok().flatten()
+    async fn catch_up_plan(&self, settled: bool) -> Option<CatchUpPlan> {
+        self.0.call(move |a| a.catch_up_plan(settled)).await.ok().flatten()
     }
 
     async fn caught_up(&self, plan: CatchUpPlan) {
         if let Ok(n) = self.0.call(move |a| a.caught_up(&plan)).await {
             tracing::debug!(conversations = n, "caught up from a relay");
         }
-    }
-
-    async fn history_synced(&self, key: Topic) {
-        let _ = self.0.call(move |a| a.history_synced(&key)).await;
     }
 
     async fn receive_request(&self, bytes: Vec<u8>) {

@@ -154,13 +154,11 @@ impl Host for RelayHost {
         }
     }
 
-    async fn catch_up_plan(&self) -> Option<crate::account::CatchUpPlan> {
+    async fn catch_up_plan(&self, _settled: bool) -> Option<crate::account::CatchUpPlan> {
         None
     }
 
     async fn caught_up(&self, _plan: crate::account::CatchUpPlan) {}
-
-    async fn history_synced(&self, _key: crate::envelope::Topic) {}
 
     async fn receive_request(&self, _bytes: Vec<u8>) {}
 

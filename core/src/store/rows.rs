@@ -123,6 +123,22 @@ fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     })
 }
 
+/// A message from `SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing,
+/// via`.
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: EnvelopeId(blob32(r.get(0)?)?),
+        group_id: blob32(r.get(1)?)?,
+        sender: blob32(r.get(2)?)?,
+        lamport: r.get::<_, i64>(3)? as u64,
+        sent_ms: r.get::<_, i64>(4)? as u64,
+        kind: r.get(5)?,
+        body: r.get(6)?,
+        outgoing: r.get(7)?,
+        via: r.get(8)?,
+    })
+}
+
 const CONTACT_COLUMNS: &str = "account, name, card, status, verified, group_id, request, created_ms";
 
 /// The store's typed operations.
@@ -431,19 +447,7 @@ pub trait Rows {
         )?;
         let before_id = before.map(|id| id.0.to_vec());
         let rows = stmt
-            .query_map(params![&group[..], limit as i64, cursor, before_id], |r| {
-                Ok(MessageRow {
-                    id: EnvelopeId(blob32(r.get(0)?)?),
-                    group_id: blob32(r.get(1)?)?,
-                    sender: blob32(r.get(2)?)?,
-                    lamport: r.get::<_, i64>(3)? as u64,
-                    sent_ms: r.get::<_, i64>(4)? as u64,
-                    kind: r.get(5)?,
-                    body: r.get(6)?,
-                    outgoing: r.get(7)?,
-                    via: r.get(8)?,
-                })
-            })?
+            .query_map(params![&group[..], limit as i64, cursor, before_id], message_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -644,19 +648,7 @@ pub trait Rows {
                 "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM messages
                  WHERE envelope_id = ?1",
                 [&id.0[..]],
-                |r| {
-                    Ok(MessageRow {
-                        id: EnvelopeId(blob32(r.get(0)?)?),
-                        group_id: blob32(r.get(1)?)?,
-                        sender: blob32(r.get(2)?)?,
-                        lamport: r.get::<_, i64>(3)? as u64,
-                        sent_ms: r.get::<_, i64>(4)? as u64,
-                        kind: r.get(5)?,
-                        body: r.get(6)?,
-                        outgoing: r.get(7)?,
-                        via: r.get(8)?,
-                    })
-                },
+                message_from_row,
             )
             .optional()?)
     }

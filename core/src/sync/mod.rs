@@ -10,6 +10,6 @@ mod since;
 
 pub use peer::{EnvelopeSource, MAX_HAVE_BYTES, MAX_WANT, PeerSync, Step, SyncMessage};
 pub use riblt::{CodedSymbol, Decoder, Encoder, Item, ItemHasher, MAX_SYMBOLS};
-pub use scope::{MAX_HISTORY_PERIODS, Scope};
+pub use scope::{PeerBound, Scope, bind_history};
 pub use session::{Initiator, Message, Outcome, Responder, short_id};
 pub use since::{Buckets, Cursor, MAX_BUCKET_BITS, MAX_HELD_COUNT};

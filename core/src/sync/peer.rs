@@ -39,6 +39,11 @@ pub trait EnvelopeSource {
         let _ = (after, buckets, max_bytes);
         None
     }
+    /// The history tokens this store answers for (a member's epochs, of yesterday, today and
+    /// tomorrow); none for a relay.
+    fn history_tokens(&self) -> Vec<[u8; 16]> {
+        Vec::new()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,8 +208,6 @@ pub struct Step {
     pub received: Vec<Vec<u8>>,
     /// A relay catch-up ended with this message: the relay has nothing more in its buckets.
     pub caught_up: bool,
-    /// Scopes whose reconciliation ended with everything lacking fetched.
-    pub completed: Vec<Scope>,
 }
 
 impl PeerSync {
@@ -344,9 +347,6 @@ impl PeerSync {
                 if asked.len() < before && !asked.is_empty() {
                     self.wanted.entry(scope).or_default().splice(0..0, asked);
                 }
-                if !self.is_syncing(&scope) {
-                    step.completed.push(scope);
-                }
                 self.next_want(&mut step);
             }
             SyncMessage::Since { after, buckets } => {
@@ -391,9 +391,6 @@ impl PeerSync {
 
     fn want(&mut self, scope: Scope, outcome: Outcome, step: &mut Step) {
         if outcome.we_lack.is_empty() {
-            if !self.is_syncing(&scope) {
-                step.completed.push(scope);
-            }
             return;
         }
         let asked: &[Item] = self.asked.as_ref().filter(|(s, _)| *s == scope).map_or(&[], |(_, ids)| ids);

@@ -1,22 +1,20 @@
 //! What a reconciliation covers: one topic (what anyone on that topic, a relay included, can
 //! answer), or an epoch's history (what only a member of that epoch can answer).
 
+use super::{EnvelopeSource, Item};
 use crate::envelope::Topic;
 use crate::error::{Error, Result};
 use crate::wire::{Reader, Writer};
-
-/// The most periods (days) a history reconciliation may reach back.
-pub const MAX_HISTORY_PERIODS: u64 = 366;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// The envelopes of one topic.
     Topic(Topic),
-    /// The envelopes of the epoch whose history token of yesterday, today or tomorrow is `key`,
-    /// on that epoch's topics from period `from` to tomorrow: how a member who was away catches
-    /// up from another member. The token is derived from the epoch's secret, so only members
-    /// ask, and only members answer; the request travels inside their connection, never on
-    /// gossip.
+    /// The envelopes of an epoch on its topics from period `from` to tomorrow: how a member who
+    /// was away catches up from another member. On the wire `key` is the epoch's history token
+    /// (of yesterday, today or tomorrow: derived from its secret, so only members ask and only
+    /// members answer) bound to the two peers ([`bind_history`]), so that a peer handed it
+    /// cannot use it with anyone else; a node's own store is asked with the token itself.
     History { key: [u8; 16], from: u64 },
 }
 
@@ -45,5 +43,75 @@ impl Scope {
             1 => Ok(Scope::History { key: r.array()?, from: r.u64()? }),
             _ => Err(Error::Malformed { what: "sync scope", why: "unknown kind" }),
         }
+    }
+}
+
+/// A history token bound to the two peers of one connection (in either order): what travels.
+pub fn bind_history(token: &[u8; 16], a: &[u8], b: &[u8]) -> [u8; 16] {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(token);
+    let mut hasher = blake3::Hasher::new_keyed(&blake3::derive_key("weft/v1/history-binding", &key));
+    hasher.update(&(low.len() as u32).to_be_bytes()).update(low).update(high);
+    hasher.finalize().as_bytes()[..16].try_into().expect("32 > 16")
+}
+
+/// A node's store as one peer may ask it: history keys bound to that peer and us are read as
+/// the tokens they bind; any other history key is not served.
+pub struct PeerBound<'a> {
+    source: &'a dyn EnvelopeSource,
+    /// Each token of ours, bound to this pair of peers.
+    bound: Vec<([u8; 16], [u8; 16])>,
+}
+
+impl<'a> PeerBound<'a> {
+    pub fn new(source: &'a dyn EnvelopeSource, us: &[u8], peer: &[u8]) -> PeerBound<'a> {
+        let bound = source.history_tokens().iter().map(|t| (bind_history(t, us, peer), *t)).collect();
+        PeerBound { source, bound }
+    }
+
+    /// The scope as our own store knows it; `None` for a history key not bound to this pair.
+    fn unbind(&self, scope: &Scope) -> Option<Scope> {
+        match scope {
+            Scope::Topic(_) => Some(*scope),
+            Scope::History { key, from } => {
+                let token = self.bound.iter().find(|(b, _)| b == key)?.1;
+                Some(Scope::History { key: token, from: *from })
+            }
+        }
+    }
+}
+
+impl EnvelopeSource for PeerBound<'_> {
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+        self.source.ids(&self.unbind(scope)?)
+    }
+
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+        self.source.envelope(&self.unbind(scope)?, id)
+    }
+
+    fn since(
+        &self,
+        after: super::Cursor,
+        buckets: &super::Buckets,
+        max_bytes: usize,
+    ) -> Option<(Vec<Vec<u8>>, Option<super::Cursor>)> {
+        self.source.since(after, buckets, max_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_key_is_the_same_for_both_peers_and_no_one_else() {
+        let token = [7u8; 16];
+        let (a, b, c) = (b"peer-a".as_slice(), b"peer-b".as_slice(), b"peer-c".as_slice());
+        assert_eq!(bind_history(&token, a, b), bind_history(&token, b, a));
+        assert_ne!(bind_history(&token, a, b), bind_history(&token, a, c));
+        assert_ne!(bind_history(&token, a, b), bind_history(&[8u8; 16], a, b));
+        assert_ne!(bind_history(&token, a, b)[..], token[..]);
     }
 }

@@ -1,0 +1,48 @@
+//! What the Account-level scenarios share: people with seeded keys on a clock the test owns
+//! (each reading moves it one millisecond, so every event has its own time), and bundles
+//! carried by hand.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weft_core::account::Account;
+use weft_core::crypto::SeededEntropy;
+use weft_core::store::DatabaseKey;
+
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+pub struct Person {
+    pub account: Account,
+    _dir: tempfile::TempDir,
+}
+
+pub fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock.clone();
+    let account = Account::create_with_key(
+        dir.path(),
+        &DatabaseKey::from_bytes([seed as u8; 32]),
+        Some(name),
+        Box::new(SeededEntropy::new(seed)),
+        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+    )
+    .unwrap();
+    Person { account, _dir: dir }
+}
+
+pub fn carry(from: &Person, to: &mut Person) -> weft_core::account::ImportReport {
+    let bundle = from.account.export_bundle().unwrap();
+    to.account.import_bundle(&bundle).unwrap()
+}
+
+/// `sender: body` of the text messages of a conversation, in its order.
+pub fn texts(p: &Person, conversation: &str) -> Vec<String> {
+    p.account
+        .history(conversation, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| format!("{}: {}", m.sender, m.body))
+        .collect()
+}
