@@ -27,7 +27,7 @@ fn person(root: &std::path::Path, name: &str) -> Home {
 fn sync(home: &Home, peers: &[&str]) -> Value {
     let mut args = vec!["--json", "sync"];
     args.extend(NET);
-    args.push("60");
+    args.push("120");
     args.extend(peers);
     serde_json::from_str(&home.ok(&args)).expect("a JSON summary")
 }
