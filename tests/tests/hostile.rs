@@ -218,15 +218,16 @@ async fn answer_of(prober: &mut Swarm<Hostile>) -> Option<Vec<u8>> {
     loop {
         tokio::select! {
             _ = &mut deadline => return None,
-            event = prober.select_next_some() => match event {
-                SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message { message, .. })) => match message {
-                    request_response::Message::Request { channel, .. } => {
-                        let _ = prober.behaviour_mut().sync.send_response(channel, batch(&[]));
+            event = prober.select_next_some() => {
+                if let SwarmEvent::Behaviour(HostileEvent::Sync(request_response::Event::Message { message, .. })) = event {
+                    match message {
+                        request_response::Message::Request { channel, .. } => {
+                            let _ = prober.behaviour_mut().sync.send_response(channel, batch(&[]));
+                        }
+                        request_response::Message::Response { response, .. } => return Some(response),
                     }
-                    request_response::Message::Response { response, .. } => return Some(response),
-                },
-                _ => {}
-            },
+                }
+            }
         }
     }
 }
