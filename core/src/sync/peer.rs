@@ -1,4 +1,5 @@
-//! Syncing one topic with one peer: reconcile which envelopes each side holds, then fetch what
+//! Syncing with one peer, scope by scope (a topic, or an epoch's history), and catching up from
+//! a relay page by page: reconcile which envelopes each side holds, then fetch what
 //! is missing by id. A pure state machine: the node (or the mesh) carries its messages over
 //! request-response streams and feeds it the replies.
 //!
@@ -6,6 +7,7 @@
 //! A → B  Reconcile { topic, Symbols }   …   B → A  Reconcile { topic, Done { you_lack } }
 //! A → B  Want { topic, ids }                B → A  Have { envelopes }
 //! B → A  Want { topic, ids }                A → B  Have { envelopes }     (B learned it lacks these)
+//! A → R  Since { after, buckets }           R → A  Held { envelopes, next }  (a relay, page by page)
 //! ```
 
 use std::collections::HashMap;

@@ -19,7 +19,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// What names this scope on the wire: a topic, or an epoch's history token.
+    /// What names this scope: a topic, or a history key (a token bound to a connection on the
+    /// wire, the token itself in our own store).
     pub fn key(&self) -> [u8; 16] {
         match self {
             Scope::Topic(t) | Scope::History { key: t, .. } => *t,
