@@ -103,9 +103,14 @@ fn a_catch_up_reaches_back_only_as_far_as_relays_keep_and_survives_a_clock_set_a
     assert!(plan.after.stored_ms >= today_ms - 17 * DAY_MS, "not the whole hundred days");
     assert!(plan.missed_topics().len() <= 15);
 
-    // A run with the clock a year ahead, settled with a relay...
+    // Caught up; then a run with the clock a year ahead, settled with a relay, records a day
+    // a year ahead...
+    bob.account.caught_up(&plan).unwrap();
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none());
     clock.fetch_add(365 * DAY_MS, Ordering::SeqCst);
-    bob.account.catch_up_plan(true).unwrap();
+    let ahead = bob.account.catch_up_plan(true).unwrap().expect("a year on, by that clock");
+    bob.account.caught_up(&ahead).unwrap();
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none());
     // ...then the clock is right again, and a week passes.
     clock.fetch_sub(365 * DAY_MS, Ordering::SeqCst);
     clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);

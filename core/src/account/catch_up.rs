@@ -65,12 +65,17 @@ impl CatchUpPlan {
 }
 
 impl Account {
-    /// The period a conversation is caught up through: as recorded, else since it began; never
-    /// later than today (a clock that was once set ahead must not switch catching up off).
+    /// The period a conversation is caught up through: as recorded, else since it began. A
+    /// record later than today was made while the clock was set ahead and says nothing: it is
+    /// read as "since it began" (a catch-up as far back as relays keep), never as "in step",
+    /// which would switch catching up off until that day comes.
     fn synced_period(&self, gid: &GroupId) -> u64 {
-        let recorded = self.store.read().synced_through(gid).ok().flatten();
-        let synced = recorded.unwrap_or_else(|| self.groups.get(gid).map_or(0, |g| period_of(g.created_ms)));
-        synced.min(period_of(self.now()))
+        let today = period_of(self.now());
+        let began = || self.groups.get(gid).map_or(0, |g| period_of(g.created_ms)).min(today);
+        match self.store.read().synced_through(gid).ok().flatten() {
+            Some(p) if p <= today => p,
+            _ => began(),
+        }
     }
 
     /// Conversations with a day no longer followed (before yesterday) that was not followed
@@ -108,7 +113,8 @@ impl Account {
             .groups
             .values()
             .filter(|g| g.current_epoch().is_some() && !lagging.contains(&g.id))
-            .filter(|g| self.store.read().synced_through(&g.id).ok().flatten().is_none_or(|p| p < target))
+            // Forward only, but a record from a clock set ahead is overwritten.
+            .filter(|g| self.store.read().synced_through(&g.id).ok().flatten().is_none_or(|p| p < target || p > today))
             .map(|g| g.id)
             .collect();
         if !moving.is_empty() {

@@ -378,11 +378,11 @@ pub trait Rows {
             .map(|p| p as u64))
     }
 
-    /// Moves a conversation's caught-up period forward (never back).
+    /// Records the period a conversation is caught up through.
     fn set_synced_through(&self, group: &GroupId, period: u64) -> Result<()> {
         self.conn().execute(
             "INSERT INTO synced_through (group_id, period) VALUES (?1, ?2)
-             ON CONFLICT(group_id) DO UPDATE SET period = max(period, ?2)",
+             ON CONFLICT(group_id) DO UPDATE SET period = ?2",
             params![&group[..], period as i64],
         )?;
         Ok(())
