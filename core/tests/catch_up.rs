@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use weft_core::account::CATCH_UP_BUCKET_BITS;
 
 mod common;
-use common::{DAY_MS, carry, person};
+use common::{DAY_MS, carry, contacts};
 use weft_core::sync::{PeerSync, SyncMessage};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -17,12 +17,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
-    let mut alice = person("alice", 1, &clock);
-    let mut bob = person("bob", 2, &clock);
-    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut bob);
-    bob.account.accept_contact("alice").unwrap();
-    carry(&bob, &mut alice);
+    let (_alice, mut bob) = contacts(&clock);
     let bob = &mut bob.account;
     bob.create_group("trip").unwrap();
     bob.invite("trip", "alice").unwrap();
@@ -59,17 +54,6 @@ fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
         SyncMessage::Since { after, .. } => assert!(after.stored_ms < 1_700_000_000_000),
         other => panic!("{other:?}"),
     }
-}
-
-/// Alice and Bob, contacts, on `clock`.
-fn contacts(clock: &Arc<AtomicU64>) -> (common::Person, common::Person) {
-    let mut alice = person("alice", 1, clock);
-    let mut bob = person("bob", 2, clock);
-    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut bob);
-    bob.account.accept_contact("alice").unwrap();
-    carry(&bob, &mut alice);
-    (alice, bob)
 }
 
 /// A visit of a few seconds with a relay does not count as having followed the day: what

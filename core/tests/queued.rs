@@ -15,12 +15,7 @@ use common::{DAY_MS, Person, carry, person, texts};
 /// Alice and Bob, contacts, and what Alice's outbox holds afterwards handed over (a network
 /// took it), so that only what follows waits.
 fn contacts(clock: &Arc<AtomicU64>) -> (Person, Person) {
-    let mut alice = person("alice", 1, clock);
-    let mut bob = person("bob", 2, clock);
-    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut bob);
-    bob.account.accept_contact("alice").unwrap();
-    carry(&bob, &mut alice);
+    let (mut alice, mut bob) = common::contacts(clock);
     for p in [&mut alice, &mut bob] {
         let ids: Vec<_> =
             p.account.outbox(1000).unwrap().live.iter().map(|e| Envelope::parse(e.clone()).unwrap().id()).collect();

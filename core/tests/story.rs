@@ -209,12 +209,7 @@ fn an_import_reports_its_progress_to_the_end() {
 #[test]
 fn a_backlog_in_random_order_is_read_whole() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
-    let mut alice = person("alice", 1, &clock);
-    let mut bob = person("bob", 2, &clock);
-    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut bob);
-    bob.account.accept_contact("alice").unwrap();
-    carry(&bob, &mut alice);
+    let (mut alice, mut bob) = common::contacts(&clock);
     let known: std::collections::HashSet<Vec<u8>> =
         weft_core::bundle::Bundle::decode(&alice.account.export_bundle().unwrap())
             .unwrap()

@@ -46,3 +46,14 @@ pub fn texts(p: &Person, conversation: &str) -> Vec<String> {
         .map(|m| format!("{}: {}", m.sender, m.body))
         .collect()
 }
+
+/// Alice and Bob (seeds 1 and 2), contacts by bundles carried both ways.
+pub fn contacts(clock: &Arc<AtomicU64>) -> (Person, Person) {
+    let mut alice = person("alice", 1, clock);
+    let mut bob = person("bob", 2, clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    carry(&bob, &mut alice);
+    (alice, bob)
+}
