@@ -61,14 +61,15 @@ pub fn bind_history(token: &[u8; 16], a: &[u8], b: &[u8]) -> [u8; 16] {
 /// the tokens they bind; any other history key is not served.
 pub struct PeerBound<'a> {
     source: &'a dyn EnvelopeSource,
-    /// Each token of ours, bound to this pair of peers.
-    bound: Vec<([u8; 16], [u8; 16])>,
+    pair: (&'a [u8], &'a [u8]),
+    /// Each token of ours, bound to this pair of peers: made at the first history asked about
+    /// (most exchanges are about topics only).
+    bound: std::cell::OnceCell<Vec<([u8; 16], [u8; 16])>>,
 }
 
 impl<'a> PeerBound<'a> {
-    pub fn new(source: &'a dyn EnvelopeSource, us: &[u8], peer: &[u8]) -> PeerBound<'a> {
-        let bound = source.history_tokens().iter().map(|t| (bind_history(t, us, peer), *t)).collect();
-        PeerBound { source, bound }
+    pub fn new(source: &'a dyn EnvelopeSource, us: &'a [u8], peer: &'a [u8]) -> PeerBound<'a> {
+        PeerBound { source, pair: (us, peer), bound: std::cell::OnceCell::new() }
     }
 
     /// The scope as our own store knows it; `None` for a history key not bound to this pair.
@@ -76,7 +77,11 @@ impl<'a> PeerBound<'a> {
         match scope {
             Scope::Topic(_) => Some(*scope),
             Scope::History { key, from } => {
-                let token = self.bound.iter().find(|(b, _)| b == key)?.1;
+                let bound = self.bound.get_or_init(|| {
+                    let (us, peer) = self.pair;
+                    self.source.history_tokens().iter().map(|t| (bind_history(t, us, peer), *t)).collect()
+                });
+                let token = bound.iter().find(|(b, _)| b == key)?.1;
                 Some(Scope::History { key: token, from: *from })
             }
         }
