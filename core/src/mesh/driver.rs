@@ -186,9 +186,10 @@ async fn run(
 /// Follows the account's topics and carries its recent envelopes for neighbours in its groups
 /// (envelopes that came by libp2p or a bundle included).
 async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Output> {
-    let Ok((topics, own)) = node
+    let Ok((readable, own)) = node
         .call(|a| {
             a.follow_the_day();
+            // Our recent envelopes (of the followed topics) are carried for neighbours.
             let topics = a.sync_topics(1);
             let readable = a.readable_topics();
             let mut own = Vec::new();
@@ -208,7 +209,7 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
     };
     // Every topic we can read is ours, back to the start of history: a carrier may bring
     // what was written days ago.
-    router.set_interests(topics);
+    router.set_interests(readable);
     let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.knows(id)).collect();
     if missing.is_empty() {
         return Vec::new();

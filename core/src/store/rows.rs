@@ -123,6 +123,22 @@ fn contact_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     })
 }
 
+/// Which of `ids` the query `exists_by_id` (one `?1` parameter, an envelope id) finds.
+fn ids_found(
+    conn: &Connection,
+    exists_by_id: &'static str,
+    ids: &[EnvelopeId],
+) -> Result<std::collections::HashSet<EnvelopeId>> {
+    let mut stmt = conn.prepare_cached(exists_by_id)?;
+    let mut found = std::collections::HashSet::new();
+    for id in ids {
+        if stmt.exists([&id.0[..]])? {
+            found.insert(*id);
+        }
+    }
+    Ok(found)
+}
+
 /// A message from `SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing,
 /// via`.
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -517,14 +533,7 @@ pub trait Rows {
 
     /// Which of `ids` are still in the outbox (no peer took them yet).
     fn queued_among(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashSet<EnvelopeId>> {
-        let mut stmt = self.conn().prepare_cached("SELECT 1 FROM outbox WHERE envelope_id = ?1")?;
-        let mut queued = std::collections::HashSet::new();
-        for id in ids {
-            if stmt.exists([&id.0[..]])? {
-                queued.insert(*id);
-            }
-        }
-        Ok(queued)
+        ids_found(self.conn(), "SELECT 1 FROM outbox WHERE envelope_id = ?1", ids)
     }
 
     /// How far we read `group`: its last message we saw, by (Lamport clock, id).
@@ -661,14 +670,7 @@ pub trait Rows {
 
     /// Which of these messages cannot be delivered.
     fn expired_among(&self, ids: &[EnvelopeId]) -> Result<std::collections::HashSet<EnvelopeId>> {
-        let mut stmt = self.conn().prepare_cached("SELECT 1 FROM expired WHERE envelope_id = ?1")?;
-        let mut out = std::collections::HashSet::new();
-        for id in ids {
-            if stmt.exists([&id.0[..]])? {
-                out.insert(*id);
-            }
-        }
-        Ok(out)
+        ids_found(self.conn(), "SELECT 1 FROM expired WHERE envelope_id = ?1", ids)
     }
 
     fn outbox_len(&self) -> Result<usize> {
