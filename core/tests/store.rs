@@ -198,3 +198,27 @@ fn bad_envelopes_change_nothing() {
     drop(bob);
     assert_eq!(count_rows(db.path()), before);
 }
+
+/// Many keyed stores created and dropped at once on several threads (as nodes start and stop
+/// in parallel tests and in an app) all open: keying never fails for reasons of its own.
+#[test]
+fn keyed_stores_open_while_others_open_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let path = dir.join(format!("{t}-{i}.db"));
+                    let store = Store::create(&path, &DatabaseKey::from_bytes([t as u8 + 1; 32]));
+                    if let Err(e) = store {
+                        panic!("store {t}-{i}: {e}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -28,6 +28,9 @@ use crate::wire::{Reader, Writer};
 const RESYNC_EVERY_TICKS: u64 = 15;
 /// Every this many ticks, lost relays and bootstrap peers are dialled again.
 const REDIAL_EVERY_TICKS: u64 = 5;
+/// How long a relay catch-up waits for every listed relay to be connected before it asks
+/// those that are.
+const WAIT_FOR_RELAYS_TICKS: u64 = 2 * REDIAL_EVERY_TICKS;
 /// Sync messages in one request or response.
 const MAX_BATCH: usize = 1024;
 /// Outbox envelopes pushed per round.
@@ -398,14 +401,19 @@ impl<H: Host> Driver<H> {
     async fn catch_up_with_relays(&mut self) {
         // Only the relays the user listed: any peer may call itself a relay, and an empty
         // answer would mark us caught up.
-        let relays: Vec<PeerId> =
-            self.config.relays.iter().filter_map(peer_of).filter(|p| self.peers.contains_key(p)).collect();
+        let listed: Vec<PeerId> = self.config.relays.iter().filter_map(peer_of).collect();
+        let relays: Vec<PeerId> = listed.iter().copied().filter(|p| self.peers.contains_key(p)).collect();
         if relays.is_empty() || self.config.relay_server {
             self.relays_since = None;
             return;
         }
         let since = *self.relays_since.get_or_insert(self.ticks);
         if self.catch_up.is_some() {
+            return;
+        }
+        // A round with the first relay to connect would mark us caught up before the others
+        // are asked; one that is down is waited for only so long.
+        if relays.len() < listed.len() && self.ticks.saturating_sub(since) < WAIT_FOR_RELAYS_TICKS {
             return;
         }
         // Following the day's topics with a relay for a whole resync round means being in step.

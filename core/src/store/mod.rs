@@ -57,8 +57,23 @@ impl Store {
 
     /// A connection with the key applied and checked.
     fn keyed(path: &Path, key: &DatabaseKey, flags: OpenFlags) -> Result<Connection> {
-        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        key.apply(&conn)?;
+        // Keying failed about once in a few hundred CI runs with nodes starting in parallel,
+        // inside SQLCipher's crypto provider (never with a wrong key: that shows at the first
+        // read below). A failed key leaves the connection in an error state, so each attempt
+        // takes a fresh one.
+        let mut attempt = 0;
+        let conn = loop {
+            let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            match key.apply(&conn) {
+                Ok(()) => break conn,
+                Err(e) if attempt >= 2 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "keying the database failed; trying again");
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        };
         // The first read is where SQLCipher finds out whether the key is right.
         match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => Ok(conn),
