@@ -45,6 +45,13 @@ pub enum Error {
     /// The author of a membership change lacks the right to make it.
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
+    /// A membership change that its author had no right to make where it says it was made
+    /// (a non-admin, a removed device): refused, and stored nowhere.
+    #[error("membership change refused: {0}")]
+    VoidOperation(&'static str),
+    /// A membership change names an earlier change that has not arrived yet: it waits.
+    #[error("a membership change waits for an earlier one that has not arrived yet")]
+    MissingParent,
     /// The key for a message is not known yet (its key share has not arrived).
     #[error("the sender's key for this message has not arrived yet")]
     MissingKey,

@@ -7,74 +7,11 @@ use proptest::prelude::*;
 use weft_core::Error;
 use weft_core::crypto::{Entropy, SeededEntropy};
 use weft_core::envelope::{Envelope, EnvelopeId};
-use weft_core::group::{Action, Event, Group, LocalDevice, Sealed, period_of};
-use weft_core::identity::AccountKey;
+use weft_core::group::{Action, Group, period_of};
 
-const NOW: u64 = 1_750_000_000_000;
+mod common;
 
-fn device(seed: u64) -> LocalDevice {
-    let mut rng = SeededEntropy::new(seed);
-    LocalDevice::generate(&AccountKey::generate(&mut rng).unwrap(), 0, &mut rng).unwrap()
-}
-
-/// The epoch an envelope belongs to, as the account's topic index would find it.
-fn epoch_of(group: &Group, envelope: &Envelope) -> Option<[u8; 32]> {
-    let p = period_of(NOW);
-    group.epochs().find(|e| (p - 1..=p + 1).any(|q| e.topic(q) == envelope.topic())).map(|e| e.id)
-}
-
-/// A receiver as the account behaves: dedup by id, park envelopes whose key is missing, retry
-/// them when keys arrive.
-struct Receiver {
-    me: LocalDevice,
-    group: Group,
-    seen: HashSet<EnvelopeId>,
-    parked: Vec<Envelope>,
-    texts: Vec<(u64, EnvelopeId, String)>,
-}
-
-impl Receiver {
-    fn new(me: LocalDevice, group: Group) -> Self {
-        Receiver { me, group, seen: HashSet::new(), parked: Vec::new(), texts: Vec::new() }
-    }
-
-    fn deliver(&mut self, envelope: &Envelope) -> Result<(), Error> {
-        if self.seen.contains(&envelope.id()) {
-            return Err(Error::Duplicate);
-        }
-        let epoch = epoch_of(&self.group, envelope).ok_or(Error::UnknownTopic)?;
-        match self.group.open(&self.me, envelope, &epoch) {
-            Err(Error::MissingKey) => {
-                self.parked.push(envelope.clone());
-                Ok(())
-            }
-            Err(e) => Err(e),
-            Ok(opened) => {
-                self.seen.insert(envelope.id());
-                match self.group.accept(&self.me, opened)? {
-                    Event::Message { id, lamport, text, .. } => self.texts.push((lamport, id, text)),
-                    Event::KeysArrived { .. } | Event::MembershipChanged { .. } => {
-                        for parked in std::mem::take(&mut self.parked) {
-                            let _ = self.deliver(&parked);
-                        }
-                    }
-                    _ => {}
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn history(&self) -> Vec<(u64, EnvelopeId, String)> {
-        let mut h = self.texts.clone();
-        h.sort();
-        h
-    }
-}
-
-fn envelopes(sealed: Vec<Sealed>) -> Vec<Envelope> {
-    sealed.into_iter().map(|s| s.envelope).collect()
-}
+use common::group::{NOW, Receiver, device, envelopes, epoch_of};
 
 /// alice (admin), bob and carol in one group; returns the three views and every envelope
 /// that alice and bob sent, in sending order.

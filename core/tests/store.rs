@@ -165,6 +165,8 @@ fn bad_envelopes_change_nothing() {
     alice.add_contact(&bob.card().to_link(), None).unwrap();
     alice.send("bob", "one").unwrap();
     bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.accept_contact("alice").unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
     alice.send("bob", "two").unwrap();
     let bundle = weft_core::bundle::Bundle::decode(&alice.export_bundle().unwrap()).unwrap().0;
     let fresh = bundle.envelopes.last().unwrap().clone();

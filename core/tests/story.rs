@@ -16,11 +16,16 @@ fn offline_story() {
     let mut bob = person("bob", 2, &clock);
     let mut carol = person("carol", 3, &clock);
 
-    // Alice adds Bob by link and writes before Bob even knows her.
+    // Alice adds Bob by link and writes before Bob even knows her. Bob reads nothing of a
+    // stranger's conversation until he accepts her; then her envelopes, coming again, are read.
     alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
     alice.account.send("bob", "hi bob").unwrap();
     let report = carry(&alice, &mut bob);
     assert_eq!(report.new_contacts, vec!["alice".to_string()]);
+    assert_eq!((report.unreadable, bob.account.waiting().unwrap()), (1, 0), "her message: not read, not held");
+    assert!(texts(&bob, "alice").is_empty());
+    bob.account.accept_contact("alice").unwrap();
+    carry(&alice, &mut bob);
     assert_eq!(texts(&bob, "alice"), vec!["alice: hi bob"]);
 
     bob.account.send("alice", "hi alice").unwrap();
@@ -96,9 +101,11 @@ fn strangers_cannot_add_you_to_groups() {
     assert_eq!(report.new_contacts, vec!["mallory".to_string()]);
     assert!(report.joined_groups.is_empty());
     assert!(bob.account.conversations().unwrap().iter().all(|c| c.name != "totally-legit"));
-    // The invitation is held, not lost: accepting the contact joins the group.
-    let (_, joined) = bob.account.accept_contact("mallory").unwrap();
-    assert_eq!(joined, vec!["totally-legit".to_string()]);
+    // Nothing of mallory's conversation is read before bob accepts: once he does, the
+    // invitation, coming again, joins the group.
+    bob.account.accept_contact("mallory").unwrap();
+    let report = carry(&mallory, &mut bob);
+    assert_eq!(report.joined_groups, vec!["totally-legit".to_string()]);
     assert!(bob.account.conversations().unwrap().iter().any(|c| c.name == "totally-legit" && c.active));
 }
 
@@ -194,6 +201,8 @@ fn an_import_reports_its_progress_to_the_end() {
     let (decoded, _) = weft_core::bundle::Bundle::decode(&bundle).unwrap();
     let total = decoded.requests.len() + decoded.envelopes.len();
 
+    bob.account.import_bundle(&bundle).unwrap();
+    bob.account.accept_contact("alice").unwrap();
     let mut seen = Vec::new();
     let report = bob.account.import_bundle_with_progress(&bundle, &mut |p| seen.push(p)).unwrap();
     assert_eq!(report.messages.iter().filter(|m| m.kind == "text").count(), 20);

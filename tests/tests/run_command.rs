@@ -1,6 +1,7 @@
 //! `weft run` and `weft relay` through the real binary: homes, real TCP on loopback. Alice added
-//! Bob's link and wrote before either node ran; when both run, Bob gets the request and the
-//! message; other `weft` commands reach a running node through its control socket.
+//! Bob's link and wrote before either node ran; when both run, Bob gets the request, accepts
+//! it, and gets the message; other `weft` commands reach a running node through its control
+//! socket.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -22,6 +23,9 @@ fn two_weft_run_processes_exchange_a_request_and_a_message() {
     let addr = line.trim().to_owned();
     let alice_run = Running::start(&alice, &["--bootstrap", &addr]);
     bob_run.wait_for("contact request from alice");
+    // Nothing of a stranger's conversation is read before Bob accepts her (through his running
+    // node's control socket); then her message comes by reconciliation.
+    bob.ok(&["contact", "accept", "alice"]);
     let message = bob_run.wait_for("written while offline");
     assert!(message.contains("via libp2p"), "{message}");
 

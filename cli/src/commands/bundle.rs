@@ -68,6 +68,10 @@ pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
         for c in &r.new_contacts {
             lines.push(format!("Contact request from {c} (accept with `weft contact accept {c}`; verify with `weft contact verify {c}`)"));
         }
+        if !r.new_contacts.is_empty() && r.unreadable > 0 {
+            // A stranger's conversation is not read before it is accepted.
+            lines.push("What they wrote is read once you accept them: import this file again then".to_owned());
+        }
         for c in &r.answered {
             lines.push(format!("{c} answered: you are now contacts"));
         }

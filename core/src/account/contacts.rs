@@ -18,8 +18,11 @@ pub enum RequestOutcome {
     Known,
 }
 
-/// Contact requests that may wait for an answer; more are refused until some are answered.
+/// Contact requests that may wait for an answer; beyond, the oldest is forgotten.
 const MAX_PENDING_REQUESTS: usize = 1_000;
+/// How far back a conversation begun by a request is read, from when its request says it was
+/// written: as far as relays keep envelopes.
+const STRANGER_HISTORY_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 
 impl Account {
     fn contact_info(row: &ContactRow) -> ContactInfo {
@@ -81,8 +84,14 @@ impl Account {
             return Err(Error::AlreadyExists(format!("a contact or group named {name:?}")));
         }
         let now = self.now();
+        // A stranger's conversation (their request waits) is stored, not loaded: it keeps the
+        // chain their request brought and the day it began.
+        let stored = |a: &Self, id: &[u8; 32]| a.store.read().load_group(id);
         let mut group = match &existing {
-            Some(row) => self.groups.remove(&row.group_id).map_or_else(|| self.pair_group(&card, now), Ok)?,
+            Some(row) => match self.groups.remove(&row.group_id) {
+                Some(g) => g,
+                None => stored(self, &row.group_id)?.map_or_else(|| self.pair_group(&card, now), Ok)?,
+            },
             None => self.pair_group(&card, now)?,
         };
         let result = self.introduce(&mut group, card, name, existing, now);
@@ -155,6 +164,10 @@ impl Account {
     /// Applies a contact request from a bundle or a rendezvous point. Returns the name of a
     /// contact it created, `Ok(None)` for a request we already knew, and `DecryptionFailed`
     /// when the request is not for us.
+    ///
+    /// A stranger's request costs one contact row and their 1:1 conversation's state, stored
+    /// and not loaded: nothing of that conversation is followed, indexed or read until we
+    /// accept. When too many wait, the one who has waited longest is forgotten.
     pub fn receive_request(&mut self, bytes: &[u8]) -> Result<RequestOutcome> {
         let hash = *blake3::hash(bytes).as_bytes();
         if self.store.read().request_seen(&hash)? {
@@ -164,12 +177,13 @@ impl Account {
         if request.card.account == self.account_public() {
             return Ok(RequestOutcome::Known);
         }
-        // The 1:1 conversation is listened to from when the request was written (within reason),
-        // so messages sent before it arrived are not lost.
+        // The 1:1 conversation is listened to from when the request was written (within what a
+        // relay keeps), so messages sent before it arrived are not lost.
         let now = self.now();
-        let since = request.sent_ms.clamp(now.saturating_sub(crate::group::MAX_HISTORY_MS), now);
+        let since = request.sent_ms.clamp(now.saturating_sub(STRANGER_HISTORY_MS), now);
         let existing = self.store.read().contact_by_account(&request.card.account)?;
         let mut outcome = RequestOutcome::Known;
+        let mut evict = None;
         let mut row = match existing {
             Some(mut row) => {
                 if row.status == ContactStatus::Added {
@@ -179,9 +193,9 @@ impl Account {
                 row
             }
             None => {
-                let pending = self.contacts()?.iter().filter(|c| c.status == ContactStatus::Incoming).count();
-                if pending >= MAX_PENDING_REQUESTS {
-                    return Err(Error::Limit("too many contact requests wait for an answer"));
+                let (oldest, waiting) = self.store.read().oldest_stranger()?;
+                if waiting >= MAX_PENDING_REQUESTS {
+                    evict = oldest;
                 }
                 let name = self.name_for_stranger(&request.card)?;
                 outcome = RequestOutcome::New(name.clone());
@@ -197,9 +211,13 @@ impl Account {
                 }
             }
         };
+        let stranger = row.status == ContactStatus::Incoming;
         let mut group = match self.groups.remove(&row.group_id) {
             Some(g) => g,
-            None => self.pair_group(&request.card, since)?,
+            None => match self.store.read().load_group(&row.group_id)? {
+                Some(g) if row.group_id != [0; 32] => g,
+                _ => self.pair_group(&request.card, since)?,
+            },
         };
         group.created_ms = group.created_ms.min(since);
         row.group_id = group.id;
@@ -208,12 +226,19 @@ impl Account {
         });
         let result = learned.and_then(|()| {
             self.store.write(|tx| {
+                if let Some((account, group)) = &evict {
+                    tx.forget_stranger(account, group)?;
+                }
                 tx.note_request(&hash)?;
                 tx.upsert_contact(&row)?;
                 tx.save_group(&mut group)
             })
         });
         let group_id = group.id;
+        if stranger {
+            result?;
+            return Ok(outcome);
+        }
         self.settle([group], result)?;
         self.retry_waiting(&group_id)?;
         Ok(outcome)
@@ -227,8 +252,13 @@ impl Account {
             row.status = ContactStatus::Accepted;
             // Answer in our 1:1 conversation: the key share carries our device certificate, so
             // they can add this device to groups (and share epochs with it) before we ever write.
+            // The conversation was stored, not followed: it is followed from now on, and what
+            // was written in it since the request is caught up on like any day missed.
             let now = self.now();
-            let mut pair = self.groups.remove(&row.group_id);
+            let mut pair = match self.groups.remove(&row.group_id) {
+                Some(g) => Some(g),
+                None => self.store.read().load_group(&row.group_id)?,
+            };
             let result = (|| {
                 let announce = match pair.as_mut() {
                     Some(p) => Some(p.announce(&self.me, now, self.entropy.as_mut())?),

@@ -221,14 +221,27 @@ impl Account {
         let mut results: Vec<Result<(MessageRow, ConversationInfo)>> = Vec::with_capacity(messages.len());
         let mut sealed_all: Vec<(GroupId, Vec<Sealed>)> = Vec::new();
         // Resolve every name before any group leaves `self.groups` for sealing.
-        let resolved: Vec<Result<ConversationInfo>> = messages.iter().map(|(c, _)| self.resolve(c)).collect();
+        let mut resolved: Vec<Result<ConversationInfo>> = messages.iter().map(|(c, _)| self.resolve(c)).collect();
+        // Writing to someone who asked is accepting them: only then is their conversation
+        // loaded and followed.
+        for r in resolved.iter_mut() {
+            if let Ok(c) = r
+                && c.kind == ConversationKind::Contact
+                && self.contact_row(&c.name).is_ok_and(|row| row.status == crate::store::ContactStatus::Incoming)
+                && let Err(e) = self.accept_contact(&c.name.clone())
+            {
+                *r = Err(e);
+            }
+        }
         for ((_, text), resolved) in messages.iter().zip(resolved) {
             let prepared = resolved.and_then(|c| {
                 let group = match taken.entry(c.id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(self.groups.remove(&c.id).expect("resolved conversations exist"))
-                    }
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                        self.groups
+                            .remove(&c.id)
+                            .ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?,
+                    ),
                 };
                 let sealed = group.send_text(&self.me, text, now, self.entropy.as_mut())?;
                 let last = sealed.last().expect("a text is always sealed");
@@ -275,13 +288,6 @@ impl Account {
             .into_iter()
             .map(|r| {
                 let (row, c) = r?;
-                // Writing to someone who asked is accepting them. The message is already stored,
-                // so a failure here must not report the send as failed.
-                if c.kind == ConversationKind::Contact
-                    && self.contact_row(&c.name).is_ok_and(|r| r.status == crate::store::ContactStatus::Incoming)
-                {
-                    let _ = self.accept_contact(&c.name);
-                }
                 Ok(self.message_info(&row, &c.name))
             })
             .collect()

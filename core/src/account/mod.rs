@@ -202,6 +202,9 @@ impl Account {
     pub fn follow_the_day(&mut self) {
         if crate::group::period_of(self.now()) != self.topics_period {
             self.rebuild_topics();
+            if let Err(e) = self.expire_parked() {
+                tracing::debug!(error = %e, "parked envelopes were not expired");
+            }
         }
     }
 

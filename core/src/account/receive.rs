@@ -7,14 +7,24 @@ use super::{Account, ImportProgress, ImportReport, MessageInfo, Received, Reques
 use crate::bundle::Bundle;
 use crate::envelope::{Envelope, EnvelopeId};
 use crate::error::{Error, Result};
-use crate::group::{Action, ChainPosition, Event, Group, GroupId};
-use crate::store::{EnvelopeStatus, MessageRow, Rows};
+use crate::group::{Action, Event, Group, GroupId};
+use crate::store::{EnvelopeStatus, MessageRow, ParkedPlace, Rows};
 
 /// Envelopes one group may park while their senders' keys, or earlier messages of their
 /// chains, have not arrived. A catch-up of a big backlog parks most of it for a while (it comes
 /// in hash order), so this is a backlog's size, not a handful; a member could make us store as
 /// much by sending it.
 const MAX_WAITING_PER_GROUP: usize = 20_000;
+/// Bytes one sender device may have parked in a group: a backlog of small messages fits many
+/// times over; a hostile member filling it with 64 KiB envelopes stops at 512 of them.
+const MAX_PARKED_BYTES_PER_DEVICE: usize = 32 << 20;
+/// Bytes all the sender devices a group does not know may have parked in it together.
+const MAX_PARKED_BYTES_UNKNOWN_DEVICES: usize = 4 << 20;
+/// How long a parked envelope waits: a relay keeps envelopes two weeks, so what it waits for
+/// will not come later than that.
+const PARKED_FOR_AT_MOST_MS: u64 = 14 * 24 * 60 * 60 * 1000;
+/// Parked envelopes read back at once.
+const PARKED_PAGE: usize = 256;
 /// Epochs before the current one whose topics are still followed, per group.
 pub(super) const PREVIOUS_EPOCHS_FOLLOWED: usize = 4;
 /// Peer addresses remembered for reconnecting after a restart.
@@ -28,27 +38,8 @@ impl Account {
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
     pub fn receive_envelope(&mut self, envelope: Envelope) -> Result<Received> {
         self.follow_the_day();
-        let mut queue = VecDeque::from([envelope]);
-        let mut shown = Vec::new();
-        let mut first = true;
-        while let Some(envelope) = queue.pop_front() {
-            let outcome = self.receive_one(&envelope);
-            match outcome {
-                Ok(Some((messages, unblocked))) => {
-                    shown.extend(messages);
-                    for gid in unblocked {
-                        for bytes in self.store.read().waiting_envelopes(&gid)? {
-                            queue.push_back(Envelope::parse(bytes)?);
-                        }
-                    }
-                }
-                Ok(None) if first => return Ok(Received::Waiting),
-                Ok(None) => {}
-                Err(e) if first => return Err(e),
-                Err(_) => {}
-            }
-            first = false;
-        }
+        let Some((mut shown, unblocked)) = self.receive_one(&envelope)? else { return Ok(Received::Waiting) };
+        shown.extend(self.retry_groups(unblocked)?);
         Ok(Received::Applied(shown))
     }
 
@@ -140,27 +131,41 @@ impl Account {
     /// Retries the envelopes of a group that waited for keys or for earlier messages, in their
     /// chains' order (so one pass opens every one that can be), while passes open some.
     pub(super) fn retry_waiting(&mut self, gid: &GroupId) -> Result<Vec<MessageInfo>> {
+        self.retry_groups(vec![*gid])
+    }
+
+    /// [`Self::retry_waiting`] for each group, and for the groups that opening their envelopes
+    /// unblocked in turn (a welcome joins one). What waits is read a page at a time: a group
+    /// may hold thousands of envelopes of up to 64 KiB.
+    fn retry_groups(&mut self, groups: Vec<GroupId>) -> Result<Vec<MessageInfo>> {
+        let mut queue = VecDeque::from(groups);
         let mut shown = Vec::new();
-        loop {
-            let mut held: Vec<(Option<ChainPosition>, Envelope)> = Vec::new();
-            for bytes in self.store.read().waiting_envelopes(gid)? {
-                let envelope = Envelope::parse(bytes)?;
-                let position = self.topics.get(&envelope.topic()).and_then(|(g, epoch)| {
-                    self.groups.get(&g).and_then(|group| group.chain_position(&envelope, &epoch))
-                });
-                held.push((position, envelope));
-            }
-            held.sort_by_key(|(position, _)| *position);
-            let before = shown.len();
-            for (_, envelope) in held {
-                if let Ok(Received::Applied(m)) = self.receive_envelope(envelope) {
-                    shown.extend(m);
+        while let Some(gid) = queue.pop_front() {
+            loop {
+                let mut opened_any = false;
+                let mut after = None;
+                loop {
+                    let page = self.store.read().parked_page(&gid, after.as_ref(), PARKED_PAGE)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(*last);
+                    for (_, bytes) in page {
+                        if let Ok(Some((messages, unblocked))) = self.receive_one(&Envelope::parse(bytes)?) {
+                            opened_any = true;
+                            shown.extend(messages);
+                            for g in unblocked {
+                                if g != gid && !queue.contains(&g) {
+                                    queue.push_back(g);
+                                }
+                            }
+                        }
+                    }
+                }
+                if !opened_any {
+                    break;
                 }
             }
-            if shown.len() == before {
-                return Ok(shown);
-            }
         }
+        Ok(shown)
     }
 
     /// Opens and applies one envelope. `Ok(None)`: stored to wait for its key. Otherwise the
@@ -178,24 +183,24 @@ impl Account {
         let opened = match group.open_in_order(&self.me, envelope, &epoch) {
             Ok(o) => o,
             // Its header authenticated under the group's secret, so a member sent it: it waits
-            // for its sender's key, or for the messages before it in its chain (a catch-up
+            // for its sender's key, for the messages before it in its chain (a catch-up
             // brings a backlog in no particular order, and opening a message far ahead would
-            // drop the keys of those). Each group holds a bounded number.
-            Err(e @ (Error::MissingKey | Error::AheadOfChain)) => {
+            // drop the keys of those), or for the membership changes it builds on. Each group
+            // holds a bounded number.
+            Err(e @ (Error::MissingKey | Error::AheadOfChain | Error::MissingParent)) => {
                 if already_held {
                     return Ok(None);
                 }
-                if self.count_waiting(Some(&gid))? < MAX_WAITING_PER_GROUP {
-                    self.store.write_relaxed(|tx| {
-                        tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Waiting, now)
-                    })?;
+                if let Some((place, known)) = self.room_to_park(group, envelope, &epoch)? {
+                    self.store
+                        .write_relaxed(|tx| tx.park_envelope(&id, &gid, envelope.as_bytes(), &place, known, now))?;
                     return Ok(None);
                 }
                 match e {
                     // No room to hold it: open it now, at the cost of older messages of its
                     // chain that have not come yet.
                     Error::AheadOfChain => group.open(&self.me, envelope, &epoch)?,
-                    _ => return Err(Error::Limit("too many envelopes of this group wait for keys")),
+                    _ => return Err(Error::Limit("no room to hold this envelope until what it waits for comes")),
                 }
             }
             Err(e) => return Err(e),
@@ -273,8 +278,11 @@ impl Account {
                 })
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
-            Event::KeysArrived { .. } => unblocked.push(gid),
+            // Changes that named this one as parent may enter the log now.
+            Event::KeysArrived { .. } | Event::ChangeOutranked { .. } => unblocked.push(gid),
             Event::MembershipChanged { id, op, lamport, we_were_removed } => {
+                // Changes that named this one as parent may enter the log now.
+                unblocked.push(gid);
                 let (kind, body) = match &op.action {
                     Action::Create { name, .. } => ("created", name.clone()),
                     Action::Add { member, name, .. } => ("added", self.name_in(group, member, name.as_deref())),
@@ -545,6 +553,44 @@ impl Account {
                 return Ok(pending.len());
             }
         }
+    }
+
+    /// Where an envelope that waits would be parked, and whether its sender device is one the
+    /// group knows, if there is room. A header names any device it likes, so each known device
+    /// has its own quota and all unknown ones share a small one (a message that comes before
+    /// its sender's key share, which brings the device's certificate, waits there).
+    fn room_to_park(
+        &self,
+        group: &Group,
+        envelope: &Envelope,
+        epoch: &[u8; 32],
+    ) -> Result<Option<(ParkedPlace, bool)>> {
+        let Some((device, generation, index)) = group.chain_position(envelope, epoch) else { return Ok(None) };
+        if self.count_waiting(Some(&group.id))? >= MAX_WAITING_PER_GROUP {
+            return Ok(None);
+        }
+        let known = group.knows_device(&device);
+        let (used, quota) = if known {
+            (self.store.read().parked_bytes(&group.id, Some(&device))?, MAX_PARKED_BYTES_PER_DEVICE)
+        } else {
+            (self.store.read().parked_bytes(&group.id, None)?, MAX_PARKED_BYTES_UNKNOWN_DEVICES)
+        };
+        if used + envelope.as_bytes().len() > quota {
+            return Ok(None);
+        }
+        Ok(Some((ParkedPlace::new(&device, generation, index), known)))
+    }
+
+    /// Drops what has waited longer than anything it waits for can still come.
+    pub(super) fn expire_parked(&mut self) -> Result<usize> {
+        let before = self.now().saturating_sub(PARKED_FOR_AT_MOST_MS);
+        self.store.write_relaxed(|tx| tx.expire_parked(before))
+    }
+
+    /// Envelopes held until what they wait for comes (keys, earlier messages of their chain,
+    /// the membership changes they build on), in every conversation.
+    pub fn waiting(&self) -> Result<usize> {
+        self.count_waiting(None)
     }
 
     /// Envelopes waiting for keys, in one group or in all.

@@ -1,8 +1,15 @@
 //! The membership log: signed operations that say who is in a group. Operations name their
 //! parents, so the log is a DAG; every device replays it in the same deterministic topological
 //! order (ties broken by operation hash) and so reaches the same membership, whatever order the
-//! operations arrived in. Validity is judged at the position an operation takes in that order:
-//! an operation whose author was removed before it loses ("remove wins").
+//! operations arrived in.
+//!
+//! Only operations that their author had the right to make, in the operation's own causal
+//! past, enter the log ([`Membership::admits`]); each author has a quota of them. Validity in
+//! the whole log is judged at replay: an operation concurrent with an effective removal of its
+//! author loses ("remove wins"), and of two admins who remove each other concurrently the
+//! senior one (made an admin earlier in the order) wins. A removed admin who backdates a
+//! removal of the admin who removed him makes exactly such a concurrent pair, so he can undo
+//! his removal only if he outranks his remover (docs/DECISIONS.md, "Membership v2").
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,9 +26,13 @@ pub const MAX_OP_PARENTS: usize = 8;
 pub const MAX_DEVICES_PER_ACCOUNT: usize = 4;
 /// Member accounts in one group. Keeps every key share inside one envelope.
 pub const MAX_MEMBERS: usize = 100;
-/// Membership operations one group can hold, so that a whole log fits in one invitation.
+/// Membership operations an invitation can carry: the whole log travels in one envelope.
 /// Compacting the log into a signed snapshot would lift this; see docs/PROTOCOL.md.
 pub const MAX_OPS: usize = 180;
+/// Operations of one author account a change may have in its causal past: a hostile or stolen
+/// admin fills its own quota, never the others' (a removed admin can still sign backdated
+/// ones, up to it).
+pub const MAX_OPS_PER_AUTHOR: usize = 2048;
 pub const MAX_GROUP_NAME_LEN: usize = 128;
 
 pub type OpHash = [u8; 32];
@@ -205,6 +216,153 @@ fn topological_order(group: &GroupId, ops: &BTreeMap<OpHash, SignedOp>) -> (Vec<
     (order, waiting)
 }
 
+/// Which operations lie in each operation's causal past, as one bit per position in the
+/// replay order: a few hundred kilobytes for thousands of operations, where sets of hashes took
+/// hundreds of megabytes.
+struct CausalPast {
+    words: usize,
+    bits: Vec<u64>,
+}
+
+impl CausalPast {
+    fn of(order: &[OpHash], position: &BTreeMap<OpHash, usize>, ops: &BTreeMap<OpHash, SignedOp>) -> Self {
+        let words = order.len().div_ceil(64);
+        let mut bits = vec![0u64; words * order.len()];
+        for (at, hash) in order.iter().enumerate() {
+            for parent in &ops[hash].parents {
+                // Parents come before their children in the order.
+                let p = position[parent];
+                let (row, parent_row) = (at * words, p * words);
+                for w in 0..words {
+                    bits[row + w] |= bits[parent_row + w];
+                }
+                bits[row + p / 64] |= 1 << (p % 64);
+            }
+        }
+        CausalPast { words, bits }
+    }
+
+    /// Whether the operation at `earlier` is in the causal past of the one at `at`.
+    fn contains(&self, at: usize, earlier: usize) -> bool {
+        self.bits[at * self.words + earlier / 64] & (1 << (earlier % 64)) != 0
+    }
+}
+
+/// Which removals take effect in a log, decided the same way on every device (see
+/// [`Membership::replay`]).
+struct Settlement<'a> {
+    group: &'a GroupId,
+    ops: &'a BTreeMap<OpHash, SignedOp>,
+    order: &'a [OpHash],
+    position: &'a BTreeMap<OpHash, usize>,
+    past: CausalPast,
+    /// The membership each operation's author saw (its causal past, applied in order), by
+    /// position; computed when first needed.
+    views: std::cell::RefCell<BTreeMap<usize, std::rc::Rc<Membership>>>,
+}
+
+/// A removal decided to take effect: its position and its target.
+type Effective = (usize, AccountPublic);
+
+impl<'a> Settlement<'a> {
+    fn new(
+        group: &'a GroupId,
+        ops: &'a BTreeMap<OpHash, SignedOp>,
+        order: &'a [OpHash],
+        position: &'a BTreeMap<OpHash, usize>,
+    ) -> Self {
+        let past = CausalPast::of(order, position, ops);
+        Settlement { group, ops, order, position, past, views: Default::default() }
+    }
+
+    fn op(&self, at: usize) -> &SignedOp {
+        &self.ops[&self.order[at]]
+    }
+
+    /// The membership as the author of the operation at `at` saw it.
+    fn view(&self, at: usize) -> std::rc::Rc<Membership> {
+        if let Some(v) = self.views.borrow().get(&at) {
+            return v.clone();
+        }
+        let seen: Vec<OpHash> = (0..at).filter(|i| self.past.contains(at, *i)).map(|i| self.order[i]).collect();
+        let view = std::rc::Rc::new(Membership::apply_all(self.group, self.ops, &seen));
+        self.views.borrow_mut().insert(at, view.clone());
+        view
+    }
+
+    /// Whether `account` was an admin at the operation at `at`, through a chain of promotions
+    /// back to the founder that no removal in `effective` undoes: a promotion made by someone an
+    /// effective removal removed, concurrently or before, confers nothing (a removed admin who
+    /// backdates the promotion of an account of his own gains no stand-in).
+    fn authority_holds(&self, account: &AccountPublic, at: usize, effective: &[Effective]) -> bool {
+        let view = self.view(at);
+        let Some(since) = view.admin_since.get(account) else { return false };
+        let promoted_at = self.position[since];
+        let promotion = self.op(promoted_at);
+        if matches!(promotion.action, Action::Create { .. }) {
+            return true;
+        }
+        let promoter = promotion.author.account;
+        if effective.iter().any(|(r, t)| *t == promoter && *r != promoted_at && !self.past.contains(*r, promoted_at)) {
+            return false;
+        }
+        self.authority_holds(&promoter, promoted_at, effective)
+    }
+
+    /// The effective removals. Candidates are removals whose author was an admin in their own
+    /// causal past, decided most senior author first (seniority: the position of the operation
+    /// that made them an admin). A removal by X takes effect unless an effective removal of X is
+    /// concurrent with it, X's authority rests on a promotion that an effective removal undoes,
+    /// or someone removes X concurrently whom this removal (with those decided before) leaves
+    /// standing and who is not X's own target: remove wins, and of two admins who remove each
+    /// other, the senior one.
+    fn removals(&self) -> Vec<Effective> {
+        let mut candidates: Vec<(usize, usize, AccountPublic, AccountPublic)> = (0..self.order.len())
+            .filter_map(|at| match &self.op(at).action {
+                Action::Remove { member } => {
+                    let author = self.op(at).author.account;
+                    let since = *self.view(at).admin_since.get(&author)?;
+                    Some((self.position[&since], at, author, *member))
+                }
+                _ => None,
+            })
+            .collect();
+        candidates.sort_unstable();
+        let concurrent = |a: usize, b: usize| a != b && !self.past.contains(a, b) && !self.past.contains(b, a);
+        let removed = |who: &AccountPublic, at: usize, effective: &[Effective]| {
+            effective.iter().any(|(r, t)| t == who && *r != at && !self.past.contains(*r, at))
+        };
+        let mut effective: Vec<Effective> = Vec::new();
+        // One author at a time, all of their removals together: what an author's removals
+        // leave standing is judged with all of them in (an admin who removes two others
+        // concurrently is challenged by neither).
+        for by_author in candidates.chunk_by(|a, b| a.0 == b.0) {
+            let standing: Vec<(usize, AccountPublic, AccountPublic)> = by_author
+                .iter()
+                .filter(|&&(_, at, remover, _)| {
+                    !removed(&remover, at, &effective) && self.authority_holds(&remover, at, &effective)
+                })
+                .map(|&(_, at, remover, target)| (at, remover, target))
+                .collect();
+            let mut with_these = effective.clone();
+            with_these.extend(standing.iter().map(|&(at, _, target)| (at, target)));
+            for &(at, remover, target) in &standing {
+                let challenged = candidates.iter().any(|&(_, other, challenger, challenged)| {
+                    challenged == remover
+                        && challenger != target
+                        && concurrent(at, other)
+                        && !removed(&challenger, other, &with_these)
+                        && self.authority_holds(&challenger, other, &with_these)
+                });
+                if !challenged {
+                    effective.push((at, target));
+                }
+            }
+        }
+        effective
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     pub name: Option<String>,
@@ -224,71 +382,36 @@ pub struct Membership {
     pub heads: BTreeSet<OpHash>,
     /// Operations waiting for a parent we have not seen.
     pub waiting: usize,
+    /// For each admin, the operation that made them one: who is senior to whom.
+    pub admin_since: BTreeMap<AccountPublic, OpHash>,
 }
 
 impl Membership {
     /// Replays every operation in a deterministic topological order (Kahn's algorithm, ties
-    /// broken by hash). An operation applies when its author is an admin at its position and
-    /// no credible removal of its author is concurrent with it ("remove wins": an admin who was
-    /// removed cannot act with backdated parents). Two admins who remove each other
-    /// concurrently are both removed.
+    /// broken by hash). Removals are settled first, most senior author first: a removal is
+    /// effective when its author was an admin in its own causal past and no effective removal
+    /// of its author is concurrent with it. Then an operation applies when it is an effective
+    /// removal, or when its author is an admin at its position and no effective removal of its
+    /// author is concurrent with it ("remove wins": a removed admin cannot act with backdated
+    /// parents).
     pub fn replay(group: &GroupId, ops: &BTreeMap<OpHash, SignedOp>) -> Membership {
         let (order, waiting) = topological_order(group, ops);
-        let mut ancestors: BTreeMap<OpHash, BTreeSet<OpHash>> = BTreeMap::new();
-        for hash in &order {
-            let mut set = BTreeSet::new();
-            for p in &ops[hash].parents {
-                set.insert(*p);
-                set.extend(ancestors[p].iter().copied());
-            }
-            ancestors.insert(*hash, set);
-        }
-        // Removals whose author was an admin in the removal's own causal past.
-        let credible: Vec<(OpHash, AccountPublic, AccountPublic)> = order
-            .iter()
-            .filter_map(|hash| match &ops[hash].action {
-                Action::Remove { member } => {
-                    let past: Vec<OpHash> = order.iter().filter(|h| ancestors[hash].contains(*h)).copied().collect();
-                    let before = Membership::apply_all(group, ops, &past, |_| false);
-                    before.is_admin(&ops[hash].author.account).then_some((*hash, ops[hash].author.account, *member))
-                }
-                _ => None,
-            })
-            .collect();
-        let blocked = |hash: &OpHash| {
-            let op = &ops[hash];
-            credible.iter().any(|(removal, remover, target)| {
-                *target == op.author.account
-                    && removal != hash
-                    && !ancestors[removal].contains(hash)
-                    && !matches!(op.action, Action::Remove { member } if member == *remover)
-            })
-        };
-        // A credible removal of someone who concurrently removed its author applies even though
-        // its author is gone by the time it comes up in the order: both are removed.
-        let mutual = |hash: &OpHash| {
-            let op = &ops[hash];
-            credible.iter().any(|(x, ..)| x == hash)
-                && credible.iter().any(|(removal, remover, target)| {
-                    *target == op.author.account
-                        && matches!(op.action, Action::Remove { member } if member == *remover)
-                        && !ancestors[removal].contains(hash)
-                        && !ancestors[hash].contains(removal)
-                })
+        let position: BTreeMap<OpHash, usize> = order.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+        let settle = Settlement::new(group, ops, &order, &position);
+        let effective = settle.removals();
+        let blocked = |at: usize| {
+            let author = ops[&order[at]].author.account;
+            effective.iter().any(|(r, t)| *t == author && *r != at && !settle.past.contains(*r, at))
         };
         let mut state = Membership::default();
-        for hash in &order {
+        for (at, hash) in order.iter().enumerate() {
             let op = &ops[hash];
-            let applies = if mutual(hash) {
-                match &op.action {
-                    Action::Remove { member } => state.members.remove(member).is_some(),
-                    _ => false,
-                }
-            } else {
-                !blocked(hash) && state.apply(group, op)
+            // A removal applies exactly when it was settled as effective.
+            let applies = match &op.action {
+                Action::Remove { member } => effective.iter().any(|(r, _)| *r == at) && state.remove(member),
+                _ => !blocked(at) && state.apply(group, op),
             };
             if applies {
-                state.devices.retain(|_, d| state.members.contains_key(&d.account));
                 state.record(op, *hash);
             }
         }
@@ -296,7 +419,40 @@ impl Membership {
         state
     }
 
+    /// Whether `op` may enter a log holding `ops`: its parents are known, its author had the
+    /// right to make it in its own causal past, and its author's quota has room. Whether it
+    /// applies in the whole log is for [`Membership::replay`] to say.
+    pub fn admits(group: &GroupId, ops: &BTreeMap<OpHash, SignedOp>, op: &SignedOp) -> Result<()> {
+        if op.group != *group && !matches!(op.action, Action::Create { .. }) {
+            return Err(Error::Malformed { what: "membership operation", why: "names another group" });
+        }
+        if op.parents.iter().any(|p| !ops.contains_key(p)) {
+            return Err(Error::MissingParent);
+        }
+        let mut past = BTreeMap::new();
+        let mut stack: Vec<OpHash> = op.parents.clone();
+        while let Some(hash) = stack.pop() {
+            if let Some(parent) = ops.get(&hash)
+                && past.insert(hash, parent.clone()).is_none()
+            {
+                stack.extend(parent.parents.iter().copied());
+            }
+        }
+        let mut before = Membership::replay(group, &past);
+        if !before.apply(group, op) {
+            return Err(Error::VoidOperation("its author could not make it at the point it names"));
+        }
+        // Counted in the change's own causal past, so that every device judges it the same
+        // whatever else it holds; per account, since an account can certify new devices.
+        let authored = past.values().filter(|o| o.author.account == op.author.account).count();
+        if authored >= MAX_OPS_PER_AUTHOR {
+            return Err(Error::Limit("an account has made as many membership changes as a group keeps"));
+        }
+        Ok(())
+    }
+
     fn record(&mut self, op: &SignedOp, hash: OpHash) {
+        self.devices.retain(|_, d| self.members.contains_key(&d.account));
         self.applied.push(hash);
         for p in &op.parents {
             self.heads.remove(p);
@@ -304,20 +460,24 @@ impl Membership {
         self.heads.insert(hash);
     }
 
-    fn apply_all(
-        group: &GroupId,
-        ops: &BTreeMap<OpHash, SignedOp>,
-        order: &[OpHash],
-        blocked: impl Fn(&OpHash) -> bool,
-    ) -> Membership {
+    /// Applies `order` one operation after the other, with no removal settled beforehand: the
+    /// view of someone who saw exactly these operations.
+    fn apply_all(group: &GroupId, ops: &BTreeMap<OpHash, SignedOp>, order: &[OpHash]) -> Membership {
         let mut state = Membership::default();
         for hash in order {
             let op = &ops[hash];
-            if !blocked(hash) && state.apply(group, op) {
+            if state.apply(group, op) {
                 state.record(op, *hash);
             }
         }
         state
+    }
+
+    /// Removes a member and their devices; says whether they were one.
+    fn remove(&mut self, member: &AccountPublic) -> bool {
+        self.admin_since.remove(member);
+        self.devices.retain(|_, d| d.account != *member);
+        self.members.remove(member).is_some()
     }
 
     fn is_admin(&self, account: &AccountPublic) -> bool {
@@ -335,6 +495,7 @@ impl Membership {
                 }
                 self.name = name.clone();
                 self.members.insert(author, Member { name: None, admin: true });
+                self.admin_since.insert(author, op.hash());
             }
             Action::Add { member, name, devices, admin } => {
                 if !self.is_admin(&author) || self.members.len() >= MAX_MEMBERS {
@@ -342,16 +503,17 @@ impl Membership {
                 }
                 let existing_admin = self.members.get(member).is_some_and(|m| m.admin);
                 self.members.insert(*member, Member { name: name.clone(), admin: *admin || existing_admin });
+                if *admin && !existing_admin {
+                    self.admin_since.insert(*member, op.hash());
+                }
                 for d in devices {
                     self.devices.insert(d.device, d.clone());
                 }
             }
             Action::Remove { member } => {
-                if !self.is_admin(&author) || !self.members.contains_key(member) {
+                if !self.is_admin(&author) || !self.remove(member) {
                     return false;
                 }
-                self.members.remove(member);
-                self.devices.retain(|_, d| d.account != *member);
             }
             Action::Rekey => {
                 if !self.is_admin(&author) {
@@ -426,16 +588,89 @@ mod tests {
         assert!(state.members.contains_key(&c.account.public()), "b's concurrent removal of c loses");
     }
 
+    /// Two admins remove each other concurrently (or one of them backdates his answer to his
+    /// removal, which looks the same): the senior one wins, whatever order the changes came in,
+    /// and the loser's other concurrent changes fall with him.
     #[test]
-    fn mutual_concurrent_removal_removes_both() {
-        let (a, b, c) = (person(1), person(2), person(3));
+    fn of_two_admins_removing_each_other_the_senior_wins() {
+        let (a, b, c, m) = (person(1), person(2), person(3), person(4));
         let (g, create) = create(&a);
         let add_b = add(&a, g, create.hash(), &b, true);
         let add_c = add(&a, g, add_b.hash(), &c, true);
+        // b was made an admin before c: b outranks c.
+        let b_removes_c = op(&b, g, vec![add_c.hash()], Action::Remove { member: c.account.public() });
+        let c_removes_b = op(&c, g, vec![add_c.hash()], Action::Remove { member: b.account.public() });
+        let c_adds_m = add(&c, g, add_c.hash(), &m, false);
+        let all = [&create, &add_b, &add_c, &c_removes_b, &b_removes_c, &c_adds_m];
+        let state = replay(&g, &all);
+        let reversed: Vec<&SignedOp> = all.iter().rev().copied().collect();
+        assert_eq!(replay(&g, &reversed), state);
+        let members: BTreeSet<AccountPublic> = state.members.keys().copied().collect();
+        assert_eq!(members, [a.account.public(), b.account.public()].into_iter().collect());
+        // The founder outranks everyone.
         let a_removes_b = op(&a, g, vec![add_c.hash()], Action::Remove { member: b.account.public() });
         let b_removes_a = op(&b, g, vec![add_c.hash()], Action::Remove { member: a.account.public() });
-        let state = replay(&g, &[&create, &add_b, &add_c, &a_removes_b, &b_removes_a]);
-        assert_eq!(state.members.keys().copied().collect::<Vec<_>>(), vec![c.account.public()]);
+        let state = replay(&g, &[&create, &add_b, &add_c, &b_removes_a, &a_removes_b]);
+        assert!(state.is_admin(&a.account.public()));
+        assert!(!state.members.contains_key(&b.account.public()));
+    }
+
+    /// a removes b. b, with parents from before his removal, makes an account of his own (c) an
+    /// admin, and c removes a and d. c's authority rests on b's promotion, which a's removal
+    /// undoes: nobody is removed but b, whatever the order.
+    #[test]
+    fn a_removed_admin_gains_nothing_through_an_admin_he_promoted() {
+        let (a, b, c, d) = (person(1), person(2), person(3), person(4));
+        let (g, create) = create(&a);
+        let add_b = add(&a, g, create.hash(), &b, true);
+        let add_d = add(&a, g, add_b.hash(), &d, true);
+        let a_removes_b = op(&a, g, vec![add_d.hash()], Action::Remove { member: b.account.public() });
+        let b_adds_c = add(&b, g, add_d.hash(), &c, true);
+        let c_removes_a = op(&c, g, vec![b_adds_c.hash()], Action::Remove { member: a.account.public() });
+        let c_removes_d = op(&c, g, vec![c_removes_a.hash()], Action::Remove { member: d.account.public() });
+        let all = [&create, &add_b, &add_d, &a_removes_b, &b_adds_c, &c_removes_a, &c_removes_d];
+        let state = replay(&g, &all);
+        let reversed: Vec<&SignedOp> = all.iter().rev().copied().collect();
+        assert_eq!(replay(&g, &reversed), state);
+        let members: BTreeSet<AccountPublic> = state.members.keys().copied().collect();
+        assert_eq!(members, [a.account.public(), d.account.public()].into_iter().collect());
+        assert_eq!(state.applied.last(), Some(&a_removes_b.hash()), "the current epoch is a's");
+    }
+
+    /// b, a junior admin, removes a; a, with parents from before, removes d. Nobody contested
+    /// b's removal of a, so it stands, and a's concurrent removal of d falls with a.
+    #[test]
+    fn an_admin_removed_by_a_junior_cannot_remove_others_with_backdated_parents() {
+        let (a, b, d) = (person(1), person(2), person(4));
+        let (g, create) = create(&a);
+        let add_b = add(&a, g, create.hash(), &b, true);
+        let add_d = add(&a, g, add_b.hash(), &d, false);
+        let b_removes_a = op(&b, g, vec![add_d.hash()], Action::Remove { member: a.account.public() });
+        let a_removes_d = op(&a, g, vec![add_d.hash()], Action::Remove { member: d.account.public() });
+        let all = [&create, &add_b, &add_d, &a_removes_d, &b_removes_a];
+        let state = replay(&g, &all);
+        let reversed: Vec<&SignedOp> = all.iter().rev().copied().collect();
+        assert_eq!(replay(&g, &reversed), state);
+        let members: BTreeSet<AccountPublic> = state.members.keys().copied().collect();
+        assert_eq!(members, [b.account.public(), d.account.public()].into_iter().collect());
+    }
+
+    /// What may enter the log at all: parents known, and the author had the right to make the
+    /// change where it says it was made.
+    #[test]
+    fn only_changes_their_author_could_make_are_admitted() {
+        let (a, b, m) = (person(1), person(2), person(4));
+        let (g, create) = create(&a);
+        let add_b = add(&a, g, create.hash(), &b, false);
+        let log: BTreeMap<OpHash, SignedOp> = [&create, &add_b].iter().map(|o| (o.hash(), (*o).clone())).collect();
+        let by_member = add(&b, g, add_b.hash(), &m, true);
+        assert!(matches!(Membership::admits(&g, &log, &by_member), Err(Error::VoidOperation(_))));
+        let orphan = add(&a, g, [7; 32], &m, false);
+        assert!(matches!(Membership::admits(&g, &log, &orphan), Err(Error::MissingParent)));
+        let fine = add(&a, g, add_b.hash(), &m, false);
+        Membership::admits(&g, &log, &fine).unwrap();
+        let elsewhere = add(&a, [1; 32], add_b.hash(), &m, false);
+        assert!(matches!(Membership::admits(&g, &log, &elsewhere), Err(Error::Malformed { .. })));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub const MAX_HISTORY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Lamport clocks above this are refused: they would overflow the store's integers and pin a
 /// message to the end of every history.
 const MAX_LAMPORT: u64 = 1 << 53;
+/// How far ahead of the highest clock value seen a received one may be; beyond, it is clamped.
+/// Two weeks of a busy group's messages is far below it.
+pub const MAX_LAMPORT_JUMP: u64 = 1 << 20;
 /// Heads kept as parents for the next message.
 const MAX_HEADS: usize = 32;
 
@@ -114,6 +117,11 @@ pub enum Event {
         op: SignedOp,
         lamport: u64,
         we_were_removed: bool,
+    },
+    /// A membership change made in good faith that lost to a concurrent removal of its author:
+    /// kept in the log, since later changes may name it, but it changes nothing.
+    ChangeOutranked {
+        id: EnvelopeId,
     },
     Invited {
         id: EnvelopeId,
@@ -331,6 +339,11 @@ impl Group {
             Action::Add { member, name, .. } if member == account => name.clone(),
             _ => None,
         })
+    }
+
+    /// Whether a device is known to belong to a member (from the log, a key share or a request).
+    pub fn knows_device(&self, device: &DeviceId) -> bool {
+        self.devices.contains_key(device)
     }
 
     /// Known devices of one account.
@@ -593,9 +606,6 @@ impl Group {
         if !self.is_admin(&me.account()) {
             return Err(Error::NotAllowed("only an admin can change who is in a group"));
         }
-        if self.ops.len() >= MAX_OPS {
-            return Err(Error::Limit("a group holds at most 180 membership changes"));
-        }
         let mut action = action;
         if let Action::Add { member, devices, .. } = &mut action {
             if self.is_member(member) {
@@ -616,6 +626,7 @@ impl Group {
         }
         let parents: Vec<OpHash> = self.membership.heads.iter().copied().collect();
         let op = SignedOp::new(self.id, parents, me.cert.clone(), &me.keys, now_ms, action);
+        Membership::admits(&self.id, &self.ops, &op)?;
         let hash = op.hash();
         let mut next_ops = self.ops.clone();
         next_ops.insert(hash, op.clone());
@@ -852,6 +863,11 @@ impl Group {
         let mut signed = signature_prefix(&self.id, &epoch.id, &envelope.nonce(), &header, inner_bytes.len());
         signed.extend_from_slice(inner_bytes);
         self.verify_device_signature(&device, &signed, &signature)?;
+        // A change its author could not make never enters the log: it would count against
+        // nobody's quota but the author's, and hold nothing up for anyone.
+        if let Content::Membership { op, .. } = &inner.content {
+            Membership::admits(&self.id, &self.ops, op)?;
+        }
         let is_control_content = matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. });
         if control != is_control_content {
             return Err(Error::Malformed { what: "message", why: "content kind does not match its key" });
@@ -903,20 +919,17 @@ impl Group {
         let unsealed_epoch = match &inner.content {
             Content::Membership { op, epoch_shares } => {
                 let hash = op.hash();
-                if op.group != self.id && !matches!(op.action, Action::Create { .. }) {
-                    return Err(Error::Malformed { what: "membership operation", why: "names another group" });
-                }
+                Membership::admits(&self.id, &self.ops, op)?;
                 let mut ops = self.ops.clone();
                 ops.insert(hash, op.clone());
-                if ops.len() > MAX_OPS {
-                    return Err(Error::Limit("a group holds at most 180 membership changes"));
-                }
                 let replayed = Membership::replay(&self.id, &ops);
-                let applied = replayed.applied.contains(&hash);
                 next_log = Some((ops, replayed));
-                // Only the first secret for an epoch counts, and only for a change that applies.
+                // Only the first secret for an epoch counts. It is kept even if the change lost
+                // to a concurrent removal of its author: later changes and messages of members
+                // who applied it first are sealed in its epoch. Such an epoch never becomes the
+                // current one, so its author cannot make anyone send in it.
                 match epoch_shares.iter().find(|s| s.device == me.id()) {
-                    Some(share) if applied && !self.epochs.contains_key(&hash) => {
+                    Some(share) if !self.epochs.contains_key(&hash) => {
                         let context = self.epoch_share_context(&hash, &me.id());
                         Some(open_secret32(me, &context, &share.sealed, "epoch share")?)
                     }
@@ -937,11 +950,12 @@ impl Group {
         while self.heads.len() > MAX_HEADS {
             self.heads.pop_first();
         }
-        self.lamport = self.lamport.max(inner.lamport);
+        // A member's clock may run ahead of ours by what was written while we were away, not
+        // by more: one message with a huge value would pin every later clock at the top.
+        let lamport = inner.lamport.min(self.lamport.saturating_add(MAX_LAMPORT_JUMP));
+        self.lamport = self.lamport.max(lamport);
         let event = match inner.content {
-            Content::Text(text) => {
-                Event::Message { id, sender: sender.account, lamport: inner.lamport, sent_ms: inner.sent_ms, text }
-            }
+            Content::Text(text) => Event::Message { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, text },
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
                 match unsealed_chain {
@@ -964,7 +978,13 @@ impl Group {
                 if we_were_removed {
                     self.forget_secrets();
                 }
-                Event::MembershipChanged { id, op, lamport: inner.lamport, we_were_removed }
+                // A change made in good faith that lost to a concurrent removal of its author
+                // stays in the log (later changes may name it) but changes nothing.
+                if self.membership.applied.contains(&hash) || we_were_removed {
+                    Event::MembershipChanged { id, op, lamport, we_were_removed }
+                } else {
+                    Event::ChangeOutranked { id }
+                }
             }
             Content::Invite(welcome) => Event::Invited { id, from: sender, welcome },
             Content::Receipt(receipt) => Event::Receipt { sender: sender.account, receipt },
@@ -972,10 +992,12 @@ impl Group {
         Ok(event)
     }
 
-    /// After removal nothing of the group's keys is kept: there is nothing left to read.
+    /// After removal no chain is kept: there is nothing left to read. The epochs' secrets
+    /// are, for now: a removal made concurrently with a removal of its author by a senior
+    /// admin is overturned when that arrives, and the changes that say so are sealed in epochs
+    /// we already hold (nobody removed shares in a later one).
     fn forget_secrets(&mut self) {
         self.own = None;
-        self.epochs.clear();
         for key in std::mem::take(&mut self.peers).into_keys() {
             self.dirty_peers.insert(key);
         }

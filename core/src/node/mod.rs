@@ -621,9 +621,11 @@ mod tests {
         carol.add_contact(dave.link().await.unwrap(), None).await.unwrap();
         carol.send("dave".into(), "remember me?".into()).await.unwrap();
         dave.import_bundle(carol.export_bundle().await.unwrap()).await.unwrap();
-        assert_eq!(dave.history("carol".into(), 10).await.unwrap().len(), 1, "the message is stored");
+        // A stranger's conversation is not read until dave accepts: nothing of it is stored,
+        // and nothing goes back.
+        assert_eq!(dave.history("carol".into(), 10).await.unwrap().len(), 0, "nothing read before accepting");
         assert_eq!(dave.call(|a| a.outbox_len()).await.unwrap(), 0, "and nothing goes back");
-        assert_eq!(dave.mark_read("carol".into()).await.unwrap(), 1);
+        assert_eq!(dave.mark_read("carol".into()).await.unwrap(), 0);
         assert_eq!(dave.call(|a| a.outbox_len()).await.unwrap(), 0, "not even a read receipt");
         carol.close().await;
         dave.close().await;
@@ -637,8 +639,12 @@ mod tests {
         let mut events = bob.subscribe();
         alice.add_contact(bob.link().await.unwrap(), None).await.unwrap();
         alice.send("bob".into(), "hello".into()).await.unwrap();
-        bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+        let bundle = alice.export_bundle().await.unwrap();
+        bob.import_bundle(bundle.clone()).await.unwrap();
         assert_eq!(events.recv().await.unwrap(), NodeEvent::ContactRequest { name: "alice".into() });
+        // Alice's message is read once bob accepts her and her envelopes come again.
+        bob.accept_contact("alice".into()).await.unwrap();
+        bob.import_bundle(bundle).await.unwrap();
         match events.recv().await.unwrap() {
             NodeEvent::MessageReceived { message, via } => {
                 assert_eq!((message.body.as_str(), via), ("hello", "bundle"))

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::OpenFlags;
 
 pub use key::{DatabaseKey, KdfParams};
-pub use rows::{ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, Rows};
+pub use rows::{
+    ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, ParkedKey, ParkedPlace, Rows,
+};
 pub use rusqlite::Connection;
 pub use schema::SCHEMA_VERSION;
 

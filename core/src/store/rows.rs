@@ -20,6 +20,35 @@ pub struct IdentityRow {
     pub created_ms: u64,
 }
 
+/// Where a parked envelope sits in its sender's chains: device, chain generation and index, big
+/// endian, so that the bytes sort in chain order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ParkedPlace(pub [u8; 40]);
+
+impl ParkedPlace {
+    pub fn new(device: &[u8; 32], generation: u32, index: u32) -> Self {
+        let mut place = [0u8; 40];
+        place[..32].copy_from_slice(device);
+        place[32..36].copy_from_slice(&generation.to_be_bytes());
+        place[36..].copy_from_slice(&index.to_be_bytes());
+        ParkedPlace(place)
+    }
+
+    fn first_of(device: &[u8; 32]) -> Self {
+        Self::new(device, 0, 0)
+    }
+
+    fn last_of(device: &[u8; 32]) -> Self {
+        Self::new(device, u32::MAX, u32::MAX)
+    }
+}
+
+/// Someone whose request waits for an answer: their account and their conversation.
+pub type Stranger = ([u8; 32], GroupId);
+
+/// A parked envelope's place and id: where a page of them ends.
+pub type ParkedKey = (ParkedPlace, EnvelopeId);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ContactStatus {
     /// We added their link; they have not answered yet.
@@ -262,26 +291,65 @@ pub trait Rows {
         Ok(())
     }
 
+    /// The groups we take part in, with their chains. A stranger's 1:1 conversation (a contact
+    /// whose request we have not accepted) is not among them: nothing of it is followed or
+    /// read until we accept (see [`Rows::load_group`]).
     fn load_groups(&self) -> Result<Vec<Group>> {
-        let mut stmt = self.conn().prepare("SELECT state FROM groups ORDER BY created_ms, id")?;
+        let mut stmt = self.conn().prepare(
+            "SELECT state FROM groups WHERE id NOT IN (SELECT group_id FROM contacts WHERE status = 'incoming')
+             ORDER BY created_ms, id",
+        )?;
         let states = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut groups = Vec::with_capacity(states.len());
-        for state in states {
-            let mut group = Group::decode_state(&state)?;
-            let mut chains =
-                self.conn().prepare("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
-            let rows = chains
-                .query_map([&group.id[..]], |r| Ok((blob32(r.get(0)?)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (device, generation, bytes) in rows {
-                let mut reader = Reader::new(&bytes, "stored chain");
-                let chain = PeerChain::decode(&mut reader)?;
-                reader.finish()?;
-                group.restore_chain(device, generation, chain);
-            }
-            groups.push(group);
+        states.iter().map(|state| self.group_with_chains(state)).collect()
+    }
+
+    /// One group by id, whoever's it is.
+    fn load_group(&self, id: &GroupId) -> Result<Option<Group>> {
+        let state: Option<Vec<u8>> =
+            self.conn().query_row("SELECT state FROM groups WHERE id = ?1", [&id[..]], |r| r.get(0)).optional()?;
+        state.map(|s| self.group_with_chains(&s)).transpose()
+    }
+
+    fn group_with_chains(&self, state: &[u8]) -> Result<Group> {
+        let mut group = Group::decode_state(state)?;
+        let mut chains =
+            self.conn().prepare_cached("SELECT device, generation, state FROM peer_chains WHERE group_id = ?1")?;
+        let rows = chains
+            .query_map([&group.id[..]], |r| Ok((blob32(r.get(0)?)?, r.get::<_, u32>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (device, generation, bytes) in rows {
+            let mut reader = Reader::new(&bytes, "stored chain");
+            let chain = PeerChain::decode(&mut reader)?;
+            reader.finish()?;
+            group.restore_chain(device, generation, chain);
         }
-        Ok(groups)
+        Ok(group)
+    }
+
+    /// The stranger who has waited longest for an answer, and how many wait.
+    fn oldest_stranger(&self) -> Result<(Option<Stranger>, usize)> {
+        let waiting: i64 =
+            self.conn().query_row("SELECT count(*) FROM contacts WHERE status = 'incoming'", [], |r| r.get(0))?;
+        let oldest = self
+            .conn()
+            .query_row(
+                "SELECT account, group_id FROM contacts WHERE status = 'incoming' ORDER BY created_ms, account LIMIT 1",
+                [],
+                |r| Ok((blob32(r.get(0)?)?, blob32(r.get(1)?)?)),
+            )
+            .optional()?;
+        Ok((oldest, waiting as usize))
+    }
+
+    /// Forgets a stranger whose request was never answered: the contact, their conversation and
+    /// whatever of it was kept.
+    fn forget_stranger(&self, account: &[u8; 32], group: &GroupId) -> Result<()> {
+        self.conn().execute("DELETE FROM contacts WHERE account = ?1 AND status = 'incoming'", [&account[..]])?;
+        self.conn().execute("DELETE FROM held_invites WHERE from_account = ?1", [&account[..]])?;
+        self.conn().execute("DELETE FROM peer_chains WHERE group_id = ?1", [&group[..]])?;
+        self.conn().execute("DELETE FROM envelopes WHERE group_id = ?1", [&group[..]])?;
+        self.conn().execute("DELETE FROM groups WHERE id = ?1", [&group[..]])?;
+        Ok(())
     }
 
     fn has_envelope(&self, id: &EnvelopeId) -> Result<Option<EnvelopeStatus>> {
@@ -315,12 +383,82 @@ pub trait Rows {
         Ok(())
     }
 
-    fn waiting_envelopes(&self, group: &GroupId) -> Result<Vec<Vec<u8>>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT bytes FROM envelopes WHERE status = 'waiting' AND group_id = ?1 ORDER BY received_ms, id",
+    /// Parks an envelope that waits (for its sender's key, the messages before it in its chain,
+    /// or the membership changes it builds on) at its place in its sender's chains.
+    fn park_envelope(
+        &self,
+        id: &EnvelopeId,
+        group: &GroupId,
+        bytes: &[u8],
+        place: &ParkedPlace,
+        known: bool,
+        now_ms: u64,
+    ) -> Result<()> {
+        self.put_envelope(id, Some(group), bytes, EnvelopeStatus::Waiting, now_ms)?;
+        self.conn().execute(
+            "UPDATE envelopes SET parked_at = ?2, parked_known = ?3 WHERE id = ?1",
+            params![&id.0[..], &place.0[..], known],
         )?;
-        let rows = stmt.query_map([&group[..]], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        Ok(())
+    }
+
+    /// Up to `limit` parked envelopes of a group after `after`, in their senders' chain order.
+    fn parked_page(
+        &self,
+        group: &GroupId,
+        after: Option<&ParkedKey>,
+        limit: usize,
+    ) -> Result<Vec<(ParkedKey, Vec<u8>)>> {
+        let (place, id) = after.map_or(([0u8; 40].to_vec(), Vec::new()), |(p, i)| (p.0.to_vec(), i.0.to_vec()));
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT parked_at, id, bytes FROM envelopes
+             WHERE status = 'waiting' AND group_id = ?1 AND (parked_at, id) > (?2, ?3)
+             ORDER BY parked_at, id LIMIT ?4",
+        )?;
+        let rows = stmt
+            .query_map(params![&group[..], place, id, limit as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(place, id, bytes)| {
+                let place =
+                    ParkedPlace(place.try_into().map_err(|_| Error::Internal("a parked place is not 40 bytes"))?);
+                let id = EnvelopeId(id.try_into().map_err(|_| Error::Internal("an envelope id is not 32 bytes"))?);
+                Ok(((place, id), bytes))
+            })
+            .collect()
+    }
+
+    /// How many bytes are parked in a group by one known sender device (`Some`), or by all the
+    /// devices the group did not know when they parked (`None`).
+    fn parked_bytes(&self, group: &GroupId, device: Option<&[u8; 32]>) -> Result<usize> {
+        let bytes: i64 = match device {
+            Some(device) => {
+                let (from, to) = (ParkedPlace::first_of(device), ParkedPlace::last_of(device));
+                self.conn().query_row(
+                    "SELECT ifnull(sum(length(bytes)), 0) FROM envelopes
+                     WHERE status = 'waiting' AND group_id = ?1 AND parked_at BETWEEN ?2 AND ?3 AND parked_known = 1",
+                    params![&group[..], &from.0[..], &to.0[..]],
+                    |r| r.get(0),
+                )?
+            }
+            None => self.conn().query_row(
+                "SELECT ifnull(sum(length(bytes)), 0) FROM envelopes
+                 WHERE status = 'waiting' AND group_id = ?1 AND parked_known = 0",
+                [&group[..]],
+                |r| r.get(0),
+            )?,
+        };
+        Ok(bytes as usize)
+    }
+
+    /// Drops parked envelopes that came before `before_ms`: what they wait for has not come in
+    /// all that time. Returns how many.
+    fn expire_parked(&self, before_ms: u64) -> Result<usize> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM envelopes WHERE status = 'waiting' AND received_ms < ?1", [before_ms as i64])?)
     }
 
     fn all_envelopes(&self) -> Result<Vec<Vec<u8>>> {

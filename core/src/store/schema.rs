@@ -135,6 +135,16 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 8: a parked envelope's place in its sender's chains (device, generation, index), so that
+    // what waits is read back a page at a time in chain order and counted per sender device;
+    // and whether that device was known to the group when it parked (others share one quota).
+    "
+    ALTER TABLE envelopes ADD COLUMN parked_at BLOB;
+    ALTER TABLE envelopes ADD COLUMN parked_known INTEGER;
+    UPDATE envelopes SET parked_at = zeroblob(40), parked_known = 0 WHERE status = 'waiting';
+    DROP INDEX envelopes_waiting;
+    CREATE INDEX envelopes_parked ON envelopes(group_id, parked_at, id) WHERE status = 'waiting';
+    ",
 ];
 
 /// The schema version this build writes.

@@ -3,6 +3,8 @@
 //! carried by hand.
 #![allow(dead_code)]
 
+pub mod group;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
