@@ -27,7 +27,7 @@ pub struct ContactRequest {
     pub device: DeviceCert,
     pub chain_generation: u32,
     pub chain_index: u32,
-    pub chain_key: [u8; 32],
+    pub chain_key: crate::crypto::Secret32,
     pub sent_ms: u64,
 }
 
@@ -36,7 +36,7 @@ impl ContactRequest {
         let mut w = Writer::with_capacity(PADDED_LEN);
         w.bytes(&self.card.to_bytes());
         self.device.encode(&mut w);
-        w.u32(self.chain_generation).u32(self.chain_index).raw(&self.chain_key).u64(self.sent_ms);
+        w.u32(self.chain_generation).u32(self.chain_index).raw(&self.chain_key[..]).u64(self.sent_ms);
         w.into_bytes()
     }
 
@@ -90,7 +90,7 @@ impl ContactRequest {
             device,
             chain_generation: b.u32()?,
             chain_index: b.u32()?,
-            chain_key: b.array()?,
+            chain_key: b.array::<32>()?.into(),
             sent_ms: b.u64()?,
         };
         b.finish()?;
@@ -128,8 +128,14 @@ mod tests {
             name: Some("alice".into()),
         };
         let cert = account.certify(&device, 5);
-        let req =
-            ContactRequest { card, device: cert, chain_generation: 0, chain_index: 3, chain_key: [8; 32], sent_ms: 9 };
+        let req = ContactRequest {
+            card,
+            device: cert,
+            chain_generation: 0,
+            chain_index: 3,
+            chain_key: [8; 32].into(),
+            sent_ms: 9,
+        };
         (req, device)
     }
 

@@ -108,7 +108,7 @@ fn forged_request(to: &Person, i: u64, rng: &mut SeededEntropy, now_ms: u64) -> 
         device: account.certify(&device, now_ms),
         chain_generation: 0,
         chain_index: 0,
-        chain_key: rng.bytes32().unwrap(),
+        chain_key: rng.bytes32().unwrap().into(),
         sent_ms: now_ms - 365 * DAY_MS,
     };
     request.seal(&to.account.card(), &device, rng).unwrap()

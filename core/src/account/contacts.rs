@@ -115,7 +115,7 @@ impl Account {
             device: self.me.cert.clone(),
             chain_generation: own.generation,
             chain_index: own.next_index,
-            chain_key: *own.chain_key,
+            chain_key: own.chain_key.clone(),
             sent_ms: now,
         }
         .seal(&card, &self.me.keys, self.entropy.as_mut())?;
@@ -222,7 +222,7 @@ impl Account {
         group.created_ms = group.created_ms.min(since);
         row.group_id = group.id;
         let learned = group.learn_device(&request.device).map(|()| {
-            group.learn_chain(request.device.device, request.chain_generation, request.chain_index, request.chain_key)
+            group.learn_chain(request.device.device, request.chain_generation, request.chain_index, *request.chain_key)
         });
         let result = learned.and_then(|()| {
             self.store.write(|tx| {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use zeroize::Zeroizing;
 
 use crate::crypto::{Secret32, label, secret};
 use crate::error::{Error, Result};
@@ -63,7 +62,7 @@ impl OwnChain {
         Ok(OwnChain {
             generation: r.u32()?,
             next_index: r.u32()?,
-            chain_key: Zeroizing::new(r.array()?),
+            chain_key: secret(r.array()?),
             created_ms: r.u64()?,
             epoch: r.array()?,
         })
@@ -139,11 +138,11 @@ impl PeerChain {
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let next_index = r.u32()?;
-        let chain_key = Zeroizing::new(r.array()?);
+        let chain_key = secret(r.array()?);
         let n = r.count(MAX_SKIPPED_PER_CHAIN, 36)?;
         let mut skipped = BTreeMap::new();
         for _ in 0..n {
-            skipped.insert(r.u32()?, Zeroizing::new(r.array()?));
+            skipped.insert(r.u32()?, secret(r.array()?));
         }
         Ok(PeerChain { next_index, chain_key, skipped })
     }

@@ -46,11 +46,11 @@ pub struct Welcome {
     pub group: [u8; 32],
     pub ops: Vec<SignedOp>,
     pub epoch: [u8; 32],
-    pub epoch_secret: [u8; 32],
+    pub epoch_secret: crate::crypto::Secret32,
     pub devices: Vec<DeviceCert>,
     pub inviter_generation: u32,
     pub inviter_index: u32,
-    pub inviter_chain_key: [u8; 32],
+    pub inviter_chain_key: crate::crypto::Secret32,
 }
 
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
@@ -138,11 +138,11 @@ impl Inner {
                 for op in &welcome.ops {
                     w.bytes(&op.to_bytes());
                 }
-                w.raw(&welcome.epoch).raw(&welcome.epoch_secret).count(welcome.devices.len());
+                w.raw(&welcome.epoch).raw(&welcome.epoch_secret[..]).count(welcome.devices.len());
                 for d in &welcome.devices {
                     d.encode(&mut w);
                 }
-                w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key);
+                w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key[..]);
             }
             Content::Receipt(receipt) => {
                 w.u8(5);
@@ -190,11 +190,11 @@ impl Inner {
                     group,
                     ops,
                     epoch,
-                    epoch_secret,
+                    epoch_secret: epoch_secret.into(),
                     devices,
                     inviter_generation: r.u32()?,
                     inviter_index: r.u32()?,
-                    inviter_chain_key: r.array()?,
+                    inviter_chain_key: r.array::<32>()?.into(),
                 }))
             }
             5 => {

@@ -239,7 +239,7 @@ impl Group {
         // log, so it is bounded to keep the topic index small.
         let oldest = group.ops.values().map(|o| o.created_ms).min().unwrap_or(now_ms);
         group.created_ms = oldest.clamp(now_ms.saturating_sub(MAX_HISTORY_MS), now_ms);
-        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, welcome.epoch_secret));
+        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
         for cert in &welcome.devices {
             if cert.verify().is_ok() && group.is_member(&cert.account) {
                 group.devices.insert(cert.device, cert.clone());
@@ -248,7 +248,7 @@ impl Group {
         group.learn_device(inviter)?;
         group.devices.insert(me.id(), me.cert.clone());
         let key = (inviter.device, welcome.inviter_generation);
-        group.peers.insert(key, PeerChain::new(welcome.inviter_index, welcome.inviter_chain_key));
+        group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
         Ok(group)
     }
@@ -667,11 +667,11 @@ impl Group {
             group: self.id,
             ops,
             epoch: epoch.id,
-            epoch_secret: *epoch.secret,
+            epoch_secret: epoch.secret.clone(),
             devices: self.devices.values().cloned().collect(),
             inviter_generation: own.generation,
             inviter_index: own.next_index,
-            inviter_chain_key: *own.chain_key,
+            inviter_chain_key: own.chain_key.clone(),
         };
         // The welcome travels in one envelope; say so plainly rather than fail later.
         let inner = Inner { lamport: 0, sent_ms: 0, parents: vec![], content: Content::Invite(Box::new(welcome)) };
@@ -742,7 +742,7 @@ impl Group {
     ) -> Result<Sealed> {
         let epoch = self.epochs.get(&epoch).ok_or(Error::NotInGroup)?;
         let topic = epoch.topic(period_of(when.now_ms));
-        let header_key = *epoch.header_key();
+        let header_key = crypto::secret(*epoch.header_key());
         let inner = self.next_inner(content, when.sent_ms);
         let mut header = [0u8; HEADER_PLAIN_LEN];
         header[..32].copy_from_slice(&me.id());
@@ -1228,6 +1228,22 @@ mod tests {
         assert_eq!(sealed.envelope.as_bytes().len(), reply.envelope.as_bytes().len(), "same size bucket");
         assert!(!sealed.envelope.as_bytes().windows(32).any(|w| w == acked.0), "the id it acknowledges is sealed");
         assert_eq!(deliver(&a, &mut ga, &sealed.envelope).unwrap(), Event::Receipt { sender: b.account(), receipt });
+    }
+
+    /// Issue 13, finding 7: secrets inside values that derive `Debug` (a welcome, an event that
+    /// carries one, a chain) print as `Secret32(..)`, never as their bytes.
+    #[test]
+    fn secrets_are_never_printed() {
+        let mut rng = SeededEntropy::new(14);
+        let [(a, mut ga), (b, _), (_, _)] = trio(&mut rng);
+        let welcome = ga.welcome(&b.account(), NOW, &mut rng).unwrap();
+        let event =
+            Event::Invited { id: EnvelopeId([0; 32]), from: a.cert.clone(), welcome: Box::new(welcome.clone()) };
+        let printed = format!("{welcome:?} {event:?}");
+        for secret in [*welcome.epoch_secret, *welcome.inviter_chain_key] {
+            assert!(!printed.contains(&format!("{secret:?}")), "a secret was printed");
+        }
+        assert!(printed.contains("Secret32(..)"));
     }
 
     #[test]

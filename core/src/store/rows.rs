@@ -11,11 +11,11 @@ use crate::wire::{Reader, Writer};
 
 pub struct IdentityRow {
     pub name: Option<String>,
-    pub account_secret: zeroize::Zeroizing<[u8; 32]>,
-    pub device_sign_secret: zeroize::Zeroizing<[u8; 32]>,
-    pub device_dh_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub account_secret: crate::crypto::Secret32,
+    pub device_sign_secret: crate::crypto::Secret32,
+    pub device_dh_secret: crate::crypto::Secret32,
     pub device_cert: Vec<u8>,
-    pub request_secret: zeroize::Zeroizing<[u8; 32]>,
+    pub request_secret: crate::crypto::Secret32,
     pub rendezvous_seed: [u8; 32],
     pub created_ms: u64,
 }
@@ -218,11 +218,11 @@ pub trait Rows {
                 |r| {
                     Ok(IdentityRow {
                         name: r.get(0)?,
-                        account_secret: zeroize::Zeroizing::new(blob32(r.get(1)?)?),
-                        device_sign_secret: zeroize::Zeroizing::new(blob32(r.get(2)?)?),
-                        device_dh_secret: zeroize::Zeroizing::new(blob32(r.get(3)?)?),
+                        account_secret: crate::crypto::secret(blob32(r.get(1)?)?),
+                        device_sign_secret: crate::crypto::secret(blob32(r.get(2)?)?),
+                        device_dh_secret: crate::crypto::secret(blob32(r.get(3)?)?),
                         device_cert: r.get(4)?,
-                        request_secret: zeroize::Zeroizing::new(blob32(r.get(5)?)?),
+                        request_secret: crate::crypto::secret(blob32(r.get(5)?)?),
                         rendezvous_seed: blob32(r.get(6)?)?,
                         created_ms: r.get::<_, i64>(7)? as u64,
                     })
