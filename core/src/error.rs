@@ -45,6 +45,10 @@ pub enum Error {
     /// The author of a membership change lacks the right to make it.
     #[error("not allowed: {0}")]
     NotAllowed(&'static str),
+    /// A reconciliation message for a session we do not hold: a stale message after both
+    /// sides started the same reconciliation at once, or a peer's mistake.
+    #[error("a reconciliation message for no reconciliation under way")]
+    StaleReconciliation,
     /// A membership change that its author had no right to make where it says it was made
     /// (a non-admin, a removed device): refused, and stored nowhere.
     #[error("membership change refused: {0}")]

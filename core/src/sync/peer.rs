@@ -284,7 +284,7 @@ impl PeerSync {
                         return Err(Error::Limit("too many reconciliations open with one peer"));
                     }
                     None if restart => respond(&mut step),
-                    None => return Err(Error::Malformed { what: "sync", why: "reconciliation without a session" }),
+                    None => return Err(Error::StaleReconciliation),
                 };
                 match side {
                     None => {}
