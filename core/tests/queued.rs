@@ -10,7 +10,7 @@ use weft_core::account::NOT_A_MEMBER;
 use weft_core::envelope::Envelope;
 
 mod common;
-use common::{DAY_MS, Person, carry, person, texts};
+use common::{DAY_MS, Person, carry, texts};
 
 /// Alice and Bob, contacts, and what Alice's outbox holds afterwards handed over (a network
 /// took it), so that only what follows waits.
@@ -81,17 +81,7 @@ fn a_message_queued_for_a_day_goes_as_it_is() {
 #[test]
 fn an_epoch_change_while_queued_keeps_the_removed_out_and_a_removed_writer_expires() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
-    let (mut alice, mut bob) = contacts(&clock);
-    let mut carol = person("carol", 3, &clock);
-    alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut carol);
-    carol.account.accept_contact("alice").unwrap();
-    carry(&carol, &mut alice);
-    alice.account.create_group("trip").unwrap();
-    alice.account.invite("trip", "bob").unwrap();
-    alice.account.invite("trip", "carol").unwrap();
-    carry(&alice, &mut bob);
-    carry(&alice, &mut carol);
+    let (mut alice, mut bob, mut carol) = common::trip(&clock);
 
     let queued = bob.account.send("trip", "for alice and bob only, by now").unwrap();
     alice.account.remove_member("trip", "carol").unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod common;
-use common::{DAY_MS, Person, carry, contacts, person, texts};
+use common::{DAY_MS, Person, carry, person, texts};
 
 use weft_core::bundle::Bundle;
 use weft_core::crypto::{Entropy, SeededEntropy};
@@ -37,19 +37,9 @@ fn sent_by(bob: &mut Person, f: impl FnOnce(&mut Person) -> Vec<String>) -> (Vec
         .partition(|e| !texts.contains(&e.id().to_hex()))
 }
 
-/// A trip of alice (admin), bob and carol, everyone holding everyone's chain.
+/// The trip, with carol holding bob's chain.
 fn trip(clock: &Arc<AtomicU64>) -> (Person, Person, Person) {
-    let (mut alice, mut bob) = contacts(clock);
-    let mut carol = person("carol", 3, clock);
-    alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
-    carry(&alice, &mut carol);
-    carol.account.accept_contact("alice").unwrap();
-    carry(&carol, &mut alice);
-    alice.account.create_group("trip").unwrap();
-    alice.account.invite("trip", "bob").unwrap();
-    alice.account.invite("trip", "carol").unwrap();
-    carry(&alice, &mut bob);
-    carry(&alice, &mut carol);
+    let (alice, bob, mut carol) = common::trip(clock);
     carry(&bob, &mut carol);
     (alice, bob, carol)
 }

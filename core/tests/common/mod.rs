@@ -49,6 +49,23 @@ pub fn texts(p: &Person, conversation: &str) -> Vec<String> {
         .collect()
 }
 
+/// A group "trip" of alice (admin), bob and carol (seed 3), each a contact of alice, who both
+/// joined.
+pub fn trip(clock: &Arc<AtomicU64>) -> (Person, Person, Person) {
+    let (mut alice, mut bob) = contacts(clock);
+    let mut carol = person("carol", 3, clock);
+    alice.account.add_contact(&carol.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut carol);
+    carol.account.accept_contact("alice").unwrap();
+    carry(&carol, &mut alice);
+    alice.account.create_group("trip").unwrap();
+    alice.account.invite("trip", "bob").unwrap();
+    alice.account.invite("trip", "carol").unwrap();
+    carry(&alice, &mut bob);
+    carry(&alice, &mut carol);
+    (alice, bob, carol)
+}
+
 /// Alice and Bob (seeds 1 and 2), contacts by bundles carried both ways.
 pub fn contacts(clock: &Arc<AtomicU64>) -> (Person, Person) {
     let mut alice = person("alice", 1, clock);
