@@ -224,3 +224,46 @@ fn keyed_stores_open_while_others_open_and_close() {
         t.join().unwrap();
     }
 }
+
+/// Issue 13, retention: a conversation that keeps messages a day deletes older ones when the
+/// day turns, and their text leaves the file (secure delete, and the write-ahead log folded
+/// back in), not only the tables.
+#[test]
+fn messages_past_their_retention_leave_the_file() {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let make = |dir: &std::path::Path, seed: u64, name: &str| {
+        let c = clock.clone();
+        Account::create_with_key(
+            dir,
+            &DatabaseKey::plaintext_for_tests(),
+            Some(name),
+            Box::new(SeededEntropy::new(seed)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = make(da.path(), 1, "alice");
+    let mut bob = make(db.path(), 2, "bob");
+    alice.add_contact(&bob.card().to_link(), None).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.accept_contact("alice").unwrap();
+    assert_eq!(bob.retention("alice").unwrap(), None, "kept for ever unless asked");
+    bob.set_retention("alice", Some(DAY_MS)).unwrap();
+
+    let secret = "meet at the old mill, north door";
+    alice.send("bob", secret).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.send("alice", "the usual place it is").unwrap();
+    assert_eq!(bob.history("alice", 10).unwrap().iter().filter(|m| m.kind == "text").count(), 2);
+    assert!(contains(&file_bytes(db.path()), secret.as_bytes()), "the search must see a stored body");
+
+    clock.fetch_add(2 * DAY_MS, Ordering::SeqCst);
+    bob.follow_the_day();
+    assert_eq!(bob.history("alice", 10).unwrap().iter().filter(|m| m.kind == "text").count(), 0);
+    let raw = file_bytes(db.path());
+    assert!(!contains(&raw, secret.as_bytes()), "a deleted message's text is still in the file");
+    assert!(!contains(&raw, b"the usual place it is"), "our own deleted message's text is still in the file");
+    assert!(bob.set_retention("alice", Some(0)).is_err());
+}

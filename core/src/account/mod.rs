@@ -12,6 +12,7 @@ pub use outbox::{NOT_A_MEMBER, OutboxBatch, QUEUED_BY_AN_OLDER_VERSION, THE_GROU
 mod receipts;
 pub use receipts::Acknowledged;
 mod receive;
+mod retention;
 mod topics;
 mod types;
 
@@ -204,6 +205,9 @@ impl Account {
             self.rebuild_topics();
             if let Err(e) = self.expire_parked() {
                 tracing::debug!(error = %e, "parked envelopes were not expired");
+            }
+            if let Err(e) = self.forget_expired_messages() {
+                tracing::debug!(error = %e, "messages past their retention were not deleted");
             }
         }
     }

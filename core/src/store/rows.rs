@@ -887,6 +887,57 @@ pub trait Rows {
         Ok(())
     }
 
+    /// How long a conversation's messages are kept; `None` keeps them for ever.
+    fn set_retention(&self, group: &GroupId, keep_ms: Option<u64>) -> Result<()> {
+        match keep_ms {
+            Some(ms) => self.conn().execute(
+                "INSERT INTO retention (group_id, keep_ms) VALUES (?1, ?2)
+                 ON CONFLICT(group_id) DO UPDATE SET keep_ms = ?2",
+                params![&group[..], ms as i64],
+            )?,
+            None => self.conn().execute("DELETE FROM retention WHERE group_id = ?1", [&group[..]])?,
+        };
+        Ok(())
+    }
+
+    fn retention(&self, group: &GroupId) -> Result<Option<u64>> {
+        let ms: Option<i64> = self
+            .conn()
+            .query_row("SELECT keep_ms FROM retention WHERE group_id = ?1", [&group[..]], |r| r.get(0))
+            .optional()?;
+        Ok(ms.map(|m| m as u64))
+    }
+
+    /// Every conversation with a retention, and how long it keeps messages.
+    fn retentions(&self) -> Result<Vec<(GroupId, u64)>> {
+        let mut stmt = self.conn().prepare("SELECT group_id, keep_ms FROM retention")?;
+        let rows = stmt
+            .query_map([], |r| Ok((blob32(r.get(0)?)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes the messages of a conversation (their bodies, the receipts for them, and what
+    /// our own still waiting to go out say) whose envelope reached this device before
+    /// `before_ms`: the device's own clock, not the time a sender claims. One of ours that has
+    /// not gone out yet still goes, as sealed, but can no longer be sealed again. Returns how
+    /// many messages.
+    fn forget_messages_before(&self, group: &GroupId, before_ms: u64) -> Result<usize> {
+        let old = "SELECT id FROM envelopes WHERE group_id = ?1 AND received_ms < ?2";
+        self.conn().execute(
+            &format!("DELETE FROM receipts WHERE envelope_id IN ({old})"),
+            params![&group[..], before_ms as i64],
+        )?;
+        self.conn().execute(
+            &format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({old})"),
+            params![&group[..], before_ms as i64],
+        )?;
+        Ok(self.conn().execute(
+            &format!("DELETE FROM messages WHERE group_id = ?1 AND envelope_id IN ({old})"),
+            params![&group[..], before_ms as i64],
+        )?)
+    }
+
     /// Records a processed request; says whether it was new.
     fn note_request(&self, hash: &[u8; 32]) -> Result<bool> {
         Ok(self.conn().execute("INSERT OR IGNORE INTO seen_requests (hash) VALUES (?1)", [&hash[..]])? == 1)

@@ -145,6 +145,13 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX envelopes_waiting;
     CREATE INDEX envelopes_parked ON envelopes(group_id, parked_at, id) WHERE status = 'waiting';
     ",
+    // 9: per conversation, how long messages are kept (none: for ever).
+    "
+    CREATE TABLE retention (
+        group_id BLOB PRIMARY KEY,
+        keep_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
