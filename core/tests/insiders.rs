@@ -300,3 +300,27 @@ proptest::proptest! {
         }
     }
 }
+
+/// An invitation carries the whole log. A hostile inviter who adds to it a change the members
+/// refused (carol, no admin, removes alice) would give the newcomer another membership than
+/// everyone else's: the welcome is refused.
+#[test]
+fn an_inviter_cannot_hand_a_newcomer_a_change_the_members_refused() {
+    let mut f = four();
+    let erin = device(5);
+    f.alice.group.change_membership(&f.alice.me, add(&erin, false), NOW, &mut f.rng).unwrap();
+    let mut welcome = f.alice.group.welcome(&erin.account(), NOW, &mut f.rng).unwrap();
+    let honest = welcome.clone();
+    let refused = SignedOp::new(
+        f.carol.group.id,
+        vec![f.last_op],
+        f.carol.me.cert.clone(),
+        &f.carol.me.keys,
+        NOW,
+        Action::Remove { member: f.alice.me.account() },
+    );
+    welcome.ops.push(refused);
+    assert!(matches!(Group::from_welcome(&erin, &welcome, &f.alice.me.cert, NOW), Err(Error::VoidOperation(_))));
+    let joined = Group::from_welcome(&erin, &honest, &f.alice.me.cert, NOW).unwrap();
+    assert!(joined.is_admin(&f.alice.me.account()));
+}

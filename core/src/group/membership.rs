@@ -419,6 +419,32 @@ impl Membership {
         state
     }
 
+    /// A log built from `ops` (an invitation's) as if they had arrived one by one, parents
+    /// first: an inviter cannot hand a newcomer a change that the members refused, which would
+    /// make the newcomer's membership differ from theirs.
+    pub fn admit_all(group: &GroupId, ops: &[SignedOp]) -> Result<BTreeMap<OpHash, SignedOp>> {
+        let mut log = BTreeMap::new();
+        let mut left: Vec<&SignedOp> = ops.iter().collect();
+        while !left.is_empty() {
+            let before = left.len();
+            let mut waiting = Vec::new();
+            for op in left {
+                match Membership::admits(group, &log, op) {
+                    Ok(()) => {
+                        log.insert(op.hash(), op.clone());
+                    }
+                    Err(Error::MissingParent) => waiting.push(op),
+                    Err(e) => return Err(e),
+                }
+            }
+            if waiting.len() == before {
+                return Err(Error::Malformed { what: "invitation", why: "a change names one it does not carry" });
+            }
+            left = waiting;
+        }
+        Ok(log)
+    }
+
     /// Whether `op` may enter a log holding `ops`: its parents are known, its author had the
     /// right to make it in its own causal past, and its author's quota has room. Whether it
     /// applies in the whole log is for [`Membership::replay`] to say.

@@ -222,9 +222,7 @@ impl Group {
         if welcome.ops.len() > MAX_OPS {
             return Err(Error::TooLong { what: "invitation", len: welcome.ops.len(), max: MAX_OPS });
         }
-        for op in &welcome.ops {
-            group.ops.insert(op.hash(), op.clone());
-        }
+        group.ops = Membership::admit_all(&welcome.group, &welcome.ops)?;
         group.refresh_membership();
         if group.membership.applied.last() != Some(&welcome.epoch) {
             return Err(Error::Malformed { what: "invitation", why: "epoch is not the log's latest" });
