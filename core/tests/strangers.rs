@@ -134,3 +134,18 @@ fn a_flood_of_requests_forgets_the_oldest_and_follows_none_of_them() {
     let days = bob.account.readable_topics().len();
     assert!((1..=17).contains(&days), "an accepted stranger's conversation is read {days} days back");
 }
+
+/// Asking about a stranger's conversation before accepting them says so, rather than "no such
+/// group".
+#[test]
+fn a_strangers_conversation_says_to_accept_first() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut bob = person("bob", 2, &clock);
+    let mut mallory = person("mallory", 7, &clock);
+    mallory.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    carry(&mallory, &mut bob);
+    let refused = bob.account.members("mallory").unwrap_err();
+    assert!(refused.to_string().contains("accept them first"), "{refused}");
+    bob.account.accept_contact("mallory").unwrap();
+    assert_eq!(bob.account.members("mallory").unwrap().len(), 2);
+}

@@ -213,7 +213,22 @@ impl Account {
     }
 
     fn group(&self, id: &GroupId) -> Result<&Group> {
-        self.groups.get(id).ok_or_else(|| Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(id) })
+        self.groups.get(id).ok_or_else(|| {
+            // A stranger's conversation is stored but not loaded until their request is accepted.
+            let waiting = self
+                .store
+                .read()
+                .contacts()
+                .ok()
+                .into_iter()
+                .flatten()
+                .any(|c| c.group_id == *id && c.status == crate::store::ContactStatus::Incoming);
+            if waiting {
+                Error::NotAllowed("they asked to be a contact: accept them first")
+            } else {
+                Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(id) }
+            }
+        })
     }
 
     /// Puts groups taken out for a change back, and settles the change's outcome: on success the
