@@ -18,6 +18,19 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// An account in `dir` keyed with `key`, on `clock` (each reading moves it a millisecond).
+fn account(dir: &std::path::Path, key: DatabaseKey, seed: u64, name: &str, clock: &Arc<AtomicU64>) -> Account {
+    let c = clock.clone();
+    Account::create_with_key(
+        dir,
+        &key,
+        Some(name),
+        Box::new(SeededEntropy::new(seed)),
+        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+    )
+    .unwrap()
+}
+
 fn file_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
     for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-journal")] {
@@ -149,15 +162,7 @@ fn count_rows(account_home: &std::path::Path) -> (Vec<u8>, i64) {
 fn bad_envelopes_change_nothing() {
     let clock = Arc::new(AtomicU64::new(NOW));
     let make = |dir: &std::path::Path, seed: u8, name: &str| {
-        let c = clock.clone();
-        Account::create_with_key(
-            dir,
-            &DatabaseKey::from_bytes([seed; 32]),
-            Some(name),
-            Box::new(SeededEntropy::new(seed as u64)),
-            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-        )
-        .unwrap()
+        account(dir, DatabaseKey::from_bytes([seed; 32]), seed as u64, name, &clock)
     };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut alice = make(da.path(), 2, "alice");
@@ -233,15 +238,7 @@ fn messages_past_their_retention_leave_the_file() {
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
     let clock = Arc::new(AtomicU64::new(NOW));
     let make = |dir: &std::path::Path, seed: u64, name: &str| {
-        let c = clock.clone();
-        Account::create_with_key(
-            dir,
-            &DatabaseKey::plaintext_for_tests(),
-            Some(name),
-            Box::new(SeededEntropy::new(seed)),
-            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-        )
-        .unwrap()
+        account(dir, DatabaseKey::plaintext_for_tests(), seed, name, &clock)
     };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut alice = make(da.path(), 1, "alice");

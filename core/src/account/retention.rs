@@ -25,10 +25,14 @@ impl Account {
     }
 
     /// Deletes every message that outlived its conversation's retention, then checkpoints.
-    /// Runs when the day turns and when a retention is set.
+    /// Runs when the day turns and when a retention is set; with no retention set, it does
+    /// nothing (no write, no checkpoint).
     pub(super) fn forget_expired_messages(&mut self) -> Result<usize> {
         let now = self.now();
         let retentions = self.store.read().retentions()?;
+        if retentions.is_empty() {
+            return Ok(0);
+        }
         let forgotten = self.store.write(|tx| {
             let mut n = 0;
             for (group, keep_ms) in &retentions {

@@ -681,6 +681,31 @@ mod tests {
         assert_eq!(members, [b.account.public(), d.account.public()].into_iter().collect());
     }
 
+    /// An admin's quota is counted in a change's causal past, per account: the 2,049th change
+    /// an account makes is refused on every device, whatever else each holds, and a new device
+    /// of the same account does not start a fresh count.
+    #[test]
+    fn an_accounts_quota_is_counted_in_the_changes_past() {
+        let (a, m) = (person(1), person(4));
+        let (g, create) = create(&a);
+        let mut log: BTreeMap<OpHash, SignedOp> = BTreeMap::new();
+        log.insert(create.hash(), create.clone());
+        let mut last = create.hash();
+        for i in 1..MAX_OPS_PER_AUTHOR as u64 {
+            let rekey = SignedOp::new(g, vec![last], a.cert.clone(), &a.device, i, Action::Rekey);
+            last = rekey.hash();
+            log.insert(last, rekey);
+        }
+        let full = add(&a, g, last, &m, false);
+        assert!(matches!(Membership::admits(&g, &log, &full), Err(Error::Limit(_))));
+        let device = DeviceKeys::generate(&mut crate::crypto::SeededEntropy::new(9)).unwrap();
+        let other_device = SignedOp::new(g, vec![last], a.account.certify(&device, 0), &device, 0, Action::Rekey);
+        assert!(matches!(Membership::admits(&g, &log, &other_device), Err(Error::Limit(_))));
+        // One change earlier in the past, there was room.
+        let early = add(&a, g, log[&last].parents[0], &m, false);
+        Membership::admits(&g, &log, &early).unwrap();
+    }
+
     /// What may enter the log at all: parents known, and the author had the right to make the
     /// change where it says it was made.
     #[test]
