@@ -1,22 +1,25 @@
 //! Contact requests: how a person who holds someone's card introduces themselves, with no
 //! need for both to be online at once. A request is sealed to the card's request key, so the
 //! network (or whoever carries a bundle) learns nothing about who asks whom; inside, it carries
-//! the sender's own card, device certificate and their chain for the 1:1 conversation, all
-//! signed by the sender's device.
+//! the sender's own card, device certificate, signed prekey and their chain for the 1:1
+//! conversation, all signed by the sender's device. The chain is as forward-secret as the link's
+//! request key (until the link is reset): it is replaced as soon as the two devices' channel
+//! works (`group::channel`).
 //!
 //! Wire form: `version (1) | sealed box`, padded inside the box to a fixed size so that every
 //! request looks alike.
 
 use crate::crypto::{Entropy, SEALED_OVERHEAD, label, open_sealed, seal_to};
 use crate::error::{Error, Result};
-use crate::identity::{ContactCard, DeviceCert, DeviceKeys, InviteKeys, verify_signature};
+use crate::identity::{ContactCard, DeviceCert, DeviceKeys, InviteKeys, SignedPrekey, verify_signature};
 use crate::wire::{Reader, Writer};
 
-pub const REQUEST_VERSION: u8 = 1;
+/// Version 2 carries the sender's prekey (group protocol v2).
+pub const REQUEST_VERSION: u8 = 2;
 const REQUEST_CONTEXT: &[u8] = label("weft/v1/contact-request");
 const REQUEST_SIGNATURE: &[u8] = label("weft/v1/contact-request-signature");
 /// Plaintext size inside the box; every request is padded to it.
-const PADDED_LEN: usize = 512;
+const PADDED_LEN: usize = 672;
 /// The size of every request on the wire.
 pub const REQUEST_LEN: usize = 1 + SEALED_OVERHEAD + PADDED_LEN;
 
@@ -25,6 +28,8 @@ pub struct ContactRequest {
     /// The sender's own card, so the recipient can reach them back.
     pub card: ContactCard,
     pub device: DeviceCert,
+    /// Where the recipient seals its first key share for us.
+    pub prekey: SignedPrekey,
     pub chain_generation: u32,
     pub chain_index: u32,
     pub chain_key: crate::crypto::Secret32,
@@ -36,13 +41,17 @@ impl ContactRequest {
         let mut w = Writer::with_capacity(PADDED_LEN);
         w.bytes(&self.card.to_bytes());
         self.device.encode(&mut w);
+        self.prekey.encode(&mut w);
         w.u32(self.chain_generation).u32(self.chain_index).raw(&self.chain_key[..]).u64(self.sent_ms);
         w.into_bytes()
     }
 
     /// Seals the request to the recipient's card.
     pub fn seal(&self, to: &ContactCard, device: &DeviceKeys, entropy: &mut dyn Entropy) -> Result<Vec<u8>> {
-        if self.device.account != self.card.account || self.device.device != device.id() {
+        if self.device.account != self.card.account
+            || self.device.device != device.id()
+            || self.prekey.device != device.id()
+        {
             return Err(Error::Malformed { what: "contact request", why: "device does not belong to the card" });
         }
         let body = self.body();
@@ -85,16 +94,18 @@ impl ContactRequest {
         let mut b = Reader::new(body, "contact request");
         let card = ContactCard::from_bytes(b.bytes(256)?)?;
         let device = DeviceCert::decode(&mut b)?;
+        let prekey = SignedPrekey::decode(&mut b)?;
         let request = ContactRequest {
             card,
             device,
+            prekey,
             chain_generation: b.u32()?,
             chain_index: b.u32()?,
             chain_key: b.array::<32>()?.into(),
             sent_ms: b.u64()?,
         };
         b.finish()?;
-        if request.device.account != request.card.account {
+        if request.device.account != request.card.account || request.prekey.device != request.device.device {
             return Err(Error::Malformed { what: "contact request", why: "device does not belong to the card" });
         }
         let mut signed = REQUEST_SIGNATURE.to_vec();
@@ -128,9 +139,11 @@ mod tests {
             name: Some("alice".into()),
         };
         let cert = account.certify(&device, 5);
+        let prekey = crate::identity::PrekeyRing::generate(&device, 5, rng).unwrap().current().clone();
         let req = ContactRequest {
             card,
             device: cert,
+            prekey,
             chain_generation: 0,
             chain_index: 3,
             chain_key: [8; 32].into(),

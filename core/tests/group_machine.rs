@@ -26,15 +26,18 @@ fn trio() -> Trio {
     let mut rng = SeededEntropy::new(42);
     let (a, b, c) = (device(1), device(2), device(3));
     let mut ga = Group::create(&a, "trio", NOW, &mut rng).unwrap();
+    // As from the 1:1 conversations: the admin knows the newcomers' prekeys.
+    ga.note_prekey(b.prekeys.current());
+    ga.note_prekey(c.prekeys.current());
     let add_b =
         Action::Add { member: b.cert.account, name: Some("bob".into()), devices: vec![b.cert.clone()], admin: false };
     ga.change_membership(&a, add_b, NOW, &mut rng).unwrap();
-    let wb = ga.welcome(&b.cert.account, NOW, &mut rng).unwrap();
+    let wb = ga.welcome(&a, &b.cert.account, NOW, &mut rng).unwrap();
     let gb = Group::from_welcome(&b, &wb, &a.cert, NOW).unwrap();
     let add_c =
         Action::Add { member: c.cert.account, name: Some("carol".into()), devices: vec![c.cert.clone()], admin: false };
     let op_c = ga.change_membership(&a, add_c, NOW, &mut rng).unwrap();
-    let wc = ga.welcome(&c.cert.account, NOW, &mut rng).unwrap();
+    let wc = ga.welcome(&a, &c.cert.account, NOW, &mut rng).unwrap();
     let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
     let mut bob = Receiver::new(b, gb);
     bob.deliver(&op_c.envelope).unwrap();

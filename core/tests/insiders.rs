@@ -32,12 +32,13 @@ fn four() -> Four {
     let mut ga = Group::create(&a, "four", NOW, &mut rng).unwrap();
     let mut last = None;
     for (who, admin) in [(&b, true), (&c, false), (&d, true)] {
+        ga.note_prekey(who.prekeys.current());
         let sealed = ga.change_membership(&a, add(who, admin), NOW, &mut rng).unwrap();
         let Content::Membership { op, .. } = sealed.inner.content else { unreachable!() };
         last = Some(op.hash());
     }
     let mut join = |who: LocalDevice, rng: &mut SeededEntropy| {
-        let welcome = ga.welcome(&who.account(), NOW, rng).unwrap();
+        let welcome = ga.welcome(&a, &who.account(), NOW, rng).unwrap();
         let group = Group::from_welcome(&who, &welcome, &a.cert, NOW).unwrap();
         Receiver::new(who, group)
     };
@@ -78,7 +79,7 @@ impl Four {
 fn forged_change(who: &Receiver, group: &mut Group, action: Action, parents: Vec<OpHash>, i: u64) -> Envelope {
     let op = SignedOp::new(group.id, parents, who.me.cert.clone(), &who.me.keys, NOW + i, action);
     let epoch = group.current_epoch().unwrap().id;
-    let content = Content::Membership { op, epoch_shares: vec![] };
+    let content = Content::Membership { op, prekeys: vec![], epoch_shares: vec![] };
     group.reseal_control(&who.me, &epoch, content, NOW, NOW, &mut SeededEntropy::new(1000 + i)).unwrap().envelope
 }
 
@@ -144,6 +145,7 @@ fn a_removed_admin_cannot_remove_the_admin_who_removed_him() {
     }
     // dave, an admin, goes on with the group.
     let erin = device(5);
+    f.dave.group.note_prekey(erin.prekeys.current());
     let add_erin = f.dave.group.change_membership(&f.dave.me, add(&erin, false), NOW, &mut f.rng).unwrap().envelope;
     f.alice.deliver(&add_erin).unwrap();
     f.carol.deliver(&add_erin).unwrap();
@@ -308,8 +310,9 @@ proptest::proptest! {
 fn an_inviter_cannot_hand_a_newcomer_a_change_the_members_refused() {
     let mut f = four();
     let erin = device(5);
+    f.alice.group.note_prekey(erin.prekeys.current());
     f.alice.group.change_membership(&f.alice.me, add(&erin, false), NOW, &mut f.rng).unwrap();
-    let mut welcome = f.alice.group.welcome(&erin.account(), NOW, &mut f.rng).unwrap();
+    let mut welcome = f.alice.group.welcome(&f.alice.me, &erin.account(), NOW, &mut f.rng).unwrap();
     let honest = welcome.clone();
     let refused = SignedOp::new(
         f.carol.group.id,

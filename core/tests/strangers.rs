@@ -96,6 +96,7 @@ fn forged_request(to: &Person, i: u64, rng: &mut SeededEntropy, now_ms: u64) -> 
     let request = ContactRequest {
         card,
         device: account.certify(&device, now_ms),
+        prekey: weft_core::identity::PrekeyRing::generate(&device, now_ms, rng).unwrap().current().clone(),
         chain_generation: 0,
         chain_index: 0,
         chain_key: rng.bytes32().unwrap().into(),

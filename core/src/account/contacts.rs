@@ -113,6 +113,7 @@ impl Account {
         let request = ContactRequest {
             card: self.card(),
             device: self.me.cert.clone(),
+            prekey: self.me.prekeys.current().clone(),
             chain_generation: own.generation,
             chain_index: own.next_index,
             chain_key: own.chain_key.clone(),
@@ -222,6 +223,7 @@ impl Account {
         group.created_ms = group.created_ms.min(since);
         row.group_id = group.id;
         let learned = group.learn_device(&request.device).map(|()| {
+            group.note_prekey(&request.prekey);
             group.learn_chain(request.device.device, request.chain_generation, request.chain_index, *request.chain_key)
         });
         let result = learned.and_then(|()| {

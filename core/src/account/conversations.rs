@@ -120,9 +120,14 @@ impl Account {
             }
         };
         let result = (|| {
+            for cert in &devices {
+                if let Some(prekey) = pair.prekey_of(&cert.device) {
+                    group.note_prekey(&prekey.clone());
+                }
+            }
             let add = Action::Add { member: contact.account, name: card_name, devices, admin: false };
             let op = group.change_membership(&self.me, add, now, self.entropy.as_mut())?;
-            let welcome = group.welcome(&contact.account, now, self.entropy.as_mut())?;
+            let welcome = group.welcome(&self.me, &contact.account, now, self.entropy.as_mut())?;
             let invite = pair.send_invite(&self.me, welcome, now, self.entropy.as_mut())?;
             let me = self.account_public();
             let event = system_row(&group.id, &op, me, "added", &contact.name);

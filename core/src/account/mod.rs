@@ -7,6 +7,8 @@ pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
 pub use contacts::RequestOutcome;
 mod conversations;
+mod keys;
+pub use keys::UPDATE_EVERY_MS;
 mod outbox;
 pub use outbox::{NOT_A_MEMBER, OutboxBatch, QUEUED_BY_AN_OLDER_VERSION, THE_GROUP_MOVED_ON};
 mod receipts;
@@ -26,7 +28,7 @@ pub use types::{
 use crate::crypto::{Entropy, OsEntropy};
 use crate::error::{Error, Result};
 use crate::group::{Group, GroupId, LocalDevice};
-use crate::identity::{AccountKey, ContactCard, DeviceCert, DeviceKeys, InviteKeys, fingerprint};
+use crate::identity::{AccountKey, ContactCard, DeviceCert, DeviceKeys, InviteKeys, PrekeyRing, fingerprint};
 use crate::store::{DB_FILE, DatabaseKey, IdentityRow, KdfParams, Rows, Store};
 use crate::wire::{Reader, Writer};
 
@@ -127,10 +129,20 @@ impl Account {
         clock: Clock,
     ) -> Result<Account> {
         let lock = lock_home(home, LOCK_WAIT)?;
-        let store = Store::open(&home.join(DB_FILE), key)?;
+        let mut store = Store::open(&home.join(DB_FILE), key)?;
         let id = store.read().identity()?.ok_or_else(|| Error::NoAccount(home.to_path_buf()))?;
         let cert = DeviceCert::decode(&mut Reader::new(&id.device_cert, "stored device certificate"))?;
-        let me = LocalDevice { cert, keys: DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret) };
+        let keys = DeviceKeys::from_secrets(&id.device_sign_secret, &id.device_dh_secret);
+        let mut entropy = entropy;
+        let prekeys = match store.read().prekeys()? {
+            Some(bytes) => PrekeyRing::decode(&bytes, &keys)?,
+            None => {
+                let ring = PrekeyRing::generate(&keys, clock(), entropy.as_mut())?;
+                store.write(|tx| tx.set_prekeys(&ring.encode()))?;
+                ring
+            }
+        };
+        let me = LocalDevice { cert, keys, prekeys };
         let invite = InviteKeys {
             request: x25519_dalek::StaticSecret::from(*id.request_secret),
             rendezvous_seed: id.rendezvous_seed,
@@ -208,6 +220,12 @@ impl Account {
             }
             if let Err(e) = self.forget_expired_messages() {
                 tracing::debug!(error = %e, "messages past their retention were not deleted");
+            }
+            if let Err(e) = self.rotate_prekeys() {
+                tracing::debug!(error = %e, "prekeys were not rotated");
+            }
+            if let Err(e) = self.send_due_updates() {
+                tracing::debug!(error = %e, "scheduled key updates were not sent");
             }
         }
     }

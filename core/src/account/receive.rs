@@ -225,7 +225,10 @@ impl Account {
         }
         // Healing is best effort: the envelope is applied whatever happens here.
         let _ = self.heal_if_needed(&gid);
-        if share_anew {
+        // A device our latest change could not reach (we knew no prekey of it) just spoke:
+        // it gets the current secrets through a new epoch.
+        let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
+        if share_anew || owes_epoch {
             let _ = self.rekey(&gid);
         }
         let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();

@@ -8,7 +8,7 @@
 use crate::crypto::label;
 use crate::envelope::EnvelopeId;
 use crate::error::{Error, Result};
-use crate::identity::{DeviceCert, DeviceId};
+use crate::identity::{DeviceCert, DeviceId, SignedPrekey};
 use crate::wire::{Reader, Writer};
 
 use super::membership::{MAX_MEMBERS, SignedOp};
@@ -18,25 +18,45 @@ pub const MAX_PARENTS: usize = 16;
 /// Longest text message, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 60_000;
 const MAX_SHARES: usize = MAX_MEMBERS * super::membership::MAX_DEVICES_PER_ACCOUNT;
-const MAX_SEALED_LEN: usize = 256;
+const MAX_SEALED_LEN: usize = super::channel::SEALED_LEN;
 const MAX_WELCOME_OPS: usize = super::membership::MAX_OPS;
 const MAX_OP_LEN: usize = 4096;
+// Content kinds. Version 1's key shares, changes and invitations sealed secrets to long-term
+// keys; their kinds are refused by name.
+const KIND_V1_KEY_SHARE: u8 = 2;
+const KIND_V1_MEMBERSHIP: u8 = 3;
+const KIND_V1_INVITE: u8 = 4;
+const KIND_KEY_SHARE: u8 = 6;
+const KIND_MEMBERSHIP: u8 = 7;
+const KIND_INVITE: u8 = 8;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
-/// A sealed secret addressed to one device.
+/// Names a device among a group's, in a share: the first bytes of its id (a share that does
+/// not open for a device that happens to match is ignored; the full id is bound inside).
+pub type DeviceTag = [u8; 8];
+
+pub fn tag_of(device: &DeviceId) -> DeviceTag {
+    device[..8].try_into().expect("32 > 8")
+}
+
+/// A secret sealed to one device through the sender's channel with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
-    pub device: DeviceId,
+    pub to: DeviceTag,
     pub sealed: Vec<u8>,
 }
 
-/// A device announces itself and hands its current chain key to the devices listed.
+/// A device announces itself and its prekey, and hands its current chain key to the devices
+/// listed. An update asks every member to start a new chain at its next message: the sender
+/// may have been copied, and answers sealed to its fresh keys heal that.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyShare {
     pub cert: DeviceCert,
+    pub prekey: SignedPrekey,
     pub generation: u32,
     pub start_index: u32,
+    pub update: bool,
     pub shares: Vec<Share>,
 }
 
@@ -48,6 +68,9 @@ pub struct Welcome {
     pub epoch: [u8; 32],
     pub epoch_secret: crate::crypto::Secret32,
     pub devices: Vec<DeviceCert>,
+    /// The latest prekey the inviter knows of each device, to reach them with the newcomer's
+    /// first key share.
+    pub prekeys: Vec<SignedPrekey>,
     pub inviter_generation: u32,
     pub inviter_index: u32,
     pub inviter_chain_key: crate::crypto::Secret32,
@@ -63,13 +86,14 @@ pub struct Receipt {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(clippy::large_enum_variant, reason = "short-lived values, one per message; boxing buys nothing")]
 pub enum Content {
     Text(String),
     KeyShare(KeyShare),
-    /// A membership change and the new epoch's secret sealed to every remaining device.
+    /// A membership change and the new epoch's secret sealed to every remaining device, with
+    /// the prekeys of devices an `Add` brings, so members can reach them at once.
     Membership {
         op: SignedOp,
+        prekeys: Vec<SignedPrekey>,
         epoch_shares: Vec<Share>,
     },
     /// An invitation to another group, sent inside a 1:1 conversation.
@@ -89,13 +113,25 @@ pub struct Inner {
 fn encode_shares(w: &mut Writer, shares: &[Share]) {
     w.count(shares.len());
     for s in shares {
-        w.raw(&s.device).bytes(&s.sealed);
+        w.raw(&s.to).bytes(&s.sealed);
     }
 }
 
 fn decode_shares(r: &mut Reader<'_>) -> Result<Vec<Share>> {
-    let n = r.count(MAX_SHARES, 36)?;
-    (0..n).map(|_| Ok(Share { device: r.array()?, sealed: r.bytes(MAX_SEALED_LEN)?.to_vec() })).collect()
+    let n = r.count(MAX_SHARES, 12)?;
+    (0..n).map(|_| Ok(Share { to: r.array()?, sealed: r.bytes(MAX_SEALED_LEN)?.to_vec() })).collect()
+}
+
+fn encode_prekeys(w: &mut Writer, prekeys: &[SignedPrekey]) {
+    w.count(prekeys.len());
+    for p in prekeys {
+        p.encode(w);
+    }
+}
+
+fn decode_prekeys(r: &mut Reader<'_>) -> Result<Vec<SignedPrekey>> {
+    let n = r.count(MAX_SHARES, SignedPrekey::ENCODED_LEN)?;
+    (0..n).map(|_| SignedPrekey::decode(r)).collect()
 }
 
 impl Inner {
@@ -124,17 +160,19 @@ impl Inner {
                 w.u8(1).string(text);
             }
             Content::KeyShare(ks) => {
-                w.u8(2);
+                w.u8(KIND_KEY_SHARE);
                 ks.cert.encode(&mut w);
-                w.u32(ks.generation).u32(ks.start_index);
+                ks.prekey.encode(&mut w);
+                w.u32(ks.generation).u32(ks.start_index).bool(ks.update);
                 encode_shares(&mut w, &ks.shares);
             }
-            Content::Membership { op, epoch_shares } => {
-                w.u8(3).bytes(&op.to_bytes());
+            Content::Membership { op, prekeys, epoch_shares } => {
+                w.u8(KIND_MEMBERSHIP).bytes(&op.to_bytes());
+                encode_prekeys(&mut w, prekeys);
                 encode_shares(&mut w, epoch_shares);
             }
             Content::Invite(welcome) => {
-                w.u8(4).raw(&welcome.group).count(welcome.ops.len());
+                w.u8(KIND_INVITE).raw(&welcome.group).count(welcome.ops.len());
                 for op in &welcome.ops {
                     w.bytes(&op.to_bytes());
                 }
@@ -142,6 +180,7 @@ impl Inner {
                 for d in &welcome.devices {
                     d.encode(&mut w);
                 }
+                encode_prekeys(&mut w, &welcome.prekeys);
                 w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key[..]);
             }
             Content::Receipt(receipt) => {
@@ -168,17 +207,26 @@ impl Inner {
         let parents = (0..n).map(|_| r.array().map(EnvelopeId)).collect::<Result<Vec<_>>>()?;
         let content = match r.u8()? {
             1 => Content::Text(r.string(MAX_TEXT_LEN)?),
-            2 => Content::KeyShare(KeyShare {
+            KIND_KEY_SHARE => Content::KeyShare(KeyShare {
                 cert: DeviceCert::decode(&mut r)?,
+                prekey: SignedPrekey::decode(&mut r)?,
                 generation: r.u32()?,
                 start_index: r.u32()?,
+                update: r.bool()?,
                 shares: decode_shares(&mut r)?,
             }),
-            3 => Content::Membership {
+            KIND_MEMBERSHIP => Content::Membership {
                 op: SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?)?,
+                prekeys: decode_prekeys(&mut r)?,
                 epoch_shares: decode_shares(&mut r)?,
             },
-            4 => {
+            KIND_V1_KEY_SHARE | KIND_V1_MEMBERSHIP | KIND_V1_INVITE => {
+                return Err(Error::Malformed {
+                    what: "message",
+                    why: "it is from version 1 of the group protocol, which this version no longer reads",
+                });
+            }
+            KIND_INVITE => {
                 let group = r.array()?;
                 let n_ops = r.count(MAX_WELCOME_OPS, 4)?;
                 let ops = (0..n_ops).map(|_| SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?)).collect::<Result<Vec<_>>>()?;
@@ -186,12 +234,14 @@ impl Inner {
                 let epoch_secret = r.array()?;
                 let n_devices = r.count(MAX_SHARES, DeviceCert::ENCODED_LEN)?;
                 let devices = (0..n_devices).map(|_| DeviceCert::decode(&mut r)).collect::<Result<Vec<_>>>()?;
+                let prekeys = decode_prekeys(&mut r)?;
                 Content::Invite(Box::new(Welcome {
                     group,
                     ops,
                     epoch,
                     epoch_secret: epoch_secret.into(),
                     devices,
+                    prekeys,
                     inviter_generation: r.u32()?,
                     inviter_index: r.u32()?,
                     inviter_chain_key: r.array::<32>()?.into(),

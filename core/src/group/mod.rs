@@ -3,6 +3,7 @@
 //! disk or the network; `crate::account` stores it and carries its envelopes.
 
 mod chain;
+mod channel;
 mod content;
 mod epoch;
 mod membership;

@@ -10,15 +10,16 @@ use zeroize::Zeroizing;
 
 use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
-use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Receipt, Share, Welcome, signature_prefix};
+use super::channel::Channel;
+use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Receipt, Share, Welcome, signature_prefix, tag_of};
 use super::epoch::{Epoch, period_of};
 use super::membership::{
     Action, MAX_DEVICES_PER_ACCOUNT, MAX_MEMBERS, MAX_OPS, Membership, OpHash, SignedOp, group_id_of,
 };
-use crate::crypto::{self, Entropy, label, open_sealed, seal_to};
+use crate::crypto::{self, Entropy, label};
 use crate::envelope::{self, Envelope, EnvelopeId, HEADER_PLAIN_LEN};
 use crate::error::{Error, Result};
-use crate::identity::{AccountPublic, DeviceCert, DeviceId, DeviceKeys};
+use crate::identity::{AccountPublic, DeviceCert, DeviceId, DeviceKeys, PrekeyRing, SignedPrekey};
 use crate::wire::{Reader, Writer};
 
 /// Chain index that marks a control message (key share or membership change), whose body is
@@ -29,11 +30,13 @@ pub const RESEED_AFTER_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// ...or after this many messages, whichever comes first.
 pub const RESEED_AFTER_MESSAGES: u32 = 10_000;
 
-const CHAIN_SHARE: &[u8] = label("weft/v1/chain-share");
-const EPOCH_SHARE: &[u8] = label("weft/v1/epoch-share");
+const CHAIN_SHARE: &[u8] = label("weft/v2/chain-share");
+const EPOCH_SHARE: &[u8] = label("weft/v2/epoch-share");
 const PAIR_GROUP_ID: &str = "weft/v1/pair-group-id";
 const PAIR_SECRET: &[u8] = label("weft/v1/pair-secret");
-const STATE_VERSION: u8 = 1;
+/// Version 2 adds the prekeys and channels of forward-secret key delivery; a version 1 state
+/// is read with none (its devices are reached through their prekeys once they announce).
+const STATE_VERSION: u8 = 2;
 /// How far back a group's topics are listened to.
 pub const MAX_HISTORY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Lamport clocks above this are refused: they would overflow the store's integers and pin a
@@ -49,13 +52,16 @@ const MAX_HEADS: usize = 32;
 pub struct LocalDevice {
     pub cert: DeviceCert,
     pub keys: DeviceKeys,
+    /// Where devices that never heard from us seal their first secret for us.
+    pub prekeys: PrekeyRing,
 }
 
 impl LocalDevice {
     /// A new device of `account`, certified as of `now_ms`.
     pub fn generate(account: &crate::identity::AccountKey, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Self> {
         let keys = DeviceKeys::generate(entropy)?;
-        Ok(LocalDevice { cert: account.certify(&keys, now_ms), keys })
+        let prekeys = PrekeyRing::generate(&keys, now_ms, entropy)?;
+        Ok(LocalDevice { cert: account.certify(&keys, now_ms), keys, prekeys })
     }
 
     pub fn account(&self) -> AccountPublic {
@@ -150,9 +156,20 @@ pub struct Group {
     devices: BTreeMap<DeviceId, DeviceCert>,
     epochs: BTreeMap<[u8; 32], Epoch>,
     own: Option<OwnChain>,
+    /// The generation our next chain takes: generations never repeat, since members keep
+    /// chains by device and generation and would take a new chain for the old one.
+    next_generation: u32,
     /// Devices (or, for a welcome, accounts) that hold our current chain.
     shared_with: BTreeSet<[u8; 32]>,
     peers: BTreeMap<(DeviceId, u32), PeerChain>,
+    /// The latest prekey known of each member device.
+    prekeys: BTreeMap<DeviceId, SignedPrekey>,
+    /// Our forward-secure channel with each member device.
+    channels: BTreeMap<DeviceId, Channel>,
+    last_update_ms: Option<u64>,
+    /// Member devices our latest membership change could not reach (no prekey known yet): when
+    /// one becomes reachable we owe it an epoch, and start a new one.
+    unreached: BTreeSet<DeviceId>,
     heads: BTreeSet<EnvelopeId>,
     lamport: u64,
     dirty_peers: BTreeSet<(DeviceId, u32)>,
@@ -170,8 +187,13 @@ impl Group {
             devices: BTreeMap::new(),
             epochs: BTreeMap::new(),
             own: None,
+            next_generation: 0,
             shared_with: BTreeSet::new(),
             peers: BTreeMap::new(),
+            prekeys: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            last_update_ms: None,
+            unreached: BTreeSet::new(),
             heads: BTreeSet::new(),
             lamport: 0,
             dirty_peers: BTreeSet::new(),
@@ -245,6 +267,9 @@ impl Group {
         }
         group.learn_device(inviter)?;
         group.devices.insert(me.id(), me.cert.clone());
+        for prekey in &welcome.prekeys {
+            group.note_prekey(prekey);
+        }
         let key = (inviter.device, welcome.inviter_generation);
         group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
@@ -265,7 +290,61 @@ impl Group {
         if self.kind == GroupKind::Many {
             let members = self.membership.members.clone();
             self.devices.retain(|_, cert| members.contains_key(&cert.account));
+            // Channels with devices that left are kept, like the epochs: a removal can be
+            // overturned by a concurrent one of its author, and the device then answers to
+            // the keys we handed it. A removed device gets nothing sealed to it any more.
+            // Prekeys are public and bounded in `note_prekey`.
         }
+    }
+
+    /// Registers a device's prekey, if it is newer than the one we know. Prekeys of devices
+    /// that are not (yet) members' are kept only while they fit: an `Add` brings them first.
+    pub fn note_prekey(&mut self, prekey: &SignedPrekey) {
+        if prekey.verify().is_err() {
+            return;
+        }
+        if !self.devices.contains_key(&prekey.device) && self.prekeys.len() >= MAX_MEMBERS * MAX_DEVICES_PER_ACCOUNT {
+            return;
+        }
+        match self.prekeys.get(&prekey.device) {
+            Some(known) if known.number >= prekey.number => {}
+            _ => {
+                self.prekeys.insert(prekey.device, prekey.clone());
+            }
+        }
+    }
+
+    /// Whether a device our latest change could not reach has since become reachable, while
+    /// that change still starts the current epoch: we then start a new epoch that reaches it.
+    pub fn owes_epoch(&self, me: &LocalDevice) -> bool {
+        self.current_epoch_author() == Some(me.account())
+            && self.is_admin(&me.account())
+            && self.unreached.iter().any(|d| self.devices.contains_key(d) && self.reachable(d))
+    }
+
+    /// The latest prekey known of a device.
+    pub fn prekey_of(&self, device: &DeviceId) -> Option<&SignedPrekey> {
+        self.prekeys.get(device)
+    }
+
+    /// Whether a secret can be sealed to this device: through our channel with it, or to its
+    /// prekey for the first one. A device we cannot reach yet gets its share once its prekey
+    /// comes (in its first key share, or with the change that added it).
+    fn reachable(&self, device: &DeviceId) -> bool {
+        self.channels.get(device).is_some_and(Channel::has_target) || self.prekeys.contains_key(device)
+    }
+
+    /// Seals `secret` to one device through our channel with it.
+    fn seal_share(
+        &mut self,
+        device: &DeviceId,
+        context: &[u8],
+        secret: &[u8; 32],
+        entropy: &mut dyn Entropy,
+    ) -> Result<Share> {
+        let prekey = self.prekeys.get(device).cloned();
+        let channel = self.channels.entry(*device).or_default();
+        Ok(Share { to: tag_of(device), sealed: channel.send(prekey.as_ref(), context, secret, entropy)? })
     }
 
     pub fn name(&self) -> &str {
@@ -399,10 +478,8 @@ impl Group {
             }
         };
         if due {
-            let generation = self
-                .own
-                .as_ref()
-                .map_or(Ok(0), |o| o.generation.checked_add(1).ok_or(Error::Limit("chain generations exhausted")))?;
+            let generation = self.next_generation;
+            self.next_generation = generation.checked_add(1).ok_or(Error::Limit("chain generations exhausted"))?;
             self.own = Some(OwnChain {
                 generation,
                 next_index: 0,
@@ -421,6 +498,7 @@ impl Group {
             .values()
             .filter(|c| c.device != me.id() && self.is_member(&c.account))
             .filter(|c| !self.shared_with.contains(&c.device) && !self.shared_with.contains(&c.account))
+            .filter(|c| self.reachable(&c.device))
             .cloned()
             .collect()
     }
@@ -536,7 +614,7 @@ impl Group {
         let mut out = Vec::new();
         let lacking = self.devices_lacking_chain(me);
         if fresh || !lacking.is_empty() {
-            out.push(self.key_share(me, &lacking, now_ms, entropy)?);
+            out.push(self.key_share(me, &lacking, false, now_ms, entropy)?);
         }
         let own = self.own.as_mut().expect("ensured above");
         let generation = own.generation;
@@ -549,13 +627,33 @@ impl Group {
     pub fn announce(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Sealed> {
         self.ensure_own_chain(now_ms, entropy)?;
         let lacking = self.devices_lacking_chain(me);
-        self.key_share(me, &lacking, now_ms, entropy)
+        self.key_share(me, &lacking, false, now_ms, entropy)
+    }
+
+    /// Heals this device's keys in the group: a new chain, handed to every member device through
+    /// its channel with fresh keys of ours to answer to, and a request that every member start
+    /// a new chain too. Whoever copied this device's state before reads nothing written after
+    /// the members processed it (sent daily, and when the app asks).
+    pub fn update(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Sealed> {
+        if !self.is_member(&me.account()) {
+            return Err(Error::NotInGroup);
+        }
+        self.restart_chain();
+        self.ensure_own_chain(now_ms, entropy)?;
+        let to = self.devices_lacking_chain(me);
+        self.key_share(me, &to, true, now_ms, entropy)
+    }
+
+    /// When this device last sent an update here (or first held a chain), for the schedule.
+    pub fn last_update_ms(&self) -> Option<u64> {
+        self.last_update_ms
     }
 
     fn key_share(
         &mut self,
         me: &LocalDevice,
         to: &[DeviceCert],
+        update: bool,
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
@@ -564,9 +662,19 @@ impl Group {
         let mut shares = Vec::with_capacity(to.len());
         for cert in to {
             let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
-            shares.push(Share { device: cert.device, sealed: seal_to(&cert.dh, &context, &chain_key[..], entropy)? });
+            shares.push(self.seal_share(&cert.device, &context, &chain_key, entropy)?);
         }
-        let content = Content::KeyShare(KeyShare { cert: me.cert.clone(), generation, start_index, shares });
+        let content = Content::KeyShare(KeyShare {
+            cert: me.cert.clone(),
+            prekey: me.prekeys.current().clone(),
+            generation,
+            start_index,
+            update,
+            shares,
+        });
+        if update || self.last_update_ms.is_none() {
+            self.last_update_ms = Some(now_ms);
+        }
         let sealed = self.seal_control(me, content, now_ms, entropy)?;
         for cert in to {
             self.shared_with.insert(cert.device);
@@ -634,25 +742,45 @@ impl Group {
         }
         let secret = Zeroizing::new(entropy.bytes32()?);
         let mut epoch_shares = Vec::new();
+        let mut unreached = BTreeSet::new();
         let mut recipients: BTreeMap<DeviceId, DeviceCert> = self.devices.clone();
         recipients.extend(next.devices.clone());
         for cert in recipients.values() {
-            if cert.device != me.id() && next.members.contains_key(&cert.account) {
+            if cert.device == me.id() || !next.members.contains_key(&cert.account) {
+                continue;
+            }
+            if self.reachable(&cert.device) {
                 let context = self.epoch_share_context(&hash, &cert.device);
-                epoch_shares
-                    .push(Share { device: cert.device, sealed: seal_to(&cert.dh, &context, &secret[..], entropy)? });
+                epoch_shares.push(self.seal_share(&cert.device, &context, &secret, entropy)?);
+            } else {
+                unreached.insert(cert.device);
             }
         }
-        let sealed = self.seal_control(me, Content::Membership { op: op.clone(), epoch_shares }, now_ms, entropy)?;
+        // The members reach the devices an `Add` brings through the prekeys we know of them.
+        let prekeys = match &op.action {
+            Action::Add { devices, .. } => {
+                devices.iter().filter_map(|c| self.prekeys.get(&c.device).cloned()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let content = Content::Membership { op: op.clone(), prekeys, epoch_shares };
+        let sealed = self.seal_control(me, content, now_ms, entropy)?;
         self.ops = next_ops;
         self.epochs.insert(hash, Epoch::new(hash, *secret));
         self.adopt_membership(next);
+        self.unreached = unreached;
         Ok(sealed)
     }
 
     /// What `invitee` needs to join, after their `Add` was applied. Hands over our chain for
     /// the current epoch, so the invitee reads us from our next message on.
-    pub fn welcome(&mut self, invitee: &AccountPublic, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Welcome> {
+    pub fn welcome(
+        &mut self,
+        me: &LocalDevice,
+        invitee: &AccountPublic,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Welcome> {
         if !self.is_member(invitee) {
             return Err(Error::NotAMember);
         }
@@ -667,6 +795,9 @@ impl Group {
             epoch: epoch.id,
             epoch_secret: epoch.secret.clone(),
             devices: self.devices.values().cloned().collect(),
+            prekeys: std::iter::once(me.prekeys.current().clone())
+                .chain(self.prekeys.values().filter(|p| self.devices.contains_key(&p.device)).cloned())
+                .collect(),
             inviter_generation: own.generation,
             inviter_index: own.next_index,
             inviter_chain_key: own.chain_key.clone(),
@@ -847,7 +978,7 @@ impl Group {
             Content::Membership { .. } if self.kind != GroupKind::Many => {
                 return Err(Error::Malformed { what: "message", why: "1:1 conversations have no membership changes" });
             }
-            Content::KeyShare(ks) if ks.cert.device != device => {
+            Content::KeyShare(ks) if ks.cert.device != device || ks.prekey.device != device => {
                 return Err(Error::Malformed { what: "message", why: "key share for another device" });
             }
             _ => {}
@@ -897,14 +1028,22 @@ impl Group {
     /// Applies an opened envelope. Everything that can fail is checked before anything changes.
     pub fn accept(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
         let Opened { id, sender, inner, chain_update } = opened;
+        // The channel's keys change as a secret opens: that is applied with everything else,
+        // once nothing can fail. A share that does not open (its key used, expired, or a
+        // hostile sender's) is ignored; the rest of the message still counts.
+        let mut channel = self.channels.get(&sender.device).cloned().unwrap_or_default();
+        let mut opened_share = false;
+        let mut unseal = |channel: &mut Channel, share: Option<&Share>, context: Vec<u8>| {
+            let secret = share.and_then(|s| channel.receive(&s.sealed, &context, &me.prekeys).ok());
+            opened_share |= secret.is_some();
+            secret
+        };
         let unsealed_chain = match &inner.content {
-            Content::KeyShare(ks) => match ks.shares.iter().find(|s| s.device == me.id()) {
-                Some(share) => {
-                    let context = self.chain_share_context(&sender.device, ks.generation, ks.start_index, &me.id());
-                    Some(open_secret32(me, &context, &share.sealed, "key share")?)
-                }
-                None => None,
-            },
+            Content::KeyShare(ks) => {
+                let share = ks.shares.iter().find(|s| s.to == tag_of(&me.id()));
+                let context = self.chain_share_context(&sender.device, ks.generation, ks.start_index, &me.id());
+                unseal(&mut channel, share, context)
+            }
             _ => None,
         };
         if let Content::KeyShare(_) = &inner.content {
@@ -915,7 +1054,7 @@ impl Group {
         }
         let mut next_log = None;
         let unsealed_epoch = match &inner.content {
-            Content::Membership { op, epoch_shares } => {
+            Content::Membership { op, epoch_shares, .. } => {
                 let hash = op.hash();
                 Membership::admits(&self.id, &self.ops, op)?;
                 let mut ops = self.ops.clone();
@@ -926,16 +1065,16 @@ impl Group {
                 // to a concurrent removal of its author: later changes and messages of members
                 // who applied it first are sealed in its epoch. Such an epoch never becomes the
                 // current one, so its author cannot make anyone send in it.
-                match epoch_shares.iter().find(|s| s.device == me.id()) {
-                    Some(share) if !self.epochs.contains_key(&hash) => {
-                        let context = self.epoch_share_context(&hash, &me.id());
-                        Some(open_secret32(me, &context, &share.sealed, "epoch share")?)
-                    }
-                    _ => None,
-                }
+                let share = epoch_shares.iter().find(|s| s.to == tag_of(&me.id()));
+                let context = self.epoch_share_context(&hash, &me.id());
+                let secret = unseal(&mut channel, share, context);
+                if self.epochs.contains_key(&hash) { None } else { secret }
             }
             _ => None,
         };
+        if opened_share {
+            self.channels.insert(sender.device, channel);
+        }
 
         if let Some((key, chain)) = chain_update {
             self.peers.insert(key, chain);
@@ -956,15 +1095,25 @@ impl Group {
             Content::Text(text) => Event::Message { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, text },
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
+                self.note_prekey(&ks.prekey);
+                // A chain we handed over outside the channel (in a contact request or an
+                // invitation) lasts only until the channel works: the next message starts a
+                // new one, which only the channel carries. An update asks the same of everyone.
+                let handed_outside = self.shared_with.contains(&sender.account);
+                if opened_share && (ks.update || handed_outside) {
+                    self.restart_chain();
+                }
                 match unsealed_chain {
                     Some(key) if !self.peers.contains_key(&(sender.device, ks.generation)) => {
                         self.learn_chain(sender.device, ks.generation, ks.start_index, *key);
                         Event::KeysArrived { device: sender.device }
                     }
+                    // A channel that moved may let a waiting share open.
+                    _ if opened_share => Event::KeysArrived { device: sender.device },
                     _ => Event::Nothing,
                 }
             }
-            Content::Membership { op, .. } => {
+            Content::Membership { op, prekeys, .. } => {
                 let hash = op.hash();
                 if let Some(secret) = unsealed_epoch {
                     self.epochs.insert(hash, Epoch::new(hash, *secret));
@@ -972,6 +1121,11 @@ impl Group {
                 let (ops, replayed) = next_log.expect("set for every membership message above");
                 self.ops = ops;
                 self.adopt_membership(replayed);
+                for prekey in &prekeys {
+                    if self.devices.contains_key(&prekey.device) {
+                        self.note_prekey(prekey);
+                    }
+                }
                 let we_were_removed = !self.is_member(&me.account());
                 if we_were_removed {
                     self.forget_secrets();
@@ -994,6 +1148,8 @@ impl Group {
     /// are, for now: a removal made concurrently with a removal of its author by a senior
     /// admin is overturned when that arrives, and the changes that say so are sealed in epochs
     /// we already hold (nobody removed shares in a later one).
+    /// Our channels' keys are kept too, for the same reason: members who overturned the
+    /// removal answer to the keys we handed them; members who applied it send us nothing more.
     fn forget_secrets(&mut self) {
         self.own = None;
         for key in std::mem::take(&mut self.peers).into_keys() {
@@ -1064,6 +1220,25 @@ impl Group {
         for h in &self.heads {
             w.raw(&h.0);
         }
+        w.count(self.prekeys.len());
+        for p in self.prekeys.values() {
+            p.encode(&mut w);
+        }
+        w.count(self.channels.len());
+        for (device, channel) in &self.channels {
+            w.raw(device);
+            channel.encode(&mut w);
+        }
+        match self.last_update_ms {
+            Some(t) => w.u8(1).u64(t),
+            None => w.u8(0),
+        };
+        w.u32(self.next_generation);
+        w.count(self.unreached.len());
+        for d in &self.unreached {
+            w.raw(d);
+        }
+        // Last, where tests that play a hostile clock find it.
         w.u64(self.lamport);
         w.into_bytes()
     }
@@ -1071,7 +1246,7 @@ impl Group {
     pub fn decode_state(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes, "stored group");
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != 1 {
             return Err(Error::UnsupportedVersion { what: "stored group", found: version, supported: STATE_VERSION });
         }
         let id = r.array()?;
@@ -1105,17 +1280,29 @@ impl Group {
         for _ in 0..r.count(1 << 20, 32)? {
             group.heads.insert(EnvelopeId(r.array()?));
         }
+        if version >= 2 {
+            for _ in 0..r.count(1 << 20, SignedPrekey::ENCODED_LEN)? {
+                let prekey = SignedPrekey::decode(&mut r)?;
+                group.prekeys.insert(prekey.device, prekey);
+            }
+            for _ in 0..r.count(1 << 20, 32 + 10)? {
+                let device = r.array()?;
+                group.channels.insert(device, Channel::decode(&mut r)?);
+            }
+            group.last_update_ms = if r.bool()? { Some(r.u64()?) } else { None };
+            group.next_generation = r.u32()?;
+            for _ in 0..r.count(1 << 20, 32)? {
+                group.unreached.insert(r.array()?);
+            }
+        }
         group.lamport = r.u64()?;
+        if let Some(own) = &group.own {
+            group.next_generation = group.next_generation.max(own.generation.saturating_add(1));
+        }
         r.finish()?;
         group.refresh_membership();
         Ok(group)
     }
-}
-
-fn open_secret32(me: &LocalDevice, context: &[u8], sealed: &[u8], what: &'static str) -> Result<Zeroizing<[u8; 32]>> {
-    let plain = Zeroizing::new(open_sealed(me.keys.dh_secret(), context, sealed)?);
-    let bytes: [u8; 32] = plain[..].try_into().map_err(|_| Error::Malformed { what, why: "secret is not 32 bytes" })?;
-    Ok(Zeroizing::new(bytes))
 }
 
 #[cfg(test)]
@@ -1135,6 +1322,8 @@ mod tests {
     fn trio(rng: &mut SeededEntropy) -> [(LocalDevice, Group); 3] {
         let (a, b, c) = (device(1), device(2), device(3));
         let mut ga = Group::create(&a, "g", NOW, rng).unwrap();
+        ga.note_prekey(b.prekeys.current());
+        ga.note_prekey(c.prekeys.current());
         let add = |m: &LocalDevice| Action::Add {
             member: m.account(),
             name: None,
@@ -1143,8 +1332,8 @@ mod tests {
         };
         let add_b = ga.change_membership(&a, add(&b), NOW, rng).unwrap();
         let add_c = ga.change_membership(&a, add(&c), NOW, rng).unwrap();
-        let wb = ga.welcome(&b.account(), NOW, rng).unwrap();
-        let wc = ga.welcome(&c.account(), NOW, rng).unwrap();
+        let wb = ga.welcome(&a, &b.account(), NOW, rng).unwrap();
+        let wc = ga.welcome(&a, &c.account(), NOW, rng).unwrap();
         let gb = Group::from_welcome(&b, &wb, &a.cert, NOW).unwrap();
         let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
         let _ = (add_b, add_c);
@@ -1165,8 +1354,9 @@ mod tests {
         let Content::Membership { op, .. } = removal.inner.content.clone() else { panic!() };
         // carol wraps the genuine removal with a secret of her own, sealed to bob.
         let context = gb.epoch_share_context(&op.hash(), &b.id());
-        let planted = seal_to(&b.cert.dh, &context, &[7; 32], &mut rng).unwrap();
-        let content = Content::Membership { op, epoch_shares: vec![Share { device: b.id(), sealed: planted }] };
+        gc.note_prekey(b.prekeys.current());
+        let planted = gc.seal_share(&b.id(), &context, &[7; 32], &mut rng).unwrap();
+        let content = Content::Membership { op, prekeys: vec![], epoch_shares: vec![planted] };
         let relayed = gc.seal_control(&c, content, NOW, &mut rng).unwrap();
         assert!(matches!(deliver(&b, &mut gb, &relayed.envelope), Err(Error::Malformed { .. })));
         // The genuine one applies, and bob's new epoch is alice's, not carol's.
@@ -1234,7 +1424,7 @@ mod tests {
     fn secrets_are_never_printed() {
         let mut rng = SeededEntropy::new(14);
         let [(a, mut ga), (b, _), (_, _)] = trio(&mut rng);
-        let welcome = ga.welcome(&b.account(), NOW, &mut rng).unwrap();
+        let welcome = ga.welcome(&a, &b.account(), NOW, &mut rng).unwrap();
         let event =
             Event::Invited { id: EnvelopeId([0; 32]), from: a.cert.clone(), welcome: Box::new(welcome.clone()) };
         let printed = format!("{welcome:?} {event:?}");

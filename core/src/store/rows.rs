@@ -231,6 +231,16 @@ pub trait Rows {
             .optional()?)
     }
 
+    /// The device's prekeys as [`crate::identity::PrekeyRing::encode`] wrote them, if any yet.
+    fn prekeys(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn().query_row("SELECT prekeys FROM identity WHERE id = 1", [], |r| r.get(0))?)
+    }
+
+    fn set_prekeys(&self, encoded: &[u8]) -> Result<()> {
+        self.conn().execute("UPDATE identity SET prekeys = ?1 WHERE id = 1", params![encoded])?;
+        Ok(())
+    }
+
     fn upsert_contact(&self, c: &ContactRow) -> Result<()> {
         self.conn().execute(
             "INSERT INTO contacts (account, name, card, status, verified, group_id, request, created_ms)

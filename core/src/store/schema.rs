@@ -152,6 +152,11 @@ const MIGRATIONS: &[&str] = &[
         keep_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 10: group protocol v2. The device's signed prekeys (current and retired within their
+    // grace), made at the first open that finds none.
+    "
+    ALTER TABLE identity ADD COLUMN prekeys BLOB;
+    ",
 ];
 
 /// The schema version this build writes.

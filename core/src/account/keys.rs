@@ -1,0 +1,86 @@
+//! Key hygiene over time: the device's prekeys are replaced weekly and deleted after their
+//! grace, and every conversation gets a daily update (a fresh chain handed through fresh
+//! channel keys, see `Group::update`), so that a copy of this device's state stops reading once
+//! the members have processed it. The app can ask for one at once (after a phone was out of
+//! its owner's hands, say).
+
+use super::Account;
+use super::conversations::put_sent;
+use crate::error::{Error, Result};
+use crate::group::GroupId;
+use crate::store::Rows;
+
+/// Conversations get an update when their last one is this old, checked as the day turns.
+pub const UPDATE_EVERY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Slack on the schedule, so that an update made late yesterday does not skip today's.
+const UPDATE_SLACK_MS: u64 = 2 * 60 * 60 * 1000;
+
+impl Account {
+    /// Replaces the prekey when it is due and deletes retired ones past their grace.
+    pub(super) fn rotate_prekeys(&mut self) -> Result<bool> {
+        let now = self.now();
+        let changed = self.me.prekeys.rotate_if_due(&self.me.keys, now, self.entropy.as_mut())?;
+        if changed {
+            let encoded = self.me.prekeys.encode();
+            self.store.write(|tx| tx.set_prekeys(&encoded))?;
+        }
+        Ok(changed)
+    }
+
+    /// Sends an update in one conversation, or in every one when `conversation` is `None`.
+    /// Returns in how many conversations one was sent.
+    pub fn update_keys(&mut self, conversation: Option<&str>) -> Result<usize> {
+        let targets: Vec<GroupId> = match conversation {
+            Some(name) => vec![self.resolve(name)?.id],
+            None => self.groups.keys().copied().collect(),
+        };
+        let mut sent = 0;
+        for gid in targets {
+            if self.update_one(&gid)? {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends the updates the schedule asks for.
+    pub(super) fn send_due_updates(&mut self) -> Result<usize> {
+        let now = self.now();
+        let due: Vec<GroupId> = self
+            .groups
+            .values()
+            .filter(|g| g.last_update_ms().is_none_or(|t| now.saturating_sub(t) + UPDATE_SLACK_MS >= UPDATE_EVERY_MS))
+            .map(|g| g.id)
+            .collect();
+        let mut sent = 0;
+        for gid in due {
+            if self.update_one(&gid)? {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// An update in one group, stored and queued in one transaction; `false` when there is
+    /// nobody to send it to (we left, or no other device is known yet).
+    fn update_one(&mut self, gid: &GroupId) -> Result<bool> {
+        let me = self.account_public();
+        let Some(group) = self.groups.get(gid) else {
+            return Err(Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(gid) });
+        };
+        let lonely = group.members().iter().flat_map(|(a, _)| group.devices_of(a)).all(|c| c.device == self.me.id());
+        if !group.is_member(&me) || group.current_epoch().is_none() || lonely {
+            return Ok(false);
+        }
+        let now = self.now();
+        let mut group = self.groups.remove(gid).expect("checked above");
+        let result = group.update(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
+            self.store.write(|tx| {
+                put_sent(tx, &group.id, std::slice::from_ref(&sealed), now)?;
+                tx.save_group(&mut group)
+            })
+        });
+        self.settle([group], result)?;
+        Ok(true)
+    }
+}
