@@ -243,6 +243,29 @@ impl Api {
                 let m = node.resend(string(params, "message")?).await?;
                 Ok(to_value(Message::from(&m)))
             }
+            "keys.update" => {
+                let conversation = optional_string(params, "conversation")?;
+                Ok(json!({ "updated": node.update_keys(conversation).await? }))
+            }
+            "retention" => {
+                let conversation = string(params, "conversation")?;
+                let keep_ms = node.retention(conversation.clone()).await?;
+                Ok(json!({ "conversation": conversation, "keep_ms": keep_ms }))
+            }
+            "retention.set" => {
+                let conversation = string(params, "conversation")?;
+                let keep_ms = match params.get("keep_ms") {
+                    Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().filter(|ms| *ms > 0).ok_or_else(|| {
+                        ApiError::InvalidParams("\"keep_ms\" must be a positive number of milliseconds, or null".into())
+                    })?),
+                    None => {
+                        return Err(ApiError::InvalidParams("\"keep_ms\" is required (null keeps for ever)".into()));
+                    }
+                };
+                let deleted = node.set_retention(conversation.clone(), keep_ms).await?;
+                Ok(json!({ "conversation": conversation, "keep_ms": keep_ms, "deleted": deleted }))
+            }
             "settings" => Ok(json!({ "read_receipts": node.read_receipts().await? })),
             "settings.set" => {
                 match params.get("read_receipts") {

@@ -103,6 +103,16 @@ enum Command {
     Relay(commands::relay::Args),
     /// Show or change the account's settings (read receipts)
     Settings(commands::settings::Args),
+    /// Send fresh keys now (they also go out daily), after this device was out of your hands
+    ///
+    /// Whoever copied the device before reads nothing written after the other members process
+    /// them: each member starts keys that only this device's new ones open.
+    UpdateKeys(commands::keys::UpdateArgs),
+    /// Show or set how long a conversation's messages stay on this device
+    ///
+    /// Older messages are deleted (their text, receipts and unsent drafts) within ten minutes
+    /// of passing it, and the database's log is folded back in so their text leaves the file.
+    Retention(commands::keys::RetentionArgs),
     /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
     #[command(subcommand)]
     Passphrase(commands::passphrase::Command),
@@ -157,6 +167,8 @@ fn main() -> ExitCode {
         Command::Resend(args) => commands::message::resend(&home, args, &out),
         Command::Passphrase(cmd) => commands::passphrase::run(&home, cmd, &out),
         Command::Settings(args) => commands::settings::run(&home, args, &out),
+        Command::UpdateKeys(args) => commands::keys::update(&home, args, &out),
+        Command::Retention(args) => commands::keys::retention(&home, args, &out),
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),

@@ -232,3 +232,70 @@ fn a_copied_phone_reads_nothing_after_its_update() {
         assert_eq!(seen, 3 * 2, "member {who} reads the others after the update");
     }
 }
+
+/// The same, for real: bob's home (its SQLCipher file, write-ahead log and key) is copied, and
+/// the copy reads every bundle alice writes after. It reads alice's messages until bob's update
+/// reaches her, and none after: the 1:1 conversation heals too.
+#[test]
+fn a_copied_home_reads_nothing_after_an_update_in_the_one_to_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use common::{carry, contacts, texts};
+    use weft_core::account::Account;
+    use weft_core::store::DatabaseKey;
+
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob) = contacts(&clock);
+    alice.account.send("bob", "before the copy").unwrap();
+    carry(&alice, &mut bob);
+    bob.account.send("alice", "hi").unwrap();
+    carry(&bob, &mut alice);
+
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(bob.account.home()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_file() && !name.ends_with(".lock") && !name.ends_with(".sock") {
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    alice.account.send("bob", "after the copy, before the update").unwrap();
+    assert_eq!(bob.account.update_keys(None).unwrap(), 1);
+    carry(&bob, &mut alice);
+    alice.account.send("bob", "after the update").unwrap();
+    carry(&alice, &mut bob);
+    assert!(texts(&bob, "alice").iter().any(|t| t.ends_with("after the update")), "bob reads alice");
+
+    let c = clock.clone();
+    let mut thief = Account::open_with_key(
+        copy.path(),
+        &DatabaseKey::from_bytes([2; 32]),
+        Box::new(SeededEntropy::new(999)),
+        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    thief.import_bundle(&alice.account.export_bundle().unwrap()).unwrap();
+    let read: Vec<String> =
+        thief.history("alice", 100).unwrap().into_iter().filter(|m| m.kind == "text").map(|m| m.body).collect();
+    assert!(read.iter().any(|t| t == "after the copy, before the update"), "the copy works: {read:?}");
+    assert!(!read.iter().any(|t| t == "after the update"), "the copy read after the update: {read:?}");
+}
+
+/// Updates go out by themselves once a day in every conversation, without the user asking.
+#[test]
+fn updates_go_out_once_a_day_by_themselves() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (_alice, mut bob) = common::contacts(&clock);
+    bob.account.follow_the_day();
+    let before = bob.account.outbox_len().unwrap();
+    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    bob.account.follow_the_day();
+    let after_a_day = bob.account.outbox_len().unwrap();
+    assert_eq!(after_a_day, before + 1, "one update in the one conversation");
+    bob.account.follow_the_day();
+    assert_eq!(bob.account.outbox_len().unwrap(), after_a_day, "once a day, not at every turn");
+}

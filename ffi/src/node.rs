@@ -531,6 +531,27 @@ impl WeftNode {
         on_runtime(async move { Ok(node.read_receipts().await?) }).await
     }
 
+    /// Sends fresh keys now in one conversation (or all, with none), for after the device was
+    /// out of its owner's hands: whoever copied it reads nothing written after the members
+    /// process them. They also go out by themselves once a day. Returns in how many
+    /// conversations keys went out.
+    pub async fn update_keys(&self, conversation: Option<String>) -> Result<u32, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.update_keys(conversation).await? as u32) }).await
+    }
+
+    /// Keeps a conversation's messages for `keep_ms` after they reached this device (`None`:
+    /// for ever); older ones are deleted within ten minutes. Returns how many were deleted now.
+    pub async fn set_retention(&self, conversation: String, keep_ms: Option<u64>) -> Result<u32, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.set_retention(conversation, keep_ms).await? as u32) }).await
+    }
+
+    pub async fn retention(&self, conversation: String) -> Result<Option<u64>, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.retention(conversation).await?) }).await
+    }
+
     /// The group's current members.
     pub async fn members(&self, group: String) -> Result<Vec<Member>, WeftError> {
         let node = self.node()?;

@@ -27,6 +27,10 @@ fn every_command_that_prints_data_prints_json() {
     assert_eq!(json(&bob, &["contact", "accept", "alice"])["contact"]["name"], "alice");
     assert!(json(&bob, &["log", "alice"]).is_array());
     assert!(json(&bob, &["read", "alice"])["marked"].is_number());
+    assert_eq!(json(&bob, &["update-keys", "alice"])["updated"], 1);
+    assert!(json(&bob, &["retention", "alice"])["keep_ms"].is_null());
+    assert_eq!(json(&bob, &["retention", "alice", "1w"])["keep_ms"], 7 * 24 * 3_600_000);
+    assert!(json(&bob, &["retention", "alice", "forever"])["keep_ms"].is_null());
     assert!(json(&alice, &["group", "create", "crew"])["name"] == "crew");
     json(&alice, &["group", "invite", "crew", "bob"]);
     assert!(json(&alice, &["group", "list"]).is_array());

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod group;
 pub mod id;
 pub mod init;
+pub mod keys;
 pub mod message;
 pub mod passphrase;
 pub mod relay;

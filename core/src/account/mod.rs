@@ -49,6 +49,8 @@ pub struct Account {
     entropy: Box<dyn Entropy + Send>,
     clock: Clock,
     receipts: receipts::Pending,
+    /// When messages past their retention were last looked for.
+    retention_checked_ms: u64,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -161,6 +163,7 @@ impl Account {
             entropy,
             clock,
             receipts: receipts::Pending::default(),
+            retention_checked_ms: 0,
             _lock: lock,
         };
         account.rebuild_topics();
@@ -213,13 +216,17 @@ impl Account {
     /// node that runs for days without a change of its own calls this as it goes (every
     /// receive does); cheap when the day is the same.
     pub fn follow_the_day(&mut self) {
-        if crate::group::period_of(self.now()) != self.topics_period {
+        let now = self.now();
+        if now.saturating_sub(self.retention_checked_ms) >= retention::RETENTION_CHECK_MS {
+            self.retention_checked_ms = now;
+            if let Err(e) = self.forget_expired_messages() {
+                tracing::debug!(error = %e, "messages past their retention were not deleted");
+            }
+        }
+        if crate::group::period_of(now) != self.topics_period {
             self.rebuild_topics();
             if let Err(e) = self.expire_parked() {
                 tracing::debug!(error = %e, "parked envelopes were not expired");
-            }
-            if let Err(e) = self.forget_expired_messages() {
-                tracing::debug!(error = %e, "messages past their retention were not deleted");
             }
             if let Err(e) = self.rotate_prekeys() {
                 tracing::debug!(error = %e, "prekeys were not rotated");

@@ -6,6 +6,10 @@ use super::Account;
 use crate::error::{Error, Result};
 use crate::store::Rows;
 
+/// How often messages past their retention are looked for (as the node goes about its work):
+/// the finest retention worth setting is a few times this.
+pub const RETENTION_CHECK_MS: u64 = 10 * 60 * 1000;
+
 impl Account {
     /// Keeps a conversation's messages for `keep_ms` from when they reached this device (`None`:
     /// for ever), and deletes those already older. Returns how many were deleted.
@@ -25,8 +29,8 @@ impl Account {
     }
 
     /// Deletes every message that outlived its conversation's retention, then checkpoints.
-    /// Runs when the day turns and when a retention is set; with no retention set, it does
-    /// nothing (no write, no checkpoint).
+    /// Runs every ten minutes and when a retention is set; with no retention set, it does
+    /// nothing (no write, no checkpoint), and with nothing to delete, no checkpoint.
     pub(super) fn forget_expired_messages(&mut self) -> Result<usize> {
         let now = self.now();
         let retentions = self.store.read().retentions()?;
@@ -40,7 +44,9 @@ impl Account {
             }
             Ok(n)
         })?;
-        self.store.checkpoint()?;
+        if forgotten > 0 {
+            self.store.checkpoint()?;
+        }
         Ok(forgotten)
     }
 }

@@ -353,6 +353,22 @@ impl Node {
         self.call_and_push(move |a| a.mark_read(&conversation)).await
     }
 
+    /// Sends fresh keys in one conversation, or in all (see [`Account::update_keys`]); returns
+    /// in how many one went out.
+    pub async fn update_keys(&self, conversation: Option<String>) -> Result<usize> {
+        self.call_and_push(move |a| a.update_keys(conversation.as_deref())).await
+    }
+
+    /// Keeps a conversation's messages for `keep_ms` (`None`: for ever); returns how many
+    /// older ones were deleted now.
+    pub async fn set_retention(&self, conversation: String, keep_ms: Option<u64>) -> Result<usize> {
+        self.call(move |a| a.set_retention(&conversation, keep_ms)).await
+    }
+
+    pub async fn retention(&self, conversation: String) -> Result<Option<u64>> {
+        self.call(move |a| a.retention(&conversation)).await
+    }
+
     pub async fn read_receipts(&self) -> Result<bool> {
         self.call(|a| a.read_receipts()).await
     }

@@ -126,6 +126,12 @@ suspend fun overLibp2p(root: String) {
     eventually("bob's listener to hear the five") { bobEvents.received().size >= 5 }
     bob.send("alice", "and back")
     eventually("the reply") { alice.history("bob", null, 100u).any { it.body == "and back" } }
+    // Fresh keys on demand; a retention to set, read back and clear.
+    check(bob.updateKeys("alice") == 1u)
+    check(bob.retention("alice") == null)
+    check(bob.setRetention("alice", 604_800_000uL) == 0u)
+    check(bob.retention("alice") == 604_800_000uL)
+    bob.setRetention("alice", null)
 
     // Paging two at a time back to the start gives the whole history.
     val everything = bob.history("alice", null, 100u)

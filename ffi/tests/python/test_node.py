@@ -96,6 +96,12 @@ async def over_libp2p(root):
         pages[0:0] = page
         before = page[0].id
     assert [m.id for m in pages] == [m.id for m in everything]
+    # Fresh keys on demand; a retention to set, read back and clear.
+    assert await bob.update_keys("alice") == 1
+    assert await bob.retention("alice") is None
+    assert await bob.set_retention("alice", 7 * 24 * 3600 * 1000) == 0
+    assert await bob.retention("alice") == 7 * 24 * 3600 * 1000
+    await bob.set_retention("alice", None)
     # Calls from many host threads at once, each with its own event loop, on the same node.
     failures = []
 
