@@ -69,6 +69,21 @@ fn computed() -> Vec<(&'static str, String)> {
     let parsed = Envelope::parse(envelope.as_bytes().to_vec()).unwrap();
     let opened = receiver.open(&bob, &parsed, &epoch).unwrap();
     assert!(matches!(receiver.accept(&bob, opened).unwrap(), Event::Message { text, .. } if text == "hello"));
+
+    // Group protocol v2: alice's signed prekey, and the first secret bob hands her through
+    // their channel (his chain key), sealed to that prekey.
+    let mut prekey = weft_core::wire::Writer::new();
+    alice.prekeys.current().encode(&mut prekey);
+    v.push(("prekey.device_100", hex(&prekey.into_bytes())));
+    let mut rng = SeededEntropy::new(400);
+    receiver.note_prekey(alice.prekeys.current());
+    let share = receiver.announce(&bob, NOW, &mut rng).unwrap();
+    let weft_core::group::Content::KeyShare(ks) = &share.inner.content else { unreachable!("a key share") };
+    assert_eq!(ks.shares.len(), 1);
+    v.push(("channel.first_share_to_device_100", hex(&ks.shares[0].sealed)));
+    let epoch = sender.current_epoch().unwrap().id;
+    let opened = sender.open(&alice, &share.envelope, &epoch).unwrap();
+    assert!(matches!(sender.accept(&alice, opened).unwrap(), Event::KeysArrived { .. }), "alice opens it");
     v
 }
 

@@ -27,6 +27,32 @@ impl Account {
         Ok(changed)
     }
 
+    /// Deletes the secrets of epochs past their grace in every conversation, storing the
+    /// groups that changed; the topic index then stops following them.
+    pub(super) fn forget_old_epochs(&mut self) -> Result<usize> {
+        let now = self.now();
+        let mut changed: Vec<GroupId> = Vec::new();
+        for group in self.groups.values_mut() {
+            if group.forget_old_epochs(now) {
+                changed.push(group.id);
+            }
+        }
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let groups = &mut self.groups;
+        self.store.write(|tx| {
+            for id in &changed {
+                if let Some(group) = groups.get_mut(id) {
+                    tx.save_group(group)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.rebuild_topics();
+        Ok(changed.len())
+    }
+
     /// Sends an update in one conversation, or in every one when `conversation` is `None`.
     /// Returns in how many conversations one was sent.
     pub fn update_keys(&mut self, conversation: Option<&str>) -> Result<usize> {

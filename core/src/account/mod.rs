@@ -228,6 +228,9 @@ impl Account {
             if let Err(e) = self.expire_parked() {
                 tracing::debug!(error = %e, "parked envelopes were not expired");
             }
+            if let Err(e) = self.forget_old_epochs() {
+                tracing::debug!(error = %e, "past epochs were not forgotten");
+            }
             if let Err(e) = self.rotate_prekeys() {
                 tracing::debug!(error = %e, "prekeys were not rotated");
             }

@@ -14,7 +14,7 @@ pub use content::{Content, Inner, KeyShare, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Recei
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
 pub use state::{
-    ChainPosition, Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, Opened, RESEED_AFTER_MESSAGES,
+    ChainPosition, EPOCH_GRACE_MS, Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, Opened, RESEED_AFTER_MESSAGES,
     RESEED_AFTER_MS, Sealed,
 };
 

@@ -45,6 +45,10 @@ const MAX_LAMPORT: u64 = 1 << 53;
 /// How far ahead of the highest clock value seen a received one may be; beyond, it is clamped.
 /// Two weeks of a busy group's messages is far below it.
 pub const MAX_LAMPORT_JUMP: u64 = 1 << 20;
+/// A past epoch's secret is deleted once the epoch has not been current for this long: what
+/// is still sealed in it (late messages, changes for members who have not applied the next
+/// one) has had a relay's retention to arrive.
+pub const EPOCH_GRACE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// Heads kept as parents for the next message.
 const MAX_HEADS: usize = 32;
 
@@ -170,6 +174,8 @@ pub struct Group {
     /// Member devices our latest membership change could not reach (no prekey known yet): when
     /// one becomes reachable we owe it an epoch, and start a new one.
     unreached: BTreeSet<DeviceId>,
+    /// Past epochs whose secrets we hold, with when we first saw them no longer current.
+    retired_epochs: BTreeMap<[u8; 32], u64>,
     heads: BTreeSet<EnvelopeId>,
     lamport: u64,
     dirty_peers: BTreeSet<(DeviceId, u32)>,
@@ -194,6 +200,7 @@ impl Group {
             channels: BTreeMap::new(),
             last_update_ms: None,
             unreached: BTreeSet::new(),
+            retired_epochs: BTreeMap::new(),
             heads: BTreeSet::new(),
             lamport: 0,
             dirty_peers: BTreeSet::new(),
@@ -312,6 +319,29 @@ impl Group {
                 self.prekeys.insert(prekey.device, prekey.clone());
             }
         }
+    }
+
+    /// Deletes the secrets of past epochs that have not been current for [`EPOCH_GRACE_MS`]
+    /// (noting, for those that just stopped being current, from when). Returns whether anything
+    /// changed, for the caller to store.
+    pub fn forget_old_epochs(&mut self, now_ms: u64) -> bool {
+        let current = self.current_epoch().map(|e| e.id);
+        let before = (self.epochs.len(), self.retired_epochs.len());
+        let retired = &mut self.retired_epochs;
+        retired.retain(|id, _| Some(*id) != current);
+        for id in self.epochs.keys().filter(|id| Some(**id) != current) {
+            retired.entry(*id).or_insert(now_ms);
+        }
+        let expired: Vec<[u8; 32]> = retired
+            .iter()
+            .filter(|(_, since)| now_ms.saturating_sub(**since) >= EPOCH_GRACE_MS)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.epochs.remove(&id);
+            self.retired_epochs.remove(&id);
+        }
+        before != (self.epochs.len(), self.retired_epochs.len())
     }
 
     /// Whether a device our latest change could not reach has since become reachable, while
@@ -1238,6 +1268,10 @@ impl Group {
         for d in &self.unreached {
             w.raw(d);
         }
+        w.count(self.retired_epochs.len());
+        for (id, since) in &self.retired_epochs {
+            w.raw(id).u64(*since);
+        }
         // Last, where tests that play a hostile clock find it.
         w.u64(self.lamport);
         w.into_bytes()
@@ -1293,6 +1327,10 @@ impl Group {
             group.next_generation = r.u32()?;
             for _ in 0..r.count(1 << 20, 32)? {
                 group.unreached.insert(r.array()?);
+            }
+            for _ in 0..r.count(1 << 20, 40)? {
+                let id = r.array()?;
+                group.retired_epochs.insert(id, r.u64()?);
             }
         }
         group.lamport = r.u64()?;
@@ -1444,6 +1482,22 @@ mod tests {
         for s in &sealed {
             deliver(&b, &mut gb, &s.envelope).unwrap();
         }
+    }
+
+    #[test]
+    fn a_past_epochs_secret_is_deleted_after_its_grace() {
+        let mut rng = SeededEntropy::new(15);
+        let [(a, mut ga), (_, _), (c, _)] = trio(&mut rng);
+        let before = ga.current_epoch().unwrap().id;
+        ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
+        let current = ga.current_epoch().unwrap().id;
+        assert!(ga.forget_old_epochs(NOW), "the past epochs are noted");
+        assert!(!ga.forget_old_epochs(NOW + EPOCH_GRACE_MS - 1));
+        assert!(ga.epochs().any(|e| e.id == before), "kept through the grace");
+        assert!(ga.forget_old_epochs(NOW + EPOCH_GRACE_MS));
+        assert!(ga.epochs().all(|e| e.id == current), "only the current epoch is left");
+        let stored = Group::decode_state(&ga.encode_state()).unwrap();
+        assert_eq!(stored.epochs().count(), 1);
     }
 
     #[test]
