@@ -40,12 +40,12 @@ fn trio() -> Trio {
     let wc = ga.welcome(&a, &c.cert.account, NOW, &mut rng).unwrap();
     let gc = Group::from_welcome(&c, &wc, &a.cert, NOW).unwrap();
     let mut bob = Receiver::new(b, gb);
-    bob.deliver(&op_c.envelope).unwrap();
+    bob.deliver(&op_c[0].envelope).unwrap();
     let mut carol = Receiver::new(c, gc);
     let mut alice = Receiver::new(a, ga);
     let hello = bob.group.announce(&bob.me, NOW, &mut rng).unwrap();
-    alice.deliver(&hello.envelope).unwrap();
-    carol.deliver(&hello.envelope).unwrap();
+    alice.deliver(&hello[0].envelope).unwrap();
+    carol.deliver(&hello[0].envelope).unwrap();
     Trio { alice, bob, carol, rng }
 }
 
@@ -167,8 +167,8 @@ fn removed_member_reads_nothing_new_and_cannot_find_new_topics() {
         .group
         .change_membership(&t.alice.me, Action::Remove { member: t.carol.me.cert.account }, NOW, &mut t.rng)
         .unwrap();
-    t.bob.deliver(&removal.envelope).unwrap();
-    t.carol.deliver(&removal.envelope).unwrap();
+    t.bob.deliver(&removal[0].envelope).unwrap();
+    t.carol.deliver(&removal[0].envelope).unwrap();
     assert!(!t.carol.group.is_member(&t.carol.me.cert.account));
 
     let secret = envelopes(t.alice.group.send_text(&t.alice.me, "after carol", NOW, &mut t.rng).unwrap());

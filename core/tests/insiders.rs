@@ -34,7 +34,7 @@ fn four() -> Four {
     for (who, admin) in [(&b, true), (&c, false), (&d, true)] {
         ga.note_prekey(who.prekeys.current());
         let sealed = ga.change_membership(&a, add(who, admin), NOW, &mut rng).unwrap();
-        let Content::Membership { op, .. } = sealed.inner.content else { unreachable!() };
+        let Content::Membership { op, .. } = sealed.into_iter().next().unwrap().inner.content else { unreachable!() };
         last = Some(op.hash());
     }
     let mut join = |who: LocalDevice, rng: &mut SeededEntropy| {
@@ -109,7 +109,7 @@ fn a_member_cannot_fill_the_log_or_hold_up_her_removal() {
 
     let removal =
         f.alice.group.change_membership(&f.alice.me, Action::Remove { member: f.carol.me.account() }, NOW, &mut f.rng);
-    let removal = removal.unwrap().envelope;
+    let removal = removal.unwrap().remove(0).envelope;
     f.bob.deliver(&removal).unwrap();
     f.carol.deliver(&removal).unwrap();
     assert!(!f.bob.group.is_member(&f.carol.me.account()), "bob applied carol's removal");
@@ -139,20 +139,21 @@ fn a_removed_admin_cannot_remove_the_admin_who_removed_him() {
     let mut bobs_old_state = Group::decode_state(&f.bob.group.encode_state()).unwrap();
     let removal =
         f.alice.group.change_membership(&f.alice.me, Action::Remove { member: f.bob.me.account() }, NOW, &mut f.rng);
-    let removal = removal.unwrap().envelope;
+    let removal = removal.unwrap().remove(0).envelope;
     for to in [1, 2, 3] {
         f.get(to).deliver(&removal).unwrap();
     }
     // dave, an admin, goes on with the group.
     let erin = device(5);
     f.dave.group.note_prekey(erin.prekeys.current());
-    let add_erin = f.dave.group.change_membership(&f.dave.me, add(&erin, false), NOW, &mut f.rng).unwrap().envelope;
+    let add_erin =
+        f.dave.group.change_membership(&f.dave.me, add(&erin, false), NOW, &mut f.rng).unwrap().remove(0).envelope;
     f.alice.deliver(&add_erin).unwrap();
     f.carol.deliver(&add_erin).unwrap();
 
     let coup =
         bobs_old_state.change_membership(&f.bob.me, Action::Remove { member: f.alice.me.account() }, NOW, &mut f.rng);
-    let coup = coup.expect("bob's old state still thinks he is an admin").envelope;
+    let coup = coup.expect("bob's old state still thinks he is an admin").remove(0).envelope;
     for to in [0, 2, 3] {
         let _ = f.get(to).deliver(&coup);
     }
@@ -232,7 +233,7 @@ proptest::proptest! {
                 };
                 let r = f.get(admin);
                 if let Ok(s) = r.group.change_membership(&r.me, action, NOW, &mut SeededEntropy::new(seed ^ (admin as u64 * 31 + k))) {
-                    sent.push((admin, s.envelope));
+                    sent.extend(s.into_iter().map(|s| (admin, s.envelope)));
                 }
             }
         }
@@ -279,7 +280,7 @@ proptest::proptest! {
         for i in &members {
             let r = f.get(*i);
             if r.group.needs_heal(&r.me) {
-                heal.push(r.group.change_membership(&r.me, Action::Rekey, NOW, &mut SeededEntropy::new(seed + 1)).unwrap().envelope);
+                heal.push(r.group.change_membership(&r.me, Action::Rekey, NOW, &mut SeededEntropy::new(seed + 1)).unwrap().remove(0).envelope);
             }
         }
         prop_assert!(heal.len() <= 1, "one device heals");

@@ -29,7 +29,7 @@ fn world() -> World {
     for who in [&b, &c] {
         ga.note_prekey(who.prekeys.current());
         let add = Action::Add { member: who.account(), name: None, devices: vec![who.cert.clone()], admin: false };
-        capture.push(ga.change_membership(&a, add, NOW, &mut rng).unwrap().envelope);
+        capture.extend(envelopes(ga.change_membership(&a, add, NOW, &mut rng).unwrap()));
     }
     let wb = ga.welcome(&a, &b.account(), NOW, &mut rng).unwrap();
     let wc = ga.welcome(&a, &c.account(), NOW, &mut rng).unwrap();
@@ -39,9 +39,9 @@ fn world() -> World {
     for who in 1..3 {
         let hello = {
             let r = &mut w.people[who];
-            r.group.announce(&r.me, NOW, &mut w.rng).unwrap().envelope
+            envelopes(r.group.announce(&r.me, NOW, &mut w.rng).unwrap())
         };
-        w.publish(who, vec![hello]);
+        w.publish(who, hello);
     }
     w
 }
@@ -69,7 +69,7 @@ impl World {
     fn update(&mut self, who: usize) {
         let sent = {
             let r = &mut self.people[who];
-            vec![r.group.update(&r.me, NOW, &mut self.rng).unwrap().envelope]
+            envelopes(r.group.update(&r.me, NOW, &mut self.rng).unwrap())
         };
         self.publish(who, sent);
     }

@@ -77,7 +77,7 @@ fn computed() -> Vec<(&'static str, String)> {
     v.push(("prekey.device_100", hex(&prekey.into_bytes())));
     let mut rng = SeededEntropy::new(400);
     receiver.note_prekey(alice.prekeys.current());
-    let share = receiver.announce(&bob, NOW, &mut rng).unwrap();
+    let share = receiver.announce(&bob, NOW, &mut rng).unwrap().remove(0);
     let weft_core::group::Content::KeyShare(ks) = &share.inner.content else { unreachable!("a key share") };
     assert_eq!(ks.shares.len(), 1);
     v.push(("channel.first_share_to_device_100", hex(&ks.shares[0].sealed)));

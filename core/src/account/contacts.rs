@@ -269,7 +269,7 @@ impl Account {
                 self.store.write(|tx| {
                     tx.upsert_contact(&row)?;
                     if let (Some(p), Some(a)) = (pair.as_mut(), &announce) {
-                        super::conversations::put_sent(tx, &p.id, std::slice::from_ref(a), now)?;
+                        super::conversations::put_sent(tx, &p.id, a, now)?;
                         tx.save_group(p)?;
                     }
                     Ok(())

@@ -130,9 +130,9 @@ impl Account {
             let welcome = group.welcome(&self.me, &contact.account, now, self.entropy.as_mut())?;
             let invite = pair.send_invite(&self.me, welcome, now, self.entropy.as_mut())?;
             let me = self.account_public();
-            let event = system_row(&group.id, &op, me, "added", &contact.name);
+            let event = system_row(&group.id, &op[0], me, "added", &contact.name);
             self.store.write(|tx| {
-                put_sent(tx, &group.id, std::slice::from_ref(&op), now)?;
+                put_sent(tx, &group.id, &op, now)?;
                 put_sent(tx, &pair.id, &invite, now)?;
                 tx.insert_message(&event)?;
                 tx.save_group(&mut group)?;
@@ -171,9 +171,9 @@ impl Account {
             .ok_or_else(|| Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(gid) })?;
         let me = self.account_public();
         let result = group.change_membership(&self.me, action, now, self.entropy.as_mut()).and_then(|op| {
-            let event = system_row(&group.id, &op, me, kind, body);
+            let event = system_row(&group.id, &op[0], me, kind, body);
             self.store.write(|tx| {
-                put_sent(tx, &group.id, std::slice::from_ref(&op), now)?;
+                put_sent(tx, &group.id, &op, now)?;
                 tx.insert_message(&event)?;
                 tx.save_group(&mut group)
             })

@@ -102,7 +102,7 @@ impl Account {
         let mut group = self.groups.remove(gid).expect("checked above");
         let result = group.update(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
             self.store.write(|tx| {
-                put_sent(tx, &group.id, std::slice::from_ref(&sealed), now)?;
+                put_sent(tx, &group.id, &sealed, now)?;
                 tx.save_group(&mut group)
             })
         });

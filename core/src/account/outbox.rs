@@ -83,8 +83,10 @@ impl Account {
         let Some(((gid, epoch), period)) = self.topics.locate(&topic) else { return false };
         let today = period_of(self.now());
         let recent = period + 1 >= today && period <= today + 1;
-        let control =
-            matches!(inner.map(|i| &i.content), None | Some(Content::Membership { .. } | Content::KeyShare(_)));
+        let control = matches!(
+            inner.map(|i| &i.content),
+            None | Some(Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. })
+        );
         let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
         recent && (control || current == Some(epoch))
     }
@@ -178,7 +180,7 @@ impl Account {
             return Fate::Dropped;
         };
         let result = match inner.content {
-            content @ (Content::Membership { .. } | Content::KeyShare(_)) => {
+            content @ (Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. }) => {
                 let is_share = matches!(content, Content::KeyShare(_));
                 let current = group.current_epoch().map(|e| e.id);
                 let followed = epoch.is_some_and(|e| {

@@ -348,7 +348,7 @@ impl Account {
             }
             if let Some(g) = joined.as_mut() {
                 tx.save_group(g)?;
-                if let Some(a) = &announce {
+                for a in announce.iter().flatten() {
                     tx.put_envelope(&a.envelope.id(), Some(&g.id), a.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
                 }
             }
@@ -381,7 +381,7 @@ impl Account {
         from: &crate::identity::DeviceCert,
         invite_id: crate::envelope::EnvelopeId,
         now: u64,
-    ) -> Result<(Group, crate::group::Sealed, MessageRow)> {
+    ) -> Result<(Group, Vec<crate::group::Sealed>, MessageRow)> {
         let mut g = Group::from_welcome(&self.me, welcome, from, now)?;
         let announce = g.announce(&self.me, now, self.entropy.as_mut())?;
         let row = MessageRow {
@@ -406,13 +406,15 @@ impl Account {
             let result = self.join(&welcome, &from, invite_id, now).and_then(|(mut g, announce, row)| {
                 self.store.write(|tx| {
                     tx.save_group(&mut g)?;
-                    tx.put_envelope(
-                        &announce.envelope.id(),
-                        Some(&g.id),
-                        announce.envelope.as_bytes(),
-                        EnvelopeStatus::Sent,
-                        now,
-                    )?;
+                    for a in &announce {
+                        tx.put_envelope(
+                            &a.envelope.id(),
+                            Some(&g.id),
+                            a.envelope.as_bytes(),
+                            EnvelopeStatus::Sent,
+                            now,
+                        )?;
+                    }
                     tx.insert_message(&row)?;
                     tx.drop_held_invite(&invite_id)
                 })?;

@@ -18,6 +18,8 @@ pub const MAX_PARENTS: usize = 16;
 /// Longest text message, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 60_000;
 const MAX_SHARES: usize = MAX_MEMBERS * super::membership::MAX_DEVICES_PER_ACCOUNT;
+/// Shares one message may carry (a sender puts 400 in each).
+const MAX_SHARES_PER_MESSAGE: usize = 512;
 const MAX_SEALED_LEN: usize = super::channel::SEALED_LEN;
 const MAX_WELCOME_OPS: usize = super::membership::MAX_OPS;
 const MAX_OP_LEN: usize = 4096;
@@ -29,6 +31,8 @@ const KIND_V1_INVITE: u8 = 4;
 const KIND_KEY_SHARE: u8 = 6;
 const KIND_MEMBERSHIP: u8 = 7;
 const KIND_INVITE: u8 = 8;
+const KIND_INVITE_PART: u8 = 9;
+const KIND_EPOCH_SHARES: u8 = 10;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -76,6 +80,75 @@ pub struct Welcome {
     pub inviter_chain_key: crate::crypto::Secret32,
 }
 
+impl Welcome {
+    pub fn encode(&self, w: &mut Writer) {
+        w.raw(&self.group).count(self.ops.len());
+        for op in &self.ops {
+            w.bytes(&op.to_bytes());
+        }
+        w.raw(&self.epoch).raw(&self.epoch_secret[..]).count(self.devices.len());
+        for d in &self.devices {
+            d.encode(w);
+        }
+        encode_prekeys(w, &self.prekeys);
+        w.u32(self.inviter_generation).u32(self.inviter_index).raw(&self.inviter_chain_key[..]);
+    }
+
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let group = r.array()?;
+        let n_ops = r.count(MAX_WELCOME_OPS, 4)?;
+        let ops = (0..n_ops).map(|_| SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?)).collect::<Result<Vec<_>>>()?;
+        let epoch = r.array()?;
+        let epoch_secret = r.array()?;
+        let n_devices = r.count(MAX_SHARES, DeviceCert::ENCODED_LEN)?;
+        let devices = (0..n_devices).map(|_| DeviceCert::decode(r)).collect::<Result<Vec<_>>>()?;
+        let prekeys = decode_prekeys(r)?;
+        Ok(Welcome {
+            group,
+            ops,
+            epoch,
+            epoch_secret: epoch_secret.into(),
+            devices,
+            prekeys,
+            inviter_generation: r.u32()?,
+            inviter_index: r.u32()?,
+            inviter_chain_key: r.array::<32>()?.into(),
+        })
+    }
+
+    /// The welcome as bytes, and the BLAKE3 hash its parts name it by.
+    pub fn to_bytes(&self) -> (Vec<u8>, [u8; 32]) {
+        let mut w = Writer::with_capacity(4096);
+        self.encode(&mut w);
+        let bytes = w.into_bytes();
+        let hash = *blake3::hash(&bytes).as_bytes();
+        (bytes, hash)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "invitation");
+        let welcome = Welcome::decode(&mut r)?;
+        r.finish()?;
+        Ok(welcome)
+    }
+}
+
+/// One part of a welcome too big for one envelope (a large group's log, devices and
+/// prekeys), sent in order in the 1:1 conversation and put together by the invitee.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitePart {
+    /// BLAKE3 of the whole welcome's bytes.
+    pub welcome: [u8; 32],
+    pub index: u16,
+    pub count: u16,
+    pub bytes: Vec<u8>,
+}
+
+/// Bytes of a welcome each part carries (one part fits the largest envelope).
+pub const WELCOME_PART_LEN: usize = 60_000;
+/// Parts a welcome may have: 3.8 MB, a group of 1,000 members with 4 devices each and room.
+pub const MAX_WELCOME_PARTS: usize = 64;
+
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
 /// and which they read. Sent inside the group's encryption like any message, so a carrier sees
 /// one more small envelope and nothing of what it acknowledges.
@@ -96,8 +169,16 @@ pub enum Content {
         prekeys: Vec<SignedPrekey>,
         epoch_shares: Vec<Share>,
     },
+    /// More of a membership change's epoch shares, when a large group's do not fit with it:
+    /// sealed in the same epoch by the change's author.
+    EpochShares {
+        op: [u8; 32],
+        shares: Vec<Share>,
+    },
     /// An invitation to another group, sent inside a 1:1 conversation.
     Invite(Box<Welcome>),
+    /// A part of an invitation too big for one envelope.
+    InvitePart(InvitePart),
     Receipt(Receipt),
 }
 
@@ -118,7 +199,7 @@ fn encode_shares(w: &mut Writer, shares: &[Share]) {
 }
 
 fn decode_shares(r: &mut Reader<'_>) -> Result<Vec<Share>> {
-    let n = r.count(MAX_SHARES, 12)?;
+    let n = r.count(MAX_SHARES_PER_MESSAGE, 12)?;
     (0..n).map(|_| Ok(Share { to: r.array()?, sealed: r.bytes(MAX_SEALED_LEN)?.to_vec() })).collect()
 }
 
@@ -172,16 +253,15 @@ impl Inner {
                 encode_shares(&mut w, epoch_shares);
             }
             Content::Invite(welcome) => {
-                w.u8(KIND_INVITE).raw(&welcome.group).count(welcome.ops.len());
-                for op in &welcome.ops {
-                    w.bytes(&op.to_bytes());
-                }
-                w.raw(&welcome.epoch).raw(&welcome.epoch_secret[..]).count(welcome.devices.len());
-                for d in &welcome.devices {
-                    d.encode(&mut w);
-                }
-                encode_prekeys(&mut w, &welcome.prekeys);
-                w.u32(welcome.inviter_generation).u32(welcome.inviter_index).raw(&welcome.inviter_chain_key[..]);
+                w.u8(KIND_INVITE);
+                welcome.encode(&mut w);
+            }
+            Content::EpochShares { op, shares } => {
+                w.u8(KIND_EPOCH_SHARES).raw(op);
+                encode_shares(&mut w, shares);
+            }
+            Content::InvitePart(part) => {
+                w.u8(KIND_INVITE_PART).raw(&part.welcome).u16(part.index).u16(part.count).bytes(&part.bytes);
             }
             Content::Receipt(receipt) => {
                 w.u8(5);
@@ -226,26 +306,16 @@ impl Inner {
                     why: "it is from version 1 of the group protocol, which this version no longer reads",
                 });
             }
-            KIND_INVITE => {
-                let group = r.array()?;
-                let n_ops = r.count(MAX_WELCOME_OPS, 4)?;
-                let ops = (0..n_ops).map(|_| SignedOp::from_bytes(r.bytes(MAX_OP_LEN)?)).collect::<Result<Vec<_>>>()?;
-                let epoch = r.array()?;
-                let epoch_secret = r.array()?;
-                let n_devices = r.count(MAX_SHARES, DeviceCert::ENCODED_LEN)?;
-                let devices = (0..n_devices).map(|_| DeviceCert::decode(&mut r)).collect::<Result<Vec<_>>>()?;
-                let prekeys = decode_prekeys(&mut r)?;
-                Content::Invite(Box::new(Welcome {
-                    group,
-                    ops,
-                    epoch,
-                    epoch_secret: epoch_secret.into(),
-                    devices,
-                    prekeys,
-                    inviter_generation: r.u32()?,
-                    inviter_index: r.u32()?,
-                    inviter_chain_key: r.array::<32>()?.into(),
-                }))
+            KIND_INVITE => Content::Invite(Box::new(Welcome::decode(&mut r)?)),
+            KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
+            KIND_INVITE_PART => {
+                let welcome = r.array()?;
+                let index = r.u16()?;
+                let count = r.u16()?;
+                if count == 0 || count as usize > MAX_WELCOME_PARTS || index >= count {
+                    return Err(Error::Malformed { what: "invitation part", why: "index or count out of range" });
+                }
+                Content::InvitePart(InvitePart { welcome, index, count, bytes: r.bytes(WELCOME_PART_LEN)?.to_vec() })
             }
             5 => {
                 let mut ids = || -> Result<Vec<EnvelopeId>> {

@@ -11,7 +11,10 @@ use zeroize::Zeroizing;
 use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
 use super::channel::Channel;
-use super::content::{Content, Inner, KeyShare, MAX_PARENTS, Receipt, Share, Welcome, signature_prefix, tag_of};
+use super::content::{
+    Content, Inner, InvitePart, KeyShare, MAX_PARENTS, MAX_WELCOME_PARTS, Receipt, Share, WELCOME_PART_LEN, Welcome,
+    signature_prefix, tag_of,
+};
 use super::epoch::{Epoch, period_of};
 use super::membership::{
     Action, MAX_DEVICES_PER_ACCOUNT, MAX_MEMBERS, MAX_OPS, Membership, OpHash, SignedOp, group_id_of,
@@ -49,6 +52,9 @@ pub const MAX_LAMPORT_JUMP: u64 = 1 << 20;
 /// is still sealed in it (late messages, changes for members who have not applied the next
 /// one) has had a relay's retention to arrive.
 pub const EPOCH_GRACE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
+/// Shares one message carries: 400 of 133 bytes and a key share's certificate and prekey fit
+/// the largest envelope.
+const SHARES_PER_MESSAGE: usize = 400;
 /// Heads kept as parents for the next message.
 const MAX_HEADS: usize = 32;
 
@@ -174,6 +180,8 @@ pub struct Group {
     /// Member devices our latest membership change could not reach (no prekey known yet): when
     /// one becomes reachable we owe it an epoch, and start a new one.
     unreached: BTreeSet<DeviceId>,
+    /// Parts of welcomes too big for one envelope, by the welcome's hash, until all came.
+    invite_parts: BTreeMap<[u8; 32], BTreeMap<u16, Vec<u8>>>,
     /// Past epochs whose secrets we hold, with when we first saw them no longer current.
     retired_epochs: BTreeMap<[u8; 32], u64>,
     heads: BTreeSet<EnvelopeId>,
@@ -200,6 +208,7 @@ impl Group {
             channels: BTreeMap::new(),
             last_update_ms: None,
             unreached: BTreeSet::new(),
+            invite_parts: BTreeMap::new(),
             retired_epochs: BTreeMap::new(),
             heads: BTreeSet::new(),
             lamport: 0,
@@ -319,6 +328,27 @@ impl Group {
                 self.prekeys.insert(prekey.device, prekey.clone());
             }
         }
+    }
+
+    /// Keeps a part of a big welcome; returns the welcome once every part came and it matches
+    /// its hash. At most two welcomes wait at once (a third pushes out the one with fewest
+    /// parts): an invitation is one person's, in one conversation.
+    fn take_invite_part(&mut self, part: InvitePart) -> Option<Welcome> {
+        if !self.invite_parts.contains_key(&part.welcome) && self.invite_parts.len() >= 2 {
+            let fewest = self.invite_parts.iter().min_by_key(|(_, p)| p.len()).map(|(h, _)| *h)?;
+            self.invite_parts.remove(&fewest);
+        }
+        let parts = self.invite_parts.entry(part.welcome).or_default();
+        parts.insert(part.index, part.bytes);
+        if parts.len() < part.count as usize || (0..part.count).any(|i| !parts.contains_key(&i)) {
+            return None;
+        }
+        let parts = self.invite_parts.remove(&part.welcome)?;
+        let bytes: Vec<u8> = parts.into_values().flatten().collect();
+        if *blake3::hash(&bytes).as_bytes() != part.welcome {
+            return None;
+        }
+        Welcome::from_bytes(&bytes).ok()
     }
 
     /// Deletes the secrets of past epochs that have not been current for [`EPOCH_GRACE_MS`]
@@ -566,7 +596,22 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
-        self.send(me, Content::Invite(Box::new(welcome)), now_ms, entropy)
+        let (bytes, hash) = welcome.to_bytes();
+        // One envelope when it fits (with room for the header, signature and parents)...
+        if bytes.len() + 1 + 4 + 64 + MAX_PARENTS * 32 + 17 + envelope::OVERHEAD <= envelope::MAX_ENVELOPE_LEN {
+            return self.send(me, Content::Invite(Box::new(welcome)), now_ms, entropy);
+        }
+        // ...else in parts, which the invitee puts together.
+        let count = bytes.len().div_ceil(WELCOME_PART_LEN);
+        if count > MAX_WELCOME_PARTS {
+            return Err(Error::Limit("this group's membership no longer fits in an invitation"));
+        }
+        let mut out = Vec::new();
+        for (index, chunk) in bytes.chunks(WELCOME_PART_LEN).enumerate() {
+            let part = InvitePart { welcome: hash, index: index as u16, count: count as u16, bytes: chunk.to_vec() };
+            out.extend(self.send(me, Content::InvitePart(part), now_ms, entropy)?);
+        }
+        Ok(out)
     }
 
     fn send(
@@ -590,7 +635,7 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
-        if matches!(content, Content::KeyShare(_) | Content::Membership { .. }) {
+        if matches!(content, Content::KeyShare(_) | Content::Membership { .. } | Content::EpochShares { .. }) {
             return Err(Error::NotAllowed("only messages are sealed again; control messages have their own epoch"));
         }
         self.send_at(me, content, When { now_ms, sent_ms }, entropy)
@@ -608,7 +653,7 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
-        if !matches!(content, Content::Membership { .. } | Content::KeyShare(_)) {
+        if !matches!(content, Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. }) {
             return Err(Error::NotAllowed("only control messages are sealed in their own epoch"));
         }
         self.seal_control_in(me, epoch, content, When { now_ms, sent_ms }, entropy)
@@ -644,7 +689,7 @@ impl Group {
         let mut out = Vec::new();
         let lacking = self.devices_lacking_chain(me);
         if fresh || !lacking.is_empty() {
-            out.push(self.key_share(me, &lacking, false, now_ms, entropy)?);
+            out.extend(self.key_share(me, &lacking, false, now_ms, entropy)?);
         }
         let own = self.own.as_mut().expect("ensured above");
         let generation = own.generation;
@@ -654,7 +699,7 @@ impl Group {
     }
 
     /// Announces this device and hands our chain to every member device that lacks it.
-    pub fn announce(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Sealed> {
+    pub fn announce(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Vec<Sealed>> {
         self.ensure_own_chain(now_ms, entropy)?;
         let lacking = self.devices_lacking_chain(me);
         self.key_share(me, &lacking, false, now_ms, entropy)
@@ -664,7 +709,7 @@ impl Group {
     /// its channel with fresh keys of ours to answer to, and a request that every member start
     /// a new chain too. Whoever copied this device's state before reads nothing written after
     /// the members processed it (sent daily, and when the app asks).
-    pub fn update(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Sealed> {
+    pub fn update(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Vec<Sealed>> {
         if !self.is_member(&me.account()) {
             return Err(Error::NotInGroup);
         }
@@ -686,7 +731,7 @@ impl Group {
         update: bool,
         now_ms: u64,
         entropy: &mut dyn Entropy,
-    ) -> Result<Sealed> {
+    ) -> Result<Vec<Sealed>> {
         let own = self.own.as_ref().ok_or(Error::NotInGroup)?;
         let (generation, start_index, chain_key) = (own.generation, own.next_index, own.chain_key.clone());
         let mut shares = Vec::with_capacity(to.len());
@@ -694,22 +739,30 @@ impl Group {
             let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
             shares.push(self.seal_share(&cert.device, &context, &chain_key, entropy)?);
         }
-        let content = Content::KeyShare(KeyShare {
-            cert: me.cert.clone(),
-            prekey: me.prekeys.current().clone(),
-            generation,
-            start_index,
-            update,
-            shares,
-        });
         if update || self.last_update_ms.is_none() {
             self.last_update_ms = Some(now_ms);
         }
-        let sealed = self.seal_control(me, content, now_ms, entropy)?;
+        // A large group's shares take several envelopes, each a key share of its own.
+        let mut out = Vec::with_capacity(shares.len().div_ceil(SHARES_PER_MESSAGE).max(1));
+        let mut chunks: Vec<Vec<Share>> = shares.chunks(SHARES_PER_MESSAGE).map(<[Share]>::to_vec).collect();
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        for shares in chunks {
+            let content = Content::KeyShare(KeyShare {
+                cert: me.cert.clone(),
+                prekey: me.prekeys.current().clone(),
+                generation,
+                start_index,
+                update,
+                shares,
+            });
+            out.push(self.seal_control(me, content, now_ms, entropy)?);
+        }
         for cert in to {
             self.shared_with.insert(cert.device);
         }
-        Ok(sealed)
+        Ok(out)
     }
 
     fn chain_share_context(&self, sender: &DeviceId, generation: u32, start: u32, recipient: &DeviceId) -> Vec<u8> {
@@ -732,7 +785,7 @@ impl Group {
         action: Action,
         now_ms: u64,
         entropy: &mut dyn Entropy,
-    ) -> Result<Sealed> {
+    ) -> Result<Vec<Sealed>> {
         if self.kind != GroupKind::Many {
             return Err(Error::NotAllowed("the members of a 1:1 conversation cannot change"));
         }
@@ -748,7 +801,7 @@ impl Group {
                 return Err(Error::AlreadyExists("that member".into()));
             }
             if self.membership.members.len() >= MAX_MEMBERS {
-                return Err(Error::Limit("a group has at most 100 members"));
+                return Err(Error::Limit("a group has at most 1,000 members"));
             }
             devices.truncate(MAX_DEVICES_PER_ACCOUNT);
         }
@@ -793,8 +846,15 @@ impl Group {
             }
             _ => Vec::new(),
         };
-        let content = Content::Membership { op: op.clone(), prekeys, epoch_shares };
-        let sealed = self.seal_control(me, content, now_ms, entropy)?;
+        // The change with the first shares; a large group's others follow, sealed in the same
+        // epoch, each naming the change.
+        let mut chunks = epoch_shares.chunks(SHARES_PER_MESSAGE).map(<[Share]>::to_vec);
+        let first = chunks.next().unwrap_or_default();
+        let content = Content::Membership { op: op.clone(), prekeys, epoch_shares: first };
+        let mut sealed = vec![self.seal_control(me, content, now_ms, entropy)?];
+        for shares in chunks {
+            sealed.push(self.seal_control(me, Content::EpochShares { op: hash, shares }, now_ms, entropy)?);
+        }
         self.ops = next_ops;
         self.epochs.insert(hash, Epoch::new(hash, *secret));
         self.adopt_membership(next);
@@ -819,12 +879,14 @@ impl Group {
         self.shared_with.insert(*invitee);
         // The whole log, rejected operations included: applied ones may name them as parents.
         let ops: Vec<SignedOp> = self.ops.values().cloned().collect();
+        // Devices the log names travel in it; the others (learned from key shares) beside it.
+        let devices = self.devices.values().filter(|c| self.membership.devices.get(&c.device) != Some(c)).cloned();
         let welcome = Welcome {
             group: self.id,
             ops,
             epoch: epoch.id,
             epoch_secret: epoch.secret.clone(),
-            devices: self.devices.values().cloned().collect(),
+            devices: devices.collect(),
             prekeys: std::iter::once(me.prekeys.current().clone())
                 .chain(self.prekeys.values().filter(|p| self.devices.contains_key(&p.device)).cloned())
                 .collect(),
@@ -832,14 +894,11 @@ impl Group {
             inviter_index: own.next_index,
             inviter_chain_key: own.chain_key.clone(),
         };
-        // The welcome travels in one envelope; say so plainly rather than fail later.
-        let inner = Inner { lamport: 0, sent_ms: 0, parents: vec![], content: Content::Invite(Box::new(welcome)) };
-        let len = inner.encode().len() + 4 + 64 + MAX_PARENTS * 32 + 4;
-        if len + envelope::OVERHEAD > envelope::MAX_ENVELOPE_LEN {
-            return Err(Error::Limit("this group's membership log no longer fits in an invitation"));
+        // The welcome travels in at most 64 parts; say so plainly rather than fail later.
+        if welcome.to_bytes().0.len() > MAX_WELCOME_PARTS * WELCOME_PART_LEN {
+            return Err(Error::Limit("this group's membership no longer fits in an invitation"));
         }
-        let Content::Invite(welcome) = inner.content else { unreachable!("built above") };
-        Ok(*welcome)
+        Ok(welcome)
     }
 
     fn next_inner(&self, content: Content, sent_ms: u64) -> Inner {
@@ -1005,7 +1064,7 @@ impl Group {
             Content::Membership { op, .. } if op.author.device != device => {
                 return Err(Error::Malformed { what: "message", why: "membership change relayed by another device" });
             }
-            Content::Membership { .. } if self.kind != GroupKind::Many => {
+            Content::Membership { .. } | Content::EpochShares { .. } if self.kind != GroupKind::Many => {
                 return Err(Error::Malformed { what: "message", why: "1:1 conversations have no membership changes" });
             }
             Content::KeyShare(ks) if ks.cert.device != device || ks.prekey.device != device => {
@@ -1017,6 +1076,10 @@ impl Group {
             (_, Some(cert)) => cert.clone(),
             (Content::KeyShare(ks), None) if ks.cert.device == device => ks.cert.clone(),
             (Content::Membership { op, .. }, None) if op.author.device == device => op.author.clone(),
+            (Content::EpochShares { op, .. }, None) => match self.ops.get(op) {
+                Some(o) if o.author.device == device => o.author.clone(),
+                _ => return Err(Error::NotAMember),
+            },
             _ => return Err(Error::NotAMember),
         };
         let mut signed = signature_prefix(&self.id, &epoch.id, &envelope.nonce(), &header, inner_bytes.len());
@@ -1027,14 +1090,27 @@ impl Group {
         if let Content::Membership { op, .. } = &inner.content {
             Membership::admits(&self.id, &self.ops, op)?;
         }
-        let is_control_content = matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. });
+        // More shares of a change come from its author, once the change is in the log.
+        if let Content::EpochShares { op, .. } = &inner.content {
+            match self.ops.get(op) {
+                None => return Err(Error::MissingParent),
+                Some(o) if o.author.device != device => {
+                    return Err(Error::Malformed { what: "message", why: "epoch shares for another's change" });
+                }
+                Some(_) => {}
+            }
+        }
+        let is_control_content =
+            matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. } | Content::EpochShares { .. });
         if control != is_control_content {
             return Err(Error::Malformed { what: "message", why: "content kind does not match its key" });
         }
-        if !matches!(inner.content, Content::Membership { .. }) && !self.is_member(&sender.account) {
+        if !matches!(inner.content, Content::Membership { .. } | Content::EpochShares { .. })
+            && !self.is_member(&sender.account)
+        {
             return Err(Error::NotAMember);
         }
-        if matches!(inner.content, Content::Invite(_)) && self.kind == GroupKind::Many {
+        if matches!(inner.content, Content::Invite(_) | Content::InvitePart(_)) && self.kind == GroupKind::Many {
             return Err(Error::Malformed { what: "message", why: "invitations travel in 1:1 conversations" });
         }
         Ok(Opened { id: envelope.id(), sender, inner, chain_update })
@@ -1061,7 +1137,12 @@ impl Group {
         // The channel's keys change as a secret opens: that is applied with everything else,
         // once nothing can fail. A share that does not open (its key used, expired, or a
         // hostile sender's) is ignored; the rest of the message still counts.
-        let mut channel = self.channels.get(&sender.device).cloned().unwrap_or_default();
+        let carries_secrets =
+            matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. } | Content::EpochShares { .. });
+        let mut channel = match carries_secrets {
+            true => self.channels.get(&sender.device).cloned().unwrap_or_default(),
+            false => Channel::default(),
+        };
         let mut opened_share = false;
         let mut unseal = |channel: &mut Channel, share: Option<&Share>, context: Vec<u8>| {
             let secret = share.and_then(|s| channel.receive(&s.sealed, &context, &me.prekeys).ok());
@@ -1099,6 +1180,12 @@ impl Group {
                 let context = self.epoch_share_context(&hash, &me.id());
                 let secret = unseal(&mut channel, share, context);
                 if self.epochs.contains_key(&hash) { None } else { secret }
+            }
+            Content::EpochShares { op, shares } => {
+                let share = shares.iter().find(|s| s.to == tag_of(&me.id()));
+                let context = self.epoch_share_context(op, &me.id());
+                let secret = unseal(&mut channel, share, context);
+                if self.epochs.contains_key(op) { None } else { secret }
             }
             _ => None,
         };
@@ -1168,7 +1255,19 @@ impl Group {
                     Event::ChangeOutranked { id }
                 }
             }
+            Content::EpochShares { op, .. } => match unsealed_epoch {
+                // The epoch's envelopes that waited for its secret can open now.
+                Some(secret) => {
+                    self.epochs.insert(op, Epoch::new(op, *secret));
+                    Event::KeysArrived { device: sender.device }
+                }
+                None => Event::Nothing,
+            },
             Content::Invite(welcome) => Event::Invited { id, from: sender, welcome },
+            Content::InvitePart(part) => match self.take_invite_part(part) {
+                Some(welcome) => Event::Invited { id, from: sender, welcome: Box::new(welcome) },
+                None => Event::Nothing,
+            },
             Content::Receipt(receipt) => Event::Receipt { sender: sender.account, receipt },
         };
         Ok(event)
@@ -1272,6 +1371,13 @@ impl Group {
         for (id, since) in &self.retired_epochs {
             w.raw(id).u64(*since);
         }
+        w.count(self.invite_parts.len());
+        for (hash, parts) in &self.invite_parts {
+            w.raw(hash).count(parts.len());
+            for (index, bytes) in parts {
+                w.u16(*index).bytes(bytes);
+            }
+        }
         // Last, where tests that play a hostile clock find it.
         w.u64(self.lamport);
         w.into_bytes()
@@ -1332,6 +1438,15 @@ impl Group {
                 let id = r.array()?;
                 group.retired_epochs.insert(id, r.u64()?);
             }
+            for _ in 0..r.count(2, 36)? {
+                let hash = r.array()?;
+                let mut parts = BTreeMap::new();
+                for _ in 0..r.count(MAX_WELCOME_PARTS, 6)? {
+                    let index = r.u16()?;
+                    parts.insert(index, r.bytes(WELCOME_PART_LEN)?.to_vec());
+                }
+                group.invite_parts.insert(hash, parts);
+            }
         }
         group.lamport = r.u64()?;
         if let Some(own) = &group.own {
@@ -1389,7 +1504,7 @@ mod tests {
         let mut rng = SeededEntropy::new(9);
         let [(a, mut ga), (b, mut gb), (c, mut gc)] = trio(&mut rng);
         let removal = ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
-        let Content::Membership { op, .. } = removal.inner.content.clone() else { panic!() };
+        let Content::Membership { op, .. } = removal[0].inner.content.clone() else { panic!() };
         // carol wraps the genuine removal with a secret of her own, sealed to bob.
         let context = gb.epoch_share_context(&op.hash(), &b.id());
         gc.note_prekey(b.prekeys.current());
@@ -1398,7 +1513,7 @@ mod tests {
         let relayed = gc.seal_control(&c, content, NOW, &mut rng).unwrap();
         assert!(matches!(deliver(&b, &mut gb, &relayed.envelope), Err(Error::Malformed { .. })));
         // The genuine one applies, and bob's new epoch is alice's, not carol's.
-        deliver(&b, &mut gb, &removal.envelope).unwrap();
+        deliver(&b, &mut gb, &removal[0].envelope).unwrap();
         assert_eq!(gb.current_epoch().unwrap().secret, ga.current_epoch().unwrap().secret);
     }
 
@@ -1406,7 +1521,7 @@ mod tests {
     fn a_re_encrypted_control_message_fails_its_signature() {
         let mut rng = SeededEntropy::new(10);
         let [(a, mut ga), (b, mut gb), (_, _)] = trio(&mut rng);
-        let share = ga.announce(&a, NOW, &mut rng).unwrap().envelope;
+        let share = ga.announce(&a, NOW, &mut rng).unwrap().remove(0).envelope;
         // Anyone holding the epoch secret can open a control message and seal it again under a
         // new nonce, making a "new" envelope; the signature, which covers the nonce, breaks.
         let epoch = gb.current_epoch().unwrap().clone();
@@ -1509,7 +1624,7 @@ mod tests {
         }
         gc.take_dirty_chains();
         let removal = ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
-        deliver(&c, &mut gc, &removal.envelope).unwrap();
+        deliver(&c, &mut gc, &removal[0].envelope).unwrap();
         let dirty = gc.take_dirty_chains();
         assert!(!dirty.is_empty() && dirty.iter().all(|(_, chain)| chain.is_none()), "every chain row is deleted");
     }
