@@ -194,6 +194,15 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert!(refused["message"].as_str().unwrap().contains("still on its way"), "{refused}");
     let unread = call(&mut rpc, "read", json!({ "conversation": "carol" }));
     assert_eq!(unread, json!({ "conversation": "carol", "marked": 0 }));
+    assert_eq!(call(&mut rpc, "keys.update", json!({ "conversation": "carol" })), json!({ "updated": 1 }));
+    assert_eq!(
+        call(&mut rpc, "retention", json!({ "conversation": "bob" })),
+        json!({ "conversation": "bob", "keep_ms": null })
+    );
+    let kept = call(&mut rpc, "retention.set", json!({ "conversation": "bob", "keep_ms": 86_400_000 }));
+    assert_eq!(kept, json!({ "conversation": "bob", "keep_ms": 86_400_000, "deleted": 0 }));
+    let refused = rpc.call("retention.set", json!({ "conversation": "bob", "keep_ms": 0 })).unwrap_err();
+    assert!(refused["message"].as_str().unwrap().contains("positive"), "{refused}");
     assert_eq!(call(&mut rpc, "settings", json!({})), json!({ "read_receipts": true }));
     assert_eq!(call(&mut rpc, "settings.set", json!({ "read_receipts": false })), json!({ "read_receipts": false }));
     assert_eq!(last_two[0]["state"], "queued", "{last_two}");

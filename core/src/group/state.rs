@@ -55,6 +55,8 @@ pub const EPOCH_GRACE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 /// Shares one message carries: 400 of 133 bytes and a key share's certificate and prekey fit
 /// the largest envelope.
 const SHARES_PER_MESSAGE: usize = 400;
+/// Generations of a device's chain kept behind its newest (see [`Group::learn_chain`]).
+pub const GENERATIONS_KEPT: u32 = 32;
 /// Heads kept as parents for the next message.
 const MAX_HEADS: usize = 32;
 
@@ -502,16 +504,22 @@ impl Group {
         Ok(())
     }
 
-    /// Registers a chain another device handed us out of band (in a contact request).
-    /// Chains of older generations than the one before it are erased: a device re-seeds on a
-    /// schedule, and late messages of two generations back are not worth keeping keys for.
+    /// Registers a chain another device handed us (in a key share, or out of band in a contact
+    /// request). Chains more than [`GENERATIONS_KEPT`] generations older are erased: a device
+    /// starts a new chain at every update (daily, and after anyone's), and a member back from
+    /// weeks away receives them in any order, so the late messages of recent generations
+    /// must still open; only a chain's unused keys are kept, which open nothing already read.
     pub fn learn_chain(&mut self, device: DeviceId, generation: u32, start_index: u32, chain_key: [u8; 32]) {
         let key = (device, generation);
         if self.peers.contains_key(&key) {
             return;
         }
-        let stale: Vec<_> =
-            self.peers.keys().filter(|(d, g)| *d == device && g.saturating_add(1) < generation).copied().collect();
+        let stale: Vec<_> = self
+            .peers
+            .keys()
+            .filter(|(d, g)| *d == device && g.saturating_add(GENERATIONS_KEPT) < generation)
+            .copied()
+            .collect();
         for k in stale {
             self.peers.remove(&k);
             self.dirty_peers.insert(k);
@@ -1597,6 +1605,27 @@ mod tests {
         for s in &sealed {
             deliver(&b, &mut gb, &s.envelope).unwrap();
         }
+    }
+
+    /// A home made by version 1 keeps its conversations: a stored group of version 1 is read,
+    /// with no prekeys or channels (its devices are reached through their prekeys once they
+    /// speak), and stored again as version 2.
+    #[test]
+    fn a_version_1_group_state_is_read() {
+        let (a, b) = (device(1), device(2));
+        let pair = Group::pair(&a, b.account(), &[4; 32], NOW);
+        let GroupKind::Pair { accounts } = &pair.kind else { unreachable!() };
+        let epoch = pair.current_epoch().unwrap();
+        let mut w = Writer::new();
+        w.u8(1).raw(&pair.id).u64(NOW).u8(1).raw(&accounts[0]).raw(&accounts[1]);
+        w.count(0).count(0).count(1).raw(&epoch.id).raw(&epoch.secret[..]);
+        w.u8(0).count(0).count(0).u64(7);
+        let old = Group::decode_state(&w.into_bytes()).unwrap();
+        assert_eq!(old.current_epoch().unwrap().secret, epoch.secret);
+        assert_eq!(old.lamport, 7);
+        let again = Group::decode_state(&old.encode_state()).unwrap();
+        assert_eq!(again.encode_state(), old.encode_state());
+        assert_eq!(again.encode_state()[0], STATE_VERSION);
     }
 
     #[test]
