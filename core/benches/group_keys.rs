@@ -4,9 +4,9 @@
 //! bytes and the CPU of an update (a new chain through every device's channel), of a removal (a
 //! new epoch through every remaining device's channel), of a join (the `Add` and the welcome,
 //! and the newcomer's `from_welcome`), and of one device opening an update. The bound for
-//! sealing to n devices is n × (two X25519 key generations and one X25519 agreement): a fresh
-//! ephemeral key, a fresh key handed over, the agreement with the recipient's key. Ratio =
-//! bound / ours (1.0: no cost beyond those).
+//! sealing to n devices is n × (three X25519 key generations and one X25519 agreement): a fresh
+//! ephemeral key, the two fresh keys handed over, the agreement with the recipient's key. Ratio
+//! = bound / ours (1.0: no cost beyond those).
 //!
 //! Run: `cargo bench -p weft-core --bench group_keys`
 
@@ -63,13 +63,14 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 /// The bound for sealing to `n` devices.
 fn bound(n: usize, rng: &mut OsEntropy) -> f64 {
     let target = PublicKey::from(&StaticSecret::from(rng.bytes32().unwrap()));
-    let seeds: Vec<[u8; 32]> = (0..2 * n).map(|_| rng.bytes32().unwrap()).collect();
+    let seeds: Vec<[u8; 32]> = (0..3 * n).map(|_| rng.bytes32().unwrap()).collect();
     median(|| {
         timed(|| {
-            for pair in seeds.chunks(2) {
-                let ephemeral = StaticSecret::from(pair[0]);
+            for three in seeds.chunks(3) {
+                let ephemeral = StaticSecret::from(three[0]);
                 black_box(PublicKey::from(&ephemeral));
-                black_box(PublicKey::from(&StaticSecret::from(pair[1])));
+                black_box(PublicKey::from(&StaticSecret::from(three[1])));
+                black_box(PublicKey::from(&StaticSecret::from(three[2])));
                 black_box(ephemeral.diffie_hellman(&target));
             }
         })

@@ -57,9 +57,9 @@ fn a_group_of_a_thousand_members_with_four_devices_each() {
     let joined = Group::from_welcome(last, &welcome, &alice.cert, NOW).unwrap();
     let mut far = Receiver::new(clone_device(last), joined);
 
-    // An update: 3,996 shares take ten key shares; the last device reads alice afterwards.
+    // An update: 3,996 shares take twelve key shares; the last device reads alice afterwards.
     let update = envelopes(group.update(&alice, NOW, &mut rng).unwrap());
-    assert_eq!(update.len(), ((MEMBERS - 1) * DEVICES).div_ceil(400));
+    assert_eq!(update.len(), ((MEMBERS - 1) * DEVICES).div_ceil(weft_core::group::SHARES_PER_MESSAGE));
     deliver_backwards(&mut far, &update);
     let hello = envelopes(group.send_text(&alice, "hello, stadium", NOW, &mut rng).unwrap());
     for e in &hello {

@@ -193,16 +193,40 @@ fn a_seized_phone_reads_nothing_it_had_read() {
     assert!(read.is_empty(), "the seized phone opened {read:?}");
 }
 
-/// The same adversary, seizing the phone before the conversation's keys moved on, does read
-/// the latest chains: the test's adversary is able, and the window forward secrecy leaves is
-/// the one docs/THREAT_MODEL.md states (shares sealed to keys not yet answered twice over).
+/// Seized right after reading, the phone opens nothing it read either: every key a member
+/// handed a share to was used once and deleted as the share opened.
 #[test]
-fn a_phone_seized_before_its_keys_moved_on_reads_the_latest_chains() {
+fn a_phone_seized_right_after_reading_reads_nothing_it_read() {
     let mut w = world();
     w.say(0, "just now");
+    w.say(2, "me too");
+    assert_eq!(w.texts_read_by(1).len(), 2);
     let seized = Snapshot::of(&mut w.people[1]);
     let read = adversary_reads(&seized, &w.capture);
-    assert!(read.contains("just now"), "read {read:?}");
+    assert!(read.is_empty(), "the seized phone opened {read:?}");
+}
+
+/// The window forward secrecy leaves, and that the adversary here is able: carol hands bob
+/// three chains before bob answers; the third is sealed to bob's prekey, which every sender
+/// shares, so bob keeps it. A thief who takes bob's phone then reads that chain; once the
+/// prekey is past its grace, nothing.
+#[test]
+fn a_share_sealed_to_a_prekey_is_open_to_a_thief_until_the_prekey_is_deleted() {
+    let mut w = world();
+    for _ in 0..3 {
+        w.update(2);
+    }
+    w.say(2, "on the third chain");
+    let seized = Snapshot::of(&mut w.people[1]);
+    let read = adversary_reads(&seized, &w.capture);
+    assert_eq!(read.into_iter().collect::<Vec<_>>(), ["on the third chain"]);
+
+    let bob = &mut w.people[1];
+    for day in [7, 22] {
+        bob.me.prekeys.rotate_if_due(&bob.me.keys, NOW + day * DAY_MS, &mut w.rng).unwrap();
+    }
+    let seized = Snapshot::of(&mut w.people[1]);
+    assert!(adversary_reads(&seized, &w.capture).is_empty());
 }
 
 /// Post-compromise: bob's phone is copied once; the copy then listens to everything. It reads

@@ -3,23 +3,25 @@
 //! Kleppmann, Hugenroth and Beresford ("Key Agreement for Decentralized Secure Group Messaging
 //! with Strong Security Guarantees", CCS 2021), shaped for envelopes that arrive in any order,
 //! late, or never (a device never reads the epochs before it joined):
-//! - every message hands the recipient a fresh key of the sender's to answer to;
-//! - every message is sealed, with a fresh ephemeral key, to the latest key the recipient
-//!   handed the sender, or to the recipient's signed prekey while it has handed none;
-//! - the recipient deletes a handed key once the sender has used a newer one twice over
-//!   (one generation of grace for messages still on their way).
+//! - every message hands the recipient two fresh keys of the sender's to answer to;
+//! - every message is sealed, with a fresh ephemeral key, to a key the recipient handed the
+//!   sender and the sender has not used yet (the newest), or, when none is left, to the
+//!   recipient's signed prekey;
+//! - a handed key seals one message and is deleted as that message opens.
 //!
-//! The paper's variant also seals a sender's second message to a key derived from its first,
-//! so that every key opens exactly one message; that makes each message wait for the one
-//! before, and a device that joins never reads the epochs where those were sent. Here a key
-//! may open several messages until its holder answers: a copy of a device's state opens what
-//! was sealed to the keys it still holds (since its last two answers to each device; it answers
-//! at least daily), and nothing older (forward secrecy); once the device answers with fresh
-//! keys, nothing sealed to those is open to the copy (post-compromise security).
+//! So a copy of a device's state opens nothing that device already opened, except what was
+//! sealed to its prekey within the prekey's three weeks (a first message, or a third one before
+//! the device answered): forward secrecy. Once the device writes again with fresh keys, nothing
+//! sealed to those is open to the copy: post-compromise security.
 //!
-//! Wire form of one sealed secret (121 bytes): `reference kind (1) | reference index (4) |
-//! sender's message index (4) | ephemeral X25519 key (32) | XChaCha20-Poly1305 of
-//! (secret (32) | handed key (32)) with a zero nonce`, its key being used once.
+//! The paper's variant seals a sender's second message, when the recipient has not answered,
+//! to a key derived from the first, so that no prekey is needed after the first message; that
+//! makes each message wait for the one before it, and a device never reads some of them (the
+//! epochs before it joined). Two keys handed per message make that fallback rare instead.
+//!
+//! Wire form of one sealed secret (157 bytes): `reference kind (1) | reference (4) | sender's
+//! message index (4) | ephemeral X25519 key (32) | XChaCha20-Poly1305, zero nonce, of (secret (32)
+//! | number of the first handed key (4) | two handed keys (64))`, its key used once.
 
 use std::collections::BTreeMap;
 
@@ -32,17 +34,20 @@ use crate::wire::{Reader, Writer};
 
 const CHANNEL_KEY: &[u8] = label("weft/v2/channel");
 const HEADER_LEN: usize = 1 + 4 + 4;
+/// Keys handed per message.
+const HANDED_PER_MESSAGE: usize = 2;
+const PLAIN_LEN: usize = 32 + 4 + 32 * HANDED_PER_MESSAGE;
 /// Length of one sealed secret.
-pub const SEALED_LEN: usize = HEADER_LEN + 32 + 32 + 32 + crypto::AEAD_TAG_LEN;
-/// Keys handed to the peer and still held. It answers to the latest it has seen, so older ones
-/// matter only for messages already on their way.
+pub const SEALED_LEN: usize = HEADER_LEN + 32 + PLAIN_LEN + crypto::AEAD_TAG_LEN;
+/// Unused keys handed to the peer that are kept: it uses those of our newest message first, so
+/// older ones matter only for messages already on their way.
 const MAX_HANDED: usize = 8;
 
 /// Which of the recipient's keys a message is sealed to, as the recipient names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyRef {
     Prekey(u32),
-    /// A key the recipient handed over in its own message of this index.
+    /// A key the recipient handed over, by its number.
     Handed(u32),
 }
 
@@ -66,11 +71,13 @@ impl KeyRef {
 /// One device's side of its channel with one other device, within one group.
 #[derive(Clone, Default)]
 pub struct Channel {
-    /// Keys we handed the peer, by the index of our message that carried them.
+    /// Keys we handed the peer that it has not used, by number.
     handed: BTreeMap<u32, Secret32>,
-    /// Where our next message goes, as the peer names it, and its public key.
-    target: Option<(KeyRef, [u8; 32])>,
+    next_key: u32,
+    /// Keys the peer handed us in its newest message, not used yet (newest last).
+    unused: Vec<(u32, [u8; 32])>,
     sent: u32,
+    /// The peer's newest message index seen.
     received: Option<u32>,
 }
 
@@ -116,13 +123,13 @@ fn aad(header: &[u8], context: &[u8]) -> Vec<u8> {
 }
 
 impl Channel {
-    /// Whether we know where to send without the peer's prekey.
+    /// Whether the peer handed us a key we have not used (else we need its prekey).
     pub fn has_target(&self) -> bool {
-        self.target.is_some()
+        !self.unused.is_empty()
     }
 
     /// Seals `secret` for the peer. `prekey` is the peer's latest known signed prekey, used
-    /// while the peer has handed us no key. `context` binds the secret to its use.
+    /// when no key it handed us is left. `context` binds the secret to its use.
     pub fn send(
         &mut self,
         prekey: Option<&SignedPrekey>,
@@ -130,8 +137,8 @@ impl Channel {
         secret_bytes: &[u8; 32],
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<u8>> {
-        let (key, target) = match (&self.target, prekey) {
-            (Some(t), _) => *t,
+        let (key, target) = match (self.unused.last(), prekey) {
+            (Some((n, public)), _) => (KeyRef::Handed(*n), *public),
             (None, Some(p)) => (KeyRef::Prekey(p.number), p.public),
             (None, None) => return Err(Error::MissingKey),
         };
@@ -142,8 +149,9 @@ impl Channel {
         if !shared.was_contributory() {
             return Err(Error::Malformed { what: "recipient key", why: "low-order X25519 point" });
         }
-        let handed = StaticSecret::from(entropy.bytes32()?);
-        let handed_public = PublicKey::from(&handed).to_bytes();
+        let first = self.next_key;
+        let handed: Vec<StaticSecret> =
+            (0..HANDED_PER_MESSAGE).map(|_| entropy.bytes32().map(StaticSecret::from)).collect::<Result<_>>()?;
 
         let (kind, reference) = key.encode();
         let mut out = Vec::with_capacity(SEALED_LEN);
@@ -151,17 +159,27 @@ impl Channel {
         out.extend_from_slice(&reference.to_be_bytes());
         out.extend_from_slice(&index.to_be_bytes());
         let message_key = message_key(shared.as_bytes(), &ephemeral_public, &target, context, &out);
-        let mut plain = zeroize::Zeroizing::new([0u8; 64]);
+        let mut plain = zeroize::Zeroizing::new([0u8; PLAIN_LEN]);
         plain[..32].copy_from_slice(secret_bytes);
-        plain[32..].copy_from_slice(&handed_public);
+        plain[32..36].copy_from_slice(&first.to_be_bytes());
+        for (i, h) in handed.iter().enumerate() {
+            plain[36 + 32 * i..68 + 32 * i].copy_from_slice(PublicKey::from(h).as_bytes());
+        }
         let body = crypto::seal(&message_key, &[0; crypto::NONCE_LEN], &aad(&out, context), &plain[..]);
         out.extend_from_slice(&ephemeral_public);
         out.extend_from_slice(&body);
 
         self.sent = index.checked_add(1).ok_or(Error::Limit("channel messages exhausted"))?;
-        self.handed.insert(index, secret(handed.to_bytes()));
+        self.next_key = first.checked_add(HANDED_PER_MESSAGE as u32).ok_or(Error::Limit("channel keys exhausted"))?;
+        for (i, h) in handed.into_iter().enumerate() {
+            self.handed.insert(first + i as u32, secret(h.to_bytes()));
+        }
         while self.handed.len() > MAX_HANDED {
             self.handed.pop_first();
+        }
+        // A key the peer handed seals one message only.
+        if matches!(key, KeyRef::Handed(_)) {
+            self.unused.pop();
         }
         Ok(out)
     }
@@ -176,7 +194,8 @@ impl Channel {
         }
     }
 
-    /// Opens a secret the peer sealed to us. Nothing changes if it does not open.
+    /// Opens a secret the peer sealed to us, deleting the handed key it used. Nothing changes
+    /// if it does not open.
     pub fn receive(&mut self, sealed: &[u8], context: &[u8], prekeys: &PrekeyRing) -> Result<Secret32> {
         let parsed = parse(sealed)?;
         let key = match parsed.key {
@@ -197,33 +216,33 @@ impl Channel {
             parsed.body,
         )?);
         let shared_secret = secret(plain[..32].try_into().expect("sealed length is fixed"));
-        let handed_public: [u8; 32] = plain[32..64].try_into().expect("sealed length is fixed");
+        let first = u32::from_be_bytes(plain[32..36].try_into().expect("sealed length is fixed"));
 
-        // The peer answers to our key `n`: it has seen it, so keys before `n - 1` serve only
-        // messages it sent before it saw `n - 1`, which are long on their way.
         if let KeyRef::Handed(n) = parsed.key {
-            self.handed.retain(|k, _| k.saturating_add(1) >= n);
+            self.handed.remove(&n);
         }
         if self.received.is_none_or(|r| parsed.index > r) {
             self.received = Some(parsed.index);
-            self.target = Some((KeyRef::Handed(parsed.index), handed_public));
+            self.unused = (0..HANDED_PER_MESSAGE)
+                .map(|i| {
+                    let public: [u8; 32] = plain[36 + 32 * i..68 + 32 * i].try_into().expect("sealed length is fixed");
+                    (first.wrapping_add(i as u32), public)
+                })
+                .collect();
         }
         Ok(shared_secret)
     }
 
     pub fn encode(&self, w: &mut Writer) {
-        w.u32(self.sent);
+        w.u32(self.sent).u32(self.next_key);
         match self.received {
             Some(r) => w.u8(1).u32(r),
             None => w.u8(0),
         };
-        match &self.target {
-            Some((key, public)) => {
-                let (kind, n) = key.encode();
-                w.u8(kind).u32(n).raw(public)
-            }
-            None => w.u8(0),
-        };
+        w.count(self.unused.len());
+        for (n, public) in &self.unused {
+            w.u32(*n).raw(public);
+        }
         w.count(self.handed.len());
         for (n, s) in &self.handed {
             w.u32(*n).raw(&s[..]);
@@ -232,20 +251,19 @@ impl Channel {
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let sent = r.u32()?;
+        let next_key = r.u32()?;
         let received = if r.bool()? { Some(r.u32()?) } else { None };
-        let target = match r.u8()? {
-            0 => None,
-            kind => {
-                let n = r.u32()?;
-                Some((KeyRef::decode(kind, n)?, r.array()?))
-            }
-        };
+        let mut unused = Vec::new();
+        for _ in 0..r.count(HANDED_PER_MESSAGE, 36)? {
+            let n = r.u32()?;
+            unused.push((n, r.array()?));
+        }
         let mut handed = BTreeMap::new();
         for _ in 0..r.count(MAX_HANDED, 36)? {
             let n = r.u32()?;
             handed.insert(n, secret(r.array()?));
         }
-        Ok(Channel { handed, target, sent, received })
+        Ok(Channel { handed, next_key, unused, sent, received })
     }
 
     /// Keys this side holds, for tests that bound what a copy of the state can open.
@@ -293,29 +311,36 @@ mod tests {
         let reply = send(&mut b, &a, 3, &mut rng);
         assert_eq!(receive(&mut a, &reply).unwrap(), [3; 32]);
         let third = send(&mut a, &b, 4, &mut rng);
+        assert_eq!(third[0], 2, "sealed to a key b handed over");
         assert_eq!(receive(&mut b, &third).unwrap(), [4; 32]);
-        assert!(b.channel.can_open(&third, &b.prekeys));
+        assert!(!b.channel.can_open(&third, &b.prekeys), "its key is gone once used");
+        assert!(receive(&mut b, &third).is_err());
     }
 
     #[test]
-    fn handed_keys_are_deleted_once_the_peer_answered_to_newer_ones() {
+    fn two_keys_are_handed_per_message_then_the_prekey_serves() {
+        let mut rng = SeededEntropy::new(8);
+        let (mut a, mut b) = (side(&mut rng), side(&mut rng));
+        let hello = send(&mut b, &a, 0, &mut rng);
+        receive(&mut a, &hello).unwrap();
+        let kinds: Vec<u8> = (1..=3u8).map(|n| send(&mut a, &b, n, &mut rng)[0]).collect();
+        assert_eq!(kinds, [2, 2, 1], "two handed keys, then b's prekey until b answers");
+    }
+
+    #[test]
+    fn a_handed_key_opens_one_message_and_the_held_keys_stay_bounded() {
         let mut rng = SeededEntropy::new(2);
         let (mut a, mut b) = (side(&mut rng), side(&mut rng));
         let first = send(&mut a, &b, 0, &mut rng);
         receive(&mut b, &first).unwrap();
-        let mut sealed_to_b = Vec::new();
-        for n in 1..6u8 {
+        for n in 1..20u8 {
             let to_a = send(&mut b, &a, n, &mut rng);
             receive(&mut a, &to_a).unwrap();
             let to_b = send(&mut a, &b, n, &mut rng);
             receive(&mut b, &to_b).unwrap();
-            sealed_to_b.push(to_b);
+            assert!(!b.channel.can_open(&to_b, &b.prekeys));
         }
-        assert!(b.channel.held() <= 3, "b holds {} keys", b.channel.held());
-        // All but the last two of a's messages are out of reach of b's keys now.
-        for old in &sealed_to_b[..3] {
-            assert!(!b.channel.can_open(old, &b.prekeys));
-        }
+        assert!(b.channel.held() <= MAX_HANDED, "b holds {} keys", b.channel.held());
     }
 
     #[test]
@@ -334,13 +359,10 @@ mod tests {
         let day = 24 * 60 * 60 * 1000;
         b.prekeys.rotate_if_due(&b.keys, 7 * day, &mut rng).unwrap();
         b.prekeys.rotate_if_due(&b.keys, 21 * day, &mut rng).unwrap();
-        // What b still holds opens only what was sealed to its last two answers.
         let mut seized = b.channel.clone();
-        let (old, recent) = recorded.split_at(recorded.len() - 2);
-        for sealed in old {
+        for sealed in &recorded {
             assert!(seized.receive(sealed, b"ctx", &b.prekeys).is_err());
         }
-        assert!(recent.iter().all(|s| b.channel.can_open(s, &b.prekeys)), "the window is two answers, no less");
     }
 
     #[test]

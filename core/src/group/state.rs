@@ -52,9 +52,9 @@ pub const MAX_LAMPORT_JUMP: u64 = 1 << 20;
 /// is still sealed in it (late messages, changes for members who have not applied the next
 /// one) has had a relay's retention to arrive.
 pub const EPOCH_GRACE_MS: u64 = 14 * 24 * 60 * 60 * 1000;
-/// Shares one message carries: 400 of 133 bytes and a key share's certificate and prekey fit
-/// the largest envelope.
-const SHARES_PER_MESSAGE: usize = 400;
+/// Shares one message carries: 340 of 169 bytes, with a membership change of 4 KiB and its
+/// prekeys, fit the largest envelope.
+pub const SHARES_PER_MESSAGE: usize = 340;
 /// Generations of a device's chain kept behind its newest (see [`Group::learn_chain`]).
 pub const GENERATIONS_KEPT: u32 = 32;
 /// Heads kept as parents for the next message.
