@@ -329,6 +329,46 @@ fn an_inviter_cannot_hand_a_newcomer_a_change_the_members_refused() {
     assert!(joined.is_admin(&f.alice.me.account()));
 }
 
+/// A member removed and added again comes back with a fresh group state: channels and chains
+/// numbered from the start. The others forget what they kept of her devices when the `Add`
+/// applies, so her new chain is taken (not her old one of the same number) and what they seal
+/// to her goes to keys she holds.
+#[test]
+fn a_member_removed_and_added_again_is_read_and_reached() {
+    let mut f = four();
+    let carol = f.carol.me.account();
+    let removal =
+        f.alice.group.change_membership(&f.alice.me, Action::Remove { member: carol }, NOW, &mut f.rng).unwrap();
+    f.deliver_to_all_but(0, &envelopes(removal));
+    f.alice.group.note_prekey(f.carol.me.prekeys.current());
+    let again = f.alice.group.change_membership(&f.alice.me, add(&f.carol.me, false), NOW, &mut f.rng).unwrap();
+    let again = envelopes(again);
+    for to in [1, 3] {
+        for e in &again {
+            f.get(to).deliver(e).unwrap();
+        }
+    }
+    let welcome = f.alice.group.welcome(&f.alice.me, &carol, NOW, &mut f.rng).unwrap();
+    let rejoined = Group::from_welcome(&f.carol.me, &welcome, &f.alice.me.cert, NOW).unwrap();
+    f.carol.group = rejoined;
+    let back = {
+        let (me, group) = (&f.carol.me, &mut f.carol.group);
+        envelopes(group.send_text(me, "back again", NOW, &mut SeededEntropy::new(77)).unwrap())
+    };
+    f.deliver_to_all_but(2, &back);
+    for who in [0, 1, 3] {
+        assert!(f.get(who).history().iter().any(|h| h.2 == "back again"), "member {who} reads carol");
+    }
+    let reply = {
+        let (me, group) = (&f.bob.me, &mut f.bob.group);
+        envelopes(group.send_text(me, "welcome back", NOW, &mut SeededEntropy::new(78)).unwrap())
+    };
+    for e in &reply {
+        f.carol.deliver(e).unwrap();
+    }
+    assert_eq!(f.carol.history().last().unwrap().2, "welcome back", "carol reads bob");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 

@@ -306,6 +306,51 @@ fn a_copied_home_reads_nothing_after_an_update_in_the_one_to_one() {
     assert!(!read.iter().any(|t| t == "after the update"), "the copy read after the update: {read:?}");
 }
 
+/// An update on demand also replaces the prekey, which a copy of the phone holds: a member who
+/// has used both keys bob handed and falls back to bob's prekey seals to the new one, and the
+/// copy reads nothing.
+#[test]
+fn an_update_on_demand_replaces_the_prekey_a_copy_holds() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use common::{carry, contacts, texts};
+    use weft_core::account::Account;
+    use weft_core::store::DatabaseKey;
+
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob) = contacts(&clock);
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(bob.account.home()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_file() && !name.ends_with(".lock") && !name.ends_with(".sock") {
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    bob.account.update_keys(None).unwrap();
+    carry(&bob, &mut alice);
+    // Three updates before bob answers: the third share goes to bob's prekey.
+    for _ in 0..3 {
+        alice.account.update_keys(Some("bob")).unwrap();
+    }
+    alice.account.send("bob", "sealed past the handed keys").unwrap();
+    carry(&alice, &mut bob);
+    assert!(texts(&bob, "alice").iter().any(|t| t.ends_with("sealed past the handed keys")));
+
+    let c = clock.clone();
+    let mut thief = Account::open_with_key(
+        copy.path(),
+        &DatabaseKey::from_bytes([2; 32]),
+        Box::new(SeededEntropy::new(998)),
+        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    thief.import_bundle(&alice.account.export_bundle().unwrap()).unwrap();
+    let read: Vec<String> = thief.history("alice", 100).unwrap().into_iter().map(|m| m.body).collect();
+    assert!(!read.iter().any(|t| t == "sealed past the handed keys"), "the copy read {read:?}");
+}
+
 /// Updates go out by themselves once a day in every conversation, without the user asking.
 #[test]
 fn updates_go_out_once_a_day_by_themselves() {

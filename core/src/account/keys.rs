@@ -55,11 +55,17 @@ impl Account {
 
     /// Sends an update in one conversation, or in every one when `conversation` is `None`.
     /// Returns in how many conversations one was sent.
+    /// The prekey is replaced first: a copy of this device holds the old one, and the update
+    /// carries the new one to everyone.
     pub fn update_keys(&mut self, conversation: Option<&str>) -> Result<usize> {
         let targets: Vec<GroupId> = match conversation {
             Some(name) => vec![self.resolve(name)?.id],
             None => self.groups.keys().copied().collect(),
         };
+        let now = self.now();
+        self.me.prekeys.rotate(&self.me.keys, now, self.entropy.as_mut())?;
+        let encoded = self.me.prekeys.encode();
+        self.store.write(|tx| tx.set_prekeys(&encoded))?;
         let mut sent = 0;
         for gid in targets {
             if self.update_one(&gid)? {
@@ -78,10 +84,14 @@ impl Account {
             .filter(|g| g.last_update_ms().is_none_or(|t| now.saturating_sub(t) + UPDATE_SLACK_MS >= UPDATE_EVERY_MS))
             .map(|g| g.id)
             .collect();
+        // One conversation that fails (its state, or a hostile member's keys) must not stop
+        // the others' updates.
         let mut sent = 0;
         for gid in due {
-            if self.update_one(&gid)? {
-                sent += 1;
+            match self.update_one(&gid) {
+                Ok(true) => sent += 1,
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "a scheduled key update failed"),
             }
         }
         Ok(sent)

@@ -9,7 +9,7 @@ mod sealed;
 pub use aead::{AEAD_TAG_LEN, NONCE_LEN, open, open_in_place, open_into, seal, seal_detached, seal_in_place};
 pub use entropy::{Entropy, OsEntropy, SeededEntropy};
 pub use kdf::{derive, derive_array, keyed_hash, label};
-pub use sealed::{SEALED_OVERHEAD, open_sealed, seal_to};
+pub use sealed::{SEALED_OVERHEAD, is_low_order, open_sealed, seal_to};
 
 /// A 32-byte secret: wiped from memory when dropped, and never printed (its `Debug` says only
 /// that it is one), so a secret inside a logged or `Debug`-printed value does not leak.

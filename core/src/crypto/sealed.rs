@@ -9,6 +9,13 @@ use super::entropy::Entropy;
 use super::kdf::{derive_array, label};
 use crate::error::{Error, Result};
 
+/// Whether an X25519 public key lies in the small subgroup, where an agreement with it is
+/// all zeros whatever the secret: nothing may be sealed to it. (A clamped scalar is a
+/// multiple of the cofactor, so it zeroes exactly those points.)
+pub fn is_low_order(public: &[u8; 32]) -> bool {
+    !StaticSecret::from([1u8; 32]).diffie_hellman(&PublicKey::from(*public)).was_contributory()
+}
+
 /// Bytes added by [`seal_to`]: ephemeral key, nonce and tag.
 pub const SEALED_OVERHEAD: usize = 32 + NONCE_LEN + super::aead::AEAD_TAG_LEN;
 

@@ -218,17 +218,19 @@ impl Channel {
         let shared_secret = secret(plain[..32].try_into().expect("sealed length is fixed"));
         let first = u32::from_be_bytes(plain[32..36].try_into().expect("sealed length is fixed"));
 
+        let handed_keys: Vec<[u8; 32]> = (0..HANDED_PER_MESSAGE)
+            .map(|i| plain[36 + 32 * i..68 + 32 * i].try_into().expect("sealed length is fixed"))
+            .collect();
+        // Keys nothing can be sealed to would make every later send to the peer fail.
+        if handed_keys.iter().any(crypto::is_low_order) {
+            return Err(Error::Malformed { what: "sealed secret", why: "a handed key is a low-order point" });
+        }
         if let KeyRef::Handed(n) = parsed.key {
             self.handed.remove(&n);
         }
         if self.received.is_none_or(|r| parsed.index > r) {
             self.received = Some(parsed.index);
-            self.unused = (0..HANDED_PER_MESSAGE)
-                .map(|i| {
-                    let public: [u8; 32] = plain[36 + 32 * i..68 + 32 * i].try_into().expect("sealed length is fixed");
-                    (first.wrapping_add(i as u32), public)
-                })
-                .collect();
+            self.unused = handed_keys.into_iter().enumerate().map(|(i, k)| (first.wrapping_add(i as u32), k)).collect();
         }
         Ok(shared_secret)
     }

@@ -315,6 +315,21 @@ impl Group {
         }
     }
 
+    /// Forgets what we kept of the devices an `Add` brings (a member removed and added again):
+    /// they come back with fresh channels and chains numbered from 0, and ours must not answer
+    /// to keys they no longer hold nor keep their old chains in the place of new ones.
+    fn start_afresh_with(&mut self, action: &Action) {
+        let Action::Add { devices, .. } = action else { return };
+        for cert in devices {
+            self.channels.remove(&cert.device);
+            let old: Vec<_> = self.peers.keys().filter(|(d, _)| *d == cert.device).copied().collect();
+            for key in old {
+                self.peers.remove(&key);
+                self.dirty_peers.insert(key);
+            }
+        }
+    }
+
     /// Registers a device's prekey, if it is newer than the one we know. Prekeys of devices
     /// that are not (yet) members' are kept only while they fit: an `Add` brings them first.
     pub fn note_prekey(&mut self, prekey: &SignedPrekey) {
@@ -743,9 +758,19 @@ impl Group {
         let own = self.own.as_ref().ok_or(Error::NotInGroup)?;
         let (generation, start_index, chain_key) = (own.generation, own.next_index, own.chain_key.clone());
         let mut shares = Vec::with_capacity(to.len());
+        let mut reached = Vec::with_capacity(to.len());
         for cert in to {
             let context = self.chain_share_context(&me.id(), generation, start_index, &cert.device);
-            shares.push(self.seal_share(&cert.device, &context, &chain_key, entropy)?);
+            // A device whose keys cannot be sealed to (a hostile member's low-order key) is
+            // skipped: it must not stop us writing to everyone else.
+            match self.seal_share(&cert.device, &context, &chain_key, entropy) {
+                Ok(share) => {
+                    shares.push(share);
+                    reached.push(cert.device);
+                }
+                Err(Error::Malformed { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         if update || self.last_update_ms.is_none() {
             self.last_update_ms = Some(now_ms);
@@ -767,8 +792,8 @@ impl Group {
             });
             out.push(self.seal_control(me, content, now_ms, entropy)?);
         }
-        for cert in to {
-            self.shared_with.insert(cert.device);
+        for device in reached {
+            self.shared_with.insert(device);
         }
         Ok(out)
     }
@@ -840,11 +865,13 @@ impl Group {
             if cert.device == me.id() || !next.members.contains_key(&cert.account) {
                 continue;
             }
-            if self.reachable(&cert.device) {
-                let context = self.epoch_share_context(&hash, &cert.device);
-                epoch_shares.push(self.seal_share(&cert.device, &context, &secret, entropy)?);
-            } else {
-                unreached.insert(cert.device);
+            let context = self.epoch_share_context(&hash, &cert.device);
+            match self.reachable(&cert.device).then(|| self.seal_share(&cert.device, &context, &secret, entropy)) {
+                Some(Ok(share)) => epoch_shares.push(share),
+                Some(Err(e)) if !matches!(e, Error::Malformed { .. }) => return Err(e),
+                _ => {
+                    unreached.insert(cert.device);
+                }
             }
         }
         // The members reach the devices an `Add` brings through the prekeys we know of them.
@@ -866,6 +893,7 @@ impl Group {
         self.ops = next_ops;
         self.epochs.insert(hash, Epoch::new(hash, *secret));
         self.adopt_membership(next);
+        self.start_afresh_with(&op.action);
         self.unreached = unreached;
         Ok(sealed)
     }
@@ -1152,16 +1180,21 @@ impl Group {
             false => Channel::default(),
         };
         let mut opened_share = false;
-        let mut unseal = |channel: &mut Channel, share: Option<&Share>, context: Vec<u8>| {
-            let secret = share.and_then(|s| channel.receive(&s.sealed, &context, &me.prekeys).ok());
+        // Every share tagged for us is tried: a member who made a device id with our tag cannot
+        // hide ours behind theirs.
+        let mine = tag_of(&me.id());
+        let mut unseal = |channel: &mut Channel, shares: &[Share], context: Vec<u8>| {
+            let secret = shares
+                .iter()
+                .filter(|s| s.to == mine)
+                .find_map(|s| channel.receive(&s.sealed, &context, &me.prekeys).ok());
             opened_share |= secret.is_some();
             secret
         };
         let unsealed_chain = match &inner.content {
             Content::KeyShare(ks) => {
-                let share = ks.shares.iter().find(|s| s.to == tag_of(&me.id()));
                 let context = self.chain_share_context(&sender.device, ks.generation, ks.start_index, &me.id());
-                unseal(&mut channel, share, context)
+                unseal(&mut channel, &ks.shares, context)
             }
             _ => None,
         };
@@ -1184,15 +1217,13 @@ impl Group {
                 // to a concurrent removal of its author: later changes and messages of members
                 // who applied it first are sealed in its epoch. Such an epoch never becomes the
                 // current one, so its author cannot make anyone send in it.
-                let share = epoch_shares.iter().find(|s| s.to == tag_of(&me.id()));
                 let context = self.epoch_share_context(&hash, &me.id());
-                let secret = unseal(&mut channel, share, context);
+                let secret = unseal(&mut channel, epoch_shares, context);
                 if self.epochs.contains_key(&hash) { None } else { secret }
             }
             Content::EpochShares { op, shares } => {
-                let share = shares.iter().find(|s| s.to == tag_of(&me.id()));
                 let context = self.epoch_share_context(op, &me.id());
-                let secret = unseal(&mut channel, share, context);
+                let secret = unseal(&mut channel, shares, context);
                 if self.epochs.contains_key(op) { None } else { secret }
             }
             _ => None,
@@ -1246,6 +1277,9 @@ impl Group {
                 let (ops, replayed) = next_log.expect("set for every membership message above");
                 self.ops = ops;
                 self.adopt_membership(replayed);
+                if self.membership.applied.contains(&hash) && op.author.device != me.id() {
+                    self.start_afresh_with(&op.action);
+                }
                 for prekey in &prekeys {
                     if self.devices.contains_key(&prekey.device) {
                         self.note_prekey(prekey);

@@ -40,9 +40,14 @@ impl SignedPrekey {
         w.into_bytes()
     }
 
+    /// Checks the device's signature, and that the key is one a secret can be sealed to.
     pub fn verify(&self) -> Result<()> {
         let signed = Self::signed_bytes(&self.device, self.number, &self.public);
-        verify_signature(&self.device, &signed, &self.signature, "prekey")
+        verify_signature(&self.device, &signed, &self.signature, "prekey")?;
+        if crate::crypto::is_low_order(&self.public) {
+            return Err(Error::Malformed { what: "prekey", why: "low-order X25519 point" });
+        }
+        Ok(())
     }
 
     pub fn encode(&self, w: &mut Writer) {
@@ -191,6 +196,24 @@ mod tests {
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(SignedPrekey::decode(&mut Reader::new(&bad, "prekey")).is_err(), "bit {bit}");
         }
+    }
+
+    /// A member who signs a low-order key as its prekey would make every share sealed to it
+    /// fail, and with it every key share that includes it: the prekey is refused.
+    #[test]
+    fn a_low_order_prekey_is_refused() {
+        let mut rng = SeededEntropy::new(3);
+        let keys = DeviceKeys::generate(&mut rng).unwrap();
+        for public in [[0u8; 32], {
+            let mut one = [0u8; 32];
+            one[0] = 1;
+            one
+        }] {
+            let signature = keys.sign(&SignedPrekey::signed_bytes(&keys.id(), 1, &public));
+            let bad = SignedPrekey { device: keys.id(), number: 1, public, signature };
+            assert!(matches!(bad.verify(), Err(Error::Malformed { .. })));
+        }
+        assert!(PrekeyRing::generate(&keys, 0, &mut rng).unwrap().current().verify().is_ok());
     }
 
     #[test]
