@@ -266,8 +266,6 @@ fn a_copied_home_reads_nothing_after_an_update_in_the_one_to_one() {
     use std::sync::atomic::AtomicU64;
 
     use common::{carry, contacts, texts};
-    use weft_core::account::Account;
-    use weft_core::store::DatabaseKey;
 
     let clock = Arc::new(AtomicU64::new(NOW));
     let (mut alice, mut bob) = contacts(&clock);
@@ -276,14 +274,7 @@ fn a_copied_home_reads_nothing_after_an_update_in_the_one_to_one() {
     bob.account.send("alice", "hi").unwrap();
     carry(&bob, &mut alice);
 
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(bob.account.home()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if path.is_file() && !name.ends_with(".lock") && !name.ends_with(".sock") {
-            std::fs::copy(&path, copy.path().join(name)).unwrap();
-        }
-    }
+    let copy = copy_home(&bob);
     alice.account.send("bob", "after the copy, before the update").unwrap();
     assert_eq!(bob.account.update_keys(None).unwrap(), 1);
     carry(&bob, &mut alice);
@@ -291,14 +282,7 @@ fn a_copied_home_reads_nothing_after_an_update_in_the_one_to_one() {
     carry(&alice, &mut bob);
     assert!(texts(&bob, "alice").iter().any(|t| t.ends_with("after the update")), "bob reads alice");
 
-    let c = clock.clone();
-    let mut thief = Account::open_with_key(
-        copy.path(),
-        &DatabaseKey::from_bytes([2; 32]),
-        Box::new(SeededEntropy::new(999)),
-        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
-    )
-    .unwrap();
+    let mut thief = open_copy(&copy, &clock);
     thief.import_bundle(&alice.account.export_bundle().unwrap()).unwrap();
     let read: Vec<String> =
         thief.history("alice", 100).unwrap().into_iter().filter(|m| m.kind == "text").map(|m| m.body).collect();
@@ -315,19 +299,10 @@ fn an_update_on_demand_replaces_the_prekey_a_copy_holds() {
     use std::sync::atomic::AtomicU64;
 
     use common::{carry, contacts, texts};
-    use weft_core::account::Account;
-    use weft_core::store::DatabaseKey;
 
     let clock = Arc::new(AtomicU64::new(NOW));
     let (mut alice, mut bob) = contacts(&clock);
-    let copy = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(bob.account.home()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if path.is_file() && !name.ends_with(".lock") && !name.ends_with(".sock") {
-            std::fs::copy(&path, copy.path().join(name)).unwrap();
-        }
-    }
+    let copy = copy_home(&bob);
     bob.account.update_keys(None).unwrap();
     carry(&bob, &mut alice);
     // Three updates before bob answers: the third share goes to bob's prekey.
@@ -338,14 +313,7 @@ fn an_update_on_demand_replaces_the_prekey_a_copy_holds() {
     carry(&alice, &mut bob);
     assert!(texts(&bob, "alice").iter().any(|t| t.ends_with("sealed past the handed keys")));
 
-    let c = clock.clone();
-    let mut thief = Account::open_with_key(
-        copy.path(),
-        &DatabaseKey::from_bytes([2; 32]),
-        Box::new(SeededEntropy::new(998)),
-        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
-    )
-    .unwrap();
+    let mut thief = open_copy(&copy, &clock);
     thief.import_bundle(&alice.account.export_bundle().unwrap()).unwrap();
     let read: Vec<String> = thief.history("alice", 100).unwrap().into_iter().map(|m| m.body).collect();
     assert!(!read.iter().any(|t| t == "sealed past the handed keys"), "the copy read {read:?}");
@@ -367,4 +335,33 @@ fn updates_go_out_once_a_day_by_themselves() {
     assert_eq!(after_a_day, before + 1, "one update in the one conversation");
     bob.account.follow_the_day();
     assert_eq!(bob.account.outbox_len().unwrap(), after_a_day, "once a day, not at every turn");
+}
+
+/// A copy of a person's home as a thief takes it: the database file, its write-ahead log, and
+/// (below) the key.
+fn copy_home(p: &common::Person) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(p.account.home()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if path.is_file() && !name.ends_with(".lock") && !name.ends_with(".sock") {
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    copy
+}
+
+/// Opens bob's copied home with bob's key (seed 2), on the test's clock.
+fn open_copy(
+    copy: &tempfile::TempDir,
+    clock: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> weft_core::account::Account {
+    let c = clock.clone();
+    weft_core::account::Account::open_with_key(
+        copy.path(),
+        &weft_core::store::DatabaseKey::from_bytes([2; 32]),
+        Box::new(SeededEntropy::new(999)),
+        Box::new(move || c.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap()
 }
