@@ -18,24 +18,12 @@ use weft_core::group::{Action, Content, Group, Inner, LocalDevice, Sealed};
 use weft_core::identity::AccountKey;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+#[path = "../tests/common/members.rs"]
+mod members;
+use members::{DEVICES, add, member};
+
 const NOW: u64 = 1_750_000_000_000;
-const DEVICES: usize = 4;
 const RUNS: usize = 5;
-
-/// A member: an account and its four devices.
-fn member(rng: &mut OsEntropy) -> Vec<LocalDevice> {
-    let account = AccountKey::generate(rng).unwrap();
-    (0..DEVICES).map(|_| LocalDevice::generate(&account, 0, rng).unwrap()).collect()
-}
-
-fn add(devices: &[LocalDevice]) -> Action {
-    Action::Add {
-        member: devices[0].account(),
-        name: None,
-        devices: devices.iter().map(|d| d.cert.clone()).collect(),
-        admin: false,
-    }
-}
 
 fn note(group: &mut Group, devices: &[LocalDevice]) {
     for d in devices {

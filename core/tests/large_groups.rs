@@ -6,27 +6,13 @@
 mod common;
 
 use common::group::{NOW, Receiver, envelopes};
+use common::members::{DEVICES, add, member};
 use weft_core::crypto::SeededEntropy;
 use weft_core::envelope::Envelope;
 use weft_core::group::{Action, Content, Event, Group, LocalDevice};
 use weft_core::identity::AccountKey;
 
 const MEMBERS: usize = 1_000;
-const DEVICES: usize = 4;
-
-fn member(rng: &mut SeededEntropy) -> Vec<LocalDevice> {
-    let account = AccountKey::generate(rng).unwrap();
-    (0..DEVICES).map(|_| LocalDevice::generate(&account, 0, rng).unwrap()).collect()
-}
-
-fn add(devices: &[LocalDevice]) -> Action {
-    Action::Add {
-        member: devices[0].account(),
-        name: None,
-        devices: devices.iter().map(|d| d.cert.clone()).collect(),
-        admin: false,
-    }
-}
 
 /// Delivers `sent` to `r` last first (the part with the change itself comes last).
 fn deliver_backwards(r: &mut Receiver, sent: &[Envelope]) {

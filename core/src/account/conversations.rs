@@ -122,7 +122,7 @@ impl Account {
         let result = (|| {
             for cert in &devices {
                 if let Some(prekey) = pair.prekey_of(&cert.device) {
-                    group.note_prekey(&prekey.clone());
+                    group.note_prekey(prekey);
                 }
             }
             let add = Action::Add { member: contact.account, name: card_name, devices, admin: false };

@@ -104,8 +104,7 @@ impl Account {
         let Some(group) = self.groups.get(gid) else {
             return Err(Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(gid) });
         };
-        let lonely = group.members().iter().flat_map(|(a, _)| group.devices_of(a)).all(|c| c.device == self.me.id());
-        if !group.is_member(&me) || group.current_epoch().is_none() || lonely {
+        if !group.is_member(&me) || group.current_epoch().is_none() || !group.has_other_devices(&self.me.id()) {
             return Ok(false);
         }
         let now = self.now();

@@ -330,14 +330,18 @@ impl Group {
         }
     }
 
-    /// Registers a device's prekey, if it is newer than the one we know. Prekeys of devices
-    /// that are not (yet) members' are kept only while they fit: an `Add` brings them first.
+    /// Registers a device's prekey, if it is newer than the one we know. Prekeys come checked
+    /// (signature and point) from `SignedPrekey::decode`, or from this device's own ring.
+    /// Those of devices that are not (yet) members' are bounded: an `Add` brings them first,
+    /// and those of devices that left go when room is needed.
     pub fn note_prekey(&mut self, prekey: &SignedPrekey) {
-        if prekey.verify().is_err() {
-            return;
-        }
-        if !self.devices.contains_key(&prekey.device) && self.prekeys.len() >= MAX_MEMBERS * MAX_DEVICES_PER_ACCOUNT {
-            return;
+        let cap = MAX_MEMBERS * MAX_DEVICES_PER_ACCOUNT;
+        if !self.prekeys.contains_key(&prekey.device) && self.prekeys.len() >= cap {
+            let devices = &self.devices;
+            self.prekeys.retain(|d, _| devices.contains_key(d));
+            if !self.devices.contains_key(&prekey.device) && self.prekeys.len() >= cap {
+                return;
+            }
         }
         match self.prekeys.get(&prekey.device) {
             Some(known) if known.number >= prekey.number => {}
@@ -397,6 +401,11 @@ impl Group {
         self.current_epoch_author() == Some(me.account())
             && self.is_admin(&me.account())
             && self.unreached.iter().any(|d| self.devices.contains_key(d) && self.reachable(d))
+    }
+
+    /// Whether a member device other than `me` is known: someone to hand keys to.
+    pub fn has_other_devices(&self, me: &DeviceId) -> bool {
+        self.devices.values().any(|c| c.device != *me && self.is_member(&c.account))
     }
 
     /// The latest prekey known of a device.
@@ -930,10 +939,7 @@ impl Group {
             inviter_index: own.next_index,
             inviter_chain_key: own.chain_key.clone(),
         };
-        // The welcome travels in at most 64 parts; say so plainly rather than fail later.
-        if welcome.to_bytes().0.len() > MAX_WELCOME_PARTS * WELCOME_PART_LEN {
-            return Err(Error::Limit("this group's membership no longer fits in an invitation"));
-        }
+        // (Whether it fits an invitation, 64 parts at most, `send_invite` says.)
         Ok(welcome)
     }
 
@@ -1639,6 +1645,21 @@ mod tests {
         for s in &sealed {
             deliver(&b, &mut gb, &s.envelope).unwrap();
         }
+    }
+
+    /// Prekeys of devices that are not members' (ones that left, or a hostile inviter's
+    /// thousands in a welcome) never keep out the prekey of a device about to be added.
+    #[test]
+    fn prekeys_of_devices_that_are_not_members_make_room() {
+        let mut rng = SeededEntropy::new(16);
+        let [(_, mut ga), (_, _), (_, _)] = trio(&mut rng);
+        for _ in 0..MAX_MEMBERS * MAX_DEVICES_PER_ACCOUNT {
+            let keys = DeviceKeys::generate(&mut rng).unwrap();
+            ga.note_prekey(PrekeyRing::generate(&keys, NOW, &mut rng).unwrap().current());
+        }
+        let newcomer = device(40);
+        ga.note_prekey(newcomer.prekeys.current());
+        assert!(ga.prekey_of(&newcomer.id()).is_some());
     }
 
     /// A home made by version 1 keeps its conversations: a stored group of version 1 is read,
