@@ -49,6 +49,13 @@ impl Clock {
         self.0.fetch_add(days * 24 * 60 * 60 * 1000, Ordering::SeqCst);
     }
 
+    /// Moves every holder of this clock ahead to the next time it is `hour` o'clock (UTC).
+    pub fn advance_to_hour(&self, hour: u64) {
+        const DAY: u64 = 24 * 60 * 60 * 1000;
+        let into = self.now_ms() % DAY;
+        self.0.fetch_add((hour * 60 * 60 * 1000 + DAY - into) % DAY, Ordering::SeqCst);
+    }
+
     /// As an account's clock.
     pub fn for_account(&self) -> weft_core::account::Clock {
         let clock = self.clone();

@@ -8,7 +8,7 @@ use libp2p::futures::StreamExt;
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
-use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
+use weft_tests::nodes::{Clock, config, create, create_with_clock, eventually, introduce, online, texts};
 
 async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
@@ -64,7 +64,22 @@ struct Hostile {
 }
 
 fn hostile() -> Swarm<Hostile> {
-    libp2p::SwarmBuilder::with_new_identity()
+    hostile_as(libp2p::identity::Keypair::generate_ed25519())
+}
+
+/// A hostile peer whose id sorts below `than`'s: then `than` never starts a reconciliation
+/// with it, and whatever it is asked answers only the prober's own requests.
+fn hostile_below(than: &libp2p::PeerId) -> Swarm<Hostile> {
+    loop {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        if key.public().to_peer_id() < *than {
+            return hostile_as(key);
+        }
+    }
+}
+
+fn hostile_as(key: libp2p::identity::Keypair) -> Swarm<Hostile> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
@@ -295,5 +310,90 @@ async fn a_peer_that_saw_a_topic_cannot_fetch_its_history() {
         drive(&mut prober, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
         "a request for more than one page is cut off"
     );
+    alice_net.stop();
+}
+
+/// The topics a peer sees `swarm`'s peer subscribe to, as gossip hashes and envelope topics.
+async fn topics_seen(prober: &mut Swarm<Hostile>, at_least: usize) -> Vec<(gossipsub::TopicHash, [u8; 16])> {
+    let mut seen = Vec::new();
+    drive(prober, |e| match e {
+        SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })) => {
+            if let Some(hex) = topic.as_str().strip_prefix("weft/") {
+                let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
+                seen.push((topic.clone(), bytes.try_into().unwrap()));
+            }
+            seen.len() >= at_least
+        }
+        _ => false,
+    })
+    .await;
+    seen
+}
+
+/// Asks Alice to reconcile `topic` and returns her first reply.
+async fn ask_topic(
+    prober: &mut Swarm<Hostile>,
+    alice: &libp2p::PeerId,
+    topic: [u8; 16],
+) -> weft_core::sync::SyncMessage {
+    use weft_core::sync::{Initiator, Scope, SyncMessage};
+    let ask = [SyncMessage::Reconcile {
+        scope: Scope::Topic(topic),
+        message: Initiator::new([1; 16], Vec::new()).next_batch(),
+    }];
+    prober.behaviour_mut().sync.send_request(alice, batch(&ask));
+    let answer = answer_of(prober).await.expect("alice answers");
+    let mut r = weft_core::wire::Reader::new(&answer, "batch");
+    let n = r.count(16, 4).unwrap();
+    assert_eq!(n, 1);
+    SyncMessage::decode(r.bytes(1 << 23).unwrap()).unwrap()
+}
+
+/// A peer that saw Alice's topics yesterday (and was answered on them then) comes back today
+/// under a new peer id and asks for them: Alice neither follows them any more nor answers for
+/// them, so nothing ties her peer id of today to yesterday's. Written first as the failure:
+/// before, she followed yesterday's topics all day and answered anyone about any topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_saw_a_topic_yesterday_learns_nothing_by_asking_today() {
+    use weft_core::sync::{Scope, SyncMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    clock.advance_to_hour(12);
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let bob = create_with_clock(dir.path(), "bob", &clock).await;
+    introduce(&alice, &bob).await;
+    for i in 0..5 {
+        bob.send("alice".into(), format!("today {i}")).await.unwrap();
+    }
+    alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let alice_peer = alice_net.peer_id;
+
+    // Today: a peer on the conversation's topic is answered on it (what makes linking possible).
+    let mut yesterday = hostile_below(&alice_peer);
+    yesterday.dial(alice_addr.clone()).unwrap();
+    let seen = topics_seen(&mut yesterday, 1).await;
+    assert_eq!(seen.len(), 1, "at noon alice follows one topic per conversation: today's");
+    let (hash, topic) = seen[0].clone();
+    yesterday.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hash.as_str())).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), answer_of(&mut yesterday)).await;
+    let reply = ask_topic(&mut yesterday, &alice_peer, topic).await;
+    assert!(matches!(reply, SyncMessage::Reconcile { .. }), "a shared topic is reconciled: {reply:?}");
+
+    // The next day, at noon: a new peer id that subscribes to yesterday's topic.
+    clock.advance_days(1);
+    alice_net.refresh();
+    let mut today = hostile_below(&alice_peer);
+    today.dial(alice_addr.clone()).unwrap();
+    let now_seen = topics_seen(&mut today, 1).await;
+    assert!(now_seen.iter().all(|(h, _)| *h != hash), "yesterday's topic is no longer followed");
+    today.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hash.as_str())).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), answer_of(&mut today)).await;
+    let reply = ask_topic(&mut today, &alice_peer, topic).await;
+    assert_eq!(reply, SyncMessage::Refuse { scope: Scope::Topic(topic) }, "yesterday's topic is refused");
+    // Nor does she answer a topic she follows to a peer that does not subscribe to it.
+    let (_, today_topic) = now_seen[0];
+    let reply = ask_topic(&mut today, &alice_peer, today_topic).await;
+    assert_eq!(reply, SyncMessage::Refuse { scope: Scope::Topic(today_topic) }, "only shared topics are served");
     alice_net.stop();
 }

@@ -604,6 +604,20 @@ impl Account {
     }
 }
 
+/// How long into the day yesterday's topics are still followed on the network.
+pub const YESTERDAY_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
+/// How long before midnight tomorrow's topics are followed.
+pub const TOMORROW_LEAD_MS: u64 = 60 * 60 * 1000;
+
+/// The first period, today and the last period followed on the network at `now_ms`.
+fn network_days(now_ms: u64) -> (u64, u64, u64) {
+    let today = crate::group::period_of(now_ms);
+    let into = now_ms % crate::group::PERIOD_MS;
+    let first = if into < YESTERDAY_GRACE_MS { today.saturating_sub(1) } else { today };
+    let last = if crate::group::PERIOD_MS - into <= TOMORROW_LEAD_MS { today + 1 } else { today };
+    (first, today, last)
+}
+
 impl Account {
     /// The topics worth following and reconciling with peers now: each group's current epoch
     /// for the last `days` periods and tomorrow (clock skew), and its few previous epochs for
@@ -627,6 +641,26 @@ impl Account {
         topics
     }
 
+    /// The topics to follow on the network now: as [`Account::sync_topics`] for today, but
+    /// yesterday's only in the first hours of the day (for envelopes written just before
+    /// midnight) and tomorrow's only in the last hour before it (for peers whose clock runs
+    /// ahead). Whatever a peer sees us follow is what it can link to us, and a peer may ask us
+    /// only for what we follow: yesterday's topics, followed all day, would let a peer that saw
+    /// them yesterday find us again today.
+    pub fn network_topics(&self) -> Vec<crate::envelope::Topic> {
+        let (first, today, last) = network_days(self.now());
+        let mut topics = Vec::new();
+        for group in self.groups.values() {
+            if let Some(epoch) = group.current_epoch() {
+                topics.extend((first..=last).map(|p| epoch.topic(p)));
+            }
+            for epoch in group.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED) {
+                topics.extend((first..=today).map(|p| epoch.topic(p)));
+            }
+        }
+        topics
+    }
+
     /// Every topic this device can read (each group's current epoch back to its start, ended
     /// epochs for a while): what the mesh delivers to us, from whenever it was written.
     pub fn readable_topics(&self) -> Vec<crate::envelope::Topic> {
@@ -644,10 +678,11 @@ impl Account {
         self.store.read().peer_addrs()
     }
 
-    /// Our own rendezvous points for yesterday, today and tomorrow: where requests to us appear.
+    /// Our own rendezvous points, where requests to us appear: today's, and yesterday's and
+    /// tomorrow's near midnight (as [`Account::network_topics`]).
     pub fn rendezvous_points(&self) -> Vec<[u8; 32]> {
-        let today = crate::group::period_of(self.now());
-        (today.saturating_sub(1)..=today + 1).map(|p| self.card().rendezvous_point(p)).collect()
+        let (first, _, last) = network_days(self.now());
+        (first..=last).map(|p| self.card().rendezvous_point(p)).collect()
     }
 
     /// Our unanswered contact requests, each with the recipient's rendezvous point for today.

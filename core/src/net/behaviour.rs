@@ -4,9 +4,13 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, autonat, dcutr, gossipsub, identify, identity, kad, mdns, ping, relay, request_response};
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, ping, relay,
+    request_response,
+};
 
-use super::codec::{SYNC_PROTOCOL, SyncCodec};
+use super::admission::Admission;
+use super::codec::{Budget, REQUEST_BUDGET, SYNC_PROTOCOL, SyncCodec};
 use crate::envelope::MAX_ENVELOPE_LEN;
 
 /// The agent version a relay announces; a relay does not follow the topics of another relay.
@@ -32,8 +36,29 @@ impl gossipsub::TopicSubscriptionFilter for WeftTopics {
 
 pub type Gossip = gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::MaxCountSubscriptionFilter<WeftTopics>>;
 
+/// How many connections a node accepts. Relays accept more: they serve everyone behind a
+/// campus NAT at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Inbound connections from one IP address.
+    pub per_ip: u32,
+    /// Inbound connections in all, established and still in their handshake.
+    pub incoming: u32,
+    pub pending_incoming: u32,
+    /// Sync streams open at once on one connection (libp2p's default is 100).
+    pub streams_per_connection: usize,
+}
+
+impl Limits {
+    pub const NODE: Limits = Limits { per_ip: 16, incoming: 128, pending_incoming: 32, streams_per_connection: 4 };
+    pub const RELAY: Limits = Limits { per_ip: 64, incoming: 1024, pending_incoming: 128, streams_per_connection: 4 };
+}
+
 #[derive(NetworkBehaviour)]
 pub struct WeftBehaviour {
+    /// First, so a connection it refuses costs the others nothing.
+    pub admission: Admission,
+    pub limits: connection_limits::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
     pub ping: ping::Behaviour,
@@ -54,6 +79,7 @@ impl WeftBehaviour {
         relay_client: relay::client::Behaviour,
         mdns: bool,
         relay_server: bool,
+        limits: Limits,
     ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
         // Anonymous gossip: no author, no sequence number, no signature on messages. Envelopes
@@ -92,7 +118,13 @@ impl WeftBehaviour {
         });
         let mdns = if mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
         let relay_behaviour = relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+        let connection_limits = connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(limits.incoming))
+            .with_max_pending_incoming(Some(limits.pending_incoming))
+            .with_max_established_per_peer(Some(2));
         Ok(WeftBehaviour {
+            admission: Admission::new(limits.per_ip),
+            limits: connection_limits::Behaviour::new(connection_limits),
             relay_client,
             relay_server: relay_behaviour.into(),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
@@ -107,9 +139,11 @@ impl WeftBehaviour {
             gossipsub,
             mdns: mdns.into(),
             sync: request_response::Behaviour::with_codec(
-                SyncCodec,
+                SyncCodec::new(Budget::new(REQUEST_BUDGET)),
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(30))
+                    .with_max_concurrent_streams(limits.streams_per_connection),
             ),
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),

@@ -15,10 +15,10 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::VIA;
-use super::behaviour::{WeftBehaviour, WeftBehaviourEvent};
-use super::host::{Host, NodeHost};
+use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
+use super::host::{Host, NodeHost, RequestCheck};
 use crate::account::CatchUpPlan;
-use crate::envelope::{Envelope, EnvelopeId};
+use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
 use crate::sync::{PeerBound, PeerSync, Scope, SyncMessage, bind_history};
@@ -41,6 +41,9 @@ const MAX_FOLLOWED_PER_PEER: usize = 512;
 const MAX_FOLLOWED: usize = 4000;
 /// Invalid gossip messages a peer may send before it is cut off, and for how long.
 const MAX_STRIKES: u32 = 16;
+/// Contact requests taken from one peer per minute. Honest requests are few (one per contact
+/// added, republished about every two minutes until answered); a relay forwards those of many.
+const RENDEZVOUS_PER_MINUTE: u32 = 120;
 const BAN: Duration = Duration::from_secs(600);
 
 /// How a node joins the network.
@@ -57,6 +60,8 @@ pub struct NetConfig {
     pub tick: Duration,
     /// Serve as a relay: circuit relay server, and follow every peer's topics.
     pub relay_server: bool,
+    /// How many connections are accepted ([`Limits::RELAY`] for a relay).
+    pub limits: Limits,
 }
 
 impl Default for NetConfig {
@@ -71,6 +76,7 @@ impl Default for NetConfig {
             mdns: true,
             tick: Duration::from_secs(5),
             relay_server: false,
+            limits: Limits::NODE,
         }
     }
 }
@@ -170,6 +176,12 @@ fn rendezvous_topic(point: &[u8; 32]) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("weft-rv/{}", data_encoding::HEXLOWER.encode(point)))
 }
 
+/// The envelope topic a gossip topic names, if it names one.
+fn topic_of_hash(hash: &gossipsub::TopicHash) -> Option<Topic> {
+    let hex = hash.as_str().strip_prefix("weft/")?;
+    data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?.try_into().ok()
+}
+
 fn encode_batch(messages: &[SyncMessage]) -> Vec<u8> {
     let mut w = Writer::new();
     w.count(messages.len());
@@ -200,7 +212,7 @@ fn is_relayed(addr: &Multiaddr) -> bool {
 /// contact request of the right size on a rendezvous topic.
 fn well_formed(topic: &gossipsub::TopicHash, data: &[u8], rendezvous: bool) -> bool {
     if rendezvous {
-        return data.len() == crate::handshake::REQUEST_LEN;
+        return data.len() == crate::handshake::REQUEST_LEN && data[0] == crate::handshake::REQUEST_VERSION;
     }
     Envelope::parse(data.to_vec()).is_ok() && gossip_topic(&data[1..17]).hash() == *topic
 }
@@ -213,7 +225,7 @@ pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypai
 /// Starts the network for any host (a node's account or a relay's cache).
 pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
     let net_err = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
-    let (mdns, relay_server) = (config.mdns, config.relay_server);
+    let (mdns, relay_server, limits) = (config.mdns, config.relay_server, config.limits);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -221,7 +233,7 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| net_err(&e))?
-        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns, relay_server))
+        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns, relay_server, limits))
         .map_err(|e| net_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
@@ -256,6 +268,7 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         relay_peers: HashSet::new(),
         strikes: HashMap::new(),
         banned: HashMap::new(),
+        rendezvous_rate: Rate::new(RENDEZVOUS_PER_MINUTE, Duration::from_secs(60)),
         ticks: 0,
         fetched: 0,
     };
@@ -293,6 +306,8 @@ struct Driver<H: Host> {
     relay_peers: HashSet<PeerId>,
     strikes: HashMap<PeerId, u32>,
     banned: HashMap<PeerId, Instant>,
+    /// Contact requests taken from each peer lately.
+    rendezvous_rate: Rate,
     ticks: u64,
     /// Envelopes received by reconciliation, for the status.
     fetched: u64,
@@ -316,6 +331,8 @@ impl<H: Host> Driver<H> {
                     self.ticks += 1;
                     let now = Instant::now();
                     self.banned.retain(|_, until| *until > now);
+                    self.rendezvous_rate.expire(now);
+                    self.swarm.behaviour_mut().admission.expire();
                     self.refresh().await;
                 }
             }
@@ -546,7 +563,12 @@ impl<H: Host> Driver<H> {
         *strikes += weight;
         if *strikes >= MAX_STRIKES {
             self.strikes.remove(&peer);
-            self.banned.insert(peer, Instant::now() + BAN);
+            let until = Instant::now() + BAN;
+            self.banned.insert(peer, until);
+            // A new peer id costs nothing: enough bans from one address ban the address.
+            if let Some(addr) = self.peers.get(&peer) {
+                self.swarm.behaviour_mut().admission.peer_banned(addr, until);
+            }
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -618,7 +640,26 @@ impl<H: Host> Driver<H> {
         match event {
             WeftBehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 let rendezvous = self.rendezvous.contains(&message.topic);
-                let ok = well_formed(&message.topic, &message.data, rendezvous);
+                let mut ok = well_formed(&message.topic, &message.data, rendezvous);
+                // What only a length could vouch for is checked further: a request is opened
+                // before it goes on (a node opens what is at its own rendezvous points; a relay
+                // cannot, and takes only so many from one peer).
+                let mut blameless = false;
+                if ok && rendezvous {
+                    ok = self.rendezvous_rate.admit(propagation_source, Instant::now());
+                    if ok {
+                        match self.host.receive_request(message.data.clone()).await {
+                            RequestCheck::Ours | RequestCheck::CannotTell => {}
+                            RequestCheck::NotOurs => {
+                                ok = false;
+                                // A relay forwards what it cannot open: junk through it is not
+                                // its fault, and striking it would let a stranger cut us off
+                                // from our relay.
+                                blameless = self.relay_peers.contains(&propagation_source);
+                            }
+                        }
+                    }
+                }
                 let verdict =
                     if ok { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };
                 self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
@@ -627,11 +668,9 @@ impl<H: Host> Driver<H> {
                     verdict,
                 );
                 tracing::debug!(from = %propagation_source, topic = %message.topic, ok, "gossip message");
-                if !ok {
+                if !ok && !blameless {
                     self.strike(propagation_source, 1);
-                } else if rendezvous {
-                    self.host.receive_request(message.data).await;
-                } else {
+                } else if ok && !rendezvous {
                     self.host.receive_envelope(message.data, propagation_source);
                 }
             }
@@ -666,7 +705,9 @@ impl<H: Host> Driver<H> {
             }
             WeftBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request_id, request, channel } => {
-                    let reply = match self.handle_sync(peer, &request).await {
+                    let reply = self.handle_sync(peer, &request.bytes).await;
+                    drop(request);
+                    let reply = match reply {
                         Ok(reply) => reply,
                         Err(e) => {
                             self.strike(peer, strike_weight(&e));
@@ -675,7 +716,7 @@ impl<H: Host> Driver<H> {
                     };
                     let served = served_ids(&reply);
                     let scopes = scopes_of(&reply);
-                    if self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply)).is_ok()
+                    if self.swarm.behaviour_mut().sync.send_response(channel, encode_batch(&reply).into()).is_ok()
                         && !scopes.is_empty()
                     {
                         self.sync_answers.insert(request_id, scopes);
@@ -686,7 +727,7 @@ impl<H: Host> Driver<H> {
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.sync_requests.remove(&request_id);
-                    match self.handle_sync(peer, &response).await {
+                    match self.handle_sync(peer, &response.bytes).await {
                         Ok(next) if !next.is_empty() => {
                             let served = served_ids(&next);
                             self.send_sync_request(peer, &next);
@@ -721,12 +762,18 @@ impl<H: Host> Driver<H> {
         }
     }
 
+    /// The topics we follow now that `peer` subscribes to: the only ones it may reconcile with
+    /// us or ask envelopes of.
+    fn shared_topics(&self, peer: &PeerId) -> HashSet<Topic> {
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let Some((_, theirs)) = gossip.all_peers().find(|(p, _)| *p == peer) else { return HashSet::new() };
+        theirs.into_iter().filter(|t| self.subscribed.contains(*t)).filter_map(topic_of_hash).collect()
+    }
+
     /// Starts reconciling one topic with a peer that subscribed to it too, and the history of
     /// its epoch if we missed days of it and the peer is a member (not a relay).
     async fn start_sync(&mut self, peer: PeerId, topic: &gossipsub::TopicHash) {
-        let Some(hex) = topic.as_str().strip_prefix("weft/") else { return };
-        let Ok(bytes) = data_encoding::HEXLOWER.decode(hex.as_bytes()) else { return };
-        let Ok(topic_bytes): std::result::Result<[u8; 16], _> = bytes.try_into() else { return };
+        let Some(topic_bytes) = topic_of_hash(topic) else { return };
         // For a topic, one side starts, the other answers: the lower peer id initiates. A
         // history is started by whoever lacks it.
         let wins = *self.swarm.local_peer_id() < peer;
@@ -772,7 +819,7 @@ impl<H: Host> Driver<H> {
 
     /// Sends sync messages as a request, noting the scopes it carries.
     fn send_sync_request(&mut self, peer: PeerId, messages: &[SyncMessage]) {
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(messages));
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, encode_batch(messages).into());
         let catch_up = messages.iter().any(|m| matches!(m, SyncMessage::Since { .. }));
         self.sync_requests.insert(id, (scopes_of(messages), catch_up));
     }
@@ -816,12 +863,13 @@ impl<H: Host> Driver<H> {
         let syncs = self.syncs.clone();
         let wins = *self.swarm.local_peer_id() < peer;
         let (us, them) = (self.swarm.local_peer_id().to_bytes(), peer.to_bytes());
+        let shared = self.shared_topics(&peer);
         let (replies, received, caught_up) = self
             .host
             .with_source(move |source| {
                 let mut syncs = syncs.lock().map_err(|_| Error::Internal("sync state poisoned"))?;
                 let sync = syncs.entry(peer).or_insert_with(|| PeerSync::new(wins));
-                let source = PeerBound::new(source, &us, &them);
+                let source = PeerBound::new(source, &us, &them).topics(shared);
                 let (mut replies, mut received, mut caught_up) = (Vec::new(), Vec::new(), false);
                 for m in messages {
                     let step = sync.handle(m, &source)?;
@@ -846,6 +894,34 @@ impl<H: Host> Driver<H> {
             }
         }
         Ok(replies)
+    }
+}
+
+/// At most `limit` events per peer in each window.
+struct Rate {
+    limit: u32,
+    window: Duration,
+    seen: HashMap<PeerId, (Instant, u32)>,
+}
+
+impl Rate {
+    fn new(limit: u32, window: Duration) -> Self {
+        Rate { limit, window, seen: HashMap::new() }
+    }
+
+    /// Counts one event from `peer`; false if it is over the limit of its window.
+    fn admit(&mut self, peer: PeerId, now: Instant) -> bool {
+        let (start, count) = self.seen.entry(peer).or_insert((now, 0));
+        if now.duration_since(*start) >= self.window {
+            (*start, *count) = (now, 0);
+        }
+        *count += 1;
+        *count <= self.limit
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let window = self.window;
+        self.seen.retain(|_, (start, _)| now.duration_since(*start) < window);
     }
 }
 

@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::account::CatchUpPlan;
 use crate::envelope::{EnvelopeId, Topic};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
 use crate::sync::{EnvelopeSource, Scope};
 
@@ -23,6 +23,17 @@ pub struct Interests {
     pub requests: Vec<([u8; 32], Vec<u8>)>,
     /// Member catch-ups to start with peers that follow the topic (of the same epoch).
     pub history: Vec<(Topic, Scope)>,
+}
+
+/// What a host made of a contact request at one of its rendezvous points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestCheck {
+    /// It opened: a request to us (new or seen before).
+    Ours,
+    /// It does not open with our keys: junk (or a request to a link we reset).
+    NotOurs,
+    /// The host cannot tell (a relay holds no keys), or could not look now.
+    CannotTell,
 }
 
 pub trait Host: Send + Sync + 'static {
@@ -44,8 +55,8 @@ pub trait Host: Send + Sync + 'static {
     fn catch_up_plan(&self, settled: bool) -> impl Future<Output = Option<CatchUpPlan>> + Send;
     /// A relay answered the whole of `plan`.
     fn caught_up(&self, plan: CatchUpPlan) -> impl Future<Output = ()> + Send;
-    /// A contact request seen at one of our rendezvous points.
-    fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = ()> + Send;
+    /// A contact request seen at one of our rendezvous points: whether it was for us.
+    fn receive_request(&self, bytes: Vec<u8>) -> impl Future<Output = RequestCheck> + Send;
     /// Runs `f` against the envelope store, on whichever thread owns it.
     fn with_source<T: Send + 'static>(
         &self,
@@ -74,7 +85,7 @@ impl Host for NodeHost {
             .call(|a| {
                 a.follow_the_day();
                 Ok(Interests {
-                    topics: a.sync_topics(1),
+                    topics: a.network_topics(),
                     rendezvous: a.rendezvous_points(),
                     requests: a.pending_requests()?,
                     history: a.history_wanted(),
@@ -123,8 +134,14 @@ impl Host for NodeHost {
         }
     }
 
-    async fn receive_request(&self, bytes: Vec<u8>) {
-        let _ = self.0.receive_request(bytes).await;
+    async fn receive_request(&self, bytes: Vec<u8>) -> RequestCheck {
+        match self.0.receive_request(bytes).await {
+            Ok(()) => RequestCheck::Ours,
+            Err(Error::DecryptionFailed | Error::Malformed { .. } | Error::UnsupportedVersion { .. }) => {
+                RequestCheck::NotOurs
+            }
+            Err(_) => RequestCheck::CannotTell,
+        }
     }
 
     async fn with_source<T: Send + 'static>(

@@ -8,13 +8,17 @@
 //! so that whatever a push missed arrives. Peers see libp2p peer ids, topics and envelopes —
 //! never an account key, a device key or a group id.
 
+mod admission;
 mod behaviour;
 mod codec;
 mod driver;
 mod host;
 
+pub use admission::{IpCounts, Refused};
+pub use behaviour::Limits;
+pub use codec::{Budget, MAX_FRAME, REQUEST_BUDGET};
 pub use driver::{NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SyncStatus, start, start_host};
-pub use host::{Host, Interests, NodeHost};
+pub use host::{Host, Interests, NodeHost, RequestCheck};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};

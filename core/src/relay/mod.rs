@@ -160,7 +160,9 @@ impl Host for RelayHost {
 
     async fn caught_up(&self, _plan: crate::account::CatchUpPlan) {}
 
-    async fn receive_request(&self, _bytes: Vec<u8>) {}
+    async fn receive_request(&self, _bytes: Vec<u8>) -> crate::net::RequestCheck {
+        crate::net::RequestCheck::CannotTell
+    }
 
     async fn with_source<T: Send + 'static>(
         &self,
@@ -221,6 +223,9 @@ pub async fn start_with_clock(
     let key = load_or_create_key(dir)?;
     let host = Arc::new(RelayHost::open_with_clock(dir, limits, clock)?);
     config.relay_server = true;
+    if config.limits == crate::net::Limits::NODE {
+        config.limits = crate::net::Limits::RELAY;
+    }
     let handle = crate::net::start_host(host.clone(), config, key).await?;
     Ok((handle, host))
 }

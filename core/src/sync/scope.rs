@@ -58,10 +58,13 @@ pub fn bind_history(token: &[u8; 16], a: &[u8], b: &[u8]) -> [u8; 16] {
 }
 
 /// A node's store as one peer may ask it: history keys bound to that peer and us are read as
-/// the tokens they bind; any other history key is not served.
+/// the tokens they bind; any other history key is not served; and, over the network, only the
+/// topics both follow now (see [`PeerBound::topics`]).
 pub struct PeerBound<'a> {
     source: &'a dyn EnvelopeSource,
     pair: (&'a [u8], &'a [u8]),
+    /// The topics this peer may reconcile, if limited.
+    topics: Option<std::collections::HashSet<Topic>>,
     /// Each token of ours, bound to this pair of peers: made at the first history asked about
     /// (most exchanges are about topics only).
     bound: std::cell::OnceCell<Vec<([u8; 16], [u8; 16])>>,
@@ -69,13 +72,25 @@ pub struct PeerBound<'a> {
 
 impl<'a> PeerBound<'a> {
     pub fn new(source: &'a dyn EnvelopeSource, us: &'a [u8], peer: &'a [u8]) -> PeerBound<'a> {
-        PeerBound { source, pair: (us, peer), bound: std::cell::OnceCell::new() }
+        PeerBound { source, pair: (us, peer), topics: None, bound: std::cell::OnceCell::new() }
+    }
+
+    /// Serves only these topics: over the network, those we follow now and the peer subscribes
+    /// to. A peer that saw a topic once (yesterday's, under another peer id) and asks for it
+    /// later learns nothing, not even that we hold it: otherwise its answer would link our
+    /// peer ids across days.
+    pub fn topics(mut self, topics: std::collections::HashSet<Topic>) -> Self {
+        self.topics = Some(topics);
+        self
     }
 
     /// The scope as our own store knows it; `None` for a history key not bound to this pair.
     fn unbind(&self, scope: &Scope) -> Option<Scope> {
         match scope {
-            Scope::Topic(_) => Some(*scope),
+            Scope::Topic(topic) => match &self.topics {
+                Some(served) if !served.contains(topic) => None,
+                _ => Some(*scope),
+            },
             Scope::History { key, from } => {
                 let bound = self.bound.get_or_init(|| {
                     let (us, peer) = self.pair;
@@ -119,5 +134,26 @@ mod tests {
         assert_ne!(bind_history(&token, a, b), bind_history(&token, a, c));
         assert_ne!(bind_history(&token, a, b), bind_history(&[8u8; 16], a, b));
         assert_ne!(bind_history(&token, a, b)[..], token[..]);
+    }
+
+    struct One;
+    impl EnvelopeSource for One {
+        fn ids(&self, _: &Scope) -> Option<Vec<Item>> {
+            Some(vec![[1; 16]])
+        }
+        fn envelope(&self, _: &Scope, _: &Item) -> Option<Vec<u8>> {
+            Some(vec![1])
+        }
+    }
+
+    #[test]
+    fn only_the_topics_given_are_served() {
+        let (us, peer) = (b"us".as_slice(), b"peer".as_slice());
+        let open = PeerBound::new(&One, us, peer);
+        assert!(open.ids(&Scope::Topic([9; 16])).is_some());
+        let limited = PeerBound::new(&One, us, peer).topics([[1; 16]].into());
+        assert!(limited.ids(&Scope::Topic([1; 16])).is_some());
+        assert_eq!(limited.ids(&Scope::Topic([9; 16])), None, "a topic not shared now is refused");
+        assert_eq!(limited.envelope(&Scope::Topic([9; 16]), &[1; 16]), None, "and so are its envelopes");
     }
 }
