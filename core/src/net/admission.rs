@@ -22,10 +22,6 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 
-/// Peers banned from one address before the address itself is banned: a few peers behind one
-/// NAT may misbehave by accident, a stream of fresh ids from one address does not.
-pub const BANS_BEFORE_ADDRESS_BAN: u32 = 4;
-
 /// The remote IP address of a direct connection; `None` for a relayed one (its address is the
 /// relay's, shared by everyone it carries).
 pub fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
@@ -63,19 +59,22 @@ impl std::error::Error for Refused {}
 #[derive(Debug)]
 pub struct IpCounts {
     per_ip: u32,
+    /// Peers banned from one address before the address itself is banned: a few peers behind
+    /// one NAT may misbehave by accident, a stream of fresh ids from one address does not.
+    bans_per_ip: u32,
     established: HashMap<IpAddr, u32>,
     /// Peers banned from each address, and until when the latest ban lasts.
     bans: HashMap<IpAddr, (u32, Instant)>,
 }
 
 impl IpCounts {
-    pub fn new(per_ip: u32) -> Self {
-        IpCounts { per_ip, established: HashMap::new(), bans: HashMap::new() }
+    pub fn new(per_ip: u32, bans_per_ip: u32) -> Self {
+        IpCounts { per_ip, bans_per_ip, established: HashMap::new(), bans: HashMap::new() }
     }
 
     /// Whether a connection from `ip` may be opened now.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Result<(), Refused> {
-        if self.bans.get(&ip).is_some_and(|(n, until)| *n >= BANS_BEFORE_ADDRESS_BAN && *until > now) {
+        if self.bans.get(&ip).is_some_and(|(n, until)| *n >= self.bans_per_ip && *until > now) {
             return Err(Refused::AddressBanned);
         }
         if self.established.get(&ip).copied().unwrap_or(0) >= self.per_ip {
@@ -123,8 +122,8 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(per_ip: u32) -> Self {
-        Admission { counts: IpCounts::new(per_ip), open: HashMap::new() }
+    pub fn new(per_ip: u32, bans_per_ip: u32) -> Self {
+        Admission { counts: IpCounts::new(per_ip, bans_per_ip), open: HashMap::new() }
     }
 
     /// Records that `peer`, connected from `addr`, was banned until `until`.
@@ -213,7 +212,7 @@ mod tests {
     #[test]
     fn an_address_gets_at_most_its_share_of_connections() {
         let now = Instant::now();
-        let mut counts = IpCounts::new(2);
+        let mut counts = IpCounts::new(2, 4);
         for _ in 0..2 {
             counts.admit(ip(1), now).unwrap();
             counts.opened(ip(1));
@@ -230,8 +229,8 @@ mod tests {
     #[test]
     fn fresh_peer_ids_from_one_address_get_the_address_banned() {
         let now = Instant::now();
-        let mut counts = IpCounts::new(8);
-        for _ in 0..BANS_BEFORE_ADDRESS_BAN - 1 {
+        let mut counts = IpCounts::new(8, 4);
+        for _ in 0..3 {
             counts.peer_banned(ip(1), now + ADDRESS_BAN);
         }
         assert_eq!(counts.admit(ip(1), now), Ok(()), "a few bans behind one NAT do not shut it out");

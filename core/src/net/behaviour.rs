@@ -42,6 +42,8 @@ pub type Gossip = gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::
 pub struct Limits {
     /// Inbound connections from one IP address.
     pub per_ip: u32,
+    /// Peers banned from one address before the address is banned (for ten minutes).
+    pub bans_per_ip: u32,
     /// Inbound connections in all, established and still in their handshake.
     pub incoming: u32,
     pub pending_incoming: u32,
@@ -50,8 +52,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub const NODE: Limits = Limits { per_ip: 16, incoming: 128, pending_incoming: 32, streams_per_connection: 4 };
-    pub const RELAY: Limits = Limits { per_ip: 64, incoming: 1024, pending_incoming: 128, streams_per_connection: 4 };
+    pub const NODE: Limits = Limits { per_ip: 16, bans_per_ip: 4, incoming: 128, pending_incoming: 32, streams_per_connection: 4 };
+    pub const RELAY: Limits = Limits { per_ip: 64, bans_per_ip: 16, incoming: 1024, pending_incoming: 128, streams_per_connection: 4 };
 }
 
 #[derive(NetworkBehaviour)]
@@ -123,7 +125,7 @@ impl WeftBehaviour {
             .with_max_pending_incoming(Some(limits.pending_incoming))
             .with_max_established_per_peer(Some(2));
         Ok(WeftBehaviour {
-            admission: Admission::new(limits.per_ip),
+            admission: Admission::new(limits.per_ip, limits.bans_per_ip),
             limits: connection_limits::Behaviour::new(connection_limits),
             relay_client,
             relay_server: relay_behaviour.into(),
@@ -132,7 +134,9 @@ impl WeftBehaviour {
                 identify::Config::new("/weft/1".into(), key.public()).with_agent_version(if relay_server {
                     format!("{RELAY_AGENT}{}", crate::VERSION)
                 } else {
-                    format!("weft/{}", crate::VERSION)
+                    // No version: it would tell a connected peer (or whoever scans a LAN)
+                    // which build a person runs, a fingerprint that lasts across peer ids.
+                    "weft".to_string()
                 }),
             ),
             kad: kad.into(),

@@ -644,21 +644,13 @@ impl<H: Host> Driver<H> {
                 // What only a length could vouch for is checked further: a request is opened
                 // before it goes on (a node opens what is at its own rendezvous points; a relay
                 // cannot, and takes only so many from one peer).
+                // A relay forwards what it cannot open: junk (or too much) through it is not its
+                // fault, and striking it would let a stranger cut us off from our relay.
                 let mut blameless = false;
                 if ok && rendezvous {
-                    ok = self.rendezvous_rate.admit(propagation_source, Instant::now());
-                    if ok {
-                        match self.host.receive_request(message.data.clone()).await {
-                            RequestCheck::Ours | RequestCheck::CannotTell => {}
-                            RequestCheck::NotOurs => {
-                                ok = false;
-                                // A relay forwards what it cannot open: junk through it is not
-                                // its fault, and striking it would let a stranger cut us off
-                                // from our relay.
-                                blameless = self.relay_peers.contains(&propagation_source);
-                            }
-                        }
-                    }
+                    blameless = self.relay_peers.contains(&propagation_source);
+                    ok = self.rendezvous_rate.admit(propagation_source, Instant::now())
+                        && self.host.receive_request(message.data.clone()).await != RequestCheck::NotOurs;
                 }
                 let verdict =
                     if ok { gossipsub::MessageAcceptance::Accept } else { gossipsub::MessageAcceptance::Reject };

@@ -1,0 +1,310 @@
+//! A hostile crowd: 50 peers, built from plain libp2p, do their worst for 60 s against a relay
+//! and a node, each a `weft` process of its own (so that its memory is its own to measure):
+//! sync requests of the largest size on every stream they may open, junk on rendezvous and
+//! group topics (malformed, and well-formed envelopes nobody can open), and a new peer id each
+//! time they are cut off. Meanwhile two honest nodes talk through that relay: every message
+//! arrives, and its latency is recorded against the same run without attackers.
+//!
+//! Prints the figures BENCHMARKS.md records.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use libp2p::futures::StreamExt;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
+use weft_core::node::{Node, NodeEvent};
+use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
+
+use weft_tests::{Home, Running};
+
+const ATTACKERS: usize = 50;
+const ATTACK: Duration = Duration::from_secs(60);
+const BASELINE: Duration = Duration::from_secs(30);
+/// One honest message every this often.
+const EVERY: Duration = Duration::from_millis(250);
+/// Peak resident memory each process must stay within under attack.
+const RELAY_BOUND_MIB: u64 = 256;
+const NODE_BOUND_MIB: u64 = 256;
+
+#[derive(Clone, Default)]
+struct Raw;
+
+impl request_response::Codec for Raw {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.take(1 << 16).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.take(1 << 16).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&req).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Hostile {
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<Raw>,
+}
+
+fn hostile() -> Swarm<Hostile> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .max_transmit_size(1 << 20)
+                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+                .build()
+                .unwrap();
+            Hostile {
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
+                sync: request_response::Behaviour::with_codec(
+                    Raw,
+                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
+                    // More streams than a Weft node allows, each as long as it reads.
+                    request_response::Config::default().with_max_concurrent_streams(64).with_request_timeout(Duration::from_secs(60)),
+                ),
+            }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// What the crowd did, summed over its members.
+#[derive(Default)]
+struct Tally {
+    identities: AtomicU64,
+    connections: AtomicU64,
+    requests: AtomicU64,
+    junk: AtomicU64,
+}
+
+/// One attacker: connects to both targets, floods them until cut off, and comes back under a
+/// new peer id, until `until`.
+async fn attack(targets: Vec<Multiaddr>, until: Instant, tally: Arc<Tally>, seed: u64) {
+    let frame = vec![0xA5u8; weft_core::net::MAX_FRAME as usize];
+    let mut n = seed;
+    while Instant::now() < until {
+        let mut swarm = hostile();
+        tally.identities.fetch_add(1, Ordering::Relaxed);
+        for t in &targets {
+            let _ = swarm.dial(t.clone());
+        }
+        let mut topics: Vec<gossipsub::IdentTopic> = Vec::new();
+        let mut connected = 0usize;
+        let mut publish = tokio::time::interval(Duration::from_millis(100));
+        let life = tokio::time::sleep(Duration::from_secs(10).min(until.saturating_duration_since(Instant::now())));
+        tokio::pin!(life);
+        loop {
+            tokio::select! {
+                _ = &mut life => break,
+                _ = publish.tick() => {
+                    for topic in &topics {
+                        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let data = if topic.hash().as_str().starts_with("weft-rv/") {
+                            // The size and version of a contact request.
+                            let mut d = vec![(n >> 7) as u8; weft_core::handshake::REQUEST_LEN];
+                            d[0] = weft_core::handshake::REQUEST_VERSION;
+                            d[1..9].copy_from_slice(&n.to_be_bytes());
+                            d
+                        } else if n % 2 == 0 {
+                            // A well-formed envelope of that very topic, which nobody can open.
+                            let hex = topic.hash().as_str().trim_start_matches("weft/").to_string();
+                            let mut d = vec![(n >> 9) as u8; 1024];
+                            d[0] = weft_core::envelope::ENVELOPE_VERSION;
+                            d[1..17].copy_from_slice(&data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap());
+                            d[17..25].copy_from_slice(&n.to_be_bytes());
+                            d
+                        } else {
+                            n.to_be_bytes().repeat(40)
+                        };
+                        if swarm.behaviour_mut().gossipsub.publish(topic.clone(), data).is_ok() {
+                            tally.junk.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                        connected += 1;
+                        tally.connections.fetch_add(1, Ordering::Relaxed);
+                        for _ in 0..8 {
+                            swarm.behaviour_mut().sync.send_request(&peer_id, frame.clone());
+                            tally.requests.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
+                        connected = connected.saturating_sub(1);
+                        if connected == 0 { break; }
+                    }
+                    SwarmEvent::OutgoingConnectionError { .. } if connected == 0 => {
+                        // Refused: wait a little before the next identity.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                    SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. })) => {
+                        let t = gossipsub::IdentTopic::new(topic.as_str());
+                        if !topics.iter().any(|x| x.hash() == t.hash()) && topics.len() < 64 {
+                            let _ = swarm.behaviour_mut().gossipsub.subscribe(&t);
+                            topics.push(t);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+/// Alice sends to Bob every [`EVERY`] for `period`; returns each message's latency, once all
+/// arrived or 60 s after the last was sent, and how many were sent.
+async fn talk(alice: &Arc<Node>, bob: &Arc<Node>, period: Duration, tag: &str) -> (Vec<Duration>, usize) {
+    let mut events = bob.subscribe();
+    let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<std::sync::Mutex<Vec<Duration>>> = Arc::default();
+    let (sent2, lat2) = (sent.clone(), latencies.clone());
+    let listener = tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            if let NodeEvent::MessageReceived { message, .. } = event
+                && let Some(at) = sent2.lock().unwrap().remove(&message.body)
+            {
+                lat2.lock().unwrap().push(at.elapsed());
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut count = 0;
+    let mut tick = tokio::time::interval(EVERY);
+    while start.elapsed() < period {
+        tick.tick().await;
+        let body = format!("{tag} {count}");
+        sent.lock().unwrap().insert(body.clone(), Instant::now());
+        alice.send("bob".into(), body).await.unwrap();
+        count += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latencies.lock().unwrap().len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    listener.abort();
+    let mut all = latencies.lock().unwrap().clone();
+    all.sort();
+    (all, count)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Peak and current resident memory of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hostile_crowd_neither_exhausts_a_relay_or_a_node_nor_stops_honest_traffic() {
+    let root = tempfile::tempdir().unwrap();
+    let relay = Running::spawn(&Home::new(root.path(), "relay"), &["relay", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let relay_addr: Multiaddr =
+        relay.wait_for("--relay /ip4/127.0.0.1/tcp/").trim().trim_start_matches("--relay ").parse().unwrap();
+    let target_home = Home::new(root.path(), "target");
+    target_home.ok(&["init", "--name", "target"]);
+    let target = Running::start(&target_home, &["--no-ble"]);
+    let target_addr: Multiaddr = target.wait_for("/ip4/127.0.0.1/tcp/").trim().parse().unwrap();
+
+    let alice = create(root.path(), "alice").await;
+    let bob = create(root.path(), "bob").await;
+    introduce(&alice, &bob).await;
+    let (alice_net, _) = online(&alice, config(vec![], vec![relay_addr.clone()])).await;
+    let (bob_net, _) = online(&bob, config(vec![], vec![relay_addr.clone()])).await;
+    alice.send("bob".into(), "through the relay".into()).await.unwrap();
+    eventually("the first message", 60, || async { texts(&bob, "alice").await.len() == 1 }).await;
+
+    let (calm, calm_sent) = talk(&alice, &bob, BASELINE, "calm").await;
+    assert_eq!(calm.len(), calm_sent, "every message arrives without attackers");
+    let before = (memory_kib(relay.pid()), memory_kib(target.pid()));
+
+    let tally = Arc::new(Tally::default());
+    // (WEFT_CROWD_SECS shortens the attack when looking into a failure.)
+    let attack_for =
+        std::env::var("WEFT_CROWD_SECS").ok().and_then(|s| s.parse().ok()).map_or(ATTACK, Duration::from_secs);
+    let until = Instant::now() + attack_for;
+    // The crowd runs on threads of its own, as another machine would: sharing the honest
+    // nodes' runtime would measure how the test starves itself, not how the targets hold.
+    let targets = vec![relay_addr.clone(), target_addr.clone()];
+    let crowd_tally = tally.clone();
+    let crowd = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let attackers: Vec<_> = (0..ATTACKERS)
+                .map(|i| tokio::spawn(attack(targets.clone(), until, crowd_tally.clone(), i as u64)))
+                .collect();
+            for a in attackers {
+                let _ = a.await;
+            }
+        });
+    });
+    let (stormy, stormy_sent) = talk(&alice, &bob, attack_for, "stormy").await;
+    crowd.join().unwrap();
+    let after = (memory_kib(relay.pid()), memory_kib(target.pid()));
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "crowd: {ATTACKERS} attackers, {} identities, {} connections, {} max-size requests, {} junk messages in {} s",
+        tally.identities.load(Ordering::Relaxed),
+        tally.connections.load(Ordering::Relaxed),
+        tally.requests.load(Ordering::Relaxed),
+        tally.junk.load(Ordering::Relaxed),
+        attack_for.as_secs()
+    );
+    println!(
+        "honest: calm {} messages p50 {:.1} ms p99 {:.1} ms; under attack {} of {} arrived, p50 {:.1} ms p99 {:.1} ms",
+        calm.len(),
+        ms(percentile(&calm, 0.5)),
+        ms(percentile(&calm, 0.99)),
+        stormy.len(),
+        stormy_sent,
+        ms(percentile(&stormy, 0.5)),
+        ms(percentile(&stormy, 0.99)),
+    );
+    println!(
+        "memory (peak RSS): relay {} MiB before, {} MiB after; node {} MiB before, {} MiB after",
+        before.0.0 / 1024,
+        after.0.0 / 1024,
+        before.1.0 / 1024,
+        after.1.0 / 1024
+    );
+    assert_eq!(stormy.len(), stormy_sent, "every message arrives under attack");
+    assert!(after.0.0 / 1024 <= RELAY_BOUND_MIB, "the relay stayed within {RELAY_BOUND_MIB} MiB");
+    assert!(after.1.0 / 1024 <= NODE_BOUND_MIB, "the node stayed within {NODE_BOUND_MIB} MiB");
+    assert!(tally.connections.load(Ordering::Relaxed) > 0, "the crowd reached its targets");
+    alice_net.stop();
+    bob_net.stop();
+}
