@@ -188,7 +188,15 @@ pub struct Router {
     out: Vec<Output>,
     dropped_frames: u64,
     refused_envelopes: u64,
+    /// Randomness for hop counts, from the salts the caller hands in.
+    noise: [u8; 16],
 }
+
+/// How far below `push_hops` an author starts a push, at random, and how often (one in this
+/// many) a relayer passes a push on without counting its hop: so that the count a neighbour
+/// sees does not say whether it came from the author (see docs/DECISIONS.md, "Hop counts").
+const AUTHOR_HOPS_SPREAD: u8 = 4;
+const RELAYER_KEEPS_COUNT_ONE_IN: u8 = 4;
 
 impl Router {
     pub fn new(config: RouterConfig) -> Self {
@@ -206,6 +214,31 @@ impl Router {
             out: Vec::new(),
             dropped_frames: 0,
             refused_envelopes: 0,
+            noise: [0; 16],
+        }
+    }
+
+    /// A random byte for this envelope and purpose, from the latest salt.
+    fn coin(&self, id: &Item, purpose: u8) -> u8 {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(&self.noise);
+        blake3::keyed_hash(&key, &[&id[..], &[purpose]].concat()).as_bytes()[0]
+    }
+
+    /// The hop count an author starts its push with: at most `push_hops`, a few less at random.
+    fn author_hops(&self, id: &Item) -> u8 {
+        let most = self.first_hops();
+        match self.config.strategy {
+            Strategy::Weft { .. } if most > AUTHOR_HOPS_SPREAD => most - self.coin(id, 0) % AUTHOR_HOPS_SPREAD,
+            _ => most,
+        }
+    }
+
+    /// The count a relayer passes a push on with: one less, or now and then the same.
+    fn relayed_hops(&self, id: &Item, hops_left: u8) -> u8 {
+        match self.config.strategy {
+            Strategy::Weft { .. } if self.coin(id, 1) % RELAYER_KEEPS_COUNT_ONE_IN == 0 => hops_left,
+            _ => hops_left.saturating_sub(1),
         }
     }
 
@@ -281,7 +314,7 @@ impl Router {
                     if let Some(held) = self.held.get_mut(&id) {
                         held.in_outbox = true;
                     }
-                    self.spread_fresh(id, None, self.first_hops());
+                    self.spread_fresh(id, None, self.author_hops(&id));
                 }
             }
         }
@@ -306,6 +339,7 @@ impl Router {
 
     /// A neighbour connected. `initiator` is true on exactly one side (the central).
     pub fn link_up(&mut self, link: LinkId, mtu: usize, initiator: bool, salt: [u8; 16], now_ms: u64) -> Vec<Output> {
+        self.noise = salt;
         self.links.insert(
             link,
             LinkState {
@@ -348,6 +382,7 @@ impl Router {
 
     /// Time passes: expiry, timeouts, periodic reconciliation. `salt` seeds any new session.
     pub fn tick(&mut self, now_ms: u64, salt: [u8; 16]) -> Vec<Output> {
+        self.noise = salt;
         let max_age = self.config.max_age_ms;
         let expired: Vec<Item> =
             self.held.iter().filter(|(_, h)| now_ms.saturating_sub(h.stored_ms) > max_age).map(|(id, _)| *id).collect();
@@ -636,7 +671,7 @@ impl Router {
                 }
             }
             _ if keep => {
-                let hops = hops_left.saturating_sub(1);
+                let hops = if hops_left == 0 { 0 } else { self.relayed_hops(&id, hops_left) };
                 self.spread_fresh(id, Some(link), hops);
             }
             _ => {}
@@ -872,6 +907,32 @@ mod tests {
     use super::*;
     use crate::mesh::medium::SimRng;
     use crate::mesh::sim::fake_envelope;
+
+    /// What a radio neighbour sees of a push: the hop count. Before, 12 meant "the author" and
+    /// nothing else did. Now every count an author sends is also sent by relayers, and no count
+    /// is more than 4 times likelier from the author than from a relayer one hop on.
+    #[test]
+    fn a_hop_count_does_not_single_out_the_author() {
+        let mut router = Router::new(RouterConfig::default());
+        let (mut from_author, mut from_relayer) = ([0u32; 13], [0u32; 13]);
+        let mut rng = SimRng::new(9);
+        for _ in 0..20_000 {
+            router.noise = rng.bytes16();
+            let id = rng.bytes16();
+            let start = router.author_hops(&id);
+            from_author[start as usize] += 1;
+            router.noise = rng.bytes16(); // the relayer's own randomness
+            from_relayer[router.relayed_hops(&id, start) as usize] += 1;
+        }
+        for hops in 0..=12 {
+            if from_author[hops] > 0 {
+                assert!(from_relayer[hops] > 0, "{hops} hops is also sent by relayers");
+                let ratio = f64::from(from_author[hops]) / f64::from(from_relayer[hops]);
+                assert!(ratio < 4.5, "{hops} hops: {ratio:.2} times likelier from the author");
+            }
+        }
+        assert!(from_author[12] > 0 && from_author[9] > 0 && from_author[8] == 0);
+    }
 
     const T: Topic = [7; 16];
     const OTHER: Topic = [8; 16];
