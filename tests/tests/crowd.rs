@@ -38,20 +38,38 @@ impl request_response::Codec for Raw {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         io.take(1 << 16).read_to_end(&mut buf).await?;
         Ok(buf)
     }
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         io.take(1 << 16).read_to_end(&mut buf).await?;
         Ok(buf)
     }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> std::io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
         io.write_all(&req).await
     }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, res: Vec<u8>) -> std::io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
         io.write_all(&res).await
     }
 }
@@ -71,7 +89,9 @@ fn hostile() -> Swarm<Hostile> {
             let config = gossipsub::ConfigBuilder::default()
                 .validation_mode(gossipsub::ValidationMode::Anonymous)
                 .max_transmit_size(1 << 20)
-                .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
                 .build()
                 .unwrap();
             Hostile {
@@ -80,7 +100,9 @@ fn hostile() -> Swarm<Hostile> {
                     Raw,
                     [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
                     // More streams than a Weft node allows, each as long as it reads.
-                    request_response::Config::default().with_max_concurrent_streams(64).with_request_timeout(Duration::from_secs(60)),
+                    request_response::Config::default()
+                        .with_max_concurrent_streams(64)
+                        .with_request_timeout(Duration::from_secs(60)),
                 ),
             }
         })
@@ -126,7 +148,7 @@ async fn attack(targets: Vec<Multiaddr>, until: Instant, tally: Arc<Tally>, seed
                             d[0] = weft_core::handshake::REQUEST_VERSION;
                             d[1..9].copy_from_slice(&n.to_be_bytes());
                             d
-                        } else if n % 2 == 0 {
+                        } else if n.is_multiple_of(2) {
                             // A well-formed envelope of that very topic, which nobody can open.
                             let hex = topic.hash().as_str().trim_start_matches("weft/").to_string();
                             let mut d = vec![(n >> 9) as u8; 1024];

@@ -237,7 +237,7 @@ impl Router {
     /// The count a relayer passes a push on with: one less, or now and then the same.
     fn relayed_hops(&self, id: &Item, hops_left: u8) -> u8 {
         match self.config.strategy {
-            Strategy::Weft { .. } if self.coin(id, 1) % RELAYER_KEEPS_COUNT_ONE_IN == 0 => hops_left,
+            Strategy::Weft { .. } if self.coin(id, 1).is_multiple_of(RELAYER_KEEPS_COUNT_ONE_IN) => hops_left,
             _ => hops_left.saturating_sub(1),
         }
     }

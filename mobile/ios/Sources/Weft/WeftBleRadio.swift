@@ -20,13 +20,18 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     public static let service = CBUUID(string: "7E1F0001-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     public static let data = CBUUID(string: "7E1F0002-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     private static let maxLinks = 7
-    /// iOS cannot advertise service data, so the session's token rides in the local name.
+    /// iOS cannot advertise service data, so the token rides in the local name.
     private static let namePrefix = "weft-"
 
     /// Every CoreBluetooth call and callback runs here, one at a time.
     private let queue = DispatchQueue(label: "app.weft.ble")
     private let links = LinkTable()
-    private let token: Data
+    /// Who connects to whom is decided by comparing tokens. A token is new every
+    /// `tokenLifetime` and the advertisement restarts with it: one kept for the whole session
+    /// would tie together sightings of this phone across its address rotations, for days.
+    private var token: Data
+    private static let tokenLifetime: TimeInterval = 15 * 60
+    private var rotation: DispatchSourceTimer?
     private var handle: RadioHandle?
     private var central: CBCentralManager!
     private var peripheralManager: CBPeripheralManager!
@@ -40,19 +45,46 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     private var stopped = false
 
     public init(node: WeftNode) throws {
-        var bytes = [UInt8](repeating: 0, count: 8)
-        _ = SecRandomCopyBytes(kSecRandomDefault, bytes.count, &bytes)
-        token = Data(bytes)
+        token = Self.freshToken()
         super.init()
         handle = try node.attachRadio(driver: self)
         central = CBCentralManager(delegate: self, queue: queue)
         peripheralManager = CBPeripheralManager(delegate: self, queue: queue)
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + Self.tokenLifetime, repeating: Self.tokenLifetime)
+        timer.setEventHandler { [weak self] in self?.rotateToken() }
+        timer.resume()
+        rotation = timer
+    }
+
+    private static func freshToken() -> Data {
+        var bytes = [UInt8](repeating: 0, count: 8)
+        _ = SecRandomCopyBytes(kSecRandomDefault, bytes.count, &bytes)
+        return Data(bytes)
+    }
+
+    /// A new token, advertised from now on (on `queue`).
+    private func rotateToken() {
+        guard !stopped else { return }
+        token = Self.freshToken()
+        guard peripheralManager.state == .poweredOn, characteristic != nil else { return }
+        peripheralManager.stopAdvertising()
+        advertise(peripheralManager)
+    }
+
+    private func advertise(_ peripheral: CBPeripheralManager) {
+        // The service UUID and the current random token, nothing that names the person.
+        peripheral.startAdvertising([
+            CBAdvertisementDataServiceUUIDsKey: [Self.service],
+            CBAdvertisementDataLocalNameKey: Self.namePrefix + token.map { String(format: "%02x", $0) }.joined(),
+        ])
     }
 
     /// Stops for good; make a new `WeftBleRadio` to start again.
     public func stop() {
         queue.async { [self] in
             stopped = true
+            rotation?.cancel()
             central.stopScan()
             peripheralManager.stopAdvertising()
             peripheralManager.removeAllServices()
@@ -283,11 +315,7 @@ extension WeftBleRadio: CBPeripheralManagerDelegate {
 
     public func peripheralManager(_ peripheral: CBPeripheralManager, didAdd service: CBService, error: Error?) {
         guard error == nil else { return }
-        // The service UUID and the session's random token, nothing that names the person.
-        peripheral.startAdvertising([
-            CBAdvertisementDataServiceUUIDsKey: [Self.service],
-            CBAdvertisementDataLocalNameKey: Self.namePrefix + token.map { String(format: "%02x", $0) }.joined(),
-        ])
+        advertise(peripheral)
     }
 
     public func peripheralManager(

@@ -66,6 +66,8 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         private const val TAG = "WeftBle"
         private const val MAX_MTU = 517
         private const val MAX_LINKS = 7
+        /** How long one advertising token lasts (about as long as an Android address). */
+        private const val TOKEN_LIFETIME_MS = 15L * 60 * 1000
     }
 
     private val manager = context.getSystemService(Context.BLUETOOTH_SERVICE) as BluetoothManager
@@ -79,7 +81,24 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     private val mtus = HashMap<BluetoothDevice, Int>()
     /** Client connections between connect and subscribed, by address. */
     private val connecting = HashSet<String>()
-    private val token = ByteArray(8).also { SecureRandom().nextBytes(it) }
+    /**
+     * Who connects to whom is decided by comparing tokens. A token is new every
+     * [TOKEN_LIFETIME_MS], and the advertisement restarts with it (which also gives it a new
+     * random address on stacks with LE privacy): a token kept for the whole session would tie
+     * together sightings of this phone across its address rotations, for days.
+     */
+    private var token = ByteArray(8).also { SecureRandom().nextBytes(it) }
+    private val rotateToken = object : Runnable {
+        override fun run() {
+            if (stopped) return
+            token = ByteArray(8).also { SecureRandom().nextBytes(it) }
+            if (server != null) {
+                runCatching { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
+                advertise()
+            }
+            handler.postDelayed(this, TOKEN_LIFETIME_MS)
+        }
+    }
     private var server: BluetoothGattServer? = null
     private var weft: RadioHandle? = null
     private var stopped = false
@@ -88,12 +107,14 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         weft = node.attachRadio(this)
         context.registerReceiver(adapterState, IntentFilter(BluetoothAdapter.ACTION_STATE_CHANGED))
         handler.post { if (adapter.isEnabled) startRoles() }
+        handler.postDelayed(rotateToken, TOKEN_LIFETIME_MS)
     }
 
     fun stop() {
         handler.post {
             if (stopped) return@post
             stopped = true
+            handler.removeCallbacks(rotateToken)
             runCatching { context.unregisterReceiver(adapterState) }
             stopRoles()
             thread.quitSafely()
@@ -224,7 +245,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             .setAdvertiseMode(AdvertiseSettings.ADVERTISE_MODE_BALANCED)
             .setConnectable(true)
             .build()
-        // The service UUID in the advertisement and the session's random token in the scan
+        // The service UUID in the advertisement and the current random token in the scan
         // response (both in one packet would pass the 31-byte limit); nothing that names anyone.
         val data = AdvertiseData.Builder()
             .addServiceUuid(ParcelUuid(SERVICE))
