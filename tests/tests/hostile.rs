@@ -397,3 +397,50 @@ async fn a_peer_that_saw_a_topic_yesterday_learns_nothing_by_asking_today() {
     assert_eq!(reply, SyncMessage::Refuse { scope: Scope::Topic(today_topic) }, "only shared topics are served");
     alice_net.stop();
 }
+
+/// Blobs of a contact request's size and version on Alice's rendezvous point: before, any was
+/// accepted and forwarded. Now she opens each before it goes on: what does not open is not
+/// forwarded, and its sender is cut off like any junk sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_at_a_rendezvous_point_is_not_forwarded_and_cuts_its_sender_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let mut junk = hostile();
+    junk.dial(alice_addr.clone()).unwrap();
+    let mut point = None;
+    assert!(
+        drive(&mut junk, |e| match e {
+            SwarmEvent::Behaviour(HostileEvent::Gossipsub(gossipsub::Event::Subscribed { topic, .. }))
+                if topic.as_str().starts_with("weft-rv/") =>
+            {
+                point = Some(topic.clone());
+                true
+            }
+            _ => false,
+        })
+        .await,
+        "alice's rendezvous point is visible to a connected peer"
+    );
+    let point = gossipsub::IdentTopic::new(point.unwrap().as_str());
+    junk.behaviour_mut().gossipsub.subscribe(&point).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), answer_of(&mut junk)).await;
+    let mut cut_off = false;
+    for i in 0..40u32 {
+        let mut blob = vec![0x5Au8; weft_core::handshake::REQUEST_LEN];
+        blob[0] = weft_core::handshake::REQUEST_VERSION;
+        blob[1..5].copy_from_slice(&i.to_be_bytes());
+        let _ = junk.behaviour_mut().gossipsub.publish(point.clone(), blob);
+        if let Ok(SwarmEvent::ConnectionClosed { num_established: 0, .. }) =
+            tokio::time::timeout(Duration::from_millis(50), junk.select_next_some()).await
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(
+        cut_off || drive(&mut junk, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
+        "a peer that posts requests nobody can open is cut off"
+    );
+    alice_net.stop();
+}
