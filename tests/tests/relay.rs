@@ -82,7 +82,14 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     .await;
     let status = alice_net.status().await.unwrap();
     assert!(status.relays[0].connected, "{status:?}");
+    let alice_peer = alice_net.peer_id.to_bytes();
     alice_net.stop();
+    // The relay's file names no peer id: who handed over what is not on its disk.
+    let mut on_disk = Vec::new();
+    for file in ["relay.db", "relay.db-wal"] {
+        on_disk.extend(std::fs::read(dir.path().join("relay").join(file)).unwrap_or_default());
+    }
+    assert!(!on_disk.is_empty() && !contains(&on_disk, &alice_peer), "relay.db names alice's peer id");
 
     // Alice is gone. Bob comes online knowing only the relay.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -263,7 +263,7 @@ impl Router {
                 held.own = own;
             }
         }
-        self.evict_over(|h| !h.own, |r| r.carried_bytes, |r| r.config.cache_bytes);
+        self.evict_carried();
         self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
     }
 
@@ -817,8 +817,37 @@ impl Router {
                 |r| r.config.per_link_bytes,
             );
         }
-        self.evict_over(|h| !h.own, |r| r.carried_bytes, |r| r.config.cache_bytes);
+        self.evict_carried();
         self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
+    }
+
+    /// While others' ciphertext exceeds the cache, the neighbour that placed the most of it
+    /// here gives way first, oldest first. A flooder's links are each held to their quota, but
+    /// one that comes back under new links gets a new quota each time: evicting by age alone
+    /// let it push out everything honest neighbours left (it was what arrived first). By
+    /// holder, it pushes out its own, and an honest neighbour loses envelopes only once the
+    /// flooder's every link holds less than that neighbour does.
+    fn evict_carried(&mut self) {
+        while self.carried_bytes > self.config.cache_bytes {
+            let mut held_by: HashMap<Option<LinkId>, usize> = HashMap::new();
+            for h in self.held.values().filter(|h| !h.own) {
+                *held_by.entry(h.from).or_default() += h.envelope.len();
+            }
+            let Some((&heaviest, _)) = held_by.iter().max_by_key(|(from, bytes)| (**bytes, std::cmp::Reverse(**from)))
+            else {
+                return;
+            };
+            let oldest = self
+                .held
+                .iter()
+                .filter(|(_, h)| !h.own && h.from == heaviest)
+                .min_by_key(|(id, h)| (h.stored_ms, **id))
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(id) => self.remove(&id, false),
+                None => return,
+            }
+        }
     }
 
     /// While `used` exceeds `limit`, drops the oldest envelope that `matches`. Applied to what
@@ -1152,6 +1181,45 @@ mod tests {
             }
         }
         assert!(router.stats().carried_bytes <= 40 * 256);
+    }
+
+    /// A flooder that comes back under new links gets a new quota each time. Evicting by age,
+    /// it pushed out everything an honest neighbour left earlier (it was oldest); by holder, the
+    /// honest neighbour keeps its share of the cache (here all it left: six comebacks, each a
+    /// full quota, are half again the cache).
+    #[test]
+    fn a_flooder_that_reconnects_pushes_out_its_own_not_an_honest_neighbours() {
+        let config = RouterConfig { per_link_bytes: 10 * 256, cache_bytes: 40 * 256, ..RouterConfig::default() };
+        let mut router = Router::new(config);
+        router.link_up(1, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        let honest: Vec<Vec<u8>> = (0..5).map(|n| envelope(OTHER, n)).collect();
+        for e in &honest {
+            feed(&mut router, 1, &mut f, &MeshMessage::Carry { hops_left: 0, copies: 8, envelope: e.clone() });
+        }
+        let held_now = |router: &Router| {
+            honest
+                .iter()
+                .filter(|e| router.held.contains_key(&short_id(&Envelope::parse((*e).clone()).unwrap().id())))
+                .count()
+        };
+        assert_eq!(held_now(&router), honest.len(), "the honest neighbour's envelopes are taken");
+        router.link_down(1);
+        assert_eq!(held_now(&router), honest.len(), "and kept when it leaves");
+        for link in 2..8 {
+            router.link_up(link, 185, false, [0; 16], 1);
+            let mut f = Fragmenter::default();
+            for n in 0..12 {
+                let e = envelope(OTHER, 1_000 + link * 100 + n);
+                feed(&mut router, link, &mut f, &MeshMessage::Carry { hops_left: 0, copies: 8, envelope: e });
+            }
+            router.link_down(link);
+        }
+        assert!(router.stats().carried_bytes <= 40 * 256);
+        for e in &honest {
+            let id = short_id(&Envelope::parse(e.clone()).unwrap().id());
+            assert!(router.held.contains_key(&id), "the honest neighbour's envelopes are still carried");
+        }
     }
 
     fn feed(router: &mut Router, link: LinkId, fragmenter: &mut Fragmenter, message: &MeshMessage) -> Vec<Output> {

@@ -25,6 +25,8 @@ pub const KEY_FILE: &str = "relay.key";
 
 /// The relay's cache and its file.
 pub struct RelayHost {
+    /// Keys the owners recorded in the cache (see `owner_of`); never written anywhere.
+    owner_key: [u8; 32],
     cache: Mutex<Cache>,
     db: Mutex<Connection>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
@@ -72,9 +74,21 @@ impl RelayHost {
             db: Mutex::new(db),
             events: tokio::sync::broadcast::channel(256).0,
             clock,
+            owner_key: {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|_| Error::Internal("no randomness for the relay"))?;
+                key
+            },
         };
         host.forget(&dropped)?;
         Ok(host)
+    }
+
+    /// Who handed an envelope over, as the per-peer quota counts it: the peer id under a key
+    /// that lives only in this process, so that `relay.db` (in clear) names no peer id, and a
+    /// seized relay does not tell which peer handed over what.
+    fn owner_of(&self, peer: &PeerId) -> Vec<u8> {
+        blake3::keyed_hash(&self.owner_key, &peer.to_bytes()).as_bytes()[..16].to_vec()
     }
 
     /// Bytes and envelopes held.
@@ -143,7 +157,7 @@ impl Host for RelayHost {
     async fn handed_over(&self, _ids: Vec<EnvelopeId>) {}
 
     fn receive_envelope(&self, bytes: Vec<u8>, from: PeerId) {
-        if let Err(e) = self.hold(bytes, from.to_bytes()) {
+        if let Err(e) = self.hold(bytes, self.owner_of(&from)) {
             tracing::debug!(%from, %e, "not held");
         }
     }
