@@ -755,11 +755,13 @@ impl<H: Host> Driver<H> {
     }
 
     /// The topics we follow now that `peer` subscribes to: the only ones it may reconcile with
-    /// us or ask envelopes of.
+    /// us or ask envelopes of (a relay: every topic the peer subscribes to).
     fn shared_topics(&self, peer: &PeerId) -> HashSet<Topic> {
         let gossip = &self.swarm.behaviour().gossipsub;
         let Some((_, theirs)) = gossip.all_peers().find(|(p, _)| *p == peer) else { return HashSet::new() };
-        theirs.into_iter().filter(|t| self.subscribed.contains(*t)).filter_map(topic_of_hash).collect()
+        // A relay follows whatever its peers follow (from its next tick): it serves them at once.
+        let relay = self.config.relay_server;
+        theirs.into_iter().filter(|t| relay || self.subscribed.contains(*t)).filter_map(topic_of_hash).collect()
     }
 
     /// Starts reconciling one topic with a peer that subscribed to it too, and the history of
