@@ -1,7 +1,9 @@
 //! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary
-//! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), and a loopback proxy
-//! that can cut the network and records what crosses it ([`proxy`]).
+//! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), a loopback proxy
+//! that can cut the network and records what crosses it ([`proxy`]), and a hostile libp2p
+//! peer ([`hostile`]).
 
+pub mod hostile;
 pub mod nodes;
 pub mod proxy;
 

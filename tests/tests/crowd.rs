@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use libp2p::futures::StreamExt;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm, gossipsub, request_response};
 use weft_core::node::{Node, NodeEvent};
+use weft_tests::hostile::{Hostile, HostileEvent, hostile_as};
 use weft_tests::nodes::{config, create, eventually, introduce, online, texts};
 
 use weft_tests::{Home, Running};
@@ -30,85 +30,12 @@ const EVERY: Duration = Duration::from_millis(250);
 const RELAY_BOUND_MIB: u64 = 256;
 const NODE_BOUND_MIB: u64 = 256;
 
-#[derive(Clone, Default)]
-struct Raw;
-
-impl request_response::Codec for Raw {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.take(1 << 16).read_to_end(&mut buf).await?;
-        Ok(buf)
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.take(1 << 16).read_to_end(&mut buf).await?;
-        Ok(buf)
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&req).await
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&res).await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    gossipsub: gossipsub::Behaviour,
-    sync: request_response::Behaviour<Raw>,
-}
-
 fn hostile() -> Swarm<Hostile> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .max_transmit_size(1 << 20)
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-                })
-                .build()
-                .unwrap();
-            Hostile {
-                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
-                sync: request_response::Behaviour::with_codec(
-                    Raw,
-                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
-                    // More streams than a Weft node allows, each as long as it reads.
-                    request_response::Config::default()
-                        .with_max_concurrent_streams(64)
-                        .with_request_timeout(Duration::from_secs(60)),
-                ),
-            }
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+    // More streams than a Weft node allows, each as long as it reads.
+    let sync = request_response::Config::default()
+        .with_max_concurrent_streams(64)
+        .with_request_timeout(Duration::from_secs(60));
+    hostile_as(libp2p::identity::Keypair::generate_ed25519(), sync)
 }
 
 /// What the crowd did, summed over its members.

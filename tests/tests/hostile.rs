@@ -5,67 +5,10 @@
 use std::time::Duration;
 
 use libp2p::futures::StreamExt;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{StreamProtocol, Swarm, gossipsub, noise, request_response, tcp, yamux};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Swarm, gossipsub, request_response};
+use weft_tests::hostile::{Hostile, HostileEvent, hostile, hostile_as};
 use weft_tests::nodes::{Clock, config, create, create_with_clock, eventually, introduce, online, texts};
-
-async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.read_to_end(&mut buf).await?;
-    Ok(buf)
-}
-
-/// A raw-bytes codec for the sync protocol, with no limits: the hostile side.
-#[derive(Clone, Default)]
-struct Raw;
-
-impl request_response::Codec for Raw {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        read_all(io).await
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        read_all(io).await
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&req).await
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&res).await
-    }
-}
-
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    gossipsub: gossipsub::Behaviour,
-    sync: request_response::Behaviour<Raw>,
-}
-
-fn hostile() -> Swarm<Hostile> {
-    hostile_as(libp2p::identity::Keypair::generate_ed25519())
-}
 
 /// A hostile peer whose id sorts below `than`'s: then `than` never starts a reconciliation
 /// with it, and whatever it is asked answers only the prober's own requests.
@@ -73,37 +16,9 @@ fn hostile_below(than: &libp2p::PeerId) -> Swarm<Hostile> {
     loop {
         let key = libp2p::identity::Keypair::generate_ed25519();
         if key.public().to_peer_id() < *than {
-            return hostile_as(key);
+            return hostile_as(key, request_response::Config::default());
         }
     }
-}
-
-fn hostile_as(key: libp2p::identity::Keypair) -> Swarm<Hostile> {
-    libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .unwrap()
-        .with_behaviour(|_| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .max_transmit_size(1 << 20)
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-                })
-                .build()
-                .unwrap();
-            Hostile {
-                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
-                sync: request_response::Behaviour::with_codec(
-                    Raw,
-                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                ),
-            }
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
 }
 
 /// Runs the swarm until `until` says so, for at most 30 s; true if it did.
