@@ -53,9 +53,9 @@ pub struct Limits {
 
 impl Limits {
     pub const NODE: Limits =
-        Limits { per_ip: 16, bans_per_ip: 4, incoming: 128, pending_incoming: 32, streams_per_connection: 4 };
+        Limits { per_ip: 16, bans_per_ip: 4, incoming: 128, pending_incoming: 32, streams_per_connection: 16 };
     pub const RELAY: Limits =
-        Limits { per_ip: 64, bans_per_ip: 16, incoming: 1024, pending_incoming: 128, streams_per_connection: 4 };
+        Limits { per_ip: 64, bans_per_ip: 16, incoming: 1024, pending_incoming: 128, streams_per_connection: 16 };
 }
 
 #[derive(NetworkBehaviour)]
