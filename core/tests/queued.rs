@@ -64,15 +64,22 @@ fn a_message_queued_for_a_week_is_sealed_again_under_todays_topic() {
     assert!(again.resealed.is_empty() && again.live.len() == batch.live.len());
 }
 
+/// A message queued yesterday goes as it is in the first hours of the day, while yesterday's
+/// topics are still followed (by the node's network session of yesterday); after that it is
+/// sealed again for today, rather than pushed under today's peer id on yesterday's topic.
 #[test]
-fn a_message_queued_for_a_day_goes_as_it_is() {
+fn a_message_queued_yesterday_goes_as_it_is_early_in_the_day_and_sealed_again_later() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
     let (mut alice, _bob) = contacts(&clock);
     let queued = alice.account.send("bob", "yesterday's news").unwrap();
-    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    let midnight = (clock.load(Ordering::SeqCst) / DAY_MS + 1) * DAY_MS;
+    clock.store(midnight + DAY_MS / 24, Ordering::SeqCst);
     let batch = alice.account.outbox(10).unwrap();
-    assert!(batch.resealed.is_empty(), "yesterday's topic is still followed");
+    assert!(batch.resealed.is_empty(), "yesterday's topic is still followed at one o'clock");
     assert!(batch.live.iter().any(|e| Envelope::parse(e.clone()).unwrap().id().to_hex() == queued.id));
+    clock.store(midnight + 3 * DAY_MS / 24, Ordering::SeqCst);
+    let batch = alice.account.outbox(10).unwrap();
+    assert!(batch.resealed.iter().any(|(old, _)| *old == queued.id), "and sealed again at three: {batch:?}");
 }
 
 /// Bob writes into a group while offline; meanwhile Alice removed Carol. Bob's message goes out

@@ -98,7 +98,7 @@ async fn run() {
         other => panic!("unexpected {other:?}"),
     };
     let proxy = Proxy::start(([127, 0, 0, 1], port).into()).await;
-    let through_proxy = proxy.multiaddr().with_p2p(relay_net.peer_id).unwrap();
+    let through_proxy = proxy.multiaddr().with_p2p(relay_net.peer_id()).unwrap();
 
     let bob = create_with_clock(dir.path(), "bob", &clock).await;
     let mut senders = Vec::new();

@@ -103,7 +103,7 @@ pub async fn relay_with_clock(dir: &Path, clock: &Clock) -> (NetHandle, Arc<weft
     )
     .await
     .expect("starting a relay");
-    let addr = net.listen_addrs().await[0].clone().with_p2p(net.peer_id).expect("a plain address");
+    let addr = net.listen_addrs().await[0].clone().with_p2p(net.peer_id()).expect("a plain address");
     (net, relay, addr)
 }
 

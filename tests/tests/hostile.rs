@@ -282,7 +282,7 @@ async fn a_peer_that_saw_a_topic_yesterday_learns_nothing_by_asking_today() {
     }
     alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
     let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
-    let alice_peer = alice_net.peer_id;
+    let alice_peer = alice_net.peer_id();
 
     // Today: a peer on the conversation's topic is answered on it (what makes linking possible).
     let mut yesterday = hostile_below(&alice_peer);
@@ -295,11 +295,20 @@ async fn a_peer_that_saw_a_topic_yesterday_learns_nothing_by_asking_today() {
     let reply = ask_topic(&mut yesterday, &alice_peer, topic).await;
     assert!(matches!(reply, SyncMessage::Reconcile { .. }), "a shared topic is reconciled: {reply:?}");
 
-    // The next day, at noon: a new peer id that subscribes to yesterday's topic.
+    // The next day, at noon: Alice's network session of the new day has a peer id (and port)
+    // of its own, and yesterday's session is gone.
     clock.advance_days(1);
-    alice_net.refresh();
+    eventually("alice's session of the new day", 30, || async { alice_net.peer_id() != alice_peer }).await;
+    let alice_peer = alice_net.peer_id();
+    let today_addr = alice_net.listen_addrs().await[0].clone();
+    assert_ne!(today_addr, alice_addr, "a port of its own");
+    assert!(
+        drive(&mut yesterday, |e| matches!(e, SwarmEvent::ConnectionClosed { num_established: 0, .. })).await,
+        "yesterday's session stopped"
+    );
+    // A new peer id that subscribes to yesterday's topic.
     let mut today = hostile_below(&alice_peer);
-    today.dial(alice_addr.clone()).unwrap();
+    today.dial(today_addr).unwrap();
     let now_seen = topics_seen(&mut today, 1).await;
     assert!(now_seen.iter().all(|(h, _)| *h != hash), "yesterday's topic is no longer followed");
     today.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(hash.as_str())).unwrap();

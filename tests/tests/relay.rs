@@ -53,7 +53,7 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     };
     // Everyone reaches the relay through a proxy that records the bytes.
     let proxy = Proxy::start(([127, 0, 0, 1], relay_port).into()).await;
-    let relay_addr = proxy.multiaddr().with_p2p(relay_net.peer_id).unwrap();
+    let relay_addr = proxy.multiaddr().with_p2p(relay_net.peer_id()).unwrap();
 
     // Names long enough that finding one in the captured ciphertext by chance is out of the
     // question (a three-letter name turns up in a megabyte of random bytes one run in twenty).
@@ -127,7 +127,7 @@ async fn a_relay_restarts_with_what_it_held() {
     let relay_dir = dir.path().join("relay");
     let relay_config = || NetConfig { mdns: false, ..config(vec![], vec![]) };
     let (relay_net, relay) = weft_core::relay::start(&relay_dir, relay_config(), CacheLimits::default()).await.unwrap();
-    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).unwrap();
+    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id()).unwrap();
     let alice = create(dir.path(), "alice").await;
     let bob = create(dir.path(), "bob").await;
     introduce(&alice, &bob).await;

@@ -110,7 +110,7 @@ async fn network_act(alice: Arc<Node>, bob: Arc<Node>, relay_dir: &std::path::Pa
         weft_core::relay::CacheLimits::default(),
     )
     .await?;
-    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id).expect("no peer id yet");
+    let relay_addr = relay_net.listen_addrs().await[0].clone().with_p2p(relay_net.peer_id()).expect("no peer id yet");
     let config = |bootstrap| NetConfig {
         listen: loopback(),
         bootstrap,

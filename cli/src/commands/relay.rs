@@ -76,8 +76,8 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         let mut events = host.subscribe();
         let (bytes, envelopes) = host.usage();
         let started = Started {
-            peer_id: net.peer_id.to_string(),
-            listening: net.listen_addrs().await.iter().map(|a| format!("{a}/p2p/{}", net.peer_id)).collect(),
+            peer_id: net.peer_id().to_string(),
+            listening: net.listen_addrs().await.iter().map(|a| format!("{a}/p2p/{}", net.peer_id())).collect(),
             cache_bytes: bytes,
             cache_envelopes: envelopes,
         };

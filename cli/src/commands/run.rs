@@ -108,7 +108,7 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
         let (local, mut events) = LocalNode::start(home_dir, passphrase, &args).await?;
         let net = local.net().clone();
         let started = Started {
-            peer_id: net.peer_id.to_string(),
+            peer_id: net.peer_id().to_string(),
             listening: net.listen_addrs().await.iter().map(ToString::to_string).collect(),
         };
         out.print(&started, || {

@@ -14,6 +14,7 @@ pub use outbox::{NOT_A_MEMBER, OutboxBatch, QUEUED_BY_AN_OLDER_VERSION, THE_GROU
 mod receipts;
 pub use receipts::Acknowledged;
 mod receive;
+pub use receive::{TOMORROW_LEAD_MS, YESTERDAY_GRACE_MS};
 mod retention;
 mod topics;
 mod types;

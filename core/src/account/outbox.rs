@@ -81,8 +81,13 @@ impl Account {
     fn still_current(&self, entry: &OutboxEntry, inner: Option<&Inner>) -> bool {
         let topic: [u8; 16] = entry.bytes[1..17].try_into().expect("an envelope holds a topic");
         let Some(((gid, epoch), period)) = self.topics.locate(&topic) else { return false };
-        let today = period_of(self.now());
-        let recent = period + 1 >= today && period <= today + 1;
+        // Yesterday's topics are followed only early in the day (by yesterday's network
+        // session): after that, an envelope of theirs is sealed again for today rather than
+        // published on yesterday's topic under today's peer id.
+        let now = self.now();
+        let today = period_of(now);
+        let early = now % crate::group::PERIOD_MS < super::YESTERDAY_GRACE_MS;
+        let recent = (period == today || period == today + 1) || (period + 1 == today && early);
         let control = matches!(
             inner.map(|i| &i.content),
             None | Some(Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. })

@@ -661,6 +661,29 @@ impl Account {
         topics
     }
 
+    /// What this device's network session should serve now (see `crate::net::sessions`).
+    pub fn network_session(&self) -> crate::net::SessionKey {
+        let now_ms = self.now();
+        let epochs = self.groups.iter().filter_map(|(gid, g)| Some((*gid, g.current_epoch()?.id))).collect();
+        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), epochs, now_ms }
+    }
+
+    /// What a network session follows: the current epoch's topic of its period of each
+    /// conversation it serves, and our rendezvous point of that period. Nothing of another period, and no
+    /// ended epoch: the session that followed those is kept running, frozen, for a while.
+    pub fn session_topics(
+        &self,
+        scope: &crate::net::sessions::SessionScope,
+    ) -> (Vec<crate::envelope::Topic>, [u8; 32]) {
+        let topics = self
+            .groups
+            .iter()
+            .filter_map(|(gid, g)| g.current_epoch().filter(|e| scope.serves(gid, &e.id)))
+            .map(|e| e.topic(scope.period))
+            .collect();
+        (topics, self.card().rendezvous_point(scope.period))
+    }
+
     /// Every topic this device can read (each group's current epoch back to its start, ended
     /// epochs for a while): what the mesh delivers to us, from whenever it was written.
     pub fn readable_topics(&self) -> Vec<crate::envelope::Topic> {
@@ -687,7 +710,11 @@ impl Account {
 
     /// Our unanswered contact requests, each with the recipient's rendezvous point for today.
     pub fn pending_requests(&self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
-        let today = crate::group::period_of(self.now());
+        self.pending_requests_at(crate::group::period_of(self.now()))
+    }
+
+    /// Our unanswered contact requests, each with the recipient's rendezvous point of `period`.
+    pub fn pending_requests_at(&self, today: u64) -> Result<Vec<([u8; 32], Vec<u8>)>> {
         let mut out = Vec::new();
         for c in self.store.read().contacts()? {
             if let Some(request) = c.request {

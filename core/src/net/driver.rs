@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::VIA;
 use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
 use super::host::{Host, NodeHost, RequestCheck};
+use super::sessions::SessionScope;
 use crate::account::CatchUpPlan;
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
@@ -123,43 +124,86 @@ enum Command {
     Dial(Multiaddr),
     Refresh,
     Status(oneshot::Sender<NetStatus>),
+    /// Keep what is followed, take nothing new: a newer session serves what comes.
+    Freeze,
+    /// Serve this scope from now on.
+    Rescope(SessionScope),
 }
 
-/// A running network transport.
-pub struct NetHandle {
-    pub peer_id: PeerId,
+/// How to reach one running session.
+#[derive(Clone)]
+struct SessionHandle {
+    peer_id: PeerId,
     commands: mpsc::UnboundedSender<Command>,
     listening: watch::Receiver<Vec<Multiaddr>>,
     connected: watch::Receiver<usize>,
+}
+
+/// A running session; dropping it stops it.
+struct Running {
+    handle: SessionHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the sessions of one node know of each other: their peer ids (they never connect to
+/// each other, which would tie them together for whoever sees it), and the topics each
+/// follows (an envelope is pushed by the session that follows its topic).
+#[derive(Default)]
+struct Siblings {
+    peers: HashSet<PeerId>,
+    topics: HashMap<PeerId, HashSet<gossipsub::TopicHash>>,
+}
+
+type SharedSiblings = Arc<Mutex<Siblings>>;
+
+/// A running network transport: the current session, and (for a node) the task that rotates
+/// sessions (`super::sessions`).
+pub struct NetHandle {
+    current: watch::Receiver<SessionHandle>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl NetHandle {
+    /// The current session's peer id (a node's changes with the day and at epoch changes).
+    pub fn peer_id(&self) -> PeerId {
+        self.current.borrow().peer_id
+    }
+
+    fn commands(&self) -> mpsc::UnboundedSender<Command> {
+        self.current.borrow().commands.clone()
+    }
+
     pub fn dial(&self, addr: Multiaddr) {
-        let _ = self.commands.send(Command::Dial(addr));
+        let _ = self.commands().send(Command::Dial(addr));
     }
 
     /// Refreshes topics, pushes and requests now rather than at the next tick.
     pub fn refresh(&self) {
-        let _ = self.commands.send(Command::Refresh);
+        let _ = self.commands().send(Command::Refresh);
     }
 
-    /// The addresses the node listens on, once it does.
+    /// The addresses the current session listens on, once it does.
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
-        let mut rx = self.listening.clone();
+        let mut rx = self.current.borrow().listening.clone();
         let _ = rx.wait_for(|a| !a.is_empty()).await;
         rx.borrow().clone()
     }
 
-    /// Waits until at least `n` peers are connected.
+    /// Waits until the current session has at least `n` peers connected.
     pub async fn wait_for_peers(&self, n: usize) {
-        let mut rx = self.connected.clone();
+        let mut rx = self.current.borrow().connected.clone();
         let _ = rx.wait_for(|c| *c >= n).await;
     }
 
     pub async fn status(&self) -> Result<NetStatus> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Status(tx)).map_err(|_| Error::Closed)?;
+        self.commands().send(Command::Status(tx)).map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)
     }
 
@@ -222,8 +266,104 @@ pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypai
     start_host(Arc::new(NodeHost::new(node)), config, keypair).await
 }
 
-/// Starts the network for any host (a node's account or a relay's cache).
+/// Starts the network for any host (a node's account or a relay's cache): its first session
+/// under `keypair`, and for a host whose identity rotates, the task that rotates it.
 pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
+    let siblings = SharedSiblings::default();
+    // The first session serves today (a node started in the hour before midnight gets
+    // tomorrow's session at once, beside it).
+    let plan = host.session().await.map(|mut key| {
+        key.period = key.now_ms / crate::group::PERIOD_MS;
+        super::sessions::Plan::new(key)
+    });
+    let scope = plan.as_ref().map(super::sessions::Plan::first_scope);
+    let first = start_session(host.clone(), config.clone(), keypair, scope, siblings.clone(), false).await?;
+    let (current_tx, current) = watch::channel(first.handle.clone());
+    let task = match plan {
+        None => tokio::spawn(async move {
+            let _first = first;
+            std::future::pending::<()>().await
+        }),
+        Some(plan) => tokio::spawn(rotate(host, config, first, plan, current_tx, siblings)),
+    };
+    Ok(NetHandle { current, task })
+}
+
+/// Starts, freezes and stops a node's sessions as its [`super::sessions::Plan`] says.
+async fn rotate<H: Host>(
+    host: Arc<H>,
+    config: NetConfig,
+    first: Running,
+    mut plan: super::sessions::Plan,
+    current: watch::Sender<SessionHandle>,
+    siblings: SharedSiblings,
+) {
+    use super::sessions::Action;
+    let mut running: HashMap<u64, Running> = HashMap::from([(plan.current(), first)]);
+    let mut tick = tokio::time::interval(config.tick);
+    loop {
+        tick.tick().await;
+        let Some(wanted) = host.session().await else { continue };
+        for action in plan.step(wanted) {
+            match action {
+                Action::Freeze { id } => {
+                    if let Some(r) = running.get(&id) {
+                        let _ = r.handle.commands.send(Command::Freeze);
+                    }
+                }
+                Action::Stop { id } => {
+                    if let Some(r) = running.remove(&id)
+                        && let Ok(mut s) = siblings.lock()
+                    {
+                        s.peers.remove(&r.handle.peer_id);
+                        s.topics.remove(&r.handle.peer_id);
+                    }
+                }
+                Action::Rescope { id, scope } => {
+                    if let Some(r) = running.get(&id) {
+                        let _ = r.handle.commands.send(Command::Rescope(scope));
+                    }
+                }
+                Action::Start { id, scope } => {
+                    let key = identity::Keypair::generate_ed25519();
+                    let base = scope.is_base();
+                    match start_session(host.clone(), config.clone(), key, Some(scope), siblings.clone(), true).await {
+                        Ok(r) => {
+                            tracing::debug!(peer = %r.handle.peer_id, base, "new network session");
+                            if base {
+                                current.send_replace(r.handle.clone());
+                            }
+                            running.insert(id, r);
+                        }
+                        Err(e) => tracing::warn!(%e, "a new network session could not start"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The same address with any port (TCP or UDP): where a later session listens when the
+/// configured port is held by the session before it.
+fn any_port(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
+/// Starts one session: a swarm under `keypair` serving the topics of `scope`.
+async fn start_session<H: Host>(
+    host: Arc<H>,
+    config: NetConfig,
+    keypair: identity::Keypair,
+    scope: Option<SessionScope>,
+    siblings: SharedSiblings,
+    later: bool,
+) -> Result<Running> {
     let net_err = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let (mdns, relay_server, limits) = (config.mdns, config.relay_server, config.limits);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -238,13 +378,21 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     for addr in &config.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| net_err(&e))?;
+        if let Err(e) = swarm.listen_on(addr.clone()) {
+            if !later {
+                return Err(net_err(&e));
+            }
+            swarm.listen_on(any_port(addr)).map_err(|e| net_err(&e))?;
+        }
     }
     let known = host.peer_addrs().await;
     for addr in config.bootstrap.iter().chain(&config.relays).chain(&known) {
         let _ = swarm.dial(addr.clone());
     }
     let peer_id = *swarm.local_peer_id();
+    if let Ok(mut s) = siblings.lock() {
+        s.peers.insert(peer_id);
+    }
     let (commands, rx) = mpsc::unbounded_channel();
     let (listening_tx, listening) = watch::channel(Vec::new());
     let (connected_tx, connected) = watch::channel(0);
@@ -252,6 +400,9 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         host,
         swarm,
         config,
+        scope,
+        frozen: false,
+        siblings,
         subscribed: HashSet::new(),
         rendezvous: HashSet::new(),
         syncs: Arc::new(Mutex::new(HashMap::new())),
@@ -273,13 +424,18 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         fetched: 0,
     };
     let task = tokio::spawn(driver.run(rx));
-    Ok(NetHandle { peer_id, commands, listening, connected, task })
+    Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, task })
 }
 
 struct Driver<H: Host> {
     host: Arc<H>,
     swarm: Swarm<WeftBehaviour>,
     config: NetConfig,
+    /// What this session serves (`None`: a host whose identity does not rotate).
+    scope: Option<SessionScope>,
+    /// A newer session serves what comes; this one keeps what it follows until it stops.
+    frozen: bool,
+    siblings: SharedSiblings,
     subscribed: HashSet<gossipsub::TopicHash>,
     rendezvous: HashSet<gossipsub::TopicHash>,
     /// Sync state per peer; used only inside `Host::with_source`.
@@ -324,6 +480,16 @@ impl<H: Host> Driver<H> {
                     Some(Command::Dial(addr)) => { let _ = self.swarm.dial(addr); }
                     Some(Command::Refresh) => self.refresh().await,
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
+                    Some(Command::Freeze) => {
+                        tracing::debug!(peer = %self.swarm.local_peer_id(), "session frozen");
+                        self.frozen = true;
+                        self.catch_up = None;
+                        self.history.clear();
+                    }
+                    Some(Command::Rescope(scope)) => {
+                        self.scope = Some(scope);
+                        self.refresh().await;
+                    }
                     None => return,
                 },
                 _ = host.outbox_changed() => self.push_outbox().await,
@@ -379,14 +545,24 @@ impl<H: Host> Driver<H> {
     /// Follows the topics of the day, reconciles new ones, republishes contact requests,
     /// pushes the outbox and dials lost peers.
     async fn refresh(&mut self) {
-        let Ok(interests) = self.host.interests().await else { return };
-        let mut topics: HashSet<_> = interests.topics.iter().map(|t| gossip_topic(t).hash()).collect();
-        let mut points: HashSet<_> = interests.rendezvous.iter().map(|p| rendezvous_topic(p).hash()).collect();
-        if self.config.relay_server {
-            self.follow_peers(&mut topics, &mut points);
+        // A frozen session keeps what it follows: it asks for nothing new.
+        let interests = if self.frozen {
+            None
+        } else {
+            let Ok(interests) = self.host.interests(self.scope.clone()).await else { return };
+            Some(interests)
+        };
+        let mut fresh = HashSet::new();
+        if let Some(interests) = &interests {
+            let mut topics: HashSet<_> = interests.topics.iter().map(|t| gossip_topic(t).hash()).collect();
+            let mut points: HashSet<_> = interests.rendezvous.iter().map(|p| rendezvous_topic(p).hash()).collect();
+            if self.config.relay_server {
+                self.follow_peers(&mut topics, &mut points);
+            }
+            fresh = self.resubscribe(topics, points);
+            self.history =
+                interests.history.iter().map(|(topic, scope)| (gossip_topic(topic).hash(), *scope)).collect();
         }
-        let fresh = self.resubscribe(topics, points);
-        self.history = interests.history.iter().map(|(topic, scope)| (gossip_topic(topic).hash(), *scope)).collect();
         // Reconcile new topics with peers already on them, and every topic now and then, so
         // that nothing depends on having been online when an envelope was pushed.
         let resync_all = self.ticks.is_multiple_of(RESYNC_EVERY_TICKS);
@@ -402,12 +578,14 @@ impl<H: Host> Driver<H> {
         for (peer, topic) in peers_on_topics {
             self.start_sync(peer, &topic).await;
         }
-        for (point, request) in interests.requests {
+        for (point, request) in interests.map(|i| i.requests).unwrap_or_default() {
             // Duplicates are refused by gossipsub's seen-cache and by the recipient.
             let _ = self.swarm.behaviour_mut().gossipsub.publish(rendezvous_topic(&point), request);
         }
         self.push_outbox().await;
-        self.catch_up_with_relays().await;
+        if !self.frozen && self.is_base() {
+            self.catch_up_with_relays().await;
+        }
         if self.ticks % REDIAL_EVERY_TICKS == 1 {
             self.redial().await;
         }
@@ -515,16 +693,33 @@ impl<H: Host> Driver<H> {
                 }
             }
         }
+        if let Ok(mut s) = self.siblings.lock() {
+            s.topics.insert(*self.swarm.local_peer_id(), self.subscribed.clone());
+        }
         fresh
     }
 
     /// Publishes what waits in the outbox; what a peer took leaves it.
     async fn push_outbox(&mut self) {
         let Ok(envelopes) = self.host.outbox(PUSH_BATCH).await else { return };
+        // Each session pushes the envelopes of the topics it follows (publishing on a topic
+        // of another session's would tie the two peer ids together); the current one also
+        // pushes those no session follows.
+        let me = *self.swarm.local_peer_id();
+        let elsewhere: HashSet<gossipsub::TopicHash> = match self.siblings.lock() {
+            Ok(s) if self.scope.is_some() => {
+                s.topics.iter().filter(|(p, _)| **p != me).flat_map(|(_, t)| t.iter().cloned()).collect()
+            }
+            _ => HashSet::new(),
+        };
         let mut taken = Vec::new();
         for e in envelopes {
             let id = EnvelopeId(*blake3::hash(&e).as_bytes());
             let topic = gossip_topic(&e[1..17]);
+            let ours = self.subscribed.contains(&topic.hash());
+            if self.scope.is_some() && !ours && (self.frozen || !self.is_base() || elsewhere.contains(&topic.hash())) {
+                continue;
+            }
             match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), e) {
                 // A duplicate was published before, or came back to us from a peer.
                 Ok(_) | Err(gossipsub::PublishError::Duplicate) => taken.push(id),
@@ -586,7 +781,8 @@ impl<H: Host> Driver<H> {
                 self.circuits.retain(|_, l| *l != listener_id);
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                if self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
+                let sibling = self.siblings.lock().is_ok_and(|s| s.peers.contains(&peer_id));
+                if sibling || self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -675,8 +871,9 @@ impl<H: Host> Driver<H> {
                 }
             }
             WeftBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let siblings = self.siblings.lock().map(|s| s.peers.clone()).unwrap_or_default();
                 for (peer, addr) in found {
-                    if !self.peers.contains_key(&peer) {
+                    if !self.peers.contains_key(&peer) && !siblings.contains(&peer) {
                         let _ = self.swarm.dial(addr);
                     }
                 }
@@ -752,6 +949,11 @@ impl<H: Host> Driver<H> {
             }
             _ => {}
         }
+    }
+
+    /// Whether this session serves everything not moved elsewhere (a relay's only session does).
+    fn is_base(&self) -> bool {
+        self.scope.as_ref().is_none_or(SessionScope::is_base)
     }
 
     /// The topics we follow now that `peer` subscribes to: the only ones it may reconcile with

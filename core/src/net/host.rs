@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId};
 
+use super::sessions::{SessionKey, SessionScope};
 use crate::account::CatchUpPlan;
 use crate::envelope::{EnvelopeId, Topic};
 use crate::error::{Error, Result};
@@ -37,7 +38,12 @@ pub enum RequestCheck {
 }
 
 pub trait Host: Send + Sync + 'static {
-    fn interests(&self) -> impl Future<Output = Result<Interests>> + Send;
+    /// What a session of this scope should follow (`None`: a host whose identity does not
+    /// rotate, which follows what it follows).
+    fn interests(&self, scope: Option<SessionScope>) -> impl Future<Output = Result<Interests>> + Send;
+    /// What the current network session should serve now; `None` if this host's network
+    /// identity does not rotate (a relay's peer id is how its clients find it).
+    fn session(&self) -> impl Future<Output = Option<SessionKey>> + Send;
     /// Envelopes waiting to be pushed, oldest first.
     fn outbox(&self, limit: usize) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send;
     /// Resolves when something new entered the outbox.
@@ -80,18 +86,32 @@ impl NodeHost {
 }
 
 impl Host for NodeHost {
-    async fn interests(&self) -> Result<Interests> {
+    async fn interests(&self, scope: Option<SessionScope>) -> Result<Interests> {
         self.0
-            .call(|a| {
+            .call(move |a| {
                 a.follow_the_day();
+                let Some(scope) = scope else {
+                    return Ok(Interests {
+                        topics: a.network_topics(),
+                        rendezvous: a.rendezvous_points(),
+                        requests: a.pending_requests()?,
+                        history: a.history_wanted(),
+                    });
+                };
+                let (topics, point) = a.session_topics(&scope);
+                let base = scope.is_base();
                 Ok(Interests {
-                    topics: a.network_topics(),
-                    rendezvous: a.rendezvous_points(),
-                    requests: a.pending_requests()?,
+                    topics,
+                    rendezvous: if base { vec![point] } else { Vec::new() },
+                    requests: if base { a.pending_requests_at(scope.period)? } else { Vec::new() },
                     history: a.history_wanted(),
                 })
             })
             .await
+    }
+
+    async fn session(&self) -> Option<SessionKey> {
+        self.0.call(|a| Ok(a.network_session())).await.ok()
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<Vec<u8>>> {

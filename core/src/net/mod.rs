@@ -13,6 +13,7 @@ mod behaviour;
 mod codec;
 mod driver;
 mod host;
+pub mod sessions;
 
 pub use admission::{IpCounts, Refused};
 pub use behaviour::Limits;
@@ -22,6 +23,7 @@ pub use host::{Host, Interests, NodeHost, RequestCheck};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
+pub use sessions::{SessionKey, period_to_serve};
 
 /// How events name this transport.
 pub const VIA: &str = "libp2p";

@@ -139,7 +139,11 @@ impl RelayHost {
 }
 
 impl Host for RelayHost {
-    async fn interests(&self) -> Result<Interests> {
+    async fn session(&self) -> Option<crate::net::SessionKey> {
+        None
+    }
+
+    async fn interests(&self, _scope: Option<crate::net::sessions::SessionScope>) -> Result<Interests> {
         // A relay follows its peers' topics (the driver does that); here it only ages its cache.
         let expired = self.cache.lock().map(|mut c| c.expire((self.clock)())).unwrap_or_default();
         self.forget(&expired)?;

@@ -1,0 +1,271 @@
+//! What a connected peer records of a node, across two days and a removal: a peer (or a relay,
+//! which is a peer that also keeps the envelopes) that follows every topic it sees the node
+//! follow, and records every byte it is handed: peer ids, identify information, subscriptions,
+//! gossip and sync requests. No 8-byte string it recorded of the node on one day, or before a
+//! removal, appears in what it records after (protocol constants aside): the node's sessions
+//! rotate (`core/src/net/sessions.rs`), and its topics with them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use libp2p::futures::StreamExt;
+use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, request_response, tcp, yamux};
+use weft_tests::nodes::{Clock, config, create_with_clock, introduce, online};
+
+#[derive(Clone, Default)]
+struct Raw;
+
+impl request_response::Codec for Raw {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.take(16 << 20).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        io.take(16 << 20).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&req).await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Observer {
+    identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<Raw>,
+}
+
+fn observer() -> Swarm<Observer> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .max_transmit_size(1 << 20)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
+                .build()
+                .unwrap();
+            Observer {
+                identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
+                sync: request_response::Behaviour::with_codec(
+                    Raw,
+                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
+                    request_response::Config::default(),
+                ),
+            }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build()
+}
+
+/// What the observer recorded, by the node's peer id; and what every Weft node says alike.
+#[derive(Default)]
+struct Recording {
+    by_peer: BTreeMap<PeerId, Vec<Vec<u8>>>,
+    constants: Vec<Vec<u8>>,
+}
+
+impl Recording {
+    fn note(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        self.by_peer.entry(peer).or_default().push(bytes);
+    }
+}
+
+/// Runs the observer for `secs`: follows every topic a peer subscribes to, answers every sync
+/// request with an empty batch, and records it all.
+async fn observe(swarm: &mut Swarm<Observer>, rec: &mut Recording, secs: u64) {
+    let deadline = tokio::time::sleep(Duration::from_secs(secs));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => rec.note(peer_id, peer_id.to_bytes()),
+                SwarmEvent::Behaviour(ObserverEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    rec.note(peer_id, info.public_key.encode_protobuf());
+                    for addr in &info.listen_addrs {
+                        rec.note(peer_id, addr.to_vec());
+                    }
+                    // What every Weft node says alike, and our own address as it saw it.
+                    rec.constants.push(info.agent_version.into_bytes());
+                    rec.constants.push(info.protocol_version.into_bytes());
+                    rec.constants.extend(info.protocols.iter().map(|p| p.as_ref().as_bytes().to_vec()));
+                    rec.constants.push(info.observed_addr.to_vec());
+                }
+                SwarmEvent::Behaviour(ObserverEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })) => {
+                    let name = topic.as_str();
+                    let hex = name.trim_start_matches("weft-rv/").trim_start_matches("weft/");
+                    rec.note(peer_id, data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap());
+                    let _ = swarm.behaviour_mut().gossipsub.subscribe(&gossipsub::IdentTopic::new(name));
+                }
+                SwarmEvent::Behaviour(ObserverEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message, .. })) => {
+                    rec.note(propagation_source, message.data);
+                }
+                SwarmEvent::Behaviour(ObserverEvent::Sync(request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. })) => {
+                    rec.note(peer, request);
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, vec![0]);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+fn windows(items: &[Vec<u8>]) -> HashSet<[u8; 8]> {
+    items.iter().flat_map(|i| i.windows(8).map(|w| w.try_into().unwrap())).collect()
+}
+
+/// The 8-byte strings of `before` that appear again in `after`, constants aside.
+fn repeated(before: &[Vec<u8>], after: &[Vec<u8>], constants: &[Vec<u8>]) -> Vec<[u8; 8]> {
+    let constant = windows(constants);
+    let mut out: Vec<[u8; 8]> =
+        windows(before).intersection(&windows(after)).filter(|w| !constant.contains(*w)).copied().collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_peer_records_nothing_that_links_two_days_or_an_epoch_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    clock.advance_to_hour(12);
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let bob = create_with_clock(dir.path(), "bob", &clock).await;
+    let carol = create_with_clock(dir.path(), "carol", &clock).await;
+    introduce(&alice, &bob).await;
+    introduce(&alice, &carol).await;
+    alice.create_group("crew".into()).await.unwrap();
+    alice.invite("crew".into(), "bob".into()).await.unwrap();
+    alice.invite("crew".into(), "carol".into()).await.unwrap();
+
+    let mut watcher = observer();
+    watcher.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let watcher_addr: Multiaddr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = watcher.select_next_some().await {
+            break address;
+        }
+    };
+    // Alice finds the observer by its address (a bootstrap peer or a relay would be the same).
+    let (alice_net, _) = online(&alice, config(vec![watcher_addr.clone()], vec![])).await;
+    // Dave, a stranger to Alice, on the same observer: what it records of him too is what
+    // every Weft node says alike (framing, constants), not something of Alice's.
+    let dave = create_with_clock(dir.path(), "dave", &clock).await;
+    let erin = create_with_clock(dir.path(), "erin", &clock).await;
+    introduce(&dave, &erin).await;
+    let (dave_net, _) = online(&dave, config(vec![watcher_addr], vec![])).await;
+    dave.send("erin".into(), "day one".into()).await.unwrap();
+    let mut rec = Recording::default();
+
+    // Day one, before the removal.
+    alice.send("crew".into(), "before".into()).await.unwrap();
+    alice.send("bob".into(), "to bob, day one".into()).await.unwrap();
+    observe(&mut watcher, &mut rec, 3).await;
+    let first = alice_net.peer_id();
+
+    // Carol is removed: a new epoch, whose topics go to a session of their own.
+    alice.remove_member("crew".into(), "carol".into()).await.unwrap();
+    let mut after_removal = None;
+    for _ in 0..30 {
+        observe(&mut watcher, &mut rec, 1).await;
+        after_removal = rec.by_peer.keys().find(|p| **p != first).copied();
+        if after_removal.is_some() {
+            break;
+        }
+    }
+    let after_removal = after_removal.expect("the removal starts a session of its own");
+    assert_eq!(alice_net.peer_id(), first, "the other conversations stay where they were");
+    alice.send("crew".into(), "after the removal".into()).await.unwrap();
+    observe(&mut watcher, &mut rec, 3).await;
+
+    // Day two.
+    clock.advance_days(1);
+    let mut second = first;
+    for _ in 0..30 {
+        observe(&mut watcher, &mut rec, 1).await;
+        second = alice_net.peer_id();
+        if second != first {
+            break;
+        }
+    }
+    assert_ne!(second, first, "the day turns to a new session");
+    alice.send("crew".into(), "day two".into()).await.unwrap();
+    alice.send("bob".into(), "to bob, day two".into()).await.unwrap();
+    dave.send("erin".into(), "day two".into()).await.unwrap();
+    observe(&mut watcher, &mut rec, 3).await;
+
+    let alices = [first, after_removal, second];
+    let others: Vec<Vec<u8>> =
+        rec.by_peer.iter().filter(|(p, _)| !alices.contains(p)).flat_map(|(_, items)| items.iter().cloned()).collect();
+    assert!(!others.is_empty(), "the observer saw Dave too");
+    rec.constants.extend(others);
+    let of = |p: &PeerId| rec.by_peer.get(p).cloned().unwrap_or_default();
+    let (day_one, removal, day_two) = (of(&first), of(&after_removal), of(&second));
+    println!(
+        "recorded: {} items on day one, {} after the removal, {} on day two; {} constants",
+        day_one.len(),
+        removal.len(),
+        day_two.len(),
+        rec.constants.len()
+    );
+    assert!(day_one.len() > 3 && removal.len() > 3 && day_two.len() > 3, "the observer saw each session at work");
+    for (what, before, after) in [
+        ("day one and day two", &day_one, &day_two),
+        ("before and after the removal", &day_one, &removal),
+        ("the removal's session and day two", &removal, &day_two),
+    ] {
+        let links = repeated(before, after, &rec.constants);
+        if let Some(w) = links.first() {
+            for (side, items) in [("before", before), ("after", after)] {
+                for item in items.iter().filter(|i| i.windows(8).any(|x| x == w)) {
+                    println!("{what}: {side}: {} bytes: {:02x?}", item.len(), &item[..item.len().min(48)]);
+                }
+            }
+        }
+        assert!(
+            links.is_empty(),
+            "{what} share {} 8-byte strings, e.g. {:02x?}",
+            links.len(),
+            &links[..links.len().min(4)]
+        );
+    }
+    // And the check can fail: within one session the same strings recur.
+    assert!(!repeated(&day_one, &day_one, &rec.constants).is_empty());
+    alice_net.stop();
+    dave_net.stop();
+}
