@@ -214,6 +214,8 @@ async fn a_connected_peer_records_nothing_that_links_two_days_or_an_epoch_change
     observe(&mut watcher, &mut rec, 3).await;
 
     // Day two.
+    let mut daves = vec![dave_net.peer_id()];
+    let seen_on_day_one: Vec<PeerId> = rec.by_peer.keys().copied().collect();
     clock.advance_days(1);
     let mut second = first;
     for _ in 0..30 {
@@ -228,14 +230,22 @@ async fn a_connected_peer_records_nothing_that_links_two_days_or_an_epoch_change
     alice.send("bob".into(), "to bob, day two".into()).await.unwrap();
     dave.send("erin".into(), "day two".into()).await.unwrap();
     observe(&mut watcher, &mut rec, 3).await;
+    daves.push(dave_net.peer_id());
 
-    let alices = [first, after_removal, second];
-    let others: Vec<Vec<u8>> =
-        rec.by_peer.iter().filter(|(p, _)| !alices.contains(p)).flat_map(|(_, items)| items.iter().cloned()).collect();
+    let others: Vec<Vec<u8>> = daves.iter().flat_map(|p| rec.by_peer.get(p).cloned().unwrap_or_default()).collect();
     assert!(!others.is_empty(), "the observer saw Dave too");
     rec.constants.extend(others);
     let of = |p: &PeerId| rec.by_peer.get(p).cloned().unwrap_or_default();
-    let (day_one, removal, day_two) = (of(&first), of(&after_removal), of(&second));
+    // Everything of Alice's that first appeared on day two (her base session, and the one that
+    // follows the ended epoch's topics of the day).
+    let day_two: Vec<Vec<u8>> = rec
+        .by_peer
+        .iter()
+        .filter(|(p, _)| !seen_on_day_one.contains(p) && !daves.contains(p))
+        .flat_map(|(_, items)| items.iter().cloned())
+        .collect();
+    assert!(!of(&second).is_empty());
+    let (day_one, removal) = (of(&first), of(&after_removal));
     println!(
         "recorded: {} items on day one, {} after the removal, {} on day two; {} constants",
         day_one.len(),

@@ -665,7 +665,8 @@ impl Account {
     pub fn network_session(&self) -> crate::net::SessionKey {
         let now_ms = self.now();
         let epochs = self.groups.iter().filter_map(|(gid, g)| Some((*gid, g.current_epoch()?.id))).collect();
-        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), epochs, now_ms }
+        let previous = self.groups.values().any(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).next().is_some());
+        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), epochs, now_ms, previous }
     }
 
     /// What a network session follows: the current epoch's topic of its period of each
@@ -675,10 +676,25 @@ impl Account {
         &self,
         scope: &crate::net::sessions::SessionScope,
     ) -> (Vec<crate::envelope::Topic>, [u8; 32]) {
+        if scope.serves == crate::net::sessions::Serves::Previous {
+            let topics = self
+                .groups
+                .values()
+                .flat_map(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).map(|e| e.topic(scope.period)))
+                .collect();
+            return (topics, self.card().rendezvous_point(scope.period));
+        }
         let topics = self
             .groups
             .iter()
-            .filter_map(|(gid, g)| g.current_epoch().filter(|e| scope.serves(gid, &e.id)))
+            .filter(|(gid, _)| scope.serves(gid))
+            .filter_map(|(gid, g)| match scope.epochs.get(gid) {
+                // The epoch the session took (an ended one is kept as long as it is followed).
+                Some(id) => std::iter::once(g.current_epoch()?)
+                    .chain(g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED))
+                    .find(|e| e.id == *id),
+                None => g.current_epoch(),
+            })
             .map(|e| e.topic(scope.period))
             .collect();
         (topics, self.card().rendezvous_point(scope.period))

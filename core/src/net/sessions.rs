@@ -30,6 +30,8 @@ pub struct SessionKey {
     pub epochs: BTreeMap<GroupId, [u8; 32]>,
     /// The host's time now.
     pub now_ms: u64,
+    /// Whether any conversation has ended epochs still followed.
+    pub previous: bool,
 }
 
 /// The period a new session should serve at `now_ms`: today's, or tomorrow's in the last
@@ -47,46 +49,49 @@ pub fn frozen_until(period: u64) -> u64 {
 /// Which conversations a session serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Serves {
-    /// Every conversation but these (moved to sessions of their own by an epoch change); also
-    /// our rendezvous point and contact requests.
-    All { except: BTreeSet<GroupId> },
+    /// Every conversation (the base session), with our rendezvous point and contact requests.
+    All,
     /// Only these: conversations whose epoch changed during the period.
     Only(BTreeSet<GroupId>),
+    /// The ended epochs still followed (control messages written just before an epoch change
+    /// still travel on them), apart from the current epochs.
+    Previous,
 }
 
 /// What one session follows: the topics of `period` of the conversations it serves, each in
-/// the epoch it had when the session took it.
+/// the epoch it had when the session took it (or, for a conversation new since, its current
+/// one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionScope {
     pub period: u64,
     pub serves: Serves,
-    /// The epoch each conversation had when this scope was set: a session never follows a
-    /// later epoch's topics (between an epoch change and the driver's next step, those would
-    /// otherwise appear beside the old ones, under one peer id).
+    /// The epoch each conversation had when the session took it: a session never follows a
+    /// later epoch's topics (a removed member would see them beside the old ones, under one
+    /// peer id); those go to a session of their own.
     pub epochs: BTreeMap<GroupId, [u8; 32]>,
 }
 
 impl SessionScope {
-    /// Whether this session follows `group` in `epoch`.
-    pub fn serves(&self, group: &GroupId, epoch: &[u8; 32]) -> bool {
-        let listed = match &self.serves {
-            Serves::All { except } => !except.contains(group),
+    /// Whether this session follows `group` (in its current or taken epoch).
+    pub fn serves(&self, group: &GroupId) -> bool {
+        match &self.serves {
+            Serves::All => true,
             Serves::Only(groups) => groups.contains(group),
-        };
-        listed && self.epochs.get(group).is_none_or(|e| e == epoch)
+            Serves::Previous => false,
+        }
     }
 
     /// Whether this session also serves our rendezvous point and contact requests.
     pub fn is_base(&self) -> bool {
-        matches!(self.serves, Serves::All { .. })
+        matches!(self.serves, Serves::All)
     }
 }
 
 /// What the driver does with its sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Start session `id` for this scope, under a fresh peer id. A session of `Serves::All`
-    /// becomes the current one.
+    /// Start session `id` for this scope, under a fresh peer id. The base session of a
+    /// period becomes the current one.
     Start {
         id: u64,
         scope: SessionScope,
@@ -111,17 +116,22 @@ struct Frozen {
     until_ms: u64,
 }
 
-/// Which sessions run. In a period: one that serves every conversation (the base), and one
-/// more for each epoch change, serving only the conversations it changed for the rest of the
-/// period. A session that followed an epoch's topics never follows those of the epoch that
-/// replaced it, and a session started for a change follows nothing an older session did: so a
-/// removed member sees the old topics under one peer id and nothing ties another peer id to
-/// them. At the next period everything moves to one new base session.
+/// Which sessions run. In a period: a base session that follows every conversation in the
+/// epoch it had when the base took it, and one more session for each epoch change, which
+/// follows the new epoch of the conversations it changed for the rest of the period. So no
+/// session follows an epoch's topics beside those of the epoch that replaced it, and a session
+/// started for a change follows nothing another session did. At the next period everything
+/// moves to one new base session, and the old ones are frozen.
 #[derive(Debug)]
 pub struct Plan {
     period: u64,
-    base: (u64, BTreeSet<GroupId>),
+    base: u64,
+    /// The epochs the base session follows.
+    base_epochs: BTreeMap<GroupId, [u8; 32]>,
     changed: Vec<(u64, BTreeSet<GroupId>)>,
+    /// The session of ended epochs' topics, if any.
+    previous: Option<u64>,
+    /// The epochs as last seen.
     epochs: BTreeMap<GroupId, [u8; 32]>,
     frozen: Vec<Frozen>,
     next_id: u64,
@@ -132,29 +142,28 @@ impl Plan {
     pub fn new(key: SessionKey) -> Plan {
         Plan {
             period: key.period,
-            base: (0, BTreeSet::new()),
+            base: 0,
+            base_epochs: key.epochs.clone(),
             changed: Vec::new(),
+            previous: None,
             epochs: key.epochs,
             frozen: Vec::new(),
             next_id: 1,
         }
     }
 
-    /// The first session's scope.
+    /// The base session's scope.
     pub fn first_scope(&self) -> SessionScope {
-        SessionScope {
-            period: self.period,
-            serves: Serves::All { except: self.base.1.clone() },
-            epochs: self.epochs.clone(),
-        }
+        SessionScope { period: self.period, serves: Serves::All, epochs: self.base_epochs.clone() }
     }
 
     fn only(&self, groups: &BTreeSet<GroupId>) -> SessionScope {
-        SessionScope { period: self.period, serves: Serves::Only(groups.clone()), epochs: self.epochs.clone() }
+        let epochs = self.epochs.iter().filter(|(g, _)| groups.contains(*g)).map(|(g, e)| (*g, *e)).collect();
+        SessionScope { period: self.period, serves: Serves::Only(groups.clone()), epochs }
     }
 
     pub fn current(&self) -> u64 {
-        self.base.0
+        self.base
     }
 
     pub fn frozen(&self) -> usize {
@@ -176,16 +185,26 @@ impl Plan {
         let now = wanted.now_ms;
         let mut actions = Vec::new();
         if wanted.period != self.period {
-            let old: Vec<u64> = std::iter::once(self.base.0).chain(self.changed.iter().map(|(id, _)| *id)).collect();
+            let old: Vec<u64> = std::iter::once(self.base)
+                .chain(self.changed.iter().map(|(id, _)| *id))
+                .chain(self.previous.take())
+                .collect();
             for id in old {
                 self.freeze(id, &mut actions);
             }
             self.period = wanted.period;
             self.epochs = wanted.epochs.clone();
+            self.base_epochs = wanted.epochs;
             self.changed.clear();
-            let id = self.fresh_id();
-            self.base = (id, BTreeSet::new());
-            actions.push(Action::Start { id, scope: self.first_scope() });
+            self.base = self.fresh_id();
+            actions.push(Action::Start { id: self.base, scope: self.first_scope() });
+            if wanted.previous {
+                // Ended epochs' topics of the new period, apart from the current ones.
+                let id = self.fresh_id();
+                let scope = SessionScope { period: self.period, serves: Serves::Previous, epochs: BTreeMap::new() };
+                actions.push(Action::Start { id, scope });
+                self.previous = Some(id);
+            }
         } else {
             let changed: BTreeSet<GroupId> = self
                 .epochs
@@ -193,8 +212,18 @@ impl Plan {
                 .filter(|(g, e)| wanted.epochs.get(*g).is_some_and(|n| n != *e))
                 .map(|(g, _)| *g)
                 .collect();
-            let joined = wanted.epochs.keys().any(|g| !self.epochs.contains_key(g));
-            self.epochs = wanted.epochs.clone();
+            let joined: Vec<(GroupId, [u8; 32])> = wanted
+                .epochs
+                .iter()
+                .filter(|(g, _)| !self.base_epochs.contains_key(*g))
+                .map(|(g, e)| (*g, *e))
+                .collect();
+            self.epochs = wanted.epochs;
+            if !joined.is_empty() {
+                // New conversations join the base session, in the epoch they have now.
+                self.base_epochs.extend(joined);
+                actions.push(Action::Rescope { id: self.base, scope: self.first_scope() });
+            }
             if !changed.is_empty() {
                 for (id, groups) in std::mem::take(&mut self.changed) {
                     if groups.is_subset(&changed) {
@@ -207,14 +236,9 @@ impl Plan {
                         self.changed.push((id, rest));
                     }
                 }
-                self.base.1.extend(changed.iter().copied());
-                actions.push(Action::Rescope { id: self.base.0, scope: self.first_scope() });
                 let id = self.fresh_id();
                 actions.push(Action::Start { id, scope: self.only(&changed) });
                 self.changed.push((id, changed));
-            } else if joined {
-                // New conversations join the base session, in the epoch they have now.
-                actions.push(Action::Rescope { id: self.base.0, scope: self.first_scope() });
             }
         }
         let mut kept = Vec::new();
@@ -240,6 +264,7 @@ mod tests {
             period: period_to_serve(now_ms),
             epochs: epochs.iter().map(|(g, e)| ([*g; 32], [*e; 32])).collect(),
             now_ms,
+            previous: false,
         }
     }
 
@@ -247,12 +272,8 @@ mod tests {
         list.iter().map(|(g, e)| ([*g; 32], [*e; 32])).collect()
     }
 
-    fn all(period: u64, except: &[u8], list: &[(u8, u8)]) -> SessionScope {
-        SessionScope {
-            period,
-            serves: Serves::All { except: except.iter().map(|g| [*g; 32]).collect() },
-            epochs: epochs(list),
-        }
+    fn all(period: u64, list: &[(u8, u8)]) -> SessionScope {
+        SessionScope { period, serves: Serves::All, epochs: epochs(list) }
     }
 
     fn only(period: u64, groups: &[u8], list: &[(u8, u8)]) -> SessionScope {
@@ -262,11 +283,11 @@ mod tests {
     #[test]
     fn a_new_session_starts_an_hour_before_midnight_and_the_old_one_stops_two_hours_after() {
         let day = 100 * PERIOD_MS;
-        let mut plan = Plan::new(SessionKey { period: 100, ..key(day + 12 * HOUR, &[(1, 1)]) });
+        let mut plan = Plan::new(key(day + 12 * HOUR, &[(1, 1)]));
         assert_eq!(plan.step(key(day + 22 * HOUR, &[(1, 1)])), vec![]);
         assert_eq!(
             plan.step(key(day + 23 * HOUR, &[(1, 1)])),
-            vec![Action::Freeze { id: 0 }, Action::Start { id: 1, scope: all(101, &[], &[(1, 1)]) }]
+            vec![Action::Freeze { id: 0 }, Action::Start { id: 1, scope: all(101, &[(1, 1)]) }]
         );
         assert_eq!(plan.step(key(day + PERIOD_MS + HOUR, &[(1, 1)])), vec![], "yesterday's session lingers");
         assert_eq!(plan.step(key(day + PERIOD_MS + 2 * HOUR, &[(1, 1)])), vec![Action::Stop { id: 0 }]);
@@ -274,29 +295,22 @@ mod tests {
     }
 
     #[test]
-    fn an_epoch_change_moves_its_conversation_to_a_session_of_its_own_until_the_day_turns() {
+    fn an_epoch_change_gives_the_new_epoch_a_session_of_its_own_until_the_day_turns() {
         let day = 100 * PERIOD_MS;
         let mut plan = Plan::new(key(day + 9 * HOUR, &[(1, 1)]));
         assert_eq!(
             plan.step(key(day + 10 * HOUR, &[(1, 1), (2, 1)])),
-            vec![Action::Rescope { id: 0, scope: all(100, &[], &[(1, 1), (2, 1)]) }],
+            vec![Action::Rescope { id: 0, scope: all(100, &[(1, 1), (2, 1)]) }],
             "a new conversation joins the base session"
         );
         assert_eq!(
             plan.step(key(day + 11 * HOUR, &[(1, 1), (2, 2)])),
-            vec![
-                Action::Rescope { id: 0, scope: all(100, &[2], &[(1, 1), (2, 2)]) },
-                Action::Start { id: 1, scope: only(100, &[2], &[(1, 1), (2, 2)]) },
-            ],
-            "the base session drops the changed conversation, a new one takes it"
+            vec![Action::Start { id: 1, scope: only(100, &[2], &[(2, 2)]) }],
+            "the base keeps the old epoch, a new session takes the new one"
         );
         assert_eq!(
             plan.step(key(day + 12 * HOUR, &[(1, 1), (2, 3)])),
-            vec![
-                Action::Freeze { id: 1 },
-                Action::Rescope { id: 0, scope: all(100, &[2], &[(1, 1), (2, 3)]) },
-                Action::Start { id: 2, scope: only(100, &[2], &[(1, 1), (2, 3)]) },
-            ],
+            vec![Action::Freeze { id: 1 }, Action::Start { id: 2, scope: only(100, &[2], &[(2, 3)]) }],
             "a second change of it freezes the first change's session"
         );
         assert_eq!(plan.step(key(day + 13 * HOUR, &[(1, 1)])), vec![], "leaving a conversation is not a change");
@@ -306,20 +320,30 @@ mod tests {
             vec![
                 Action::Freeze { id: 0 },
                 Action::Freeze { id: 2 },
-                Action::Start { id: 3, scope: all(101, &[], &[(1, 1), (2, 3)]) }
+                Action::Start { id: 3, scope: all(101, &[(1, 1), (2, 3)]) }
             ],
             "at the day's turn every conversation is in one new session"
         );
     }
 
     #[test]
-    fn a_session_never_follows_an_epoch_later_than_the_one_it_took() {
-        let scope = all(100, &[], &[(1, 1)]);
-        assert!(scope.serves(&[1; 32], &[1; 32]));
-        assert!(!scope.serves(&[1; 32], &[2; 32]), "the next epoch waits for its own session");
-        assert!(scope.serves(&[9; 32], &[5; 32]), "a conversation new since the scope was set joins");
-        let only = only(100, &[1], &[(1, 2)]);
-        assert!(only.serves(&[1; 32], &[2; 32]) && !only.serves(&[9; 32], &[5; 32]));
+    fn ended_epochs_of_the_new_day_get_a_session_apart_from_the_current_ones() {
+        let day = 100 * PERIOD_MS;
+        let mut plan = Plan::new(key(day + 9 * HOUR, &[(1, 1)]));
+        plan.step(key(day + 10 * HOUR, &[(1, 2)]));
+        let previous = SessionScope { period: 101, serves: Serves::Previous, epochs: BTreeMap::new() };
+        let turn = plan.step(SessionKey { previous: true, ..key(day + 23 * HOUR, &[(1, 2)]) });
+        assert_eq!(
+            turn,
+            vec![
+                Action::Freeze { id: 0 },
+                Action::Freeze { id: 1 },
+                Action::Start { id: 2, scope: all(101, &[(1, 2)]) },
+                Action::Start { id: 3, scope: previous },
+            ]
+        );
+        let next = plan.step(SessionKey { previous: true, ..key(day + PERIOD_MS + 23 * HOUR, &[(1, 2)]) });
+        assert!(next.contains(&Action::Freeze { id: 3 }), "{next:?}");
     }
 
     #[test]
@@ -332,6 +356,6 @@ mod tests {
         assert_eq!(plan.frozen(), MAX_FROZEN);
         let actions = plan.step(key(day + 3 * PERIOD_MS, &[(1, 5)]));
         assert_eq!(plan.frozen(), 0, "{actions:?}");
-        assert!(actions.contains(&Action::Start { id: 6, scope: all(103, &[], &[(1, 5)]) }), "{actions:?}");
+        assert!(actions.contains(&Action::Start { id: 6, scope: all(103, &[(1, 5)]) }), "{actions:?}");
     }
 }
