@@ -1,9 +1,10 @@
 //! What a connected peer records of a node, across two days and a removal: a peer (or a relay,
 //! which is a peer that also keeps the envelopes) that follows every topic it sees the node
 //! follow, and records every byte it is handed: peer ids, identify information, subscriptions,
-//! gossip and sync requests. No 8-byte string it recorded of the node on one day, or before a
-//! removal, appears in what it records after (protocol constants aside): the node's sessions
-//! rotate (`core/src/net/sessions.rs`), and its topics with them.
+//! gossip and sync requests. No 8-byte string it recorded of the node on one day appears in what
+//! it records the next (what a stranger's node says too aside), and on the day after a removal
+//! the new epoch's topics and the ended epoch's are followed under two peer ids that share
+//! nothing: the node's sessions rotate (`core/src/net/sessions.rs`), and its topics with them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -147,8 +148,13 @@ async fn observe(swarm: &mut Swarm<Observer>, rec: &mut Recording, secs: u64) {
     }
 }
 
+/// The 8-byte strings of `items` that could identify something. Every identifier a node has
+/// (peer ids, keys, topics, envelopes, reconciliation symbols) is uniformly random, and 8
+/// random bytes hold fewer than 5 distinct values about once in a million; lengths, counts
+/// and padding (`00 00 00 00 00 00 00 55`) do, and are the protocol's structure.
 fn windows(items: &[Vec<u8>]) -> HashSet<[u8; 8]> {
-    items.iter().flat_map(|i| i.windows(8).map(|w| w.try_into().unwrap())).collect()
+    let random = |w: &[u8]| w.iter().collect::<HashSet<_>>().len() >= 5;
+    items.iter().flat_map(|i| i.windows(8).filter(|w| random(w)).map(|w| w.try_into().unwrap())).collect()
 }
 
 /// The 8-byte strings of `before` that appear again in `after`, constants aside.
@@ -198,18 +204,8 @@ async fn a_connected_peer_records_nothing_that_links_two_days_or_an_epoch_change
     observe(&mut watcher, &mut rec, 3).await;
     let first = alice_net.peer_id();
 
-    // Carol is removed: a new epoch, whose topics go to a session of their own.
+    // Carol is removed: a new epoch. On this day the base session follows both epochs.
     alice.remove_member("crew".into(), "carol".into()).await.unwrap();
-    let mut after_removal = None;
-    for _ in 0..30 {
-        observe(&mut watcher, &mut rec, 1).await;
-        after_removal = rec.by_peer.keys().find(|p| **p != first).copied();
-        if after_removal.is_some() {
-            break;
-        }
-    }
-    let after_removal = after_removal.expect("the removal starts a session of its own");
-    assert_eq!(alice_net.peer_id(), first, "the other conversations stay where they were");
     alice.send("crew".into(), "after the removal".into()).await.unwrap();
     observe(&mut watcher, &mut rec, 3).await;
 
@@ -236,28 +232,28 @@ async fn a_connected_peer_records_nothing_that_links_two_days_or_an_epoch_change
     assert!(!others.is_empty(), "the observer saw Dave too");
     rec.constants.extend(others);
     let of = |p: &PeerId| rec.by_peer.get(p).cloned().unwrap_or_default();
-    // Everything of Alice's that first appeared on day two (her base session, and the one that
-    // follows the ended epoch's topics of the day).
-    let day_two: Vec<Vec<u8>> = rec
-        .by_peer
-        .iter()
-        .filter(|(p, _)| !seen_on_day_one.contains(p) && !daves.contains(p))
-        .flat_map(|(_, items)| items.iter().cloned())
-        .collect();
-    assert!(!of(&second).is_empty());
-    let (day_one, removal) = (of(&first), of(&after_removal));
+    // On day two, Alice's base session (the new epoch) and the session that follows the ended
+    // epoch's topics of the day, apart.
+    let day_two_sessions: Vec<PeerId> =
+        rec.by_peer.keys().filter(|p| !seen_on_day_one.contains(p) && !daves.contains(p)).copied().collect();
+    assert_eq!(day_two_sessions.len(), 2, "a base and a session of the ended epoch: {day_two_sessions:?}");
+    let ended = *day_two_sessions.iter().find(|p| **p != second).unwrap();
+    let (day_one, day_two, day_two_ended) = (of(&first), of(&second), of(&ended));
     println!(
-        "recorded: {} items on day one, {} after the removal, {} on day two; {} constants",
+        "recorded: {} items on day one, {} of the base and {} of the ended epoch on day two; {} constants",
         day_one.len(),
-        removal.len(),
         day_two.len(),
+        day_two_ended.len(),
         rec.constants.len()
     );
-    assert!(day_one.len() > 3 && removal.len() > 3 && day_two.len() > 3, "the observer saw each session at work");
+    assert!(
+        day_one.len() > 3 && day_two.len() > 3 && !day_two_ended.is_empty(),
+        "the observer saw each session at work"
+    );
     for (what, before, after) in [
         ("day one and day two", &day_one, &day_two),
-        ("before and after the removal", &day_one, &removal),
-        ("the removal's session and day two", &removal, &day_two),
+        ("day one and the ended epoch's session of day two", &day_one, &day_two_ended),
+        ("the new epoch and the ended one, on day two", &day_two, &day_two_ended),
     ] {
         let links = repeated(before, after, &rec.constants);
         if let Some(w) = links.first() {

@@ -664,9 +664,9 @@ impl Account {
     /// What this device's network session should serve now (see `crate::net::sessions`).
     pub fn network_session(&self) -> crate::net::SessionKey {
         let now_ms = self.now();
-        let epochs = self.groups.iter().filter_map(|(gid, g)| Some((*gid, g.current_epoch()?.id))).collect();
-        let previous = self.groups.values().any(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).next().is_some());
-        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), epochs, now_ms, previous }
+        let previous =
+            self.groups.values().flat_map(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).map(|e| e.id)).collect();
+        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), now_ms, previous }
     }
 
     /// What a network session follows: the current epoch's topic of its period of each
@@ -676,27 +676,21 @@ impl Account {
         &self,
         scope: &crate::net::sessions::SessionScope,
     ) -> (Vec<crate::envelope::Topic>, [u8; 32]) {
-        if scope.serves == crate::net::sessions::Serves::Previous {
-            let topics = self
-                .groups
-                .values()
-                .flat_map(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).map(|e| e.topic(scope.period)))
-                .collect();
-            return (topics, self.card().rendezvous_point(scope.period));
+        let base = scope.serves == crate::net::sessions::Serves::All;
+        let mut topics = Vec::new();
+        for g in self.groups.values() {
+            if base && let Some(current) = g.current_epoch() {
+                topics.push(current.topic(scope.period));
+            }
+            // Ended epochs: the base follows those that ended since it started (written just
+            // before the change, control messages still travel on them), the other session
+            // those that had ended before.
+            for e in g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED) {
+                if scope.ended.contains(&e.id) != base {
+                    topics.push(e.topic(scope.period));
+                }
+            }
         }
-        let topics = self
-            .groups
-            .iter()
-            .filter(|(gid, _)| scope.serves(gid))
-            .filter_map(|(gid, g)| match scope.epochs.get(gid) {
-                // The epoch the session took (an ended one is kept as long as it is followed).
-                Some(id) => std::iter::once(g.current_epoch()?)
-                    .chain(g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED))
-                    .find(|e| e.id == *id),
-                None => g.current_epoch(),
-            })
-            .map(|e| e.topic(scope.period))
-            .collect();
         (topics, self.card().rendezvous_point(scope.period))
     }
 

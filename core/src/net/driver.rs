@@ -126,8 +126,6 @@ enum Command {
     Status(oneshot::Sender<NetStatus>),
     /// Keep what is followed, take nothing new: a newer session serves what comes.
     Freeze,
-    /// Serve this scope from now on.
-    Rescope(SessionScope),
 }
 
 /// How to reach one running session.
@@ -158,7 +156,15 @@ impl Drop for Running {
 struct Siblings {
     peers: HashSet<PeerId>,
     topics: HashMap<PeerId, HashSet<gossipsub::TopicHash>>,
+    /// Where the peers any session met listen (newest last): a session that starts later, or
+    /// follows only some topics, reaches the same peers as the others.
+    addresses: std::collections::VecDeque<Multiaddr>,
 }
+
+/// Peers' listen addresses the sessions share.
+const SHARED_ADDRESSES: usize = 64;
+/// A session with fewer peers than this dials the shared addresses again at each redial.
+const FEW_PEERS: usize = 3;
 
 type SharedSiblings = Arc<Mutex<Siblings>>;
 
@@ -319,11 +325,6 @@ async fn rotate<H: Host>(
                         s.topics.remove(&r.handle.peer_id);
                     }
                 }
-                Action::Rescope { id, scope } => {
-                    if let Some(r) = running.get(&id) {
-                        let _ = r.handle.commands.send(Command::Rescope(scope));
-                    }
-                }
                 Action::Start { id, scope } => {
                     let key = identity::Keypair::generate_ed25519();
                     let base = scope.is_base();
@@ -386,7 +387,8 @@ async fn start_session<H: Host>(
         }
     }
     let known = host.peer_addrs().await;
-    for addr in config.bootstrap.iter().chain(&config.relays).chain(&known) {
+    let shared: Vec<Multiaddr> = siblings.lock().map(|s| s.addresses.iter().cloned().collect()).unwrap_or_default();
+    for addr in config.bootstrap.iter().chain(&config.relays).chain(&known).chain(&shared) {
         let _ = swarm.dial(addr.clone());
     }
     let peer_id = *swarm.local_peer_id();
@@ -402,6 +404,7 @@ async fn start_session<H: Host>(
         config,
         scope,
         frozen: false,
+        dialed_shared: HashSet::new(),
         siblings,
         subscribed: HashSet::new(),
         rendezvous: HashSet::new(),
@@ -435,6 +438,8 @@ struct Driver<H: Host> {
     scope: Option<SessionScope>,
     /// A newer session serves what comes; this one keeps what it follows until it stops.
     frozen: bool,
+    /// Shared addresses this session dialled once already.
+    dialed_shared: HashSet<Multiaddr>,
     siblings: SharedSiblings,
     subscribed: HashSet<gossipsub::TopicHash>,
     rendezvous: HashSet<gossipsub::TopicHash>,
@@ -485,10 +490,6 @@ impl<H: Host> Driver<H> {
                         self.frozen = true;
                         self.catch_up = None;
                         self.history.clear();
-                    }
-                    Some(Command::Rescope(scope)) => {
-                        self.scope = Some(scope);
-                        self.refresh().await;
                     }
                     None => return,
                 },
@@ -749,6 +750,19 @@ impl<H: Host> Driver<H> {
                 let _ = self.swarm.dial(addr);
             }
         }
+        // A session apart from the base (ended epochs) meets peers only through the addresses
+        // the base learned: it dials each once; any session short of peers dials them again.
+        if self.scope.is_some() {
+            let shared: Vec<Multiaddr> =
+                self.siblings.lock().map(|s| s.addresses.iter().cloned().collect()).unwrap_or_default();
+            let few = self.peers.len() < FEW_PEERS;
+            for addr in shared {
+                let new = !self.is_base() && self.dialed_shared.insert(addr.clone());
+                if (new || few) && !self.peers.values().any(|a| *a == addr) {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
     }
 
     /// Counts a protocol offence; too many and the peer is cut off for a while.
@@ -882,6 +896,19 @@ impl<H: Host> Driver<H> {
                 if info.agent_version.starts_with(super::behaviour::RELAY_AGENT) && self.relay_peers.insert(peer_id) {
                     // Back from days away: ask the relay at once, not at the next tick.
                     self.catch_up_with_relays().await;
+                }
+                if self.scope.is_some()
+                    && !info.agent_version.starts_with(super::behaviour::RELAY_AGENT)
+                    && let Ok(mut s) = self.siblings.lock()
+                {
+                    for addr in info.listen_addrs.iter().filter(|a| !is_relayed(a)) {
+                        if !s.addresses.contains(addr) {
+                            s.addresses.push_back(addr.clone());
+                            if s.addresses.len() > SHARED_ADDRESSES {
+                                s.addresses.pop_front();
+                            }
+                        }
+                    }
                 }
                 if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                     for addr in info.listen_addrs.into_iter().filter(|a| !is_relayed(a)) {

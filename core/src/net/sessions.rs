@@ -2,20 +2,18 @@
 //! subscriptions) serves one period's topics; a new one, under a fresh peer id, starts shortly
 //! before the next period, and the one it replaces is frozen: it keeps the topics it followed,
 //! so that envelopes written just before midnight still arrive, and stops two hours into the
-//! next period. When a conversation's epoch changes (a removal, an add), its new topics go to
-//! a session of their own for the rest of the period.
+//! next period. Ended epochs still followed get a session apart from the current ones.
 //!
 //! What this buys: no peer, relay or LAN observer sees one peer id follow yesterday's and
-//! today's topics, nor an epoch's topics beside those of the epoch that replaced it, nor two
-//! sessions follow the same topic. What it does not hide: the IP address (see THREAT_MODEL).
+//! today's topics, nor, from the day after an epoch change, an epoch's topics beside those of
+//! the epoch that replaced it. What it does not hide: the IP address, and on the day of an
+//! epoch change the base session follows both epochs (see THREAT_MODEL).
 //!
 //! [`Plan`] decides, as a pure state machine, which sessions run; the driver starts, freezes
 //! and stops them.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use crate::account::{TOMORROW_LEAD_MS, YESTERDAY_GRACE_MS};
-use crate::group::{GroupId, PERIOD_MS};
+use crate::group::PERIOD_MS;
 
 /// Sessions frozen and still running at most, besides the current one (each costs a swarm and
 /// its connections); beyond it the oldest stops early.
@@ -26,12 +24,10 @@ pub const MAX_FROZEN: usize = 3;
 pub struct SessionKey {
     /// The period whose topics it follows.
     pub period: u64,
-    /// The current epoch of each conversation.
-    pub epochs: BTreeMap<GroupId, [u8; 32]>,
     /// The host's time now.
     pub now_ms: u64,
-    /// Whether any conversation has ended epochs still followed.
-    pub previous: bool,
+    /// The ended epochs still followed.
+    pub previous: Vec<[u8; 32]>,
 }
 
 /// The period a new session should serve at `now_ms`: today's, or tomorrow's in the last
@@ -46,41 +42,28 @@ pub fn frozen_until(period: u64) -> u64 {
     (period + 1) * PERIOD_MS + YESTERDAY_GRACE_MS
 }
 
-/// Which conversations a session serves.
+/// Which topics a session serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Serves {
-    /// Every conversation (the base session), with our rendezvous point and contact requests.
+    /// Every conversation's current epoch and the epochs that ended since the base started
+    /// (the base session), with our rendezvous point and contact requests.
     All,
-    /// Only these: conversations whose epoch changed during the period.
-    Only(BTreeSet<GroupId>),
-    /// The ended epochs still followed (control messages written just before an epoch change
-    /// still travel on them), apart from the current epochs.
+    /// The epochs that had already ended when the base started and are still followed
+    /// (control messages written just before an epoch change still travel on them).
     Previous,
 }
 
-/// What one session follows: the topics of `period` of the conversations it serves, each in
-/// the epoch it had when the session took it (or, for a conversation new since, its current
-/// one).
+/// What one session follows: topics of `period`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionScope {
     pub period: u64,
     pub serves: Serves,
-    /// The epoch each conversation had when the session took it: a session never follows a
-    /// later epoch's topics (a removed member would see them beside the old ones, under one
-    /// peer id); those go to a session of their own.
-    pub epochs: BTreeMap<GroupId, [u8; 32]>,
+    /// The epochs that had ended when the base session of the period started: the base does
+    /// not follow them, a session apart does.
+    pub ended: Vec<[u8; 32]>,
 }
 
 impl SessionScope {
-    /// Whether this session follows `group` (in its current or taken epoch).
-    pub fn serves(&self, group: &GroupId) -> bool {
-        match &self.serves {
-            Serves::All => true,
-            Serves::Only(groups) => groups.contains(group),
-            Serves::Previous => false,
-        }
-    }
-
     /// Whether this session also serves our rendezvous point and contact requests.
     pub fn is_base(&self) -> bool {
         matches!(self.serves, Serves::All)
@@ -90,14 +73,9 @@ impl SessionScope {
 /// What the driver does with its sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Start session `id` for this scope, under a fresh peer id. The base session of a
-    /// period becomes the current one.
+    /// Start session `id` for this scope, under a fresh peer id. A base session becomes the
+    /// current one.
     Start {
-        id: u64,
-        scope: SessionScope,
-    },
-    /// Session `id` serves this scope from now on.
-    Rescope {
         id: u64,
         scope: SessionScope,
     },
@@ -116,23 +94,17 @@ struct Frozen {
     until_ms: u64,
 }
 
-/// Which sessions run. In a period: a base session that follows every conversation in the
-/// epoch it had when the base took it, and one more session for each epoch change, which
-/// follows the new epoch of the conversations it changed for the rest of the period. So no
-/// session follows an epoch's topics beside those of the epoch that replaced it, and a session
-/// started for a change follows nothing another session did. At the next period everything
-/// moves to one new base session, and the old ones are frozen.
+/// Which sessions run: a base session per period, which follows every conversation; and, when
+/// epochs that ended before the period are still followed, a session for those apart. At the
+/// next period both are frozen and new ones start.
 #[derive(Debug)]
 pub struct Plan {
     period: u64,
     base: u64,
-    /// The epochs the base session follows.
-    base_epochs: BTreeMap<GroupId, [u8; 32]>,
-    changed: Vec<(u64, BTreeSet<GroupId>)>,
-    /// The session of ended epochs' topics, if any.
+    /// The epochs that had ended when the base session started.
+    ended: Vec<[u8; 32]>,
+    /// The session of ended epochs, if one runs.
     previous: Option<u64>,
-    /// The epochs as last seen.
-    epochs: BTreeMap<GroupId, [u8; 32]>,
     frozen: Vec<Frozen>,
     next_id: u64,
 }
@@ -140,26 +112,12 @@ pub struct Plan {
 impl Plan {
     /// A plan whose first session (id 0) is the base of `key`'s period.
     pub fn new(key: SessionKey) -> Plan {
-        Plan {
-            period: key.period,
-            base: 0,
-            base_epochs: key.epochs.clone(),
-            changed: Vec::new(),
-            previous: None,
-            epochs: key.epochs,
-            frozen: Vec::new(),
-            next_id: 1,
-        }
+        Plan { period: key.period, base: 0, ended: key.previous, previous: None, frozen: Vec::new(), next_id: 1 }
     }
 
     /// The base session's scope.
     pub fn first_scope(&self) -> SessionScope {
-        SessionScope { period: self.period, serves: Serves::All, epochs: self.base_epochs.clone() }
-    }
-
-    fn only(&self, groups: &BTreeSet<GroupId>) -> SessionScope {
-        let epochs = self.epochs.iter().filter(|(g, _)| groups.contains(*g)).map(|(g, e)| (*g, *e)).collect();
-        SessionScope { period: self.period, serves: Serves::Only(groups.clone()), epochs }
+        SessionScope { period: self.period, serves: Serves::All, ended: self.ended.clone() }
     }
 
     pub fn current(&self) -> u64 {
@@ -175,71 +133,25 @@ impl Plan {
         self.next_id - 1
     }
 
-    fn freeze(&mut self, id: u64, actions: &mut Vec<Action>) {
-        actions.push(Action::Freeze { id });
-        self.frozen.push(Frozen { id, until_ms: frozen_until(self.period) });
-    }
-
-    /// The host wants `wanted` now: start, rescope, freeze and stop what that takes.
+    /// The host wants `wanted` now: start, freeze and stop what that takes.
     pub fn step(&mut self, wanted: SessionKey) -> Vec<Action> {
         let now = wanted.now_ms;
         let mut actions = Vec::new();
         if wanted.period != self.period {
-            let old: Vec<u64> = std::iter::once(self.base)
-                .chain(self.changed.iter().map(|(id, _)| *id))
-                .chain(self.previous.take())
-                .collect();
-            for id in old {
-                self.freeze(id, &mut actions);
+            for id in std::iter::once(self.base).chain(self.previous.take()) {
+                actions.push(Action::Freeze { id });
+                self.frozen.push(Frozen { id, until_ms: frozen_until(self.period) });
             }
             self.period = wanted.period;
-            self.epochs = wanted.epochs.clone();
-            self.base_epochs = wanted.epochs;
-            self.changed.clear();
+            self.ended = wanted.previous.clone();
             self.base = self.fresh_id();
             actions.push(Action::Start { id: self.base, scope: self.first_scope() });
-            if wanted.previous {
-                // Ended epochs' topics of the new period, apart from the current ones.
-                let id = self.fresh_id();
-                let scope = SessionScope { period: self.period, serves: Serves::Previous, epochs: BTreeMap::new() };
-                actions.push(Action::Start { id, scope });
-                self.previous = Some(id);
-            }
-        } else {
-            let changed: BTreeSet<GroupId> = self
-                .epochs
-                .iter()
-                .filter(|(g, e)| wanted.epochs.get(*g).is_some_and(|n| n != *e))
-                .map(|(g, _)| *g)
-                .collect();
-            let joined: Vec<(GroupId, [u8; 32])> = wanted
-                .epochs
-                .iter()
-                .filter(|(g, _)| !self.base_epochs.contains_key(*g))
-                .map(|(g, e)| (*g, *e))
-                .collect();
-            self.epochs = wanted.epochs;
-            if !joined.is_empty() {
-                // New conversations join the base session, in the epoch they have now.
-                self.base_epochs.extend(joined);
-                actions.push(Action::Rescope { id: self.base, scope: self.first_scope() });
-            }
-            if !changed.is_empty() {
-                for (id, groups) in std::mem::take(&mut self.changed) {
-                    if groups.is_subset(&changed) {
-                        self.freeze(id, &mut actions);
-                    } else if groups.is_disjoint(&changed) {
-                        self.changed.push((id, groups));
-                    } else {
-                        let rest: BTreeSet<GroupId> = groups.difference(&changed).copied().collect();
-                        actions.push(Action::Rescope { id, scope: self.only(&rest) });
-                        self.changed.push((id, rest));
-                    }
-                }
-                let id = self.fresh_id();
-                actions.push(Action::Start { id, scope: self.only(&changed) });
-                self.changed.push((id, changed));
-            }
+        }
+        if !self.ended.is_empty() && self.previous.is_none() {
+            let id = self.fresh_id();
+            let scope = SessionScope { serves: Serves::Previous, ..self.first_scope() };
+            actions.push(Action::Start { id, scope });
+            self.previous = Some(id);
         }
         let mut kept = Vec::new();
         for f in std::mem::take(&mut self.frozen) {
@@ -259,103 +171,71 @@ mod tests {
 
     const HOUR: u64 = 60 * 60 * 1000;
 
-    fn key(now_ms: u64, epochs: &[(u8, u8)]) -> SessionKey {
-        SessionKey {
-            period: period_to_serve(now_ms),
-            epochs: epochs.iter().map(|(g, e)| ([*g; 32], [*e; 32])).collect(),
-            now_ms,
-            previous: false,
-        }
+    fn key(now_ms: u64, previous: &[u8]) -> SessionKey {
+        SessionKey { period: period_to_serve(now_ms), now_ms, previous: previous.iter().map(|e| [*e; 32]).collect() }
     }
 
-    fn epochs(list: &[(u8, u8)]) -> BTreeMap<GroupId, [u8; 32]> {
-        list.iter().map(|(g, e)| ([*g; 32], [*e; 32])).collect()
-    }
-
-    fn all(period: u64, list: &[(u8, u8)]) -> SessionScope {
-        SessionScope { period, serves: Serves::All, epochs: epochs(list) }
-    }
-
-    fn only(period: u64, groups: &[u8], list: &[(u8, u8)]) -> SessionScope {
-        SessionScope { period, serves: Serves::Only(groups.iter().map(|g| [*g; 32]).collect()), epochs: epochs(list) }
+    fn scope(period: u64, serves: Serves, ended: &[u8]) -> SessionScope {
+        SessionScope { period, serves, ended: ended.iter().map(|e| [*e; 32]).collect() }
     }
 
     #[test]
     fn a_new_session_starts_an_hour_before_midnight_and_the_old_one_stops_two_hours_after() {
         let day = 100 * PERIOD_MS;
-        let mut plan = Plan::new(key(day + 12 * HOUR, &[(1, 1)]));
-        assert_eq!(plan.step(key(day + 22 * HOUR, &[(1, 1)])), vec![]);
+        let mut plan = Plan::new(key(day + 12 * HOUR, &[]));
+        assert_eq!(plan.step(key(day + 22 * HOUR, &[])), vec![]);
         assert_eq!(
-            plan.step(key(day + 23 * HOUR, &[(1, 1)])),
-            vec![Action::Freeze { id: 0 }, Action::Start { id: 1, scope: all(101, &[(1, 1)]) }]
+            plan.step(key(day + 23 * HOUR, &[])),
+            vec![Action::Freeze { id: 0 }, Action::Start { id: 1, scope: scope(101, Serves::All, &[]) }]
         );
-        assert_eq!(plan.step(key(day + PERIOD_MS + HOUR, &[(1, 1)])), vec![], "yesterday's session lingers");
-        assert_eq!(plan.step(key(day + PERIOD_MS + 2 * HOUR, &[(1, 1)])), vec![Action::Stop { id: 0 }]);
+        assert_eq!(plan.step(key(day + PERIOD_MS + HOUR, &[])), vec![], "yesterday's session lingers");
+        assert_eq!(plan.step(key(day + PERIOD_MS + 2 * HOUR, &[])), vec![Action::Stop { id: 0 }]);
         assert_eq!(plan.current(), 1);
     }
 
     #[test]
-    fn an_epoch_change_gives_the_new_epoch_a_session_of_its_own_until_the_day_turns() {
+    fn an_ended_epoch_is_followed_apart_from_the_new_one_from_the_next_day() {
         let day = 100 * PERIOD_MS;
-        let mut plan = Plan::new(key(day + 9 * HOUR, &[(1, 1)]));
-        assert_eq!(
-            plan.step(key(day + 10 * HOUR, &[(1, 1), (2, 1)])),
-            vec![Action::Rescope { id: 0, scope: all(100, &[(1, 1), (2, 1)]) }],
-            "a new conversation joins the base session"
-        );
-        assert_eq!(
-            plan.step(key(day + 11 * HOUR, &[(1, 1), (2, 2)])),
-            vec![Action::Start { id: 1, scope: only(100, &[2], &[(2, 2)]) }],
-            "the base keeps the old epoch, a new session takes the new one"
-        );
-        assert_eq!(
-            plan.step(key(day + 12 * HOUR, &[(1, 1), (2, 3)])),
-            vec![Action::Freeze { id: 1 }, Action::Start { id: 2, scope: only(100, &[2], &[(2, 3)]) }],
-            "a second change of it freezes the first change's session"
-        );
-        assert_eq!(plan.step(key(day + 13 * HOUR, &[(1, 1)])), vec![], "leaving a conversation is not a change");
-        let turn = plan.step(key(day + 23 * HOUR, &[(1, 1), (2, 3)]));
+        let mut plan = Plan::new(key(day + 9 * HOUR, &[]));
+        // A removal: epoch 1 ended today; the base follows it beside the new one until the
+        // day turns.
+        assert_eq!(plan.step(key(day + 10 * HOUR, &[1])), vec![], "the base follows epoch 1 today");
+        let turn = plan.step(key(day + 23 * HOUR, &[1]));
         assert_eq!(
             turn,
             vec![
                 Action::Freeze { id: 0 },
-                Action::Freeze { id: 2 },
-                Action::Start { id: 3, scope: all(101, &[(1, 1), (2, 3)]) }
+                Action::Start { id: 1, scope: scope(101, Serves::All, &[1]) },
+                Action::Start { id: 2, scope: scope(101, Serves::Previous, &[1]) },
             ],
-            "at the day's turn every conversation is in one new session"
+            "tomorrow, epoch 1's topics have a session apart from the new epoch's"
+        );
+        let next = plan.step(key(day + PERIOD_MS + 23 * HOUR, &[]));
+        assert_eq!(next[..2], [Action::Freeze { id: 1 }, Action::Freeze { id: 2 }], "{next:?}");
+        assert!(
+            !next.iter().any(|a| matches!(a, Action::Start { scope, .. } if scope.serves == Serves::Previous)),
+            "no session for ended epochs once none is followed: {next:?}"
         );
     }
 
     #[test]
-    fn ended_epochs_of_the_new_day_get_a_session_apart_from_the_current_ones() {
+    fn a_node_started_after_an_epoch_change_follows_the_ended_epoch_apart() {
         let day = 100 * PERIOD_MS;
-        let mut plan = Plan::new(key(day + 9 * HOUR, &[(1, 1)]));
-        plan.step(key(day + 10 * HOUR, &[(1, 2)]));
-        let previous = SessionScope { period: 101, serves: Serves::Previous, epochs: BTreeMap::new() };
-        let turn = plan.step(SessionKey { previous: true, ..key(day + 23 * HOUR, &[(1, 2)]) });
+        let mut plan = Plan::new(key(day + 9 * HOUR, &[1]));
         assert_eq!(
-            turn,
-            vec![
-                Action::Freeze { id: 0 },
-                Action::Freeze { id: 1 },
-                Action::Start { id: 2, scope: all(101, &[(1, 2)]) },
-                Action::Start { id: 3, scope: previous },
-            ]
+            plan.step(key(day + 9 * HOUR + 1, &[1])),
+            vec![Action::Start { id: 1, scope: scope(100, Serves::Previous, &[1]) }]
         );
-        let next = plan.step(SessionKey { previous: true, ..key(day + PERIOD_MS + 23 * HOUR, &[(1, 2)]) });
-        assert!(next.contains(&Action::Freeze { id: 3 }), "{next:?}");
     }
 
     #[test]
-    fn days_away_stop_every_old_session_and_many_changes_keep_a_few() {
+    fn days_away_stop_every_old_session() {
         let day = 100 * PERIOD_MS;
-        let mut plan = Plan::new(key(day + 9 * HOUR, &[(1, 0)]));
-        for e in 1..=5u8 {
-            plan.step(key(day + 9 * HOUR + u64::from(e), &[(1, e)]));
-        }
-        assert_eq!(plan.frozen(), MAX_FROZEN);
-        let actions = plan.step(key(day + 3 * PERIOD_MS, &[(1, 5)]));
+        let mut plan = Plan::new(key(day + 9 * HOUR, &[]));
+        plan.step(key(day + 23 * HOUR, &[]));
+        assert_eq!(plan.frozen(), 1);
+        let actions = plan.step(key(day + 3 * PERIOD_MS, &[]));
         assert_eq!(plan.frozen(), 0, "{actions:?}");
-        assert!(actions.contains(&Action::Start { id: 6, scope: all(103, &[(1, 5)]) }), "{actions:?}");
+        assert!(actions.contains(&Action::Start { id: 2, scope: scope(103, Serves::All, &[]) }), "{actions:?}");
     }
 }
