@@ -130,3 +130,46 @@ fn an_epoch_change_while_queued_keeps_the_removed_out_and_a_removed_writer_expir
     }
     assert!(texts(&alice, "trip").contains(&"carol: anyone?".to_string()));
 }
+
+/// A message sealed again can reach a member in both its envelopes: a peer took the first after
+/// all and nobody told its sender (the churn test found this on loopback). It is shown once,
+/// under the new id, whichever envelope comes first, and its sender does not see it twice when
+/// the first comes back.
+#[test]
+fn a_message_that_went_out_in_both_envelopes_is_shown_once() {
+    for old_first in [true, false] {
+        let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let (mut alice, mut bob, _carol) = common::trip(&clock);
+        let queued = bob.account.send("trip", "said once").unwrap();
+        let first = bob.account.outbox(100).unwrap().live;
+        let first: Vec<Envelope> = first.into_iter().map(|e| Envelope::parse(e).unwrap()).collect();
+        let old = first.into_iter().find(|e| e.id().to_hex() == queued.id).unwrap();
+        alice.account.remove_member("trip", "carol").unwrap();
+        carry(&alice, &mut bob);
+        let batch = bob.account.outbox(100).unwrap();
+        let new = batch.resealed.iter().find(|(o, _)| *o == queued.id).map(|(_, n)| n.clone()).unwrap();
+        let mut arrivals: Vec<Envelope> = batch.live.iter().map(|e| Envelope::parse(e.clone()).unwrap()).collect();
+        if old_first {
+            arrivals.insert(0, old.clone());
+        } else {
+            arrivals.push(old.clone());
+        }
+        let mut moved = Vec::new();
+        for e in arrivals {
+            if let Ok(weft_core::account::Received::Applied(shown)) = alice.account.receive_envelope(e) {
+                moved.extend(shown.into_iter().filter_map(|m| m.replaces.map(|old| (old, m.id))));
+            }
+        }
+        assert_eq!(texts(&alice, "trip"), vec!["bob: said once"], "old envelope first: {old_first}");
+        let shown = alice.account.history("trip", 10).unwrap().into_iter().find(|m| m.kind == "text").unwrap();
+        assert_eq!(shown.id, new);
+        // Shown under the old id first, the message moves: the app is told so.
+        if old_first {
+            assert_eq!(moved, vec![(queued.id.clone(), new.clone())]);
+        } else {
+            assert!(moved.is_empty());
+        }
+        let _ = bob.account.receive_envelope(old);
+        assert_eq!(texts(&bob, "trip"), vec!["bob: said once"]);
+    }
+}

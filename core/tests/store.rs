@@ -264,3 +264,39 @@ fn messages_past_their_retention_leave_the_file() {
     assert!(!contains(&raw, b"the usual place it is"), "our own deleted message's text is still in the file");
     assert!(bob.set_retention("alice", Some(0)).is_err());
 }
+
+/// A message sealed again is shown once, whichever of its envelopes comes first; a member who
+/// names someone else's message as the one theirs replaces takes nothing out of the history.
+#[test]
+fn a_replacement_takes_out_only_its_own_senders_message() {
+    use weft_core::envelope::EnvelopeId;
+    use weft_core::store::MessageRow;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+    let (alice, mallory) = ([1; 32], [2; 32]);
+    let row = |id: u8, sender: [u8; 32]| MessageRow {
+        id: EnvelopeId([id; 32]),
+        group_id: [9; 32],
+        sender,
+        lamport: id as u64,
+        sent_ms: NOW,
+        kind: "text".into(),
+        body: format!("message {id}"),
+        outgoing: false,
+        via: None,
+    };
+    let (first, again, forged) = (EnvelopeId([1; 32]), EnvelopeId([2; 32]), EnvelopeId([3; 32]));
+    store.write(|tx| tx.insert_message(&row(1, alice))).unwrap();
+
+    // Mallory's message claims to replace Alice's: Alice's stays, and her own later
+    // replacement still works.
+    assert!(!store.write(|tx| tx.replace_message(&first, &mallory, &forged)).unwrap());
+    assert!(store.read().message(&first).unwrap().is_some(), "a member replaced someone else's message");
+    assert!(!store.read().is_replaced(&first, &alice).unwrap());
+
+    // Alice's replacement comes after the original: the original goes.
+    assert!(store.write(|tx| tx.replace_message(&first, &alice, &again)).unwrap());
+    assert!(store.read().message(&first).unwrap().is_none());
+    // The original again (another peer hands it over): it is known as replaced.
+    assert!(store.read().is_replaced(&first, &alice).unwrap());
+}

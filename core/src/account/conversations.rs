@@ -329,6 +329,7 @@ impl Account {
             body: m.body.clone(),
             state: (m.outgoing && m.kind == "text").then_some("queued"),
             via: m.via.clone(),
+            replaces: None,
         }
     }
 

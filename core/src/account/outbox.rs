@@ -202,6 +202,12 @@ impl Account {
                     _ => return Fate::Expired(THE_GROUP_MOVED_ON),
                 }
             }
+            // The envelope may have reached someone after all: the new one names it, so that
+            // members show the message once.
+            Content::Text(text) | Content::Resent { text, .. } => {
+                let content = Content::Resent { replaces: entry.id, text };
+                group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut())
+            }
             content => group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut()),
         };
         match result {
@@ -244,7 +250,8 @@ impl Account {
         }
         let now = self.now();
         let mut group = self.groups.remove(&row.group_id).ok_or_else(not_found)?;
-        let sealed = group.reseal(&self.me, Content::Text(row.body.clone()), row.sent_ms, now, self.entropy.as_mut());
+        let content = Content::Resent { replaces: id, text: row.body.clone() };
+        let sealed = group.reseal(&self.me, content, row.sent_ms, now, self.entropy.as_mut());
         let written = sealed.and_then(|sealed| {
             let last = sealed.last().expect("a reseal makes at least one envelope");
             let (new, lamport) = (last.envelope.id(), last.inner.lamport);

@@ -219,7 +219,7 @@ impl Account {
             && group.is_member(&opened.sender.account);
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
-        let (rows, mut unblocked, joined) = self.settle([group], result)?;
+        let (rows, mut unblocked, joined, moved) = self.settle([group], result)?;
         if let Some(new_gid) = joined {
             unblocked.push(new_gid);
         }
@@ -231,7 +231,14 @@ impl Account {
         if share_anew || owes_epoch {
             let _ = self.rekey(&gid);
         }
-        let shown = rows.iter().map(|r| self.message_info(r, &self.conversation_name(&r.group_id))).collect();
+        let shown = rows
+            .iter()
+            .map(|r| {
+                let mut info = self.message_info(r, &self.conversation_name(&r.group_id));
+                info.replaces = moved.filter(|_| r.id == id).map(|old| old.to_hex());
+                info
+            })
+            .collect();
         Ok(Some((shown, unblocked)))
     }
 
@@ -242,7 +249,7 @@ impl Account {
         envelope: &Envelope,
         opened: crate::group::Opened,
         now: u64,
-    ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>)> {
+    ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>, Option<EnvelopeId>)> {
         let id = envelope.id();
         let gid = group.id;
         // In a 1:1 conversation, a reply that names one of our envelopes as parent proves the
@@ -261,24 +268,32 @@ impl Account {
         let mut announce = None;
         let mut held_invite = None;
         let mut receipt = None;
+        let mut replacing = None;
         // Acknowledged only once it is stored (see below).
         let mut acknowledge = None;
         match event {
-            Event::Message { id, sender, lamport, sent_ms, text } => {
+            Event::Message { id, sender, lamport, sent_ms, text, replaces } => {
                 if sender != self.account_public() {
                     acknowledge = Some(id);
                 }
-                rows.push(MessageRow {
-                    id,
-                    group_id: gid,
-                    sender,
-                    lamport,
-                    sent_ms,
-                    kind: "text".into(),
-                    body: text,
-                    outgoing: false,
-                    via: None,
-                })
+                // A message sealed again reaches us in both envelopes, in either order: it is
+                // shown once, under the newer one.
+                if let Some(original) = replaces {
+                    replacing = Some((original, sender));
+                }
+                if !self.store.read().is_replaced(&id, &sender)? {
+                    rows.push(MessageRow {
+                        id,
+                        group_id: gid,
+                        sender,
+                        lamport,
+                        sent_ms,
+                        kind: "text".into(),
+                        body: text,
+                        outgoing: false,
+                        via: None,
+                    })
+                }
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
             // Changes that named this one as parent may enter the log now.
@@ -330,8 +345,12 @@ impl Account {
         // joining a group is not: it seals our announcement with a fresh chain position.
         let durable = announce.is_some();
         let others = group.member_count().saturating_sub(1);
-        let apply = |tx: &rusqlite::Connection| -> Result<Vec<(String, super::Acknowledged)>> {
+        let apply = |tx: &rusqlite::Connection| -> Result<(Vec<(String, super::Acknowledged)>, Option<EnvelopeId>)> {
             tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
+            let moved = match &replacing {
+                Some((original, sender)) => tx.replace_message(original, sender, &id)?.then_some(*original),
+                None => None,
+            };
             let acknowledged = match &receipt {
                 Some((sender, r)) => super::receipts::record(tx, &gid, others, sender, r)?,
                 None => Vec::new(),
@@ -352,9 +371,9 @@ impl Account {
                     tx.put_envelope(&a.envelope.id(), Some(&g.id), a.envelope.as_bytes(), EnvelopeStatus::Sent, now)?;
                 }
             }
-            Ok(acknowledged)
+            Ok((acknowledged, moved))
         };
-        let acknowledged = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
+        let (acknowledged, moved) = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
         self.note_acknowledged(acknowledged);
         if let Some(id) = acknowledge {
             self.acknowledge_later(gid, id);
@@ -363,7 +382,7 @@ impl Account {
         if let Some(g) = joined {
             self.groups.insert(g.id, g);
         }
-        Ok((rows, unblocked, joined_id))
+        Ok((rows, unblocked, joined_id, moved))
     }
 
     /// A member's name: our contact name, else the name the admin gave them in this group.

@@ -53,6 +53,9 @@ pub struct MessageInfo {
     pub state: Option<&'static str>,
     /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
     pub via: Option<String>,
+    /// In the event of the moment only: the id this message was shown under before its sender
+    /// sealed it again (the message moves; it is not a new one).
+    pub replaces: Option<String>,
 }
 
 /// What one received envelope did.

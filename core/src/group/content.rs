@@ -33,6 +33,7 @@ const KIND_MEMBERSHIP: u8 = 7;
 const KIND_INVITE: u8 = 8;
 const KIND_INVITE_PART: u8 = 9;
 const KIND_EPOCH_SHARES: u8 = 10;
+const KIND_RESENT: u8 = 11;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -161,6 +162,13 @@ pub struct Receipt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
     Text(String),
+    /// A text message sealed again (its day or epoch passed before a peer was known to have
+    /// taken it): `replaces` is the envelope it was sealed in before. That envelope may still
+    /// reach members, so they show the message once, under this id, whichever comes first.
+    Resent {
+        replaces: EnvelopeId,
+        text: String,
+    },
     KeyShare(KeyShare),
     /// A membership change and the new epoch's secret sealed to every remaining device, with
     /// the prekeys of devices an `Add` brings, so members can reach them at once.
@@ -224,6 +232,7 @@ impl Inner {
     pub fn encoded_len_hint(&self) -> usize {
         let content = match &self.content {
             Content::Text(t) => 5 + t.len(),
+            Content::Resent { text, .. } => 37 + text.len(),
             _ => 1024,
         };
         17 + 32 * self.parents.len() + content
@@ -239,6 +248,9 @@ impl Inner {
         match &self.content {
             Content::Text(text) => {
                 w.u8(1).string(text);
+            }
+            Content::Resent { replaces, text } => {
+                w.u8(KIND_RESENT).raw(&replaces.0).string(text);
             }
             Content::KeyShare(ks) => {
                 w.u8(KIND_KEY_SHARE);
@@ -287,6 +299,7 @@ impl Inner {
         let parents = (0..n).map(|_| r.array().map(EnvelopeId)).collect::<Result<Vec<_>>>()?;
         let content = match r.u8()? {
             1 => Content::Text(r.string(MAX_TEXT_LEN)?),
+            KIND_RESENT => Content::Resent { replaces: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? },
             KIND_KEY_SHARE => Content::KeyShare(KeyShare {
                 cert: DeviceCert::decode(&mut r)?,
                 prekey: SignedPrekey::decode(&mut r)?,
@@ -359,6 +372,10 @@ mod tests {
         let inner =
             Inner { lamport: 3, sent_ms: 9, parents: vec![EnvelopeId([1; 32])], content: Content::Text("hi".into()) };
         assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);
+        let resent =
+            Inner { content: Content::Resent { replaces: EnvelopeId([7; 32]), text: "hi again".into() }, ..inner };
+        assert_eq!(Inner::decode(&resent.encode()).unwrap(), resent);
+        assert_eq!(resent.encode().len(), resent.encoded_len_hint());
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub enum Event {
         lamport: u64,
         sent_ms: u64,
         text: String,
+        /// The envelope this message was sealed in before, when it was sealed again.
+        replaces: Option<EnvelopeId>,
     },
     /// A device handed us its chain: messages waiting for it can now be opened.
     KeysArrived {
@@ -1254,7 +1256,17 @@ impl Group {
         let lamport = inner.lamport.min(self.lamport.saturating_add(MAX_LAMPORT_JUMP));
         self.lamport = self.lamport.max(lamport);
         let event = match inner.content {
-            Content::Text(text) => Event::Message { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, text },
+            Content::Text(text) => {
+                Event::Message { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, text, replaces: None }
+            }
+            Content::Resent { replaces, text } => Event::Message {
+                id,
+                sender: sender.account,
+                lamport,
+                sent_ms: inner.sent_ms,
+                text,
+                replaces: Some(replaces),
+            },
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
                 self.note_prekey(&ks.prekey);

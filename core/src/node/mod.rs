@@ -49,9 +49,10 @@ pub enum NodeEvent {
         id: String,
         state: Delivery,
     },
-    /// A message of ours waited past its day or epoch before any peer took it, and was sealed
+    /// A message waited past its day or epoch before any peer took it, and its sender sealed it
     /// again where its recipients look now: it goes by `new_id` from now on (history shows it
-    /// once, under the new id, with its original time).
+    /// once, under the new id, with its original time). Sent for our own messages, and for a
+    /// member's that we showed under `old_id` before its new envelope came.
     MessageResealed {
         old_id: String,
         new_id: String,
@@ -518,6 +519,7 @@ fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInf
     for m in messages {
         let event = match m.kind.as_str() {
             "joined" => NodeEvent::JoinedGroup { name: m.body },
+            _ if let Some(old_id) = m.replaces.clone() => NodeEvent::MessageResealed { old_id, new_id: m.id },
             _ => NodeEvent::MessageReceived { message: m, via },
         };
         let _ = events.send(event);

@@ -772,7 +772,14 @@ pub trait Rows {
     }
 
     /// A message of ours sealed again: it keeps its place in history under its new envelope.
+    /// Our message `old`, sealed again as `new`: it takes the new id and place, and `old`, should
+    /// it come back from a peer that took it after all, is not shown again.
     fn rename_message(&self, old: &EnvelopeId, new: &EnvelopeId, lamport: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO replaced (original, sender, replacement)
+             SELECT envelope_id, sender, ?2 FROM messages WHERE envelope_id = ?1",
+            params![&old.0[..], &new.0[..]],
+        )?;
         self.conn().execute(
             "UPDATE messages SET envelope_id = ?2, lamport = ?3 WHERE envelope_id = ?1",
             params![&old.0[..], &new.0[..], lamport as i64],
@@ -808,6 +815,34 @@ pub trait Rows {
                 message_from_row,
             )
             .optional()?)
+    }
+
+    /// Records that `sender`'s message `replacement` replaces their `original` (it was sealed
+    /// again) and takes `original` out of the history. Only the sender's own text is replaced:
+    /// a member naming someone else's message replaces nothing. Whether `original` was shown.
+    fn replace_message(&self, original: &EnvelopeId, sender: &[u8; 32], replacement: &EnvelopeId) -> Result<bool> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO replaced (original, sender, replacement) VALUES (?1, ?2, ?3)",
+            params![&original.0[..], &sender[..], &replacement.0[..]],
+        )?;
+        let removed = self.conn().execute(
+            "DELETE FROM messages WHERE envelope_id = ?1 AND sender = ?2 AND kind = 'text'",
+            params![&original.0[..], &sender[..]],
+        )?;
+        Ok(removed > 0)
+    }
+
+    /// Whether `sender`'s message `id` was replaced by a later sealing of it.
+    fn is_replaced(&self, id: &EnvelopeId, sender: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM replaced WHERE original = ?1 AND sender = ?2",
+                params![&id.0[..], &sender[..]],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// A message of ours that expired is on its way again.

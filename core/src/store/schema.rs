@@ -157,6 +157,17 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE identity ADD COLUMN prekeys BLOB;
     ",
+    // 11: messages sealed again. The envelope a message went out in first may still reach
+    // members after its new one: each is recorded here (with its sender, so nobody replaces
+    // someone else's message) and shown once, under the newer id.
+    "
+    CREATE TABLE replaced (
+        original BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        replacement BLOB NOT NULL,
+        PRIMARY KEY (original, sender)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
