@@ -82,7 +82,7 @@ async fn offline_catch_up_through_a_relay_that_cannot_decrypt() {
     .await;
     let status = alice_net.status().await.unwrap();
     assert!(status.relays[0].connected, "{status:?}");
-    let alice_peer = alice_net.peer_id.to_bytes();
+    let alice_peer = alice_net.peer_id().to_bytes();
     alice_net.stop();
     // The relay's file names no peer id: who handed over what is not on its disk.
     let mut on_disk = Vec::new();
