@@ -766,8 +766,8 @@ impl<H: Host> Driver<H> {
     }
 
     /// Counts a protocol offence; too many and the peer is cut off for a while.
-    fn strike(&mut self, peer: PeerId, weight: u32) {
-        tracing::debug!(%peer, weight, "strike");
+    fn strike(&mut self, peer: PeerId, weight: u32, why: &dyn std::fmt::Display) {
+        tracing::debug!(me = %self.swarm.local_peer_id(), %peer, weight, %why, "strike");
         let strikes = self.strikes.entry(peer).or_default();
         *strikes += weight;
         if *strikes >= MAX_STRIKES {
@@ -871,7 +871,7 @@ impl<H: Host> Driver<H> {
                 );
                 tracing::debug!(from = %propagation_source, topic = %message.topic, ok, "gossip message");
                 if !ok && !blameless {
-                    self.strike(propagation_source, 1);
+                    self.strike(propagation_source, 1, &"a gossip message that is not an envelope");
                 } else if ok && !rendezvous {
                     self.host.receive_envelope(message.data, propagation_source);
                 }
@@ -926,7 +926,7 @@ impl<H: Host> Driver<H> {
                     let reply = match reply {
                         Ok(reply) => reply,
                         Err(e) => {
-                            self.strike(peer, strike_weight(&e));
+                            self.strike(peer, strike_weight(&e), &e);
                             return;
                         }
                     };
@@ -952,7 +952,7 @@ impl<H: Host> Driver<H> {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => self.strike(peer, strike_weight(&e)),
+                        Err(e) => self.strike(peer, strike_weight(&e), &e),
                     }
                 }
             },

@@ -286,6 +286,17 @@ impl PeerSync {
                     None if restart => respond(&mut step),
                     None => return Err(Error::StaleReconciliation),
                 };
+                // A message for the other side of the round, or out of its sequence, crossed a
+                // restart on the wire (one side's request failed or timed out, and it started
+                // over): stale, not hostile. The round is dropped; the next one starts afresh.
+                let crossed = match &side {
+                    Some(Side::Initiating(_)) => matches!(message, Message::Symbols { .. }),
+                    Some(Side::Responding(responder)) => !responder.expects(&message),
+                    None => false,
+                };
+                if crossed {
+                    return Err(Error::StaleReconciliation);
+                }
                 match side {
                     None => {}
                     Some(Side::Initiating(mut initiator)) => match initiator.handle(message)? {
@@ -649,6 +660,29 @@ mod tests {
             .handle(SyncMessage::Have { scope: Scope::Topic(topic), envelopes: vec![envelope(1)] }, &Store::default())
             .unwrap();
         assert!(step.received.is_empty());
+    }
+
+    /// Seen under load: a request of ours failed, we started the round over as its initiator,
+    /// and the peer's next symbols of the round before came in. A race an honest peer causes
+    /// costs one strike (stale), not a ban.
+    #[test]
+    fn symbols_that_crossed_a_restart_are_stale() {
+        let topic = [12; 16];
+        let scope = Scope::Topic(topic);
+        let (mut a, mut b) = (Store::default(), Store::default());
+        for n in 0..2000 {
+            b.put(topic, envelope(n));
+        }
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        let first = sb.start(scope, [3; 16], &b).unwrap();
+        let more = sa.handle(first, &a).unwrap().send;
+        assert!(matches!(more[..], [SyncMessage::Reconcile { message: Message::More, .. }]), "{more:?}");
+        // A starts over as initiator; B's next symbols of the old round arrive.
+        let _ = sa.start(scope, [4; 16], &a).unwrap();
+        let next = sb.handle(more.into_iter().next().unwrap(), &b).unwrap().send;
+        assert!(matches!(next[..], [SyncMessage::Reconcile { message: Message::Symbols { .. }, .. }]), "{next:?}");
+        let err = sa.handle(next.into_iter().next().unwrap(), &a).unwrap_err();
+        assert!(matches!(err, Error::StaleReconciliation), "{err:?}");
     }
 
     #[test]

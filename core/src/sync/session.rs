@@ -183,6 +183,12 @@ impl Responder {
         Responder { local: Some(items), decoder: None }
     }
 
+    /// Whether `message` is the batch this side waits for (the next symbols in sequence).
+    pub fn expects(&self, message: &Message) -> bool {
+        let received = self.decoder.as_ref().map_or(0, Decoder::symbols_received);
+        matches!(message, Message::Symbols { start, .. } if *start as usize == received)
+    }
+
     /// Takes a batch; answers `More`, or `Done` together with what this side learned.
     pub fn handle(&mut self, message: Message) -> Result<(Message, Option<Outcome>)> {
         let Message::Symbols { salt, start, symbols } = message else {
