@@ -7,7 +7,9 @@
 //! works (`group::channel`).
 //!
 //! Wire form: `version (1) | sealed box`, padded inside the box to a fixed size so that every
-//! request looks alike.
+//! request looks alike. On the network a request is wrapped once more, afresh each day it is
+//! published (`version (3) | sealed box of the request`): a request republished for days would
+//! otherwise be the same bytes every day, and tie the days together for whoever sees them.
 
 use crate::crypto::{Entropy, SEALED_OVERHEAD, label, open_sealed, seal_to};
 use crate::error::{Error, Result};
@@ -22,6 +24,38 @@ const REQUEST_SIGNATURE: &[u8] = label("weft/v1/contact-request-signature");
 const PADDED_LEN: usize = 672;
 /// The size of every request on the wire.
 pub const REQUEST_LEN: usize = 1 + SEALED_OVERHEAD + PADDED_LEN;
+/// A request wrapped for one day's publication on the network.
+pub const WRAPPED_VERSION: u8 = 3;
+/// The size of a wrapped request: what a rendezvous point carries.
+pub const WRAPPED_LEN: usize = 1 + SEALED_OVERHEAD + REQUEST_LEN;
+const WRAP_CONTEXT: &[u8] = label("weft/v1/contact-request-wrap");
+
+/// Wraps a sealed request to the recipient's card once more, with fresh randomness.
+pub fn wrap(request: &[u8], to: &ContactCard, entropy: &mut dyn Entropy) -> Result<Vec<u8>> {
+    if request.len() != REQUEST_LEN {
+        return Err(Error::Malformed { what: "contact request", why: "wrong length" });
+    }
+    let mut out = vec![WRAPPED_VERSION];
+    out.extend_from_slice(&seal_to(&to.request_key, &wrap_context(&to.request_key), request, entropy)?);
+    Ok(out)
+}
+
+/// The request inside what a rendezvous point carried (wrapped), or a bundle (as it is).
+pub fn unwrap(bytes: &[u8], keys: &InviteKeys) -> Result<Vec<u8>> {
+    match bytes.first() {
+        Some(&WRAPPED_VERSION) if bytes.len() == WRAPPED_LEN => {
+            open_sealed(&keys.request, &wrap_context(&keys.request_public()), &bytes[1..])
+        }
+        Some(&WRAPPED_VERSION) => Err(Error::Malformed { what: "contact request", why: "wrong length" }),
+        _ => Ok(bytes.to_vec()),
+    }
+}
+
+fn wrap_context(request_key: &[u8; 32]) -> Vec<u8> {
+    let mut c = WRAP_CONTEXT.to_vec();
+    c.extend_from_slice(request_key);
+    c
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContactRequest {
@@ -150,6 +184,27 @@ mod tests {
             sent_ms: 9,
         };
         (req, device)
+    }
+
+    /// Republished for days, a request is wrapped afresh for each: no two publications share
+    /// a byte string an observer could match, and the recipient finds the same request inside.
+    #[test]
+    fn each_wrapping_of_a_request_looks_new_and_opens_to_the_same_request() {
+        let mut rng = SeededEntropy::new(11);
+        let (req, device) = request(&mut rng);
+        let (keys, card) = recipient(&mut rng);
+        let sealed = req.seal(&card, &device, &mut rng).unwrap();
+        let (day_one, day_two) = (wrap(&sealed, &card, &mut rng).unwrap(), wrap(&sealed, &card, &mut rng).unwrap());
+        assert_eq!((day_one.len(), day_two.len()), (WRAPPED_LEN, WRAPPED_LEN));
+        let windows = |b: &[u8]| b.windows(8).map(|w| w.to_vec()).collect::<std::collections::HashSet<_>>();
+        assert!(windows(&day_one[1..]).is_disjoint(&windows(&day_two[1..])), "the two days share bytes");
+        assert!(windows(&day_one[1..]).is_disjoint(&windows(&sealed[1..])));
+        for wrapped in [&day_one, &day_two, &sealed] {
+            assert_eq!(unwrap(wrapped, &keys).unwrap(), sealed);
+        }
+        let (stranger, _) = recipient(&mut rng);
+        assert!(matches!(unwrap(&day_one, &stranger), Err(Error::DecryptionFailed)));
+        assert!(unwrap(&day_one[..100], &keys).is_err(), "a short wrapping is refused");
     }
 
     fn recipient(rng: &mut SeededEntropy) -> (InviteKeys, ContactCard) {

@@ -71,8 +71,8 @@ async fn attack(targets: Vec<Multiaddr>, until: Instant, tally: Arc<Tally>, seed
                         n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                         let data = if topic.hash().as_str().starts_with("weft-rv/") {
                             // The size and version of a contact request.
-                            let mut d = vec![(n >> 7) as u8; weft_core::handshake::REQUEST_LEN];
-                            d[0] = weft_core::handshake::REQUEST_VERSION;
+                            let mut d = vec![(n >> 7) as u8; weft_core::handshake::WRAPPED_LEN];
+                            d[0] = weft_core::handshake::WRAPPED_VERSION;
                             d[1..9].copy_from_slice(&n.to_be_bytes());
                             d
                         } else if n.is_multiple_of(2) {

@@ -351,8 +351,8 @@ async fn junk_at_a_rendezvous_point_is_not_forwarded_and_cuts_its_sender_off() {
     let _ = tokio::time::timeout(Duration::from_millis(500), answer_of(&mut junk)).await;
     let mut cut_off = false;
     for i in 0..40u32 {
-        let mut blob = vec![0x5Au8; weft_core::handshake::REQUEST_LEN];
-        blob[0] = weft_core::handshake::REQUEST_VERSION;
+        let mut blob = vec![0x5Au8; weft_core::handshake::WRAPPED_LEN];
+        blob[0] = weft_core::handshake::WRAPPED_VERSION;
         blob[1..5].copy_from_slice(&i.to_be_bytes());
         let _ = junk.behaviour_mut().gossipsub.publish(point.clone(), blob);
         if let Ok(SwarmEvent::ConnectionClosed { num_established: 0, .. }) =

@@ -170,11 +170,13 @@ impl Account {
     /// and not loaded: nothing of that conversation is followed, indexed or read until we
     /// accept. When too many wait, the one who has waited longest is forgotten.
     pub fn receive_request(&mut self, bytes: &[u8]) -> Result<RequestOutcome> {
-        let hash = *blake3::hash(bytes).as_bytes();
+        // Each day's wrapping differs; the request inside is what was seen before.
+        let inner = crate::handshake::unwrap(bytes, &self.invite)?;
+        let hash = *blake3::hash(&inner).as_bytes();
         if self.store.read().request_seen(&hash)? {
             return Ok(RequestOutcome::Known);
         }
-        let request = ContactRequest::open(bytes, &self.invite)?;
+        let request = ContactRequest::open(&inner, &self.invite)?;
         if request.card.account == self.account_public() {
             return Ok(RequestOutcome::Known);
         }

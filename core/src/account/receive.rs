@@ -685,19 +685,23 @@ impl Account {
         let now_ms = self.now();
         let previous =
             self.groups.values().flat_map(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).map(|e| e.id)).collect();
-        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), now_ms, previous }
+        let asking = self.store.read().contacts().is_ok_and(|all| all.iter().any(|c| c.request.is_some()));
+        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), now_ms, previous, asking }
     }
 
-    /// What a network session follows: the current epoch's topic of its period of each
-    /// conversation it serves, and our rendezvous point of that period. Nothing of another period, and no
-    /// ended epoch: the session that followed those is kept running, frozen, for a while.
+    /// What a network session follows, and our rendezvous point of its period: the base, the
+    /// current epoch's topic of that period of each conversation and the epochs that ended
+    /// since it started; the session of ended epochs, those that had ended before; the others
+    /// no topic. Nothing of another period: the sessions that followed those are kept running,
+    /// frozen, for a while.
     pub fn session_topics(
         &self,
         scope: &crate::net::sessions::SessionScope,
     ) -> (Vec<crate::envelope::Topic>, [u8; 32]) {
-        let base = scope.serves == crate::net::sessions::Serves::All;
+        use crate::net::sessions::Serves;
+        let base = scope.serves == Serves::Current;
         let mut topics = Vec::new();
-        for g in self.groups.values() {
+        for g in self.groups.values().filter(|_| matches!(scope.serves, Serves::Current | Serves::Previous)) {
             if base && let Some(current) = g.current_epoch() {
                 topics.push(current.topic(scope.period));
             }
@@ -738,17 +742,25 @@ impl Account {
     }
 
     /// Our unanswered contact requests, each with the recipient's rendezvous point for today.
-    pub fn pending_requests(&self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+    pub fn pending_requests(&mut self) -> Result<Vec<([u8; 32], Vec<u8>)>> {
         self.pending_requests_at(crate::group::period_of(self.now()))
     }
 
-    /// Our unanswered contact requests, each with the recipient's rendezvous point of `period`.
-    pub fn pending_requests_at(&self, today: u64) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+    /// Our unanswered contact requests as the network carries them (wrapped for `period`,
+    /// the same bytes all day), each with the recipient's rendezvous point of that period.
+    pub fn pending_requests_at(&mut self, period: u64) -> Result<Vec<([u8; 32], Vec<u8>)>> {
         let mut out = Vec::new();
+        self.request_wraps.retain(|(_, p), _| *p + 1 >= period);
         for c in self.store.read().contacts()? {
             if let Some(request) = c.request {
                 let card = crate::identity::ContactCard::from_bytes(&c.card)?;
-                out.push((card.rendezvous_point(today), request));
+                let wrapped = match self.request_wraps.entry((card.account, period)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(crate::handshake::wrap(&request, &card, self.entropy.as_mut())?).clone()
+                    }
+                };
+                out.push((card.rendezvous_point(period), wrapped));
             }
         }
         Ok(out)

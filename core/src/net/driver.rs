@@ -128,6 +128,14 @@ enum Command {
     Freeze,
 }
 
+/// One running session, as the host may see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub peer_id: PeerId,
+    /// What it serves (`None`: a relay's only session).
+    pub serves: Option<super::sessions::Serves>,
+}
+
 /// How to reach one running session.
 #[derive(Clone)]
 struct SessionHandle {
@@ -140,6 +148,7 @@ struct SessionHandle {
 /// A running session; dropping it stops it.
 struct Running {
     handle: SessionHandle,
+    serves: Option<super::sessions::Serves>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -172,6 +181,7 @@ type SharedSiblings = Arc<Mutex<Siblings>>;
 /// sessions (`super::sessions`).
 pub struct NetHandle {
     current: watch::Receiver<SessionHandle>,
+    sessions: watch::Receiver<Vec<SessionInfo>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -179,6 +189,11 @@ impl NetHandle {
     /// The current session's peer id (a node's changes with the day and at epoch changes).
     pub fn peer_id(&self) -> PeerId {
         self.current.borrow().peer_id
+    }
+
+    /// Every running session (frozen ones included), the current one first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.sessions.borrow().clone()
     }
 
     fn commands(&self) -> mpsc::UnboundedSender<Command> {
@@ -262,7 +277,7 @@ fn is_relayed(addr: &Multiaddr) -> bool {
 /// contact request of the right size on a rendezvous topic.
 fn well_formed(topic: &gossipsub::TopicHash, data: &[u8], rendezvous: bool) -> bool {
     if rendezvous {
-        return data.len() == crate::handshake::REQUEST_LEN && data[0] == crate::handshake::REQUEST_VERSION;
+        return data.len() == crate::handshake::WRAPPED_LEN && data[0] == crate::handshake::WRAPPED_VERSION;
     }
     Envelope::parse(data.to_vec()).is_ok() && gossip_topic(&data[1..17]).hash() == *topic
 }
@@ -285,14 +300,16 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
     let scope = plan.as_ref().map(super::sessions::Plan::first_scope);
     let first = start_session(host.clone(), config.clone(), keypair, scope, siblings.clone(), false).await?;
     let (current_tx, current) = watch::channel(first.handle.clone());
+    let (sessions_tx, sessions) =
+        watch::channel(vec![SessionInfo { peer_id: first.handle.peer_id, serves: first.serves.clone() }]);
     let task = match plan {
         None => tokio::spawn(async move {
             let _first = first;
             std::future::pending::<()>().await
         }),
-        Some(plan) => tokio::spawn(rotate(host, config, first, plan, current_tx, siblings)),
+        Some(plan) => tokio::spawn(rotate(host, config, first, plan, current_tx, sessions_tx, siblings)),
     };
-    Ok(NetHandle { current, task })
+    Ok(NetHandle { current, sessions, task })
 }
 
 /// Starts, freezes and stops a node's sessions as its [`super::sessions::Plan`] says.
@@ -302,6 +319,7 @@ async fn rotate<H: Host>(
     first: Running,
     mut plan: super::sessions::Plan,
     current: watch::Sender<SessionHandle>,
+    sessions: watch::Sender<Vec<SessionInfo>>,
     siblings: SharedSiblings,
 ) {
     use super::sessions::Action;
@@ -341,6 +359,15 @@ async fn rotate<H: Host>(
                 }
             }
         }
+        let base = current.borrow().peer_id;
+        let mut ids: Vec<SessionInfo> =
+            running.values().map(|r| SessionInfo { peer_id: r.handle.peer_id, serves: r.serves.clone() }).collect();
+        ids.sort_by_key(|s| s.peer_id != base);
+        sessions.send_if_modified(|old| {
+            let changed = *old != ids;
+            *old = ids;
+            changed
+        });
     }
 }
 
@@ -366,6 +393,7 @@ async fn start_session<H: Host>(
     later: bool,
 ) -> Result<Running> {
     let net_err = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
+    let serves = scope.as_ref().map(|s| s.serves.clone());
     let (mdns, relay_server, limits) = (config.mdns, config.relay_server, config.limits);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -427,7 +455,7 @@ async fn start_session<H: Host>(
         fetched: 0,
     };
     let task = tokio::spawn(driver.run(rx));
-    Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, task })
+    Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, task })
 }
 
 struct Driver<H: Host> {

@@ -98,13 +98,21 @@ impl Host for NodeHost {
                         history: a.history_wanted(),
                     });
                 };
+                use super::sessions::Serves;
                 let (topics, point) = a.session_topics(&scope);
-                let base = scope.is_base();
                 Ok(Interests {
                     topics,
-                    rendezvous: if base { vec![point] } else { Vec::new() },
-                    requests: if base { a.pending_requests_at(scope.period)? } else { Vec::new() },
-                    history: a.history_wanted(),
+                    rendezvous: if scope.serves == Serves::Rendezvous { vec![point] } else { Vec::new() },
+                    requests: if scope.serves == Serves::Requests {
+                        a.pending_requests_at(scope.period)?
+                    } else {
+                        Vec::new()
+                    },
+                    history: if matches!(scope.serves, Serves::Current | Serves::Previous) {
+                        a.history_wanted()
+                    } else {
+                        Vec::new()
+                    },
                 })
             })
             .await

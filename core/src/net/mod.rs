@@ -18,12 +18,14 @@ pub mod sessions;
 pub use admission::{IpCounts, Refused};
 pub use behaviour::Limits;
 pub use codec::{Budget, MAX_FRAME, REQUEST_BUDGET};
-pub use driver::{NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SyncStatus, start, start_host};
+pub use driver::{
+    NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SessionInfo, SyncStatus, start, start_host,
+};
 pub use host::{Host, Interests, NodeHost, RequestCheck};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
-pub use sessions::{SessionKey, period_to_serve};
+pub use sessions::{Serves, SessionKey, period_to_serve};
 
 /// How events name this transport.
 pub const VIA: &str = "libp2p";

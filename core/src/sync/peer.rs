@@ -669,7 +669,7 @@ mod tests {
     fn symbols_that_crossed_a_restart_are_stale() {
         let topic = [12; 16];
         let scope = Scope::Topic(topic);
-        let (mut a, mut b) = (Store::default(), Store::default());
+        let (a, mut b) = (Store::default(), Store::default());
         for n in 0..2000 {
             b.put(topic, envelope(n));
         }
