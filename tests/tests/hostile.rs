@@ -322,16 +322,23 @@ async fn a_peer_that_saw_a_topic_yesterday_learns_nothing_by_asking_today() {
     alice_net.stop();
 }
 
-/// Blobs of a contact request's size and version on Alice's rendezvous point: before, any was
+/// Blobs of a (wrapped) contact request's size and version on Alice's rendezvous point: before, any was
 /// accepted and forwarded. Now she opens each before it goes on: what does not open is not
 /// forwarded, and its sender is cut off like any junk sender.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_at_a_rendezvous_point_is_not_forwarded_and_cuts_its_sender_off() {
     let dir = tempfile::tempdir().unwrap();
     let alice = create(dir.path(), "alice").await;
-    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    // Alice's rendezvous point has a network session of its own; the junk peer is where
+    // Alice's sessions look for peers (a bootstrap peer; a relay or the LAN would be the same).
     let mut junk = hostile();
-    junk.dial(alice_addr.clone()).unwrap();
+    junk.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let junk_addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = junk.select_next_some().await {
+            break address;
+        }
+    };
+    let (alice_net, _) = online(&alice, config(vec![junk_addr], vec![])).await;
     let mut point = None;
     assert!(
         drive(&mut junk, |e| match e {
