@@ -504,7 +504,9 @@ struct Driver<H: Host> {
 
 impl<H: Host> Driver<H> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let host = self.host.clone();
+        // Sessions that follow no conversation push nothing: they do not read the outbox.
+        let mut outbox_changes =
+            if self.pushes() { self.host.outbox_changes() } else { super::host::OutboxChanges::never() };
         let mut tick = tokio::time::interval(self.config.tick);
         loop {
             tokio::select! {
@@ -521,7 +523,7 @@ impl<H: Host> Driver<H> {
                     }
                     None => return,
                 },
-                _ = host.outbox_changed() => self.push_outbox().await,
+                _ = outbox_changes.changed() => self.push_outbox().await,
                 _ = tick.tick() => {
                     self.ticks += 1;
                     let now = Instant::now();
@@ -730,6 +732,9 @@ impl<H: Host> Driver<H> {
 
     /// Publishes what waits in the outbox; what a peer took leaves it.
     async fn push_outbox(&mut self) {
+        if !self.pushes() {
+            return;
+        }
         let Ok(envelopes) = self.host.outbox(PUSH_BATCH).await else { return };
         // Each session pushes the envelopes of the topics it follows (publishing on a topic
         // of another session's would tie the two peer ids together); the current one also
@@ -1004,6 +1009,12 @@ impl<H: Host> Driver<H> {
             }
             _ => {}
         }
+    }
+
+    /// Whether this session publishes envelopes (it follows conversations' topics).
+    fn pushes(&self) -> bool {
+        use super::sessions::Serves;
+        self.scope.as_ref().is_none_or(|s| matches!(s.serves, Serves::Current | Serves::Previous))
     }
 
     /// Whether this session serves everything not moved elsewhere (a relay's only session does).

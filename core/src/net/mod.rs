@@ -21,7 +21,7 @@ pub use codec::{Budget, MAX_FRAME, REQUEST_BUDGET};
 pub use driver::{
     NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SessionInfo, SyncStatus, start, start_host,
 };
-pub use host::{Host, Interests, NodeHost, RequestCheck};
+pub use host::{Host, Interests, NodeHost, OutboxChanges, RequestCheck};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};

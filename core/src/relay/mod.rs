@@ -154,8 +154,8 @@ impl Host for RelayHost {
         Ok(Vec::new())
     }
 
-    async fn outbox_changed(&self) {
-        std::future::pending().await
+    fn outbox_changes(&self) -> crate::net::OutboxChanges {
+        crate::net::OutboxChanges::never()
     }
 
     async fn handed_over(&self, _ids: Vec<EnvelopeId>) {}
