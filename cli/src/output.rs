@@ -210,6 +210,7 @@ fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
         "created" => format!("[{time}] — {sender} created the group {body:?} —"),
         "joined" => format!("[{time}] — you joined {body:?} —"),
         "rekeyed" => format!("[{time}] — {sender} renewed the group's keys —"),
+        "accepted" => format!("[{time}] — {sender} accepted your contact request —"),
         kind => format!("[{time}] — {sender} {kind} {body} —"),
     }
 }

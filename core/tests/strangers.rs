@@ -150,3 +150,37 @@ fn a_strangers_conversation_says_to_accept_first() {
     bob.account.accept_contact("mallory").unwrap();
     assert_eq!(bob.account.members("mallory").unwrap().len(), 2);
 }
+
+/// Alice adds Bob by his link and her request reaches him; Bob accepts. Before, Alice's side
+/// stayed `added` for good and nothing told her (issue 15, finding 2). Now the first envelope
+/// of Bob's that answers in their conversation makes him accepted on her side, and says so once.
+#[test]
+fn the_requester_learns_that_the_request_was_accepted() {
+    use weft_core::store::ContactStatus;
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let mut alice = person("alice", 1, &clock);
+    let mut bob = person("bob", 2, &clock);
+    alice.account.add_contact(&bob.account.card().to_link(), None).unwrap();
+    let status = |p: &Person| p.account.contacts().unwrap()[0].status;
+    assert_eq!(status(&alice), ContactStatus::Added);
+    carry(&alice, &mut bob);
+    bob.account.accept_contact("alice").unwrap();
+    let (bundle, _) = Bundle::decode(&bob.account.export_bundle().unwrap()).unwrap();
+    let mut accepted = Vec::new();
+    for e in bundle.envelopes {
+        if let Ok(weft_core::account::Received::Applied(shown)) = alice.account.receive_envelope(e) {
+            accepted.extend(shown.into_iter().filter(|m| m.kind == "accepted"));
+        }
+    }
+    assert_eq!(status(&alice), ContactStatus::Accepted);
+    assert_eq!(accepted.len(), 1, "said once: {accepted:?}");
+    assert_eq!((accepted[0].conversation.as_str(), accepted[0].sender.as_str()), ("bob", "bob"));
+    // Later messages do not say it again.
+    bob.account.send("alice", "hi").unwrap();
+    let (bundle, _) = Bundle::decode(&bob.account.export_bundle().unwrap()).unwrap();
+    for e in bundle.envelopes {
+        if let Ok(weft_core::account::Received::Applied(shown)) = alice.account.receive_envelope(e) {
+            assert!(shown.iter().all(|m| m.kind != "accepted"), "{shown:?}");
+        }
+    }
+}

@@ -261,6 +261,18 @@ impl Account {
                 .iter()
                 .any(|p| matches!(self.store.read().has_envelope(p), Ok(Some(EnvelopeStatus::Sent))));
         let replier = opened.sender.account;
+        // Someone we asked (their link, our request) writes in our conversation: they accepted.
+        // Until they do, they have nothing to write there with (a stranger's side sends us
+        // nothing, not even receipts, before accepting).
+        let answered = match group.kind {
+            crate::group::GroupKind::Many => None,
+            _ => self
+                .store
+                .read()
+                .contact_by_account(&replier)?
+                .filter(|c| c.status == crate::store::ContactStatus::Added && c.group_id == gid),
+        };
+        let lamport_seen = opened.inner.lamport;
         let event = group.accept(&self.me, opened)?;
         let mut rows = Vec::new();
         let mut unblocked = Vec::new();
@@ -269,6 +281,19 @@ impl Account {
         let mut held_invite = None;
         let mut receipt = None;
         let mut replacing = None;
+        if let Some(contact) = &answered {
+            rows.push(MessageRow {
+                id: EnvelopeId(*blake3::hash(&[&b"weft/accepted/"[..], &id.0[..]].concat()).as_bytes()),
+                group_id: gid,
+                sender: replier,
+                lamport: lamport_seen,
+                sent_ms: now,
+                kind: "accepted".into(),
+                body: contact.name.clone(),
+                outgoing: false,
+                via: None,
+            });
+        }
         // Acknowledged only once it is stored (see below).
         let mut acknowledge = None;
         match event {
@@ -361,6 +386,13 @@ impl Account {
             tx.save_group(group)?;
             if replied_to_us {
                 tx.clear_request(&replier)?;
+            }
+            if let Some(contact) = &answered {
+                tx.upsert_contact(&crate::store::ContactRow {
+                    status: crate::store::ContactStatus::Accepted,
+                    request: None,
+                    ..contact.clone()
+                })?;
             }
             if let Some((invite_id, from, welcome)) = &held_invite {
                 tx.hold_invite(invite_id, from, welcome)?;

@@ -45,7 +45,8 @@ pub struct MessageInfo {
     pub outgoing: bool,
     pub sent_ms: u64,
     pub lamport: u64,
-    /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
+    /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`; or
+    /// `accepted` (a contact we asked accepted).
     pub kind: String,
     pub body: String,
     /// Our text messages only: `queued`, `sent`, `delivered` or `read` (as far as receipts

@@ -36,7 +36,8 @@ pub enum NodeEvent {
     ContactRequest {
         name: String,
     },
-    /// A contact we had added introduced themselves in turn.
+    /// A contact we had added accepted our request (they wrote in our conversation), or
+    /// introduced themselves in turn.
     ContactAnswered {
         name: String,
     },
@@ -519,6 +520,8 @@ fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInf
     for m in messages {
         let event = match m.kind.as_str() {
             "joined" => NodeEvent::JoinedGroup { name: m.body },
+            // Someone we asked to be our contact accepted.
+            "accepted" => NodeEvent::ContactAnswered { name: m.conversation },
             _ if let Some(old_id) = m.replaces.clone() => NodeEvent::MessageResealed { old_id, new_id: m.id },
             _ => NodeEvent::MessageReceived { message: m, via },
         };
