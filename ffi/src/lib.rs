@@ -16,6 +16,7 @@ use weft_core::crypto::OsEntropy;
 use weft_core::identity::{ContactCard, fingerprint, safety_number};
 use weft_core::store::DatabaseKey;
 
+mod listeners;
 mod node;
 
 pub use node::{

@@ -22,7 +22,7 @@ use weft_core::store::DatabaseKey;
 
 use crate::{Identity, WeftError, hex};
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("weft")
@@ -169,6 +169,11 @@ pub enum Event {
         peer: String,
         via: String,
     },
+    /// This listener fell behind (it took longer than events came) and `missed` events were
+    /// dropped before this one; the app should reload what it shows (history, contacts).
+    Lagged {
+        missed: u64,
+    },
 }
 
 impl From<NodeEvent> for Event {
@@ -203,7 +208,9 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for CallbackError {
     }
 }
 
-/// Implemented by the app to hear what happens. Called on a Weft thread, one event at a time.
+/// Implemented by the app to hear what happens. Called on a thread of the listener's own, one
+/// event at a time, in order: a listener that takes its time delays its own events only, never
+/// the app's calls into Weft; one that falls too far behind gets `Event::Lagged`.
 /// Every method returns a result so that an exception in the app's code comes back as an
 /// error (uniffi would otherwise panic on it) and is only logged.
 #[uniffi::export(foreign)]
@@ -214,19 +221,25 @@ pub trait EventListener: Send + Sync {
 /// A listener's registration: events stop when it is cancelled or dropped.
 #[derive(uniffi::Object)]
 pub struct Subscription {
-    task: tokio::task::JoinHandle<()>,
+    delivery: Arc<crate::listeners::Delivery>,
 }
 
 #[uniffi::export]
 impl Subscription {
+    /// Stops the events; the listener is not called after the event it may be handling now.
     pub fn cancel(&self) {
-        self.task.abort();
+        self.delivery.stop();
+    }
+
+    /// Events this listener missed because it fell behind (each time, it got `Lagged`).
+    pub fn missed(&self) -> u64 {
+        self.delivery.missed()
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.task.abort();
+        self.delivery.stop();
     }
 }
 
@@ -334,6 +347,8 @@ pub struct WeftNode {
     closed: AtomicBool,
     /// Set once closed: app drivers and listeners are not called after that.
     silenced: Arc<AtomicBool>,
+    /// Every listener's delivery, so that shutdown can wait for each to let go of the listener.
+    deliveries: Mutex<Vec<Arc<crate::listeners::Delivery>>>,
 }
 
 /// Opens the account in `home` with the 32-byte database key the app keeps in the platform
@@ -361,6 +376,7 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
             meshes: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             silenced: Arc::new(AtomicBool::new(false)),
+            deliveries: Mutex::new(Vec::new()),
         }))
     })
     .await
@@ -424,23 +440,17 @@ impl WeftNode {
 
     /// Calls `listener` with every event from now on, until the subscription is cancelled.
     pub fn subscribe(&self, listener: Arc<dyn EventListener>) -> Result<Arc<Subscription>, WeftError> {
-        let mut events = self.node()?.subscribe();
-        let silenced = self.silenced.clone();
-        let task = RUNTIME.spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(_) if silenced.load(Ordering::SeqCst) => return,
-                    Ok(event) => {
-                        if let Err(e) = listener.on_event(event.into()) {
-                            tracing::debug!(error = %e, "an event listener failed");
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        Ok(Arc::new(Subscription { task }))
+        let events = self.node()?.subscribe();
+        let delivery = {
+            let _guard = RUNTIME.enter();
+            crate::listeners::Delivery::start(events, listener)
+                .map_err(|e| WeftError::Internal { detail: format!("no thread for the listener: {e}") })?
+        };
+        let delivery = Arc::new(delivery);
+        let mut all = self.deliveries.lock().map_err(poisoned)?;
+        all.retain(|d| !d.is_stopped());
+        all.push(delivery.clone());
+        Ok(Arc::new(Subscription { delivery }))
     }
 
     pub async fn link(&self) -> Result<String, WeftError> {
@@ -593,9 +603,20 @@ impl WeftNode {
         .await
     }
 
-    /// Stops every transport and waits until they are gone; later calls fail with `Closed`,
-    /// and the app's driver and listeners are not called again.
-    pub async fn shutdown(&self) {
+    /// Stops every transport and waits until they are gone; later calls fail with `Closed`.
+    /// It blocks the calling thread (for as long as the transports take to stop, a second or
+    /// so) rather than being awaited: an awaited call is finished by a Weft thread waking the
+    /// host's event loop, and a process that exited right after it was sometimes woken while
+    /// its interpreter was finalising (Python aborted with `FATAL: exception not rethrown`, 5
+    /// runs in 40). When this returns, nothing calls into the host any more: app drivers and
+    /// listeners are released.
+    pub fn shutdown(&self) {
+        RUNTIME.block_on(self.close())
+    }
+}
+
+impl WeftNode {
+    async fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -623,6 +644,13 @@ impl WeftNode {
         })
         .await;
         self.silenced.store(true, Ordering::SeqCst);
+        // Nothing calls into the host after this returns: each listener's thread has let go
+        // of its listener (a task that dropped it later, on a runtime thread, could call into
+        // an interpreter that is already finalising).
+        let deliveries: Vec<_> = self.deliveries.lock().map(|mut d| d.drain(..).collect()).unwrap_or_default();
+        for delivery in deliveries {
+            delivery.stop_and_join();
+        }
     }
 }
 

@@ -61,6 +61,11 @@ fn python_runs_two_nodes_over_libp2p_and_over_a_python_radio() {
 }
 
 #[test]
+fn python_listeners_delay_no_call_hear_when_they_lag_and_end_with_shutdown() {
+    assert!(run_python("test_listeners.py").contains("3 passed"));
+}
+
+#[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
 }
@@ -164,7 +169,7 @@ fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
         "func linkDown(link: UInt64)",
         "case Failed(detail: String",
         "case LinkGone",
-        "func shutdown() async",
+        "func shutdown()",
     ] {
         assert!(swift.contains(&squashed(api)), "WeftFFI.swift lacks `{api}`");
     }

@@ -110,8 +110,8 @@ async def main():
         print("rss growth per round of 1000 messages: " + ", ".join(
             f"{'with' if heard else 'without'} callbacks {growth:+.1f} MiB" for heard, growth in rounds))
         subscription.cancel()
-        await alice.shutdown()
-        await bob.shutdown()
+        alice.shutdown()
+        bob.shutdown()
 
     calls_growth = after_calls - before_calls
     with_callbacks = [g for heard, g in rounds if heard]

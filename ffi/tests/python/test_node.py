@@ -126,8 +126,8 @@ async def over_libp2p(root):
     me = await bob.identity()
     assert me.name == "bob" and me.link == await bob.link() and me.qr_text
     subscription.cancel()
-    await alice.shutdown()
-    await bob.shutdown()
+    alice.shutdown()
+    bob.shutdown()
     # A wrong key opens nothing and changes nothing: the right key still finds every message.
     try:
         await weft_ffi.open_node(root + "/bob", bytes([9] * 32), None)
@@ -136,7 +136,7 @@ async def over_libp2p(root):
         pass
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), None)
     assert [m.id for m in await bob.history("alice", None, 1000)] == [m.id for m in everything]
-    await bob.shutdown()
+    bob.shutdown()
     try:
         await alice.send("bob", "after close")
         raise AssertionError("a closed node must refuse")
@@ -179,8 +179,8 @@ async def over_the_mesh(root):
     await eventually("the message over the mesh", arrived)
     assert dave_events.received("mesh")[0].message.body == "over the air"
     subscription.cancel()
-    await carol.shutdown()
-    await dave.shutdown()
+    carol.shutdown()
+    dave.shutdown()
     # Calls from the radio after the node closed do nothing.
     carol_handle.frame(1, b"late")
     carol_handle.link_down(1)
@@ -202,7 +202,7 @@ class ThrowingRadio(weft_ffi.RadioDriver):
 
 async def bad_input(root):
     erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), "erin")
-    await erin.shutdown()
+    erin.shutdown()
     try:
         await weft_ffi.open_node(root + "/erin", bytes([6] * 32), None)
         raise AssertionError("a wrong key must be refused")
@@ -241,7 +241,7 @@ async def bad_input(root):
             break
         except weft_ffi.WeftError.AlreadyExists:
             await asyncio.sleep(0.1)
-    await erin.shutdown()
+    erin.shutdown()
     try:
         handle.link_up(10, 185, False)
         raise AssertionError("a closed node takes no links")
