@@ -72,9 +72,9 @@ pub enum Error {
     /// A lookup by name or id found nothing.
     #[error("no {what} named {name:?}")]
     NotFound { what: &'static str, name: String },
-    /// A lookup by name matched several things.
-    #[error("{name:?} is ambiguous: it names {count} {what}s; use the id that `weft group list` or `--json` shows")]
-    Ambiguous { what: &'static str, name: String, count: usize },
+    /// A lookup by name matched several things: each candidate, with its id.
+    #[error("{name:?} is ambiguous: it names {} {what}s ({}); use the id", candidates.len(), candidates.join(", "))]
+    Ambiguous { what: &'static str, name: String, candidates: Vec<String> },
     /// Something already exists where the caller meant to create it.
     #[error("{0} already exists")]
     AlreadyExists(String),

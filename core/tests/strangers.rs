@@ -184,3 +184,29 @@ fn the_requester_learns_that_the_request_was_accepted() {
         }
     }
 }
+
+/// Issue 15, finding 1: a member who knows a group's id publishes a card named with that id.
+/// Before, whoever added the card and then sent to the group by id sent into the 1:1 chat with
+/// them (names won over ids). Now an id always names its own conversation, and a card's name
+/// that looks like an id is not taken as a contact's name.
+#[test]
+fn a_card_named_after_a_group_id_does_not_take_the_groups_messages() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, mut bob, _carol) = common::trip(&clock);
+    let group = alice.account.conversations().unwrap().into_iter().find(|c| c.name == "trip").unwrap();
+    let group_id = data_encoding::HEXLOWER.encode(&group.id);
+    let mallory = person(&group_id, 9, &clock);
+    let link = mallory.account.card().to_link();
+    let refused = alice.account.add_contact(&link, None).unwrap_err().to_string();
+    assert!(refused.contains("looks like an id"), "{refused}");
+    // Even under a name the user typed that is the id, the id names the group.
+    alice.account.add_contact(&link, Some(&group_id)).unwrap();
+    let sent = alice.account.send(&group_id, "for the trip").unwrap();
+    assert_eq!(sent.conversation, "trip");
+    carry(&alice, &mut bob);
+    assert!(texts(&bob, "trip").contains(&"alice: for the trip".to_string()));
+    // Mallory's own conversation is reached by its own id.
+    let contact = alice.account.contacts().unwrap().into_iter().find(|c| c.name == group_id).unwrap();
+    let by_contact_id = alice.account.send(&data_encoding::HEXLOWER.encode(&contact.conversation), "to mallory");
+    assert_eq!(by_contact_id.unwrap().conversation, group_id);
+}

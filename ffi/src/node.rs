@@ -91,8 +91,13 @@ impl From<ConversationInfo> for Conversation {
 #[derive(uniffi::Record)]
 pub struct Message {
     pub id: String,
+    /// The conversation's name, as shown (never to address it by: use `conversation_id`).
     pub conversation: String,
+    pub conversation_id: String,
+    /// The sender's name, as shown.
     pub sender: String,
+    /// The sender's account id.
+    pub sender_account: String,
     pub outgoing: bool,
     pub sent_ms: u64,
     /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
@@ -109,7 +114,9 @@ impl From<MessageInfo> for Message {
         Message {
             id: m.id,
             conversation: m.conversation,
+            conversation_id: hex(&m.conversation_id),
             sender: m.sender,
+            sender_account: hex(&m.sender_account),
             outgoing: m.outgoing,
             sent_ms: m.sent_ms,
             kind: m.kind,
@@ -136,6 +143,7 @@ impl From<MemberInfo> for Member {
 
 /// What the node tells the app.
 #[derive(uniffi::Enum)]
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per event, lifted into the host's own type")]
 pub enum Event {
     MessageReceived {
         message: Message,
@@ -389,6 +397,20 @@ fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, Wef
         .collect()
 }
 
+/// An id as the API takes it: 64 hex characters, exactly. The API takes no names: a name is
+/// what someone chose to be shown as, and a contact could choose one that is another
+/// conversation's (issue 15). Conversations go by `Conversation.id` (a contact's is
+/// `Contact.conversation_id`), contacts and members by their account id.
+fn exact(what: &str, id: String) -> Result<String, WeftError> {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(WeftError::InvalidInput {
+            detail: format!("a {what} id is 64 hex characters, and {id:?} is not one (names are not taken)"),
+        })
+    }
+}
+
 impl WeftNode {
     fn node(&self) -> Result<Arc<Node>, WeftError> {
         self.node.lock().map_err(poisoned)?.clone().ok_or(WeftError::Closed)
@@ -463,7 +485,9 @@ impl WeftNode {
         on_runtime(async move { Ok(node.add_contact(link, name).await?.into()) }).await
     }
 
-    pub async fn accept_contact(&self, name: String) -> Result<Contact, WeftError> {
+    /// Accepts a contact's request; `account` is their account id (`Contact.account`).
+    pub async fn accept_contact(&self, account: String) -> Result<Contact, WeftError> {
+        let name = exact("contact", account)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.accept_contact(name).await?.into()) }).await
     }
@@ -483,18 +507,23 @@ impl WeftNode {
         on_runtime(async move { Ok(node.create_group(name).await?.into()) }).await
     }
 
+    /// Invites a contact (by account id) into a group (by conversation id).
     pub async fn invite(&self, group: String, contact: String) -> Result<(), WeftError> {
+        let (group, contact) = (exact("conversation", group)?, exact("contact", contact)?);
         let node = self.node()?;
         on_runtime(async move { Ok(node.invite(group, contact).await?) }).await
     }
 
+    /// Removes a member (by account id) from a group (by conversation id).
     pub async fn remove_member(&self, group: String, member: String) -> Result<(), WeftError> {
+        let (group, member) = (exact("conversation", group)?, exact("member", member)?);
         let node = self.node()?;
         on_runtime(async move { Ok(node.remove_member(group, member).await?) }).await
     }
 
     /// Stores the message durably and queues it on every path; returns when it is stored.
     pub async fn send(&self, conversation: String, text: String) -> Result<Message, WeftError> {
+        let conversation = exact("conversation", conversation)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.send(conversation, text).await?.into()) }).await
     }
@@ -508,6 +537,8 @@ impl WeftNode {
         before: Option<String>,
         limit: u32,
     ) -> Result<Vec<Message>, WeftError> {
+        let conversation = exact("conversation", conversation)?;
+        let before = before.map(|b| exact("message", b)).transpose()?;
         let node = self.node()?;
         on_runtime(async move {
             Ok(node.history_before(conversation, before, limit as usize).await?.into_iter().map(Into::into).collect())
@@ -519,6 +550,7 @@ impl WeftNode {
     /// would have gone); it goes by the returned message's id from now on. A message still on
     /// its way is refused (`InvalidInput`).
     pub async fn resend(&self, message_id: String) -> Result<Message, WeftError> {
+        let message_id = exact("message", message_id)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.resend(message_id).await?.into()) }).await
     }
@@ -526,6 +558,7 @@ impl WeftNode {
     /// Marks a conversation read, telling its members unless read receipts are off; returns
     /// how many messages were unread.
     pub async fn mark_read(&self, conversation: String) -> Result<u32, WeftError> {
+        let conversation = exact("conversation", conversation)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.mark_read(conversation).await? as u32) }).await
     }
@@ -546,6 +579,7 @@ impl WeftNode {
     /// process them. They also go out by themselves once a day. Returns in how many
     /// conversations keys went out.
     pub async fn update_keys(&self, conversation: Option<String>) -> Result<u32, WeftError> {
+        let conversation = conversation.map(|c| exact("conversation", c)).transpose()?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.update_keys(conversation).await? as u32) }).await
     }
@@ -553,17 +587,20 @@ impl WeftNode {
     /// Keeps a conversation's messages for `keep_ms` after they reached this device (`None`:
     /// for ever); older ones are deleted within ten minutes. Returns how many were deleted now.
     pub async fn set_retention(&self, conversation: String, keep_ms: Option<u64>) -> Result<u32, WeftError> {
+        let conversation = exact("conversation", conversation)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.set_retention(conversation, keep_ms).await? as u32) }).await
     }
 
     pub async fn retention(&self, conversation: String) -> Result<Option<u64>, WeftError> {
+        let conversation = exact("conversation", conversation)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.retention(conversation).await?) }).await
     }
 
     /// The group's current members.
     pub async fn members(&self, group: String) -> Result<Vec<Member>, WeftError> {
+        let group = exact("conversation", group)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.members(group).await?.into_iter().map(Into::into).collect()) }).await
     }

@@ -40,13 +40,12 @@ impl Account {
         Ok(self.store.read().contacts()?.iter().map(Self::contact_info).collect())
     }
 
+    /// A contact by account id (64 hex characters), else by name.
     pub(super) fn contact_row(&self, name: &str) -> Result<ContactRow> {
-        self.store
-            .read()
-            .contacts()?
-            .into_iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| Error::NotFound { what: "contact", name: name.to_owned() })
+        let all = self.store.read().contacts()?;
+        let by_id = super::conversations::exact_id(name).and_then(|id| all.iter().position(|c| c.account == id));
+        let at = by_id.or_else(|| all.iter().position(|c| c.name == name));
+        at.map(|i| all[i].clone()).ok_or_else(|| Error::NotFound { what: "contact", name: name.to_owned() })
     }
 
     /// The 1:1 group with the holder of `card`, derived from both request keys.
@@ -74,6 +73,14 @@ impl Account {
         let name = match (name, &existing, &card.name) {
             (Some(n), _, _) => n.to_owned(),
             (None, Some(row), _) => row.name.clone(),
+            // A card's name is what its holder chose: one that could be taken for an id
+            // (another conversation's) is not made a key here.
+            (None, None, Some(n)) if super::conversations::looks_like_an_id(n) => {
+                return Err(Error::Malformed {
+                    what: "contact link",
+                    why: "its name looks like an id; give the contact a name of your own",
+                });
+            }
             (None, None, Some(n)) => n.clone(),
             (None, None, None) => {
                 return Err(Error::Malformed { what: "contact link", why: "it carries no name; give one with --name" });

@@ -33,16 +33,22 @@ impl Account {
         Ok(out)
     }
 
-    /// Finds a conversation by contact name, group name or a prefix of the group id in hex.
+    /// Finds a conversation by its id (64 hex characters: always the conversation with that
+    /// id, whatever anyone is named), then by contact or group name, then by a prefix of the
+    /// id of at least 6 characters. A name never shadows an id: a contact who chose a group's
+    /// id as their name does not receive what is sent to that group by id.
     pub fn resolve(&self, name: &str) -> Result<ConversationInfo> {
         let all = self.conversations()?;
+        if let Some(id) = exact_id(name)
+            && let Some(c) = all.iter().find(|c| c.id == id)
+        {
+            return Ok(c.clone());
+        }
         let exact: Vec<_> = all.iter().filter(|c| c.name == name).collect();
         match exact.len() {
             1 => return Ok(exact[0].clone()),
             0 => {}
-            count => {
-                return Err(Error::Ambiguous { what: "conversation", name: name.to_owned(), count });
-            }
+            _ => return Err(ambiguous("conversation", name, exact.iter().map(|c| describe(c)))),
         }
         let lower = name.to_ascii_lowercase();
         let by_id: Vec<_> = all
@@ -52,7 +58,7 @@ impl Account {
         match by_id.len() {
             1 => Ok(by_id[0].clone()),
             0 => Err(Error::NotFound { what: "contact or group", name: name.to_owned() }),
-            count => Err(Error::Ambiguous { what: "conversation", name: name.to_owned(), count }),
+            _ => Err(ambiguous("conversation", name, by_id.iter().map(|c| describe(c)))),
         }
     }
 
@@ -146,18 +152,27 @@ impl Account {
     pub fn remove_member(&mut self, group_name: &str, member: &str) -> Result<()> {
         let gid = self.resolve_group(group_name)?;
         let lower = member.to_ascii_lowercase();
-        let matches: Vec<_> = self
-            .members(group_name)?
-            .into_iter()
-            .filter(|m| {
-                m.name == member || (lower.len() >= 8 && data_encoding::HEXLOWER.encode(&m.account).starts_with(&lower))
-            })
-            .collect();
+        let members = self.members(group_name)?;
+        // An account id names that member, whatever anyone is called.
+        let by_account: Vec<_> = members.iter().filter(|m| exact_id(member) == Some(m.account)).cloned().collect();
+        let matches: Vec<_> = if by_account.is_empty() {
+            members
+                .into_iter()
+                .filter(|m| {
+                    m.name == member
+                        || (lower.len() >= 8 && data_encoding::HEXLOWER.encode(&m.account).starts_with(&lower))
+                })
+                .collect()
+        } else {
+            by_account
+        };
         let account = match matches.as_slice() {
             [one] => one.account,
             [] => return Err(Error::NotFound { what: "member", name: member.to_owned() }),
             many => {
-                return Err(Error::Ambiguous { what: "member", name: member.to_owned(), count: many.len() });
+                let candidates =
+                    many.iter().map(|m| format!("{} {}", m.name, data_encoding::HEXLOWER.encode(&m.account[..4])));
+                return Err(ambiguous("member", member, candidates));
             }
         };
         self.change_membership(&gid, Action::Remove { member: account }, "removed", member)
@@ -321,7 +336,9 @@ impl Account {
         MessageInfo {
             id: m.id.to_hex(),
             conversation: conversation.to_owned(),
+            conversation_id: m.group_id,
             sender: self.display_name(&m.sender),
+            sender_account: m.sender,
             outgoing: m.outgoing,
             sent_ms: m.sent_ms,
             lamport: m.lamport,
@@ -364,4 +381,29 @@ pub(super) fn put_sent(tx: &rusqlite::Connection, group: &GroupId, sealed: &[Sea
         tx.set_outbox_inner(&id, &s.inner.encode())?;
     }
     Ok(())
+}
+
+/// The id `text` spells out whole (64 hex characters), if it does.
+pub(super) fn exact_id(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    data_encoding::HEXLOWER_PERMISSIVE.decode(text.as_bytes()).ok()?.try_into().ok()
+}
+
+/// Whether a name could be taken for an id or an id's prefix (6 hex characters or more).
+pub(super) fn looks_like_an_id(name: &str) -> bool {
+    name.len() >= 6 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn describe(c: &ConversationInfo) -> String {
+    let kind = match c.kind {
+        ConversationKind::Contact => "contact",
+        ConversationKind::Group => "group",
+    };
+    format!("{} ({kind} {})", c.name, data_encoding::HEXLOWER.encode(&c.id[..4]))
+}
+
+fn ambiguous(what: &'static str, name: &str, candidates: impl Iterator<Item = String>) -> Error {
+    Error::Ambiguous { what, name: name.to_owned(), candidates: candidates.collect() }
 }

@@ -40,8 +40,14 @@ pub struct MemberInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageInfo {
     pub id: String,
+    /// The conversation's name, as shown.
     pub conversation: String,
+    /// The conversation's id: what to address it by.
+    pub conversation_id: [u8; 32],
+    /// The sender's name, as shown.
     pub sender: String,
+    /// The sender's account id.
+    pub sender_account: [u8; 32],
     pub outgoing: bool,
     pub sent_ms: u64,
     pub lamport: u64,

@@ -16,6 +16,7 @@ use crate::store::DatabaseKey;
 
 /// What a node tells its clients.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per message; boxing buys nothing")]
 pub enum NodeEvent {
     /// A message arrived and is stored; `via` names the path that brought it first
     /// (`bundle`, `libp2p`).

@@ -106,6 +106,12 @@ inline fun <reified E : Throwable> refused(what: String, call: () -> Unit) {
 
 fun key(byte: Int) = ByteArray(32) { byte.toByte() }
 
+/** The id of the conversation shown as `name`: the API takes ids, never names. */
+suspend fun WeftNode.conv(name: String) = conversations().first { it.name == name }.id
+
+/** The account id of the contact shown as `name`. */
+suspend fun WeftNode.account(name: String) = contacts().first { it.name == name }.account
+
 fun loopback(bootstrap: List<String> = emptyList()) =
     NetworkConfig(listen = listOf("/ip4/127.0.0.1/tcp/0"), bootstrap = bootstrap, relays = emptyList(), mdns = false)
 
@@ -119,26 +125,26 @@ suspend fun overLibp2p(root: String) {
 
     alice.addContact(bob.link(), null)
     eventually("bob to get alice's request") { bob.contacts().any { it.name == "alice" } }
-    bob.acceptContact("alice")
-    for (i in 0 until 5) alice.send("bob", "hello $i")
-    eventually("five messages") { bob.history("alice", null, 100u).count { it.kind == "text" } == 5 }
+    bob.acceptContact(bob.account("alice"))
+    for (i in 0 until 5) alice.send(alice.conv("bob"), "hello $i")
+    eventually("five messages") { bob.history(bob.conv("alice"), null, 100u).count { it.kind == "text" } == 5 }
     // The listener is called on a Weft thread after the message is stored: it may lag the history.
     eventually("bob's listener to hear the five") { bobEvents.received().size >= 5 }
-    bob.send("alice", "and back")
-    eventually("the reply") { alice.history("bob", null, 100u).any { it.body == "and back" } }
+    bob.send(bob.conv("alice"), "and back")
+    eventually("the reply") { alice.history(alice.conv("bob"), null, 100u).any { it.body == "and back" } }
     // Fresh keys on demand; a retention to set, read back and clear.
-    check(bob.updateKeys("alice") == 1u)
-    check(bob.retention("alice") == null)
-    check(bob.setRetention("alice", 604_800_000uL) == 0u)
-    check(bob.retention("alice") == 604_800_000uL)
-    bob.setRetention("alice", null)
+    check(bob.updateKeys(bob.conv("alice")) == 1u)
+    check(bob.retention(bob.conv("alice")) == null)
+    check(bob.setRetention(bob.conv("alice"), 604_800_000uL) == 0u)
+    check(bob.retention(bob.conv("alice")) == 604_800_000uL)
+    bob.setRetention(bob.conv("alice"), null)
 
     // Paging two at a time back to the start gives the whole history.
-    val everything = bob.history("alice", null, 100u)
+    val everything = bob.history(bob.conv("alice"), null, 100u)
     val paged = mutableListOf<Message>()
     var before: String? = null
     while (true) {
-        val page = bob.history("alice", before, 2u)
+        val page = bob.history(bob.conv("alice"), before, 2u)
         if (page.isEmpty()) break
         paged.addAll(0, page)
         before = page.first().id
@@ -151,23 +157,23 @@ suspend fun overLibp2p(root: String) {
             runBlocking {
                 repeat(10) { i ->
                     bob.status()
-                    bob.send("alice", "thread $n message $i")
+                    bob.send(bob.conv("alice"), "thread $n message $i")
                 }
             }
         }
     }
     threads.forEach { it.join() }
-    check(bob.history("alice", null, 1000u).count { it.body.startsWith("thread ") } == 80)
-    val afterThreads = bob.history("alice", null, 1000u)
+    check(bob.history(bob.conv("alice"), null, 1000u).count { it.body.startsWith("thread ") } == 80)
+    val afterThreads = bob.history(bob.conv("alice"), null, 1000u)
 
     subscription.cancel()
     alice.shutdown()
     bob.shutdown()
-    refused<WeftException.Closed>("send after close") { runBlocking { alice.send("bob", "after close") } }
+    refused<WeftException.Closed>("send after close") { runBlocking { alice.send(alice.conv("bob"), "after close") } }
     // A wrong key opens nothing and changes nothing: the right key still finds every message.
     refused<WeftException.WrongKey>("a wrong key") { runBlocking { openNode("$root/bob", key(9), null) } }
     val again = openNode("$root/bob", key(2), null)
-    check(again.history("alice", null, 1000u).map { it.id } == afterThreads.map { it.id })
+    check(again.history(again.conv("alice"), null, 1000u).map { it.id } == afterThreads.map { it.id })
     again.shutdown()
 }
 
@@ -175,7 +181,7 @@ suspend fun overLibp2p(root: String) {
 suspend fun contactsByBundle(first: WeftNode, firstName: String, second: WeftNode) {
     first.addContact(second.link(), null)
     second.importBundle(first.exportBundle())
-    second.acceptContact(firstName)
+    second.acceptContact(second.account(firstName))
     first.importBundle(second.exportBundle())
 }
 
@@ -191,7 +197,7 @@ suspend fun overTheMesh(root: String) {
     // once it is queued on a link, even if the radio then fails it; see the closing note.)
     val broken = ThrowingRadio()
     val brokenHandle = carol.attachRadio(broken)
-    carol.send("dave", "over the air")
+    carol.send(carol.conv("dave"), "over the air")
     check(carol.status().outbox >= 1u) { "an undelivered message stays queued" }
     brokenHandle.linkUp(99uL, 185u, true)
     eventually("the broken radio's first write", 10) { broken.sends >= 1 }
@@ -237,7 +243,7 @@ suspend fun overLinkTables(root: String) {
     heidiRadio.handle = heidi.attachRadio(heidiRadio)
     graceRadio.connect(heidiRadio, 23u) // the smallest MTU: every message is many fragments
 
-    val sent = (0 until 20).map { grace.send("heidi", "fragment me ${"x".repeat(it * 40)}").id }
+    val sent = (0 until 20).map { grace.send(grace.conv("heidi"), "fragment me ${"x".repeat(it * 40)}").id }
     eventually("twenty messages over the queued radio") { heidiEvents.received("mesh").size == 20 }
     check(heidiEvents.received("mesh").map { it.message.id }.toSet() == sent.toSet())
     subscription.cancel()
@@ -250,7 +256,7 @@ suspend fun overLinkTables(root: String) {
 suspend fun badInput(root: String) {
     refused<WeftException.InvalidInput>("a short key") { runBlocking { openNode("$root/frank", ByteArray(5), "frank") } }
     val erin = openNode("$root/erin", key(5), "erin")
-    refused<WeftException.NotFound>("an unknown conversation") { runBlocking { erin.send("nobody", "hello?") } }
+    refused<WeftException.NotFound>("an unknown conversation") { runBlocking { erin.send("f".repeat(64), "hello?") } }
     refused<WeftException.InvalidInput>("a bad address") {
         runBlocking { erin.startNetwork(NetworkConfig(listOf("not an address"), emptyList(), emptyList(), false)) }
     }

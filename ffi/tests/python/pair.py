@@ -5,6 +5,22 @@ import asyncio
 import weft_ffi
 
 
+async def conversation_of(node, name):
+    """The id of the conversation `node` shows as `name`: the API takes ids, never names."""
+    for c in await node.conversations():
+        if c.name == name:
+            return c.id
+    raise AssertionError(f"no conversation shown as {name!r}")
+
+
+async def account_of(node, name):
+    """The account id of `node`'s contact shown as `name`."""
+    for c in await node.contacts():
+        if c.name == name:
+            return c.account
+    raise AssertionError(f"no contact shown as {name!r}")
+
+
 def loopback(bootstrap=()):
     return weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=list(bootstrap), relays=[], mdns=False)
 
@@ -22,4 +38,4 @@ async def contacts_on_loopback(first, second, seconds=60):
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"the request from {first_name} never arrived")
-    await second.accept_contact(first_name)
+    await second.accept_contact(await account_of(second, first_name))

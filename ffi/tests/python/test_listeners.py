@@ -12,6 +12,7 @@ import time
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
+from pair import account_of, conversation_of  # noqa: E402
 
 
 class Sleeper(weft_ffi.EventListener):
@@ -43,7 +44,7 @@ async def contacts_by_bundle(root):
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
     await alice.add_contact(await bob.link(), None)
     await bob.import_bundle(await alice.export_bundle())
-    await bob.accept_contact("alice")
+    await bob.accept_contact(await account_of(bob, "alice"))
     await alice.import_bundle(await bob.export_bundle())
     return alice, bob
 
@@ -53,7 +54,7 @@ async def a_slow_listener_delays_no_call(root):
     sleepers = [Sleeper(3), Sleeper(3)]
     subscriptions = [bob.subscribe(s) for s in sleepers]
     for i in range(3):
-        await alice.send("bob", f"message {i}")
+        await alice.send(await conversation_of(alice, "bob"), f"message {i}")
     await bob.import_bundle(await alice.export_bundle())
     await asyncio.sleep(0.2)
     assert all(s.calls >= 1 for s in sleepers), "the listeners are busy"
@@ -74,7 +75,7 @@ async def a_listener_that_falls_behind_is_told(root):
     blocked = Blocked()
     subscription = bob.subscribe(blocked)
     for i in range(1300):
-        await alice.send("bob", f"message {i}")
+        await alice.send(await conversation_of(alice, "bob"), f"message {i}")
     await bob.import_bundle(await alice.export_bundle())
     blocked.release.set()
     lagged = []
@@ -83,7 +84,7 @@ async def a_listener_that_falls_behind_is_told(root):
         if lagged:
             break
         # The notice goes with the next event after the queue has room again.
-        await alice.send("bob", "one more")
+        await alice.send(await conversation_of(alice, "bob"), "one more")
         await bob.import_bundle(await alice.export_bundle())
         await asyncio.sleep(0.1)
     assert lagged, "a listener that fell behind was not told"

@@ -13,7 +13,7 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_on_loopback  # noqa: E402
+from pair import contacts_on_loopback, conversation_of  # noqa: E402
 
 CALLS = 10_000
 CALLBACKS = 1_000
@@ -63,7 +63,7 @@ async def calls(node, n):
             case 2:
                 await node.conversations()
             case 3:
-                await node.history("alice", None, 20)
+                await node.history(await conversation_of(node, "alice"), None, 20)
 
 
 async def main():
@@ -78,7 +78,7 @@ async def main():
         # their receipts fills SQLite's page caches, which would otherwise count as growth).
         await calls(bob, CALLS // 10)
         for i in range(CALLBACKS):
-            await alice.send("bob", f"warm-up {i}")
+            await alice.send(await conversation_of(alice, "bob"), f"warm-up {i}")
         await until("the warm-up messages", lambda: counter.received >= CALLBACKS)
 
         before_calls = rss_mib()
@@ -94,14 +94,14 @@ async def main():
                 subscription.cancel()
             start = rss_mib()
             for i in range(CALLBACKS):
-                await alice.send("bob", f"round {round} message {i}")
+                await alice.send(await conversation_of(alice, "bob"), f"round {round} message {i}")
             if listening:
                 heard += CALLBACKS
                 await until("a thousand callbacks", lambda: counter.received >= heard)
             else:
                 last = f"round {round} message {CALLBACKS - 1}"
                 for _ in range(2400):
-                    if any(m.body == last for m in await bob.history("alice", None, 1)):
+                    if any(m.body == last for m in await bob.history(await conversation_of(bob, "alice"), None, 1)):
                         break
                     await asyncio.sleep(0.05)
                 subscription = bob.subscribe(counter)

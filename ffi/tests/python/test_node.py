@@ -9,7 +9,7 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_on_loopback  # noqa: E402
+from pair import account_of, contacts_on_loopback, conversation_of  # noqa: E402
 
 
 class Recorder(weft_ffi.EventListener):
@@ -58,50 +58,50 @@ async def over_libp2p(root):
     await contacts_on_loopback(alice, bob)
 
     for i in range(5):
-        await alice.send("bob", f"hello {i}")
+        await alice.send(await conversation_of(alice, "bob"), f"hello {i}")
 
     async def all_arrived():
-        return len([m for m in await bob.history("alice", None, 100) if m.kind == "text"]) == 5
+        return len([m for m in await bob.history(await conversation_of(bob, "alice"), None, 100) if m.kind == "text"]) == 5
     await eventually("five messages", all_arrived)
     # The listener is called on a Weft thread after the message is stored: it may lag the history.
     async def bob_heard_five():
         return len(bob_events.received()) >= 5
     await eventually("bob's listener to hear the five", bob_heard_five)
-    await bob.send("alice", "and back")
+    await bob.send(await conversation_of(bob, "alice"), "and back")
 
     async def reply_arrived():
-        return any(m.body == "and back" for m in await alice.history("bob", None, 100))
+        return any(m.body == "and back" for m in await alice.history(await conversation_of(alice, "bob"), None, 100))
     await eventually("the reply", reply_arrived)
 
     # Receipts come back over the network: delivered, then read once bob reads.
     async def alices(state):
-        mine = [m for m in await alice.history("bob", None, 100) if m.outgoing and m.kind == "text"]
+        mine = [m for m in await alice.history(await conversation_of(alice, "bob"), None, 100) if m.outgoing and m.kind == "text"]
         return len(mine) == 5 and all(m.state == state for m in mine)
 
     async def all_delivered():
         return await alices("delivered")
     await eventually("delivery receipts", all_delivered)
-    assert await bob.mark_read("alice") == 5
+    assert await bob.mark_read(await conversation_of(bob, "alice")) == 5
 
     async def all_read():
         return await alices("read")
     await eventually("read receipts", all_read)
     # Paging: two at a time from the end, back to the start, gives the whole history.
-    everything = await bob.history("alice", None, 100)
+    everything = await bob.history(await conversation_of(bob, "alice"), None, 100)
     pages, before = [], None
     while True:
-        page = await bob.history("alice", before, 2)
+        page = await bob.history(await conversation_of(bob, "alice"), before, 2)
         if not page:
             break
         pages[0:0] = page
         before = page[0].id
     assert [m.id for m in pages] == [m.id for m in everything]
     # Fresh keys on demand; a retention to set, read back and clear.
-    assert await bob.update_keys("alice") == 1
-    assert await bob.retention("alice") is None
-    assert await bob.set_retention("alice", 7 * 24 * 3600 * 1000) == 0
-    assert await bob.retention("alice") == 7 * 24 * 3600 * 1000
-    await bob.set_retention("alice", None)
+    assert await bob.update_keys(await conversation_of(bob, "alice")) == 1
+    assert await bob.retention(await conversation_of(bob, "alice")) is None
+    assert await bob.set_retention(await conversation_of(bob, "alice"), 7 * 24 * 3600 * 1000) == 0
+    assert await bob.retention(await conversation_of(bob, "alice")) == 7 * 24 * 3600 * 1000
+    await bob.set_retention(await conversation_of(bob, "alice"), None)
     # Calls from many host threads at once, each with its own event loop, on the same node.
     failures = []
 
@@ -109,7 +109,7 @@ async def over_libp2p(root):
         async def calls():
             for i in range(10):
                 await bob.status()
-                await bob.send("alice", f"thread {n} message {i}")
+                await bob.send(await conversation_of(bob, "alice"), f"thread {n} message {i}")
         try:
             asyncio.run(calls())
         except Exception as e:  # noqa: BLE001 - reported below
@@ -120,9 +120,9 @@ async def over_libp2p(root):
     for t in threads:
         t.join()
     assert not failures, failures
-    sent = [m for m in await bob.history("alice", None, 1000) if m.body.startswith("thread ")]
+    sent = [m for m in await bob.history(await conversation_of(bob, "alice"), None, 1000) if m.body.startswith("thread ")]
     assert len(sent) == 80, len(sent)
-    everything = await bob.history("alice", None, 1000)
+    everything = await bob.history(await conversation_of(bob, "alice"), None, 1000)
     me = await bob.identity()
     assert me.name == "bob" and me.link == await bob.link() and me.qr_text
     subscription.cancel()
@@ -135,10 +135,10 @@ async def over_libp2p(root):
     except weft_ffi.WeftError.WrongKey:
         pass
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), None)
-    assert [m.id for m in await bob.history("alice", None, 1000)] == [m.id for m in everything]
+    assert [m.id for m in await bob.history(await conversation_of(bob, "alice"), None, 1000)] == [m.id for m in everything]
     bob.shutdown()
     try:
-        await alice.send("bob", "after close")
+        await alice.send(await conversation_of(alice, "bob"), "after close")
         raise AssertionError("a closed node must refuse")
     except weft_ffi.WeftError.Closed:
         pass
@@ -150,7 +150,7 @@ async def over_the_mesh(root):
     # Contacts by bundle, carried by hand: no network at all.
     await carol.add_contact(await dave.link(), None)
     await dave.import_bundle(await carol.export_bundle())
-    await dave.accept_contact("carol")
+    await dave.accept_contact(await account_of(dave, "carol"))
     await carol.import_bundle(await dave.export_bundle())
 
     dave_events = Recorder()
@@ -160,7 +160,7 @@ async def over_the_mesh(root):
     # once it is queued on a link, even if the radio then fails it; see the closing note.)
     broken = ThrowingRadio()
     broken_handle = carol.attach_radio(broken)
-    await carol.send("dave", "over the air")
+    await carol.send(await conversation_of(carol, "dave"), "over the air")
     assert (await carol.status()).outbox >= 1, "an undelivered message stays queued"
     broken_handle.link_up(99, 185, True)
 
@@ -215,10 +215,16 @@ async def bad_input(root):
         pass
     erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), None)
     try:
-        await erin.send("nobody", "hello?")
+        await erin.send("f" * 64, "hello?")
         raise AssertionError("an unknown conversation must be refused")
     except weft_ffi.WeftError.NotFound:
         pass
+    # The API takes ids, never names: a name could be anyone's choice (issue 15).
+    try:
+        await erin.send("nobody", "hello?")
+        raise AssertionError("a name must be refused")
+    except weft_ffi.WeftError.InvalidInput as e:
+        assert "64 hex" in str(e), e
     try:
         await erin.start_network(weft_ffi.NetworkConfig(listen=["not an address"], bootstrap=[], relays=[], mdns=False))
         raise AssertionError("a bad address must be refused")
