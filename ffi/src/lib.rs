@@ -16,9 +16,11 @@ use weft_core::crypto::OsEntropy;
 use weft_core::identity::{ContactCard, fingerprint, safety_number};
 use weft_core::store::DatabaseKey;
 
+mod enums;
 mod listeners;
 mod node;
 
+pub use enums::{ContactStatus, DeliveryState, MessageKind, Via};
 pub use node::{
     CallbackError, Contact, Conversation, Event, EventListener, Member, Message, NetworkConfig, RadioDriver,
     RadioError, RadioHandle, Status, Subscription, WeftNode, open_node,

@@ -20,6 +20,7 @@ use weft_core::net::{Keypair, NetConfig, NetHandle};
 use weft_core::node::{Node, NodeEvent};
 use weft_core::store::DatabaseKey;
 
+use crate::enums::{ContactStatus, DeliveryState, MessageKind, Via};
 use crate::{Identity, WeftError, hex};
 
 pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -47,8 +48,7 @@ pub struct Contact {
     pub name: String,
     pub account: String,
     pub fingerprint: String,
-    /// `added`, `request` (they asked), `accepted`.
-    pub status: String,
+    pub status: ContactStatus,
     pub verified: bool,
     pub conversation_id: String,
 }
@@ -59,7 +59,7 @@ impl From<ContactInfo> for Contact {
             name: c.name,
             account: hex(&c.account),
             fingerprint: c.fingerprint,
-            status: format!("{:?}", c.status).to_lowercase(),
+            status: c.status.into(),
             verified: c.verified,
             conversation_id: hex(&c.conversation),
         }
@@ -100,13 +100,12 @@ pub struct Message {
     pub sender_account: String,
     pub outgoing: bool,
     pub sent_ms: u64,
-    /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`.
-    pub kind: String,
+    pub kind: MessageKind,
     pub body: String,
-    /// Our text messages: `queued`, `sent`, `delivered` (every other member has it) or `read`.
-    pub state: Option<String>,
-    /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
-    pub via: Option<String>,
+    /// Our text messages: how far they got.
+    pub state: Option<DeliveryState>,
+    /// Received messages: the path that brought them first.
+    pub via: Option<Via>,
 }
 
 impl From<MessageInfo> for Message {
@@ -119,10 +118,10 @@ impl From<MessageInfo> for Message {
             sender_account: hex(&m.sender_account),
             outgoing: m.outgoing,
             sent_ms: m.sent_ms,
-            kind: m.kind,
+            kind: MessageKind::from_core(&m.kind),
             body: m.body,
-            state: m.state.map(str::to_owned),
-            via: m.via,
+            state: m.state.map(DeliveryState::from_core),
+            via: m.via.as_deref().map(Via::from_core),
         }
     }
 }
@@ -147,12 +146,11 @@ impl From<MemberInfo> for Member {
 pub enum Event {
     MessageReceived {
         message: Message,
-        via: String,
+        via: Via,
     },
-    /// `queued`, `sent`, `delivered`, `read`, `expired`.
     DeliveryChanged {
         message_id: String,
-        state: String,
+        state: DeliveryState,
     },
     /// A message of ours that waited past its day or epoch was sealed again: it goes by
     /// `new_id` from now on.
@@ -171,11 +169,11 @@ pub enum Event {
     },
     PeerConnected {
         peer: String,
-        via: String,
+        via: Via,
     },
     PeerDisconnected {
         peer: String,
-        via: String,
+        via: Via,
     },
     /// This listener fell behind (it took longer than events came) and `missed` events were
     /// dropped before this one; the app should reload what it shows (history, contacts).
@@ -188,17 +186,15 @@ impl From<NodeEvent> for Event {
     fn from(e: NodeEvent) -> Self {
         match e {
             NodeEvent::MessageReceived { message, via } => {
-                Event::MessageReceived { message: message.into(), via: via.into() }
+                Event::MessageReceived { message: message.into(), via: Via::from_core(via) }
             }
-            NodeEvent::DeliveryChanged { id, state } => {
-                Event::DeliveryChanged { message_id: id, state: state.as_str().into() }
-            }
+            NodeEvent::DeliveryChanged { id, state } => Event::DeliveryChanged { message_id: id, state: state.into() },
             NodeEvent::MessageResealed { old_id, new_id } => Event::MessageResealed { old_id, new_id },
             NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
             NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
             NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
-            NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via: via.into() },
-            NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: via.into() },
+            NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via: Via::from_core(via) },
+            NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: Via::from_core(via) },
         }
     }
 }

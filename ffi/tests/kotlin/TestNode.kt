@@ -16,7 +16,7 @@ class Recorder : EventListener {
         synchronized(events) { events.add(event) }
     }
 
-    fun received(via: String? = null): List<Event.MessageReceived> = synchronized(events) {
+    fun received(via: Via? = null): List<Event.MessageReceived> = synchronized(events) {
         events.filterIsInstance<Event.MessageReceived>().filter { via == null || it.via == via }
     }
 }
@@ -127,7 +127,7 @@ suspend fun overLibp2p(root: String) {
     eventually("bob to get alice's request") { bob.contacts().any { it.name == "alice" } }
     bob.acceptContact(bob.account("alice"))
     for (i in 0 until 5) alice.send(alice.conv("bob"), "hello $i")
-    eventually("five messages") { bob.history(bob.conv("alice"), null, 100u).count { it.kind == "text" } == 5 }
+    eventually("five messages") { bob.history(bob.conv("alice"), null, 100u).count { it.kind == MessageKind.TEXT } == 5 }
     // The listener is called on a Weft thread after the message is stored: it may lag the history.
     eventually("bob's listener to hear the five") { bobEvents.received().size >= 5 }
     bob.send(bob.conv("alice"), "and back")
@@ -209,8 +209,8 @@ suspend fun overTheMesh(root: String) {
     daveRadio.other = carolHandle
     carolHandle.linkUp(1uL, 185u, true)
     daveHandle.linkUp(1uL, 185u, false)
-    eventually("the message over the mesh") { daveEvents.received("mesh").size == 1 }
-    check(daveEvents.received("mesh")[0].message.body == "over the air")
+    eventually("the message over the mesh") { daveEvents.received(Via.MESH).size == 1 }
+    check(daveEvents.received(Via.MESH)[0].message.body == "over the air")
     subscription.cancel()
     carol.shutdown()
     dave.shutdown()
@@ -244,8 +244,8 @@ suspend fun overLinkTables(root: String) {
     graceRadio.connect(heidiRadio, 23u) // the smallest MTU: every message is many fragments
 
     val sent = (0 until 20).map { grace.send(grace.conv("heidi"), "fragment me ${"x".repeat(it * 40)}").id }
-    eventually("twenty messages over the queued radio") { heidiEvents.received("mesh").size == 20 }
-    check(heidiEvents.received("mesh").map { it.message.id }.toSet() == sent.toSet())
+    eventually("twenty messages over the queued radio") { heidiEvents.received(Via.MESH).size == 20 }
+    check(heidiEvents.received(Via.MESH).map { it.message.id }.toSet() == sent.toSet())
     subscription.cancel()
     grace.shutdown()
     heidi.shutdown()

@@ -77,6 +77,8 @@ async def a_listener_that_falls_behind_is_told(root):
     for i in range(1300):
         await alice.send(await conversation_of(alice, "bob"), f"message {i}")
     await bob.import_bundle(await alice.export_bundle())
+    # The events are queued for the listener after the import returns: let its queue fill.
+    await asyncio.sleep(1.0)
     blocked.release.set()
     lagged = []
     for _ in range(100):

@@ -61,7 +61,7 @@ async def over_libp2p(root):
         await alice.send(await conversation_of(alice, "bob"), f"hello {i}")
 
     async def all_arrived():
-        return len([m for m in await bob.history(await conversation_of(bob, "alice"), None, 100) if m.kind == "text"]) == 5
+        return len([m for m in await bob.history(await conversation_of(bob, "alice"), None, 100) if m.kind == weft_ffi.MessageKind.TEXT]) == 5
     await eventually("five messages", all_arrived)
     # The listener is called on a Weft thread after the message is stored: it may lag the history.
     async def bob_heard_five():
@@ -75,16 +75,16 @@ async def over_libp2p(root):
 
     # Receipts come back over the network: delivered, then read once bob reads.
     async def alices(state):
-        mine = [m for m in await alice.history(await conversation_of(alice, "bob"), None, 100) if m.outgoing and m.kind == "text"]
+        mine = [m for m in await alice.history(await conversation_of(alice, "bob"), None, 100) if m.outgoing and m.kind == weft_ffi.MessageKind.TEXT]
         return len(mine) == 5 and all(m.state == state for m in mine)
 
     async def all_delivered():
-        return await alices("delivered")
+        return await alices(weft_ffi.DeliveryState.DELIVERED)
     await eventually("delivery receipts", all_delivered)
     assert await bob.mark_read(await conversation_of(bob, "alice")) == 5
 
     async def all_read():
-        return await alices("read")
+        return await alices(weft_ffi.DeliveryState.READ)
     await eventually("read receipts", all_read)
     # Paging: two at a time from the end, back to the start, gives the whole history.
     everything = await bob.history(await conversation_of(bob, "alice"), None, 100)
@@ -175,9 +175,9 @@ async def over_the_mesh(root):
     dave_handle.link_up(1, 185, False)
 
     async def arrived():
-        return len(dave_events.received("mesh")) == 1
+        return len(dave_events.received(weft_ffi.Via.MESH)) == 1
     await eventually("the message over the mesh", arrived)
-    assert dave_events.received("mesh")[0].message.body == "over the air"
+    assert dave_events.received(weft_ffi.Via.MESH)[0].message.body == "over the air"
     subscription.cancel()
     carol.shutdown()
     dave.shutdown()
