@@ -142,7 +142,6 @@ impl From<MemberInfo> for Member {
 
 /// What the node tells the app.
 #[derive(uniffi::Enum)]
-#[expect(clippy::large_enum_variant, reason = "one short-lived value per event, lifted into the host's own type")]
 pub enum Event {
     MessageReceived {
         message: Message,
