@@ -28,23 +28,24 @@ pub use node::{
 
 uniffi::setup_scaffolding!();
 
-/// Every error the bindings raise: a flat enum whose variants say what went wrong.
+/// Every error the bindings raise: an enum whose variants say what went wrong, each with its
+/// readable text in `detail` (a variant without a field reached Kotlin with an empty message).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum WeftError {
-    #[error("the database key does not open this home")]
-    WrongKey,
-    #[error("no account in this home")]
-    NoAccount,
-    #[error("this home is open elsewhere (another account object or process)")]
-    HomeBusy,
+    #[error("the database key does not open this home: {detail}")]
+    WrongKey { detail: String },
+    #[error("no account in this home: {detail}")]
+    NoAccount { detail: String },
+    #[error("this home is open elsewhere: {detail}")]
+    HomeBusy { detail: String },
     #[error("already exists: {detail}")]
     AlreadyExists { detail: String },
     #[error("invalid input: {detail}")]
     InvalidInput { detail: String },
     #[error("storage failed: {detail}")]
     Storage { detail: String },
-    #[error("the node is closed")]
-    Closed,
+    #[error("the node is closed: {detail}")]
+    Closed { detail: String },
     #[error("not found: {detail}")]
     NotFound { detail: String },
     #[error("network: {detail}")]
@@ -57,12 +58,12 @@ impl From<weft_core::Error> for WeftError {
     fn from(e: weft_core::Error) -> Self {
         use weft_core::Error as E;
         match e {
-            E::WrongPassphrase(_) => WeftError::WrongKey,
-            E::NoAccount(_) => WeftError::NoAccount,
-            E::HomeBusy(_) => WeftError::HomeBusy,
+            E::WrongPassphrase(_) => WeftError::WrongKey { detail: e.to_string() },
+            E::NoAccount(_) => WeftError::NoAccount { detail: e.to_string() },
+            E::HomeBusy(_) => WeftError::HomeBusy { detail: e.to_string() },
             E::AlreadyExists(what) => WeftError::AlreadyExists { detail: what },
             E::Database(_) | E::Io { .. } | E::SchemaTooNew { .. } => WeftError::Storage { detail: e.to_string() },
-            E::Closed => WeftError::Closed,
+            E::Closed => WeftError::Closed { detail: e.to_string() },
             E::NotFound { .. } => WeftError::NotFound { detail: e.to_string() },
             E::Network(_) | E::NoRadio(_) => WeftError::Network { detail: e.to_string() },
             E::Entropy | E::Internal(_) => WeftError::Internal { detail: e.to_string() },

@@ -408,7 +408,9 @@ fn exact(what: &str, id: String) -> Result<String, WeftError> {
 
 impl WeftNode {
     fn node(&self) -> Result<Arc<Node>, WeftError> {
-        self.node.lock().map_err(poisoned)?.clone().ok_or(WeftError::Closed)
+        self.node.lock().map_err(poisoned)?.clone().ok_or_else(|| WeftError::Closed {
+            detail: "shutdown() was called; open the home again for a new node".into(),
+        })
     }
 }
 

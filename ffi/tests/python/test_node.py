@@ -214,6 +214,13 @@ async def bad_input(root):
     except weft_ffi.WeftError.InvalidInput:
         pass
     erin = await weft_ffi.open_node(root + "/erin", bytes([5] * 32), None)
+    # Every error carries its readable text (HomeBusy had none, and Kotlin showed an empty
+    # message).
+    try:
+        await weft_ffi.open_node(root + "/erin", bytes([5] * 32), None)
+        raise AssertionError("a home open elsewhere must be refused")
+    except weft_ffi.WeftError.HomeBusy as e:
+        assert "erin" in e.detail, e.detail
     try:
         await erin.send("f" * 64, "hello?")
         raise AssertionError("an unknown conversation must be refused")
