@@ -158,9 +158,9 @@ impl From<NodeEvent> for Event {
     fn from(event: NodeEvent) -> Self {
         match event {
             NodeEvent::MessageReceived { message, via } => Event::Message { message: Message::from(&message), via },
-            NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
-            NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
-            NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
+            NodeEvent::ContactRequest { name, .. } => Event::ContactRequest { name },
+            NodeEvent::ContactAnswered { name, .. } => Event::ContactAnswered { name },
+            NodeEvent::JoinedGroup { name, .. } => Event::JoinedGroup { name },
             NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via },
             NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via },
             NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str() },

@@ -21,6 +21,8 @@ use weft_core::node::{Node, NodeEvent};
 use weft_core::store::DatabaseKey;
 
 use crate::enums::{ContactStatus, DeliveryState, MessageKind, Via};
+use weft_core::identity::fingerprint;
+
 use crate::{Identity, WeftError, hex};
 
 pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -157,14 +159,22 @@ pub enum Event {
         old_id: String,
         new_id: String,
     },
+    /// Someone asked to be a contact: `name` to show; `account` to accept them by, and its
+    /// `fingerprint` to compare out of band.
     ContactRequest {
         name: String,
+        account: String,
+        fingerprint: String,
     },
+    /// A contact we had asked accepted (or asked us in turn).
     ContactAnswered {
         name: String,
+        account: String,
+        fingerprint: String,
     },
     JoinedGroup {
         name: String,
+        conversation_id: String,
     },
     PeerConnected {
         peer: String,
@@ -189,9 +199,15 @@ impl From<NodeEvent> for Event {
             }
             NodeEvent::DeliveryChanged { id, state } => Event::DeliveryChanged { message_id: id, state: state.into() },
             NodeEvent::MessageResealed { old_id, new_id } => Event::MessageResealed { old_id, new_id },
-            NodeEvent::ContactRequest { name } => Event::ContactRequest { name },
-            NodeEvent::ContactAnswered { name } => Event::ContactAnswered { name },
-            NodeEvent::JoinedGroup { name } => Event::JoinedGroup { name },
+            NodeEvent::ContactRequest { name, account } => {
+                Event::ContactRequest { name, account: hex(&account), fingerprint: fingerprint(&account) }
+            }
+            NodeEvent::ContactAnswered { name, account } => {
+                Event::ContactAnswered { name, account: hex(&account), fingerprint: fingerprint(&account) }
+            }
+            NodeEvent::JoinedGroup { name, conversation } => {
+                Event::JoinedGroup { name, conversation_id: hex(&conversation) }
+            }
             NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via: Via::from_core(via) },
             NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: Via::from_core(via) },
         }

@@ -33,18 +33,21 @@ pub enum NodeEvent {
         peer: String,
         via: &'static str,
     },
-    /// Someone asked to be a contact.
+    /// Someone asked to be a contact: `name` to show, `account` to act on.
     ContactRequest {
         name: String,
+        account: [u8; 32],
     },
     /// A contact we had added accepted our request (they wrote in our conversation), or
     /// introduced themselves in turn.
     ContactAnswered {
         name: String,
+        account: [u8; 32],
     },
-    /// We joined a group.
+    /// We joined a group: `name` to show, `conversation` its id.
     JoinedGroup {
         name: String,
+        conversation: [u8; 32],
     },
     /// A message of ours moved on its way (its id as in [`MessageInfo::id`]).
     DeliveryChanged {
@@ -242,9 +245,17 @@ impl Node {
 
     /// Accepts a contact and joins the groups they had invited us to; returns those groups.
     pub async fn accept_contact_and_join(&self, name: String) -> Result<(ContactInfo, Vec<String>)> {
-        let (contact, joined) = self.call_and_push(move |a| a.accept_contact(&name)).await?;
-        for name in &joined {
-            self.emit(NodeEvent::JoinedGroup { name: name.clone() });
+        let (contact, joined, ids) = self
+            .call_and_push(move |a| {
+                let (contact, joined) = a.accept_contact(&name)?;
+                let ids: Vec<Option<[u8; 32]>> = joined.iter().map(|g| a.resolve(g).ok().map(|c| c.id)).collect();
+                Ok((contact, joined, ids))
+            })
+            .await?;
+        for (name, id) in joined.iter().zip(ids) {
+            if let Some(conversation) = id {
+                self.emit(NodeEvent::JoinedGroup { name: name.clone(), conversation });
+            }
         }
         Ok((contact, joined))
     }
@@ -395,22 +406,30 @@ impl Node {
         bytes: Vec<u8>,
         progress: Option<tokio::sync::watch::Sender<ImportProgress>>,
     ) -> Result<ImportReport> {
-        let (report, acknowledged) = self
+        let (report, acknowledged, accounts) = self
             .call_and_push(move |a| {
                 let mut tell = |p| {
                     if let Some(tx) = &progress {
                         tx.send_replace(p);
                     }
                 };
-                Ok((a.import_bundle_with_progress(&bytes, &mut tell)?, a.take_acknowledged()))
+                let report = a.import_bundle_with_progress(&bytes, &mut tell)?;
+                let contacts = a.contacts()?;
+                let accounts: std::collections::HashMap<String, [u8; 32]> =
+                    contacts.into_iter().map(|c| (c.name, c.account)).collect();
+                Ok((report, a.take_acknowledged(), accounts))
             })
             .await?;
         emit_acknowledged(&self.events, acknowledged);
         for name in &report.new_contacts {
-            self.emit(NodeEvent::ContactRequest { name: name.clone() });
+            if let Some(account) = accounts.get(name) {
+                self.emit(NodeEvent::ContactRequest { name: name.clone(), account: *account });
+            }
         }
         for name in &report.answered {
-            self.emit(NodeEvent::ContactAnswered { name: name.clone() });
+            if let Some(account) = accounts.get(name) {
+                self.emit(NodeEvent::ContactAnswered { name: name.clone(), account: *account });
+            }
         }
         emit_messages(&self.events, report.messages.clone(), "bundle");
         Ok(report)
@@ -474,10 +493,26 @@ impl Node {
 
     /// Receives a contact request from a transport; requests for others fail quietly.
     pub async fn receive_request(&self, bytes: Vec<u8>) -> Result<()> {
-        match self.call(move |a| a.receive_request(&bytes)).await? {
-            crate::account::RequestOutcome::New(name) => self.emit(NodeEvent::ContactRequest { name }),
-            crate::account::RequestOutcome::Answered(name) => self.emit(NodeEvent::ContactAnswered { name }),
-            crate::account::RequestOutcome::Known => {}
+        let (outcome, account) = self
+            .call(move |a| {
+                let outcome = a.receive_request(&bytes)?;
+                let account = match &outcome {
+                    crate::account::RequestOutcome::New(name) | crate::account::RequestOutcome::Answered(name) => {
+                        a.contacts()?.into_iter().find(|c| c.name == *name).map(|c| c.account)
+                    }
+                    crate::account::RequestOutcome::Known => None,
+                };
+                Ok((outcome, account))
+            })
+            .await?;
+        match (outcome, account) {
+            (crate::account::RequestOutcome::New(name), Some(account)) => {
+                self.emit(NodeEvent::ContactRequest { name, account })
+            }
+            (crate::account::RequestOutcome::Answered(name), Some(account)) => {
+                self.emit(NodeEvent::ContactAnswered { name, account })
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -520,9 +555,9 @@ fn emit_acknowledged(events: &broadcast::Sender<NodeEvent>, acknowledged: Vec<(S
 fn emit_messages(events: &broadcast::Sender<NodeEvent>, messages: Vec<MessageInfo>, via: &'static str) {
     for m in messages {
         let event = match m.kind.as_str() {
-            "joined" => NodeEvent::JoinedGroup { name: m.body },
+            "joined" => NodeEvent::JoinedGroup { name: m.body, conversation: m.conversation_id },
             // Someone we asked to be our contact accepted.
-            "accepted" => NodeEvent::ContactAnswered { name: m.conversation },
+            "accepted" => NodeEvent::ContactAnswered { name: m.conversation, account: m.sender_account },
             _ if let Some(old_id) = m.replaces.clone() => NodeEvent::MessageResealed { old_id, new_id: m.id },
             _ => NodeEvent::MessageReceived { message: m, via },
         };
@@ -663,7 +698,12 @@ mod tests {
         alice.send("bob".into(), "hello".into()).await.unwrap();
         let bundle = alice.export_bundle().await.unwrap();
         bob.import_bundle(bundle.clone()).await.unwrap();
-        assert_eq!(events.recv().await.unwrap(), NodeEvent::ContactRequest { name: "alice".into() });
+        let alice_account = alice.call(|a| Ok(a.account_public())).await.unwrap();
+        assert_eq!(
+            events.recv().await.unwrap(),
+            NodeEvent::ContactRequest { name: "alice".into(), account: alice_account },
+            "the event carries the account to act on, not only the name"
+        );
         // Alice's message is read once bob accepts her and her envelopes come again.
         bob.accept_contact("alice".into()).await.unwrap();
         bob.import_bundle(bundle).await.unwrap();

@@ -56,6 +56,10 @@ async def over_libp2p(root):
     bob_events = Recorder()
     subscription = bob.subscribe(bob_events)
     await contacts_on_loopback(alice, bob)
+    # Events carry ids to act on, not only names to show.
+    with bob_events.lock:
+        requests = [e for e in bob_events.events if isinstance(e, weft_ffi.Event.CONTACT_REQUEST)]
+    assert requests and requests[0].account == await account_of(bob, "alice") and requests[0].fingerprint, requests
 
     for i in range(5):
         await alice.send(await conversation_of(alice, "bob"), f"hello {i}")
