@@ -11,57 +11,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use libp2p::futures::StreamExt;
-use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, request_response, tcp, yamux};
 use weft_core::net::SessionInfo;
+use weft_tests::hostile::Raw;
 use weft_tests::nodes::{Clock, config, create_with_clock, introduce, online};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-
-#[derive(Clone, Default)]
-struct Raw;
-
-impl request_response::Codec for Raw {
-    type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
-
-    async fn read_request<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.take(16 << 20).read_to_end(&mut buf).await?;
-        Ok(buf)
-    }
-    async fn read_response<T: AsyncRead + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        io.take(16 << 20).read_to_end(&mut buf).await?;
-        Ok(buf)
-    }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&req).await
-    }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Vec<u8>,
-    ) -> std::io::Result<()> {
-        io.write_all(&res).await
-    }
-}
 
 #[derive(NetworkBehaviour)]
 struct Observer {

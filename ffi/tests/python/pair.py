@@ -21,6 +21,15 @@ async def account_of(node, name):
     raise AssertionError(f"no contact shown as {name!r}")
 
 
+async def contacts_by_bundle(first, second):
+    """`first` adds `second` by link; bundles carried by hand both ways, no network at all."""
+    await first.add_contact(await second.link(), None)
+    await second.import_bundle(await first.export_bundle())
+    first_name = (await first.identity()).name
+    await second.accept_contact(await account_of(second, first_name))
+    await first.import_bundle(await second.export_bundle())
+
+
 def loopback(bootstrap=()):
     return weft_ffi.NetworkConfig(listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=list(bootstrap), relays=[], mdns=False)
 

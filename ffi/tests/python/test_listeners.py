@@ -12,7 +12,7 @@ import time
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import account_of, conversation_of  # noqa: E402
+from pair import contacts_by_bundle, conversation_of  # noqa: E402
 
 
 class Sleeper(weft_ffi.EventListener):
@@ -39,18 +39,15 @@ class Blocked(weft_ffi.EventListener):
         self.events.append(event)
 
 
-async def contacts_by_bundle(root):
+async def two_contacts(root):
     alice = await weft_ffi.open_node(root + "/alice", bytes([1] * 32), "alice")
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
-    await alice.add_contact(await bob.link(), None)
-    await bob.import_bundle(await alice.export_bundle())
-    await bob.accept_contact(await account_of(bob, "alice"))
-    await alice.import_bundle(await bob.export_bundle())
+    await contacts_by_bundle(alice, bob)
     return alice, bob
 
 
 async def a_slow_listener_delays_no_call(root):
-    alice, bob = await contacts_by_bundle(root + "/slow")
+    alice, bob = await two_contacts(root + "/slow")
     sleepers = [Sleeper(3), Sleeper(3)]
     subscriptions = [bob.subscribe(s) for s in sleepers]
     for i in range(3):
@@ -71,7 +68,7 @@ async def a_slow_listener_delays_no_call(root):
 
 
 async def a_listener_that_falls_behind_is_told(root):
-    alice, bob = await contacts_by_bundle(root + "/behind")
+    alice, bob = await two_contacts(root + "/behind")
     blocked = Blocked()
     subscription = bob.subscribe(blocked)
     for i in range(1300):

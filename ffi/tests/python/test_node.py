@@ -9,7 +9,7 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import account_of, contacts_on_loopback, conversation_of  # noqa: E402
+from pair import account_of, contacts_by_bundle, contacts_on_loopback, conversation_of  # noqa: E402
 
 
 class Recorder(weft_ffi.EventListener):
@@ -151,11 +151,7 @@ async def over_libp2p(root):
 async def over_the_mesh(root):
     carol = await weft_ffi.open_node(root + "/carol", bytes([3] * 32), "carol")
     dave = await weft_ffi.open_node(root + "/dave", bytes([4] * 32), "dave")
-    # Contacts by bundle, carried by hand: no network at all.
-    await carol.add_contact(await dave.link(), None)
-    await dave.import_bundle(await carol.export_bundle())
-    await dave.accept_contact(await account_of(dave, "carol"))
-    await carol.import_bundle(await dave.export_bundle())
+    await contacts_by_bundle(carol, dave)
 
     dave_events = Recorder()
     subscription = dave.subscribe(dave_events)
