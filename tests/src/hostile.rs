@@ -69,6 +69,26 @@ pub fn hostile() -> Swarm<Hostile> {
     hostile_as(identity::Keypair::generate_ed25519(), request_response::Config::default())
 }
 
+/// Gossipsub as a Weft node speaks it (anonymous, messages named by their hash).
+pub fn weft_gossipsub() -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .max_transmit_size(1 << 20)
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec()))
+        .build()
+        .expect("a gossipsub configuration");
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).expect("gossipsub")
+}
+
+/// Weft's sync protocol over raw bytes.
+pub fn raw_sync(config: request_response::Config) -> request_response::Behaviour<Raw> {
+    request_response::Behaviour::with_codec(
+        Raw,
+        [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
+        config,
+    )
+}
+
 /// A hostile peer under `key`, its sync streams as `sync` says (e.g. more streams than a Weft
 /// node allows).
 pub fn hostile_as(key: identity::Keypair, sync: request_response::Config) -> Swarm<Hostile> {
@@ -76,25 +96,7 @@ pub fn hostile_as(key: identity::Keypair, sync: request_response::Config) -> Swa
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .expect("a TCP transport")
-        .with_behaviour(|_| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .max_transmit_size(1 << 20)
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-                })
-                .build()
-                .expect("a gossipsub configuration");
-            Hostile {
-                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                    .expect("gossipsub"),
-                sync: request_response::Behaviour::with_codec(
-                    Raw,
-                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
-                    sync,
-                ),
-            }
-        })
+        .with_behaviour(|_| Hostile { gossipsub: weft_gossipsub(), sync: raw_sync(sync) })
         .expect("the hostile behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()

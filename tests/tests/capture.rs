@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use libp2p::futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, request_response, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, noise, request_response, tcp, yamux};
 use weft_core::net::SessionInfo;
-use weft_tests::hostile::Raw;
+use weft_tests::hostile::{Raw, raw_sync, weft_gossipsub};
 use weft_tests::nodes::{Clock, config, create_with_clock, introduce, online};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -31,24 +31,10 @@ fn observer() -> Swarm<Observer> {
         .with_tokio()
         .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
         .unwrap()
-        .with_behaviour(|key| {
-            let config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Anonymous)
-                .max_transmit_size(1 << 20)
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-                })
-                .build()
-                .unwrap();
-            Observer {
-                identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
-                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap(),
-                sync: request_response::Behaviour::with_codec(
-                    Raw,
-                    [(StreamProtocol::new("/weft/sync/1"), request_response::ProtocolSupport::Full)],
-                    request_response::Config::default(),
-                ),
-            }
+        .with_behaviour(|key| Observer {
+            identify: identify::Behaviour::new(identify::Config::new("/weft/1".into(), key.public())),
+            gossipsub: weft_gossipsub(),
+            sync: raw_sync(request_response::Config::default()),
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
