@@ -318,6 +318,8 @@ impl feed::Driver for ForeignDriver {
 #[derive(uniffi::Object)]
 pub struct RadioHandle {
     events: RadioEvents,
+    /// Which of the node's meshes this radio drives (for `detach_radio`).
+    id: u64,
 }
 
 #[uniffi::export]
@@ -351,6 +353,8 @@ pub struct NetworkConfig {
 pub struct Status {
     pub peers: u32,
     pub relays_connected: u32,
+    /// Radios attached and not detached.
+    pub radios: u32,
     pub mesh_links: u32,
     pub outbox: u32,
 }
@@ -362,7 +366,9 @@ pub struct WeftNode {
     /// not when the host's garbage collector gets to this object.
     node: Mutex<Option<Arc<Node>>>,
     net: Mutex<Option<Arc<NetHandle>>>,
-    meshes: Mutex<Vec<MeshHandle>>,
+    /// The meshes of the attached radios, by radio id.
+    meshes: Mutex<Vec<(u64, MeshHandle)>>,
+    next_radio: std::sync::atomic::AtomicU64,
     closed: AtomicBool,
     /// Set once closed: app drivers and listeners are not called after that.
     silenced: Arc<AtomicBool>,
@@ -393,6 +399,7 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
             node: Mutex::new(Some(Arc::new(node))),
             net: Mutex::new(None),
             meshes: Mutex::new(Vec::new()),
+            next_radio: std::sync::atomic::AtomicU64::new(0),
             closed: AtomicBool::new(false),
             silenced: Arc::new(AtomicBool::new(false)),
             deliveries: Mutex::new(Vec::new()),
@@ -469,8 +476,23 @@ impl WeftNode {
         let (radio, events) = feed::fed_radio(Arc::new(driver), "app");
         let _guard = RUNTIME.enter();
         let mesh = weft_core::mesh::driver::start(node, radio, weft_core::mesh::RouterConfig::default());
-        self.meshes.lock().map_err(poisoned)?.push(mesh);
-        Ok(Arc::new(RadioHandle { events }))
+        let id = self.next_radio.fetch_add(1, Ordering::SeqCst);
+        self.meshes.lock().map_err(poisoned)?.push((id, mesh));
+        Ok(Arc::new(RadioHandle { events, id }))
+    }
+
+    /// Stops the mesh over a radio the app attached (the Bluetooth adapter went off, the app
+    /// stops its radio) and waits until it stopped: the driver is not called after this
+    /// returns. Each attach ran a mesh until shutdown before, so start/stop cycles piled up.
+    pub fn detach_radio(&self, radio: Arc<RadioHandle>) -> Result<(), WeftError> {
+        let mesh = {
+            let mut meshes = self.meshes.lock().map_err(poisoned)?;
+            let at = meshes.iter().position(|(id, _)| *id == radio.id);
+            at.map(|i| meshes.remove(i).1)
+        };
+        let mesh = mesh.ok_or_else(|| WeftError::NotFound { detail: "that radio is not attached".into() })?;
+        RUNTIME.block_on(mesh.shutdown());
+        Ok(())
     }
 
     /// Calls `listener` with every event from now on, until the subscription is cancelled.
@@ -638,7 +660,10 @@ impl WeftNode {
     pub async fn status(&self) -> Result<Status, WeftError> {
         let node = self.node()?;
         let net = self.net.lock().map_err(poisoned)?.clone();
-        let mesh_links = self.meshes.lock().map_err(poisoned)?.iter().map(|m| m.stats().links as u32).sum();
+        let (radios, mesh_links) = {
+            let meshes = self.meshes.lock().map_err(poisoned)?;
+            (meshes.len() as u32, meshes.iter().map(|(_, m)| m.stats().links as u32).sum())
+        };
         on_runtime(async move {
             let outbox = node.call(|a| a.outbox_len()).await? as u32;
             let (peers, relays_connected) = match net {
@@ -648,7 +673,7 @@ impl WeftNode {
                 }
                 None => (0, 0),
             };
-            Ok(Status { peers, relays_connected, mesh_links, outbox })
+            Ok(Status { peers, relays_connected, radios, mesh_links, outbox })
         })
         .await
     }
@@ -671,7 +696,8 @@ impl WeftNode {
             return;
         }
         self.stop_network();
-        let meshes: Vec<MeshHandle> = self.meshes.lock().map(|mut m| m.drain(..).collect()).unwrap_or_default();
+        let meshes: Vec<MeshHandle> =
+            self.meshes.lock().map(|mut m| m.drain(..).map(|(_, mesh)| mesh).collect()).unwrap_or_default();
         let node = self.node.lock().ok().and_then(|mut n| n.take());
         let _ = on_runtime(async move {
             for mesh in meshes {

@@ -57,7 +57,7 @@ fn run_python(script: &str) -> String {
 
 #[test]
 fn python_runs_two_nodes_over_libp2p_and_over_a_python_radio() {
-    assert!(run_python("test_node.py").contains("3 passed"));
+    assert!(run_python("test_node.py").contains("4 passed"));
 }
 
 #[test]
@@ -170,6 +170,7 @@ fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
         "case Failed(detail: String",
         "case LinkGone",
         "func shutdown()",
+        "func detachRadio(radio: RadioHandle) throws",
     ] {
         assert!(swift.contains(&squashed(api)), "WeftFFI.swift lacks `{api}`");
     }

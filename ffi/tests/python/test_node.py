@@ -186,6 +186,23 @@ async def over_the_mesh(root):
     carol_handle.link_down(1)
 
 
+async def radios_come_and_go(root):
+    """An app that turns its radio on and off all day: each attach used to leave a mesh
+    running until shutdown."""
+    grace = await weft_ffi.open_node(root + "/grace", bytes([7] * 32), "grace")
+    for _ in range(20):
+        handle = grace.attach_radio(PairedRadio())
+        assert (await grace.status()).radios == 1
+        grace.detach_radio(handle)
+    assert (await grace.status()).radios == 0, "every radio detached"
+    try:
+        grace.detach_radio(handle)
+        raise AssertionError("a radio detached twice must be refused")
+    except weft_ffi.WeftError.NotFound:
+        pass
+    grace.shutdown()
+
+
 class ThrowingRadio(weft_ffi.RadioDriver):
     """A driver whose platform calls fail."""
 
@@ -267,7 +284,8 @@ async def main():
         await over_libp2p(root)
         await over_the_mesh(root)
         await bad_input(root)
-    print("python node: 3 passed, 0 failed")
+        await radios_come_and_go(root)
+    print("python node: 4 passed, 0 failed")
 
 
 if __name__ == "__main__":

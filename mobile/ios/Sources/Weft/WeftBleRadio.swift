@@ -33,6 +33,7 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     private static let tokenLifetime: TimeInterval = 15 * 60
     private var rotation: DispatchSourceTimer?
     private var handle: RadioHandle?
+    private let node: WeftNode
     private var central: CBCentralManager!
     private var peripheralManager: CBPeripheralManager!
     private var characteristic: CBMutableCharacteristic?
@@ -46,6 +47,7 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
 
     public init(node: WeftNode) throws {
         token = Self.freshToken()
+        self.node = node
         super.init()
         handle = try node.attachRadio(driver: self)
         central = CBCentralManager(delegate: self, queue: queue)
@@ -90,6 +92,9 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
             peripheralManager.removeAllServices()
             for peripheral in peripherals.values { central.cancelPeripheralConnection(peripheral) }
             dropAll()
+            // Weft's mesh over this radio stops too (it ran until the node shut down before).
+            if let handle { try? node.detachRadio(radio: handle) }
+            handle = nil
         }
     }
 

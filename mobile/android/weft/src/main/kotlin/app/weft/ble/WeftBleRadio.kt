@@ -117,6 +117,9 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             handler.removeCallbacks(rotateToken)
             runCatching { context.unregisterReceiver(adapterState) }
             stopRoles()
+            // Weft's mesh over this radio stops too (it ran until the node shut down before).
+            weft?.let { handle -> runCatching { node.detachRadio(handle) } }
+            weft = null
             thread.quitSafely()
         }
     }
