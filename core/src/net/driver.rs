@@ -269,6 +269,21 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     addr.iter().last().and_then(|p| if let Protocol::P2p(id) = p { Some(id) } else { None })
 }
 
+/// An error and its causes in words. A transport's error can say nothing itself (an address
+/// that is not this machine's gave "network: " and nothing else): its cause says what it was.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && !parts.contains(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    if parts.is_empty() { format!("{e:?}") } else { parts.join(": ") }
+}
+
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
@@ -409,9 +424,11 @@ async fn start_session<H: Host>(
     for addr in &config.listen {
         if let Err(e) = swarm.listen_on(addr.clone()) {
             if !later {
-                return Err(net_err(&e));
+                return Err(Error::Network(format!("cannot listen on {addr}: {}", describe(&e))));
             }
-            swarm.listen_on(any_port(addr)).map_err(|e| net_err(&e))?;
+            swarm
+                .listen_on(any_port(addr))
+                .map_err(|e| Error::Network(format!("cannot listen on {addr}: {}", describe(&e))))?;
         }
     }
     let known = host.peer_addrs().await;

@@ -238,6 +238,13 @@ async def bad_input(root):
         raise AssertionError("a home open elsewhere must be refused")
     except weft_ffi.WeftError.HomeBusy as e:
         assert "erin" in e.detail, e.detail
+    # An address that is not this machine's says why (it said "network: " and nothing else).
+    try:
+        await erin.start_network(weft_ffi.NetworkConfig(listen=["/ip4/203.0.113.1/tcp/0"], bootstrap=[],
+                                                        relays=[], mdns=False))
+        raise AssertionError("an address that is not ours must be refused")
+    except weft_ffi.WeftError.Network as e:
+        assert "cannot listen on /ip4/203.0.113.1/tcp/0: " in e.detail and len(e.detail) > 50, e.detail
     try:
         await erin.send("f" * 64, "hello?")
         raise AssertionError("an unknown conversation must be refused")
