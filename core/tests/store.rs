@@ -300,3 +300,24 @@ fn a_replacement_takes_out_only_its_own_senders_message() {
     // The original again (another peer hands it over): it is known as replaced.
     assert!(store.read().is_replaced(&first, &alice).unwrap());
 }
+
+/// What replaced what names the sender's account: once the replacing message is past its
+/// retention, that record leaves too (a thief would otherwise read who wrote there).
+#[test]
+fn a_replacement_record_leaves_with_its_message() {
+    use weft_core::envelope::EnvelopeId;
+    use weft_core::store::EnvelopeStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+    let (group, alice) = ([9; 32], [1; 32]);
+    let (first, again) = (EnvelopeId([1; 32]), EnvelopeId([2; 32]));
+    store
+        .write(|tx| {
+            tx.put_envelope(&again, Some(&group), &[0u8; 64], EnvelopeStatus::Opened, NOW)?;
+            tx.replace_message(&first, &alice, &again)
+        })
+        .unwrap();
+    assert!(store.read().is_replaced(&first, &alice).unwrap());
+    store.write(|tx| tx.forget_messages_before(&group, NOW + 1)).unwrap();
+    assert!(!store.read().is_replaced(&first, &alice).unwrap(), "the record outlived its message");
+}

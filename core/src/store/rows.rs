@@ -977,6 +977,11 @@ pub trait Rows {
             &format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
         )?;
+        // Which message replaced which names its sender: it goes with the message.
+        self.conn().execute(
+            &format!("DELETE FROM replaced WHERE replacement IN ({old})"),
+            params![&group[..], before_ms as i64],
+        )?;
         Ok(self.conn().execute(
             &format!("DELETE FROM messages WHERE group_id = ?1 AND envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
