@@ -290,12 +290,16 @@ fn a_replacement_takes_out_only_its_own_senders_message() {
 
     // Mallory's message claims to replace Alice's: Alice's stays, and her own later
     // replacement still works.
-    assert!(!store.write(|tx| tx.replace_message(&first, &mallory, &forged)).unwrap());
+    assert!(!store.write(|tx| tx.replace_message(&[9; 32], &first, &mallory, &forged)).unwrap());
     assert!(store.read().message(&first).unwrap().is_some(), "a member replaced someone else's message");
     assert!(!store.read().is_replaced(&first, &alice).unwrap());
 
+    // Alice herself, from another conversation (a group she was removed from, say), takes
+    // nothing out of this one.
+    assert!(!store.write(|tx| tx.replace_message(&[8; 32], &first, &alice, &forged)).unwrap());
+    assert!(store.read().message(&first).unwrap().is_some(), "a message moved across conversations");
     // Alice's replacement comes after the original: the original goes.
-    assert!(store.write(|tx| tx.replace_message(&first, &alice, &again)).unwrap());
+    assert!(store.write(|tx| tx.replace_message(&[9; 32], &first, &alice, &again)).unwrap());
     assert!(store.read().message(&first).unwrap().is_none());
     // The original again (another peer hands it over): it is known as replaced.
     assert!(store.read().is_replaced(&first, &alice).unwrap());
@@ -314,7 +318,7 @@ fn a_replacement_record_leaves_with_its_message() {
     store
         .write(|tx| {
             tx.put_envelope(&again, Some(&group), &[0u8; 64], EnvelopeStatus::Opened, NOW)?;
-            tx.replace_message(&first, &alice, &again)
+            tx.replace_message(&group, &first, &alice, &again)
         })
         .unwrap();
     assert!(store.read().is_replaced(&first, &alice).unwrap());

@@ -210,3 +210,21 @@ fn a_card_named_after_a_group_id_does_not_take_the_groups_messages() {
     let by_contact_id = alice.account.send(&data_encoding::HEXLOWER.encode(&contact.conversation), "to mallory");
     assert_eq!(by_contact_id.unwrap().conversation, group_id);
 }
+
+/// A stranger holding our link names themselves after the start of one of our group's ids:
+/// typed, that prefix would have reached their conversation, not the group (an exact name
+/// comes before an id prefix). Their name is not taken as it is.
+#[test]
+fn a_stranger_named_like_an_id_prefix_gets_a_name_of_ours() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (mut alice, _bob, _carol) = common::trip(&clock);
+    let group = alice.account.conversations().unwrap().into_iter().find(|c| c.name == "trip").unwrap();
+    let prefix = data_encoding::HEXLOWER.encode(&group.id[..4]);
+    let mut mallory = person(&prefix, 9, &clock);
+    mallory.account.add_contact(&alice.account.card().to_link(), Some("alice")).unwrap();
+    carry(&mallory, &mut alice);
+    let names: Vec<String> = alice.account.contacts().unwrap().into_iter().map(|c| c.name).collect();
+    assert!(!names.contains(&prefix), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("contact-")), "{names:?}");
+    assert_eq!(alice.account.send(&prefix, "for the trip").unwrap().conversation, "trip");
+}

@@ -157,7 +157,9 @@ impl Account {
         while base.len() > crate::identity::MAX_NAME_LEN - 8 {
             base.pop();
         }
-        if base.is_empty() {
+        // A name that could be taken for an id (or an id's prefix) would shadow it when
+        // typed: a stranger could name themselves after the start of one of our group's ids.
+        if base.is_empty() || super::conversations::looks_like_an_id(&base) {
             base = format!("contact-{}", &fingerprint(&card.account)[..5]);
         }
         let mut name = base.clone();

@@ -52,8 +52,9 @@ pub struct Account {
     receipts: receipts::Pending,
     /// When messages past their retention were last looked for.
     retention_checked_ms: u64,
-    /// Our pending contact requests as published on the network, wrapped afresh each day
-    /// (by recipient account and day), so that each day's bytes differ from the last.
+    /// Our pending contact requests as published on the network, wrapped afresh each day (by
+    /// the request's hash and the day: a contact added again gets a new request, and with it a
+    /// new wrapping), so that each day's bytes differ from the last.
     request_wraps: std::collections::HashMap<([u8; 32], u64), Vec<u8>>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.

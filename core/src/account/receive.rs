@@ -272,7 +272,8 @@ impl Account {
                 .contact_by_account(&replier)?
                 .filter(|c| c.status == crate::store::ContactStatus::Added && c.group_id == gid),
         };
-        let lamport_seen = opened.inner.lamport;
+        // What a contact claims is clamped as the group machine clamps any clock.
+        let lamport_seen = opened.inner.lamport.min(group.lamport().saturating_add(crate::group::MAX_LAMPORT_JUMP));
         let event = group.accept(&self.me, opened)?;
         let mut rows = Vec::new();
         let mut unblocked = Vec::new();
@@ -373,7 +374,7 @@ impl Account {
         let apply = |tx: &rusqlite::Connection| -> Result<(Vec<(String, super::Acknowledged)>, Option<EnvelopeId>)> {
             tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
             let moved = match &replacing {
-                Some((original, sender)) => tx.replace_message(original, sender, &id)?.then_some(*original),
+                Some((original, sender)) => tx.replace_message(&gid, original, sender, &id)?.then_some(*original),
                 None => None,
             };
             let acknowledged = match &receipt {
@@ -786,7 +787,8 @@ impl Account {
         for c in self.store.read().contacts()? {
             if let Some(request) = c.request {
                 let card = crate::identity::ContactCard::from_bytes(&c.card)?;
-                let wrapped = match self.request_wraps.entry((card.account, period)) {
+                let key = (*blake3::hash(&request).as_bytes(), period);
+                let wrapped = match self.request_wraps.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                     std::collections::hash_map::Entry::Vacant(v) => {
                         v.insert(crate::handshake::wrap(&request, &card, self.entropy.as_mut())?).clone()

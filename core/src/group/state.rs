@@ -661,6 +661,11 @@ impl Group {
     /// Seals again what was sealed before and never left this device (its day or epoch passed
     /// while it waited): the same content, under today's topic of the current epoch, on our
     /// current chain, saying when its author wrote it (`sent_ms`).
+    /// The group's Lamport clock: the latest of what we wrote and what we took in.
+    pub fn lamport(&self) -> u64 {
+        self.lamport
+    }
+
     pub fn reseal(
         &mut self,
         me: &LocalDevice,

@@ -820,14 +820,20 @@ pub trait Rows {
     /// Records that `sender`'s message `replacement` replaces their `original` (it was sealed
     /// again) and takes `original` out of the history. Only the sender's own text is replaced:
     /// a member naming someone else's message replaces nothing. Whether `original` was shown.
-    fn replace_message(&self, original: &EnvelopeId, sender: &[u8; 32], replacement: &EnvelopeId) -> Result<bool> {
+    fn replace_message(
+        &self,
+        group: &GroupId,
+        original: &EnvelopeId,
+        sender: &[u8; 32],
+        replacement: &EnvelopeId,
+    ) -> Result<bool> {
         self.conn().execute(
             "INSERT OR IGNORE INTO replaced (original, sender, replacement) VALUES (?1, ?2, ?3)",
             params![&original.0[..], &sender[..], &replacement.0[..]],
         )?;
         let removed = self.conn().execute(
-            "DELETE FROM messages WHERE envelope_id = ?1 AND sender = ?2 AND kind = 'text'",
-            params![&original.0[..], &sender[..]],
+            "DELETE FROM messages WHERE envelope_id = ?1 AND sender = ?2 AND kind = 'text' AND group_id = ?3",
+            params![&original.0[..], &sender[..], &group[..]],
         )?;
         Ok(removed > 0)
     }
