@@ -339,11 +339,16 @@ async fn rotate<H: Host>(
 ) {
     use super::sessions::Action;
     let mut running: HashMap<u64, Running> = HashMap::from([(plan.current(), first)]);
+    // Sessions the plan counts as started that could not start (a port, a socket): tried
+    // again at every tick, or the day would go on with no session for what they serve.
+    let mut to_start: Vec<(u64, SessionScope)> = Vec::new();
     let mut tick = tokio::time::interval(config.tick);
     loop {
         tick.tick().await;
         let Some(wanted) = host.session().await else { continue };
-        for action in plan.step(wanted) {
+        let retries = std::mem::take(&mut to_start).into_iter().map(|(id, scope)| Action::Start { id, scope });
+        let actions: Vec<Action> = retries.chain(plan.step(wanted)).collect();
+        for action in actions {
             match action {
                 Action::Freeze { id } => {
                     if let Some(r) = running.get(&id) {
@@ -358,10 +363,14 @@ async fn rotate<H: Host>(
                         s.topics.remove(&r.handle.peer_id);
                     }
                 }
+                // One that failed and was frozen or stopped since is not started late.
+                Action::Start { id, .. } if !plan.serves_now(id) => {}
                 Action::Start { id, scope } => {
                     let key = identity::Keypair::generate_ed25519();
                     let base = scope.is_base();
-                    match start_session(host.clone(), config.clone(), key, Some(scope), siblings.clone(), true).await {
+                    let started =
+                        start_session(host.clone(), config.clone(), key, Some(scope.clone()), siblings.clone(), true);
+                    match started.await {
                         Ok(r) => {
                             tracing::debug!(peer = %r.handle.peer_id, base, "new network session");
                             if base {
@@ -369,7 +378,10 @@ async fn rotate<H: Host>(
                             }
                             running.insert(id, r);
                         }
-                        Err(e) => tracing::warn!(%e, "a new network session could not start"),
+                        Err(e) => {
+                            tracing::warn!(%e, "a new network session could not start; trying again");
+                            to_start.push((id, scope));
+                        }
                     }
                 }
             }

@@ -151,6 +151,12 @@ impl Plan {
         self.base
     }
 
+    /// Whether session `id` is one the plan runs now and not frozen: one that could not start
+    /// is worth starting again only then.
+    pub fn serves_now(&self, id: u64) -> bool {
+        id == self.base || [self.previous, self.rendezvous, self.requests].contains(&Some(id))
+    }
+
     pub fn frozen(&self) -> usize {
         self.frozen.len()
     }
@@ -316,6 +322,16 @@ mod tests {
         let turn = plan.step(asking(day + 23 * HOUR));
         assert!(turn.contains(&Action::Freeze { id: 3 }), "{turn:?}");
         assert!(turn.contains(&start(6, 101, Serves::Requests)), "a new one for the new day: {turn:?}");
+    }
+
+    #[test]
+    fn only_sessions_that_serve_now_are_worth_starting_again() {
+        let day = 100 * PERIOD_MS;
+        let mut plan = started(day + 9 * HOUR, &[]);
+        assert!(plan.serves_now(0) && plan.serves_now(1));
+        plan.step(key(day + 23 * HOUR, &[]));
+        assert!(!plan.serves_now(0) && !plan.serves_now(1), "frozen at the turn of the day");
+        assert!(plan.serves_now(2) && plan.serves_now(3));
     }
 
     #[test]
