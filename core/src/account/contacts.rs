@@ -25,19 +25,76 @@ const MAX_PENDING_REQUESTS: usize = 1_000;
 const STRANGER_HISTORY_MS: u64 = 14 * 24 * 60 * 60 * 1000;
 
 impl Account {
-    fn contact_info(row: &ContactRow) -> ContactInfo {
+    fn info_of(row: &ContactRow, blocked: bool) -> ContactInfo {
         ContactInfo {
             name: row.name.clone(),
             account: row.account,
             fingerprint: fingerprint(&row.account),
             status: row.status,
             verified: row.verified,
+            blocked,
             conversation: row.group_id,
         }
     }
 
+    fn contact_info(&self, row: &ContactRow) -> Result<ContactInfo> {
+        Ok(Self::info_of(row, self.store.read().is_blocked(&row.account)?))
+    }
+
     pub fn contacts(&self) -> Result<Vec<ContactInfo>> {
-        Ok(self.store.read().contacts()?.iter().map(Self::contact_info).collect())
+        let blocked = self.store.read().blocked()?;
+        Ok(self.store.read().contacts()?.iter().map(|c| Self::info_of(c, blocked.contains(&c.account))).collect())
+    }
+
+    /// Whether the user blocked this account.
+    pub(super) fn is_blocked(&self, account: &[u8; 32]) -> Result<bool> {
+        self.store.read().is_blocked(account)
+    }
+
+    /// Declines someone's contact request: they and their conversation are forgotten, and the
+    /// same request (which their node republishes daily) is not shown again.
+    pub fn reject_contact(&mut self, name: &str) -> Result<()> {
+        let row = self.contact_row(name)?;
+        if row.status != ContactStatus::Incoming {
+            return Err(Error::NotAllowed("only a request that waits for an answer can be rejected"));
+        }
+        self.delete_contact(name)
+    }
+
+    /// Forgets a contact and our 1:1 conversation with them (its messages too). Groups shared
+    /// with them are not touched. They can ask again with a new request.
+    pub fn delete_contact(&mut self, name: &str) -> Result<()> {
+        let row = self.contact_row(name)?;
+        self.store.write(|tx| tx.forget_contact(&row.account, &row.group_id))?;
+        self.groups.remove(&row.group_id);
+        self.rebuild_topics();
+        Ok(())
+    }
+
+    /// Blocks an account (a contact's, or a group member's by account id): their requests are
+    /// dropped, their messages are not shown in any conversation, and nothing of ours (messages,
+    /// receipts) goes to our 1:1 conversation with them. Undone by [`Account::unblock`].
+    pub fn block(&mut self, name: &str) -> Result<()> {
+        let account = self.account_to_block(name)?;
+        let now = self.now();
+        self.store.write(|tx| tx.set_blocked(&account, true, now))
+    }
+
+    pub fn unblock(&mut self, name: &str) -> Result<()> {
+        let account = self.account_to_block(name)?;
+        let now = self.now();
+        self.store.write(|tx| tx.set_blocked(&account, false, now))
+    }
+
+    fn account_to_block(&self, name: &str) -> Result<[u8; 32]> {
+        let account = match self.contact_row(name) {
+            Ok(row) => row.account,
+            Err(e) => super::conversations::exact_id(name).ok_or(e)?,
+        };
+        if account == self.account_public() {
+            return Err(Error::NotAllowed("you cannot block yourself"));
+        }
+        Ok(account)
     }
 
     /// A contact by account id (64 hex characters), else by name.
@@ -103,7 +160,7 @@ impl Account {
         };
         let result = self.introduce(&mut group, card, name, existing, now);
         let row = self.settle([group], result)?;
-        Ok(Self::contact_info(&row))
+        self.contact_info(&row)
     }
 
     /// Seals our contact request to `card` and stores the contact, in one transaction.
@@ -186,7 +243,7 @@ impl Account {
             return Ok(RequestOutcome::Known);
         }
         let request = ContactRequest::open(&inner, &self.invite)?;
-        if request.card.account == self.account_public() {
+        if request.card.account == self.account_public() || self.is_blocked(&request.card.account)? {
             return Ok(RequestOutcome::Known);
         }
         // The 1:1 conversation is listened to from when the request was written (within what a
@@ -289,7 +346,7 @@ impl Account {
             self.settle(pair, result)?;
         }
         let joined = self.join_held_invites(&row.account)?;
-        Ok((Self::contact_info(&row), joined))
+        Ok((self.contact_info(&row)?, joined))
     }
 
     /// The safety number shared with a contact.
@@ -303,7 +360,7 @@ impl Account {
         let mut row = self.contact_row(name)?;
         row.verified = true;
         self.store.write(|tx| tx.upsert_contact(&row))?;
-        Ok(Self::contact_info(&row))
+        self.contact_info(&row)
     }
 
     /// The name we show for an account.

@@ -1,6 +1,6 @@
 //! Conversations: groups and 1:1 chats, sending, membership changes and history.
 
-use super::{Account, ConversationInfo, ConversationKind, MemberInfo, MessageInfo};
+use super::{Account, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageInfo};
 use crate::envelope::EnvelopeId;
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use crate::store::{EnvelopeStatus, MessageRow, Rows};
 impl Account {
     /// Every conversation: contacts' 1:1 chats and groups.
     pub fn conversations(&self) -> Result<Vec<ConversationInfo>> {
+        let left = self.store.read().left_groups()?;
         let mut out = Vec::new();
         for contact in self.store.read().contacts()? {
             out.push(ConversationInfo {
@@ -27,7 +28,7 @@ impl Account {
                 name: group.name().to_owned(),
                 id: group.id,
                 members: group.members().len(),
-                active: group.is_member(&self.account_public()),
+                active: group.is_member(&self.account_public()) && !left.contains(&group.id),
             });
         }
         Ok(out)
@@ -60,6 +61,62 @@ impl Account {
             0 => Err(Error::NotFound { what: "contact or group", name: name.to_owned() }),
             _ => Err(ambiguous("conversation", name, by_id.iter().map(|c| describe(c)))),
         }
+    }
+
+    /// Every conversation with its unread count and its last message, newest first (by last
+    /// message; conversations with none last): what a conversation list shows.
+    pub fn overview(&self) -> Result<Vec<ConversationOverview>> {
+        let mut out = Vec::new();
+        for info in self.conversations()? {
+            let unread = self.unread_count(&info.id)?;
+            let rows = self.store.read().messages_before(&info.id, None, 1)?;
+            let last =
+                self.with_states(&info.id, &rows, rows.iter().map(|m| self.message_info(m, &info.name)).collect())?;
+            out.push(ConversationOverview { info, unread, last: last.into_iter().next() });
+        }
+        out.sort_by_key(|o| std::cmp::Reverse(o.last.as_ref().map(|m| (m.sent_ms, m.lamport))));
+        Ok(out)
+    }
+
+    /// Asks to leave a group: a request to the admins (one of whose devices removes us,
+    /// starting an epoch we cannot read), and from now on nothing more is sent there.
+    pub fn leave_group(&mut self, group_name: &str) -> Result<()> {
+        let gid = self.resolve_group(group_name)?;
+        let now = self.now();
+        let mut group = self.groups.remove(&gid).expect("resolved");
+        let result = group.send_leave(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
+            let me = self.account_public();
+            let event = system_row(&gid, sealed.last().expect("sealed"), me, "left", "you");
+            self.store.write(|tx| {
+                put_sent(tx, &gid, &sealed, now)?;
+                tx.insert_message(&event)?;
+                tx.set_left(&gid, now)?;
+                tx.save_group(&mut group)
+            })
+        });
+        self.settle([group], result)
+    }
+
+    /// Renames a group (admins only): a membership change every member applies.
+    pub fn rename_group(&mut self, group_name: &str, new_name: &str) -> Result<()> {
+        super::check_name(new_name)?;
+        let gid = self.resolve_group(group_name)?;
+        self.change_membership(&gid, Action::Rename { name: new_name.to_owned() }, "renamed", new_name)
+    }
+
+    /// Refuses a conversation we left, or the 1:1 conversation with someone we blocked.
+    fn may_write_to(&self, c: &ConversationInfo) -> Result<()> {
+        let store = self.store.read();
+        if c.kind == ConversationKind::Group && store.left_groups()?.contains(&c.id) {
+            return Err(Error::NotAllowed("you left this group"));
+        }
+        let blocked = store.blocked()?;
+        if c.kind == ConversationKind::Contact
+            && store.contacts()?.iter().any(|row| row.group_id == c.id && blocked.contains(&row.account))
+        {
+            return Err(Error::NotAllowed("you blocked this contact: unblock them to write to them"));
+        }
+        Ok(())
     }
 
     fn resolve_group(&self, name: &str) -> Result<GroupId> {
@@ -178,7 +235,7 @@ impl Account {
         self.change_membership(&gid, Action::Remove { member: account }, "removed", member)
     }
 
-    fn change_membership(&mut self, gid: &GroupId, action: Action, kind: &str, body: &str) -> Result<()> {
+    pub(super) fn change_membership(&mut self, gid: &GroupId, action: Action, kind: &str, body: &str) -> Result<()> {
         let now = self.now();
         let mut group = self
             .groups
@@ -244,6 +301,13 @@ impl Account {
         let mut resolved: Vec<Result<ConversationInfo>> = messages.iter().map(|(c, _)| self.resolve(c)).collect();
         // Writing to someone who asked is accepting them: only then is their conversation
         // loaded and followed.
+        for r in resolved.iter_mut() {
+            if let Ok(c) = r
+                && let Err(e) = self.may_write_to(c)
+            {
+                *r = Err(e);
+            }
+        }
         for r in resolved.iter_mut() {
             if let Ok(c) = r
                 && c.kind == ConversationKind::Contact

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use types::{
-    ContactInfo, ConversationInfo, ConversationKind, ImportProgress, ImportReport, MemberInfo, MessageInfo, Received,
+    ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, ImportProgress, ImportReport, MemberInfo,
+    MessageInfo, Received,
 };
 
 use crate::crypto::{Entropy, OsEntropy};

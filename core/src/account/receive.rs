@@ -225,6 +225,14 @@ impl Account {
         }
         // Healing is best effort: the envelope is applied whatever happens here.
         let _ = self.heal_if_needed(&gid);
+        // A member asked to leave: one admin's device removes them (best effort too; the
+        // request stays in the log for when this device is the one to act).
+        for leaver in rows.iter().filter(|r| r.kind == "left").map(|r| r.sender) {
+            if self.groups.get(&gid).is_some_and(|g| g.removes_leaver(&self.me, &leaver)) {
+                let name = self.display_name(&leaver);
+                let _ = self.change_membership(&gid, Action::Remove { member: leaver }, "removed", &name);
+            }
+        }
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
@@ -282,6 +290,7 @@ impl Account {
         let mut held_invite = None;
         let mut receipt = None;
         let mut replacing = None;
+        let mut removed_us = false;
         if let Some(contact) = &answered {
             rows.push(MessageRow {
                 id: EnvelopeId(*blake3::hash(&[&b"weft/accepted/"[..], &id.0[..]].concat()).as_bytes()),
@@ -298,6 +307,9 @@ impl Account {
         // Acknowledged only once it is stored (see below).
         let mut acknowledge = None;
         match event {
+            // Someone the user blocked: applied (their chain moves on) but neither shown nor
+            // acknowledged.
+            Event::Message { sender, .. } if self.is_blocked(&sender)? => {}
             Event::Message { id, sender, lamport, sent_ms, text, replaces } => {
                 if sender != self.account_public() {
                     acknowledge = Some(id);
@@ -322,6 +334,17 @@ impl Account {
                 }
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
+            Event::LeaveAsked { id, sender, lamport, sent_ms } => rows.push(MessageRow {
+                id,
+                group_id: gid,
+                sender,
+                lamport,
+                sent_ms,
+                kind: "left".into(),
+                body: self.name_in(group, &sender, None),
+                outgoing: false,
+                via: None,
+            }),
             // Changes that named this one as parent may enter the log now.
             Event::KeysArrived { .. } | Event::ChangeOutranked { .. } => unblocked.push(gid),
             Event::MembershipChanged { id, op, lamport, we_were_removed } => {
@@ -333,7 +356,9 @@ impl Account {
                     Action::Remove { .. } if we_were_removed => ("removed", "you".to_owned()),
                     Action::Remove { member } => ("removed", self.name_in(group, member, None)),
                     Action::Rekey => ("rekeyed", String::new()),
+                    Action::Rename { name } => ("renamed", name.clone()),
                 };
+                removed_us |= we_were_removed;
                 rows.push(MessageRow {
                     id,
                     group_id: gid,
@@ -353,7 +378,8 @@ impl Account {
                     .store
                     .read()
                     .contact_by_account(&from.account)?
-                    .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming);
+                    .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming)
+                    && !self.is_blocked(&from.account)?;
                 let rejoin = self.groups.get(&welcome.group).is_none_or(|g| !g.is_member(&self.account_public()));
                 if trusted && rejoin {
                     let (g, a, row) = self.join(&welcome, &from, invite_id, now)?;
@@ -385,6 +411,9 @@ impl Account {
                 tx.insert_message(row)?;
             }
             tx.save_group(group)?;
+            if removed_us {
+                tx.clear_left(&gid)?;
+            }
             if replied_to_us {
                 tx.clear_request(&replier)?;
             }

@@ -9,6 +9,8 @@ pub struct ContactInfo {
     pub fingerprint: String,
     pub status: ContactStatus,
     pub verified: bool,
+    /// The user blocked them: nothing of theirs is shown, nothing of ours goes to them.
+    pub blocked: bool,
     /// The id of the 1:1 conversation with them.
     pub conversation: [u8; 32],
 }
@@ -27,6 +29,16 @@ pub struct ConversationInfo {
     pub members: usize,
     /// False once we were removed from the group.
     pub active: bool,
+}
+
+/// A conversation as a list of conversations shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationOverview {
+    pub info: ConversationInfo,
+    /// Others' messages after the read mark.
+    pub unread: usize,
+    /// The newest message or event, if any.
+    pub last: Option<MessageInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,6 +34,7 @@ const KIND_INVITE: u8 = 8;
 const KIND_INVITE_PART: u8 = 9;
 const KIND_EPOCH_SHARES: u8 = 10;
 const KIND_RESENT: u8 = 11;
+const KIND_LEAVE: u8 = 12;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -188,6 +189,9 @@ pub enum Content {
     /// A part of an invitation too big for one envelope.
     InvitePart(InvitePart),
     Receipt(Receipt),
+    /// Its sender asks to leave the group: an admin's device removes them (a member cannot
+    /// start the next epoch themselves, since whoever starts one knows its secret).
+    Leave,
 }
 
 /// The signed part of a message.
@@ -275,6 +279,9 @@ impl Inner {
             Content::InvitePart(part) => {
                 w.u8(KIND_INVITE_PART).raw(&part.welcome).u16(part.index).u16(part.count).bytes(&part.bytes);
             }
+            Content::Leave => {
+                w.u8(KIND_LEAVE);
+            }
             Content::Receipt(receipt) => {
                 w.u8(5);
                 for ids in [&receipt.delivered, &receipt.read] {
@@ -320,6 +327,7 @@ impl Inner {
                 });
             }
             KIND_INVITE => Content::Invite(Box::new(Welcome::decode(&mut r)?)),
+            KIND_LEAVE => Content::Leave,
             KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
             KIND_INVITE_PART => {
                 let welcome = r.array()?;

@@ -48,6 +48,8 @@ pub enum Action {
     Remove { member: AccountPublic },
     /// Starts a new epoch with no change of members (heals concurrent changes).
     Rekey,
+    /// Renames the group (an admin's; a new epoch like any change).
+    Rename { name: String },
 }
 
 impl Action {
@@ -57,6 +59,7 @@ impl Action {
             Action::Add { .. } => 2,
             Action::Remove { .. } => 3,
             Action::Rekey => 4,
+            Action::Rename { .. } => 5,
         }
     }
 }
@@ -111,6 +114,9 @@ impl SignedOp {
                 w.raw(member);
             }
             Action::Rekey => {}
+            Action::Rename { name } => {
+                w.string(name);
+            }
         }
         w.into_bytes()
     }
@@ -157,6 +163,7 @@ impl SignedOp {
             }
             3 => Action::Remove { member: r.array()? },
             4 => Action::Rekey,
+            5 => Action::Rename { name: r.string(MAX_GROUP_NAME_LEN)? },
             _ => {
                 return Err(Error::Malformed { what: "membership operation", why: "unknown action" });
             }
@@ -546,6 +553,12 @@ impl Membership {
                 if !self.is_admin(&author) {
                     return false;
                 }
+            }
+            Action::Rename { name } => {
+                if !self.is_admin(&author) {
+                    return false;
+                }
+                self.name = name.clone();
             }
         }
         self.devices.insert(op.author.device, op.author.clone());

@@ -148,6 +148,13 @@ pub enum Event {
         from: DeviceCert,
         welcome: Box<Welcome>,
     },
+    /// A member asks to leave the group.
+    LeaveAsked {
+        id: EnvelopeId,
+        sender: AccountPublic,
+        lamport: u64,
+        sent_ms: u64,
+    },
     /// A member acknowledged messages: arrived, or read.
     Receipt {
         sender: AccountPublic,
@@ -609,6 +616,35 @@ impl Group {
             return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
         }
         self.send(me, Content::Text(text.to_owned()), now_ms, entropy)
+    }
+
+    /// Seals our request to leave the group (see [`Content::Leave`]).
+    pub fn send_leave(&mut self, me: &LocalDevice, now_ms: u64, entropy: &mut dyn Entropy) -> Result<Vec<Sealed>> {
+        if self.kind != GroupKind::Many {
+            return Err(Error::NotAllowed("a 1:1 conversation cannot be left: delete the contact instead"));
+        }
+        if !self.is_member(&me.account()) {
+            return Err(Error::NotInGroup);
+        }
+        let me_account = me.account();
+        let admins = self.membership.members.iter().filter(|(a, m)| m.admin && **a != me_account).count();
+        if self.is_admin(&me_account) && admins == 0 && self.membership.members.len() > 1 {
+            return Err(Error::NotAllowed(
+                "you are this group's only admin: remove the other members first (no one else could remove you)",
+            ));
+        }
+        self.send(me, Content::Leave, now_ms, entropy)
+    }
+
+    /// Whether this device is the one to act on a member's request to leave: the lowest
+    /// device of an admin other than the one leaving, so that exactly one removes them.
+    pub fn removes_leaver(&self, me: &LocalDevice, leaver: &AccountPublic) -> bool {
+        if !self.is_member(leaver) || !self.is_admin(&me.account()) || me.account() == *leaver {
+            return false;
+        }
+        let lowest =
+            self.devices.values().filter(|c| c.account != *leaver && self.is_admin(&c.account)).map(|c| c.device).min();
+        lowest == Some(me.id())
     }
 
     /// Seals a receipt for messages of this group.
@@ -1334,6 +1370,10 @@ impl Group {
                 None => Event::Nothing,
             },
             Content::Receipt(receipt) => Event::Receipt { sender: sender.account, receipt },
+            Content::Leave if self.kind == GroupKind::Many => {
+                Event::LeaveAsked { id, sender: sender.account, lamport, sent_ms: inner.sent_ms }
+            }
+            Content::Leave => Event::Nothing,
         };
         Ok(event)
     }

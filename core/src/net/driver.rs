@@ -126,6 +126,8 @@ enum Command {
     Status(oneshot::Sender<NetStatus>),
     /// Keep what is followed, take nothing new: a newer session serves what comes.
     Freeze,
+    /// The device's network changed under us: connections may be dead without knowing it.
+    NetworkChanged,
 }
 
 /// One running session, as the host may see it.
@@ -168,6 +170,8 @@ struct Siblings {
     /// Where the peers any session met listen (newest last): a session that starts later, or
     /// follows only some topics, reaches the same peers as the others.
     addresses: std::collections::VecDeque<Multiaddr>,
+    /// How to reach each running session.
+    commands: HashMap<PeerId, mpsc::UnboundedSender<Command>>,
 }
 
 /// Peers' listen addresses the sessions share.
@@ -182,6 +186,7 @@ type SharedSiblings = Arc<Mutex<Siblings>>;
 pub struct NetHandle {
     current: watch::Receiver<SessionHandle>,
     sessions: watch::Receiver<Vec<SessionInfo>>,
+    siblings: SharedSiblings,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -207,6 +212,16 @@ impl NetHandle {
     /// Refreshes topics, pushes and requests now rather than at the next tick.
     pub fn refresh(&self) {
         let _ = self.commands().send(Command::Refresh);
+    }
+
+    /// Tells every session that the device's network changed (Wi-Fi to mobile data, a new
+    /// address): each drops its connections, which may have died silently with the old
+    /// interface, dials its relays and peers again at once and refreshes what it publishes.
+    pub fn network_changed(&self) {
+        let all: Vec<_> = self.siblings.lock().map(|s| s.commands.values().cloned().collect()).unwrap_or_default();
+        for commands in all {
+            let _ = commands.send(Command::NetworkChanged);
+        }
     }
 
     /// The addresses the current session listens on, once it does.
@@ -306,6 +321,7 @@ pub async fn start(node: Arc<Node>, config: NetConfig, keypair: identity::Keypai
 /// under `keypair`, and for a host whose identity rotates, the task that rotates it.
 pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: identity::Keypair) -> Result<NetHandle> {
     let siblings = SharedSiblings::default();
+    let siblings_of_handle = siblings.clone();
     // The first session serves today (a node started in the hour before midnight gets
     // tomorrow's session at once, beside it).
     let plan = host.session().await.map(|mut key| {
@@ -324,7 +340,7 @@ pub async fn start_host<H: Host>(host: Arc<H>, config: NetConfig, keypair: ident
         }),
         Some(plan) => tokio::spawn(rotate(host, config, first, plan, current_tx, sessions_tx, siblings)),
     };
-    Ok(NetHandle { current, sessions, task })
+    Ok(NetHandle { current, sessions, siblings: siblings_of_handle, task })
 }
 
 /// Starts, freezes and stops a node's sessions as its [`super::sessions::Plan`] says.
@@ -361,6 +377,7 @@ async fn rotate<H: Host>(
                     {
                         s.peers.remove(&r.handle.peer_id);
                         s.topics.remove(&r.handle.peer_id);
+                        s.commands.remove(&r.handle.peer_id);
                     }
                 }
                 // One that failed and was frozen or stopped since is not started late.
@@ -449,10 +466,11 @@ async fn start_session<H: Host>(
         let _ = swarm.dial(addr.clone());
     }
     let peer_id = *swarm.local_peer_id();
+    let (commands, rx) = mpsc::unbounded_channel();
     if let Ok(mut s) = siblings.lock() {
         s.peers.insert(peer_id);
+        s.commands.insert(peer_id, commands.clone());
     }
-    let (commands, rx) = mpsc::unbounded_channel();
     let (listening_tx, listening) = watch::channel(Vec::new());
     let (connected_tx, connected) = watch::channel(0);
     let driver = Driver {
@@ -543,6 +561,7 @@ impl<H: Host> Driver<H> {
                 command = commands.recv() => match command {
                     Some(Command::Dial(addr)) => { let _ = self.swarm.dial(addr); }
                     Some(Command::Refresh) => self.refresh().await,
+                    Some(Command::NetworkChanged) => self.after_network_change().await,
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
                     Some(Command::Freeze) => {
                         tracing::debug!(peer = %self.swarm.local_peer_id(), "session frozen");
@@ -792,6 +811,30 @@ impl<H: Host> Driver<H> {
         if !taken.is_empty() {
             self.host.handed_over(taken).await;
         }
+    }
+
+    /// Drops every connection and dials again: a connection over an interface that went away
+    /// can look alive for minutes (until TCP or QUIC gives up on it).
+    async fn after_network_change(&mut self) {
+        tracing::debug!(peer = %self.swarm.local_peer_id(), "network changed: reconnecting");
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        // Dialled whatever `peers` says: the closings are still on their way.
+        let mut again: Vec<Multiaddr> = self.config.relays.iter().chain(&self.config.bootstrap).cloned().collect();
+        again.extend(self.peers.values().cloned());
+        again.extend(self.host.peer_addrs().await);
+        if let Ok(s) = self.siblings.lock() {
+            again.extend(s.addresses.iter().cloned());
+        }
+        let mut seen = HashSet::new();
+        for addr in again {
+            if seen.insert(addr.clone()) {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+        self.refresh().await;
     }
 
     /// Dials configured relays and bootstrap peers we lost; with no peer at all, also the

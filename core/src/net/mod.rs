@@ -10,6 +10,7 @@
 
 mod admission;
 mod behaviour;
+pub mod catch_up;
 mod codec;
 mod driver;
 mod host;

@@ -10,7 +10,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::account::{Account, ContactInfo, ConversationInfo, ImportProgress, ImportReport, MemberInfo, MessageInfo};
+use crate::account::{
+    Account, ContactInfo, ConversationInfo, ConversationOverview, ImportProgress, ImportReport, MemberInfo, MessageInfo,
+};
 use crate::error::{Error, Result};
 use crate::store::DatabaseKey;
 
@@ -266,6 +268,45 @@ impl Node {
 
     pub async fn conversations(&self) -> Result<Vec<ConversationInfo>> {
         self.call(|a| a.conversations()).await
+    }
+
+    /// Conversations with their unread counts and last messages, newest first.
+    pub async fn overview(&self) -> Result<Vec<ConversationOverview>> {
+        self.call(|a| a.overview()).await
+    }
+
+    /// The safety number shared with a contact, to compare out of band.
+    pub async fn safety_number(&self, contact: String) -> Result<String> {
+        self.call(move |a| a.safety_number(&contact)).await
+    }
+
+    /// Records that the user compared safety numbers with a contact.
+    pub async fn mark_verified(&self, contact: String) -> Result<ContactInfo> {
+        self.call(move |a| a.mark_verified(&contact)).await
+    }
+
+    pub async fn reject_contact(&self, contact: String) -> Result<()> {
+        self.call(move |a| a.reject_contact(&contact)).await
+    }
+
+    pub async fn delete_contact(&self, contact: String) -> Result<()> {
+        self.call(move |a| a.delete_contact(&contact)).await
+    }
+
+    pub async fn block(&self, account: String) -> Result<()> {
+        self.call(move |a| a.block(&account)).await
+    }
+
+    pub async fn unblock(&self, account: String) -> Result<()> {
+        self.call(move |a| a.unblock(&account)).await
+    }
+
+    pub async fn leave_group(&self, group: String) -> Result<()> {
+        self.call_and_push(move |a| a.leave_group(&group)).await
+    }
+
+    pub async fn rename_group(&self, group: String, name: String) -> Result<()> {
+        self.call_and_push(move |a| a.rename_group(&group, &name)).await
     }
 
     pub async fn create_group(&self, name: String) -> Result<ConversationInfo> {

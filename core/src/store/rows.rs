@@ -362,6 +362,76 @@ pub trait Rows {
         Ok(())
     }
 
+    /// Forgets a contact of any status and everything of our 1:1 conversation with them: its
+    /// state, envelopes, messages and what refers to them. Groups shared with them are kept.
+    fn forget_contact(&self, account: &[u8; 32], group: &GroupId) -> Result<()> {
+        let conn = self.conn();
+        let in_group = "SELECT id FROM envelopes WHERE group_id = ?1";
+        conn.execute("DELETE FROM contacts WHERE account = ?1", [&account[..]])?;
+        conn.execute("DELETE FROM held_invites WHERE from_account = ?1", [&account[..]])?;
+        for table in ["receipts", "outbox", "expired"] {
+            conn.execute(&format!("DELETE FROM {table} WHERE envelope_id IN ({in_group})"), [&group[..]])?;
+        }
+        conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({in_group})"), [&group[..]])?;
+        for (table, column) in [
+            ("messages", "group_id"),
+            ("read_marks", "group_id"),
+            ("retention", "group_id"),
+            ("synced_through", "group_id"),
+            ("peer_chains", "group_id"),
+            ("envelopes", "group_id"),
+            ("groups", "id"),
+        ] {
+            conn.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [&group[..]])?;
+        }
+        Ok(())
+    }
+
+    fn is_blocked(&self, account: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT count(*) FROM blocked WHERE account = ?1", [&account[..]], |r| r.get::<_, i64>(0))?
+            > 0)
+    }
+
+    fn blocked(&self) -> Result<std::collections::BTreeSet<[u8; 32]>> {
+        let mut stmt = self.conn().prepare("SELECT account FROM blocked")?;
+        let rows = stmt.query_map([], |r| blob32(r.get(0)?))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn set_blocked(&self, account: &[u8; 32], blocked: bool, now_ms: u64) -> Result<()> {
+        if blocked {
+            self.conn().execute(
+                "INSERT OR IGNORE INTO blocked (account, since_ms) VALUES (?1, ?2)",
+                params![&account[..], now_ms as i64],
+            )?;
+        } else {
+            self.conn().execute("DELETE FROM blocked WHERE account = ?1", [&account[..]])?;
+        }
+        Ok(())
+    }
+
+    /// Groups we asked to leave and are still members of, waiting for an admin to remove us.
+    fn left_groups(&self) -> Result<std::collections::BTreeSet<GroupId>> {
+        let mut stmt = self.conn().prepare("SELECT group_id FROM left_groups")?;
+        let rows = stmt.query_map([], |r| blob32(r.get(0)?))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn set_left(&self, group: &GroupId, now_ms: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO left_groups (group_id, since_ms) VALUES (?1, ?2)",
+            params![&group[..], now_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    fn clear_left(&self, group: &GroupId) -> Result<()> {
+        self.conn().execute("DELETE FROM left_groups WHERE group_id = ?1", [&group[..]])?;
+        Ok(())
+    }
+
     fn has_envelope(&self, id: &EnvelopeId) -> Result<Option<EnvelopeStatus>> {
         let status: Option<String> = self
             .conn()

@@ -168,6 +168,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (original, sender)
     ) WITHOUT ROWID;
     ",
+    // 12: contacts the user blocked (their requests and messages are not shown, and nothing of
+    // ours goes to them), and groups the user asked to leave (an admin removes them).
+    "
+    CREATE TABLE blocked (
+        account BLOB PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE left_groups (
+        group_id BLOB PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
