@@ -42,6 +42,10 @@ pub enum MessageKind {
     Joined,
     /// A contact we asked accepted.
     Accepted,
+    /// A member asked to leave (`body` names them, or "you"); an admin removes them.
+    Left,
+    /// An admin renamed the group (`body` is the new name).
+    Renamed,
 }
 
 impl MessageKind {
@@ -53,6 +57,8 @@ impl MessageKind {
             "rekeyed" => MessageKind::Rekeyed,
             "joined" => MessageKind::Joined,
             "accepted" => MessageKind::Accepted,
+            "left" => MessageKind::Left,
+            "renamed" => MessageKind::Renamed,
             // The core writes no other kind (see `all_core_kinds_have_a_case`).
             _ => MessageKind::Text,
         }
@@ -127,7 +133,7 @@ mod tests {
     /// Every word the core writes has its own case (none falls through to the default).
     #[test]
     fn all_core_kinds_have_a_case() {
-        for kind in ["created", "added", "removed", "rekeyed", "joined", "accepted"] {
+        for kind in ["created", "added", "removed", "rekeyed", "joined", "accepted", "left", "renamed"] {
             assert_ne!(MessageKind::from_core(kind), MessageKind::Text, "{kind}");
         }
         for d in [Delivery::Queued, Delivery::Sent, Delivery::Delivered, Delivery::Read, Delivery::Expired] {

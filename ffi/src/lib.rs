@@ -18,12 +18,14 @@ use weft_core::store::DatabaseKey;
 
 mod enums;
 mod listeners;
+mod logging;
 mod node;
 
 pub use enums::{ContactStatus, DeliveryState, MessageKind, Via};
+pub use logging::{LogLevel, LogListener, LogRecord, clear_log_listener, set_log_listener};
 pub use node::{
     CallbackError, Contact, Conversation, Event, EventListener, Member, Message, NetworkConfig, RadioDriver,
-    RadioError, RadioHandle, Status, Subscription, WeftNode, open_node,
+    RadioError, RadioHandle, Status, Subscription, SyncReport, WeftNode, open_node,
 };
 
 uniffi::setup_scaffolding!();
@@ -101,8 +103,21 @@ pub struct Identity {
     pub link: String,
     pub fingerprint: String,
     pub account: String,
-    /// The link as a QR code drawn with Unicode block characters.
+    /// The link as a QR code drawn with Unicode block characters (for a terminal).
     pub qr_text: String,
+    /// The link as a QR code for an app to draw (`None` only if the link cannot fit one).
+    pub qr: Option<QrCode>,
+}
+
+/// A QR code as data: draw `modules` (row by row, `width` × `width`, true for dark) with a
+/// light margin of four modules, or show `svg` as it is. `payload` is what it encodes: the
+/// contact link, upper-cased for QR's denser alphanumeric mode (links ignore case).
+#[derive(uniffi::Record)]
+pub struct QrCode {
+    pub payload: String,
+    pub width: u32,
+    pub modules: Vec<bool>,
+    pub svg: String,
 }
 
 /// An opened account home. Calls are safe from any thread.
@@ -162,6 +177,7 @@ pub(crate) fn identity_of(account: &Account) -> Identity {
         fingerprint: account.fingerprint(),
         account: hex(&account.account_public()),
         qr_text: card.to_qr_text(),
+        qr: card.to_qr().map(|q| QrCode { payload: q.payload, width: q.width as u32, modules: q.dark, svg: q.svg }),
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use weft_core::account::{
-    Account, ContactInfo, ConversationInfo, ConversationKind, MemberInfo, MessageInfo, system_clock,
+    Account, ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageInfo,
+    system_clock,
 };
 use weft_core::crypto::OsEntropy;
 use weft_core::mesh::driver::MeshHandle;
@@ -52,6 +53,8 @@ pub struct Contact {
     pub fingerprint: String,
     pub status: ContactStatus,
     pub verified: bool,
+    /// The user blocked them (see `WeftNode.block`).
+    pub blocked: bool,
     pub conversation_id: String,
 }
 
@@ -63,6 +66,7 @@ impl From<ContactInfo> for Contact {
             fingerprint: c.fingerprint,
             status: c.status.into(),
             verified: c.verified,
+            blocked: c.blocked,
             conversation_id: hex(&c.conversation),
         }
     }
@@ -74,8 +78,12 @@ pub struct Conversation {
     pub name: String,
     pub is_group: bool,
     pub members: u32,
-    /// False once we were removed from the group.
+    /// False once we were removed from the group, or asked to leave it.
     pub active: bool,
+    /// Others' messages after the read mark (in `conversations()`; 0 elsewhere).
+    pub unread: u32,
+    /// The newest message or event (in `conversations()`; `None` elsewhere).
+    pub last_message: Option<Message>,
 }
 
 impl From<ConversationInfo> for Conversation {
@@ -86,8 +94,27 @@ impl From<ConversationInfo> for Conversation {
             is_group: c.kind == ConversationKind::Group,
             members: c.members as u32,
             active: c.active,
+            unread: 0,
+            last_message: None,
         }
     }
+}
+
+impl From<ConversationOverview> for Conversation {
+    fn from(o: ConversationOverview) -> Self {
+        Conversation { unread: o.unread as u32, last_message: o.last.map(Into::into), ..o.info.into() }
+    }
+}
+
+/// How a `sync_once` ended.
+#[derive(uniffi::Record)]
+pub struct SyncReport {
+    /// Envelopes fetched from peers while it ran.
+    pub envelopes: u32,
+    /// Peers connected at the end.
+    pub peers: u32,
+    /// Caught up before the deadline (false: the deadline came first).
+    pub finished_early: bool,
 }
 
 #[derive(uniffi::Record)]
@@ -532,9 +559,102 @@ impl WeftNode {
         on_runtime(async move { Ok(node.contacts().await?.into_iter().map(Into::into).collect()) }).await
     }
 
+    /// Every conversation with its unread count and last message, the one written in last
+    /// first.
     pub async fn conversations(&self) -> Result<Vec<Conversation>, WeftError> {
         let node = self.node()?;
-        on_runtime(async move { Ok(node.conversations().await?.into_iter().map(Into::into).collect()) }).await
+        on_runtime(async move { Ok(node.overview().await?.into_iter().map(Into::into).collect()) }).await
+    }
+
+    /// The safety number shared with a contact (by account id), to compare in person or over
+    /// another channel; the same on both sides.
+    pub async fn safety_number(&self, contact: String) -> Result<String, WeftError> {
+        let contact = exact("contact", contact)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.safety_number(contact).await?) }).await
+    }
+
+    /// Records that the user compared safety numbers with a contact (by account id).
+    pub async fn verify_contact(&self, contact: String) -> Result<Contact, WeftError> {
+        let contact = exact("contact", contact)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.mark_verified(contact).await?.into()) }).await
+    }
+
+    /// Declines a contact request (by account id): they are forgotten and the same request is
+    /// not shown again. Only a request that waits for an answer can be rejected.
+    pub async fn reject_contact(&self, contact: String) -> Result<(), WeftError> {
+        let contact = exact("contact", contact)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.reject_contact(contact).await?) }).await
+    }
+
+    /// Forgets a contact (by account id) and the 1:1 conversation with them; shared groups
+    /// stay.
+    pub async fn delete_contact(&self, contact: String) -> Result<(), WeftError> {
+        let contact = exact("contact", contact)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.delete_contact(contact).await?) }).await
+    }
+
+    /// Blocks an account (a contact's or a group member's id): their requests are dropped,
+    /// their messages not shown anywhere, and nothing of ours goes to them.
+    pub async fn block(&self, account: String) -> Result<(), WeftError> {
+        let account = exact("contact or member", account)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.block(account).await?) }).await
+    }
+
+    pub async fn unblock(&self, account: String) -> Result<(), WeftError> {
+        let account = exact("contact or member", account)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.unblock(account).await?) }).await
+    }
+
+    /// Leaves a group (by conversation id): an admin's device removes us when our request
+    /// reaches it; from now on nothing more is sent there. The group's only admin cannot leave
+    /// while others are in it.
+    pub async fn leave_group(&self, group: String) -> Result<(), WeftError> {
+        let group = exact("conversation", group)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.leave_group(group).await?) }).await
+    }
+
+    /// Renames a group (by conversation id) for every member; admins only.
+    pub async fn rename_group(&self, group: String, name: String) -> Result<(), WeftError> {
+        let group = exact("conversation", group)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.rename_group(group, name).await?) }).await
+    }
+
+    /// Tells Weft that the device's network changed (Android's `NetworkCallback`, iOS's
+    /// `NWPathMonitor`): connections that died with the old network are dropped and peers
+    /// and relays dialled again at once, rather than after a timeout. Does nothing while the
+    /// network is stopped.
+    pub fn network_changed(&self) {
+        if let Ok(Some(net)) = self.net.lock().map(|n| n.clone()) {
+            net.network_changed();
+        }
+    }
+
+    /// Catches up with the network once, for work the OS schedules in the background (a
+    /// `BGAppRefreshTask`, a `WorkManager` job): waits until every peer's news is fetched and
+    /// ours pushed, or until `deadline_ms` (milliseconds from now) passes, whichever comes
+    /// first. The network must be started (`start_network`).
+    pub async fn sync_once(&self, deadline_ms: u64) -> Result<SyncReport, WeftError> {
+        let net = self.net.lock().map_err(poisoned)?.clone().ok_or_else(|| WeftError::Network {
+            detail: "the network is not started: call start_network first".into(),
+        })?;
+        on_runtime(async move {
+            net.refresh();
+            let report = net.catch_up(std::time::Duration::from_millis(deadline_ms)).await?;
+            Ok(SyncReport {
+                envelopes: report.fetched.min(u32::MAX as u64) as u32,
+                peers: report.peers as u32,
+                finished_early: report.caught_up,
+            })
+        })
+        .await
     }
 
     pub async fn create_group(&self, name: String) -> Result<Conversation, WeftError> {

@@ -66,6 +66,11 @@ fn python_listeners_delay_no_call_hear_when_they_lag_and_end_with_shutdown() {
 }
 
 #[test]
+fn python_has_what_an_app_needs_beside_sending() {
+    assert!(run_python("test_parity.py").contains("3 passed"));
+}
+
+#[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
 }

@@ -106,11 +106,33 @@ impl ContactCard {
         }
     }
 
+    /// The link as a QR code for an app to draw: its modules and an SVG (see [`QrCode`]).
+    pub fn to_qr(&self) -> Option<QrCode> {
+        let payload = self.to_link().to_ascii_uppercase();
+        let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::L).ok()?;
+        let width = code.width();
+        let dark = code.to_colors().into_iter().map(|c| c == qrcode::Color::Dark).collect();
+        let svg = code.render::<qrcode::render::svg::Color<'_>>().quiet_zone(true).min_dimensions(200, 200).build();
+        Some(QrCode { payload, width, dark, svg })
+    }
+
     /// The rendezvous point for a period: where requests to this person are published. Only
     /// holders of the card can compute it, and points of different periods are unlinkable.
     pub fn rendezvous_point(&self, period: u64) -> [u8; 32] {
         rendezvous_point(&self.rendezvous_seed, period)
     }
+}
+
+/// A QR code as data: what it says, its modules (row by row, `width` × `width`, true for dark,
+/// no quiet zone: leave four modules of light around it), and the same as an SVG document.
+/// The payload is the link upper-cased, so that the code can use its denser alphanumeric mode
+/// ([`ContactCard::from_link`] ignores case).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QrCode {
+    pub payload: String,
+    pub width: usize,
+    pub dark: Vec<bool>,
+    pub svg: String,
 }
 
 /// HMAC-SHA256(seed, label | period).
