@@ -2,12 +2,24 @@
 // loopback, then a message over the Bluetooth mesh through a radio written in Kotlin (an
 // in-memory pair), then bad input. The same scenarios as tests/python/test_node.py, and one
 // more: two nodes over radios built on the Android driver's LinkTable (one write in flight per
-// link, the write callback on another thread), at the smallest MTU.
+// link, the write callback on another thread), at the smallest MTU. Then the parts of the
+// Android module that need no Android: who opens a link (with an iPhone in the background),
+// the scan-restart schedule, the events as a Flow, and the shared node.
+import app.weft.background.SharedNode
 import app.weft.ble.LinkTable
+import app.weft.ble.LinkTable.Advert
+import app.weft.ble.ScanSchedule
+import app.weft.eventFlow
+import app.weft.events
 import app.weft.ffi.*
 import java.nio.file.Files
+import kotlinx.coroutines.channels.ReceiveChannel
+import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.flow.produceIn
 import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import kotlinx.coroutines.yield
 
 class Recorder : EventListener {
     private val events = mutableListOf<Event>()
@@ -219,18 +231,182 @@ suspend fun overTheMesh(root: String) {
     carolHandle.linkDown(1uL)
 }
 
-suspend fun overLinkTables(root: String) {
-    // Of two phones that see each other, exactly one opens the link.
-    val tokens = List(100) { ByteArray(8).also { java.security.SecureRandom().nextBytes(it) } }
-    for ((a, b) in tokens.zip(tokens.drop(1))) {
-        check(LinkTable.shouldConnect(a, b) != LinkTable.shouldConnect(b, a)) { "both or neither connect" }
+/** A phone as the link rule sees it: which platform, whether its app is in the background. */
+class Phone(val ios: Boolean, val hidden: Boolean, val token: ByteArray) {
+    /**
+     * What `observer`'s scan gets of this phone's advertisement; null when it cannot see it.
+     * The platform facts the rule must live with: Android advertises its token as service data
+     * in the background too (its foreground service); an iPhone in the foreground puts its
+     * token in its local name; an iPhone in the background advertises only in Apple's overflow
+     * area, which only an iOS scanner looking for the service decodes, and without a name.
+     */
+    fun seenBy(observer: Phone): Advert? = when {
+        !ios -> Advert.Android(token)
+        !hidden -> Advert.Iphone(token)
+        observer.ios -> Advert.Tokenless
+        else -> null
     }
-    check(LinkTable.shouldConnect(tokens[0], null)) { "a peer without a token is connected to" }
-    // An iOS phone's token comes in its local name.
-    check(LinkTable.tokenOf(null, "weft-00ff10203040a0b0")!!.contentEquals(
-        byteArrayOf(0, -1, 0x10, 0x20, 0x30, 0x40, -0x60, -0x50)))
-    check(LinkTable.tokenOf(null, "weft-zz") == null && LinkTable.tokenOf(null, "Pixel 8") == null)
-    check(LinkTable.tokenOf(tokens[1], "weft-00ff10203040a0b0")!!.contentEquals(tokens[1]))
+
+    /** Whether this phone opens a link to `other`. */
+    fun connectsTo(other: Phone): Boolean {
+        val seen = other.seenBy(this) ?: return false
+        return LinkTable.shouldConnect(token, seen, hidden)
+    }
+
+    override fun toString() = (if (ios) "iPhone" else "Android") + (if (hidden) " in the background" else "")
+}
+
+fun linkRule() {
+    val random = java.security.SecureRandom()
+    fun token() = ByteArray(8).also { random.nextBytes(it) }
+    val kinds = listOf(false to false, true to false, true to true) // Android, iPhone, hidden iPhone
+    repeat(200) {
+        for ((aIos, aHidden) in kinds) for ((bIos, bHidden) in kinds) {
+            val a = Phone(aIos, aHidden, token())
+            val b = Phone(bIos, bHidden, token())
+            val openers = listOf(a.connectsTo(b), b.connectsTo(a)).count { it }
+            if (a.hidden && b.hidden) {
+                // Neither sees the other's token: both connect (two links, tolerated).
+                check(openers == 2) { "two hidden iPhones: $openers" }
+            } else {
+                check(openers == 1) { "$a and $b: $openers of them connect" }
+            }
+        }
+    }
+    // The case of the issue: a backgrounded iPhone is invisible to Android, so it connects.
+    val android = Phone(ios = false, hidden = false, token = ByteArray(8) { 0 }) // the lowest token
+    val iphone = Phone(ios = true, hidden = true, token = ByteArray(8) { -1 })
+    check(!android.connectsTo(iphone) && iphone.connectsTo(android))
+    // Without the rule (the iPhone comparing tokens) nobody would.
+    check(!LinkTable.shouldConnect(iphone.token, Advert.Android(android.token), hidden = false))
+
+    // What an advertisement says: an iOS phone's token comes in its local name.
+    val ios = LinkTable.advertOf(null, "weft-00ff10203040a0b0")
+    check(ios is Advert.Iphone && ios.token.contentEquals(byteArrayOf(0, -1, 0x10, 0x20, 0x30, 0x40, -0x60, -0x50)))
+    check(LinkTable.advertOf(null, "weft-zz") == Advert.Tokenless)
+    check(LinkTable.advertOf(null, "Pixel 8") == Advert.Tokenless && LinkTable.advertOf(null, null) == Advert.Tokenless)
+    check(LinkTable.advertOf(ByteArray(0), null) == Advert.Tokenless)
+    val androidAdvert = LinkTable.advertOf(android.token, "weft-00ff10203040a0b0")
+    check(androidAdvert is Advert.Android && androidAdvert.token.contentEquals(android.token))
+}
+
+fun scanSchedule() {
+    val minute = 60_000L
+    val schedule = ScanSchedule()
+    check(schedule.restartDue() == null && !schedule.isDue(0))
+    // A scan started at t=0 is restarted after 25 minutes, before Android's 30.
+    val due = schedule.started(0)
+    check(due == 25 * minute && due < 30 * minute && schedule.restartDue() == due)
+    check(!schedule.isDue(due - 1) && schedule.isDue(due))
+    schedule.stopped()
+    check(schedule.restartDue() == null)
+
+    // At most four starts in any 30 seconds (Android refuses the sixth): Bluetooth toggled
+    // again and again, with a start each time it came back.
+    val flapping = ScanSchedule()
+    val starts = mutableListOf<Long>()
+    var now = 10_000L
+    repeat(40) {
+        val at = flapping.earliestStart(now)
+        check(at >= now)
+        flapping.started(at)
+        starts += at
+        now = at + 1_000 // the next attempt a second later
+    }
+    for (i in starts.indices) {
+        val inWindow = starts.count { it >= starts[i] && it < starts[i] + 30_000 }
+        check(inWindow <= 4) { "$inWindow starts within 30 s from ${starts[i]}" }
+    }
+    check(starts.zipWithNext().all { (a, b) -> b > a })
+    // Nothing is held back once the window has passed.
+    val quiet = starts.last() + 30_000
+    check(flapping.earliestStart(quiet) == quiet)
+    // The restart itself never waits: one start per 25 minutes is far below the limit.
+    val steady = ScanSchedule()
+    var t = 0L
+    repeat(100) {
+        check(steady.earliestStart(t) == t)
+        t = steady.started(t)
+    }
+}
+
+/** Takes the next event from a channel, within `seconds`. */
+suspend fun ReceiveChannel<Event>.next(seconds: Long = 30): Event = withTimeout(seconds * 1000) { receive() }
+
+/** The Flow adapter over a source that the test drives itself: what a slow collector misses is
+ *  counted and told as one Lagged before the next event; Weft's own Lagged passes through;
+ *  cancelling the collection cancels the subscription. */
+suspend fun eventFlowCountsWhatASlowCollectorMissed() = coroutineScope {
+    var listener: EventListener? = null
+    var cancelled = false
+    val flow = eventFlow(capacity = 2) { l ->
+        listener = l
+        return@eventFlow { cancelled = true }
+    }
+    // produceIn fuses with the flow's buffer: nothing collects until we receive.
+    val events = flow.produceIn(this)
+    yield() // the producer subscribes
+    val source = checkNotNull(listener) { "the flow did not subscribe" }
+    fun peer(n: Int) = Event.PeerConnected("peer $n", Via.MESH)
+    for (n in 0 until 10) source.onEvent(peer(n)) // 2 fit, 8 are missed
+    source.onEvent(peer(10)) // still no room: 9 missed
+    check(events.next() == peer(0) && events.next() == peer(1))
+    source.onEvent(peer(11))
+    check(events.next() == Event.Lagged(9uL)) { "the count of what was missed" }
+    check(events.next() == peer(11))
+    // Weft's own Lagged (its queue overflowed) passes through at once.
+    source.onEvent(Event.Lagged(5uL))
+    check(events.next() == Event.Lagged(5uL))
+    // ... and adds to ours when it too finds no room.
+    for (n in 12 until 14) source.onEvent(peer(n))
+    source.onEvent(peer(14)) // 1 missed
+    source.onEvent(Event.Lagged(5uL)) // 6
+    check(events.next() == peer(12) && events.next() == peer(13))
+    source.onEvent(peer(15))
+    check(events.next() == Event.Lagged(6uL) && events.next() == peer(15))
+    check(!cancelled)
+    events.cancel()
+    eventually("the subscription to be cancelled", 5) { cancelled }
+}
+
+/** `WeftNode.events()` on a real node: a message that comes in a bundle arrives as a Flow
+ *  element; the flow's end cancels its subscription (the node shuts down with no listener). */
+suspend fun eventsAsAFlow(root: String) = coroutineScope {
+    val ivan = openNode("$root/ivan", key(10), "ivan")
+    val judy = openNode("$root/judy", key(11), "judy")
+    contactsByBundle(ivan, "ivan", judy)
+    val events = judy.events().produceIn(this)
+    yield() // subscribed: the producer ran up to its awaitClose
+    val sent = ivan.send(ivan.conv("judy"), "by hand, as a flow")
+    judy.importBundle(ivan.exportBundle())
+    var received: Event.MessageReceived? = null
+    while (received == null) received = events.next() as? Event.MessageReceived
+    check(received.message.id == sent.id && received.via == Via.BUNDLE) { "$received" }
+    events.cancel()
+    ivan.shutdown()
+    judy.shutdown()
+}
+
+/** One node per process, lent out: opened by the first borrower, shut down by the last. */
+suspend fun sharedNode(root: String) {
+    var opened = 0
+    val shared = SharedNode {
+        opened++
+        openNode("$root/karl", key(12), "karl")
+    }
+    val first = shared.acquire()
+    val second = shared.acquire()
+    check(first === second && opened == 1 && shared.borrowers() == 2)
+    shared.release()
+    check(first.identity().name == "karl") { "still open while borrowed" }
+    shared.release()
+    refused<WeftException.Closed>("the last release shuts it down") { runBlocking { first.identity() } }
+    // Opened again (the home is free at once) for the next borrower.
+    check(shared.use { it.identity().name } == "karl" && opened == 2 && shared.borrowers() == 0)
+    refused<IllegalStateException>("a release too many") { runBlocking { shared.release() } }
+}
+
+suspend fun overLinkTables(root: String) {
 
     val grace = openNode("$root/grace", key(7), "grace")
     val heidi = openNode("$root/heidi", key(8), "heidi")
@@ -277,8 +453,13 @@ fun main() = runBlocking {
         overTheMesh(root)
         overLinkTables(root)
         badInput(root)
+        linkRule()
+        scanSchedule()
+        eventFlowCountsWhatASlowCollectorMissed()
+        eventsAsAFlow(root)
+        sharedNode(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 4 passed, 0 failed")
+    println("kotlin node: 9 passed, 0 failed")
 }

@@ -85,33 +85,70 @@ class LinkTable<E : Any>(
         return next
     }
 
+    /**
+     * What a scan saw of a Weft peer: who it is decides who opens the link.
+     *
+     * Both roles run on every phone (each advertises and scans), and without a rule each of two
+     * phones would connect to the other, doubling every transfer. Each phone advertises a random
+     * token for the session and the lower token connects, with one exception: an iPhone whose
+     * app is in the background advertises its service UUID only in Apple's "overflow area"
+     * (manufacturer data that only an iOS scanner looking for that UUID decodes), without its
+     * local name and so without its token. An Android phone (or a desktop) does not see it at
+     * all; another iPhone sees it without a token.
+     */
+    sealed class Advert {
+        /** An Android phone: its token is the service data of its scan response. Android
+         *  advertises the same way in the background (the foreground service keeps it up). */
+        class Android(val token: ByteArray) : Advert()
+
+        /** An iPhone in the foreground: its token is in its local name, `weft-<16 hex>`. */
+        class Iphone(val token: ByteArray) : Advert()
+
+        /** No token: an iPhone in the background (only iOS scanners see it), or a phone whose
+         *  scan response was not received. */
+        object Tokenless : Advert()
+    }
+
     companion object {
-        /**
-         * Which of two phones that see each other opens the link: both advertise and both scan,
-         * and without a rule each would connect to the other, doubling every transfer. Each
-         * advertises a random token for the session; the lower one connects. An advertisement
-         * without a token (a desktop, or an iOS app in the background) is always connected to.
-         */
         /** iOS cannot advertise service data; it puts its token in the local name instead. */
         private const val IOS_NAME_PREFIX = "weft-"
 
-        /** A peer's session token: Android's service data, or an iOS local name `weft-<16 hex>`. */
-        fun tokenOf(serviceData: ByteArray?, localName: String?): ByteArray? {
-            if (serviceData != null) return serviceData
-            if (localName == null || !localName.startsWith(IOS_NAME_PREFIX)) return null
+        /** A peer's advertisement: Android's service data, or an iOS local name `weft-<16 hex>`. */
+        fun advertOf(serviceData: ByteArray?, localName: String?): Advert {
+            if (serviceData != null && serviceData.isNotEmpty()) return Advert.Android(serviceData)
+            if (localName == null || !localName.startsWith(IOS_NAME_PREFIX)) return Advert.Tokenless
             val hex = localName.removePrefix(IOS_NAME_PREFIX)
-            if (hex.length != 16) return null
-            return runCatching { hex.chunked(2).map { it.toInt(16).toByte() }.toByteArray() }.getOrNull()
+            if (hex.length != 16) return Advert.Tokenless
+            val token = runCatching { hex.chunked(2).map { it.toInt(16).toByte() }.toByteArray() }.getOrNull()
+            return token?.let { Advert.Iphone(it) } ?: Advert.Tokenless
         }
 
-        fun shouldConnect(ownToken: ByteArray, theirToken: ByteArray?): Boolean {
-            if (theirToken == null) return true
-            for (i in 0 until minOf(ownToken.size, theirToken.size)) {
-                val ours = ownToken[i].toInt() and 0xff
-                val theirs = theirToken[i].toInt() and 0xff
-                if (ours != theirs) return ours < theirs
+        /**
+         * Whether we open the link to the peer that advertised `seen`.
+         *
+         * `hidden` is true on an iPhone whose app is in the background: nobody but another
+         * iPhone can see it, and that one sees it without a token. So a hidden iPhone connects
+         * to every Android phone and every tokenless peer (a hidden iPhone, or one whose token
+         * it missed); it leaves a foreground iPhone to connect to it, which that iPhone does
+         * since a tokenless advertisement is always connected to. Everyone else compares
+         * tokens. Two hidden iPhones may both connect (neither sees a token): two links, which
+         * the mesh tolerates (messages are deduplicated by id); every other pair gets one.
+         * Android is never hidden: its foreground service advertises in the background.
+         */
+        fun shouldConnect(ownToken: ByteArray, seen: Advert, hidden: Boolean = false): Boolean = when (seen) {
+            Advert.Tokenless -> true
+            is Advert.Android -> hidden || lower(ownToken, seen.token)
+            is Advert.Iphone -> !hidden && lower(ownToken, seen.token)
+        }
+
+        /** Whether `ours` sorts before `theirs` (unsigned bytes, then length). */
+        private fun lower(ours: ByteArray, theirs: ByteArray): Boolean {
+            for (i in 0 until minOf(ours.size, theirs.size)) {
+                val a = ours[i].toInt() and 0xff
+                val b = theirs[i].toInt() and 0xff
+                if (a != b) return a < b
             }
-            return ownToken.size < theirToken.size
+            return ours.size < theirs.size
         }
     }
 }
