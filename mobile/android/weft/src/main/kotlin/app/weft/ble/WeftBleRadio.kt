@@ -28,6 +28,7 @@ import android.os.Build
 import android.os.Handler
 import android.os.HandlerThread
 import android.os.ParcelUuid
+import android.os.SystemClock
 import android.util.Log
 import app.weft.ffi.RadioDriver
 import app.weft.ffi.RadioException
@@ -46,18 +47,31 @@ import java.util.UUID
  * stream over the service's one data characteristic: the client writes (with response) and the
  * server notifies. [LinkTable] keeps one GATT operation in flight per link.
  *
- * The app asks for the permissions first (BLUETOOTH_SCAN, BLUETOOTH_CONNECT and
- * BLUETOOTH_ADVERTISE on Android 12+, ACCESS_FINE_LOCATION before), then:
+ * The app asks for the permissions first ([BlePermissions.missing]), then:
  * ```
- * val radio = WeftBleRadio(context, node)   // throws on a device without Bluetooth
+ * val radio = WeftBleRadio(context, node) { problem -> show(problem) }  // throws without Bluetooth
  * radio.start()
  * ...
  * radio.stop()                              // for good: make a new WeftBleRadio to restart
  * ```
- * Bluetooth switched off drops every link; switched on again, the radio starts over.
+ * Bluetooth switched off drops every link; switched on again, the radio starts over. A missing
+ * permission is a [RadioProblem], never a `SecurityException` (see [BlePermissions]): the radio
+ * idles until [permissionsChanged]. The scan is started again every 25 minutes, before
+ * Android quietly downgrades it ([ScanSchedule]); a connection that is not ready within
+ * [SETUP_TIMEOUT_MS] is given up; the advertisement starts once the GATT service is in place.
+ * In the background the radio keeps running only inside a foreground service
+ * (`app.weft.background.WeftMeshService`).
  */
 @SuppressLint("MissingPermission")
-class WeftBleRadio(private val context: Context, private val node: WeftNode) : RadioDriver {
+class WeftBleRadio(
+    private val context: Context,
+    private val node: WeftNode,
+    /** `SCAN_MODE_LOW_POWER` (10% of the time listening) for a phone in a pocket,
+     *  `SCAN_MODE_BALANCED` (25%) while the app is on screen. */
+    private val scanMode: Int = ScanSettings.SCAN_MODE_BALANCED,
+    /** Told, on the radio's thread, what keeps the radio from running. */
+    private val onProblem: (RadioProblem) -> Unit = {},
+) : RadioDriver {
     companion object {
         /** The same service and characteristic as the desktop driver (core/src/mesh/radio/ble.rs). */
         val SERVICE: UUID = UUID.fromString("7e1f0001-9a3c-4b7e-a7d2-5c0f3e8bd14a")
@@ -68,6 +82,9 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         private const val MAX_LINKS = 7
         /** How long one advertising token lasts (about as long as an Android address). */
         private const val TOKEN_LIFETIME_MS = 15L * 60 * 1000
+        /** From `connectGatt` to a subscribed link. Android's own limit is about 30 s (and
+         *  error 133); a peer that walked away holds one of [MAX_LINKS] places until then. */
+        const val SETUP_TIMEOUT_MS = 10_000L
     }
 
     private val manager = context.getSystemService(Context.BLUETOOTH_SERVICE) as BluetoothManager
@@ -76,6 +93,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     private val thread = HandlerThread("weft-ble").apply { start() }
     /** Every Bluetooth call and callback is handled here, one at a time. */
     private val handler = Handler(thread.looper)
+    private val scans = ScanSchedule()
     private val links = LinkTable<BluetoothDevice>()
     private val clients = HashMap<BluetoothDevice, BluetoothGatt>()
     private val mtus = HashMap<BluetoothDevice, Int>()
@@ -92,21 +110,27 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         override fun run() {
             if (stopped) return
             token = ByteArray(8).also { SecureRandom().nextBytes(it) }
-            if (server != null) {
-                runCatching { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
-                advertise()
+            if (serviceAdded) {
+                guarded { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
+                guarded { advertise() }
             }
             handler.postDelayed(this, TOKEN_LIFETIME_MS)
         }
     }
     private var server: BluetoothGattServer? = null
+    /** The GATT service is in place (`onServiceAdded`): only then is it advertised, or a
+     *  phone could connect and find no service. */
+    private var serviceAdded = false
+    private var scanning = false
     private var weft: RadioHandle? = null
     private var stopped = false
+    /** A permission was missing: nothing runs until [permissionsChanged]. */
+    private var blocked = false
 
     fun start() {
         weft = node.attachRadio(this)
         context.registerReceiver(adapterState, IntentFilter(BluetoothAdapter.ACTION_STATE_CHANGED))
-        handler.post { if (adapter.isEnabled) startRoles() }
+        onRadio { if (adapter.isEnabled) startRoles() }
         handler.postDelayed(rotateToken, TOKEN_LIFETIME_MS)
     }
 
@@ -115,6 +139,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             if (stopped) return@post
             stopped = true
             handler.removeCallbacks(rotateToken)
+            handler.removeCallbacks(restartScan)
             runCatching { context.unregisterReceiver(adapterState) }
             stopRoles()
             // Weft's mesh over this radio stops too (it ran until the node shut down before).
@@ -124,27 +149,63 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         }
     }
 
+    /** The user granted what was missing (or changed their mind): the radio starts again. */
+    fun permissionsChanged() {
+        onRadio {
+            blocked = false
+            if (adapter.isEnabled) startRoles()
+        }
+    }
+
+    /** Runs `work` on the radio's thread; a missing permission stops the radio, not the app. */
+    private fun onRadio(work: () -> Unit) {
+        handler.post { guarded(work) }
+    }
+
+    private fun <T> guarded(call: () -> T): T? =
+        when (val outcome = BlePermissions.guarded(call)) {
+            is BlePermissions.Guarded.Done -> outcome.value
+            is BlePermissions.Guarded.Refused -> {
+                permissionLost(outcome.problem)
+                null
+            }
+        }
+
+    private fun permissionLost(problem: RadioProblem) {
+        if (blocked) return
+        blocked = true
+        Log.w(TAG, "the radio stops until permissionsChanged(): $problem")
+        stopRoles()
+        onProblem(problem)
+    }
+
     private fun startRoles() {
-        if (stopped || server != null) return
-        openServer()
-        advertise()
+        if (stopped || blocked || server != null) return
+        openServer() // advertises from onServiceAdded
         scan()
     }
 
+    /** Every call guarded on its own: the roles come down even with a permission gone. */
     private fun stopRoles() {
-        runCatching { adapter.bluetoothLeScanner?.stopScan(scanCallback) }
-        runCatching { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
-        for (device in clients.keys.toList() + links.ids().mapNotNull { links.endpointOf(it) }) down(device)
+        handler.removeCallbacks(restartScan)
+        if (scanning) guarded { adapter.bluetoothLeScanner?.stopScan(scanCallback) }
+        scanning = false
+        scans.stopped()
+        guarded { adapter.bluetoothLeAdvertiser?.stopAdvertising(advertiseCallback) }
+        for (device in clients.keys.toList() + links.ids().mapNotNull { links.endpointOf(it) }) {
+            guarded { down(device) }
+        }
         connecting.clear()
-        server?.close()
+        guarded { server?.close() }
         server = null
+        serviceAdded = false
     }
 
     private val adapterState = object : BroadcastReceiver() {
         override fun onReceive(context: Context, intent: Intent) {
             when (intent.getIntExtra(BluetoothAdapter.EXTRA_STATE, BluetoothAdapter.ERROR)) {
-                BluetoothAdapter.STATE_ON -> handler.post { startRoles() }
-                BluetoothAdapter.STATE_TURNING_OFF, BluetoothAdapter.STATE_OFF -> handler.post { stopRoles() }
+                BluetoothAdapter.STATE_ON -> onRadio { startRoles() }
+                BluetoothAdapter.STATE_TURNING_OFF, BluetoothAdapter.STATE_OFF -> onRadio { stopRoles() }
             }
         }
     }
@@ -153,7 +214,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
 
     override fun send(link: ULong, fragment: ByteArray) {
         when (val next = links.enqueue(link.toLong(), fragment)) {
-            is LinkTable.Enqueued.WriteNow -> handler.post { write(link.toLong(), next.endpoint, next.fragment) }
+            is LinkTable.Enqueued.WriteNow -> onRadio { write(link.toLong(), next.endpoint, next.fragment) }
             LinkTable.Enqueued.Queued -> {}
             // Dropped, not an error: an error would close the link; reconciliation repairs a loss.
             LinkTable.Enqueued.Full -> Log.d(TAG, "write queue of link $link full; a fragment dropped")
@@ -162,7 +223,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
     }
 
     override fun disconnect(link: ULong) {
-        handler.post { links.endpointOf(link.toLong())?.let { down(it) } }
+        onRadio { links.endpointOf(link.toLong())?.let { down(it) } }
     }
 
     // The radio's own work, on the handler thread.
@@ -240,7 +301,8 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         )
         val service = BluetoothGattService(SERVICE, BluetoothGattService.SERVICE_TYPE_PRIMARY)
         service.addCharacteristic(data)
-        server = manager.openGattServer(context, serverCallback)?.also { it.addService(service) }
+        server = manager.openGattServer(context, serverCallback)
+        if (server?.addService(service) != true) Log.w(TAG, "no GATT server; this phone only connects to others")
     }
 
     private fun advertise() {
@@ -261,41 +323,85 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         adapter.bluetoothLeAdvertiser?.startAdvertising(settings, data, scanResponse, advertiseCallback)
     }
 
+    /**
+     * Starts (or restarts) the scan when [ScanSchedule] allows, and schedules its restart
+     * before Android's 30-minute downgrade. Uptime, like the `Handler` that wakes us.
+     */
     private fun scan() {
+        if (stopped || blocked) return
+        handler.removeCallbacks(restartScan)
+        val now = SystemClock.uptimeMillis()
+        val at = scans.earliestStart(now)
+        if (at > now) {
+            handler.postAtTime(restartScan, at)
+            return
+        }
+        val scanner = adapter.bluetoothLeScanner ?: return
+        if (scanning) scanner.stopScan(scanCallback)
         val filter = ScanFilter.Builder().setServiceUuid(ParcelUuid(SERVICE)).build()
-        val settings = ScanSettings.Builder().setScanMode(ScanSettings.SCAN_MODE_BALANCED).build()
-        adapter.bluetoothLeScanner?.startScan(listOf(filter), settings, scanCallback)
+        val settings = ScanSettings.Builder().setScanMode(scanMode).build()
+        scanner.startScan(listOf(filter), settings, scanCallback)
+        scanning = true
+        handler.postAtTime(restartScan, scans.started(now))
     }
+
+    private val restartScan = Runnable { guarded { scan() } }
 
     private val scanCallback = object : ScanCallback() {
         override fun onScanResult(callbackType: Int, result: ScanResult) {
-            handler.post { found(result) }
+            onRadio { found(result) }
+        }
+
+        override fun onScanFailed(errorCode: Int) {
+            onRadio {
+                Log.w(TAG, "scan failed ($errorCode); trying again when the schedule allows")
+                scanning = false
+                onProblem(RadioProblem.ScanFailed(errorCode))
+                // Not at once: error 6 (too frequent) would only repeat; a minute is enough.
+                handler.removeCallbacks(restartScan)
+                handler.postDelayed(restartScan, 60_000L)
+            }
         }
     }
 
     private fun found(result: ScanResult) {
-        if (stopped) return
+        if (stopped || blocked) return
         val device = result.device
         val record = result.scanRecord
-        val theirToken = LinkTable.tokenOf(record?.getServiceData(ParcelUuid(SERVICE)), record?.deviceName)
-        if (!LinkTable.shouldConnect(token, theirToken)) return // they connect to us
+        // Android never hides: its foreground service advertises as in the foreground.
+        val seen = LinkTable.advertOf(record?.getServiceData(ParcelUuid(SERVICE)), record?.deviceName)
+        if (!LinkTable.shouldConnect(token, seen, hidden = false)) return // they connect to us
         if (links.linkOf(device) != null || device.address in connecting) return
         if (links.ids().size + connecting.size >= MAX_LINKS) return
         connecting += device.address
         val gatt = device.connectGatt(context, false, clientCallback, BluetoothDevice.TRANSPORT_LE)
-        if (gatt == null) connecting -= device.address else clients[device] = gatt
+        if (gatt == null) {
+            connecting -= device.address
+            return
+        }
+        clients[device] = gatt
+        // Given up if not subscribed in time; `connecting` still holding it says it is not up.
+        handler.postDelayed({
+            if (device.address in connecting && clients[device] === gatt) {
+                Log.i(TAG, "a connection took longer than ${SETUP_TIMEOUT_MS} ms; given up")
+                guarded { down(device) }
+            }
+        }, SETUP_TIMEOUT_MS)
     }
 
     private val advertiseCallback = object : AdvertiseCallback() {
         override fun onStartFailure(errorCode: Int) {
-            Log.w(TAG, "advertising failed ($errorCode); this phone only connects to others")
+            handler.post {
+                Log.w(TAG, "advertising failed ($errorCode); this phone only connects to others")
+                onProblem(RadioProblem.AdvertisingFailed(errorCode))
+            }
         }
     }
 
     /** The client role: we connected to their server. */
     private val clientCallback = object : BluetoothGattCallback() {
         override fun onConnectionStateChange(gatt: BluetoothGatt, status: Int, newState: Int) {
-            handler.post {
+            onRadio {
                 if (newState == BluetoothProfile.STATE_CONNECTED && status == BluetoothGatt.GATT_SUCCESS) {
                     if (!gatt.requestMtu(MAX_MTU)) down(gatt.device)
                 } else {
@@ -306,7 +412,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         }
 
         override fun onMtuChanged(gatt: BluetoothGatt, mtu: Int, status: Int) {
-            handler.post {
+            onRadio {
                 // The MTU can change again later; set the link up only once.
                 val first = gatt.device !in mtus
                 mtus[gatt.device] = if (status == BluetoothGatt.GATT_SUCCESS) mtu else 23
@@ -315,7 +421,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         }
 
         override fun onServicesDiscovered(gatt: BluetoothGatt, status: Int) {
-            handler.post {
+            onRadio {
                 val data = gatt.getService(SERVICE)?.getCharacteristic(DATA)
                 val config = data?.getDescriptor(CLIENT_CONFIG)
                 if (status != BluetoothGatt.GATT_SUCCESS || data == null || config == null ||
@@ -328,14 +434,14 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         }
 
         override fun onDescriptorWrite(gatt: BluetoothGatt, descriptor: BluetoothGattDescriptor, status: Int) {
-            handler.post {
+            onRadio {
                 connecting -= gatt.device.address
                 if (status == BluetoothGatt.GATT_SUCCESS) up(gatt.device, initiator = true) else down(gatt.device)
             }
         }
 
         override fun onCharacteristicWrite(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, status: Int) {
-            handler.post {
+            onRadio {
                 if (status == BluetoothGatt.GATT_SUCCESS) writeNext(gatt.device) else down(gatt.device)
             }
         }
@@ -343,19 +449,30 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         @Deprecated("Android 13 passes the value; kept for older versions")
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic) {
             val value = c.value?.copyOf() ?: return
-            handler.post { arrived(gatt.device, value) }
+            onRadio { arrived(gatt.device, value) }
         }
 
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray) {
-            handler.post { arrived(gatt.device, value) }
+            onRadio { arrived(gatt.device, value) }
         }
     }
 
     /** The server role: they connected to us. */
     private val serverCallback = object : BluetoothGattServerCallback() {
+        override fun onServiceAdded(status: Int, service: BluetoothGattService) {
+            onRadio {
+                if (status == BluetoothGatt.GATT_SUCCESS && service.uuid == SERVICE && !stopped && !blocked) {
+                    serviceAdded = true
+                    advertise()
+                } else {
+                    Log.w(TAG, "the GATT service was not added ($status); this phone only connects to others")
+                }
+            }
+        }
+
         override fun onConnectionStateChange(device: BluetoothDevice, status: Int, newState: Int) {
             if (newState == BluetoothProfile.STATE_DISCONNECTED) {
-                handler.post { if (clients[device] == null) down(device) }
+                onRadio { if (clients[device] == null) down(device) }
             }
         }
 
@@ -372,7 +489,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             offset: Int,
             value: ByteArray?,
         ) {
-            handler.post {
+            onRadio {
                 if (responseNeeded) server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null)
                 // The client subscribed: the link is ready both ways.
                 if (descriptor.uuid == CLIENT_CONFIG &&
@@ -392,7 +509,7 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
             offset: Int,
             value: ByteArray?,
         ) {
-            handler.post {
+            onRadio {
                 // Fragments fit one write (the MTU Weft was told); a long (prepared) write is
                 // refused rather than taken in pieces.
                 val status = if (preparedWrite || offset != 0) BluetoothGatt.GATT_INVALID_OFFSET else BluetoothGatt.GATT_SUCCESS
@@ -404,11 +521,11 @@ class WeftBleRadio(private val context: Context, private val node: WeftNode) : R
         }
 
         override fun onExecuteWrite(device: BluetoothDevice, requestId: Int, execute: Boolean) {
-            handler.post { server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null) }
+            onRadio { server?.sendResponse(device, requestId, BluetoothGatt.GATT_SUCCESS, 0, null) }
         }
 
         override fun onNotificationSent(device: BluetoothDevice, status: Int) {
-            handler.post { if (status == BluetoothGatt.GATT_SUCCESS) writeNext(device) else down(device) }
+            onRadio { if (status == BluetoothGatt.GATT_SUCCESS) writeNext(device) else down(device) }
         }
     }
 
