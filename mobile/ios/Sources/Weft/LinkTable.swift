@@ -95,13 +95,45 @@ final class LinkTable: @unchecked Sendable {
         return next
     }
 
-    /// Which of two phones that see each other opens the link (see LinkTable.kt): the lower
-    /// random token connects; a peer that advertises none is always connected to.
-    static func shouldConnect(own: Data, theirs: Data?) -> Bool {
-        guard let theirs else { return true }
-        for (ours, their) in zip(own, theirs) where ours != their {
-            return ours < their
+    /// What a scan saw of a Weft peer (see `LinkTable.kt`, `LinkTable.Advert`): an Android
+    /// phone's token (service data), a foreground iPhone's token (local name), or none (an
+    /// iPhone in the background, whose advertisement sits in Apple's overflow area without a
+    /// name; only iOS scanners see it at all).
+    enum Advert: Equatable {
+        case android(Data)
+        case iphone(Data)
+        case tokenless
+    }
+
+    /// iOS cannot advertise service data, so the token rides in the local name.
+    static let namePrefix = "weft-"
+
+    static func advert(serviceData: Data?, localName: String?) -> Advert {
+        if let serviceData, !serviceData.isEmpty { return .android(serviceData) }
+        guard let localName, localName.hasPrefix(namePrefix) else { return .tokenless }
+        let hex = String(localName.dropFirst(namePrefix.count))
+        guard hex.count == 16, let token = Data(hex: hex) else { return .tokenless }
+        return .iphone(token)
+    }
+
+    /// Whether we open the link to the peer that advertised `seen`; the same rule as
+    /// `LinkTable.shouldConnect` in Kotlin. `hidden`: our app is in the background, so Android
+    /// cannot see us and another iPhone sees us without a token. A hidden iPhone connects to
+    /// every Android phone and every tokenless peer, and leaves a foreground iPhone to connect
+    /// to it (which it does: a tokenless advertisement is always connected to). Everyone else
+    /// compares tokens; the lower one connects.
+    static func shouldConnect(own: Data, seen: Advert, hidden: Bool) -> Bool {
+        switch seen {
+        case .tokenless: return true
+        case let .android(theirs): return hidden || lower(own, theirs)
+        case let .iphone(theirs): return !hidden && lower(own, theirs)
         }
-        return own.count < theirs.count
+    }
+
+    private static func lower(_ ours: Data, _ theirs: Data) -> Bool {
+        for (a, b) in zip(ours, theirs) where a != b {
+            return a < b
+        }
+        return ours.count < theirs.count
     }
 }

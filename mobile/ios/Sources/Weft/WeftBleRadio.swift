@@ -1,6 +1,9 @@
 import CoreBluetooth
 import Foundation
 import WeftFFI
+#if os(iOS)
+import UIKit
+#endif
 
 /// Weft's Bluetooth mesh over CoreBluetooth, in both roles at once: a peripheral that
 /// advertises the Weft service (phones and desktops connect to it), and a central that connects
@@ -16,12 +19,26 @@ import WeftFFI
 ///     let radio = try WeftBleRadio(node: node)
 ///     ...
 ///     radio.stop()
+///
+/// In the background (iOS): both managers use restore identifiers when the Info.plist has the
+/// background modes, so iOS relaunches the app for a Bluetooth event after it was ended; make
+/// the radio again at launch (see `WeftBackground`) and `willRestoreState` takes over the
+/// connections. Work after such a wake runs inside a background task. An iPhone in the
+/// background advertises in Apple's overflow area, where Android cannot see it, so it opens
+/// the links itself (`LinkTable.shouldConnect`, `hidden`). The scan allows duplicates in the
+/// foreground and is restarted every 30 s in the background, so that a peer that left and came
+/// back is found again. Not compiled here (no Xcode on the machines this was written on).
 public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     public static let service = CBUUID(string: "7E1F0001-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     public static let data = CBUUID(string: "7E1F0002-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     private static let maxLinks = 7
-    /// iOS cannot advertise service data, so the token rides in the local name.
-    private static let namePrefix = "weft-"
+    /// From `connect` to a subscribed link (iOS never times a connection attempt out itself).
+    private static let setupTimeout: TimeInterval = 10
+    /// How often the scan starts over in the background, where iOS reports each peripheral
+    /// once per scan: a peer that left and came back is then reported again.
+    private static let backgroundRescan: TimeInterval = 30
+    public static let centralRestoreIdentifier = "app.weft.ble.central"
+    public static let peripheralRestoreIdentifier = "app.weft.ble.peripheral"
 
     /// Every CoreBluetooth call and callback runs here, one at a time.
     private let queue = DispatchQueue(label: "app.weft.ble")
@@ -44,19 +61,85 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     /// Notifications that did not fit in the peripheral manager's queue, by link.
     private var pendingNotify: [UInt64: Data] = [:]
     private var stopped = false
+    /// Our app is in the background: Android cannot see our advertisement (see `LinkTable`).
+    private var hidden = false
+    private var rescan: DispatchSourceTimer?
+    private let background = BackgroundWork()
+    private var observers: [NSObjectProtocol] = []
 
     public init(node: WeftNode) throws {
         token = Self.freshToken()
         self.node = node
         super.init()
         handle = try node.attachRadio(driver: self)
-        central = CBCentralManager(delegate: self, queue: queue)
-        peripheralManager = CBPeripheralManager(delegate: self, queue: queue)
+        central = CBCentralManager(delegate: self, queue: queue, options: Self.restoring(
+            CBCentralManagerOptionRestoreIdentifierKey, Self.centralRestoreIdentifier, mode: "bluetooth-central"))
+        peripheralManager = CBPeripheralManager(delegate: self, queue: queue, options: Self.restoring(
+            CBPeripheralManagerOptionRestoreIdentifierKey, Self.peripheralRestoreIdentifier, mode: "bluetooth-peripheral"))
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + Self.tokenLifetime, repeating: Self.tokenLifetime)
         timer.setEventHandler { [weak self] in self?.rotateToken() }
         timer.resume()
         rotation = timer
+        watchAppState()
+    }
+
+    /// The restore identifier option, where the app may use it: CoreBluetooth ends an app that
+    /// asks for restoration without the matching background mode in its Info.plist.
+    private static func restoring(_ key: String, _ identifier: String, mode: String) -> [String: Any]? {
+        #if os(iOS)
+        let modes = Bundle.main.object(forInfoDictionaryKey: "UIBackgroundModes") as? [String] ?? []
+        return modes.contains(mode) ? [key: identifier] : nil
+        #else
+        return nil
+        #endif
+    }
+
+    /// Follows the app into and out of the background (iOS); on macOS an app is never hidden.
+    private func watchAppState() {
+        #if os(iOS)
+        let center = NotificationCenter.default
+        observers.append(center.addObserver(forName: UIApplication.didEnterBackgroundNotification, object: nil, queue: nil) {
+            [weak self] _ in self?.queue.async { self?.setHidden(true) }
+        })
+        observers.append(center.addObserver(forName: UIApplication.willEnterForegroundNotification, object: nil, queue: nil) {
+            [weak self] _ in self?.queue.async { self?.setHidden(false) }
+        })
+        DispatchQueue.main.async { [weak self] in
+            let inBackground = UIApplication.shared.applicationState == .background
+            self?.queue.async { self?.setHidden(inBackground) }
+        }
+        #endif
+    }
+
+    /// On `queue`. The rule changes with it, so the scan starts over: peers seen under the old
+    /// rule and left to connect to us (which they no longer can, or no longer need to) are
+    /// reported again and judged anew.
+    private func setHidden(_ value: Bool) {
+        guard !stopped, value != hidden else { return }
+        hidden = value
+        rescan?.cancel()
+        rescan = nil
+        if hidden {
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + Self.backgroundRescan, repeating: Self.backgroundRescan)
+            timer.setEventHandler { [weak self] in self?.scan() }
+            timer.resume()
+            rescan = timer
+        }
+        scan()
+    }
+
+    /// Starts (or restarts) the scan for the Weft service. Duplicates in the foreground: each
+    /// advertisement is reported, so a peer is judged again as the rule or its token changes
+    /// and found again when it comes back. (iOS ignores the option in the background.)
+    private func scan() {
+        guard !stopped, central.state == .poweredOn else { return }
+        central.stopScan()
+        central.scanForPeripherals(
+            withServices: [Self.service],
+            options: [CBCentralManagerScanOptionAllowDuplicatesKey: !hidden]
+        )
     }
 
     private static func freshToken() -> Data {
@@ -75,10 +158,11 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     }
 
     private func advertise(_ peripheral: CBPeripheralManager) {
-        // The service UUID and the current random token, nothing that names the person.
+        // The service UUID and the current random token, nothing that names the person. (In the
+        // background iOS drops the name and moves the UUID to the overflow area by itself.)
         peripheral.startAdvertising([
             CBAdvertisementDataServiceUUIDsKey: [Self.service],
-            CBAdvertisementDataLocalNameKey: Self.namePrefix + token.map { String(format: "%02x", $0) }.joined(),
+            CBAdvertisementDataLocalNameKey: LinkTable.namePrefix + token.map { String(format: "%02x", $0) }.joined(),
         ])
     }
 
@@ -87,6 +171,9 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
         queue.async { [self] in
             stopped = true
             rotation?.cancel()
+            rescan?.cancel()
+            for observer in observers { NotificationCenter.default.removeObserver(observer) }
+            observers.removeAll()
             central.stopScan()
             peripheralManager.stopAdvertising()
             peripheralManager.removeAllServices()
@@ -95,6 +182,7 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
             // Weft's mesh over this radio stops too (it ran until the node shut down before).
             if let handle { try? node.detachRadio(radio: handle) }
             handle = nil
+            background.end()
         }
     }
 
@@ -191,19 +279,13 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
 
     private func arrived(_ endpoint: UUID, _ fragment: Data) {
         guard let link = links.link(of: endpoint) else { return }
+        background.touch()
         handle?.frame(link: link, fragment: fragment)
     }
 
-    private func theirToken(_ advertisement: [String: Any]) -> Data? {
-        if let serviceData = advertisement[CBAdvertisementDataServiceDataKey] as? [CBUUID: Data],
-           let token = serviceData[Self.service]
-        {
-            return token // an Android phone
-        }
-        if let name = advertisement[CBAdvertisementDataLocalNameKey] as? String, name.hasPrefix(Self.namePrefix) {
-            return Data(hex: String(name.dropFirst(Self.namePrefix.count)))
-        }
-        return nil
+    private func advert(_ advertisement: [String: Any]) -> LinkTable.Advert {
+        let serviceData = (advertisement[CBAdvertisementDataServiceDataKey] as? [CBUUID: Data])?[Self.service]
+        return LinkTable.advert(serviceData: serviceData, localName: advertisement[CBAdvertisementDataLocalNameKey] as? String)
     }
 }
 
@@ -212,9 +294,28 @@ public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
 extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
     public func centralManagerDidUpdateState(_ central: CBCentralManager) {
         if central.state == .poweredOn, !stopped {
-            central.scanForPeripherals(withServices: [Self.service], options: nil)
+            scan()
+            // Restored peripherals that were still connecting or connected go on from here.
+            for peripheral in peripherals.values where links.link(of: peripheral.identifier) == nil {
+                if peripheral.state == .connected {
+                    peripheral.discoverServices([Self.service])
+                } else {
+                    central.connect(peripheral, options: nil)
+                }
+            }
         } else if central.state != .poweredOn {
             dropAll()
+        }
+    }
+
+    /// iOS relaunched the app for a Bluetooth event (it had ended it in the background): the
+    /// peripherals we had, before `centralManagerDidUpdateState`. Weft's links are gone with the
+    /// old process; each connected peripheral becomes a new link once subscribed again.
+    public func centralManager(_ central: CBCentralManager, willRestoreState dict: [String: Any]) {
+        background.touch()
+        for peripheral in dict[CBCentralManagerRestoredStatePeripheralsKey] as? [CBPeripheral] ?? [] {
+            peripheral.delegate = self
+            peripherals[peripheral.identifier] = peripheral
         }
     }
 
@@ -224,17 +325,27 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
         advertisementData: [String: Any],
         rssi RSSI: NSNumber
     ) {
-        guard !stopped, LinkTable.shouldConnect(own: token, theirs: theirToken(advertisementData)) else { return }
+        guard !stopped, LinkTable.shouldConnect(own: token, seen: advert(advertisementData), hidden: hidden) else { return }
         let pending = peripherals.keys.filter { links.link(of: $0) == nil }.count
         guard peripherals[peripheral.identifier] == nil, links.link(of: peripheral.identifier) == nil,
               links.count + pending < Self.maxLinks
         else { return }
+        background.touch()
         peripherals[peripheral.identifier] = peripheral
         peripheral.delegate = self
         central.connect(peripheral, options: nil)
+        // Given up if not a link in time (the peer walked away); it is found again later.
+        queue.asyncAfter(deadline: .now() + Self.setupTimeout) { [weak self] in
+            guard let self, !self.stopped, self.peripherals[peripheral.identifier] === peripheral,
+                  self.links.link(of: peripheral.identifier) == nil
+            else { return }
+            self.central.cancelPeripheralConnection(peripheral)
+            self.peripherals.removeValue(forKey: peripheral.identifier)
+        }
     }
 
     public func centralManager(_ central: CBCentralManager, didConnect peripheral: CBPeripheral) {
+        background.touch()
         peripheral.discoverServices([Self.service])
     }
 
@@ -306,6 +417,15 @@ extension WeftBleRadio: CBPeripheralManagerDelegate {
             if peripheral.state != .poweredOn { dropAll() }
             return
         }
+        if let restored = characteristic {
+            // Restored with the service in place: centrals still subscribed become links again.
+            for central in restored.subscribedCentrals ?? [] where links.link(of: central.identifier) == nil {
+                centrals[central.identifier] = central
+                up(central.identifier, initiator: false, mtu: central.maximumUpdateValueLength + 3)
+            }
+            if !peripheral.isAdvertising { advertise(peripheral) }
+            return
+        }
         let data = CBMutableCharacteristic(
             type: Self.data,
             properties: [.write, .notify],
@@ -318,6 +438,15 @@ extension WeftBleRadio: CBPeripheralManagerDelegate {
         peripheral.add(service)
     }
 
+    /// iOS relaunched the app for a Bluetooth event: the service we had published is still in
+    /// place (adding it again would publish it twice), and so is the advertisement.
+    public func peripheralManager(_ peripheral: CBPeripheralManager, willRestoreState dict: [String: Any]) {
+        background.touch()
+        let services = dict[CBPeripheralManagerRestoredStateServicesKey] as? [CBMutableService] ?? []
+        characteristic = services.first(where: { $0.uuid == Self.service })?
+            .characteristics?.first(where: { $0.uuid == Self.data }) as? CBMutableCharacteristic
+    }
+
     public func peripheralManager(_ peripheral: CBPeripheralManager, didAdd service: CBService, error: Error?) {
         guard error == nil else { return }
         advertise(peripheral)
@@ -328,6 +457,7 @@ extension WeftBleRadio: CBPeripheralManagerDelegate {
         central: CBCentral,
         didSubscribeTo characteristic: CBCharacteristic
     ) {
+        background.touch()
         centrals[central.identifier] = central
         up(central.identifier, initiator: false, mtu: central.maximumUpdateValueLength + 3)
     }
@@ -360,6 +490,54 @@ extension WeftBleRadio: CBPeripheralManagerDelegate {
                 writeNext(link, endpoint)
             }
         }
+    }
+}
+
+/// A background task (iOS) around the work that follows a Bluetooth wake: iOS gives an app it
+/// woke for a Bluetooth event about ten seconds; a background task asks for more (about 30 s
+/// nowadays) so that a transfer that began can finish. Each `touch` (a discovery, a
+/// connection, a fragment) keeps it for `quiet` more seconds; it ends then, or when iOS says
+/// the time is up. In the foreground it costs nothing (iOS does not count it).
+final class BackgroundWork: @unchecked Sendable {
+    private let quiet: TimeInterval = 10
+    private let lock = NSLock()
+    #if os(iOS)
+    private var task: UIBackgroundTaskIdentifier = .invalid
+    #endif
+    private var generation = 0
+
+    func touch() {
+        #if os(iOS)
+        lock.lock()
+        generation += 1
+        let mine = generation
+        let needed = task == .invalid
+        lock.unlock()
+        if needed {
+            // Documented as safe off the main thread.
+            let id = UIApplication.shared.beginBackgroundTask(withName: "weft-ble") { [weak self] in self?.end() }
+            lock.lock()
+            if task == .invalid { task = id } else { UIApplication.shared.endBackgroundTask(id) }
+            lock.unlock()
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + quiet) { [weak self] in
+            guard let self else { return }
+            self.lock.lock()
+            let idle = self.generation == mine
+            self.lock.unlock()
+            if idle { self.end() }
+        }
+        #endif
+    }
+
+    func end() {
+        #if os(iOS)
+        lock.lock()
+        let id = task
+        task = .invalid
+        lock.unlock()
+        if id != .invalid { UIApplication.shared.endBackgroundTask(id) }
+        #endif
     }
 }
 
