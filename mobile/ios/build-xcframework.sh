@@ -7,13 +7,16 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
 [ "$(uname -s)" = Darwin ] || { echo "an XCFramework is built on macOS with Xcode" >&2; exit 1; }
+# The `mobile` Cargo profile (LTO, no debug info; see mobile/README.md); WEFT_CARGO_PROFILE=release
+# builds with the plain release profile.
+profile="${WEFT_CARGO_PROFILE:-mobile}"
 
 # Each target is built as its own command, so that a failed build stops the script here
 # (inside $(...) a failure would go unnoticed and an old library would be packaged).
 for target in aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-darwin x86_64-apple-darwin; do
-  cargo rustc --release --locked -p weft-ffi --lib --crate-type staticlib --target "$target"
+  cargo rustc --profile "$profile" --locked -p weft-ffi --lib --crate-type staticlib --target "$target"
 done
-lib() { echo "target/$1/release/libweft_ffi.a"; }
+lib() { echo "target/$1/$profile/libweft_ffi.a"; }
 device="$(lib aarch64-apple-ios)"
 mkdir -p target/xcframework
 lipo -create "$(lib aarch64-apple-ios-sim)" "$(lib x86_64-apple-ios)" -output target/xcframework/libweft_ffi-sim.a
