@@ -191,3 +191,16 @@ fn a_safety_number_and_verification_by_account_id() {
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }
+
+#[test]
+fn a_newcomers_first_message_comes_after_her_addition() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, mut carol) = trip(&clock);
+    carol.account.send("trip", "hi all").unwrap();
+    carry(&carol, &mut alice);
+    let history = alice.account.history("trip", 100).unwrap();
+    let lines: Vec<String> = history.iter().map(|m| format!("{} {} {}", m.lamport, m.kind, m.body)).collect();
+    let added = history.iter().rposition(|m| m.kind == "added").unwrap();
+    let hi = history.iter().position(|m| m.body == "hi all").unwrap();
+    assert!(added < hi, "{lines:?}");
+}

@@ -80,6 +80,9 @@ pub struct Welcome {
     pub inviter_generation: u32,
     pub inviter_index: u32,
     pub inviter_chain_key: crate::crypto::Secret32,
+    /// The group's clock at the inviter when the newcomer was added: her first message comes
+    /// after her addition in everyone's history, not beside it.
+    pub lamport: u64,
 }
 
 impl Welcome {
@@ -94,6 +97,7 @@ impl Welcome {
         }
         encode_prekeys(w, &self.prekeys);
         w.u32(self.inviter_generation).u32(self.inviter_index).raw(&self.inviter_chain_key[..]);
+        w.u64(self.lamport);
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<Self> {
@@ -115,6 +119,7 @@ impl Welcome {
             inviter_generation: r.u32()?,
             inviter_index: r.u32()?,
             inviter_chain_key: r.array::<32>()?.into(),
+            lamport: r.u64()?,
         })
     }
 

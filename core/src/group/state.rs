@@ -300,6 +300,8 @@ impl Group {
         let key = (inviter.device, welcome.inviter_generation);
         group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
+        // Clamped as any clock a member claims is.
+        group.lamport = welcome.lamport.min(super::MAX_LAMPORT_JUMP);
         Ok(group)
     }
 
@@ -981,6 +983,7 @@ impl Group {
             inviter_generation: own.generation,
             inviter_index: own.next_index,
             inviter_chain_key: own.chain_key.clone(),
+            lamport: self.lamport,
         };
         // (Whether it fits an invitation, 64 parts at most, `send_invite` says.)
         Ok(welcome)
