@@ -1,15 +1,16 @@
 //! `weft`: the Weft messenger for the command line.
 
-mod api;
 mod backend;
 mod chat;
 mod commands;
 mod config;
 mod control;
+mod failure;
 mod home;
 mod output;
 mod passphrase;
 mod progress;
+mod rpc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -209,10 +210,10 @@ fn default_log_level(command: &Command) -> &'static str {
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if let Some(remote) = err.downcast_ref::<control::RemoteError>() {
+    if let Some(remote) = err.downcast_ref::<rpc::jsonrpc::RemoteError>() {
         return remote.exit_code;
     }
-    err.downcast_ref::<weft_core::Error>().map_or(1, output::exit_code_of)
+    err.downcast_ref::<weft_core::Error>().map_or(1, failure::exit_code_of)
 }
 
 #[cfg(test)]

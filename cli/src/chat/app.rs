@@ -2,21 +2,10 @@
 //! out as a [`Request`] for the caller to carry out.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use serde::Deserialize;
-use serde_json::Value;
 
-use crate::output::Message;
-
-/// A conversation as the `conversations` method lists it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Conversation {
-    pub name: String,
-    pub group: bool,
-    pub members: usize,
-    pub active: bool,
-    pub unread: usize,
-    pub verified: Option<bool>,
-}
+pub use crate::rpc::answer::Conversation;
+use crate::rpc::answer::Message;
+use crate::rpc::event::Event;
 
 /// Messages asked for per page of history.
 pub const PAGE_LIMIT: usize = 200;
@@ -182,14 +171,13 @@ impl App {
         None
     }
 
-    /// A node event, as the daemon sends it (`{"event": ...}`).
-    pub fn on_event(&mut self, event: &Value) -> Option<Request> {
-        match event["event"].as_str()? {
-            "message" => {
-                let message: Message = serde_json::from_value(event["message"].clone()).ok()?;
+    /// A node event, as the daemon sends it.
+    pub fn on_event(&mut self, event: &Event) -> Option<Request> {
+        match event {
+            Event::Message { message, .. } => {
                 if self.current().is_some_and(|c| c.name == message.conversation) {
                     // Reloading marks it read too: the others see it was read while in view.
-                    return Some(Request::Open(message.conversation));
+                    return Some(Request::Open(message.conversation.clone()));
                 }
                 match self.conversations.iter_mut().find(|c| c.name == message.conversation) {
                     Some(c) => c.unread += 1,
@@ -197,42 +185,38 @@ impl App {
                 }
                 None
             }
-            "delivery" => {
-                let (id, state) = (event["id"].as_str()?, event["state"].as_str()?);
+            Event::Delivery { id, state } => {
                 // States only move on: a late "sent" never hides "delivered".
-                if let Some(m) = self.messages.iter_mut().find(|m| m.id == id)
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == *id)
                     && rank(Some(state)) > rank(m.state.as_deref())
                 {
-                    m.state = Some(state.to_owned());
+                    m.state = Some(state.clone());
                 }
                 None
             }
-            "resealed" => {
-                let (old, new) = (event["old_id"].as_str()?, event["new_id"].as_str()?);
-                if let Some(m) = self.messages.iter_mut().find(|m| m.id == old) {
-                    m.id = new.to_owned();
+            Event::Resealed { old_id, new_id } => {
+                if let Some(m) = self.messages.iter_mut().find(|m| m.id == *old_id) {
+                    m.id = new_id.clone();
                 }
                 None
             }
-            "lagged" => Some(Request::Refresh),
-            "peer_connected" => {
+            Event::Lagged { .. } => Some(Request::Refresh),
+            Event::PeerConnected { .. } => {
                 self.peers += 1;
                 None
             }
-            "peer_disconnected" => {
+            Event::PeerDisconnected { .. } => {
                 self.peers = self.peers.saturating_sub(1);
                 None
             }
-            "contact_request" => {
-                let name = event["name"].as_str()?;
+            Event::ContactRequest { name } => {
                 if !self.requests.iter().any(|r| r == name) {
-                    self.requests.push(name.to_owned());
+                    self.requests.push(name.clone());
                 }
                 self.notice = format!("contact request from {name}");
                 Some(Request::Refresh)
             }
-            "contact_answered" | "joined_group" => Some(Request::Refresh),
-            _ => None,
+            Event::ContactAnswered { .. } | Event::JoinedGroup { .. } => Some(Request::Refresh),
         }
     }
 }
@@ -251,11 +235,25 @@ fn rank(state: Option<&str>) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
 
+    use super::*;
+
+    /// An event as the daemon sends it.
+    fn event(json: serde_json::Value) -> Event {
+        serde_json::from_value(json).unwrap()
+    }
+
     fn conversation(name: &str, unread: usize) -> Conversation {
-        Conversation { name: name.into(), group: false, members: 2, active: true, unread, verified: Some(false) }
+        Conversation {
+            name: name.into(),
+            id: format!("id-{name}"),
+            group: false,
+            members: 2,
+            active: true,
+            unread,
+            verified: Some(false),
+        }
     }
 
     fn key(code: KeyCode) -> KeyEvent {
@@ -329,9 +327,9 @@ mod tests {
     fn ctrl_a_accepts_the_oldest_request() {
         let mut app = App::default();
         assert_eq!(app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL)), None);
-        app.on_event(&json!({ "event": "contact_request", "name": "dave" }));
-        app.on_event(&json!({ "event": "contact_request", "name": "erin" }));
-        app.on_event(&json!({ "event": "contact_request", "name": "dave" }));
+        app.on_event(&event(json!({ "event": "contact_request", "name": "dave" })));
+        app.on_event(&event(json!({ "event": "contact_request", "name": "erin" })));
+        app.on_event(&event(json!({ "event": "contact_request", "name": "dave" })));
         assert_eq!(app.requests, vec!["dave", "erin"]);
         let accept = app.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::CONTROL));
         assert_eq!(accept, Some(Request::Accept("dave".into())));
@@ -343,23 +341,23 @@ mod tests {
         let mut app = App::default();
         app.set_conversations(vec![conversation("bob", 0), conversation("carol", 0)]);
         let message = |conversation: &str| {
-            json!({ "event": "message", "via": "mesh", "message": {
+            event(json!({ "event": "message", "via": "mesh", "message": {
                 "id": format!("id-{conversation}"), "lamport": 1, "conversation": conversation, "sender": conversation,
-                "outgoing": false, "sent_ms": 0, "kind": "text", "body": "hello" } })
+                "outgoing": false, "sent_ms": 0, "kind": "text", "body": "hello" } }))
         };
         assert_eq!(app.on_event(&message("carol")), None);
         assert_eq!(app.conversations[1].unread, 1);
         assert_eq!(app.on_event(&message("bob")), Some(Request::Open("bob".into())));
         assert_eq!(app.on_event(&message("dave")), Some(Request::Refresh), "a conversation we did not list");
-        app.on_event(&json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" }));
+        app.on_event(&event(json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" })));
         assert_eq!(app.peers, 1);
         app.messages = vec![
             serde_json::from_value(json!({ "id": "m", "lamport": 1, "conversation": "bob",
             "sender": "me", "outgoing": true, "sent_ms": 0, "kind": "text", "body": "x", "state": "queued" }))
             .unwrap(),
         ];
-        app.on_event(&json!({ "event": "delivery", "id": "m", "state": "delivered" }));
-        app.on_event(&json!({ "event": "delivery", "id": "m", "state": "sent" }));
+        app.on_event(&event(json!({ "event": "delivery", "id": "m", "state": "delivered" })));
+        app.on_event(&event(json!({ "event": "delivery", "id": "m", "state": "sent" })));
         assert_eq!(app.messages[0].state.as_deref(), Some("delivered"), "a state never goes back");
     }
 }

@@ -82,7 +82,7 @@ mod tests {
 
     use super::*;
     use crate::chat::app::Conversation;
-    use crate::output::Message;
+    use crate::rpc::answer::Message;
 
     fn message(id: &str, sender: &str, outgoing: bool, body: &str, state: Option<&str>) -> Message {
         Message {
@@ -114,13 +114,22 @@ mod tests {
         app.set_conversations(vec![
             Conversation {
                 name: "bob".into(),
+                id: "b0b".into(),
                 group: false,
                 members: 2,
                 active: true,
                 unread: 0,
                 verified: Some(true),
             },
-            Conversation { name: "crew".into(), group: true, members: 4, active: true, unread: 3, verified: None },
+            Conversation {
+                name: "crew".into(),
+                id: "c4e3".into(),
+                group: true,
+                members: 4,
+                active: true,
+                unread: 3,
+                verified: None,
+            },
         ]);
         app.messages = vec![
             message("1", "bob", false, "where are you?", None),

@@ -1,11 +1,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::backend;
-use crate::output::{Message, Output, parse};
+use crate::output::Output;
+use crate::rpc::request::{AbsolutePath, Export, Import};
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
@@ -20,35 +19,22 @@ pub struct ImportArgs {
     file: PathBuf,
 }
 
-#[derive(Deserialize)]
-struct Imported {
-    new_contacts: Vec<String>,
-    answered: Vec<String>,
-    joined_groups: Vec<String>,
-    messages: Vec<Message>,
-    duplicates: usize,
-    waiting: usize,
-    unreadable: usize,
-    rejected: usize,
-}
-
 /// The path as the daemon must see it: absolute (its working directory is not ours), and as
 /// text, which JSON needs.
-fn absolute(path: &Path) -> Result<String> {
+fn absolute(path: &Path) -> Result<AbsolutePath> {
     let path: PathBuf = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
     path.to_str()
-        .map(str::to_owned)
+        .and_then(|text| AbsolutePath::new(text.to_owned()))
         .ok_or_else(|| anyhow::anyhow!("{} is not valid UTF-8; use another file name", path.display()))
 }
 
 pub fn export(home_dir: &Path, args: ExportArgs, out: &Output) -> Result<()> {
     let path = absolute(&args.out)?;
-    let result = backend::call(home_dir, "export", json!({ "path": path }))?;
-    out.print(&result, || {
+    let exported = backend::call(home_dir, Export { path })?;
+    out.print(&exported, || {
         format!(
             "Wrote {} ({} bytes). Carry it to the other side and run `weft import` there.",
-            result["file"].as_str().unwrap_or_default(),
-            result["bytes"]
+            exported.file, exported.bytes
         )
     });
     Ok(())
@@ -56,14 +42,11 @@ pub fn export(home_dir: &Path, args: ExportArgs, out: &Output) -> Result<()> {
 
 pub fn import(home_dir: &Path, args: ImportArgs, out: &Output) -> Result<()> {
     let path = absolute(&args.file)?;
-    let result = {
+    let r = {
         let bar = crate::progress::Bar::new("importing", "envelopes", out.json);
-        backend::call_with_progress(home_dir, "import", json!({ "path": path }), &mut |done, total| {
-            bar.set(done, total)
-        })?
+        backend::import(home_dir, Import { path, progress: true }, &mut |done, total| bar.set(done, total))?
     };
-    let r: Imported = parse(&result)?;
-    out.print(&result, || {
+    out.print(&r, || {
         let mut lines = Vec::new();
         for c in &r.new_contacts {
             lines.push(format!("Contact request from {c} (accept with `weft contact accept {c}`; verify with `weft contact verify {c}`)"));

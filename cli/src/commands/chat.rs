@@ -2,19 +2,21 @@
 //! it is a client of that node's socket; with none, it runs the node itself — network included,
 //! and the socket served, so other `weft` commands still work while it is open.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use crossterm::event::{self, Event as TermEvent, KeyEventKind};
-use serde_json::{Value, json};
 
 use super::run::LocalNode;
-use crate::chat::app::{App, Conversation, PAGE_LIMIT, Request};
+use crate::backend::Route;
+use crate::chat::app::{App, PAGE_LIMIT, Request};
 use crate::chat::view;
-use crate::output::Message;
+use crate::rpc::event::Event;
+use crate::rpc::request::{
+    AcceptContact, ListContacts, ListConversations, MarkRead, ReadLog, SendMessage, ShowIdentity,
+};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
@@ -33,21 +35,23 @@ enum Session {
 }
 
 impl Session {
-    fn call(&self, method: &str, params: Value) -> Result<Value> {
+    fn node(&self) -> Route<'_> {
         match self {
-            Session::Daemon { home } => crate::control::call(home, method, params)?
-                .ok_or_else(|| anyhow::anyhow!("the daemon on this home stopped")),
-            Session::Local { runtime, node } => {
-                runtime.block_on(node.api.call(method, &params)).map_err(|e| anyhow::anyhow!("{e}"))
-            }
+            Session::Daemon { home } => Route::Socket(home),
+            Session::Local { runtime, node } => Route::Local { runtime, api: &node.api },
         }
     }
 }
 
+/// The latest page of a conversation's history.
+fn latest(conversation: &str) -> ReadLog {
+    ReadLog { conversation: conversation.to_owned(), limit: Some(PAGE_LIMIT as u64), before: None }
+}
+
 pub fn run(home_dir: &Path, args: ChatArgs) -> Result<()> {
-    let (events_in, events) = mpsc::channel::<Value>();
+    let (events_in, events) = mpsc::channel::<Event>();
     let session = connect(home_dir, &args, events_in)?;
-    let me = session.call("identity", json!({}))?["name"].as_str().unwrap_or("me").to_owned();
+    let me = session.node().call(ShowIdentity {})?.name.unwrap_or_else(|| "me".to_owned());
     let mut app = App { me, ..App::default() };
     perform(&session, &mut app, Request::Refresh);
     let first = args.conversation.clone().or_else(|| app.current().map(|c| c.name.clone()));
@@ -84,33 +88,29 @@ pub fn run(home_dir: &Path, args: ChatArgs) -> Result<()> {
 
 /// Carries out what the chat asked for; a failure is shown, not fatal.
 fn perform(session: &Session, app: &mut App, request: Request) {
+    let node = session.node();
     let outcome = (|| -> Result<()> {
         match request {
             Request::Refresh => {
-                let list: Vec<Conversation> = crate::output::parse(&session.call("conversations", json!({}))?)?;
-                app.set_conversations(list);
-                let contacts: Vec<crate::output::Contact> =
-                    crate::output::parse(&session.call("contact.list", json!({}))?)?;
+                app.set_conversations(node.call(ListConversations {})?);
+                let contacts = node.call(ListContacts {})?;
                 app.set_requests(contacts.into_iter().filter(|c| c.status == "incoming").map(|c| c.name).collect());
             }
             Request::Open(name) => {
-                let page = session.call("log", json!({ "conversation": name, "limit": PAGE_LIMIT }))?;
-                let messages: Vec<Message> = crate::output::parse(&page)?;
-                session.call("read", json!({ "conversation": name }))?;
+                let messages = node.call(latest(&name))?;
+                node.call(MarkRead { conversation: name.clone() })?;
                 app.set_messages(&name, messages);
             }
             Request::Send { conversation, text } => {
-                session.call("send", json!({ "conversation": conversation, "text": text }))?;
-                let page = session.call("log", json!({ "conversation": conversation, "limit": PAGE_LIMIT }))?;
-                app.set_messages(&conversation, crate::output::parse(&page)?);
+                node.call(SendMessage { conversation: conversation.clone(), text })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
             }
             Request::Older { conversation, before } => {
-                let page = session
-                    .call("log", json!({ "conversation": conversation, "limit": PAGE_LIMIT, "before": before }))?;
-                app.prepend_older(&conversation, crate::output::parse(&page)?);
+                let page = node.call(ReadLog { before: Some(before), ..latest(&conversation) })?;
+                app.prepend_older(&conversation, page);
             }
             Request::Accept(name) => {
-                session.call("contact.accept", json!({ "name": name }))?;
+                node.call(AcceptContact { name: name.clone() })?;
                 app.notice = format!("you and {name} are contacts");
                 app.requests.retain(|r| *r != name);
                 perform(session, app, Request::Refresh);
@@ -127,12 +127,11 @@ fn perform(session: &Session, app: &mut App, request: Request) {
 }
 
 /// Attaches to the daemon on the home, or starts the node here; node events go to `events`.
-fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Result<Session> {
-    if let Some(reader) = subscribe_to_daemon(home_dir)? {
+fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Event>) -> Result<Session> {
+    if let Some(subscription) = crate::control::client::subscribe(home_dir)? {
         std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                let Ok(message) = serde_json::from_str::<Value>(&line) else { continue };
-                if message["method"] == "event" && events.send(message["params"].clone()).is_err() {
+            for event in subscription {
+                if events.send(event).is_err() {
                     return;
                 }
             }
@@ -145,8 +144,8 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
         let (node, mut node_events) = LocalNode::start(home_dir, passphrase, &args.net).await?;
         tokio::spawn(async move {
             // A missed burst arrives as `lagged`, and the chat reloads what it shows.
-            while let Some(json) = crate::output::event_json(node_events.recv().await) {
-                if events.send(json).is_err() {
+            while let Some(event) = Event::received(node_events.recv().await) {
+                if events.send(event).is_err() {
                     return;
                 }
             }
@@ -154,30 +153,4 @@ fn connect(home_dir: &Path, args: &ChatArgs, events: mpsc::Sender<Value>) -> Res
         anyhow::Ok(node)
     })?;
     Ok(Session::Local { runtime, node })
-}
-
-/// A connection to the daemon's socket that has subscribed to events, if a daemon runs; its
-/// reader is handed on whole, so nothing it buffered is lost.
-#[cfg(unix)]
-fn subscribe_to_daemon(home: &Path) -> Result<Option<BufReader<std::os::unix::net::UnixStream>>> {
-    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(crate::control::socket_path(home)) else {
-        return Ok(None);
-    };
-    writeln!(stream, "{}", json!({ "jsonrpc": "2.0", "id": 1, "method": "subscribe" }))?;
-    // A node that accepts but never answers must not hang the chat at start.
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    reader.read_line(&mut answer)?;
-    reader.get_ref().set_read_timeout(None)?;
-    let answer: Value = serde_json::from_str(&answer).context("the daemon answered with something not JSON")?;
-    if answer["result"]["subscribed"] != json!(true) {
-        anyhow::bail!("the daemon refused the subscription: {answer}");
-    }
-    Ok(Some(reader))
-}
-
-#[cfg(not(unix))]
-fn subscribe_to_daemon(_: &Path) -> Result<Option<BufReader<std::fs::File>>> {
-    Ok(None)
 }

@@ -2,10 +2,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
 use crate::backend;
-use crate::output::{Contact, Output, parse};
+use crate::output::Output;
+use crate::rpc::request::{AcceptContact, AddContact, ListContacts, ShowSafetyNumber, VerifyContact};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -37,9 +37,8 @@ pub enum Command {
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
     match cmd {
         Command::Add { link, name } => {
-            let result = backend::call(home_dir, "contact.add", json!({ "link": link, "name": name }))?;
-            let c: Contact = parse(&result)?;
-            out.print(&result, || {
+            let c = backend::call(home_dir, AddContact { link, name })?;
+            out.print(&c, || {
                 format!(
                     "Added {}. Fingerprint: {}\nYour request goes out with your next `weft export` (or over the network).",
                     c.name, c.fingerprint
@@ -47,9 +46,8 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::List => {
-            let result = backend::call(home_dir, "contact.list", json!({}))?;
-            let contacts: Vec<Contact> = parse(&result)?;
-            out.print(&result, || {
+            let contacts = backend::call(home_dir, ListContacts {})?;
+            out.print(&contacts, || {
                 if contacts.is_empty() {
                     return "No contacts yet. Add one with `weft contact add LINK`.".into();
                 }
@@ -69,25 +67,23 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Accept { name } => {
-            let result = backend::call(home_dir, "contact.accept", json!({ "name": name }))?;
-            let c: Contact = parse(&result["contact"])?;
-            let joined: Vec<String> = parse(&result["joined_groups"])?;
-            out.print(&result, || {
-                let mut s = if result["was_request"] == json!(true) {
-                    format!("Accepted {}.", c.name)
-                } else {
-                    format!("{} was already a contact.", c.name)
+            let accepted = backend::call(home_dir, AcceptContact { name })?;
+            out.print(&accepted, || {
+                let name = &accepted.contact.name;
+                let mut s = match accepted.was_request {
+                    true => format!("Accepted {name}."),
+                    false => format!("{name} was already a contact."),
                 };
-                for g in &joined {
+                for g in &accepted.joined_groups {
                     s.push_str(&format!("\nJoined the group {g:?} they had invited you to."));
                 }
                 s
             });
         }
         Command::Verify { name, yes } => {
-            let before = backend::call(home_dir, "contact.safety_number", json!({ "name": name }))?;
-            let number = before["safety_number"].as_str().unwrap_or_default().to_owned();
-            let already = before["verified"] == json!(true);
+            let before = backend::call(home_dir, ShowSafetyNumber { name: name.clone() })?;
+            let number = before.safety_number.clone();
+            let already = before.verified;
             let confirmed = if yes {
                 true
             } else if out.json || !std::io::stdin().is_terminal() {
@@ -102,7 +98,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 matches!(line.trim(), "y" | "Y" | "yes")
             };
             let result =
-                if confirmed { backend::call(home_dir, "contact.verify", json!({ "name": name }))? } else { before };
+                if confirmed { backend::call(home_dir, VerifyContact { name: name.clone() })? } else { before };
             out.print(&result, || match (confirmed, already) {
                 (true, _) => format!("{name} is now verified."),
                 (false, true) => format!("{name} stays verified from before."),

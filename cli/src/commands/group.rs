@@ -1,11 +1,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Deserialize;
-use serde_json::json;
 
 use crate::backend;
-use crate::output::{Output, parse};
+use crate::output::Output;
+use crate::rpc::request::{CreateGroup, InviteToGroup, ListGroups, ListMembers, RemoveFromGroup};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -37,34 +36,17 @@ pub enum Command {
     },
 }
 
-#[derive(Deserialize)]
-struct Group {
-    name: String,
-    id: String,
-    members: usize,
-    active: bool,
-}
-
-#[derive(Deserialize)]
-struct Member {
-    name: String,
-    admin: bool,
-    me: bool,
-}
-
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
     match cmd {
         Command::Create { name } => {
-            let result = backend::call(home_dir, "group.create", json!({ "name": name }))?;
-            let g: Group = parse(&result)?;
-            out.print(&result, || {
+            let g = backend::call(home_dir, CreateGroup { name })?;
+            out.print(&g, || {
                 format!("Created the group {:?}. Invite people with `weft group invite {} CONTACT`.", g.name, g.name)
             });
         }
         Command::List => {
-            let result = backend::call(home_dir, "group.list", json!({}))?;
-            let groups: Vec<Group> = parse(&result)?;
-            out.print(&result, || {
+            let groups = backend::call(home_dir, ListGroups {})?;
+            out.print(&groups, || {
                 if groups.is_empty() {
                     return "No groups yet. Create one with `weft group create NAME`.".into();
                 }
@@ -84,23 +66,22 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             });
         }
         Command::Invite { group, contact } => {
-            let result = backend::call(home_dir, "group.invite", json!({ "group": group, "contact": contact }))?;
-            out.print(&result, || {
+            let invited = backend::call(home_dir, InviteToGroup { group: group.clone(), contact: contact.clone() })?;
+            out.print(&invited, || {
                 format!(
                     "Invited {contact} to {group}. The invitation goes out over the network or with your next export."
                 )
             });
         }
         Command::Remove { group, member } => {
-            let result = backend::call(home_dir, "group.remove", json!({ "group": group, "member": member }))?;
-            out.print(&result, || {
+            let removed = backend::call(home_dir, RemoveFromGroup { group: group.clone(), member: member.clone() })?;
+            out.print(&removed, || {
                 format!("Removed {member} from {group}. Messages from now on use keys {member} does not have.")
             });
         }
         Command::Members { group } => {
-            let result = backend::call(home_dir, "group.members", json!({ "group": group }))?;
-            let members: Vec<Member> = parse(&result)?;
-            out.print(&result, || {
+            let members = backend::call(home_dir, ListMembers { group })?;
+            out.print(&members, || {
                 members
                     .iter()
                     .map(|m| {

@@ -1,10 +1,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::backend;
 use crate::output::Output;
+use crate::rpc::request::ShowIdentity;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,25 +17,32 @@ pub struct Args {
     no_qr: bool,
 }
 
+/// What `weft --json id` prints: the identity without its QR code.
+#[derive(Serialize)]
+struct Shown<'a> {
+    name: Option<&'a str>,
+    link: &'a str,
+    fingerprint: &'a str,
+    account: &'a str,
+}
+
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
-    let mut id = backend::call(home_dir, "identity", json!({}))?;
-    let qr = id.as_object_mut().and_then(|o| o.remove("qr")).and_then(|q| q.as_str().map(str::to_owned));
-    let link = id["link"].as_str().unwrap_or_default().to_owned();
+    let id = backend::call(home_dir, ShowIdentity {})?;
     if args.link && !out.json {
-        println!("{link}");
+        println!("{}", id.link);
         return Ok(());
     }
-    out.print(&id, || {
+    let shown = Shown { name: id.name.as_deref(), link: &id.link, fingerprint: &id.fingerprint, account: &id.account };
+    out.print(&shown, || {
         let mut s = format!(
-            "Name:        {}\nFingerprint: {}\nLink:        {link}\n",
-            id["name"].as_str().unwrap_or("(none)"),
-            id["fingerprint"].as_str().unwrap_or_default(),
+            "Name:        {}\nFingerprint: {}\nLink:        {}\n",
+            id.name.as_deref().unwrap_or("(none)"),
+            id.fingerprint,
+            id.link
         );
-        if !args.no_qr
-            && let Some(qr) = qr
-        {
+        if !args.no_qr {
             s.push('\n');
-            s.push_str(&qr);
+            s.push_str(&id.qr);
         }
         s
     });

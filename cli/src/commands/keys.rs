@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
 use crate::backend;
 use crate::output::Output;
+use crate::rpc::request::{SetRetention, ShowRetention, UpdateKeys};
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
@@ -18,8 +18,8 @@ pub struct UpdateArgs {
 /// Fresh keys now, in one conversation or all: whoever copied this device before reads nothing
 /// written after the others process them. (They also go out by themselves once a day.)
 pub fn update(home_dir: &Path, args: UpdateArgs, out: &Output) -> Result<()> {
-    let result = backend::call(home_dir, "keys.update", json!({ "conversation": args.conversation }))?;
-    out.print(&result, || match result["updated"].as_u64().unwrap_or(0) {
+    let result = backend::call(home_dir, UpdateKeys { conversation: args.conversation })?;
+    out.print(&result, || match result.updated {
         0 => "No conversation with anyone to send keys to.".to_owned(),
         1 => "Fresh keys are on their way in 1 conversation.".to_owned(),
         n => format!("Fresh keys are on their way in {n} conversations."),
@@ -37,19 +37,17 @@ pub struct RetentionArgs {
 }
 
 pub fn retention(home_dir: &Path, args: RetentionArgs, out: &Output) -> Result<()> {
+    let conversation = args.conversation.clone();
     let result = match &args.keep {
-        None => backend::call(home_dir, "retention", json!({ "conversation": args.conversation }))?,
-        Some(keep) => {
-            let keep_ms = parse_duration(keep)?;
-            backend::call(home_dir, "retention.set", json!({ "conversation": args.conversation, "keep_ms": keep_ms }))?
-        }
+        None => backend::call(home_dir, ShowRetention { conversation })?,
+        Some(keep) => backend::call(home_dir, SetRetention { conversation, keep_ms: parse_duration(keep)? })?,
     };
     out.print(&result, || {
-        let kept = match result["keep_ms"].as_u64() {
+        let kept = match result.keep_ms {
             None => "kept for ever".to_owned(),
             Some(ms) => format!("deleted {} after they arrive", show_duration(ms)),
         };
-        match result["deleted"].as_u64() {
+        match result.deleted {
             Some(n) if n > 0 => format!("Messages with {} are {kept}; {n} older ones were deleted.", args.conversation),
             _ => format!("Messages with {} are {kept}.", args.conversation),
         }

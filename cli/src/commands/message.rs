@@ -2,10 +2,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use serde_json::json;
-
 use crate::backend;
-use crate::output::{Message, Output, parse};
+use crate::output::Output;
+use crate::rpc::answer::Message;
+use crate::rpc::request::{MarkRead, ReadLog, Resend, SendMessage};
 
 #[derive(clap::Args)]
 pub struct SendArgs {
@@ -20,19 +20,18 @@ pub struct LogArgs {
     /// A contact's or a group's name
     conversation: String,
     /// How many of the latest messages to show
-    #[arg(long, default_value_t = 50)]
-    limit: usize,
+    #[arg(long, default_value_t = ReadLog::DEFAULT_LIMIT)]
+    limit: u64,
     /// Show the messages before this one (a message id, as `--json` prints it): the page above
     #[arg(long, value_name = "ID")]
     before: Option<String>,
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
-    let params = json!({ "conversation": args.conversation, "text": args.text });
-    let (result, answered) = backend::call_reporting(home_dir, "send", params)?;
+    let params = SendMessage { conversation: args.conversation, text: args.text };
+    let (m, answered) = backend::call_reporting(home_dir, params)?;
     let daemon = answered == backend::Answered::ByRunningNode;
-    let m: Message = parse(&result)?;
-    out.print(&result, || {
+    out.print(&m, || {
         if daemon {
             format!("Sent to {} through the running node (queued until a peer takes it).", m.conversation)
         } else {
@@ -46,10 +45,9 @@ pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
 }
 
 pub fn log(home_dir: &Path, args: LogArgs, out: &Output) -> Result<()> {
-    let params = json!({ "conversation": args.conversation, "limit": args.limit, "before": args.before });
-    let result = backend::call(home_dir, "log", params)?;
-    let messages: Vec<Message> = parse(&result)?;
-    out.print(&result, || {
+    let params = ReadLog { conversation: args.conversation.clone(), limit: Some(args.limit), before: args.before };
+    let messages = backend::call(home_dir, params)?;
+    out.print(&messages, || {
         if messages.is_empty() {
             return format!("No messages with {} yet.", args.conversation);
         }
@@ -65,8 +63,8 @@ pub struct ReadArgs {
 }
 
 pub fn read(home_dir: &Path, args: ReadArgs, out: &Output) -> Result<()> {
-    let result = backend::call(home_dir, "read", json!({ "conversation": args.conversation }))?;
-    out.print(&result, || match result["marked"].as_u64().unwrap_or(0) {
+    let marked = backend::call(home_dir, MarkRead { conversation: args.conversation.clone() })?;
+    out.print(&marked, || match marked.marked {
         0 => format!("Nothing unread with {}.", args.conversation),
         n => format!("Marked {n} message(s) from {} read.", args.conversation),
     });
@@ -80,8 +78,7 @@ pub struct ResendArgs {
 }
 
 pub fn resend(home_dir: &Path, args: ResendArgs, out: &Output) -> Result<()> {
-    let result = backend::call(home_dir, "resend", json!({ "message": args.message }))?;
-    let m: Message = parse(&result)?;
-    out.print(&result, || format!("Queued again for {} (its id is now {}).", m.conversation, m.id));
+    let m = backend::call(home_dir, Resend { message: args.message })?;
+    out.print(&m, || format!("Queued again for {} (its id is now {}).", m.conversation, m.id));
     Ok(())
 }

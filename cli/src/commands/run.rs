@@ -10,7 +10,9 @@ use weft_core::mesh::driver::MeshHandle;
 use weft_core::net::{Keypair, Multiaddr, NetConfig};
 use weft_core::node::{Node, NodeEvent};
 
-use crate::output::{Event, Output, message_line};
+use crate::output::Output;
+use crate::rpc::Api;
+use crate::rpc::event::Event;
 
 /// Where the network flags are listed in `--help`.
 const NETWORK: &str = "Network (defaults from the config's [network])";
@@ -147,7 +149,7 @@ fn serve(home_dir: &Path, args: Args, out: &Output, mode: Mode) -> Result<()> {
 /// A node this process runs on a home: the account, the control socket that other `weft`
 /// commands use, libp2p, and the Bluetooth mesh when there is a radio.
 pub struct LocalNode {
-    pub api: Arc<crate::api::Api>,
+    pub api: Arc<Api>,
     control: tokio::task::JoinHandle<()>,
     home: std::path::PathBuf,
 }
@@ -165,7 +167,7 @@ impl LocalNode {
         let config = net_config(args)?;
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let events = node.subscribe();
-        let api = Arc::new(crate::api::Api::networked(node.clone()));
+        let api = Arc::new(Api::networked(node.clone()));
         let control = serve_control(home_dir, api.clone()).await?;
         let local = LocalNode { api, control, home: home_dir.to_path_buf() };
         // A fresh network identity each run: peers cannot link this run to the last one.
@@ -217,12 +219,12 @@ pub async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
 
 /// Serves every method to other `weft` commands and to scripts on this home.
 #[cfg(unix)]
-async fn serve_control(home: &Path, api: Arc<crate::api::Api>) -> Result<tokio::task::JoinHandle<()>> {
-    crate::control::serve(home, api).await
+async fn serve_control(home: &Path, api: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
+    crate::control::server::serve(home, api).await
 }
 
 #[cfg(not(unix))]
-async fn serve_control(_: &Path, _: Arc<crate::api::Api>) -> Result<tokio::task::JoinHandle<()>> {
+async fn serve_control(_: &Path, _: Arc<Api>) -> Result<tokio::task::JoinHandle<()>> {
     Ok(tokio::spawn(async {}))
 }
 
@@ -240,27 +242,28 @@ fn log_event(event: NodeEvent) {
     match Event::from(event) {
         // Message text stays out of logs.
         Event::Message { message, via } => {
-            tracing::info!(conversation = %message.conversation, id = %message.id, via, "message received")
+            tracing::info!(conversation = %message.conversation, id = %message.id, %via, "message received")
         }
         Event::ContactRequest { name } => tracing::info!(%name, "contact request"),
         Event::ContactAnswered { name } => tracing::info!(%name, "contact answered"),
         Event::JoinedGroup { name } => tracing::info!(%name, "joined a group"),
-        Event::PeerConnected { peer, via } => tracing::debug!(%peer, via, "peer connected"),
-        Event::PeerDisconnected { peer, via } => tracing::debug!(%peer, via, "peer disconnected"),
-        Event::Delivery { id, state } => tracing::debug!(%id, state, "delivery"),
+        Event::PeerConnected { peer, via } => tracing::debug!(%peer, %via, "peer connected"),
+        Event::PeerDisconnected { peer, via } => tracing::debug!(%peer, %via, "peer disconnected"),
+        Event::Delivery { id, state } => tracing::debug!(%id, %state, "delivery"),
         Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
+        Event::Lagged { missed } => tracing::warn!(missed, "events skipped"),
     }
 }
 
 fn print_event(event: NodeEvent, out: &Output) {
-    if let NodeEvent::MessageReceived { message, via } = &event
-        && !out.json
-    {
-        println!("{}  {}  (via {via})", message.conversation, message_line(message));
+    let e = Event::from(event);
+    if out.json {
+        println!("{}", serde_json::to_string(&e).expect("plain data"));
         return;
     }
-    let e = Event::from(event);
+    let short = |id: &str| id[..12.min(id.len())].to_owned();
     let text = match &e {
+        Event::Message { message, via } => format!("{}  {}  (via {via})", message.conversation, message.line()),
         Event::ContactRequest { name } => {
             format!("contact request from {name} (accept with `weft contact accept {name}`)")
         }
@@ -268,19 +271,13 @@ fn print_event(event: NodeEvent, out: &Output) {
         Event::JoinedGroup { name } => format!("joined the group {name:?}"),
         Event::PeerConnected { peer, via } => format!("connected to {peer} ({via})"),
         Event::PeerDisconnected { peer, via } => format!("disconnected from {peer} ({via})"),
-        Event::Delivery { id, state } => format!("message {} {state}", &id[..12.min(id.len())]),
-        Event::Resealed { old_id, new_id } => format!(
-            "message {} waited past its day and was sealed again as {}",
-            &old_id[..12.min(old_id.len())],
-            &new_id[..12.min(new_id.len())]
-        ),
-        Event::Message { .. } => unreachable!("printed above"),
+        Event::Delivery { id, state } => format!("message {} {state}", short(id)),
+        Event::Resealed { old_id, new_id } => {
+            format!("message {} waited past its day and was sealed again as {}", short(old_id), short(new_id))
+        }
+        Event::Lagged { missed } => format!("({missed} events skipped)"),
     };
-    if out.json {
-        println!("{}", serde_json::to_string(&e).expect("plain data"));
-    } else {
-        println!("{text}");
-    }
+    println!("{text}");
 }
 
 #[cfg(test)]

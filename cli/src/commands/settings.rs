@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::backend;
 use crate::output::Output;
+use crate::rpc::request::{ChangeSettings, ShowSettings};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,11 +18,11 @@ pub struct Args {
 
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
     let result = match args.read_receipts {
-        Some(v) => backend::call(home_dir, "settings.set", json!({ "read_receipts": v == "on" }))?,
-        None => backend::call(home_dir, "settings", json!({}))?,
+        Some(v) => backend::call(home_dir, ChangeSettings { read_receipts: Some(v == "on") })?,
+        None => backend::call(home_dir, ShowSettings {})?,
     };
     out.print(&result, || {
-        let on = result["read_receipts"] == json!(true);
+        let on = result.read_receipts;
         format!("read receipts: {}", if on { "on (others see when you read their messages)" } else { "off" })
     });
     Ok(())

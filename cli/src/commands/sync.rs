@@ -6,11 +6,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::run::LocalNode;
+use crate::backend::Route;
+use crate::control::client;
 use crate::output::Output;
 use crate::progress::Bar;
+use crate::rpc::answer::Status;
+use crate::rpc::request::{ListConversations, ShowStatus};
 
 #[derive(clap::Args)]
 pub struct SyncArgs {
@@ -36,13 +40,15 @@ pub struct Look {
 }
 
 impl Look {
-    fn from_status(status: &Value) -> Look {
-        let n = |v: &Value| v.as_u64().unwrap_or(0);
-        Look {
-            peers: status["peers"].as_array().map_or(0, Vec::len),
-            reconciling: n(&status["sync"]["reconciling"]) as usize,
-            wanted: n(&status["sync"]["wanted"]) as usize,
-            fetched: n(&status["sync"]["fetched"]),
+    fn from_status(status: &Status) -> Look {
+        match &status.network {
+            Some(net) => Look {
+                peers: net.peers.len(),
+                reconciling: net.sync.reconciling,
+                wanted: net.sync.wanted,
+                fetched: net.sync.fetched,
+            },
+            None => Look::default(),
         }
     }
 }
@@ -97,48 +103,53 @@ impl CatchUp {
 
 pub fn run(home_dir: &Path, args: SyncArgs, out: &Output) -> Result<()> {
     let timeout = Duration::from_secs(args.timeout);
+    let running = || -> Result<bool> { Ok(client::call(home_dir, &ShowStatus {}.into())?.is_some()) };
     // A node already running on the home does the work; this command only watches it.
-    if crate::control::call(home_dir, "status", json!({}))?.is_some() {
-        return run_following(home_dir, timeout, out);
+    if running()? {
+        return catch_up(&Route::Socket(home_dir), timeout, out);
     }
     let passphrase = crate::passphrase::for_home(home_dir)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let (local, _events) = match runtime.block_on(LocalNode::start(home_dir, passphrase, &args.net)) {
         Ok(started) => started,
         // A node started on the home meanwhile: follow it.
-        Err(e)
-            if crate::backend::is_home_busy(&e) && crate::control::call(home_dir, "status", json!({}))?.is_some() =>
-        {
-            return run_following(home_dir, timeout, out);
+        Err(e) if crate::backend::is_home_busy(&e) && running()? => {
+            return catch_up(&Route::Socket(home_dir), timeout, out);
         }
         Err(e) => return Err(e),
     };
-    let call = |method: &str| runtime.block_on(local.api.call(method, &json!({}))).map_err(|e| anyhow::anyhow!("{e}"));
-    let result = catch_up(call, timeout, out);
+    let result = catch_up(&Route::Local { runtime: &runtime, api: &local.api }, timeout, out);
     // What peers gave is stored as it came; so are the receipts and pushes it caused.
     local.stop();
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
 
-/// Follows the catch-up of the node running on the home.
-fn run_following(home_dir: &Path, timeout: Duration, out: &Output) -> Result<()> {
-    let call = |method: &str| {
-        crate::control::call(home_dir, method, json!({}))?
-            .context("the node on this home stopped while it was catching up")
-    };
-    catch_up(call, timeout, out)
+/// What `weft sync` found, as `--json` prints it.
+#[derive(Serialize)]
+struct Summary {
+    caught_up: bool,
+    peers: usize,
+    fetched: u64,
+    wanted: usize,
+    outbox: usize,
+    unread: Vec<Unread>,
+}
+
+#[derive(Serialize)]
+struct Unread {
+    conversation: String,
+    unread: usize,
 }
 
 /// Follows the node's status until it caught up or time ran out, drawing the bar, then says
 /// what came and what waits.
-fn catch_up(mut call: impl FnMut(&str) -> Result<Value>, timeout: Duration, out: &Output) -> Result<()> {
+fn catch_up(node: &Route, timeout: Duration, out: &Output) -> Result<()> {
     let (verdict, last, fetched) = {
         let bar = Bar::new("catching up", "envelopes", out.json);
         let mut catch_up = CatchUp::new(Instant::now(), timeout);
         loop {
-            let status = call("status")?;
-            let look = Look::from_status(&status);
+            let look = Look::from_status(&node.call(ShowStatus {})?);
             match catch_up.observe(look, Instant::now()) {
                 Verdict::Going { done, total } => bar.set(done as usize, total as usize),
                 verdict => break (verdict, look, catch_up.fetched(look)),
@@ -153,32 +164,23 @@ fn catch_up(mut call: impl FnMut(&str) -> Result<Value>, timeout: Duration, out:
             timeout.as_secs()
         );
     }
-    let outbox = call("status")?["outbox"].as_u64().unwrap_or(0);
-    let conversations = call("conversations")?;
-    let unread: Vec<Value> = conversations
-        .as_array()
+    let outbox = node.call(ShowStatus {})?.outbox;
+    let unread = node
+        .call(ListConversations {})?
         .into_iter()
-        .flatten()
-        .filter(|c| c["unread"].as_u64().unwrap_or(0) > 0)
-        .map(|c| json!({ "conversation": c["name"], "unread": c["unread"] }))
+        .filter(|c| c.unread > 0)
+        .map(|c| Unread { conversation: c.name, unread: c.unread })
         .collect();
     let caught_up = verdict == Verdict::CaughtUp;
-    let summary = json!({
-        "caught_up": caught_up,
-        "peers": last.peers,
-        "fetched": fetched,
-        "wanted": last.wanted,
-        "outbox": outbox,
-        "unread": unread,
-    });
+    let summary = Summary { caught_up, peers: last.peers, fetched, wanted: last.wanted, outbox, unread };
     out.print(&summary, || {
         let mut s = if caught_up {
             format!("Caught up with {} peers: {fetched} envelopes fetched.", last.peers)
         } else {
             format!("Fetched {fetched} envelopes from {} peers; {} more still to come.", last.peers, last.wanted)
         };
-        for u in &unread {
-            s.push_str(&format!("\n  {}: {} unread", u["conversation"].as_str().unwrap_or("?"), u["unread"]));
+        for u in &summary.unread {
+            s.push_str(&format!("\n  {}: {} unread", u.conversation, u.unread));
         }
         if outbox > 0 {
             s.push_str(&format!(

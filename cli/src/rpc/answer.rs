@@ -1,0 +1,364 @@
+//! What each method answers: plain data, serialised as the daemon sends it and `weft --json`
+//! prints it, and read back by the CLI when a daemon answered. docs/JSONRPC.md describes each.
+//!
+//! Answers do not refuse members they do not know: a client keeps working against a newer
+//! daemon that says more.
+
+use serde::{Deserialize, Serialize};
+use weft_core::account::{ContactInfo, ConversationInfo, ImportReport, MemberInfo, MessageInfo};
+use weft_core::net::NetStatus;
+
+/// Bytes (an account key, a conversation id) as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `identity`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: Option<String>,
+    /// The `weft://contact/…` link to share.
+    pub link: String,
+    pub fingerprint: String,
+    pub account: String,
+    /// The link as a QR code drawn in Unicode blocks.
+    pub qr: String,
+}
+
+/// A contact: `contact.add`, `contact.list`, and inside `contact.accept`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub account: String,
+    pub fingerprint: String,
+    /// `added`, `incoming` or `accepted`.
+    pub status: String,
+    pub verified: bool,
+    pub conversation_id: String,
+}
+
+impl From<&ContactInfo> for Contact {
+    fn from(c: &ContactInfo) -> Self {
+        Contact {
+            name: c.name.clone(),
+            account: hex(&c.account),
+            fingerprint: c.fingerprint.clone(),
+            status: c.status.as_str().to_owned(),
+            verified: c.verified,
+            conversation_id: hex(&c.conversation),
+        }
+    }
+}
+
+/// `contact.accept`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub contact: Contact,
+    /// The groups they had invited us to, joined now.
+    pub joined_groups: Vec<String>,
+    /// False when they were already a contact.
+    pub was_request: bool,
+}
+
+/// `contact.safety_number` and `contact.verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub contact: String,
+    pub safety_number: String,
+    pub verified: bool,
+}
+
+/// One of `conversations`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub name: String,
+    pub id: String,
+    pub group: bool,
+    pub members: usize,
+    pub active: bool,
+    /// The others' messages after the read mark.
+    pub unread: usize,
+    /// The contact's verification for a 1:1 conversation; `None` for a group.
+    pub verified: Option<bool>,
+}
+
+/// A group: `group.create`, `group.list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub id: String,
+    pub members: usize,
+    /// False once we were removed.
+    pub active: bool,
+}
+
+impl From<&ConversationInfo> for Group {
+    fn from(g: &ConversationInfo) -> Self {
+        Group { name: g.name.clone(), id: hex(&g.id), members: g.members, active: g.active }
+    }
+}
+
+/// `group.invite`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invited {
+    pub group: String,
+    pub group_id: String,
+    pub invited: String,
+    pub account: Option<String>,
+}
+
+/// `group.remove`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub group: String,
+    pub group_id: String,
+    pub removed: String,
+    pub account: Option<String>,
+}
+
+/// One of `group.members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub account: String,
+    pub admin: bool,
+    pub me: bool,
+}
+
+impl From<&MemberInfo> for Member {
+    fn from(m: &MemberInfo) -> Self {
+        Member { name: m.name.clone(), account: hex(&m.account), admin: m.admin, me: m.is_me }
+    }
+}
+
+/// A message: `send`, `resend`, `log`, and in `import` and events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    /// The message's place in the conversation's causal order.
+    pub lamport: u64,
+    pub conversation: String,
+    pub sender: String,
+    pub outgoing: bool,
+    pub sent_ms: u64,
+    pub kind: String,
+    pub body: String,
+    /// Our text messages: `queued`, `sent`, `delivered`, `read`, `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+impl From<&MessageInfo> for Message {
+    fn from(m: &MessageInfo) -> Self {
+        Message {
+            id: m.id.clone(),
+            lamport: m.lamport,
+            conversation: m.conversation.clone(),
+            sender: m.sender.clone(),
+            outgoing: m.outgoing,
+            sent_ms: m.sent_ms,
+            kind: m.kind.clone(),
+            body: m.body.clone(),
+            state: m.state.map(str::to_owned),
+            via: m.via.clone(),
+        }
+    }
+}
+
+/// `read`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marked {
+    pub conversation: String,
+    /// How many messages were unread.
+    pub marked: usize,
+}
+
+/// `keys.update`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysUpdated {
+    /// Conversations that fresh keys went out in.
+    pub updated: usize,
+}
+
+/// `retention` and `retention.set`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub conversation: String,
+    /// How long messages stay after they arrived; `None`: for ever.
+    pub keep_ms: Option<u64>,
+    /// `retention.set`: messages deleted now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<usize>,
+}
+
+/// `settings` and `settings.set`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub read_receipts: bool,
+}
+
+/// `export`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exported {
+    pub file: String,
+    pub bytes: usize,
+}
+
+/// `import`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    pub new_contacts: Vec<String>,
+    pub answered: Vec<String>,
+    pub joined_groups: Vec<String>,
+    pub messages: Vec<Message>,
+    pub duplicates: usize,
+    pub waiting: usize,
+    pub unreadable: usize,
+    pub rejected: usize,
+}
+
+impl From<&ImportReport> for Imported {
+    fn from(r: &ImportReport) -> Self {
+        Imported {
+            new_contacts: r.new_contacts.clone(),
+            answered: r.answered.clone(),
+            joined_groups: r.joined_groups.clone(),
+            messages: r.messages.iter().map(Message::from).collect(),
+            duplicates: r.duplicates,
+            waiting: r.waiting,
+            unreadable: r.unreadable,
+            rejected: r.rejected,
+        }
+    }
+}
+
+/// `status`: `{running: false, outbox}` with no node running, `{running: true, starting: true,
+/// outbox}` while its network starts, and the network's state once it is up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub starting: bool,
+    #[serde(flatten)]
+    pub network: Option<Network>,
+    /// Our messages no peer took yet.
+    pub outbox: usize,
+}
+
+/// What a running node's network does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub peer_id: String,
+    pub listening: Vec<String>,
+    pub peers: Vec<Peer>,
+    pub relays: Vec<Relay>,
+    pub topics: usize,
+    pub sync: Sync,
+    /// The Bluetooth mesh, when one runs.
+    pub mesh: Option<Mesh>,
+}
+
+impl Network {
+    pub fn new(net: &NetStatus, mesh: Option<Mesh>) -> Network {
+        Network {
+            peer_id: net.peer_id.clone(),
+            listening: net.listening.clone(),
+            peers: net
+                .peers
+                .iter()
+                .map(|p| Peer {
+                    peer: p.peer.clone(),
+                    transport: weft_core::net::VIA.to_owned(),
+                    addr: p.addr.clone(),
+                    relayed: p.relayed,
+                })
+                .collect(),
+            relays: net
+                .relays
+                .iter()
+                .map(|r| Relay { addr: r.addr.clone(), connected: r.connected, reserved: r.reserved })
+                .collect(),
+            topics: net.topics,
+            sync: Sync { reconciling: net.sync.reconciling, wanted: net.sync.wanted, fetched: net.sync.fetched },
+            mesh,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub peer: String,
+    pub transport: String,
+    pub addr: String,
+    /// Reached through a relay's circuit.
+    pub relayed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    pub addr: String,
+    pub connected: bool,
+    /// Peers can reach us through it.
+    pub reserved: bool,
+}
+
+/// How far catching up with peers has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sync {
+    /// Reconciliations open.
+    pub reconciling: usize,
+    /// Envelopes asked for and not yet received.
+    pub wanted: usize,
+    /// Envelopes received by reconciliation since the node started.
+    pub fetched: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mesh {
+    pub radio: String,
+    pub links: usize,
+    pub carried_envelopes: usize,
+    pub carried_bytes: usize,
+}
+
+/// `subscribe` and `unsubscribe`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub subscribed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The three shapes of `status` read back as they were written.
+    #[test]
+    fn status_keeps_its_shapes() {
+        let stopped = Status { running: false, starting: false, network: None, outbox: 2 };
+        assert_eq!(serde_json::to_value(&stopped).unwrap(), json!({ "running": false, "outbox": 2 }));
+        let starting = Status { running: true, starting: true, network: None, outbox: 0 };
+        assert_eq!(serde_json::to_value(&starting).unwrap(), json!({ "running": true, "starting": true, "outbox": 0 }));
+        let network = Network {
+            peer_id: "12D3".into(),
+            listening: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            peers: vec![Peer { peer: "p".into(), transport: "libp2p".into(), addr: "a".into(), relayed: false }],
+            relays: vec![],
+            topics: 3,
+            sync: Sync { reconciling: 0, wanted: 1, fetched: 9 },
+            mesh: None,
+        };
+        let running = Status { running: true, starting: false, network: Some(network), outbox: 0 };
+        let json = serde_json::to_value(&running).unwrap();
+        assert_eq!(json["mesh"], serde_json::Value::Null, "{json}");
+        assert_eq!(json["sync"], json!({ "reconciling": 0, "wanted": 1, "fetched": 9 }));
+        for status in [stopped, starting, running] {
+            let back: Status = serde_json::from_value(serde_json::to_value(&status).unwrap()).unwrap();
+            assert_eq!(back, status);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The method table: every [`Request`] answered over a [`Node`].
+//!
+//! The daemon (and `weft run`, and `weft chat`) serve it on the control socket; a command with
+//! no daemon to talk to opens the home itself and calls the same table in-process. So each
+//! command has exactly one implementation, and the JSON a script gets is the same either way.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+use weft_core::account::ConversationKind;
+use weft_core::mesh::driver::MeshHandle;
+use weft_core::net::NetHandle;
+use weft_core::node::Node;
+
+use super::answer::{self, hex};
+use super::error::ApiError;
+use super::request::*;
+
+/// Where a long call tells how far it got.
+pub type Progress = tokio::sync::watch::Sender<weft_core::account::ImportProgress>;
+
+/// What a method's handler gives: the answer its [`Method`] names.
+type Reply<M> = Result<<M as Method>::Answer, ApiError>;
+
+/// A node and whatever transports it runs (none when a command opened the home itself).
+pub struct Api {
+    pub node: Arc<Node>,
+    /// Whether this process runs the node's network (then `net` is set once it started).
+    runs_network: bool,
+    pub net: OnceLock<Arc<NetHandle>>,
+    pub mesh: OnceLock<Arc<MeshHandle>>,
+}
+
+impl Api {
+    /// The methods over a home this process opened for one command: no network.
+    pub fn offline(node: Arc<Node>) -> Api {
+        Api { node, runs_network: false, net: OnceLock::new(), mesh: OnceLock::new() }
+    }
+
+    /// The methods of a node whose network is starting: `net` (and `mesh`) are set once up.
+    pub fn networked(node: Arc<Node>) -> Api {
+        Api { node, runs_network: true, net: OnceLock::new(), mesh: OnceLock::new() }
+    }
+
+    /// Answers one call, as its JSON result. A long one (`import`) publishes how far it got on
+    /// `progress`. (`subscribe` and `unsubscribe` are the socket's: they need the connection.)
+    pub async fn answer(&self, request: Request, progress: Option<Progress>) -> Result<Value, ApiError> {
+        match request {
+            Request::ShowIdentity(p) => reply(p, |_| self.identity()).await,
+            Request::AddContact(p) => reply(p, |p| self.add_contact(p)).await,
+            Request::ListContacts(p) => reply(p, |_| self.contacts()).await,
+            Request::AcceptContact(p) => reply(p, |p| self.accept(p)).await,
+            Request::ShowSafetyNumber(p) => reply(p, |p| self.verification(p.name, false)).await,
+            Request::VerifyContact(p) => reply(p, |p| self.verification(p.name, true)).await,
+            Request::ListConversations(p) => reply(p, |_| self.conversations()).await,
+            Request::CreateGroup(p) => reply(p, |p| self.create_group(p)).await,
+            Request::ListGroups(p) => reply(p, |_| self.groups()).await,
+            Request::InviteToGroup(p) => reply(p, |p| self.invite(p)).await,
+            Request::RemoveFromGroup(p) => reply(p, |p| self.remove(p)).await,
+            Request::ListMembers(p) => reply(p, |p| self.members(p)).await,
+            Request::SendMessage(p) => reply(p, |p| self.send(p)).await,
+            Request::ReadLog(p) => reply(p, |p| self.log(p)).await,
+            Request::MarkRead(p) => reply(p, |p| self.mark_read(p)).await,
+            Request::Resend(p) => reply(p, |p| self.resend(p)).await,
+            Request::ShowSettings(p) => reply(p, |_| self.settings()).await,
+            Request::ChangeSettings(p) => reply(p, |p| self.change_settings(p)).await,
+            Request::UpdateKeys(p) => reply(p, |p| self.update_keys(p)).await,
+            Request::ShowRetention(p) => reply(p, |p| self.retention(p)).await,
+            Request::SetRetention(p) => reply(p, |p| self.set_retention(p)).await,
+            Request::Export(p) => reply(p, |p| self.export(p)).await,
+            Request::Import(p) => reply(p, |p| self.import(p, progress)).await,
+            Request::ShowStatus(p) => reply(p, |_| self.status()).await,
+            Request::Subscribe(_) => Err(ApiError::NeedsConnection(Subscribe::NAME)),
+            Request::Unsubscribe(_) => Err(ApiError::NeedsConnection(Unsubscribe::NAME)),
+        }
+    }
+
+    async fn identity(&self) -> Reply<ShowIdentity> {
+        let identity = self.node.call(|a| {
+            let card = a.card();
+            Ok(answer::Identity {
+                name: a.name().map(str::to_owned),
+                link: card.to_link(),
+                fingerprint: a.fingerprint(),
+                account: hex(&a.account_public()),
+                qr: card.to_qr_text(),
+            })
+        });
+        Ok(identity.await?)
+    }
+
+    async fn add_contact(&self, p: AddContact) -> Reply<AddContact> {
+        Ok(answer::Contact::from(&self.node.add_contact(p.link, p.name).await?))
+    }
+
+    async fn contacts(&self) -> Reply<ListContacts> {
+        Ok(self.node.contacts().await?.iter().map(answer::Contact::from).collect())
+    }
+
+    async fn accept(&self, p: AcceptContact) -> Reply<AcceptContact> {
+        let was_request = self
+            .node
+            .contacts()
+            .await?
+            .iter()
+            .any(|c| c.name == p.name && c.status == weft_core::store::ContactStatus::Incoming);
+        let (contact, joined_groups) = self.node.accept_contact_and_join(p.name).await?;
+        Ok(answer::Accepted { contact: answer::Contact::from(&contact), joined_groups, was_request })
+    }
+
+    /// A contact's safety number, marking them verified first when `mark`.
+    async fn verification(&self, name: String, mark: bool) -> Result<answer::Verification, ApiError> {
+        let verification = self.node.call(move |a| {
+            let safety_number = a.safety_number(&name)?;
+            let verified = match mark {
+                true => a.mark_verified(&name)?.verified,
+                false => a.contacts()?.iter().any(|c| c.name == name && c.verified),
+            };
+            Ok(answer::Verification { contact: name, safety_number, verified })
+        });
+        Ok(verification.await?)
+    }
+
+    async fn conversations(&self) -> Reply<ListConversations> {
+        let conversations = self.node.call(|a| {
+            let contacts = a.contacts()?;
+            a.conversations()?
+                .into_iter()
+                .map(|c| {
+                    let contact = contacts.iter().find(|k| k.conversation == c.id);
+                    Ok(answer::Conversation {
+                        unread: a.unread_count(&c.id)?,
+                        verified: contact.map(|k| k.verified),
+                        group: c.kind == ConversationKind::Group,
+                        id: hex(&c.id),
+                        name: c.name,
+                        members: c.members,
+                        active: c.active,
+                    })
+                })
+                .collect::<weft_core::Result<Vec<_>>>()
+        });
+        Ok(conversations.await?)
+    }
+
+    async fn create_group(&self, p: CreateGroup) -> Reply<CreateGroup> {
+        Ok(answer::Group::from(&self.node.create_group(p.name).await?))
+    }
+
+    async fn groups(&self) -> Reply<ListGroups> {
+        let conversations = self.node.conversations().await?;
+        Ok(conversations.iter().filter(|c| c.kind == ConversationKind::Group).map(answer::Group::from).collect())
+    }
+
+    async fn invite(&self, p: InviteToGroup) -> Reply<InviteToGroup> {
+        self.node.invite(p.group.clone(), p.contact.clone()).await?;
+        let (group, contact) = (p.group.clone(), p.contact.clone());
+        let (group_id, account) = self
+            .node
+            .call(move |a| {
+                let id = hex(&a.resolve(&group)?.id);
+                let who = a.contacts()?.into_iter().find(|c| c.name == contact).map(|c| hex(&c.account));
+                Ok((id, who))
+            })
+            .await?;
+        Ok(answer::Invited { group: p.group, group_id, invited: p.contact, account })
+    }
+
+    async fn remove(&self, p: RemoveFromGroup) -> Reply<RemoveFromGroup> {
+        let members = self.node.members(p.group.clone()).await?;
+        let account = members.into_iter().find(|m| m.name == p.member).map(|m| hex(&m.account));
+        self.node.remove_member(p.group.clone(), p.member.clone()).await?;
+        let group = p.group.clone();
+        let group_id = self.node.call(move |a| Ok(hex(&a.resolve(&group)?.id))).await?;
+        Ok(answer::Removed { group: p.group, group_id, removed: p.member, account })
+    }
+
+    async fn members(&self, p: ListMembers) -> Reply<ListMembers> {
+        Ok(self.node.members(p.group).await?.iter().map(answer::Member::from).collect())
+    }
+
+    async fn send(&self, p: SendMessage) -> Reply<SendMessage> {
+        Ok(answer::Message::from(&self.node.send(p.conversation, p.text).await?))
+    }
+
+    async fn log(&self, p: ReadLog) -> Reply<ReadLog> {
+        let limit = p.limit.unwrap_or(ReadLog::DEFAULT_LIMIT).min(ReadLog::MAX_LIMIT) as usize;
+        let messages = self.node.history_before(p.conversation, p.before, limit).await?;
+        Ok(messages.iter().map(answer::Message::from).collect())
+    }
+
+    async fn mark_read(&self, p: MarkRead) -> Reply<MarkRead> {
+        let marked = self.node.mark_read(p.conversation.clone()).await?;
+        Ok(answer::Marked { conversation: p.conversation, marked })
+    }
+
+    async fn resend(&self, p: Resend) -> Reply<Resend> {
+        Ok(answer::Message::from(&self.node.resend(p.message).await?))
+    }
+
+    async fn settings(&self) -> Reply<ShowSettings> {
+        Ok(answer::Settings { read_receipts: self.node.read_receipts().await? })
+    }
+
+    async fn change_settings(&self, p: ChangeSettings) -> Reply<ChangeSettings> {
+        if let Some(on) = p.read_receipts {
+            self.node.set_read_receipts(on).await?;
+        }
+        self.settings().await
+    }
+
+    async fn update_keys(&self, p: UpdateKeys) -> Reply<UpdateKeys> {
+        Ok(answer::KeysUpdated { updated: self.node.update_keys(p.conversation).await? })
+    }
+
+    async fn retention(&self, p: ShowRetention) -> Reply<ShowRetention> {
+        let keep_ms = self.node.retention(p.conversation.clone()).await?;
+        Ok(answer::Retention { conversation: p.conversation, keep_ms, deleted: None })
+    }
+
+    async fn set_retention(&self, p: SetRetention) -> Reply<SetRetention> {
+        let deleted = self.node.set_retention(p.conversation.clone(), p.keep_ms).await?;
+        Ok(answer::Retention { conversation: p.conversation, keep_ms: p.keep_ms, deleted: Some(deleted) })
+    }
+
+    async fn export(&self, p: Export) -> Reply<Export> {
+        let bytes = self.node.export_bundle().await?;
+        write_atomically(p.path.as_path(), &bytes)?;
+        Ok(answer::Exported { file: p.path.as_path().display().to_string(), bytes: bytes.len() })
+    }
+
+    async fn import(&self, p: Import, progress: Option<Progress>) -> Reply<Import> {
+        let bytes = read_bundle(p.path.as_path())?;
+        Ok(answer::Imported::from(&self.node.import_bundle_watched(bytes, progress).await?))
+    }
+
+    async fn status(&self) -> Reply<ShowStatus> {
+        let outbox = self.node.call(|a| a.outbox_len()).await?;
+        let Some(net) = self.net.get() else {
+            return Ok(answer::Status {
+                running: self.runs_network,
+                starting: self.runs_network,
+                network: None,
+                outbox,
+            });
+        };
+        let mesh = self.mesh.get().map(|m| {
+            let stats = m.stats();
+            answer::Mesh {
+                radio: m.radio().to_owned(),
+                links: stats.links,
+                carried_envelopes: stats.carried_envelopes,
+                carried_bytes: stats.carried_bytes,
+            }
+        });
+        let network = answer::Network::new(&net.status().await?, mesh);
+        Ok(answer::Status { running: true, starting: false, network: Some(network), outbox })
+    }
+}
+
+/// Runs a method's handler on its params and serialises the answer. The handler must give the
+/// answer that the params' [`Method`] names, so a method cannot answer in another's shape.
+async fn reply<M: Method, F: Future<Output = Reply<M>>>(
+    params: M,
+    handler: impl FnOnce(M) -> F,
+) -> Result<Value, ApiError> {
+    let answer = handler(params).await?;
+    Ok(serde_json::to_value(answer).expect("plain data serialises"))
+}
+
+/// Writes beside the target and renames, so a crash never leaves half a bundle under its name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
+    let tmp = path.with_extension("partial");
+    let io = |e: std::io::Error, what: &str| {
+        ApiError::Weft(weft_core::Error::Io { context: format!("{what} {}", path.display()), source: e })
+    };
+    std::fs::write(&tmp, bytes).map_err(|e| io(e, "writing"))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(e, "moving the bundle to"))
+}
+
+fn read_bundle(path: &Path) -> Result<Vec<u8>, ApiError> {
+    let io = |e: std::io::Error| {
+        ApiError::Weft(weft_core::Error::Io { context: format!("reading {}", path.display()), source: e })
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > weft_core::bundle::MAX_BUNDLE_LEN as u64 {
+        return Err(ApiError::InvalidParams(format!(
+            "{} is {len} bytes; bundles are at most {} bytes",
+            path.display(),
+            weft_core::bundle::MAX_BUNDLE_LEN
+        )));
+    }
+    std::fs::read(path).map_err(io)
+}
