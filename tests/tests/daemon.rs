@@ -131,6 +131,14 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     carol.ok(&["contact", "add", alice.ok(&["id", "--link"]).trim()]);
     let carol_bundle = root.path().join("carol.weft");
     carol.ok(&["export", "--out", carol_bundle.to_str().unwrap()]);
+    // Dave asks too, and is rejected; erin is added and deleted.
+    let (dave, erin) = (Home::new(root.path(), "dave"), Home::new(root.path(), "erin"));
+    dave.ok(&["init", "--name", "dave"]);
+    erin.ok(&["init", "--name", "erin"]);
+    let erin_link = erin.ok(&["id", "--link"]).trim().to_owned();
+    dave.ok(&["contact", "add", alice.ok(&["id", "--link"]).trim()]);
+    let dave_bundle = root.path().join("dave.weft");
+    dave.ok(&["export", "--out", dave_bundle.to_str().unwrap()]);
 
     let _daemon = Daemon::start(&alice);
     let mut rpc = Rpc::connect(&alice.dir).unwrap();
@@ -179,6 +187,26 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert_eq!(members.as_array().unwrap().len(), 2, "{members}");
     let removed = call(&mut rpc, "group.remove", json!({ "group": "crew", "member": "carol" }));
     assert_eq!(removed["removed"], "carol");
+    let renamed = call(&mut rpc, "group.rename", json!({ "group": "crew", "name": "team" }));
+    assert_eq!((renamed["name"].as_str(), renamed["group_id"].clone()), (Some("team"), group["id"].clone()));
+    // Alone in it now, its admin may leave.
+    let left = call(&mut rpc, "group.leave", json!({ "group": "team" }));
+    assert_eq!(left["group_id"], group["id"]);
+    assert_eq!(call(&mut rpc, "group.list", json!({}))[0]["active"], false);
+
+    call(&mut rpc, "import", json!({ "path": dave_bundle }));
+    assert_eq!(rpc.event(), json!({ "event": "contact_request", "name": "dave" }));
+    let rejected = call(&mut rpc, "contact.reject", json!({ "name": "dave" }));
+    assert_eq!(rejected["contact"], "dave");
+    let refused = rpc.call("contact.reject", json!({ "name": "bob" })).unwrap_err();
+    assert!(refused["message"].as_str().unwrap().contains("waits for an answer"), "{refused}");
+    call(&mut rpc, "contact.add", json!({ "link": erin_link }));
+    let deleted = call(&mut rpc, "contact.delete", json!({ "name": "erin" }));
+    assert_eq!(deleted["contact"], "erin");
+    let blocked = call(&mut rpc, "contact.block", json!({ "name": "bob" }));
+    assert_eq!((blocked["blocked"].clone(), blocked["account"].clone()), (json!(true), added["account"].clone()));
+    assert_eq!(call(&mut rpc, "contact.list", json!({}))[0]["blocked"], true);
+    assert_eq!(call(&mut rpc, "contact.unblock", json!({ "name": "bob" }))["blocked"], false);
 
     let mut sent = Vec::new();
     for i in 0..5 {

@@ -5,7 +5,10 @@ use anyhow::{Result, bail};
 
 use crate::backend;
 use crate::output::Output;
-use crate::rpc::request::{AcceptContact, AddContact, ListContacts, ShowSafetyNumber, VerifyContact};
+use crate::rpc::request::{
+    AcceptContact, AddContact, BlockContact, DeleteContact, ListContacts, RejectContact, ShowSafetyNumber,
+    UnblockContact, VerifyContact,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -32,6 +35,26 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Decline a contact request: they are forgotten, and the same request is not shown again
+    Reject {
+        /// The name on the request, or their account id
+        name: String,
+    },
+    /// Block someone: their requests and messages are not shown, and nothing of yours goes to them
+    Block {
+        /// A contact's name or account id, or any account id (a group member's)
+        name: String,
+    },
+    /// Unblock someone blocked before
+    Unblock {
+        /// A contact's name or account id
+        name: String,
+    },
+    /// Forget a contact and your 1:1 conversation with them (groups you share stay)
+    Delete {
+        /// The contact's name or account id
+        name: String,
+    },
 }
 
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
@@ -55,11 +78,12 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                     .iter()
                     .map(|c| {
                         format!(
-                            "{:<20} {:<9} {} {}",
+                            "{:<20} {:<9} {} {}{}",
                             c.name,
                             c.status,
                             if c.verified { "verified  " } else { "unverified" },
-                            c.fingerprint
+                            c.fingerprint,
+                            if c.blocked { "  (blocked)" } else { "" }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -79,6 +103,26 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 }
                 s
             });
+        }
+        Command::Reject { name } => {
+            let forgotten = backend::call(home_dir, RejectContact { name })?;
+            out.print(&forgotten, || format!("Rejected {}'s request.", forgotten.contact));
+        }
+        Command::Delete { name } => {
+            let forgotten = backend::call(home_dir, DeleteContact { name })?;
+            out.print(&forgotten, || {
+                format!("Deleted {} and your conversation with them; groups you share stay.", forgotten.contact)
+            });
+        }
+        Command::Block { name } => {
+            let blocking = backend::call(home_dir, BlockContact { name })?;
+            out.print(&blocking, || {
+                format!("Blocked {}: nothing of theirs is shown, nothing of yours goes to them.", blocking.contact)
+            });
+        }
+        Command::Unblock { name } => {
+            let blocking = backend::call(home_dir, UnblockContact { name })?;
+            out.print(&blocking, || format!("Unblocked {}.", blocking.contact));
         }
         Command::Verify { name, yes } => {
             let before = backend::call(home_dir, ShowSafetyNumber { name: name.clone() })?;

@@ -4,7 +4,9 @@ use anyhow::Result;
 
 use crate::backend;
 use crate::output::Output;
-use crate::rpc::request::{CreateGroup, InviteToGroup, ListGroups, ListMembers, RemoveFromGroup};
+use crate::rpc::request::{
+    CreateGroup, InviteToGroup, LeaveGroup, ListGroups, ListMembers, RemoveFromGroup, RenameGroup,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -34,6 +36,18 @@ pub enum Command {
         /// The group's name
         group: String,
     },
+    /// Leave a group: an admin removes you when your request reaches them; you send nothing more there
+    Leave {
+        /// The group's name or id
+        group: String,
+    },
+    /// Rename a group for every member (admins only)
+    Rename {
+        /// The group's name or id
+        group: String,
+        /// Its new name
+        name: String,
+    },
 }
 
 pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
@@ -58,7 +72,7 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                             g.name,
                             &g.id[..12.min(g.id.len())],
                             g.members,
-                            if g.active { "" } else { "  (you were removed)" }
+                            if g.active { "" } else { "  (you left or were removed)" }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -78,6 +92,16 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             out.print(&removed, || {
                 format!("Removed {member} from {group}. Messages from now on use keys {member} does not have.")
             });
+        }
+        Command::Leave { group } => {
+            let left = backend::call(home_dir, LeaveGroup { group: group.clone() })?;
+            out.print(&left, || {
+                format!("You asked to leave {group}; an admin removes you when your request reaches them.")
+            });
+        }
+        Command::Rename { group, name } => {
+            let renamed = backend::call(home_dir, RenameGroup { group: group.clone(), name })?;
+            out.print(&renamed, || format!("Renamed {group} to {:?} for every member.", renamed.name))
         }
         Command::Members { group } => {
             let members = backend::call(home_dir, ListMembers { group })?;

@@ -34,6 +34,9 @@ pub struct Contact {
     /// `added`, `incoming` or `accepted`.
     pub status: String,
     pub verified: bool,
+    /// Blocked by us: nothing of theirs is shown, nothing of ours goes to them.
+    #[serde(default)]
+    pub blocked: bool,
     pub conversation_id: String,
 }
 
@@ -45,9 +48,39 @@ impl From<&ContactInfo> for Contact {
             fingerprint: c.fingerprint.clone(),
             status: c.status.as_str().to_owned(),
             verified: c.verified,
+            blocked: c.blocked,
             conversation_id: hex(&c.conversation),
         }
     }
+}
+
+/// `contact.reject`, `contact.delete`: who was forgotten.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    pub contact: String,
+    pub account: String,
+}
+
+/// `contact.block`, `contact.unblock`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocking {
+    pub contact: String,
+    pub account: String,
+    pub blocked: bool,
+}
+
+/// `group.leave`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Left {
+    pub group: String,
+    pub group_id: String,
+}
+
+/// `group.rename`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renamed {
+    pub group_id: String,
+    pub name: String,
 }
 
 /// `contact.accept`.

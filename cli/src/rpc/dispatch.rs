@@ -54,12 +54,18 @@ impl Api {
             Request::AcceptContact(p) => reply(p, |p| self.accept(p)).await,
             Request::ShowSafetyNumber(p) => reply(p, |p| self.verification(p.name, false)).await,
             Request::VerifyContact(p) => reply(p, |p| self.verification(p.name, true)).await,
+            Request::RejectContact(p) => reply(p, |p| self.forget(p.name, true)).await,
+            Request::DeleteContact(p) => reply(p, |p| self.forget(p.name, false)).await,
+            Request::BlockContact(p) => reply(p, |p| self.blocking(p.name, true)).await,
+            Request::UnblockContact(p) => reply(p, |p| self.blocking(p.name, false)).await,
             Request::ListConversations(p) => reply(p, |_| self.conversations()).await,
             Request::CreateGroup(p) => reply(p, |p| self.create_group(p)).await,
             Request::ListGroups(p) => reply(p, |_| self.groups()).await,
             Request::InviteToGroup(p) => reply(p, |p| self.invite(p)).await,
             Request::RemoveFromGroup(p) => reply(p, |p| self.remove(p)).await,
             Request::ListMembers(p) => reply(p, |p| self.members(p)).await,
+            Request::LeaveGroup(p) => reply(p, |p| self.leave(p)).await,
+            Request::RenameGroup(p) => reply(p, |p| self.rename(p)).await,
             Request::SendMessage(p) => reply(p, |p| self.send(p)).await,
             Request::ReadLog(p) => reply(p, |p| self.log(p)).await,
             Request::MarkRead(p) => reply(p, |p| self.mark_read(p)).await,
@@ -121,6 +127,54 @@ impl Api {
             Ok(answer::Verification { contact: name, safety_number, verified })
         });
         Ok(verification.await?)
+    }
+
+    /// The account id a contact's name or id stands for (an id of someone who is no contact
+    /// stands for itself).
+    async fn account_of(&self, name: &str) -> Result<String, ApiError> {
+        let contacts = self.node.contacts().await?;
+        let hexed = |c: &weft_core::account::ContactInfo| hex(&c.account);
+        if let Some(c) = contacts.iter().find(|c| hexed(c) == name).or_else(|| contacts.iter().find(|c| c.name == name))
+        {
+            return Ok(hexed(c));
+        }
+        match name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => Ok(name.to_ascii_lowercase()),
+            false => Err(weft_core::Error::NotFound { what: "contact", name: name.to_owned() }.into()),
+        }
+    }
+
+    /// Rejects a waiting request (`only_request`) or deletes a contact.
+    async fn forget(&self, name: String, only_request: bool) -> Result<answer::Forgotten, ApiError> {
+        let account = self.account_of(&name).await?;
+        match only_request {
+            true => self.node.reject_contact(name.clone()).await?,
+            false => self.node.delete_contact(name.clone()).await?,
+        }
+        Ok(answer::Forgotten { contact: name, account })
+    }
+
+    async fn blocking(&self, name: String, blocked: bool) -> Result<answer::Blocking, ApiError> {
+        let account = self.account_of(&name).await?;
+        match blocked {
+            true => self.node.block(account.clone()).await?,
+            false => self.node.unblock(account.clone()).await?,
+        }
+        Ok(answer::Blocking { contact: name, account, blocked })
+    }
+
+    async fn leave(&self, p: LeaveGroup) -> Reply<LeaveGroup> {
+        let group = p.group.clone();
+        let group_id = self.node.call(move |a| Ok(hex(&a.resolve(&group)?.id))).await?;
+        self.node.leave_group(group_id.clone()).await?;
+        Ok(answer::Left { group: p.group, group_id })
+    }
+
+    async fn rename(&self, p: RenameGroup) -> Reply<RenameGroup> {
+        let group = p.group.clone();
+        let group_id = self.node.call(move |a| Ok(hex(&a.resolve(&group)?.id))).await?;
+        self.node.rename_group(group_id.clone(), p.name.clone()).await?;
+        Ok(answer::Renamed { group_id, name: p.name })
     }
 
     async fn conversations(&self) -> Reply<ListConversations> {

@@ -75,12 +75,18 @@ methods! {
     "contact.accept" => AcceptContact -> answer::Accepted;
     "contact.safety_number" => ShowSafetyNumber -> answer::Verification;
     "contact.verify" => VerifyContact -> answer::Verification;
+    "contact.reject" => RejectContact -> answer::Forgotten;
+    "contact.delete" => DeleteContact -> answer::Forgotten;
+    "contact.block" => BlockContact -> answer::Blocking;
+    "contact.unblock" => UnblockContact -> answer::Blocking;
     "conversations" => ListConversations -> Vec<answer::Conversation>;
     "group.create" => CreateGroup -> answer::Group;
     "group.list" => ListGroups -> Vec<answer::Group>;
     "group.invite" => InviteToGroup -> answer::Invited;
     "group.remove" => RemoveFromGroup -> answer::Removed;
     "group.members" => ListMembers -> Vec<answer::Member>;
+    "group.leave" => LeaveGroup -> answer::Left;
+    "group.rename" => RenameGroup -> answer::Renamed;
     "send" => SendMessage -> answer::Message;
     "log" => ReadLog -> Vec<answer::Message>;
     "read" => MarkRead -> answer::Marked;
@@ -185,6 +191,34 @@ pub struct VerifyContact {
     pub name: String,
 }
 
+/// `contact.reject`: declines a request that waits, by the requester's name or account id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectContact {
+    pub name: String,
+}
+
+/// `contact.delete`: forgets a contact and the 1:1 conversation with them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteContact {
+    pub name: String,
+}
+
+/// `contact.block`: a contact (by name or account id) or any account (by id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockContact {
+    pub name: String,
+}
+
+/// `contact.unblock`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnblockContact {
+    pub name: String,
+}
+
 /// `group.create`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +247,21 @@ pub struct RemoveFromGroup {
 #[serde(deny_unknown_fields)]
 pub struct ListMembers {
     pub group: String,
+}
+
+/// `group.leave`: asks the admins to remove us; nothing more is sent there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveGroup {
+    pub group: String,
+}
+
+/// `group.rename`: a new name for every member (admins only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameGroup {
+    pub group: String,
+    pub name: String,
 }
 
 /// `send`: a text message to a contact or group.
