@@ -79,6 +79,9 @@ fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
         "joined" => format!("[{time}] — you joined {body:?} —"),
         "rekeyed" => format!("[{time}] — {sender} renewed the group's keys —"),
         "accepted" => format!("[{time}] — {sender} accepted your contact request —"),
+        "left" if body == "you" => format!("[{time}] — you asked to leave; an admin removes you —"),
+        "left" => format!("[{time}] — {body} left —"),
+        "renamed" => format!("[{time}] — {sender} renamed the group {body:?} —"),
         kind => format!("[{time}] — {sender} {kind} {body} —"),
     }
 }
