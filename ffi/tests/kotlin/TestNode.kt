@@ -446,6 +446,54 @@ suspend fun badInput(root: String) {
     refused<WeftException.Closed>("a link after close") { handle.linkUp(10uL, 185u, false) }
 }
 
+/** What an app needs beside sending (issue 15, finding 6), from Kotlin. */
+suspend fun parity(root: String) {
+    val alice = openNode("$root/p-alice", key(21), "alice")
+    val bob = openNode("$root/p-bob", key(22), "bob")
+    val carol = openNode("$root/p-carol", key(23), "carol")
+    contactsByBundle(alice, "alice", bob)
+    contactsByBundle(alice, "alice", carol)
+    val bobId = alice.account("bob")
+    check(alice.safetyNumber(bobId) == bob.safetyNumber(bob.account("alice"))) { "safety numbers differ" }
+    check(alice.verifyContact(bobId).verified)
+    // The conversation list: unread counts and the last message, newest first.
+    bob.send(bob.conv("alice"), "one")
+    bob.send(bob.conv("alice"), "two")
+    alice.importBundle(bob.exportBundle())
+    val listed = alice.conversations()
+    check(listed.first().name == "bob" && listed.first().unread == 2u && listed.first().lastMessage?.body == "two") {
+        "conversation list: $listed"
+    }
+    // Block and unblock by account id.
+    alice.block(bobId)
+    check(alice.contacts().first { it.account == bobId }.blocked)
+    refused<WeftException.InvalidInput>("writing to someone blocked") { runBlocking { alice.send(alice.conv("bob"), "hi") } }
+    alice.unblock(bobId)
+    // Rename and leave a group of three.
+    val group = alice.createGroup("trip")
+    alice.invite(group.id, bobId)
+    alice.invite(group.id, alice.account("carol"))
+    bob.importBundle(alice.exportBundle())
+    carol.importBundle(alice.exportBundle())
+    alice.importBundle(bob.exportBundle())
+    alice.importBundle(carol.exportBundle())
+    alice.renameGroup(group.id, "voyage")
+    bob.importBundle(alice.exportBundle())
+    check(bob.conversations().any { it.id == group.id && it.name == "voyage" }) { "the rename did not reach bob" }
+    carol.leaveGroup(group.id)
+    check(!carol.conversations().first { it.id == group.id }.active)
+    alice.importBundle(carol.exportBundle())
+    check(alice.members(group.id).size == 2) { "carol was not removed after she left" }
+    check(alice.history(group.id, null, 50u).any { it.kind == MessageKind.LEFT })
+    // Delete a contact: the 1:1 goes, the group stays.
+    alice.deleteContact(alice.account("carol"))
+    check(alice.conversations().none { it.name == "carol" } && alice.conversations().any { it.id == group.id })
+    // The QR code as data.
+    val qr = alice.identity().qr!!
+    check(qr.modules.size == (qr.width * qr.width).toInt() && qr.svg.contains("<svg"))
+    for (n in listOf(alice, bob, carol)) n.shutdown()
+}
+
 fun main() = runBlocking {
     val root = Files.createTempDirectory("weft-kotlin").toString()
     try {
@@ -458,8 +506,9 @@ fun main() = runBlocking {
         eventFlowCountsWhatASlowCollectorMissed()
         eventsAsAFlow(root)
         sharedNode(root)
+        parity(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 9 passed, 0 failed")
+    println("kotlin node: 10 passed, 0 failed")
 }
