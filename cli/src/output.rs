@@ -80,7 +80,7 @@ fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
         "rekeyed" => format!("[{time}] — {sender} renewed the group's keys —"),
         "accepted" => format!("[{time}] — {sender} accepted your contact request —"),
         "left" if body == "you" => format!("[{time}] — you asked to leave; an admin removes you —"),
-        "left" => format!("[{time}] — {body} left —"),
+        "left" => format!("[{time}] — {body} asked to leave —"),
         "renamed" => format!("[{time}] — {sender} renamed the group {body:?} —"),
         kind => format!("[{time}] — {sender} {kind} {body} —"),
     }

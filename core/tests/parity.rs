@@ -204,3 +204,87 @@ fn a_newcomers_first_message_comes_after_her_addition() {
     let hi = history.iter().position(|m| m.body == "hi all").unwrap();
     assert!(added < hi, "{lines:?}");
 }
+
+#[test]
+fn a_group_renamed_after_another_groups_short_id_does_not_take_what_is_sent_to_it() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, _carol) = trip(&clock);
+    // Bob makes a group of his own with alice, then renames it after the start of the trip's id.
+    let trip_id = alice.account.resolve("trip").unwrap().id;
+    let prefix = hex(&trip_id[..4]);
+    bob.account.create_group("mine").unwrap();
+    bob.account.invite("mine", "alice").unwrap();
+    assert!(matches!(bob.account.rename_group("mine", &prefix), Err(Error::Malformed { .. })));
+    // (A hostile client that renames it anyway is shown under another name:
+    // `conversations::tests::a_group_name_that_looks_like_an_id_is_not_shown`.) An id's prefix
+    // names the conversation with that id before any name is looked at.
+    carry(&bob, &mut alice);
+    assert_eq!(alice.account.resolve(&prefix).unwrap().id, trip_id);
+    assert!(alice.account.conversations().unwrap().iter().all(|c| c.name != prefix));
+}
+
+#[test]
+fn after_leaving_nothing_of_hers_goes_to_the_group() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, mut carol) = trip(&clock);
+    alice.account.send("trip", "one").unwrap();
+    alice.account.send("trip", "two").unwrap();
+    carry(&alice, &mut carol);
+    carol.account.leave_group("trip").unwrap();
+    let queued = carol.account.outbox_len().unwrap();
+    carol.account.mark_read("trip").unwrap();
+    carol.account.update_keys(Some("trip")).unwrap();
+    assert_eq!(carol.account.outbox_len().unwrap(), queued, "no receipt, no key update after leaving");
+}
+
+#[test]
+fn the_last_admin_leaves_only_once_the_others_did() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    alice.account.create_group("crew").unwrap();
+    alice.account.invite("crew", "carol").unwrap();
+    alice.account.invite("crew", "bob").unwrap();
+    carry(&alice, &mut carol);
+    carry(&alice, &mut bob);
+    // (Only the founder is an admin: she cannot leave while others stay.)
+    assert!(matches!(alice.account.leave_group("crew"), Err(Error::NotAllowed(_))));
+    carol.account.leave_group("crew").unwrap();
+    bob.account.leave_group("crew").unwrap();
+    carry(&carol, &mut alice);
+    carry(&bob, &mut alice);
+    assert_eq!(alice.account.members("crew").unwrap().len(), 1);
+    // Alone now, she may go too.
+    alice.account.leave_group("crew").unwrap();
+}
+
+#[test]
+fn a_blocked_contacts_invitation_puts_us_nowhere() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = contacts(&clock);
+    alice.account.block("bob").unwrap();
+    bob.account.create_group("trap").unwrap();
+    bob.account.invite("trap", "alice").unwrap();
+    carry(&bob, &mut alice);
+    assert!(alice.account.conversations().unwrap().iter().all(|c| c.name != "trap"));
+    alice.account.unblock("bob").unwrap();
+    alice.account.accept_contact("bob").unwrap();
+    assert!(alice.account.conversations().unwrap().iter().all(|c| c.name != "trap"), "not held for later either");
+}
+
+#[test]
+fn a_clock_in_the_future_does_not_pin_a_conversation_at_the_top() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, _carol) = trip(&clock);
+    // Mallory's clock runs a year ahead.
+    let ahead = Arc::new(AtomicU64::new(1_000_000 + 365 * common::DAY_MS));
+    let mut mallory = person("mallory", 9, &ahead);
+    mallory.account.add_contact(&alice.account.card().to_link(), None).unwrap();
+    carry(&mallory, &mut alice);
+    alice.account.accept_contact("mallory").unwrap();
+    carry(&alice, &mut mallory);
+    mallory.account.send("alice", "from the future").unwrap();
+    carry(&mallory, &mut alice);
+    alice.account.send("trip", "written after").unwrap();
+    let overview = alice.account.overview().unwrap();
+    assert_eq!(overview[0].info.name, "trip", "{:?}", overview.iter().map(|o| &o.info.name).collect::<Vec<_>>());
+}

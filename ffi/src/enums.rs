@@ -42,7 +42,8 @@ pub enum MessageKind {
     Joined,
     /// A contact we asked accepted.
     Accepted,
-    /// A member asked to leave (`body` names them, or "you"); an admin removes them.
+    /// A member asked to leave (`body` names them, or "you"); an admin's device removes them
+    /// (a `Removed` line follows).
     Left,
     /// An admin renamed the group (`body` is the new name).
     Renamed,

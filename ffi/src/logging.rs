@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -72,10 +72,13 @@ pub trait LogListener: Send + Sync {
 const QUEUE: usize = 4096;
 
 /// 0: no listener; otherwise the most verbose level handed over (see [`LogLevel::rank`]).
+/// Written only under `SINK`'s write lock.
 static MAX_RANK: AtomicU8 = AtomicU8::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
-static SINK: Mutex<Option<Sink>> = Mutex::new(None);
-static INSTALL: Once = Once::new();
+/// Readers are the logging threads (many at once); writers are set and clear.
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+/// Whether Weft's layer became the process's log subscriber, or why not (said to every call).
+static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
 
 struct Sink {
     queue: SyncSender<LogRecord>,
@@ -83,16 +86,20 @@ struct Sink {
 }
 
 /// Routes Weft's log at `level` and above to `listener`, replacing any listener set before.
+/// Records of the libraries Weft uses (libp2p's, which name peers and addresses) are handed
+/// over at `Warn` and above only.
+///
+/// The listener must not wait for the thread that calls `clear_log_listener` (or `set`
+/// again), e.g. by dispatching synchronously to the UI thread that clears it: clearing waits
+/// for the listener's thread to finish.
 #[uniffi::export]
 pub fn set_log_listener(listener: Arc<dyn LogListener>, level: LogLevel) -> Result<(), WeftError> {
-    let mut installed = Ok(());
-    INSTALL.call_once(|| {
+    let installed = INSTALLED.get_or_init(|| {
         let subscriber = tracing_subscriber::registry().with(ToListener);
-        installed = tracing::subscriber::set_global_default(subscriber).map_err(|e| WeftError::Internal {
-            detail: format!("the process already routes its log elsewhere ({e}); Weft's cannot be taken"),
-        });
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|e| format!("the process already routes its log elsewhere ({e}); Weft's cannot be taken"))
     });
-    installed?;
+    installed.clone().map_err(|detail| WeftError::Internal { detail })?;
     clear_log_listener();
     let (queue, records) = sync_channel::<LogRecord>(QUEUE);
     let thread = std::thread::Builder::new()
@@ -104,9 +111,11 @@ pub fn set_log_listener(listener: Arc<dyn LogListener>, level: LogLevel) -> Resu
             }
         })
         .map_err(|e| WeftError::Internal { detail: format!("no thread for the log listener: {e}") })?;
-    *SINK.lock().map_err(|_| WeftError::Internal { detail: "an earlier call panicked".into() })? =
-        Some(Sink { queue, thread });
-    MAX_RANK.store(level.rank(), Ordering::SeqCst);
+    {
+        let mut sink = SINK.write().map_err(|_| WeftError::Internal { detail: "an earlier call panicked".into() })?;
+        *sink = Some(Sink { queue, thread });
+        MAX_RANK.store(level.rank(), Ordering::SeqCst);
+    }
     tracing::callsite::rebuild_interest_cache();
     Ok(())
 }
@@ -114,8 +123,11 @@ pub fn set_log_listener(listener: Arc<dyn LogListener>, level: LogLevel) -> Resu
 /// Stops routing the log to the app, and returns once the listener will not be called again.
 #[uniffi::export]
 pub fn clear_log_listener() {
-    MAX_RANK.store(0, Ordering::SeqCst);
-    let sink = SINK.lock().ok().and_then(|mut s| s.take());
+    let sink = SINK.write().ok().and_then(|mut s| {
+        MAX_RANK.store(0, Ordering::SeqCst);
+        s.take()
+    });
+    tracing::callsite::rebuild_interest_cache();
     if let Some(Sink { queue, thread }) = sink {
         drop(queue);
         if thread.thread().id() != std::thread::current().id() {
@@ -129,14 +141,17 @@ struct ToListener;
 
 impl<S: Subscriber> Layer<S> for ToListener {
     fn enabled(&self, metadata: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
-        LogLevel::of(metadata.level()).rank() <= MAX_RANK.load(Ordering::Relaxed)
+        let rank = LogLevel::of(metadata.level()).rank();
+        let ours = metadata.target().starts_with("weft");
+        rank <= MAX_RANK.load(Ordering::Relaxed) && (ours || rank <= LogLevel::Warn.rank())
     }
 
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let metadata = event.metadata();
         let mut message = Fields::default();
         event.record(&mut message);
-        let Ok(sink) = SINK.try_lock() else {
+        // A set or clear in progress: this record is dropped (and counted) rather than waited on.
+        let Ok(sink) = SINK.try_read() else {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -185,6 +200,7 @@ impl tracing::field::Visit for Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     struct Collect(Mutex<Vec<LogRecord>>);
 
@@ -201,6 +217,7 @@ mod tests {
         set_log_listener(collect.clone(), LogLevel::Info).unwrap();
         tracing::info!(peer = 7, "a peer came");
         tracing::debug!("too verbose for info");
+        tracing::info!(target: "libp2p_swarm", "another library's chatter");
         clear_log_listener();
         tracing::warn!("after clearing");
         let got = collect.0.lock().unwrap().clone();

@@ -25,7 +25,7 @@ impl Account {
         for group in self.groups.values().filter(|g| g.kind == GroupKind::Many) {
             out.push(ConversationInfo {
                 kind: ConversationKind::Group,
-                name: group.name().to_owned(),
+                name: shown_group_name(group.name(), &group.id),
                 id: group.id,
                 members: group.members().len(),
                 active: group.is_member(&self.account_public()) && !left.contains(&group.id),
@@ -45,43 +45,63 @@ impl Account {
         {
             return Ok(c.clone());
         }
-        let exact: Vec<_> = all.iter().filter(|c| c.name == name).collect();
-        match exact.len() {
-            1 => return Ok(exact[0].clone()),
-            0 => {}
-            _ => return Err(ambiguous("conversation", name, exact.iter().map(|c| describe(c)))),
-        }
+        // What looks like an id's prefix is one before it is a name: nobody can take the
+        // short id an ambiguity error or a listing printed (names that look like ids are
+        // refused or replaced, but an older store may hold one).
         let lower = name.to_ascii_lowercase();
         let by_id: Vec<_> = all
             .iter()
-            .filter(|c| lower.len() >= 6 && data_encoding::HEXLOWER.encode(&c.id).starts_with(&lower))
+            .filter(|c| looks_like_an_id(&lower) && data_encoding::HEXLOWER.encode(&c.id).starts_with(&lower))
             .collect();
         match by_id.len() {
-            1 => Ok(by_id[0].clone()),
+            1 => return Ok(by_id[0].clone()),
+            0 => {}
+            _ => return Err(ambiguous("conversation", name, by_id.iter().map(|c| describe(c)))),
+        }
+        let exact: Vec<_> = all.iter().filter(|c| c.name == name).collect();
+        match exact.len() {
+            1 => Ok(exact[0].clone()),
             0 => Err(Error::NotFound { what: "contact or group", name: name.to_owned() }),
-            _ => Err(ambiguous("conversation", name, by_id.iter().map(|c| describe(c)))),
+            _ => Err(ambiguous("conversation", name, exact.iter().map(|c| describe(c)))),
         }
     }
 
     /// Every conversation with its unread count and its last message, newest first (by last
     /// message; conversations with none last): what a conversation list shows.
+    ///
+    /// "Newest" is when the last message was written, as its sender says, but never later than
+    /// when it reached this device: a member whose clock claims the future cannot pin their
+    /// conversation at the top.
     pub fn overview(&self) -> Result<Vec<ConversationOverview>> {
         let mut out = Vec::new();
         for info in self.conversations()? {
             let unread = self.unread_count(&info.id)?;
             let rows = self.store.read().messages_before(&info.id, None, 1)?;
-            let last =
-                self.with_states(&info.id, &rows, rows.iter().map(|m| self.message_info(m, &info.name)).collect())?;
-            out.push(ConversationOverview { info, unread, last: last.into_iter().next() });
+            let when = match rows.first() {
+                Some(m) => {
+                    let arrived = self.store.read().received_ms(&m.id)?.unwrap_or(m.sent_ms);
+                    Some((m.sent_ms.min(arrived), m.lamport))
+                }
+                None => None,
+            };
+            let shown = rows.iter().map(|m| self.message_info(m, &info.name)).collect();
+            let last = self.with_states(&info.id, &rows, shown)?;
+            out.push((when, ConversationOverview { info, unread, last: last.into_iter().next() }));
         }
-        out.sort_by_key(|o| std::cmp::Reverse(o.last.as_ref().map(|m| (m.sent_ms, m.lamport))));
-        Ok(out)
+        out.sort_by_key(|(when, _)| std::cmp::Reverse(*when));
+        Ok(out.into_iter().map(|(_, o)| o).collect())
     }
 
     /// Asks to leave a group: a request to the admins (one of whose devices removes us,
     /// starting an epoch we cannot read), and from now on nothing more is sent there.
     pub fn leave_group(&mut self, group_name: &str) -> Result<()> {
         let gid = self.resolve_group(group_name)?;
+        let leaving = self.store.read().leave_requests(&gid)?;
+        if self.group(&gid)?.last_admin_staying(&self.me, &leaving) {
+            return Err(Error::NotAllowed(
+                "you are the last admin of this group who stays: remove the other members first (no one else could remove you)",
+            ));
+        }
         let now = self.now();
         let mut group = self.groups.remove(&gid).expect("resolved");
         let result = group.send_leave(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
@@ -100,8 +120,32 @@ impl Account {
     /// Renames a group (admins only): a membership change every member applies.
     pub fn rename_group(&mut self, group_name: &str, new_name: &str) -> Result<()> {
         super::check_name(new_name)?;
+        if looks_like_an_id(new_name.trim()) {
+            return Err(Error::Malformed { what: "group name", why: "it could be taken for an id" });
+        }
         let gid = self.resolve_group(group_name)?;
         self.change_membership(&gid, Action::Rename { name: new_name.to_owned() }, "renamed", new_name)
+    }
+
+    /// Whether we asked to leave this group (and may still be in it until an admin acts).
+    pub(super) fn has_left(&self, gid: &GroupId) -> Result<bool> {
+        Ok(self.store.read().left_groups()?.contains(gid))
+    }
+
+    /// Acts on the requests to leave a group whose senders are still members, where this
+    /// device is the one to remove them (see [`Group::removes_leaver`]). Run after every
+    /// envelope of the group, so a request that came while another admin's device should have
+    /// acted (or before this one was the one) is acted on later. Best effort.
+    pub(super) fn act_on_leave_requests(&mut self, gid: &GroupId) -> Result<()> {
+        let leaving = self.store.read().leave_requests(gid)?;
+        let me = self.account_public();
+        for leaver in leaving.iter().filter(|a| **a != me) {
+            if self.groups.get(gid).is_some_and(|g| g.removes_leaver(&self.me, leaver, &leaving)) {
+                let name = self.display_name(leaver);
+                self.change_membership(gid, Action::Remove { member: *leaver }, "removed", &name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a conversation we left, or the 1:1 conversation with someone we blocked.
@@ -130,6 +174,9 @@ impl Account {
     /// Founds a group with us as its only member.
     pub fn create_group(&mut self, name: &str) -> Result<ConversationInfo> {
         super::check_name(name)?;
+        if looks_like_an_id(name.trim()) {
+            return Err(Error::Malformed { what: "group name", why: "it could be taken for an id" });
+        }
         if self.conversations()?.iter().any(|c| c.name == name) {
             return Err(Error::AlreadyExists(format!("a conversation named {name:?}")));
         }
@@ -236,6 +283,9 @@ impl Account {
     }
 
     pub(super) fn change_membership(&mut self, gid: &GroupId, action: Action, kind: &str, body: &str) -> Result<()> {
+        if self.has_left(gid)? {
+            return Err(Error::NotAllowed("you left this group"));
+        }
         let now = self.now();
         let mut group = self
             .groups
@@ -456,6 +506,18 @@ pub(super) fn exact_id(text: &str) -> Option<[u8; 32]> {
 }
 
 /// Whether a name could be taken for an id or an id's prefix (6 hex characters or more).
+/// A group's name as shown: the name its admins gave it, without control characters (no
+/// escape sequence reaches a terminal), or `group-` and the start of its id where that name is
+/// empty or could be taken for an id.
+pub(super) fn shown_group_name(name: &str, id: &GroupId) -> String {
+    let cleaned: String = name.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || looks_like_an_id(cleaned) {
+        return format!("group-{}", data_encoding::HEXLOWER.encode(&id[..3]));
+    }
+    cleaned.to_owned()
+}
+
 pub(super) fn looks_like_an_id(name: &str) -> bool {
     name.len() >= 6 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -470,4 +532,18 @@ fn describe(c: &ConversationInfo) -> String {
 
 fn ambiguous(what: &'static str, name: &str, candidates: impl Iterator<Item = String>) -> Error {
     Error::Ambiguous { what, name: name.to_owned(), candidates: candidates.collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_name_that_looks_like_an_id_is_not_shown() {
+        let id = [0xab; 32];
+        assert_eq!(shown_group_name("trip", &id), "trip");
+        assert_eq!(shown_group_name("1a2b3c4d", &id), "group-ababab");
+        assert_eq!(shown_group_name("  ", &id), "group-ababab");
+        assert_eq!(shown_group_name("red\u{1b}[31malert", &id), "red[31malert");
+    }
 }

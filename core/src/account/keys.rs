@@ -104,7 +104,11 @@ impl Account {
         let Some(group) = self.groups.get(gid) else {
             return Err(Error::NotFound { what: "group", name: data_encoding::HEXLOWER.encode(gid) });
         };
-        if !group.is_member(&me) || group.current_epoch().is_none() || !group.has_other_devices(&self.me.id()) {
+        if !group.is_member(&me)
+            || group.current_epoch().is_none()
+            || !group.has_other_devices(&self.me.id())
+            || self.has_left(gid)?
+        {
             return Ok(false);
         }
         let now = self.now();

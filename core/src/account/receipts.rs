@@ -183,7 +183,8 @@ impl Account {
     fn may_acknowledge(&self, group: &GroupId) -> Result<bool> {
         let Some(g) = self.groups.get(group) else { return Ok(false) };
         if g.kind == crate::group::GroupKind::Many {
-            return Ok(true);
+            // Once we asked to leave, nothing more of ours goes there.
+            return Ok(!self.has_left(group)?);
         }
         let me = self.account_public();
         let Some((other, _)) = g.members().into_iter().find(|(a, _)| *a != me) else { return Ok(false) };

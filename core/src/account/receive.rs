@@ -225,14 +225,8 @@ impl Account {
         }
         // Healing is best effort: the envelope is applied whatever happens here.
         let _ = self.heal_if_needed(&gid);
-        // A member asked to leave: one admin's device removes them (best effort too; the
-        // request stays in the log for when this device is the one to act).
-        for leaver in rows.iter().filter(|r| r.kind == "left").map(|r| r.sender) {
-            if self.groups.get(&gid).is_some_and(|g| g.removes_leaver(&self.me, &leaver)) {
-                let name = self.display_name(&leaver);
-                let _ = self.change_membership(&gid, Action::Remove { member: leaver }, "removed", &name);
-            }
-        }
+        // Members who asked to leave: one admin's device removes them (best effort too).
+        let _ = self.act_on_leave_requests(&gid);
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
@@ -378,15 +372,16 @@ impl Account {
                     .store
                     .read()
                     .contact_by_account(&from.account)?
-                    .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming)
-                    && !self.is_blocked(&from.account)?;
+                    .is_some_and(|c| c.status != crate::store::ContactStatus::Incoming);
+                // Someone blocked puts us nowhere, now or after an accept.
+                let blocked = self.is_blocked(&from.account)?;
                 let rejoin = self.groups.get(&welcome.group).is_none_or(|g| !g.is_member(&self.account_public()));
-                if trusted && rejoin {
+                if trusted && rejoin && !blocked {
                     let (g, a, row) = self.join(&welcome, &from, invite_id, now)?;
                     announce = Some(a);
                     rows.push(row);
                     joined = Some(g);
-                } else if rejoin {
+                } else if rejoin && !blocked {
                     // Kept until the user accepts the contact (or forever ignored).
                     held_invite = Some((invite_id, from, welcome));
                 }

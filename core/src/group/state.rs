@@ -300,8 +300,9 @@ impl Group {
         let key = (inviter.device, welcome.inviter_generation);
         group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
         group.dirty_peers.insert(key);
-        // Clamped as any clock a member claims is.
-        group.lamport = welcome.lamport.min(super::MAX_LAMPORT_JUMP);
+        // The inviter is a member we trust with the group's secrets; the bound only keeps the
+        // clock far from overflowing.
+        group.lamport = welcome.lamport.min(u64::MAX >> 2);
         Ok(group)
     }
 
@@ -628,25 +629,34 @@ impl Group {
         if !self.is_member(&me.account()) {
             return Err(Error::NotInGroup);
         }
-        let me_account = me.account();
-        let admins = self.membership.members.iter().filter(|(a, m)| m.admin && **a != me_account).count();
-        if self.is_admin(&me_account) && admins == 0 && self.membership.members.len() > 1 {
-            return Err(Error::NotAllowed(
-                "you are this group's only admin: remove the other members first (no one else could remove you)",
-            ));
-        }
         self.send(me, Content::Leave, now_ms, entropy)
     }
 
     /// Whether this device is the one to act on a member's request to leave: the lowest
-    /// device of an admin other than the one leaving, so that exactly one removes them.
-    pub fn removes_leaver(&self, me: &LocalDevice, leaver: &AccountPublic) -> bool {
+    /// device of an admin other than the one leaving, so that exactly one removes them. Admins
+    /// who asked to leave themselves (`leaving`) act only when no other admin is left to.
+    pub fn removes_leaver(&self, me: &LocalDevice, leaver: &AccountPublic, leaving: &BTreeSet<AccountPublic>) -> bool {
         if !self.is_member(leaver) || !self.is_admin(&me.account()) || me.account() == *leaver {
             return false;
         }
-        let lowest =
-            self.devices.values().filter(|c| c.account != *leaver && self.is_admin(&c.account)).map(|c| c.device).min();
-        lowest == Some(me.id())
+        let lowest_of = |staying_only: bool| {
+            self.devices
+                .values()
+                .filter(|c| c.account != *leaver && self.is_admin(&c.account))
+                .filter(|c| !staying_only || !leaving.contains(&c.account))
+                .map(|c| c.device)
+                .min()
+        };
+        lowest_of(true).or_else(|| lowest_of(false)) == Some(me.id())
+    }
+
+    /// Whether every admin but us asked to leave (`leaving`) while others stay: then our
+    /// leaving would leave nobody to remove anyone.
+    pub fn last_admin_staying(&self, me: &LocalDevice, leaving: &BTreeSet<AccountPublic>) -> bool {
+        let me = me.account();
+        let others_staying = self.membership.members.keys().any(|a| *a != me && !leaving.contains(a));
+        let admins_staying = self.membership.members.iter().any(|(a, m)| m.admin && *a != me && !leaving.contains(a));
+        self.is_admin(&me) && others_staying && !admins_staying
     }
 
     /// Seals a receipt for messages of this group.
@@ -1693,6 +1703,20 @@ mod tests {
             assert!(!printed.contains(&format!("{secret:?}")), "a secret was printed");
         }
         assert!(printed.contains("Secret32(..)"));
+    }
+
+    /// A welcome made before it carried the group's clock (held in a store from then, or from
+    /// a member not yet updated) still reads, with the clock at 0.
+    #[test]
+    fn a_welcome_without_the_clock_still_reads() {
+        let mut rng = SeededEntropy::new(15);
+        let [(a, mut ga), (b, _), (_, _)] = trio(&mut rng);
+        ga.lamport = 77;
+        let welcome = ga.welcome(&a, &b.account(), NOW, &mut rng).unwrap();
+        let (bytes, _) = welcome.to_bytes();
+        assert_eq!(Welcome::from_bytes(&bytes).unwrap().lamport, 77);
+        let old = Welcome::from_bytes(&bytes[..bytes.len() - 8]).unwrap();
+        assert_eq!(old, Welcome { lamport: 0, ..welcome });
     }
 
     #[test]
