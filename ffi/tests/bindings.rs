@@ -171,6 +171,12 @@ fn swift_bindings_generate_with_the_api_the_ios_package_uses() {
         "case LinkGone",
         "func shutdown()",
         "func detachRadio(radio: RadioHandle) throws",
+        // What WeftBackground.swift and WeftEvents.swift call.
+        "func syncOnce(deadlineMs: UInt64) async throws  -> SyncReport",
+        "func networkChanged()",
+        "func subscribe(listener: EventListener) throws  -> Subscription",
+        "func cancel()",
+        "case lagged(missed: UInt64",
     ] {
         assert!(swift.contains(&squashed(api)), "WeftFFI.swift lacks `{api}`");
     }
