@@ -27,6 +27,9 @@ pub enum Error {
     /// A link that is not a Weft link of the expected kind.
     #[error("not a Weft {expected} link (it should start with {prefix})")]
     NotALink { expected: &'static str, prefix: &'static str },
+    /// Something that is valid only for a while (a device link) is no longer.
+    #[error("the {what} expired: make a new one")]
+    Expired { what: &'static str },
     /// Authenticated decryption failed. Deliberately says nothing about why.
     #[error("decryption failed")]
     DecryptionFailed,

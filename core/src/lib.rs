@@ -18,6 +18,7 @@ pub mod account;
 pub mod bundle;
 pub mod clock;
 pub mod crypto;
+pub mod devices;
 pub mod envelope;
 mod error;
 pub mod group;

@@ -1,0 +1,3 @@
+//! One account on several devices: linking a new device to the account (`linking`).
+
+pub mod linking;
