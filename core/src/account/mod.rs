@@ -5,7 +5,9 @@
 mod catch_up;
 pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
+mod devices;
 pub use contacts::RequestOutcome;
+pub use devices::DeviceInfo;
 mod conversations;
 mod keys;
 pub use keys::UPDATE_EVERY_MS;
@@ -40,7 +42,8 @@ pub struct Account {
     store: Store,
     home: PathBuf,
     me: LocalDevice,
-    account_key: AccountKey,
+    /// `None` on a linked device: the primary keeps the account key (see docs/DECISIONS.md).
+    account_key: Option<AccountKey>,
     invite: InviteKeys,
     name: Option<String>,
     groups: BTreeMap<GroupId, Group>,
@@ -117,7 +120,7 @@ impl Account {
         store.write(|tx| {
             tx.insert_identity(&IdentityRow {
                 name: name.map(str::to_owned),
-                account_secret: account_key.secret_bytes(),
+                account_secret: Some(account_key.secret_bytes()),
                 device_sign_secret: device.sign_secret(),
                 device_dh_secret: device.dh_secret_bytes(),
                 device_cert: cert_bytes.into_bytes(),
@@ -160,7 +163,7 @@ impl Account {
             store,
             home: home.to_path_buf(),
             me,
-            account_key: AccountKey::from_secret(&id.account_secret),
+            account_key: id.account_secret.as_ref().map(|s| AccountKey::from_secret(s)),
             invite,
             name: id.name,
             groups,
@@ -188,7 +191,7 @@ impl Account {
     /// Our contact card, as shared by link and QR code.
     pub fn card(&self) -> ContactCard {
         ContactCard {
-            account: self.account_key.public(),
+            account: self.account_public(),
             request_key: self.invite.request_public(),
             rendezvous_seed: self.invite.rendezvous_seed,
             name: self.name.clone(),
@@ -196,7 +199,7 @@ impl Account {
     }
 
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.account_key.public())
+        fingerprint(&self.account_public())
     }
 
     /// This device's id (its Ed25519 public key).
@@ -205,7 +208,13 @@ impl Account {
     }
 
     pub fn account_public(&self) -> [u8; 32] {
-        self.account_key.public()
+        self.me.cert.account
+    }
+
+    /// Whether this device holds the account key (it made the account): only it links and
+    /// revokes devices.
+    pub fn is_primary(&self) -> bool {
+        self.account_key.is_some()
     }
 
     pub fn now(&self) -> u64 {

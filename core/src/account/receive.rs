@@ -322,7 +322,8 @@ impl Account {
                         sent_ms,
                         kind: "text".into(),
                         body: text,
-                        outgoing: false,
+                        // Written on another of our devices: ours.
+                        outgoing: sender == self.account_public(),
                         via: None,
                     })
                 }

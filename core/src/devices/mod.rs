@@ -1,3 +1,4 @@
 //! One account on several devices: linking a new device to the account (`linking`).
 
+pub mod grant;
 pub mod linking;

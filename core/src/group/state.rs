@@ -252,12 +252,55 @@ impl Group {
     /// The 1:1 group of two accounts. Both sides derive the same id and secret from the X25519
     /// agreement of their request keys, so two people who add each other at the same time end
     /// up in one conversation, not two.
-    pub fn pair(me: &LocalDevice, peer: AccountPublic, shared_secret: &[u8; 32], created_ms: u64) -> Self {
-        let accounts = if me.account() <= peer { [me.account(), peer] } else { [peer, me.account()] };
+    /// The id of the 1:1 conversation of two accounts, and the two in order.
+    pub fn pair_id(a: &AccountPublic, b: &AccountPublic) -> (GroupId, [AccountPublic; 2]) {
+        let accounts = if a <= b { [*a, *b] } else { [*b, *a] };
         let mut both = [0u8; 64];
         both[..32].copy_from_slice(&accounts[0]);
         both[32..].copy_from_slice(&accounts[1]);
-        let id = blake3::derive_key(PAIR_GROUP_ID, &both);
+        (blake3::derive_key(PAIR_GROUP_ID, &both), accounts)
+    }
+
+    /// Another device of an account takes its place in a conversation the account is in, from
+    /// what the account's primary handed it (a welcome to the account itself): for a group, as
+    /// a newcomer joins; for a 1:1 conversation (`pair_with`), with its current secret, the
+    /// devices and prekeys the primary knows and the primary's chain.
+    pub fn for_linked_device(
+        me: &LocalDevice,
+        welcome: &Welcome,
+        primary: &DeviceCert,
+        pair_with: Option<AccountPublic>,
+        now_ms: u64,
+    ) -> Result<Self> {
+        let Some(peer) = pair_with else { return Group::from_welcome(me, welcome, primary, now_ms) };
+        let (id, accounts) = Group::pair_id(&me.account(), &peer);
+        if id != welcome.group || primary.account != me.account() {
+            return Err(Error::Malformed { what: "device grant", why: "a 1:1 conversation that is not ours" });
+        }
+        let mut group = Group::empty(id, GroupKind::Pair { accounts }, now_ms);
+        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
+        for cert in &welcome.devices {
+            if cert.verify().is_ok() && accounts.contains(&cert.account) {
+                group.devices.insert(cert.device, cert.clone());
+            }
+        }
+        group.learn_device(primary)?;
+        group.devices.insert(me.id(), me.cert.clone());
+        for prekey in &welcome.prekeys {
+            group.note_prekey(prekey);
+        }
+        let key = (primary.device, welcome.inviter_generation);
+        group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
+        group.dirty_peers.insert(key);
+        group.lamport = welcome.lamport.min(u64::MAX >> 2);
+        Ok(group)
+    }
+
+    pub fn pair(me: &LocalDevice, peer: AccountPublic, shared_secret: &[u8; 32], created_ms: u64) -> Self {
+        let (id, accounts) = Group::pair_id(&me.account(), &peer);
+        let mut both = [0u8; 64];
+        both[..32].copy_from_slice(&accounts[0]);
+        both[32..].copy_from_slice(&accounts[1]);
         let secret: [u8; 32] = crypto::derive_array(&both, shared_secret, &[PAIR_SECRET]);
         let mut group = Group::empty(id, GroupKind::Pair { accounts }, created_ms);
         group.epochs.insert(id, Epoch::new(id, secret));

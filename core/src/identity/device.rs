@@ -38,13 +38,13 @@ impl AccountKey {
 
     /// Certifies a device's keys as belonging to this account.
     pub fn certify(&self, device: &DeviceKeys, issued_at_ms: u64) -> DeviceCert {
-        let mut cert = DeviceCert {
-            account: self.public(),
-            device: device.id(),
-            dh: device.dh_public(),
-            issued_at_ms,
-            signature: [0u8; 64],
-        };
+        self.certify_public(&device.id(), &device.dh_public(), issued_at_ms)
+    }
+
+    /// Certifies another device's public keys (a device being linked).
+    pub fn certify_public(&self, device: &DeviceId, dh: &[u8; 32], issued_at_ms: u64) -> DeviceCert {
+        let mut cert =
+            DeviceCert { account: self.public(), device: *device, dh: *dh, issued_at_ms, signature: [0u8; 64] };
         cert.signature = self.0.sign(&cert.signed_bytes()).to_bytes();
         cert
     }

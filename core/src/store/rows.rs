@@ -11,7 +11,8 @@ use crate::wire::{Reader, Writer};
 
 pub struct IdentityRow {
     pub name: Option<String>,
-    pub account_secret: crate::crypto::Secret32,
+    /// `None` on a linked device: the account key stays on the primary.
+    pub account_secret: Option<crate::crypto::Secret32>,
     pub device_sign_secret: crate::crypto::Secret32,
     pub device_dh_secret: crate::crypto::Secret32,
     pub device_cert: Vec<u8>,
@@ -42,6 +43,10 @@ impl ParkedPlace {
         Self::new(device, u32::MAX, u32::MAX)
     }
 }
+
+/// One of the account's devices: its certificate (encoded), name, when it was linked and when
+/// revoked.
+pub type DeviceRow = (Vec<u8>, String, u64, Option<u64>);
 
 /// Someone whose request waits for an answer: their account and their conversation.
 pub type Stranger = ([u8; 32], GroupId);
@@ -193,16 +198,18 @@ pub trait Rows {
     fn insert_identity(&self, id: &IdentityRow) -> Result<()> {
         self.conn().execute(
             "INSERT INTO identity (id, name, account_secret, device_sign_secret, device_dh_secret, device_cert,
-                request_secret, rendezvous_seed, created_ms) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                request_secret, rendezvous_seed, created_ms, holds_account_key)
+                VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 id.name,
-                &id.account_secret[..],
+                &id.account_secret.as_ref().map_or([0u8; 32], |s| **s)[..],
                 &id.device_sign_secret[..],
                 &id.device_dh_secret[..],
                 id.device_cert,
                 &id.request_secret[..],
                 &id.rendezvous_seed[..],
-                id.created_ms as i64
+                id.created_ms as i64,
+                id.account_secret.is_some()
             ],
         )?;
         Ok(())
@@ -213,12 +220,15 @@ pub trait Rows {
             .conn()
             .query_row(
                 "SELECT name, account_secret, device_sign_secret, device_dh_secret, device_cert, request_secret,
-                    rendezvous_seed, created_ms FROM identity WHERE id = 1",
+                    rendezvous_seed, created_ms, holds_account_key FROM identity WHERE id = 1",
                 [],
                 |r| {
                     Ok(IdentityRow {
                         name: r.get(0)?,
-                        account_secret: crate::crypto::secret(blob32(r.get(1)?)?),
+                        account_secret: r
+                            .get::<_, bool>(8)?
+                            .then(|| blob32(r.get(1)?).map(crate::crypto::secret))
+                            .transpose()?,
                         device_sign_secret: crate::crypto::secret(blob32(r.get(2)?)?),
                         device_dh_secret: crate::crypto::secret(blob32(r.get(3)?)?),
                         device_cert: r.get(4)?,
@@ -229,6 +239,41 @@ pub trait Rows {
                 },
             )
             .optional()?)
+    }
+
+    /// The account's devices as this device knows them.
+    fn devices(&self) -> Result<Vec<DeviceRow>> {
+        let mut stmt =
+            self.conn().prepare("SELECT cert, name, linked_ms, revoked_ms FROM devices ORDER BY linked_ms")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, Option<i64>>(3)?.map(|m| m as u64)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn put_device(&self, device: &[u8; 32], cert: &[u8], name: &str, linked_ms: u64) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO devices (device, cert, name, linked_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(device) DO UPDATE SET cert = ?2, name = ?3",
+            params![&device[..], cert, name, linked_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    fn link_offer(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn().query_row("SELECT offer FROM link_offer WHERE id = 1", [], |r| r.get(0)).optional()?)
+    }
+
+    fn set_link_offer(&self, offer: Option<&[u8]>) -> Result<()> {
+        match offer {
+            Some(bytes) => {
+                self.conn().execute("INSERT OR REPLACE INTO link_offer (id, offer) VALUES (1, ?1)", [bytes])?
+            }
+            None => self.conn().execute("DELETE FROM link_offer", [])?,
+        };
+        Ok(())
     }
 
     /// The device's prekeys as [`crate::identity::PrekeyRing::encode`] wrote them, if any yet.

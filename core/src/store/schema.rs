@@ -180,6 +180,23 @@ const MIGRATIONS: &[&str] = &[
         since_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 13: one account on several devices. A linked device holds no account key (the primary
+    // keeps it: `account_secret` is then zeros and `holds_account_key` 0); the account's
+    // devices as this device knows them, and the primary's pending link offer.
+    "
+    ALTER TABLE identity ADD COLUMN holds_account_key INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE devices (
+        device BLOB PRIMARY KEY,
+        cert BLOB NOT NULL,
+        name TEXT NOT NULL,
+        linked_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE link_offer (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        offer BLOB NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

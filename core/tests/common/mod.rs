@@ -20,6 +20,13 @@ pub struct Person {
     _dir: tempfile::TempDir,
 }
 
+impl Person {
+    /// An account made otherwise (a linked device), with the directory that holds it.
+    pub fn from_parts(account: Account, dir: tempfile::TempDir) -> Person {
+        Person { account, _dir: dir }
+    }
+}
+
 pub fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
     let dir = tempfile::tempdir().unwrap();
     let c = clock.clone();

@@ -1,0 +1,228 @@
+//! The account's devices: the primary links a new one (a one-time link, a code both screens
+//! show, a grant), and the new device starts from what the grant hands it.
+
+use std::path::Path;
+
+use super::{Account, DB_FILE, conversations::put_sent};
+use crate::clock::Clock;
+use crate::crypto::Entropy;
+use crate::devices::grant::{Grant, GrantedContact, GrantedGroup};
+use crate::devices::linking::{Applicant, Joining, Offer, ShortCode, check_certificate};
+use crate::error::{Error, Result};
+use crate::group::{Group, GroupKind};
+use crate::identity::{DeviceCert, DeviceKeys};
+use crate::store::{ContactRow, DatabaseKey, IdentityRow, Rows, Store};
+use crate::wire::{Reader, Writer};
+
+/// One of the account's devices, as this device knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub device: [u8; 32],
+    pub name: String,
+    pub linked_ms: u64,
+    pub this_device: bool,
+    pub primary: bool,
+}
+
+fn cert_bytes(cert: &DeviceCert) -> Vec<u8> {
+    let mut w = Writer::new();
+    cert.encode(&mut w);
+    w.into_bytes()
+}
+
+impl Account {
+    fn require_primary(&self) -> Result<&crate::identity::AccountKey> {
+        self.account_key
+            .as_ref()
+            .ok_or(Error::NotAllowed("only the account's first device (which holds the account key) links devices"))
+    }
+
+    /// Makes a one-time link for a new device (valid ten minutes; a new one replaces it).
+    pub fn link_offer(&mut self) -> Result<String> {
+        self.require_primary()?;
+        let offer = Offer::new(self.now(), self.entropy.as_mut())?;
+        let link = offer.ticket().to_link();
+        self.store.write(|tx| tx.set_link_offer(Some(&offer.to_bytes())))?;
+        Ok(link)
+    }
+
+    fn stored_offer(&self) -> Result<Offer> {
+        let bytes = self.store.read().link_offer()?.ok_or(Error::NotFound {
+            what: "device link",
+            name: "(none is waiting: make one with `weft device link`)".into(),
+        })?;
+        Offer::from_bytes(&bytes)
+    }
+
+    /// Opens a new device's request: who asks, and the code to compare with its screen.
+    /// Changes nothing.
+    pub fn open_link_request(&self, request: &[u8]) -> Result<(Applicant, ShortCode)> {
+        self.require_primary()?;
+        let opened = self.stored_offer()?.open(request, self.now())?;
+        Ok((opened.applicant.clone(), opened.code))
+    }
+
+    /// Forgets the waiting link (the codes did not match): its requests open nothing.
+    pub fn cancel_link(&mut self) -> Result<()> {
+        self.store.write(|tx| tx.set_link_offer(None))
+    }
+
+    /// Grants the device whose request this is, after the user saw the codes match: its
+    /// certificate and what it needs of the account, sealed to it. The link is used up.
+    pub fn grant_link(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        let now = self.now();
+        let offer = self.stored_offer()?;
+        let opened = offer.open(request, now)?;
+        let applicant = opened.applicant.clone();
+        let cert = self.require_primary()?.certify_public(&applicant.device, &applicant.dh, now);
+        let me = self.account_public();
+        let contacts = self
+            .store
+            .read()
+            .contacts()?
+            .into_iter()
+            .map(|c| GrantedContact {
+                account: c.account,
+                name: c.name,
+                card: c.card,
+                status: c.status,
+                verified: c.verified,
+                created_ms: c.created_ms,
+            })
+            .collect();
+        let ids: Vec<_> = self.groups.keys().copied().collect();
+        let mut granted = Vec::new();
+        let mut changed = Vec::new();
+        for id in ids {
+            let Some(mut group) = self.groups.remove(&id) else { continue };
+            let pair_with = match &group.kind {
+                GroupKind::Pair { accounts } => accounts.iter().find(|a| **a != me).copied(),
+                GroupKind::Many => None,
+            };
+            let welcome = match group.is_member(&me) {
+                true => group.welcome(&self.me, &me, now, self.entropy.as_mut()).ok(),
+                false => None,
+            };
+            if let Some(welcome) = welcome {
+                granted.push(GrantedGroup { pair_with, welcome });
+            }
+            changed.push(group);
+        }
+        let grant = Grant {
+            cert: cert.clone(),
+            primary: self.me.cert.clone(),
+            account_name: self.name.clone(),
+            request_secret: crate::crypto::secret(self.invite.request.to_bytes()),
+            rendezvous_seed: self.invite.rendezvous_seed,
+            contacts,
+            groups: granted,
+        };
+        let sealed = offer.grant(opened, &grant.encode());
+        let result = self.store.write(|tx| {
+            for group in changed.iter_mut() {
+                tx.save_group(group)?;
+            }
+            tx.put_device(&applicant.device, &cert_bytes(&cert), &applicant.name, now)?;
+            tx.set_link_offer(None)
+        });
+        self.settle(changed, result)?;
+        Ok(sealed)
+    }
+
+    /// The account's devices this device knows of, this one first.
+    pub fn devices(&self) -> Result<Vec<DeviceInfo>> {
+        let mine = self.me.id();
+        let mut out = vec![DeviceInfo {
+            device: mine,
+            name: "this device".into(),
+            linked_ms: self.me.cert.issued_at_ms,
+            this_device: true,
+            primary: self.is_primary(),
+        }];
+        for (cert, name, linked_ms, revoked) in self.store.read().devices()? {
+            let cert = DeviceCert::decode(&mut Reader::new(&cert, "stored device certificate"))?;
+            if cert.device == mine || revoked.is_some() {
+                continue;
+            }
+            out.push(DeviceInfo { device: cert.device, name, linked_ms, this_device: false, primary: false });
+        }
+        Ok(out)
+    }
+
+    /// Makes a home for this device from the primary's grant: `device` is the key pair the
+    /// request named, `joining` the exchange it started. Every conversation is taken up and
+    /// announced, so members' devices learn of this one with its first envelopes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_linked(
+        home: &Path,
+        key: &DatabaseKey,
+        device: &DeviceKeys,
+        device_name: &str,
+        joining: &Joining,
+        sealed_grant: &[u8],
+        entropy: Box<dyn Entropy + Send>,
+        clock: Clock,
+    ) -> Result<Account> {
+        let grant = Grant::decode(&joining.open_grant(sealed_grant)?)?;
+        check_certificate(&grant.cert, device)?;
+        std::fs::create_dir_all(home).map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        if home.join(DB_FILE).exists() {
+            return Err(Error::AlreadyExists(format!("an account in {}", home.display())));
+        }
+        let now = clock();
+        let mut store = Store::create(&home.join(DB_FILE), key)?;
+        let me = grant.cert.account;
+        store.write(|tx| {
+            tx.insert_identity(&IdentityRow {
+                name: grant.account_name.clone(),
+                account_secret: None,
+                device_sign_secret: device.sign_secret(),
+                device_dh_secret: device.dh_secret_bytes(),
+                device_cert: cert_bytes(&grant.cert),
+                request_secret: grant.request_secret.clone(),
+                rendezvous_seed: grant.rendezvous_seed,
+                created_ms: now,
+            })?;
+            tx.put_device(
+                &grant.primary.device,
+                &cert_bytes(&grant.primary),
+                "first device",
+                grant.primary.issued_at_ms,
+            )?;
+            tx.put_device(&device.id(), &cert_bytes(&grant.cert), device_name, now)?;
+            for c in &grant.contacts {
+                tx.upsert_contact(&ContactRow {
+                    account: c.account,
+                    name: c.name.clone(),
+                    card: c.card.clone(),
+                    status: c.status,
+                    verified: c.verified,
+                    group_id: Group::pair_id(&me, &c.account).0,
+                    request: None,
+                    created_ms: c.created_ms,
+                })?;
+            }
+            Ok(())
+        })?;
+        drop(store);
+        let mut account = Account::open_with_key(home, key, entropy, clock)?;
+        account.take_up(&grant.groups, &grant.primary)?;
+        Ok(account)
+    }
+
+    /// Takes up the conversations a grant hands over, announcing this device in each.
+    fn take_up(&mut self, groups: &[GrantedGroup], primary: &DeviceCert) -> Result<()> {
+        let now = self.now();
+        for granted in groups {
+            let mut group = Group::for_linked_device(&self.me, &granted.welcome, primary, granted.pair_with, now)?;
+            let announce = group.announce(&self.me, now, self.entropy.as_mut())?;
+            self.store.write(|tx| {
+                tx.save_group(&mut group)?;
+                put_sent(tx, &group.id, &announce, now)
+            })?;
+            self.groups.insert(group.id, group);
+        }
+        self.rebuild_topics();
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! What the primary hands a newly linked device, inside the sealed grant: its certificate and
+//! what it needs to act for the account from now on (never the account key), in one encoding.
+
+use crate::crypto::Secret32;
+use crate::error::{Error, Result};
+use crate::group::Welcome;
+use crate::identity::{DeviceCert, MAX_NAME_LEN};
+use crate::store::ContactStatus;
+use crate::wire::{Reader, Writer};
+
+const GRANT_VERSION: u8 = 1;
+/// Contacts and conversations a grant may carry: what an account may hold.
+const MAX_CONTACTS: usize = 100_000;
+const MAX_GROUPS: usize = 100_000;
+const MAX_CARD_LEN: usize = 1024;
+const MAX_WELCOME_LEN: usize = 4 * 1024 * 1024;
+
+/// One contact as the primary holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedContact {
+    pub account: [u8; 32],
+    pub name: String,
+    pub card: Vec<u8>,
+    pub status: ContactStatus,
+    pub verified: bool,
+    pub created_ms: u64,
+}
+
+/// One conversation: whether it is a 1:1 one, and what a member needs to read and write in it
+/// from now on (its log, current epoch and the primary's chain), as a welcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedGroup {
+    pub pair_with: Option<[u8; 32]>,
+    pub welcome: Welcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The new device's certificate, signed by the account key.
+    pub cert: DeviceCert,
+    /// The primary's certificate: the welcomes' inviter.
+    pub primary: DeviceCert,
+    pub account_name: Option<String>,
+    /// The account's invitation keys: contact requests to the account open on every device.
+    pub request_secret: Secret32,
+    pub rendezvous_seed: [u8; 32],
+    pub contacts: Vec<GrantedContact>,
+    pub groups: Vec<GrantedGroup>,
+}
+
+fn status_byte(s: ContactStatus) -> u8 {
+    match s {
+        ContactStatus::Added => 0,
+        ContactStatus::Incoming => 1,
+        ContactStatus::Accepted => 2,
+    }
+}
+
+impl Grant {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(4096);
+        w.u8(GRANT_VERSION);
+        self.cert.encode(&mut w);
+        self.primary.encode(&mut w);
+        w.string(self.account_name.as_deref().unwrap_or(""));
+        w.raw(&self.request_secret[..]).raw(&self.rendezvous_seed);
+        w.count(self.contacts.len());
+        for c in &self.contacts {
+            w.raw(&c.account)
+                .string(&c.name)
+                .bytes(&c.card)
+                .u8(status_byte(c.status))
+                .bool(c.verified)
+                .u64(c.created_ms);
+        }
+        w.count(self.groups.len());
+        for g in &self.groups {
+            match &g.pair_with {
+                Some(peer) => w.u8(1).raw(peer),
+                None => w.u8(0),
+            };
+            let mut inner = Writer::with_capacity(1024);
+            g.welcome.encode(&mut inner);
+            w.bytes(&inner.into_bytes());
+        }
+        w.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Grant> {
+        let mut r = Reader::new(bytes, "device grant");
+        let version = r.u8()?;
+        if version != GRANT_VERSION {
+            return Err(Error::UnsupportedVersion { what: "device grant", found: version, supported: GRANT_VERSION });
+        }
+        let cert = DeviceCert::decode(&mut r)?;
+        let primary = DeviceCert::decode(&mut r)?;
+        let name = r.string(MAX_NAME_LEN)?;
+        let request_secret: Secret32 = r.array::<32>()?.into();
+        let rendezvous_seed = r.array()?;
+        let n = r.count(MAX_CONTACTS, 32 + 4 + 4 + 1 + 1 + 8)?;
+        let contacts = (0..n)
+            .map(|_| {
+                Ok(GrantedContact {
+                    account: r.array()?,
+                    name: r.string(MAX_NAME_LEN)?,
+                    card: r.bytes(MAX_CARD_LEN)?.to_vec(),
+                    status: match r.u8()? {
+                        0 => ContactStatus::Added,
+                        1 => ContactStatus::Incoming,
+                        2 => ContactStatus::Accepted,
+                        _ => return Err(Error::Malformed { what: "device grant", why: "unknown contact status" }),
+                    },
+                    verified: r.bool()?,
+                    created_ms: r.u64()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = r.count(MAX_GROUPS, 1 + 4)?;
+        let groups = (0..n)
+            .map(|_| {
+                let pair_with = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.array()?),
+                    _ => return Err(Error::Malformed { what: "device grant", why: "unknown conversation kind" }),
+                };
+                let welcome = Welcome::from_bytes(r.bytes(MAX_WELCOME_LEN)?)?;
+                Ok(GrantedGroup { pair_with, welcome })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        r.finish()?;
+        cert.verify()?;
+        primary.verify()?;
+        if cert.account != primary.account {
+            return Err(Error::Malformed { what: "device grant", why: "its two certificates name different accounts" });
+        }
+        Ok(Grant {
+            cert,
+            primary,
+            account_name: (!name.is_empty()).then_some(name),
+            request_secret,
+            rendezvous_seed,
+            contacts,
+            groups,
+        })
+    }
+}

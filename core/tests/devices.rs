@@ -1,0 +1,124 @@
+//! One account on two devices (issue 16), at the account level with bundles carried by hand: a
+//! phone links a laptop; both write in a 1:1 and in a group; bob sees one alice; his reply
+//! reaches both; the link grants nothing twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod common;
+use common::{Person, carry, texts, trip};
+
+use weft_core::Error;
+use weft_core::account::Account;
+use weft_core::crypto::SeededEntropy;
+use weft_core::devices::linking::{Joining, Ticket};
+use weft_core::identity::DeviceKeys;
+use weft_core::store::DatabaseKey;
+
+/// Alice's laptop, linked to her phone (`alice`) through the three-message exchange.
+fn link_laptop(alice: &mut Person, clock: &Arc<AtomicU64>) -> Person {
+    let mut rng = SeededEntropy::new(41);
+    let link = alice.account.link_offer().unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    let joining =
+        Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", clock.load(Ordering::SeqCst), &mut rng)
+            .unwrap();
+    let (applicant, code) = alice.account.open_link_request(joining.request()).unwrap();
+    assert_eq!((applicant.name.as_str(), code), ("laptop", joining.code()), "both screens show the same code");
+    let grant = alice.account.grant_link(joining.request()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = clock.clone();
+    let account = Account::create_linked(
+        dir.path(),
+        &DatabaseKey::from_bytes([41; 32]),
+        &keys,
+        "laptop",
+        &joining,
+        &grant,
+        Box::new(SeededEntropy::new(42)),
+        Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+    )
+    .unwrap();
+    Person::from_parts(account, dir)
+}
+
+#[test]
+fn a_linked_laptop_writes_and_reads_as_alice_in_a_one_to_one_and_a_group() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    assert_eq!(laptop.account.account_public(), alice.account.account_public());
+    assert!(!laptop.account.is_primary());
+    assert_eq!(laptop.account.card().to_link(), alice.account.card().to_link(), "one account, one link");
+    let mut names: Vec<String> = laptop.account.conversations().unwrap().into_iter().map(|c| c.name).collect();
+    names.sort();
+    assert_eq!(names, ["bob", "carol", "trip"]);
+
+    laptop.account.send("bob", "from the laptop").unwrap();
+    alice.account.send("bob", "from the phone").unwrap();
+    laptop.account.send("trip", "laptop in the group").unwrap();
+    for _ in 0..2 {
+        carry(&laptop, &mut bob);
+        carry(&alice, &mut bob);
+        carry(&laptop, &mut carol);
+        carry(&bob, &mut laptop);
+        carry(&bob, &mut alice);
+    }
+    // Written at the same time on two devices: in (clock, id) order, the same on every device.
+    let mut both = texts(&bob, "alice");
+    both.sort();
+    assert_eq!(both, ["alice: from the laptop", "alice: from the phone"]);
+    assert!(texts(&carol, "trip").contains(&"alice: laptop in the group".to_owned()));
+    assert!(texts(&bob, "trip").contains(&"alice: laptop in the group".to_owned()));
+
+    bob.account.send("alice", "hello both").unwrap();
+    carry(&bob, &mut laptop);
+    carry(&bob, &mut alice);
+    assert!(texts(&laptop, "bob").contains(&"bob: hello both".to_owned()), "{:?}", texts(&laptop, "bob"));
+    assert!(texts(&alice, "bob").contains(&"bob: hello both".to_owned()));
+    // What the laptop wrote shows on the phone as the user's own.
+    carry(&laptop, &mut alice);
+    let on_phone = alice.account.history("bob", 50).unwrap();
+    let from_laptop = on_phone.iter().find(|m| m.body == "from the laptop").expect("the laptop's message on the phone");
+    assert!(from_laptop.outgoing);
+    // The phone lists the laptop.
+    let devices = alice.account.devices().unwrap();
+    assert_eq!(devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["this device", "laptop"]);
+}
+
+#[test]
+fn a_link_grants_once_and_only_the_primary_links() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, _carol) = trip(&clock);
+    let mut rng = SeededEntropy::new(43);
+    let link = alice.account.link_offer().unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    let now = clock.load(Ordering::SeqCst);
+    let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
+    alice.account.grant_link(joining.request()).unwrap();
+    // The same request again, or another one on the same link: the link is used up.
+    assert!(matches!(alice.account.grant_link(joining.request()), Err(Error::NotFound { .. })));
+    let again = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
+    assert!(alice.account.open_link_request(again.request()).is_err());
+    // A linked device holds no account key and links nothing.
+    let mut laptop = link_laptop(&mut alice, &clock);
+    assert!(matches!(laptop.account.link_offer(), Err(Error::NotAllowed(_))));
+}
+
+#[test]
+fn an_expired_link_or_a_cancelled_one_grants_nothing() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, _carol) = trip(&clock);
+    let mut rng = SeededEntropy::new(44);
+    let link = alice.account.link_offer().unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    let now = clock.load(Ordering::SeqCst);
+    let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
+    clock.fetch_add(weft_core::devices::linking::LINK_LIFETIME_MS, Ordering::SeqCst);
+    assert!(matches!(alice.account.grant_link(joining.request()), Err(Error::Expired { .. })));
+    alice.account.link_offer().unwrap();
+    alice.account.cancel_link().unwrap();
+    assert!(matches!(alice.account.open_link_request(joining.request()), Err(Error::NotFound { .. })));
+}
