@@ -27,6 +27,9 @@ pub enum Error {
     /// A link that is not a Weft link of the expected kind.
     #[error("not a Weft {expected} link (it should start with {prefix})")]
     NotALink { expected: &'static str, prefix: &'static str },
+    /// This device (or the one named) was revoked by its account.
+    #[error("the device was revoked by its account's first device: it can no longer read or send")]
+    Revoked,
     /// Something that is valid only for a while (a device link) is no longer.
     #[error("the {what} expired: make a new one")]
     Expired { what: &'static str },

@@ -122,3 +122,55 @@ fn an_expired_link_or_a_cancelled_one_grants_nothing() {
     alice.account.cancel_link().unwrap();
     assert!(matches!(alice.account.open_link_request(joining.request()), Err(Error::NotFound { .. })));
 }
+
+/// A lost laptop, revoked from the phone: it reads nothing written after the members processed
+/// the revocation, what it sends is refused, and it says so itself once it hears.
+#[test]
+fn a_revoked_laptop_reads_nothing_new_and_is_refused() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    laptop.account.send("bob", "laptop says hi").unwrap();
+    laptop.account.send("trip", "laptop in the group").unwrap();
+    carry(&laptop, &mut bob);
+    carry(&laptop, &mut carol);
+    carry(&bob, &mut laptop);
+    carry(&carol, &mut laptop);
+    assert!(texts(&bob, "alice").contains(&"alice: laptop says hi".to_owned()));
+
+    alice.account.revoke_device("laptop").unwrap();
+    assert_eq!(alice.account.devices().unwrap().len(), 1);
+    carry(&alice, &mut bob);
+    carry(&alice, &mut carol);
+    // The thief keeps the laptop off the network and writes: refused by those who know.
+    laptop.account.send("bob", "the thief writes").unwrap();
+    laptop.account.send("trip", "the thief in the group").unwrap();
+    carry(&laptop, &mut bob);
+    carry(&laptop, &mut carol);
+    assert!(!texts(&bob, "alice").iter().any(|t| t.contains("thief")), "{:?}", texts(&bob, "alice"));
+    assert!(!texts(&carol, "trip").iter().any(|t| t.contains("thief")));
+    // What the others write after is not for the laptop.
+    bob.account.send("alice", "after the revocation").unwrap();
+    carol.account.send("trip", "carol after").unwrap();
+    alice.account.send("trip", "alice after").unwrap();
+    for _ in 0..2 {
+        carry(&bob, &mut laptop);
+        carry(&carol, &mut laptop);
+        carry(&alice, &mut laptop);
+        carry(&bob, &mut alice);
+        carry(&carol, &mut alice);
+        carry(&alice, &mut bob);
+        carry(&alice, &mut carol);
+    }
+    assert!(texts(&alice, "bob").contains(&"bob: after the revocation".to_owned()), "{:?}", texts(&alice, "bob"));
+    assert!(texts(&alice, "trip").contains(&"carol: carol after".to_owned()));
+    assert!(texts(&bob, "trip").contains(&"alice: alice after".to_owned()));
+    for (conversation, text) in [("bob", "after the revocation"), ("trip", "carol after"), ("trip", "alice after")] {
+        assert!(!texts(&laptop, conversation).iter().any(|t| t.contains(text)), "the laptop read {text:?}");
+    }
+    // The laptop heard of its revocation (it was told under the chains it held): it says so.
+    assert!(laptop.account.is_revoked());
+    assert!(matches!(laptop.account.send("bob", "hello?"), Err(Error::Revoked)));
+}

@@ -150,6 +150,9 @@ impl Account {
 
     /// Refuses a conversation we left, or the 1:1 conversation with someone we blocked.
     fn may_write_to(&self, c: &ConversationInfo) -> Result<()> {
+        if self.is_revoked() {
+            return Err(Error::Revoked);
+        }
         let store = self.store.read();
         if c.kind == ConversationKind::Group && store.left_groups()?.contains(&c.id) {
             return Err(Error::NotAllowed("you left this group"));

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::crypto::Entropy;
 use crate::devices::grant::{Grant, GrantedContact, GrantedGroup};
 use crate::devices::linking::{Applicant, Joining, Offer, ShortCode, check_certificate};
+use crate::devices::revocation::Revocation;
 use crate::error::{Error, Result};
 use crate::group::{Group, GroupKind};
 use crate::identity::{DeviceCert, DeviceKeys};
@@ -127,6 +128,87 @@ impl Account {
         });
         self.settle(changed, result)?;
         Ok(sealed)
+    }
+
+    /// Revokes one of the account's other devices (by name or id), for a lost or stolen one:
+    /// the revocation goes out in every conversation (the device itself reads it, and stops),
+    /// every conversation moves on to chains it does not get, and groups where we are an admin
+    /// to an epoch it does not get. Members who processed it refuse what the device sends.
+    pub fn revoke_device(&mut self, name: &str) -> Result<DeviceInfo> {
+        let key = self.require_primary()?;
+        let lower = name.to_ascii_lowercase();
+        let target = self
+            .devices()?
+            .into_iter()
+            .find(|d| d.name == name || data_encoding::HEXLOWER.encode(&d.device) == lower)
+            .ok_or_else(|| Error::NotFound { what: "device", name: name.to_owned() })?;
+        if target.this_device {
+            return Err(Error::NotAllowed("a device cannot revoke itself: revoke it from the account's first device"));
+        }
+        let now = self.now();
+        let revocation = Revocation::sign(key, &target.device, now);
+        let me = self.account_public();
+        // Told in every conversation under the chains the device still holds, so it learns it too.
+        let ids: Vec<_> = self.groups.iter().filter(|(_, g)| g.is_member(&me)).map(|(id, _)| *id).collect();
+        for id in &ids {
+            let Some(mut group) = self.groups.remove(id) else { continue };
+            let result =
+                group.send_revocation(&self.me, revocation.clone(), now, self.entropy.as_mut()).and_then(|sealed| {
+                    self.store.write(|tx| {
+                        put_sent(tx, id, &sealed, now)?;
+                        tx.save_group(&mut group)
+                    })
+                });
+            self.settle([group], result)?;
+        }
+        self.apply_revocation(&revocation)?;
+        // Everyone starts new chains (an update asks it of them), which the device does not get.
+        for id in &ids {
+            let Some(mut group) = self.groups.remove(id) else { continue };
+            let result = group.update(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
+                self.store.write(|tx| {
+                    put_sent(tx, id, &sealed, now)?;
+                    tx.save_group(&mut group)
+                })
+            });
+            self.settle([group], result)?;
+        }
+        Ok(target)
+    }
+
+    /// Applies a revocation (ours, or one a member's envelope brought) once: the device is
+    /// forgotten in every conversation, and where this is the admin device that acts for the
+    /// group, a new epoch starts without it.
+    pub(super) fn apply_revocation(&mut self, revocation: &Revocation) -> Result<()> {
+        revocation.verify()?;
+        if !self.store.write(|tx| tx.put_revocation(revocation))? {
+            return Ok(());
+        }
+        self.revoked.insert(revocation.device);
+        let ids: Vec<_> = self.groups.keys().copied().collect();
+        for id in &ids {
+            let Some(mut group) = self.groups.remove(id) else { continue };
+            group.forget_device(&revocation.device);
+            let result = self.store.write(|tx| tx.save_group(&mut group));
+            self.settle([group], result)?;
+        }
+        if revocation.device == self.me.id() {
+            return Ok(());
+        }
+        for id in &ids {
+            let acts = self.groups.get(id).is_some_and(|g| {
+                g.kind == GroupKind::Many && g.is_member(&revocation.account) && g.is_lowest_admin_device(&self.me)
+            });
+            if acts {
+                let _ = self.rekey(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the account revoked this device.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.contains(&self.me.id())
     }
 
     /// The account's devices this device knows of, this one first.

@@ -60,6 +60,11 @@ pub struct Account {
     /// the request's hash and the day: a contact added again gets a new request, and with it a
     /// new wrapping), so that each day's bytes differ from the last.
     request_wraps: std::collections::HashMap<([u8; 32], u64), Vec<u8>>,
+    /// Devices their accounts revoked (ours included, if this one was): their envelopes are
+    /// refused.
+    revoked: std::collections::BTreeSet<crate::identity::DeviceId>,
+    /// Revocations an envelope just brought, applied once its group is back in `groups`.
+    pending_revocations: Vec<crate::devices::revocation::Revocation>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -158,7 +163,13 @@ impl Account {
             request: x25519_dalek::StaticSecret::from(*id.request_secret),
             rendezvous_seed: id.rendezvous_seed,
         };
-        let groups = store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
+        let revoked: std::collections::BTreeSet<_> = store.read().revocations()?.iter().map(|r| r.device).collect();
+        let mut groups: BTreeMap<GroupId, Group> = store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
+        for group in groups.values_mut() {
+            for device in &revoked {
+                group.mark_revoked(device);
+            }
+        }
         let mut account = Account {
             store,
             home: home.to_path_buf(),
@@ -174,6 +185,8 @@ impl Account {
             receipts: receipts::Pending::default(),
             retention_checked_ms: 0,
             request_wraps: std::collections::HashMap::new(),
+            revoked,
+            pending_revocations: Vec::new(),
             _lock: lock,
         };
         account.rebuild_topics();

@@ -217,6 +217,10 @@ impl Account {
             && group.is_admin(&self.account_public())
             && group.current_epoch_author() == Some(self.account_public())
             && group.is_member(&opened.sender.account);
+        // A device its account revoked: whatever it sends after we learned of it is refused.
+        if self.revoked.contains(&opened.sender.device) {
+            return Err(Error::Revoked);
+        }
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
         let (rows, mut unblocked, joined, moved) = self.settle([group], result)?;
@@ -227,6 +231,9 @@ impl Account {
         let _ = self.heal_if_needed(&gid);
         // Members who asked to leave: one admin's device removes them (best effort too).
         let _ = self.act_on_leave_requests(&gid);
+        for revocation in std::mem::take(&mut self.pending_revocations) {
+            let _ = self.apply_revocation(&revocation);
+        }
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
@@ -285,6 +292,7 @@ impl Account {
         let mut receipt = None;
         let mut replacing = None;
         let mut removed_us = false;
+        let mut revocation = None;
         if let Some(contact) = &answered {
             rows.push(MessageRow {
                 id: EnvelopeId(*blake3::hash(&[&b"weft/accepted/"[..], &id.0[..]].concat()).as_bytes()),
@@ -329,6 +337,7 @@ impl Account {
                 }
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
+            Event::DeviceRevoked { revocation: r } => revocation = Some(r),
             Event::LeaveAsked { id, sender, lamport, sent_ms } => rows.push(MessageRow {
                 id,
                 group_id: gid,
@@ -431,6 +440,9 @@ impl Account {
             }
             Ok((acknowledged, moved))
         };
+        if let Some(r) = revocation {
+            self.pending_revocations.push(r);
+        }
         let (acknowledged, moved) = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
         self.note_acknowledged(acknowledged);
         if let Some(id) = acknowledge {

@@ -2,3 +2,4 @@
 
 pub mod grant;
 pub mod linking;
+pub mod revocation;

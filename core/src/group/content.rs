@@ -35,6 +35,7 @@ const KIND_INVITE_PART: u8 = 9;
 const KIND_EPOCH_SHARES: u8 = 10;
 const KIND_RESENT: u8 = 11;
 const KIND_LEAVE: u8 = 12;
+const KIND_DEVICE_REVOKED: u8 = 13;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -196,6 +197,8 @@ pub enum Content {
     /// A part of an invitation too big for one envelope.
     InvitePart(InvitePart),
     Receipt(Receipt),
+    /// A device its account revoked (signed by the account key): refuse it from now on.
+    DeviceRevoked(crate::devices::revocation::Revocation),
     /// Its sender asks to leave the group: an admin's device removes them (a member cannot
     /// start the next epoch themselves, since whoever starts one knows its secret).
     Leave,
@@ -289,6 +292,10 @@ impl Inner {
             Content::Leave => {
                 w.u8(KIND_LEAVE);
             }
+            Content::DeviceRevoked(revocation) => {
+                w.u8(KIND_DEVICE_REVOKED);
+                revocation.encode(&mut w);
+            }
             Content::Receipt(receipt) => {
                 w.u8(5);
                 for ids in [&receipt.delivered, &receipt.read] {
@@ -335,6 +342,7 @@ impl Inner {
             }
             KIND_INVITE => Content::Invite(Box::new(Welcome::decode(&mut r)?)),
             KIND_LEAVE => Content::Leave,
+            KIND_DEVICE_REVOKED => Content::DeviceRevoked(crate::devices::revocation::Revocation::decode(&mut r)?),
             KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
             KIND_INVITE_PART => {
                 let welcome = r.array()?;

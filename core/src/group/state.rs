@@ -148,6 +148,10 @@ pub enum Event {
         from: DeviceCert,
         welcome: Box<Welcome>,
     },
+    /// A device was revoked by its account (the signature is checked).
+    DeviceRevoked {
+        revocation: crate::devices::revocation::Revocation,
+    },
     /// A member asks to leave the group.
     LeaveAsked {
         id: EnvelopeId,
@@ -199,6 +203,9 @@ pub struct Group {
     lamport: u64,
     dirty_peers: BTreeSet<(DeviceId, u32)>,
     verifying_keys: std::cell::RefCell<std::collections::HashMap<DeviceId, ed25519_dalek::VerifyingKey>>,
+    /// Devices their accounts revoked: never learned again, sealed nothing. Not stored with the
+    /// group: the account keeps them and hands them over at load ([`Group::forget_device`]).
+    revoked: BTreeSet<DeviceId>,
 }
 
 impl Group {
@@ -225,6 +232,7 @@ impl Group {
             lamport: 0,
             dirty_peers: BTreeSet::new(),
             verifying_keys: Default::default(),
+            revoked: BTreeSet::new(),
         }
     }
 
@@ -358,7 +366,9 @@ impl Group {
     fn adopt_membership(&mut self, membership: Membership) {
         self.membership = membership;
         for (id, cert) in &self.membership.devices {
-            self.devices.entry(*id).or_insert_with(|| cert.clone());
+            if !self.revoked.contains(id) {
+                self.devices.entry(*id).or_insert_with(|| cert.clone());
+            }
         }
         if self.kind == GroupKind::Many {
             let members = self.membership.members.clone();
@@ -572,6 +582,9 @@ impl Group {
     /// Registers a device certificate of a member (from a contact request, for example).
     pub fn learn_device(&mut self, cert: &DeviceCert) -> Result<()> {
         cert.verify()?;
+        if self.revoked.contains(&cert.device) {
+            return Err(Error::Revoked);
+        }
         if !self.is_member(&cert.account) {
             return Err(Error::NotAMember);
         }
@@ -789,6 +802,46 @@ impl Group {
         self.seal_control_in(me, epoch, content, When { now_ms, sent_ms }, entropy)
     }
 
+    /// Marks a device revoked as the group is loaded (what [`Group::forget_device`] did is
+    /// already stored).
+    pub fn mark_revoked(&mut self, device: &DeviceId) {
+        self.revoked.insert(*device);
+        self.devices.remove(device);
+    }
+
+    /// Forgets a device its account revoked: its certificate, channel, prekey and chains go, it
+    /// is never learned again, and our next message starts a chain it does not get.
+    pub fn forget_device(&mut self, device: &DeviceId) {
+        self.revoked.insert(*device);
+        self.devices.remove(device);
+        self.channels.remove(device);
+        self.prekeys.remove(device);
+        self.unreached.remove(device);
+        let chains: Vec<_> = self.peers.keys().filter(|(d, _)| d == device).copied().collect();
+        for key in chains {
+            self.peers.remove(&key);
+            self.dirty_peers.insert(key);
+        }
+        self.restart_chain();
+    }
+
+    /// Whether this is the lowest device of an admin: the one that acts for all admins.
+    pub fn is_lowest_admin_device(&self, me: &LocalDevice) -> bool {
+        self.kind == GroupKind::Many
+            && self.devices.values().filter(|c| self.is_admin(&c.account)).map(|c| c.device).min() == Some(me.id())
+    }
+
+    /// Seals a device revocation of our account in this conversation.
+    pub fn send_revocation(
+        &mut self,
+        me: &LocalDevice,
+        revocation: crate::devices::revocation::Revocation,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        self.send(me, Content::DeviceRevoked(revocation), now_ms, entropy)
+    }
+
     /// Starts a new chain at the next message (with a key share to every member device): what
     /// was shared of the current one may never have left this device.
     pub fn restart_chain(&mut self) {
@@ -967,6 +1020,7 @@ impl Group {
         let mut epoch_shares = Vec::new();
         let mut unreached = BTreeSet::new();
         let mut recipients: BTreeMap<DeviceId, DeviceCert> = self.devices.clone();
+        recipients.retain(|device, _| !self.revoked.contains(device));
         recipients.extend(next.devices.clone());
         for cert in recipients.values() {
             if cert.device == me.id() || !next.members.contains_key(&cert.account) {
@@ -1364,6 +1418,7 @@ impl Group {
                 text,
                 replaces: Some(replaces),
             },
+            Content::KeyShare(_) if self.revoked.contains(&sender.device) => Event::Nothing,
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
                 self.note_prekey(&ks.prekey);
@@ -1430,6 +1485,10 @@ impl Group {
                 Event::LeaveAsked { id, sender: sender.account, lamport, sent_ms: inner.sent_ms }
             }
             Content::Leave => Event::Nothing,
+            Content::DeviceRevoked(revocation) if self.is_member(&revocation.account) => {
+                Event::DeviceRevoked { revocation }
+            }
+            Content::DeviceRevoked(_) => Event::Nothing,
         };
         Ok(event)
     }

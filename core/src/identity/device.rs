@@ -36,6 +36,11 @@ impl AccountKey {
         self.0.verifying_key().to_bytes()
     }
 
+    /// Signs a statement of the account (a device revocation) under its own context.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     /// Certifies a device's keys as belonging to this account.
     pub fn certify(&self, device: &DeviceKeys, issued_at_ms: u64) -> DeviceCert {
         self.certify_public(&device.id(), &device.dh_public(), issued_at_ms)

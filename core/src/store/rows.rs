@@ -262,6 +262,26 @@ pub trait Rows {
         Ok(())
     }
 
+    /// Every device revocation this device processed.
+    fn revocations(&self) -> Result<Vec<crate::devices::revocation::Revocation>> {
+        let mut stmt = self.conn().prepare("SELECT revocation FROM revocations")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.iter().map(|b| crate::devices::revocation::Revocation::from_bytes(b)).collect()
+    }
+
+    /// Records a revocation; says whether it was new. The device's row (if ours) is marked.
+    fn put_revocation(&self, r: &crate::devices::revocation::Revocation) -> Result<bool> {
+        let new = self.conn().execute(
+            "INSERT OR IGNORE INTO revocations (device, revocation) VALUES (?1, ?2)",
+            params![&r.device[..], r.to_bytes()],
+        )? == 1;
+        self.conn().execute(
+            "UPDATE devices SET revoked_ms = ?2 WHERE device = ?1",
+            params![&r.device[..], r.revoked_ms as i64],
+        )?;
+        Ok(new)
+    }
+
     fn link_offer(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.conn().query_row("SELECT offer FROM link_offer WHERE id = 1", [], |r| r.get(0)).optional()?)
     }

@@ -196,6 +196,10 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         offer BLOB NOT NULL
     );
+    CREATE TABLE revocations (
+        device BLOB PRIMARY KEY,
+        revocation BLOB NOT NULL
+    ) WITHOUT ROWID;
     ",
 ];
 
