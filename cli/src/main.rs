@@ -62,6 +62,9 @@ enum Command {
     /// Create groups, invite and remove members
     #[command(subcommand)]
     Group(commands::group::Command),
+    /// This account on several devices: link a new one, list them, revoke a lost one
+    #[command(subcommand)]
+    Device(commands::device::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
     /// Chat in a full-screen terminal: conversations, history, live messages
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
         Command::Id(args) => commands::id::run(&home, args, &out),
         Command::Contact(cmd) => commands::contact::run(&home, cmd, &out),
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),
+        Command::Device(cmd) => commands::device::run(&home, cmd, &out),
         Command::Send(args) => commands::message::send(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),
         Command::Read(args) => commands::message::read(&home, args, &out),

@@ -1,6 +1,7 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use weft_core::account::Account;
 
@@ -8,9 +9,20 @@ use crate::output::Output;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The name others see on your contact link
+    /// The name others see on your contact link (with --join: this device's name, e.g. laptop)
     #[arg(long)]
     name: String,
+    /// Join an existing account as one of its devices, from the link `weft device link` shows
+    /// on its first device
+    #[arg(long, value_name = "LINK")]
+    join: Option<String>,
+    /// With --join: where to write this device's request, to carry to the first device
+    #[arg(long, requires = "join", value_name = "PATH", default_value = "link-request.weft")]
+    request: PathBuf,
+    /// With --join: the grant the first device writes (`weft device accept`); waited for until
+    /// the link expires
+    #[arg(long, requires = "join", value_name = "PATH", default_value = "link-grant.weft")]
+    grant: PathBuf,
 }
 
 #[derive(Serialize)]
@@ -22,6 +34,9 @@ struct Created {
 }
 
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+    if let Some(link) = &args.join {
+        return join(home_dir, link, &args, out);
+    }
     let passphrase = crate::passphrase::typed(true)?;
     let account = Account::create(home_dir, &passphrase, Some(&args.name))?;
     // A keyring entry left by an account that lived here before does not open this one.
@@ -36,6 +51,71 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
         format!(
             "Created the account {:?} in {}\n\nYour contact link (share it with people you trust):\n{}\n\nFingerprint: {}\n\nNext: `weft contact add LINK` with someone else's link; `weft passphrase remember` keeps the\npassphrase in the OS keyring.",
             created.name, created.home, created.link, created.fingerprint
+        )
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Joined {
+    home: String,
+    device: String,
+    account: String,
+    fingerprint: String,
+}
+
+/// Answers a device link: writes the request, shows the code, waits for the grant.
+fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
+    use weft_core::devices::linking::{Joining, Ticket};
+    let ticket = Ticket::from_link(link)?;
+    if home_dir.join(weft_core::store::DB_FILE).exists() {
+        anyhow::bail!("{} already holds an account; join into another home (--home)", home_dir.display());
+    }
+    let passphrase = crate::passphrase::typed(true)?;
+    let mut entropy = weft_core::crypto::OsEntropy;
+    let device = weft_core::identity::DeviceKeys::generate(&mut entropy)?;
+    let now = weft_core::clock::system_clock()();
+    let joining = Joining::start(ticket, &device, &args.name, now, &mut entropy)?;
+    let _ = std::fs::remove_file(&args.grant);
+    std::fs::write(&args.request, joining.request())
+        .with_context(|| format!("writing the request to {}", args.request.display()))?;
+    let waiting = format!(
+        "Wrote {}. Carry it to the account's first device and run there:\n  weft device accept {} --out {}\n\
+         Both screens must show the same code: {}\nWaiting for {}…",
+        args.request.display(),
+        args.request.display(),
+        args.grant.display(),
+        joining.code(),
+        args.grant.display()
+    );
+    if out.json {
+        eprintln!("{}", serde_json::json!({ "request": args.request, "code": joining.code().to_string() }));
+    } else {
+        eprintln!("{waiting}");
+    }
+    let expires = joining.ticket().expires_ms;
+    let grant = loop {
+        if let Ok(bytes) = std::fs::read(&args.grant) {
+            break bytes;
+        }
+        if weft_core::clock::system_clock()() >= expires {
+            anyhow::bail!("the link expired before the grant came; make a new one with `weft device link`");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let account =
+        Account::create_linked_with_passphrase(home_dir, &passphrase, &device, &args.name, &joining, &grant)?;
+    crate::passphrase::forget_stale(home_dir);
+    let joined = Joined {
+        home: home_dir.display().to_string(),
+        device: args.name.clone(),
+        account: account.name().unwrap_or("").to_owned(),
+        fingerprint: account.fingerprint(),
+    };
+    out.print(&joined, || {
+        format!(
+            "This device ({:?}) is now one of {:?}'s devices, in {}.\nFingerprint: {} (the same on every device)",
+            joined.device, joined.account, joined.home, joined.fingerprint
         )
     });
     Ok(())

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod config;
 pub mod contact;
 pub mod demo;
+pub mod device;
 pub mod group;
 pub mod id;
 pub mod init;

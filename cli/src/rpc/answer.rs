@@ -54,6 +54,53 @@ impl From<&ContactInfo> for Contact {
     }
 }
 
+/// `device.link`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceLink {
+    pub link: String,
+    /// The link as a QR code for a terminal.
+    pub qr: String,
+}
+
+/// `device.request`, `device.accept`: the device that asks, and the code both screens show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRequest {
+    pub name: String,
+    pub device: String,
+    pub code: String,
+    /// `device.accept` only: the grant was written.
+    #[serde(default)]
+    pub granted: bool,
+}
+
+/// `device.cancel`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCancelled {
+    pub cancelled: bool,
+}
+
+/// One of `device.list`; `device.revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub device: String,
+    pub linked_ms: u64,
+    pub this_device: bool,
+    pub primary: bool,
+}
+
+impl From<&weft_core::account::DeviceInfo> for Device {
+    fn from(d: &weft_core::account::DeviceInfo) -> Self {
+        Device {
+            name: d.name.clone(),
+            device: hex(&d.device),
+            linked_ms: d.linked_ms,
+            this_device: d.this_device,
+            primary: d.primary,
+        }
+    }
+}
+
 /// `contact.reject`, `contact.delete`: who was forgotten.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forgotten {

@@ -77,6 +77,12 @@ impl Api {
             Request::SetRetention(p) => reply(p, |p| self.set_retention(p)).await,
             Request::Export(p) => reply(p, |p| self.export(p)).await,
             Request::Import(p) => reply(p, |p| self.import(p, progress)).await,
+            Request::LinkDevice(p) => reply(p, |_| self.link_device()).await,
+            Request::ShowLinkRequest(p) => reply(p, |p| self.link_request(p)).await,
+            Request::AcceptDevice(p) => reply(p, |p| self.accept_device(p)).await,
+            Request::CancelLink(p) => reply(p, |_| self.cancel_link()).await,
+            Request::ListDevices(p) => reply(p, |_| self.devices()).await,
+            Request::RevokeDevice(p) => reply(p, |p| self.revoke_device(p)).await,
             Request::ShowStatus(p) => reply(p, |_| self.status()).await,
             Request::Subscribe(_) => Err(ApiError::NeedsConnection(Subscribe::NAME)),
             Request::Unsubscribe(_) => Err(ApiError::NeedsConnection(Unsubscribe::NAME)),
@@ -288,6 +294,48 @@ impl Api {
     async fn import(&self, p: Import, progress: Option<Progress>) -> Reply<Import> {
         let bytes = read_bundle(p.path.as_path())?;
         Ok(answer::Imported::from(&self.node.import_bundle_watched(bytes, progress).await?))
+    }
+
+    async fn link_device(&self) -> Reply<LinkDevice> {
+        let link = self.node.link_offer().await?;
+        let qr = weft_core::devices::linking::Ticket::from_link(&link)?.to_qr_text();
+        Ok(answer::DeviceLink { link, qr })
+    }
+
+    async fn link_request(&self, p: ShowLinkRequest) -> Reply<ShowLinkRequest> {
+        let request = read_bundle(p.request.as_path())?;
+        let (applicant, code) = self.node.open_link_request(request).await?;
+        Ok(answer::LinkRequest {
+            name: applicant.name,
+            device: hex(&applicant.device),
+            code: code.to_string(),
+            granted: false,
+        })
+    }
+
+    async fn accept_device(&self, p: AcceptDevice) -> Reply<AcceptDevice> {
+        let request = read_bundle(p.request.as_path())?;
+        let (applicant, grant) = self.node.grant_link(request, p.code).await?;
+        write_atomically(p.grant.as_path(), &grant)?;
+        Ok(answer::LinkRequest {
+            name: applicant.name,
+            device: hex(&applicant.device),
+            code: weft_core::devices::linking::ShortCode(p.code).to_string(),
+            granted: true,
+        })
+    }
+
+    async fn cancel_link(&self) -> Reply<CancelLink> {
+        self.node.cancel_link().await?;
+        Ok(answer::LinkCancelled { cancelled: true })
+    }
+
+    async fn devices(&self) -> Reply<ListDevices> {
+        Ok(self.node.devices().await?.iter().map(answer::Device::from).collect())
+    }
+
+    async fn revoke_device(&self, p: RevokeDevice) -> Reply<RevokeDevice> {
+        Ok(answer::Device::from(&self.node.revoke_device(p.device).await?))
     }
 
     async fn status(&self) -> Reply<ShowStatus> {

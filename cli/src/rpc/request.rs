@@ -98,6 +98,12 @@ methods! {
     "retention.set" => SetRetention -> answer::Retention;
     "export" => Export -> answer::Exported;
     "import" => Import -> answer::Imported;
+    "device.link" => LinkDevice -> answer::DeviceLink;
+    "device.request" => ShowLinkRequest -> answer::LinkRequest;
+    "device.accept" => AcceptDevice -> answer::LinkRequest;
+    "device.cancel" => CancelLink -> answer::LinkCancelled;
+    "device.list" => ListDevices -> Vec<answer::Device>;
+    "device.revoke" => RevokeDevice -> answer::Device;
     "status" => ShowStatus -> answer::Status;
     "subscribe" => Subscribe -> answer::Subscription;
     "unsubscribe" => Unsubscribe -> answer::Subscription;
@@ -158,6 +164,12 @@ no_params! {
     Subscribe;
     /// `unsubscribe`.
     Unsubscribe;
+    /// `device.link`: a one-time link for a new device.
+    LinkDevice;
+    /// `device.cancel`: forgets the waiting link.
+    CancelLink;
+    /// `device.list`.
+    ListDevices;
 }
 
 /// `contact.add`: someone from their `weft://contact/…` link.
@@ -362,6 +374,30 @@ pub struct Import {
     /// Send `progress` notifications before the answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub progress: bool,
+}
+
+/// `device.request`: who a new device's request (a file) comes from, and its code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowLinkRequest {
+    pub request: AbsolutePath,
+}
+
+/// `device.accept`: grants the new device (writing the grant to `grant`) if `code` is the one
+/// both screens show; otherwise cancels the link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptDevice {
+    pub request: AbsolutePath,
+    pub grant: AbsolutePath,
+    pub code: u32,
+}
+
+/// `device.revoke`: a lost device, by name or id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeDevice {
+    pub device: String,
 }
 
 /// A file's path as a client gives it: absolute, because the daemon's working directory is not

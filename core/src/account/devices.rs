@@ -231,6 +231,29 @@ impl Account {
         Ok(out)
     }
 
+    /// [`Account::create_linked`] with a database keyed from `passphrase`, as [`Account::create`].
+    pub fn create_linked_with_passphrase(
+        home: &Path,
+        passphrase: &str,
+        device: &DeviceKeys,
+        device_name: &str,
+        joining: &Joining,
+        sealed_grant: &[u8],
+    ) -> Result<Account> {
+        let mut entropy = crate::crypto::OsEntropy;
+        let params = crate::store::KdfParams::generate(&mut entropy)?;
+        let key = DatabaseKey::from_passphrase(passphrase, &params)?;
+        std::fs::create_dir_all(home).map_err(|e| Error::io(format!("creating {}", home.display()), e))?;
+        if home.join(DB_FILE).exists() {
+            return Err(Error::AlreadyExists(format!("an account in {}", home.display())));
+        }
+        // The grant opens before anything is written: a wrong one leaves no home behind.
+        Grant::decode(&joining.open_grant(sealed_grant)?)?;
+        params.write(home)?;
+        let clock = crate::clock::system_clock();
+        Self::create_linked(home, &key, device, device_name, joining, sealed_grant, Box::new(entropy), clock)
+    }
+
     /// Makes a home for this device from the primary's grant: `device` is the key pair the
     /// request named, `joining` the exchange it started. Every conversation is taken up and
     /// announced, so members' devices learn of this one with its first envelopes.

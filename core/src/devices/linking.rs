@@ -61,6 +61,11 @@ impl Ticket {
         format!("{LINK_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
     }
 
+    /// The link as a QR code for a terminal.
+    pub fn to_qr_text(&self) -> String {
+        crate::identity::qr_text(&self.to_link())
+    }
+
     /// Parses a link in any letter case, ignoring surrounding white space.
     pub fn from_link(link: &str) -> Result<Ticket> {
         let link = link.trim();

@@ -94,16 +94,7 @@ impl ContactCard {
     /// The link as a QR code for a terminal. The link is upper-cased first so that the QR code
     /// can use its denser alphanumeric mode; [`from_link`](Self::from_link) ignores case.
     pub fn to_qr_text(&self) -> String {
-        let upper = self.to_link().to_ascii_uppercase();
-        match qrcode::QrCode::with_error_correction_level(upper.as_bytes(), qrcode::EcLevel::L) {
-            Ok(code) => code
-                .render::<qrcode::render::unicode::Dense1x2>()
-                .dark_color(qrcode::render::unicode::Dense1x2::Light)
-                .light_color(qrcode::render::unicode::Dense1x2::Dark)
-                .quiet_zone(true)
-                .build(),
-            Err(_) => String::from("(link too long for a QR code)"),
-        }
+        qr_text(&self.to_link())
     }
 
     /// The link as a QR code for an app to draw: its modules and an SVG (see [`QrCode`]).
@@ -120,6 +111,21 @@ impl ContactCard {
     /// holders of the card can compute it, and points of different periods are unlinkable.
     pub fn rendezvous_point(&self, period: u64) -> [u8; 32] {
         rendezvous_point(&self.rendezvous_seed, period)
+    }
+}
+
+/// A link as a QR code for a terminal, upper-cased for the denser alphanumeric mode (Weft's
+/// links ignore case).
+pub fn qr_text(link: &str) -> String {
+    let upper = link.to_ascii_uppercase();
+    match qrcode::QrCode::with_error_correction_level(upper.as_bytes(), qrcode::EcLevel::L) {
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::from("(link too long for a QR code)"),
     }
 }
 

@@ -6,7 +6,7 @@ mod device;
 mod fingerprint;
 mod prekey;
 
-pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN, QrCode, rendezvous_point};
+pub use card::{CARD_VERSION, ContactCard, MAX_NAME_LEN, QrCode, qr_text, rendezvous_point};
 pub use device::{AccountKey, AccountPublic, DeviceCert, DeviceId, DeviceKeys, InviteKeys, verify_signature};
 pub use fingerprint::{fingerprint, safety_number};
 pub use prekey::{PREKEY_GRACE_MS, PREKEY_ROTATE_MS, PrekeyRing, SignedPrekey};

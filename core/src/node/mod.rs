@@ -270,6 +270,45 @@ impl Node {
         self.call(|a| a.conversations()).await
     }
 
+    /// A one-time link for a new device (the account's first device only).
+    pub async fn link_offer(&self) -> Result<String> {
+        self.call(|a| a.link_offer()).await
+    }
+
+    /// Who a new device's request comes from, and the code its screen should show.
+    pub async fn open_link_request(
+        &self,
+        request: Vec<u8>,
+    ) -> Result<(crate::devices::linking::Applicant, crate::devices::linking::ShortCode)> {
+        self.call(move |a| a.open_link_request(&request)).await
+    }
+
+    /// Grants the device whose request this is, if `code` is the one both screens show;
+    /// otherwise the link is cancelled and nothing is granted.
+    pub async fn grant_link(&self, request: Vec<u8>, code: u32) -> Result<(crate::devices::linking::Applicant, Vec<u8>)> {
+        self.call_and_push(move |a| {
+            let (applicant, expected) = a.open_link_request(&request)?;
+            if expected.0 != code {
+                a.cancel_link()?;
+                return Err(Error::NotAllowed("the codes differ: the link is cancelled and nothing was granted"));
+            }
+            Ok((applicant, a.grant_link(&request)?))
+        })
+        .await
+    }
+
+    pub async fn cancel_link(&self) -> Result<()> {
+        self.call(|a| a.cancel_link()).await
+    }
+
+    pub async fn devices(&self) -> Result<Vec<crate::account::DeviceInfo>> {
+        self.call(|a| a.devices()).await
+    }
+
+    pub async fn revoke_device(&self, device: String) -> Result<crate::account::DeviceInfo> {
+        self.call_and_push(move |a| a.revoke_device(&device)).await
+    }
+
     /// Conversations with their unread counts and last messages, newest first.
     pub async fn overview(&self) -> Result<Vec<ConversationOverview>> {
         self.call(|a| a.overview()).await

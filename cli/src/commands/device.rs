@@ -1,0 +1,128 @@
+//! `weft device`: this account on several devices. The first device makes a one-time link
+//! (`link`), the new device answers it (`weft init --join LINK`, which writes a request file),
+//! and the first device grants it once both screens show the same code (`accept`). `list`
+//! and `revoke` (a lost or stolen device) follow.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::backend;
+use crate::output::Output;
+use crate::rpc::request::{
+    AbsolutePath, AcceptDevice, CancelLink, LinkDevice, ListDevices, RevokeDevice, ShowLinkRequest,
+};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Show a one-time link (and QR code) for a new device; valid ten minutes
+    Link,
+    /// Grant the new device whose request file this is, once both screens show the same code
+    Accept {
+        /// The request file the new device wrote (`weft init --join`)
+        request: PathBuf,
+        /// Where to write the grant to carry back to the new device
+        #[arg(long)]
+        out: PathBuf,
+        /// The code the new device shows (instead of being asked)
+        #[arg(long)]
+        code: Option<String>,
+    },
+    /// List this account's devices
+    List,
+    /// Revoke a lost or stolen device: it reads nothing written after, and what it sends is refused
+    Revoke {
+        /// The device's name (as `weft device list` shows it) or id
+        device: String,
+    },
+}
+
+fn absolute(path: &Path) -> Result<AbsolutePath> {
+    let full = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+    AbsolutePath::new(full.display().to_string()).context("not an absolute path")
+}
+
+/// A code as typed ("123 456", "123456") as a number.
+pub fn parse_code(code: &str) -> Result<u32> {
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("a code is six digits, as the new device shows it (\"123 456\")");
+    }
+    Ok(digits.parse()?)
+}
+
+pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
+    match cmd {
+        Command::Link => {
+            let link = backend::call(home_dir, LinkDevice {})?;
+            out.print(&link, || {
+                format!(
+                    "{}\n{}\n\nOn the new device: weft init --name DEVICE_NAME --join '{}'\n\
+                     It writes a request file; bring it here and run `weft device accept FILE --out GRANT`.\n\
+                     The link works once, for ten minutes.",
+                    link.qr, link.link, link.link
+                )
+            });
+        }
+        Command::Accept { request, out: grant, code } => {
+            let request = absolute(&request)?;
+            let asked = backend::call(home_dir, ShowLinkRequest { request: request.clone() })?;
+            let confirmed = match code {
+                Some(typed) => parse_code(&typed)?,
+                None if out.json || !std::io::stdin().is_terminal() => {
+                    bail!("pass --code with the code the new device shows (this one shows {})", asked.code)
+                }
+                None => {
+                    print!("{:?} asks to join this account. Does it show the code {}? [y/N] ", asked.name, asked.code);
+                    std::io::stdout().flush()?;
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    if !matches!(line.trim(), "y" | "Y" | "yes") {
+                        backend::call(home_dir, CancelLink {})?;
+                        bail!("not granted; the link is cancelled (make a new one with `weft device link`)");
+                    }
+                    parse_code(&asked.code)?
+                }
+            };
+            let granted = backend::call(home_dir, AcceptDevice { request, grant: absolute(&grant)?, code: confirmed })?;
+            out.print(&granted, || {
+                format!(
+                    "Granted {:?}. Carry {} to it: it becomes one of this account's devices.",
+                    granted.name,
+                    grant.display()
+                )
+            });
+        }
+        Command::List => {
+            let devices = backend::call(home_dir, ListDevices {})?;
+            out.print(&devices, || {
+                devices
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{:<20} {} linked {}{}{}",
+                            d.name,
+                            &d.device[..12],
+                            crate::output::format_time(d.linked_ms),
+                            if d.primary { "  (holds the account key)" } else { "" },
+                            if d.this_device { "  (this device)" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        Command::Revoke { device } => {
+            let revoked = backend::call(home_dir, RevokeDevice { device })?;
+            out.print(&revoked, || {
+                format!(
+                    "Revoked {:?}: it reads nothing written after your contacts and groups process this, \
+                     and what it sends is refused.",
+                    revoked.name
+                )
+            });
+        }
+    }
+    Ok(())
+}

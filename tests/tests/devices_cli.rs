@@ -1,0 +1,143 @@
+//! Issue 16 with the real `weft` binary: alice's phone links a laptop by files carried by hand;
+//! both of alice's devices write in a 1:1 and in a group; bob sees one alice and both messages;
+//! his reply reaches both; the laptop, revoked, reads nothing new and is refused.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use weft_tests::{Home, contacts_by_bundle, wait_until};
+
+/// `weft log CONVERSATION` of `home`.
+fn log(home: &Home, conversation: &str) -> String {
+    home.ok(&["log", conversation, "--limit", "100"])
+}
+
+/// Carries `from`'s bundle to each of `to`.
+fn carry(dir: &std::path::Path, from: &Home, to: &[&Home]) {
+    let bundle = dir.join("carried.weft");
+    from.ok(&["export", "--out", bundle.to_str().unwrap()]);
+    for home in to {
+        home.ok(&["import", bundle.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn a_phone_links_a_laptop_by_files_and_revokes_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let (alice, bob, carol) = (Home::new(dir, "alice"), Home::new(dir, "bob"), Home::new(dir, "carol"));
+    for h in [&alice, &bob, &carol] {
+        h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
+    }
+    contacts_by_bundle(dir, &alice, &bob);
+    contacts_by_bundle(dir, &alice, &carol);
+    alice.ok(&["group", "create", "trip"]);
+    alice.ok(&["group", "invite", "trip", "bob"]);
+    alice.ok(&["group", "invite", "trip", "carol"]);
+    carry(dir, &alice, &[&bob, &carol]);
+    carry(dir, &bob, &[&alice]);
+    carry(dir, &carol, &[&alice]);
+
+    // The phone shows a link; the laptop answers it and waits for the grant.
+    let link: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "device", "link"])).unwrap();
+    let link = link["link"].as_str().unwrap().to_owned();
+    let laptop = Home { passphrase: "alice passphrase".into(), ..Home::new(dir, "laptop") };
+    let (request, grant) = (dir.join("request.weft"), dir.join("grant.weft"));
+    let mut joining = laptop
+        .command(&[
+            "init",
+            "--name",
+            "laptop",
+            "--join",
+            &link,
+            "--request",
+            request.to_str().unwrap(),
+            "--grant",
+            grant.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
+    let code = loop {
+        let line = stderr.next().expect("the laptop shows a code").unwrap();
+        if let Some(at) = line.find("same code: ") {
+            break line[at + "same code: ".len()..].trim().to_owned();
+        }
+    };
+    wait_until("the laptop's request", 30, || request.exists());
+    // A wrong code grants nothing and ends the link.
+    let wrong = if code == "000 000" { "111 111" } else { "000 000" };
+    let refused = alice.run(&["device", "accept", request.to_str().unwrap(), "--out", grant.to_str().unwrap(), "--code", wrong]);
+    assert!(!refused.status.success() && !grant.exists());
+    // So the user makes a new link: the laptop answers it again.
+    let _ = joining.kill();
+    let _ = joining.wait();
+    let link: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "device", "link"])).unwrap();
+    let link = link["link"].as_str().unwrap().to_owned();
+    let _ = std::fs::remove_file(&request);
+    let mut joining = laptop
+        .command(&[
+            "init",
+            "--name",
+            "laptop",
+            "--join",
+            &link,
+            "--request",
+            request.to_str().unwrap(),
+            "--grant",
+            grant.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
+    let code = loop {
+        let line = stderr.next().expect("the laptop shows a code").unwrap();
+        if let Some(at) = line.find("same code: ") {
+            break line[at + "same code: ".len()..].trim().to_owned();
+        }
+    };
+    wait_until("the laptop's request", 30, || request.exists());
+    let accepted =
+        alice.ok(&["device", "accept", request.to_str().unwrap(), "--out", grant.to_str().unwrap(), "--code", &code]);
+    assert!(accepted.contains("Granted \"laptop\""), "{accepted}");
+    let done = joining.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let listed = alice.ok(&["device", "list"]);
+    assert!(listed.contains("laptop") && listed.contains("(this device)"), "{listed}");
+    assert_eq!(laptop.ok(&["id", "--link"]), alice.ok(&["id", "--link"]), "one account, one link");
+
+    // Both devices write, in the 1:1 and in the group.
+    laptop.ok(&["send", "bob", "from the laptop"]);
+    alice.ok(&["send", "bob", "from the phone"]);
+    laptop.ok(&["send", "trip", "the laptop in the group"]);
+    for _ in 0..2 {
+        carry(dir, &laptop, &[&bob, &carol, &alice]);
+        carry(dir, &alice, &[&bob, &carol, &laptop]);
+        carry(dir, &bob, &[&alice, &laptop]);
+        carry(dir, &carol, &[&alice, &laptop]);
+    }
+    let on_bob = log(&bob, "alice");
+    assert!(on_bob.contains("alice: from the laptop") && on_bob.contains("alice: from the phone"), "{on_bob}");
+    assert!(log(&carol, "trip").contains("alice: the laptop in the group"));
+    bob.ok(&["send", "alice", "hello both"]);
+    carry(dir, &bob, &[&alice, &laptop]);
+    assert!(log(&laptop, "bob").contains("bob: hello both"));
+    assert!(log(&alice, "bob").contains("bob: hello both"));
+
+    // The laptop is lost: the phone revokes it.
+    let revoked = alice.ok(&["device", "revoke", "laptop"]);
+    assert!(revoked.contains("Revoked \"laptop\""), "{revoked}");
+    carry(dir, &alice, &[&bob, &carol]);
+    bob.ok(&["send", "alice", "after the revocation"]);
+    carry(dir, &bob, &[&alice, &laptop]);
+    carry(dir, &alice, &[&laptop]);
+    assert!(log(&alice, "bob").contains("bob: after the revocation"));
+    assert!(!log(&laptop, "bob").contains("after the revocation"));
+    let refused = laptop.run(&["send", "bob", "still here?"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&refused.stderr));
+}
