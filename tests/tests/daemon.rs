@@ -238,6 +238,27 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     let bundle = root.path().join("alice.weft");
     let exported = call(&mut rpc, "export", json!({ "path": bundle }));
     assert_eq!(exported["bytes"].as_u64(), Some(std::fs::metadata(&bundle).unwrap().len()));
+    // A new device: a link, a request made from it, its code, the grant; then revoked.
+    let devices = call(&mut rpc, "device.list", json!({}));
+    assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
+    assert_eq!(call(&mut rpc, "device.cancel", json!({})), json!({ "cancelled": true }));
+    let link = call(&mut rpc, "device.link", json!({}))["link"].as_str().unwrap().to_owned();
+    let mut rng = weft_core::crypto::OsEntropy;
+    let laptop = weft_core::identity::DeviceKeys::generate(&mut rng).unwrap();
+    let ticket = weft_core::devices::linking::Ticket::from_link(&link).unwrap();
+    let now = weft_core::clock::system_clock()();
+    let joining = weft_core::devices::linking::Joining::start(ticket, &laptop, "laptop", now, &mut rng).unwrap();
+    let (request, grant) = (root.path().join("request.weft"), root.path().join("grant.weft"));
+    std::fs::write(&request, joining.request()).unwrap();
+    let asked = call(&mut rpc, "device.request", json!({ "request": request }));
+    assert_eq!((asked["name"].as_str(), asked["code"].as_str()), (Some("laptop"), Some(&*joining.code().to_string())));
+    let accepted =
+        call(&mut rpc, "device.accept", json!({ "request": request, "grant": grant, "code": joining.code().0 }));
+    assert_eq!(accepted["granted"], true);
+    assert!(joining.open_grant(&std::fs::read(&grant).unwrap()).is_ok());
+    let revoked = call(&mut rpc, "device.revoke", json!({ "device": "laptop" }));
+    assert_eq!(revoked["name"], "laptop");
+
     let status = call(&mut rpc, "status", json!({}));
     assert_eq!((status["running"].clone(), status["outbox"].as_u64().is_some()), (json!(true), true), "{status}");
     called.push("resend".into());

@@ -69,7 +69,8 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     wait_until("the laptop's request", 30, || request.exists());
     // A wrong code grants nothing and ends the link.
     let wrong = if code == "000 000" { "111 111" } else { "000 000" };
-    let refused = alice.run(&["device", "accept", request.to_str().unwrap(), "--out", grant.to_str().unwrap(), "--code", wrong]);
+    let refused =
+        alice.run(&["device", "accept", request.to_str().unwrap(), "--out", grant.to_str().unwrap(), "--code", wrong]);
     assert!(!refused.status.success() && !grant.exists());
     // So the user makes a new link: the laptop answers it again.
     let _ = joining.kill();
@@ -139,5 +140,9 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     assert!(!log(&laptop, "bob").contains("after the revocation"));
     let refused = laptop.run(&["send", "bob", "still here?"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

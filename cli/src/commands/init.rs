@@ -103,8 +103,7 @@ fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let account =
-        Account::create_linked_with_passphrase(home_dir, &passphrase, &device, &args.name, &joining, &grant)?;
+    let account = Account::create_linked_with_passphrase(home_dir, &passphrase, &device, &args.name, &joining, &grant)?;
     crate::passphrase::forget_stale(home_dir);
     let joined = Joined {
         home: home_dir.display().to_string(),

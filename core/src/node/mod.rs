@@ -285,7 +285,11 @@ impl Node {
 
     /// Grants the device whose request this is, if `code` is the one both screens show;
     /// otherwise the link is cancelled and nothing is granted.
-    pub async fn grant_link(&self, request: Vec<u8>, code: u32) -> Result<(crate::devices::linking::Applicant, Vec<u8>)> {
+    pub async fn grant_link(
+        &self,
+        request: Vec<u8>,
+        code: u32,
+    ) -> Result<(crate::devices::linking::Applicant, Vec<u8>)> {
         self.call_and_push(move |a| {
             let (applicant, expected) = a.open_link_request(&request)?;
             if expected.0 != code {
