@@ -17,7 +17,11 @@ use weft_core::store::DatabaseKey;
 
 /// Alice's laptop, linked to her phone (`alice`) through the three-message exchange.
 fn link_laptop(alice: &mut Person, clock: &Arc<AtomicU64>) -> Person {
-    let mut rng = SeededEntropy::new(41);
+    link_device(alice, clock, 41)
+}
+
+fn link_device(alice: &mut Person, clock: &Arc<AtomicU64>, seed: u64) -> Person {
+    let mut rng = SeededEntropy::new(seed);
     let link = alice.account.link_offer().unwrap();
     let keys = DeviceKeys::generate(&mut rng).unwrap();
     let joining =
@@ -25,17 +29,17 @@ fn link_laptop(alice: &mut Person, clock: &Arc<AtomicU64>) -> Person {
             .unwrap();
     let (applicant, code) = alice.account.open_link_request(joining.request()).unwrap();
     assert_eq!((applicant.name.as_str(), code), ("laptop", joining.code()), "both screens show the same code");
-    let grant = alice.account.grant_link(joining.request()).unwrap();
+    let grant = alice.account.grant_link(joining.request(), code).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let c = clock.clone();
     let account = Account::create_linked(
         dir.path(),
-        &DatabaseKey::from_bytes([41; 32]),
+        &DatabaseKey::from_bytes([seed as u8; 32]),
         &keys,
         "laptop",
         &joining,
         &grant,
-        Box::new(SeededEntropy::new(42)),
+        Box::new(SeededEntropy::new(seed + 1000)),
         Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
     )
     .unwrap();
@@ -97,9 +101,10 @@ fn a_link_grants_once_and_only_the_primary_links() {
     let keys = DeviceKeys::generate(&mut rng).unwrap();
     let now = clock.load(Ordering::SeqCst);
     let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
-    alice.account.grant_link(joining.request()).unwrap();
+    let code = joining.code();
+    alice.account.grant_link(joining.request(), code).unwrap();
     // The same request again, or another one on the same link: the link is used up.
-    assert!(matches!(alice.account.grant_link(joining.request()), Err(Error::NotFound { .. })));
+    assert!(matches!(alice.account.grant_link(joining.request(), code), Err(Error::NotFound { .. })));
     let again = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     assert!(alice.account.open_link_request(again.request()).is_err());
     // A linked device holds no account key and links nothing.
@@ -117,7 +122,7 @@ fn an_expired_link_or_a_cancelled_one_grants_nothing() {
     let now = clock.load(Ordering::SeqCst);
     let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     clock.fetch_add(weft_core::devices::linking::LINK_LIFETIME_MS, Ordering::SeqCst);
-    assert!(matches!(alice.account.grant_link(joining.request()), Err(Error::Expired { .. })));
+    assert!(matches!(alice.account.grant_link(joining.request(), joining.code()), Err(Error::Expired { .. })));
     alice.account.link_offer().unwrap();
     alice.account.cancel_link().unwrap();
     assert!(matches!(alice.account.open_link_request(joining.request()), Err(Error::NotFound { .. })));
@@ -173,4 +178,31 @@ fn a_revoked_laptop_reads_nothing_new_and_is_refused() {
     // The laptop heard of its revocation (it was told under the chains it held): it says so.
     assert!(laptop.account.is_revoked());
     assert!(matches!(laptop.account.send("bob", "hello?"), Err(Error::Revoked)));
+
+    // A second laptop linked after the revocation refuses the first one too (the grant carries
+    // the revocations), in the 1:1 conversations and groups it takes up.
+    let mut second = link_device(&mut alice, &clock, 51);
+    carry(&laptop, &mut second);
+    for conversation in ["bob", "trip"] {
+        assert!(
+            !texts(&second, conversation).iter().any(|t| t.contains("thief")),
+            "{:?}",
+            texts(&second, conversation)
+        );
+    }
+}
+
+/// A wrong code on the primary grants nothing and ends the link.
+#[test]
+fn a_wrong_code_grants_nothing() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, _carol) = trip(&clock);
+    let mut rng = SeededEntropy::new(45);
+    let link = alice.account.link_offer().unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    let now = clock.load(Ordering::SeqCst);
+    let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
+    let wrong = weft_core::devices::linking::ShortCode((joining.code().0 + 1) % 1_000_000);
+    assert!(matches!(alice.account.grant_link(joining.request(), wrong), Err(Error::NotAllowed(_))));
+    assert!(matches!(alice.account.grant_link(joining.request(), joining.code()), Err(Error::NotFound { .. })));
 }

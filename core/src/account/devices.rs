@@ -68,12 +68,17 @@ impl Account {
         self.store.write(|tx| tx.set_link_offer(None))
     }
 
-    /// Grants the device whose request this is, after the user saw the codes match: its
-    /// certificate and what it needs of the account, sealed to it. The link is used up.
-    pub fn grant_link(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+    /// Grants the device whose request this is, if `code` is the one both screens showed: its
+    /// certificate and what it needs of the account, sealed to it. The link is used up. With
+    /// another code, the link is cancelled and nothing is granted.
+    pub fn grant_link(&mut self, request: &[u8], code: ShortCode) -> Result<Vec<u8>> {
         let now = self.now();
         let offer = self.stored_offer()?;
         let opened = offer.open(request, now)?;
+        if opened.code != code {
+            self.cancel_link()?;
+            return Err(Error::NotAllowed("the codes differ: the link is cancelled and nothing was granted"));
+        }
         let applicant = opened.applicant.clone();
         let cert = self.require_primary()?.certify_public(&applicant.device, &applicant.dh, now);
         let me = self.account_public();
@@ -117,6 +122,7 @@ impl Account {
             rendezvous_seed: self.invite.rendezvous_seed,
             contacts,
             groups: granted,
+            revocations: self.store.read().revocations()?,
         };
         let sealed = offer.grant(opened, &grant.encode());
         let result = self.store.write(|tx| {
@@ -159,7 +165,11 @@ impl Account {
                         tx.save_group(&mut group)
                     })
                 });
-            self.settle([group], result)?;
+            // A conversation where it cannot go out now does not stop the others, nor the
+            // revocation itself.
+            if let Err(e) = self.settle([group], result) {
+                tracing::warn!(%e, "a revocation could not be sealed in one conversation");
+            }
         }
         self.apply_revocation(&revocation)?;
         // Everyone starts new chains (an update asks it of them), which the device does not get.
@@ -171,7 +181,9 @@ impl Account {
                     tx.save_group(&mut group)
                 })
             });
-            self.settle([group], result)?;
+            if let Err(e) = self.settle([group], result) {
+                tracing::warn!(%e, "a key update after a revocation could not be sealed in one conversation");
+            }
         }
         Ok(target)
     }
@@ -181,17 +193,28 @@ impl Account {
     /// group, a new epoch starts without it.
     pub(super) fn apply_revocation(&mut self, revocation: &Revocation) -> Result<()> {
         revocation.verify()?;
-        if !self.store.write(|tx| tx.put_revocation(revocation))? {
+        let key = (revocation.account, revocation.device);
+        if self.revoked.contains(&key) {
             return Ok(());
         }
-        self.revoked.insert(revocation.device);
+        // The record and every group's forgetting in one transaction: a crash between them
+        // would leave chains the device holds in use, and the record would stop a second try.
         let ids: Vec<_> = self.groups.keys().copied().collect();
-        for id in &ids {
-            let Some(mut group) = self.groups.remove(id) else { continue };
-            group.forget_device(&revocation.device);
-            let result = self.store.write(|tx| tx.save_group(&mut group));
-            self.settle([group], result)?;
+        let mut changed: Vec<Group> = ids.iter().filter_map(|id| self.groups.remove(id)).collect();
+        for group in changed.iter_mut() {
+            group.forget_device(&revocation.account, &revocation.device);
         }
+        let result = self.store.write(|tx| {
+            tx.put_revocation(revocation)?;
+            for group in changed.iter_mut() {
+                tx.save_group(group)?;
+            }
+            Ok(())
+        });
+        if result.is_ok() {
+            self.revoked.insert(key);
+        }
+        self.settle(changed, result)?;
         if revocation.device == self.me.id() {
             return Ok(());
         }
@@ -208,7 +231,7 @@ impl Account {
 
     /// Whether the account revoked this device.
     pub fn is_revoked(&self) -> bool {
-        self.revoked.contains(&self.me.id())
+        self.revoked.contains(&(self.account_public(), self.me.id()))
     }
 
     /// The account's devices this device knows of, this one first.
@@ -295,6 +318,9 @@ impl Account {
                 grant.primary.issued_at_ms,
             )?;
             tx.put_device(&device.id(), &cert_bytes(&grant.cert), device_name, now)?;
+            for r in &grant.revocations {
+                tx.put_revocation(r)?;
+            }
             for c in &grant.contacts {
                 tx.upsert_contact(&ContactRow {
                     account: c.account,
@@ -320,6 +346,9 @@ impl Account {
         let now = self.now();
         for granted in groups {
             let mut group = Group::for_linked_device(&self.me, &granted.welcome, primary, granted.pair_with, now)?;
+            for (account, device) in &self.revoked {
+                group.mark_revoked(account, device);
+            }
             let announce = group.announce(&self.me, now, self.entropy.as_mut())?;
             self.store.write(|tx| {
                 tx.save_group(&mut group)?;

@@ -62,7 +62,7 @@ pub struct Account {
     request_wraps: std::collections::HashMap<([u8; 32], u64), Vec<u8>>,
     /// Devices their accounts revoked (ours included, if this one was): their envelopes are
     /// refused.
-    revoked: std::collections::BTreeSet<crate::identity::DeviceId>,
+    revoked: std::collections::BTreeSet<(crate::identity::AccountPublic, crate::identity::DeviceId)>,
     /// Revocations an envelope just brought, applied once its group is back in `groups`.
     pending_revocations: Vec<crate::devices::revocation::Revocation>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
@@ -163,11 +163,12 @@ impl Account {
             request: x25519_dalek::StaticSecret::from(*id.request_secret),
             rendezvous_seed: id.rendezvous_seed,
         };
-        let revoked: std::collections::BTreeSet<_> = store.read().revocations()?.iter().map(|r| r.device).collect();
+        let revoked: std::collections::BTreeSet<_> =
+            store.read().revocations()?.iter().map(|r| (r.account, r.device)).collect();
         let mut groups: BTreeMap<GroupId, Group> = store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
         for group in groups.values_mut() {
-            for device in &revoked {
-                group.mark_revoked(device);
+            for (account, device) in &revoked {
+                group.mark_revoked(account, device);
             }
         }
         let mut account = Account {
@@ -292,7 +293,12 @@ impl Account {
     /// topic index follows the groups; on failure in-memory state is reloaded from the store, so
     /// memory never runs ahead of the disk.
     fn settle<T>(&mut self, groups: impl IntoIterator<Item = Group>, result: Result<T>) -> Result<T> {
-        for group in groups {
+        for mut group in groups {
+            // A group made or joined since a revocation holds the revoked device from a
+            // welcome or a log: it is forgotten here, whichever way the group came.
+            for (account, device) in &self.revoked {
+                group.mark_revoked(account, device);
+            }
             self.groups.insert(group.id, group);
         }
         match result {

@@ -218,7 +218,7 @@ impl Account {
             && group.current_epoch_author() == Some(self.account_public())
             && group.is_member(&opened.sender.account);
         // A device its account revoked: whatever it sends after we learned of it is refused.
-        if self.revoked.contains(&opened.sender.device) {
+        if self.revoked.contains(&(opened.sender.account, opened.sender.device)) {
             return Err(Error::Revoked);
         }
         let mut group = self.groups.remove(&gid).expect("checked above");
@@ -449,7 +449,10 @@ impl Account {
             self.acknowledge_later(gid, id);
         }
         let joined_id = joined.as_ref().map(|g| g.id);
-        if let Some(g) = joined {
+        if let Some(mut g) = joined {
+            for (account, device) in &self.revoked {
+                g.mark_revoked(account, device);
+            }
             self.groups.insert(g.id, g);
         }
         Ok((rows, unblocked, joined_id, moved))
@@ -660,6 +663,10 @@ impl Account {
         epoch: &[u8; 32],
     ) -> Result<Option<(ParkedPlace, bool)>> {
         let Some((device, generation, index)) = group.chain_position(envelope, epoch) else { return Ok(None) };
+        // A revoked device's envelopes wait for nothing: it gets no key again.
+        if group.refuses_device(&device) {
+            return Ok(None);
+        }
         if self.count_waiting(Some(&group.id))? >= MAX_WAITING_PER_GROUP {
             return Ok(None);
         }

@@ -14,6 +14,7 @@ const MAX_CONTACTS: usize = 100_000;
 const MAX_GROUPS: usize = 100_000;
 const MAX_CARD_LEN: usize = 1024;
 const MAX_WELCOME_LEN: usize = 4 * 1024 * 1024;
+const MAX_REVOCATIONS: usize = 100_000;
 
 /// One contact as the primary holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct Grant {
     pub rendezvous_seed: [u8; 32],
     pub contacts: Vec<GrantedContact>,
     pub groups: Vec<GrantedGroup>,
+    /// The revocations the primary processed: the new device refuses those devices too.
+    pub revocations: Vec<crate::devices::revocation::Revocation>,
 }
 
 fn status_byte(s: ContactStatus) -> u8 {
@@ -82,6 +85,10 @@ impl Grant {
             let mut inner = Writer::with_capacity(1024);
             g.welcome.encode(&mut inner);
             w.bytes(&inner.into_bytes());
+        }
+        w.count(self.revocations.len());
+        for r in &self.revocations {
+            r.encode(&mut w);
         }
         w.into_bytes()
     }
@@ -127,6 +134,9 @@ impl Grant {
                 Ok(GrantedGroup { pair_with, welcome })
             })
             .collect::<Result<Vec<_>>>()?;
+        let n = r.count(MAX_REVOCATIONS, crate::devices::revocation::Revocation::ENCODED_LEN)?;
+        let revocations =
+            (0..n).map(|_| crate::devices::revocation::Revocation::decode(&mut r)).collect::<Result<Vec<_>>>()?;
         r.finish()?;
         cert.verify()?;
         primary.verify()?;
@@ -141,6 +151,7 @@ impl Grant {
             rendezvous_seed,
             contacts,
             groups,
+            revocations,
         })
     }
 }

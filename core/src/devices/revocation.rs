@@ -43,6 +43,9 @@ impl Revocation {
     pub fn decode(r: &mut Reader<'_>) -> Result<Revocation> {
         let revocation =
             Revocation { account: r.array()?, device: r.array()?, revoked_ms: r.u64()?, signature: r.array()? };
+        if revocation.device == revocation.account {
+            return Err(Error::Malformed { what: "device revocation", why: "it names the account, not a device" });
+        }
         revocation.verify()?;
         Ok(revocation)
     }
@@ -57,9 +60,6 @@ impl Revocation {
         let mut r = Reader::new(bytes, "device revocation");
         let revocation = Revocation::decode(&mut r)?;
         r.finish()?;
-        if revocation.device == revocation.account {
-            return Err(Error::Malformed { what: "device revocation", why: "it names the account, not a device" });
-        }
         Ok(revocation)
     }
 }

@@ -203,9 +203,10 @@ pub struct Group {
     lamport: u64,
     dirty_peers: BTreeSet<(DeviceId, u32)>,
     verifying_keys: std::cell::RefCell<std::collections::HashMap<DeviceId, ed25519_dalek::VerifyingKey>>,
-    /// Devices their accounts revoked: never learned again, sealed nothing. Not stored with the
-    /// group: the account keeps them and hands them over at load ([`Group::forget_device`]).
-    revoked: BTreeSet<DeviceId>,
+    /// Devices their accounts revoked, with the account that revoked each (a revocation says
+    /// nothing of another account's devices): never learned again, sealed nothing. Not stored
+    /// with the group: the account keeps them and hands them over ([`Group::mark_revoked`]).
+    revoked: BTreeSet<(AccountPublic, DeviceId)>,
 }
 
 impl Group {
@@ -366,7 +367,7 @@ impl Group {
     fn adopt_membership(&mut self, membership: Membership) {
         self.membership = membership;
         for (id, cert) in &self.membership.devices {
-            if !self.revoked.contains(id) {
+            if !self.revoked.contains(&(cert.account, *id)) {
                 self.devices.entry(*id).or_insert_with(|| cert.clone());
             }
         }
@@ -400,6 +401,9 @@ impl Group {
     /// Those of devices that are not (yet) members' are bounded: an `Add` brings them first,
     /// and those of devices that left go when room is needed.
     pub fn note_prekey(&mut self, prekey: &SignedPrekey) {
+        if self.refuses_device(&prekey.device) {
+            return;
+        }
         let cap = MAX_MEMBERS * MAX_DEVICES_PER_ACCOUNT;
         if !self.prekeys.contains_key(&prekey.device) && self.prekeys.len() >= cap {
             let devices = &self.devices;
@@ -582,7 +586,7 @@ impl Group {
     /// Registers a device certificate of a member (from a contact request, for example).
     pub fn learn_device(&mut self, cert: &DeviceCert) -> Result<()> {
         cert.verify()?;
-        if self.revoked.contains(&cert.device) {
+        if self.revoked.contains(&(cert.account, cert.device)) {
             return Err(Error::Revoked);
         }
         if !self.is_member(&cert.account) {
@@ -802,26 +806,37 @@ impl Group {
         self.seal_control_in(me, epoch, content, When { now_ms, sent_ms }, entropy)
     }
 
-    /// Marks a device revoked as the group is loaded (what [`Group::forget_device`] did is
-    /// already stored).
-    pub fn mark_revoked(&mut self, device: &DeviceId) {
-        self.revoked.insert(*device);
-        self.devices.remove(device);
+    /// Whether a device is one its account revoked, as far as what we know of it shows: a
+    /// revocation by another account than the one its certificate names changes nothing.
+    pub fn refuses_device(&self, device: &DeviceId) -> bool {
+        self.revoked.iter().any(|(account, d)| d == device && self.devices.get(d).is_none_or(|c| c.account == *account))
     }
 
-    /// Forgets a device its account revoked: its certificate, channel, prekey and chains go, it
-    /// is never learned again, and our next message starts a chain it does not get.
-    pub fn forget_device(&mut self, device: &DeviceId) {
-        self.revoked.insert(*device);
-        self.devices.remove(device);
-        self.channels.remove(device);
-        self.prekeys.remove(device);
+    /// Marks a device of `account` revoked: its certificate (if it is that account's), channel,
+    /// prekey and chains go, and it is never learned again. Idempotent: the account calls it
+    /// on every group it loads or takes up. Says whether it held anything of the device.
+    pub fn mark_revoked(&mut self, account: &AccountPublic, device: &DeviceId) -> bool {
+        self.revoked.insert((*account, *device));
+        if self.devices.get(device).is_some_and(|c| c.account != *account) {
+            return false;
+        }
+        let mut held = self.devices.remove(device).is_some();
+        held |= self.channels.remove(device).is_some();
+        held |= self.prekeys.remove(device).is_some();
         self.unreached.remove(device);
         let chains: Vec<_> = self.peers.keys().filter(|(d, _)| d == device).copied().collect();
         for key in chains {
             self.peers.remove(&key);
             self.dirty_peers.insert(key);
+            held = true;
         }
+        held
+    }
+
+    /// Forgets a device its account revoked ([`Group::mark_revoked`]), and our next message
+    /// starts a chain it does not get.
+    pub fn forget_device(&mut self, account: &AccountPublic, device: &DeviceId) {
+        self.mark_revoked(account, device);
         self.restart_chain();
     }
 
@@ -1020,8 +1035,8 @@ impl Group {
         let mut epoch_shares = Vec::new();
         let mut unreached = BTreeSet::new();
         let mut recipients: BTreeMap<DeviceId, DeviceCert> = self.devices.clone();
-        recipients.retain(|device, _| !self.revoked.contains(device));
         recipients.extend(next.devices.clone());
+        recipients.retain(|device, cert| !self.revoked.contains(&(cert.account, *device)));
         for cert in recipients.values() {
             if cert.device == me.id() || !next.members.contains_key(&cert.account) {
                 continue;
@@ -1418,7 +1433,7 @@ impl Group {
                 text,
                 replaces: Some(replaces),
             },
-            Content::KeyShare(_) if self.revoked.contains(&sender.device) => Event::Nothing,
+            Content::KeyShare(_) if self.revoked.contains(&(sender.account, sender.device)) => Event::Nothing,
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());
                 self.note_prekey(&ks.prekey);
@@ -1485,7 +1500,9 @@ impl Group {
                 Event::LeaveAsked { id, sender: sender.account, lamport, sent_ms: inner.sent_ms }
             }
             Content::Leave => Event::Nothing,
-            Content::DeviceRevoked(revocation) if self.is_member(&revocation.account) => {
+            // Only an account revokes its own devices: a member cannot relay (or sign) a
+            // revocation of someone else's.
+            Content::DeviceRevoked(revocation) if revocation.account == sender.account => {
                 Event::DeviceRevoked { revocation }
             }
             Content::DeviceRevoked(_) => Event::Nothing,
@@ -1805,6 +1822,30 @@ mod tests {
             assert!(!printed.contains(&format!("{secret:?}")), "a secret was printed");
         }
         assert!(printed.contains("Secret32(..)"));
+    }
+
+    /// Issue 16 review: only an account revokes its own devices. A member who signs a
+    /// revocation of someone else's device with his own key names a pair that no certificate
+    /// has, and one signed by another account but sent by him is not taken.
+    #[test]
+    fn only_an_account_revokes_its_own_devices() {
+        use crate::devices::revocation::Revocation;
+        let mut rng = SeededEntropy::new(16);
+        let [(a, mut ga), (b, mut gb), (c, _)] = trio(&mut rng);
+        let b_key = AccountKey::generate(&mut SeededEntropy::new(2)).unwrap();
+        assert_eq!(b_key.public(), b.account());
+        let forged = Revocation::sign(&b_key, &c.id(), NOW);
+        let sealed = gb.send_revocation(&b, forged.clone(), NOW, &mut rng).unwrap();
+        let events: Vec<Event> = sealed.iter().map(|s| deliver(&a, &mut ga, &s.envelope).unwrap()).collect();
+        assert!(events.contains(&Event::DeviceRevoked { revocation: forged.clone() }));
+        assert!(!ga.mark_revoked(&forged.account, &forged.device), "carol's device is not bob's to revoke");
+        assert!(ga.devices_of(&c.account()).iter().any(|d| d.device == c.id()));
+        assert!(!ga.refuses_device(&c.id()));
+        let c_key = AccountKey::generate(&mut SeededEntropy::new(3)).unwrap();
+        let relayed = Revocation::sign(&c_key, &c.id(), NOW);
+        let sealed = gb.send_revocation(&b, relayed, NOW, &mut rng).unwrap();
+        let last = deliver(&a, &mut ga, &sealed.last().unwrap().envelope).unwrap();
+        assert_eq!(last, Event::Nothing, "a revocation is taken only from its own account");
     }
 
     /// A welcome made before it carried the group's clock (held in a store from then, or from

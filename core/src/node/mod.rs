@@ -291,12 +291,8 @@ impl Node {
         code: u32,
     ) -> Result<(crate::devices::linking::Applicant, Vec<u8>)> {
         self.call_and_push(move |a| {
-            let (applicant, expected) = a.open_link_request(&request)?;
-            if expected.0 != code {
-                a.cancel_link()?;
-                return Err(Error::NotAllowed("the codes differ: the link is cancelled and nothing was granted"));
-            }
-            Ok((applicant, a.grant_link(&request)?))
+            let (applicant, _) = a.open_link_request(&request)?;
+            Ok((applicant, a.grant_link(&request, crate::devices::linking::ShortCode(code))?))
         })
         .await
     }

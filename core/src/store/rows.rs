@@ -262,22 +262,24 @@ pub trait Rows {
         Ok(())
     }
 
-    /// Every device revocation this device processed.
+    /// Every device revocation this device processed (one that no longer reads is skipped: it
+    /// must not keep the home from opening).
     fn revocations(&self) -> Result<Vec<crate::devices::revocation::Revocation>> {
         let mut stmt = self.conn().prepare("SELECT revocation FROM revocations")?;
         let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.iter().map(|b| crate::devices::revocation::Revocation::from_bytes(b)).collect()
+        Ok(rows.iter().filter_map(|b| crate::devices::revocation::Revocation::from_bytes(b).ok()).collect())
     }
 
     /// Records a revocation; says whether it was new. The device's row (if ours) is marked.
     fn put_revocation(&self, r: &crate::devices::revocation::Revocation) -> Result<bool> {
         let new = self.conn().execute(
-            "INSERT OR IGNORE INTO revocations (device, revocation) VALUES (?1, ?2)",
-            params![&r.device[..], r.to_bytes()],
+            "INSERT OR IGNORE INTO revocations (account, device, revocation) VALUES (?1, ?2, ?3)",
+            params![&r.account[..], &r.device[..], r.to_bytes()],
         )? == 1;
+        // (The `devices` table holds only our own account's devices.)
         self.conn().execute(
-            "UPDATE devices SET revoked_ms = ?2 WHERE device = ?1",
-            params![&r.device[..], r.revoked_ms as i64],
+            "UPDATE devices SET revoked_ms = ?2 WHERE device = ?1 AND ?3 = (SELECT substr(device_cert, 1, 32) FROM identity)",
+            params![&r.device[..], r.revoked_ms as i64, &r.account[..]],
         )?;
         Ok(new)
     }

@@ -197,8 +197,10 @@ const MIGRATIONS: &[&str] = &[
         offer BLOB NOT NULL
     );
     CREATE TABLE revocations (
-        device BLOB PRIMARY KEY,
-        revocation BLOB NOT NULL
+        account BLOB NOT NULL,
+        device BLOB NOT NULL,
+        revocation BLOB NOT NULL,
+        PRIMARY KEY (account, device)
     ) WITHOUT ROWID;
     ",
 ];
