@@ -16,11 +16,13 @@ use weft_core::crypto::OsEntropy;
 use weft_core::identity::{ContactCard, fingerprint, safety_number};
 use weft_core::store::DatabaseKey;
 
+mod devices;
 mod enums;
 mod listeners;
 mod logging;
 mod node;
 
+pub use devices::{Device, LinkRequest, WeftJoin};
 pub use enums::{ContactStatus, DeliveryState, MessageKind, Via};
 pub use logging::{LogLevel, LogListener, LogRecord, clear_log_listener, set_log_listener};
 pub use node::{

@@ -36,7 +36,7 @@ pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| 
 });
 
 /// Runs `f` on the bindings' runtime; a panic becomes an error.
-async fn on_runtime<T: Send + 'static>(
+pub(crate) async fn on_runtime<T: Send + 'static>(
     f: impl Future<Output = Result<T, WeftError>> + Send + 'static,
 ) -> Result<T, WeftError> {
     match RUNTIME.spawn(f).await {
@@ -422,7 +422,15 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
             }
         })
         .await?;
-        Ok(Arc::new(WeftNode {
+        Ok(WeftNode::over(node))
+    })
+    .await
+}
+
+impl WeftNode {
+    /// The bindings' node over a started core node.
+    pub(crate) fn over(node: Node) -> Arc<WeftNode> {
+        Arc::new(WeftNode {
             node: Mutex::new(Some(Arc::new(node))),
             net: Mutex::new(None),
             meshes: Mutex::new(Vec::new()),
@@ -430,9 +438,12 @@ pub async fn open_node(home: String, database_key: Vec<u8>, name: Option<String>
             closed: AtomicBool::new(false),
             silenced: Arc::new(AtomicBool::new(false)),
             deliveries: Mutex::new(Vec::new()),
-        }))
-    })
-    .await
+        })
+    }
+
+    pub(crate) fn core(&self) -> Result<Arc<Node>, WeftError> {
+        self.node()
+    }
 }
 
 fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, WeftError> {
@@ -446,7 +457,7 @@ fn parse_addrs(addrs: Vec<String>) -> Result<Vec<weft_core::net::Multiaddr>, Wef
 /// what someone chose to be shown as, and a contact could choose one that is another
 /// conversation's (issue 15). Conversations go by `Conversation.id` (a contact's is
 /// `Contact.conversation_id`), contacts and members by their account id.
-fn exact(what: &str, id: String) -> Result<String, WeftError> {
+pub(crate) fn exact(what: &str, id: String) -> Result<String, WeftError> {
     if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(id.to_ascii_lowercase())
     } else {

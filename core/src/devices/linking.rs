@@ -120,6 +120,7 @@ pub struct Applicant {
 }
 
 /// The keys and code of one exchange, as both sides derive them.
+#[derive(Clone)]
 struct Session {
     grant_key: Secret32,
     code: ShortCode,
@@ -249,6 +250,7 @@ impl Offer {
 }
 
 /// The new device between its request and the grant.
+#[derive(Clone)]
 pub struct Joining {
     ticket: Ticket,
     session: Session,

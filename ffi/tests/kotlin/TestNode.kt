@@ -494,6 +494,28 @@ suspend fun parity(root: String) {
     for (n in listOf(alice, bob, carol)) n.shutdown()
 }
 
+/** One account on two devices (issue 16): the phone links a laptop, both write as alice. */
+suspend fun twoDevices(root: String) {
+    val alice = openNode("$root/d-alice", key(31), "alice")
+    val bob = openNode("$root/d-bob", key(32), "bob")
+    contactsByBundle(alice, "alice", bob)
+    val join = WeftJoin(alice.linkDevice(), "laptop")
+    val asked = alice.openLinkRequest(join.request())
+    check(asked.code == join.code()) { "the screens show ${asked.code} and ${join.code()}" }
+    val laptop = join.finish("$root/d-laptop", key(33), alice.grantDevice(join.request(), asked.codeValue))
+    laptop.send(laptop.conv("bob"), "from the laptop")
+    bob.importBundle(laptop.exportBundle())
+    check(bob.history(bob.conv("alice"), null, 50u).any { it.sender == "alice" && it.body == "from the laptop" })
+    val devices = alice.devices()
+    check(devices.map { it.name } == listOf("this device", "laptop")) { "devices: $devices" }
+    alice.revokeDevice(devices[1].device)
+    laptop.importBundle(alice.exportBundle())
+    refused<WeftException.InvalidInput>("a revoked device sending") {
+        runBlocking { laptop.send(laptop.conv("bob"), "still here?") }
+    }
+    for (n in listOf(alice, bob, laptop)) n.shutdown()
+}
+
 fun main() = runBlocking {
     val root = Files.createTempDirectory("weft-kotlin").toString()
     try {
@@ -507,8 +529,9 @@ fun main() = runBlocking {
         eventsAsAFlow(root)
         sharedNode(root)
         parity(root)
+        twoDevices(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 10 passed, 0 failed")
+    println("kotlin node: 11 passed, 0 failed")
 }

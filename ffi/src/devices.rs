@@ -1,0 +1,172 @@
+//! One account on several devices, for apps: the first device links a new one (a one-time
+//! link shown as a QR code; the code both screens show; the grant), the new device joins with a
+//! [`WeftJoin`], and the first device lists and revokes devices. The app carries the request
+//! and the grant (a QR code, a file, its own channel).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weft_core::account::{Account, DeviceInfo, system_clock};
+use weft_core::crypto::OsEntropy;
+use weft_core::devices::linking::{Joining, Ticket};
+use weft_core::identity::DeviceKeys;
+use weft_core::node::Node;
+use weft_core::store::DatabaseKey;
+
+use crate::node::{WeftNode, exact, on_runtime};
+use crate::{WeftError, hex};
+
+/// One of the account's devices.
+#[derive(uniffi::Record)]
+pub struct Device {
+    pub name: String,
+    /// The device's id (its key), to revoke it by.
+    pub device: String,
+    pub linked_ms: u64,
+    pub this_device: bool,
+    /// It holds the account key: only it links and revokes.
+    pub primary: bool,
+}
+
+impl From<DeviceInfo> for Device {
+    fn from(d: DeviceInfo) -> Self {
+        Device {
+            name: d.name,
+            device: hex(&d.device),
+            linked_ms: d.linked_ms,
+            this_device: d.this_device,
+            primary: d.primary,
+        }
+    }
+}
+
+/// A new device's request, as the first device sees it.
+#[derive(uniffi::Record)]
+pub struct LinkRequest {
+    /// What the user called the new device.
+    pub name: String,
+    pub device: String,
+    /// The code both screens must show ("123 456"); pass `code_value` to `grant_device`.
+    pub code: String,
+    pub code_value: u32,
+}
+
+#[uniffi::export]
+impl WeftNode {
+    /// A one-time link for a new device, valid ten minutes (show it as a QR code). The
+    /// account's first device only.
+    pub async fn link_device(&self) -> Result<String, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move { Ok(node.link_offer().await?) }).await
+    }
+
+    /// Who a new device's request comes from, and the code its screen shows. Changes nothing.
+    pub async fn open_link_request(&self, request: Vec<u8>) -> Result<LinkRequest, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move {
+            let (applicant, code) = node.open_link_request(request).await?;
+            Ok(LinkRequest {
+                name: applicant.name,
+                device: hex(&applicant.device),
+                code: code.to_string(),
+                code_value: code.0,
+            })
+        })
+        .await
+    }
+
+    /// The grant for the device whose request this is, once the user confirmed the codes match
+    /// (`code`: the value both screens show). Another code cancels the link and grants nothing.
+    pub async fn grant_device(&self, request: Vec<u8>, code: u32) -> Result<Vec<u8>, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move { Ok(node.grant_link(request, code).await?.1) }).await
+    }
+
+    /// Forgets the waiting link.
+    pub async fn cancel_link(&self) -> Result<(), WeftError> {
+        let node = self.core()?;
+        on_runtime(async move { Ok(node.cancel_link().await?) }).await
+    }
+
+    /// The account's devices this one knows of, this one first.
+    pub async fn devices(&self) -> Result<Vec<Device>, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move { Ok(node.devices().await?.into_iter().map(Into::into).collect()) }).await
+    }
+
+    /// Revokes a lost or stolen device (by its id): it reads nothing members write after they
+    /// processed the revocation, and what it sends is refused. The first device only.
+    pub async fn revoke_device(&self, device: String) -> Result<Device, WeftError> {
+        let device = exact("device", device)?;
+        let node = self.core()?;
+        on_runtime(async move { Ok(node.revoke_device(device).await?.into()) }).await
+    }
+}
+
+/// A new device joining an account: made from the first device's link, it holds this
+/// device's keys until the grant comes.
+#[derive(uniffi::Object)]
+pub struct WeftJoin {
+    device: DeviceKeys,
+    name: String,
+    joining: Joining,
+}
+
+#[uniffi::export]
+impl WeftJoin {
+    /// Answers `link` (from the first device's `link_device`) as a device called `name`.
+    #[uniffi::constructor]
+    pub fn new(link: String, name: String) -> Result<Arc<Self>, WeftError> {
+        let ticket = Ticket::from_link(&link)?;
+        let mut entropy = OsEntropy;
+        let device = DeviceKeys::generate(&mut entropy)?;
+        let joining = Joining::start(ticket, &device, &name, system_clock()(), &mut entropy)?;
+        Ok(Arc::new(WeftJoin { device, name, joining }))
+    }
+
+    /// The request to carry to the first device.
+    pub fn request(&self) -> Vec<u8> {
+        self.joining.request().to_vec()
+    }
+
+    /// The code this screen shows; the first device's must be the same.
+    pub fn code(&self) -> String {
+        self.joining.code().to_string()
+    }
+
+    pub fn code_value(&self) -> u32 {
+        self.joining.code().0
+    }
+
+    /// Makes this device's home from the first device's grant and opens it: a node of the
+    /// account, in every conversation, from now on.
+    pub async fn finish(
+        &self,
+        home: String,
+        database_key: Vec<u8>,
+        grant: Vec<u8>,
+    ) -> Result<Arc<WeftNode>, WeftError> {
+        let key: [u8; 32] = database_key
+            .try_into()
+            .map_err(|_| WeftError::InvalidInput { detail: "the database key must be 32 bytes".into() })?;
+        let device = DeviceKeys::from_secrets(&self.device.sign_secret(), &self.device.dh_secret_bytes());
+        let (name, joining) = (self.name.clone(), self.joining.clone());
+        on_runtime(async move {
+            let node = Node::start(move || {
+                Account::create_linked(
+                    &PathBuf::from(home),
+                    &DatabaseKey::from_bytes(key),
+                    &device,
+                    &name,
+                    &joining,
+                    &grant,
+                    Box::new(OsEntropy),
+                    system_clock(),
+                )
+            })
+            .await?;
+            Ok(WeftNode::over(node))
+        })
+        .await
+    }
+}

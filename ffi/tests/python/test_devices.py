@@ -1,0 +1,85 @@
+"""One account on two devices through the real library (issue 16): the phone links a laptop
+(the app carries the request and the grant), both write as alice, bob sees one alice; the phone
+revokes the laptop, which then reads nothing new and is refused."""
+import asyncio
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
+
+import weft_ffi  # noqa: E402
+from pair import contacts_by_bundle, conversation_of  # noqa: E402
+
+
+async def carry(source, *targets):
+    bundle = await source.export_bundle()
+    for target in targets:
+        await target.import_bundle(bundle)
+
+
+async def bodies(node, name):
+    return [m.body for m in await node.history(await conversation_of(node, name), None, 100)]
+
+
+async def link_write_and_revoke(root):
+    alice = await weft_ffi.open_node(root + "/alice", bytes([1] * 32), "alice")
+    bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
+    await contacts_by_bundle(alice, bob)
+
+    link = await alice.link_device()
+    join = weft_ffi.WeftJoin(link, "laptop")
+    asked = await alice.open_link_request(join.request())
+    assert asked.name == "laptop" and asked.code == join.code(), (asked.code, join.code())
+    # A wrong code grants nothing and ends the link.
+    try:
+        await alice.grant_device(join.request(), (asked.code_value + 1) % 1_000_000)
+        raise AssertionError("a wrong code was granted")
+    except weft_ffi.WeftError.InvalidInput:
+        pass
+    link = await alice.link_device()
+    join = weft_ffi.WeftJoin(link, "laptop")
+    asked = await alice.open_link_request(join.request())
+    grant = await alice.grant_device(join.request(), asked.code_value)
+    laptop = await join.finish(root + "/laptop", bytes([3] * 32), grant)
+    assert (await laptop.identity()).link == (await alice.identity()).link
+    devices = await alice.devices()
+    assert [d.name for d in devices] == ["this device", "laptop"] and devices[0].primary, devices
+
+    await laptop.send(await conversation_of(laptop, "bob"), "from the laptop")
+    await alice.send(await conversation_of(alice, "bob"), "from the phone")
+    for _ in range(2):
+        await carry(laptop, bob, alice)
+        await carry(alice, bob, laptop)
+        await carry(bob, alice, laptop)
+    on_bob = await bob.history(await conversation_of(bob, "alice"), None, 100)
+    texts = {(m.sender, m.body) for m in on_bob if m.kind == weft_ffi.MessageKind.TEXT}
+    assert {("alice", "from the laptop"), ("alice", "from the phone")} <= texts, texts
+    await bob.send(await conversation_of(bob, "alice"), "hello both")
+    await carry(bob, alice, laptop)
+    assert "hello both" in await bodies(laptop, "bob")
+
+    revoked = await alice.revoke_device(devices[1].device)
+    assert revoked.name == "laptop"
+    await carry(alice, bob, laptop)
+    await bob.send(await conversation_of(bob, "alice"), "after the revocation")
+    await carry(bob, alice, laptop)
+    assert "after the revocation" in await bodies(alice, "bob")
+    assert "after the revocation" not in await bodies(laptop, "bob")
+    try:
+        await laptop.send(await conversation_of(laptop, "bob"), "still here?")
+        raise AssertionError("a revoked device sent")
+    except weft_ffi.WeftError.InvalidInput as e:
+        assert "revoked" in str(e), e
+    for node in (alice, bob, laptop):
+        node.shutdown()
+
+
+async def main():
+    with tempfile.TemporaryDirectory() as root:
+        await link_write_and_revoke(root)
+    print("python devices: 1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
