@@ -206,3 +206,23 @@ fn a_wrong_code_grants_nothing() {
     assert!(matches!(alice.account.grant_link(joining.request(), wrong), Err(Error::NotAllowed(_))));
     assert!(matches!(alice.account.grant_link(joining.request(), joining.code()), Err(Error::NotFound { .. })));
 }
+
+/// What is read on one of alice's devices is read on the other.
+#[test]
+fn a_read_on_one_device_clears_unread_on_the_other() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, _carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    carry(&laptop, &mut bob);
+    carry(&bob, &mut laptop);
+    bob.account.send("alice", "one").unwrap();
+    bob.account.send("alice", "two").unwrap();
+    carry(&bob, &mut alice);
+    carry(&bob, &mut laptop);
+    let unread = |p: &Person| p.account.overview().unwrap().into_iter().find(|o| o.info.name == "bob").unwrap().unread;
+    assert_eq!((unread(&alice), unread(&laptop)), (2, 2));
+    alice.account.mark_read("bob").unwrap();
+    carry(&alice, &mut laptop);
+    assert_eq!(unread(&laptop), 0, "read on the phone, read on the laptop");
+}

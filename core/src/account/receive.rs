@@ -402,6 +402,7 @@ impl Account {
         // joining a group is not: it seals our announcement with a fresh chain position.
         let durable = announce.is_some();
         let others = group.member_count().saturating_sub(1);
+        let me = self.account_public();
         let apply = |tx: &rusqlite::Connection| -> Result<(Vec<(String, super::Acknowledged)>, Option<EnvelopeId>)> {
             tx.put_envelope(&id, Some(&gid), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
             let moved = match &replacing {
@@ -409,6 +410,11 @@ impl Account {
                 None => None,
             };
             let acknowledged = match &receipt {
+                // Another of our devices read these: what it read is read here too.
+                Some((sender, r)) if *sender == me => {
+                    tx.advance_read_mark(&gid, &r.read)?;
+                    Vec::new()
+                }
                 Some((sender, r)) => super::receipts::record(tx, &gid, others, sender, r)?,
                 None => Vec::new(),
             };

@@ -858,6 +858,25 @@ pub trait Rows {
 
     /// Others' text messages in `group` after our read mark, oldest first, at most `limit`
     /// (`me`: ours from another of our devices are not unread).
+    /// Moves a conversation's read mark to the newest of `read` that this device holds, if
+    /// that is further than the mark (another of our devices read them).
+    fn advance_read_mark(&self, group: &GroupId, read: &[EnvelopeId]) -> Result<()> {
+        let mut newest: Option<(u64, EnvelopeId)> = None;
+        for id in read {
+            if let Some(m) = self.message(id)?
+                && m.group_id == *group
+                && newest.is_none_or(|n| (m.lamport, m.id) > n)
+            {
+                newest = Some((m.lamport, m.id));
+            }
+        }
+        let Some((lamport, id)) = newest else { return Ok(()) };
+        if self.read_mark(group)?.is_none_or(|(l, i)| (lamport, id) > (l, i)) {
+            self.set_read_mark(group, lamport, &id)?;
+        }
+        Ok(())
+    }
+
     fn unread(&self, group: &GroupId, me: &[u8; 32], limit: usize) -> Result<Vec<(u64, EnvelopeId)>> {
         let (lamport, id) = self.read_mark(group)?.map_or((-1, vec![]), |(l, id)| (l as i64, id.0.to_vec()));
         let mut stmt = self.conn().prepare(
