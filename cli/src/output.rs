@@ -82,6 +82,7 @@ fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
         "left" if body == "you" => format!("[{time}] — you asked to leave; an admin removes you —"),
         "left" => format!("[{time}] — {body} asked to leave —"),
         "renamed" => format!("[{time}] — {sender} renamed the group {body:?} —"),
+        "device_linked" => format!("[{time}] — {body} linked a new device (the safety number is the same) —"),
         kind => format!("[{time}] — {sender} {kind} {body} —"),
     }
 }

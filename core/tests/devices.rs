@@ -81,6 +81,9 @@ fn a_linked_laptop_writes_and_reads_as_alice_in_a_one_to_one_and_a_group() {
     carry(&bob, &mut laptop);
     carry(&bob, &mut alice);
     assert!(texts(&laptop, "bob").contains(&"bob: hello both".to_owned()), "{:?}", texts(&laptop, "bob"));
+    // Bob's conversation says once that alice linked a new device.
+    let linked = bob.account.history("alice", 100).unwrap().into_iter().filter(|m| m.kind == "device_linked").count();
+    assert_eq!(linked, 1);
     assert!(texts(&alice, "bob").contains(&"bob: hello both".to_owned()));
     // What the laptop wrote shows on the phone as the user's own.
     carry(&laptop, &mut alice);

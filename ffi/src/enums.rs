@@ -47,6 +47,8 @@ pub enum MessageKind {
     Left,
     /// An admin renamed the group (`body` is the new name).
     Renamed,
+    /// A contact linked a new device (`body` names them); their safety number is unchanged.
+    DeviceLinked,
 }
 
 impl MessageKind {
@@ -60,6 +62,7 @@ impl MessageKind {
             "accepted" => MessageKind::Accepted,
             "left" => MessageKind::Left,
             "renamed" => MessageKind::Renamed,
+            "device_linked" => MessageKind::DeviceLinked,
             // The core writes no other kind (see `all_core_kinds_have_a_case`).
             _ => MessageKind::Text,
         }
@@ -134,7 +137,8 @@ mod tests {
     /// Every word the core writes has its own case (none falls through to the default).
     #[test]
     fn all_core_kinds_have_a_case() {
-        for kind in ["created", "added", "removed", "rekeyed", "joined", "accepted", "left", "renamed"] {
+        for kind in ["created", "added", "removed", "rekeyed", "joined", "accepted", "left", "renamed", "device_linked"]
+        {
             assert_ne!(MessageKind::from_core(kind), MessageKind::Text, "{kind}");
         }
         for d in [Delivery::Queued, Delivery::Sent, Delivery::Delivered, Delivery::Read, Delivery::Expired] {

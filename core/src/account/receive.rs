@@ -217,13 +217,38 @@ impl Account {
             && group.is_admin(&self.account_public())
             && group.current_epoch_author() == Some(self.account_public())
             && group.is_member(&opened.sender.account);
+        // A contact's second (third...) device speaking in our 1:1 conversation for the first
+        // time: they linked a new device, which the conversation says once.
+        let linked_device = device_is_new
+            && opened.sender.account != self.account_public()
+            && matches!(group.kind, crate::group::GroupKind::Pair { .. })
+            && !group.devices_of(&opened.sender.account).is_empty();
+        let (sender_account, sender_device) = (opened.sender.account, opened.sender.device);
         // A device its account revoked: whatever it sends after we learned of it is refused.
         if self.revoked.contains(&(opened.sender.account, opened.sender.device)) {
             return Err(Error::Revoked);
         }
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
-        let (rows, mut unblocked, joined, moved) = self.settle([group], result)?;
+        let (mut rows, mut unblocked, joined, moved) = self.settle([group], result)?;
+        if linked_device {
+            let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
+            if self.store.read().message(&id)?.is_none() {
+                let row = MessageRow {
+                    id,
+                    group_id: gid,
+                    sender: sender_account,
+                    lamport: self.groups.get(&gid).map_or(0, |g| g.lamport()),
+                    sent_ms: now,
+                    kind: "device_linked".into(),
+                    body: self.display_name(&sender_account),
+                    outgoing: false,
+                    via: None,
+                };
+                self.store.write_relaxed(|tx| tx.insert_message(&row))?;
+                rows.push(row);
+            }
+        }
         if let Some(new_gid) = joined {
             unblocked.push(new_gid);
         }

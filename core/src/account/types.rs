@@ -64,7 +64,7 @@ pub struct MessageInfo {
     pub sent_ms: u64,
     pub lamport: u64,
     /// `text`, or a membership event: `created`, `added`, `removed`, `rekeyed`, `joined`; or
-    /// `accepted` (a contact we asked accepted).
+    /// `accepted` (a contact we asked accepted), `device_linked` (a contact linked a new device).
     pub kind: String,
     pub body: String,
     /// Our text messages only: `queued`, `sent`, `delivered` or `read` (as far as receipts
