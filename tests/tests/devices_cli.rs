@@ -21,6 +21,34 @@ fn carry(dir: &std::path::Path, from: &Home, to: &[&Home]) {
     }
 }
 
+/// `weft init --join LINK` on `home`, left waiting for the grant; with the code it shows.
+fn join(home: &Home, link: &str, request: &std::path::Path, grant: &std::path::Path) -> (std::process::Child, String) {
+    let mut joining = home
+        .command(&[
+            "init",
+            "--name",
+            "laptop",
+            "--join",
+            link,
+            "--request",
+            request.to_str().unwrap(),
+            "--grant",
+            grant.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
+    let code = loop {
+        let line = stderr.next().expect("the laptop shows a code").unwrap();
+        if let Some(at) = line.find("same code: ") {
+            break line[at + "same code: ".len()..].trim().to_owned();
+        }
+    };
+    (joining, code)
+}
+
 #[test]
 fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     let root = tempfile::tempdir().unwrap();
@@ -43,29 +71,7 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     let link = link["link"].as_str().unwrap().to_owned();
     let laptop = Home { passphrase: "alice passphrase".into(), ..Home::new(dir, "laptop") };
     let (request, grant) = (dir.join("request.weft"), dir.join("grant.weft"));
-    let mut joining = laptop
-        .command(&[
-            "init",
-            "--name",
-            "laptop",
-            "--join",
-            &link,
-            "--request",
-            request.to_str().unwrap(),
-            "--grant",
-            grant.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
-    let code = loop {
-        let line = stderr.next().expect("the laptop shows a code").unwrap();
-        if let Some(at) = line.find("same code: ") {
-            break line[at + "same code: ".len()..].trim().to_owned();
-        }
-    };
+    let (mut joining, code) = join(&laptop, &link, &request, &grant);
     wait_until("the laptop's request", 30, || request.exists());
     // A wrong code grants nothing and ends the link.
     let wrong = if code == "000 000" { "111 111" } else { "000 000" };
@@ -78,29 +84,7 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     let link: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "device", "link"])).unwrap();
     let link = link["link"].as_str().unwrap().to_owned();
     let _ = std::fs::remove_file(&request);
-    let mut joining = laptop
-        .command(&[
-            "init",
-            "--name",
-            "laptop",
-            "--join",
-            &link,
-            "--request",
-            request.to_str().unwrap(),
-            "--grant",
-            grant.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
-    let code = loop {
-        let line = stderr.next().expect("the laptop shows a code").unwrap();
-        if let Some(at) = line.find("same code: ") {
-            break line[at + "same code: ".len()..].trim().to_owned();
-        }
-    };
+    let (joining, code) = join(&laptop, &link, &request, &grant);
     wait_until("the laptop's request", 30, || request.exists());
     let accepted =
         alice.ok(&["device", "accept", request.to_str().unwrap(), "--out", grant.to_str().unwrap(), "--code", &code]);

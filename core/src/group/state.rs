@@ -287,21 +287,7 @@ impl Group {
             return Err(Error::Malformed { what: "device grant", why: "a 1:1 conversation that is not ours" });
         }
         let mut group = Group::empty(id, GroupKind::Pair { accounts }, now_ms);
-        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
-        for cert in &welcome.devices {
-            if cert.verify().is_ok() && accounts.contains(&cert.account) {
-                group.devices.insert(cert.device, cert.clone());
-            }
-        }
-        group.learn_device(primary)?;
-        group.devices.insert(me.id(), me.cert.clone());
-        for prekey in &welcome.prekeys {
-            group.note_prekey(prekey);
-        }
-        let key = (primary.device, welcome.inviter_generation);
-        group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
-        group.dirty_peers.insert(key);
-        group.lamport = welcome.lamport.min(u64::MAX >> 2);
+        group.take_welcome(me, welcome, primary)?;
         Ok(group)
     }
 
@@ -338,24 +324,31 @@ impl Group {
         // log, so it is bounded to keep the topic index small.
         let oldest = group.ops.values().map(|o| o.created_ms).min().unwrap_or(now_ms);
         group.created_ms = oldest.clamp(now_ms.saturating_sub(MAX_HISTORY_MS), now_ms);
-        group.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
+        group.take_welcome(me, welcome, inviter)?;
+        Ok(group)
+    }
+
+    /// What a welcome hands over beside the membership: the current epoch, the devices and
+    /// prekeys the inviter knows, the inviter's chain and the group's clock.
+    fn take_welcome(&mut self, me: &LocalDevice, welcome: &Welcome, inviter: &DeviceCert) -> Result<()> {
+        self.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
         for cert in &welcome.devices {
-            if cert.verify().is_ok() && group.is_member(&cert.account) {
-                group.devices.insert(cert.device, cert.clone());
+            if cert.verify().is_ok() && self.is_member(&cert.account) {
+                self.devices.insert(cert.device, cert.clone());
             }
         }
-        group.learn_device(inviter)?;
-        group.devices.insert(me.id(), me.cert.clone());
+        self.learn_device(inviter)?;
+        self.devices.insert(me.id(), me.cert.clone());
         for prekey in &welcome.prekeys {
-            group.note_prekey(prekey);
+            self.note_prekey(prekey);
         }
         let key = (inviter.device, welcome.inviter_generation);
-        group.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
-        group.dirty_peers.insert(key);
+        self.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
+        self.dirty_peers.insert(key);
         // The inviter is a member we trust with the group's secrets; the bound only keeps the
         // clock far from overflowing.
-        group.lamport = welcome.lamport.min(u64::MAX >> 2);
-        Ok(group)
+        self.lamport = welcome.lamport.min(u64::MAX >> 2);
+        Ok(())
     }
 
     fn refresh_membership(&mut self) {
