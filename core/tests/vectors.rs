@@ -84,6 +84,21 @@ fn computed() -> Vec<(&'static str, String)> {
     let epoch = sender.current_epoch().unwrap().id;
     let opened = sender.open(&alice, &share.envelope, &epoch).unwrap();
     assert!(matches!(sender.accept(&alice, opened).unwrap(), Event::KeysArrived { .. }), "alice opens it");
+
+    // Linking a device (issue 16): the offer from SeededEntropy(500) at NOW, a laptop's keys
+    // and its request from SeededEntropy(600), the code, and the grant of payload "grant".
+    use weft_core::devices::linking::{Joining, Offer};
+    let offer = Offer::new(NOW, &mut SeededEntropy::new(500)).unwrap();
+    v.push(("link.link", offer.ticket().to_link()));
+    let mut rng = SeededEntropy::new(600);
+    let laptop = weft_core::identity::DeviceKeys::generate(&mut rng).unwrap();
+    let joining = Joining::start(offer.ticket().clone(), &laptop, "laptop", NOW, &mut rng).unwrap();
+    v.push(("link.request", hex(joining.request())));
+    let opened = offer.open(joining.request(), NOW).unwrap();
+    v.push(("link.code", opened.code.to_string()));
+    let grant = offer.grant(opened, b"grant");
+    v.push(("link.grant", hex(&grant)));
+    assert_eq!(joining.open_grant(&grant).unwrap(), b"grant");
     v
 }
 
