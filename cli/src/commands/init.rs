@@ -94,16 +94,34 @@ fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
         eprintln!("{waiting}");
     }
     let expires = joining.ticket().expires_ms;
-    let grant = loop {
-        if let Ok(bytes) = std::fs::read(&args.grant) {
-            break bytes;
+    // A grant copied in by hand may be read while the copy is under way: one that does not
+    // open yet is read again until it does or the link expires (nothing is written before it
+    // opens).
+    let mut last_error = None;
+    let account = loop {
+        if let Ok(meta) = std::fs::metadata(&args.grant) {
+            // Outside bytes: a file larger than any grant is not read into memory.
+            let max = weft_core::devices::linking::MAX_GRANT_LEN as u64;
+            if meta.len() > max {
+                anyhow::bail!("{} is {} bytes, more than a grant can be ({max})", args.grant.display(), meta.len());
+            }
+            let grant = std::fs::read(&args.grant).with_context(|| format!("reading {}", args.grant.display()))?;
+            match Account::create_linked_with_passphrase(home_dir, &passphrase, &device, &args.name, &joining, &grant) {
+                Ok(account) => break account,
+                Err(e @ (weft_core::Error::DecryptionFailed | weft_core::Error::Truncated { .. })) => {
+                    last_error = Some(e)
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if weft_core::clock::system_clock()() >= expires {
-            anyhow::bail!("the link expired before the grant came; make a new one with `weft device link`");
+            match last_error {
+                Some(e) => anyhow::bail!("{} does not open as this device's grant ({e})", args.grant.display()),
+                None => anyhow::bail!("the link expired before the grant came; make a new one with `weft device link`"),
+            }
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let account = Account::create_linked_with_passphrase(home_dir, &passphrase, &device, &args.name, &joining, &grant)?;
     crate::passphrase::forget_stale(home_dir);
     let joined = Joined {
         home: home_dir.display().to_string(),
