@@ -46,6 +46,12 @@ fn join(home: &Home, link: &str, request: &std::path::Path, grant: &std::path::P
             break line[at + "same code: ".len()..].trim().to_owned();
         }
     };
+    // The rest is read as it comes (a closed pipe would fail the process's later messages).
+    std::thread::spawn(move || {
+        for line in stderr.map_while(Result::ok) {
+            eprintln!("laptop: {line}");
+        }
+    });
     (joining, code)
 }
 
