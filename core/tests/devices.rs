@@ -93,6 +93,9 @@ fn a_linked_laptop_writes_and_reads_as_alice_in_a_one_to_one_and_a_group() {
     // The phone lists the laptop.
     let devices = alice.account.devices().unwrap();
     assert_eq!(devices.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["this device", "laptop"]);
+    assert!(devices[1].last_seen_ms.is_some(), "the phone had the laptop's envelopes");
+    let on_laptop = laptop.account.devices().unwrap();
+    assert!(on_laptop[1].primary && !on_laptop[0].primary, "{on_laptop:?}");
 }
 
 #[test]

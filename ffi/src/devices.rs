@@ -23,6 +23,8 @@ pub struct Device {
     /// The device's id (its key), to revoke it by.
     pub device: String,
     pub linked_ms: u64,
+    /// When this device last had an envelope of it.
+    pub last_seen_ms: Option<u64>,
     pub this_device: bool,
     /// It holds the account key: only it links and revokes.
     pub primary: bool,
@@ -34,6 +36,7 @@ impl From<DeviceInfo> for Device {
             name: d.name,
             device: hex(&d.device),
             linked_ms: d.linked_ms,
+            last_seen_ms: d.last_seen_ms,
             this_device: d.this_device,
             primary: d.primary,
         }

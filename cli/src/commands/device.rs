@@ -100,11 +100,13 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 devices
                     .iter()
                     .map(|d| {
+                        let seen = d.last_seen_ms.map(|ms| format!(", last seen {}", crate::output::format_time(ms)));
                         format!(
-                            "{:<20} {} linked {}{}{}",
+                            "{:<20} {} linked {}{}{}{}",
                             d.name,
                             &d.device[..12],
                             crate::output::format_time(d.linked_ms),
+                            seen.unwrap_or_default(),
                             if d.primary { "  (holds the account key)" } else { "" },
                             if d.this_device { "  (this device)" } else { "" }
                         )

@@ -85,6 +85,8 @@ pub struct Device {
     pub name: String,
     pub device: String,
     pub linked_ms: u64,
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
     pub this_device: bool,
     pub primary: bool,
 }
@@ -95,6 +97,7 @@ impl From<&weft_core::account::DeviceInfo> for Device {
             name: d.name.clone(),
             device: hex(&d.device),
             linked_ms: d.linked_ms,
+            last_seen_ms: d.last_seen_ms,
             this_device: d.this_device,
             primary: d.primary,
         }

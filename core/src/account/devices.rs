@@ -21,6 +21,8 @@ pub struct DeviceInfo {
     pub device: [u8; 32],
     pub name: String,
     pub linked_ms: u64,
+    /// When this device last had an envelope of it (`None`: not since it was linked).
+    pub last_seen_ms: Option<u64>,
     pub this_device: bool,
     pub primary: bool,
 }
@@ -241,15 +243,20 @@ impl Account {
             device: mine,
             name: "this device".into(),
             linked_ms: self.me.cert.issued_at_ms,
+            last_seen_ms: None,
             this_device: true,
             primary: self.is_primary(),
         }];
-        for (cert, name, linked_ms, revoked) in self.store.read().devices()? {
-            let cert = DeviceCert::decode(&mut Reader::new(&cert, "stored device certificate"))?;
-            if cert.device == mine || revoked.is_some() {
+        let rows = self.store.read().devices()?;
+        // On a linked device the primary is the row its grant wrote first.
+        let primary = rows.first().map(|row| row.0.clone()).filter(|_| !self.is_primary());
+        for (bytes, name, linked_ms, revoked, last_seen_ms) in rows {
+            let cert = DeviceCert::decode(&mut Reader::new(&bytes, "stored device certificate"))?;
+            if cert.device == mine || revoked.is_some() || self.revoked.contains(&(cert.account, cert.device)) {
                 continue;
             }
-            out.push(DeviceInfo { device: cert.device, name, linked_ms, this_device: false, primary: false });
+            let primary = primary.as_ref() == Some(&bytes);
+            out.push(DeviceInfo { device: cert.device, name, linked_ms, last_seen_ms, this_device: false, primary });
         }
         Ok(out)
     }

@@ -224,6 +224,11 @@ impl Account {
             && matches!(group.kind, crate::group::GroupKind::Pair { .. })
             && !group.devices_of(&opened.sender.account).is_empty();
         let (sender_account, sender_device) = (opened.sender.account, opened.sender.device);
+        let own_other_device = (sender_account == self.account_public() && sender_device != self.me.id()).then(|| {
+            let mut w = crate::wire::Writer::new();
+            opened.sender.encode(&mut w);
+            w.into_bytes()
+        });
         // A device its account revoked: whatever it sends after we learned of it is refused.
         if self.revoked.contains(&(opened.sender.account, opened.sender.device)) {
             return Err(Error::Revoked);
@@ -231,6 +236,9 @@ impl Account {
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
         let (mut rows, mut unblocked, joined, moved) = self.settle([group], result)?;
+        if let Some(cert) = own_other_device {
+            self.store.write_relaxed(|tx| tx.device_seen(&sender_device, &cert, now))?;
+        }
         if linked_device {
             let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
             if self.store.read().message(&id)?.is_none() {

@@ -44,9 +44,9 @@ impl ParkedPlace {
     }
 }
 
-/// One of the account's devices: its certificate (encoded), name, when it was linked and when
-/// revoked.
-pub type DeviceRow = (Vec<u8>, String, u64, Option<u64>);
+/// One of the account's devices: its certificate (encoded), name, when it was linked, when
+/// revoked and when this device last had an envelope of it.
+pub type DeviceRow = (Vec<u8>, String, u64, Option<u64>, Option<u64>);
 
 /// Someone whose request waits for an answer: their account and their conversation.
 pub type Stranger = ([u8; 32], GroupId);
@@ -243,11 +243,13 @@ pub trait Rows {
 
     /// The account's devices as this device knows them.
     fn devices(&self) -> Result<Vec<DeviceRow>> {
-        let mut stmt =
-            self.conn().prepare("SELECT cert, name, linked_ms, revoked_ms FROM devices ORDER BY linked_ms")?;
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT cert, name, linked_ms, revoked_ms, last_seen_ms FROM devices ORDER BY linked_ms")?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get::<_, Option<i64>>(3)?.map(|m| m as u64)))
+                let ms = |i: usize| r.get::<_, Option<i64>>(i).map(|m| m.map(|m| m as u64));
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, ms(3)?, ms(4)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
@@ -282,6 +284,18 @@ pub trait Rows {
             params![&r.device[..], r.revoked_ms as i64, &r.account[..]],
         )?;
         Ok(new)
+    }
+
+    /// Notes that another device of our account was heard from (one linked elsewhere, or
+    /// before this one, is listed under a name of its own).
+    fn device_seen(&self, device: &[u8; 32], cert: &[u8], now_ms: u64) -> Result<()> {
+        let name = format!("device-{}", data_encoding::HEXLOWER.encode(&device[..3]));
+        self.conn().execute(
+            "INSERT INTO devices (device, cert, name, linked_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(device) DO UPDATE SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?4)",
+            params![&device[..], cert, name, now_ms as i64],
+        )?;
+        Ok(())
     }
 
     fn link_offer(&self) -> Result<Option<Vec<u8>>> {

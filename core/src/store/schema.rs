@@ -190,7 +190,8 @@ const MIGRATIONS: &[&str] = &[
         cert BLOB NOT NULL,
         name TEXT NOT NULL,
         linked_ms INTEGER NOT NULL,
-        revoked_ms INTEGER
+        revoked_ms INTEGER,
+        last_seen_ms INTEGER
     ) WITHOUT ROWID;
     CREATE TABLE link_offer (
         id INTEGER PRIMARY KEY CHECK (id = 1),
