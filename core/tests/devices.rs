@@ -232,3 +232,29 @@ fn a_read_on_one_device_clears_unread_on_the_other() {
     carry(&alice, &mut laptop);
     assert_eq!(unread(&laptop), 0, "read on the phone, read on the laptop");
 }
+
+/// A contact added on the phone after the laptop was linked reaches the laptop (through the
+/// account's conversation with itself), and the laptop writes to them as alice.
+#[test]
+fn a_contact_added_later_on_one_device_reaches_the_other() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, _bob, _carol) = trip(&clock);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    carry(&laptop, &mut alice);
+    let mut dave = common::person("dave", 7, &clock);
+    alice.account.add_contact(&dave.account.card().to_link(), None).unwrap();
+    carry(&alice, &mut dave);
+    dave.account.accept_contact("alice").unwrap();
+    carry(&dave, &mut alice);
+    carry(&alice, &mut laptop);
+    let names: Vec<String> = laptop.account.conversations().unwrap().into_iter().map(|c| c.name).collect();
+    assert!(names.contains(&"dave".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n == "alice"), "the account's own conversation is not listed: {names:?}");
+    carry(&dave, &mut laptop);
+    laptop.account.send("dave", "hello from the laptop").unwrap();
+    for _ in 0..2 {
+        carry(&laptop, &mut dave);
+        carry(&dave, &mut laptop);
+    }
+    assert!(texts(&dave, "alice").contains(&"alice: hello from the laptop".to_owned()), "{:?}", texts(&dave, "alice"));
+}

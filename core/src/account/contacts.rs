@@ -106,7 +106,7 @@ impl Account {
     }
 
     /// The 1:1 group with the holder of `card`, derived from both request keys.
-    fn pair_group(&self, card: &ContactCard, created_ms: u64) -> Result<Group> {
+    pub(super) fn pair_group(&self, card: &ContactCard, created_ms: u64) -> Result<Group> {
         let shared = self.invite.request.diffie_hellman(&x25519_dalek::PublicKey::from(card.request_key));
         if !shared.was_contributory() {
             return Err(Error::Malformed { what: "contact card", why: "request key is a low-order point" });
@@ -160,6 +160,7 @@ impl Account {
         };
         let result = self.introduce(&mut group, card, name, existing, now);
         let row = self.settle([group], result)?;
+        self.share_contact(&row.account);
         self.contact_info(&row)
     }
 
@@ -208,7 +209,7 @@ impl Account {
 
     /// A name for someone who introduced themselves: theirs, cleaned of control characters and
     /// cut to length, made unique with a number.
-    fn name_for_stranger(&self, card: &ContactCard) -> Result<String> {
+    pub(super) fn name_for_stranger(&self, card: &ContactCard) -> Result<String> {
         let cleaned: String = card.name.as_deref().unwrap_or("").chars().filter(|c| !c.is_control()).collect();
         let mut base = cleaned.trim().to_owned();
         while base.len() > crate::identity::MAX_NAME_LEN - 8 {
@@ -346,6 +347,7 @@ impl Account {
             self.settle(pair, result)?;
         }
         let joined = self.join_held_invites(&row.account)?;
+        self.share_contact(&row.account);
         Ok((self.contact_info(&row)?, joined))
     }
 
@@ -360,6 +362,7 @@ impl Account {
         let mut row = self.contact_row(name)?;
         row.verified = true;
         self.store.write(|tx| tx.upsert_contact(&row))?;
+        self.share_contact(&row.account);
         self.contact_info(&row)
     }
 

@@ -84,6 +84,9 @@ impl Account {
         let applicant = opened.applicant.clone();
         let cert = self.require_primary()?.certify_public(&applicant.device, &applicant.dh, now);
         let me = self.account_public();
+        // The devices' own conversation goes with the others: what one of them adds later
+        // reaches the rest through it.
+        self.ensure_self_conversation()?;
         let contacts = self
             .store
             .read()
@@ -104,7 +107,8 @@ impl Account {
         for id in ids {
             let Some(mut group) = self.groups.remove(&id) else { continue };
             let pair_with = match &group.kind {
-                GroupKind::Pair { accounts } => accounts.iter().find(|a| **a != me).copied(),
+                // (The account's conversation with itself is a 1:1 with itself.)
+                GroupKind::Pair { accounts } => Some(accounts.iter().find(|a| **a != me).copied().unwrap_or(me)),
                 GroupKind::Many => None,
             };
             let welcome = match group.is_member(&me) {
@@ -363,6 +367,120 @@ impl Account {
             })?;
             self.groups.insert(group.id, group);
         }
+        self.rebuild_topics();
+        Ok(())
+    }
+}
+
+/// The account's conversation with itself: how its devices tell each other of contacts and
+/// groups one of them added after the others were linked. It exists once a device was linked
+/// (the grant hands it over), is never listed, and takes what it carries only from the
+/// account's own devices that are not revoked.
+impl Account {
+    fn self_conversation_id(&self) -> crate::group::GroupId {
+        let me = self.account_public();
+        Group::pair_id(&me, &me).0
+    }
+
+    /// Makes the account's conversation with itself, if there is none yet.
+    pub(super) fn ensure_self_conversation(&mut self) -> Result<()> {
+        let id = self.self_conversation_id();
+        if self.groups.contains_key(&id) {
+            return Ok(());
+        }
+        let mut group = self.pair_group(&self.card(), self.now())?;
+        let result = self.store.write(|tx| tx.save_group(&mut group));
+        self.settle([group], result)?;
+        self.rebuild_topics();
+        Ok(())
+    }
+
+    /// Tells the account's other devices of a contact (added or accepted here). Best effort:
+    /// nothing to do before a device was linked.
+    pub(super) fn share_contact(&mut self, account: &[u8; 32]) {
+        let id = self.self_conversation_id();
+        if !self.groups.contains_key(&id) {
+            return;
+        }
+        let result = (|| {
+            let Some(row) = self.store.read().contact_by_account(account)? else { return Ok(()) };
+            let shared = crate::group::SharedContact {
+                card: row.card.clone(),
+                name: row.name.clone(),
+                accepted: row.status == crate::store::ContactStatus::Accepted,
+                verified: row.verified,
+                created_ms: row.created_ms,
+            };
+            let now = self.now();
+            let mut group = self.groups.remove(&id).expect("checked above");
+            let result = group.send_shared_contact(&self.me, shared, now, self.entropy.as_mut()).and_then(|sealed| {
+                self.store.write(|tx| {
+                    put_sent(tx, &id, &sealed, now)?;
+                    tx.save_group(&mut group)
+                })
+            });
+            self.settle([group], result)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(%e, "a contact could not be shared with the account's other devices");
+        }
+    }
+
+    /// Takes a contact another of our devices shared: a new one is added (its 1:1 conversation
+    /// derived as that device derived it), a known one is marked accepted or verified if it was
+    /// there.
+    pub(super) fn take_shared_contact(&mut self, shared: &crate::group::SharedContact) -> Result<()> {
+        use crate::store::ContactStatus;
+        let card = crate::identity::ContactCard::from_bytes(&shared.card)?;
+        if card.account == self.account_public() || self.is_blocked(&card.account)? {
+            return Ok(());
+        }
+        let status = if shared.accepted { ContactStatus::Accepted } else { ContactStatus::Added };
+        let mut row = match self.store.read().contact_by_account(&card.account)? {
+            Some(mut row) => {
+                let accepted = shared.accepted && row.status != ContactStatus::Accepted;
+                if !accepted && (row.verified || !shared.verified) {
+                    return Ok(());
+                }
+                if accepted {
+                    row.status = ContactStatus::Accepted;
+                }
+                row.verified |= shared.verified;
+                row
+            }
+            None => {
+                let name = match self.name_is_free(&shared.name)?
+                    && !super::conversations::looks_like_an_id(&shared.name)
+                    && super::check_name(&shared.name).is_ok()
+                {
+                    true => shared.name.clone(),
+                    false => self.name_for_stranger(&card)?,
+                };
+                ContactRow {
+                    account: card.account,
+                    name,
+                    card: shared.card.clone(),
+                    status,
+                    verified: shared.verified,
+                    group_id: Group::pair_id(&self.account_public(), &card.account).0,
+                    request: None,
+                    created_ms: shared.created_ms.min(self.now()),
+                }
+            }
+        };
+        let mut group = match self.groups.remove(&row.group_id) {
+            Some(g) => g,
+            None => match self.store.read().load_group(&row.group_id)? {
+                Some(g) => g,
+                None => self.pair_group(&card, row.created_ms)?,
+            },
+        };
+        row.group_id = group.id;
+        let result = self.store.write(|tx| {
+            tx.upsert_contact(&row)?;
+            tx.save_group(&mut group)
+        });
+        self.settle([group], result)?;
         self.rebuild_topics();
         Ok(())
     }

@@ -65,6 +65,8 @@ pub struct Account {
     revoked: std::collections::BTreeSet<(crate::identity::AccountPublic, crate::identity::DeviceId)>,
     /// Revocations an envelope just brought, applied once its group is back in `groups`.
     pending_revocations: Vec<crate::devices::revocation::Revocation>,
+    /// Contacts another of our devices shared, taken once their envelope is applied.
+    pending_contacts: Vec<crate::group::SharedContact>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -188,6 +190,7 @@ impl Account {
             request_wraps: std::collections::HashMap::new(),
             revoked,
             pending_revocations: Vec::new(),
+            pending_contacts: Vec::new(),
             _lock: lock,
         };
         account.rebuild_topics();

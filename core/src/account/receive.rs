@@ -267,6 +267,11 @@ impl Account {
         for revocation in std::mem::take(&mut self.pending_revocations) {
             let _ = self.apply_revocation(&revocation);
         }
+        for contact in std::mem::take(&mut self.pending_contacts) {
+            if let Err(e) = self.take_shared_contact(&contact) {
+                tracing::debug!(%e, "a contact shared by another of our devices was not taken");
+            }
+        }
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
@@ -371,6 +376,11 @@ impl Account {
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
             Event::DeviceRevoked { revocation: r } => revocation = Some(r),
+            // What another of our devices added: taken once the envelope is applied.
+            Event::ContactShared { sender, contact } if sender == self.account_public() => {
+                self.pending_contacts.push(contact);
+            }
+            Event::ContactShared { .. } => {}
             Event::LeaveAsked { id, sender, lamport, sent_ms } => rows.push(MessageRow {
                 id,
                 group_id: gid,

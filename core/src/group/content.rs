@@ -36,6 +36,7 @@ const KIND_EPOCH_SHARES: u8 = 10;
 const KIND_RESENT: u8 = 11;
 const KIND_LEAVE: u8 = 12;
 const KIND_DEVICE_REVOKED: u8 = 13;
+const KIND_CONTACT_SHARED: u8 = 14;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -159,6 +160,21 @@ pub const WELCOME_PART_LEN: usize = 60_000;
 /// Parts a welcome may have: 3.8 MB, a group of 1,000 members with 4 devices each and room.
 pub const MAX_WELCOME_PARTS: usize = 64;
 
+/// Longest contact card a shared contact carries.
+const MAX_SHARED_CARD_LEN: usize = 1024;
+
+/// A contact as shared between an account's devices.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedContact {
+    /// The contact's card, as [`crate::identity::ContactCard::to_bytes`] wrote it.
+    pub card: Vec<u8>,
+    pub name: String,
+    /// Both sides know each other (else we added their link and wait for their answer).
+    pub accepted: bool,
+    pub verified: bool,
+    pub created_ms: u64,
+}
+
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
 /// and which they read. Sent inside the group's encryption like any message, so a carrier sees
 /// one more small envelope and nothing of what it acknowledges.
@@ -197,6 +213,9 @@ pub enum Content {
     /// A part of an invitation too big for one envelope.
     InvitePart(InvitePart),
     Receipt(Receipt),
+    /// A contact, as one of the account's devices added or accepted it, for the others (sent
+    /// only in the account's conversation with itself).
+    ContactShared(SharedContact),
     /// A device its account revoked (signed by the account key): refuse it from now on.
     DeviceRevoked(crate::devices::revocation::Revocation),
     /// Its sender asks to leave the group: an admin's device removes them (a member cannot
@@ -296,6 +315,14 @@ impl Inner {
                 w.u8(KIND_DEVICE_REVOKED);
                 revocation.encode(&mut w);
             }
+            Content::ContactShared(c) => {
+                w.u8(KIND_CONTACT_SHARED)
+                    .bytes(&c.card)
+                    .string(&c.name)
+                    .bool(c.accepted)
+                    .bool(c.verified)
+                    .u64(c.created_ms);
+            }
             Content::Receipt(receipt) => {
                 w.u8(5);
                 for ids in [&receipt.delivered, &receipt.read] {
@@ -342,6 +369,13 @@ impl Inner {
             }
             KIND_INVITE => Content::Invite(Box::new(Welcome::decode(&mut r)?)),
             KIND_LEAVE => Content::Leave,
+            KIND_CONTACT_SHARED => Content::ContactShared(SharedContact {
+                card: r.bytes(MAX_SHARED_CARD_LEN)?.to_vec(),
+                name: r.string(crate::identity::MAX_NAME_LEN)?,
+                accepted: r.bool()?,
+                verified: r.bool()?,
+                created_ms: r.u64()?,
+            }),
             KIND_DEVICE_REVOKED => Content::DeviceRevoked(crate::devices::revocation::Revocation::decode(&mut r)?),
             KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
             KIND_INVITE_PART => {

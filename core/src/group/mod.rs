@@ -10,7 +10,9 @@ mod membership;
 mod state;
 
 pub use chain::{MAX_GAP, MAX_SKIPPED_PER_CHAIN, OwnChain, PeerChain, step as chain_step};
-pub use content::{Content, Inner, InvitePart, KeyShare, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Receipt, Share, Welcome};
+pub use content::{
+    Content, Inner, InvitePart, KeyShare, MAX_RECEIPT_IDS, MAX_TEXT_LEN, Receipt, Share, SharedContact, Welcome,
+};
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
 pub use state::{

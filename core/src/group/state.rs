@@ -148,6 +148,12 @@ pub enum Event {
         from: DeviceCert,
         welcome: Box<Welcome>,
     },
+    /// Another device of the sender's account shares a contact (in a 1:1 conversation only:
+    /// the account's own).
+    ContactShared {
+        sender: AccountPublic,
+        contact: super::SharedContact,
+    },
     /// A device was revoked by its account (the signature is checked).
     DeviceRevoked {
         revocation: crate::devices::revocation::Revocation,
@@ -839,6 +845,20 @@ impl Group {
             && self.devices.values().filter(|c| self.is_admin(&c.account)).map(|c| c.device).min() == Some(me.id())
     }
 
+    /// Seals a contact for the account's other devices (in its conversation with itself).
+    pub fn send_shared_contact(
+        &mut self,
+        me: &LocalDevice,
+        contact: super::SharedContact,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if !matches!(self.kind, GroupKind::Pair { accounts } if accounts == [me.account(); 2]) {
+            return Err(Error::NotAllowed("contacts are shared only in the account's own conversation"));
+        }
+        self.send(me, Content::ContactShared(contact), now_ms, entropy)
+    }
+
     /// Seals a device revocation of our account in this conversation.
     pub fn send_revocation(
         &mut self,
@@ -1499,6 +1519,10 @@ impl Group {
                 Event::DeviceRevoked { revocation }
             }
             Content::DeviceRevoked(_) => Event::Nothing,
+            Content::ContactShared(contact) if matches!(self.kind, GroupKind::Pair { accounts } if accounts[0] == accounts[1]) => {
+                Event::ContactShared { sender: sender.account, contact }
+            }
+            Content::ContactShared(_) => Event::Nothing,
         };
         Ok(event)
     }
