@@ -159,6 +159,7 @@ impl Account {
         }
         let blocked = store.blocked()?;
         if c.kind == ConversationKind::Contact
+            && !blocked.is_empty()
             && store.contacts()?.iter().any(|row| row.group_id == c.id && blocked.contains(&row.account))
         {
             return Err(Error::NotAllowed("you blocked this contact: unblock them to write to them"));

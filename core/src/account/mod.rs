@@ -67,6 +67,8 @@ pub struct Account {
     pending_revocations: Vec<crate::devices::revocation::Revocation>,
     /// Contacts another of our devices shared, taken once their envelope is applied.
     pending_contacts: Vec<crate::group::SharedContact>,
+    /// When this device last wrote down hearing from each other device of ours.
+    seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -191,6 +193,7 @@ impl Account {
             revoked,
             pending_revocations: Vec::new(),
             pending_contacts: Vec::new(),
+            seen_written: std::collections::HashMap::new(),
             _lock: lock,
         };
         account.rebuild_topics();

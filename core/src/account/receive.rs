@@ -33,6 +33,9 @@ const MAX_PEER_ADDRS: usize = 32;
 /// Envelopes of an import committed together.
 const IMPORT_BATCH: usize = 1024;
 
+/// How often a device notes when another of our devices was last heard from.
+const SEEN_EVERY_MS: u64 = 10 * 60 * 1000;
+
 impl Account {
     /// Receives one envelope. Duplicates are [`Error::Duplicate`]; envelopes of conversations
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
@@ -236,8 +239,13 @@ impl Account {
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
         let (mut rows, mut unblocked, joined, moved) = self.settle([group], result)?;
-        if let Some(cert) = own_other_device {
+        // When another of our devices was last heard from: written at most every ten minutes
+        // per device, not once per envelope of a catch-up.
+        if let Some(cert) = own_other_device
+            && self.seen_written.get(&sender_device).is_none_or(|t| now.saturating_sub(*t) >= SEEN_EVERY_MS)
+        {
             self.store.write_relaxed(|tx| tx.device_seen(&sender_device, &cert, now))?;
+            self.seen_written.insert(sender_device, now);
         }
         if linked_device {
             let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
@@ -262,8 +270,12 @@ impl Account {
         }
         // Healing is best effort: the envelope is applied whatever happens here.
         let _ = self.heal_if_needed(&gid);
-        // Members who asked to leave: one admin's device removes them (best effort too).
-        let _ = self.act_on_leave_requests(&gid);
+        // Members who asked to leave: one admin's device removes them (best effort too). Looked
+        // at when a request came, or when who acts may have changed (a membership change, keys
+        // that arrived): not for every envelope, which would read the group's history each time.
+        if rows.iter().any(|r| r.kind == "left") || unblocked.contains(&gid) {
+            let _ = self.act_on_leave_requests(&gid);
+        }
         for revocation in std::mem::take(&mut self.pending_revocations) {
             let _ = self.apply_revocation(&revocation);
         }

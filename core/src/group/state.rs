@@ -815,7 +815,11 @@ impl Group {
     /// prekey and chains go, and it is never learned again. Idempotent: the account calls it
     /// on every group it loads or takes up. Says whether it held anything of the device.
     pub fn mark_revoked(&mut self, account: &AccountPublic, device: &DeviceId) -> bool {
-        self.revoked.insert((*account, *device));
+        // Once marked, nothing of it comes back (it is never learned again): the account calls
+        // this after every change, and it must cost nothing then.
+        if !self.revoked.insert((*account, *device)) {
+            return false;
+        }
         if self.devices.get(device).is_some_and(|c| c.account != *account) {
             return false;
         }
