@@ -161,7 +161,7 @@ fn main() -> ExitCode {
     };
     let home = home::resolve(cli.home.or(settings.home));
     let result = match cli.command {
-        Command::Init(args) => commands::init::run(&home, args, &out),
+        Command::Init(args) => commands::init::run(&home, args, &settings.network, &out),
         Command::Id(args) => commands::id::run(&home, args, &out),
         Command::Contact(cmd) => commands::contact::run(&home, cmd, &out),
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),

@@ -1,7 +1,9 @@
 //! One account on several devices, for apps: the first device links a new one (a one-time
 //! link shown as a QR code; the code both screens show; the grant), the new device joins with a
-//! [`WeftJoin`], and the first device lists and revokes devices. The app carries the request
-//! and the grant (a QR code, a file, its own channel).
+//! [`WeftJoin`], and the first device lists and revokes devices. The request and the grant
+//! travel over the network (libp2p, a relay, the mesh: `WeftJoin::grant_over_network`,
+//! `Event::LinkRequested`, `grant_arrived_device`), or the app carries them (a QR code, a file,
+//! its own channel).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use weft_core::identity::DeviceKeys;
 use weft_core::node::Node;
 use weft_core::store::DatabaseKey;
 
-use crate::node::{WeftNode, exact, on_runtime};
+use weft_core::net::JoinOverNetwork;
+
+use crate::node::{NetworkConfig, WeftNode, exact, on_runtime};
 use crate::{WeftError, hex};
 
 /// One of the account's devices.
@@ -85,6 +89,43 @@ impl WeftNode {
         on_runtime(async move { Ok(node.grant_link(request, code).await?.1) }).await
     }
 
+    /// The requests that came over the network for the link that is out.
+    pub async fn arrived_link_requests(&self) -> Result<Vec<LinkRequest>, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move {
+            Ok(node
+                .arrived_link_requests()
+                .await?
+                .into_iter()
+                .map(|a| LinkRequest {
+                    name: a.applicant.name,
+                    device: hex(&a.applicant.device),
+                    code: a.code.to_string(),
+                    code_value: a.code.0,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Grants the device whose request came over the network showing `code`, and hands the
+    /// grant out there. If no request that came shows `code`, the link is cancelled and nothing
+    /// is granted.
+    pub async fn grant_arrived_device(&self, code: u32) -> Result<LinkRequest, WeftError> {
+        let node = self.core()?;
+        on_runtime(async move {
+            let applicant = node.grant_arrived(code).await?;
+            let code = weft_core::devices::linking::ShortCode(code);
+            Ok(LinkRequest {
+                name: applicant.name,
+                device: hex(&applicant.device),
+                code: code.to_string(),
+                code_value: code.0,
+            })
+        })
+        .await
+    }
+
     /// Forgets the waiting link.
     pub async fn cancel_link(&self) -> Result<(), WeftError> {
         let node = self.core()?;
@@ -139,6 +180,25 @@ impl WeftJoin {
 
     pub fn code_value(&self) -> u32 {
         self.joining.code().0
+    }
+
+    /// Offers the request on the network `config` reaches (the first device must be running
+    /// there, or a relay both use) and waits for the grant; then pass it to `finish`. Fails
+    /// with `Expired` when the link's ten minutes are over.
+    pub async fn grant_over_network(&self, config: NetworkConfig) -> Result<Vec<u8>, WeftError> {
+        let config = config.into_core()?;
+        let joining = self.joining.clone();
+        on_runtime(async move {
+            let mut join = JoinOverNetwork::start(&joining, config, &mut OsEntropy).await?;
+            let left = joining.ticket().expires_ms.saturating_sub(system_clock()());
+            let grant = tokio::time::timeout(std::time::Duration::from_millis(left), join.grant()).await;
+            join.stop();
+            match grant {
+                Ok(grant) => Ok(grant?),
+                Err(_) => Err(weft_core::Error::Expired { what: "device link" }.into()),
+            }
+        })
+        .await
     }
 
     /// Makes this device's home from the first device's grant and opens it: a node of the

@@ -211,6 +211,11 @@ pub enum Event {
         peer: String,
         via: Via,
     },
+    /// A new device answered this device's link over the network: once the user saw its
+    /// screen show `code`, grant it with `grant_arrived_device(code_value)`.
+    LinkRequested {
+        request: crate::devices::LinkRequest,
+    },
     /// This listener fell behind (it took longer than events came) and `missed` events were
     /// dropped before this one; the app should reload what it shows (history, contacts).
     Lagged {
@@ -237,6 +242,14 @@ impl From<NodeEvent> for Event {
             }
             NodeEvent::PeerConnected { peer, via } => Event::PeerConnected { peer, via: Via::from_core(via) },
             NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: Via::from_core(via) },
+            NodeEvent::LinkRequested { name, device, code } => Event::LinkRequested {
+                request: crate::devices::LinkRequest {
+                    name,
+                    device: hex(&device),
+                    code_value: code.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0),
+                    code,
+                },
+            },
         }
     }
 }
@@ -376,6 +389,18 @@ pub struct NetworkConfig {
     pub mdns: bool,
 }
 
+impl NetworkConfig {
+    pub(crate) fn into_core(self) -> Result<NetConfig, WeftError> {
+        let mut net_config = NetConfig { mdns: self.mdns, ..NetConfig::default() };
+        if !self.listen.is_empty() {
+            net_config.listen = parse_addrs(self.listen)?;
+        }
+        net_config.bootstrap = parse_addrs(self.bootstrap)?;
+        net_config.relays = parse_addrs(self.relays)?;
+        Ok(net_config)
+    }
+}
+
 #[derive(uniffi::Record)]
 pub struct Status {
     pub peers: u32,
@@ -480,12 +505,7 @@ impl WeftNode {
     /// Joins the internet side (libp2p); returns the addresses it listens on.
     pub async fn start_network(&self, config: NetworkConfig) -> Result<Vec<String>, WeftError> {
         let node = self.node()?;
-        let mut net_config = NetConfig { mdns: config.mdns, ..NetConfig::default() };
-        if !config.listen.is_empty() {
-            net_config.listen = parse_addrs(config.listen)?;
-        }
-        net_config.bootstrap = parse_addrs(config.bootstrap)?;
-        net_config.relays = parse_addrs(config.relays)?;
+        let net_config = config.into_core()?;
         let net = on_runtime(async move {
             Ok(Arc::new(weft_core::net::start(node, net_config, Keypair::generate_ed25519()).await?))
         })

@@ -256,12 +256,18 @@ fn every_documented_method_answers_on_the_daemons_socket() {
         call(&mut rpc, "device.accept", json!({ "request": request, "grant": grant, "code": joining.code().0 }));
     assert_eq!(accepted["granted"], true);
     assert!(joining.open_grant(&std::fs::read(&grant).unwrap()).is_ok());
+    // Over the network: nothing arrived for a fresh link, so a code grants nothing and ends it.
+    call(&mut rpc, "device.link", json!({}));
+    assert_eq!(call(&mut rpc, "device.arrived", json!({})), json!([]));
+    let refused = rpc.call("device.grant", json!({ "code": 123456 })).unwrap_err();
+    assert!(refused["message"].as_str().unwrap().contains("cancelled"), "{refused}");
     let revoked = call(&mut rpc, "device.revoke", json!({ "device": "laptop" }));
     assert_eq!(revoked["name"], "laptop");
 
     let status = call(&mut rpc, "status", json!({}));
     assert_eq!((status["running"].clone(), status["outbox"].as_u64().is_some()), (json!(true), true), "{status}");
     called.push("resend".into());
+    called.push("device.grant".into());
     called.push("unsubscribe".into());
     assert_eq!(rpc.ok("unsubscribe", json!({})), json!({ "subscribed": false }));
 

@@ -1,11 +1,12 @@
 //! Issue 16 with the real `weft` binary: alice's phone links a laptop by files carried by hand;
 //! both of alice's devices write in a 1:1 and in a group; bob sees one alice and both messages;
-//! his reply reaches both; the laptop, revoked, reads nothing new and is refused.
+//! his reply reaches both; the laptop, revoked, reads nothing new and is refused. Then the same
+//! link made over loopback libp2p, with no file carried.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use weft_tests::{Home, contacts_by_bundle, wait_until};
+use weft_tests::{Home, Running, contacts_by_bundle, wait_until};
 
 /// `weft log CONVERSATION` of `home`.
 fn log(home: &Home, conversation: &str) -> String {
@@ -21,24 +22,33 @@ fn carry(dir: &std::path::Path, from: &Home, to: &[&Home]) {
     }
 }
 
-/// `weft init --join LINK` on `home`, left waiting for the grant; with the code it shows.
+/// `weft init --join LINK` on `home` with files only, left waiting for the grant; with the code
+/// it shows.
 fn join(home: &Home, link: &str, request: &std::path::Path, grant: &std::path::Path) -> (std::process::Child, String) {
-    let mut joining = home
-        .command(&[
-            "init",
-            "--name",
-            "laptop",
-            "--join",
-            link,
-            "--request",
-            request.to_str().unwrap(),
-            "--grant",
-            grant.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    join_with(home, link, request, grant, &["--offline"])
+}
+
+/// [`join`] with more arguments (how to reach the network).
+fn join_with(
+    home: &Home,
+    link: &str,
+    request: &std::path::Path,
+    grant: &std::path::Path,
+    more: &[&str],
+) -> (std::process::Child, String) {
+    let mut args = vec![
+        "init",
+        "--name",
+        "laptop",
+        "--join",
+        link,
+        "--request",
+        request.to_str().unwrap(),
+        "--grant",
+        grant.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    let mut joining = home.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(joining.stderr.take().unwrap()).lines();
     let code = loop {
         let line = stderr.next().expect("the laptop shows a code").unwrap();
@@ -135,4 +145,45 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
+}
+
+#[test]
+fn a_phone_links_a_laptop_over_loopback_libp2p() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let (alice, bob) = (Home::new(dir, "alice"), Home::new(dir, "bob"));
+    for h in [&alice, &bob] {
+        h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
+    }
+    contacts_by_bundle(dir, &alice, &bob);
+    // The phone runs on the network; its link is made through the running node.
+    let phone = Running::start(&alice, &["--no-ble"]);
+    let addr = phone.wait_for("/ip4/127.0.0.1/").trim().to_owned();
+    alice.wait_for_socket();
+    let link: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "device", "link"])).unwrap();
+    let link = link["link"].as_str().unwrap().to_owned();
+
+    // The laptop reaches it by its address alone: no file is carried.
+    let laptop = Home { passphrase: "alice passphrase".into(), ..Home::new(dir, "laptop") };
+    let (request, grant) = (dir.join("unused-request.weft"), dir.join("unused-grant.weft"));
+    let (joining, code) = join_with(
+        &laptop,
+        &link,
+        &request,
+        &grant,
+        &["--bootstrap", &addr, "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+    );
+    let asked = phone.wait_for("asks to join");
+    assert!(asked.contains("\"laptop\"") && asked.contains(&format!("shows {code},")), "{asked}");
+    let accepted = alice.ok(&["device", "accept", "--code", &code]);
+    assert!(accepted.contains("Granted \"laptop\""), "{accepted}");
+    let done = joining.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(!grant.exists(), "the grant came over the network");
+    assert_eq!(laptop.ok(&["id", "--link"]), alice.ok(&["id", "--link"]), "one account, one link");
+    drop(phone);
+
+    laptop.ok(&["send", "bob", "linked over the network"]);
+    carry(dir, &laptop, &[&bob]);
+    assert!(log(&bob, "alice").contains("alice: linked over the network"));
 }

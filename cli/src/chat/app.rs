@@ -217,6 +217,13 @@ impl App {
                 Some(Request::Refresh)
             }
             Event::ContactAnswered { .. } | Event::JoinedGroup { .. } => Some(Request::Refresh),
+            Event::LinkRequested { name, code, .. } => {
+                self.notice = format!(
+                    "device {name:?} asks to join: if it shows {code}, run `weft device accept --code {}`",
+                    code.replace(' ', "")
+                );
+                None
+            }
         }
     }
 }

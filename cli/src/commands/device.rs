@@ -1,7 +1,7 @@
 //! `weft device`: this account on several devices. The first device makes a one-time link
-//! (`link`), the new device answers it (`weft init --join LINK`, which writes a request file),
-//! and the first device grants it once both screens show the same code (`accept`). `list`
-//! and `revoke` (a lost or stolen device) follow.
+//! (`link`), the new device answers it (`weft init --join LINK`: over the network, and as a
+//! request file for when there is none), and the first device grants it once both screens
+//! show the same code (`accept`). `list` and `revoke` (a lost or stolen device) follow.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,20 +11,24 @@ use anyhow::{Context, Result, bail};
 use crate::backend;
 use crate::output::Output;
 use crate::rpc::request::{
-    AbsolutePath, AcceptDevice, CancelLink, LinkDevice, ListDevices, RevokeDevice, ShowLinkRequest,
+    AbsolutePath, AcceptDevice, ArrivedLinkRequests, CancelLink, GrantArrived, LinkDevice, ListDevices, RevokeDevice,
+    ShowLinkRequest,
 };
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Show a one-time link (and QR code) for a new device; valid ten minutes
     Link,
-    /// Grant the new device whose request file this is, once both screens show the same code
+    /// Grant the new device once both screens show the same code: its request came over the
+    /// network (to `weft run` or `weft daemon`), or as a file
     Accept {
-        /// The request file the new device wrote (`weft init --join`)
-        request: PathBuf,
-        /// Where to write the grant to carry back to the new device
-        #[arg(long)]
-        out: PathBuf,
+        /// The request file the new device wrote (`weft init --join`); without it, the request
+        /// that came over the network
+        #[arg(requires = "out")]
+        request: Option<PathBuf>,
+        /// Where to write the grant to carry back to the new device (with a request file)
+        #[arg(long, requires = "request")]
+        out: Option<PathBuf>,
         /// The code the new device shows (instead of being asked)
         #[arg(long)]
         code: Option<String>,
@@ -36,6 +40,45 @@ pub enum Command {
         /// The device's name (as `weft device list` shows it) or id
         device: String,
     },
+}
+
+/// Grants the request that came over the network (to the daemon or `weft run` of this home).
+fn accept_arrived(home_dir: &Path, code: Option<String>, out: &Output) -> Result<()> {
+    let arrived = backend::call(home_dir, ArrivedLinkRequests {})?;
+    if arrived.is_empty() {
+        bail!(
+            "no request came over the network: keep `weft run` or `weft daemon` running while the new \
+             device joins (or carry its request file: `weft device accept FILE --out GRANT`)"
+        );
+    }
+    let confirmed = match code {
+        Some(typed) => parse_code(&typed)?,
+        None if out.json || !std::io::stdin().is_terminal() => {
+            bail!("pass --code with the code the new device shows")
+        }
+        None => {
+            for r in &arrived {
+                println!("{:?} asks to join this account; its screen should show {}", r.name, r.code);
+            }
+            print!("Type the code the new device shows (nothing cancels the link): ");
+            std::io::stdout().flush()?;
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            if line.trim().is_empty() {
+                backend::call(home_dir, CancelLink {})?;
+                bail!("not granted; the link is cancelled (make a new one with `weft device link`)");
+            }
+            parse_code(&line)?
+        }
+    };
+    let granted = backend::call(home_dir, GrantArrived { code: confirmed })?;
+    out.print(&granted, || {
+        format!(
+            "Granted {:?}: the grant goes to it over the network; it becomes one of this account's devices.",
+            granted.name
+        )
+    });
+    Ok(())
 }
 
 fn absolute(path: &Path) -> Result<AbsolutePath> {
@@ -59,13 +102,18 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             out.print(&link, || {
                 format!(
                     "{}\n{}\n\nOn the new device: weft init --name DEVICE_NAME --join '{}'\n\
-                     It writes a request file; bring it here and run `weft device accept FILE --out GRANT`.\n\
+                     Over the network (this account running `weft run` or `weft daemon`), its request \
+                     arrives here: grant it with `weft device accept --code CODE`.\n\
+                     With no network, it writes a request file; bring it here and run \
+                     `weft device accept FILE --out GRANT`.\n\
                      The link works once, for ten minutes.",
                     link.qr, link.link, link.link
                 )
             });
         }
-        Command::Accept { request, out: grant, code } => {
+        Command::Accept { request: None, code, .. } => accept_arrived(home_dir, code, out)?,
+        Command::Accept { request: Some(request), out: grant, code } => {
+            let grant = grant.expect("clap requires --out with a request file");
             let request = absolute(&request)?;
             let asked = backend::call(home_dir, ShowLinkRequest { request: request.clone() })?;
             let confirmed = match code {

@@ -23,6 +23,13 @@ pub struct Args {
     /// the link expires
     #[arg(long, requires = "join", value_name = "PATH", default_value = "link-grant.weft")]
     grant: PathBuf,
+    /// With --join: files only, no network
+    #[arg(long, requires = "join")]
+    offline: bool,
+    /// With --join: how to reach the first device over the network (defaults from the config's
+    /// [network]; the LAN by mDNS unless --no-mdns)
+    #[command(flatten)]
+    network: super::run::NetworkArgs,
 }
 
 #[derive(Serialize)]
@@ -33,9 +40,9 @@ struct Created {
     fingerprint: String,
 }
 
-pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
+pub fn run(home_dir: &Path, args: Args, network: &crate::config::Network, out: &Output) -> Result<()> {
     if let Some(link) = &args.join {
-        return join(home_dir, link, &args, out);
+        return join(home_dir, link, &args, network, out);
     }
     let passphrase = crate::passphrase::typed(true)?;
     let account = Account::create(home_dir, &passphrase, Some(&args.name))?;
@@ -64,8 +71,9 @@ struct Joined {
     fingerprint: String,
 }
 
-/// Answers a device link: writes the request, shows the code, waits for the grant.
-fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
+/// Answers a device link: offers the request over the network and writes it to a file, shows
+/// the code, and waits for the grant whichever way it comes.
+fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Network, out: &Output) -> Result<()> {
     use weft_core::devices::linking::{Joining, Ticket};
     let ticket = Ticket::from_link(link)?;
     if home_dir.join(weft_core::store::DB_FILE).exists() {
@@ -79,14 +87,37 @@ fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
     let _ = std::fs::remove_file(&args.grant);
     std::fs::write(&args.request, joining.request())
         .with_context(|| format!("writing the request to {}", args.request.display()))?;
+    // The network carries the request to the first device if it runs (`weft run`, the
+    // daemon, an app) where this machine reaches it; the files are there for when it does not.
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let over_network = match args.offline {
+        true => None,
+        false => {
+            let config = super::run::net_config(&args.network.clone().over(network))?;
+            let started = runtime.block_on(weft_core::net::JoinOverNetwork::start(&joining, config, &mut entropy));
+            match started {
+                Ok(join) => Some(join),
+                Err(e) => {
+                    eprintln!("(not on the network: {e}; the request file still works)");
+                    None
+                }
+            }
+        }
+    };
+    let by_network = match over_network {
+        Some(_) => {
+            "If the account's first device runs on this network, it sees the request: grant it there with\n  \
+                    weft device accept --code CODE\nOtherwise, c"
+        }
+        None => "C",
+    };
     let waiting = format!(
-        "Wrote {}. Carry it to the account's first device and run there:\n  weft device accept {} --out {}\n\
-         Both screens must show the same code: {}\nWaiting for {}…",
+        "Wrote {}.\n{by_network}arry it to the account's first device and run there:\n  weft device accept {} --out {}\n\
+         Both screens must show the same code: {}\nWaiting for the grant…",
         args.request.display(),
         args.request.display(),
         args.grant.display(),
         joining.code(),
-        args.grant.display()
     );
     if out.json {
         eprintln!("{}", serde_json::json!({ "request": args.request, "code": joining.code().to_string() }));
@@ -99,6 +130,16 @@ fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
     // opens).
     let mut last_error = None;
     let account = loop {
+        if let Some(grant) = over_network.as_ref().and_then(|j| j.try_grant()) {
+            break Account::create_linked_with_passphrase(
+                home_dir,
+                &passphrase,
+                &device,
+                &args.name,
+                &joining,
+                &grant,
+            )?;
+        }
         if let Ok(meta) = std::fs::metadata(&args.grant) {
             // Outside bytes: a file larger than any grant is not read into memory.
             let max = weft_core::devices::linking::MAX_GRANT_LEN as u64;
@@ -122,6 +163,10 @@ fn join(home_dir: &Path, link: &str, args: &Args, out: &Output) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
+    if let Some(join) = over_network {
+        join.stop();
+    }
+    drop(runtime);
     crate::passphrase::forget_stale(home_dir);
     let joined = Joined {
         home: home_dir.display().to_string(),

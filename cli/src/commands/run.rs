@@ -17,8 +17,9 @@ use crate::rpc::event::Event;
 /// Where the network flags are listed in `--help`.
 const NETWORK: &str = "Network (defaults from the config's [network])";
 
-#[derive(clap::Args)]
-pub struct Args {
+/// How a command that goes on the network reaches it.
+#[derive(clap::Args, Clone, Default)]
+pub struct NetworkArgs {
     /// An address to listen on, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)
     /// [default: every interface, TCP and QUIC, any free port]
     #[arg(long, value_name = "MULTIADDR", help_heading = NETWORK)]
@@ -33,6 +34,12 @@ pub struct Args {
     /// Do not discover peers on the local network with mDNS
     #[arg(long, help_heading = NETWORK)]
     no_mdns: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Do not use Bluetooth (the mesh that carries messages when there is no network)
     #[arg(long, help_heading = NETWORK)]
     pub no_ble: bool,
@@ -72,11 +79,19 @@ impl Args {
     /// These flags over the config file's `[network]`: a flag given wins; a list given on the
     /// command line replaces the file's.
     pub fn over(mut self, config: &crate::config::Network) -> Args {
+        self.network = self.network.over(config);
+        self.no_ble |= config.bluetooth == Some(false);
+        self
+    }
+}
+
+impl NetworkArgs {
+    /// These flags over the config file's `[network]`, as [`Args::over`].
+    pub fn over(mut self, config: &crate::config::Network) -> NetworkArgs {
         fill(&mut self.listen, &config.listen);
         fill(&mut self.bootstrap, &config.bootstrap);
         fill(&mut self.relay, &config.relays);
         self.no_mdns |= config.mdns == Some(false);
-        self.no_ble |= config.bluetooth == Some(false);
         self
     }
 }
@@ -88,7 +103,7 @@ pub fn fill(flag: &mut Vec<String>, config: &[String]) {
 }
 
 /// The network settings `args` ask for.
-pub fn net_config(args: &Args) -> Result<NetConfig> {
+pub fn net_config(args: &NetworkArgs) -> Result<NetConfig> {
     let mut config = NetConfig { mdns: !args.no_mdns, tick: Duration::from_secs(2), ..NetConfig::default() };
     if !args.listen.is_empty() {
         config.listen = parse_addrs(&args.listen)?;
@@ -164,7 +179,7 @@ impl LocalNode {
         passphrase: String,
         args: &Args,
     ) -> Result<(LocalNode, tokio::sync::broadcast::Receiver<NodeEvent>)> {
-        let config = net_config(args)?;
+        let config = net_config(&args.network)?;
         let node = Arc::new(Node::open(home_dir.to_path_buf(), passphrase).await?);
         let events = node.subscribe();
         let api = Arc::new(Api::networked(node.clone()));
@@ -251,6 +266,7 @@ fn log_event(event: NodeEvent) {
         Event::PeerDisconnected { peer, via } => tracing::debug!(%peer, %via, "peer disconnected"),
         Event::Delivery { id, state } => tracing::debug!(%id, %state, "delivery"),
         Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
+        Event::LinkRequested { name, code, .. } => tracing::info!(%name, %code, "a new device asks to join"),
         Event::Lagged { missed } => tracing::warn!(missed, "events skipped"),
     }
 }
@@ -275,6 +291,11 @@ fn print_event(event: NodeEvent, out: &Output) {
         Event::Resealed { old_id, new_id } => {
             format!("message {} waited past its day and was sealed again as {}", short(old_id), short(new_id))
         }
+        Event::LinkRequested { name, code, .. } => format!(
+            "the device {name:?} asks to join this account: if its screen shows {code}, grant it with \
+             `weft device accept --code {}`",
+            code.replace(' ', "")
+        ),
         Event::Lagged { missed } => format!("({missed} events skipped)"),
     };
     println!("{text}");
@@ -287,10 +308,12 @@ mod tests {
 
     fn args(listen: &[&str], bootstrap: &[&str], no_mdns: bool) -> Args {
         Args {
-            listen: listen.iter().map(|s| s.to_string()).collect(),
-            bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
-            relay: Vec::new(),
-            no_mdns,
+            network: NetworkArgs {
+                listen: listen.iter().map(|s| s.to_string()).collect(),
+                bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
+                relay: Vec::new(),
+                no_mdns,
+            },
             no_ble: false,
         }
     }
@@ -305,11 +328,11 @@ mod tests {
             bluetooth: Some(false),
         };
         let merged = args(&["/ip4/127.0.0.1/tcp/0"], &[], false).over(&config);
-        assert_eq!(merged.listen, vec!["/ip4/127.0.0.1/tcp/0"], "a flag replaces the file's list");
-        assert_eq!(merged.bootstrap, config.bootstrap, "the file fills what no flag gave");
-        assert_eq!(merged.relay, config.relays);
-        assert!(merged.no_mdns && merged.no_ble, "the file can turn mDNS and Bluetooth off");
+        assert_eq!(merged.network.listen, vec!["/ip4/127.0.0.1/tcp/0"], "a flag replaces the file's list");
+        assert_eq!(merged.network.bootstrap, config.bootstrap, "the file fills what no flag gave");
+        assert_eq!(merged.network.relay, config.relays);
+        assert!(merged.network.no_mdns && merged.no_ble, "the file can turn mDNS and Bluetooth off");
         let merged = args(&[], &["/ip4/203.0.113.1/tcp/1"], true).over(&Network::default());
-        assert_eq!((merged.listen.len(), merged.bootstrap.len(), merged.no_mdns), (0, 1, true));
+        assert_eq!((merged.network.listen.len(), merged.network.bootstrap.len(), merged.network.no_mdns), (0, 1, true));
     }
 }

@@ -80,6 +80,8 @@ impl Api {
             Request::LinkDevice(p) => reply(p, |_| self.link_device()).await,
             Request::ShowLinkRequest(p) => reply(p, |p| self.link_request(p)).await,
             Request::AcceptDevice(p) => reply(p, |p| self.accept_device(p)).await,
+            Request::ArrivedLinkRequests(p) => reply(p, |_| self.arrived_link_requests()).await,
+            Request::GrantArrived(p) => reply(p, |p| self.grant_arrived(p)).await,
             Request::CancelLink(p) => reply(p, |_| self.cancel_link()).await,
             Request::ListDevices(p) => reply(p, |_| self.devices()).await,
             Request::RevokeDevice(p) => reply(p, |p| self.revoke_device(p)).await,
@@ -317,6 +319,29 @@ impl Api {
         let request = read_bundle(p.request.as_path())?;
         let (applicant, grant) = self.node.grant_link(request, p.code).await?;
         write_atomically(p.grant.as_path(), &grant)?;
+        Ok(answer::LinkRequest {
+            name: applicant.name,
+            device: hex(&applicant.device),
+            code: weft_core::devices::linking::ShortCode(p.code).to_string(),
+            granted: true,
+        })
+    }
+
+    async fn arrived_link_requests(&self) -> Reply<ArrivedLinkRequests> {
+        let arrived = self.node.arrived_link_requests().await?;
+        Ok(arrived
+            .into_iter()
+            .map(|a| answer::LinkRequest {
+                name: a.applicant.name,
+                device: hex(&a.applicant.device),
+                code: a.code.to_string(),
+                granted: false,
+            })
+            .collect())
+    }
+
+    async fn grant_arrived(&self, p: GrantArrived) -> Reply<GrantArrived> {
+        let applicant = self.node.grant_arrived(p.code).await?;
         Ok(answer::LinkRequest {
             name: applicant.name,
             device: hex(&applicant.device),

@@ -42,6 +42,13 @@ pub enum Event {
         old_id: String,
         new_id: String,
     },
+    /// A new device answered the device link over the network; `code` is what its screen
+    /// must show before `device.accept` grants it.
+    LinkRequested {
+        name: String,
+        device: String,
+        code: String,
+    },
     /// The client read too slowly and `missed` events were dropped.
     Lagged {
         missed: u64,
@@ -61,6 +68,9 @@ impl From<NodeEvent> for Event {
             NodeEvent::PeerDisconnected { peer, via } => Event::PeerDisconnected { peer, via: via.to_owned() },
             NodeEvent::DeliveryChanged { id, state } => Event::Delivery { id, state: state.as_str().to_owned() },
             NodeEvent::MessageResealed { old_id, new_id } => Event::Resealed { old_id, new_id },
+            NodeEvent::LinkRequested { name, device, code } => {
+                Event::LinkRequested { name, device: super::answer::hex(&device), code }
+            }
         }
     }
 }

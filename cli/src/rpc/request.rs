@@ -101,6 +101,8 @@ methods! {
     "device.link" => LinkDevice -> answer::DeviceLink;
     "device.request" => ShowLinkRequest -> answer::LinkRequest;
     "device.accept" => AcceptDevice -> answer::LinkRequest;
+    "device.arrived" => ArrivedLinkRequests -> Vec<answer::LinkRequest>;
+    "device.grant" => GrantArrived -> answer::LinkRequest;
     "device.cancel" => CancelLink -> answer::LinkCancelled;
     "device.list" => ListDevices -> Vec<answer::Device>;
     "device.revoke" => RevokeDevice -> answer::Device;
@@ -168,6 +170,8 @@ no_params! {
     LinkDevice;
     /// `device.cancel`: forgets the waiting link.
     CancelLink;
+    /// `device.arrived`: the requests that came over the network for the link that is out.
+    ArrivedLinkRequests;
     /// `device.list`.
     ListDevices;
 }
@@ -390,6 +394,14 @@ pub struct ShowLinkRequest {
 pub struct AcceptDevice {
     pub request: AbsolutePath,
     pub grant: AbsolutePath,
+    pub code: u32,
+}
+
+/// `device.grant`: grants the new device whose request came over the network and shows
+/// `code`, and hands the grant out there; with a code none shows, cancels the link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantArrived {
     pub code: u32,
 }
 

@@ -195,6 +195,7 @@ impl EnvelopeSource for Account {
     fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
         let store = self.store.read();
         match scope {
+            Scope::Topic(topic) if self.is_link_envelope(topic) => self.link_ids(topic),
             Scope::Topic(topic) => Some(store.short_ids_on_topic(topic).unwrap_or_default()),
             Scope::History { key, from } => {
                 Some(store.short_ids_on_topics(&self.history_topics(key, *from)?).unwrap_or_default())
@@ -209,6 +210,7 @@ impl EnvelopeSource for Account {
     fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
         let store = self.store.read();
         match scope {
+            Scope::Topic(topic) if self.is_link_envelope(topic) => self.link_envelope(topic, id),
             Scope::Topic(topic) => store.envelope_by_short_id(topic, id).ok().flatten(),
             Scope::History { key, from } => {
                 let (topic, bytes) = store.envelope_by_short_id_any(id).ok().flatten()?;

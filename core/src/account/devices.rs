@@ -46,6 +46,7 @@ impl Account {
         let offer = Offer::new(self.now(), self.entropy.as_mut())?;
         let link = offer.ticket().to_link();
         self.store.write(|tx| tx.set_link_offer(Some(&offer.to_bytes())))?;
+        self.watch_link(Some(&offer));
         Ok(link)
     }
 
@@ -67,6 +68,7 @@ impl Account {
 
     /// Forgets the waiting link (the codes did not match): its requests open nothing.
     pub fn cancel_link(&mut self) -> Result<()> {
+        self.link_watch = None;
         self.store.write(|tx| tx.set_link_offer(None))
     }
 

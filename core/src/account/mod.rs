@@ -8,8 +8,10 @@ mod contacts;
 mod devices;
 pub use contacts::RequestOutcome;
 pub use devices::DeviceInfo;
+pub use link_watch::ArrivedRequest;
 mod conversations;
 mod keys;
+mod link_watch;
 pub use keys::UPDATE_EVERY_MS;
 mod outbox;
 pub use outbox::{NOT_A_MEMBER, OutboxBatch, QUEUED_BY_AN_OLDER_VERSION, THE_GROUP_MOVED_ON};
@@ -69,6 +71,8 @@ pub struct Account {
     pending_contacts: Vec<crate::group::SharedContact>,
     /// When this device last wrote down hearing from each other device of ours.
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
+    /// The device link that is out, followed on the network (the account's device only).
+    link_watch: Option<link_watch::LinkWatch>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -194,9 +198,14 @@ impl Account {
             pending_revocations: Vec::new(),
             pending_contacts: Vec::new(),
             seen_written: std::collections::HashMap::new(),
+            link_watch: None,
             _lock: lock,
         };
         account.rebuild_topics();
+        // A link made before a restart is followed again (a bad stored one is simply not).
+        let offer =
+            account.store.read().link_offer()?.and_then(|b| crate::devices::linking::Offer::from_bytes(&b).ok());
+        account.watch_link(offer.as_ref());
         Ok(account)
     }
 

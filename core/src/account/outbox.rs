@@ -72,6 +72,7 @@ impl Account {
         if !stale.is_empty() {
             self.seal_again(stale, &mut batch)?;
         }
+        batch.live.extend(self.unpushed_link_envelopes());
         Ok(batch)
     }
 
@@ -227,6 +228,7 @@ impl Account {
     /// Records that a peer took these envelopes (a push was accepted, or a peer fetched them);
     /// returns the ids of the messages among them that were still in the outbox.
     pub fn handed_over(&mut self, ids: &[EnvelopeId]) -> Result<Vec<String>> {
+        self.link_handed_over(ids);
         self.store.write_relaxed(|tx| {
             let mut sent = Vec::new();
             for id in ids {

@@ -41,6 +41,12 @@ impl Account {
     /// we are not in are [`Error::UnknownTopic`]; neither changes the store.
     pub fn receive_envelope(&mut self, envelope: Envelope) -> Result<Received> {
         self.follow_the_day();
+        if self.is_link_envelope(&envelope.topic()) {
+            return Ok(match self.take_link_envelope(envelope.as_bytes())? {
+                Some(arrived) => Received::LinkRequest(arrived),
+                None => Received::Waiting,
+            });
+        }
         let Some((mut shown, unblocked)) = self.receive_one(&envelope)? else { return Ok(Received::Waiting) };
         shown.extend(self.retry_groups(unblocked)?);
         Ok(Received::Applied(shown))
@@ -697,7 +703,8 @@ impl Account {
                         applied_any = true;
                         report.messages.extend(messages);
                     }
-                    Ok(Received::Waiting) => {}
+                    // (A device link's request in a bundle is taken like one from the network.)
+                    Ok(Received::Waiting | Received::LinkRequest(_)) => {}
                     Err(Error::Duplicate) => report.duplicates += 1,
                     Err(Error::UnknownTopic) => unknown.push(envelope),
                     Err(e @ (Error::Database(_) | Error::Io { .. })) => return Err(e),
@@ -795,6 +802,7 @@ impl Account {
                 }
             }
         }
+        topics.extend(self.link_topics());
         topics
     }
 
@@ -815,6 +823,7 @@ impl Account {
                 topics.extend((first..=today).map(|p| epoch.topic(p)));
             }
         }
+        topics.extend(self.link_topics());
         topics
     }
 
@@ -852,13 +861,18 @@ impl Account {
                 }
             }
         }
+        // A device link is followed by the session of our rendezvous point, not by the one of
+        // our conversations: whoever sees the exchange cannot tie it to what we follow.
+        if scope.serves == Serves::Rendezvous {
+            topics.extend(self.link_topics());
+        }
         (topics, self.card().rendezvous_point(scope.period))
     }
 
     /// Every topic this device can read (each group's current epoch back to its start, ended
     /// epochs for a while): what the mesh delivers to us, from whenever it was written.
     pub fn readable_topics(&self) -> Vec<crate::envelope::Topic> {
-        self.topics.all().collect()
+        self.topics.all().chain(self.link_topics()).collect()
     }
 
     /// Remembers an address a peer was reached at (without its peer id, which rotates).

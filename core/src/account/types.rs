@@ -84,6 +84,9 @@ pub enum Received {
     Applied(Vec<MessageInfo>),
     /// Stored until its sender's key arrives.
     Waiting,
+    /// A new device's request for the link that is out arrived over the network: the user
+    /// compares its code with the new device's screen before granting it.
+    LinkRequest(super::ArrivedRequest),
 }
 
 /// How far an import has got: requests and envelopes looked at, of all in the bundle.

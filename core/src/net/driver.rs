@@ -1083,10 +1083,12 @@ impl<H: Host> Driver<H> {
         }
     }
 
-    /// Whether this session publishes envelopes (it follows conversations' topics).
+    /// Whether this session publishes envelopes (it follows conversations' topics, or a
+    /// device link's).
     fn pushes(&self) -> bool {
         use super::sessions::Serves;
-        self.scope.as_ref().is_none_or(|s| matches!(s.serves, Serves::Current | Serves::Previous))
+        // (The rendezvous session pushes a device link's grant, on the link's topic it follows.)
+        self.scope.as_ref().is_none_or(|s| matches!(s.serves, Serves::Current | Serves::Previous | Serves::Rendezvous))
     }
 
     /// Whether this session serves everything not moved elsewhere (a relay's only session does).

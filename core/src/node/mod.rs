@@ -64,6 +64,13 @@ pub enum NodeEvent {
         old_id: String,
         new_id: String,
     },
+    /// A new device answered the device link that is out, over the network: grant it with
+    /// [`Node::grant_arrived`] once the user saw its screen show the same `code` ("123 456").
+    LinkRequested {
+        name: String,
+        device: [u8; 32],
+        code: String,
+    },
 }
 
 /// How far a message of ours got.
@@ -295,6 +302,17 @@ impl Node {
             Ok((applicant, a.grant_link(&request, crate::devices::linking::ShortCode(code))?))
         })
         .await
+    }
+
+    /// Grants the device whose request arrived over the network showing `code`, and hands the
+    /// grant out there; with a code no arrived request shows, the link is cancelled.
+    pub async fn grant_arrived(&self, code: u32) -> Result<crate::devices::linking::Applicant> {
+        self.call_and_push(move |a| a.grant_arrived(crate::devices::linking::ShortCode(code))).await
+    }
+
+    /// The requests that arrived over the network for the link that is out.
+    pub async fn arrived_link_requests(&self) -> Result<Vec<crate::account::ArrivedRequest>> {
+        self.call(|a| Ok(a.arrived_link_requests())).await
     }
 
     pub async fn cancel_link(&self) -> Result<()> {
@@ -553,10 +571,16 @@ impl Node {
                     return;
                 };
                 for ((reply, via), result) in replies.into_iter().zip(results) {
-                    let outcome = result.map(|received| {
-                        if let crate::account::Received::Applied(messages) = received {
-                            emit_messages(&events, messages, via);
+                    let outcome = result.map(|received| match received {
+                        crate::account::Received::Applied(messages) => emit_messages(&events, messages, via),
+                        crate::account::Received::LinkRequest(arrived) => {
+                            let _ = events.send(NodeEvent::LinkRequested {
+                                name: arrived.applicant.name,
+                                device: arrived.applicant.device,
+                                code: arrived.code.to_string(),
+                            });
                         }
+                        crate::account::Received::Waiting => {}
                     });
                     let _ = reply.send(outcome);
                 }

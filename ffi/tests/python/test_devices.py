@@ -9,7 +9,7 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_by_bundle, conversation_of  # noqa: E402
+from pair import contacts_by_bundle, conversation_of, loopback  # noqa: E402
 
 
 async def carry(source, *targets):
@@ -75,9 +75,33 @@ async def link_write_and_revoke(root):
         node.shutdown()
 
 
+async def link_over_the_network(root):
+    """The request and the grant cross loopback libp2p: nothing is carried by the app."""
+    alice = await weft_ffi.open_node(root + "/alice2", bytes([4] * 32), "alice")
+    addrs = await alice.start_network(loopback())
+    join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
+
+    async def grant_when_asked():
+        for _ in range(600):
+            arrived = await alice.arrived_link_requests()
+            if arrived:
+                assert [a.code for a in arrived] == [join.code()], (arrived, join.code())
+                return await alice.grant_arrived_device(arrived[0].code_value)
+            await asyncio.sleep(0.1)
+        raise AssertionError("the laptop's request never arrived")
+
+    granted, grant = await asyncio.gather(grant_when_asked(), join.grant_over_network(loopback(addrs[:1])))
+    assert granted.name == "laptop", granted
+    laptop = await join.finish(root + "/laptop2", bytes([5] * 32), grant)
+    assert (await laptop.identity()).link == (await alice.identity()).link
+    for node in (alice, laptop):
+        node.shutdown()
+
+
 async def main():
     with tempfile.TemporaryDirectory() as root:
         await link_write_and_revoke(root)
+        await link_over_the_network(root)
     print("python devices: 1 passed, 0 failed")
 
 

@@ -1,0 +1,191 @@
+//! A new device joining an account over the network, before it has an account of its own:
+//! a host that follows only the link's two topics (`crate::devices::carrier`), offers its
+//! request there and waits for the grant. It runs under a fresh peer id that it never uses
+//! again, so nothing it does on the network ties it to the device it becomes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::watch;
+
+use super::driver::{NetConfig, NetHandle, start_host};
+use super::host::{Host, Interests, OutboxChanges, RequestCheck};
+use crate::devices::carrier::{self, Inbox, Leg};
+use crate::devices::linking::Joining;
+use crate::envelope::{EnvelopeId, Topic};
+use crate::error::{Error, Result};
+use crate::node::NodeEvent;
+use crate::sync::{EnvelopeSource, Item, Scope, short_id};
+
+fn id_of(envelope: &[u8]) -> EnvelopeId {
+    EnvelopeId(*blake3::hash(envelope).as_bytes())
+}
+
+/// What a joining device holds on the link's topics: its request's envelopes.
+#[derive(Default)]
+struct Held(HashMap<Topic, Vec<Vec<u8>>>);
+
+impl EnvelopeSource for Held {
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+        let Scope::Topic(topic) = scope else { return None };
+        Some(self.0.get(topic).map(|held| held.iter().map(|e| short_id(&id_of(e))).collect()).unwrap_or_default())
+    }
+
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+        let Scope::Topic(topic) = scope else { return None };
+        self.0.get(topic)?.iter().find(|e| short_id(&id_of(e)) == *id).cloned()
+    }
+}
+
+struct State {
+    held: Held,
+    /// The request's envelopes no peer took yet.
+    unpushed: Vec<Vec<u8>>,
+    grants: Inbox,
+}
+
+/// The joining device as the network driver's host.
+struct JoinHost {
+    joining: Joining,
+    topics: [Topic; 2],
+    state: Mutex<State>,
+    grant: watch::Sender<Option<Vec<u8>>>,
+}
+
+impl JoinHost {
+    fn take(&self, envelope: &[u8]) {
+        if envelope.get(1..17) != Some(&self.topics[1][..]) {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else { return };
+        match state.grants.take(envelope) {
+            // Only a grant that opens for this request ends the wait: someone else who saw
+            // the link can put bytes on its topic, not a grant this device opens.
+            Ok(Some(grant)) if self.joining.open_grant(&grant).is_ok() => {
+                self.grant.send_replace(Some(grant));
+            }
+            Ok(Some(_)) => tracing::debug!("a message on the link's grant topic that is not our grant"),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(%e, "not a chunk of our link's grant"),
+        }
+    }
+}
+
+impl Host for JoinHost {
+    async fn interests(&self, _scope: Option<super::sessions::SessionScope>) -> Result<Interests> {
+        Ok(Interests { topics: self.topics.to_vec(), ..Interests::default() })
+    }
+
+    async fn session(&self) -> Option<super::SessionKey> {
+        None
+    }
+
+    async fn outbox(&self, _limit: usize) -> Result<Vec<Vec<u8>>> {
+        Ok(self.state.lock().map(|s| s.unpushed.clone()).unwrap_or_default())
+    }
+
+    fn outbox_changes(&self) -> OutboxChanges {
+        OutboxChanges::never()
+    }
+
+    async fn handed_over(&self, ids: Vec<EnvelopeId>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.unpushed.retain(|e| !ids.contains(&id_of(e)));
+        }
+    }
+
+    fn receive_envelope(&self, bytes: Vec<u8>, _from: PeerId) {
+        self.take(&bytes);
+    }
+
+    async fn receive_fetched(&self, envelopes: Vec<Vec<u8>>, _from: PeerId) {
+        for e in envelopes {
+            self.take(&e);
+        }
+    }
+
+    async fn catch_up_plan(&self, _settled: bool) -> Option<crate::account::CatchUpPlan> {
+        None
+    }
+
+    async fn caught_up(&self, _plan: crate::account::CatchUpPlan) {}
+
+    async fn receive_request(&self, _bytes: Vec<u8>) -> RequestCheck {
+        RequestCheck::CannotTell
+    }
+
+    async fn with_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EnvelopeSource) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let state = self.state.lock().map_err(|_| Error::Internal("joining state poisoned"))?;
+        f(&state.held)
+    }
+
+    async fn peer_addrs(&self) -> Vec<Multiaddr> {
+        Vec::new()
+    }
+
+    async fn note_peer_addr(&self, _addr: Multiaddr) {}
+
+    fn emit(&self, _event: NodeEvent) {}
+}
+
+/// A joining device on the network: its request offered on the link's topic until the grant
+/// comes.
+pub struct JoinOverNetwork {
+    net: NetHandle,
+    grant: watch::Receiver<Option<Vec<u8>>>,
+}
+
+impl JoinOverNetwork {
+    /// Offers `joining`'s request on the network `config` reaches (a bootstrap peer, a relay,
+    /// the LAN by mDNS). Must be called inside a tokio runtime.
+    pub async fn start(
+        joining: &Joining,
+        config: NetConfig,
+        entropy: &mut (dyn crate::crypto::Entropy + Send),
+    ) -> Result<Self> {
+        let token = joining.ticket().token;
+        let envelopes = carrier::wrap(&token, Leg::Request, joining.request(), entropy)?;
+        let topics = [carrier::topic(&token, Leg::Request), carrier::topic(&token, Leg::Grant)];
+        let mut held = Held::default();
+        held.0.insert(topics[0], envelopes.clone());
+        let (grant_tx, grant) = watch::channel(None);
+        let host = Arc::new(JoinHost {
+            joining: joining.clone(),
+            topics,
+            state: Mutex::new(State { held, unpushed: envelopes, grants: Inbox::new(&token, Leg::Grant) }),
+            grant: grant_tx,
+        });
+        let net = start_host(host, config, libp2p::identity::Keypair::generate_ed25519()).await?;
+        Ok(JoinOverNetwork { net, grant })
+    }
+
+    /// The grant, once it came (sealed, as [`Joining::open_grant`] takes it).
+    pub fn try_grant(&self) -> Option<Vec<u8>> {
+        self.grant.borrow().clone()
+    }
+
+    /// Waits for the grant.
+    pub async fn grant(&mut self) -> Result<Vec<u8>> {
+        let got = self.grant.wait_for(Option::is_some).await.map_err(|_| Error::Closed)?;
+        Ok(got.clone().expect("waited for Some"))
+    }
+
+    /// The network under this join (its peer id and addresses, for status and tests).
+    pub fn net(&self) -> &NetHandle {
+        &self.net
+    }
+
+    pub fn stop(&self) {
+        self.net.stop();
+    }
+}
+
+impl Drop for JoinOverNetwork {
+    fn drop(&mut self) {
+        self.net.stop();
+    }
+}

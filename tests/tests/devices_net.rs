@@ -1,0 +1,162 @@
+//! Linking a device over the network (issue 16): the exchange travels as envelopes on two
+//! topics derived from the link, over loopback libp2p directly and through a relay that holds
+//! it; the laptop then writes as alice and bob sees one alice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_core::account::Account;
+use weft_core::crypto::OsEntropy;
+use weft_core::devices::linking::{Joining, Ticket};
+use weft_core::identity::DeviceKeys;
+use weft_core::net::{JoinOverNetwork, NetConfig};
+use weft_core::node::{Node, NodeEvent};
+use weft_core::store::DatabaseKey;
+use weft_tests::nodes::{config, create, eventually, introduce, key_of, online, relay_with_clock, texts};
+
+/// The laptop answers `link` over `net`; alice grants it when its code shows on her node.
+/// Returns the laptop's node and how long the exchange took on the wire.
+async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::path::Path) -> (Arc<Node>, Duration) {
+    let mut events = alice.subscribe();
+    let keys = DeviceKeys::generate(&mut OsEntropy).unwrap();
+    let joining = Joining::start(
+        Ticket::from_link(link).unwrap(),
+        &keys,
+        "laptop",
+        weft_core::clock::system_ms(),
+        &mut OsEntropy,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut join = JoinOverNetwork::start(&joining, net, &mut OsEntropy).await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(NodeEvent::LinkRequested { name, code, device }) = events.recv().await {
+                assert_eq!((name.as_str(), device), ("laptop", keys.id()));
+                return code;
+            }
+        }
+    })
+    .await
+    .expect("the request to reach alice");
+    assert_eq!(code, joining.code().to_string(), "both screens show the same code");
+    let requested = started.elapsed();
+    let digits: u32 = code.replace(' ', "").parse().unwrap();
+    alice.grant_arrived(digits).await.unwrap();
+    let grant =
+        tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
+    let took = started.elapsed();
+    println!("the request reached the account's device after {} ms", requested.as_millis());
+    join.stop();
+    let (home, key) = (home.to_path_buf(), DatabaseKey::from_bytes(key_of("laptop")));
+    let laptop = Node::start(move || {
+        Account::create_linked(
+            &home,
+            &key,
+            &keys,
+            "laptop",
+            &joining,
+            &grant,
+            Box::new(OsEntropy),
+            weft_core::account::system_clock(),
+        )
+    })
+    .await
+    .unwrap();
+    (Arc::new(laptop), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_links_over_loopback_libp2p_and_writes_as_alice() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    introduce(&alice, &bob).await;
+    alice.create_group("camp".into()).await.unwrap();
+    alice.invite("camp".into(), "bob".into()).await.unwrap();
+    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+
+    let (_alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (_bob_net, _) = online(&bob, config(vec![alice_addr.clone()], vec![])).await;
+    let link = alice.link_offer().await.unwrap();
+    let (laptop, took) =
+        join_over(&alice, &link, config(vec![alice_addr.clone()], vec![]), &dir.path().join("laptop")).await;
+    println!("linking over loopback libp2p: {} ms from the request's first push to the grant", took.as_millis());
+    assert!(alice.arrived_link_requests().await.unwrap().is_empty(), "the link is used up");
+
+    let (_laptop_net, _) = online(&laptop, config(vec![alice_addr.clone()], vec![])).await;
+    laptop.send("bob".into(), "from the laptop".into()).await.unwrap();
+    laptop.send("camp".into(), "laptop in the camp".into()).await.unwrap();
+    alice.send("bob".into(), "from the phone".into()).await.unwrap();
+    eventually("bob to see both of alice's devices as alice", 60, || async {
+        let mut t = texts(&bob, "alice").await;
+        t.sort();
+        t == ["alice: from the laptop", "alice: from the phone"]
+            && texts(&bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
+    })
+    .await;
+    bob.send("alice".into(), "hello both".into()).await.unwrap();
+    eventually("bob's reply on both devices", 60, || async {
+        texts(&alice, "bob").await.contains(&"bob: hello both".to_owned())
+            && texts(&laptop, "bob").await.contains(&"bob: hello both".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_carries_the_linking_exchange_between_devices_that_never_meet() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = weft_tests::nodes::Clock::default();
+    let (_relay_net, relay, relay_addr) = relay_with_clock(dir.path(), &clock).await;
+    let alice = create(dir.path(), "alice").await;
+    let (_alice_net, _) = online(&alice, config(vec![], vec![relay_addr.clone()])).await;
+    let link = alice.link_offer().await.unwrap();
+    let (laptop, _) =
+        join_over(&alice, &link, config(vec![], vec![relay_addr.clone()]), &dir.path().join("laptop")).await;
+    assert_eq!(
+        laptop.call(|a| Ok(a.account_public())).await.unwrap(),
+        alice.call(|a| Ok(a.account_public())).await.unwrap()
+    );
+    // What the relay holds of the exchange is envelopes like any other: no account or device
+    // key, and no name, in clear.
+    let (account, device) = alice.call(|a| Ok((a.account_public().to_vec(), a.device_id().to_vec()))).await.unwrap();
+    let laptop_device = laptop.call(|a| Ok(a.device_id().to_vec())).await.unwrap();
+    let held = relay.envelopes();
+    assert!(!held.is_empty(), "the relay held the exchange");
+    for e in &held {
+        weft_core::envelope::Envelope::parse(e.clone()).expect("an envelope like any other");
+        for secret in [&account, &device, &laptop_device, &b"laptop".to_vec()] {
+            assert!(!e.windows(secret.len()).any(|w| w == &secret[..]), "a key or name in clear on the relay");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_code_over_the_network_cancels_the_link_and_grants_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let (_alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let link = alice.link_offer().await.unwrap();
+    let mut events = alice.subscribe();
+    let keys = DeviceKeys::generate(&mut OsEntropy).unwrap();
+    let joining = Joining::start(
+        Ticket::from_link(&link).unwrap(),
+        &keys,
+        "laptop",
+        weft_core::clock::system_ms(),
+        &mut OsEntropy,
+    )
+    .unwrap();
+    let join = JoinOverNetwork::start(&joining, config(vec![alice_addr], vec![]), &mut OsEntropy).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !matches!(events.recv().await, Ok(NodeEvent::LinkRequested { .. })) {}
+    })
+    .await
+    .expect("the request to reach alice");
+    let wrong = (joining.code().0 + 1) % 1_000_000;
+    assert!(alice.grant_arrived(wrong).await.is_err());
+    assert!(alice.grant_arrived(joining.code().0).await.is_err(), "the link was cancelled by the wrong code");
+    assert_eq!(alice.devices().await.unwrap().len(), 1, "nothing was granted");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(join.try_grant().is_none());
+}
