@@ -13,6 +13,7 @@ import app.weft.eventFlow
 import app.weft.events
 import app.weft.ffi.*
 import java.nio.file.Files
+import kotlinx.coroutines.async
 import kotlinx.coroutines.channels.ReceiveChannel
 import kotlinx.coroutines.coroutineScope
 import kotlinx.coroutines.delay
@@ -516,6 +517,25 @@ suspend fun twoDevices(root: String) {
     for (n in listOf(alice, bob, laptop)) n.shutdown()
 }
 
+/** The request and the grant cross loopback libp2p: nothing is carried by the app. */
+suspend fun twoDevicesOverTheNetwork(root: String) = coroutineScope {
+    val alice = openNode("$root/n-alice", key(34), "alice")
+    val addrs = alice.startNetwork(loopback())
+    val join = WeftJoin(alice.linkDevice(), "laptop")
+    val grant = async { join.grantOverNetwork(loopback(addrs.take(1))) }
+    var arrived = alice.arrivedLinkRequests()
+    val deadline = System.currentTimeMillis() + 60_000
+    while (arrived.isEmpty() && System.currentTimeMillis() < deadline) {
+        delay(100)
+        arrived = alice.arrivedLinkRequests()
+    }
+    check(arrived.map { it.code } == listOf(join.code())) { "arrived: $arrived, the laptop shows ${join.code()}" }
+    alice.grantArrivedDevice(arrived[0].codeValue)
+    val laptop = join.finish("$root/n-laptop", key(35), grant.await())
+    check(laptop.identity().link == alice.identity().link)
+    for (n in listOf(alice, laptop)) n.shutdown()
+}
+
 fun main() = runBlocking {
     val root = Files.createTempDirectory("weft-kotlin").toString()
     try {
@@ -530,8 +550,9 @@ fun main() = runBlocking {
         sharedNode(root)
         parity(root)
         twoDevices(root)
+        twoDevicesOverTheNetwork(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 11 passed, 0 failed")
+    println("kotlin node: 12 passed, 0 failed")
 }
