@@ -154,6 +154,9 @@ pub struct WeftJoin {
     device: DeviceKeys,
     name: String,
     joining: Joining,
+    /// The request offered on libp2p and the app's radios, once either was started.
+    carried: Arc<tokio::sync::Mutex<Option<JoinOverNetwork>>>,
+    silenced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[uniffi::export]
@@ -165,7 +168,13 @@ impl WeftJoin {
         let mut entropy = OsEntropy;
         let device = DeviceKeys::generate(&mut entropy)?;
         let joining = Joining::start(ticket, &device, &name, system_clock()(), &mut entropy)?;
-        Ok(Arc::new(WeftJoin { device, name, joining }))
+        Ok(Arc::new(WeftJoin {
+            device,
+            name,
+            joining,
+            carried: Arc::new(tokio::sync::Mutex::new(None)),
+            silenced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }))
     }
 
     /// The request to carry to the first device.
@@ -183,20 +192,72 @@ impl WeftJoin {
     }
 
     /// Offers the request on the network `config` reaches (the first device must be running
-    /// there, or a relay both use) and waits for the grant; then pass it to `finish`. Fails
-    /// with `Expired` when the link's ten minutes are over.
+    /// there, or a relay both use) and waits for the grant (see `wait_for_grant`).
     pub async fn grant_over_network(&self, config: NetworkConfig) -> Result<Vec<u8>, WeftError> {
+        self.start_network(config).await?;
+        self.wait_for_grant().await
+    }
+
+    /// Offers the request on libp2p, under a peer id used for nothing else.
+    pub async fn start_network(&self, config: NetworkConfig) -> Result<(), WeftError> {
         let config = config.into_core()?;
-        let joining = self.joining.clone();
+        let (carried, joining) = (self.carried.clone(), self.joining.clone());
         on_runtime(async move {
-            let mut join = JoinOverNetwork::start(&joining, config, &mut OsEntropy).await?;
-            let left = joining.ticket().expires_ms.saturating_sub(system_clock()());
-            let grant = tokio::time::timeout(std::time::Duration::from_millis(left), join.grant()).await;
-            join.stop();
-            match grant {
-                Ok(grant) => Ok(grant?),
-                Err(_) => Err(weft_core::Error::Expired { what: "device link" }.into()),
-            }
+            let mut carried = carried.lock().await;
+            let join = match carried.as_mut() {
+                Some(join) => join,
+                None => carried.insert(JoinOverNetwork::new(&joining, &mut OsEntropy)?),
+            };
+            Ok(join.start_libp2p(config).await?)
+        })
+        .await
+    }
+
+    /// Offers the request over a radio the app drives too (the first device nearby, no
+    /// network): the app reports links and fragments to the returned handle, as for a node.
+    pub fn attach_radio(
+        &self,
+        driver: Arc<dyn crate::node::RadioDriver>,
+    ) -> Result<Arc<crate::node::RadioHandle>, WeftError> {
+        let driver = crate::node::ForeignDriver { driver, silenced: self.silenced.clone() };
+        let (radio, events) = weft_core::mesh::radio::feed::fed_radio(Arc::new(driver), "app");
+        let mut carried = self.carried.blocking_lock();
+        let join = match carried.as_mut() {
+            Some(join) => join,
+            None => carried.insert(JoinOverNetwork::new(&self.joining, &mut OsEntropy)?),
+        };
+        let _guard = crate::node::RUNTIME.enter();
+        join.attach_radio(radio, weft_core::mesh::RouterConfig::default());
+        Ok(Arc::new(crate::node::RadioHandle { events, id: 0 }))
+    }
+
+    /// Waits for the grant over whatever this join is on (`start_network`, `attach_radio`);
+    /// then pass it to `finish`. Fails with `Expired` when the link's ten minutes are over.
+    pub async fn wait_for_grant(&self) -> Result<Vec<u8>, WeftError> {
+        let left = self.joining.ticket().expires_ms.saturating_sub(system_clock()());
+        let (carried, silenced) = (self.carried.clone(), self.silenced.clone());
+        on_runtime(async move {
+            let mut grant = match carried.lock().await.as_ref() {
+                Some(join) => join.grant_receiver(),
+                None => {
+                    return Err(WeftError::InvalidInput {
+                        detail: "the request is on no network yet: start_network or attach_radio first".into(),
+                    });
+                }
+            };
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(left), async {
+                grant.wait_for(Option::is_some).await.map(|got| got.clone().expect("waited for Some"))
+            })
+            .await;
+            let got = match waited {
+                Ok(Ok(got)) => got,
+                Ok(Err(_)) => return Err(weft_core::Error::Closed.into()),
+                Err(_) => return Err(weft_core::Error::Expired { what: "device link" }.into()),
+            };
+            // The request is answered: off the network and the radios.
+            silenced.store(true, std::sync::atomic::Ordering::SeqCst);
+            carried.lock().await.take();
+            Ok(got)
         })
         .await
     }

@@ -329,9 +329,9 @@ pub trait RadioDriver: Send + Sync {
 
 /// The app's driver as the mesh sees it. Once the node is closed it is never called again, so
 /// no Weft thread calls into a host that may be shutting down.
-struct ForeignDriver {
-    driver: Arc<dyn RadioDriver>,
-    silenced: Arc<AtomicBool>,
+pub(crate) struct ForeignDriver {
+    pub(crate) driver: Arc<dyn RadioDriver>,
+    pub(crate) silenced: Arc<AtomicBool>,
 }
 
 impl feed::Driver for ForeignDriver {
@@ -357,9 +357,9 @@ impl feed::Driver for ForeignDriver {
 /// do nothing.
 #[derive(uniffi::Object)]
 pub struct RadioHandle {
-    events: RadioEvents,
+    pub(crate) events: RadioEvents,
     /// Which of the node's meshes this radio drives (for `detach_radio`).
-    id: u64,
+    pub(crate) id: u64,
 }
 
 #[uniffi::export]

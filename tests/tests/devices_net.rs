@@ -1,6 +1,7 @@
 //! Linking a device over the network (issue 16): the exchange travels as envelopes on two
-//! topics derived from the link, over loopback libp2p directly and through a relay that holds
-//! it; the laptop then writes as alice and bob sees one alice.
+//! topics derived from the link, over loopback libp2p directly, through a relay that holds it,
+//! and over simulated radios with no libp2p at all; the laptop then writes as alice and bob
+//! sees one alice.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,21 +15,38 @@ use weft_core::node::{Node, NodeEvent};
 use weft_core::store::DatabaseKey;
 use weft_tests::nodes::{config, create, eventually, introduce, key_of, online, relay_with_clock, texts};
 
-/// The laptop answers `link` over `net`; alice grants it when its code shows on her node.
-/// Returns the laptop's node and how long the exchange took on the wire.
-async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::path::Path) -> (Arc<Node>, Duration) {
-    let mut events = alice.subscribe();
+/// The laptop's keys and its answer to `link`.
+fn answer(link: &str) -> (DeviceKeys, Joining) {
     let keys = DeviceKeys::generate(&mut OsEntropy).unwrap();
-    let joining = Joining::start(
-        Ticket::from_link(link).unwrap(),
-        &keys,
-        "laptop",
-        weft_core::clock::system_ms(),
-        &mut OsEntropy,
-    )
-    .unwrap();
+    let now = weft_core::clock::system_ms();
+    let joining = Joining::start(Ticket::from_link(link).unwrap(), &keys, "laptop", now, &mut OsEntropy).unwrap();
+    (keys, joining)
+}
+
+/// The laptop answers `link` over libp2p `net`; alice grants it when its code shows on her
+/// node. Returns the laptop's node and how long the exchange took on the wire.
+async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::path::Path) -> (Arc<Node>, Duration) {
+    let events = alice.subscribe();
+    let (keys, joining) = answer(link);
     let started = Instant::now();
     let mut join = JoinOverNetwork::start(&joining, net, &mut OsEntropy).await.unwrap();
+    grant_when_asked(alice, events, &keys, &joining).await;
+    let requested = started.elapsed();
+    let grant =
+        tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
+    let took = started.elapsed();
+    println!("the request reached the account's device after {} ms", requested.as_millis());
+    join.stop();
+    (finish(home, keys, joining, grant).await, took)
+}
+
+/// Waits for the laptop's request on alice's node and grants it.
+async fn grant_when_asked(
+    alice: &Node,
+    mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
+    keys: &DeviceKeys,
+    joining: &Joining,
+) {
     let code = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             if let Ok(NodeEvent::LinkRequested { name, code, device }) = events.recv().await {
@@ -40,14 +58,11 @@ async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::pa
     .await
     .expect("the request to reach alice");
     assert_eq!(code, joining.code().to_string(), "both screens show the same code");
-    let requested = started.elapsed();
-    let digits: u32 = code.replace(' ', "").parse().unwrap();
-    alice.grant_arrived(digits).await.unwrap();
-    let grant =
-        tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
-    let took = started.elapsed();
-    println!("the request reached the account's device after {} ms", requested.as_millis());
-    join.stop();
+    alice.grant_arrived(joining.code().0).await.unwrap();
+}
+
+/// The laptop's home from its grant, running.
+async fn finish(home: &std::path::Path, keys: DeviceKeys, joining: Joining, grant: Vec<u8>) -> Arc<Node> {
     let (home, key) = (home.to_path_buf(), DatabaseKey::from_bytes(key_of("laptop")));
     let laptop = Node::start(move || {
         Account::create_linked(
@@ -63,7 +78,7 @@ async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::pa
     })
     .await
     .unwrap();
-    (Arc::new(laptop), took)
+    Arc::new(laptop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,4 +174,57 @@ async fn a_wrong_code_over_the_network_cancels_the_link_and_grants_nothing() {
     assert_eq!(alice.devices().await.unwrap().len(), 1, "nothing was granted");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(join.try_grant().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
+    use weft_core::mesh::medium::{MediumConfig, Mobility};
+    use weft_core::mesh::radio::sim::SimAir;
+    use weft_core::mesh::{RouterConfig, driver as mesh};
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let bob = create(dir.path(), "bob").await;
+    introduce(&alice, &bob).await;
+    alice.create_group("camp".into()).await.unwrap();
+    alice.invite("camp".into(), "bob".into()).await.unwrap();
+    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+    let air = SimAir::start(MediumConfig::default(), 16);
+    let (radio_a, _) = air.add_radio(0.0, 0.0, Mobility::Static);
+    let (radio_b, _) = air.add_radio(10.0, 0.0, Mobility::Static);
+    let (radio_joining, _) = air.add_radio(5.0, 5.0, Mobility::Static);
+    let _mesh_a = mesh::start(alice.clone(), radio_a, RouterConfig::default());
+    let _mesh_b = mesh::start(bob.clone(), radio_b, RouterConfig::default());
+
+    // No libp2p anywhere: the request and the grant cross the simulated air.
+    let link = alice.link_offer().await.unwrap();
+    let events = alice.subscribe();
+    let (keys, joining) = answer(&link);
+    let started = Instant::now();
+    let mut join = JoinOverNetwork::new(&joining, &mut OsEntropy).unwrap();
+    join.attach_radio(radio_joining, RouterConfig::default());
+    grant_when_asked(&alice, events, &keys, &joining).await;
+    let grant =
+        tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
+    println!("linking over simulated radios: {} ms", started.elapsed().as_millis());
+    join.stop();
+    let laptop = finish(&dir.path().join("laptop"), keys, joining, grant).await;
+    let (radio_laptop, _) = air.add_radio(5.0, 5.0, Mobility::Static);
+    let _mesh_laptop = mesh::start(laptop.clone(), radio_laptop, RouterConfig::default());
+
+    laptop.send("bob".into(), "from the laptop".into()).await.unwrap();
+    laptop.send("camp".into(), "laptop in the camp".into()).await.unwrap();
+    alice.send("bob".into(), "from the phone".into()).await.unwrap();
+    eventually("bob to see both of alice's devices as alice, over the air", 90, || async {
+        let mut t = texts(&bob, "alice").await;
+        t.sort();
+        t == ["alice: from the laptop", "alice: from the phone"]
+            && texts(&bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
+    })
+    .await;
+    bob.send("alice".into(), "hello both".into()).await.unwrap();
+    eventually("bob's reply on both devices", 90, || async {
+        texts(&alice, "bob").await.contains(&"bob: hello both".to_owned())
+            && texts(&laptop, "bob").await.contains(&"bob: hello both".to_owned())
+    })
+    .await;
 }

@@ -8,6 +8,7 @@
 //! shown once.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,10 @@ use tokio::task::JoinHandle;
 
 use super::radio::{Link, Radio};
 use super::router::{LinkId, Output, Router, RouterConfig, RouterStats};
+use crate::envelope::{EnvelopeId, Topic};
+use crate::net::OutboxChanges;
 use crate::node::{Delivery, Node, NodeEvent};
-use crate::sync::EnvelopeSource;
+use crate::sync::{EnvelopeSource, Item};
 
 /// How the node's events name the mesh.
 pub const VIA: &str = "mesh";
@@ -68,24 +71,116 @@ impl Drop for MeshHandle {
     }
 }
 
+/// What a mesh host wants: the topics delivered to it, and its own recent envelopes (short
+/// id, topic) that the router carries for neighbours.
+pub struct MeshInterests {
+    pub delivered: Vec<Topic>,
+    pub carried: Vec<(Item, Topic)>,
+}
+
+/// What the mesh serves: a node's account, or a device joining one (`crate::net::join`).
+pub trait MeshHost: Send + Sync + 'static {
+    /// What we want now; `None` if the host cannot tell now.
+    fn interests(&self) -> impl Future<Output = Option<MeshInterests>> + Send;
+    /// Our envelopes with these ids.
+    fn envelopes(&self, wanted: Vec<(Item, Topic)>) -> impl Future<Output = Vec<Vec<u8>>> + Send;
+    /// What waits to go out, and ids the router must forget (sealed again, so nobody gets both).
+    fn outbox(&self) -> impl Future<Output = Option<(Vec<Vec<u8>>, Vec<EnvelopeId>)>> + Send;
+    /// A neighbour took these.
+    fn handed_over(&self, ids: Vec<EnvelopeId>) -> impl Future<Output = ()> + Send;
+    /// An envelope of one of our topics arrived.
+    fn deliver(&self, envelope: Vec<u8>);
+    fn emit(&self, event: NodeEvent);
+    /// Wakes the mesh when something entered the outbox.
+    fn outbox_changes(&self) -> OutboxChanges;
+    /// The host's events, if it has any: what came another way is carried at once.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NodeEvent>>;
+}
+
+impl MeshHost for Node {
+    async fn interests(&self) -> Option<MeshInterests> {
+        self.call(|a| {
+            a.follow_the_day();
+            // Our recent envelopes (of the followed topics) are carried for neighbours.
+            let topics = a.sync_topics(1);
+            let readable = a.readable_topics();
+            let mut own = Vec::new();
+            'topics: for topic in &topics {
+                for id in a.ids(&crate::sync::Scope::Topic(*topic)).unwrap_or_default() {
+                    if own.len() >= MAX_OWN_ENVELOPES {
+                        break 'topics;
+                    }
+                    own.push((id, *topic));
+                }
+            }
+            Ok(MeshInterests { delivered: readable, carried: own })
+        })
+        .await
+        .ok()
+    }
+
+    async fn envelopes(&self, wanted: Vec<(Item, Topic)>) -> Vec<Vec<u8>> {
+        self.call(move |a| {
+            Ok(wanted.iter().filter_map(|(id, topic)| a.envelope(&crate::sync::Scope::Topic(*topic), id)).collect())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn outbox(&self) -> Option<(Vec<Vec<u8>>, Vec<EnvelopeId>)> {
+        let batch = self.call(|a| a.outbox(256)).await.ok()?;
+        let forgotten = batch.forgotten.clone();
+        Some((self.take_outbox(batch), forgotten))
+    }
+
+    async fn handed_over(&self, ids: Vec<EnvelopeId>) {
+        if let Ok(sent) = self.call(move |a| a.handed_over(&ids)).await {
+            for id in sent {
+                self.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Sent });
+            }
+        }
+    }
+
+    fn deliver(&self, envelope: Vec<u8>) {
+        drop(self.receive_envelope(envelope, VIA));
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        Node::emit(self, event);
+    }
+
+    fn outbox_changes(&self) -> OutboxChanges {
+        OutboxChanges::of(self.outbox_watch())
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NodeEvent>> {
+        Some(self.subscribe())
+    }
+}
+
 /// Starts the mesh for `node` on `radio`. Must be called inside a tokio runtime.
 pub fn start(node: Arc<Node>, radio: impl Radio, config: RouterConfig) -> MeshHandle {
+    start_host(node, radio, config)
+}
+
+/// [`start`] for any host.
+pub fn start_host<H: MeshHost>(host: Arc<H>, radio: impl Radio, config: RouterConfig) -> MeshHandle {
     // The system's time at start, moved on by the monotonic clock: a wall clock set back or
     // forward while the mesh runs does not expire what it carries or cut links short.
     let (base, started) = (crate::clock::system_ms(), Instant::now());
-    start_with_clock(node, radio, config, Arc::new(move || base + started.elapsed().as_millis() as u64))
+    start_with_clock(host, radio, config, Arc::new(move || base + started.elapsed().as_millis() as u64))
 }
 
-/// [`start`] with a clock of the caller's (the router ages what it carries by it).
-pub fn start_with_clock(
-    node: Arc<Node>,
+/// [`start_host`] with a clock of the caller's (the router ages what it carries by it).
+pub fn start_with_clock<H: MeshHost>(
+    host: Arc<H>,
     radio: impl Radio,
     config: RouterConfig,
     clock: crate::clock::SharedClock,
 ) -> MeshHandle {
     let stats = Arc::new(Mutex::new(RouterStats::default()));
     let name = radio.name();
-    let task = tokio::spawn(run(node, radio, Router::new(config), stats.clone(), clock));
+    let task = tokio::spawn(run(host, radio, Router::new(config), stats.clone(), clock));
     MeshHandle { task: Some(task), stats, radio: name }
 }
 
@@ -106,8 +201,8 @@ impl Drop for OpenLink {
     }
 }
 
-async fn run(
-    node: Arc<Node>,
+async fn run<H: MeshHost>(
+    node: Arc<H>,
     mut radio: impl Radio,
     mut router: Router,
     stats: Arc<Mutex<RouterStats>>,
@@ -118,8 +213,8 @@ async fn run(
     let mut links: HashMap<LinkId, OpenLink> = HashMap::new();
     let mut next_link: LinkId = 1;
     let mut radio_open = true;
-    let mut outbox = node.outbox_watch();
-    let mut node_events = node.subscribe();
+    let mut outbox = node.outbox_changes();
+    let mut node_events = node.events();
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u64;
     let outputs = refresh(&node, &mut router, now()).await;
@@ -155,17 +250,14 @@ async fn run(
                     Vec::new()
                 }
             },
-            event = node_events.recv() => match event {
+            event = next_event(&mut node_events) => match event {
                 // Something came another way: carry it for neighbours in the group now.
                 Ok(NodeEvent::MessageReceived { via, .. }) if via != VIA => refresh(&node, &mut router, now()).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => refresh(&node, &mut router, now()).await,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 Ok(_) => Vec::new(),
             },
-            changed = outbox.changed() => {
-                if changed.is_err() {
-                    return;
-                }
+            () = outbox.changed() => {
                 push_outbox(&node, &mut router, now(), &mut links).await;
                 Vec::new()
             }
@@ -183,30 +275,20 @@ async fn run(
     }
 }
 
-/// Follows the account's topics and carries its recent envelopes for neighbours in its groups
+/// The next event of a host that has events; never, for one that has none.
+async fn next_event(
+    events: &mut Option<tokio::sync::broadcast::Receiver<NodeEvent>>,
+) -> Result<NodeEvent, tokio::sync::broadcast::error::RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Follows the host's topics and carries its recent envelopes for neighbours in its groups
 /// (envelopes that came by libp2p or a bundle included).
-async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Output> {
-    let Ok((readable, own)) = node
-        .call(|a| {
-            a.follow_the_day();
-            // Our recent envelopes (of the followed topics) are carried for neighbours.
-            let topics = a.sync_topics(1);
-            let readable = a.readable_topics();
-            let mut own = Vec::new();
-            'topics: for topic in &topics {
-                for id in a.ids(&crate::sync::Scope::Topic(*topic)).unwrap_or_default() {
-                    if own.len() >= MAX_OWN_ENVELOPES {
-                        break 'topics;
-                    }
-                    own.push((id, *topic));
-                }
-            }
-            Ok((readable, own))
-        })
-        .await
-    else {
-        return Vec::new();
-    };
+async fn refresh<H: MeshHost>(node: &Arc<H>, router: &mut Router, now_ms: u64) -> Vec<Output> {
+    let Some(MeshInterests { delivered: readable, carried: own }) = node.interests().await else { return Vec::new() };
     // Every topic we can read is ours, back to the start of history: a carrier may bring
     // what was written days ago.
     router.set_interests(readable);
@@ -214,28 +296,22 @@ async fn refresh(node: &Arc<Node>, router: &mut Router, now_ms: u64) -> Vec<Outp
     if missing.is_empty() {
         return Vec::new();
     }
-    let Ok(envelopes) = node
-        .call(move |a| {
-            Ok(missing
-                .iter()
-                .filter_map(|(id, topic)| a.envelope(&crate::sync::Scope::Topic(*topic), id))
-                .collect::<Vec<_>>())
-        })
-        .await
-    else {
-        return Vec::new();
-    };
+    let envelopes = node.envelopes(missing).await;
     envelopes.into_iter().flat_map(|envelope| router.adopt(envelope, now_ms)).collect()
 }
 
 /// Originates what waits in the outbox.
-async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: &mut HashMap<LinkId, OpenLink>) {
-    let Ok(batch) = node.call(|a| a.outbox(256)).await else { return };
+async fn push_outbox<H: MeshHost>(
+    node: &Arc<H>,
+    router: &mut Router,
+    now_ms: u64,
+    links: &mut HashMap<LinkId, OpenLink>,
+) {
+    let Some((live, forgotten)) = node.outbox().await else { return };
     // What was sealed again went out of the store: our cache must not hand the old copy on.
-    for id in &batch.forgotten {
+    for id in &forgotten {
         router.forget(&crate::sync::short_id(id));
     }
-    let live = node.take_outbox(batch);
     for envelope in live {
         // Held already (adopted, or pushed before): the router reports a hand-over it made.
         let outputs = router.originate(envelope, now_ms);
@@ -243,7 +319,7 @@ async fn push_outbox(node: &Arc<Node>, router: &mut Router, now_ms: u64, links: 
     }
 }
 
-async fn apply(node: &Arc<Node>, outputs: Vec<Output>, links: &mut HashMap<LinkId, OpenLink>) {
+async fn apply<H: MeshHost>(node: &Arc<H>, outputs: Vec<Output>, links: &mut HashMap<LinkId, OpenLink>) {
     let mut handed = Vec::new();
     let mut closed = HashSet::new();
     for output in outputs {
@@ -255,7 +331,7 @@ async fn apply(node: &Arc<Node>, outputs: Vec<Output>, links: &mut HashMap<LinkI
                     let _ = open.writer.try_send(fragment);
                 }
             }
-            Output::Deliver { envelope } => drop(node.receive_envelope(envelope, VIA)),
+            Output::Deliver { envelope } => node.deliver(envelope),
             Output::Close { link, why } => {
                 tracing::debug!(link, why, "closing a mesh link");
                 closed.insert(link);
@@ -268,12 +344,8 @@ async fn apply(node: &Arc<Node>, outputs: Vec<Output>, links: &mut HashMap<LinkI
             open.link.close();
         }
     }
-    if !handed.is_empty()
-        && let Ok(sent) = node.call(move |a| a.handed_over(&handed)).await
-    {
-        for id in sent {
-            node.emit(NodeEvent::DeliveryChanged { id, state: Delivery::Sent });
-        }
+    if !handed.is_empty() {
+        node.handed_over(handed).await;
     }
 }
 

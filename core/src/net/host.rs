@@ -43,6 +43,11 @@ pub enum RequestCheck {
 pub struct OutboxChanges(Option<tokio::sync::watch::Receiver<u64>>);
 
 impl OutboxChanges {
+    /// Changes as this watch (a node's outbox counter) tells them.
+    pub fn of(watch: tokio::sync::watch::Receiver<u64>) -> Self {
+        OutboxChanges(Some(watch))
+    }
+
     /// Changes that never come (a host with no outbox).
     pub fn never() -> Self {
         OutboxChanges(None)

@@ -1,5 +1,5 @@
-//! A new device joining an account over the network, before it has an account of its own:
-//! a host that follows only the link's two topics (`crate::devices::carrier`), offers its
+//! A new device joining an account over the network (libp2p, the mesh), before it has an
+//! account of its own: a host that follows only the link's two topics (`crate::devices::carrier`), offers its
 //! request there and waits for the grant. It runs under a fresh peer id that it never uses
 //! again, so nothing it does on the network ties it to the device it becomes.
 
@@ -132,21 +132,54 @@ impl Host for JoinHost {
     fn emit(&self, _event: NodeEvent) {}
 }
 
-/// A joining device on the network: its request offered on the link's topic until the grant
-/// comes.
+impl crate::mesh::driver::MeshHost for JoinHost {
+    async fn interests(&self) -> Option<crate::mesh::driver::MeshInterests> {
+        let state = self.state.lock().ok()?;
+        let carried =
+            state.held.0.iter().flat_map(|(t, held)| held.iter().map(|e| (short_id(&id_of(e)), *t))).collect();
+        Some(crate::mesh::driver::MeshInterests { delivered: self.topics.to_vec(), carried })
+    }
+
+    async fn envelopes(&self, wanted: Vec<(Item, Topic)>) -> Vec<Vec<u8>> {
+        let Ok(state) = self.state.lock() else { return Vec::new() };
+        wanted.iter().filter_map(|(id, topic)| state.held.envelope(&Scope::Topic(*topic), id)).collect()
+    }
+
+    async fn outbox(&self) -> Option<(Vec<Vec<u8>>, Vec<EnvelopeId>)> {
+        Some((self.state.lock().ok()?.unpushed.clone(), Vec::new()))
+    }
+
+    async fn handed_over(&self, ids: Vec<EnvelopeId>) {
+        Host::handed_over(self, ids).await;
+    }
+
+    fn deliver(&self, envelope: Vec<u8>) {
+        self.take(&envelope);
+    }
+
+    fn emit(&self, _event: NodeEvent) {}
+
+    fn outbox_changes(&self) -> OutboxChanges {
+        OutboxChanges::never()
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NodeEvent>> {
+        None
+    }
+}
+
+/// A joining device on the network and the mesh: its request offered on the link's topic
+/// until the grant comes, over whichever of them reaches the account's device.
 pub struct JoinOverNetwork {
-    net: NetHandle,
+    host: Arc<JoinHost>,
+    net: Option<NetHandle>,
+    meshes: Vec<crate::mesh::driver::MeshHandle>,
     grant: watch::Receiver<Option<Vec<u8>>>,
 }
 
 impl JoinOverNetwork {
-    /// Offers `joining`'s request on the network `config` reaches (a bootstrap peer, a relay,
-    /// the LAN by mDNS). Must be called inside a tokio runtime.
-    pub async fn start(
-        joining: &Joining,
-        config: NetConfig,
-        entropy: &mut (dyn crate::crypto::Entropy + Send),
-    ) -> Result<Self> {
+    /// Holds `joining`'s request ready to offer, on no transport yet.
+    pub fn new(joining: &Joining, entropy: &mut (dyn crate::crypto::Entropy + Send)) -> Result<Self> {
         let token = joining.ticket().token;
         let envelopes = carrier::wrap(&token, Leg::Request, joining.request(), entropy)?;
         let topics = [carrier::topic(&token, Leg::Request), carrier::topic(&token, Leg::Grant)];
@@ -159,13 +192,43 @@ impl JoinOverNetwork {
             state: Mutex::new(State { held, unpushed: envelopes, grants: Inbox::new(&token, Leg::Grant) }),
             grant: grant_tx,
         });
-        let net = start_host(host, config, libp2p::identity::Keypair::generate_ed25519()).await?;
-        Ok(JoinOverNetwork { net, grant })
+        Ok(JoinOverNetwork { host, net: None, meshes: Vec::new(), grant })
+    }
+
+    /// Offers `joining`'s request on the network `config` reaches (a bootstrap peer, a relay,
+    /// the LAN by mDNS). Must be called inside a tokio runtime.
+    pub async fn start(
+        joining: &Joining,
+        config: NetConfig,
+        entropy: &mut (dyn crate::crypto::Entropy + Send),
+    ) -> Result<Self> {
+        let mut join = Self::new(joining, entropy)?;
+        join.start_libp2p(config).await?;
+        Ok(join)
+    }
+
+    /// Goes on libp2p too, under a peer id of its own.
+    pub async fn start_libp2p(&mut self, config: NetConfig) -> Result<()> {
+        let net = start_host(self.host.clone(), config, libp2p::identity::Keypair::generate_ed25519()).await?;
+        if let Some(old) = self.net.replace(net) {
+            old.stop();
+        }
+        Ok(())
+    }
+
+    /// Goes on the mesh over `radio` too. Must be called inside a tokio runtime.
+    pub fn attach_radio(&mut self, radio: impl crate::mesh::radio::Radio, config: crate::mesh::RouterConfig) {
+        self.meshes.push(crate::mesh::driver::start_host(self.host.clone(), radio, config));
     }
 
     /// The grant, once it came (sealed, as [`Joining::open_grant`] takes it).
     pub fn try_grant(&self) -> Option<Vec<u8>> {
         self.grant.borrow().clone()
+    }
+
+    /// What tells when the grant came.
+    pub fn grant_receiver(&self) -> watch::Receiver<Option<Vec<u8>>> {
+        self.grant.clone()
     }
 
     /// Waits for the grant.
@@ -174,18 +237,24 @@ impl JoinOverNetwork {
         Ok(got.clone().expect("waited for Some"))
     }
 
-    /// The network under this join (its peer id and addresses, for status and tests).
-    pub fn net(&self) -> &NetHandle {
-        &self.net
+    /// The libp2p side of this join, if it is on libp2p.
+    pub fn net(&self) -> Option<&NetHandle> {
+        self.net.as_ref()
     }
 
+    /// Leaves libp2p and the mesh.
     pub fn stop(&self) {
-        self.net.stop();
+        if let Some(net) = &self.net {
+            net.stop();
+        }
+        for mesh in &self.meshes {
+            mesh.stop();
+        }
     }
 }
 
 impl Drop for JoinOverNetwork {
     fn drop(&mut self) {
-        self.net.stop();
+        self.stop();
     }
 }

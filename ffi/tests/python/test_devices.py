@@ -98,10 +98,51 @@ async def link_over_the_network(root):
         node.shutdown()
 
 
+class PairedRadio(weft_ffi.RadioDriver):
+    """Half of two radios in the same room: what one sends, the other hears."""
+
+    def __init__(self):
+        self.other = None
+
+    def send(self, link, fragment):
+        self.other.frame(link, fragment)
+
+    def disconnect(self, link):
+        self.other.link_down(link)
+
+
+async def link_over_a_radio(root):
+    """No network at all: the request and the grant cross an app-driven radio."""
+    alice = await weft_ffi.open_node(root + "/alice3", bytes([6] * 32), "alice")
+    join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
+    alice_radio, laptop_radio = PairedRadio(), PairedRadio()
+    alice_handle = alice.attach_radio(alice_radio)
+    laptop_handle = join.attach_radio(laptop_radio)
+    alice_radio.other, laptop_radio.other = laptop_handle, alice_handle
+    alice_handle.link_up(1, 185, True)
+    laptop_handle.link_up(1, 185, False)
+
+    async def grant_when_asked():
+        for _ in range(600):
+            arrived = await alice.arrived_link_requests()
+            if arrived:
+                return await alice.grant_arrived_device(arrived[0].code_value)
+            await asyncio.sleep(0.1)
+        raise AssertionError("the laptop's request never crossed the radio")
+
+    granted, grant = await asyncio.gather(grant_when_asked(), join.wait_for_grant())
+    assert granted.code == join.code(), (granted.code, join.code())
+    laptop = await join.finish(root + "/laptop3", bytes([7] * 32), grant)
+    assert (await laptop.identity()).link == (await alice.identity()).link
+    for node in (alice, laptop):
+        node.shutdown()
+
+
 async def main():
     with tempfile.TemporaryDirectory() as root:
         await link_write_and_revoke(root)
         await link_over_the_network(root)
+        await link_over_a_radio(root)
     print("python devices: 1 passed, 0 failed")
 
 
