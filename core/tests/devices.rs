@@ -258,3 +258,70 @@ fn a_contact_added_later_on_one_device_reaches_the_other() {
     }
     assert!(texts(&dave, "alice").contains(&"alice: hello from the laptop".to_owned()), "{:?}", texts(&dave, "alice"));
 }
+
+#[test]
+fn a_group_made_on_the_phone_after_the_link_reaches_the_laptop() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    // The laptop announces itself; the phone hears it.
+    carry(&laptop, &mut alice);
+    alice.account.create_group("later").unwrap();
+    alice.account.invite("later", "bob").unwrap();
+    carry(&alice, &mut laptop);
+    carry(&alice, &mut bob);
+    let names: Vec<String> = laptop.account.conversations().unwrap().into_iter().map(|c| c.name).collect();
+    assert!(names.contains(&"later".to_owned()), "{names:?}");
+    laptop.account.send("later", "the laptop in a later group").unwrap();
+    for _ in 0..2 {
+        carry(&laptop, &mut bob);
+        carry(&bob, &mut laptop);
+        carry(&bob, &mut alice);
+    }
+    assert!(
+        texts(&bob, "later").contains(&"alice: the laptop in a later group".to_owned()),
+        "{:?}",
+        texts(&bob, "later")
+    );
+    assert!(texts(&alice, "later").contains(&"alice: the laptop in a later group".to_owned()));
+    bob.account.send("later", "bob in the later group").unwrap();
+    carry(&bob, &mut laptop);
+    assert!(texts(&laptop, "later").contains(&"bob: bob in the later group".to_owned()));
+    let _ = &mut carol;
+}
+
+#[test]
+fn a_laptop_that_missed_an_epoch_catches_up_through_the_phone() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    // Before the laptop was heard of anywhere, the phone removes carol: the change that starts
+    // the new epoch is sealed to the devices the phone knew in the group, not to the laptop.
+    alice.account.remove_member("trip", "carol").unwrap();
+    carry(&alice, &mut bob);
+    carry(&alice, &mut carol);
+    carry(&alice, &mut laptop);
+    // The laptop writes in the epoch carol cannot read (stuck in the old one, it would write
+    // where the removed member still reads).
+    laptop.account.send("trip", "the laptop after the change").unwrap();
+    carry(&laptop, &mut bob);
+    carry(&laptop, &mut carol);
+    assert!(
+        texts(&bob, "trip").contains(&"alice: the laptop after the change".to_owned()),
+        "{:?}",
+        texts(&bob, "trip")
+    );
+    assert!(!texts(&carol, "trip").contains(&"alice: the laptop after the change".to_owned()), "carol was removed");
+    // Bob, who heard of the laptop, writes: it reads him.
+    bob.account.send("trip", "bob to both of alice's devices").unwrap();
+    carry(&bob, &mut laptop);
+    assert!(
+        texts(&laptop, "trip").contains(&"bob: bob to both of alice's devices".to_owned()),
+        "{:?}",
+        texts(&laptop, "trip")
+    );
+}

@@ -118,6 +118,8 @@ impl Account {
                 false => None,
             };
             if let Some(welcome) = welcome {
+                // The grant hands this epoch over: not again through our own conversation.
+                self.shared_epochs.insert((group.id, welcome.epoch));
                 granted.push(GrantedGroup { pair_with, welcome });
             }
             changed.push(group);
@@ -140,6 +142,7 @@ impl Account {
             tx.put_device(&applicant.device, &cert_bytes(&cert), &applicant.name, now)?;
             tx.set_link_offer(None)
         });
+        self.own_devices = None;
         self.settle(changed, result)?;
         Ok(sealed)
     }
@@ -379,7 +382,7 @@ impl Account {
 /// (the grant hands it over), is never listed, and takes what it carries only from the
 /// account's own devices that are not revoked.
 impl Account {
-    fn self_conversation_id(&self) -> crate::group::GroupId {
+    pub(super) fn self_conversation_id(&self) -> crate::group::GroupId {
         let me = self.account_public();
         Group::pair_id(&me, &me).0
     }
@@ -395,6 +398,83 @@ impl Account {
         self.settle([group], result)?;
         self.rebuild_topics();
         Ok(())
+    }
+
+    /// Hands our other devices the groups among `changed` that one of them is not known in
+    /// (made or joined here since the link, or moved to an epoch whose change could not reach
+    /// it): a welcome to the account itself, in the account's conversation with itself. Once
+    /// per group and epoch; best effort. When that conversation itself changed (a device of
+    /// ours announced itself there), every group is looked at.
+    pub(super) fn share_groups_with_own_devices(&mut self, changed: &[crate::group::GroupId]) {
+        let self_id = self.self_conversation_id();
+        let me = self.account_public();
+        let Some(heard) = self.groups.get(&self_id).map(|g| g.devices_of(&me)) else { return };
+        if self.own_devices.is_none() {
+            let listed = self.devices().map(|all| all.into_iter().filter(|d| !d.this_device).map(|d| d.device));
+            self.own_devices = Some(listed.map(Iterator::collect).unwrap_or_default());
+        }
+        // The device list (a device linked here is on it at once), and those heard of in the
+        // account's conversation with itself.
+        let mut others: Vec<_> = self.own_devices.clone().unwrap_or_default();
+        others.extend(heard.iter().map(|c| c.device));
+        others.sort_unstable();
+        others.dedup();
+        others.retain(|d| *d != self.me.id() && !self.revoked.contains(&(me, *d)));
+        if others.is_empty() {
+            return;
+        }
+        let candidates: Vec<_> = match changed.contains(&self_id) {
+            true => self.groups.keys().copied().collect(),
+            false => changed.to_vec(),
+        };
+        for gid in candidates {
+            let Some(group) = self.groups.get(&gid) else { continue };
+            let Some(epoch) = group.current_epoch().map(|e| e.id) else { continue };
+            let wanted = group.kind == GroupKind::Many
+                && group.is_member(&me)
+                && !self.shared_epochs.contains(&(gid, epoch))
+                && others.iter().any(|d| match group.reached_in_current_epoch(d) {
+                    Some(reached) => !reached,
+                    // (A change we did not see here, or the group's first epoch: one not heard
+                    // of in the group cannot have it.)
+                    None => !group.knows_device(d),
+                });
+            if !wanted {
+                continue;
+            }
+            self.shared_epochs.insert((gid, epoch));
+            if let Err(e) = self.share_group(gid, self_id) {
+                tracing::warn!(%e, "a group could not be handed to the account's other devices");
+            }
+        }
+    }
+
+    fn share_group(&mut self, gid: crate::group::GroupId, self_id: crate::group::GroupId) -> Result<()> {
+        let (now, me) = (self.now(), self.account_public());
+        // Either may be out of memory for a moment (an envelope of it is being applied): the
+        // group is handed over at its next change instead.
+        if !self.groups.contains_key(&gid) || !self.groups.contains_key(&self_id) {
+            let epoch = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
+            self.shared_epochs.retain(|(g, e)| *g != gid || Some(*e) != epoch);
+            return Ok(());
+        }
+        let mut group = self.groups.remove(&gid).expect("checked above");
+        let mut pair = self.groups.remove(&self_id).expect("checked above");
+        let result = group.welcome(&self.me, &me, now, self.entropy.as_mut()).and_then(|welcome| {
+            let invite = pair.send_invite(&self.me, welcome, now, self.entropy.as_mut())?;
+            self.store.write(|tx| {
+                put_sent(tx, &pair.id, &invite, now)?;
+                tx.save_group(&mut group)?;
+                tx.save_group(&mut pair)
+            })
+        });
+        // Not through `settle`, which would look at these groups again.
+        self.groups.insert(gid, group);
+        self.groups.insert(self_id, pair);
+        if result.is_err() {
+            self.groups = self.store.read().load_groups()?.into_iter().map(|g| (g.id, g)).collect();
+        }
+        result
     }
 
     /// Tells the account's other devices of a contact (added or accepted here). Best effort:

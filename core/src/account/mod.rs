@@ -73,6 +73,12 @@ pub struct Account {
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// The device link that is out, followed on the network (the account's device only).
     link_watch: Option<link_watch::LinkWatch>,
+    /// Groups and epochs handed to our other devices through the account's conversation with
+    /// itself (once each).
+    shared_epochs: std::collections::HashSet<(GroupId, [u8; 32])>,
+    /// The account's other devices this one knows (its device list), read once and read again
+    /// when the list changed.
+    own_devices: Option<Vec<crate::identity::DeviceId>>,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -199,6 +205,8 @@ impl Account {
             pending_contacts: Vec::new(),
             seen_written: std::collections::HashMap::new(),
             link_watch: None,
+            shared_epochs: std::collections::HashSet::new(),
+            own_devices: None,
             _lock: lock,
         };
         account.rebuild_topics();
@@ -308,7 +316,9 @@ impl Account {
     /// topic index follows the groups; on failure in-memory state is reloaded from the store, so
     /// memory never runs ahead of the disk.
     fn settle<T>(&mut self, groups: impl IntoIterator<Item = Group>, result: Result<T>) -> Result<T> {
+        let mut settled = Vec::new();
         for mut group in groups {
+            settled.push(group.id);
             // A group made or joined since a revocation holds the revoked device from a
             // welcome or a log: it is forgotten here, whichever way the group came.
             for (account, device) in &self.revoked {
@@ -318,6 +328,7 @@ impl Account {
         }
         match result {
             Ok(value) => {
+                self.share_groups_with_own_devices(&settled);
                 self.rebuild_topics();
                 Ok(value)
             }

@@ -252,6 +252,7 @@ impl Account {
         {
             self.store.write_relaxed(|tx| tx.device_seen(&sender_device, &cert, now))?;
             self.seen_written.insert(sender_device, now);
+            self.own_devices = None;
         }
         if linked_device {
             let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
@@ -447,7 +448,36 @@ impl Account {
                 // Someone blocked puts us nowhere, now or after an accept.
                 let blocked = self.is_blocked(&from.account)?;
                 let rejoin = self.groups.get(&welcome.group).is_none_or(|g| !g.is_member(&self.account_public()));
-                if trusted && rejoin && !blocked {
+                // Another of our devices hands us a group it made or joined, or the epoch of one
+                // we missed (`Account::share_groups_with_own_devices`): only in the account's
+                // conversation with itself.
+                let own = from.account == self.account_public() && gid == self.self_conversation_id();
+                let trusted = trusted || own;
+                // (A group we know we were removed from is not joined again from a welcome our
+                // other device made before it heard of the removal.)
+                let known = self.groups.contains_key(&welcome.group);
+                if own && known && rejoin {
+                    tracing::debug!("a welcome from another of our devices to a group we left or were removed from");
+                } else if own && !rejoin {
+                    if let Some(mut g) = self.groups.remove(&welcome.group) {
+                        let moved = g.take_own_welcome(&self.me, &welcome, &from).and_then(|moved| match moved {
+                            true => g.announce(&self.me, now, self.entropy.as_mut()).map(Some),
+                            false => Ok(None),
+                        });
+                        match moved {
+                            Ok(Some(a)) => {
+                                announce = Some(a);
+                                joined = Some(g);
+                            }
+                            other => {
+                                if let Err(e) = other {
+                                    tracing::debug!(%e, "a group another of our devices handed over was not taken");
+                                }
+                                self.groups.insert(g.id, g);
+                            }
+                        }
+                    }
+                } else if trusted && rejoin && !blocked {
                     let (g, a, row) = self.join(&welcome, &from, invite_id, now)?;
                     announce = Some(a);
                     rows.push(row);

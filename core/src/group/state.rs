@@ -12,8 +12,8 @@ use super::GroupId;
 use super::chain::{OwnChain, PeerChain};
 use super::channel::Channel;
 use super::content::{
-    Content, Inner, InvitePart, KeyShare, MAX_PARENTS, MAX_WELCOME_PARTS, Receipt, Share, WELCOME_PART_LEN, Welcome,
-    signature_prefix, tag_of,
+    Content, DeviceTag, Inner, InvitePart, KeyShare, MAX_PARENTS, MAX_WELCOME_PARTS, Receipt, Share, WELCOME_PART_LEN,
+    Welcome, signature_prefix, tag_of,
 };
 use super::epoch::{Epoch, period_of};
 use super::membership::{
@@ -201,6 +201,9 @@ pub struct Group {
     /// Member devices our latest membership change could not reach (no prekey known yet): when
     /// one becomes reachable we owe it an epoch, and start a new one.
     unreached: BTreeSet<DeviceId>,
+    /// The devices (by tag) that the change starting an epoch was sealed to, as seen here:
+    /// the latest such change only, in memory only (see [`Group::reached_in_current_epoch`]).
+    reached: Option<(OpHash, BTreeSet<DeviceTag>)>,
     /// Parts of welcomes too big for one envelope, by the welcome's hash, until all came.
     invite_parts: BTreeMap<[u8; 32], BTreeMap<u16, Vec<u8>>>,
     /// Past epochs whose secrets we hold, with when we first saw them no longer current.
@@ -233,6 +236,7 @@ impl Group {
             channels: BTreeMap::new(),
             last_update_ms: None,
             unreached: BTreeSet::new(),
+            reached: None,
             invite_parts: BTreeMap::new(),
             retired_epochs: BTreeMap::new(),
             heads: BTreeSet::new(),
@@ -355,6 +359,36 @@ impl Group {
         // clock far from overflowing.
         self.lamport = welcome.lamport.min(u64::MAX >> 2);
         Ok(())
+    }
+
+    /// Catches up from a welcome that another device of our own account made of this group (it
+    /// was in an epoch we missed, sealed to devices of ours it knew): takes the changes we lack
+    /// and, if the welcome's epoch is where the whole log now leads, that epoch. Returns whether
+    /// we moved to it (a welcome no newer than what we hold changes nothing).
+    pub fn take_own_welcome(&mut self, me: &LocalDevice, welcome: &Welcome, from: &DeviceCert) -> Result<bool> {
+        if welcome.group != self.id || from.account != me.account() || self.kind != GroupKind::Many {
+            return Err(Error::Malformed { what: "invitation", why: "not a group of ours from one of our devices" });
+        }
+        if self.epochs.contains_key(&welcome.epoch) {
+            return Ok(false);
+        }
+        if self.ops.len() + welcome.ops.len() > MAX_OPS {
+            return Err(Error::TooLong { what: "invitation", len: welcome.ops.len(), max: MAX_OPS });
+        }
+        let all: Vec<SignedOp> = self.ops.values().chain(&welcome.ops).cloned().collect();
+        let ops = Membership::admit_all(&self.id, &all)?;
+        let membership = Membership::replay(&self.id, &ops);
+        if membership.applied.last() != Some(&welcome.epoch) || !membership.members.contains_key(&me.account()) {
+            // Ours and the welcome's logs lead elsewhere together (changes it does not know):
+            // the epoch that follows reaches us the usual way.
+            return Ok(false);
+        }
+        self.ops = ops;
+        self.adopt_membership(membership);
+        let lamport = self.lamport;
+        self.take_welcome(me, welcome, from)?;
+        self.lamport = self.lamport.max(lamport);
+        Ok(true)
     }
 
     fn refresh_membership(&mut self) {
@@ -575,6 +609,14 @@ impl Group {
     /// Whether a device is known to belong to a member (from the log, a key share or a request).
     pub fn knows_device(&self, device: &DeviceId) -> bool {
         self.devices.contains_key(device)
+    }
+
+    /// Whether the change that started the current epoch was sealed to `device`, if this
+    /// device saw that change (made or applied it since it was last opened); `None` otherwise.
+    pub fn reached_in_current_epoch(&self, device: &DeviceId) -> Option<bool> {
+        let current = *self.membership.applied.last()?;
+        let (_, tags) = self.reached.as_ref().filter(|(hash, _)| *hash == current)?;
+        Some(tags.contains(&tag_of(device)))
     }
 
     /// Known devices of one account.
@@ -1088,6 +1130,8 @@ impl Group {
         self.adopt_membership(next);
         self.start_afresh_with(&op.action);
         self.unreached = unreached;
+        let tags = epoch_shares.iter().map(|s| s.to).chain([tag_of(&me.id())]).collect();
+        self.reached = Some((hash, tags));
         Ok(sealed)
     }
 
@@ -1396,6 +1440,18 @@ impl Group {
             }
         }
         let mut next_log = None;
+        match &inner.content {
+            Content::Membership { op, epoch_shares, .. } => {
+                let tags = epoch_shares.iter().map(|s| s.to).chain([tag_of(&sender.device)]).collect();
+                self.reached = Some((op.hash(), tags));
+            }
+            Content::EpochShares { op, shares } => {
+                if let Some((_, tags)) = self.reached.as_mut().filter(|(hash, _)| hash == op) {
+                    tags.extend(shares.iter().map(|s| s.to));
+                }
+            }
+            _ => {}
+        }
         let unsealed_epoch = match &inner.content {
             Content::Membership { op, epoch_shares, .. } => {
                 let hash = op.hash();
