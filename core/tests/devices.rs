@@ -9,7 +9,7 @@ mod common;
 use common::{Person, carry, texts, trip};
 
 use weft_core::Error;
-use weft_core::account::Account;
+use weft_core::account::{Account, HistoryChoice};
 use weft_core::crypto::SeededEntropy;
 use weft_core::devices::linking::{Joining, Ticket};
 use weft_core::identity::DeviceKeys;
@@ -21,6 +21,10 @@ fn link_laptop(alice: &mut Person, clock: &Arc<AtomicU64>) -> Person {
 }
 
 fn link_device(alice: &mut Person, clock: &Arc<AtomicU64>, seed: u64) -> Person {
+    link_device_with(alice, clock, seed, HistoryChoice::Leave)
+}
+
+fn link_device_with(alice: &mut Person, clock: &Arc<AtomicU64>, seed: u64, history: HistoryChoice) -> Person {
     let mut rng = SeededEntropy::new(seed);
     let link = alice.account.link_offer().unwrap();
     let keys = DeviceKeys::generate(&mut rng).unwrap();
@@ -29,7 +33,7 @@ fn link_device(alice: &mut Person, clock: &Arc<AtomicU64>, seed: u64) -> Person 
             .unwrap();
     let (applicant, code) = alice.account.open_link_request(joining.request()).unwrap();
     assert_eq!((applicant.name.as_str(), code), ("laptop", joining.code()), "both screens show the same code");
-    let grant = alice.account.grant_link(joining.request(), code).unwrap();
+    let grant = alice.account.grant_link(joining.request(), code, history).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let c = clock.clone();
     let account = Account::create_linked(
@@ -108,9 +112,12 @@ fn a_link_grants_once_and_only_the_primary_links() {
     let now = clock.load(Ordering::SeqCst);
     let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     let code = joining.code();
-    alice.account.grant_link(joining.request(), code).unwrap();
+    alice.account.grant_link(joining.request(), code, HistoryChoice::Leave).unwrap();
     // The same request again, or another one on the same link: the link is used up.
-    assert!(matches!(alice.account.grant_link(joining.request(), code), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        alice.account.grant_link(joining.request(), code, HistoryChoice::Leave),
+        Err(Error::NotFound { .. })
+    ));
     let again = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     assert!(alice.account.open_link_request(again.request()).is_err());
     // A linked device holds no account key and links nothing.
@@ -128,7 +135,10 @@ fn an_expired_link_or_a_cancelled_one_grants_nothing() {
     let now = clock.load(Ordering::SeqCst);
     let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     clock.fetch_add(weft_core::devices::linking::LINK_LIFETIME_MS, Ordering::SeqCst);
-    assert!(matches!(alice.account.grant_link(joining.request(), joining.code()), Err(Error::Expired { .. })));
+    assert!(matches!(
+        alice.account.grant_link(joining.request(), joining.code(), HistoryChoice::Leave),
+        Err(Error::Expired { .. })
+    ));
     alice.account.link_offer().unwrap();
     alice.account.cancel_link().unwrap();
     assert!(matches!(alice.account.open_link_request(joining.request()), Err(Error::NotFound { .. })));
@@ -209,8 +219,14 @@ fn a_wrong_code_grants_nothing() {
     let now = clock.load(Ordering::SeqCst);
     let joining = Joining::start(Ticket::from_link(&link).unwrap(), &keys, "laptop", now, &mut rng).unwrap();
     let wrong = weft_core::devices::linking::ShortCode((joining.code().0 + 1) % 1_000_000);
-    assert!(matches!(alice.account.grant_link(joining.request(), wrong), Err(Error::NotAllowed(_))));
-    assert!(matches!(alice.account.grant_link(joining.request(), joining.code()), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        alice.account.grant_link(joining.request(), wrong, HistoryChoice::Leave),
+        Err(Error::NotAllowed(_))
+    ));
+    assert!(matches!(
+        alice.account.grant_link(joining.request(), joining.code(), HistoryChoice::Leave),
+        Err(Error::NotFound { .. })
+    ));
 }
 
 /// What is read on one of alice's devices is read on the other.
@@ -262,7 +278,7 @@ fn a_contact_added_later_on_one_device_reaches_the_other() {
 #[test]
 fn a_group_made_on_the_phone_after_the_link_reaches_the_laptop() {
     let clock = Arc::new(AtomicU64::new(1_000_000));
-    let (mut alice, mut bob, mut carol) = trip(&clock);
+    let (mut alice, mut bob, carol) = trip(&clock);
     carry(&bob, &mut alice);
     carry(&carol, &mut alice);
     let mut laptop = link_laptop(&mut alice, &clock);
@@ -289,7 +305,6 @@ fn a_group_made_on_the_phone_after_the_link_reaches_the_laptop() {
     bob.account.send("later", "bob in the later group").unwrap();
     carry(&bob, &mut laptop);
     assert!(texts(&laptop, "later").contains(&"bob: bob in the later group".to_owned()));
-    let _ = &mut carol;
 }
 
 #[test]
@@ -324,4 +339,29 @@ fn a_laptop_that_missed_an_epoch_catches_up_through_the_phone() {
         "{:?}",
         texts(&laptop, "trip")
     );
+}
+
+#[test]
+fn the_history_goes_with_the_grant_when_the_user_chooses_it() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    alice.account.send("bob", "before the laptop").unwrap();
+    carry(&alice, &mut bob);
+    bob.account.send("alice", "bob before the laptop").unwrap();
+    bob.account.send("trip", "bob in the group before").unwrap();
+    carry(&bob, &mut alice);
+    alice.account.mark_read("bob").unwrap();
+    let without = link_laptop(&mut alice, &clock);
+    assert!(texts(&without, "bob").is_empty(), "no history unless chosen");
+    let with = link_device_with(&mut alice, &clock, 77, HistoryChoice::Include);
+    assert_eq!(texts(&with, "bob"), texts(&alice, "bob"));
+    assert_eq!(texts(&with, "bob"), ["alice: before the laptop", "bob: bob before the laptop"]);
+    assert_eq!(texts(&with, "trip"), texts(&alice, "trip"));
+    let unread = |p: &Person, name: &str| {
+        p.account.overview().unwrap().into_iter().find(|c| c.info.name == name).map(|c| c.unread).unwrap()
+    };
+    assert_eq!(unread(&with, "bob"), 0, "read on the phone, read on the laptop");
+    assert_eq!(unread(&with, "trip"), unread(&alice, "trip"));
 }

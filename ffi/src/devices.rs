@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weft_core::account::{Account, DeviceInfo, system_clock};
+use weft_core::account::{Account, DeviceInfo, HistoryChoice, system_clock};
 use weft_core::crypto::OsEntropy;
 use weft_core::devices::linking::{Joining, Ticket};
 use weft_core::identity::DeviceKeys;
@@ -58,6 +58,10 @@ pub struct LinkRequest {
     pub code_value: u32,
 }
 
+fn history_choice(with_history: bool) -> HistoryChoice {
+    if with_history { HistoryChoice::Include } else { HistoryChoice::Leave }
+}
+
 #[uniffi::export]
 impl WeftNode {
     /// A one-time link for a new device, valid ten minutes (show it as a QR code). The
@@ -83,10 +87,11 @@ impl WeftNode {
     }
 
     /// The grant for the device whose request this is, once the user confirmed the codes match
-    /// (`code`: the value both screens show). Another code cancels the link and grants nothing.
-    pub async fn grant_device(&self, request: Vec<u8>, code: u32) -> Result<Vec<u8>, WeftError> {
+    /// (`code`: the value both screens show), with the conversations' history if
+    /// `with_history` (the user chooses). Another code cancels the link and grants nothing.
+    pub async fn grant_device(&self, request: Vec<u8>, code: u32, with_history: bool) -> Result<Vec<u8>, WeftError> {
         let node = self.core()?;
-        on_runtime(async move { Ok(node.grant_link(request, code).await?.1) }).await
+        on_runtime(async move { Ok(node.grant_link(request, code, history_choice(with_history)).await?.1) }).await
     }
 
     /// The requests that came over the network for the link that is out.
@@ -111,10 +116,10 @@ impl WeftNode {
     /// Grants the device whose request came over the network showing `code`, and hands the
     /// grant out there. If no request that came shows `code`, the link is cancelled and nothing
     /// is granted.
-    pub async fn grant_arrived_device(&self, code: u32) -> Result<LinkRequest, WeftError> {
+    pub async fn grant_arrived_device(&self, code: u32, with_history: bool) -> Result<LinkRequest, WeftError> {
         let node = self.core()?;
         on_runtime(async move {
-            let applicant = node.grant_arrived(code).await?;
+            let applicant = node.grant_arrived(code, history_choice(with_history)).await?;
             let code = weft_core::devices::linking::ShortCode(code);
             Ok(LinkRequest {
                 name: applicant.name,

@@ -156,6 +156,7 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
         h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
     }
     contacts_by_bundle(dir, &alice, &bob);
+    alice.ok(&["send", "bob", "written before the link"]);
     // The phone runs on the network; its link is made through the running node.
     let phone = Running::start(&alice, &["--no-ble"]);
     let addr = phone.wait_for("/ip4/127.0.0.1/").trim().to_owned();
@@ -175,13 +176,14 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
     );
     let asked = phone.wait_for("asks to join");
     assert!(asked.contains("\"laptop\"") && asked.contains(&format!("shows {code},")), "{asked}");
-    let accepted = alice.ok(&["device", "accept", "--code", &code]);
+    let accepted = alice.ok(&["device", "accept", "--code", &code, "--history"]);
     assert!(accepted.contains("Granted \"laptop\""), "{accepted}");
     let done = joining.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(!grant.exists(), "the grant came over the network");
     assert_eq!(laptop.ok(&["id", "--link"]), alice.ok(&["id", "--link"]), "one account, one link");
     drop(phone);
+    assert!(log(&laptop, "bob").contains("alice: written before the link"), "the history came with the grant");
 
     laptop.ok(&["send", "bob", "linked over the network"]);
     carry(dir, &laptop, &[&bob]);

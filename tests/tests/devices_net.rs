@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_core::account::Account;
+use weft_core::account::{Account, HistoryChoice};
 use weft_core::crypto::OsEntropy;
 use weft_core::devices::linking::{Joining, Ticket};
 use weft_core::identity::DeviceKeys;
@@ -25,12 +25,18 @@ fn answer(link: &str) -> (DeviceKeys, Joining) {
 
 /// The laptop answers `link` over libp2p `net`; alice grants it when its code shows on her
 /// node. Returns the laptop's node and how long the exchange took on the wire.
-async fn join_over(alice: &Arc<Node>, link: &str, net: NetConfig, home: &std::path::Path) -> (Arc<Node>, Duration) {
+async fn join_over(
+    alice: &Arc<Node>,
+    link: &str,
+    net: NetConfig,
+    home: &std::path::Path,
+    history: HistoryChoice,
+) -> (Arc<Node>, Duration) {
     let events = alice.subscribe();
     let (keys, joining) = answer(link);
     let started = Instant::now();
     let mut join = JoinOverNetwork::start(&joining, net, &mut OsEntropy).await.unwrap();
-    grant_when_asked(alice, events, &keys, &joining).await;
+    grant_when_asked(alice, events, &keys, &joining, history).await;
     let requested = started.elapsed();
     let grant =
         tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
@@ -46,6 +52,7 @@ async fn grant_when_asked(
     mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
     keys: &DeviceKeys,
     joining: &Joining,
+    history: HistoryChoice,
 ) {
     let code = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -58,7 +65,7 @@ async fn grant_when_asked(
     .await
     .expect("the request to reach alice");
     assert_eq!(code, joining.code().to_string(), "both screens show the same code");
-    alice.grant_arrived(joining.code().0).await.unwrap();
+    alice.grant_arrived(joining.code().0, history).await.unwrap();
 }
 
 /// The laptop's home from its grant, running.
@@ -91,11 +98,24 @@ async fn a_laptop_links_over_loopback_libp2p_and_writes_as_alice() {
     alice.invite("camp".into(), "bob".into()).await.unwrap();
     bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
 
+    alice.send("bob".into(), "before the laptop".into()).await.unwrap();
+    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+    bob.send("alice".into(), "bob before the laptop".into()).await.unwrap();
+    alice.import_bundle(bob.export_bundle().await.unwrap()).await.unwrap();
+
     let (_alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
     let (_bob_net, _) = online(&bob, config(vec![alice_addr.clone()], vec![])).await;
     let link = alice.link_offer().await.unwrap();
-    let (laptop, took) =
-        join_over(&alice, &link, config(vec![alice_addr.clone()], vec![]), &dir.path().join("laptop")).await;
+    let (laptop, took) = join_over(
+        &alice,
+        &link,
+        config(vec![alice_addr.clone()], vec![]),
+        &dir.path().join("laptop"),
+        HistoryChoice::Include,
+    )
+    .await;
+    // The history came with the grant: what was written before the link, in order.
+    assert_eq!(texts(&laptop, "bob").await, ["alice: before the laptop", "bob: bob before the laptop"]);
     println!("linking over loopback libp2p: {} ms from the request's first push to the grant", took.as_millis());
     assert!(alice.arrived_link_requests().await.unwrap().is_empty(), "the link is used up");
 
@@ -106,7 +126,7 @@ async fn a_laptop_links_over_loopback_libp2p_and_writes_as_alice() {
     eventually("bob to see both of alice's devices as alice", 60, || async {
         let mut t = texts(&bob, "alice").await;
         t.sort();
-        t == ["alice: from the laptop", "alice: from the phone"]
+        t.iter().filter(|l| l.starts_with("alice: from the")).count() == 2
             && texts(&bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
     })
     .await;
@@ -126,8 +146,14 @@ async fn a_relay_carries_the_linking_exchange_between_devices_that_never_meet() 
     let alice = create(dir.path(), "alice").await;
     let (_alice_net, _) = online(&alice, config(vec![], vec![relay_addr.clone()])).await;
     let link = alice.link_offer().await.unwrap();
-    let (laptop, _) =
-        join_over(&alice, &link, config(vec![], vec![relay_addr.clone()]), &dir.path().join("laptop")).await;
+    let (laptop, _) = join_over(
+        &alice,
+        &link,
+        config(vec![], vec![relay_addr.clone()]),
+        &dir.path().join("laptop"),
+        HistoryChoice::Leave,
+    )
+    .await;
     assert_eq!(
         laptop.call(|a| Ok(a.account_public())).await.unwrap(),
         alice.call(|a| Ok(a.account_public())).await.unwrap()
@@ -169,8 +195,11 @@ async fn a_wrong_code_over_the_network_cancels_the_link_and_grants_nothing() {
     .await
     .expect("the request to reach alice");
     let wrong = (joining.code().0 + 1) % 1_000_000;
-    assert!(alice.grant_arrived(wrong).await.is_err());
-    assert!(alice.grant_arrived(joining.code().0).await.is_err(), "the link was cancelled by the wrong code");
+    assert!(alice.grant_arrived(wrong, HistoryChoice::Leave).await.is_err());
+    assert!(
+        alice.grant_arrived(joining.code().0, HistoryChoice::Leave).await.is_err(),
+        "the link was cancelled by the wrong code"
+    );
     assert_eq!(alice.devices().await.unwrap().len(), 1, "nothing was granted");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(join.try_grant().is_none());
@@ -202,7 +231,7 @@ async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
     let started = Instant::now();
     let mut join = JoinOverNetwork::new(&joining, &mut OsEntropy).unwrap();
     join.attach_radio(radio_joining, RouterConfig::default());
-    grant_when_asked(&alice, events, &keys, &joining).await;
+    grant_when_asked(&alice, events, &keys, &joining, HistoryChoice::Leave).await;
     let grant =
         tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
     println!("linking over simulated radios: {} ms", started.elapsed().as_millis());
@@ -227,4 +256,40 @@ async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
             && texts(&laptop, "bob").await.contains(&"bob: hello both".to_owned())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_else_who_answers_the_link_too_gets_no_grant_and_a_second_accept_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let (_alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let link = alice.link_offer().await.unwrap();
+    let (keys, joining) = answer(&link);
+    // Mallory saw the QR code and answers it too, from her own machine.
+    let (_, mallory) = answer(&link);
+    let mut join =
+        JoinOverNetwork::start(&joining, config(vec![alice_addr.clone()], vec![]), &mut OsEntropy).await.unwrap();
+    let theirs = JoinOverNetwork::start(&mallory, config(vec![alice_addr], vec![]), &mut OsEntropy).await.unwrap();
+    eventually("both requests to arrive", 60, || async { alice.arrived_link_requests().await.unwrap().len() == 2 })
+        .await;
+    let codes: Vec<String> =
+        alice.arrived_link_requests().await.unwrap().into_iter().map(|a| a.code.to_string()).collect();
+    assert!(codes.contains(&joining.code().to_string()) && codes.contains(&mallory.code().to_string()));
+    // The user types the code the laptop shows.
+    alice.grant_arrived(joining.code().0, HistoryChoice::Leave).await.unwrap();
+    // Granting again (a double tap, a retry) changes nothing and cancels nothing.
+    assert!(matches!(
+        alice.grant_arrived(joining.code().0, HistoryChoice::Leave).await,
+        Err(weft_core::Error::AlreadyExists(_))
+    ));
+    let grant = tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant").unwrap();
+    assert!(joining.open_grant(&grant).is_ok());
+    let laptop = finish(&dir.path().join("laptop"), keys, joining, grant).await;
+    assert_eq!(
+        laptop.call(|a| Ok(a.account_public())).await.unwrap(),
+        alice.call(|a| Ok(a.account_public())).await.unwrap()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(theirs.try_grant().is_none(), "mallory's request was not granted, and the grant does not open for her");
+    assert_eq!(alice.devices().await.unwrap().len(), 2);
 }

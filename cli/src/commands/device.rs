@@ -32,6 +32,9 @@ pub enum Command {
         /// The code the new device shows (instead of being asked)
         #[arg(long)]
         code: Option<String>,
+        /// Hand the conversations' history over too (the newest messages that fit 48 MiB)
+        #[arg(long)]
+        history: bool,
     },
     /// List this account's devices
     List,
@@ -43,7 +46,7 @@ pub enum Command {
 }
 
 /// Grants the request that came over the network (to the daemon or `weft run` of this home).
-fn accept_arrived(home_dir: &Path, code: Option<String>, out: &Output) -> Result<()> {
+fn accept_arrived(home_dir: &Path, code: Option<String>, history: bool, out: &Output) -> Result<()> {
     let arrived = backend::call(home_dir, ArrivedLinkRequests {})?;
     if arrived.is_empty() {
         bail!(
@@ -71,7 +74,7 @@ fn accept_arrived(home_dir: &Path, code: Option<String>, out: &Output) -> Result
             parse_code(&line)?
         }
     };
-    let granted = backend::call(home_dir, GrantArrived { code: confirmed })?;
+    let granted = backend::call(home_dir, GrantArrived { code: confirmed, history })?;
     out.print(&granted, || {
         format!(
             "Granted {:?}: the grant goes to it over the network; it becomes one of this account's devices.",
@@ -111,8 +114,8 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                 )
             });
         }
-        Command::Accept { request: None, code, .. } => accept_arrived(home_dir, code, out)?,
-        Command::Accept { request: Some(request), out: grant, code } => {
+        Command::Accept { request: None, code, history, .. } => accept_arrived(home_dir, code, history, out)?,
+        Command::Accept { request: Some(request), out: grant, code, history } => {
             let grant = grant.expect("clap requires --out with a request file");
             let request = absolute(&request)?;
             let asked = backend::call(home_dir, ShowLinkRequest { request: request.clone() })?;
@@ -133,7 +136,8 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
                     parse_code(&asked.code)?
                 }
             };
-            let granted = backend::call(home_dir, AcceptDevice { request, grant: absolute(&grant)?, code: confirmed })?;
+            let granted =
+                backend::call(home_dir, AcceptDevice { request, grant: absolute(&grant)?, code: confirmed, history })?;
             out.print(&granted, || {
                 format!(
                     "Granted {:?}. Carry {} to it: it becomes one of this account's devices.",

@@ -129,7 +129,12 @@ fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Netwo
     // open yet is read again until it does or the link expires (nothing is written before it
     // opens).
     let mut last_error = None;
+    // A grant with the history comes in many parts: a bar shows how far.
+    let bar = crate::progress::Bar::new("receiving the grant", "parts", out.json);
     let account = loop {
+        if let Some((have, all)) = over_network.as_ref().and_then(|j| j.progress()).filter(|(_, all)| *all > 1) {
+            bar.set(have, all);
+        }
         if let Some(grant) = over_network.as_ref().and_then(|j| j.try_grant()) {
             break Account::create_linked_with_passphrase(
                 home_dir,
@@ -163,6 +168,7 @@ fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Netwo
         }
         std::thread::sleep(Duration::from_millis(250));
     };
+    drop(bar);
     if let Some(join) = over_network {
         join.stop();
     }

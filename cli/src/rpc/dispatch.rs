@@ -317,7 +317,7 @@ impl Api {
 
     async fn accept_device(&self, p: AcceptDevice) -> Reply<AcceptDevice> {
         let request = read_bundle(p.request.as_path())?;
-        let (applicant, grant) = self.node.grant_link(request, p.code).await?;
+        let (applicant, grant) = self.node.grant_link(request, p.code, history_choice(p.history)).await?;
         write_atomically(p.grant.as_path(), &grant)?;
         Ok(answer::LinkRequest {
             name: applicant.name,
@@ -341,7 +341,7 @@ impl Api {
     }
 
     async fn grant_arrived(&self, p: GrantArrived) -> Reply<GrantArrived> {
-        let applicant = self.node.grant_arrived(p.code).await?;
+        let applicant = self.node.grant_arrived(p.code, history_choice(p.history)).await?;
         Ok(answer::LinkRequest {
             name: applicant.name,
             device: hex(&applicant.device),
@@ -420,4 +420,12 @@ fn read_bundle(path: &Path) -> Result<Vec<u8>, ApiError> {
         )));
     }
     std::fs::read(path).map_err(io)
+}
+
+/// Whether a grant carries the history, as the params say.
+fn history_choice(history: bool) -> weft_core::account::HistoryChoice {
+    match history {
+        true => weft_core::account::HistoryChoice::Include,
+        false => weft_core::account::HistoryChoice::Leave,
+    }
 }

@@ -395,6 +395,9 @@ pub struct AcceptDevice {
     pub request: AbsolutePath,
     pub grant: AbsolutePath,
     pub code: u32,
+    /// Hand the conversations' history over too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// `device.grant`: grants the new device whose request came over the network and shows
@@ -403,6 +406,9 @@ pub struct AcceptDevice {
 #[serde(deny_unknown_fields)]
 pub struct GrantArrived {
     pub code: u32,
+    /// Hand the conversations' history over too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// `device.revoke`: a lost device, by name or id.

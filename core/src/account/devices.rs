@@ -6,7 +6,7 @@ use std::path::Path;
 use super::{Account, DB_FILE, conversations::put_sent};
 use crate::clock::Clock;
 use crate::crypto::Entropy;
-use crate::devices::grant::{Grant, GrantedContact, GrantedGroup};
+use crate::devices::grant::{Grant, GrantedContact, GrantedGroup, HISTORY_BUDGET, History, HistoryMessage};
 use crate::devices::linking::{Applicant, Joining, Offer, ShortCode, check_certificate};
 use crate::devices::revocation::Revocation;
 use crate::error::{Error, Result};
@@ -14,6 +14,15 @@ use crate::group::{Group, GroupKind};
 use crate::identity::{DeviceCert, DeviceKeys};
 use crate::store::{ContactRow, DatabaseKey, IdentityRow, Rows, Store};
 use crate::wire::{Reader, Writer};
+
+/// Whether a grant carries the conversations' history (the user chooses, on the first device).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryChoice {
+    /// The new device reads from its link on.
+    Leave,
+    /// The messages this device holds, newest first up to [`HISTORY_BUDGET`] bytes.
+    Include,
+}
 
 /// One of the account's devices, as this device knows them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,9 +82,10 @@ impl Account {
     }
 
     /// Grants the device whose request this is, if `code` is the one both screens showed: its
-    /// certificate and what it needs of the account, sealed to it. The link is used up. With
-    /// another code, the link is cancelled and nothing is granted.
-    pub fn grant_link(&mut self, request: &[u8], code: ShortCode) -> Result<Vec<u8>> {
+    /// certificate and what it needs of the account, sealed to it, with the conversations'
+    /// history if `history` says so. The link is used up. With another code, the link is
+    /// cancelled and nothing is granted.
+    pub fn grant_link(&mut self, request: &[u8], code: ShortCode, history: HistoryChoice) -> Result<Vec<u8>> {
         let now = self.now();
         let offer = self.stored_offer()?;
         let opened = offer.open(request, now)?;
@@ -104,6 +114,11 @@ impl Account {
             })
             .collect();
         let ids: Vec<_> = self.groups.keys().copied().collect();
+        // (Read before the groups leave memory below.)
+        let history = match history {
+            HistoryChoice::Include => Some(self.history_for_grant()?),
+            HistoryChoice::Leave => None,
+        };
         let mut granted = Vec::new();
         let mut changed = Vec::new();
         for id in ids {
@@ -133,6 +148,7 @@ impl Account {
             contacts,
             groups: granted,
             revocations: self.store.read().revocations()?,
+            history,
         };
         let sealed = offer.grant(opened, &grant.encode());
         let result = self.store.write(|tx| {
@@ -145,6 +161,39 @@ impl Account {
         self.own_devices = None;
         self.settle(changed, result)?;
         Ok(sealed)
+    }
+
+    /// The messages of every conversation a grant hands over (the newest that fit the budget)
+    /// and how far each was read.
+    fn history_for_grant(&self) -> Result<History> {
+        let store = self.store.read();
+        let mut messages = Vec::new();
+        let mut read_marks = Vec::new();
+        for gid in self.groups.keys() {
+            for row in store.messages(gid, i64::MAX as usize)? {
+                messages.push(HistoryMessage {
+                    group: row.group_id,
+                    id: row.id.0,
+                    sender: row.sender,
+                    lamport: row.lamport,
+                    sent_ms: row.sent_ms,
+                    kind: row.kind,
+                    body: row.body,
+                });
+            }
+            if let Some((lamport, id)) = store.read_mark(gid)? {
+                read_marks.push((*gid, lamport, id.0));
+            }
+        }
+        // The newest first into the budget; handed over oldest first.
+        messages.sort_by_key(|m| std::cmp::Reverse((m.sent_ms, m.lamport)));
+        let mut used = 0;
+        messages.retain(|m| {
+            used += m.encoded_len();
+            used <= HISTORY_BUDGET
+        });
+        messages.reverse();
+        Ok(History { messages, read_marks })
     }
 
     /// Revokes one of the account's other devices (by name or id), for a lost or stolen one:
@@ -336,6 +385,24 @@ impl Account {
             tx.put_device(&device.id(), &cert_bytes(&grant.cert), device_name, now)?;
             for r in &grant.revocations {
                 tx.put_revocation(r)?;
+            }
+            if let Some(history) = &grant.history {
+                for m in &history.messages {
+                    tx.insert_message(&crate::store::MessageRow {
+                        id: crate::envelope::EnvelopeId(m.id),
+                        group_id: m.group,
+                        sender: m.sender,
+                        lamport: m.lamport,
+                        sent_ms: m.sent_ms,
+                        kind: m.kind.clone(),
+                        body: m.body.clone(),
+                        outgoing: m.sender == me,
+                        via: None,
+                    })?;
+                }
+                for (group, lamport, id) in &history.read_marks {
+                    tx.set_read_mark(group, *lamport, &crate::envelope::EnvelopeId(*id))?;
+                }
             }
             for c in &grant.contacts {
                 tx.upsert_contact(&ContactRow {

@@ -12,7 +12,6 @@ use crate::devices::carrier::{self, Inbox, Leg};
 use crate::devices::linking::{Applicant, LINK_LIFETIME_MS, Offer, ShortCode};
 use crate::envelope::{EnvelopeId, Topic};
 use crate::error::{Error, Result};
-use crate::store::Rows;
 use crate::sync::Item;
 
 fn short_id(envelope: &[u8]) -> Item {
@@ -32,20 +31,27 @@ pub struct ArrivedRequest {
 
 pub(super) struct LinkWatch {
     token: [u8; 16],
+    /// The offer while it is out (parsed once: an outsider's junk costs no store read and no
+    /// key agreement); `None` once it granted.
+    offer: Option<Offer>,
+    /// Whom the offer granted, once it did.
+    granted: Option<Applicant>,
     /// Followed until then: the link's expiry, or a while after the grant for it to be fetched.
     until_ms: u64,
     requests: Inbox,
     arrived: Vec<(Vec<u8>, ArrivedRequest)>,
-    /// Envelopes on the link's topics (the grant's, the requests seen), served to peers.
+    /// Envelopes on the link's topics (the grant's, the requests that arrived), served to peers.
     held: HashMap<Topic, Vec<Vec<u8>>>,
     /// Envelopes of the grant no peer took yet.
     unpushed: Vec<Vec<u8>>,
 }
 
 impl LinkWatch {
-    fn new(token: [u8; 16], until_ms: u64) -> LinkWatch {
+    fn new(token: [u8; 16], offer: Option<Offer>, until_ms: u64) -> LinkWatch {
         LinkWatch {
             token,
+            offer,
+            granted: None,
             until_ms,
             requests: Inbox::new(&token, Leg::Request),
             arrived: Vec::new(),
@@ -71,74 +77,94 @@ impl Account {
     /// Starts following the link's topics for `offer` (a new link, or the stored one after a
     /// restart).
     pub(super) fn watch_link(&mut self, offer: Option<&Offer>) {
-        self.link_watch = offer
-            .filter(|o| o.ticket().expires_ms > self.now())
-            .map(|o| LinkWatch::new(o.ticket().token, o.ticket().expires_ms));
+        let now = self.now();
+        self.link_watch = offer.filter(|o| o.ticket().expires_ms > now).and_then(|o| {
+            let kept = Offer::from_bytes(&o.to_bytes()).ok()?;
+            Some(LinkWatch::new(o.ticket().token, Some(kept), o.ticket().expires_ms))
+        });
+    }
+
+    /// The link's watch while it is followed.
+    fn live_watch(&self) -> Option<&LinkWatch> {
+        let now = self.now();
+        self.link_watch.as_ref().filter(|w| w.until_ms > now)
     }
 
     /// The link's topics while it is followed.
     pub(super) fn link_topics(&self) -> Vec<Topic> {
-        let now = self.now();
-        self.link_watch.as_ref().filter(|w| w.until_ms > now).map(|w| w.topics().to_vec()).unwrap_or_default()
+        self.live_watch().map(|w| w.topics().to_vec()).unwrap_or_default()
     }
 
-    /// Whether this envelope travels on the link's topics.
+    /// Whether this envelope travels on the link's topics (while the link is followed).
     pub(super) fn is_link_envelope(&self, topic: &Topic) -> bool {
-        self.link_watch.as_ref().is_some_and(|w| w.topics().contains(topic))
+        self.live_watch().is_some_and(|w| w.topics().contains(topic))
     }
 
     /// Takes an envelope of the link's topics: a request that opened, once its chunks are all
-    /// here. Requests that do not open for our offer are an error and kept nowhere.
+    /// here. The cheap checks come first (the topic, the chunk's seal); a whole request costs
+    /// one key agreement. What does not open is an error and kept nowhere.
     pub(super) fn take_link_envelope(&mut self, envelope: &[u8]) -> Result<Option<ArrivedRequest>> {
         let now = self.now();
-        let offer = self.store.read().link_offer()?.map(|b| Offer::from_bytes(&b)).transpose()?;
         let Some(watch) = self.link_watch.as_mut() else { return Err(Error::UnknownTopic) };
         let topic: Topic = envelope[1..17].try_into().expect("an envelope holds a topic");
         if topic != watch.requests.topic() {
             // Our own grant coming back from a peer, or someone else's on our grant topic.
             return Err(Error::Duplicate);
         }
-        // After the grant, the offer is gone: requests are no longer taken.
-        let offer = offer.ok_or(Error::Expired { what: "device link" })?;
-        let Some(request) = watch.requests.take(envelope)? else { return Ok(None) };
-        let opened = offer.open(&request, now)?;
-        let arrived = ArrivedRequest { applicant: opened.applicant, code: opened.code };
-        watch.hold(envelope.to_vec());
-        if watch.arrived.iter().any(|(r, _)| *r == request) {
-            return Ok(None);
-        }
+        // After the grant, or with the requests we keep all here, nothing more is taken.
+        let Some(offer) = watch.offer.as_ref() else { return Err(Error::Expired { what: "device link" }) };
         if watch.arrived.len() >= MAX_ARRIVED {
             return Err(Error::Limit("requests for one device link"));
         }
+        let Some(request) = watch.requests.take(envelope)? else { return Ok(None) };
+        if watch.arrived.iter().any(|(r, _)| *r == request) {
+            return Ok(None);
+        }
+        let opened = offer.open(&request, now)?;
+        let arrived = ArrivedRequest { applicant: opened.applicant, code: opened.code };
+        watch.hold(envelope.to_vec());
         watch.arrived.push((request, arrived.clone()));
         Ok(Some(arrived))
     }
 
     /// The requests that arrived over the network for the link that is out.
     pub fn arrived_link_requests(&self) -> Vec<ArrivedRequest> {
-        self.link_watch.as_ref().map(|w| w.arrived.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default()
+        self.live_watch().map(|w| w.arrived.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default()
     }
 
     /// Grants the device whose request arrived over the network and shows `code`, and hands the
-    /// grant out on the link's topic. If no request that arrived shows that code, the link is
-    /// cancelled and nothing is granted (someone else answered it, or the code was mistyped).
-    pub fn grant_arrived(&mut self, code: ShortCode) -> Result<Applicant> {
-        let found = self
-            .link_watch
-            .as_ref()
-            .and_then(|w| w.arrived.iter().find(|(_, a)| a.code == code))
-            .map(|(request, a)| (request.clone(), a.applicant.clone()));
-        let Some((request, applicant)) = found else {
+    /// grant out on the link's topic. If no request that arrived shows that code, or more than
+    /// one does (someone who saw the link and the new device's screen made a request to match),
+    /// the link is cancelled and nothing is granted.
+    pub fn grant_arrived(&mut self, code: ShortCode, history: super::HistoryChoice) -> Result<Applicant> {
+        if let Some(granted) = self.link_watch.as_ref().and_then(|w| w.granted.as_ref()) {
+            // (Asked again: the grant already went; the watch goes on serving it.)
+            return Err(Error::AlreadyExists(format!("a grant for {:?} from this link", granted.name)));
+        }
+        let matching: Vec<Vec<u8>> = self
+            .live_watch()
+            .map(|w| w.arrived.iter().filter(|(_, a)| a.code == code).map(|(r, _)| r.clone()).collect())
+            .unwrap_or_default();
+        let [request] = &matching[..] else {
             self.cancel_link()?;
-            return Err(Error::NotAllowed(
-                "no request that arrived shows this code: the link is cancelled and nothing was granted",
-            ));
+            return Err(Error::NotAllowed(match matching.len() {
+                0 => "no request that arrived shows this code: the link is cancelled and nothing was granted",
+                _ => {
+                    "several requests that arrived show this code (someone else answered the link too): the link is cancelled and nothing was granted"
+                }
+            }));
         };
-        let token = self.link_watch.as_ref().map(|w| w.token).expect("found above");
-        let sealed = self.grant_link(&request, code)?;
-        let envelopes = carrier::wrap(&token, Leg::Grant, &sealed, self.entropy.as_mut())?;
+        let request = request.clone();
+        let watch = self.link_watch.as_ref().expect("a live watch above");
+        let token = watch.token;
+        let opened = watch.offer.as_ref().ok_or(Error::Expired { what: "device link" })?.open(&request, self.now())?;
+        let key = opened.grant_chunk_key();
+        let applicant = opened.applicant.clone();
+        let sealed = self.grant_link(&request, code, history)?;
+        let envelopes = carrier::wrap_with(&token, Leg::Grant, &key, &sealed, self.entropy.as_mut())?;
         // The offer is used up: from now on the watch only hands out the grant.
-        let mut watch = LinkWatch::new(token, self.now().saturating_add(LINK_LIFETIME_MS));
+        let mut watch = LinkWatch::new(token, None, self.now().saturating_add(LINK_LIFETIME_MS));
+        watch.granted = Some(applicant.clone());
         for e in &envelopes {
             watch.hold(e.clone());
         }
@@ -147,10 +173,11 @@ impl Account {
         Ok(applicant)
     }
 
-    /// The grant's envelopes no peer took yet: offered with the outbox (to every session,
-    /// as only the one that follows the link's topics pushes them) until one is taken.
-    pub(super) fn unpushed_link_envelopes(&self) -> Vec<Vec<u8>> {
-        self.link_watch.as_ref().map(|w| w.unpushed.clone()).unwrap_or_default()
+    /// The grant's envelopes no peer took yet (at most `limit`): offered with the outbox (to
+    /// every session, as only the one that follows the link's topics pushes them) until one is
+    /// taken, and not after the watch ends.
+    pub(super) fn unpushed_link_envelopes(&self, limit: usize) -> Vec<Vec<u8>> {
+        self.live_watch().map(|w| w.unpushed.iter().take(limit).cloned().collect()).unwrap_or_default()
     }
 
     /// A peer took these: those of the grant are pushed no more (and still served).
@@ -162,12 +189,12 @@ impl Account {
 
     /// Short ids of what we hold on one of the link's topics.
     pub(super) fn link_ids(&self, topic: &Topic) -> Option<Vec<Item>> {
-        let watch = self.link_watch.as_ref().filter(|w| w.topics().contains(topic))?;
+        let watch = self.live_watch().filter(|w| w.topics().contains(topic))?;
         Some(watch.held.get(topic).map(|held| held.iter().map(|e| short_id(e)).collect()).unwrap_or_default())
     }
 
     pub(super) fn link_envelope(&self, topic: &Topic, id: &Item) -> Option<Vec<u8>> {
-        let held = self.link_watch.as_ref()?.held.get(topic)?;
+        let held = self.live_watch()?.held.get(topic)?;
         held.iter().find(|e| short_id(e) == *id).cloned()
     }
 }

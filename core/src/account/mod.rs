@@ -7,7 +7,7 @@ pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
 mod devices;
 pub use contacts::RequestOutcome;
-pub use devices::DeviceInfo;
+pub use devices::{DeviceInfo, HistoryChoice};
 pub use link_watch::ArrivedRequest;
 mod conversations;
 mod keys;

@@ -72,7 +72,7 @@ impl Account {
         if !stale.is_empty() {
             self.seal_again(stale, &mut batch)?;
         }
-        batch.live.extend(self.unpushed_link_envelopes());
+        batch.live.extend(self.unpushed_link_envelopes(limit));
         Ok(batch)
     }
 

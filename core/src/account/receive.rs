@@ -453,12 +453,13 @@ impl Account {
                 // conversation with itself.
                 let own = from.account == self.account_public() && gid == self.self_conversation_id();
                 let trusted = trusted || own;
-                // (A group we know we were removed from is not joined again from a welcome our
-                // other device made before it heard of the removal.)
+                // A group we know is caught up with the log both hold (a welcome our other device
+                // made before it heard of our removal leaves us out; one after a new `Add` takes
+                // us back); a group we asked to leave is not entered again.
                 let known = self.groups.contains_key(&welcome.group);
-                if own && known && rejoin {
-                    tracing::debug!("a welcome from another of our devices to a group we left or were removed from");
-                } else if own && !rejoin {
+                if own && known && self.has_left(&welcome.group)? {
+                    tracing::debug!("a welcome from another of our devices to a group we asked to leave");
+                } else if own && known {
                     if let Some(mut g) = self.groups.remove(&welcome.group) {
                         let moved = g.take_own_welcome(&self.me, &welcome, &from).and_then(|moved| match moved {
                             true => g.announce(&self.me, now, self.entropy.as_mut()).map(Some),

@@ -27,6 +27,8 @@ pub const MAX_CHUNK_LEN: usize = MAX_ENVELOPE_LEN - PREFIX_LEN - AEAD_TAG_LEN - 
 /// Messages being put together at once on one leg: a real one and a few that someone who saw
 /// the link sent beside it.
 const MAX_MESSAGES_IN_PROGRESS: usize = 4;
+/// Messages handed out whose late chunks are recognised and dropped.
+const MAX_DONE: usize = 64;
 
 /// Which way a message of the exchange goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,8 +67,20 @@ fn chunk_key(token: &[u8; 16], leg: Leg) -> [u8; 32] {
     keyed_hash(CHUNK_KEY, &[token, &[leg.tag()]])
 }
 
-/// Cuts `message` into envelopes on the leg's topic.
+/// Cuts `message` into envelopes on the leg's topic, sealed under the token's key for the leg.
 pub fn wrap(token: &[u8; 16], leg: Leg, message: &[u8], entropy: &mut dyn Entropy) -> Result<Vec<Vec<u8>>> {
+    wrap_with(token, leg, &chunk_key(token, leg), message, entropy)
+}
+
+/// [`wrap`] under a key of the caller's (the grant: a key of the exchange, which only its two
+/// ends hold).
+pub fn wrap_with(
+    token: &[u8; 16],
+    leg: Leg,
+    key: &[u8; 32],
+    message: &[u8],
+    entropy: &mut dyn Entropy,
+) -> Result<Vec<Vec<u8>>> {
     if message.len() > leg.max_message_len() {
         return Err(Error::TooLong { what: "device link message", len: message.len(), max: leg.max_message_len() });
     }
@@ -74,11 +88,11 @@ pub fn wrap(token: &[u8; 16], leg: Leg, message: &[u8], entropy: &mut dyn Entrop
     id.copy_from_slice(&entropy.bytes32()?[..16]);
     let chunks: Vec<&[u8]> = if message.is_empty() { vec![&[][..]] } else { message.chunks(MAX_CHUNK_LEN).collect() };
     let count = u16::try_from(chunks.len()).map_err(|_| Error::Limit("a device link message of too many chunks"))?;
-    let (topic, key) = (topic(token, leg), chunk_key(token, leg));
+    let topic = topic(token, leg);
     chunks
         .into_iter()
         .enumerate()
-        .map(|(index, chunk)| seal_chunk(&topic, &key, &id, index as u16, count, chunk, entropy))
+        .map(|(index, chunk)| seal_chunk(&topic, key, &id, index as u16, count, chunk, entropy))
         .collect()
 }
 
@@ -130,20 +144,25 @@ pub struct Inbox {
     topic: Topic,
     key: [u8; 32],
     messages: HashMap<[u8; 16], Parts>,
-    /// Messages handed out: their late chunks are dropped.
-    done: Vec<[u8; 16]>,
+    /// The latest messages handed out: their late chunks are dropped.
+    done: std::collections::VecDeque<[u8; 16]>,
     arrivals: u64,
 }
 
 impl Inbox {
     pub fn new(token: &[u8; 16], leg: Leg) -> Inbox {
+        Inbox::with_key(token, leg, chunk_key(token, leg))
+    }
+
+    /// An inbox for chunks sealed under `key` (see [`wrap_with`]).
+    pub fn with_key(token: &[u8; 16], leg: Leg, key: [u8; 32]) -> Inbox {
         Inbox {
             token: *token,
             leg,
             topic: topic(token, leg),
-            key: chunk_key(token, leg),
+            key,
             messages: HashMap::new(),
-            done: Vec::new(),
+            done: std::collections::VecDeque::new(),
             arrivals: 0,
         }
     }
@@ -154,6 +173,12 @@ impl Inbox {
 
     pub fn token(&self) -> &[u8; 16] {
         &self.token
+    }
+
+    /// How far the message furthest along is: (chunks here, chunks in all), for a progress
+    /// bar; `None` before its first chunk.
+    pub fn progress(&self) -> Option<(usize, usize)> {
+        self.messages.values().map(|p| (p.chunks.len(), usize::from(p.count))).max_by_key(|(have, _)| *have)
     }
 
     /// Takes one envelope of this leg's topic: `Some(message)` once its last chunk came.
@@ -217,7 +242,10 @@ impl Inbox {
             return Ok(None);
         }
         let mut parts = self.messages.remove(&id).expect("present");
-        self.done.push(id);
+        if self.done.len() >= MAX_DONE {
+            self.done.pop_front();
+        }
+        self.done.push_back(id);
         let mut message = Vec::with_capacity(parts.bytes);
         for i in 0..count {
             message.extend(parts.chunks.remove(&i).expect("every index below count is present"));
@@ -245,8 +273,10 @@ mod tests {
         }
         envelopes.reverse();
         let mut inbox = Inbox::new(&TOKEN, Leg::Grant);
+        assert_eq!(inbox.progress(), None);
         assert_eq!(inbox.take(&envelopes[0]).unwrap(), None);
         assert_eq!(inbox.take(&envelopes[0]).unwrap(), None);
+        assert_eq!(inbox.progress(), Some((1, 4)));
         assert_eq!(inbox.take(&envelopes[1]).unwrap(), None);
         assert_eq!(inbox.take(&envelopes[2]).unwrap(), None);
         assert_eq!(inbox.take(&envelopes[3]).unwrap(), Some(message));
@@ -279,6 +309,24 @@ mod tests {
         }
         assert!(inbox.take(&envelopes[0][..100]).is_err());
         assert_eq!(inbox.take(&envelopes[0]).unwrap(), Some(b"hello".to_vec()));
+    }
+
+    #[test]
+    fn chunks_under_the_exchange_s_key_refuse_those_of_whoever_only_saw_the_link() {
+        let mut entropy = SeededEntropy::new(5);
+        let exchange = [9; 32];
+        let real = wrap_with(&TOKEN, Leg::Grant, &exchange, &[1; 500], &mut entropy).unwrap();
+        let junk = wrap(&TOKEN, Leg::Grant, &[2; 500], &mut entropy).unwrap();
+        let mut inbox = Inbox::with_key(&TOKEN, Leg::Grant, exchange);
+        assert!(inbox.take(&junk[0]).is_err(), "junk under the token's key");
+        assert_eq!(inbox.messages.len(), 0, "junk holds nothing");
+        assert_eq!(inbox.take(&real[0]).unwrap(), Some(vec![1; 500]));
+        // Late copies are recognised within a bounded memory of what was handed out.
+        for _ in 0..2 * MAX_DONE {
+            let m = wrap_with(&TOKEN, Leg::Grant, &exchange, &[3; 10], &mut entropy).unwrap();
+            assert!(inbox.take(&m[0]).unwrap().is_some());
+        }
+        assert_eq!(inbox.done.len(), MAX_DONE);
     }
 
     #[test]

@@ -15,6 +15,13 @@ const MAX_GROUPS: usize = 100_000;
 const MAX_CARD_LEN: usize = 1024;
 const MAX_WELCOME_LEN: usize = 4 * 1024 * 1024;
 const MAX_REVOCATIONS: usize = 100_000;
+/// What a grant's history may hold; the primary keeps it under [`HISTORY_BUDGET`] bytes.
+const MAX_HISTORY_MESSAGES: usize = 4_000_000;
+const MAX_KIND_LEN: usize = 32;
+const MAX_BODY_LEN: usize = 256 * 1024;
+/// The bytes of history a grant carries at most (the newest messages that fit): the grant as a
+/// whole stays under [`super::linking::MAX_GRANT_LEN`].
+pub const HISTORY_BUDGET: usize = 48 * 1024 * 1024;
 
 /// One contact as the primary holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +42,35 @@ pub struct GrantedGroup {
     pub welcome: Welcome,
 }
 
+/// One message of the history, as the primary shows it (its keys are long gone: a new device
+/// gets the text, not the envelope).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryMessage {
+    pub group: [u8; 32],
+    pub id: [u8; 32],
+    pub sender: [u8; 32],
+    pub lamport: u64,
+    pub sent_ms: u64,
+    pub kind: String,
+    pub body: String,
+}
+
+impl HistoryMessage {
+    /// Its size in a grant.
+    pub fn encoded_len(&self) -> usize {
+        32 * 3 + 8 * 2 + 4 + self.kind.len() + 4 + self.body.len()
+    }
+}
+
+/// The conversations' history, when the user chose to send it: the messages, and how far each
+/// conversation was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    pub messages: Vec<HistoryMessage>,
+    /// (conversation, lamport, envelope id) of the last message read in each.
+    pub read_marks: Vec<([u8; 32], u64, [u8; 32])>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// The new device's certificate, signed by the account key.
@@ -49,6 +85,8 @@ pub struct Grant {
     pub groups: Vec<GrantedGroup>,
     /// The revocations the primary processed: the new device refuses those devices too.
     pub revocations: Vec<crate::devices::revocation::Revocation>,
+    /// The history, if the user chose to send it (a grant without one ends before it).
+    pub history: Option<History>,
 }
 
 fn status_byte(s: ContactStatus) -> u8 {
@@ -89,6 +127,17 @@ impl Grant {
         w.count(self.revocations.len());
         for r in &self.revocations {
             r.encode(&mut w);
+        }
+        if let Some(history) = &self.history {
+            w.u8(1);
+            w.count(history.messages.len());
+            for m in &history.messages {
+                w.raw(&m.group).raw(&m.id).raw(&m.sender).u64(m.lamport).u64(m.sent_ms).string(&m.kind).string(&m.body);
+            }
+            w.count(history.read_marks.len());
+            for (group, lamport, id) in &history.read_marks {
+                w.raw(group).u64(*lamport).raw(id);
+            }
         }
         w.into_bytes()
     }
@@ -137,6 +186,10 @@ impl Grant {
         let n = r.count(MAX_REVOCATIONS, crate::devices::revocation::Revocation::ENCODED_LEN)?;
         let revocations =
             (0..n).map(|_| crate::devices::revocation::Revocation::decode(&mut r)).collect::<Result<Vec<_>>>()?;
+        let history = match r.remaining() {
+            0 => None,
+            _ => Some(decode_history(&mut r)?),
+        };
         r.finish()?;
         cert.verify()?;
         primary.verify()?;
@@ -152,6 +205,30 @@ impl Grant {
             contacts,
             groups,
             revocations,
+            history,
         })
     }
+}
+
+fn decode_history(r: &mut Reader<'_>) -> Result<History> {
+    if r.u8()? != 1 {
+        return Err(Error::Malformed { what: "device grant", why: "unknown history section" });
+    }
+    let n = r.count(MAX_HISTORY_MESSAGES, 32 * 3 + 8 * 2 + 4 + 4)?;
+    let messages = (0..n)
+        .map(|_| {
+            Ok(HistoryMessage {
+                group: r.array()?,
+                id: r.array()?,
+                sender: r.array()?,
+                lamport: r.u64()?,
+                sent_ms: r.u64()?,
+                kind: r.string(MAX_KIND_LEN)?,
+                body: r.string(MAX_BODY_LEN)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = r.count(MAX_GROUPS, 32 + 8 + 32)?;
+    let read_marks = (0..n).map(|_| Ok((r.array()?, r.u64()?, r.array()?))).collect::<Result<Vec<_>>>()?;
+    Ok(History { messages, read_marks })
 }

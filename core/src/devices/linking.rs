@@ -37,6 +37,7 @@ const REQUEST_KEY: &[u8] = label("weft/v1/link/request");
 const GRANT_KEY: &[u8] = label("weft/v1/link/grant");
 const CODE: &[u8] = label("weft/v1/link/code");
 const CHECKSUM: &[u8] = label("weft/v1/link/checksum");
+const GRANT_CHUNKS: &[u8] = label("weft/v1/link/grant-chunks");
 
 /// What the link says: where to answer and until when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +164,22 @@ pub struct Opened {
     pub applicant: Applicant,
     pub code: ShortCode,
     session: Session,
+}
+
+impl Session {
+    /// The key the grant's chunks are sealed under when the network carries them: only the
+    /// two ends of this exchange hold it, so chunks from anyone else who saw the link are
+    /// refused one by one.
+    fn grant_chunk_key(&self) -> [u8; 32] {
+        keyed_hash(GRANT_CHUNKS, &[&self.grant_key[..]])
+    }
+}
+
+impl Opened {
+    /// See `Session::grant_chunk_key`.
+    pub fn grant_chunk_key(&self) -> [u8; 32] {
+        self.session.grant_chunk_key()
+    }
 }
 
 impl Offer {
@@ -293,6 +310,11 @@ impl Joining {
 
     pub fn code(&self) -> ShortCode {
         self.session.code
+    }
+
+    /// The key the grant's chunks come sealed under over the network.
+    pub fn grant_chunk_key(&self) -> [u8; 32] {
+        self.session.grant_chunk_key()
     }
 
     pub fn ticket(&self) -> &Ticket {

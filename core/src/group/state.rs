@@ -369,7 +369,26 @@ impl Group {
         if welcome.group != self.id || from.account != me.account() || self.kind != GroupKind::Many {
             return Err(Error::Malformed { what: "invitation", why: "not a group of ours from one of our devices" });
         }
+        // What can fail on our side fails before anything changes: its certificate, a revoked
+        // device or one too many.
+        from.verify()?;
+        if self.revoked.contains(&(from.account, from.device)) {
+            return Err(Error::Revoked);
+        }
+        let ours = self.devices.values().filter(|c| c.account == from.account).count();
+        if !self.devices.contains_key(&from.device) && ours >= MAX_DEVICES_PER_ACCOUNT {
+            return Err(Error::Limit("an account has at most 4 devices in a group"));
+        }
         if self.epochs.contains_key(&welcome.epoch) {
+            // We have the epoch: the welcome still hands over its sender's chain, which that
+            // device then counts us as holding (it sends us no key share for it).
+            let current = self.membership.applied.last() == Some(&welcome.epoch);
+            let key = (from.device, welcome.inviter_generation);
+            if current && self.is_member(&me.account()) && !self.peers.contains_key(&key) {
+                self.devices.insert(from.device, from.clone());
+                self.peers.insert(key, PeerChain::new(welcome.inviter_index, *welcome.inviter_chain_key));
+                self.dirty_peers.insert(key);
+            }
             return Ok(false);
         }
         if self.ops.len() + welcome.ops.len() > MAX_OPS {
@@ -1440,18 +1459,6 @@ impl Group {
             }
         }
         let mut next_log = None;
-        match &inner.content {
-            Content::Membership { op, epoch_shares, .. } => {
-                let tags = epoch_shares.iter().map(|s| s.to).chain([tag_of(&sender.device)]).collect();
-                self.reached = Some((op.hash(), tags));
-            }
-            Content::EpochShares { op, shares } => {
-                if let Some((_, tags)) = self.reached.as_mut().filter(|(hash, _)| hash == op) {
-                    tags.extend(shares.iter().map(|s| s.to));
-                }
-            }
-            _ => {}
-        }
         let unsealed_epoch = match &inner.content {
             Content::Membership { op, epoch_shares, .. } => {
                 let hash = op.hash();
@@ -1477,6 +1484,19 @@ impl Group {
         };
         if opened_share {
             self.channels.insert(sender.device, channel);
+        }
+        // Which devices a change was sealed to, as its author says (see `reached`).
+        match &inner.content {
+            Content::Membership { op, epoch_shares, .. } => {
+                let tags = epoch_shares.iter().map(|s| s.to).chain([tag_of(&sender.device)]).collect();
+                self.reached = Some((op.hash(), tags));
+            }
+            Content::EpochShares { op, shares } => {
+                if let Some((_, tags)) = self.reached.as_mut().filter(|(hash, _)| hash == op) {
+                    tags.extend(shares.iter().map(|s| s.to));
+                }
+            }
+            _ => {}
         }
 
         if let Some((key, chain)) = chain_update {

@@ -189,7 +189,11 @@ impl JoinOverNetwork {
         let host = Arc::new(JoinHost {
             joining: joining.clone(),
             topics,
-            state: Mutex::new(State { held, unpushed: envelopes, grants: Inbox::new(&token, Leg::Grant) }),
+            state: Mutex::new(State {
+                held,
+                unpushed: envelopes,
+                grants: Inbox::with_key(&token, Leg::Grant, joining.grant_chunk_key()),
+            }),
             grant: grant_tx,
         });
         Ok(JoinOverNetwork { host, net: None, meshes: Vec::new(), grant })
@@ -224,6 +228,12 @@ impl JoinOverNetwork {
     /// The grant, once it came (sealed, as [`Joining::open_grant`] takes it).
     pub fn try_grant(&self) -> Option<Vec<u8>> {
         self.grant.borrow().clone()
+    }
+
+    /// How much of the grant came: (chunks here, chunks in all), once its first chunk did; a
+    /// grant with the history may be many.
+    pub fn progress(&self) -> Option<(usize, usize)> {
+        self.host.state.lock().ok()?.grants.progress()
     }
 
     /// What tells when the grant came.

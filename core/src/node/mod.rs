@@ -296,18 +296,23 @@ impl Node {
         &self,
         request: Vec<u8>,
         code: u32,
+        history: crate::account::HistoryChoice,
     ) -> Result<(crate::devices::linking::Applicant, Vec<u8>)> {
         self.call_and_push(move |a| {
             let (applicant, _) = a.open_link_request(&request)?;
-            Ok((applicant, a.grant_link(&request, crate::devices::linking::ShortCode(code))?))
+            Ok((applicant, a.grant_link(&request, crate::devices::linking::ShortCode(code), history)?))
         })
         .await
     }
 
     /// Grants the device whose request arrived over the network showing `code`, and hands the
     /// grant out there; with a code no arrived request shows, the link is cancelled.
-    pub async fn grant_arrived(&self, code: u32) -> Result<crate::devices::linking::Applicant> {
-        self.call_and_push(move |a| a.grant_arrived(crate::devices::linking::ShortCode(code))).await
+    pub async fn grant_arrived(
+        &self,
+        code: u32,
+        history: crate::account::HistoryChoice,
+    ) -> Result<crate::devices::linking::Applicant> {
+        self.call_and_push(move |a| a.grant_arrived(crate::devices::linking::ShortCode(code), history)).await
     }
 
     /// The requests that arrived over the network for the link that is out.

@@ -503,7 +503,7 @@ suspend fun twoDevices(root: String) {
     val join = WeftJoin(alice.linkDevice(), "laptop")
     val asked = alice.openLinkRequest(join.request())
     check(asked.code == join.code()) { "the screens show ${asked.code} and ${join.code()}" }
-    val laptop = join.finish("$root/d-laptop", key(33), alice.grantDevice(join.request(), asked.codeValue))
+    val laptop = join.finish("$root/d-laptop", key(33), alice.grantDevice(join.request(), asked.codeValue, true))
     laptop.send(laptop.conv("bob"), "from the laptop")
     bob.importBundle(laptop.exportBundle())
     check(bob.history(bob.conv("alice"), null, 50u).any { it.sender == "alice" && it.body == "from the laptop" })
@@ -530,7 +530,7 @@ suspend fun twoDevicesOverTheNetwork(root: String) = coroutineScope {
         arrived = alice.arrivedLinkRequests()
     }
     check(arrived.map { it.code } == listOf(join.code())) { "arrived: $arrived, the laptop shows ${join.code()}" }
-    alice.grantArrivedDevice(arrived[0].codeValue)
+    alice.grantArrivedDevice(arrived[0].codeValue, false)
     val laptop = join.finish("$root/n-laptop", key(35), grant.await())
     check(laptop.identity().link == alice.identity().link)
     for (n in listOf(alice, laptop)) n.shutdown()

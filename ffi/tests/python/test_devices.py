@@ -26,6 +26,7 @@ async def link_write_and_revoke(root):
     alice = await weft_ffi.open_node(root + "/alice", bytes([1] * 32), "alice")
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
     await contacts_by_bundle(alice, bob)
+    await alice.send(await conversation_of(alice, "bob"), "before the laptop")
 
     link = await alice.link_device()
     join = weft_ffi.WeftJoin(link, "laptop")
@@ -33,16 +34,17 @@ async def link_write_and_revoke(root):
     assert asked.name == "laptop" and asked.code == join.code(), (asked.code, join.code())
     # A wrong code grants nothing and ends the link.
     try:
-        await alice.grant_device(join.request(), (asked.code_value + 1) % 1_000_000)
+        await alice.grant_device(join.request(), (asked.code_value + 1) % 1_000_000, False)
         raise AssertionError("a wrong code was granted")
     except weft_ffi.WeftError.InvalidInput:
         pass
     link = await alice.link_device()
     join = weft_ffi.WeftJoin(link, "laptop")
     asked = await alice.open_link_request(join.request())
-    grant = await alice.grant_device(join.request(), asked.code_value)
+    grant = await alice.grant_device(join.request(), asked.code_value, True)
     laptop = await join.finish(root + "/laptop", bytes([3] * 32), grant)
     assert (await laptop.identity()).link == (await alice.identity()).link
+    assert "before the laptop" in await bodies(laptop, "bob"), "the history came with the grant"
     devices = await alice.devices()
     assert [d.name for d in devices] == ["this device", "laptop"] and devices[0].primary, devices
 
@@ -86,7 +88,7 @@ async def link_over_the_network(root):
             arrived = await alice.arrived_link_requests()
             if arrived:
                 assert [a.code for a in arrived] == [join.code()], (arrived, join.code())
-                return await alice.grant_arrived_device(arrived[0].code_value)
+                return await alice.grant_arrived_device(arrived[0].code_value, False)
             await asyncio.sleep(0.1)
         raise AssertionError("the laptop's request never arrived")
 
@@ -126,7 +128,7 @@ async def link_over_a_radio(root):
         for _ in range(600):
             arrived = await alice.arrived_link_requests()
             if arrived:
-                return await alice.grant_arrived_device(arrived[0].code_value)
+                return await alice.grant_arrived_device(arrived[0].code_value, False)
             await asyncio.sleep(0.1)
         raise AssertionError("the laptop's request never crossed the radio")
 
