@@ -93,8 +93,13 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
     let mut alice = account(&alice_home, "alice", 1);
-    let bob = account(&bob_home, "bob", 2);
+    let mut bob = account(&bob_home, "bob", 2);
+    // Contacts first: bob takes alice's request and accepts it (since issue 15 a stranger's
+    // messages open nothing until then), as people do before they write.
     alice.add_contact(&bob.card().to_link(), None).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.accept_contact("alice").unwrap();
+    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
     drop(bob);
     for i in 0..MESSAGES {
         alice.send("bob", &format!("message {i}: a line of ordinary length for a chat")).unwrap();

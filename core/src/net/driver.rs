@@ -551,9 +551,12 @@ struct Driver<H: Host> {
 
 impl<H: Host> Driver<H> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // Sessions that follow no conversation push nothing: they do not read the outbox.
-        let mut outbox_changes =
-            if self.pushes() { self.host.outbox_changes() } else { super::host::OutboxChanges::never() };
+        // Sessions that follow no conversation are not woken by the outbox: they do not read it
+        // at every send.
+        let mut outbox_changes = match self.follows_conversations() {
+            true => self.host.outbox_changes(),
+            false => super::host::OutboxChanges::never(),
+        };
         let mut tick = tokio::time::interval(self.config.tick);
         loop {
             tokio::select! {
@@ -1083,12 +1086,20 @@ impl<H: Host> Driver<H> {
         }
     }
 
-    /// Whether this session publishes envelopes (it follows conversations' topics, or a
-    /// device link's).
+    /// Whether this session follows conversations' topics: it is woken to push at every change
+    /// of the outbox.
+    fn follows_conversations(&self) -> bool {
+        use super::sessions::Serves;
+        self.scope.as_ref().is_none_or(|s| matches!(s.serves, Serves::Current | Serves::Previous))
+    }
+
+    /// Whether this session publishes envelopes now: one that follows conversations, or the
+    /// rendezvous session while it follows a device link's topics (it pushes the grant at its
+    /// ticks, and reads the outbox at no send otherwise).
     fn pushes(&self) -> bool {
         use super::sessions::Serves;
-        // (The rendezvous session pushes a device link's grant, on the link's topic it follows.)
-        self.scope.as_ref().is_none_or(|s| matches!(s.serves, Serves::Current | Serves::Previous | Serves::Rendezvous))
+        self.follows_conversations()
+            || self.scope.as_ref().is_some_and(|s| s.serves == Serves::Rendezvous) && !self.subscribed.is_empty()
     }
 
     /// Whether this session serves everything not moved elsewhere (a relay's only session does).
