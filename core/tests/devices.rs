@@ -365,3 +365,33 @@ fn the_history_goes_with_the_grant_when_the_user_chooses_it() {
     assert_eq!(unread(&with, "bob"), 0, "read on the phone, read on the laptop");
     assert_eq!(unread(&with, "trip"), unread(&alice, "trip"));
 }
+
+#[test]
+fn settings_follow_the_account_across_its_devices() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    const WEEK: u64 = 7 * 24 * 3600 * 1000;
+    alice.account.set_read_receipts(false).unwrap();
+    alice.account.set_retention("bob", Some(WEEK)).unwrap();
+    // The grant hands the settings over.
+    let mut laptop = link_laptop(&mut alice, &clock);
+    assert!(!laptop.account.read_receipts().unwrap());
+    assert_eq!(laptop.account.retention("bob").unwrap(), Some(WEEK));
+    assert_eq!(laptop.account.retention("trip").unwrap(), None);
+    // A change on one device reaches the other, whichever device makes it.
+    carry(&laptop, &mut alice);
+    alice.account.set_retention("trip", Some(2 * WEEK)).unwrap();
+    alice.account.set_retention("bob", None).unwrap();
+    carry(&alice, &mut laptop);
+    assert_eq!(laptop.account.retention("trip").unwrap(), Some(2 * WEEK));
+    assert_eq!(laptop.account.retention("bob").unwrap(), None);
+    laptop.account.set_read_receipts(true).unwrap();
+    carry(&laptop, &mut alice);
+    assert!(alice.account.read_receipts().unwrap());
+    // Nobody else's device takes our settings: bob reads nothing of them.
+    carry(&alice, &mut bob);
+    assert!(bob.account.read_receipts().unwrap());
+    assert_eq!(bob.account.retention("alice").unwrap(), None);
+}

@@ -149,6 +149,7 @@ impl Account {
             groups: granted,
             revocations: self.store.read().revocations()?,
             history,
+            settings: self.settings_for_grant()?,
         };
         let sealed = offer.grant(opened, &grant.encode());
         let result = self.store.write(|tx| {
@@ -161,6 +162,15 @@ impl Account {
         self.own_devices = None;
         self.settle(changed, result)?;
         Ok(sealed)
+    }
+
+    /// The account's settings as a grant hands them over.
+    fn settings_for_grant(&self) -> Result<Vec<crate::group::SharedSetting>> {
+        let mut settings = vec![crate::group::SharedSetting::ReadReceipts(self.read_receipts()?)];
+        for (conversation, keep_ms) in self.store.read().retentions()? {
+            settings.push(crate::group::SharedSetting::Retention { conversation, keep_ms: Some(keep_ms) });
+        }
+        Ok(settings)
     }
 
     /// The messages of every conversation a grant hands over (the newest that fit the budget)
@@ -421,6 +431,9 @@ impl Account {
         drop(store);
         let mut account = Account::open_with_key(home, key, entropy, clock)?;
         account.take_up(&grant.groups, &grant.primary)?;
+        for setting in &grant.settings {
+            account.take_shared_setting(setting)?;
+        }
         Ok(account)
     }
 
@@ -572,6 +585,40 @@ impl Account {
         })();
         if let Err(e) = result {
             tracing::warn!(%e, "a contact could not be shared with the account's other devices");
+        }
+    }
+
+    /// Tells the account's other devices of a setting changed here. Best effort: nothing to do
+    /// before a device was linked.
+    pub(super) fn share_setting(&mut self, setting: crate::group::SharedSetting) {
+        let id = self.self_conversation_id();
+        if !self.groups.contains_key(&id) {
+            return;
+        }
+        let now = self.now();
+        let mut group = self.groups.remove(&id).expect("checked above");
+        let result = group.send_shared_setting(&self.me, setting, now, self.entropy.as_mut()).and_then(|sealed| {
+            self.store.write(|tx| {
+                put_sent(tx, &id, &sealed, now)?;
+                tx.save_group(&mut group)
+            })
+        });
+        if let Err(e) = self.settle([group], result) {
+            tracing::warn!(%e, "a setting could not be shared with the account's other devices");
+        }
+    }
+
+    /// Takes a setting another of our devices changed (without sharing it again).
+    pub(super) fn take_shared_setting(&mut self, setting: &crate::group::SharedSetting) -> Result<()> {
+        match setting {
+            crate::group::SharedSetting::ReadReceipts(on) => {
+                self.store.write(|tx| tx.set_setting(super::receipts::READ_RECEIPTS, if *on { "on" } else { "off" }))
+            }
+            crate::group::SharedSetting::Retention { conversation, keep_ms } => {
+                // (A conversation this device does not have keeps the setting for when it comes.)
+                self.store.write(|tx| tx.set_retention(conversation, *keep_ms))?;
+                self.forget_expired_messages().map(|_| ())
+            }
         }
     }
 

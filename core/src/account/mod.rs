@@ -69,6 +69,8 @@ pub struct Account {
     pending_revocations: Vec<crate::devices::revocation::Revocation>,
     /// Contacts another of our devices shared, taken once their envelope is applied.
     pending_contacts: Vec<crate::group::SharedContact>,
+    /// Settings another of our devices changed, taken once their envelope is applied.
+    pending_settings: Vec<crate::group::SharedSetting>,
     /// When this device last wrote down hearing from each other device of ours.
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// The device link that is out, followed on the network (the account's device only).
@@ -203,6 +205,7 @@ impl Account {
             revoked,
             pending_revocations: Vec::new(),
             pending_contacts: Vec::new(),
+            pending_settings: Vec::new(),
             seen_written: std::collections::HashMap::new(),
             link_watch: None,
             shared_epochs: std::collections::HashSet::new(),

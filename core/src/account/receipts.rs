@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::group::{GroupId, MAX_RECEIPT_IDS, Receipt};
 use crate::store::{MessageRow, Rows};
 
-const READ_RECEIPTS: &str = "read_receipts";
+pub(super) const READ_RECEIPTS: &str = "read_receipts";
 
 /// How far one of our messages got, as receipts tell it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,8 +144,11 @@ impl Account {
         Ok(self.store.read().setting(READ_RECEIPTS)?.is_none_or(|v| v != "off"))
     }
 
+    /// Turns read receipts on or off, on every device of the account.
     pub fn set_read_receipts(&mut self, on: bool) -> Result<()> {
-        self.store.write(|tx| tx.set_setting(READ_RECEIPTS, if on { "on" } else { "off" }))
+        self.store.write(|tx| tx.set_setting(READ_RECEIPTS, if on { "on" } else { "off" }))?;
+        self.share_setting(crate::group::SharedSetting::ReadReceipts(on));
+        Ok(())
     }
 
     /// Seals and stores a receipt in `group`; false when there is nobody to tell (we left, or

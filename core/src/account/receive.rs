@@ -286,6 +286,11 @@ impl Account {
         for revocation in std::mem::take(&mut self.pending_revocations) {
             let _ = self.apply_revocation(&revocation);
         }
+        for setting in std::mem::take(&mut self.pending_settings) {
+            if let Err(e) = self.take_shared_setting(&setting) {
+                tracing::debug!(%e, "a setting changed on another of our devices was not taken");
+            }
+        }
         for contact in std::mem::take(&mut self.pending_contacts) {
             if let Err(e) = self.take_shared_contact(&contact) {
                 tracing::debug!(%e, "a contact shared by another of our devices was not taken");
@@ -400,6 +405,10 @@ impl Account {
                 self.pending_contacts.push(contact);
             }
             Event::ContactShared { .. } => {}
+            Event::SettingShared { sender, setting } if sender == self.account_public() => {
+                self.pending_settings.push(setting);
+            }
+            Event::SettingShared { .. } => {}
             Event::LeaveAsked { id, sender, lamport, sent_ms } => rows.push(MessageRow {
                 id,
                 group_id: gid,

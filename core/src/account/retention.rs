@@ -11,14 +11,17 @@ use crate::store::Rows;
 pub const RETENTION_CHECK_MS: u64 = 10 * 60 * 1000;
 
 impl Account {
-    /// Keeps a conversation's messages for `keep_ms` from when they reached this device (`None`:
-    /// for ever), and deletes those already older. Returns how many were deleted.
+    /// Keeps a conversation's messages for `keep_ms` from when they reached each device (`None`:
+    /// for ever), on every device of the account, and deletes those already older here.
+    /// Returns how many were deleted here.
     pub fn set_retention(&mut self, conversation: &str, keep_ms: Option<u64>) -> Result<usize> {
         if keep_ms == Some(0) {
             return Err(Error::Malformed { what: "retention", why: "it must be longer than nothing" });
         }
         let c = self.resolve(conversation)?;
         self.store.write(|tx| tx.set_retention(&c.id, keep_ms))?;
+        // A device that kept what this one deletes would undo the choice.
+        self.share_setting(crate::group::SharedSetting::Retention { conversation: c.id, keep_ms });
         self.forget_expired_messages()
     }
 

@@ -87,6 +87,8 @@ pub struct Grant {
     pub revocations: Vec<crate::devices::revocation::Revocation>,
     /// The history, if the user chose to send it (a grant without one ends before it).
     pub history: Option<History>,
+    /// The account's settings (read receipts, retentions), as on the primary.
+    pub settings: Vec<crate::group::SharedSetting>,
 }
 
 fn status_byte(s: ContactStatus) -> u8 {
@@ -128,6 +130,7 @@ impl Grant {
         for r in &self.revocations {
             r.encode(&mut w);
         }
+        // Optional sections, each after a tag: 1 the history, 2 the settings.
         if let Some(history) = &self.history {
             w.u8(1);
             w.count(history.messages.len());
@@ -137,6 +140,12 @@ impl Grant {
             w.count(history.read_marks.len());
             for (group, lamport, id) in &history.read_marks {
                 w.raw(group).u64(*lamport).raw(id);
+            }
+        }
+        if !self.settings.is_empty() {
+            w.u8(2).count(self.settings.len());
+            for s in &self.settings {
+                s.encode(&mut w);
             }
         }
         w.into_bytes()
@@ -186,10 +195,23 @@ impl Grant {
         let n = r.count(MAX_REVOCATIONS, crate::devices::revocation::Revocation::ENCODED_LEN)?;
         let revocations =
             (0..n).map(|_| crate::devices::revocation::Revocation::decode(&mut r)).collect::<Result<Vec<_>>>()?;
-        let history = match r.remaining() {
-            0 => None,
-            _ => Some(decode_history(&mut r)?),
-        };
+        let (mut history, mut settings) = (None, Vec::new());
+        let mut last_tag = 0;
+        while r.remaining() > 0 {
+            let tag = r.u8()?;
+            if tag <= last_tag {
+                return Err(Error::Malformed { what: "device grant", why: "its sections are out of order" });
+            }
+            last_tag = tag;
+            match tag {
+                1 => history = Some(decode_history(&mut r)?),
+                2 => {
+                    let n = r.count(MAX_GROUPS + 1, 2)?;
+                    settings = (0..n).map(|_| crate::group::SharedSetting::decode(&mut r)).collect::<Result<_>>()?;
+                }
+                _ => return Err(Error::Malformed { what: "device grant", why: "unknown section" }),
+            }
+        }
         r.finish()?;
         cert.verify()?;
         primary.verify()?;
@@ -206,14 +228,12 @@ impl Grant {
             groups,
             revocations,
             history,
+            settings,
         })
     }
 }
 
 fn decode_history(r: &mut Reader<'_>) -> Result<History> {
-    if r.u8()? != 1 {
-        return Err(Error::Malformed { what: "device grant", why: "unknown history section" });
-    }
     let n = r.count(MAX_HISTORY_MESSAGES, 32 * 3 + 8 * 2 + 4 + 4)?;
     let messages = (0..n)
         .map(|_| {

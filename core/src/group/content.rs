@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::identity::{DeviceCert, DeviceId, SignedPrekey};
 use crate::wire::{Reader, Writer};
 
+use super::GroupId;
 use super::membership::{MAX_MEMBERS, SignedOp};
 
 pub const MESSAGE_SIGNATURE_CONTEXT: &[u8] = label("weft/v1/message");
@@ -37,6 +38,7 @@ const KIND_RESENT: u8 = 11;
 const KIND_LEAVE: u8 = 12;
 const KIND_DEVICE_REVOKED: u8 = 13;
 const KIND_CONTACT_SHARED: u8 = 14;
+const KIND_SETTING_SHARED: u8 = 15;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -175,6 +177,44 @@ pub struct SharedContact {
     pub created_ms: u64,
 }
 
+/// A setting changed on one of an account's devices, for the others to follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedSetting {
+    /// Whether we tell others when we read their messages.
+    ReadReceipts(bool),
+    /// How long a conversation's messages are kept (`None`: for ever).
+    Retention { conversation: GroupId, keep_ms: Option<u64> },
+}
+
+impl SharedSetting {
+    pub fn encode(&self, w: &mut Writer) {
+        match self {
+            SharedSetting::ReadReceipts(on) => {
+                w.u8(1).bool(*on);
+            }
+            SharedSetting::Retention { conversation, keep_ms } => {
+                w.u8(2).raw(conversation).bool(keep_ms.is_some()).u64(keep_ms.unwrap_or(0));
+            }
+        }
+    }
+
+    pub fn decode(r: &mut Reader) -> Result<SharedSetting> {
+        Ok(match r.u8()? {
+            1 => SharedSetting::ReadReceipts(r.bool()?),
+            2 => {
+                let conversation = r.array()?;
+                let set = r.bool()?;
+                let keep_ms = r.u64()?;
+                if set && keep_ms == 0 {
+                    return Err(Error::Malformed { what: "setting", why: "a retention of nothing" });
+                }
+                SharedSetting::Retention { conversation, keep_ms: set.then_some(keep_ms) }
+            }
+            _ => return Err(Error::Malformed { what: "setting", why: "unknown setting" }),
+        })
+    }
+}
+
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
 /// and which they read. Sent inside the group's encryption like any message, so a carrier sees
 /// one more small envelope and nothing of what it acknowledges.
@@ -216,6 +256,9 @@ pub enum Content {
     /// A contact, as one of the account's devices added or accepted it, for the others (sent
     /// only in the account's conversation with itself).
     ContactShared(SharedContact),
+    /// A setting changed on another of the account's devices (only in the account's
+    /// conversation with itself).
+    SettingShared(SharedSetting),
     /// A device its account revoked (signed by the account key): refuse it from now on.
     DeviceRevoked(crate::devices::revocation::Revocation),
     /// Its sender asks to leave the group: an admin's device removes them (a member cannot
@@ -323,6 +366,10 @@ impl Inner {
                     .bool(c.verified)
                     .u64(c.created_ms);
             }
+            Content::SettingShared(setting) => {
+                w.u8(KIND_SETTING_SHARED);
+                setting.encode(&mut w);
+            }
             Content::Receipt(receipt) => {
                 w.u8(5);
                 for ids in [&receipt.delivered, &receipt.read] {
@@ -376,6 +423,7 @@ impl Inner {
                 verified: r.bool()?,
                 created_ms: r.u64()?,
             }),
+            KIND_SETTING_SHARED => Content::SettingShared(SharedSetting::decode(&mut r)?),
             KIND_DEVICE_REVOKED => Content::DeviceRevoked(crate::devices::revocation::Revocation::decode(&mut r)?),
             KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
             KIND_INVITE_PART => {

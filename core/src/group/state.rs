@@ -154,6 +154,12 @@ pub enum Event {
         sender: AccountPublic,
         contact: super::SharedContact,
     },
+    /// Another device of the sender's account changed a setting (in the account's own
+    /// conversation only).
+    SettingShared {
+        sender: AccountPublic,
+        setting: super::SharedSetting,
+    },
     /// A device was revoked by its account (the signature is checked).
     DeviceRevoked {
         revocation: crate::devices::revocation::Revocation,
@@ -924,6 +930,20 @@ impl Group {
         self.send(me, Content::ContactShared(contact), now_ms, entropy)
     }
 
+    /// Seals a setting for the account's other devices (in its conversation with itself).
+    pub fn send_shared_setting(
+        &mut self,
+        me: &LocalDevice,
+        setting: super::SharedSetting,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if !matches!(self.kind, GroupKind::Pair { accounts } if accounts == [me.account(); 2]) {
+            return Err(Error::NotAllowed("settings are shared only in the account's own conversation"));
+        }
+        self.send(me, Content::SettingShared(setting), now_ms, entropy)
+    }
+
     /// Seals a device revocation of our account in this conversation.
     pub fn send_revocation(
         &mut self,
@@ -1603,6 +1623,10 @@ impl Group {
                 Event::ContactShared { sender: sender.account, contact }
             }
             Content::ContactShared(_) => Event::Nothing,
+            Content::SettingShared(setting) if matches!(self.kind, GroupKind::Pair { accounts } if accounts[0] == accounts[1]) => {
+                Event::SettingShared { sender: sender.account, setting }
+            }
+            Content::SettingShared(_) => Event::Nothing,
         };
         Ok(event)
     }
