@@ -19,38 +19,16 @@ use weft_core::devices::linking::{Joining, Ticket};
 use weft_core::identity::DeviceKeys;
 use weft_core::store::DatabaseKey;
 
+mod common;
+use common::{alice_wrote_to_bob, copy_dir};
+
 const MESSAGES: usize = 10_000;
 const ROUNDS: usize = 3;
-
-fn account(home: &Path, name: &str, seed: u8) -> Account {
-    Account::create_with_key(
-        home,
-        &DatabaseKey::from_bytes([seed; 32]),
-        Some(name),
-        Box::new(SeededEntropy::new(seed as u64)),
-        weft_core::account::system_clock(),
-    )
-    .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 /// Bob imports alice's bundle into a fresh copy of his home: seconds.
 fn import(bob: &Path, copy: &Path, bundle: &[u8]) -> f64 {
     copy_dir(bob, copy);
-    let mut account = Account::open_with_key(
-        copy,
-        &DatabaseKey::from_bytes([2; 32]),
-        Box::new(SeededEntropy::new(2)),
-        weft_core::account::system_clock(),
-    )
-    .unwrap();
+    let mut account = common::reopen(copy, 2, 2);
     let start = Instant::now();
     let report = account.import_bundle(bundle).unwrap();
     let seconds = start.elapsed().as_secs_f64();
@@ -62,13 +40,7 @@ fn import(bob: &Path, copy: &Path, bundle: &[u8]) -> f64 {
 /// size.
 fn link_with_history(alice: &Path, copy: &Path, laptop: &Path, round: u64) -> (f64, usize) {
     copy_dir(alice, copy);
-    let mut alice = Account::open_with_key(
-        copy,
-        &DatabaseKey::from_bytes([1; 32]),
-        Box::new(SeededEntropy::new(10 + round)),
-        weft_core::account::system_clock(),
-    )
-    .unwrap();
+    let mut alice = common::reopen(copy, 1, 10 + round);
     let mut rng = SeededEntropy::new(100 + round);
     let link = alice.link_offer().unwrap();
     let keys = DeviceKeys::generate(&mut rng).unwrap();
@@ -104,21 +76,7 @@ fn link_with_history(alice: &Path, copy: &Path, laptop: &Path, round: u64) -> (f
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
-    let mut alice = account(&alice_home, "alice", 1);
-    let mut bob = account(&bob_home, "bob", 2);
-    // Contacts first: bob takes alice's request and accepts it (a stranger's messages open
-    // nothing), as people do before they write.
-    alice.add_contact(&bob.card().to_link(), None).unwrap();
-    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
-    bob.accept_contact("alice").unwrap();
-    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
-    drop(bob);
-    for i in 0..MESSAGES {
-        alice.send("bob", &format!("message {i}: a line of ordinary length for a chat")).unwrap();
-    }
-    let bundle = alice.export_bundle().unwrap();
-    drop(alice);
+    let (alice_home, bob_home, bundle) = alice_wrote_to_bob(dir.path(), MESSAGES);
     println!("{MESSAGES} messages: a bundle of {} bytes; {ROUNDS} rounds each", bundle.len());
     let (mut imported, mut handed, mut grant_len) = (f64::INFINITY, f64::INFINITY, 0);
     for round in 0..ROUNDS {

@@ -11,32 +11,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use weft_core::account::{Account, ImportProgress, Received};
+use weft_core::account::{ImportProgress, Received};
 use weft_core::bundle::Bundle;
-use weft_core::crypto::SeededEntropy;
-use weft_core::store::DatabaseKey;
+
+mod common;
+use common::{alice_wrote_to_bob, copy_dir};
 
 const MESSAGES: usize = 5_000;
 const ROUNDS: usize = 3;
-
-fn account(home: &Path, name: &str, seed: u8) -> Account {
-    Account::create_with_key(
-        home,
-        &DatabaseKey::from_bytes([seed; 32]),
-        Some(name),
-        Box::new(SeededEntropy::new(seed as u64)),
-        weft_core::account::system_clock(),
-    )
-    .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -48,13 +30,7 @@ enum Way {
 /// Imports `bundle` into a fresh copy of Bob's home; seconds taken.
 fn import(bob: &Path, copy: &Path, bundle: &[u8], way: Way) -> f64 {
     copy_dir(bob, copy);
-    let mut account = Account::open_with_key(
-        copy,
-        &DatabaseKey::from_bytes([2; 32]),
-        Box::new(SeededEntropy::new(2)),
-        weft_core::account::system_clock(),
-    )
-    .unwrap();
+    let mut account = common::reopen(copy, 2, 2);
     let start = Instant::now();
     let texts = match way {
         Way::OneCommitEach => {
@@ -91,20 +67,7 @@ fn import(bob: &Path, copy: &Path, bundle: &[u8], way: Way) -> f64 {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let (alice_home, bob_home) = (dir.path().join("alice"), dir.path().join("bob"));
-    let mut alice = account(&alice_home, "alice", 1);
-    let mut bob = account(&bob_home, "bob", 2);
-    // Contacts first: bob takes alice's request and accepts it (since issue 15 a stranger's
-    // messages open nothing until then), as people do before they write.
-    alice.add_contact(&bob.card().to_link(), None).unwrap();
-    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
-    bob.accept_contact("alice").unwrap();
-    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
-    drop(bob);
-    for i in 0..MESSAGES {
-        alice.send("bob", &format!("message {i}: a line of ordinary length for a chat")).unwrap();
-    }
-    let bundle = alice.export_bundle().unwrap();
+    let (_, bob_home, bundle) = alice_wrote_to_bob(dir.path(), MESSAGES);
     println!("Importing a bundle of {MESSAGES} messages ({} bytes), {ROUNDS} rounds each", bundle.len());
     let ways = [
         (Way::OneCommitEach, "one commit each (baseline)"),

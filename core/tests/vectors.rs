@@ -95,10 +95,22 @@ fn computed() -> Vec<(&'static str, String)> {
     let joining = Joining::start(offer.ticket().clone(), &laptop, "laptop", NOW, &mut rng).unwrap();
     v.push(("link.request", hex(joining.request())));
     let opened = offer.open(joining.request(), NOW).unwrap();
+    let token = offer.ticket().token;
     v.push(("link.code", opened.code.to_string()));
     let grant = offer.grant(opened, b"grant");
     v.push(("link.grant", hex(&grant)));
     assert_eq!(joining.open_grant(&grant).unwrap(), b"grant");
+    // Carried as envelopes: the two topics, the grant's chunk key, and the grant as one chunk
+    // (message id, nonce from SeededEntropy(700)).
+    use weft_core::devices::carrier::{self, Leg};
+    v.push(("link.topic_request", hex(&carrier::topic(&token, Leg::Request))));
+    v.push(("link.topic_grant", hex(&carrier::topic(&token, Leg::Grant))));
+    v.push(("link.grant_chunk_key", hex(&joining.grant_chunk_key())));
+    let chunks =
+        carrier::wrap_with(&token, Leg::Grant, &joining.grant_chunk_key(), &grant, &mut SeededEntropy::new(700))
+            .unwrap();
+    assert_eq!(chunks.len(), 1);
+    v.push(("link.grant_chunk", hex(&chunks[0])));
     v
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use weft_core::account::{Account, DeviceInfo, HistoryChoice, system_clock};
 use weft_core::crypto::OsEntropy;
-use weft_core::devices::linking::{Joining, Ticket};
+use weft_core::devices::linking::{Applicant, Joining, ShortCode, Ticket};
 use weft_core::identity::DeviceKeys;
 use weft_core::node::Node;
 use weft_core::store::DatabaseKey;
@@ -58,6 +58,12 @@ pub struct LinkRequest {
     pub code_value: u32,
 }
 
+impl LinkRequest {
+    fn new(applicant: Applicant, code: ShortCode) -> LinkRequest {
+        LinkRequest { name: applicant.name, device: hex(&applicant.device), code: code.to_string(), code_value: code.0 }
+    }
+}
+
 fn history_choice(with_history: bool) -> HistoryChoice {
     if with_history { HistoryChoice::Include } else { HistoryChoice::Leave }
 }
@@ -76,12 +82,7 @@ impl WeftNode {
         let node = self.core()?;
         on_runtime(async move {
             let (applicant, code) = node.open_link_request(request).await?;
-            Ok(LinkRequest {
-                name: applicant.name,
-                device: hex(&applicant.device),
-                code: code.to_string(),
-                code_value: code.0,
-            })
+            Ok(LinkRequest::new(applicant, code))
         })
         .await
     }
@@ -98,17 +99,7 @@ impl WeftNode {
     pub async fn arrived_link_requests(&self) -> Result<Vec<LinkRequest>, WeftError> {
         let node = self.core()?;
         on_runtime(async move {
-            Ok(node
-                .arrived_link_requests()
-                .await?
-                .into_iter()
-                .map(|a| LinkRequest {
-                    name: a.applicant.name,
-                    device: hex(&a.applicant.device),
-                    code: a.code.to_string(),
-                    code_value: a.code.0,
-                })
-                .collect())
+            Ok(node.arrived_link_requests().await?.into_iter().map(|a| LinkRequest::new(a.applicant, a.code)).collect())
         })
         .await
     }
@@ -120,13 +111,7 @@ impl WeftNode {
         let node = self.core()?;
         on_runtime(async move {
             let applicant = node.grant_arrived(code, history_choice(with_history)).await?;
-            let code = weft_core::devices::linking::ShortCode(code);
-            Ok(LinkRequest {
-                name: applicant.name,
-                device: hex(&applicant.device),
-                code: code.to_string(),
-                code_value: code.0,
-            })
+            Ok(LinkRequest::new(applicant, ShortCode(code)))
         })
         .await
     }

@@ -68,6 +68,37 @@ async fn grant_when_asked(
     alice.grant_arrived(joining.code().0, history).await.unwrap();
 }
 
+/// Alice and bob, contacts, both in alice's group "camp" (bundles carried by hand).
+async fn alice_and_bob_in_camp(dir: &std::path::Path) -> (Arc<Node>, Arc<Node>) {
+    let alice = create(dir, "alice").await;
+    let bob = create(dir, "bob").await;
+    introduce(&alice, &bob).await;
+    alice.create_group("camp".into()).await.unwrap();
+    alice.invite("camp".into(), "bob".into()).await.unwrap();
+    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+    (alice, bob)
+}
+
+/// The story after the link: both of alice's devices write to bob and in "camp"; bob sees
+/// one alice and both messages; his reply reaches both devices.
+async fn both_devices_write_and_bob_sees_one_alice(alice: &Node, laptop: &Node, bob: &Node) {
+    laptop.send("bob".into(), "from the laptop".into()).await.unwrap();
+    laptop.send("camp".into(), "laptop in the camp".into()).await.unwrap();
+    alice.send("bob".into(), "from the phone".into()).await.unwrap();
+    eventually("bob to see both of alice's devices as alice", 90, || async {
+        let t = texts(bob, "alice").await;
+        t.iter().filter(|l| *l == "alice: from the laptop" || *l == "alice: from the phone").count() == 2
+            && texts(bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
+    })
+    .await;
+    bob.send("alice".into(), "hello both".into()).await.unwrap();
+    eventually("bob's reply on both devices", 90, || async {
+        texts(alice, "bob").await.contains(&"bob: hello both".to_owned())
+            && texts(laptop, "bob").await.contains(&"bob: hello both".to_owned())
+    })
+    .await;
+}
+
 /// The laptop's home from its grant, running.
 async fn finish(home: &std::path::Path, keys: DeviceKeys, joining: Joining, grant: Vec<u8>) -> Arc<Node> {
     let (home, key) = (home.to_path_buf(), DatabaseKey::from_bytes(key_of("laptop")));
@@ -91,12 +122,7 @@ async fn finish(home: &std::path::Path, keys: DeviceKeys, joining: Joining, gran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_laptop_links_over_loopback_libp2p_and_writes_as_alice() {
     let dir = tempfile::tempdir().unwrap();
-    let alice = create(dir.path(), "alice").await;
-    let bob = create(dir.path(), "bob").await;
-    introduce(&alice, &bob).await;
-    alice.create_group("camp".into()).await.unwrap();
-    alice.invite("camp".into(), "bob".into()).await.unwrap();
-    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+    let (alice, bob) = alice_and_bob_in_camp(dir.path()).await;
 
     alice.send("bob".into(), "before the laptop".into()).await.unwrap();
     bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
@@ -120,22 +146,7 @@ async fn a_laptop_links_over_loopback_libp2p_and_writes_as_alice() {
     assert!(alice.arrived_link_requests().await.unwrap().is_empty(), "the link is used up");
 
     let (_laptop_net, _) = online(&laptop, config(vec![alice_addr.clone()], vec![])).await;
-    laptop.send("bob".into(), "from the laptop".into()).await.unwrap();
-    laptop.send("camp".into(), "laptop in the camp".into()).await.unwrap();
-    alice.send("bob".into(), "from the phone".into()).await.unwrap();
-    eventually("bob to see both of alice's devices as alice", 60, || async {
-        let mut t = texts(&bob, "alice").await;
-        t.sort();
-        t.iter().filter(|l| l.starts_with("alice: from the")).count() == 2
-            && texts(&bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
-    })
-    .await;
-    bob.send("alice".into(), "hello both".into()).await.unwrap();
-    eventually("bob's reply on both devices", 60, || async {
-        texts(&alice, "bob").await.contains(&"bob: hello both".to_owned())
-            && texts(&laptop, "bob").await.contains(&"bob: hello both".to_owned())
-    })
-    .await;
+    both_devices_write_and_bob_sees_one_alice(&alice, &laptop, &bob).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,12 +222,7 @@ async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
     use weft_core::mesh::radio::sim::SimAir;
     use weft_core::mesh::{RouterConfig, driver as mesh};
     let dir = tempfile::tempdir().unwrap();
-    let alice = create(dir.path(), "alice").await;
-    let bob = create(dir.path(), "bob").await;
-    introduce(&alice, &bob).await;
-    alice.create_group("camp".into()).await.unwrap();
-    alice.invite("camp".into(), "bob".into()).await.unwrap();
-    bob.import_bundle(alice.export_bundle().await.unwrap()).await.unwrap();
+    let (alice, bob) = alice_and_bob_in_camp(dir.path()).await;
     let air = SimAir::start(MediumConfig::default(), 16);
     let (radio_a, _) = air.add_radio(0.0, 0.0, Mobility::Static);
     let (radio_b, _) = air.add_radio(10.0, 0.0, Mobility::Static);
@@ -240,22 +246,7 @@ async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
     let (radio_laptop, _) = air.add_radio(5.0, 5.0, Mobility::Static);
     let _mesh_laptop = mesh::start(laptop.clone(), radio_laptop, RouterConfig::default());
 
-    laptop.send("bob".into(), "from the laptop".into()).await.unwrap();
-    laptop.send("camp".into(), "laptop in the camp".into()).await.unwrap();
-    alice.send("bob".into(), "from the phone".into()).await.unwrap();
-    eventually("bob to see both of alice's devices as alice, over the air", 90, || async {
-        let mut t = texts(&bob, "alice").await;
-        t.sort();
-        t == ["alice: from the laptop", "alice: from the phone"]
-            && texts(&bob, "camp").await.contains(&"alice: laptop in the camp".to_owned())
-    })
-    .await;
-    bob.send("alice".into(), "hello both".into()).await.unwrap();
-    eventually("bob's reply on both devices", 90, || async {
-        texts(&alice, "bob").await.contains(&"bob: hello both".to_owned())
-            && texts(&laptop, "bob").await.contains(&"bob: hello both".to_owned())
-    })
-    .await;
+    both_devices_write_and_bob_sees_one_alice(&alice, &laptop, &bob).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,30 @@ async def account_of(node, name):
     raise AssertionError(f"no contact shown as {name!r}")
 
 
+class PairedRadio(weft_ffi.RadioDriver):
+    """Half of two radios in the same room: what one sends, the other hears."""
+
+    def __init__(self):
+        self.other = None  # the RadioHandle of the other side
+
+    def send(self, link, fragment):
+        self.other.frame(link, fragment)
+
+    def disconnect(self, link):
+        self.other.link_down(link)
+
+
+def radios_in_one_room(first, second):
+    """Attaches a paired radio to each (a node, or a joining device) and brings their link up;
+    returns the two radio handles."""
+    first_radio, second_radio = PairedRadio(), PairedRadio()
+    first_handle, second_handle = first.attach_radio(first_radio), second.attach_radio(second_radio)
+    first_radio.other, second_radio.other = second_handle, first_handle
+    first_handle.link_up(1, 185, True)
+    second_handle.link_up(1, 185, False)
+    return first_handle, second_handle
+
+
 async def contacts_by_bundle(first, second):
     """`first` adds `second` by link; bundles carried by hand both ways, no network at all."""
     await first.add_contact(await second.link(), None)

@@ -9,7 +9,7 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_by_bundle, conversation_of, loopback  # noqa: E402
+from pair import contacts_by_bundle, conversation_of, loopback, radios_in_one_room  # noqa: E402
 
 
 async def carry(source, *targets):
@@ -77,67 +77,42 @@ async def link_write_and_revoke(root):
         node.shutdown()
 
 
-async def link_over_the_network(root):
-    """The request and the grant cross loopback libp2p: nothing is carried by the app."""
-    alice = await weft_ffi.open_node(root + "/alice2", bytes([4] * 32), "alice")
-    addrs = await alice.start_network(loopback())
-    join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
+async def grant_when_asked(alice, join):
+    """Waits for the laptop's request on alice's node, checks its code and grants it."""
+    for _ in range(600):
+        arrived = await alice.arrived_link_requests()
+        if arrived:
+            assert [a.code for a in arrived] == [join.code()], (arrived, join.code())
+            return await alice.grant_arrived_device(arrived[0].code_value, False)
+        await asyncio.sleep(0.1)
+    raise AssertionError("the laptop's request never arrived")
 
-    async def grant_when_asked():
-        for _ in range(600):
-            arrived = await alice.arrived_link_requests()
-            if arrived:
-                assert [a.code for a in arrived] == [join.code()], (arrived, join.code())
-                return await alice.grant_arrived_device(arrived[0].code_value, False)
-            await asyncio.sleep(0.1)
-        raise AssertionError("the laptop's request never arrived")
 
-    granted, grant = await asyncio.gather(grant_when_asked(), join.grant_over_network(loopback(addrs[:1])))
-    assert granted.name == "laptop", granted
-    laptop = await join.finish(root + "/laptop2", bytes([5] * 32), grant)
+async def finish_and_check(alice, join, home, key, grant):
+    laptop = await join.finish(home, key, grant)
     assert (await laptop.identity()).link == (await alice.identity()).link
     for node in (alice, laptop):
         node.shutdown()
 
 
-class PairedRadio(weft_ffi.RadioDriver):
-    """Half of two radios in the same room: what one sends, the other hears."""
-
-    def __init__(self):
-        self.other = None
-
-    def send(self, link, fragment):
-        self.other.frame(link, fragment)
-
-    def disconnect(self, link):
-        self.other.link_down(link)
+async def link_over_the_network(root):
+    """The request and the grant cross loopback libp2p: nothing is carried by the app."""
+    alice = await weft_ffi.open_node(root + "/alice2", bytes([4] * 32), "alice")
+    addrs = await alice.start_network(loopback())
+    join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
+    granted, grant = await asyncio.gather(grant_when_asked(alice, join), join.grant_over_network(loopback(addrs[:1])))
+    assert granted.name == "laptop", granted
+    await finish_and_check(alice, join, root + "/laptop2", bytes([5] * 32), grant)
 
 
 async def link_over_a_radio(root):
     """No network at all: the request and the grant cross an app-driven radio."""
     alice = await weft_ffi.open_node(root + "/alice3", bytes([6] * 32), "alice")
     join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
-    alice_radio, laptop_radio = PairedRadio(), PairedRadio()
-    alice_handle = alice.attach_radio(alice_radio)
-    laptop_handle = join.attach_radio(laptop_radio)
-    alice_radio.other, laptop_radio.other = laptop_handle, alice_handle
-    alice_handle.link_up(1, 185, True)
-    laptop_handle.link_up(1, 185, False)
-
-    async def grant_when_asked():
-        for _ in range(600):
-            arrived = await alice.arrived_link_requests()
-            if arrived:
-                return await alice.grant_arrived_device(arrived[0].code_value, False)
-            await asyncio.sleep(0.1)
-        raise AssertionError("the laptop's request never crossed the radio")
-
-    granted, grant = await asyncio.gather(grant_when_asked(), join.wait_for_grant())
+    radios_in_one_room(alice, join)
+    granted, grant = await asyncio.gather(grant_when_asked(alice, join), join.wait_for_grant())
     assert granted.code == join.code(), (granted.code, join.code())
-    laptop = await join.finish(root + "/laptop3", bytes([7] * 32), grant)
-    assert (await laptop.identity()).link == (await alice.identity()).link
-    for node in (alice, laptop):
-        node.shutdown()
+    await finish_and_check(alice, join, root + "/laptop3", bytes([7] * 32), grant)
 
 
 async def main():

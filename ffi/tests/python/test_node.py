@@ -9,7 +9,9 @@ import threading
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import account_of, contacts_by_bundle, contacts_on_loopback, conversation_of  # noqa: E402
+from pair import (  # noqa: E402
+    PairedRadio, account_of, contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room,
+)
 
 
 class Recorder(weft_ffi.EventListener):
@@ -27,19 +29,6 @@ class Recorder(weft_ffi.EventListener):
         with self.lock:
             return [e for e in self.events
                     if isinstance(e, weft_ffi.Event.MESSAGE_RECEIVED) and (via is None or e.via == via)]
-
-
-class PairedRadio(weft_ffi.RadioDriver):
-    """Half of two radios in the same room: what one sends, the other hears."""
-
-    def __init__(self):
-        self.other = None  # the RadioHandle of the other side
-
-    def send(self, link, fragment):
-        self.other.frame(link, fragment)
-
-    def disconnect(self, link):
-        self.other.link_down(link)
 
 
 async def eventually(what, check, seconds=60):
@@ -167,12 +156,7 @@ async def over_the_mesh(root):
     async def broken_tried():
         return broken.sends >= 1
     await eventually("the broken radio's first write", broken_tried, seconds=10)
-    carol_radio, dave_radio = PairedRadio(), PairedRadio()
-    carol_handle = carol.attach_radio(carol_radio)
-    dave_handle = dave.attach_radio(dave_radio)
-    carol_radio.other, dave_radio.other = dave_handle, carol_handle
-    carol_handle.link_up(1, 185, True)
-    dave_handle.link_up(1, 185, False)
+    carol_handle, dave_handle = radios_in_one_room(carol, dave)
 
     async def arrived():
         return len(dave_events.received(weft_ffi.Via.MESH)) == 1
