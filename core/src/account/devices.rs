@@ -486,6 +486,10 @@ impl Account {
     /// per group and epoch; best effort. When that conversation itself changed (a device of
     /// ours announced itself there), every group is looked at.
     pub(super) fn share_groups_with_own_devices(&mut self, changed: &[crate::group::GroupId]) {
+        // A revoked device hands nothing on (what it sends is refused anyway).
+        if self.is_revoked() {
+            return;
+        }
         let self_id = self.self_conversation_id();
         let me = self.account_public();
         let Some(heard) = self.groups.get(&self_id).map(|g| g.devices_of(&me)) else { return };
