@@ -89,6 +89,7 @@ fn computed() -> Vec<(&'static str, String)> {
     // and its request from SeededEntropy(600), the code, and the grant of payload "grant".
     use weft_core::devices::linking::{Joining, Offer};
     let offer = Offer::new(NOW, &mut SeededEntropy::new(500)).unwrap();
+    let offer_bytes = offer.to_bytes();
     v.push(("link.link", offer.ticket().to_link()));
     let mut rng = SeededEntropy::new(600);
     let laptop = weft_core::identity::DeviceKeys::generate(&mut rng).unwrap();
@@ -111,6 +112,13 @@ fn computed() -> Vec<(&'static str, String)> {
             .unwrap();
     assert_eq!(chunks.len(), 1);
     v.push(("link.grant_chunk", hex(&chunks[0])));
+    // The network path: the primary's nonce 11…11 for this request, the code it makes, and the
+    // key the nonce is sealed under.
+    let opened =
+        Offer::from_bytes(&offer_bytes).unwrap().open_with_nonce(joining.request(), NOW, Some(&[0x11; 32])).unwrap();
+    v.push(("link.nonce_chunk_key", hex(&opened.nonce_chunk_key())));
+    v.push(("link.code_with_nonce_11", opened.code.to_string()));
+    assert_eq!(joining.with_nonce(&[0x11; 32]).code(), opened.code);
     v
 }
 

@@ -147,6 +147,9 @@ pub struct WeftJoin {
     /// The request offered on libp2p and the app's radios, once either was started.
     carried: Arc<tokio::sync::Mutex<Option<JoinOverNetwork>>>,
     silenced: Arc<std::sync::atomic::AtomicBool>,
+    /// The exchange a grant that came over the network opens under (bound to the first
+    /// device's nonce), once it came.
+    bound: Arc<std::sync::Mutex<Option<Joining>>>,
 }
 
 #[uniffi::export]
@@ -164,7 +167,19 @@ impl WeftJoin {
             joining,
             carried: Arc::new(tokio::sync::Mutex::new(None)),
             silenced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            bound: Arc::new(std::sync::Mutex::new(None)),
         }))
+    }
+
+    /// The code this screen shows when the request goes over the network (`start_network`,
+    /// `attach_radio`): known once the first device answered it (it covers that device's
+    /// nonce); `None` before.
+    pub fn network_code(&self) -> Option<String> {
+        if let Some(bound) = self.bound.lock().ok().and_then(|b| b.clone()) {
+            return Some(bound.code().to_string());
+        }
+        let carried = self.carried.try_lock().ok()?;
+        carried.as_ref()?.code().map(|c| c.to_string())
     }
 
     /// The request to carry to the first device.
@@ -172,7 +187,8 @@ impl WeftJoin {
         self.joining.request().to_vec()
     }
 
-    /// The code this screen shows; the first device's must be the same.
+    /// The code this screen shows when the request is carried as a file (`request`); over the
+    /// network it is `network_code`. The first device's must be the same.
     pub fn code(&self) -> String {
         self.joining.code().to_string()
     }
@@ -225,7 +241,7 @@ impl WeftJoin {
     /// then pass it to `finish`. Fails with `Expired` when the link's ten minutes are over.
     pub async fn wait_for_grant(&self) -> Result<Vec<u8>, WeftError> {
         let left = self.joining.ticket().expires_ms.saturating_sub(system_clock()());
-        let (carried, silenced) = (self.carried.clone(), self.silenced.clone());
+        let (carried, silenced, bound) = (self.carried.clone(), self.silenced.clone(), self.bound.clone());
         on_runtime(async move {
             let mut grant = match carried.lock().await.as_ref() {
                 Some(join) => join.grant_receiver(),
@@ -247,7 +263,9 @@ impl WeftJoin {
             // The request is answered: off the network and the radios.
             silenced.store(true, std::sync::atomic::Ordering::SeqCst);
             carried.lock().await.take();
-            Ok(got)
+            *bound.lock().map_err(|_| WeftError::Internal { detail: "the join's lock was poisoned".into() })? =
+                Some(got.joining);
+            Ok(got.grant)
         })
         .await
     }
@@ -264,7 +282,9 @@ impl WeftJoin {
             .try_into()
             .map_err(|_| WeftError::InvalidInput { detail: "the database key must be 32 bytes".into() })?;
         let device = DeviceKeys::from_secrets(&self.device.sign_secret(), &self.device.dh_secret_bytes());
-        let (name, joining) = (self.name.clone(), self.joining.clone());
+        // A grant that came over the network opens under the exchange bound to its nonce.
+        let bound = self.bound.lock().ok().and_then(|b| b.clone());
+        let (name, joining) = (self.name.clone(), bound.unwrap_or_else(|| self.joining.clone()));
         on_runtime(async move {
             let node = Node::start(move || {
                 Account::create_linked(

@@ -25,17 +25,19 @@ fn carry(dir: &std::path::Path, from: &Home, to: &[&Home]) {
 /// `weft init --join LINK` on `home` with files only, left waiting for the grant; with the code
 /// it shows.
 fn join(home: &Home, link: &str, request: &std::path::Path, grant: &std::path::Path) -> (std::process::Child, String) {
-    join_with(home, link, request, grant, &["--offline"])
+    let (child, code, _) = join_with(home, link, request, grant, &["--offline"]);
+    (child, code)
 }
 
-/// [`join`] with more arguments (how to reach the network).
+/// [`join`] with more arguments (how to reach the network); also the rest of what it says, line
+/// by line.
 fn join_with(
     home: &Home,
     link: &str,
     request: &std::path::Path,
     grant: &std::path::Path,
     more: &[&str],
-) -> (std::process::Child, String) {
+) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
     let mut args = vec![
         "init",
         "--name",
@@ -57,12 +59,14 @@ fn join_with(
         }
     };
     // The rest is read as it comes (a closed pipe would fail the process's later messages).
+    let (tx, rest) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.map_while(Result::ok) {
             eprintln!("laptop: {line}");
+            let _ = tx.send(line);
         }
     });
-    (joining, code)
+    (joining, code, rest)
 }
 
 #[test]
@@ -167,13 +171,21 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
     // The laptop reaches it by its address alone: no file is carried.
     let laptop = Home { passphrase: "alice passphrase".into(), ..Home::new(dir, "laptop") };
     let (request, grant) = (dir.join("unused-request.weft"), dir.join("unused-grant.weft"));
-    let (joining, code) = join_with(
+    let (joining, file_code, rest) = join_with(
         &laptop,
         &link,
         &request,
         &grant,
         &["--bootstrap", &addr, "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
     );
+    // Over the network the code covers the phone's answer: the laptop shows it once that came.
+    let code = loop {
+        let line = rest.recv_timeout(std::time::Duration::from_secs(60)).expect("the laptop shows a network code");
+        if let Some(at) = line.find("network code: ") {
+            break line[at + "network code: ".len()..].trim().to_owned();
+        }
+    };
+    assert_ne!(code, file_code);
     let asked = phone.wait_for("asks to join");
     assert!(asked.contains("\"laptop\"") && asked.contains(&format!("shows {code},")), "{asked}");
     let accepted = alice.ok(&["device", "accept", "--code", &code, "--history"]);

@@ -10,7 +10,7 @@ use weft_core::account::{Account, HistoryChoice};
 use weft_core::crypto::OsEntropy;
 use weft_core::devices::linking::{Joining, Ticket};
 use weft_core::identity::DeviceKeys;
-use weft_core::net::{JoinOverNetwork, NetConfig};
+use weft_core::net::{Granted, JoinOverNetwork, NetConfig};
 use weft_core::node::{Node, NodeEvent};
 use weft_core::store::DatabaseKey;
 use weft_tests::nodes::{config, create, eventually, introduce, key_of, online, relay_with_clock, texts};
@@ -36,14 +36,14 @@ async fn join_over(
     let (keys, joining) = answer(link);
     let started = Instant::now();
     let mut join = JoinOverNetwork::start(&joining, net, &mut OsEntropy).await.unwrap();
-    grant_when_asked(alice, events, &keys, &joining, history).await;
+    grant_when_asked(alice, events, &keys, &join, history).await;
     let requested = started.elapsed();
-    let grant =
+    let granted =
         tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
     let took = started.elapsed();
     println!("the request reached the account's device after {} ms", requested.as_millis());
     join.stop();
-    (finish(home, keys, joining, grant).await, took)
+    (finish(home, keys, granted).await, took)
 }
 
 /// Waits for the laptop's request on alice's node and grants it.
@@ -51,7 +51,7 @@ async fn grant_when_asked(
     alice: &Node,
     mut events: tokio::sync::broadcast::Receiver<NodeEvent>,
     keys: &DeviceKeys,
-    joining: &Joining,
+    join: &JoinOverNetwork,
     history: HistoryChoice,
 ) {
     let code = tokio::time::timeout(Duration::from_secs(60), async {
@@ -64,8 +64,15 @@ async fn grant_when_asked(
     })
     .await
     .expect("the request to reach alice");
-    assert_eq!(code, joining.code().to_string(), "both screens show the same code");
-    alice.grant_arrived(joining.code().0, history).await.unwrap();
+    // The laptop's code shows once alice's answer (her nonce) reached it.
+    let mut shown = join.code_receiver();
+    let shown = tokio::time::timeout(Duration::from_secs(60), shown.wait_for(Option::is_some))
+        .await
+        .expect("alice's answer to reach the laptop")
+        .unwrap()
+        .expect("waited for a code");
+    assert_eq!(code, shown.to_string(), "both screens show the same code");
+    alice.grant_arrived(shown.0, history).await.unwrap();
 }
 
 /// Alice and bob, contacts, both in alice's group "camp" (bundles carried by hand).
@@ -100,7 +107,8 @@ async fn both_devices_write_and_bob_sees_one_alice(alice: &Node, laptop: &Node, 
 }
 
 /// The laptop's home from its grant, running.
-async fn finish(home: &std::path::Path, keys: DeviceKeys, joining: Joining, grant: Vec<u8>) -> Arc<Node> {
+async fn finish(home: &std::path::Path, keys: DeviceKeys, granted: Granted) -> Arc<Node> {
+    let Granted { joining, grant } = granted;
     let (home, key) = (home.to_path_buf(), DatabaseKey::from_bytes(key_of("laptop")));
     let laptop = Node::start(move || {
         Account::create_linked(
@@ -237,12 +245,12 @@ async fn a_laptop_links_over_simulated_radios_only_and_writes_as_alice() {
     let started = Instant::now();
     let mut join = JoinOverNetwork::new(&joining, &mut OsEntropy).unwrap();
     join.attach_radio(radio_joining, RouterConfig::default());
-    grant_when_asked(&alice, events, &keys, &joining, HistoryChoice::Leave).await;
-    let grant =
+    grant_when_asked(&alice, events, &keys, &join, HistoryChoice::Leave).await;
+    let granted =
         tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant to arrive").unwrap();
     println!("linking over simulated radios: {} ms", started.elapsed().as_millis());
     join.stop();
-    let laptop = finish(&dir.path().join("laptop"), keys, joining, grant).await;
+    let laptop = finish(&dir.path().join("laptop"), keys, granted).await;
     let (radio_laptop, _) = air.add_radio(5.0, 5.0, Mobility::Static);
     let _mesh_laptop = mesh::start(laptop.clone(), radio_laptop, RouterConfig::default());
 
@@ -263,19 +271,21 @@ async fn someone_else_who_answers_the_link_too_gets_no_grant_and_a_second_accept
     let theirs = JoinOverNetwork::start(&mallory, config(vec![alice_addr], vec![]), &mut OsEntropy).await.unwrap();
     eventually("both requests to arrive", 60, || async { alice.arrived_link_requests().await.unwrap().len() == 2 })
         .await;
-    let codes: Vec<String> =
-        alice.arrived_link_requests().await.unwrap().into_iter().map(|a| a.code.to_string()).collect();
-    assert!(codes.contains(&joining.code().to_string()) && codes.contains(&mallory.code().to_string()));
+    eventually("alice's answers to reach both", 60, || async { join.code().is_some() && theirs.code().is_some() })
+        .await;
+    let (code, mallorys) = (join.code().unwrap(), theirs.code().unwrap());
+    let codes: Vec<_> = alice.arrived_link_requests().await.unwrap().into_iter().map(|a| a.code).collect();
+    assert!(codes.contains(&code) && codes.contains(&mallorys));
+    // Over the network the codes cover alice's nonces: neither is the file path's code.
+    assert!(code != joining.code() && mallorys != mallory.code());
     // The user types the code the laptop shows.
-    alice.grant_arrived(joining.code().0, HistoryChoice::Leave).await.unwrap();
+    alice.grant_arrived(code.0, HistoryChoice::Leave).await.unwrap();
     // Granting again (a double tap, a retry) changes nothing and cancels nothing.
-    assert!(matches!(
-        alice.grant_arrived(joining.code().0, HistoryChoice::Leave).await,
-        Err(weft_core::Error::AlreadyExists(_))
-    ));
-    let grant = tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant").unwrap();
-    assert!(joining.open_grant(&grant).is_ok());
-    let laptop = finish(&dir.path().join("laptop"), keys, joining, grant).await;
+    assert!(matches!(alice.grant_arrived(code.0, HistoryChoice::Leave).await, Err(weft_core::Error::AlreadyExists(_))));
+    let granted = tokio::time::timeout(Duration::from_secs(60), join.grant()).await.expect("the grant").unwrap();
+    assert!(granted.joining.open_grant(&granted.grant).is_ok());
+    assert!(joining.open_grant(&granted.grant).is_err(), "the grant's key covers the nonce");
+    let laptop = finish(&dir.path().join("laptop"), keys, granted).await;
     assert_eq!(
         laptop.call(|a| Ok(a.account_public())).await.unwrap(),
         alice.call(|a| Ok(a.account_public())).await.unwrap()

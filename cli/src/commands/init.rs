@@ -106,14 +106,14 @@ fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Netwo
     };
     let by_network = match over_network {
         Some(_) => {
-            "If the account's first device runs on this network, it sees the request: grant it there with\n  \
-                    weft device accept --code CODE\nOtherwise, c"
+            "If the account's first device runs on this network, it answers the request: this screen then \
+             shows the code to grant it with there.\nWith no network, c"
         }
         None => "C",
     };
     let waiting = format!(
         "Wrote {}.\n{by_network}arry it to the account's first device and run there:\n  weft device accept {} --out {}\n\
-         Both screens must show the same code: {}\nWaiting for the grant…",
+         With the file, both screens must show the same code: {}\nWaiting for the grant…",
         args.request.display(),
         args.request.display(),
         args.grant.display(),
@@ -131,18 +131,32 @@ fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Netwo
     let mut last_error = None;
     // A grant with the history comes in many parts: a bar shows how far.
     let bar = crate::progress::Bar::new("receiving the grant", "parts", out.json);
+    let mut code_shown = false;
     let account = loop {
+        // Over the network the code covers the first device's answer: it shows once that came.
+        if let Some(code) = over_network.as_ref().and_then(|j| j.code()).filter(|_| !code_shown) {
+            code_shown = true;
+            if out.json {
+                eprintln!("{}", serde_json::json!({ "network_code": code.to_string() }));
+            } else {
+                eprintln!(
+                    "The first device received the request over the network. Its screen must show the same \
+                     network code: {code}\nGrant it there with:\n  weft device accept --code {}",
+                    code.to_string().replace(' ', "")
+                );
+            }
+        }
         if let Some((have, all)) = over_network.as_ref().and_then(|j| j.progress()).filter(|(_, all)| *all > 1) {
             bar.set(have, all);
         }
-        if let Some(grant) = over_network.as_ref().and_then(|j| j.try_grant()) {
+        if let Some(granted) = over_network.as_ref().and_then(|j| j.try_grant()) {
             break Account::create_linked_with_passphrase(
                 home_dir,
                 &passphrase,
                 &device,
                 &args.name,
-                &joining,
-                &grant,
+                &granted.joining,
+                &granted.grant,
             )?;
         }
         if let Ok(meta) = std::fs::metadata(&args.grant) {

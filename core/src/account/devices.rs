@@ -59,7 +59,7 @@ impl Account {
         Ok(link)
     }
 
-    fn stored_offer(&self) -> Result<Offer> {
+    pub(super) fn stored_offer(&self) -> Result<Offer> {
         let bytes = self.store.read().link_offer()?.ok_or(Error::NotFound {
             what: "device link",
             name: "(none is waiting: make one with `weft device link`)".into(),
@@ -93,6 +93,18 @@ impl Account {
             self.cancel_link()?;
             return Err(Error::NotAllowed("the codes differ: the link is cancelled and nothing was granted"));
         }
+        self.grant_opened(offer, opened, history)
+    }
+
+    /// The grant for a request `offer` opened (and whose code the user confirmed): the new
+    /// device's certificate and what it needs of the account, sealed to it. Uses the offer up.
+    pub(super) fn grant_opened(
+        &mut self,
+        offer: Offer,
+        opened: crate::devices::linking::Opened,
+        history: HistoryChoice,
+    ) -> Result<Vec<u8>> {
+        let now = self.now();
         let applicant = opened.applicant.clone();
         let cert = self.require_primary()?.certify_public(&applicant.device, &applicant.dh, now);
         let me = self.account_public();

@@ -39,10 +39,11 @@ pub(super) struct LinkWatch {
     /// Followed until then: the link's expiry, or a while after the grant for it to be fetched.
     until_ms: u64,
     requests: Inbox,
-    arrived: Vec<(Vec<u8>, ArrivedRequest)>,
+    /// Each request that opened, with the nonce we answered it with, and what it shows.
+    arrived: Vec<(Vec<u8>, [u8; 32], ArrivedRequest)>,
     /// Envelopes on the link's topics (the grant's, the requests that arrived), served to peers.
     held: HashMap<Topic, Vec<Vec<u8>>>,
-    /// Envelopes of the grant no peer took yet.
+    /// Envelopes of the nonces and the grant no peer took yet.
     unpushed: Vec<Vec<u8>>,
 }
 
@@ -60,8 +61,12 @@ impl LinkWatch {
         }
     }
 
-    fn topics(&self) -> [Topic; 2] {
-        [carrier::topic(&self.token, Leg::Request), carrier::topic(&self.token, Leg::Grant)]
+    fn topics(&self) -> [Topic; 3] {
+        [
+            carrier::topic(&self.token, Leg::Request),
+            carrier::topic(&self.token, Leg::Grant),
+            carrier::topic(&self.token, Leg::Nonce),
+        ]
     }
 
     fn hold(&mut self, envelope: Vec<u8>) {
@@ -101,14 +106,18 @@ impl Account {
     }
 
     /// Takes an envelope of the link's topics: a request that opened, once its chunks are all
-    /// here. The cheap checks come first (the topic, the chunk's seal); a whole request costs
-    /// one key agreement. What does not open is an error and kept nowhere.
+    /// here. It is answered with a fresh nonce (on the nonce leg, sealed to that requester), which
+    /// its code and grant key cover: a request made after someone saw the new device's code
+    /// cannot be ground to show it. The cheap checks come first (the topic, the chunk's seal);
+    /// a whole request costs one key agreement. What does not open is an error and kept
+    /// nowhere.
     pub(super) fn take_link_envelope(&mut self, envelope: &[u8]) -> Result<Option<ArrivedRequest>> {
         let now = self.now();
+        let nonce = self.entropy.bytes32()?;
         let Some(watch) = self.link_watch.as_mut() else { return Err(Error::UnknownTopic) };
         let topic: Topic = envelope[1..17].try_into().expect("an envelope holds a topic");
         if topic != watch.requests.topic() {
-            // Our own grant coming back from a peer, or someone else's on our grant topic.
+            // Our own grant or nonce coming back from a peer, or someone else's on those topics.
             return Err(Error::Duplicate);
         }
         // After the grant, or with the requests we keep all here, nothing more is taken.
@@ -117,35 +126,41 @@ impl Account {
             return Err(Error::Limit("requests for one device link"));
         }
         let Some(request) = watch.requests.take(envelope)? else { return Ok(None) };
-        if watch.arrived.iter().any(|(r, _)| *r == request) {
+        if watch.arrived.iter().any(|(r, _, _)| *r == request) {
             return Ok(None);
         }
-        let opened = offer.open(&request, now)?;
+        let opened = offer.open_with_nonce(&request, now, Some(&nonce))?;
+        let answer =
+            carrier::wrap_with(&watch.token, Leg::Nonce, &opened.nonce_chunk_key(), &nonce, self.entropy.as_mut())?;
+        let watch = self.link_watch.as_mut().expect("checked above");
         let arrived = ArrivedRequest { applicant: opened.applicant, code: opened.code };
         watch.hold(envelope.to_vec());
-        watch.arrived.push((request, arrived.clone()));
+        for e in answer {
+            watch.hold(e.clone());
+            watch.unpushed.push(e);
+        }
+        watch.arrived.push((request, nonce, arrived.clone()));
         Ok(Some(arrived))
     }
 
     /// The requests that arrived over the network for the link that is out.
     pub fn arrived_link_requests(&self) -> Vec<ArrivedRequest> {
-        self.live_watch().map(|w| w.arrived.iter().map(|(_, a)| a.clone()).collect()).unwrap_or_default()
+        self.live_watch().map(|w| w.arrived.iter().map(|(_, _, a)| a.clone()).collect()).unwrap_or_default()
     }
 
     /// Grants the device whose request arrived over the network and shows `code`, and hands the
     /// grant out on the link's topic. If no request that arrived shows that code, or more than
-    /// one does (someone who saw the link and the new device's screen made a request to match),
-    /// the link is cancelled and nothing is granted.
+    /// one does, the link is cancelled and nothing is granted.
     pub fn grant_arrived(&mut self, code: ShortCode, history: super::HistoryChoice) -> Result<Applicant> {
         if let Some(granted) = self.link_watch.as_ref().and_then(|w| w.granted.as_ref()) {
             // (Asked again: the grant already went; the watch goes on serving it.)
             return Err(Error::AlreadyExists(format!("a grant for {:?} from this link", granted.name)));
         }
-        let matching: Vec<Vec<u8>> = self
+        let matching: Vec<(Vec<u8>, [u8; 32])> = self
             .live_watch()
-            .map(|w| w.arrived.iter().filter(|(_, a)| a.code == code).map(|(r, _)| r.clone()).collect())
+            .map(|w| w.arrived.iter().filter(|(_, _, a)| a.code == code).map(|(r, n, _)| (r.clone(), *n)).collect())
             .unwrap_or_default();
-        let [request] = &matching[..] else {
+        let [(request, nonce)] = &matching[..] else {
             self.cancel_link()?;
             return Err(Error::NotAllowed(match matching.len() {
                 0 => "no request that arrived shows this code: the link is cancelled and nothing was granted",
@@ -154,16 +169,25 @@ impl Account {
                 }
             }));
         };
-        let request = request.clone();
-        let watch = self.link_watch.as_ref().expect("a live watch above");
+        let (request, nonce) = (request.clone(), *nonce);
+        let now = self.now();
+        let watch = self.link_watch.as_mut().expect("a live watch above");
         let token = watch.token;
-        let opened = watch.offer.as_ref().ok_or(Error::Expired { what: "device link" })?.open(&request, self.now())?;
+        let offer = watch.offer.take().ok_or(Error::Expired { what: "device link" })?;
+        let opened = offer.open_with_nonce(&request, now, Some(&nonce))?;
         let key = opened.grant_chunk_key();
         let applicant = opened.applicant.clone();
-        let sealed = self.grant_link(&request, code, history)?;
+        let sealed = match self.grant_opened(offer, opened, history) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                // Nothing was granted: the link goes on as it was.
+                self.watch_link(self.stored_offer().ok().as_ref());
+                return Err(e);
+            }
+        };
         let envelopes = carrier::wrap_with(&token, Leg::Grant, &key, &sealed, self.entropy.as_mut())?;
         // The offer is used up: from now on the watch only hands out the grant.
-        let mut watch = LinkWatch::new(token, None, self.now().saturating_add(LINK_LIFETIME_MS));
+        let mut watch = LinkWatch::new(token, None, now.saturating_add(LINK_LIFETIME_MS));
         watch.granted = Some(applicant.clone());
         for e in &envelopes {
             watch.hold(e.clone());

@@ -37,6 +37,8 @@ pub enum Leg {
     Request,
     /// From the account's device to the new device.
     Grant,
+    /// The account's device's nonce for one request (the network path), before any code shows.
+    Nonce,
 }
 
 impl Leg {
@@ -44,6 +46,7 @@ impl Leg {
         match self {
             Leg::Request => 1,
             Leg::Grant => 2,
+            Leg::Nonce => 3,
         }
     }
 
@@ -53,6 +56,7 @@ impl Leg {
             // A request is an ephemeral key and a sealed device key, dh key and name.
             Leg::Request => 4 * 1024,
             Leg::Grant => super::linking::MAX_GRANT_LEN + 1 + AEAD_TAG_LEN,
+            Leg::Nonce => 32,
         }
     }
 }

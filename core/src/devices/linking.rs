@@ -38,6 +38,7 @@ const GRANT_KEY: &[u8] = label("weft/v1/link/grant");
 const CODE: &[u8] = label("weft/v1/link/code");
 const CHECKSUM: &[u8] = label("weft/v1/link/checksum");
 const GRANT_CHUNKS: &[u8] = label("weft/v1/link/grant-chunks");
+const NONCE_CHUNKS: &[u8] = label("weft/v1/link/nonce-chunks");
 
 /// What the link says: where to answer and until when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,18 +126,33 @@ pub struct Applicant {
 struct Session {
     grant_key: Secret32,
     code: ShortCode,
+    /// Seals the primary's nonce to this requester (the network path).
+    nonce_key: [u8; 32],
 }
 
 impl Session {
-    fn derive(shared: &[u8; 32], ticket: &Ticket, joiner: &[u8; 32], applicant: &Applicant) -> Session {
-        let transcript = keyed_hash(
-            TRANSCRIPT,
-            &[&ticket.body(), joiner, &applicant.device, &applicant.dh, applicant.name.as_bytes()],
-        );
+    /// The session of one request; with the primary's `nonce` (the network path, where the
+    /// primary answers each request with one before anything is shown), the code and the
+    /// grant key cover it too: a request made after seeing a code cannot be ground to show it.
+    fn derive(
+        shared: &[u8; 32],
+        ticket: &Ticket,
+        joiner: &[u8; 32],
+        applicant: &Applicant,
+        nonce: Option<&[u8; 32]>,
+    ) -> Session {
+        let body = ticket.body();
+        let mut parts: Vec<&[u8]> = vec![&body, joiner, &applicant.device, &applicant.dh, applicant.name.as_bytes()];
+        if let Some(nonce) = nonce {
+            parts.push(nonce);
+        }
+        let transcript = keyed_hash(TRANSCRIPT, &parts);
+        let nonce_key = keyed_hash(NONCE_CHUNKS, &[&request_key(shared, ticket, joiner)[..]]);
         let code_bytes: [u8; 8] = derive_array(&ticket.token, shared, &[CODE, &transcript]);
         Session {
             grant_key: derive_array::<32>(&ticket.token, shared, &[GRANT_KEY, &transcript]).into(),
             code: ShortCode((u64::from_be_bytes(code_bytes) % 1_000_000) as u32),
+            nonce_key,
         }
     }
 }
@@ -180,6 +196,12 @@ impl Opened {
     pub fn grant_chunk_key(&self) -> [u8; 32] {
         self.session.grant_chunk_key()
     }
+
+    /// The key the primary's nonce for this request is sealed under (only the requester holds
+    /// it besides the primary).
+    pub fn nonce_chunk_key(&self) -> [u8; 32] {
+        self.session.nonce_key
+    }
 }
 
 impl Offer {
@@ -221,8 +243,14 @@ impl Offer {
         Ok(Offer { secret, ticket })
     }
 
-    /// Opens a request for this offer, if it is still valid at `now_ms`.
+    /// Opens a request for this offer, if it is still valid at `now_ms` (the file path: no
+    /// nonce).
     pub fn open(&self, request: &[u8], now_ms: u64) -> Result<Opened> {
+        self.open_with_nonce(request, now_ms, None)
+    }
+
+    /// Opens a request whose session covers the primary's `nonce` (the network path).
+    pub fn open_with_nonce(&self, request: &[u8], now_ms: u64, nonce: Option<&[u8; 32]>) -> Result<Opened> {
         if now_ms >= self.ticket.expires_ms {
             return Err(Error::Expired { what: "device link" });
         }
@@ -248,7 +276,7 @@ impl Offer {
         ed25519_dalek::VerifyingKey::from_bytes(&device)
             .map_err(|_| Error::Malformed { what: "device link request", why: "device key is not an Ed25519 point" })?;
         let applicant = Applicant { device, dh, name };
-        let session = Session::derive(&shared, &self.ticket, &joiner, &applicant);
+        let session = Session::derive(&shared, &self.ticket, &joiner, &applicant, nonce);
         Ok(Opened { code: session.code, applicant, session })
     }
 
@@ -272,6 +300,10 @@ pub struct Joining {
     ticket: Ticket,
     session: Session,
     request: Vec<u8>,
+    /// Kept to derive the session again with the primary's nonce.
+    shared: Secret32,
+    joiner: [u8; 32],
+    applicant: Applicant,
 }
 
 impl Joining {
@@ -299,8 +331,20 @@ impl Joining {
         let mut request = vec![LINK_VERSION];
         request.extend_from_slice(&joiner);
         request.extend(crate::crypto::seal(&key, &[0; crate::crypto::NONCE_LEN], &joiner, &plain.into_bytes()));
-        let session = Session::derive(&shared, &ticket, &joiner, &applicant);
-        Ok(Joining { ticket, session, request })
+        let session = Session::derive(&shared, &ticket, &joiner, &applicant, None);
+        Ok(Joining { ticket, session, request, shared, joiner, applicant })
+    }
+
+    /// This exchange once the primary's nonce came (the network path): its code and grant key
+    /// cover the nonce.
+    pub fn with_nonce(&self, nonce: &[u8; 32]) -> Joining {
+        let session = Session::derive(&self.shared, &self.ticket, &self.joiner, &self.applicant, Some(nonce));
+        Joining { session, ..self.clone() }
+    }
+
+    /// The key the primary's nonce comes sealed under over the network.
+    pub fn nonce_chunk_key(&self) -> [u8; 32] {
+        self.session.nonce_key
     }
 
     /// The bytes to carry to the account's device.
@@ -371,6 +415,27 @@ mod tests {
         let grant = offer.grant(opened, b"the account");
         assert_eq!(joining.open_grant(&grant).unwrap(), b"the account");
         assert!(matches!(eavesdropper.open_grant(&grant), Err(Error::DecryptionFailed)));
+    }
+
+    /// Over the network the primary answers each request with a nonce, and the code and the
+    /// grant key cover it: what a request shows cannot be chosen by whoever made it (grinding
+    /// requests until one shows the code seen on the laptop's screen), since the nonce comes
+    /// after the request.
+    #[test]
+    fn the_primary_s_nonce_decides_the_code_and_the_grant_key() {
+        let (offer, joining, _, _) = exchange(5);
+        let (first, second) = ([1u8; 32], [2u8; 32]);
+        let opened = offer.open_with_nonce(joining.request(), NOW + 2, Some(&first)).unwrap();
+        let bound = joining.with_nonce(&first);
+        assert_eq!(opened.code, bound.code(), "both sides show the same code with the nonce");
+        assert_eq!(opened.nonce_chunk_key(), joining.nonce_chunk_key(), "the nonce's key needs no nonce");
+        let other = offer.open_with_nonce(joining.request(), NOW + 2, Some(&second)).unwrap();
+        assert_ne!(other.code, opened.code, "another nonce, another code");
+        assert_ne!(opened.code, joining.code(), "the file path's code is not the network's");
+        let grant = offer.grant(opened, b"the account");
+        assert_eq!(bound.open_grant(&grant).unwrap(), b"the account");
+        assert!(joining.open_grant(&grant).is_err(), "the grant key covers the nonce");
+        assert!(joining.with_nonce(&second).open_grant(&grant).is_err());
     }
 
     /// Someone who saw the link answers instead of the user's laptop: the account's device shows

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::driver::{NetConfig, NetHandle, start_host};
 use super::host::{Host, Interests, OutboxChanges, RequestCheck};
 use crate::devices::carrier::{self, Inbox, Leg};
-use crate::devices::linking::Joining;
+use crate::devices::linking::{Joining, ShortCode};
 use crate::envelope::{EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::NodeEvent;
@@ -42,32 +42,61 @@ struct State {
     held: Held,
     /// The request's envelopes no peer took yet.
     unpushed: Vec<Vec<u8>>,
-    grants: Inbox,
+    nonces: Inbox,
+    /// The exchange bound to the primary's nonce, and the grant's inbox under its key, once
+    /// the nonce came.
+    bound: Option<(Joining, Inbox)>,
 }
 
 /// The joining device as the network driver's host.
 struct JoinHost {
     joining: Joining,
-    topics: [Topic; 2],
+    /// The request's, the grant's and the nonce's topics.
+    topics: [Topic; 3],
     state: Mutex<State>,
-    grant: watch::Sender<Option<Vec<u8>>>,
+    code: watch::Sender<Option<ShortCode>>,
+    grant: watch::Sender<Option<Granted>>,
+}
+
+/// A grant that came over the network, with the exchange it opens under (bound to the
+/// primary's nonce): what [`crate::account::Account::create_linked`] takes.
+#[derive(Clone)]
+pub struct Granted {
+    pub joining: Joining,
+    pub grant: Vec<u8>,
 }
 
 impl JoinHost {
     fn take(&self, envelope: &[u8]) {
-        if envelope.get(1..17) != Some(&self.topics[1][..]) {
-            return;
-        }
+        let Some(topic) = envelope.get(1..17) else { return };
         let Ok(mut state) = self.state.lock() else { return };
-        match state.grants.take(envelope) {
-            // Only a grant that opens for this request ends the wait: someone else who saw
-            // the link can put bytes on its topic, not a grant this device opens.
-            Ok(Some(grant)) if self.joining.open_grant(&grant).is_ok() => {
-                self.grant.send_replace(Some(grant));
+        if topic == self.topics[2] {
+            // The primary answers our request with a nonce: only the first counts (it is
+            // sealed to us; nobody else can make one we open).
+            match state.nonces.take(envelope) {
+                Ok(Some(nonce)) if state.bound.is_none() => {
+                    let Ok(nonce) = <[u8; 32]>::try_from(nonce.as_slice()) else { return };
+                    let bound = self.joining.with_nonce(&nonce);
+                    let inbox = Inbox::with_key(&bound.ticket().token, Leg::Grant, bound.grant_chunk_key());
+                    self.code.send_replace(Some(bound.code()));
+                    state.bound = Some((bound, inbox));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%e, "not a chunk of our link's nonce"),
             }
-            Ok(Some(_)) => tracing::debug!("a message on the link's grant topic that is not our grant"),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(%e, "not a chunk of our link's grant"),
+        } else if topic == self.topics[1] {
+            // (Chunks before the nonce are fetched again later by reconciliation.)
+            let Some((bound, grants)) = state.bound.as_mut() else { return };
+            match grants.take(envelope) {
+                // Only a grant that opens for this request ends the wait: someone else who saw
+                // the link can put bytes on its topic, not a grant this device opens.
+                Ok(Some(grant)) if bound.open_grant(&grant).is_ok() => {
+                    self.grant.send_replace(Some(Granted { joining: bound.clone(), grant }));
+                }
+                Ok(Some(_)) => tracing::debug!("a message on the link's grant topic that is not our grant"),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(%e, "not a chunk of our link's grant"),
+            }
         }
     }
 }
@@ -174,7 +203,8 @@ pub struct JoinOverNetwork {
     host: Arc<JoinHost>,
     net: Option<NetHandle>,
     meshes: Vec<crate::mesh::driver::MeshHandle>,
-    grant: watch::Receiver<Option<Vec<u8>>>,
+    grant: watch::Receiver<Option<Granted>>,
+    code: watch::Receiver<Option<ShortCode>>,
 }
 
 impl JoinOverNetwork {
@@ -182,21 +212,28 @@ impl JoinOverNetwork {
     pub fn new(joining: &Joining, entropy: &mut (dyn crate::crypto::Entropy + Send)) -> Result<Self> {
         let token = joining.ticket().token;
         let envelopes = carrier::wrap(&token, Leg::Request, joining.request(), entropy)?;
-        let topics = [carrier::topic(&token, Leg::Request), carrier::topic(&token, Leg::Grant)];
+        let topics = [
+            carrier::topic(&token, Leg::Request),
+            carrier::topic(&token, Leg::Grant),
+            carrier::topic(&token, Leg::Nonce),
+        ];
         let mut held = Held::default();
         held.0.insert(topics[0], envelopes.clone());
         let (grant_tx, grant) = watch::channel(None);
+        let (code_tx, code) = watch::channel(None);
         let host = Arc::new(JoinHost {
             joining: joining.clone(),
             topics,
             state: Mutex::new(State {
                 held,
                 unpushed: envelopes,
-                grants: Inbox::with_key(&token, Leg::Grant, joining.grant_chunk_key()),
+                nonces: Inbox::with_key(&token, Leg::Nonce, joining.nonce_chunk_key()),
+                bound: None,
             }),
+            code: code_tx,
             grant: grant_tx,
         });
-        Ok(JoinOverNetwork { host, net: None, meshes: Vec::new(), grant })
+        Ok(JoinOverNetwork { host, net: None, meshes: Vec::new(), grant, code })
     }
 
     /// Offers `joining`'s request on the network `config` reaches (a bootstrap peer, a relay,
@@ -225,24 +262,35 @@ impl JoinOverNetwork {
         self.meshes.push(crate::mesh::driver::start_host(self.host.clone(), radio, config));
     }
 
-    /// The grant, once it came (sealed, as [`Joining::open_grant`] takes it).
-    pub fn try_grant(&self) -> Option<Vec<u8>> {
+    /// The code to show once the primary answered (its nonce came): over the network the code
+    /// covers that nonce, so it differs from [`Joining::code`] (the file path's).
+    pub fn code(&self) -> Option<ShortCode> {
+        *self.code.borrow()
+    }
+
+    /// What tells when the code is known.
+    pub fn code_receiver(&self) -> watch::Receiver<Option<ShortCode>> {
+        self.code.clone()
+    }
+
+    /// The grant, once it came.
+    pub fn try_grant(&self) -> Option<Granted> {
         self.grant.borrow().clone()
     }
 
     /// How much of the grant came: (chunks here, chunks in all), once its first chunk did; a
     /// grant with the history may be many.
     pub fn progress(&self) -> Option<(usize, usize)> {
-        self.host.state.lock().ok()?.grants.progress()
+        self.host.state.lock().ok()?.bound.as_ref()?.1.progress()
     }
 
     /// What tells when the grant came.
-    pub fn grant_receiver(&self) -> watch::Receiver<Option<Vec<u8>>> {
+    pub fn grant_receiver(&self) -> watch::Receiver<Option<Granted>> {
         self.grant.clone()
     }
 
     /// Waits for the grant.
-    pub async fn grant(&mut self) -> Result<Vec<u8>> {
+    pub async fn grant(&mut self) -> Result<Granted> {
         let got = self.grant.wait_for(Option::is_some).await.map_err(|_| Error::Closed)?;
         Ok(got.clone().expect("waited for Some"))
     }

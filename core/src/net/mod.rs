@@ -24,7 +24,7 @@ pub use driver::{
     NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SessionInfo, SyncStatus, start, start_host,
 };
 pub use host::{Host, Interests, NodeHost, OutboxChanges, RequestCheck};
-pub use join::JoinOverNetwork;
+pub use join::{Granted, JoinOverNetwork};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};

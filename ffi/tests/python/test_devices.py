@@ -78,14 +78,17 @@ async def link_write_and_revoke(root):
 
 
 async def grant_when_asked(alice, join):
-    """Waits for the laptop's request on alice's node, checks its code and grants it."""
+    """Waits for the laptop's request on alice's node and for alice's answer on the laptop (over
+    the network the code covers it), checks the two codes and grants it."""
     for _ in range(600):
         arrived = await alice.arrived_link_requests()
-        if arrived:
-            assert [a.code for a in arrived] == [join.code()], (arrived, join.code())
+        shown = join.network_code()
+        if arrived and shown is not None:
+            assert [a.code for a in arrived] == [shown], (arrived, shown)
+            assert shown != join.code(), "the network's code covers alice's nonce"
             return await alice.grant_arrived_device(arrived[0].code_value, False)
         await asyncio.sleep(0.1)
-    raise AssertionError("the laptop's request never arrived")
+    raise AssertionError("the laptop's request, or alice's answer, never arrived")
 
 
 async def finish_and_check(alice, join, home, key, grant):
@@ -111,7 +114,7 @@ async def link_over_a_radio(root):
     join = weft_ffi.WeftJoin(await alice.link_device(), "laptop")
     radios_in_one_room(alice, join)
     granted, grant = await asyncio.gather(grant_when_asked(alice, join), join.wait_for_grant())
-    assert granted.code == join.code(), (granted.code, join.code())
+    assert granted.code == join.network_code(), (granted.code, join.network_code())
     await finish_and_check(alice, join, root + "/laptop3", bytes([7] * 32), grant)
 
 
