@@ -133,9 +133,11 @@ impl Account {
     }
 
     /// Acts on the requests to leave a group whose senders are still members, where this
-    /// device is the one to remove them (see [`Group::removes_leaver`]). Run after every
-    /// envelope of the group, so a request that came while another admin's device should have
-    /// acted (or before this one was the one) is acted on later. Best effort.
+    /// device is the one to remove them (see [`Group::removes_leaver`]). Run when a request
+    /// arrives and when who acts may have changed (a membership change, keys that arrived), so
+    /// a request that came while another admin's device should have acted (or before this one
+    /// was the one) is acted on later; not after every envelope, which would read the group's
+    /// history each time. Best effort.
     pub(super) fn act_on_leave_requests(&mut self, gid: &GroupId) -> Result<()> {
         let leaving = self.store.read().leave_requests(gid)?;
         let me = self.account_public();

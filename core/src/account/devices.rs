@@ -146,7 +146,7 @@ impl Account {
             };
             if let Some(welcome) = welcome {
                 // The grant hands this epoch over: not again through our own conversation.
-                self.shared_epochs.insert((group.id, welcome.epoch));
+                self.shared_epochs.insert(group.id, welcome.epoch);
                 granted.push(GrantedGroup { pair_with, welcome });
             }
             changed.push(group);
@@ -191,7 +191,9 @@ impl Account {
         let store = self.store.read();
         let mut messages = Vec::new();
         let mut read_marks = Vec::new();
-        for gid in self.groups.keys() {
+        let me = self.account_public();
+        // The conversations the grant hands over: those we are in.
+        for gid in self.groups.values().filter(|g| g.is_member(&me)).map(|g| &g.id) {
             for row in store.messages(gid, i64::MAX as usize)? {
                 messages.push(HistoryMessage {
                     group: row.group_id,
@@ -443,9 +445,7 @@ impl Account {
         drop(store);
         let mut account = Account::open_with_key(home, key, entropy, clock)?;
         account.take_up(&grant.groups, &grant.primary)?;
-        for setting in &grant.settings {
-            account.take_shared_setting(setting)?;
-        }
+        account.take_shared_settings(&grant.settings)?;
         Ok(account)
     }
 
@@ -528,17 +528,14 @@ impl Account {
             let Some(epoch) = group.current_epoch().map(|e| e.id) else { continue };
             let wanted = group.kind == GroupKind::Many
                 && group.is_member(&me)
-                && !self.shared_epochs.contains(&(gid, epoch))
-                && others.iter().any(|d| match group.reached_in_current_epoch(d) {
-                    Some(reached) => !reached,
-                    // (A change we did not see here, or the group's first epoch: one not heard
-                    // of in the group cannot have it.)
-                    None => !group.knows_device(d),
-                });
+                && self.shared_epochs.get(&gid) != Some(&epoch)
+                // (An epoch this device did not see start since it was opened is not its to hand
+                // over: the device that saw it does, and a restart does not send it again.)
+                && others.iter().any(|d| group.reached_in_current_epoch(d) == Some(false));
             if !wanted {
                 continue;
             }
-            self.shared_epochs.insert((gid, epoch));
+            self.shared_epochs.insert(gid, epoch);
             if let Err(e) = self.share_group(gid, self_id) {
                 tracing::warn!(%e, "a group could not be handed to the account's other devices");
             }
@@ -550,8 +547,7 @@ impl Account {
         // Either may be out of memory for a moment (an envelope of it is being applied): the
         // group is handed over at its next change instead.
         if !self.groups.contains_key(&gid) || !self.groups.contains_key(&self_id) {
-            let epoch = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
-            self.shared_epochs.retain(|(g, e)| *g != gid || Some(*e) != epoch);
+            self.shared_epochs.remove(&gid);
             return Ok(());
         }
         let mut group = self.groups.remove(&gid).expect("checked above");
@@ -576,66 +572,66 @@ impl Account {
     /// Tells the account's other devices of a contact (added or accepted here). Best effort:
     /// nothing to do before a device was linked.
     pub(super) fn share_contact(&mut self, account: &[u8; 32]) {
-        let id = self.self_conversation_id();
-        if !self.groups.contains_key(&id) {
-            return;
-        }
-        let result = (|| {
-            let Some(row) = self.store.read().contact_by_account(account)? else { return Ok(()) };
-            let shared = crate::group::SharedContact {
-                card: row.card.clone(),
-                name: row.name.clone(),
-                accepted: row.status == crate::store::ContactStatus::Accepted,
-                verified: row.verified,
-                created_ms: row.created_ms,
-            };
-            let now = self.now();
-            let mut group = self.groups.remove(&id).expect("checked above");
-            let result = group.send_shared_contact(&self.me, shared, now, self.entropy.as_mut()).and_then(|sealed| {
-                self.store.write(|tx| {
-                    put_sent(tx, &id, &sealed, now)?;
-                    tx.save_group(&mut group)
-                })
-            });
-            self.settle([group], result)
-        })();
-        if let Err(e) = result {
-            tracing::warn!(%e, "a contact could not be shared with the account's other devices");
-        }
+        let row = match self.store.read().contact_by_account(account) {
+            Ok(Some(row)) => row,
+            _ => return,
+        };
+        self.send_to_own_devices(crate::group::Content::ContactShared(crate::group::SharedContact {
+            card: row.card,
+            name: row.name,
+            accepted: row.status == crate::store::ContactStatus::Accepted,
+            verified: row.verified,
+            created_ms: row.created_ms,
+        }));
     }
 
     /// Tells the account's other devices of a setting changed here. Best effort: nothing to do
     /// before a device was linked.
     pub(super) fn share_setting(&mut self, setting: crate::group::SharedSetting) {
+        self.send_to_own_devices(crate::group::Content::SettingShared(setting));
+    }
+
+    /// Seals `content` in the account's conversation with itself, if there is one (a device
+    /// was linked). Best effort: a failure is logged, and what it changed is undone.
+    fn send_to_own_devices(&mut self, content: crate::group::Content) {
         let id = self.self_conversation_id();
-        if !self.groups.contains_key(&id) {
-            return;
-        }
+        let Some(mut group) = self.groups.remove(&id) else { return };
         let now = self.now();
-        let mut group = self.groups.remove(&id).expect("checked above");
-        let result = group.send_shared_setting(&self.me, setting, now, self.entropy.as_mut()).and_then(|sealed| {
+        let result = group.send_to_own_devices(&self.me, content, now, self.entropy.as_mut()).and_then(|sealed| {
             self.store.write(|tx| {
                 put_sent(tx, &id, &sealed, now)?;
                 tx.save_group(&mut group)
             })
         });
         if let Err(e) = self.settle([group], result) {
-            tracing::warn!(%e, "a setting could not be shared with the account's other devices");
+            tracing::warn!(%e, "a contact or setting could not be shared with the account's other devices");
         }
     }
 
-    /// Takes a setting another of our devices changed (without sharing it again).
-    pub(super) fn take_shared_setting(&mut self, setting: &crate::group::SharedSetting) -> Result<()> {
-        match setting {
-            crate::group::SharedSetting::ReadReceipts(on) => {
-                self.store.write(|tx| tx.set_setting(super::receipts::READ_RECEIPTS, if *on { "on" } else { "off" }))
-            }
-            crate::group::SharedSetting::Retention { conversation, keep_ms } => {
-                // (A conversation this device does not have keeps the setting for when it comes.)
-                self.store.write(|tx| tx.set_retention(conversation, *keep_ms))?;
-                self.forget_expired_messages().map(|_| ())
-            }
+    /// Takes settings another of our devices changed (without sharing them again), in one
+    /// write, and deletes what a retention among them ends once.
+    pub(super) fn take_shared_settings(&mut self, settings: &[crate::group::SharedSetting]) -> Result<()> {
+        use crate::group::SharedSetting;
+        if settings.is_empty() {
+            return Ok(());
         }
+        self.store.write(|tx| {
+            for setting in settings {
+                match setting {
+                    SharedSetting::ReadReceipts(on) => {
+                        tx.set_setting(super::receipts::READ_RECEIPTS, if *on { "on" } else { "off" })?
+                    }
+                    // (A conversation this device does not have keeps the setting for when it
+                    // comes.)
+                    SharedSetting::Retention { conversation, keep_ms } => tx.set_retention(conversation, *keep_ms)?,
+                }
+            }
+            Ok(())
+        })?;
+        if settings.iter().any(|s| matches!(s, SharedSetting::Retention { .. })) {
+            self.forget_expired_messages()?;
+        }
+        Ok(())
     }
 
     /// Takes a contact another of our devices shared: a new one is added (its 1:1 conversation

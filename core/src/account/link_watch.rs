@@ -113,7 +113,6 @@ impl Account {
     /// nowhere.
     pub(super) fn take_link_envelope(&mut self, envelope: &[u8]) -> Result<Option<ArrivedRequest>> {
         let now = self.now();
-        let nonce = self.entropy.bytes32()?;
         let Some(watch) = self.link_watch.as_mut() else { return Err(Error::UnknownTopic) };
         let topic: Topic = envelope[1..17].try_into().expect("an envelope holds a topic");
         if topic != watch.requests.topic() {
@@ -121,7 +120,9 @@ impl Account {
             return Err(Error::Duplicate);
         }
         // After the grant, or with the requests we keep all here, nothing more is taken.
-        let Some(offer) = watch.offer.as_ref() else { return Err(Error::Expired { what: "device link" }) };
+        if watch.offer.is_none() {
+            return Err(Error::Expired { what: "device link" });
+        }
         if watch.arrived.len() >= MAX_ARRIVED {
             return Err(Error::Limit("requests for one device link"));
         }
@@ -129,9 +130,13 @@ impl Account {
         if watch.arrived.iter().any(|(r, _, _)| *r == request) {
             return Ok(None);
         }
+        // A whole request that is new: it gets a nonce of its own.
+        let nonce = self.entropy.bytes32()?;
+        let watch = self.link_watch.as_mut().expect("checked above");
+        let offer = watch.offer.as_ref().expect("checked above");
         let opened = offer.open_with_nonce(&request, now, Some(&nonce))?;
-        let answer =
-            carrier::wrap_with(&watch.token, Leg::Nonce, &opened.nonce_chunk_key(), &nonce, self.entropy.as_mut())?;
+        let token = watch.token;
+        let answer = carrier::wrap_with(&token, Leg::Nonce, &opened.nonce_chunk_key(), &nonce, self.entropy.as_mut())?;
         let watch = self.link_watch.as_mut().expect("checked above");
         let arrived = ArrivedRequest { applicant: opened.applicant, code: opened.code };
         watch.hold(envelope.to_vec());

@@ -75,9 +75,9 @@ pub struct Account {
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// The device link that is out, followed on the network (the account's device only).
     link_watch: Option<link_watch::LinkWatch>,
-    /// Groups and epochs handed to our other devices through the account's conversation with
-    /// itself (once each).
-    shared_epochs: std::collections::HashSet<(GroupId, [u8; 32])>,
+    /// The epoch of each group last handed to our other devices through the account's
+    /// conversation with itself (each epoch once).
+    shared_epochs: std::collections::HashMap<GroupId, [u8; 32]>,
     /// The account's other devices this one knows (its device list), read once and read again
     /// when the list changed.
     own_devices: Option<Vec<crate::identity::DeviceId>>,
@@ -208,7 +208,7 @@ impl Account {
             pending_settings: Vec::new(),
             seen_written: std::collections::HashMap::new(),
             link_watch: None,
-            shared_epochs: std::collections::HashSet::new(),
+            shared_epochs: std::collections::HashMap::new(),
             own_devices: None,
             _lock: lock,
         };

@@ -252,7 +252,10 @@ impl Account {
         {
             self.store.write_relaxed(|tx| tx.device_seen(&sender_device, &cert, now))?;
             self.seen_written.insert(sender_device, now);
-            self.own_devices = None;
+            // (The device list is read again only when a device it lacks was written.)
+            if !self.own_devices.as_ref().is_some_and(|known| known.contains(&sender_device)) {
+                self.own_devices = None;
+            }
         }
         if linked_device {
             let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
@@ -286,10 +289,9 @@ impl Account {
         for revocation in std::mem::take(&mut self.pending_revocations) {
             let _ = self.apply_revocation(&revocation);
         }
-        for setting in std::mem::take(&mut self.pending_settings) {
-            if let Err(e) = self.take_shared_setting(&setting) {
-                tracing::debug!(%e, "a setting changed on another of our devices was not taken");
-            }
+        let settings = std::mem::take(&mut self.pending_settings);
+        if let Err(e) = self.take_shared_settings(&settings) {
+            tracing::debug!(%e, "settings changed on another of our devices were not taken");
         }
         for contact in std::mem::take(&mut self.pending_contacts) {
             if let Err(e) = self.take_shared_contact(&contact) {

@@ -269,6 +269,8 @@ impl Group {
         let id = group_id_of(&op);
         let mut group = Group::empty(id, GroupKind::Many, now_ms);
         group.epochs.insert(op.hash(), Epoch::new(op.hash(), entropy.bytes32()?));
+        // The first epoch's secret is ours alone.
+        group.reached = Some((op.hash(), BTreeSet::from([tag_of(&me.id())])));
         group.ops.insert(op.hash(), op);
         group.refresh_membership();
         Ok(group)
@@ -348,8 +350,15 @@ impl Group {
     /// prekeys the inviter knows, the inviter's chain and the group's clock.
     fn take_welcome(&mut self, me: &LocalDevice, welcome: &Welcome, inviter: &DeviceCert) -> Result<()> {
         self.epochs.insert(welcome.epoch, Epoch::new(welcome.epoch, *welcome.epoch_secret));
+        // The epoch reached us through this welcome, and its sender holds it: of the devices of
+        // ours, nobody else is known to.
+        self.reached = Some((welcome.epoch, BTreeSet::from([tag_of(&me.id()), tag_of(&inviter.device)])));
         for cert in &welcome.devices {
-            if cert.verify().is_ok() && self.is_member(&cert.account) {
+            // (A device revoked here stays out, whatever the welcome's sender had heard.)
+            if cert.verify().is_ok()
+                && self.is_member(&cert.account)
+                && !self.revoked.contains(&(cert.account, cert.device))
+            {
                 self.devices.insert(cert.device, cert.clone());
             }
         }
@@ -636,8 +645,9 @@ impl Group {
         self.devices.contains_key(device)
     }
 
-    /// Whether the change that started the current epoch was sealed to `device`, if this
-    /// device saw that change (made or applied it since it was last opened); `None` otherwise.
+    /// Whether the change that started the current epoch (or the welcome that brought it here)
+    /// was sealed to `device`, if this device saw that change since it was last opened; `None`
+    /// otherwise.
     pub fn reached_in_current_epoch(&self, device: &DeviceId) -> Option<bool> {
         let current = *self.membership.applied.last()?;
         let (_, tags) = self.reached.as_ref().filter(|(hash, _)| *hash == current)?;
@@ -916,32 +926,28 @@ impl Group {
             && self.devices.values().filter(|c| self.is_admin(&c.account)).map(|c| c.device).min() == Some(me.id())
     }
 
-    /// Seals a contact for the account's other devices (in its conversation with itself).
-    pub fn send_shared_contact(
-        &mut self,
-        me: &LocalDevice,
-        contact: super::SharedContact,
-        now_ms: u64,
-        entropy: &mut dyn Entropy,
-    ) -> Result<Vec<Sealed>> {
-        if !matches!(self.kind, GroupKind::Pair { accounts } if accounts == [me.account(); 2]) {
-            return Err(Error::NotAllowed("contacts are shared only in the account's own conversation"));
-        }
-        self.send(me, Content::ContactShared(contact), now_ms, entropy)
+    /// Whether this is an account's conversation with itself (where its devices tell each other
+    /// of contacts and settings).
+    pub fn is_own_conversation(&self) -> bool {
+        matches!(self.kind, GroupKind::Pair { accounts } if accounts[0] == accounts[1])
     }
 
-    /// Seals a setting for the account's other devices (in its conversation with itself).
-    pub fn send_shared_setting(
+    /// Seals a contact or a setting for the account's other devices, in its conversation with
+    /// itself (and nowhere else).
+    pub fn send_to_own_devices(
         &mut self,
         me: &LocalDevice,
-        setting: super::SharedSetting,
+        content: Content,
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
-        if !matches!(self.kind, GroupKind::Pair { accounts } if accounts == [me.account(); 2]) {
-            return Err(Error::NotAllowed("settings are shared only in the account's own conversation"));
+        if !matches!(content, Content::ContactShared(_) | Content::SettingShared(_)) {
+            return Err(Error::NotAllowed("only contacts and settings go to the account's own devices"));
         }
-        self.send(me, Content::SettingShared(setting), now_ms, entropy)
+        if !(self.is_own_conversation() && self.is_member(&me.account())) {
+            return Err(Error::NotAllowed("contacts and settings are shared only in the account's own conversation"));
+        }
+        self.send(me, content, now_ms, entropy)
     }
 
     /// Seals a device revocation of our account in this conversation.
@@ -1619,14 +1625,14 @@ impl Group {
                 Event::DeviceRevoked { revocation }
             }
             Content::DeviceRevoked(_) => Event::Nothing,
-            Content::ContactShared(contact) if matches!(self.kind, GroupKind::Pair { accounts } if accounts[0] == accounts[1]) => {
+            Content::ContactShared(contact) if self.is_own_conversation() => {
                 Event::ContactShared { sender: sender.account, contact }
             }
-            Content::ContactShared(_) => Event::Nothing,
-            Content::SettingShared(setting) if matches!(self.kind, GroupKind::Pair { accounts } if accounts[0] == accounts[1]) => {
+            Content::SettingShared(setting) if self.is_own_conversation() => {
                 Event::SettingShared { sender: sender.account, setting }
             }
-            Content::SettingShared(_) => Event::Nothing,
+            // Anywhere else, from anyone: nothing.
+            Content::ContactShared(_) | Content::SettingShared(_) => Event::Nothing,
         };
         Ok(event)
     }
@@ -1967,6 +1973,61 @@ mod tests {
         let sealed = gb.send_revocation(&b, relayed, NOW, &mut rng).unwrap();
         let last = deliver(&a, &mut ga, &sealed.last().unwrap().envelope).unwrap();
         assert_eq!(last, Event::Nothing, "a revocation is taken only from its own account");
+    }
+
+    /// A member who puts a contact or a setting in a group (or in its 1:1 conversation with us:
+    /// the same check) shares nothing with us: only an account's conversation with itself
+    /// carries them, and the account takes them only from its own devices.
+    #[test]
+    fn contacts_and_settings_travel_only_in_an_account_s_own_conversation() {
+        let mut rng = SeededEntropy::new(17);
+        let [(a, mut ga), (b, mut gb), (_, _)] = trio(&mut rng);
+        let setting = super::super::SharedSetting::ReadReceipts(false);
+        assert!(matches!(
+            gb.send_to_own_devices(&b, Content::SettingShared(setting.clone()), NOW, &mut rng),
+            Err(Error::NotAllowed(_))
+        ));
+        let contact = super::super::SharedContact {
+            card: vec![1; 10],
+            name: "mallory".into(),
+            accepted: true,
+            verified: true,
+            created_ms: NOW,
+        };
+        for content in [Content::SettingShared(setting), Content::ContactShared(contact)] {
+            let sealed = gb.send(&b, content, NOW, &mut rng).unwrap();
+            let events: Vec<Event> = sealed.iter().map(|s| deliver(&a, &mut ga, &s.envelope).unwrap()).collect();
+            assert!(events.iter().all(|e| !matches!(e, Event::SettingShared { .. } | Event::ContactShared { .. })));
+        }
+        assert!(!gb.is_own_conversation());
+        let own = Group::pair(&a, a.account(), &[4; 32], NOW);
+        assert!(own.is_own_conversation());
+    }
+
+    /// Another of our devices that had not heard of a revocation hands over a later epoch: the
+    /// revoked device it still lists does not come back into the group here.
+    #[test]
+    fn a_welcome_from_our_own_device_does_not_bring_back_a_revoked_one() {
+        let mut rng = SeededEntropy::new(18);
+        let [(a, mut ga), (_, _), (c, _)] = trio(&mut rng);
+        let key = AccountKey::generate(&mut SeededEntropy::new(1)).unwrap();
+        assert_eq!(key.public(), a.account());
+        let laptop = LocalDevice::generate(&key, NOW, &mut SeededEntropy::new(50)).unwrap();
+        let stolen = LocalDevice::generate(&key, NOW, &mut SeededEntropy::new(51)).unwrap();
+        ga.learn_device(&laptop.cert).unwrap();
+        ga.learn_device(&stolen.cert).unwrap();
+        let first = ga.welcome(&a, &a.account(), NOW, &mut rng).unwrap();
+        let mut gl = Group::from_welcome(&laptop, &first, &a.cert, NOW).unwrap();
+        assert!(gl.knows_device(&stolen.id()));
+        // The laptop processed the revocation; the phone, which still lists the stolen device,
+        // removes carol and hands the laptop the new epoch.
+        assert!(gl.mark_revoked(&a.account(), &stolen.id()));
+        ga.change_membership(&a, Action::Remove { member: c.account() }, NOW, &mut rng).unwrap();
+        let later = ga.welcome(&a, &a.account(), NOW, &mut rng).unwrap();
+        assert!(later.devices.iter().any(|d| d.device == stolen.id()), "the phone still lists it");
+        assert!(gl.take_own_welcome(&laptop, &later, &a.cert).unwrap(), "the laptop moves to the new epoch");
+        assert!(!gl.knows_device(&stolen.id()), "the revoked device stays out");
+        assert!(gl.refuses_device(&stolen.id()));
     }
 
     /// A welcome made before it carried the group's clock (held in a store from then, or from
