@@ -18,6 +18,7 @@ use weft_core::store::DatabaseKey;
 
 mod devices;
 mod enums;
+mod host_wakes;
 mod listeners;
 mod logging;
 mod node;

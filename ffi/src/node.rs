@@ -39,7 +39,7 @@ pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| 
 pub(crate) async fn on_runtime<T: Send + 'static>(
     f: impl Future<Output = Result<T, WeftError>> + Send + 'static,
 ) -> Result<T, WeftError> {
-    match RUNTIME.spawn(f).await {
+    match crate::host_wakes::CountingWakes(RUNTIME.spawn(f)).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(WeftError::Internal { detail: "a panic inside Weft ended this call".into() }),
         Err(_) => Err(WeftError::Internal { detail: "the call was cancelled".into() }),
@@ -835,9 +835,13 @@ impl WeftNode {
     /// host's event loop, and a process that exited right after it was sometimes woken while
     /// its interpreter was finalising (Python aborted with `FATAL: exception not rethrown`, 5
     /// runs in 40). When this returns, nothing calls into the host any more: app drivers and
-    /// listeners are released.
+    /// listeners are released, and no wake of an earlier call is still running in the host
+    /// (see `host_wakes`).
     pub fn shutdown(&self) {
-        RUNTIME.block_on(self.close())
+        RUNTIME.block_on(self.close());
+        if !crate::host_wakes::wait_until_quiet(std::time::Duration::from_secs(5)) {
+            tracing::warn!("a call's wake was still inside the host after five seconds");
+        }
     }
 }
 

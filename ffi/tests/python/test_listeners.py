@@ -100,6 +100,11 @@ import asyncio, os, sys
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 import weft_ffi
 
+# Hand the interpreter between threads at every chance, as a loaded machine does: a wake of
+# start_network's call, paused half-way on a Weft thread, is then often still waiting when the
+# script ends.
+sys.setswitchinterval(1e-6)
+
 class Listener(weft_ffi.EventListener):
     def on_event(self, event):
         pass
@@ -115,14 +120,15 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def twenty_cycles_end_cleanly(root):
+def forty_cycles_end_cleanly(root):
     failures = []
-    for i in range(20):
+    for i in range(40):
         run = subprocess.run([sys.executable, "-c", CYCLE, f"{root}/cycle{i % 2}"], capture_output=True,
                              text=True, timeout=120)
         if run.returncode != 0:
             failures.append((i, run.returncode, run.stderr[-400:]))
-    # Before, 2 runs in 5 aborted at exit (134: "FATAL: exception not rethrown").
+    # Before, 2 runs in 5 aborted at exit (134: "FATAL: exception not rethrown"); after
+    # shutdown blocked, about 1 in 50 under load still did, until it waited for host wakes.
     assert not failures, failures
 
 
@@ -130,7 +136,7 @@ async def main():
     with tempfile.TemporaryDirectory() as root:
         await a_slow_listener_delays_no_call(root)
         await a_listener_that_falls_behind_is_told(root)
-        twenty_cycles_end_cleanly(root)
+        forty_cycles_end_cleanly(root)
     print("python listeners: 3 passed, 0 failed")
 
 
