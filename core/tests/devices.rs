@@ -395,3 +395,91 @@ fn settings_follow_the_account_across_its_devices() {
     assert!(bob.account.read_receipts().unwrap());
     assert_eq!(bob.account.retention("alice").unwrap(), None);
 }
+
+/// A revoked device held the keys behind the account's link. The revocation replaces the link
+/// (signed by the account key); bob and alice's other devices take the new one, and every 1:1
+/// conversation moves to an epoch the revoked laptop cannot compute: it no longer sees even
+/// that bob writes to alice, and opens no request sent to the new link, while alice's phone and
+/// tablet read everything and open it.
+#[test]
+fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    let mut tablet = link_device(&mut alice, &clock, 52);
+    laptop.account.send("bob", "laptop says hi").unwrap();
+    tablet.account.send("bob", "tablet says hi").unwrap();
+    for _ in 0..2 {
+        for device in [&alice, &laptop, &tablet] {
+            carry(device, &mut bob);
+        }
+        carry(&bob, &mut alice);
+        carry(&bob, &mut laptop);
+        carry(&bob, &mut tablet);
+        carry(&tablet, &mut alice);
+        carry(&alice, &mut tablet);
+    }
+    let old_link = alice.account.card().to_link();
+    // Dave asks through the old link before the revocation; alice accepts after it.
+    let mut dave = common::person("dave", 4, &clock);
+    dave.account.add_contact(&old_link, None).unwrap();
+    assert_eq!(carry(&dave, &mut alice).new_contacts, vec!["dave".to_owned()]);
+    assert_eq!(carry(&dave, &mut laptop).new_contacts, vec!["dave".to_owned()]);
+
+    alice.account.revoke_device("laptop").unwrap();
+    let new_link = alice.account.card().to_link();
+    assert_ne!(new_link, old_link, "the revocation replaced the link");
+    carry(&alice, &mut bob);
+    carry(&alice, &mut tablet);
+    assert_eq!(tablet.account.card().to_link(), new_link, "the tablet took the new link");
+    // The laptop has seen all there was before; from here on, bob's messages to alice are in an
+    // epoch it cannot compute: not readable, and not recognised as alice's conversation either.
+    carry(&bob, &mut laptop);
+    carry(&alice, &mut laptop);
+    for i in 0..3 {
+        bob.account.send("alice", &format!("after {i}")).unwrap();
+    }
+    let seen = carry(&bob, &mut laptop);
+    assert!(seen.messages.is_empty(), "{:?}", seen.messages);
+    assert_eq!(seen.waiting, 0, "the laptop recognised bob's new envelopes: {seen:?}");
+    assert!(seen.unreadable >= 3, "{seen:?}");
+    carry(&bob, &mut alice);
+    carry(&bob, &mut tablet);
+    for device in [&alice, &tablet] {
+        let read = texts(device, "bob");
+        assert!((0..3).all(|i| read.contains(&format!("bob: after {i}"))), "{read:?}");
+    }
+    // The phone and the tablet write in the new epoch, and bob reads them.
+    alice.account.send("bob", "phone after").unwrap();
+    tablet.account.send("bob", "tablet after").unwrap();
+    carry(&alice, &mut bob);
+    carry(&tablet, &mut bob);
+    let read = texts(&bob, "alice");
+    for text in ["alice: phone after", "alice: tablet after"] {
+        assert!(read.contains(&text.to_owned()), "{read:?}");
+    }
+    // The account's conversation with itself moved too: a setting still reaches the tablet.
+    alice.account.set_read_receipts(false).unwrap();
+    carry(&alice, &mut tablet);
+    assert!(!tablet.account.read_receipts().unwrap());
+
+    // Dave's conversation, made under the old link, moved when alice accepted: the laptop,
+    // which opened his request too and whose thief accepts it, does not recognise what he
+    // writes after.
+    alice.account.accept_contact("dave").unwrap();
+    carry(&alice, &mut dave);
+    let _ = laptop.account.accept_contact("dave");
+    carry(&dave, &mut laptop);
+    dave.account.send("alice", "dave after").unwrap();
+    let seen = carry(&dave, &mut laptop);
+    assert_eq!((seen.waiting, seen.messages.len()), (0, 0), "{seen:?}");
+    carry(&dave, &mut alice);
+    assert!(texts(&alice, "dave").contains(&"dave: dave after".to_owned()), "{:?}", texts(&alice, "dave"));
+
+    // Carol uses the new link: alice's devices open her request, the laptop does not.
+    let mut carol = common::person("carol", 3, &clock);
+    carol.account.add_contact(&new_link, None).unwrap();
+    assert!(carry(&carol, &mut laptop).new_contacts.is_empty(), "the revoked laptop opened a request to the new link");
+    assert_eq!(carry(&carol, &mut tablet).new_contacts, vec!["carol".to_owned()]);
+    assert_eq!(carry(&carol, &mut alice).new_contacts, vec!["carol".to_owned()]);
+}

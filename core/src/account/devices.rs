@@ -43,7 +43,7 @@ fn cert_bytes(cert: &DeviceCert) -> Vec<u8> {
 }
 
 impl Account {
-    fn require_primary(&self) -> Result<&crate::identity::AccountKey> {
+    pub(super) fn require_primary(&self) -> Result<&crate::identity::AccountKey> {
         self.account_key
             .as_ref()
             .ok_or(Error::NotAllowed("only the account's first device (which holds the account key) links devices"))
@@ -269,6 +269,9 @@ impl Account {
                 tracing::warn!(%e, "a key update after a revocation could not be sealed in one conversation");
             }
         }
+        // The device held the keys behind the account's link: a new link, which it opens
+        // nothing of, and 1:1 conversations in epochs it cannot compute.
+        self.replace_link()?;
         Ok(target)
     }
 
@@ -593,7 +596,7 @@ impl Account {
 
     /// Seals `content` in the account's conversation with itself, if there is one (a device
     /// was linked). Best effort: a failure is logged, and what it changed is undone.
-    fn send_to_own_devices(&mut self, content: crate::group::Content) {
+    pub(super) fn send_to_own_devices(&mut self, content: crate::group::Content) {
         let id = self.self_conversation_id();
         let Some(mut group) = self.groups.remove(&id) else { return };
         let now = self.now();

@@ -11,6 +11,7 @@ pub use devices::{DeviceInfo, HistoryChoice};
 pub use link_watch::ArrivedRequest;
 mod conversations;
 mod keys;
+mod link_rotation;
 mod link_watch;
 pub use keys::UPDATE_EVERY_MS;
 mod outbox;
@@ -71,6 +72,9 @@ pub struct Account {
     pending_contacts: Vec<crate::group::SharedContact>,
     /// Settings another of our devices changed, taken once their envelope is applied.
     pending_settings: Vec<crate::group::SharedSetting>,
+    /// Replaced links (ours from another of our devices, or contacts'), taken once their
+    /// envelope is applied.
+    pending_links: Vec<link_rotation::ArrivedLink>,
     /// When this device last wrote down hearing from each other device of ours.
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// The device link that is out, followed on the network (the account's device only).
@@ -206,6 +210,7 @@ impl Account {
             pending_revocations: Vec::new(),
             pending_contacts: Vec::new(),
             pending_settings: Vec::new(),
+            pending_links: Vec::new(),
             seen_written: std::collections::HashMap::new(),
             link_watch: None,
             shared_epochs: std::collections::HashMap::new(),

@@ -298,6 +298,11 @@ impl Account {
                 tracing::debug!(%e, "a contact shared by another of our devices was not taken");
             }
         }
+        for link in std::mem::take(&mut self.pending_links) {
+            if let Err(e) = self.take_arrived_link(link) {
+                tracing::debug!(%e, "a replaced link was not taken");
+            }
+        }
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));
@@ -411,6 +416,11 @@ impl Account {
                 self.pending_settings.push(setting);
             }
             Event::SettingShared { .. } => {}
+            Event::InviteKeysShared { sender, request_secret, link } if sender == self.account_public() => {
+                self.pending_links.push(super::link_rotation::ArrivedLink::Ours { request_secret, link });
+            }
+            Event::InviteKeysShared { .. } => {}
+            Event::LinkRotated { link } => self.pending_links.push(super::link_rotation::ArrivedLink::Contact(link)),
             Event::LeaveAsked { id, sender, lamport, sent_ms } => rows.push(MessageRow {
                 id,
                 group_id: gid,

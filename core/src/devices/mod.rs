@@ -5,3 +5,4 @@ pub mod carrier;
 pub mod grant;
 pub mod linking;
 pub mod revocation;
+pub mod rotation;

@@ -39,6 +39,8 @@ const KIND_LEAVE: u8 = 12;
 const KIND_DEVICE_REVOKED: u8 = 13;
 const KIND_CONTACT_SHARED: u8 = 14;
 const KIND_SETTING_SHARED: u8 = 15;
+const KIND_LINK_ROTATED: u8 = 16;
+const KIND_INVITE_KEYS_SHARED: u8 = 17;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -259,6 +261,15 @@ pub enum Content {
     /// A setting changed on another of the account's devices (only in the account's
     /// conversation with itself).
     SettingShared(SharedSetting),
+    /// The sender's account replaced its contact link (signed by the account key): its request
+    /// key, and with it the 1:1 conversation's epoch, change (only in 1:1 conversations).
+    LinkRotated(crate::devices::rotation::RotatedLink),
+    /// The account's new link with the secret of its request key, for the account's other
+    /// devices (only in the account's conversation with itself).
+    InviteKeysShared {
+        request_secret: crate::crypto::Secret32,
+        link: crate::devices::rotation::RotatedLink,
+    },
     /// A device its account revoked (signed by the account key): refuse it from now on.
     DeviceRevoked(crate::devices::revocation::Revocation),
     /// Its sender asks to leave the group: an admin's device removes them (a member cannot
@@ -370,6 +381,14 @@ impl Inner {
                 w.u8(KIND_SETTING_SHARED);
                 setting.encode(&mut w);
             }
+            Content::LinkRotated(link) => {
+                w.u8(KIND_LINK_ROTATED);
+                link.encode(&mut w);
+            }
+            Content::InviteKeysShared { request_secret, link } => {
+                w.u8(KIND_INVITE_KEYS_SHARED).raw(&request_secret[..]);
+                link.encode(&mut w);
+            }
             Content::Receipt(receipt) => {
                 w.u8(5);
                 for ids in [&receipt.delivered, &receipt.read] {
@@ -424,6 +443,11 @@ impl Inner {
                 created_ms: r.u64()?,
             }),
             KIND_SETTING_SHARED => Content::SettingShared(SharedSetting::decode(&mut r)?),
+            KIND_LINK_ROTATED => Content::LinkRotated(crate::devices::rotation::RotatedLink::decode(&mut r)?),
+            KIND_INVITE_KEYS_SHARED => Content::InviteKeysShared {
+                request_secret: r.array::<32>()?.into(),
+                link: crate::devices::rotation::RotatedLink::decode(&mut r)?,
+            },
             KIND_DEVICE_REVOKED => Content::DeviceRevoked(crate::devices::revocation::Revocation::decode(&mut r)?),
             KIND_EPOCH_SHARES => Content::EpochShares { op: r.array()?, shares: decode_shares(&mut r)? },
             KIND_INVITE_PART => {

@@ -37,9 +37,11 @@ const CHAIN_SHARE: &[u8] = label("weft/v2/chain-share");
 const EPOCH_SHARE: &[u8] = label("weft/v2/epoch-share");
 const PAIR_GROUP_ID: &str = "weft/v1/pair-group-id";
 const PAIR_SECRET: &[u8] = label("weft/v1/pair-secret");
+const PAIR_EPOCH_ID: &str = "weft/v1/pair-epoch-id";
 /// Version 2 adds the prekeys and channels of forward-secret key delivery; a version 1 state
 /// is read with none (its devices are reached through their prekeys once they announce).
-const STATE_VERSION: u8 = 2;
+/// Version 3 keeps a 1:1 conversation's current epoch (it moves when a link is replaced).
+const STATE_VERSION: u8 = 3;
 /// How far back a group's topics are listened to.
 pub const MAX_HISTORY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Lamport clocks above this are refused: they would overflow the store's integers and pin a
@@ -117,7 +119,6 @@ pub struct Opened {
 
 /// What applying an envelope meant.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[expect(clippy::large_enum_variant, reason = "short-lived values, one per message; boxing buys nothing")]
 pub enum Event {
     Message {
         id: EnvelopeId,
@@ -160,6 +161,18 @@ pub enum Event {
         sender: AccountPublic,
         setting: super::SharedSetting,
     },
+    /// Another device of the sender's account shares the account's new link and its request
+    /// key's secret (in the account's own conversation only; the signature is checked).
+    InviteKeysShared {
+        sender: AccountPublic,
+        request_secret: crate::crypto::Secret32,
+        link: crate::devices::rotation::RotatedLink,
+    },
+    /// The sender's account replaced its link (signed by the account key, in a 1:1
+    /// conversation with it).
+    LinkRotated {
+        link: crate::devices::rotation::RotatedLink,
+    },
     /// A device was revoked by its account (the signature is checked).
     DeviceRevoked {
         revocation: crate::devices::revocation::Revocation,
@@ -178,6 +191,15 @@ pub enum Event {
     },
     /// A control message with nothing new in it.
     Nothing,
+}
+
+/// A 1:1 conversation's epoch secret from the two accounts (in order) and their request keys'
+/// agreement.
+fn pair_secret(accounts: &[AccountPublic; 2], shared: &[u8; 32]) -> [u8; 32] {
+    let mut both = [0u8; 64];
+    both[..32].copy_from_slice(&accounts[0]);
+    both[32..].copy_from_slice(&accounts[1]);
+    crypto::derive_array(&both, shared, &[PAIR_SECRET])
 }
 
 /// Where a message sits in its sender's chains: device, generation, index.
@@ -222,6 +244,9 @@ pub struct Group {
     /// nothing of another account's devices): never learned again, sealed nothing. Not stored
     /// with the group: the account keeps them and hands them over ([`Group::mark_revoked`]).
     revoked: BTreeSet<(AccountPublic, DeviceId)>,
+    /// A 1:1 conversation's current epoch once either side replaced its link (`None`: the
+    /// first, named by the group's id).
+    pair_epoch: Option<[u8; 32]>,
 }
 
 impl Group {
@@ -250,6 +275,7 @@ impl Group {
             dirty_peers: BTreeSet::new(),
             verifying_keys: Default::default(),
             revoked: BTreeSet::new(),
+            pair_epoch: None,
         }
     }
 
@@ -306,19 +332,34 @@ impl Group {
         }
         let mut group = Group::empty(id, GroupKind::Pair { accounts }, now_ms);
         group.take_welcome(me, welcome, primary)?;
+        // (The primary's conversation may have moved from its first epoch.)
+        group.pair_epoch = (welcome.epoch != id).then_some(welcome.epoch);
         Ok(group)
     }
 
     pub fn pair(me: &LocalDevice, peer: AccountPublic, shared_secret: &[u8; 32], created_ms: u64) -> Self {
         let (id, accounts) = Group::pair_id(&me.account(), &peer);
-        let mut both = [0u8; 64];
-        both[..32].copy_from_slice(&accounts[0]);
-        both[32..].copy_from_slice(&accounts[1]);
-        let secret: [u8; 32] = crypto::derive_array(&both, shared_secret, &[PAIR_SECRET]);
         let mut group = Group::empty(id, GroupKind::Pair { accounts }, created_ms);
-        group.epochs.insert(id, Epoch::new(id, secret));
+        group.epochs.insert(id, Epoch::new(id, pair_secret(&accounts, shared_secret)));
         group.devices.insert(me.id(), me.cert.clone());
         group
+    }
+
+    /// Moves a 1:1 conversation to the epoch the two accounts' request keys now give (`shared`
+    /// is their X25519 agreement), after either side replaced its link: both sides come to
+    /// the same epoch from the same two keys, whichever replaced first, and a revoked device,
+    /// which holds neither secret key any more, cannot compute it. The epoch left stays
+    /// readable for its grace. Returns whether the conversation moved.
+    pub fn move_pair_epoch(&mut self, shared: &[u8; 32]) -> bool {
+        let GroupKind::Pair { accounts } = self.kind else { return false };
+        let secret = pair_secret(&accounts, shared);
+        let id = blake3::derive_key(PAIR_EPOCH_ID, &secret);
+        if self.current_epoch().is_some_and(|e| e.id == id || e.secret[..] == secret[..]) {
+            return false;
+        }
+        self.epochs.insert(id, Epoch::new(id, secret));
+        self.pair_epoch = Some(id);
+        true
     }
 
     /// Joins a group from an invitation.
@@ -604,7 +645,7 @@ impl Group {
     /// The epoch messages are sent in now, if we hold its secret.
     pub fn current_epoch(&self) -> Option<&Epoch> {
         let id = match &self.kind {
-            GroupKind::Pair { .. } => self.id,
+            GroupKind::Pair { .. } => self.pair_epoch.unwrap_or(self.id),
             GroupKind::Many => *self.membership.applied.last()?,
         };
         self.epochs.get(&id)
@@ -941,13 +982,31 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
-        if !matches!(content, Content::ContactShared(_) | Content::SettingShared(_)) {
-            return Err(Error::NotAllowed("only contacts and settings go to the account's own devices"));
+        if !matches!(content, Content::ContactShared(_) | Content::SettingShared(_) | Content::InviteKeysShared { .. })
+        {
+            return Err(Error::NotAllowed("only contacts, settings and links go to the account's own devices"));
         }
         if !(self.is_own_conversation() && self.is_member(&me.account())) {
             return Err(Error::NotAllowed("contacts and settings are shared only in the account's own conversation"));
         }
         self.send(me, content, now_ms, entropy)
+    }
+
+    /// Seals our account's replaced link in this 1:1 conversation with a contact.
+    pub fn send_rotated_link(
+        &mut self,
+        me: &LocalDevice,
+        link: crate::devices::rotation::RotatedLink,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        if !matches!(self.kind, GroupKind::Pair { .. })
+            || self.is_own_conversation()
+            || link.card.account != me.account()
+        {
+            return Err(Error::NotAllowed("a replaced link goes to contacts, in 1:1 conversations, and only our own"));
+        }
+        self.send(me, Content::LinkRotated(link), now_ms, entropy)
     }
 
     /// Seals a device revocation of our account in this conversation.
@@ -1631,8 +1690,22 @@ impl Group {
             Content::SettingShared(setting) if self.is_own_conversation() => {
                 Event::SettingShared { sender: sender.account, setting }
             }
+            Content::InviteKeysShared { request_secret, link } if self.is_own_conversation() => {
+                Event::InviteKeysShared { sender: sender.account, request_secret, link }
+            }
+            // Only the account replaces its link, in its 1:1 conversations with contacts.
+            Content::LinkRotated(link)
+                if link.card.account == sender.account
+                    && matches!(self.kind, GroupKind::Pair { .. })
+                    && !self.is_own_conversation() =>
+            {
+                Event::LinkRotated { link }
+            }
             // Anywhere else, from anyone: nothing.
-            Content::ContactShared(_) | Content::SettingShared(_) => Event::Nothing,
+            Content::ContactShared(_)
+            | Content::SettingShared(_)
+            | Content::InviteKeysShared { .. }
+            | Content::LinkRotated(_) => Event::Nothing,
         };
         Ok(event)
     }
@@ -1742,6 +1815,10 @@ impl Group {
                 w.u16(*index).bytes(bytes);
             }
         }
+        match &self.pair_epoch {
+            Some(id) => w.u8(1).raw(id),
+            None => w.u8(0),
+        };
         // Last, where tests that play a hostile clock find it.
         w.u64(self.lamport);
         w.into_bytes()
@@ -1750,7 +1827,7 @@ impl Group {
     pub fn decode_state(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes, "stored group");
         let version = r.u8()?;
-        if version != STATE_VERSION && version != 1 {
+        if !(1..=STATE_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion { what: "stored group", found: version, supported: STATE_VERSION });
         }
         let id = r.array()?;
@@ -1811,6 +1888,9 @@ impl Group {
                 }
                 group.invite_parts.insert(hash, parts);
             }
+        }
+        if version >= 3 && r.bool()? {
+            group.pair_epoch = Some(r.array()?);
         }
         group.lamport = r.u64()?;
         if let Some(own) = &group.own {
@@ -1994,14 +2074,65 @@ mod tests {
             verified: true,
             created_ms: NOW,
         };
-        for content in [Content::SettingShared(setting), Content::ContactShared(contact)] {
+        // A link (bob's own, signed by his account key) is not taken from a group either, nor
+        // its keys anywhere but in the account's own conversation.
+        let bob_key = AccountKey::generate(&mut SeededEntropy::new(2)).unwrap();
+        assert_eq!(bob_key.public(), b.account());
+        let invite = crate::identity::InviteKeys::generate(&mut rng).unwrap();
+        let card = crate::identity::ContactCard {
+            account: b.account(),
+            request_key: invite.request_public(),
+            rendezvous_seed: invite.rendezvous_seed,
+            name: None,
+        };
+        let link = crate::devices::rotation::RotatedLink::sign(&bob_key, card, NOW).unwrap();
+        assert!(matches!(gb.send_rotated_link(&b, link.clone(), NOW, &mut rng), Err(Error::NotAllowed(_))));
+        let keys = Content::InviteKeysShared { request_secret: invite.request.to_bytes().into(), link: link.clone() };
+        for content in
+            [Content::SettingShared(setting), Content::ContactShared(contact), Content::LinkRotated(link), keys]
+        {
             let sealed = gb.send(&b, content, NOW, &mut rng).unwrap();
             let events: Vec<Event> = sealed.iter().map(|s| deliver(&a, &mut ga, &s.envelope).unwrap()).collect();
-            assert!(events.iter().all(|e| !matches!(e, Event::SettingShared { .. } | Event::ContactShared { .. })));
+            assert!(events.iter().all(|e| !matches!(
+                e,
+                Event::SettingShared { .. }
+                    | Event::ContactShared { .. }
+                    | Event::LinkRotated { .. }
+                    | Event::InviteKeysShared { .. }
+            )));
         }
         assert!(!gb.is_own_conversation());
         let own = Group::pair(&a, a.account(), &[4; 32], NOW);
         assert!(own.is_own_conversation());
+    }
+
+    /// Both sides of a 1:1 conversation come to the same new epoch from the same two request
+    /// keys, whichever side replaced its link; the epoch left stays readable (until its grace
+    /// ends), and the move is stored.
+    #[test]
+    fn both_sides_of_a_one_to_one_move_to_the_epoch_their_new_keys_give() {
+        let (a, b) = (device(1), device(2));
+        let mut rng = SeededEntropy::new(19);
+        use x25519_dalek::{PublicKey, StaticSecret};
+        let mut key = || StaticSecret::from(rng.bytes32().unwrap());
+        let (a_old, b_keys, a_new) = (key(), key(), key());
+        let dh = |x: &StaticSecret, y: &StaticSecret| *x.diffie_hellman(&PublicKey::from(y)).as_bytes();
+        let mut ga = Group::pair(&a, b.account(), &dh(&a_old, &b_keys), NOW);
+        let mut gb = Group::pair(&b, a.account(), &dh(&b_keys, &a_old), NOW);
+        let first = ga.current_epoch().unwrap().clone();
+        assert_eq!(first.id, ga.id);
+        assert!(ga.move_pair_epoch(&dh(&a_new, &b_keys)));
+        assert!(!ga.move_pair_epoch(&dh(&a_new, &b_keys)), "the same keys move nothing");
+        assert!(gb.move_pair_epoch(&dh(&b_keys, &a_new)));
+        let (ea, eb) = (ga.current_epoch().unwrap().clone(), gb.current_epoch().unwrap().clone());
+        assert_eq!((ea.id, &ea.secret), (eb.id, &eb.secret));
+        assert_ne!(ea.id, first.id);
+        assert!(ga.epochs().any(|e| e.id == first.id), "the epoch left is kept for its grace");
+        let stored = Group::decode_state(&ga.encode_state()).unwrap();
+        assert_eq!(stored.current_epoch().unwrap().id, ea.id);
+        ga.forget_old_epochs(NOW);
+        ga.forget_old_epochs(NOW + EPOCH_GRACE_MS);
+        assert_eq!(ga.epochs().map(|e| e.id).collect::<Vec<_>>(), vec![ea.id]);
     }
 
     /// Another of our devices that had not heard of a revocation hands over a later epoch: the

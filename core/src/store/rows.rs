@@ -272,6 +272,50 @@ pub trait Rows {
         Ok(rows.iter().filter_map(|b| crate::devices::revocation::Revocation::from_bytes(b).ok()).collect())
     }
 
+    /// Replaces the keys behind our contact link (at a revocation).
+    fn set_invite_keys(&self, request_secret: &[u8; 32], rendezvous_seed: &[u8; 32]) -> Result<()> {
+        self.conn().execute(
+            "UPDATE identity SET request_secret = ?1, rendezvous_seed = ?2 WHERE id = 1",
+            params![&request_secret[..], &rendezvous_seed[..]],
+        )?;
+        Ok(())
+    }
+
+    /// Records an account's replaced link, the latest taken.
+    fn put_link_rotation(&self, link: &crate::devices::rotation::RotatedLink) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO link_rotations (account, link, issued_ms) VALUES (?1, ?2, ?3)",
+            params![&link.card.account[..], link.to_bytes(), link.issued_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The latest replaced link of an account we took (ours included).
+    fn link_rotation(&self, account: &[u8; 32]) -> Result<Option<crate::devices::rotation::RotatedLink>> {
+        let bytes: Option<Vec<u8>> = self
+            .conn()
+            .query_row("SELECT link FROM link_rotations WHERE account = ?1", params![&account[..]], |r| r.get(0))
+            .optional()?;
+        bytes.map(|b| crate::devices::rotation::RotatedLink::from_bytes(&b)).transpose()
+    }
+
+    /// When the latest link of an account we took was signed.
+    fn link_rotated_ms(&self, account: &[u8; 32]) -> Result<Option<u64>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT issued_ms FROM link_rotations WHERE account = ?1", params![&account[..]], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|t| t as u64))
+    }
+
+    /// A contact's card, as their replaced link gives it.
+    fn set_contact_card(&self, account: &[u8; 32], card: &[u8]) -> Result<()> {
+        self.conn().execute("UPDATE contacts SET card = ?2 WHERE account = ?1", params![&account[..], card])?;
+        Ok(())
+    }
+
     /// Records a revocation; says whether it was new. The device's row (if ours) is marked.
     fn put_revocation(&self, r: &crate::devices::revocation::Revocation) -> Result<bool> {
         let new = self.conn().execute(

@@ -204,6 +204,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account, device)
     ) WITHOUT ROWID;
     ",
+    // 14: links replaced by their account (ours at a revocation, and contacts'): the latest
+    // signed one of each account, so an older one is never taken again.
+    "
+    CREATE TABLE link_rotations (
+        account BLOB PRIMARY KEY,
+        link BLOB NOT NULL,
+        issued_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
