@@ -48,6 +48,17 @@ fn computed() -> Vec<(&'static str, String)> {
     v.push(("card.link", card.to_link()));
     v.push(("card.fingerprint", fingerprint(&card.account)));
 
+    // The account's link replaced (alice's account key, the card above, signed at NOW), and a
+    // 1:1 group moved by new request keys whose X25519 agreement is 45..45.
+    let alice_key = AccountKey::generate(&mut SeededEntropy::new(100)).unwrap();
+    let rotated = weft_core::devices::rotation::RotatedLink::sign(&alice_key, card.clone(), NOW).unwrap();
+    v.push(("link.rotated", hex(&rotated.to_bytes())));
+    let mut moved = Group::pair(&alice, device(200).cert.account, &[0x44; 32], NOW);
+    assert!(moved.move_pair_epoch(&[0x45; 32]));
+    let epoch = moved.current_epoch().unwrap();
+    v.push(("pair.moved_epoch_id", hex(&epoch.id)));
+    v.push(("pair.moved_epoch_secret", hex(&epoch.secret[..])));
+
     // A full envelope: alice's first message "hello" in a 1:1 group with pair secret 44..44.
     let bob = device(200);
     let mut rng = SeededEntropy::new(300);

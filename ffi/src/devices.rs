@@ -129,7 +129,9 @@ impl WeftNode {
     }
 
     /// Revokes a lost or stolen device (by its id): it reads nothing members write after they
-    /// processed the revocation, and what it sends is refused. The first device only.
+    /// processed the revocation, and what it sends is refused. The account's contact link is
+    /// replaced too (the device held its keys): `link()` gives the new one, contacts get it in
+    /// their conversation. The first device only.
     pub async fn revoke_device(&self, device: String) -> Result<Device, WeftError> {
         let device = exact("device", device)?;
         let node = self.core()?;

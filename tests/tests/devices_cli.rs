@@ -133,9 +133,13 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     assert!(log(&laptop, "bob").contains("bob: hello both"));
     assert!(log(&alice, "bob").contains("bob: hello both"));
 
-    // The laptop is lost: the phone revokes it.
+    // The laptop is lost: the phone revokes it, and with it the contact link the laptop held.
+    let link_of = |id: &str| id.split_whitespace().find(|w| w.starts_with("weft://contact/")).map(str::to_owned);
+    let before = link_of(&alice.ok(&["id"]));
     let revoked = alice.ok(&["device", "revoke", "laptop"]);
-    assert!(revoked.contains("Revoked \"laptop\""), "{revoked}");
+    assert!(revoked.contains("Revoked \"laptop\"") && revoked.contains("contact link changed"), "{revoked}");
+    let after = link_of(&alice.ok(&["id"]));
+    assert!(before.is_some() && after.is_some() && before != after, "{before:?} {after:?}");
     carry(dir, &alice, &[&bob, &carol]);
     bob.ok(&["send", "alice", "after the revocation"]);
     carry(dir, &bob, &[&alice, &laptop]);

@@ -172,7 +172,8 @@ pub fn run(home_dir: &Path, cmd: Command, out: &Output) -> Result<()> {
             out.print(&revoked, || {
                 format!(
                     "Revoked {:?}: it reads nothing written after your contacts and groups process this, \
-                     and what it sends is refused.",
+                     and what it sends is refused.\nYour contact link changed (the device held the old one): \
+                     your contacts get the new one; share it with anyone new from `weft id`.",
                     revoked.name
                 )
             });

@@ -224,6 +224,7 @@ impl Account {
     /// the revocation goes out in every conversation (the device itself reads it, and stops),
     /// every conversation moves on to chains it does not get, and groups where we are an admin
     /// to an epoch it does not get. Members who processed it refuse what the device sends.
+    /// Then the contact link, whose keys the device held, is replaced ([`Account::replace_link`]).
     pub fn revoke_device(&mut self, name: &str) -> Result<DeviceInfo> {
         let key = self.require_primary()?;
         let lower = name.to_ascii_lowercase();

@@ -509,7 +509,9 @@ suspend fun twoDevices(root: String) {
     check(bob.history(bob.conv("alice"), null, 50u).any { it.sender == "alice" && it.body == "from the laptop" })
     val devices = alice.devices()
     check(devices.map { it.name } == listOf("this device", "laptop")) { "devices: $devices" }
+    val oldLink = alice.link()
     alice.revokeDevice(devices[1].device)
+    check(alice.link() != oldLink) { "the revocation did not replace the contact link the laptop held" }
     laptop.importBundle(alice.exportBundle())
     refused<WeftException.InvalidInput>("a revoked device sending") {
         runBlocking { laptop.send(laptop.conv("bob"), "still here?") }

@@ -61,8 +61,11 @@ async def link_write_and_revoke(root):
     await carry(bob, alice, laptop)
     assert "hello both" in await bodies(laptop, "bob")
 
+    old_link = await alice.link()
     revoked = await alice.revoke_device(devices[1].device)
     assert revoked.name == "laptop"
+    # The laptop held the keys behind the contact link: the revocation replaced it.
+    assert await alice.link() != old_link
     await carry(alice, bob, laptop)
     await bob.send(await conversation_of(bob, "alice"), "after the revocation")
     await carry(bob, alice, laptop)
