@@ -568,6 +568,14 @@ impl WeftNode {
         Ok(Arc::new(Subscription { delivery }))
     }
 
+    /// Replaces the contact link (one that leaked) and returns the new one: requests sent to
+    /// the old one are no longer opened, contacts get the new one, the fingerprint stays. The
+    /// account's first device only (a device revocation does it too).
+    pub async fn replace_link(&self) -> Result<String, WeftError> {
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.replace_link().await?) }).await
+    }
+
     pub async fn link(&self) -> Result<String, WeftError> {
         let node = self.node()?;
         on_runtime(async move { Ok(node.link().await?) }).await

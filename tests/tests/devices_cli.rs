@@ -205,3 +205,36 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
     carry(dir, &laptop, &[&bob]);
     assert!(log(&bob, "alice").contains("alice: linked over the network"));
 }
+
+/// A link that leaked is replaced with `weft id --new-link`: bob takes the new one in his
+/// conversation with alice and they go on writing; a request sent to the old link is not
+/// opened any more, one sent to the new link is.
+#[test]
+fn a_leaked_link_is_replaced_and_contacts_follow() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let (alice, bob, mallory, carol) =
+        (Home::new(dir, "alice"), Home::new(dir, "bob"), Home::new(dir, "mallory"), Home::new(dir, "carol"));
+    for h in [&alice, &bob, &mallory, &carol] {
+        h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
+    }
+    contacts_by_bundle(dir, &alice, &bob);
+    let old = alice.ok(&["id", "--link"]).trim().to_owned();
+    let replaced = alice.ok(&["id", "--new-link", "--no-qr"]);
+    let new = alice.ok(&["id", "--link"]).trim().to_owned();
+    assert!(new != old && replaced.contains(&new), "{replaced}");
+    carry(dir, &alice, &[&bob]);
+    bob.ok(&["send", "alice", "after the new link"]);
+    carry(dir, &bob, &[&alice]);
+    assert!(log(&alice, "bob").contains("bob: after the new link"));
+    alice.ok(&["send", "bob", "alice after"]);
+    carry(dir, &alice, &[&bob]);
+    assert!(log(&bob, "alice").contains("alice: alice after"));
+    // Mallory found the old link; carol was given the new one.
+    mallory.ok(&["contact", "add", &old]);
+    carol.ok(&["contact", "add", &new]);
+    carry(dir, &mallory, &[&alice]);
+    carry(dir, &carol, &[&alice]);
+    let contacts = alice.ok(&["contact", "list"]);
+    assert!(contacts.contains("carol") && !contacts.contains("mallory"), "{contacts}");
+}

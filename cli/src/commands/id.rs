@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::backend;
 use crate::output::Output;
-use crate::rpc::request::ShowIdentity;
+use crate::rpc::request::{ReplaceLink, ShowIdentity};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,6 +15,10 @@ pub struct Args {
     /// Leave out the QR code
     #[arg(long)]
     no_qr: bool,
+    /// Replace the link first (one that leaked): requests to the old one are no longer opened,
+    /// your contacts get the new one, your fingerprint stays (the account's first device only)
+    #[arg(long)]
+    new_link: bool,
 }
 
 /// What `weft --json id` prints: the identity without its QR code.
@@ -27,7 +31,10 @@ struct Shown<'a> {
 }
 
 pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
-    let id = backend::call(home_dir, ShowIdentity {})?;
+    let id = match args.new_link {
+        true => backend::call(home_dir, ReplaceLink {})?,
+        false => backend::call(home_dir, ShowIdentity {})?,
+    };
     if args.link && !out.json {
         println!("{}", id.link);
         return Ok(());

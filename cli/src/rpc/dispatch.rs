@@ -49,6 +49,7 @@ impl Api {
     pub async fn answer(&self, request: Request, progress: Option<Progress>) -> Result<Value, ApiError> {
         match request {
             Request::ShowIdentity(p) => reply(p, |_| self.identity()).await,
+            Request::ReplaceLink(p) => reply(p, |_| self.replace_link()).await,
             Request::AddContact(p) => reply(p, |p| self.add_contact(p)).await,
             Request::ListContacts(p) => reply(p, |_| self.contacts()).await,
             Request::AcceptContact(p) => reply(p, |p| self.accept(p)).await,
@@ -103,6 +104,11 @@ impl Api {
             })
         });
         Ok(identity.await?)
+    }
+
+    async fn replace_link(&self) -> Reply<ReplaceLink> {
+        self.node.replace_link().await?;
+        self.identity().await
     }
 
     async fn add_contact(&self, p: AddContact) -> Reply<AddContact> {

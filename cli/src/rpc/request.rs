@@ -70,6 +70,7 @@ macro_rules! methods {
 
 methods! {
     "identity" => ShowIdentity -> answer::Identity;
+    "identity.replace_link" => ReplaceLink -> answer::Identity;
     "contact.add" => AddContact -> answer::Contact;
     "contact.list" => ListContacts -> Vec<answer::Contact>;
     "contact.accept" => AcceptContact -> answer::Accepted;
@@ -152,6 +153,8 @@ macro_rules! no_params {
 no_params! {
     /// `identity`: our name, link and fingerprint.
     ShowIdentity;
+    /// `identity.replace_link`: a new contact link (the old one leaked).
+    ReplaceLink;
     /// `contact.list`.
     ListContacts;
     /// `conversations`: every conversation, with its unread count.

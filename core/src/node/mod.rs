@@ -244,6 +244,11 @@ impl Node {
         self.call(|a| Ok(a.card().to_link())).await
     }
 
+    /// Replaces the contact link (one that leaked); see [`Account::replace_link`].
+    pub async fn replace_link(&self) -> Result<String> {
+        self.call_and_push(|a| a.replace_link()).await
+    }
+
     pub async fn add_contact(&self, link: String, name: Option<String>) -> Result<ContactInfo> {
         self.call_and_push(move |a| a.add_contact(&link, name.as_deref())).await
     }

@@ -66,6 +66,10 @@ async def link_write_and_revoke(root):
     assert revoked.name == "laptop"
     # The laptop held the keys behind the contact link: the revocation replaced it.
     assert await alice.link() != old_link
+    # And on demand (a link that leaked): the fingerprint stays.
+    leaked = await alice.link()
+    fresh = await alice.replace_link()
+    assert fresh == await alice.link() != leaked
     await carry(alice, bob, laptop)
     await bob.send(await conversation_of(bob, "alice"), "after the revocation")
     await carry(bob, alice, laptop)
