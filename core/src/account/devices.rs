@@ -188,34 +188,42 @@ impl Account {
     /// The messages of every conversation a grant hands over (the newest that fit the budget)
     /// and how far each was read.
     fn history_for_grant(&self) -> Result<History> {
+        self.history_within(HISTORY_BUDGET)
+    }
+
+    /// The newest messages of our conversations that fit `budget` encoded bytes, oldest first,
+    /// with how far each conversation was read.
+    fn history_within(&self, budget: usize) -> Result<History> {
         let store = self.store.read();
         let mut messages = Vec::new();
         let mut read_marks = Vec::new();
         let me = self.account_public();
         // The conversations the grant hands over: those we are in.
-        for gid in self.groups.values().filter(|g| g.is_member(&me)).map(|g| &g.id) {
-            for row in store.messages(gid, i64::MAX as usize)? {
-                messages.push(HistoryMessage {
-                    group: row.group_id,
-                    id: row.id.0,
-                    sender: row.sender,
-                    lamport: row.lamport,
-                    sent_ms: row.sent_ms,
-                    kind: row.kind,
-                    body: row.body,
-                });
-            }
+        let granted: Vec<_> = self.groups.values().filter(|g| g.is_member(&me)).map(|g| g.id).collect();
+        for gid in &granted {
             if let Some((lamport, id)) = store.read_mark(gid)? {
                 read_marks.push((*gid, lamport, id.0));
             }
         }
-        // The newest first into the budget; handed over oldest first.
-        messages.sort_by_key(|m| std::cmp::Reverse((m.sent_ms, m.lamport)));
+        // The newest first into the budget (read no further); handed over oldest first.
         let mut used = 0;
-        messages.retain(|m| {
-            used += m.encoded_len();
-            used <= HISTORY_BUDGET
-        });
+        store.newest_messages(&granted, |row| {
+            let message = HistoryMessage {
+                group: row.group_id,
+                id: row.id.0,
+                sender: row.sender,
+                lamport: row.lamport,
+                sent_ms: row.sent_ms,
+                kind: row.kind,
+                body: row.body,
+            };
+            used += message.encoded_len();
+            let fits = used <= budget;
+            if fits {
+                messages.push(message);
+            }
+            fits
+        })?;
         messages.reverse();
         Ok(History { messages, read_marks })
     }
@@ -695,5 +703,44 @@ impl Account {
         self.settle([group], result)?;
         self.rebuild_topics();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::crypto::SeededEntropy;
+    use crate::store::DatabaseKey;
+
+    /// The history reads the newest messages only as far as the budget, and hands them over
+    /// oldest first.
+    #[test]
+    fn a_grant_s_history_is_the_newest_that_fit_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(AtomicU64::new(1_000_000));
+        let c = clock.clone();
+        let mut alice = Account::create_with_key(
+            dir.path(),
+            &DatabaseKey::from_bytes([1; 32]),
+            Some("alice"),
+            Box::new(SeededEntropy::new(1)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap();
+        alice.create_group("notes").unwrap();
+        for i in 0..5 {
+            alice.send("notes", &format!("note {i}")).unwrap();
+        }
+        let texts =
+            |h: &History| h.messages.iter().filter(|m| m.kind == "text").map(|m| m.body.clone()).collect::<Vec<_>>();
+        let all = alice.history_within(usize::MAX).unwrap();
+        assert_eq!(texts(&all), (0..5).map(|i| format!("note {i}")).collect::<Vec<_>>());
+        let last_two: usize = all.messages[all.messages.len() - 2..].iter().map(HistoryMessage::encoded_len).sum();
+        let cut = alice.history_within(last_two).unwrap();
+        assert_eq!(texts(&cut), ["note 3", "note 4"]);
+        assert_eq!(cut.messages.len(), 2);
     }
 }

@@ -794,6 +794,24 @@ pub trait Rows {
 
     /// The last `limit` messages of a conversation in causal order (Lamport clock, then id),
     /// oldest first.
+    /// The messages of `groups`, newest first (by sent time, then order), each handed to `take`
+    /// until it says to stop: what needs only the newest (a grant's history, under its budget)
+    /// never holds every message in memory.
+    fn newest_messages(&self, groups: &[GroupId], mut take: impl FnMut(MessageRow) -> bool) -> Result<()> {
+        let mut stmt = self.conn().prepare(
+            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM messages
+             ORDER BY sent_ms DESC, lamport DESC",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let row = message_from_row(r)?;
+            if groups.contains(&row.group_id) && !take(row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn messages(&self, group: &GroupId, limit: usize) -> Result<Vec<MessageRow>> {
         self.messages_before(group, None, limit)
     }
