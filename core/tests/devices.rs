@@ -483,3 +483,38 @@ fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
     assert_eq!(carry(&carol, &mut tablet).new_contacts, vec!["carol".to_owned()]);
     assert_eq!(carry(&carol, &mut alice).new_contacts, vec!["carol".to_owned()]);
 }
+
+/// The primary restarts between a request that came over the network and the user's grant: it
+/// answers the request as before (the same nonce), so the code the new device shows, made with
+/// the first answer, still grants.
+#[test]
+fn a_primary_restarted_before_the_grant_still_grants_the_code_shown() {
+    use weft_core::account::Received;
+    use weft_core::devices::carrier::{self, Leg};
+    use weft_core::envelope::Envelope;
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (alice, _bob) = common::contacts(&clock);
+    let mut alice = alice;
+    let mut rng = SeededEntropy::new(46);
+    let link = alice.account.link_offer().unwrap();
+    let ticket = Ticket::from_link(&link).unwrap();
+    let keys = DeviceKeys::generate(&mut rng).unwrap();
+    let joining = Joining::start(ticket.clone(), &keys, "laptop", clock.load(Ordering::SeqCst), &mut rng).unwrap();
+    let envelopes = carrier::wrap(&ticket.token, Leg::Request, joining.request(), &mut rng).unwrap();
+    let arrive = |alice: &mut common::Person| {
+        let mut codes = Vec::new();
+        for bytes in &envelopes {
+            if let Ok(Received::LinkRequest(arrived)) =
+                alice.account.receive_envelope(Envelope::parse(bytes.clone()).unwrap())
+            {
+                codes.push(arrived.code);
+            }
+        }
+        codes
+    };
+    let before = arrive(&mut alice);
+    assert_eq!(before.len(), 1);
+    let mut alice = alice.reopen(1, &clock);
+    assert_eq!(arrive(&mut alice), before, "the same request shows the same code after a restart");
+    alice.account.grant_arrived(before[0], HistoryChoice::Leave).unwrap();
+}

@@ -129,6 +129,7 @@ fn computed() -> Vec<(&'static str, String)> {
         Offer::from_bytes(&offer_bytes).unwrap().open_with_nonce(joining.request(), NOW, Some(&[0x11; 32])).unwrap();
     v.push(("link.nonce_chunk_key", hex(&opened.nonce_chunk_key())));
     v.push(("link.code_with_nonce_11", opened.code.to_string()));
+    v.push(("link.nonce_for_request", hex(&Offer::from_bytes(&offer_bytes).unwrap().nonce_for(joining.request()))));
     assert_eq!(joining.with_nonce(&[0x11; 32]).code(), opened.code);
     v
 }

@@ -130,10 +130,9 @@ impl Account {
         if watch.arrived.iter().any(|(r, _, _)| *r == request) {
             return Ok(None);
         }
-        // A whole request that is new: it gets a nonce of its own.
-        let nonce = self.entropy.bytes32()?;
-        let watch = self.link_watch.as_mut().expect("checked above");
+        // A whole request that is new: it gets a nonce of its own (the same one after a restart).
         let offer = watch.offer.as_ref().expect("checked above");
+        let nonce = offer.nonce_for(&request);
         let opened = offer.open_with_nonce(&request, now, Some(&nonce))?;
         let token = watch.token;
         let answer = carrier::wrap_with(&token, Leg::Nonce, &opened.nonce_chunk_key(), &nonce, self.entropy.as_mut())?;

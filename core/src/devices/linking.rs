@@ -39,6 +39,7 @@ const CODE: &[u8] = label("weft/v1/link/code");
 const CHECKSUM: &[u8] = label("weft/v1/link/checksum");
 const GRANT_CHUNKS: &[u8] = label("weft/v1/link/grant-chunks");
 const NONCE_CHUNKS: &[u8] = label("weft/v1/link/nonce-chunks");
+const NONCE_KEY: &[u8] = label("weft/v1/link/nonce-key");
 
 /// What the link says: where to answer and until when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,6 +244,15 @@ impl Offer {
         Ok(Offer { secret, ticket })
     }
 
+    /// The nonce the primary answers `request` with on the network path: unpredictable to
+    /// whoever made the request (it is keyed by the offer's secret), and the same for the same
+    /// request, so a primary that restarted before the grant answers as it did before and the
+    /// code the new device shows still grants.
+    pub fn nonce_for(&self, request: &[u8]) -> [u8; 32] {
+        let key: [u8; 32] = crate::crypto::derive_array(&self.ticket.token, &self.secret[..], &[NONCE_KEY]);
+        crate::crypto::keyed_hash(&key, &[request])
+    }
+
     /// Opens a request for this offer, if it is still valid at `now_ms` (the file path: no
     /// nonce).
     pub fn open(&self, request: &[u8], now_ms: u64) -> Result<Opened> {
@@ -436,6 +446,20 @@ mod tests {
         assert_eq!(bound.open_grant(&grant).unwrap(), b"the account");
         assert!(joining.open_grant(&grant).is_err(), "the grant key covers the nonce");
         assert!(joining.with_nonce(&second).open_grant(&grant).is_err());
+    }
+
+    /// The primary's nonce is the same for the same request (a restart answers as before), and
+    /// another for any other request or offer.
+    #[test]
+    fn the_nonce_is_the_offer_s_for_each_request() {
+        let (offer, joining, _, mut rng) = exchange(6);
+        let again = Offer::from_bytes(&offer.to_bytes()).unwrap();
+        assert_eq!(offer.nonce_for(joining.request()), again.nonce_for(joining.request()));
+        let thief = DeviceKeys::generate(&mut rng).unwrap();
+        let other = Joining::start(offer.ticket().clone(), &thief, "laptop", NOW + 1, &mut rng).unwrap();
+        assert_ne!(offer.nonce_for(joining.request()), offer.nonce_for(other.request()));
+        let (second_offer, _, _, _) = exchange(7);
+        assert_ne!(offer.nonce_for(joining.request()), second_offer.nonce_for(joining.request()));
     }
 
     /// Someone who saw the link answers instead of the user's laptop: the account's device shows

@@ -25,6 +25,21 @@ impl Person {
     pub fn from_parts(account: Account, dir: tempfile::TempDir) -> Person {
         Person { account, _dir: dir }
     }
+
+    /// The same home opened again, as after a restart (`seed`: the one it was made with).
+    pub fn reopen(self, seed: u64, clock: &Arc<AtomicU64>) -> Person {
+        let Person { account, _dir: dir } = self;
+        drop(account);
+        let c = clock.clone();
+        let account = Account::open_with_key(
+            dir.path(),
+            &DatabaseKey::from_bytes([seed as u8; 32]),
+            Box::new(SeededEntropy::new(seed + 500)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap();
+        Person { account, _dir: dir }
+    }
 }
 
 pub fn person(name: &str, seed: u64, clock: &Arc<AtomicU64>) -> Person {
