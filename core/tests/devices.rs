@@ -518,3 +518,62 @@ fn a_primary_restarted_before_the_grant_still_grants_the_code_shown() {
     assert_eq!(arrive(&mut alice), before, "the same request shows the same code after a restart");
     alice.account.grant_arrived(before[0], HistoryChoice::Leave).unwrap();
 }
+
+/// What the network carries: each device's outbox (what libp2p, a relay and the mesh push),
+/// taken by `to`; the envelopes' topics are checked against what `to` follows on the network.
+fn push(from: &mut common::Person, to: &mut [&mut common::Person]) -> Vec<Vec<u8>> {
+    let batch = from.account.outbox(10_000).unwrap();
+    let ids: Vec<_> =
+        batch.live.iter().map(|b| weft_core::envelope::Envelope::parse(b.clone()).unwrap().id()).collect();
+    from.account.handed_over(&ids).unwrap();
+    for person in to.iter_mut() {
+        let followed = person.account.network_topics();
+        for bytes in &batch.live {
+            let topic: [u8; 16] = bytes[1..17].try_into().unwrap();
+            let envelope = weft_core::envelope::Envelope::parse(bytes.clone()).unwrap();
+            if person.account.receive_envelope(envelope).is_ok() {
+                assert!(followed.contains(&topic), "an envelope it reads is on a topic it does not follow");
+            }
+        }
+    }
+    batch.live
+}
+
+/// A replaced link travels the way envelopes do on the network (each device's outbox, on the
+/// topics the others follow there), not only in bundles: bob takes it and writes in the new
+/// epoch, which alice's phone and tablet follow before anyone wrote there and take up when bob
+/// does; the three go on writing to each other.
+#[test]
+fn a_replaced_link_travels_through_the_outbox_and_both_epochs_are_followed() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    let mut tablet = link_device(&mut alice, &clock, 53);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob, &mut tablet]);
+        push(&mut tablet, &mut [&mut bob, &mut alice]);
+        push(&mut bob, &mut [&mut alice, &mut tablet]);
+    }
+    let old = alice.account.card().to_link();
+    let new = alice.account.replace_link().unwrap();
+    assert_ne!(old, new);
+    push(&mut alice, &mut [&mut bob, &mut tablet]);
+    assert_eq!(tablet.account.card().to_link(), new, "the tablet took the new link from the outbox");
+    bob.account.send("alice", "bob in the new epoch").unwrap();
+    let sent = push(&mut bob, &mut [&mut alice, &mut tablet]);
+    assert!(!sent.is_empty());
+    for device in [&alice, &tablet] {
+        assert!(texts(device, "bob").contains(&"bob: bob in the new epoch".to_owned()), "{:?}", texts(device, "bob"));
+    }
+    alice.account.send("bob", "phone after").unwrap();
+    tablet.account.send("bob", "tablet after").unwrap();
+    push(&mut alice, &mut [&mut bob, &mut tablet]);
+    push(&mut tablet, &mut [&mut bob, &mut alice]);
+    let read = texts(&bob, "alice");
+    for text in ["alice: phone after", "alice: tablet after"] {
+        assert!(read.contains(&text.to_owned()), "{read:?}");
+    }
+    // All three now write in the new epoch: what alice writes is on the topic bob wrote on.
+    alice.account.send("bob", "one more").unwrap();
+    let last = push(&mut alice, &mut [&mut bob]);
+    assert!(last.iter().all(|b| b[1..17] == sent[sent.len() - 1][1..17]), "alice still writes in the first epoch");
+}

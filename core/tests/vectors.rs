@@ -54,7 +54,7 @@ fn computed() -> Vec<(&'static str, String)> {
     let rotated = weft_core::devices::rotation::RotatedLink::sign(&alice_key, card.clone(), NOW).unwrap();
     v.push(("link.rotated", hex(&rotated.to_bytes())));
     let mut moved = Group::pair(&alice, device(200).cert.account, &[0x44; 32], NOW);
-    assert!(moved.move_pair_epoch(&[0x45; 32]));
+    assert!(moved.take_pair_keys(&[0x45; 32], weft_core::group::KeyChange::Theirs));
     let epoch = moved.current_epoch().unwrap();
     v.push(("pair.moved_epoch_id", hex(&epoch.id)));
     v.push(("pair.moved_epoch_secret", hex(&epoch.secret[..])));

@@ -345,12 +345,12 @@ impl Account {
                 })
             })();
             self.settle(pair, result)?;
+            // A request that came before we replaced our link made the conversation under the
+            // old one: they get the new link there, and it moves on.
+            self.send_our_link_to(&row.account);
         }
         let joined = self.join_held_invites(&row.account)?;
         self.share_contact(&row.account);
-        // A request that came before we replaced our link made the conversation under the old
-        // one: they get the new link there, and it moves on.
-        self.send_our_link_to(&row.account);
         Ok((self.contact_info(&row)?, joined))
     }
 

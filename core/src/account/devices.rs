@@ -279,8 +279,11 @@ impl Account {
             }
         }
         // The device held the keys behind the account's link: a new link, which it opens
-        // nothing of, and 1:1 conversations in epochs it cannot compute.
-        self.replace_link()?;
+        // nothing of, and 1:1 conversations in epochs it cannot compute. (The revocation stands
+        // if this fails; `replace_link` can be asked again.)
+        if let Err(e) = self.replace_link() {
+            tracing::warn!(%e, "the contact link could not be replaced after a revocation");
+        }
         Ok(target)
     }
 
@@ -458,6 +461,9 @@ impl Account {
         let mut account = Account::open_with_key(home, key, entropy, clock)?;
         account.take_up(&grant.groups, &grant.primary)?;
         account.take_shared_settings(&grant.settings)?;
+        // A link the primary replaced since a 1:1 conversation last moved: follow the epoch it
+        // gives, as the primary does.
+        account.take_new_request_keys(None, crate::group::KeyChange::Ours)?;
         Ok(account)
     }
 

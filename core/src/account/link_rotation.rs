@@ -2,11 +2,12 @@
 //!
 //! The account's first device replaces the link when it revokes a device (and when the user
 //! asks: a link that leaked): a new request key and rendezvous seed, signed by the account key.
-//! The account's other devices get the new keys in its conversation with itself, contacts the
-//! signed card in their 1:1 conversation, both sealed under chains the revoked device no longer
-//! gets; then every 1:1 conversation moves to the epoch the new key gives
-//! ([`Group::move_pair_epoch`]). The revoked device opens no request sent to the new link and
-//! no longer sees when or how much is written in 1:1 conversations.
+//! The account's other devices get the new keys in its conversation with itself (kind 17),
+//! contacts the signed card in their 1:1 conversation (kind 16), both sealed in the current
+//! epochs under chains the revoked device no longer gets. Each 1:1 conversation then follows
+//! the epoch the new key gives ([`Group::take_pair_keys`]) and writes there once the other side
+//! does: the revoked device opens no request sent to the new link and, from then on, no longer
+//! sees when or how much is written there.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use crate::crypto::Secret32;
 use crate::devices::rotation::RotatedLink;
 use crate::error::{Error, Result};
-use crate::group::{Content, Group, GroupKind};
+use crate::group::{Content, Group, GroupKind, KeyChange, Sealed};
 use crate::identity::{AccountPublic, ContactCard, InviteKeys};
 use crate::store::Rows;
 
@@ -34,7 +35,8 @@ impl Account {
     /// Replaces the account's contact link and returns the new one (only on the account's first
     /// device: the new link is signed by the account key). Requests sent to the old link are no
     /// longer opened; contacts and the account's other devices are told, and every 1:1
-    /// conversation moves to a new epoch.
+    /// conversation moves to a new epoch once the other side took the new link. All of it in
+    /// one transaction: a crash leaves the old link, whole, or the new one.
     pub fn replace_link(&mut self) -> Result<String> {
         self.require_primary()?;
         let now = self.now();
@@ -51,38 +53,57 @@ impl Account {
             None => now,
         };
         let link = RotatedLink::sign(self.require_primary()?, card, issued)?;
-        // Told in the current epochs, which the others read, before moving them.
-        self.send_to_own_devices(Content::InviteKeysShared {
-            request_secret: invite.request.to_bytes().into(),
-            link: link.clone(),
-        });
         let me = self.account_public();
-        let pairs: Vec<_> = self
+        let self_id = self.self_conversation_id();
+        let ids: Vec<_> = self
             .groups
             .iter()
-            .filter(|(_, g)| matches!(g.kind, GroupKind::Pair { .. }) && !g.is_own_conversation() && g.is_member(&me))
+            .filter(|(id, g)| matches!(g.kind, GroupKind::Pair { .. }) && g.is_member(&me) && **id != self_id)
             .map(|(id, _)| *id)
             .collect();
-        for id in pairs {
-            let Some(mut group) = self.groups.remove(&id) else { continue };
-            let result =
-                group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut()).and_then(|sealed| {
-                    self.store.write(|tx| {
-                        put_sent(tx, &id, &sealed, now)?;
-                        tx.save_group(&mut group)
-                    })
-                });
-            if let Err(e) = self.settle([group], result) {
-                tracing::warn!(%e, "a replaced link could not be sealed in one conversation");
+        let mut told: Vec<(Group, Vec<Sealed>)> = Vec::new();
+        let mut sealed_all = || -> Result<()> {
+            // Sealed in the current epochs, which the others read, before anything moves.
+            if let Some(mut own) = self.groups.remove(&self_id) {
+                let content =
+                    Content::InviteKeysShared { request_secret: invite.request.to_bytes().into(), link: link.clone() };
+                let sealed = own.send_to_own_devices(&self.me, content, now, self.entropy.as_mut());
+                told.push((own, sealed?));
             }
-        }
-        self.take_invite_keys(invite, &link)?;
+            for id in &ids {
+                let Some(mut group) = self.groups.remove(id) else { continue };
+                // (Someone the user blocked learns nothing of the new link.)
+                let peer = peer_of(&group, &me);
+                if peer.is_some_and(|p| self.is_blocked(&p).unwrap_or(true)) {
+                    self.groups.insert(*id, group);
+                    continue;
+                }
+                let sealed = group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut());
+                told.push((group, sealed?));
+            }
+            Ok(())
+        };
+        let sealed = sealed_all();
+        let result = sealed.and_then(|()| {
+            self.store.write(|tx| {
+                tx.set_invite_keys(&invite.request.to_bytes(), &invite.rendezvous_seed)?;
+                tx.put_link_rotation(&link)?;
+                for (group, sealed) in told.iter_mut() {
+                    put_sent(tx, &group.id, sealed, now)?;
+                    tx.save_group(group)?;
+                }
+                Ok(())
+            })
+        });
+        self.settle(told.into_iter().map(|(g, _)| g), result)?;
+        self.invite = invite;
+        self.take_new_request_keys(None, KeyChange::Ours)?;
         Ok(link.card.to_link())
     }
 
-    /// Hands a contact our latest replaced link in our 1:1 conversation and moves it to the
-    /// epoch the new key gives (a conversation made under the old link: a request from before
-    /// the link was replaced, accepted after). Best effort: the conversation works either way.
+    /// Hands a contact our latest replaced link in our 1:1 conversation and follows the epoch
+    /// the new key gives (a conversation made under the old link: a request from before the
+    /// link was replaced, accepted after). Best effort: the conversation works either way.
     pub(super) fn send_our_link_to(&mut self, contact: &AccountPublic) {
         let me = self.account_public();
         let link = match self.store.read().link_rotation(&me) {
@@ -98,7 +119,8 @@ impl Account {
                 tx.save_group(&mut group)
             })
         });
-        let moved = self.settle([group], result).and_then(|()| self.move_pair_epochs(Some(*contact)));
+        let moved =
+            self.settle([group], result).and_then(|()| self.take_new_request_keys(Some(*contact), KeyChange::Ours));
         if let Err(e) = moved {
             tracing::warn!(%e, "our replaced link could not be handed to a contact");
         }
@@ -118,9 +140,15 @@ impl Account {
                 if link.card.account != me || invite.request_public() != link.card.request_key {
                     return Err(Error::Malformed { what: "replaced link", why: "its keys are not the account's" });
                 }
-                if self.is_newer(&link)? {
-                    self.take_invite_keys(invite, &link)?;
+                if !self.is_newer(&link)? {
+                    return Ok(());
                 }
+                self.store.write(|tx| {
+                    tx.set_invite_keys(&invite.request.to_bytes(), &invite.rendezvous_seed)?;
+                    tx.put_link_rotation(&link)
+                })?;
+                self.invite = invite;
+                self.take_new_request_keys(None, KeyChange::Ours)?;
             }
             // (Ours, seen in a 1:1 conversation: our devices take it from the one above.)
             ArrivedLink::Contact(link) if link.card.account == me => {}
@@ -133,7 +161,7 @@ impl Account {
                     tx.set_contact_card(&account, &link.card.to_bytes())?;
                     tx.put_link_rotation(&link)
                 })?;
-                self.move_pair_epochs(Some(account))?;
+                self.take_new_request_keys(Some(account), KeyChange::Theirs)?;
             }
         }
         Ok(())
@@ -143,20 +171,11 @@ impl Account {
         Ok(self.store.read().link_rotated_ms(&link.card.account)?.is_none_or(|last| link.issued_ms > last))
     }
 
-    /// Makes `invite` the keys behind our link and moves every 1:1 conversation to the epoch
-    /// they give.
-    fn take_invite_keys(&mut self, invite: InviteKeys, link: &RotatedLink) -> Result<()> {
-        self.store.write(|tx| {
-            tx.set_invite_keys(&invite.request.to_bytes(), &invite.rendezvous_seed)?;
-            tx.put_link_rotation(link)
-        })?;
-        self.invite = invite;
-        self.move_pair_epochs(None)
-    }
-
-    /// Moves the 1:1 conversations (with `only`, or all, ours with ourselves included) to the
-    /// epoch our request key and theirs now give.
-    fn move_pair_epochs(&mut self, only: Option<AccountPublic>) -> Result<()> {
+    /// Each 1:1 conversation (with `only`, or all) takes the epoch our request key and theirs
+    /// now give: at once where `change` is theirs, once the other side writes there where it is
+    /// ours. Our conversation with ourselves is both sides: our devices that read our new keys
+    /// write there at once, and this device once one of them did.
+    pub(super) fn take_new_request_keys(&mut self, only: Option<AccountPublic>, change: KeyChange) -> Result<()> {
         let me = self.account_public();
         let request_keys: HashMap<AccountPublic, [u8; 32]> = self
             .store
@@ -166,11 +185,11 @@ impl Account {
             .filter_map(|c| ContactCard::from_bytes(&c.card).ok().map(|card| (c.account, card.request_key)))
             .chain(std::iter::once((me, self.invite.request_public())))
             .collect();
-        let mut moved: Vec<Group> = Vec::new();
+        let primary = self.account_key.is_some();
+        let mut changed: Vec<Group> = Vec::new();
         let ids: Vec<_> = self.groups.keys().copied().collect();
         for id in ids {
-            let Some(GroupKind::Pair { accounts }) = self.groups.get(&id).map(|g| g.kind.clone()) else { continue };
-            let peer = if accounts[0] == me { accounts[1] } else { accounts[0] };
+            let Some(peer) = self.groups.get(&id).and_then(|g| peer_of(g, &me)) else { continue };
             if only.is_some_and(|o| o != peer) {
                 continue;
             }
@@ -179,17 +198,29 @@ impl Account {
             if !shared.was_contributory() {
                 continue;
             }
+            // In our own conversation the device that made the keys waits; those that read them
+            // move (the maker wrote them in the current epoch).
+            let change = match (peer == me, primary) {
+                (true, false) => KeyChange::Theirs,
+                _ => change,
+            };
             let Some(mut group) = self.groups.remove(&id) else { continue };
-            if group.move_pair_epoch(shared.as_bytes()) {
-                moved.push(group);
+            if group.take_pair_keys(shared.as_bytes(), change) {
+                changed.push(group);
             } else {
                 self.groups.insert(id, group);
             }
         }
-        if moved.is_empty() {
+        if changed.is_empty() {
             return Ok(());
         }
-        let result = self.store.write(|tx| moved.iter_mut().try_for_each(|g| tx.save_group(g)));
-        self.settle(moved, result)
+        let result = self.store.write(|tx| changed.iter_mut().try_for_each(|g| tx.save_group(g)));
+        self.settle(changed, result)
     }
+}
+
+/// The other account of a 1:1 conversation (ours, for the account's conversation with itself).
+fn peer_of(group: &Group, me: &AccountPublic) -> Option<AccountPublic> {
+    let GroupKind::Pair { accounts } = group.kind else { return None };
+    Some(if accounts[0] == *me { accounts[1] } else { accounts[0] })
 }

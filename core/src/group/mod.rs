@@ -17,8 +17,8 @@ pub use content::{
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
 pub use state::{
-    ChainPosition, EPOCH_GRACE_MS, Event, Group, GroupKind, LocalDevice, MAX_HISTORY_MS, MAX_LAMPORT_JUMP, Opened,
-    RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, SHARES_PER_MESSAGE, Sealed,
+    ChainPosition, EPOCH_GRACE_MS, Event, Group, GroupKind, KeyChange, LocalDevice, MAX_HISTORY_MS, MAX_LAMPORT_JUMP,
+    Opened, RESEED_AFTER_MESSAGES, RESEED_AFTER_MS, SHARES_PER_MESSAGE, Sealed,
 };
 
 /// A group's id. Never sent in clear: it lives only inside encrypted headers and signatures.

@@ -38,6 +38,8 @@ const EPOCH_SHARE: &[u8] = label("weft/v2/epoch-share");
 const PAIR_GROUP_ID: &str = "weft/v1/pair-group-id";
 const PAIR_SECRET: &[u8] = label("weft/v1/pair-secret");
 const PAIR_EPOCH_ID: &str = "weft/v1/pair-epoch-id";
+/// Past epochs a 1:1 conversation keeps beside its current and pending ones.
+const MAX_PAST_PAIR_EPOCHS: usize = 3;
 /// Version 2 adds the prekeys and channels of forward-secret key delivery; a version 1 state
 /// is read with none (its devices are reached through their prekeys once they announce).
 /// Version 3 keeps a 1:1 conversation's current epoch (it moves when a link is replaced).
@@ -114,6 +116,8 @@ pub struct Opened {
     pub id: EnvelopeId,
     pub sender: DeviceCert,
     pub inner: Inner,
+    /// The epoch it was sealed in.
+    pub epoch: [u8; 32],
     chain_update: Option<((DeviceId, u32), PeerChain)>,
 }
 
@@ -193,6 +197,15 @@ pub enum Event {
     Nothing,
 }
 
+/// Whose request key changed, for a 1:1 conversation's epoch ([`Group::take_pair_keys`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Ours: our new link is on its way to the other side.
+    Ours,
+    /// Theirs: we read their new link (or, in the account's own conversation, took ours).
+    Theirs,
+}
+
 /// A 1:1 conversation's epoch secret from the two accounts (in order) and their request keys'
 /// agreement.
 fn pair_secret(accounts: &[AccountPublic; 2], shared: &[u8; 32]) -> [u8; 32] {
@@ -247,6 +260,9 @@ pub struct Group {
     /// A 1:1 conversation's current epoch once either side replaced its link (`None`: the
     /// first, named by the group's id).
     pair_epoch: Option<[u8; 32]>,
+    /// The 1:1 epoch our own new link gives, followed but not yet written in: the other side
+    /// reads our new link in the current epoch, then writes there, and so do we from then on.
+    pair_pending: Option<[u8; 32]>,
 }
 
 impl Group {
@@ -276,6 +292,7 @@ impl Group {
             verifying_keys: Default::default(),
             revoked: BTreeSet::new(),
             pair_epoch: None,
+            pair_pending: None,
         }
     }
 
@@ -345,21 +362,51 @@ impl Group {
         group
     }
 
-    /// Moves a 1:1 conversation to the epoch the two accounts' request keys now give (`shared`
-    /// is their X25519 agreement), after either side replaced its link: both sides come to
-    /// the same epoch from the same two keys, whichever replaced first, and a revoked device,
-    /// which holds neither secret key any more, cannot compute it. The epoch left stays
-    /// readable for its grace. Returns whether the conversation moved.
-    pub fn move_pair_epoch(&mut self, shared: &[u8; 32]) -> bool {
+    /// Takes the epoch the two accounts' request keys now give (`shared` is their X25519
+    /// agreement) after a side replaced its link: both sides come to the same epoch from the
+    /// same two keys, and a revoked device, which holds neither secret key any more, cannot
+    /// compute it. When the other side's key changed (`KeyChange::Theirs`: we read their new
+    /// link), we write there at once; when ours did, the epoch waits, followed, until another
+    /// device writes there (the other side took our link, which it reads in the current epoch).
+    /// The epochs left stay readable for their grace. Returns whether anything changed.
+    pub fn take_pair_keys(&mut self, shared: &[u8; 32], change: KeyChange) -> bool {
         let GroupKind::Pair { accounts } = self.kind else { return false };
         let secret = pair_secret(&accounts, shared);
-        let id = blake3::derive_key(PAIR_EPOCH_ID, &secret);
-        if self.current_epoch().is_some_and(|e| e.id == id || e.secret[..] == secret[..]) {
-            return false;
+        if self.current_epoch().is_some_and(|e| e.secret[..] == secret[..]) {
+            // (Already there: a link made after the conversation, or taken twice.)
+            return self.pair_pending.take().is_some();
         }
-        self.epochs.insert(id, Epoch::new(id, secret));
-        self.pair_epoch = Some(id);
-        true
+        let id = blake3::derive_key(PAIR_EPOCH_ID, &secret);
+        let before = (self.pair_epoch, self.pair_pending, self.epochs.len());
+        self.epochs.entry(id).or_insert_with(|| Epoch::new(id, secret));
+        self.retired_epochs.remove(&id);
+        match change {
+            KeyChange::Theirs => {
+                self.pair_epoch = Some(id);
+                self.pair_pending = None;
+            }
+            KeyChange::Ours => self.pair_pending = Some(id),
+        }
+        self.bound_pair_epochs();
+        before != (self.pair_epoch, self.pair_pending, self.epochs.len())
+    }
+
+    /// Keeps a 1:1 conversation's past epochs to the few newest: a contact who replaces its
+    /// link again and again adds an epoch each time.
+    fn bound_pair_epochs(&mut self) {
+        let keep = [self.current_epoch().map(|e| e.id), self.pair_pending];
+        let mut past: Vec<([u8; 32], u64)> = self
+            .epochs
+            .keys()
+            .filter(|id| !keep.contains(&Some(**id)))
+            .map(|id| (*id, self.retired_epochs.get(id).copied().unwrap_or(u64::MAX)))
+            .collect();
+        // Newest retired first; one not yet stamped has just been left.
+        past.sort_by_key(|(_, since)| std::cmp::Reverse(*since));
+        for (id, _) in past.into_iter().skip(MAX_PAST_PAIR_EPOCHS) {
+            self.epochs.remove(&id);
+            self.retired_epochs.remove(&id);
+        }
     }
 
     /// Joins a group from an invitation.
@@ -554,10 +601,11 @@ impl Group {
     /// changed, for the caller to store.
     pub fn forget_old_epochs(&mut self, now_ms: u64) -> bool {
         let current = self.current_epoch().map(|e| e.id);
+        let pending = self.pair_pending;
         let before = (self.epochs.len(), self.retired_epochs.len());
         let retired = &mut self.retired_epochs;
-        retired.retain(|id, _| Some(*id) != current);
-        for id in self.epochs.keys().filter(|id| Some(**id) != current) {
+        retired.retain(|id, _| Some(*id) != current && Some(*id) != pending);
+        for id in self.epochs.keys().filter(|id| Some(**id) != current && Some(**id) != pending) {
             retired.entry(*id).or_insert(now_ms);
         }
         let expired: Vec<[u8; 32]> = retired
@@ -659,13 +707,26 @@ impl Group {
         }
     }
 
-    /// Up to `n` epochs before the current one whose secrets we hold, newest first.
-    pub fn previous_epochs(&self, n: usize) -> impl Iterator<Item = &Epoch> {
-        let applied: &[[u8; 32]] = match &self.kind {
-            GroupKind::Pair { .. } => &[],
-            GroupKind::Many => &self.membership.applied,
-        };
-        applied.iter().rev().skip(1).filter_map(|id| self.epochs.get(id)).take(n)
+    /// Up to `n` epochs beside the current one whose secrets we hold, newest first: a group's
+    /// before the current one; a 1:1 conversation's the one our new link gives and those left.
+    pub fn previous_epochs(&self, n: usize) -> Box<dyn Iterator<Item = &Epoch> + '_> {
+        match &self.kind {
+            GroupKind::Pair { .. } => {
+                let current = self.current_epoch().map(|e| e.id);
+                let mut others: Vec<&Epoch> = self.epochs.values().filter(|e| Some(e.id) != current).collect();
+                let pending = self.pair_pending;
+                others.sort_by_key(|e| {
+                    (
+                        Some(e.id) != pending,
+                        std::cmp::Reverse(self.retired_epochs.get(&e.id).copied().unwrap_or(u64::MAX)),
+                    )
+                });
+                Box::new(others.into_iter().take(n))
+            }
+            GroupKind::Many => {
+                Box::new(self.membership.applied.iter().rev().skip(1).filter_map(|id| self.epochs.get(id)).take(n))
+            }
+        }
     }
 
     /// Every epoch whose secret we hold.
@@ -1488,7 +1549,7 @@ impl Group {
         if matches!(inner.content, Content::Invite(_) | Content::InvitePart(_)) && self.kind == GroupKind::Many {
             return Err(Error::Malformed { what: "message", why: "invitations travel in 1:1 conversations" });
         }
-        Ok(Opened { id: envelope.id(), sender, inner, chain_update })
+        Ok(Opened { id: envelope.id(), sender, inner, epoch: *epoch_id, chain_update })
     }
 
     /// Verifies a device's signature, keeping the device's decompressed public key: decompressing
@@ -1508,7 +1569,12 @@ impl Group {
 
     /// Applies an opened envelope. Everything that can fail is checked before anything changes.
     pub fn accept(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
-        let Opened { id, sender, inner, chain_update } = opened;
+        let Opened { id, sender, inner, epoch: sealed_in, chain_update } = opened;
+        // Another device wrote in the 1:1 epoch our new link gives: it took the link, so we
+        // write there too from now on.
+        if self.pair_pending == Some(sealed_in) && sender.device != me.id() {
+            self.pair_epoch = self.pair_pending.take();
+        }
         // The channel's keys change as a secret opens: that is applied with everything else,
         // once nothing can fail. A share that does not open (its key used, expired, or a
         // hostile sender's) is ignored; the rest of the message still counts.
@@ -1815,10 +1881,12 @@ impl Group {
                 w.u16(*index).bytes(bytes);
             }
         }
-        match &self.pair_epoch {
-            Some(id) => w.u8(1).raw(id),
-            None => w.u8(0),
-        };
+        for epoch in [&self.pair_epoch, &self.pair_pending] {
+            match epoch {
+                Some(id) => w.u8(1).raw(id),
+                None => w.u8(0),
+            };
+        }
         // Last, where tests that play a hostile clock find it.
         w.u64(self.lamport);
         w.into_bytes()
@@ -1889,8 +1957,9 @@ impl Group {
                 group.invite_parts.insert(hash, parts);
             }
         }
-        if version >= 3 && r.bool()? {
-            group.pair_epoch = Some(r.array()?);
+        if version >= 3 {
+            group.pair_epoch = if r.bool()? { Some(r.array()?) } else { None };
+            group.pair_pending = if r.bool()? { Some(r.array()?) } else { None };
         }
         group.lamport = r.u64()?;
         if let Some(own) = &group.own {
@@ -2107,32 +2176,59 @@ mod tests {
     }
 
     /// Both sides of a 1:1 conversation come to the same new epoch from the same two request
-    /// keys, whichever side replaced its link; the epoch left stays readable (until its grace
-    /// ends), and the move is stored.
+    /// keys. The side whose key changed follows it and writes there once the other side did
+    /// (which reads the new link in the current epoch first); the epochs left stay readable
+    /// for their grace, and all of it is stored.
     #[test]
     fn both_sides_of_a_one_to_one_move_to_the_epoch_their_new_keys_give() {
+        use x25519_dalek::{PublicKey, StaticSecret};
         let (a, b) = (device(1), device(2));
         let mut rng = SeededEntropy::new(19);
-        use x25519_dalek::{PublicKey, StaticSecret};
         let mut key = || StaticSecret::from(rng.bytes32().unwrap());
         let (a_old, b_keys, a_new) = (key(), key(), key());
         let dh = |x: &StaticSecret, y: &StaticSecret| *x.diffie_hellman(&PublicKey::from(y)).as_bytes();
+        let mut rng = SeededEntropy::new(20);
         let mut ga = Group::pair(&a, b.account(), &dh(&a_old, &b_keys), NOW);
         let mut gb = Group::pair(&b, a.account(), &dh(&b_keys, &a_old), NOW);
+        for (g, other) in [(&mut ga, &b), (&mut gb, &a)] {
+            g.learn_device(&other.cert).unwrap();
+            g.note_prekey(other.prekeys.current());
+        }
         let first = ga.current_epoch().unwrap().clone();
         assert_eq!(first.id, ga.id);
-        assert!(ga.move_pair_epoch(&dh(&a_new, &b_keys)));
-        assert!(!ga.move_pair_epoch(&dh(&a_new, &b_keys)), "the same keys move nothing");
-        assert!(gb.move_pair_epoch(&dh(&b_keys, &a_new)));
-        let (ea, eb) = (ga.current_epoch().unwrap().clone(), gb.current_epoch().unwrap().clone());
-        assert_eq!((ea.id, &ea.secret), (eb.id, &eb.secret));
-        assert_ne!(ea.id, first.id);
-        assert!(ga.epochs().any(|e| e.id == first.id), "the epoch left is kept for its grace");
+        // Alice's key changed: she follows the new epoch and goes on writing in the first.
+        assert!(ga.take_pair_keys(&dh(&a_new, &b_keys), KeyChange::Ours));
+        assert_eq!(ga.current_epoch().unwrap().id, first.id);
+        let pending = ga.pair_pending.unwrap();
+        assert!(ga.previous_epochs(4).any(|e| e.id == pending), "the new epoch is followed");
+        assert!(!ga.take_pair_keys(&dh(&a_new, &b_keys), KeyChange::Ours), "the same keys change nothing");
         let stored = Group::decode_state(&ga.encode_state()).unwrap();
-        assert_eq!(stored.current_epoch().unwrap().id, ea.id);
+        assert_eq!((stored.current_epoch().unwrap().id, stored.pair_pending), (first.id, Some(pending)));
+        // Bob read her new link: he writes in the new epoch at once, and she follows him there.
+        assert!(gb.take_pair_keys(&dh(&b_keys, &a_new), KeyChange::Theirs));
+        assert_eq!(gb.current_epoch().unwrap().id, pending);
+        assert_eq!(gb.current_epoch().unwrap().secret, ga.epochs.get(&pending).unwrap().secret);
+        for sealed in gb.send_text(&b, "hello in the new epoch", NOW, &mut rng).unwrap() {
+            let opened = ga.open(&a, &sealed.envelope, &pending).unwrap();
+            ga.accept(&a, opened).unwrap();
+        }
+        assert_eq!((ga.current_epoch().unwrap().id, ga.pair_pending), (pending, None));
+        assert!(ga.epochs().any(|e| e.id == first.id), "the epoch left is kept for its grace");
         ga.forget_old_epochs(NOW);
         ga.forget_old_epochs(NOW + EPOCH_GRACE_MS);
-        assert_eq!(ga.epochs().map(|e| e.id).collect::<Vec<_>>(), vec![ea.id]);
+        assert_eq!(ga.epochs().map(|e| e.id).collect::<Vec<_>>(), vec![pending]);
+    }
+
+    /// A contact who replaces their link again and again leaves a bounded number of epochs.
+    #[test]
+    fn a_contact_replacing_links_again_and_again_keeps_few_epochs() {
+        let (a, b) = (device(1), device(2));
+        let mut ga = Group::pair(&a, b.account(), &[1; 32], NOW);
+        for i in 0..50u8 {
+            assert!(ga.take_pair_keys(&[i.wrapping_add(2); 32], KeyChange::Theirs));
+            ga.forget_old_epochs(NOW + i as u64);
+        }
+        assert!(ga.epochs().count() <= 1 + MAX_PAST_PAIR_EPOCHS, "{}", ga.epochs().count());
     }
 
     /// Another of our devices that had not heard of a revocation hands over a later epoch: the
