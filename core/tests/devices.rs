@@ -425,6 +425,7 @@ fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
     dave.account.add_contact(&old_link, None).unwrap();
     assert_eq!(carry(&dave, &mut alice).new_contacts, vec!["dave".to_owned()]);
     assert_eq!(carry(&dave, &mut laptop).new_contacts, vec!["dave".to_owned()]);
+    assert_eq!(carry(&dave, &mut tablet).new_contacts, vec!["dave".to_owned()]);
 
     alice.account.revoke_device("laptop").unwrap();
     let new_link = alice.account.card().to_link();
@@ -475,6 +476,19 @@ fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
     assert_eq!((seen.waiting, seen.messages.len()), (0, 0), "{seen:?}");
     carry(&dave, &mut alice);
     assert!(texts(&alice, "dave").contains(&"dave: dave after".to_owned()), "{:?}", texts(&alice, "dave"));
+    // The tablet, which held dave's request too, follows where alice's acceptance took it.
+    carry(&alice, &mut tablet);
+    tablet.account.send("dave", "tablet to dave").unwrap();
+    for _ in 0..2 {
+        carry(&tablet, &mut dave);
+        carry(&dave, &mut tablet);
+    }
+    assert!(texts(&dave, "alice").contains(&"alice: tablet to dave".to_owned()), "{:?}", texts(&dave, "alice"));
+    dave.account.send("alice", "dave to both").unwrap();
+    let seen = carry(&dave, &mut laptop);
+    assert_eq!((seen.waiting, seen.messages.len()), (0, 0), "{seen:?}");
+    carry(&dave, &mut tablet);
+    assert!(texts(&tablet, "dave").contains(&"dave: dave to both".to_owned()), "{:?}", texts(&tablet, "dave"));
 
     // Carol uses the new link: alice's devices open her request, the laptop does not.
     let mut carol = common::person("carol", 3, &clock);

@@ -594,12 +594,14 @@ impl Account {
             Ok(Some(row)) => row,
             _ => return,
         };
+        let pair_epoch = self.groups.get(&row.group_id).and_then(Group::moved_pair_epoch);
         self.send_to_own_devices(crate::group::Content::ContactShared(crate::group::SharedContact {
             card: row.card,
             name: row.name,
             accepted: row.status == crate::store::ContactStatus::Accepted,
             verified: row.verified,
             created_ms: row.created_ms,
+            pair_epoch,
         }));
     }
 
@@ -698,7 +700,14 @@ impl Account {
             Some(g) => g,
             None => match self.store.read().load_group(&row.group_id)? {
                 Some(g) => g,
-                None => self.pair_group(&card, row.created_ms)?,
+                None => {
+                    // Made here from their card: under the id the sharing device's epoch has.
+                    let mut made = self.pair_group(&card, row.created_ms)?;
+                    if let Some(id) = shared.pair_epoch {
+                        made.name_pair_epoch(id);
+                    }
+                    made
+                }
             },
         };
         row.group_id = group.id;
@@ -707,6 +716,9 @@ impl Account {
             tx.save_group(&mut group)
         });
         self.settle([group], result)?;
+        // A conversation stored from before our link was replaced (a request not yet accepted
+        // here) follows the epoch our new key gives, as the device that shared it does.
+        self.take_new_request_keys(Some(card.account), crate::group::KeyChange::Ours)?;
         self.rebuild_topics();
         Ok(())
     }

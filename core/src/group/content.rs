@@ -177,6 +177,9 @@ pub struct SharedContact {
     pub accepted: bool,
     pub verified: bool,
     pub created_ms: u64,
+    /// The epoch our 1:1 conversation with them is in on the sharing device, when either side
+    /// replaced a link since it began (absent from shares made before this was added).
+    pub pair_epoch: Option<[u8; 32]>,
 }
 
 /// A setting changed on one of an account's devices, for the others to follow.
@@ -376,6 +379,9 @@ impl Inner {
                     .bool(c.accepted)
                     .bool(c.verified)
                     .u64(c.created_ms);
+                if let Some(epoch) = &c.pair_epoch {
+                    w.raw(epoch);
+                }
             }
             Content::SettingShared(setting) => {
                 w.u8(KIND_SETTING_SHARED);
@@ -441,6 +447,7 @@ impl Inner {
                 accepted: r.bool()?,
                 verified: r.bool()?,
                 created_ms: r.u64()?,
+                pair_epoch: if r.remaining() >= 32 { Some(r.array()?) } else { None },
             }),
             KIND_SETTING_SHARED => Content::SettingShared(SharedSetting::decode(&mut r)?),
             KIND_LINK_ROTATED => Content::LinkRotated(crate::devices::rotation::RotatedLink::decode(&mut r)?),

@@ -391,6 +391,29 @@ impl Group {
         before != (self.pair_epoch, self.pair_pending, self.epochs.len())
     }
 
+    /// The id of a 1:1 conversation's current epoch, when either side replaced a link since the
+    /// conversation began (what another of our devices needs to find it: the first epoch is
+    /// named by the group's id, later ones by their secret).
+    pub fn moved_pair_epoch(&self) -> Option<[u8; 32]> {
+        self.pair_epoch
+    }
+
+    /// Names the current epoch of a 1:1 conversation made here from a contact's card as another
+    /// of our devices names it (`id`, from [`Group::moved_pair_epoch`]): the same secret, under
+    /// the id a moved epoch has. Anything else is refused.
+    pub fn name_pair_epoch(&mut self, id: [u8; 32]) -> bool {
+        let Some(current) = self.current_epoch().cloned() else { return false };
+        if !matches!(self.kind, GroupKind::Pair { .. })
+            || current.id == id
+            || blake3::derive_key(PAIR_EPOCH_ID, &current.secret[..]) != id
+        {
+            return false;
+        }
+        self.epochs.insert(id, Epoch::new(id, *current.secret));
+        self.pair_epoch = Some(id);
+        true
+    }
+
     /// Keeps a 1:1 conversation's past epochs to the few newest: a contact who replaces its
     /// link again and again adds an epoch each time.
     fn bound_pair_epochs(&mut self) {
@@ -2142,6 +2165,7 @@ mod tests {
             accepted: true,
             verified: true,
             created_ms: NOW,
+            pair_epoch: None,
         };
         // A link (bob's own, signed by his account key) is not taken from a group either, nor
         // its keys anywhere but in the account's own conversation.
