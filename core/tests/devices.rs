@@ -541,8 +541,10 @@ fn push(from: &mut common::Person, to: &mut [&mut common::Person]) -> Vec<Vec<u8
         batch.live.iter().map(|b| weft_core::envelope::Envelope::parse(b.clone()).unwrap().id()).collect();
     from.account.handed_over(&ids).unwrap();
     for person in to.iter_mut() {
-        let followed = person.account.network_topics();
         for bytes in &batch.live {
+            // (What it follows as each envelope comes: one it learned of just before, it would
+            // fetch from the peers that hold it.)
+            let followed = person.account.network_topics();
             let topic: [u8; 16] = bytes[1..17].try_into().unwrap();
             let envelope = weft_core::envelope::Envelope::parse(bytes.clone()).unwrap();
             if person.account.receive_envelope(envelope).is_ok() {
@@ -554,9 +556,9 @@ fn push(from: &mut common::Person, to: &mut [&mut common::Person]) -> Vec<Vec<u8
 }
 
 /// A replaced link travels the way envelopes do on the network (each device's outbox, on the
-/// topics the others follow there), not only in bundles: bob takes it and writes in the new
-/// epoch, which alice's phone and tablet follow before anyone wrote there and take up when bob
-/// does; the three go on writing to each other.
+/// topics the others follow there), not only in bundles: bob takes it and announces himself in
+/// the new epoch, which alice's phone and tablet follow before anyone wrote there; alice's
+/// devices then write there, with nothing written by bob first.
 #[test]
 fn a_replaced_link_travels_through_the_outbox_and_both_epochs_are_followed() {
     let clock = Arc::new(AtomicU64::new(1_000_000));
@@ -572,22 +574,83 @@ fn a_replaced_link_travels_through_the_outbox_and_both_epochs_are_followed() {
     assert_ne!(old, new);
     push(&mut alice, &mut [&mut bob, &mut tablet]);
     assert_eq!(tablet.account.card().to_link(), new, "the tablet took the new link from the outbox");
-    bob.account.send("alice", "bob in the new epoch").unwrap();
-    let sent = push(&mut bob, &mut [&mut alice, &mut tablet]);
-    assert!(!sent.is_empty());
-    for device in [&alice, &tablet] {
-        assert!(texts(device, "bob").contains(&"bob: bob in the new epoch".to_owned()), "{:?}", texts(device, "bob"));
-    }
+    // Bob took the link: his announcement is in the new epoch, on a topic alice's devices follow.
+    let announced = push(&mut bob, &mut [&mut alice, &mut tablet]);
+    assert!(!announced.is_empty(), "bob said nothing in the new epoch");
+    let new_topic = &announced[announced.len() - 1][1..17];
     alice.account.send("bob", "phone after").unwrap();
     tablet.account.send("bob", "tablet after").unwrap();
-    push(&mut alice, &mut [&mut bob, &mut tablet]);
+    let from_phone = push(&mut alice, &mut [&mut bob, &mut tablet]);
     push(&mut tablet, &mut [&mut bob, &mut alice]);
+    assert!(from_phone.iter().any(|b| &b[1..17] == new_topic), "alice still writes in the first epoch");
     let read = texts(&bob, "alice");
     for text in ["alice: phone after", "alice: tablet after"] {
         assert!(read.contains(&text.to_owned()), "{read:?}");
     }
-    // All three now write in the new epoch: what alice writes is on the topic bob wrote on.
-    alice.account.send("bob", "one more").unwrap();
-    let last = push(&mut alice, &mut [&mut bob]);
-    assert!(last.iter().all(|b| b[1..17] == sent[sent.len() - 1][1..17]), "alice still writes in the first epoch");
+    bob.account.send("alice", "bob after").unwrap();
+    push(&mut bob, &mut [&mut alice, &mut tablet]);
+    for device in [&alice, &tablet] {
+        assert!(texts(device, "bob").contains(&"bob: bob after".to_owned()), "{:?}", texts(device, "bob"));
+    }
+}
+
+/// Dave asked through the old link and only the phone held his request; the phone accepts it
+/// after the link was replaced. The tablet, which makes the conversation from the contact the
+/// phone shares, writes in the epoch dave comes to, and reads him there.
+#[test]
+fn a_contact_accepted_after_the_link_was_replaced_reaches_a_device_that_never_saw_the_request() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    let mut tablet = link_device(&mut alice, &clock, 54);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob, &mut tablet]);
+        push(&mut tablet, &mut [&mut alice]);
+    }
+    let mut dave = common::person("dave", 4, &clock);
+    dave.account.add_contact(&alice.account.card().to_link(), None).unwrap();
+    assert_eq!(carry(&dave, &mut alice).new_contacts, vec!["dave".to_owned()]);
+    alice.account.replace_link().unwrap();
+    push(&mut alice, &mut [&mut tablet]);
+    alice.account.accept_contact("dave").unwrap();
+    push(&mut alice, &mut [&mut dave, &mut tablet]);
+    push(&mut dave, &mut [&mut alice, &mut tablet]);
+    tablet.account.send("dave", "tablet to dave").unwrap();
+    for _ in 0..2 {
+        push(&mut tablet, &mut [&mut dave, &mut alice]);
+        push(&mut dave, &mut [&mut alice, &mut tablet]);
+        push(&mut alice, &mut [&mut dave, &mut tablet]);
+    }
+    assert!(texts(&dave, "alice").contains(&"alice: tablet to dave".to_owned()), "{:?}", texts(&dave, "alice"));
+    dave.account.send("alice", "dave to both").unwrap();
+    push(&mut dave, &mut [&mut alice, &mut tablet]);
+    for device in [&alice, &tablet] {
+        assert!(texts(device, "dave").contains(&"dave: dave to both".to_owned()), "{:?}", texts(device, "dave"));
+    }
+}
+
+/// Alice and bob each revoke a device at the same time, and each reads the other's new link
+/// before its own went out; alice's goes out a day later, sealed again in the epoch bob still
+/// reads. They come to the same epoch and go on writing to each other.
+#[test]
+fn two_contacts_who_replace_their_links_at_once_meet_in_one_epoch() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob]);
+        push(&mut bob, &mut [&mut alice]);
+    }
+    alice.account.replace_link().unwrap();
+    bob.account.replace_link().unwrap();
+    push(&mut bob, &mut [&mut alice]);
+    clock.fetch_add(common::DAY_MS + 6 * 3600 * 1000, Ordering::SeqCst);
+    push(&mut alice, &mut [&mut bob]);
+    push(&mut bob, &mut [&mut alice]);
+    alice.account.send("bob", "alice after both").unwrap();
+    bob.account.send("alice", "bob after both").unwrap();
+    let from_alice = push(&mut alice, &mut [&mut bob]);
+    let from_bob = push(&mut bob, &mut [&mut alice]);
+    assert!(texts(&bob, "alice").contains(&"alice: alice after both".to_owned()), "{:?}", texts(&bob, "alice"));
+    assert!(texts(&alice, "bob").contains(&"bob: bob after both".to_owned()), "{:?}", texts(&alice, "bob"));
+    let topic = |sent: &[Vec<u8>]| sent.last().map(|b| b[1..17].to_vec());
+    assert_eq!(topic(&from_alice), topic(&from_bob), "they write in one epoch");
 }

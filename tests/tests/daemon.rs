@@ -263,6 +263,9 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert!(refused["message"].as_str().unwrap().contains("cancelled"), "{refused}");
     let revoked = call(&mut rpc, "device.revoke", json!({ "device": "laptop" }));
     assert_eq!(revoked["name"], "laptop");
+    let replaced = call(&mut rpc, "identity.replace_link", json!({}));
+    assert_ne!(replaced["link"], me["link"], "a new link");
+    assert_eq!(replaced["fingerprint"], me["fingerprint"], "the same account");
 
     let status = call(&mut rpc, "status", json!({}));
     assert_eq!((status["running"].clone(), status["outbox"].as_u64().is_some()), (json!(true), true), "{status}");

@@ -171,10 +171,11 @@ impl Account {
         Ok(self.store.read().link_rotated_ms(&link.card.account)?.is_none_or(|last| link.issued_ms > last))
     }
 
-    /// Each 1:1 conversation (with `only`, or all) takes the epoch our request key and theirs
-    /// now give: at once where `change` is theirs, once the other side writes there where it is
-    /// ours. Our conversation with ourselves is both sides: our devices that read our new keys
-    /// write there at once, and this device once one of them did.
+    /// Each 1:1 conversation with a contact (with `only`, or all) takes the epoch our request
+    /// key and theirs now give: where `change` is theirs, at once, announcing this device there
+    /// (which tells the other side we took their link, and it writes there too); where it is
+    /// ours, once the other side wrote there. The account's conversation with itself keeps its
+    /// epoch: the new keys travel in it, to devices that do not hold them yet.
     pub(super) fn take_new_request_keys(&mut self, only: Option<AccountPublic>, change: KeyChange) -> Result<()> {
         let me = self.account_public();
         let request_keys: HashMap<AccountPublic, [u8; 32]> = self
@@ -185,12 +186,12 @@ impl Account {
             .filter_map(|c| ContactCard::from_bytes(&c.card).ok().map(|card| (c.account, card.request_key)))
             .chain(std::iter::once((me, self.invite.request_public())))
             .collect();
-        let primary = self.account_key.is_some();
-        let mut changed: Vec<Group> = Vec::new();
+        let now = self.now();
+        let mut changed: Vec<(Group, Vec<Sealed>)> = Vec::new();
         let ids: Vec<_> = self.groups.keys().copied().collect();
         for id in ids {
             let Some(peer) = self.groups.get(&id).and_then(|g| peer_of(g, &me)) else { continue };
-            if only.is_some_and(|o| o != peer) {
+            if peer == me || only.is_some_and(|o| o != peer) {
                 continue;
             }
             let Some(theirs) = request_keys.get(&peer) else { continue };
@@ -198,24 +199,36 @@ impl Account {
             if !shared.was_contributory() {
                 continue;
             }
-            // In our own conversation the device that made the keys waits; those that read them
-            // move (the maker wrote them in the current epoch).
-            let change = match (peer == me, primary) {
-                (true, false) => KeyChange::Theirs,
-                _ => change,
-            };
             let Some(mut group) = self.groups.remove(&id) else { continue };
-            if group.take_pair_keys(shared.as_bytes(), change) {
-                changed.push(group);
-            } else {
+            if !group.take_pair_keys(shared.as_bytes(), change) {
                 self.groups.insert(id, group);
+                continue;
+            }
+            let announced = match change {
+                KeyChange::Theirs if group.is_member(&me) => group.announce(&self.me, now, self.entropy.as_mut()),
+                _ => Ok(Vec::new()),
+            };
+            match announced {
+                Ok(sealed) => changed.push((group, sealed)),
+                Err(e) => {
+                    tracing::debug!(%e, "no announcement in a 1:1 conversation's new epoch");
+                    changed.push((group, Vec::new()));
+                }
             }
         }
         if changed.is_empty() {
             return Ok(());
         }
-        let result = self.store.write(|tx| changed.iter_mut().try_for_each(|g| tx.save_group(g)));
-        self.settle(changed, result)
+        let result = self.store.write(|tx| {
+            for (group, sealed) in changed.iter_mut() {
+                if !sealed.is_empty() {
+                    put_sent(tx, &group.id, sealed, now)?;
+                }
+                tx.save_group(group)?;
+            }
+            Ok(())
+        });
+        self.settle(changed.into_iter().map(|(g, _)| g), result)
     }
 }
 

@@ -91,7 +91,12 @@ impl Account {
         let recent = (period == today || period == today + 1) || (period + 1 == today && early);
         let control = matches!(
             inner.map(|i| &i.content),
-            None | Some(Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. })
+            None | Some(
+                Content::Membership { .. }
+                    | Content::KeyShare(_)
+                    | Content::EpochShares { .. }
+                    | Content::LinkRotated(_)
+            )
         );
         let current = self.groups.get(&gid).and_then(|g| g.current_epoch()).map(|e| e.id);
         recent && (control || current == Some(epoch))
@@ -186,7 +191,10 @@ impl Account {
             return Fate::Dropped;
         };
         let result = match inner.content {
-            content @ (Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. }) => {
+            content @ (Content::Membership { .. }
+            | Content::KeyShare(_)
+            | Content::EpochShares { .. }
+            | Content::LinkRotated(_)) => {
                 let is_share = matches!(content, Content::KeyShare(_));
                 let current = group.current_epoch().map(|e| e.id);
                 let followed = epoch.is_some_and(|e| {

@@ -42,8 +42,9 @@ const PAIR_EPOCH_ID: &str = "weft/v1/pair-epoch-id";
 const MAX_PAST_PAIR_EPOCHS: usize = 3;
 /// Version 2 adds the prekeys and channels of forward-secret key delivery; a version 1 state
 /// is read with none (its devices are reached through their prekeys once they announce).
-/// Version 3 keeps a 1:1 conversation's current epoch (it moves when a link is replaced).
-const STATE_VERSION: u8 = 3;
+/// Version 3 keeps a 1:1 conversation's current epoch (it moves when a link is replaced);
+/// version 4 also the one our new link gives.
+const STATE_VERSION: u8 = 4;
 /// How far back a group's topics are listened to.
 pub const MAX_HISTORY_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 /// Lamport clocks above this are refused: they would overflow the store's integers and pin a
@@ -395,7 +396,8 @@ impl Group {
     /// conversation began (what another of our devices needs to find it: the first epoch is
     /// named by the group's id, later ones by their secret).
     pub fn moved_pair_epoch(&self) -> Option<[u8; 32]> {
-        self.pair_epoch
+        // The one our newest key gives, which a device holding that key computes.
+        self.pair_pending.or(self.pair_epoch)
     }
 
     /// Names the current epoch of a 1:1 conversation made here from a contact's card as another
@@ -1001,7 +1003,10 @@ impl Group {
         now_ms: u64,
         entropy: &mut dyn Entropy,
     ) -> Result<Sealed> {
-        if !matches!(content, Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. }) {
+        if !matches!(
+            content,
+            Content::Membership { .. } | Content::KeyShare(_) | Content::EpochShares { .. } | Content::LinkRotated(_)
+        ) {
             return Err(Error::NotAllowed("only control messages are sealed in their own epoch"));
         }
         self.seal_control_in(me, epoch, content, When { now_ms, sent_ms }, entropy)
@@ -1090,7 +1095,10 @@ impl Group {
         {
             return Err(Error::NotAllowed("a replaced link goes to contacts, in 1:1 conversations, and only our own"));
         }
-        self.send(me, Content::LinkRotated(link), now_ms, entropy)
+        // A control message, off the chains: whoever holds the epoch reads it (the card is
+        // public, and signed), and it can be sealed again in this epoch, where the contact
+        // reads it, after ours moved on (see `reseal_control`).
+        Ok(vec![self.seal_control(me, Content::LinkRotated(link), now_ms, entropy)?])
     }
 
     /// Seals a device revocation of our account in this conversation.
@@ -1559,8 +1567,10 @@ impl Group {
                 Some(_) => {}
             }
         }
-        let is_control_content =
-            matches!(inner.content, Content::KeyShare(_) | Content::Membership { .. } | Content::EpochShares { .. });
+        let is_control_content = matches!(
+            inner.content,
+            Content::KeyShare(_) | Content::Membership { .. } | Content::EpochShares { .. } | Content::LinkRotated(_)
+        );
         if control != is_control_content {
             return Err(Error::Malformed { what: "message", why: "content kind does not match its key" });
         }
@@ -1592,12 +1602,18 @@ impl Group {
 
     /// Applies an opened envelope. Everything that can fail is checked before anything changes.
     pub fn accept(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
-        let Opened { id, sender, inner, epoch: sealed_in, chain_update } = opened;
+        let (sealed_in, sender_device) = (opened.epoch, opened.sender.device);
+        let event = self.accept_opened(me, opened)?;
         // Another device wrote in the 1:1 epoch our new link gives: it took the link, so we
         // write there too from now on.
-        if self.pair_pending == Some(sealed_in) && sender.device != me.id() {
+        if self.pair_pending == Some(sealed_in) && sender_device != me.id() {
             self.pair_epoch = self.pair_pending.take();
         }
+        Ok(event)
+    }
+
+    fn accept_opened(&mut self, me: &LocalDevice, opened: Opened) -> Result<Event> {
+        let Opened { id, sender, inner, chain_update, .. } = opened;
         // The channel's keys change as a secret opens: that is applied with everything else,
         // once nothing can fail. A share that does not open (its key used, expired, or a
         // hostile sender's) is ignored; the rest of the message still counts.
@@ -1982,6 +1998,8 @@ impl Group {
         }
         if version >= 3 {
             group.pair_epoch = if r.bool()? { Some(r.array()?) } else { None };
+        }
+        if version >= 4 {
             group.pair_pending = if r.bool()? { Some(r.array()?) } else { None };
         }
         group.lamport = r.u64()?;
@@ -2184,7 +2202,11 @@ mod tests {
         for content in
             [Content::SettingShared(setting), Content::ContactShared(contact), Content::LinkRotated(link), keys]
         {
-            let sealed = gb.send(&b, content, NOW, &mut rng).unwrap();
+            // (A replaced link is a control message; the rest ride on chains.)
+            let sealed = match content {
+                Content::LinkRotated(_) => vec![gb.seal_control(&b, content, NOW, &mut rng).unwrap()],
+                _ => gb.send(&b, content, NOW, &mut rng).unwrap(),
+            };
             let events: Vec<Event> = sealed.iter().map(|s| deliver(&a, &mut ga, &s.envelope).unwrap()).collect();
             assert!(events.iter().all(|e| !matches!(
                 e,
