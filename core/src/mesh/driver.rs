@@ -291,13 +291,14 @@ async fn refresh<H: MeshHost>(node: &Arc<H>, router: &mut Router, now_ms: u64) -
     let Some(MeshInterests { delivered: readable, carried: own }) = node.interests().await else { return Vec::new() };
     // Every topic we can read is ours, back to the start of history: a carrier may bring
     // what was written days ago.
-    router.set_interests(readable);
+    let mut outputs = router.set_interests(readable);
     let missing: Vec<_> = own.into_iter().filter(|(id, _)| !router.knows(id)).collect();
     if missing.is_empty() {
-        return Vec::new();
+        return outputs;
     }
     let envelopes = node.envelopes(missing).await;
-    envelopes.into_iter().flat_map(|envelope| router.adopt(envelope, now_ms)).collect()
+    outputs.extend(envelopes.into_iter().flat_map(|envelope| router.adopt(envelope, now_ms)));
+    outputs
 }
 
 /// Originates what waits in the outbox.

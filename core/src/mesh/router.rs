@@ -246,8 +246,11 @@ impl Router {
         &self.config
     }
 
-    /// The topics this node reads: their envelopes are delivered, pulled first and kept.
-    pub fn set_interests(&mut self, topics: impl IntoIterator<Item = Topic>) {
+    /// The topics this node reads: their envelopes are delivered, pulled first and kept. What
+    /// we carried for others on a topic that just became ours (a device link made after the
+    /// request was already carried here) is delivered now: it came before we read that topic,
+    /// and is never offered again.
+    pub fn set_interests(&mut self, topics: impl IntoIterator<Item = Topic>) -> Vec<Output> {
         self.interests = topics.into_iter().collect();
         for held in self.held.values_mut() {
             let own = self.interests.contains(&held.topic);
@@ -256,6 +259,7 @@ impl Router {
                 if own {
                     self.carried_bytes -= len;
                     self.own_bytes += len;
+                    self.out.push(Output::Deliver { envelope: held.envelope.to_vec() });
                 } else {
                     self.own_bytes -= len;
                     self.carried_bytes += len;
@@ -265,6 +269,7 @@ impl Router {
         }
         self.evict_carried();
         self.evict_over(|h| h.own, |r| r.own_bytes, |r| r.config.cache_bytes);
+        std::mem::take(&mut self.out)
     }
 
     /// Forgets an envelope of ours that never left and was sealed again (or dropped): it must not
@@ -983,7 +988,7 @@ mod tests {
                 .iter()
                 .map(|topics| {
                     let mut r = Router::new(config);
-                    r.set_interests(topics.iter().copied());
+                    let _ = r.set_interests(topics.iter().copied());
                     r
                 })
                 .collect();
@@ -1243,6 +1248,21 @@ mod tests {
         assert_eq!(router.links[&1].peer_has.len(), 0);
         let out = feed(&mut router, 1, &mut f, &MeshMessage::Summary { ids: vec![] });
         assert!(out.is_empty(), "a summary does not make us offer everything");
+    }
+
+    /// An envelope carried for others on a topic that then becomes ours (a device link made
+    /// after the new device's request reached us) is delivered then: nobody offers it again.
+    #[test]
+    fn what_we_carried_on_a_topic_that_becomes_ours_is_delivered() {
+        let mut router = Router::new(RouterConfig::default());
+        router.link_up(1, 185, false, [0; 16], 0);
+        let mut f = Fragmenter::default();
+        let m = MeshMessage::Carry { hops_left: 1, copies: 8, envelope: envelope(T, 1) };
+        let out = feed(&mut router, 1, &mut f, &m);
+        assert!(!out.iter().any(|o| matches!(o, Output::Deliver { .. })), "not ours yet");
+        let out = router.set_interests([T]);
+        assert_eq!(out.iter().filter(|o| matches!(o, Output::Deliver { .. })).count(), 1);
+        assert!(router.set_interests([T]).is_empty(), "delivered once");
     }
 
     #[test]

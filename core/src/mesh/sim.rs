@@ -171,7 +171,7 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
     for (i, (x, y, mobility)) in scenario.nodes.iter().enumerate() {
         medium.add_node(*x, *y, *mobility);
         let mut router = Router::new(config);
-        router
+        let _ = router
             .set_interests(scenario.groups.iter().enumerate().filter(|(_, m)| m.contains(&i)).map(|(g, _)| topics[g]));
         routers.push(router);
     }
