@@ -654,3 +654,50 @@ fn two_contacts_who_replace_their_links_at_once_meet_in_one_epoch() {
     let topic = |sent: &[Vec<u8>]| sent.last().map(|b| b[1..17].to_vec());
     assert_eq!(topic(&from_alice), topic(&from_bob), "they write in one epoch");
 }
+
+/// Bob never got alice's new link (the envelope was lost on the way). When he next writes
+/// where it does not reach, alice seals it again in the epoch he wrote in; he takes it, and
+/// both come to the new epoch.
+#[test]
+fn a_contact_who_missed_the_new_link_is_reminded_when_he_writes() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob]);
+        push(&mut bob, &mut [&mut alice]);
+    }
+    alice.account.replace_link().unwrap();
+    // Handed over, and lost.
+    push(&mut alice, &mut []);
+    bob.account.send("alice", "still on the old link").unwrap();
+    let old = push(&mut bob, &mut [&mut alice]);
+    assert!(texts(&alice, "bob").contains(&"bob: still on the old link".to_owned()));
+    // Alice's reminder goes out; bob takes the link and announces himself in the new epoch.
+    push(&mut alice, &mut [&mut bob]);
+    let announced = push(&mut bob, &mut [&mut alice]);
+    assert!(!announced.is_empty(), "bob did not take the link he was reminded of");
+    let new_topic = announced[announced.len() - 1][1..17].to_vec();
+    assert_ne!(new_topic, old[old.len() - 1][1..17].to_vec(), "a new epoch");
+    alice.account.send("bob", "on the new link").unwrap();
+    let sent = push(&mut alice, &mut [&mut bob]);
+    assert!(sent.iter().any(|b| b[1..17] == new_topic[..]), "alice writes in the new epoch");
+    assert!(texts(&bob, "alice").contains(&"alice: on the new link".to_owned()), "{:?}", texts(&bob, "alice"));
+}
+
+/// A contact blocked when the link was replaced was not told; unblocked, he gets the new link.
+#[test]
+fn a_contact_unblocked_after_the_link_was_replaced_gets_the_new_link() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = common::contacts(&clock);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob]);
+        push(&mut bob, &mut [&mut alice]);
+    }
+    alice.account.block("bob").unwrap();
+    alice.account.replace_link().unwrap();
+    push(&mut alice, &mut [&mut bob]);
+    assert!(push(&mut bob, &mut [&mut alice]).is_empty(), "bob heard of no new link");
+    alice.account.unblock("bob").unwrap();
+    push(&mut alice, &mut [&mut bob]);
+    assert!(!push(&mut bob, &mut [&mut alice]).is_empty(), "bob did not take the new link once unblocked");
+}

@@ -83,7 +83,10 @@ impl Account {
     pub fn unblock(&mut self, name: &str) -> Result<()> {
         let account = self.account_to_block(name)?;
         let now = self.now();
-        self.store.write(|tx| tx.set_blocked(&account, false, now))
+        self.store.write(|tx| tx.set_blocked(&account, false, now))?;
+        // A link replaced while they were blocked was not sent to them.
+        self.send_our_link_to(&account);
+        Ok(())
     }
 
     fn account_to_block(&self, name: &str) -> Result<[u8; 32]> {

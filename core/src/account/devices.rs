@@ -664,7 +664,9 @@ impl Account {
             return Ok(());
         }
         let status = if shared.accepted { ContactStatus::Accepted } else { ContactStatus::Added };
-        let mut row = match self.store.read().contact_by_account(&card.account)? {
+        let stored = self.store.read().contact_by_account(&card.account)?;
+        let became_accepted = shared.accepted && stored.as_ref().is_some_and(|r| r.status != ContactStatus::Accepted);
+        let mut row = match stored {
             Some(mut row) => {
                 let accepted = shared.accepted && row.status != ContactStatus::Accepted;
                 if !accepted && (row.verified || !shared.verified) {
@@ -719,6 +721,11 @@ impl Account {
         // A conversation stored from before our link was replaced (a request not yet accepted
         // here) follows the epoch our new key gives, as the device that shared it does.
         self.take_new_request_keys(Some(card.account), crate::group::KeyChange::Ours)?;
+        // A request accepted on a device that does not hold our replaced link (linked after
+        // it): this one sends it.
+        if became_accepted {
+            self.send_our_link_to(&card.account);
+        }
         self.rebuild_topics();
         Ok(())
     }

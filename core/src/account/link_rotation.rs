@@ -16,12 +16,15 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use crate::crypto::Secret32;
 use crate::devices::rotation::RotatedLink;
 use crate::error::{Error, Result};
-use crate::group::{Content, Group, GroupKind, KeyChange, Sealed};
+use crate::group::{Content, Group, GroupId, GroupKind, KeyChange, Sealed};
 use crate::identity::{AccountPublic, ContactCard, InviteKeys};
 use crate::store::Rows;
 
 use super::Account;
 use super::conversations::put_sent;
+
+/// How often a contact who writes where our newest link does not reach is reminded of it.
+const REMIND_EVERY_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A replaced link an envelope brought, taken once its group is back with the others.
 pub(super) enum ArrivedLink {
@@ -78,8 +81,15 @@ impl Account {
                     self.groups.insert(*id, group);
                     continue;
                 }
-                let sealed = group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut());
-                told.push((group, sealed?));
+                // (One conversation where it cannot be sealed does not keep the link from the
+                // others: that contact is reminded when it next writes.)
+                match group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut()) {
+                    Ok(sealed) => told.push((group, sealed)),
+                    Err(e) => {
+                        tracing::warn!(%e, "a replaced link could not be sealed in one conversation");
+                        self.groups.insert(*id, group);
+                    }
+                }
             }
             Ok(())
         };
@@ -126,6 +136,43 @@ impl Account {
         }
     }
 
+    /// A contact wrote where our newest link does not reach (an epoch before the one it gives,
+    /// or while we wait for them to take it): it may have missed the link (lost, expired, or
+    /// sent while it was blocked). It is sealed again in the epoch they wrote in, at most daily.
+    pub(super) fn remind_of_our_link(&mut self, gid: &GroupId, epoch: &[u8; 32], contact: &AccountPublic) {
+        let Some(group) = self.groups.get(gid) else { return };
+        let behind = group.awaits_our_link() || group.current_epoch().is_some_and(|e| e.id != *epoch);
+        if !behind || !matches!(group.kind, GroupKind::Pair { .. }) || group.is_own_conversation() {
+            return;
+        }
+        let now = self.now();
+        if self.link_reminded.get(contact).is_some_and(|t| now.saturating_sub(*t) < REMIND_EVERY_MS) {
+            return;
+        }
+        let Ok(Some(link)) = self.store.read().link_rotation(&self.account_public()) else { return };
+        self.link_reminded.insert(*contact, now);
+        let Some(mut group) = self.groups.remove(gid) else { return };
+        let result = group.send_rotated_link_in(&self.me, epoch, link, now, self.entropy.as_mut()).and_then(|sealed| {
+            self.store.write(|tx| {
+                put_sent(tx, gid, std::slice::from_ref(&sealed), now)?;
+                tx.save_group(&mut group)
+            })
+        });
+        if let Err(e) = self.settle([group], result) {
+            tracing::debug!(%e, "a contact could not be reminded of our replaced link");
+        }
+    }
+
+    /// Whether our own account revoked a device since this device last took our link: its
+    /// request key is then one the revoked device holds, and nothing moves on it until the new
+    /// keys come (kind 17).
+    fn own_link_is_stale(&self) -> Result<bool> {
+        let me = self.account_public();
+        let store = self.store.read();
+        let last = store.link_rotated_ms(&me)?.unwrap_or(0);
+        Ok(store.revocations()?.iter().any(|r| r.account == me && r.revoked_ms > last))
+    }
+
     /// Takes a replaced link an envelope brought: ours from another of our devices (its keys
     /// become ours), or a contact's (their card, and our 1:1 conversation's epoch). Only one
     /// newer than the last taken of that account: an old one is never taken again.
@@ -161,7 +208,11 @@ impl Account {
                     tx.set_contact_card(&account, &link.card.to_bytes())?;
                     tx.put_link_rotation(&link)
                 })?;
-                self.take_new_request_keys(Some(account), KeyChange::Theirs)?;
+                // (With a key the revoked device holds, the card waits for our new keys, which
+                // move the conversation as ours: see `take_new_request_keys`.)
+                if !self.own_link_is_stale()? {
+                    self.take_new_request_keys(Some(account), KeyChange::Theirs)?;
+                }
             }
         }
         Ok(())

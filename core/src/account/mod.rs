@@ -75,6 +75,8 @@ pub struct Account {
     /// Replaced links (ours from another of our devices, or contacts'), taken once their
     /// envelope is applied.
     pending_links: Vec<link_rotation::ArrivedLink>,
+    /// When each contact was last reminded of our replaced link (at most daily).
+    link_reminded: std::collections::HashMap<crate::identity::AccountPublic, u64>,
     /// When this device last wrote down hearing from each other device of ours.
     seen_written: std::collections::HashMap<crate::identity::DeviceId, u64>,
     /// The device link that is out, followed on the network (the account's device only).
@@ -211,6 +213,7 @@ impl Account {
             pending_contacts: Vec::new(),
             pending_settings: Vec::new(),
             pending_links: Vec::new(),
+            link_reminded: std::collections::HashMap::new(),
             seen_written: std::collections::HashMap::new(),
             link_watch: None,
             shared_epochs: std::collections::HashMap::new(),

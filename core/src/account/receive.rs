@@ -303,6 +303,9 @@ impl Account {
                 tracing::debug!(%e, "a replaced link was not taken");
             }
         }
+        if sender_account != self.account_public() {
+            self.remind_of_our_link(&gid, &epoch, &sender_account);
+        }
         // A device our latest change could not reach (we knew no prekey of it) just spoke:
         // it gets the current secrets through a new epoch.
         let owes_epoch = self.groups.get(&gid).is_some_and(|g| g.owes_epoch(&self.me));

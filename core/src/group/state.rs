@@ -1101,6 +1101,30 @@ impl Group {
         Ok(vec![self.seal_control(me, Content::LinkRotated(link), now_ms, entropy)?])
     }
 
+    /// Seals our replaced link again in `epoch` (one the contact still writes in: it may have
+    /// missed the link), as a control message of that epoch.
+    pub fn send_rotated_link_in(
+        &mut self,
+        me: &LocalDevice,
+        epoch: &[u8; 32],
+        link: crate::devices::rotation::RotatedLink,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Sealed> {
+        if !matches!(self.kind, GroupKind::Pair { .. })
+            || self.is_own_conversation()
+            || link.card.account != me.account()
+        {
+            return Err(Error::NotAllowed("a replaced link goes to contacts, in 1:1 conversations, and only our own"));
+        }
+        self.seal_control_in(me, epoch, Content::LinkRotated(link), When { now_ms, sent_ms: now_ms }, entropy)
+    }
+
+    /// Whether this 1:1 conversation waits for the other side to take our new link.
+    pub fn awaits_our_link(&self) -> bool {
+        self.pair_pending.is_some()
+    }
+
     /// Seals a device revocation of our account in this conversation.
     pub fn send_revocation(
         &mut self,
