@@ -84,7 +84,7 @@ fn a_linked_laptop_writes_and_reads_as_alice_in_a_one_to_one_and_a_group() {
     bob.account.send("alice", "hello both").unwrap();
     carry(&bob, &mut laptop);
     carry(&bob, &mut alice);
-    assert!(texts(&laptop, "bob").contains(&"bob: hello both".to_owned()), "{:?}", texts(&laptop, "bob"));
+    reads(&laptop, "bob", "bob: hello both");
     // Bob's conversation says once that alice linked a new device.
     let linked = bob.account.history("alice", 100).unwrap().into_iter().filter(|m| m.kind == "device_linked").count();
     assert_eq!(linked, 1);
@@ -185,7 +185,7 @@ fn a_revoked_laptop_reads_nothing_new_and_is_refused() {
         carry(&alice, &mut bob);
         carry(&alice, &mut carol);
     }
-    assert!(texts(&alice, "bob").contains(&"bob: after the revocation".to_owned()), "{:?}", texts(&alice, "bob"));
+    reads(&alice, "bob", "bob: after the revocation");
     assert!(texts(&alice, "trip").contains(&"carol: carol after".to_owned()));
     assert!(texts(&bob, "trip").contains(&"alice: alice after".to_owned()));
     for (conversation, text) in [("bob", "after the revocation"), ("trip", "carol after"), ("trip", "alice after")] {
@@ -272,7 +272,7 @@ fn a_contact_added_later_on_one_device_reaches_the_other() {
         carry(&laptop, &mut dave);
         carry(&dave, &mut laptop);
     }
-    assert!(texts(&dave, "alice").contains(&"alice: hello from the laptop".to_owned()), "{:?}", texts(&dave, "alice"));
+    reads(&dave, "alice", "alice: hello from the laptop");
 }
 
 #[test]
@@ -475,7 +475,7 @@ fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
     let seen = carry(&dave, &mut laptop);
     assert_eq!((seen.waiting, seen.messages.len()), (0, 0), "{seen:?}");
     carry(&dave, &mut alice);
-    assert!(texts(&alice, "dave").contains(&"dave: dave after".to_owned()), "{:?}", texts(&alice, "dave"));
+    reads(&alice, "dave", "dave: dave after");
     // The tablet, which held dave's request too, follows where alice's acceptance took it.
     carry(&alice, &mut tablet);
     tablet.account.send("dave", "tablet to dave").unwrap();
@@ -483,12 +483,12 @@ fn a_revocation_replaces_the_link_and_moves_every_one_to_one_conversation() {
         carry(&tablet, &mut dave);
         carry(&dave, &mut tablet);
     }
-    assert!(texts(&dave, "alice").contains(&"alice: tablet to dave".to_owned()), "{:?}", texts(&dave, "alice"));
+    reads(&dave, "alice", "alice: tablet to dave");
     dave.account.send("alice", "dave to both").unwrap();
     let seen = carry(&dave, &mut laptop);
     assert_eq!((seen.waiting, seen.messages.len()), (0, 0), "{seen:?}");
     carry(&dave, &mut tablet);
-    assert!(texts(&tablet, "dave").contains(&"dave: dave to both".to_owned()), "{:?}", texts(&tablet, "dave"));
+    reads(&tablet, "dave", "dave: dave to both");
 
     // Carol uses the new link: alice's devices open her request, the laptop does not.
     let mut carol = common::person("carol", 3, &clock);
@@ -555,6 +555,22 @@ fn push(from: &mut common::Person, to: &mut [&mut common::Person]) -> Vec<Vec<u8
     batch.live
 }
 
+/// Alice and bob, contacts, each having heard the other through the outboxes.
+fn contacts_over_outboxes(clock: &Arc<AtomicU64>) -> (common::Person, common::Person) {
+    let (mut alice, mut bob) = common::contacts(clock);
+    for _ in 0..2 {
+        push(&mut alice, &mut [&mut bob]);
+        push(&mut bob, &mut [&mut alice]);
+    }
+    (alice, bob)
+}
+
+/// Fails unless `person` shows `line` (`sender: text`) in `conversation`.
+fn reads(person: &common::Person, conversation: &str, line: &str) {
+    let shown = texts(person, conversation);
+    assert!(shown.contains(&line.to_owned()), "{line:?} is not in {shown:?}");
+}
+
 /// A replaced link travels the way envelopes do on the network (each device's outbox, on the
 /// topics the others follow there), not only in bundles: bob takes it and announces himself in
 /// the new epoch, which alice's phone and tablet follow before anyone wrote there; alice's
@@ -590,7 +606,7 @@ fn a_replaced_link_travels_through_the_outbox_and_both_epochs_are_followed() {
     bob.account.send("alice", "bob after").unwrap();
     push(&mut bob, &mut [&mut alice, &mut tablet]);
     for device in [&alice, &tablet] {
-        assert!(texts(device, "bob").contains(&"bob: bob after".to_owned()), "{:?}", texts(device, "bob"));
+        reads(device, "bob", "bob: bob after");
     }
 }
 
@@ -620,11 +636,11 @@ fn a_contact_accepted_after_the_link_was_replaced_reaches_a_device_that_never_sa
         push(&mut dave, &mut [&mut alice, &mut tablet]);
         push(&mut alice, &mut [&mut dave, &mut tablet]);
     }
-    assert!(texts(&dave, "alice").contains(&"alice: tablet to dave".to_owned()), "{:?}", texts(&dave, "alice"));
+    reads(&dave, "alice", "alice: tablet to dave");
     dave.account.send("alice", "dave to both").unwrap();
     push(&mut dave, &mut [&mut alice, &mut tablet]);
     for device in [&alice, &tablet] {
-        assert!(texts(device, "dave").contains(&"dave: dave to both".to_owned()), "{:?}", texts(device, "dave"));
+        reads(device, "dave", "dave: dave to both");
     }
 }
 
@@ -634,11 +650,7 @@ fn a_contact_accepted_after_the_link_was_replaced_reaches_a_device_that_never_sa
 #[test]
 fn two_contacts_who_replace_their_links_at_once_meet_in_one_epoch() {
     let clock = Arc::new(AtomicU64::new(1_000_000));
-    let (mut alice, mut bob) = common::contacts(&clock);
-    for _ in 0..2 {
-        push(&mut alice, &mut [&mut bob]);
-        push(&mut bob, &mut [&mut alice]);
-    }
+    let (mut alice, mut bob) = contacts_over_outboxes(&clock);
     alice.account.replace_link().unwrap();
     bob.account.replace_link().unwrap();
     push(&mut bob, &mut [&mut alice]);
@@ -649,8 +661,8 @@ fn two_contacts_who_replace_their_links_at_once_meet_in_one_epoch() {
     bob.account.send("alice", "bob after both").unwrap();
     let from_alice = push(&mut alice, &mut [&mut bob]);
     let from_bob = push(&mut bob, &mut [&mut alice]);
-    assert!(texts(&bob, "alice").contains(&"alice: alice after both".to_owned()), "{:?}", texts(&bob, "alice"));
-    assert!(texts(&alice, "bob").contains(&"bob: bob after both".to_owned()), "{:?}", texts(&alice, "bob"));
+    reads(&bob, "alice", "alice: alice after both");
+    reads(&alice, "bob", "bob: bob after both");
     let topic = |sent: &[Vec<u8>]| sent.last().map(|b| b[1..17].to_vec());
     assert_eq!(topic(&from_alice), topic(&from_bob), "they write in one epoch");
 }
@@ -661,11 +673,7 @@ fn two_contacts_who_replace_their_links_at_once_meet_in_one_epoch() {
 #[test]
 fn a_contact_who_missed_the_new_link_is_reminded_when_he_writes() {
     let clock = Arc::new(AtomicU64::new(1_000_000));
-    let (mut alice, mut bob) = common::contacts(&clock);
-    for _ in 0..2 {
-        push(&mut alice, &mut [&mut bob]);
-        push(&mut bob, &mut [&mut alice]);
-    }
+    let (mut alice, mut bob) = contacts_over_outboxes(&clock);
     alice.account.replace_link().unwrap();
     // Handed over, and lost.
     push(&mut alice, &mut []);
@@ -681,18 +689,14 @@ fn a_contact_who_missed_the_new_link_is_reminded_when_he_writes() {
     alice.account.send("bob", "on the new link").unwrap();
     let sent = push(&mut alice, &mut [&mut bob]);
     assert!(sent.iter().any(|b| b[1..17] == new_topic[..]), "alice writes in the new epoch");
-    assert!(texts(&bob, "alice").contains(&"alice: on the new link".to_owned()), "{:?}", texts(&bob, "alice"));
+    reads(&bob, "alice", "alice: on the new link");
 }
 
 /// A contact blocked when the link was replaced was not told; unblocked, he gets the new link.
 #[test]
 fn a_contact_unblocked_after_the_link_was_replaced_gets_the_new_link() {
     let clock = Arc::new(AtomicU64::new(1_000_000));
-    let (mut alice, mut bob) = common::contacts(&clock);
-    for _ in 0..2 {
-        push(&mut alice, &mut [&mut bob]);
-        push(&mut bob, &mut [&mut alice]);
-    }
+    let (mut alice, mut bob) = contacts_over_outboxes(&clock);
     alice.account.block("bob").unwrap();
     alice.account.replace_link().unwrap();
     push(&mut alice, &mut [&mut bob]);
