@@ -705,3 +705,20 @@ fn a_contact_unblocked_after_the_link_was_replaced_gets_the_new_link() {
     push(&mut alice, &mut [&mut bob]);
     assert!(!push(&mut bob, &mut [&mut alice]).is_empty(), "bob did not take the new link once unblocked");
 }
+
+/// The new keys and the epochs they give are stored together: alice, restarted right after
+/// replacing her link, follows the new epoch bob comes to and writes there.
+#[test]
+fn a_primary_restarted_after_replacing_its_link_follows_the_new_epoch() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob) = contacts_over_outboxes(&clock);
+    alice.account.replace_link().unwrap();
+    let mut alice = alice.reopen(1, &clock);
+    push(&mut alice, &mut [&mut bob]);
+    let announced = push(&mut bob, &mut [&mut alice]);
+    assert!(!announced.is_empty(), "bob did not take the link");
+    alice.account.send("bob", "after the restart").unwrap();
+    let sent = push(&mut alice, &mut [&mut bob]);
+    assert!(sent.iter().any(|b| b[1..17] == announced[announced.len() - 1][1..17]), "alice writes in the new epoch");
+    reads(&bob, "alice", "alice: after the restart");
+}

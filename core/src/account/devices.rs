@@ -250,31 +250,17 @@ impl Account {
         // Told in every conversation under the chains the device still holds, so it learns it too.
         let ids: Vec<_> = self.groups.iter().filter(|(_, g)| g.is_member(&me)).map(|(id, _)| *id).collect();
         for id in &ids {
-            let Some(mut group) = self.groups.remove(id) else { continue };
-            let result =
-                group.send_revocation(&self.me, revocation.clone(), now, self.entropy.as_mut()).and_then(|sealed| {
-                    self.store.write(|tx| {
-                        put_sent(tx, id, &sealed, now)?;
-                        tx.save_group(&mut group)
-                    })
-                });
+            let told = self.seal_in(id, |g, me, now, entropy| g.send_revocation(me, revocation.clone(), now, entropy));
             // A conversation where it cannot go out now does not stop the others, nor the
             // revocation itself.
-            if let Err(e) = self.settle([group], result) {
+            if let Err(e) = told {
                 tracing::warn!(%e, "a revocation could not be sealed in one conversation");
             }
         }
         self.apply_revocation(&revocation)?;
         // Everyone starts new chains (an update asks it of them), which the device does not get.
         for id in &ids {
-            let Some(mut group) = self.groups.remove(id) else { continue };
-            let result = group.update(&self.me, now, self.entropy.as_mut()).and_then(|sealed| {
-                self.store.write(|tx| {
-                    put_sent(tx, id, &sealed, now)?;
-                    tx.save_group(&mut group)
-                })
-            });
-            if let Err(e) = self.settle([group], result) {
+            if let Err(e) = self.seal_in(id, |g, me, now, entropy| g.update(me, now, entropy)) {
                 tracing::warn!(%e, "a key update after a revocation could not be sealed in one conversation");
             }
         }
@@ -615,15 +601,11 @@ impl Account {
     /// was linked). Best effort: a failure is logged, and what it changed is undone.
     pub(super) fn send_to_own_devices(&mut self, content: crate::group::Content) {
         let id = self.self_conversation_id();
-        let Some(mut group) = self.groups.remove(&id) else { return };
-        let now = self.now();
-        let result = group.send_to_own_devices(&self.me, content, now, self.entropy.as_mut()).and_then(|sealed| {
-            self.store.write(|tx| {
-                put_sent(tx, &id, &sealed, now)?;
-                tx.save_group(&mut group)
-            })
-        });
-        if let Err(e) = self.settle([group], result) {
+        if !self.groups.contains_key(&id) {
+            return;
+        }
+        let sealed = self.seal_in(&id, |group, me, now, entropy| group.send_to_own_devices(me, content, now, entropy));
+        if let Err(e) = sealed {
             tracing::warn!(%e, "a contact or setting could not be shared with the account's other devices");
         }
     }

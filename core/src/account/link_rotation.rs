@@ -56,58 +56,45 @@ impl Account {
             None => now,
         };
         let link = RotatedLink::sign(self.require_primary()?, card, issued)?;
+        // Every 1:1 conversation with a contact follows the epoch the new key gives; the link
+        // is sealed in its current epoch, which the contact reads. (Blocked contacts learn
+        // nothing of it; one conversation where it cannot be sealed does not keep it from the
+        // others: that contact is reminded when it next writes.)
+        let mut told = self.pairs_taking_keys(&invite.request, None, KeyChange::Ours)?;
         let me = self.account_public();
-        let self_id = self.self_conversation_id();
-        let ids: Vec<_> = self
-            .groups
-            .iter()
-            .filter(|(id, g)| matches!(g.kind, GroupKind::Pair { .. }) && g.is_member(&me) && **id != self_id)
-            .map(|(id, _)| *id)
-            .collect();
-        let mut told: Vec<(Group, Vec<Sealed>)> = Vec::new();
-        let mut sealed_all = || -> Result<()> {
-            // Sealed in the current epochs, which the others read, before anything moves.
-            if let Some(mut own) = self.groups.remove(&self_id) {
-                let content =
-                    Content::InviteKeysShared { request_secret: invite.request.to_bytes().into(), link: link.clone() };
-                let sealed = own.send_to_own_devices(&self.me, content, now, self.entropy.as_mut());
-                told.push((own, sealed?));
+        for (group, sealed) in told.iter_mut() {
+            if peer_of(group, &me).is_some_and(|p| self.is_blocked(&p).unwrap_or(true)) {
+                continue;
             }
-            for id in &ids {
-                let Some(mut group) = self.groups.remove(id) else { continue };
-                // (Someone the user blocked learns nothing of the new link.)
-                let peer = peer_of(&group, &me);
-                if peer.is_some_and(|p| self.is_blocked(&p).unwrap_or(true)) {
-                    self.groups.insert(*id, group);
-                    continue;
-                }
-                // (One conversation where it cannot be sealed does not keep the link from the
-                // others: that contact is reminded when it next writes.)
-                match group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut()) {
-                    Ok(sealed) => told.push((group, sealed)),
-                    Err(e) => {
-                        tracing::warn!(%e, "a replaced link could not be sealed in one conversation");
-                        self.groups.insert(*id, group);
-                    }
+            match group.send_rotated_link(&self.me, link.clone(), now, self.entropy.as_mut()) {
+                Ok(more) => sealed.extend(more),
+                Err(e) => tracing::warn!(%e, "a replaced link could not be sealed in one conversation"),
+            }
+        }
+        // The keys, for our other devices, in our conversation with ourselves.
+        let mut failed = None;
+        if let Some(mut own) = self.groups.remove(&self.self_conversation_id()) {
+            let content =
+                Content::InviteKeysShared { request_secret: invite.request.to_bytes().into(), link: link.clone() };
+            match own.send_to_own_devices(&self.me, content, now, self.entropy.as_mut()) {
+                Ok(sealed) => told.push((own, sealed)),
+                Err(e) => {
+                    told.push((own, Vec::new()));
+                    failed = Some(e);
                 }
             }
-            Ok(())
-        };
-        let sealed = sealed_all();
-        let result = sealed.and_then(|()| {
-            self.store.write(|tx| {
+        }
+        // All of it in one transaction with the new keys.
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.store.write(|tx| {
                 tx.set_invite_keys(&invite.request.to_bytes(), &invite.rendezvous_seed)?;
                 tx.put_link_rotation(&link)?;
-                for (group, sealed) in told.iter_mut() {
-                    put_sent(tx, &group.id, sealed, now)?;
-                    tx.save_group(group)?;
-                }
-                Ok(())
-            })
-        });
+                store_sealed(tx, &mut told, now)
+            }),
+        };
         self.settle(told.into_iter().map(|(g, _)| g), result)?;
         self.invite = invite;
-        self.take_new_request_keys(None, KeyChange::Ours)?;
         Ok(link.card.to_link())
     }
 
@@ -121,17 +108,30 @@ impl Account {
             _ => return,
         };
         let (id, _) = Group::pair_id(&me, contact);
-        let Some(mut group) = self.groups.remove(&id) else { return };
+        if !self.groups.contains_key(&id) {
+            return;
+        }
+        // The epoch the new key gives is followed (the current one does not change), and the
+        // link sealed in the current one, where the contact reads it: one transaction.
+        let request = self.invite.request.clone();
+        let mut changed = match self.pairs_taking_keys(&request, Some(*contact), KeyChange::Ours) {
+            Ok(changed) => changed,
+            Err(e) => return tracing::warn!(%e, "our replaced link could not be handed to a contact"),
+        };
+        if changed.is_empty() {
+            let Some(group) = self.groups.remove(&id) else { return };
+            changed.push((group, Vec::new()));
+        }
         let now = self.now();
-        let result = group.send_rotated_link(&self.me, link, now, self.entropy.as_mut()).and_then(|sealed| {
-            self.store.write(|tx| {
-                put_sent(tx, &id, &sealed, now)?;
-                tx.save_group(&mut group)
-            })
-        });
-        let moved =
-            self.settle([group], result).and_then(|()| self.take_new_request_keys(Some(*contact), KeyChange::Ours));
-        if let Err(e) = moved {
+        let (group, sealed) = &mut changed[0];
+        let result = match group.send_rotated_link(&self.me, link, now, self.entropy.as_mut()) {
+            Ok(more) => {
+                sealed.extend(more);
+                self.store.write(|tx| store_sealed(tx, &mut changed, now))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.settle(changed.into_iter().map(|(g, _)| g), result) {
             tracing::warn!(%e, "our replaced link could not be handed to a contact");
         }
     }
@@ -151,14 +151,10 @@ impl Account {
         }
         let Ok(Some(link)) = self.store.read().link_rotation(&self.account_public()) else { return };
         self.link_reminded.insert(*contact, now);
-        let Some(mut group) = self.groups.remove(gid) else { return };
-        let result = group.send_rotated_link_in(&self.me, epoch, link, now, self.entropy.as_mut()).and_then(|sealed| {
-            self.store.write(|tx| {
-                put_sent(tx, gid, std::slice::from_ref(&sealed), now)?;
-                tx.save_group(&mut group)
-            })
+        let sealed = self.seal_in(gid, |group, me, now, entropy| {
+            group.send_rotated_link_in(me, epoch, link, now, entropy).map(|sealed| vec![sealed])
         });
-        if let Err(e) = self.settle([group], result) {
+        if let Err(e) = sealed {
             tracing::debug!(%e, "a contact could not be reminded of our replaced link");
         }
     }
@@ -190,12 +186,16 @@ impl Account {
                 if !self.is_newer(&link)? {
                     return Ok(());
                 }
-                self.store.write(|tx| {
+                // The keys and the epochs they give, in one transaction.
+                let mut moved = self.pairs_taking_keys(&invite.request, None, KeyChange::Ours)?;
+                let now = self.now();
+                let result = self.store.write(|tx| {
                     tx.set_invite_keys(&invite.request.to_bytes(), &invite.rendezvous_seed)?;
-                    tx.put_link_rotation(&link)
-                })?;
+                    tx.put_link_rotation(&link)?;
+                    store_sealed(tx, &mut moved, now)
+                });
+                self.settle(moved.into_iter().map(|(g, _)| g), result)?;
                 self.invite = invite;
-                self.take_new_request_keys(None, KeyChange::Ours)?;
             }
             // (Ours, seen in a 1:1 conversation: our devices take it from the one above.)
             ArrivedLink::Contact(link) if link.card.account == me => {}
@@ -228,6 +228,27 @@ impl Account {
     /// ours, once the other side wrote there. The account's conversation with itself keeps its
     /// epoch: the new keys travel in it, to devices that do not hold them yet.
     pub(super) fn take_new_request_keys(&mut self, only: Option<AccountPublic>, change: KeyChange) -> Result<()> {
+        let request = self.invite.request.clone();
+        let mut changed = self.pairs_taking_keys(&request, only, change)?;
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let result = self.store.write(|tx| store_sealed(tx, &mut changed, now));
+        self.settle(changed.into_iter().map(|(g, _)| g), result)
+    }
+
+    /// Takes out of memory each 1:1 conversation with a contact (with `only`, or all) that moves
+    /// with our request key `request` and theirs, moved (see [`Account::take_new_request_keys`]),
+    /// with what it sealed. Nothing is stored: the caller stores them with the rest of its change,
+    /// in one transaction (a crash between new keys and the epochs they give would leave this
+    /// device unable to follow the contacts who took the new link).
+    fn pairs_taking_keys(
+        &mut self,
+        request: &StaticSecret,
+        only: Option<AccountPublic>,
+        change: KeyChange,
+    ) -> Result<Vec<(Group, Vec<Sealed>)>> {
         let me = self.account_public();
         let request_keys: HashMap<AccountPublic, [u8; 32]> = self
             .store
@@ -235,7 +256,6 @@ impl Account {
             .contacts()?
             .into_iter()
             .filter_map(|c| ContactCard::from_bytes(&c.card).ok().map(|card| (c.account, card.request_key)))
-            .chain(std::iter::once((me, self.invite.request_public())))
             .collect();
         let now = self.now();
         let mut changed: Vec<(Group, Vec<Sealed>)> = Vec::new();
@@ -246,7 +266,7 @@ impl Account {
                 continue;
             }
             let Some(theirs) = request_keys.get(&peer) else { continue };
-            let shared = self.invite.request.diffie_hellman(&PublicKey::from(*theirs));
+            let shared = request.diffie_hellman(&PublicKey::from(*theirs));
             if !shared.was_contributory() {
                 continue;
             }
@@ -267,20 +287,19 @@ impl Account {
                 }
             }
         }
-        if changed.is_empty() {
-            return Ok(());
-        }
-        let result = self.store.write(|tx| {
-            for (group, sealed) in changed.iter_mut() {
-                if !sealed.is_empty() {
-                    put_sent(tx, &group.id, sealed, now)?;
-                }
-                tx.save_group(group)?;
-            }
-            Ok(())
-        });
-        self.settle(changed.into_iter().map(|(g, _)| g), result)
+        Ok(changed)
     }
+}
+
+/// Stores the groups of one change with what each sealed.
+fn store_sealed(tx: &rusqlite::Connection, groups: &mut [(Group, Vec<Sealed>)], now: u64) -> Result<()> {
+    for (group, sealed) in groups.iter_mut() {
+        if !sealed.is_empty() {
+            put_sent(tx, &group.id, sealed, now)?;
+        }
+        tx.save_group(group)?;
+    }
+    Ok(())
 }
 
 /// The other account of a 1:1 conversation (ours, for the account's conversation with itself).

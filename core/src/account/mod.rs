@@ -326,6 +326,24 @@ impl Account {
     /// Puts groups taken out for a change back, and settles the change's outcome: on success the
     /// topic index follows the groups; on failure in-memory state is reloaded from the store, so
     /// memory never runs ahead of the disk.
+    /// Seals with `seal` in the loaded group `gid` and stores what it sealed with the group, in
+    /// one transaction.
+    fn seal_in(
+        &mut self,
+        gid: &GroupId,
+        seal: impl FnOnce(&mut Group, &LocalDevice, u64, &mut dyn Entropy) -> Result<Vec<crate::group::Sealed>>,
+    ) -> Result<()> {
+        let mut group = self.groups.remove(gid).ok_or(Error::NotInGroup)?;
+        let now = self.now();
+        let result = seal(&mut group, &self.me, now, self.entropy.as_mut()).and_then(|sealed| {
+            self.store.write(|tx| {
+                conversations::put_sent(tx, gid, &sealed, now)?;
+                tx.save_group(&mut group)
+            })
+        });
+        self.settle([group], result)
+    }
+
     fn settle<T>(&mut self, groups: impl IntoIterator<Item = Group>, result: Result<T>) -> Result<T> {
         let mut settled = Vec::new();
         for mut group in groups {
