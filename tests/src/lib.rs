@@ -1,8 +1,9 @@
 //! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary
 //! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), a loopback proxy
-//! that can cut the network and records what crosses it ([`proxy`]), and a hostile libp2p
-//! peer ([`hostile`]).
+//! that can cut the network and records what crosses it ([`proxy`]), a hostile libp2p peer
+//! ([`hostile`]) and a forwarder that makes it come from an address of its own ([`elsewhere`]).
 
+pub mod elsewhere;
 pub mod hostile;
 pub mod nodes;
 pub mod proxy;
@@ -143,8 +144,20 @@ impl Running {
     }
 
     pub fn spawn(home: &Home, args: &[&str]) -> Running {
-        let mut child =
-            home.command(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starting weft run");
+        Running::spawn_with(home.command(args).stderr(Stdio::null()))
+    }
+
+    /// As [`Running::spawn`], its network's debug log written to `log`, for a test to show when
+    /// it fails.
+    pub fn spawn_logging(home: &Home, args: &[&str], log: &Path) -> Running {
+        let file = std::fs::File::create(log).expect("creating the log");
+        Running::spawn_with(
+            home.command(args).env("RUST_LOG", "weft_core::net=debug").env("NO_COLOR", "1").stderr(file),
+        )
+    }
+
+    fn spawn_with(command: &mut Command) -> Running {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("starting weft run");
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -18,6 +18,7 @@ use super::VIA;
 use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
 use super::host::{Host, NodeHost, RequestCheck};
 use super::sessions::SessionScope;
+use super::strikes::Strikes;
 use crate::account::CatchUpPlan;
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
@@ -40,8 +41,10 @@ const PUSH_BATCH: usize = 256;
 /// under what every peer's gossipsub accepts from one peer: 4096).
 const MAX_FOLLOWED_PER_PEER: usize = 512;
 const MAX_FOLLOWED: usize = 4000;
-/// Invalid gossip messages a peer may send before it is cut off, and for how long.
+/// Invalid gossip messages a peer may send in quick succession before it is cut off (one is
+/// forgiven every [`FORGIVE_EVERY`]), and for how long.
 const MAX_STRIKES: u32 = 16;
+const FORGIVE_EVERY: Duration = Duration::from_secs(10);
 /// Contact requests taken from one peer per minute. Honest requests are few (one per contact
 /// added, republished about every two minutes until answered); a relay forwards those of many.
 const RENDEZVOUS_PER_MINUTE: u32 = 120;
@@ -495,7 +498,7 @@ async fn start_session<H: Host>(
         circuits: HashMap::new(),
         reserved: HashSet::new(),
         relay_peers: HashSet::new(),
-        strikes: HashMap::new(),
+        strikes: Strikes::new(MAX_STRIKES, FORGIVE_EVERY),
         banned: HashMap::new(),
         rendezvous_rate: Rate::new(RENDEZVOUS_PER_MINUTE, Duration::from_secs(60)),
         ticks: 0,
@@ -540,7 +543,7 @@ struct Driver<H: Host> {
     reserved: HashSet<PeerId>,
     /// Peers that said they are relays: a relay does not follow another relay's topics.
     relay_peers: HashSet<PeerId>,
-    strikes: HashMap<PeerId, u32>,
+    strikes: Strikes<PeerId>,
     banned: HashMap<PeerId, Instant>,
     /// Contact requests taken from each peer lately.
     rendezvous_rate: Rate,
@@ -873,13 +876,23 @@ impl<H: Host> Driver<H> {
         }
     }
 
-    /// Counts a protocol offence; too many and the peer is cut off for a while.
+    /// Counts a sync error against `peer`. A relay we were told to use is not blamed for a
+    /// reconciliation message that crossed the end of ours: under load (a crowd at the relay)
+    /// such crossings come in runs, and cutting the relay off for ten minutes cuts us off from
+    /// everyone we reach through it.
+    fn sync_offence(&mut self, peer: PeerId, error: &Error) {
+        if matches!(error, Error::StaleReconciliation) && self.config.relays.iter().any(|a| peer_of(a) == Some(peer)) {
+            tracing::debug!(%peer, %error, "a stale reconciliation message from our relay");
+            return;
+        }
+        self.strike(peer, strike_weight(error), error);
+    }
+
+    /// Counts a protocol offence; too many in quick succession and the peer is cut off for a
+    /// while.
     fn strike(&mut self, peer: PeerId, weight: u32, why: &dyn std::fmt::Display) {
         tracing::debug!(me = %self.swarm.local_peer_id(), %peer, weight, %why, "strike");
-        let strikes = self.strikes.entry(peer).or_default();
-        *strikes += weight;
-        if *strikes >= MAX_STRIKES {
-            self.strikes.remove(&peer);
+        if self.strikes.strike(peer, weight, Instant::now()) {
             let until = Instant::now() + BAN;
             self.banned.insert(peer, until);
             // A new peer id costs nothing: enough bans from one address ban the address.
@@ -930,7 +943,7 @@ impl<H: Host> Driver<H> {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.abandon_catch_up(peer_id);
-                self.strikes.remove(&peer_id);
+                self.strikes.forget(&peer_id);
                 self.relay_peers.remove(&peer_id);
                 self.reserved.remove(&peer_id);
                 self.connected.send_replace(self.peers.len());
@@ -1034,7 +1047,7 @@ impl<H: Host> Driver<H> {
                     let reply = match reply {
                         Ok(reply) => reply,
                         Err(e) => {
-                            self.strike(peer, strike_weight(&e), &e);
+                            self.sync_offence(peer, &e);
                             return;
                         }
                     };
@@ -1060,7 +1073,7 @@ impl<H: Host> Driver<H> {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => self.strike(peer, strike_weight(&e), &e),
+                        Err(e) => self.sync_offence(peer, &e),
                     }
                 }
             },

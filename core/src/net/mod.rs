@@ -16,6 +16,7 @@ mod driver;
 mod host;
 pub mod join;
 pub mod sessions;
+mod strikes;
 
 pub use admission::{IpCounts, Refused};
 pub use behaviour::Limits;
