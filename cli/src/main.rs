@@ -3,17 +3,16 @@
 mod backend;
 mod chat;
 mod commands;
-mod config;
 mod control;
-mod failure;
 mod home;
 mod output;
 mod passphrase;
 mod progress;
-mod rpc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use weft_cli::{config, failure, rpc};
 
 use clap::{CommandFactory, Parser, Subcommand};
 

@@ -51,10 +51,17 @@ pub fn message_line(m: &MessageInfo) -> String {
     line(m.sent_ms, &m.kind, &m.sender, &m.body)
 }
 
-/// A message as people read it. (Its data is the API's: [`crate::rpc::answer`].)
-impl Message {
+/// A message as people read it. (Its data is the API's: [`crate::rpc::answer`], in the library;
+/// how it reads is the binary's.)
+pub trait MessageLines {
     /// The message as one line of a conversation's log.
-    pub fn line(&self) -> String {
+    fn line(&self) -> String;
+    /// [`Self::line`], and for a received message the path that brought it.
+    fn line_with_path(&self) -> String;
+}
+
+impl MessageLines for Message {
+    fn line(&self) -> String {
         let line = line(self.sent_ms, &self.kind, &self.sender, &self.body);
         match &self.state {
             Some(state) => format!("{line}  [{state}]"),
@@ -62,8 +69,7 @@ impl Message {
         }
     }
 
-    /// [`Self::line`], and for a received message the path that brought it.
-    pub fn line_with_path(&self) -> String {
+    fn line_with_path(&self) -> String {
         match &self.via {
             Some(via) if !self.outgoing => format!("{}  (via {via})", self.line()),
             _ => self.line(),

@@ -10,6 +10,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::App;
+use crate::output::MessageLines;
 
 pub fn render(app: &App, frame: &mut Frame) {
     let [main, input, status] =

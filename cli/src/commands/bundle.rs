@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::backend;
+use crate::output::MessageLines;
 use crate::output::Output;
 use crate::rpc::request::{AbsolutePath, Export, Import};
 

@@ -3,6 +3,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::backend;
+use crate::output::MessageLines;
 use crate::output::Output;
 use crate::rpc::answer::Message;
 use crate::rpc::request::{MarkRead, ReadLog, Resend, SendMessage};

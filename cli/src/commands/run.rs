@@ -10,6 +10,7 @@ use weft_core::mesh::driver::MeshHandle;
 use weft_core::net::{Keypair, Multiaddr, NetConfig};
 use weft_core::node::{Node, NodeEvent};
 
+use crate::output::MessageLines;
 use crate::output::Output;
 use crate::rpc::Api;
 use crate::rpc::event::Event;

@@ -9,7 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use libp2p::futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{StreamProtocol, request_response};
 
-use crate::sync::MAX_HAVE_BYTES;
+use crate::error::Result;
+use crate::sync::{MAX_HAVE_BYTES, SyncMessage};
+use crate::wire::{Reader, Writer};
+
+/// Sync messages in one request or answer, at most.
+const MAX_BATCH: usize = 1024;
 
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/sync/1");
 
@@ -167,6 +172,27 @@ impl request_response::Codec for SyncCodec {
     {
         io.write_all(&res.bytes).await
     }
+}
+
+/// The bytes of one request or answer of the sync protocol: a count, then each message with its
+/// length.
+pub fn encode_batch(messages: &[SyncMessage]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.count(messages.len());
+    for m in messages {
+        w.bytes(&m.encode());
+    }
+    w.into_bytes()
+}
+
+/// Reads what [`encode_batch`] wrote: bytes from a peer, refused whole if any message is
+/// malformed.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<SyncMessage>> {
+    let mut r = Reader::new(bytes, "sync batch");
+    let n = r.count(MAX_BATCH, 4)?;
+    let out = (0..n).map(|_| SyncMessage::decode(r.bytes(MAX_FRAME as usize)?)).collect::<Result<_>>()?;
+    r.finish()?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::VIA;
 use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
+use super::codec::{decode_batch, encode_batch};
 use super::host::{Host, NodeHost, RequestCheck};
 use super::sessions::SessionScope;
 use super::strikes::Strikes;
@@ -24,7 +25,6 @@ use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
 use crate::sync::{PeerBound, PeerSync, Scope, SyncMessage, bind_history};
-use crate::wire::{Reader, Writer};
 
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
 const RESYNC_EVERY_TICKS: u64 = 15;
@@ -33,8 +33,6 @@ const REDIAL_EVERY_TICKS: u64 = 5;
 /// How long a relay catch-up waits for every listed relay to be connected before it asks
 /// those that are.
 const WAIT_FOR_RELAYS_TICKS: u64 = 2 * REDIAL_EVERY_TICKS;
-/// Sync messages in one request or response.
-const MAX_BATCH: usize = 1024;
 /// Outbox envelopes pushed per round.
 const PUSH_BATCH: usize = 256;
 /// Topics a relay follows on behalf of one peer, and in all (its own subscriptions must stay
@@ -263,23 +261,6 @@ fn rendezvous_topic(point: &[u8; 32]) -> gossipsub::IdentTopic {
 fn topic_of_hash(hash: &gossipsub::TopicHash) -> Option<Topic> {
     let hex = hash.as_str().strip_prefix("weft/")?;
     data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?.try_into().ok()
-}
-
-fn encode_batch(messages: &[SyncMessage]) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.count(messages.len());
-    for m in messages {
-        w.bytes(&m.encode());
-    }
-    w.into_bytes()
-}
-
-fn decode_batch(bytes: &[u8]) -> Result<Vec<SyncMessage>> {
-    let mut r = Reader::new(bytes, "sync batch");
-    let n = r.count(MAX_BATCH, 4)?;
-    let out = (0..n).map(|_| SyncMessage::decode(r.bytes(super::codec::MAX_FRAME as usize)?)).collect::<Result<_>>()?;
-    r.finish()?;
-    Ok(out)
 }
 
 /// The peer id an address ends with, if any.

@@ -20,7 +20,7 @@ mod strikes;
 
 pub use admission::{IpCounts, Refused};
 pub use behaviour::Limits;
-pub use codec::{Budget, MAX_FRAME, REQUEST_BUDGET};
+pub use codec::{Budget, MAX_FRAME, REQUEST_BUDGET, SYNC_PROTOCOL, SyncCodec, decode_batch, encode_batch};
 pub use driver::{
     NetConfig, NetHandle, NetStatus, PeerStatus, RelayStatus, SessionInfo, SyncStatus, start, start_host,
 };

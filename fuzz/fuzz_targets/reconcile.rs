@@ -1,0 +1,39 @@
+//! A peer's side of reconciliation and catch-up, fed a stream of messages from a hostile peer
+//! against a store of a few envelopes: no message panics, and nothing asked of the store
+//! escapes the scopes it serves.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use weft_core::sync::{EnvelopeSource, Item, PeerSync, Scope, SyncMessage};
+
+const TOPIC: [u8; 16] = [7; 16];
+
+struct Store(Vec<(Item, Vec<u8>)>);
+
+impl EnvelopeSource for Store {
+    fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+        (*scope == Scope::Topic(TOPIC)).then(|| self.0.iter().map(|(id, _)| *id).collect())
+    }
+    fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
+        assert_eq!(*scope, Scope::Topic(TOPIC), "only the served scope is read");
+        self.0.iter().find(|(i, _)| i == id).map(|(_, e)| e.clone())
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let store = Store((0u8..5).map(|n| ([n; 16], vec![n; 256])).collect());
+    let mut ours = PeerSync::new(data.first().is_some_and(|b| b & 1 == 1));
+    let _ = ours.start(Scope::Topic(TOPIC), [1; 16], &store);
+    // Messages, each preceded by a two-byte length.
+    let mut rest = data.get(1..).unwrap_or_default();
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let (message, tail) = rest[2..].split_at(len);
+        rest = tail;
+        if let Ok(message) = SyncMessage::decode(message)
+            && ours.handle(message, &store).is_err()
+        {
+            // An error ends the session with that peer; a new one may start.
+            ours = PeerSync::new(false);
+        }
+    }
+});
