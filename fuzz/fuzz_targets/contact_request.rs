@@ -8,7 +8,7 @@ use weft_core::handshake::ContactRequest;
 use weft_core::identity::InviteKeys;
 
 fuzz_target!(|data: &[u8]| {
-    let keys = InviteKeys::generate(&mut SeededEntropy::new(7));
+    let keys = InviteKeys::generate(&mut SeededEntropy::new(7)).expect("seeded keys");
     let _ = ContactRequest::open(data, &keys);
     let _ = ContactRequest::from_opened(data, &keys.request_public());
 });
