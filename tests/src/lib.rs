@@ -3,6 +3,8 @@
 //! that can cut the network and records what crosses it ([`proxy`]), a hostile libp2p peer
 //! ([`hostile`]) and a forwarder that makes it come from an address of its own ([`elsewhere`]).
 
+#[cfg(unix)]
+pub mod daemon;
 pub mod elsewhere;
 pub mod hostile;
 pub mod nodes;

@@ -3,114 +3,12 @@
 //! requests, unknown methods, huge requests, a second daemon, a stale socket after a crash.
 #![cfg(unix)]
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Child;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_tests::Home;
-
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    /// Starts `weft daemon` on `home` and waits until its socket answers.
-    fn start(home: &Home) -> Daemon {
-        let daemon = Daemon { child: home.spawn_daemon() };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Rpc::connect(&home.dir).is_none_or(|mut rpc| rpc.call("status", json!({})).is_err()) {
-            assert!(Instant::now() < deadline, "the daemon's socket never answered");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    /// Kills it as a crash would: no chance to remove its socket.
-    fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A JSON-RPC 2.0 client on the daemon's socket; notifications are kept aside.
-struct Rpc {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    next_id: u64,
-    notifications: VecDeque<Value>,
-}
-
-impl Rpc {
-    fn connect(home: &Path) -> Option<Rpc> {
-        let stream = UnixStream::connect(home.join("weft.sock")).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Some(Rpc {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            next_id: 1,
-            notifications: VecDeque::new(),
-        })
-    }
-
-    fn send_line(&mut self, line: &[u8]) {
-        self.writer.write_all(line).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-    }
-
-    /// The next message that is not a notification.
-    fn response(&mut self) -> Value {
-        loop {
-            let mut line = String::new();
-            assert!(self.reader.read_line(&mut line).unwrap() > 0, "the daemon closed the connection");
-            let message: Value = serde_json::from_str(&line).expect("the daemon answers JSON");
-            assert_eq!(message["jsonrpc"], "2.0", "{message}");
-            if message.get("id").is_some() {
-                return message;
-            }
-            self.notifications.push_back(message);
-        }
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        self.send_line(request.to_string().as_bytes());
-        let response = self.response();
-        assert_eq!(response["id"], id, "{response}");
-        match response.get("error") {
-            Some(error) => Err(error.clone()),
-            None => Ok(response["result"].clone()),
-        }
-    }
-
-    fn ok(&mut self, method: &str, params: Value) -> Value {
-        self.call(method, params.clone()).unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
-    }
-
-    /// The next event notification, within 30 seconds.
-    fn event(&mut self) -> Value {
-        if let Some(n) = self.notifications.pop_front() {
-            return n["params"].clone();
-        }
-        let mut line = String::new();
-        assert!(self.reader.read_line(&mut line).unwrap() > 0, "the daemon closed the connection");
-        let message: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(message["method"], "event", "{message}");
-        message["params"].clone()
-    }
-}
+use weft_tests::daemon::{Daemon, Rpc};
 
 /// The methods docs/JSONRPC.md documents (its `### `method`` headings).
 fn documented_methods() -> Vec<String> {

@@ -120,7 +120,7 @@ async fn write_fuzz_seeds() {
             admin: false,
         },
     );
-    let ops = vec![
+    let ops = [
         create_op.clone(),
         add.clone(),
         SignedOp::new([1; 32], vec![add.hash()], alice_dev.cert.clone(), &alice_dev.keys, NOW + 2, Action::Rekey),
@@ -267,7 +267,7 @@ async fn write_fuzz_seeds() {
     write("sync_codec", "kinds", &encode_batch(&extra));
 
     // The mesh: messages of each kind in fragments, and what one router wrote to another.
-    let messages = vec![
+    let messages = [
         MeshMessage::Carry { hops_left: 3, copies: 8, envelope: envelopes[0].clone() },
         MeshMessage::Describe { ids: vec![[1; 16], [2; 16]] },
         MeshMessage::Summary { ids: vec![[3; 16]] },

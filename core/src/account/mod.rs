@@ -109,6 +109,12 @@ impl Account {
         Self::create_with_key(home, &key, name, Box::new(OsEntropy), system_clock())
     }
 
+    /// What `PRAGMA integrity_check` finds wrong with the account's database file (nothing, when
+    /// it is sound).
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        self.store.integrity_problems()
+    }
+
     /// Opens the account in `home` with its passphrase.
     pub fn open(home: &Path, passphrase: &str) -> Result<Account> {
         let params = KdfParams::read(home)?;

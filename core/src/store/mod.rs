@@ -103,6 +103,15 @@ impl Store {
         &self.path
     }
 
+    /// SQLite's check of the whole file (`PRAGMA integrity_check`): the problems it found,
+    /// none when the file is sound. What a test runs after a crash; a user's `weft status` does
+    /// not (it reads every page).
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut statement = self.conn.prepare("PRAGMA integrity_check")?;
+        let lines = statement.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+
     /// Reads outside a transaction.
     pub fn read(&self) -> &Connection {
         &self.conn
