@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_core::account::Account;
+use weft_core::account::{Account, ConversationKind};
 use weft_core::clock::system_clock;
 use weft_core::crypto::OsEntropy;
 use weft_core::store::{DatabaseKey, KdfParams};
@@ -246,4 +246,166 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, to.join(entry.file_name())).unwrap();
         }
     }
+}
+
+/// One group change of the cycle the group scenario runs through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Create,
+    Invite,
+    Rename,
+    UpdateKeys,
+    Remove,
+}
+
+const CYCLE: [Change; 5] = [Change::Create, Change::Invite, Change::Rename, Change::UpdateKeys, Change::Remove];
+
+/// A group as the changes acknowledged so far leave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Expected {
+    name: String,
+    with_bob: bool,
+}
+
+impl Expected {
+    fn after(&self, change: Change) -> Expected {
+        match change {
+            Change::Invite => Expected { with_bob: true, ..self.clone() },
+            Change::Remove => Expected { with_bob: false, ..self.clone() },
+            Change::Rename => Expected { name: format!("{}-renamed", self.name), ..self.clone() },
+            Change::Create | Change::UpdateKeys => self.clone(),
+        }
+    }
+}
+
+/// Group changes through the daemon (create, invite, rename, fresh keys, remove, over and over),
+/// the daemon killed anywhere: each group is as the acknowledged changes left it, or one change
+/// further (the change in flight), never anything else; and the account still writes in every
+/// group afterwards.
+#[test]
+fn group_changes_survive_a_kill_at_any_point() {
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = two_contacts(root.path());
+    let key = database_key(&alice);
+    let mut points = KillPoints::new("group changes");
+    // Groups by id (hex), as acknowledged; the cycle's position.
+    let mut groups: Vec<(String, Expected)> = Vec::new();
+    let mut step = 0usize;
+    let (mut acknowledged, mut in_flight_applied, mut in_flight_not) = (0u32, 0u32, 0u32);
+    let started = Instant::now();
+    for round in 0..rounds() {
+        let daemon = Daemon::start(&alice);
+        let mut rpc = Rpc::connect(&alice.dir).expect("the daemon's socket");
+        let (pid, delay) = (daemon.pid(), points.within(Duration::from_millis(1_500)));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            sigkill(pid);
+        });
+        // The change the kill caught in flight.
+        let change = loop {
+            let change = CYCLE[step % CYCLE.len()];
+            let current = groups.last().map(|(_, g)| g.name.clone()).unwrap_or_default();
+            let (method, params) = match change {
+                Change::Create => ("group.create", json!({ "name": format!("group {}", step / CYCLE.len()) })),
+                Change::Invite => ("group.invite", json!({ "group": current, "contact": "bob" })),
+                Change::Rename => ("group.rename", json!({ "group": current, "name": format!("{current}-renamed") })),
+                Change::UpdateKeys => ("keys.update", json!({ "conversation": current })),
+                Change::Remove => ("group.remove", json!({ "group": current, "member": "bob" })),
+            };
+            match rpc.try_call(method, params) {
+                Ok(Ok(answer)) => {
+                    acknowledged += 1;
+                    match change {
+                        Change::Create => {
+                            let id = answer["id"].as_str().expect("a group's id").to_owned();
+                            groups.push((
+                                id,
+                                Expected { name: answer["name"].as_str().unwrap().to_owned(), with_bob: false },
+                            ));
+                        }
+                        _ => {
+                            let last = groups.last_mut().expect("a group to change");
+                            last.1 = last.1.after(change);
+                        }
+                    }
+                    step += 1;
+                }
+                Ok(Err(e)) => panic!("round {round}: {method} was refused: {e}"),
+                Err(_) => break change,
+            }
+        };
+        killer.join().unwrap();
+        daemon.crash();
+
+        // What the next start finds.
+        let account = Account::open_with_key(&alice.dir, &key, Box::new(OsEntropy), system_clock())
+            .unwrap_or_else(|e| panic!("round {round}: the account does not open after a kill: {e}"));
+        let problems = account.integrity_problems().unwrap();
+        assert!(problems.is_empty(), "round {round}: PRAGMA integrity_check: {problems:?}");
+        let hex = |id: &[u8; 32]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let actual: HashMap<String, Expected> = account
+            .conversations()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.kind == ConversationKind::Group)
+            .map(|c| {
+                let with_bob = account.members(&c.name).unwrap().iter().any(|m| m.name == "bob");
+                (hex(&c.id), Expected { name: c.name, with_bob })
+            })
+            .collect();
+        let mut applied = false;
+        let count = groups.len();
+        for (n, (id, expected)) in groups.iter_mut().enumerate() {
+            let last = n + 1 == count;
+            let found = actual.get(id).unwrap_or_else(|| panic!("round {round}: group {expected:?} was lost"));
+            if found == expected {
+                continue;
+            }
+            let further = expected.after(change);
+            assert!(
+                last && change != Change::Create && *found == further,
+                "round {round}: group {id} is {found:?}; acknowledged {expected:?}, in flight {change:?}"
+            );
+            *expected = further;
+            applied = true;
+        }
+        if change == Change::Create {
+            let known: Vec<&String> = groups.iter().map(|(id, _)| id).collect();
+            let new: Vec<(&String, &Expected)> = actual.iter().filter(|(id, _)| !known.contains(id)).collect();
+            assert!(new.len() <= 1, "round {round}: groups nobody created: {new:?}");
+            if let Some((id, g)) = new.first() {
+                assert!(!g.with_bob, "round {round}: a new group with bob in it");
+                groups.push(((*id).clone(), (*g).clone()));
+                applied = true;
+            }
+        } else {
+            assert_eq!(actual.len(), groups.len(), "round {round}: groups nobody created: {actual:?}");
+        }
+        // Fresh keys leave nothing to see: whether they went out is not told apart here.
+        if applied || change == Change::UpdateKeys {
+            step += 1;
+            in_flight_applied += u32::from(applied);
+        } else {
+            in_flight_not += 1;
+        }
+    }
+    println!(
+        "group changes: {} rounds in {:.0} s, {acknowledged} changes acknowledged and all kept, {} groups; the change in flight at the kill: {in_flight_applied} kept, {in_flight_not} not; integrity ok every time",
+        rounds(),
+        started.elapsed().as_secs_f64(),
+        groups.len(),
+    );
+    // Alice still writes in every group bob is in, and bob reads it.
+    let with_bob: Vec<String> = groups.iter().filter(|(_, g)| g.with_bob).map(|(_, g)| g.name.clone()).collect();
+    let file = root.path().join("groups.weft");
+    let file = file.to_str().unwrap();
+    for name in &with_bob {
+        alice.ok(&["send", name, &format!("still writing in {name}")]);
+    }
+    alice.ok(&["export", "--out", file]);
+    bob.ok(&["import", file]);
+    for name in &with_bob {
+        assert!(bob.ok(&["log", name]).contains(&format!("still writing in {name}")), "bob reads {name}");
+    }
+    still_talks(root.path(), &alice, &bob, "the group changes were killed");
 }
