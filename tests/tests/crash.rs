@@ -509,3 +509,89 @@ fn a_catch_up_over_libp2p_killed_at_any_point_loses_nothing_and_shows_nothing_tw
     drop(alice_node);
     still_talks(root.path(), &alice, &bob, "the catch-ups were killed");
 }
+
+/// A relay killed anywhere while alice writes through it, again and again: its cache passes
+/// `PRAGMA integrity_check` and loads after every kill, and bob, who only ever meets the relay,
+/// then reads every letter alice wrote, once (what a kill cost the relay, alice hands it again
+/// when they reconcile).
+#[test]
+fn a_relay_killed_at_any_point_keeps_a_sound_cache_and_loses_no_letter() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = two_contacts(root.path());
+    let relay_home = Home::new(root.path(), "relay");
+    let relay = Running::spawn(&relay_home, &["relay", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let relay_addr = relay.wait_for("--relay /ip4/127.0.0.1/tcp/").trim().trim_start_matches("--relay ").to_owned();
+    let listen = relay_addr.split("/p2p/").next().unwrap().to_owned();
+    let alice_node = Running::start(&alice, &["--no-ble", "--relay", &relay_addr]);
+    alice.wait_for_socket();
+
+    // Alice writes letters all along, through her node.
+    let (stop, written) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let writer = {
+        let (stop, written, dir) = (stop.clone(), written.clone(), alice.dir.clone());
+        std::thread::spawn(move || {
+            let mut rpc = Rpc::connect(&dir).expect("alice's node's socket");
+            while !stop.load(Ordering::Relaxed) {
+                let i = written.load(Ordering::Relaxed);
+                rpc.ok("send", json!({ "conversation": "bob", "text": format!("letter {i}") }));
+                written.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut points = KillPoints::new("relay cache");
+    let started = Instant::now();
+    let mut relay = Some(relay);
+    let mut held = Vec::new();
+    // `weft relay` keeps its cache in the home's relay/ directory.
+    let cache_dir = relay_home.dir.join("relay");
+    let cache_file = cache_dir.join(weft_core::relay::CACHE_FILE);
+    let rows = || -> usize {
+        weft_core::store::Connection::open(&cache_file)
+            .and_then(|db| db.query_row("SELECT count(*) FROM cached", [], |r| r.get::<_, i64>(0)))
+            .map_or(0, |n| n as usize)
+    };
+    // Each round waits for the relay to take envelopes again (alice redials it, it follows her
+    // topics at its next tick: seconds), so that the kill falls among its cache writes.
+    let relay_rounds = rounds().div_ceil(10);
+    for round in 0..relay_rounds {
+        let before = held.last().copied().unwrap_or(0);
+        weft_tests::wait_until("the relay taking envelopes", 60, || rows() > before);
+        std::thread::sleep(points.within(Duration::from_millis(400)));
+        drop(relay.take()); // SIGKILL
+        assert!(cache_file.exists(), "round {round}: no relay cache at {}", cache_file.display());
+        let db = weft_core::store::Connection::open(&cache_file).unwrap();
+        let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok", "round {round}: the relay's cache after a kill");
+        let rows: i64 = db.query_row("SELECT count(*) FROM cached", [], |r| r.get(0)).unwrap();
+        drop(db);
+        let (_, envelopes) = weft_core::relay::RelayHost::open(&cache_dir, weft_core::relay::CacheLimits::default())
+            .unwrap_or_else(|e| panic!("round {round}: the relay's cache does not load after a kill: {e}"))
+            .usage();
+        assert_eq!(envelopes, rows as usize, "round {round}: the cache loads whole");
+        held.push(envelopes);
+        relay = Some(Running::spawn(&relay_home, &["relay", "--listen", &listen]));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let total = written.load(Ordering::Relaxed);
+    // Bob meets only the relay.
+    let _bob_node = Running::start(&bob, &["--no-ble", "--relay", &relay_addr]);
+    bob.wait_for_socket();
+    let letters = || bob.ok(&["log", "alice", "--limit", "1000000"]).matches("letter ").count();
+    weft_tests::wait_until("bob reading every letter through the relay", 120, || letters() >= total);
+    drop(_bob_node);
+    drop(alice_node);
+    let found = inspect(&bob, &database_key(&bob), "alice");
+    assert_eq!(found.count(), total, "every letter, through a relay killed {relay_rounds} times");
+    assert!(found.shown_twice().is_empty());
+    println!(
+        "relay cache: {} rounds in {:.0} s while alice wrote {total} letters; the cache held {}..{} envelopes across the kills, passed integrity_check and loaded every time; bob read all {total}, once",
+        relay_rounds,
+        started.elapsed().as_secs_f64(),
+        held.iter().min().unwrap_or(&0),
+        held.iter().max().unwrap_or(&0),
+    );
+}
