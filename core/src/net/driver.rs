@@ -563,6 +563,7 @@ impl<H: Host> Driver<H> {
                     self.ticks += 1;
                     let now = Instant::now();
                     self.banned.retain(|_, until| *until > now);
+                    self.strikes.prune(now);
                     self.rendezvous_rate.expire(now);
                     self.swarm.behaviour_mut().admission.expire();
                     self.refresh().await;
@@ -924,7 +925,6 @@ impl<H: Host> Driver<H> {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.abandon_catch_up(peer_id);
-                self.strikes.forget(&peer_id);
                 self.relay_peers.remove(&peer_id);
                 self.reserved.remove(&peer_id);
                 self.connected.send_replace(self.peers.len());
@@ -1044,7 +1044,7 @@ impl<H: Host> Driver<H> {
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
-                    self.sync_requests.remove(&request_id);
+                    let asked = self.sync_requests.remove(&request_id);
                     match self.handle_sync(peer, &response.bytes).await {
                         Ok(next) if !next.is_empty() => {
                             let served = served_ids(&next);
@@ -1054,7 +1054,16 @@ impl<H: Host> Driver<H> {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => self.sync_offence(peer, &e),
+                        Err(e) => {
+                            self.sync_offence(peer, &e);
+                            // What the answer left half done is abandoned, as when a request
+                            // fails: its reconciliations stayed open before, and their topics
+                            // were never reconciled with this peer again while it stayed
+                            // connected (a relay, whose crossed answers are not counted, stays).
+                            if let Some((scopes, catch_up)) = asked {
+                                self.abandon_sync(peer, scopes, catch_up).await;
+                            }
+                        }
                     }
                 }
             },

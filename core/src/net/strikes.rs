@@ -45,9 +45,12 @@ impl<P: Hash + Eq> Strikes<P> {
         false
     }
 
-    /// Forgets a peer (it disconnected).
-    pub fn forget(&mut self, peer: &P) {
-        self.counts.remove(peer);
+    /// Forgets peers whose strikes were all forgiven. A peer's strikes outlive its connection:
+    /// one that reconnected with a clean slate could send a limit's worth of junk per
+    /// connection and never be cut off.
+    pub fn prune(&mut self, now: Instant) {
+        let every = self.forgive_every;
+        self.counts.retain(|_, (count, since)| *count > forgiven(now.saturating_duration_since(*since), every));
     }
 
     /// A peer's strikes now.
@@ -121,7 +124,20 @@ mod tests {
         assert!(!strikes.strike(2, 1, t), "another peer's offences are not this one's");
         assert!(strikes.strike(1, 1, t));
         assert!(strikes.strike(3, 16, t), "a breach of the protocol cuts off at once");
-        strikes.forget(&2);
-        assert_eq!(strikes.count(&2, t), 0);
+        strikes.prune(t + Duration::from_secs(10));
+        assert_eq!(strikes.count(&2, t + Duration::from_secs(10)), 0);
+        assert_eq!(strikes.counts.len(), 0, "peers whose strikes were forgiven are forgotten");
+    }
+
+    #[test]
+    fn strikes_outlive_a_reconnection() {
+        let mut strikes = Strikes::new(16, EVERY);
+        let t = Instant::now();
+        // Fifteen junk messages, a reconnection (which no longer wipes the count), one more.
+        for _ in 0..15 {
+            assert!(!strikes.strike(1, 1, t));
+        }
+        strikes.prune(t + Duration::from_millis(500));
+        assert!(strikes.strike(1, 1, t + Duration::from_secs(1)));
     }
 }
