@@ -213,6 +213,20 @@ pub fn contacts_by_bundle(dir: &Path, alice: &Home, bob: &Home) {
     alice.ok(&["import", bundle]);
 }
 
+/// Copies a directory tree (a home, to start from the same state again); control sockets are
+/// left behind.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for entry in std::fs::read_dir(from).expect("reading the directory").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else if !entry.file_name().to_string_lossy().ends_with(".sock") {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copying a file");
+        }
+    }
+}
+
 /// Polls `ready` until it holds, failing the test with `what` after `secs` seconds.
 pub fn wait_until(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use weft_core::store::DB_FILE;
+use weft_tests::copy_dir;
 use weft_tests::nodes::{config, create, eventually, introduce, online, reopen, texts};
 
 /// The write-ahead log's header: its salts change when SQLite restarts the log (after a
@@ -18,18 +19,6 @@ fn wal_header(home: &Path) -> Vec<u8> {
 
 fn wal_len(home: &Path) -> u64 {
     std::fs::metadata(home.join(format!("{DB_FILE}-wal"))).unwrap().len()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            copy_dir(&path, &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
