@@ -104,8 +104,8 @@ impl Store {
     }
 
     /// SQLite's check of the whole file (`PRAGMA integrity_check`): the problems it found,
-    /// none when the file is sound. What a test runs after a crash; a user's `weft status` does
-    /// not (it reads every page).
+    /// none when the file is sound. It reads every page: the crash tests run it after each
+    /// kill; nothing on a user's path does.
     pub fn integrity_problems(&self) -> Result<Vec<String>> {
         let mut statement = self.conn.prepare("PRAGMA integrity_check")?;
         let lines = statement.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
