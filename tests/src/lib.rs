@@ -1,12 +1,16 @@
 //! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary
 //! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), a loopback proxy
 //! that can cut the network and records what crosses it ([`proxy`]), a hostile libp2p peer
-//! ([`hostile`]) and a forwarder that makes it come from an address of its own ([`elsewhere`]).
+//! ([`hostile`]), a forwarder that makes it come from an address of its own ([`elsewhere`]), and
+//! hosts of their own in Linux network namespaces, behind a lossy hub that can partition them
+//! (`netns`).
 
 #[cfg(unix)]
 pub mod daemon;
 pub mod elsewhere;
 pub mod hostile;
+#[cfg(target_os = "linux")]
+pub mod netns;
 pub mod nodes;
 pub mod proxy;
 

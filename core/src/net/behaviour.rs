@@ -122,16 +122,22 @@ impl WeftBehaviour {
         });
         let mdns = if mdns { Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?) } else { None };
         let relay_behaviour = relay_server.then(|| relay::Behaviour::new(peer_id, relay::Config::default()));
+        // Connections per peer are bounded by the driver, which first looks at where a new one
+        // comes from: a peer that moved connects again while its old connections still look
+        // alive, and then those go, not the new one.
         let connection_limits = connection_limits::ConnectionLimits::default()
             .with_max_established_incoming(Some(limits.incoming))
-            .with_max_pending_incoming(Some(limits.pending_incoming))
-            .with_max_established_per_peer(Some(2));
+            .with_max_pending_incoming(Some(limits.pending_incoming));
         Ok(WeftBehaviour {
             admission: Admission::new(limits.per_ip, limits.bans_per_ip),
             limits: connection_limits::Behaviour::new(connection_limits),
             relay_client,
             relay_server: relay_behaviour.into(),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            // A ping unanswered for 20 s closes its connection (the driver does): at most 35 s
+            // after a connection died without a word, it is dialled again.
+            ping: ping::Behaviour::new(
+                ping::Config::new().with_interval(Duration::from_secs(15)).with_timeout(Duration::from_secs(20)),
+            ),
             identify: identify::Behaviour::new(
                 identify::Config::new("/weft/1".into(), key.public()).with_agent_version(if relay_server {
                     format!("{RELAY_AGENT}{}", crate::VERSION)

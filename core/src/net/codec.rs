@@ -187,8 +187,11 @@ pub fn encode_batch(messages: &[SyncMessage]) -> Vec<u8> {
 
 /// Reads what [`encode_batch`] wrote: bytes from a peer, refused whole if any message is
 /// malformed.
+/// What a batch's own framing is called in its errors (a cut-short batch is told apart by it).
+pub(crate) const BATCH: &str = "sync batch";
+
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<SyncMessage>> {
-    let mut r = Reader::new(bytes, "sync batch");
+    let mut r = Reader::new(bytes, BATCH);
     let n = r.count(MAX_BATCH, 4)?;
     let out = (0..n).map(|_| SyncMessage::decode(r.bytes(MAX_FRAME as usize)?)).collect::<Result<_>>()?;
     r.finish()?;

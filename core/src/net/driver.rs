@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use libp2p::core::transport::ListenerId;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify, identity, mdns, noise, relay, request_response, tcp,
-    yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify, identity, mdns, noise, ping, relay, request_response,
+    tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -47,6 +47,10 @@ const FORGIVE_EVERY: Duration = Duration::from_secs(10);
 /// added, republished about every two minutes until answered); a relay forwards those of many.
 const RENDEZVOUS_PER_MINUTE: u32 = 120;
 const BAN: Duration = Duration::from_secs(600);
+/// Connections kept to one peer (a dial each way); more are closed as they come.
+const MAX_CONNECTIONS_PER_PEER: usize = 2;
+/// Addresses that go away within this long of one another are one change of network.
+const ADDRESS_LOST_SETTLES: Duration = Duration::from_secs(2);
 
 /// How a node joins the network.
 #[derive(Clone, Debug)]
@@ -283,6 +287,26 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     if parts.is_empty() { format!("{e:?}") } else { parts.join(": ") }
 }
 
+/// The IP address a connection comes from (`None` through a relay's circuit: the relay's own).
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    if is_relayed(addr) {
+        return None;
+    }
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
@@ -476,6 +500,7 @@ async fn start_session<H: Host>(
         listening: listening_tx,
         connected: connected_tx,
         peers: HashMap::new(),
+        connections: HashMap::new(),
         circuits: HashMap::new(),
         reserved: HashSet::new(),
         relay_peers: HashSet::new(),
@@ -484,6 +509,7 @@ async fn start_session<H: Host>(
         rendezvous_rate: Rate::new(RENDEZVOUS_PER_MINUTE, Duration::from_secs(60)),
         ticks: 0,
         fetched: 0,
+        address_lost: None,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, task })
@@ -519,6 +545,9 @@ struct Driver<H: Host> {
     connected: watch::Sender<usize>,
     /// Connected peers and the address of their first connection.
     peers: HashMap<PeerId, Multiaddr>,
+    /// Each connected peer's connections, with the IP address it dialled us from (`None`:
+    /// we dialled, or through a relay's circuit).
+    connections: HashMap<PeerId, Vec<(ConnectionId, Option<std::net::IpAddr>)>>,
     /// Our circuit listeners, per relay.
     circuits: HashMap<PeerId, ListenerId>,
     reserved: HashSet<PeerId>,
@@ -531,6 +560,8 @@ struct Driver<H: Host> {
     ticks: u64,
     /// Envelopes received by reconciliation, for the status.
     fetched: u64,
+    /// When an address of ours last went away under us (several go at once: one reconnect).
+    address_lost: Option<Instant>,
 }
 
 impl<H: Host> Driver<H> {
@@ -894,10 +925,22 @@ impl<H: Host> Driver<H> {
                 }
                 self.listening.send_modify(|a| a.push(address));
             }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listening.send_modify(|a| a.retain(|x| *x != address));
+                // An interface address went away (Wi-Fi to mobile data, a new DHCP lease): the
+                // connections made from it are dead, and nothing will tell us for minutes.
+                let now = Instant::now();
+                let recent = self.address_lost.is_some_and(|t| now.duration_since(t) < ADDRESS_LOST_SETTLES);
+                if !is_relayed(&address) && !is_loopback(&address) && !recent {
+                    self.address_lost = Some(now);
+                    tracing::debug!(%address, "an address of ours went away");
+                    self.after_network_change().await;
+                }
+            }
             SwarmEvent::ListenerClosed { listener_id, .. } => {
                 self.circuits.retain(|_, l| *l != listener_id);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 let sibling = self.siblings.lock().is_ok_and(|s| s.peers.contains(&peer_id));
                 if sibling || self.banned.get(&peer_id).is_some_and(|until| *until > Instant::now()) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
@@ -905,6 +948,27 @@ impl<H: Host> Driver<H> {
                 }
                 self.banned.remove(&peer_id);
                 let addr = endpoint.get_remote_address().clone();
+                // The peer dials us from another address than before: it moved (Wi-Fi to mobile
+                // data), and its old connections are most likely dead with nobody told. Keeping
+                // them would not do: gossipsub greets a peer only on its first connection, so
+                // the peer would never learn what we follow. Everything goes; it dials again
+                // and both sides start afresh.
+                let here = (!endpoint.is_dialer()).then(|| ip_of(&addr)).flatten();
+                let links = self.connections.entry(peer_id).or_default();
+                if here.is_some()
+                    && links.iter().any(|(_, inbound_from)| inbound_from.is_some_and(|ip| Some(ip) != here))
+                {
+                    tracing::debug!(peer = %peer_id, %addr, "the peer moved: closing its connections");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                if links.len() >= MAX_CONNECTIONS_PER_PEER {
+                    // A dial each way is enough; one more is a redial that crossed, and closing
+                    // an older one instead would cut whatever runs on it.
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
+                links.push((connection_id, here));
                 self.peers.entry(peer_id).or_insert_with(|| addr.clone());
                 tracing::debug!(peer = %peer_id, %addr, "connected");
                 self.connected.send_replace(self.peers.len());
@@ -921,7 +985,13 @@ impl<H: Host> Driver<H> {
                 }
                 self.reserve_on(peer_id);
             }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } if num_established > 0 => {
+                if let Some(links) = self.connections.get_mut(&peer_id) {
+                    links.retain(|(id, _)| *id != connection_id);
+                }
+            }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connections.remove(&peer_id);
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.abandon_catch_up(peer_id);
@@ -985,6 +1055,16 @@ impl<H: Host> Driver<H> {
                 if self.subscribed.contains(&topic) {
                     self.start_sync(peer_id, &topic).await;
                 }
+            }
+            WeftBehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })
+                if !matches!(error, ping::Failure::Unsupported) =>
+            {
+                // No answer within the ping's timeout (a peer that does not speak ping at all
+                // is another matter): the connection is dead though nothing said so (our address or the peer's changed, a NAT forgot us, a partition).
+                // Left open, it holds one of the peer's two connection slots and swallows what
+                // we send on it; closed, the next redial finds the peer again.
+                tracing::debug!(%peer, %error, "a ping failed: closing the connection");
+                self.swarm.close_connection(connection);
             }
             WeftBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let siblings = self.siblings.lock().map(|s| s.peers.clone()).unwrap_or_default();
@@ -1283,6 +1363,10 @@ impl Rate {
 fn strike_weight(error: &Error) -> u32 {
     match error {
         Error::StaleReconciliation => 1,
+        // A batch cut short is what a request looks like when its sender gave up on it: on a
+        // slow or broken link its timeout drops the stream and we read what had arrived. Banned
+        // for it, honest peers cut each other off for ten minutes after every partition.
+        Error::Truncated { what, .. } if *what == super::codec::BATCH => 1,
         _ => MAX_STRIKES,
     }
 }
@@ -1309,4 +1393,22 @@ fn rand_salt() -> [u8; 16] {
     let mut salt = [0u8; 16];
     let _ = getrandom::fill(&mut salt);
     salt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_cut_short_is_one_strike_and_a_malformed_one_a_ban() {
+        let mut whole = encode_batch(&[]);
+        whole.truncate(2);
+        let cut = decode_batch(&whole).expect_err("two bytes of a count");
+        assert_eq!(strike_weight(&cut), 1, "{cut}");
+        // One message of four junk bytes: the batch is whole, what it carries is not a message.
+        let junk = [0, 0, 0, 1, 0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef];
+        let malformed = decode_batch(&junk).expect_err("junk");
+        assert_eq!(strike_weight(&malformed), MAX_STRIKES, "{malformed}");
+        assert_eq!(strike_weight(&Error::StaleReconciliation), 1);
+    }
 }
