@@ -475,11 +475,6 @@ impl Drop for NsRuntime {
     }
 }
 
-/// Seconds since `start`, for figures.
-pub fn seconds_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64()
-}
-
 /// Bytes as MB with one decimal, for figures.
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1e6)

@@ -185,11 +185,11 @@ pub fn encode_batch(messages: &[SyncMessage]) -> Vec<u8> {
     w.into_bytes()
 }
 
-/// Reads what [`encode_batch`] wrote: bytes from a peer, refused whole if any message is
-/// malformed.
 /// What a batch's own framing is called in its errors (a cut-short batch is told apart by it).
 pub(crate) const BATCH: &str = "sync batch";
 
+/// Reads what [`encode_batch`] wrote: bytes from a peer, refused whole if any message is
+/// malformed.
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<SyncMessage>> {
     let mut r = Reader::new(bytes, BATCH);
     let n = r.count(MAX_BATCH, 4)?;

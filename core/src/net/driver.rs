@@ -15,6 +15,7 @@ use libp2p::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::VIA;
+use super::admission::remote_ip;
 use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
 use super::codec::{decode_batch, encode_batch};
 use super::host::{Host, NodeHost, RequestCheck};
@@ -285,26 +286,6 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         next = err.source();
     }
     if parts.is_empty() { format!("{e:?}") } else { parts.join(": ") }
-}
-
-/// The IP address a connection comes from (`None` through a relay's circuit: the relay's own).
-fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
-    if is_relayed(addr) {
-        return None;
-    }
-    addr.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    })
-}
-
-fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
 }
 
 fn is_relayed(addr: &Multiaddr) -> bool {
@@ -931,7 +912,9 @@ impl<H: Host> Driver<H> {
                 // connections made from it are dead, and nothing will tell us for minutes.
                 let now = Instant::now();
                 let recent = self.address_lost.is_some_and(|t| now.duration_since(t) < ADDRESS_LOST_SETTLES);
-                if !is_relayed(&address) && !is_loopback(&address) && !recent {
+                // (Not a circuit through a relay, whose address is the relay's; not loopback.)
+                let interface = remote_ip(&address).is_some_and(|ip| !ip.is_loopback());
+                if interface && !recent {
                     self.address_lost = Some(now);
                     tracing::debug!(%address, "an address of ours went away");
                     self.after_network_change().await;
@@ -953,7 +936,7 @@ impl<H: Host> Driver<H> {
                 // them would not do: gossipsub greets a peer only on its first connection, so
                 // the peer would never learn what we follow. Everything goes; it dials again
                 // and both sides start afresh.
-                let here = (!endpoint.is_dialer()).then(|| ip_of(&addr)).flatten();
+                let here = (!endpoint.is_dialer()).then(|| remote_ip(&addr)).flatten();
                 let links = self.connections.entry(peer_id).or_default();
                 if here.is_some()
                     && links.iter().any(|(_, inbound_from)| inbound_from.is_some_and(|ip| Some(ip) != here))
@@ -1060,9 +1043,10 @@ impl<H: Host> Driver<H> {
                 if !matches!(error, ping::Failure::Unsupported) =>
             {
                 // No answer within the ping's timeout (a peer that does not speak ping at all
-                // is another matter): the connection is dead though nothing said so (our address or the peer's changed, a NAT forgot us, a partition).
-                // Left open, it holds one of the peer's two connection slots and swallows what
-                // we send on it; closed, the next redial finds the peer again.
+                // is another matter): the connection is dead though nothing said so (our
+                // address or the peer's changed, a NAT forgot us, a partition). Left open, it
+                // holds one of the peer's two connection slots and swallows what we send on it;
+                // closed, the next redial finds the peer again.
                 tracing::debug!(%peer, %error, "a ping failed: closing the connection");
                 self.swarm.close_connection(connection);
             }
