@@ -87,6 +87,53 @@ async fn counted(node: &Node) -> HashMap<String, usize> {
     seen
 }
 
+/// Waits like `eventually`, and when the wait runs out says what each node held and who it was
+/// connected to, so a failure on CI can be read without running it again.
+async fn within<F, Fut>(
+    what: &str,
+    secs: u64,
+    nodes: &[Arc<Node>],
+    nets: &[NetHandle],
+    bodies: &HashSet<String>,
+    check: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    let waited = tokio::time::timeout(Duration::from_secs(secs), eventually(what, secs + 60, check)).await;
+    if waited.is_ok() {
+        return;
+    }
+    let names: HashMap<String, String> = {
+        let mut names = HashMap::new();
+        for (k, net) in nets.iter().enumerate() {
+            names.insert(
+                net.peer_id().to_string(),
+                if k == 0 { "relay".to_string() } else { format!("node {}", k - 1) },
+            );
+        }
+        names
+    };
+    for (k, net) in nets.iter().enumerate() {
+        let status = net.status().await;
+        let peers = status.map(|s| {
+            s.peers
+                .iter()
+                .map(|p| format!("{} at {}", names.get(&p.peer).cloned().unwrap_or(p.peer.clone()), p.addr))
+                .collect::<Vec<_>>()
+        });
+        let missing = if k == 0 {
+            String::new()
+        } else {
+            let seen = counted(&nodes[k - 1]).await;
+            format!(", missing {:?}", bodies.iter().filter(|b| !seen.contains_key(*b)).collect::<Vec<_>>())
+        };
+        println!("{}: connected to {peers:?}{missing}", names[&net.peer_id().to_string()]);
+    }
+    panic!("timed out after {:.0} s waiting for {what}", started.elapsed().as_secs_f64());
+}
+
 async fn holds_all(node: &Node, bodies: &HashSet<String>) -> bool {
     let seen = counted(node).await;
     bodies.iter().all(|b| seen.contains_key(b))
@@ -132,6 +179,7 @@ async fn six_nodes_and_a_relay_converge_over_a_lossy_link_through_three_partitio
     for (round, side) in splits.iter().enumerate() {
         let round = round + 1;
         lab.partition(side).expect("a partition");
+        let split = Instant::now();
         let inside = |k: usize| side.contains(&(k + 1));
         let mut sides: [HashSet<String>; 2] = Default::default();
         for (k, node) in nodes.iter().enumerate() {
@@ -143,9 +191,13 @@ async fn six_nodes_and_a_relay_converge_over_a_lossy_link_through_three_partitio
         }
         for (k, node) in nodes.iter().enumerate() {
             let own = &sides[usize::from(!inside(k))];
-            eventually(&format!("round {round}: node {k} to see its side's messages"), 120, || holds_all(node, own))
-                .await;
+            let what = format!("round {round}: node {k} to see its side's messages");
+            within(&what, 120, &nodes, &nets, own, || holds_all(node, own)).await;
         }
+        println!(
+            "netns round {round}: each side holds its own messages {:.1} s after the split",
+            split.elapsed().as_secs_f64()
+        );
         // The split holds: long enough that the connections across it stall.
         tokio::time::sleep(Duration::from_secs(20)).await;
         for (k, node) in nodes.iter().enumerate() {
@@ -162,8 +214,8 @@ async fn six_nodes_and_a_relay_converge_over_a_lossy_link_through_three_partitio
         lab.heal().expect("healing");
         let healed = Instant::now();
         for (k, node) in nodes.iter().enumerate() {
-            eventually(&format!("round {round}: node {k} to converge after healing"), 180, || holds_all(node, &bodies))
-                .await;
+            let what = format!("round {round}: node {k} to converge after healing");
+            within(&what, 180, &nodes, &nets, &bodies, || holds_all(node, &bodies)).await;
         }
         let took = healed.elapsed().as_secs_f64();
         println!(

@@ -154,3 +154,45 @@ async fn a_crashed_node_reconnects_by_itself_and_delivers_its_queue() {
     alice_net.stop();
     bob_net.stop();
 }
+
+/// A node told to listen on a fixed port (a laptop behind a forwarded port, a lab) runs several
+/// sessions: its conversations', its rendezvous point's, and more. Only the session that serves
+/// its conversations may hold that port. Every session used to bind it (libp2p's TCP listeners
+/// share ports), so the kernel handed each incoming connection to any of them at random, and a
+/// peer told of the port often reached only the rendezvous session, never the conversations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
+    use libp2p::futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create(dir.path(), "alice").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let fixed: weft_core::net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let (alice_net, _) =
+        online(&alice, weft_core::net::NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    eventually("alice's other sessions to start", 30, || async { alice_net.sessions().len() >= 2 }).await;
+
+    let mut reached = Vec::new();
+    for _ in 0..12 {
+        let mut dialer = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+            .unwrap()
+            .build();
+        dialer.dial(fixed.clone()).unwrap();
+        let peer = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = dialer.select_next_some().await {
+                    break peer_id;
+                }
+            }
+        })
+        .await
+        .expect("a connection");
+        reached.push(peer == alice_net.peer_id());
+    }
+    assert!(reached.iter().all(|r| *r), "the fixed port reached another session: {reached:?}");
+}

@@ -134,6 +134,8 @@ enum Command {
     Freeze,
     /// The device's network changed under us: connections may be dead without knowing it.
     NetworkChanged,
+    /// A newer session serves the conversations: it takes the configured fixed ports.
+    ReleasePorts,
 }
 
 /// One running session, as the host may see it.
@@ -380,7 +382,8 @@ async fn rotate<H: Host>(
                         Ok(r) => {
                             tracing::debug!(peer = %r.handle.peer_id, base, "new network session");
                             if base {
-                                current.send_replace(r.handle.clone());
+                                let before = current.send_replace(r.handle.clone());
+                                let _ = before.commands.send(Command::ReleasePorts);
                             }
                             running.insert(id, r);
                         }
@@ -439,14 +442,26 @@ async fn start_session<H: Host>(
         .map_err(|e| net_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
+    // A port given in the configuration is where peers are told to find our conversations:
+    // only the session that serves them listens there. libp2p's TCP listeners share ports
+    // (SO_REUSEPORT), so had every session bound it, the kernel would hand each incoming
+    // connection to any of them, the rendezvous session as often as the conversations'.
+    let holds_fixed_ports = scope.as_ref().is_none_or(SessionScope::is_base);
+    let mut fixed_listeners = Vec::new();
     for addr in &config.listen {
-        if let Err(e) = swarm.listen_on(addr.clone()) {
-            if !later {
+        let fixed = holds_fixed_ports && *addr != any_port(addr);
+        let first_try = if holds_fixed_ports { addr.clone() } else { any_port(addr) };
+        match swarm.listen_on(first_try) {
+            Ok(id) if fixed => fixed_listeners.push(id),
+            Ok(_) => {}
+            Err(e) if !later => {
                 return Err(Error::Network(format!("cannot listen on {addr}: {}", describe(&e))));
             }
-            swarm
-                .listen_on(any_port(addr))
-                .map_err(|e| Error::Network(format!("cannot listen on {addr}: {}", describe(&e))))?;
+            Err(_) => {
+                swarm
+                    .listen_on(any_port(addr))
+                    .map_err(|e| Error::Network(format!("cannot listen on {addr}: {}", describe(&e))))?;
+            }
         }
     }
     let known = host.peer_addrs().await;
@@ -491,6 +506,7 @@ async fn start_session<H: Host>(
         ticks: 0,
         fetched: 0,
         address_lost: None,
+        fixed_listeners,
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, task })
@@ -524,6 +540,9 @@ struct Driver<H: Host> {
     relays_since: Option<u64>,
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
+    /// Listeners on the configured fixed ports, held while this session serves the
+    /// conversations.
+    fixed_listeners: Vec<ListenerId>,
     /// Connected peers and the address of their first connection.
     peers: HashMap<PeerId, Multiaddr>,
     /// Each connected peer's connections, with the IP address it dialled us from (`None`:
@@ -561,6 +580,11 @@ impl<H: Host> Driver<H> {
                     Some(Command::Dial(addr)) => { let _ = self.swarm.dial(addr); }
                     Some(Command::Refresh) => self.refresh().await,
                     Some(Command::NetworkChanged) => self.after_network_change().await,
+                    Some(Command::ReleasePorts) => {
+                        for id in std::mem::take(&mut self.fixed_listeners) {
+                            self.swarm.remove_listener(id);
+                        }
+                    }
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
                     Some(Command::Freeze) => {
                         tracing::debug!(peer = %self.swarm.local_peer_id(), "session frozen");
