@@ -44,6 +44,10 @@ pub struct Network {
     /// Discover peers on the local network.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mdns: Option<bool>,
+    /// Connect directly to members behind NATs, punching holes through a relay (they learn
+    /// our IP address); off, everything goes through the relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hole_punching: Option<bool>,
     /// Join the Bluetooth mesh when the machine has a radio.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bluetooth: Option<bool>,
@@ -94,6 +98,10 @@ pub const TEMPLATE: &str = r#"# weft's settings for this machine. Flags and envi
 # relays = ["/ip4/198.51.100.2/tcp/4001/p2p/12D3KooW..."]
 # Find peers on the local network (mDNS).
 # mdns = true
+# Connect directly to the members of your conversations when both are behind NATs, by
+# punching a hole through your relay. They learn your IP address; off, the relay carries
+# everything and only it sees your address.
+# hole_punching = true
 # Carry messages over the Bluetooth mesh when the machine has a radio.
 # bluetooth = true
 

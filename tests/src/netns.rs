@@ -36,6 +36,21 @@ pub struct Lab {
     subnets: Vec<u8>,
     impairer: Option<Impairer>,
     split: Vec<(usize, usize)>,
+    /// Hosts behind a NAT: the namespace on the NAT's inside, where the node runs (the host's
+    /// own namespace is then the NAT).
+    inside: Vec<Option<String>>,
+}
+
+/// How a NAT maps what goes out (RFC 4787).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// One public port for a private one, whatever the destination (most home routers):
+    /// Linux's MASQUERADE keeps the source port where it can. A hole can be punched.
+    EndpointIndependent,
+    /// A new public port for each connection (`--random-fully`), as carrier-grade NATs and some
+    /// firewalls do: the port a peer learns from the relay is not the one it would have to
+    /// reach, so no hole can be punched.
+    Symmetric,
 }
 
 /// What the hub does to everything it forwards.
@@ -115,6 +130,7 @@ impl Lab {
             subnets: (0..hosts).map(|i| i as u8).collect(),
             impairer: None,
             split: Vec::new(),
+            inside: vec![None; hosts],
         };
         run("creating the hub", &["ip", "netns", "add", &lab.hub])?;
         let hub = lab.hub.clone();
@@ -150,9 +166,65 @@ impl Lab {
         self.hosts.len()
     }
 
-    /// The namespace of `host`, for [`NsRuntime::start`].
+    /// The namespace of `host`, for [`NsRuntime::start`]: behind its NAT, if it has one.
     pub fn netns(&self, host: usize) -> &str {
-        &self.hosts[host]
+        self.inside[host].as_deref().unwrap_or(&self.hosts[host])
+    }
+
+    /// Puts `host` behind a NAT of kind `nat`: its namespace becomes the NAT, holding the
+    /// public address [`Lab::addr`], and a namespace inside it, on `192.168.<host>.2/24`, is
+    /// where the node runs. From outside nothing reaches the inside but answers to what it
+    /// sent (the kernel's connection tracking), as with a home router.
+    pub fn put_behind_nat(&mut self, host: usize, nat: Nat) -> Result<(), String> {
+        assert!(self.inside[host].is_none(), "one NAT per host");
+        let router = self.hosts[host].clone();
+        let inside = format!("{router}-in");
+        run("creating the inside of a NAT", &["ip", "netns", "add", &inside])?;
+        self.inside[host] = Some(inside.clone());
+        run(
+            "the NAT's inner veth pair",
+            &["ip", "-n", &router, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &inside],
+        )?;
+        let lan = format!("192.168.{host}");
+        run("the NAT's inner address", &["ip", "-n", &router, "addr", "add", &format!("{lan}.1/24"), "dev", "lan0"])?;
+        run("the NAT's inner side up", &["ip", "-n", &router, "link", "set", "lan0", "up"])?;
+        run("inside loopback", &["ip", "-n", &inside, "link", "set", "lo", "up"])?;
+        run("inside address", &["ip", "-n", &inside, "addr", "add", &format!("{lan}.2/24"), "dev", "eth0"])?;
+        run("inside up", &["ip", "-n", &inside, "link", "set", "eth0", "up"])?;
+        run("inside route", &["ip", "-n", &inside, "route", "add", "default", "via", &format!("{lan}.1")])?;
+        run("NAT forwarding", &["ip", "netns", "exec", &router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        let mut masquerade = vec![
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "eth0",
+            "-j",
+            "MASQUERADE",
+        ];
+        if nat == Nat::Symmetric {
+            masquerade.push("--random-fully");
+        }
+        run("the NAT's rule", &masquerade)?;
+        // What comes from outside and does not answer something sent from inside is dropped
+        // without a word, as home routers do (a reset would end a hole punch's first attempt).
+        for rule in [
+            &["-A", "FORWARD", "-i", "eth0", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"][..],
+            &["-A", "FORWARD", "-i", "eth0", "-j", "DROP"][..],
+            &["-A", "INPUT", "-i", "eth0", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"][..],
+            &["-A", "INPUT", "-i", "eth0", "-j", "DROP"][..],
+        ] {
+            let mut args = vec!["ip", "netns", "exec", &router, "iptables"];
+            args.extend_from_slice(rule);
+            run("the NAT's filter", &args)?;
+        }
+        Ok(())
     }
 
     /// Where `host` is reachable now.
@@ -252,7 +324,7 @@ impl Drop for Lab {
         if let Some(impairer) = self.impairer.take() {
             impairer.stop();
         }
-        for host in &self.hosts {
+        for host in self.hosts.iter().chain(self.inside.iter().flatten()) {
             let _ = run("removing a host", &["ip", "netns", "del", host]);
         }
     }

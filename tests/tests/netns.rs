@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use weft_core::net::{Keypair, Multiaddr, NetConfig, NetHandle};
 use weft_core::node::Node;
-use weft_tests::netns::{Impairment, Lab, NsRuntime, Traffic, lab_or_skip, megabytes};
+use weft_tests::netns::{Impairment, Lab, Nat, NsRuntime, Traffic, lab_or_skip, megabytes};
 use weft_tests::nodes::{create, eventually, init_logging, introduce, texts};
 
 const PORT: u16 = 4001;
@@ -58,7 +58,11 @@ async fn online_on(runtime: &NsRuntime, node: &Arc<Node>, config: NetConfig) -> 
 
 /// Six people in one group, made contacts and members by bundles carried by hand.
 async fn six_in_a_group(dir: &std::path::Path) -> Vec<Arc<Node>> {
-    let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    in_a_group(dir, &["alice", "bob", "carol", "dave", "erin", "frank"]).await
+}
+
+/// `names` in one group, made contacts of the first and members by bundles carried by hand.
+async fn in_a_group(dir: &std::path::Path, names: &[&str]) -> Vec<Arc<Node>> {
     let mut nodes = Vec::new();
     for name in names {
         nodes.push(create(dir, name).await);
@@ -288,5 +292,87 @@ async fn a_node_whose_address_changes_reconnects_without_restart() {
         status.listening
     );
     drop((relay_net, alice_net, bob_net));
+    drop(runtimes);
+}
+
+/// How `from` is connected to `to`, if it is: through a relay's circuit (true) or directly, and
+/// at which address.
+async fn link(from: &NetHandle, to: &NetHandle) -> Option<(bool, String)> {
+    let to = to.peer_id().to_string();
+    let status = from.status().await.expect("status");
+    status.peers.iter().find(|p| p.peer == to).map(|p| (p.relayed, p.addr.clone()))
+}
+
+/// Members at home behind NATs, with only a relay in common. Alice and Bob are behind NATs that
+/// keep a port for every destination (most home routers); Carol behind one that picks a new
+/// port for each connection (a carrier-grade NAT). They meet at the relay by their
+/// conversation's meet token, dial each other through its circuit, and punch holes: Alice and
+/// Bob end up connected directly, NAT to NAT; Carol, whose NAT no hole gets through, stays on
+/// the relay's circuit; every status says which. A fourth member, Dave, turned hole punching
+/// off: nobody meets him, and what he writes still arrives through the relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_behind_nats_connect_directly_where_the_nats_allow_and_through_the_relay_where_not() {
+    init_logging();
+    let Some(mut lab) = lab_or_skip(5) else { return };
+    for (host, nat) in [(1, Nat::EndpointIndependent), (2, Nat::EndpointIndependent), (3, Nat::Symmetric)] {
+        lab.put_behind_nat(host, nat).expect("a NAT");
+    }
+    lab.put_behind_nat(4, Nat::EndpointIndependent).expect("a NAT");
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = in_a_group(dir.path(), &["alice", "bob", "carol", "dave"]).await;
+    let runtimes: Vec<NsRuntime> = (0..lab.hosts()).map(|h| NsRuntime::start(lab.netns(h)).expect("a host")).collect();
+    let (relay_net, relay_addr) = relay_on(&lab, 0, &runtimes[0], dir.path()).await;
+    let mut nets = vec![relay_net];
+    for (k, node) in nodes.iter().enumerate() {
+        let config = NetConfig { hole_punching: k != 3, ..net_config(vec![], vec![relay_addr.clone()]) };
+        nets.push(online_on(&runtimes[k + 1], node, config).await);
+    }
+    let started = Instant::now();
+    let (alice, bob, carol, dave) = (&nets[1], &nets[2], &nets[3], &nets[4]);
+    eventually("alice and bob to punch a hole to each other", 90, || async {
+        matches!(link(alice, bob).await, Some((false, _))) && matches!(link(bob, alice).await, Some((false, _)))
+    })
+    .await;
+    let direct = started.elapsed().as_secs_f64();
+    let (_, seen_at) = link(alice, bob).await.expect("connected");
+    assert!(
+        seen_at.contains(&format!("/ip4/{}/", lab.addr(2))),
+        "alice reaches bob at his NAT's public address, not his own: {seen_at}"
+    );
+    eventually("carol to meet alice and bob through the relay", 90, || async {
+        matches!(link(carol, alice).await, Some((true, _))) && matches!(link(carol, bob).await, Some((true, _)))
+    })
+    .await;
+    // Hole punching had its chance (DCUtR tries three times within seconds); Carol's NAT
+    // lets none through.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    for other in [alice, bob] {
+        assert!(
+            !matches!(link(carol, other).await, Some((false, _))),
+            "no hole gets through a symmetric NAT: {:?}",
+            link(carol, other).await
+        );
+    }
+    for other in [alice, bob, carol] {
+        assert!(link(dave, other).await.is_none(), "dave, who turned hole punching off, meets nobody");
+        assert!(link(other, dave).await.is_none(), "nobody meets dave");
+    }
+    println!(
+        "NATs: alice and bob direct {direct:.1} s after start (alice sees bob at {seen_at}); carol through the relay's circuit"
+    );
+
+    // Whatever the path, every message arrives everywhere once.
+    let mut bodies = HashSet::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let body = format!("from behind NAT {k}");
+        node.send(GROUP.into(), body.clone()).await.expect("a send");
+        bodies.insert(body);
+    }
+    for (k, node) in nodes.iter().enumerate() {
+        let what = format!("node {k} to read everyone");
+        within(&what, 90, &nodes, &nets, &bodies, || holds_all(node, &bodies)).await;
+        assert!(counted(node).await.values().all(|n| *n == 1), "node {k} shows a message twice");
+    }
+    drop(nets);
     drop(runtimes);
 }

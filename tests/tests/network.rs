@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use weft_core::net::NetConfig;
 use weft_core::node::NodeEvent;
-use weft_tests::nodes::{config, create, eventually, online, reopen, texts};
+use weft_tests::nodes::{Clock, config, create, create_with_clock, eventually, online, reopen, texts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_by_link_then_chat_and_catch_up_over_libp2p() {
@@ -155,24 +156,10 @@ async fn a_crashed_node_reconnects_by_itself_and_delivers_its_queue() {
     bob_net.stop();
 }
 
-/// A node told to listen on a fixed port (a laptop behind a forwarded port, a lab) runs several
-/// sessions: its conversations', its rendezvous point's, and more. Only the session that serves
-/// its conversations may hold that port. Every session used to bind it (libp2p's TCP listeners
-/// share ports), so the kernel handed each incoming connection to any of them at random, and a
-/// peer told of the port often reached only the rendezvous session, never the conversations.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
+/// Which of `node`'s sessions a fresh peer dialling `addr` reaches, twelve times over.
+async fn reached_at(addr: &weft_core::net::Multiaddr) -> Vec<weft_core::net::PeerId> {
     use libp2p::futures::StreamExt;
     use libp2p::swarm::SwarmEvent;
-
-    let dir = tempfile::tempdir().unwrap();
-    let alice = create(dir.path(), "alice").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let fixed: weft_core::net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
-    let (alice_net, _) =
-        online(&alice, weft_core::net::NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
-    eventually("alice's other sessions to start", 30, || async { alice_net.sessions().len() >= 2 }).await;
-
     let mut reached = Vec::new();
     for _ in 0..12 {
         let mut dialer = libp2p::SwarmBuilder::with_new_identity()
@@ -182,7 +169,7 @@ async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
             .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
             .unwrap()
             .build();
-        dialer.dial(fixed.clone()).unwrap();
+        dialer.dial(addr.clone()).unwrap();
         let peer = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 if let SwarmEvent::ConnectionEstablished { peer_id, .. } = dialer.select_next_some().await {
@@ -192,7 +179,63 @@ async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
         })
         .await
         .expect("a connection");
-        reached.push(peer == alice_net.peer_id());
+        reached.push(peer);
     }
-    assert!(reached.iter().all(|r| *r), "the fixed port reached another session: {reached:?}");
+    reached
+}
+
+fn fixed_port() -> weft_core::net::Multiaddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
+/// A node told to listen on a fixed port (a laptop behind a forwarded port, a lab) runs several
+/// sessions: its conversations', its rendezvous point's, and more. Only the session that serves
+/// its conversations may hold that port. Every session used to bind it (libp2p's TCP listeners
+/// share ports), so the kernel handed each incoming connection to any of them at random, and a
+/// peer told of the port often reached only the rendezvous session, never the conversations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    clock.advance_to_hour(12);
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let fixed = fixed_port();
+    let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    eventually("alice's other sessions to start", 30, || async { alice_net.sessions().len() >= 2 }).await;
+    let reached = reached_at(&fixed).await;
+    assert!(reached.iter().all(|p| *p == alice_net.peer_id()), "the fixed port reached another session: {reached:?}");
+}
+
+/// An hour before midnight a new session starts for tomorrow's conversations, beside today's.
+/// Until midnight what is written goes on today's topics: the fixed port stays with today's
+/// session, and passes to the new one at midnight. (Handed over when the new one started, the
+/// port led peers who lost their connection in that hour to a session that shares no topic
+/// with them: a partition on a LAN at 23:00 did not heal until the next day.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fixed_port_passes_to_the_new_days_session_at_midnight() {
+    use weft_core::net::Serves;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    clock.advance_to_hour(23);
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let fixed = fixed_port();
+    let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    let bases = || alice_net.sessions().into_iter().filter(|s| s.serves == Some(Serves::Current)).count();
+    eventually("tomorrow's session to start beside today's", 30, || async { bases() == 2 }).await;
+    let tomorrows = alice_net.peer_id();
+    let todays = alice_net
+        .sessions()
+        .into_iter()
+        .find(|s| s.serves == Some(Serves::Current) && s.peer_id != tomorrows)
+        .expect("today's session")
+        .peer_id;
+    let reached = reached_at(&fixed).await;
+    assert!(reached.iter().all(|p| *p == todays), "before midnight the port is today's session's: {reached:?}");
+
+    clock.advance_to_hour(0);
+    // The port changes hands at the next tick of the sessions' rotation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reached = reached_at(&fixed).await;
+    assert!(reached.iter().all(|p| *p == tomorrows), "after midnight the port is the new day's session's: {reached:?}");
 }

@@ -35,6 +35,10 @@ pub struct NetworkArgs {
     /// Do not discover peers on the local network with mDNS
     #[arg(long, help_heading = NETWORK)]
     no_mdns: bool,
+    /// Do not connect directly to members behind NATs (hole punching through a relay): no
+    /// member learns this machine's IP address; the relay carries everything
+    #[arg(long, help_heading = NETWORK)]
+    no_hole_punching: bool,
 }
 
 #[derive(clap::Args)]
@@ -93,6 +97,7 @@ impl NetworkArgs {
         fill(&mut self.bootstrap, &config.bootstrap);
         fill(&mut self.relay, &config.relays);
         self.no_mdns |= config.mdns == Some(false);
+        self.no_hole_punching |= config.hole_punching == Some(false);
         self
     }
 }
@@ -105,7 +110,12 @@ pub fn fill(flag: &mut Vec<String>, config: &[String]) {
 
 /// The network settings `args` ask for.
 pub fn net_config(args: &NetworkArgs) -> Result<NetConfig> {
-    let mut config = NetConfig { mdns: !args.no_mdns, tick: Duration::from_secs(2), ..NetConfig::default() };
+    let mut config = NetConfig {
+        mdns: !args.no_mdns,
+        hole_punching: !args.no_hole_punching,
+        tick: Duration::from_secs(2),
+        ..NetConfig::default()
+    };
     if !args.listen.is_empty() {
         config.listen = parse_addrs(&args.listen)?;
     }
@@ -314,6 +324,7 @@ mod tests {
                 bootstrap: bootstrap.iter().map(|s| s.to_string()).collect(),
                 relay: Vec::new(),
                 no_mdns,
+                no_hole_punching: false,
             },
             no_ble: false,
         }
@@ -326,6 +337,7 @@ mod tests {
             bootstrap: vec!["/ip4/192.0.2.7/tcp/4001".into()],
             relays: vec!["/ip4/198.51.100.2/tcp/4001/p2p/12D3KooWExample".into()],
             mdns: Some(false),
+            hole_punching: None,
             bluetooth: Some(false),
         };
         let merged = args(&["/ip4/127.0.0.1/tcp/0"], &[], false).over(&config);

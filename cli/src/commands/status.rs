@@ -29,8 +29,8 @@ fn text(status: &Status) -> String {
     let mut s = format!("running as {}\n", net.peer_id);
     s.push_str(&format!("peers: {} ({} libp2p)\n", net.peers.len(), net.peers.len()));
     for p in &net.peers {
-        let how = if p.relayed { " via a relay" } else { "" };
-        s.push_str(&format!("  {}  {}{how}\n", p.peer, p.addr));
+        let how = if p.relayed { "through a relay's circuit" } else { "direct" };
+        s.push_str(&format!("  {}  {}  ({how})\n", p.peer, p.addr));
     }
     for r in &net.relays {
         let state = match (r.connected, r.reserved) {

@@ -882,6 +882,17 @@ impl Account {
         topics
     }
 
+    /// The meet tokens of each conversation's current epoch for `period`, at most
+    /// `crate::net::meet::MAX_TOKENS` (the relay refuses more): what the session serving the
+    /// conversations shows its relay to meet the other members there.
+    pub fn meet_tokens(&self, period: u64) -> Vec<[u8; 16]> {
+        let mut tokens: Vec<[u8; 16]> =
+            self.groups.values().filter_map(|g| g.current_epoch()).map(|e| e.meet_token(period)).collect();
+        tokens.sort_unstable();
+        tokens.truncate(crate::net::meet::MAX_TOKENS);
+        tokens
+    }
+
     /// What this device's network session should serve now (see `crate::net::sessions`).
     pub fn network_session(&self) -> crate::net::SessionKey {
         let now_ms = self.now();

@@ -16,6 +16,7 @@ const TOPIC: &[u8] = label("weft/v1/topic");
 const HEADER_KEY: &[u8] = label("weft/v1/header-key");
 const CONTROL_KEY: &[u8] = label("weft/v1/control-key");
 const HISTORY_TOKEN: &[u8] = label("weft/v1/history-token");
+const MEET_TOKEN: &[u8] = label("weft/v1/meet-token");
 
 #[derive(Clone)]
 pub struct Epoch {
@@ -50,6 +51,14 @@ impl Epoch {
     /// from the secret, unlike the topic, which every peer on the network sees subscribed to.
     pub fn history_token(&self, period: u64) -> [u8; 16] {
         let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[HISTORY_TOKEN, &self.id]);
+        full[..16].try_into().expect("32 > 16")
+    }
+
+    /// What members show their relay to be introduced to each other for a period
+    /// (`crate::net::meet`): derived from the secret, so a peer that only saw the topic
+    /// followed cannot ask.
+    pub fn meet_token(&self, period: u64) -> [u8; 16] {
+        let full: [u8; 32] = derive_array(&period.to_be_bytes(), &self.secret[..], &[MEET_TOKEN, &self.id]);
         full[..16].try_into().expect("32 > 16")
     }
 

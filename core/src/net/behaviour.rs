@@ -11,6 +11,7 @@ use libp2p::{
 
 use super::admission::Admission;
 use super::codec::{Budget, REQUEST_BUDGET, SYNC_PROTOCOL, SyncCodec};
+use super::meet::{MEET_PROTOCOL, MeetCodec};
 use crate::envelope::MAX_ENVELOPE_LEN;
 
 /// The agent version a relay announces; a relay does not follow the topics of another relay.
@@ -71,7 +72,11 @@ pub struct WeftBehaviour {
     pub gossipsub: Gossip,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub sync: request_response::Behaviour<SyncCodec>,
-    pub dcutr: dcutr::Behaviour,
+    /// Members behind NATs meet at their relay (`super::meet`): a relay answers, a node asks.
+    pub meet: request_response::Behaviour<MeetCodec>,
+    /// Hole punching over a relay's circuit; off when the user would rather no member learn
+    /// their IP address.
+    pub dcutr: Toggle<dcutr::Behaviour>,
     pub autonat: autonat::Behaviour,
 }
 
@@ -83,6 +88,7 @@ impl WeftBehaviour {
         relay_client: relay::client::Behaviour,
         mdns: bool,
         relay_server: bool,
+        hole_punching: bool,
         limits: Limits,
     ) -> Result<Self, BoxError> {
         let peer_id = key.public().to_peer_id();
@@ -157,7 +163,21 @@ impl WeftBehaviour {
                     .with_request_timeout(Duration::from_secs(30))
                     .with_max_concurrent_streams(limits.streams_per_connection),
             ),
-            dcutr: dcutr::Behaviour::new(peer_id),
+            meet: request_response::Behaviour::with_codec(
+                MeetCodec,
+                [(
+                    MEET_PROTOCOL,
+                    if relay_server {
+                        request_response::ProtocolSupport::Inbound
+                    } else {
+                        request_response::ProtocolSupport::Outbound
+                    },
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(20))
+                    .with_max_concurrent_streams(4),
+            ),
+            dcutr: (hole_punching && !relay_server).then(|| dcutr::Behaviour::new(peer_id)).into(),
             autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
         })
     }

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use libp2p::core::transport::ListenerId;
 use libp2p::futures::StreamExt;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identify, identity, mdns, noise, ping, relay, request_response,
-    tcp, yamux,
+    Multiaddr, PeerId, Swarm, SwarmBuilder, dcutr, gossipsub, identify, identity, mdns, noise, ping, relay,
+    request_response, tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -19,6 +20,7 @@ use super::admission::remote_ip;
 use super::behaviour::{Limits, WeftBehaviour, WeftBehaviourEvent};
 use super::codec::{decode_batch, encode_batch};
 use super::host::{Host, NodeHost, RequestCheck};
+use super::meet::{MeetAnswer, MeetRequest, MeetToken, MeetingPoint};
 use super::sessions::SessionScope;
 use super::strikes::Strikes;
 use crate::account::CatchUpPlan;
@@ -69,6 +71,11 @@ pub struct NetConfig {
     pub relay_server: bool,
     /// How many connections are accepted ([`Limits::RELAY`] for a relay).
     pub limits: Limits,
+    /// Meet the other members at our relays and punch holes to them through our NATs
+    /// (`super::meet`): a direct connection where the NATs allow one, the relay's circuit
+    /// where they do not. Off, no member learns our IP address; the relay still carries
+    /// everything (THREAT_MODEL N18).
+    pub hole_punching: bool,
 }
 
 impl Default for NetConfig {
@@ -84,6 +91,7 @@ impl Default for NetConfig {
             tick: Duration::from_secs(5),
             relay_server: false,
             limits: Limits::NODE,
+            hole_punching: true,
         }
     }
 }
@@ -134,8 +142,12 @@ enum Command {
     Freeze,
     /// The device's network changed under us: connections may be dead without knowing it.
     NetworkChanged,
-    /// A newer session serves the conversations: it takes the configured fixed ports.
+    /// The day turned: this session no longer serves the conversations of the day, and gives
+    /// the configured fixed ports to the one that does (it listens on any port instead).
     ReleasePorts,
+    /// This session serves the conversations of the day now: it listens on the configured
+    /// fixed ports.
+    TakePorts,
 }
 
 /// One running session, as the host may see it.
@@ -159,6 +171,8 @@ struct SessionHandle {
 struct Running {
     handle: SessionHandle,
     serves: Option<super::sessions::Serves>,
+    /// The period whose topics it follows (`None`: a relay's only session).
+    period: Option<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -294,6 +308,22 @@ fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// The address a connection is known by: where we dialled, or where the peer came from; for a
+/// peer that came through a relay's circuit (its address then is only `/p2p/ID`), our
+/// address on that circuit, so that it shows as relayed.
+fn shown_addr(endpoint: &libp2p::core::ConnectedPoint) -> Multiaddr {
+    match endpoint {
+        libp2p::core::ConnectedPoint::Dialer { address, .. } => address.clone(),
+        libp2p::core::ConnectedPoint::Listener { local_addr, send_back_addr } => {
+            if is_relayed(local_addr) {
+                local_addr.clone()
+            } else {
+                send_back_addr.clone()
+            }
+        }
+    }
+}
+
 /// Whether these bytes may travel on this gossip topic: an envelope of that very topic, or a
 /// contact request of the right size on a rendezvous topic.
 fn well_formed(topic: &gossipsub::TopicHash, data: &[u8], rendezvous: bool) -> bool {
@@ -346,6 +376,10 @@ async fn rotate<H: Host>(
 ) {
     use super::sessions::Action;
     let mut running: HashMap<u64, Running> = HashMap::from([(plan.current(), first)]);
+    // Which session listens on the configured fixed ports: the base of the period the clock is
+    // in. A new base starts an hour before midnight, but until midnight what is written goes
+    // on today's topics, which the old one follows: peers told of our port must reach that.
+    let mut port_holder = plan.current();
     // Sessions the plan counts as started that could not start (a port, a socket): tried
     // again at every tick, or the day would go on with no session for what they serve.
     let mut to_start: Vec<(u64, SessionScope)> = Vec::new();
@@ -353,6 +387,7 @@ async fn rotate<H: Host>(
     loop {
         tick.tick().await;
         let Some(wanted) = host.session().await else { continue };
+        let today = wanted.now_ms / crate::group::PERIOD_MS;
         let retries = std::mem::take(&mut to_start).into_iter().map(|(id, scope)| Action::Start { id, scope });
         let actions: Vec<Action> = retries.chain(plan.step(wanted)).collect();
         for action in actions {
@@ -382,8 +417,7 @@ async fn rotate<H: Host>(
                         Ok(r) => {
                             tracing::debug!(peer = %r.handle.peer_id, base, "new network session");
                             if base {
-                                let before = current.send_replace(r.handle.clone());
-                                let _ = before.commands.send(Command::ReleasePorts);
+                                current.send_replace(r.handle.clone());
                             }
                             running.insert(id, r);
                         }
@@ -394,6 +428,20 @@ async fn rotate<H: Host>(
                     }
                 }
             }
+        }
+        let day_base = running
+            .iter()
+            .filter(|(_, r)| r.serves == Some(super::sessions::Serves::Current) && r.period == Some(today))
+            .map(|(id, _)| *id)
+            .max();
+        if let Some(holder) = day_base
+            && holder != port_holder
+        {
+            if let Some(old) = running.get(&port_holder) {
+                let _ = old.handle.commands.send(Command::ReleasePorts);
+            }
+            let _ = running[&holder].handle.commands.send(Command::TakePorts);
+            port_holder = holder;
         }
         let base = current.borrow().peer_id;
         let mut ids: Vec<SessionInfo> =
@@ -430,7 +478,8 @@ async fn start_session<H: Host>(
 ) -> Result<Running> {
     let net_err = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let serves = scope.as_ref().map(|s| s.serves.clone());
-    let (mdns, relay_server, limits) = (config.mdns, config.relay_server, config.limits);
+    let period = scope.as_ref().map(|s| s.period);
+    let (mdns, relay_server, limits, holes) = (config.mdns, config.relay_server, config.limits, config.hole_punching);
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -438,15 +487,16 @@ async fn start_session<H: Host>(
         .with_quic()
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| net_err(&e))?
-        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns, relay_server, limits))
+        .with_behaviour(|key, relay| WeftBehaviour::new(key, relay, mdns, relay_server, holes, limits))
         .map_err(|e| net_err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
     // A port given in the configuration is where peers are told to find our conversations:
-    // only the session that serves them listens there. libp2p's TCP listeners share ports
+    // only the session that serves the day's conversations listens there (the first; later,
+    // whichever `rotate` hands the ports to). libp2p's TCP listeners share ports
     // (SO_REUSEPORT), so had every session bound it, the kernel would hand each incoming
     // connection to any of them, the rendezvous session as often as the conversations'.
-    let holds_fixed_ports = scope.as_ref().is_none_or(SessionScope::is_base);
+    let holds_fixed_ports = !later && scope.as_ref().is_none_or(SessionScope::is_base);
     let mut fixed_listeners = Vec::new();
     for addr in &config.listen {
         let fixed = holds_fixed_ports && *addr != any_port(addr);
@@ -507,9 +557,12 @@ async fn start_session<H: Host>(
         fetched: 0,
         address_lost: None,
         fixed_listeners,
+        meet_tokens: Vec::new(),
+        meeting: MeetingPoint::default(),
+        reservations: HashSet::new(),
     };
     let task = tokio::spawn(driver.run(rx));
-    Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, task })
+    Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, period, task })
 }
 
 struct Driver<H: Host> {
@@ -547,7 +600,7 @@ struct Driver<H: Host> {
     peers: HashMap<PeerId, Multiaddr>,
     /// Each connected peer's connections, with the IP address it dialled us from (`None`:
     /// we dialled, or through a relay's circuit).
-    connections: HashMap<PeerId, Vec<(ConnectionId, Option<std::net::IpAddr>)>>,
+    connections: HashMap<PeerId, Vec<Link>>,
     /// Our circuit listeners, per relay.
     circuits: HashMap<PeerId, ListenerId>,
     reserved: HashSet<PeerId>,
@@ -562,7 +615,25 @@ struct Driver<H: Host> {
     fetched: u64,
     /// When an address of ours last went away under us (several go at once: one reconnect).
     address_lost: Option<Instant>,
+    /// What we show our relays to meet the other members there (`super::meet`).
+    meet_tokens: Vec<MeetToken>,
+    /// A relay's register of who can be met through it, and the peers holding a reservation
+    /// on it (only those can be reached through its circuit).
+    meeting: MeetingPoint,
+    reservations: HashSet<PeerId>,
 }
+
+/// One connection to a peer.
+struct Link {
+    id: ConnectionId,
+    /// The IP address the peer dialled us from (`None`: we dialled, or through a circuit).
+    inbound_from: Option<std::net::IpAddr>,
+    addr: Multiaddr,
+}
+
+/// Peers met at a relay dialled at once through its circuit, at most: the rest at the next
+/// round.
+const MEET_DIALS: usize = 16;
 
 impl<H: Host> Driver<H> {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -580,11 +651,8 @@ impl<H: Host> Driver<H> {
                     Some(Command::Dial(addr)) => { let _ = self.swarm.dial(addr); }
                     Some(Command::Refresh) => self.refresh().await,
                     Some(Command::NetworkChanged) => self.after_network_change().await,
-                    Some(Command::ReleasePorts) => {
-                        for id in std::mem::take(&mut self.fixed_listeners) {
-                            self.swarm.remove_listener(id);
-                        }
-                    }
+                    Some(Command::ReleasePorts) => self.release_ports(),
+                    Some(Command::TakePorts) => self.take_ports(),
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
                     Some(Command::Freeze) => {
                         tracing::debug!(peer = %self.swarm.local_peer_id(), "session frozen");
@@ -663,6 +731,7 @@ impl<H: Host> Driver<H> {
                 self.follow_peers(&mut topics, &mut points);
             }
             fresh = self.resubscribe(topics, points);
+            self.meet_tokens = interests.meet.clone();
             self.history =
                 interests.history.iter().map(|(topic, scope)| (gossip_topic(topic).hash(), *scope)).collect();
         }
@@ -691,6 +760,79 @@ impl<H: Host> Driver<H> {
         }
         if self.ticks % REDIAL_EVERY_TICKS == 1 {
             self.redial().await;
+        }
+        if self.ticks % REDIAL_EVERY_TICKS == 2 {
+            let reserved: Vec<PeerId> = self.reserved.iter().copied().collect();
+            for relay in reserved {
+                self.meet_at(relay);
+            }
+        }
+    }
+
+    /// Gives up the configured fixed ports, and listens on any port instead (so that peers
+    /// told of the new address can still reach what this session follows).
+    fn release_ports(&mut self) {
+        if self.fixed_listeners.is_empty() {
+            return;
+        }
+        for id in std::mem::take(&mut self.fixed_listeners) {
+            self.swarm.remove_listener(id);
+        }
+        for addr in self.config.listen.clone() {
+            if addr != any_port(&addr) {
+                let _ = self.swarm.listen_on(any_port(&addr));
+            }
+        }
+    }
+
+    /// Listens on the configured fixed ports (the session that held them lets go at the same
+    /// time: the ports are shared for that moment).
+    fn take_ports(&mut self) {
+        if !self.fixed_listeners.is_empty() {
+            return;
+        }
+        for addr in self.config.listen.clone() {
+            if addr == any_port(&addr) {
+                continue;
+            }
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => self.fixed_listeners.push(id),
+                Err(e) => tracing::warn!(%addr, error = %describe(&e), "cannot take the configured port"),
+            }
+        }
+    }
+
+    /// Shows `relay` our meet tokens, to be told which members can be reached through it.
+    fn meet_at(&mut self, relay: PeerId) {
+        if !self.config.hole_punching || self.frozen || !self.is_base() || self.meet_tokens.is_empty() {
+            return;
+        }
+        let tokens = self.meet_tokens.clone();
+        self.swarm.behaviour_mut().meet.send_request(&relay, MeetRequest { tokens });
+    }
+
+    /// Dials, through `relay`'s circuit, the members it says can be reached there; DCUtR then
+    /// tries a direct connection from the circuit.
+    fn met(&mut self, relay: PeerId, peers: Vec<PeerId>) {
+        let Some(relay_addr) = self.config.relays.iter().find(|a| peer_of(a) == Some(relay)).cloned() else { return };
+        let me = *self.swarm.local_peer_id();
+        let siblings = self.siblings.lock().map(|s| s.peers.clone()).unwrap_or_default();
+        let now = Instant::now();
+        let new = peers.into_iter().filter(|p| {
+            *p != me
+                && !self.peers.contains_key(p)
+                && !siblings.contains(p)
+                && !self.banned.get(p).is_some_and(|until| *until > now)
+        });
+        for peer in new.take(MEET_DIALS).collect::<Vec<_>>() {
+            let circuit = relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(peer));
+            tracing::debug!(%peer, %circuit, "met at a relay: dialling through its circuit");
+            let _ = self.swarm.dial(
+                DialOpts::peer_id(peer)
+                    .addresses(vec![circuit])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            );
         }
     }
 
@@ -962,9 +1104,7 @@ impl<H: Host> Driver<H> {
                 // and both sides start afresh.
                 let here = (!endpoint.is_dialer()).then(|| remote_ip(&addr)).flatten();
                 let links = self.connections.entry(peer_id).or_default();
-                if here.is_some()
-                    && links.iter().any(|(_, inbound_from)| inbound_from.is_some_and(|ip| Some(ip) != here))
-                {
+                if here.is_some() && links.iter().any(|l| l.inbound_from.is_some_and(|ip| Some(ip) != here)) {
                     tracing::debug!(peer = %peer_id, %addr, "the peer moved: closing its connections");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
@@ -975,8 +1115,25 @@ impl<H: Host> Driver<H> {
                     self.swarm.close_connection(connection_id);
                     return;
                 }
-                links.push((connection_id, here));
-                self.peers.entry(peer_id).or_insert_with(|| addr.clone());
+                // A direct connection where a relay's circuit was: a hole was punched (or the
+                // peer became reachable). The circuit goes (the relay bounds its time and
+                // bytes anyway); the status shows the direct address.
+                let seen_at = shown_addr(&endpoint);
+                let direct = !is_relayed(&seen_at);
+                let circuits: Vec<ConnectionId> = if direct {
+                    links.iter().filter(|l| is_relayed(&l.addr)).map(|l| l.id).collect()
+                } else {
+                    Vec::new()
+                };
+                links.push(Link { id: connection_id, inbound_from: here, addr: seen_at.clone() });
+                let shown = self.peers.entry(peer_id).or_insert_with(|| seen_at.clone());
+                if direct && is_relayed(shown) {
+                    *shown = seen_at;
+                }
+                for circuit in circuits {
+                    tracing::debug!(peer = %peer_id, %addr, "direct now: closing the relay's circuit");
+                    self.swarm.close_connection(circuit);
+                }
                 tracing::debug!(peer = %peer_id, %addr, "connected");
                 self.connected.send_replace(self.peers.len());
                 if num_established.get() == 1 {
@@ -994,11 +1151,19 @@ impl<H: Host> Driver<H> {
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } if num_established > 0 => {
                 if let Some(links) = self.connections.get_mut(&peer_id) {
-                    links.retain(|(id, _)| *id != connection_id);
+                    links.retain(|l| l.id != connection_id);
+                    // The status shows an address the peer is still connected at.
+                    if let (Some(shown), Some(left)) = (self.peers.get_mut(&peer_id), links.first())
+                        && !links.iter().any(|l| l.addr == *shown)
+                    {
+                        *shown = left.addr.clone();
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 self.connections.remove(&peer_id);
+                self.reservations.remove(&peer_id);
+                self.meeting.leave(&peer_id);
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.abandon_catch_up(peer_id);
@@ -1107,7 +1272,30 @@ impl<H: Host> Driver<H> {
                 }
             }
             WeftBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. }) => {
-                self.reserved.insert(relay_peer_id);
+                if self.reserved.insert(relay_peer_id) {
+                    self.meet_at(relay_peer_id);
+                }
+            }
+            WeftBehaviourEvent::RelayServer(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
+                self.reservations.insert(src_peer_id);
+            }
+            WeftBehaviourEvent::RelayServer(
+                relay::Event::ReservationTimedOut { src_peer_id } | relay::Event::ReservationClosed { src_peer_id },
+            ) => {
+                self.reservations.remove(&src_peer_id);
+                self.meeting.leave(&src_peer_id);
+            }
+            WeftBehaviourEvent::Meet(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let reachable = self.reservations.contains(&peer);
+                    let peers = self.meeting.meet(peer, &request.tokens, reachable);
+                    tracing::debug!(%peer, reachable, met = peers.len(), "a meet request");
+                    let _ = self.swarm.behaviour_mut().meet.send_response(channel, MeetAnswer { peers });
+                }
+                request_response::Message::Response { response, .. } => self.met(peer, response.peers),
+            },
+            WeftBehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => {
+                tracing::debug!(peer = %remote_peer_id, ?result, "hole punching");
             }
             WeftBehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request_id, request, channel } => {

@@ -24,6 +24,8 @@ pub struct Interests {
     pub requests: Vec<([u8; 32], Vec<u8>)>,
     /// Member catch-ups to start with peers that follow the topic (of the same epoch).
     pub history: Vec<(Topic, Scope)>,
+    /// Tokens to meet the other members at our relays (`super::meet`).
+    pub meet: Vec<super::meet::MeetToken>,
 }
 
 /// What a host made of a contact request at one of its rendezvous points.
@@ -126,6 +128,7 @@ impl Host for NodeHost {
                         rendezvous: a.rendezvous_points(),
                         requests: a.pending_requests()?,
                         history: a.history_wanted(),
+                        meet: a.meet_tokens(crate::group::period_of(a.now())),
                     });
                 };
                 use super::sessions::Serves;
@@ -143,6 +146,7 @@ impl Host for NodeHost {
                     } else {
                         Vec::new()
                     },
+                    meet: if scope.serves == Serves::Current { a.meet_tokens(scope.period) } else { Vec::new() },
                 })
             })
             .await

@@ -15,6 +15,7 @@ mod codec;
 mod driver;
 mod host;
 pub mod join;
+pub mod meet;
 pub mod sessions;
 mod strikes;
 
