@@ -35,6 +35,9 @@ fn computed() -> Vec<(&'static str, String)> {
     v.push(("epoch.header_key", hex(epoch.header_key())));
     v.push(("epoch.control_key_nonce_33", hex(&epoch.control_key(&[0x33; 24])[..])));
     v.push(("epoch.history_token_period_20000", hex(&epoch.history_token(20_000))));
+    v.push(("epoch.meet_token_period_20000", hex(&epoch.meet_token(20_000))));
+    let meet = weft_core::net::meet::MeetRequest { tokens: vec![epoch.meet_token(20_000)] };
+    v.push(("meet.request", hex(&meet.encode())));
 
     // Rendezvous point and a contact link.
     v.push(("rendezvous.seed_55_period_20000", hex(&rendezvous_point(&[0x55; 32], 20_000))));

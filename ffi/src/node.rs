@@ -387,11 +387,15 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<String>,
     pub relays: Vec<String>,
     pub mdns: bool,
+    /// Connect directly to members behind NATs by punching holes through a relay: they learn
+    /// this device's IP address. Off, the relay carries everything (THREAT_MODEL N18).
+    #[uniffi(default = true)]
+    pub hole_punching: bool,
 }
 
 impl NetworkConfig {
     pub(crate) fn into_core(self) -> Result<NetConfig, WeftError> {
-        let mut net_config = NetConfig { mdns: self.mdns, ..NetConfig::default() };
+        let mut net_config = NetConfig { mdns: self.mdns, hole_punching: self.hole_punching, ..NetConfig::default() };
         if !self.listen.is_empty() {
             net_config.listen = parse_addrs(self.listen)?;
         }

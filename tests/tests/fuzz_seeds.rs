@@ -352,3 +352,15 @@ async fn write_fuzz_seeds() {
         .join("\n");
     write("config", "every-key", uncommented.as_bytes());
 }
+
+/// The seeds of `meet`: a request as a member sends it, an answer as a relay gives it.
+#[test]
+#[ignore = "writes the fuzzing corpus's seeds into the source tree"]
+fn write_meet_seeds() {
+    use weft_core::net::meet::{MeetAnswer, MeetRequest};
+    let request = MeetRequest { tokens: vec![[1; 16], [2; 16], [3; 16]] };
+    write("meet", "request", &request.encode());
+    write("meet", "empty-request", &MeetRequest { tokens: Vec::new() }.encode());
+    let peers = (0..3).map(|_| weft_core::net::Keypair::generate_ed25519().public().to_peer_id()).collect();
+    write("meet", "answer", &MeetAnswer { peers }.encode());
+}

@@ -236,6 +236,21 @@ mod tests {
         assert!(point.meet(stranger, &[[3u8; 16]], true).is_empty(), "a token nobody showed");
     }
 
+    /// Every peer of a relay sees a conversation's topic followed; only members can compute its
+    /// meet token, and the topic is no meet token.
+    #[test]
+    fn a_stranger_who_saw_the_topic_meets_nobody() {
+        let epoch = crate::group::Epoch::new([0x22; 32], [0x11; 32]);
+        let removed_from = crate::group::Epoch::new([0x23; 32], [0x12; 32]);
+        let mut point = MeetingPoint::default();
+        let (alice, stranger, removed) = (peer(), peer(), peer());
+        point.meet(alice, &[epoch.meet_token(20_000)], true);
+        assert!(point.meet(stranger, &[epoch.topic(20_000)], true).is_empty());
+        assert!(point.meet(removed, &[removed_from.meet_token(20_000)], true).is_empty(), "an ended epoch's token");
+        assert!(point.meet(removed, &[epoch.meet_token(19_999)], true).is_empty(), "yesterday's token");
+        assert_eq!(point.meet(peer(), &[epoch.meet_token(20_000)], false), vec![alice]);
+    }
+
     #[test]
     fn a_peer_the_relay_cannot_reach_is_answered_but_not_registered() {
         let mut point = MeetingPoint::default();

@@ -126,7 +126,10 @@ suspend fun WeftNode.conv(name: String) = conversations().first { it.name == nam
 suspend fun WeftNode.account(name: String) = contacts().first { it.name == name }.account
 
 fun loopback(bootstrap: List<String> = emptyList()) =
-    NetworkConfig(listen = listOf("/ip4/127.0.0.1/tcp/0"), bootstrap = bootstrap, relays = emptyList(), mdns = false)
+    NetworkConfig(
+        listen = listOf("/ip4/127.0.0.1/tcp/0"), bootstrap = bootstrap, relays = emptyList(), mdns = false,
+        holePunching = false,
+    )
 
 suspend fun overLibp2p(root: String) {
     val alice = openNode("$root/alice", key(1), "alice")
