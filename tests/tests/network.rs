@@ -223,12 +223,13 @@ async fn the_fixed_port_passes_to_the_new_days_session_at_midnight() {
     let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
     let bases = || alice_net.sessions().into_iter().filter(|s| s.serves == Some(Serves::Current)).count();
     eventually("tomorrow's session to start beside today's", 30, || async { bases() == 2 }).await;
-    let tomorrows = alice_net.peer_id();
-    let todays = alice_net
+    // Until midnight the current session is today's.
+    let todays = alice_net.peer_id();
+    let tomorrows = alice_net
         .sessions()
         .into_iter()
-        .find(|s| s.serves == Some(Serves::Current) && s.peer_id != tomorrows)
-        .expect("today's session")
+        .find(|s| s.serves == Some(Serves::Current) && s.peer_id != todays)
+        .expect("tomorrow's session")
         .peer_id;
     let reached = reached_at(&fixed).await;
     assert!(reached.iter().all(|p| *p == todays), "before midnight the port is today's session's: {reached:?}");
@@ -238,4 +239,37 @@ async fn the_fixed_port_passes_to_the_new_days_session_at_midnight() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let reached = reached_at(&fixed).await;
     assert!(reached.iter().all(|p| *p == tomorrows), "after midnight the port is the new day's session's: {reached:?}");
+    assert_eq!(alice_net.peer_id(), tomorrows, "and the new day's session is the current one");
+}
+
+/// In the hour before midnight a node runs tomorrow's session beside today's. The address a
+/// node gives out (its current session's) was tomorrow's from 23:00 on, while what is written
+/// until midnight goes on today's topics: two people who met by address in that hour did not
+/// read each other until the next day (every test that went online between 23:00 and midnight
+/// UTC failed). The current session is now the day's, and becomes tomorrow's at midnight; the
+/// conversation goes on across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_who_meet_by_address_in_the_hour_before_midnight_read_each_other_across_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::default();
+    clock.advance_to_hour(23);
+    let alice = create_with_clock(dir.path(), "alice", &clock).await;
+    let bob = create_with_clock(dir.path(), "bob", &clock).await;
+    weft_tests::nodes::introduce(&alice, &bob).await;
+    let (alice_net, alice_addr) = online(&alice, config(vec![], vec![])).await;
+    let (bob_net, _) = online(&bob, config(vec![alice_addr], vec![])).await;
+    alice.send("bob".into(), "at eleven".into()).await.unwrap();
+    bob.send("alice".into(), "at eleven too".into()).await.unwrap();
+    eventually("bob to read alice before midnight", 30, || async { texts(&bob, "alice").await.len() == 2 }).await;
+    eventually("alice to read bob before midnight", 30, || async { texts(&alice, "bob").await.len() == 2 }).await;
+
+    let before = alice_net.peer_id();
+    clock.advance_to_hour(0);
+    eventually("alice's current session to be the new day's", 30, || async { alice_net.peer_id() != before }).await;
+    alice.send("bob".into(), "after midnight".into()).await.unwrap();
+    bob.send("alice".into(), "after midnight too".into()).await.unwrap();
+    eventually("bob to read alice after midnight", 60, || async { texts(&bob, "alice").await.len() == 4 }).await;
+    eventually("alice to read bob after midnight", 60, || async { texts(&alice, "bob").await.len() == 4 }).await;
+    alice_net.stop();
+    bob_net.stop();
 }

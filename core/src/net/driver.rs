@@ -376,22 +376,38 @@ async fn rotate<H: Host>(
 ) {
     use super::sessions::Action;
     let mut running: HashMap<u64, Running> = HashMap::from([(plan.current(), first)]);
-    // Which session listens on the configured fixed ports: the base of the period the clock is
-    // in. A new base starts an hour before midnight, but until midnight what is written goes
-    // on today's topics, which the old one follows: peers told of our port must reach that.
+    // The current session (whose address and peer id the app gives out, which listens on the
+    // configured fixed ports) is the base of the period the clock is in. A new base starts an
+    // hour before midnight, but until midnight what is written goes on today's topics, which
+    // the old one follows: peers told of our address must reach that one.
     let mut port_holder = plan.current();
     // Sessions the plan counts as started that could not start (a port, a socket): tried
     // again at every tick, or the day would go on with no session for what they serve.
     let mut to_start: Vec<(u64, SessionScope)> = Vec::new();
+    let mut freeze_at_midnight: Vec<u64> = Vec::new();
     let mut tick = tokio::time::interval(config.tick);
     loop {
         tick.tick().await;
         let Some(wanted) = host.session().await else { continue };
         let today = wanted.now_ms / crate::group::PERIOD_MS;
+        freeze_at_midnight.retain(|id| match running.get(id) {
+            Some(r) if r.period.is_some_and(|p| p < today) => {
+                let _ = r.handle.commands.send(Command::Freeze);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
         let retries = std::mem::take(&mut to_start).into_iter().map(|(id, scope)| Action::Start { id, scope });
         let actions: Vec<Action> = retries.chain(plan.step(wanted)).collect();
         for action in actions {
             match action {
+                // Tomorrow's sessions start an hour early, but what is written until midnight
+                // goes on today's topics: today's sessions go on serving them (new
+                // conversations, contact requests, pushes) until the day ends.
+                Action::Freeze { id } if running.get(&id).is_some_and(|r| r.period == Some(today)) => {
+                    freeze_at_midnight.push(id);
+                }
                 Action::Freeze { id } => {
                     if let Some(r) = running.get(&id) {
                         let _ = r.handle.commands.send(Command::Freeze);
@@ -416,9 +432,6 @@ async fn rotate<H: Host>(
                     match started.await {
                         Ok(r) => {
                             tracing::debug!(peer = %r.handle.peer_id, base, "new network session");
-                            if base {
-                                current.send_replace(r.handle.clone());
-                            }
                             running.insert(id, r);
                         }
                         Err(e) => {
@@ -441,6 +454,7 @@ async fn rotate<H: Host>(
                 let _ = old.handle.commands.send(Command::ReleasePorts);
             }
             let _ = running[&holder].handle.commands.send(Command::TakePorts);
+            current.send_replace(running[&holder].handle.clone());
             port_holder = holder;
         }
         let base = current.borrow().peer_id;
@@ -1134,7 +1148,7 @@ impl<H: Host> Driver<H> {
                     tracing::debug!(peer = %peer_id, %addr, "direct now: closing the relay's circuit");
                     self.swarm.close_connection(circuit);
                 }
-                tracing::debug!(peer = %peer_id, %addr, "connected");
+                tracing::debug!(me = %self.swarm.local_peer_id(), peer = %peer_id, %addr, "connected");
                 self.connected.send_replace(self.peers.len());
                 if num_established.get() == 1 {
                     self.host.emit(NodeEvent::PeerConnected { peer: peer_id.to_string(), via: VIA });
