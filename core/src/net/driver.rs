@@ -442,11 +442,15 @@ async fn rotate<H: Host>(
                 }
             }
         }
-        let day_base = running
-            .iter()
-            .filter(|(_, r)| r.serves == Some(super::sessions::Serves::Current) && r.period == Some(today))
+        // The base of today's period; if there is none (the clock jumped days ahead late in a
+        // day, and the plan started only the next day's), the newest base.
+        let bases = running.iter().filter(|(_, r)| r.serves == Some(super::sessions::Serves::Current));
+        let day_base = bases
+            .clone()
+            .filter(|(_, r)| r.period == Some(today))
             .map(|(id, _)| *id)
-            .max();
+            .max()
+            .or_else(|| bases.map(|(id, _)| *id).max());
         if let Some(holder) = day_base
             && holder != port_holder
         {
