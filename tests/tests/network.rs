@@ -184,9 +184,18 @@ async fn reached_at(addr: &weft_core::net::Multiaddr) -> Vec<weft_core::net::Pee
     reached
 }
 
-fn fixed_port() -> weft_core::net::Multiaddr {
+/// Alice online at `hour` o'clock (UTC, on a clock of her own) on a fixed port of loopback.
+async fn alice_on_a_fixed_port(
+    dir: &std::path::Path,
+    hour: u64,
+) -> (Clock, weft_core::net::NetHandle, weft_core::net::Multiaddr) {
+    let clock = Clock::default();
+    clock.advance_to_hour(hour);
+    let alice = create_with_clock(dir, "alice", &clock).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+    let fixed: weft_core::net::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    (clock, alice_net, fixed)
 }
 
 /// A node told to listen on a fixed port (a laptop behind a forwarded port, a lab) runs several
@@ -197,11 +206,7 @@ fn fixed_port() -> weft_core::net::Multiaddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::default();
-    clock.advance_to_hour(12);
-    let alice = create_with_clock(dir.path(), "alice", &clock).await;
-    let fixed = fixed_port();
-    let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    let (_clock, alice_net, fixed) = alice_on_a_fixed_port(dir.path(), 12).await;
     eventually("alice's other sessions to start", 30, || async { alice_net.sessions().len() >= 2 }).await;
     let reached = reached_at(&fixed).await;
     assert!(reached.iter().all(|p| *p == alice_net.peer_id()), "the fixed port reached another session: {reached:?}");
@@ -216,11 +221,7 @@ async fn a_fixed_port_reaches_the_session_that_serves_the_conversations() {
 async fn the_fixed_port_passes_to_the_new_days_session_at_midnight() {
     use weft_core::net::Serves;
     let dir = tempfile::tempdir().unwrap();
-    let clock = Clock::default();
-    clock.advance_to_hour(23);
-    let alice = create_with_clock(dir.path(), "alice", &clock).await;
-    let fixed = fixed_port();
-    let (alice_net, _) = online(&alice, NetConfig { listen: vec![fixed.clone()], ..config(vec![], vec![]) }).await;
+    let (clock, alice_net, fixed) = alice_on_a_fixed_port(dir.path(), 23).await;
     let bases = || alice_net.sessions().into_iter().filter(|s| s.serves == Some(Serves::Current)).count();
     eventually("tomorrow's session to start beside today's", 30, || async { bases() == 2 }).await;
     // Until midnight the current session is today's.
