@@ -520,7 +520,7 @@ async fn start_session<H: Host>(
         let fixed = holds_fixed_ports && *addr != any_port(addr);
         let first_try = if holds_fixed_ports { addr.clone() } else { any_port(addr) };
         match swarm.listen_on(first_try) {
-            Ok(id) if fixed => fixed_listeners.push(id),
+            Ok(id) if fixed => fixed_listeners.push((addr.clone(), id)),
             Ok(_) => {}
             Err(e) if !later => {
                 return Err(Error::Network(format!("cannot listen on {addr}: {}", describe(&e))));
@@ -575,9 +575,10 @@ async fn start_session<H: Host>(
         fetched: 0,
         address_lost: None,
         fixed_listeners,
+        holds_ports: holds_fixed_ports,
         meet_tokens: Vec::new(),
         meeting: MeetingPoint::default(),
-        reservations: HashSet::new(),
+        reservations: HashMap::new(),
     };
     let task = tokio::spawn(driver.run(rx));
     Ok(Running { handle: SessionHandle { peer_id, commands, listening, connected }, serves, period, task })
@@ -612,8 +613,11 @@ struct Driver<H: Host> {
     listening: watch::Sender<Vec<Multiaddr>>,
     connected: watch::Sender<usize>,
     /// Listeners on the configured fixed ports, held while this session serves the
-    /// conversations.
-    fixed_listeners: Vec<ListenerId>,
+    /// conversations, by the address configured.
+    fixed_listeners: Vec<(Multiaddr, ListenerId)>,
+    /// Whether this session should hold the configured fixed ports (a UDP port can only be
+    /// taken once the session before lets it go: tried again at every tick).
+    holds_ports: bool,
     /// Connected peers and the address of their first connection.
     peers: HashMap<PeerId, Multiaddr>,
     /// Each connected peer's connections, with the IP address it dialled us from (`None`:
@@ -638,7 +642,7 @@ struct Driver<H: Host> {
     /// A relay's register of who can be met through it, and the peers holding a reservation
     /// on it (only those can be reached through its circuit).
     meeting: MeetingPoint,
-    reservations: HashSet<PeerId>,
+    reservations: HashMap<PeerId, u32>,
 }
 
 /// One connection to a peer.
@@ -688,10 +692,18 @@ impl<H: Host> Driver<H> {
                     self.strikes.prune(now);
                     self.rendezvous_rate.expire(now);
                     self.swarm.behaviour_mut().admission.expire();
+                    if self.holds_ports && self.fixed_listeners.len() < self.fixed_configured() {
+                        self.take_ports();
+                    }
                     self.refresh().await;
                 }
             }
         }
+    }
+
+    /// How many configured listen addresses name a fixed port.
+    fn fixed_configured(&self) -> usize {
+        self.config.listen.iter().filter(|a| **a != any_port(a)).count()
     }
 
     fn status(&self) -> NetStatus {
@@ -787,35 +799,33 @@ impl<H: Host> Driver<H> {
         }
     }
 
-    /// Gives up the configured fixed ports, and listens on any port instead (so that peers
-    /// told of the new address can still reach what this session follows).
+    /// Gives up the configured fixed TCP ports, and listens on any port instead (so that peers
+    /// told of the new address can still reach what this session follows). A QUIC listener
+    /// is kept until the session stops: closing it would close every QUIC connection of the
+    /// session at once (they share its socket).
     fn release_ports(&mut self) {
-        if self.fixed_listeners.is_empty() {
-            return;
-        }
-        for id in std::mem::take(&mut self.fixed_listeners) {
+        self.holds_ports = false;
+        let (tcp, udp): (Vec<_>, Vec<_>) = std::mem::take(&mut self.fixed_listeners)
+            .into_iter()
+            .partition(|(addr, _)| addr.iter().any(|p| matches!(p, Protocol::Tcp(_))));
+        self.fixed_listeners = udp;
+        for (addr, id) in tcp {
             self.swarm.remove_listener(id);
-        }
-        for addr in self.config.listen.clone() {
-            if addr != any_port(&addr) {
-                let _ = self.swarm.listen_on(any_port(&addr));
-            }
+            let _ = self.swarm.listen_on(any_port(&addr));
         }
     }
 
-    /// Listens on the configured fixed ports (the session that held them lets go at the same
-    /// time: the ports are shared for that moment).
+    /// Listens on the configured fixed ports not held yet. TCP ports are shared for the
+    /// moment the session before lets go; a UDP port is free only once that session stops.
     fn take_ports(&mut self) {
-        if !self.fixed_listeners.is_empty() {
-            return;
-        }
+        self.holds_ports = true;
         for addr in self.config.listen.clone() {
-            if addr == any_port(&addr) {
+            if addr == any_port(&addr) || self.fixed_listeners.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
             match self.swarm.listen_on(addr.clone()) {
-                Ok(id) => self.fixed_listeners.push(id),
-                Err(e) => tracing::warn!(%addr, error = %describe(&e), "cannot take the configured port"),
+                Ok(id) => self.fixed_listeners.push((addr, id)),
+                Err(e) => tracing::debug!(%addr, error = %describe(&e), "the configured port is not free yet"),
             }
         }
     }
@@ -840,7 +850,7 @@ impl<H: Host> Driver<H> {
             *p != me
                 && !self.peers.contains_key(p)
                 && !siblings.contains(p)
-                && !self.banned.get(p).is_some_and(|until| *until > now)
+                && self.banned.get(p).is_none_or(|until| *until <= now)
         });
         for peer in new.take(MEET_DIALS).collect::<Vec<_>>() {
             let circuit = relay_addr.clone().with(Protocol::P2pCircuit).with(Protocol::P2p(peer));
@@ -1106,6 +1116,8 @@ impl<H: Host> Driver<H> {
             }
             SwarmEvent::ListenerClosed { listener_id, .. } => {
                 self.circuits.retain(|_, l| *l != listener_id);
+                // A fixed port's listener that closed is taken again at the next tick.
+                self.fixed_listeners.retain(|(_, l)| *l != listener_id);
             }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 let sibling = self.siblings.lock().is_ok_and(|s| s.peers.contains(&peer_id));
@@ -1127,15 +1139,10 @@ impl<H: Host> Driver<H> {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                if links.len() >= MAX_CONNECTIONS_PER_PEER {
-                    // A dial each way is enough; one more is a redial that crossed, and closing
-                    // an older one instead would cut whatever runs on it.
-                    self.swarm.close_connection(connection_id);
-                    return;
-                }
                 // A direct connection where a relay's circuit was: a hole was punched (or the
-                // peer became reachable). The circuit goes (the relay bounds its time and
-                // bytes anyway); the status shows the direct address.
+                // peer became reachable). The circuits go (the relay bounds their time and
+                // bytes anyway), even if both sides dialled one; the status shows the direct
+                // address.
                 let seen_at = shown_addr(&endpoint);
                 let direct = !is_relayed(&seen_at);
                 let circuits: Vec<ConnectionId> = if direct {
@@ -1143,6 +1150,13 @@ impl<H: Host> Driver<H> {
                 } else {
                     Vec::new()
                 };
+                let punched = !circuits.is_empty();
+                if links.len() - circuits.len() >= MAX_CONNECTIONS_PER_PEER {
+                    // A dial each way is enough; one more is a redial that crossed, and closing
+                    // an older one instead would cut whatever runs on it.
+                    self.swarm.close_connection(connection_id);
+                    return;
+                }
                 links.push(Link { id: connection_id, inbound_from: here, addr: seen_at.clone() });
                 let shown = self.peers.entry(peer_id).or_insert_with(|| seen_at.clone());
                 if direct && is_relayed(shown) {
@@ -1157,7 +1171,9 @@ impl<H: Host> Driver<H> {
                 if num_established.get() == 1 {
                     self.host.emit(NodeEvent::PeerConnected { peer: peer_id.to_string(), via: VIA });
                 }
-                if endpoint.is_dialer() && !is_relayed(&addr) {
+                // (Not a member's address found by hole punching: members learn each other's
+                // addresses, they do not keep them, N18.)
+                if endpoint.is_dialer() && !is_relayed(&addr) && !punched {
                     if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                         kad.add_address(&peer_id, addr.clone());
                     }
@@ -1289,23 +1305,31 @@ impl<H: Host> Driver<H> {
                     }
                 }
             }
-            WeftBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. }) => {
-                if self.reserved.insert(relay_peer_id) {
-                    self.meet_at(relay_peer_id);
-                }
+            WeftBehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted { relay_peer_id, .. })
+                if self.reserved.insert(relay_peer_id) =>
+            {
+                self.meet_at(relay_peer_id);
             }
-            WeftBehaviourEvent::RelayServer(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
-                self.reservations.insert(src_peer_id);
+            // libp2p keeps a reservation per connection: a peer is reachable through us while
+            // any of its connections holds one.
+            WeftBehaviourEvent::RelayServer(relay::Event::ReservationReqAccepted { src_peer_id, renewed: false }) => {
+                *self.reservations.entry(src_peer_id).or_default() += 1;
             }
             WeftBehaviourEvent::RelayServer(
                 relay::Event::ReservationTimedOut { src_peer_id } | relay::Event::ReservationClosed { src_peer_id },
             ) => {
-                self.reservations.remove(&src_peer_id);
-                self.meeting.leave(&src_peer_id);
+                let left = self.reservations.get_mut(&src_peer_id).map(|n| {
+                    *n = n.saturating_sub(1);
+                    *n
+                });
+                if left.unwrap_or(0) == 0 {
+                    self.reservations.remove(&src_peer_id);
+                    self.meeting.leave(&src_peer_id);
+                }
             }
             WeftBehaviourEvent::Meet(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let reachable = self.reservations.contains(&peer);
+                    let reachable = self.reservations.contains_key(&peer);
                     let peers = self.meeting.meet(peer, &request.tokens, reachable);
                     tracing::debug!(%peer, reachable, met = peers.len(), "a meet request");
                     let _ = self.swarm.behaviour_mut().meet.send_response(channel, MeetAnswer { peers });
