@@ -86,8 +86,12 @@ fn a_linked_laptop_writes_and_reads_as_alice_in_a_one_to_one_and_a_group() {
     carry(&bob, &mut alice);
     reads(&laptop, "bob", "bob: hello both");
     // Bob's conversation says once that alice linked a new device.
-    let linked = bob.account.history("alice", 100).unwrap().into_iter().filter(|m| m.kind == "device_linked").count();
-    assert_eq!(linked, 1);
+    let linked = |p: &Person, conversation: &str| {
+        p.account.history(conversation, 100).unwrap().into_iter().filter(|m| m.kind == "device_linked").count()
+    };
+    assert_eq!(linked(&bob, "alice"), 1);
+    // And every group alice's laptop wrote in says it once to each member.
+    assert_eq!((linked(&bob, "trip"), linked(&carol, "trip")), (1, 1));
     assert!(texts(&alice, "bob").contains(&"bob: hello both".to_owned()));
     // What the laptop wrote shows on the phone as the user's own.
     carry(&laptop, &mut alice);
@@ -394,6 +398,39 @@ fn settings_follow_the_account_across_its_devices() {
     carry(&alice, &mut bob);
     assert!(bob.account.read_receipts().unwrap());
     assert_eq!(bob.account.retention("alice").unwrap(), None);
+}
+
+/// Blocking, unblocking and deleting a contact on one device do the same on the others: a
+/// laptop that kept showing what the phone blocked would undo the user's choice.
+#[test]
+fn blocking_and_deleting_a_contact_follow_the_account_across_its_devices() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    carry(&bob, &mut alice);
+    carry(&carol, &mut alice);
+    let mut laptop = link_laptop(&mut alice, &clock);
+    carry(&laptop, &mut alice);
+    let blocked = |p: &Person, name: &str| p.account.contacts().unwrap().iter().any(|c| c.name == name && c.blocked);
+    alice.account.block("bob").unwrap();
+    carry(&alice, &mut laptop);
+    assert!(blocked(&laptop, "bob"), "blocked on the phone, blocked on the laptop");
+    // Bob writes: neither device shows it.
+    bob.account.send("alice", "let me in").unwrap();
+    carry(&bob, &mut laptop);
+    assert!(!texts(&laptop, "bob").contains(&"bob: let me in".to_owned()));
+    laptop.account.unblock("bob").unwrap();
+    carry(&laptop, &mut alice);
+    assert!(!blocked(&alice, "bob"), "unblocked on the laptop, unblocked on the phone");
+    // Deleted on the laptop: carol and her 1:1 conversation are gone from the phone too.
+    laptop.account.delete_contact("carol").unwrap();
+    carry(&laptop, &mut alice);
+    assert!(!alice.account.contacts().unwrap().iter().any(|c| c.name == "carol"));
+    assert!(alice.account.history("carol", 10).is_err(), "the 1:1 conversation went with her");
+    assert!(alice.account.history("trip", 10).is_ok(), "the group shared with her stays");
+    // Nobody else's device takes them: carol, in a group with alice's devices, keeps alice.
+    carry(&alice, &mut bob);
+    carry(&alice, &mut carol);
+    assert!(carol.account.contacts().unwrap().iter().any(|c| c.name == "alice" && !c.blocked));
 }
 
 /// A revoked device held the keys behind the account's link. The revocation replaces the link

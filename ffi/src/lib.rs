@@ -57,6 +57,9 @@ pub enum WeftError {
     Network { detail: String },
     #[error("internal error: {detail}")]
     Internal { detail: String },
+    /// The account revoked this device: it reads and sends nothing more.
+    #[error("this device was revoked: {detail}")]
+    Revoked { detail: String },
 }
 
 impl From<weft_core::Error> for WeftError {
@@ -72,6 +75,7 @@ impl From<weft_core::Error> for WeftError {
             E::NotFound { .. } => WeftError::NotFound { detail: e.to_string() },
             E::Network(_) | E::NoRadio(_) => WeftError::Network { detail: e.to_string() },
             E::Entropy | E::Internal(_) => WeftError::Internal { detail: e.to_string() },
+            E::Revoked => WeftError::Revoked { detail: e.to_string() },
             other => WeftError::InvalidInput { detail: other.to_string() },
         }
     }

@@ -216,6 +216,9 @@ pub enum Event {
     LinkRequested {
         request: crate::devices::LinkRequest,
     },
+    /// The account revoked this device: it reads and sends nothing more (sends fail with
+    /// `WeftError.Revoked`). The app should say so and offer to link the device anew.
+    ThisDeviceRevoked,
     /// This listener fell behind (it took longer than events came) and `missed` events were
     /// dropped before this one; the app should reload what it shows (history, contacts).
     Lagged {
@@ -250,6 +253,7 @@ impl From<NodeEvent> for Event {
                     code,
                 },
             },
+            NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }
 }

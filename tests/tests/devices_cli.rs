@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
+use weft_tests::daemon::Rpc;
 use weft_tests::{Home, Running, contacts_by_bundle, wait_until};
 
 /// `weft log CONVERSATION` of `home`.
@@ -155,6 +156,11 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     );
 }
 
+/// The same story with no file carried after the contacts met: the phone links the laptop over
+/// loopback libp2p, then the phone, the laptop and bob all run on the network: both of alice's
+/// devices write in the 1:1 and the group, bob sees one alice, his reply reaches both, what the
+/// laptop wrote shows on the phone as alice's own, and a read on the laptop clears the phone's
+/// unread count.
 #[test]
 fn a_phone_links_a_laptop_over_loopback_libp2p() {
     let root = tempfile::tempdir().unwrap();
@@ -164,6 +170,9 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
         h.ok(&["init", "--name", h.dir.file_name().unwrap().to_str().unwrap()]);
     }
     contacts_by_bundle(dir, &alice, &bob);
+    alice.ok(&["group", "create", "trip"]);
+    alice.ok(&["group", "invite", "trip", "bob"]);
+    carry(dir, &alice, &[&bob]);
     alice.ok(&["send", "bob", "written before the link"]);
     // The phone runs on the network; its link is made through the running node.
     let phone = Running::start(&alice, &["--no-ble"]);
@@ -180,7 +189,7 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
         &link,
         &request,
         &grant,
-        &["--bootstrap", &addr, "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+        &["--bootstrap", &addr, "--no-mdns", "--no-ble", "--listen", "/ip4/127.0.0.1/tcp/0"],
     );
     // Over the network the code covers the phone's answer: the laptop shows it once that came.
     let code = loop {
@@ -198,12 +207,43 @@ fn a_phone_links_a_laptop_over_loopback_libp2p() {
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(!grant.exists(), "the grant came over the network");
     assert_eq!(laptop.ok(&["id", "--link"]), alice.ok(&["id", "--link"]), "one account, one link");
-    drop(phone);
     assert!(log(&laptop, "bob").contains("alice: written before the link"), "the history came with the grant");
 
-    laptop.ok(&["send", "bob", "linked over the network"]);
-    carry(dir, &laptop, &[&bob]);
-    assert!(log(&bob, "alice").contains("alice: linked over the network"));
+    // Everyone on the network now; nothing is carried from here on.
+    let _laptop_node = Running::start(&laptop, &["--no-ble", "--bootstrap", &addr]);
+    laptop.wait_for_socket();
+    let _bob_node = Running::start(&bob, &["--no-ble", "--bootstrap", &addr]);
+    bob.wait_for_socket();
+    laptop.ok(&["send", "bob", "from the laptop"]);
+    alice.ok(&["send", "bob", "from the phone"]);
+    laptop.ok(&["send", "trip", "the laptop in the group"]);
+    wait_until("bob reading both of alice's devices", 90, || {
+        let on_bob = log(&bob, "alice");
+        on_bob.contains("alice: from the laptop") && on_bob.contains("alice: from the phone")
+    });
+    wait_until("the group message on bob's side", 90, || log(&bob, "trip").contains("alice: the laptop in the group"));
+    // What the laptop wrote shows on the phone as alice's own.
+    wait_until("the laptop's message on the phone", 90, || log(&alice, "bob").contains("from the laptop"));
+    let on_phone: serde_json::Value =
+        serde_json::from_str(&alice.ok(&["--json", "log", "bob", "--limit", "100"])).unwrap();
+    let mine = on_phone.as_array().unwrap().iter().find(|m| m["body"] == "from the laptop").unwrap();
+    assert_eq!((mine["sender"].as_str(), mine["outgoing"].as_bool()), (Some("alice"), Some(true)), "{mine}");
+
+    // Bob's reply reaches both; read on the laptop, it is read on the phone too.
+    bob.ok(&["send", "alice", "hello both"]);
+    let unread = |home: &Home| {
+        let mut rpc = Rpc::connect(&home.dir).expect("the node's socket");
+        let list = rpc.ok("conversations", serde_json::json!({}));
+        list.as_array().unwrap().iter().find(|c| c["name"] == "bob").expect("bob listed")["unread"].as_u64().unwrap()
+    };
+    wait_until("bob's reply on both of alice's devices", 90, || {
+        log(&alice, "bob").contains("bob: hello both") && log(&laptop, "bob").contains("bob: hello both")
+    });
+    assert!(unread(&alice) >= 1 && unread(&laptop) >= 1);
+    let marked = laptop.ok(&["read", "bob"]);
+    assert!(marked.contains("Marked"), "{marked}");
+    wait_until("the read on the laptop clearing the phone's unread", 90, || unread(&alice) == 0);
+    drop(phone);
 }
 
 /// A link that leaked is replaced with `weft id --new-link`: bob takes the new one in his

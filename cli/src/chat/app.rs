@@ -180,6 +180,8 @@ impl App {
                     return Some(Request::Open(message.conversation.clone()));
                 }
                 match self.conversations.iter_mut().find(|c| c.name == message.conversation) {
+                    // What we wrote on another of our devices is ours, read where it was written.
+                    Some(_) if message.outgoing => {}
                     Some(c) => c.unread += 1,
                     None => return Some(Request::Refresh),
                 }
@@ -217,6 +219,10 @@ impl App {
                 Some(Request::Refresh)
             }
             Event::ContactAnswered { .. } | Event::JoinedGroup { .. } => Some(Request::Refresh),
+            Event::ThisDeviceRevoked => {
+                self.notice = crate::commands::run::REVOKED_NOTICE.to_owned();
+                None
+            }
             Event::LinkRequested { name, code, .. } => {
                 self.notice = format!(
                     "device {name:?} asks to join: if it shows {code}, run `weft device accept --code {}`",
@@ -354,6 +360,11 @@ mod tests {
         };
         assert_eq!(app.on_event(&message("carol")), None);
         assert_eq!(app.conversations[1].unread, 1);
+        let from_our_laptop = event(json!({ "event": "message", "via": "libp2p", "message": {
+            "id": "id-laptop", "lamport": 2, "conversation": "carol", "sender": "me",
+            "outgoing": true, "sent_ms": 0, "kind": "text", "body": "written on the laptop" } }));
+        assert_eq!(app.on_event(&from_our_laptop), None);
+        assert_eq!(app.conversations[1].unread, 1, "what another of our devices wrote is not unread");
         assert_eq!(app.on_event(&message("bob")), Some(Request::Open("bob".into())));
         assert_eq!(app.on_event(&message("dave")), Some(Request::Refresh), "a conversation we did not list");
         app.on_event(&event(json!({ "event": "peer_connected", "peer": "p", "via": "libp2p" })));

@@ -23,9 +23,13 @@ pub struct Args {
     /// the link expires
     #[arg(long, requires = "join", value_name = "PATH", default_value = "link-grant.weft")]
     grant: PathBuf,
-    /// With --join: files only, no network
+    /// With --join: files only, no network and no Bluetooth
     #[arg(long, requires = "join")]
     offline: bool,
+    /// With --join: do not offer the request over Bluetooth (the mesh, for when there is no
+    /// network)
+    #[arg(long, requires = "join")]
+    no_ble: bool,
     /// With --join: how to reach the first device over the network (defaults from the config's
     /// [network]; the LAN by mDNS unless --no-mdns)
     #[command(flatten)]
@@ -90,18 +94,32 @@ fn join(home_dir: &Path, link: &str, args: &Args, network: &crate::config::Netwo
     // The network carries the request to the first device if it runs (`weft run`, the
     // daemon, an app) where this machine reaches it; the files are there for when it does not.
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // And over Bluetooth, where there is no network: the first device's mesh carries it.
     let over_network = match args.offline {
         true => None,
         false => {
+            let _inside = runtime.enter();
+            let mut join = weft_core::net::JoinOverNetwork::new(&joining, &mut entropy)?;
             let config = super::run::net_config(&args.network.clone().over(network))?;
-            let started = runtime.block_on(weft_core::net::JoinOverNetwork::start(&joining, config, &mut entropy));
-            match started {
-                Ok(join) => Some(join),
+            let on_libp2p = match runtime.block_on(join.start_libp2p(config)) {
+                Ok(()) => true,
                 Err(e) => {
                     eprintln!("(not on the network: {e}; the request file still works)");
-                    None
+                    false
                 }
-            }
+            };
+            let on_bluetooth = !(args.no_ble || network.bluetooth == Some(false))
+                && match runtime.block_on(weft_core::mesh::radio::ble::open()) {
+                    Ok(radio) => {
+                        join.attach_radio(radio, weft_core::mesh::RouterConfig::default());
+                        true
+                    }
+                    Err(e) => {
+                        eprintln!("(no Bluetooth: {e}; use --no-ble to skip this check)");
+                        false
+                    }
+                };
+            (on_libp2p || on_bluetooth).then_some(join)
         }
     };
     let by_network = match over_network {

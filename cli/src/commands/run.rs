@@ -278,9 +278,14 @@ fn log_event(event: NodeEvent) {
         Event::Delivery { id, state } => tracing::debug!(%id, %state, "delivery"),
         Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
         Event::LinkRequested { name, code, .. } => tracing::info!(%name, %code, "a new device asks to join"),
+        Event::ThisDeviceRevoked => tracing::warn!("this device was revoked by its account"),
         Event::Lagged { missed } => tracing::warn!(missed, "events skipped"),
     }
 }
+
+/// What a revoked device says, in `weft run` and the chat.
+pub const REVOKED_NOTICE: &str = "this device was revoked by your account (from your phone or first device): it reads \
+     and sends nothing more; to use it again, remove its home and link it anew with `weft init --join`";
 
 fn print_event(event: NodeEvent, out: &Output) {
     let e = Event::from(event);
@@ -307,6 +312,7 @@ fn print_event(event: NodeEvent, out: &Output) {
              `weft device accept --code {}`",
             code.replace(' ', "")
         ),
+        Event::ThisDeviceRevoked => REVOKED_NOTICE.to_owned(),
         Event::Lagged { missed } => format!("({missed} events skipped)"),
     };
     println!("{text}");

@@ -49,6 +49,8 @@ pub enum Event {
         device: String,
         code: String,
     },
+    /// The account revoked this device: it reads and sends nothing more.
+    ThisDeviceRevoked,
     /// The client read too slowly and `missed` events were dropped.
     Lagged {
         missed: u64,
@@ -71,6 +73,7 @@ impl From<NodeEvent> for Event {
             NodeEvent::LinkRequested { name, device, code } => {
                 Event::LinkRequested { name, device: super::answer::hex(&device), code }
             }
+            NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }
 }

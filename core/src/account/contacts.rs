@@ -68,6 +68,7 @@ impl Account {
         self.store.write(|tx| tx.forget_contact(&row.account, &row.group_id))?;
         self.groups.remove(&row.group_id);
         self.rebuild_topics();
+        self.share_setting(crate::group::SharedSetting::ContactForgotten { account: row.account });
         Ok(())
     }
 
@@ -77,13 +78,16 @@ impl Account {
     pub fn block(&mut self, name: &str) -> Result<()> {
         let account = self.account_to_block(name)?;
         let now = self.now();
-        self.store.write(|tx| tx.set_blocked(&account, true, now))
+        self.store.write(|tx| tx.set_blocked(&account, true, now))?;
+        self.share_setting(crate::group::SharedSetting::Blocked { account, blocked: true });
+        Ok(())
     }
 
     pub fn unblock(&mut self, name: &str) -> Result<()> {
         let account = self.account_to_block(name)?;
         let now = self.now();
         self.store.write(|tx| tx.set_blocked(&account, false, now))?;
+        self.share_setting(crate::group::SharedSetting::Blocked { account, blocked: false });
         // A link replaced while they were blocked was not sent to them.
         self.send_our_link_to(&account);
         Ok(())

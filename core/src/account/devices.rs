@@ -617,6 +617,17 @@ impl Account {
         if settings.is_empty() {
             return Ok(());
         }
+        let now = self.now();
+        let own = self.account_public();
+        // A forgotten contact's 1:1 conversation, as this device has it.
+        let mut forgotten = Vec::new();
+        for setting in settings {
+            if let SharedSetting::ContactForgotten { account } = setting
+                && let Some(row) = self.store.read().contact_by_account(account)?
+            {
+                forgotten.push((row.account, row.group_id));
+            }
+        }
         self.store.write(|tx| {
             for setting in settings {
                 match setting {
@@ -626,10 +637,23 @@ impl Account {
                     // (A conversation this device does not have keeps the setting for when it
                     // comes.)
                     SharedSetting::Retention { conversation, keep_ms } => tx.set_retention(conversation, *keep_ms)?,
+                    SharedSetting::Blocked { account, blocked } if *account != own => {
+                        tx.set_blocked(account, *blocked, now)?
+                    }
+                    SharedSetting::Blocked { .. } | SharedSetting::ContactForgotten { .. } => {}
                 }
+            }
+            for (account, group) in &forgotten {
+                tx.forget_contact(account, group)?;
             }
             Ok(())
         })?;
+        if !forgotten.is_empty() {
+            for (_, group) in &forgotten {
+                self.groups.remove(group);
+            }
+            self.rebuild_topics();
+        }
         if settings.iter().any(|s| matches!(s, SharedSetting::Retention { .. })) {
             self.forget_expired_messages()?;
         }

@@ -226,11 +226,11 @@ impl Account {
             && group.is_admin(&self.account_public())
             && group.current_epoch_author() == Some(self.account_public())
             && group.is_member(&opened.sender.account);
-        // A contact's second (third...) device speaking in our 1:1 conversation for the first
-        // time: they linked a new device, which the conversation says once.
+        // A member's second (third...) device speaking in a conversation for the first time:
+        // they linked a new device, which each conversation says once (a group member who is
+        // not our contact is told in the group, as a contact is in the 1:1).
         let linked_device = device_is_new
             && opened.sender.account != self.account_public()
-            && matches!(group.kind, crate::group::GroupKind::Pair { .. })
             && !group.devices_of(&opened.sender.account).is_empty();
         let (sender_account, sender_device) = (opened.sender.account, opened.sender.device);
         let own_other_device = (sender_account == self.account_public() && sender_device != self.me.id()).then(|| {
@@ -258,7 +258,9 @@ impl Account {
             }
         }
         if linked_device {
-            let id = EnvelopeId(*blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..]].concat()).as_bytes());
+            let id = EnvelopeId(
+                *blake3::hash(&[&b"weft/device-linked/"[..], &sender_device[..], &gid[..]].concat()).as_bytes(),
+            );
             if self.store.read().message(&id)?.is_none() {
                 let row = MessageRow {
                     id,

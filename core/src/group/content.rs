@@ -189,6 +189,11 @@ pub enum SharedSetting {
     ReadReceipts(bool),
     /// How long a conversation's messages are kept (`None`: for ever).
     Retention { conversation: GroupId, keep_ms: Option<u64> },
+    /// The user blocked (or unblocked) this account.
+    Blocked { account: [u8; 32], blocked: bool },
+    /// The user deleted this contact, or rejected their request: forget them and our 1:1
+    /// conversation with them.
+    ContactForgotten { account: [u8; 32] },
 }
 
 impl SharedSetting {
@@ -199,6 +204,12 @@ impl SharedSetting {
             }
             SharedSetting::Retention { conversation, keep_ms } => {
                 w.u8(2).raw(conversation).bool(keep_ms.is_some()).u64(keep_ms.unwrap_or(0));
+            }
+            SharedSetting::Blocked { account, blocked } => {
+                w.u8(3).raw(account).bool(*blocked);
+            }
+            SharedSetting::ContactForgotten { account } => {
+                w.u8(4).raw(account);
             }
         }
     }
@@ -215,6 +226,8 @@ impl SharedSetting {
                 }
                 SharedSetting::Retention { conversation, keep_ms: set.then_some(keep_ms) }
             }
+            3 => SharedSetting::Blocked { account: r.array()?, blocked: r.bool()? },
+            4 => SharedSetting::ContactForgotten { account: r.array()? },
             _ => return Err(Error::Malformed { what: "setting", why: "unknown setting" }),
         })
     }

@@ -71,6 +71,10 @@ pub enum NodeEvent {
         device: [u8; 32],
         code: String,
     },
+    /// The account revoked this device (it was lost, or given away): from now on it opens
+    /// nothing new and every send fails with [`Error::Revoked`]. Sent once, when the
+    /// revocation arrives.
+    ThisDeviceRevoked,
 }
 
 /// How far a message of ours got.
@@ -514,8 +518,9 @@ impl Node {
         bytes: Vec<u8>,
         progress: Option<tokio::sync::watch::Sender<ImportProgress>>,
     ) -> Result<ImportReport> {
-        let (report, acknowledged, accounts) = self
+        let (report, acknowledged, accounts, revoked_now) = self
             .call_and_push(move |a| {
+                let was_revoked = a.is_revoked();
                 let mut tell = |p| {
                     if let Some(tx) = &progress {
                         tx.send_replace(p);
@@ -525,10 +530,13 @@ impl Node {
                 let contacts = a.contacts()?;
                 let accounts: std::collections::HashMap<String, [u8; 32]> =
                     contacts.into_iter().map(|c| (c.name, c.account)).collect();
-                Ok((report, a.take_acknowledged(), accounts))
+                Ok((report, a.take_acknowledged(), accounts, !was_revoked && a.is_revoked()))
             })
             .await?;
         emit_acknowledged(&self.events, acknowledged);
+        if revoked_now {
+            self.emit(NodeEvent::ThisDeviceRevoked);
+        }
         for name in &report.new_contacts {
             if let Some(account) = accounts.get(name) {
                 self.emit(NodeEvent::ContactRequest { name: name.clone(), account: *account });
@@ -571,6 +579,7 @@ impl Node {
             let (receives, outbox, events) = (self.receives.clone(), self.outbox.clone(), self.events.clone());
             let job: Job = Box::new(move |account| {
                 let batch = receives.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default();
+                let was_revoked = account.is_revoked();
                 let (replies, envelopes): (Vec<_>, Vec<_>) =
                     batch.into_iter().map(|p| ((p.reply, p.via), (p.bytes, p.via))).unzip();
                 let results =
@@ -595,6 +604,9 @@ impl Node {
                     let _ = reply.send(outcome);
                 }
                 emit_acknowledged(&events, account.take_acknowledged());
+                if !was_revoked && account.is_revoked() {
+                    let _ = events.send(NodeEvent::ThisDeviceRevoked);
+                }
             });
             if self.jobs.send(job).is_err()
                 && let Ok(mut queue) = self.receives.lock()

@@ -29,6 +29,8 @@ class Recorder : EventListener {
         synchronized(events) { events.add(event) }
     }
 
+    fun revoked(): Int = synchronized(events) { events.count { it is Event.ThisDeviceRevoked } }
+
     fun received(via: Via? = null): List<Event.MessageReceived> = synchronized(events) {
         events.filterIsInstance<Event.MessageReceived>().filter { via == null || it.via == via }
     }
@@ -515,8 +517,13 @@ suspend fun twoDevices(root: String) {
     val oldLink = alice.link()
     alice.revokeDevice(devices[1].device)
     check(alice.link() != oldLink) { "the revocation did not replace the contact link the laptop held" }
+    val told = Recorder()
+    val subscription = laptop.subscribe(told)
     laptop.importBundle(alice.exportBundle())
-    refused<WeftException.InvalidInput>("a revoked device sending") {
+    withTimeout(5_000) { while (told.revoked() == 0) kotlinx.coroutines.delay(20) }
+    check(told.revoked() == 1) { "the laptop is told once that it was revoked" }
+    subscription.cancel()
+    refused<WeftException.Revoked>("a revoked device sending") {
         runBlocking { laptop.send(laptop.conv("bob"), "still here?") }
     }
     for (n in listOf(alice, bob, laptop)) n.shutdown()

@@ -22,6 +22,17 @@ async def bodies(node, name):
     return [m.body for m in await node.history(await conversation_of(node, name), None, 100)]
 
 
+class Revocations(weft_ffi.EventListener):
+    """Counts the events that say this device was revoked."""
+
+    def __init__(self):
+        self.count = 0
+
+    def on_event(self, event):
+        if isinstance(event, weft_ffi.Event.THIS_DEVICE_REVOKED):
+            self.count += 1
+
+
 async def link_write_and_revoke(root):
     alice = await weft_ffi.open_node(root + "/alice", bytes([1] * 32), "alice")
     bob = await weft_ffi.open_node(root + "/bob", bytes([2] * 32), "bob")
@@ -70,7 +81,15 @@ async def link_write_and_revoke(root):
     leaked = await alice.link()
     fresh = await alice.replace_link()
     assert fresh == await alice.link() != leaked
+    told = Revocations()
+    subscription = laptop.subscribe(told)
     await carry(alice, bob, laptop)
+    for _ in range(100):
+        if told.count:
+            break
+        await asyncio.sleep(0.05)
+    assert told.count == 1, "the laptop is told once that it was revoked"
+    subscription.cancel()
     await bob.send(await conversation_of(bob, "alice"), "after the revocation")
     await carry(bob, alice, laptop)
     assert "after the revocation" in await bodies(alice, "bob")
@@ -78,7 +97,7 @@ async def link_write_and_revoke(root):
     try:
         await laptop.send(await conversation_of(laptop, "bob"), "still here?")
         raise AssertionError("a revoked device sent")
-    except weft_ffi.WeftError.InvalidInput as e:
+    except weft_ffi.WeftError.Revoked as e:
         assert "revoked" in str(e), e
     for node in (alice, bob, laptop):
         node.shutdown()
