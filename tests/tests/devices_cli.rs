@@ -102,6 +102,10 @@ fn a_phone_links_a_laptop_by_files_and_revokes_it() {
     // So the user makes a new link: the laptop answers it again.
     let _ = joining.kill();
     let _ = joining.wait();
+    // Nothing was stored on either side: no home on the laptop, no device on the phone.
+    assert!(!laptop.dir.join(weft_core::store::DB_FILE).exists(), "the laptop kept nothing");
+    let listed = alice.ok(&["--json", "device", "list"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&listed).unwrap().as_array().unwrap().len(), 1, "{listed}");
     let link: serde_json::Value = serde_json::from_str(&alice.ok(&["--json", "device", "link"])).unwrap();
     let link = link["link"].as_str().unwrap().to_owned();
     let _ = std::fs::remove_file(&request);
