@@ -19,7 +19,21 @@ pub struct Args {
     /// Seed: the same seed gives the same run
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Strategy: weft, flood, epidemic, spray, or all
+    /// Run this many seeds (from --seed on) and print each figure's mean and spread; every seed
+    /// is a paired run (the same walks, groups and messages for every strategy)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    seeds: u64,
+    /// Messages sent instead of the scenario's own (by random members of its groups)
+    #[arg(long)]
+    messages: Option<usize>,
+    /// Bytes of each envelope: 256, 512, 1024, 2048, 4096, ... 65536 (the padding buckets)
+    #[arg(long, default_value_t = 256)]
+    envelope_bytes: usize,
+    /// Bytes of others' envelopes every node carries, whatever its strategy (default: 1 MiB for
+    /// ours and spray-and-wait, unbounded for epidemic)
+    #[arg(long)]
+    cache_bytes: Option<usize>,
+    /// Strategy: weft, flood, epidemic, bloom (epidemic with a Bloom-filter summary), spray, or all
     #[arg(long, default_value = "all")]
     strategy: String,
     /// Copies of each envelope our strategy hands out (to explore; the default is the node's)
@@ -41,8 +55,9 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         "weft" => vec![Strategy::WEFT],
         "flood" => vec![Strategy::Flood { ttl: 7 }],
         "epidemic" => vec![Strategy::Epidemic],
+        "bloom" | "epidemic-bloom" => vec![Strategy::EpidemicFilter],
         "spray" => vec![Strategy::SprayAndWait { copies: 8 }],
-        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, spray or all"),
+        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, bloom, spray or all"),
     };
     let strategies: Vec<Strategy> = strategies
         .into_iter()
@@ -53,31 +68,45 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
             other => other,
         })
         .collect();
-    let mut reports = Vec::new();
+    let options = sim::Options { cache_bytes: args.cache_bytes };
+    let mut runs = Vec::new();
     for name in scenarios {
-        let scenario = Scenario::by_name(name, args.seed)
-            .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival or all"))?;
-        reports.extend(run_all(&scenario, &strategies, args.seed));
+        for seed in args.seed..args.seed + args.seeds {
+            let mut scenario = Scenario::by_name(name, seed)
+                .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival or all"))?
+                .with_envelope_len(args.envelope_bytes)
+                .map_err(anyhow::Error::msg)?;
+            if let Some(messages) = args.messages {
+                scenario = scenario.with_messages(messages, seed);
+            }
+            runs.extend(strategies.iter().map(|s| (scenario.clone(), *s, seed)));
+        }
     }
+    let reports = run_all(&runs, &options);
     if let Some(path) = &args.plot {
         std::fs::write(path, plot(&reports)).with_context(|| format!("writing {}", path.display()))?;
     }
-    out.print(&reports, || table(&reports));
+    out.print(&reports, || if args.seeds > 1 { summary_table(&sim::summarize(&reports)) } else { table(&reports) });
     Ok(())
 }
 
-/// Runs the strategies two at a time (the machines this targets have two cores).
-fn run_all(scenario: &Scenario, strategies: &[Strategy], seed: u64) -> Vec<Report> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(strategies.len()).max(1);
-    let mut reports: Vec<Option<Report>> = vec![None; strategies.len()];
+/// Runs every (scenario, strategy, seed) two at a time (the machines this targets have two
+/// cores), the reports in the order given.
+fn run_all(runs: &[(Scenario, Strategy, u64)], options: &sim::Options) -> Vec<Report> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(runs.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut reports: Vec<Option<Report>> = vec![None; runs.len()];
     std::thread::scope(|s| {
-        let chunks: Vec<Vec<(usize, Strategy)>> = (0..workers)
-            .map(|w| strategies.iter().copied().enumerate().filter(|(i, _)| i % workers == w).collect())
-            .collect();
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                s.spawn(move || chunk.into_iter().map(|(i, st)| (i, sim::run(scenario, st, seed))).collect::<Vec<_>>())
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((scenario, strategy, seed)) = runs.get(i) else { break done };
+                        done.push((i, sim::run_with(scenario, *strategy, *seed, options)));
+                    }
+                })
             })
             .collect();
         for h in handles {
@@ -87,6 +116,39 @@ fn run_all(scenario: &Scenario, strategies: &[Strategy], seed: u64) -> Vec<Repor
         }
     });
     reports.into_iter().flatten().collect()
+}
+
+/// Each figure's mean ± standard deviation over the seeds, and the ratio of mean air bytes per
+/// delivery against the strongest epidemic baseline (epidemic with a Bloom-filter summary).
+fn summary_table(summaries: &[sim::Summary]) -> String {
+    let mut text = String::new();
+    let mut scenario = "";
+    for s in summaries {
+        if s.scenario != scenario {
+            scenario = &s.scenario;
+            text += &format!("\nscenario {} ({} seeds; mean ± sd)\n", s.scenario, s.seeds);
+            text += &format!(
+                "{:<26} {:>15} {:>15} {:>15} {:>22} {:>14} {:>10}\n",
+                "strategy", "delivery", "p50 (s)", "p95 (s)", "air bytes", "air B/msg", "vs bloom"
+            );
+        }
+        let bloom = summaries.iter().find(|b| b.scenario == s.scenario && b.strategy == "epidemic-bloom");
+        let versus = bloom
+            .map(|b| format!("{:.2}x", s.bytes_per_delivered.mean / b.bytes_per_delivered.mean.max(f64::MIN_POSITIVE)))
+            .unwrap_or_default();
+        let pm = |x: &sim::Spread, digits: usize| format!("{:.*} ± {:.*}", digits, x.mean, digits, x.sd);
+        text += &format!(
+            "{:<26} {:>15} {:>15} {:>15} {:>22} {:>14.0} {:>10}\n",
+            s.strategy,
+            pm(&s.delivery_ratio, 3),
+            pm(&s.latency_p50_s, 1),
+            pm(&s.latency_p95_s, 1),
+            format!("{:.3e} ± {:.1e}", s.bytes_on_air.mean, s.bytes_on_air.sd),
+            s.bytes_per_delivered.mean,
+            versus,
+        );
+    }
+    text
 }
 
 fn table(reports: &[Report]) -> String {

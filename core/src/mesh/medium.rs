@@ -129,7 +129,12 @@ struct Link {
 
 pub struct Medium {
     config: MediumConfig,
+    /// Walks and scan phases.
     rng: SimRng,
+    /// Loss on the air, a stream of its own: with one shared stream, a strategy that sends more
+    /// fragments would also change everyone's walk, and runs of two strategies on one seed
+    /// would no longer be paired.
+    loss_rng: SimRng,
     radios: Vec<Radio>,
     links: BTreeMap<LinkId, Link>,
     next_link: LinkId,
@@ -148,6 +153,7 @@ impl Medium {
         Medium {
             config,
             rng: SimRng::new(seed),
+            loss_rng: SimRng::new(seed ^ 0x1055_1055_1055_1055),
             radios: Vec::new(),
             links: BTreeMap::new(),
             next_link: 1,
@@ -365,7 +371,7 @@ impl Medium {
                     {
                         capture.extend_from_slice(&fragment);
                     }
-                    if self.config.loss > 0.0 && self.rng.unit() < self.config.loss {
+                    if self.config.loss > 0.0 && self.loss_rng.unit() < self.config.loss {
                         self.fragments_lost += 1;
                         continue;
                     }
@@ -448,5 +454,35 @@ mod tests {
         };
         assert_eq!(walk(7), walk(7));
         assert_ne!(walk(7), walk(8));
+    }
+
+    /// Two strategies run on one seed must see the same walks: losing a fragment draws from a
+    /// stream of its own, so sending more changes no one's path.
+    #[test]
+    fn loss_draws_do_not_change_the_walks() {
+        let walk = |fragments: usize| {
+            let mobility = Mobility::RandomWaypoint {
+                width: 40.0,
+                height: 40.0,
+                min_speed: 0.5,
+                max_speed: 1.5,
+                max_pause_ms: 1_000,
+            };
+            let mut m = Medium::new(MediumConfig { loss: 0.3, ..MediumConfig::default() }, 11);
+            m.add_node(10.0, 10.0, mobility);
+            m.add_node(12.0, 10.0, mobility);
+            for _ in 0..600 {
+                if let Some(&link) = m.links_of(0).first() {
+                    for _ in 0..fragments {
+                        m.send(0, link, vec![0; 20]);
+                    }
+                }
+                m.step(100);
+            }
+            (m.position(0), m.position(1), m.fragments_lost() > 0)
+        };
+        let (quiet, busy) = (walk(0), walk(5));
+        assert_eq!((quiet.0, quiet.1), (busy.0, busy.1));
+        assert!(busy.2, "the busy run lost fragments");
     }
 }

@@ -28,6 +28,8 @@ pub enum MeshMessage {
     Offer { topics: Vec<(Topic, Vec<(Item, u16)>)> },
     /// Envelopes from an offer the sender wants.
     Want { ids: Vec<Item> },
+    /// A Bloom filter of every id the sender holds (filter-based epidemic; a baseline only).
+    Filter(super::bloom::Bloom),
 }
 
 const CARRY: u8 = 1;
@@ -36,6 +38,7 @@ const DESCRIBE: u8 = 3;
 const SUMMARY: u8 = 4;
 const OFFER: u8 = 5;
 const WANT: u8 = 6;
+const FILTER: u8 = 7;
 
 impl MeshMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -50,6 +53,9 @@ impl MeshMessage {
             MeshMessage::Describe { ids } => write_ids(w.u8(DESCRIBE), ids),
             MeshMessage::Summary { ids } => write_ids(w.u8(SUMMARY), ids),
             MeshMessage::Want { ids } => write_ids(w.u8(WANT), ids),
+            MeshMessage::Filter(bloom) => {
+                w.u8(FILTER).raw(&bloom.salt).u8(bloom.hashes).raw(&bloom.bits);
+            }
             MeshMessage::Offer { topics } => {
                 w.u8(OFFER).count(topics.len());
                 for (topic, entries) in topics {
@@ -79,6 +85,13 @@ impl MeshMessage {
             DESCRIBE => MeshMessage::Describe { ids: read_ids(&mut r)? },
             SUMMARY => MeshMessage::Summary { ids: read_ids(&mut r)? },
             WANT => MeshMessage::Want { ids: read_ids(&mut r)? },
+            FILTER => {
+                let salt = r.array()?;
+                let hashes = r.u8()?;
+                let bloom = super::bloom::Bloom { salt, hashes, bits: r.take(r.remaining())?.to_vec() };
+                bloom.check()?;
+                MeshMessage::Filter(bloom)
+            }
             OFFER => {
                 let n = r.count(MAX_TOPICS, TOPIC_LEN + 1)?;
                 let mut topics = Vec::with_capacity(n);
@@ -128,6 +141,7 @@ mod tests {
             MeshMessage::Summary { ids: vec![[3; 16], [4; 16]] },
             MeshMessage::Offer { topics: vec![([5; 16], vec![([6; 16], 8), ([7; 16], 1)])] },
             MeshMessage::Want { ids: vec![] },
+            MeshMessage::Filter(crate::mesh::bloom::Bloom::of([9; 16], [[1u8; 16]].iter())),
         ];
         for m in messages {
             assert_eq!(MeshMessage::decode(&m.encode()).unwrap(), m);

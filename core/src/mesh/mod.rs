@@ -1,6 +1,7 @@
 //! The Bluetooth mesh: neighbours in radio range carry each other's envelopes, hop by hop and
 //! over time as people move, when there is no network.
 //!
+//! - [`bloom`]: a Bloom filter of ids, the strongest epidemic baseline's summary;
 //! - [`fragment`]: frames cut to the link's MTU and put back together, with bounded memory;
 //! - [`message`]: what neighbours say to each other;
 //! - [`router`]: the store-carry-forward state machine (and the simulator's baselines);
@@ -11,6 +12,7 @@
 //!   btleplug, and one fed by a mobile app's driver);
 //! - [`driver`]: runs a node's router over a radio.
 
+pub mod bloom;
 pub mod driver;
 pub mod fragment;
 pub mod medium;

@@ -27,6 +27,8 @@ pub struct Scenario {
     /// (time, group, sender) of every message.
     pub messages: Vec<(u64, usize, NodeIndex)>,
     pub duration_ms: u64,
+    /// Bytes of every envelope (one of the padding buckets).
+    pub envelope_len: usize,
 }
 
 impl Scenario {
@@ -54,6 +56,7 @@ impl Scenario {
             groups: vec![vec![0, 9]],
             messages,
             duration_ms: 10 * 60_000,
+            envelope_len: SIZE_BUCKETS[0],
         }
     }
 
@@ -64,7 +67,15 @@ impl Scenario {
         let duration_ms = 10 * 60_000;
         let groups = random_groups(&mut rng, 100, 10);
         let messages = random_messages(&mut rng, &groups, 8 * 60_000, 20);
-        Scenario { name: "grid", medium: MediumConfig::default(), nodes, groups, messages, duration_ms }
+        Scenario {
+            name: "grid",
+            medium: MediumConfig::default(),
+            nodes,
+            groups,
+            messages,
+            duration_ms,
+            envelope_len: SIZE_BUCKETS[0],
+        }
     }
 
     /// 200 people walking in a 500 m × 500 m field for an hour (random waypoint, 0.5 to
@@ -89,7 +100,36 @@ impl Scenario {
             groups,
             messages,
             duration_ms: 60 * 60_000,
+            envelope_len: SIZE_BUCKETS[0],
         }
+    }
+
+    /// The same scenario with envelopes of `envelope_len` bytes (a padding bucket).
+    pub fn with_envelope_len(mut self, envelope_len: usize) -> Result<Scenario, String> {
+        if !SIZE_BUCKETS.contains(&envelope_len) {
+            return Err(format!("an envelope is one of {SIZE_BUCKETS:?} bytes, not {envelope_len}"));
+        }
+        self.envelope_len = envelope_len;
+        Ok(self)
+    }
+
+    /// The same people, walks and groups carrying `messages` messages instead, sent by random
+    /// members of random groups at random times in the first five sixths of the run: with
+    /// [`Scenario::with_envelope_len`], the load that decides whether what is live fits the
+    /// carriers' caches.
+    pub fn with_messages(mut self, messages: usize, seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed ^ 0x10AD);
+        let until = self.duration_ms * 5 / 6;
+        let mut sent: Vec<_> = (0..messages)
+            .map(|_| {
+                let group = rng.below(self.groups.len() as u64) as usize;
+                let members = &self.groups[group];
+                (rng.below(until), group, members[rng.below(members.len() as u64) as usize])
+            })
+            .collect();
+        sent.sort();
+        self.messages = sent;
+        self
     }
 }
 
@@ -149,23 +189,115 @@ pub struct Report {
     pub timeline: Vec<(u64, f64)>,
 }
 
+/// Mean and standard deviation of one figure over seeds.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub sd: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+        let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+        if values.is_empty() {
+            return Spread { mean: f64::NAN, sd: f64::NAN, min: f64::NAN, max: f64::NAN };
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var =
+            if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Spread { mean, sd: var.sqrt(), min, max }
+    }
+}
+
+/// One strategy's figures on one scenario over several seeds (each seed a paired run: the same
+/// walks, groups and messages for every strategy).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub strategy: String,
+    pub seeds: usize,
+    pub delivery_ratio: Spread,
+    pub latency_p50_s: Spread,
+    pub latency_p95_s: Spread,
+    pub bytes_on_air: Spread,
+    pub bytes_per_delivered: Spread,
+    pub peak_cache_bytes: Spread,
+    pub wall_ms: Spread,
+}
+
+/// The reports of several seeds, by scenario and strategy, in the order first met.
+pub fn summarize(reports: &[Report]) -> Vec<Summary> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in reports {
+        let key = (r.scenario.clone(), r.strategy.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .map(|(scenario, strategy)| {
+            let runs: Vec<&Report> =
+                reports.iter().filter(|r| r.scenario == scenario && r.strategy == strategy).collect();
+            let of = |f: fn(&Report) -> f64| Spread::of(runs.iter().map(|r| f(r)));
+            Summary {
+                seeds: runs.len(),
+                delivery_ratio: of(|r| r.delivery_ratio),
+                latency_p50_s: of(|r| r.latency_p50_s),
+                latency_p95_s: of(|r| r.latency_p95_s),
+                bytes_on_air: of(|r| r.bytes_on_air as f64),
+                bytes_per_delivered: of(|r| r.bytes_per_delivered),
+                peak_cache_bytes: of(|r| r.peak_cache_bytes as f64),
+                wall_ms: of(|r| r.wall_ms as f64),
+                scenario,
+                strategy,
+            }
+        })
+        .collect()
+}
+
 struct Message {
     group: usize,
     sender: NodeIndex,
     sent_ms: u64,
 }
 
+/// How the carriers are set up beyond their strategy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes of others' ciphertext every node carries, whatever its strategy (a quarter of it
+    /// per neighbour). Unset, ours and the spraying baselines carry 1 MiB, and epidemic all
+    /// it is given: the classic baseline, which is its best case.
+    pub cache_bytes: Option<usize>,
+}
+
+/// The router set-up of one node under `strategy` and `options`.
+fn router_config(strategy: Strategy, options: &Options) -> RouterConfig {
+    let unbounded = matches!(strategy, Strategy::Epidemic | Strategy::EpidemicFilter);
+    let cache_bytes = options.cache_bytes.unwrap_or(if unbounded { usize::MAX } else { 1 << 20 });
+    RouterConfig {
+        strategy,
+        cache_bytes,
+        per_link_bytes: if cache_bytes == usize::MAX { usize::MAX } else { cache_bytes / 4 },
+        ..RouterConfig::default()
+    }
+}
+
 /// Runs `scenario` with `strategy`. The same seed gives the same run.
 pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
+    run_with(scenario, strategy, seed, &Options::default())
+}
+
+/// [`run`] with carriers set up by `options`.
+pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Options) -> Report {
     let started = Instant::now();
     let mut rng = SimRng::new(seed ^ 0x5EED);
     let mut medium = Medium::new(scenario.medium, seed);
-    let config = RouterConfig {
-        strategy,
-        cache_bytes: if strategy == Strategy::Epidemic { usize::MAX } else { 1 << 20 },
-        per_link_bytes: if strategy == Strategy::Epidemic { usize::MAX } else { 256 << 10 },
-        ..RouterConfig::default()
-    };
+    let config = router_config(strategy, options);
     let mut routers: Vec<Router> = Vec::new();
     let topics: Vec<Topic> = (0..scenario.groups.len()).map(|_| rng.bytes16()).collect();
     for (i, (x, y, mobility)) in scenario.nodes.iter().enumerate() {
@@ -190,7 +322,7 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
                 break;
             }
             pending.next();
-            let envelope = fake_envelope(&mut rng, topics[group]);
+            let envelope = fake_envelope_of(&mut rng, topics[group], scenario.envelope_len);
             let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
             messages.insert(id, Message { group, sender, sent_ms: now });
             let outputs = routers[sender].originate(envelope, now);
@@ -296,20 +428,31 @@ fn link_downs(routers: &mut [Router], events: Vec<MediumEvent>) {
 /// An envelope of the smallest bucket for `topic`, with random bytes where the sealed header
 /// and body would be: what a carrier sees of a real one.
 pub fn fake_envelope(rng: &mut SimRng, topic: Topic) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(SIZE_BUCKETS[0]);
+    fake_envelope_of(rng, topic, SIZE_BUCKETS[0])
+}
+
+/// [`fake_envelope`] of `len` bytes (a padding bucket).
+pub fn fake_envelope_of(rng: &mut SimRng, topic: Topic, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
     bytes.push(ENVELOPE_VERSION);
     bytes.extend_from_slice(&topic);
-    while bytes.len() < SIZE_BUCKETS[0] {
+    while bytes.len() < len {
         bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
-    bytes.truncate(SIZE_BUCKETS[0]);
+    bytes.truncate(len);
     debug_assert_eq!(bytes[1..1 + TOPIC_LEN], topic);
     bytes
 }
 
 /// The strategies the simulator compares, ours first.
 pub fn strategies() -> Vec<Strategy> {
-    vec![Strategy::WEFT, Strategy::Flood { ttl: 7 }, Strategy::Epidemic, Strategy::SprayAndWait { copies: 8 }]
+    vec![
+        Strategy::WEFT,
+        Strategy::Flood { ttl: 7 },
+        Strategy::Epidemic,
+        Strategy::EpidemicFilter,
+        Strategy::SprayAndWait { copies: 8 },
+    ]
 }
 
 #[cfg(test)]
@@ -326,6 +469,36 @@ mod tests {
         // Nine hops are beyond flooding's seven; eight copies halve out before the far end.
         assert_eq!(run(&scenario, Strategy::Flood { ttl: 7 }, 1).delivery_ratio, 0.0);
         assert!(run(&scenario, Strategy::SprayAndWait { copies: 8 }, 1).delivery_ratio < 1.0);
+    }
+
+    /// The strongest epidemic baseline: the same reach as epidemic's summary vectors for a
+    /// fraction of their bytes.
+    #[test]
+    fn a_bloom_filter_summary_delivers_like_epidemic_for_fewer_bytes() {
+        let scenario = Scenario::grid(2);
+        let (classic, bloom) = (run(&scenario, Strategy::Epidemic, 2), run(&scenario, Strategy::EpidemicFilter, 2));
+        assert_eq!((classic.delivery_ratio, bloom.delivery_ratio), (1.0, 1.0));
+        assert!(bloom.bytes_on_air < classic.bytes_on_air, "{} against {}", bloom.bytes_on_air, classic.bytes_on_air);
+    }
+
+    /// Envelopes of a larger bucket, and a load of its own over the same walks and groups.
+    #[test]
+    fn a_scenario_takes_another_load() {
+        let scenario = Scenario::grid(5).with_envelope_len(4096).unwrap().with_messages(50, 5);
+        assert_eq!(scenario.messages.len(), 50);
+        assert!(Scenario::grid(5).with_envelope_len(1000).is_err(), "not a padding bucket");
+        let report = run(&scenario, Strategy::WEFT, 5);
+        assert!(report.delivery_ratio > 0.99 && report.bytes_on_air > 50 * 4096, "{report:?}");
+    }
+
+    #[test]
+    fn summaries_give_mean_and_spread_over_seeds() {
+        let spread = Spread::of([1.0, 2.0, 3.0]);
+        assert_eq!((spread.mean, spread.sd, spread.min, spread.max), (2.0, 1.0, 1.0, 3.0));
+        let reports: Vec<Report> = (1..=2).map(|seed| run(&Scenario::line(seed), Strategy::WEFT, seed)).collect();
+        let summary = summarize(&reports);
+        assert_eq!(summary.len(), 1);
+        assert_eq!((summary[0].seeds, summary[0].delivery_ratio.mean), (2, 1.0));
     }
 
     #[test]

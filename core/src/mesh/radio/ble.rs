@@ -51,6 +51,9 @@ fn no_radio(e: btleplug::Error) -> Error {
 
 /// A peripheral that failed (no Weft service, refused connection) is left alone this long.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How long a connection may take to come up (a phone that walked away mid-connect never
+/// answers; Android gives up after about 30 s, iOS never does).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fragments queued for one peripheral: one largest envelope at the smallest MTU.
 const WRITE_QUEUE: usize = 8 * LINK_BUFFER;
 
@@ -138,15 +141,21 @@ async fn run(
 /// Connects to one phone and moves fragments both ways until either side goes.
 async fn serve(peripheral: Peripheral, id: PeripheralId, link: u64, driver: Arc<BleDriver>, feed: RadioEvents) {
     let result = async {
-        peripheral.connect().await.map_err(no_radio)?;
+        // A phone that walks away mid-connect must not hold a link slot for ever.
+        tokio::time::timeout(CONNECT_TIMEOUT, peripheral.connect())
+            .await
+            .map_err(|_| Error::NoRadio("connecting timed out".into()))?
+            .map_err(no_radio)?;
         peripheral.discover_services().await.map_err(no_radio)?;
         let data: Characteristic = peripheral
             .characteristics()
             .into_iter()
             .find(|c| c.uuid == DATA && c.service_uuid == SERVICE)
             .ok_or_else(|| Error::NoRadio("peer has no Weft data characteristic".into()))?;
-        peripheral.subscribe(&data).await.map_err(no_radio)?;
+        // The stream first: the phone may notify as soon as the subscription lands, and what it
+        // sends before a stream exists is lost (the stream buffers until the loop reads it).
         let mut notifications = peripheral.notifications().await.map_err(no_radio)?;
+        peripheral.subscribe(&data).await.map_err(no_radio)?;
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         driver.writers.lock().expect("writers lock").insert(link, tx);
         // The MTU BlueZ negotiated on connect (23 until it has).

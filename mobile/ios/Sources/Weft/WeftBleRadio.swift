@@ -299,8 +299,9 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
             for peripheral in peripherals.values where links.link(of: peripheral.identifier) == nil {
                 if peripheral.state == .connected {
                     peripheral.discoverServices([Self.service])
+                    giveUpUnlessLinked(peripheral)
                 } else {
-                    central.connect(peripheral, options: nil)
+                    connect(peripheral)
                 }
             }
         } else if central.state != .poweredOn {
@@ -333,8 +334,20 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
         background.touch()
         peripherals[peripheral.identifier] = peripheral
         peripheral.delegate = self
+        connect(peripheral)
+    }
+
+    /// Connects with a deadline: iOS never times a connection attempt out, and a pending one
+    /// counts against `maxLinks`, so after a few peers walked away mid-connect the central role
+    /// would stop connecting at all.
+    private func connect(_ peripheral: CBPeripheral) {
         central.connect(peripheral, options: nil)
-        // Given up if not a link in time (the peer walked away); it is found again later.
+        giveUpUnlessLinked(peripheral)
+    }
+
+    /// Given up if not a link in time (the peer walked away, or a restored connection never
+    /// came back); it is found again by a later scan.
+    private func giveUpUnlessLinked(_ peripheral: CBPeripheral) {
         queue.asyncAfter(deadline: .now() + Self.setupTimeout) { [weak self] in
             guard let self, !self.stopped, self.peripherals[peripheral.identifier] === peripheral,
                   self.links.link(of: peripheral.identifier) == nil

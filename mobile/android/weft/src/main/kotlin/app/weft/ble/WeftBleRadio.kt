@@ -73,6 +73,10 @@ class WeftBleRadio(
     private val onProblem: (RadioProblem) -> Unit = {},
 ) : RadioDriver {
     companion object {
+        /** Tries of a write the stack refused, and the wait before the first retry (then longer). */
+        private const val WRITE_RETRIES = 5
+        private const val WRITE_RETRY_MS = 20L
+
         /** The same service and characteristic as the desktop driver (core/src/mesh/radio/ble.rs). */
         val SERVICE: UUID = UUID.fromString("7e1f0001-9a3c-4b7e-a7d2-5c0f3e8bd14a")
         val DATA: UUID = UUID.fromString("7e1f0002-9a3c-4b7e-a7d2-5c0f3e8bd14a")
@@ -228,8 +232,14 @@ class WeftBleRadio(
 
     // The radio's own work, on the handler thread.
 
-    /** Writes `fragment`, unless `link` went down meanwhile (the device may be on a new link). */
-    private fun write(link: Long, device: BluetoothDevice, fragment: ByteArray) {
+    /**
+     * Writes `fragment`, unless `link` went down meanwhile (the device may be on a new link).
+     * A write or notification the stack refuses (it returns false, or BUSY on Android 13+, while
+     * another GATT operation is in flight or its queue is full) is tried again a little later,
+     * a few times, before the link is given up: dropping a link at the first refusal cost
+     * whole reconciliations in a busy crowd.
+     */
+    private fun write(link: Long, device: BluetoothDevice, fragment: ByteArray, attempt: Int = 0) {
         if (links.endpointOf(link) != device) return
         val ok = if (links.isInitiator(link)) {
             val gatt = clients[device]
@@ -239,8 +249,11 @@ class WeftBleRadio(
             val data = server?.getService(SERVICE)?.getCharacteristic(DATA)
             data != null && notify(device, data, fragment)
         }
-        if (!ok) {
-            Log.w(TAG, "a write to link $link failed; dropping the link")
+        if (ok) return
+        if (attempt < WRITE_RETRIES) {
+            handler.postDelayed({ guarded { write(link, device, fragment, attempt + 1) } }, WRITE_RETRY_MS * (attempt + 1))
+        } else {
+            Log.w(TAG, "a write to link $link was refused $WRITE_RETRIES times; dropping the link")
             down(device)
         }
     }
