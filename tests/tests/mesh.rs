@@ -57,6 +57,33 @@ async fn two_people_with_only_radios_chat_and_events_name_the_mesh() {
     assert_eq!(sent, 20);
 }
 
+/// Berty #5149: after Bluetooth was toggled, nothing arrived until both sides sent again. Here
+/// bob's radio goes off while alice writes, and on again: what she wrote arrives with no action
+/// by either of them, and so does what she writes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_radio_turned_off_and_on_again_carries_on_with_no_user_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, bob) = (create(dir.path(), "alice").await, create(dir.path(), "bob").await);
+    introduce(&alice, &bob).await;
+    let air = SimAir::start(MediumConfig::default(), 3);
+    let (radio_a, _) = air.add_radio(0.0, 0.0, Mobility::Static);
+    let (radio_b, b) = air.add_radio(10.0, 0.0, Mobility::Static);
+    let _mesh_a = mesh::start(alice.clone(), radio_a, RouterConfig::default());
+    let _mesh_b = mesh::start(bob.clone(), radio_b, RouterConfig::default());
+    alice.send("bob".into(), "before".into()).await.unwrap();
+    eventually("the first message", 30, || async { texts(&bob, "alice").await.len() == 1 }).await;
+
+    air.set_enabled(b, false);
+    eventually("bob's link gone", 10, || async { air.links_of(b) == 0 }).await;
+    alice.send("bob".into(), "while bob's radio was off".into()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(texts(&bob, "alice").await.len(), 1, "nothing crosses a radio that is off");
+    air.set_enabled(b, true);
+    eventually("what alice wrote while it was off", 30, || async { texts(&bob, "alice").await.len() == 2 }).await;
+    alice.send("bob".into(), "after".into()).await.unwrap();
+    eventually("what alice writes after", 30, || async { texts(&bob, "alice").await.len() == 3 }).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_libp2p_is_cut_delivery_continues_over_the_mesh_and_nothing_shows_twice() {
     let dir = tempfile::tempdir().unwrap();
