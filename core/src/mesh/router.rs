@@ -135,6 +135,11 @@ struct Held {
     from: Option<LinkId>,
 }
 
+/// [`Router::refuses`], for where a link's state is borrowed.
+fn refused(seen: &HashSet<Item>, evicted: &HashMap<Item, u64>, id: &Item) -> bool {
+    seen.contains(id) || evicted.contains_key(id)
+}
+
 /// Copies that never run out: every holder may hand the envelope on (epidemic spread).
 pub const UNLIMITED: u16 = u16::MAX;
 
@@ -165,6 +170,10 @@ const MIN_SESSION_GAP_MS: u64 = 4_000;
 /// another neighbour: honest links reconcile every `RESYNC_MS`, and a hostile neighbour that
 /// sends a fragment now and then (a frame never finished) held a place for 96 minutes.
 const IDLE_LINK_MS: u64 = 300_000;
+/// How long an id evicted for quota is refused and reconciled as held, and how many such ids
+/// are kept (see [`Router::evict`]).
+const EVICTED_FOR_MS: u64 = 2 * 60 * 60_000;
+const MAX_EVICTED: usize = MAX_IDS;
 /// Envelopes asked for and not yet received, over all links.
 const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
 /// Neighbours in a crowd mostly hold the same envelopes: start reconciling small.
@@ -198,6 +207,12 @@ pub struct Router {
     carried_bytes: usize,
     seen: HashSet<Item>,
     seen_order: VecDeque<Item>,
+    /// Ids evicted for quota lately, with when: refused, and reconciled as held, for
+    /// `EVICTED_FOR_MS` (see [`Router::evict`]).
+    evicted: HashMap<Item, u64>,
+    evicted_order: VecDeque<(u64, Item)>,
+    /// The latest time the caller handed in.
+    clock_ms: u64,
     requested: HashMap<Item, (LinkId, u64)>,
     /// Bytes held that each link handed us (its quota).
     bytes_from: HashMap<LinkId, usize>,
@@ -228,6 +243,9 @@ impl Router {
             carried_bytes: 0,
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
+            evicted: HashMap::new(),
+            evicted_order: VecDeque::new(),
+            clock_ms: 0,
             requested: HashMap::new(),
             bytes_from: HashMap::new(),
             links: HashMap::new(),
@@ -273,6 +291,10 @@ impl Router {
     /// and is never offered again.
     pub fn set_interests(&mut self, topics: impl IntoIterator<Item = Topic>) -> Vec<Output> {
         self.interests = topics.into_iter().collect();
+        // What we evicted as someone else's may be ours now (a device linked after its request
+        // was carried here): taken again if a neighbour still holds it.
+        self.evicted.clear();
+        self.evicted_order.clear();
         for held in self.held.values_mut() {
             let own = self.interests.contains(&held.topic);
             if own != held.own {
@@ -307,7 +329,13 @@ impl Router {
 
     /// Whether the envelope is held, or was and expired (and is not to be taken again).
     pub fn knows(&self, id: &Item) -> bool {
-        self.held.contains_key(id) || self.seen.contains(id)
+        self.held.contains_key(id) || self.refuses(id)
+    }
+
+    /// Whether an envelope we do not hold is not to be taken: it expired or was forgotten
+    /// (remembered for good, within `seen_capacity`), or was evicted for quota lately.
+    fn refuses(&self, id: &Item) -> bool {
+        refused(&self.seen, &self.evicted, id)
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -327,6 +355,7 @@ impl Router {
     /// neighbour. Its first hand-over to a neighbour is reported ([`Output::HandedOver`]), at
     /// once if it was handed over before (it may have been adopted first).
     pub fn originate(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if let Ok(parsed) = Envelope::parse(envelope) {
             let topic = parsed.topic();
             let id = short_id(&parsed.id());
@@ -351,10 +380,11 @@ impl Router {
     /// offered to the neighbours present, not pushed. It gets a full set of copies, because a
     /// member who bridges from the network is often the only way into the mesh.
     pub fn adopt(&mut self, envelope: Vec<u8>, now_ms: u64) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if let Ok(parsed) = Envelope::parse(envelope) {
             let topic = parsed.topic();
             let id = short_id(&parsed.id());
-            if !self.held.contains_key(&id) && !self.seen.contains(&id) {
+            if !self.held.contains_key(&id) && !self.refuses(&id) {
                 let copies = self.config.strategy.initial_copies();
                 self.insert(id, Arc::new(parsed.into_bytes()), topic, copies, true, now_ms, None);
                 self.offer_to_neighbours(id, None);
@@ -365,6 +395,7 @@ impl Router {
 
     /// A neighbour connected. `initiator` is true on exactly one side (the central).
     pub fn link_up(&mut self, link: LinkId, mtu: usize, initiator: bool, salt: [u8; 16], now_ms: u64) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.noise = salt;
         self.links.insert(
             link,
@@ -395,6 +426,7 @@ impl Router {
 
     /// A fragment from a neighbour.
     pub fn fragment(&mut self, link: LinkId, fragment: &[u8], now_ms: u64) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let Some(state) = self.links.get_mut(&link) else { return Vec::new() };
         state.last_heard_ms = now_ms;
         match state.reassembler.push(fragment, now_ms) {
@@ -413,6 +445,10 @@ impl Router {
 
     /// Time passes: expiry, timeouts, periodic reconciliation. `salt` seeds any new session.
     pub fn tick(&mut self, now_ms: u64, salt: [u8; 16]) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        while self.evicted_order.front().is_some_and(|(at, _)| now_ms.saturating_sub(*at) > EVICTED_FOR_MS) {
+            self.forget_evicted_front();
+        }
         self.noise = salt;
         let max_age = self.config.max_age_ms;
         if now_ms > self.next_expiry_ms {
@@ -433,7 +469,10 @@ impl Router {
         let mut resync = Vec::new();
         let mut idle = Vec::new();
         for (link, state) in &mut self.links {
-            if now_ms.saturating_sub(state.last_message_ms) > IDLE_LINK_MS && !state.closed {
+            // (Ours only: the baselines' links fall silent once in sync, and closing them would
+            // charge them a new summary every five minutes in the simulator.)
+            let reconciles = matches!(self.config.strategy, Strategy::Weft { .. });
+            if reconciles && now_ms.saturating_sub(state.last_message_ms) > IDLE_LINK_MS && !state.closed {
                 idle.push(*link);
                 continue;
             }
@@ -468,10 +507,12 @@ impl Router {
         std::mem::take(&mut self.out)
     }
 
-    /// The ids a reconciliation says we have: those held, and those we refuse to take again
-    /// (expired, evicted, forgotten), so that neighbours do not hand them over.
+    /// The ids a reconciliation says we have: those held, and those evicted lately, so that
+    /// neighbours do not hand them straight back. Not every id we refuse: expired ones are
+    /// remembered for weeks, and a neighbour that never saw them would find them in every
+    /// difference, for ever (65,536 of them cost megabytes a meeting).
     fn reconciled_ids(&self) -> impl Iterator<Item = &Item> {
-        self.held.keys().chain(self.seen.iter())
+        self.held.keys().chain(self.evicted.keys())
     }
 
     fn uses_summaries(&self) -> bool {
@@ -562,9 +603,10 @@ impl Router {
                     state.last_session_start_ms = Some(now_ms);
                     state.responder = None;
                 }
-                let (held, seen) = (&self.held, &self.seen);
-                let responder =
-                    state.responder.get_or_insert_with(|| Responder::new(held.keys().chain(seen).copied().collect()));
+                let (held, evicted) = (&self.held, &self.evicted);
+                let responder = state
+                    .responder
+                    .get_or_insert_with(|| Responder::new(held.keys().chain(evicted.keys()).copied().collect()));
                 match responder.handle(message) {
                     Ok((reply, None)) => self.send(link, &MeshMessage::Reconcile(reply)),
                     Ok((_, Some(outcome))) => {
@@ -572,7 +614,7 @@ impl Router {
                         let mut we_lack: Vec<Item> = outcome
                             .we_lack
                             .into_iter()
-                            .filter(|id| !self.seen.contains(id) && !self.held.contains_key(id))
+                            .filter(|id| !refused(&self.seen, &self.evicted, id) && !self.held.contains_key(id))
                             .collect();
                         we_lack.truncate(MAX_IDS);
                         // Reconciliation is the truth about what the neighbour lacks, whatever
@@ -611,7 +653,7 @@ impl Router {
             // Classic epidemic: ask for everything the summary shows we lack.
             let want: Vec<Item> = ids
                 .into_iter()
-                .filter(|id| !self.held.contains_key(id) && !self.seen.contains(id) && !self.requested.contains_key(id))
+                .filter(|id| !self.held.contains_key(id) && !self.refuses(id) && !self.requested.contains_key(id))
                 .collect();
             self.want(link, want, 0);
         } else {
@@ -639,7 +681,12 @@ impl Router {
                 they_lack.push((held.stored_ms, *id));
             }
         }
-        let answer = !state.initiator_role;
+        // Answered once per session gap: a stream of tiny filters must not buy a large one each.
+        let answer = !state.initiator_role
+            && state.last_session_start_ms.is_none_or(|t| self.clock_ms.saturating_sub(t) >= MIN_SESSION_GAP_MS);
+        if answer {
+            state.last_session_start_ms = Some(self.clock_ms);
+        }
         // Oldest first, as epidemic routing's FIFO queue does.
         they_lack.sort_unstable();
         for (_, id) in they_lack {
@@ -690,7 +737,7 @@ impl Router {
                     state.peer_has.insert(id);
                     continue;
                 }
-                if self.seen.contains(&id) || self.requested.contains_key(&id) {
+                if refused(&self.seen, &self.evicted, &id) || self.requested.contains_key(&id) {
                     continue;
                 }
                 let carry = match self.config.strategy {
@@ -758,7 +805,7 @@ impl Router {
         }
         let Some(state) = self.links.get_mut(&link) else { return };
         state.peer_has.insert(id);
-        if self.held.contains_key(&id) || self.seen.contains(&id) {
+        if self.held.contains_key(&id) || self.refuses(&id) {
             return;
         }
         // Unasked envelopes (pushes, spare copies handed over) are welcome: what bounds a
@@ -955,7 +1002,7 @@ impl Router {
                 .min_by_key(|(id, h)| (h.stored_ms, **id))
                 .map(|(id, _)| *id);
             match oldest {
-                Some(id) => self.remove(&id, true),
+                Some(id) => self.evict(&id),
                 None => return,
             }
         }
@@ -965,11 +1012,8 @@ impl Router {
     /// one neighbour handed us (its quota: a flooder pushes out only its own), to others'
     /// ciphertext (the cache quota) and to our own groups' (bounded the same way; they are in
     /// the account's store anyway). Age is the only order: what senders claim (copies) is not
-    /// trusted for it. Evicted ids are remembered (up to `seen_capacity`), and reconciled as if
-    /// held: a neighbour neither pushes them back nor is asked for them at every meeting. Not
-    /// remembering them was the cache thrash of issue 18: with live data beyond the cache, every
-    /// reconciliation fetched back what the last eviction dropped (4 KiB envelopes, 2,000
-    /// messages: 10.9 times epidemic's air bytes).
+    /// trusted for it. Evicted ids are refused and reconciled as held for a while
+    /// ([`Router::evict`]).
     fn evict_over(
         &mut self,
         matches: impl Fn(&Held) -> bool,
@@ -986,7 +1030,34 @@ impl Router {
             if used(self) <= limit(self) {
                 break;
             }
-            self.remove(&id, true);
+            self.evict(&id);
+        }
+    }
+
+    /// Drops a held envelope for quota, and refuses it, reconciled as held, for two hours:
+    /// long enough that a neighbour does not hand it straight back (forgetting evicted ids was
+    /// the cache thrash of issue 18: with live data beyond the cache every reconciliation
+    /// fetched back what the last eviction dropped, 10.9 times epidemic's air bytes), short
+    /// enough that a neighbour who forces evictions (its own quota is what it fills) delays an
+    /// envelope here by two hours at most, and that the ids stay a small part of every
+    /// difference. At most `MAX_EVICTED` are kept, the oldest going first.
+    fn evict(&mut self, id: &Item) {
+        if self.held.contains_key(id) {
+            self.remove(id, false);
+            self.evicted.insert(*id, self.clock_ms);
+            self.evicted_order.push_back((self.clock_ms, *id));
+            while self.evicted_order.len() > MAX_EVICTED {
+                self.forget_evicted_front();
+            }
+        }
+    }
+
+    /// Forgets the oldest evicted id (unless it was evicted again since).
+    fn forget_evicted_front(&mut self) {
+        if let Some((at, id)) = self.evicted_order.pop_front()
+            && self.evicted.get(&id) == Some(&at)
+        {
+            self.evicted.remove(&id);
         }
     }
 
@@ -1126,8 +1197,8 @@ mod tests {
             let link = self.next_link;
             self.next_link += 1;
             self.links.insert(link, (a, b));
-            let out_b = self.routers[b].link_up(link, 185, false, self.rng.bytes16(), 0);
-            let out_a = self.routers[a].link_up(link, 185, true, self.rng.bytes16(), 0);
+            let out_b = self.routers[b].link_up(link, 185, false, self.rng.bytes16(), self.now);
+            let out_a = self.routers[a].link_up(link, 185, true, self.rng.bytes16(), self.now);
             self.pump(vec![(b, out_b), (a, out_a)]);
             link
         }
@@ -1196,6 +1267,31 @@ mod tests {
         bench.connect(0, 1);
         assert!(bench.sent_bytes < BIG, "{} bytes: what was evicted came back", bench.sent_bytes);
         assert_eq!(bench.routers[1].stats().carried_bytes, 4 * BIG);
+        // Refused for two hours, not for ever: a neighbour that forced evictions delays an
+        // envelope that long at most, and old evictions leave every difference.
+        bench.disconnect(bench.links.keys().copied().next().unwrap());
+        bench.now = EVICTED_FOR_MS + 1_000;
+        let _ = bench.routers[1].tick(bench.now, [9; 16]);
+        assert!(bench.routers[1].evicted.is_empty());
+        bench.sent_bytes = 0;
+        let link = bench.connect(0, 1);
+        assert!(bench.sent_bytes > BIG, "taken again once the two hours passed");
+        bench.disconnect(link);
+    }
+
+    /// Ids refused for good (expired, forgotten) are not reconciled as held: a neighbour that
+    /// never saw them would find them in every difference, for ever.
+    #[test]
+    fn ids_refused_for_good_stay_out_of_reconciliation() {
+        let meeting = |remembered: u64| {
+            let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+            for n in 0..remembered {
+                bench.routers[0].remember(short(envelope(T, n)));
+            }
+            bench.connect(0, 1);
+            bench.sent_bytes
+        };
+        assert_eq!(meeting(500), meeting(0), "500 ids refused for good cost nothing to reconcile");
     }
 
     fn short(envelope: Vec<u8>) -> Item {
