@@ -13,7 +13,8 @@ use crate::output::Output;
 #[derive(Parser)]
 pub struct Args {
     /// Scenario: line (10 radios in a row), grid (10 x 10), festival (200 people walking for an
-    /// hour), or all
+    /// hour), toggle (the festival where a quarter of the people switch Bluetooth off for ten
+    /// minutes), or all (line, grid and festival)
     #[arg(long, default_value = "festival")]
     scenario: String,
     /// Seed: the same seed gives the same run
@@ -42,6 +43,13 @@ pub struct Args {
     /// How many hops a fresh envelope is pushed (to explore)
     #[arg(long)]
     push_hops: Option<u8>,
+    /// Radio: ideal (links come up at once, every scan finds everyone, 20 kB/s both ways),
+    /// realistic (connections of 0.5 to 3 s of which one in ten fails, scans that find a
+    /// neighbour half the time, writes at 4 kB/s and notifications at 10 kB/s with their
+    /// headers on the air, one iPhone in five hidden in the background; docs/BENCHMARKS.md),
+    /// or both
+    #[arg(long, default_value = "ideal")]
+    radio: String,
     /// Write a plot of delivery over time per strategy (SVG)
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -68,18 +76,29 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
             other => other,
         })
         .collect();
+    let realistic: &[bool] = match args.radio.as_str() {
+        "ideal" => &[false],
+        "realistic" => &[true],
+        "both" => &[false, true],
+        other => bail!("unknown radio {other:?}; use ideal, realistic or both"),
+    };
     let options = sim::Options { cache_bytes: args.cache_bytes };
     let mut runs = Vec::new();
     for name in scenarios {
-        for seed in args.seed..args.seed + args.seeds {
-            let mut scenario = Scenario::by_name(name, seed)
-                .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival or all"))?
-                .with_envelope_len(args.envelope_bytes)
-                .map_err(anyhow::Error::msg)?;
-            if let Some(messages) = args.messages {
-                scenario = scenario.with_messages(messages, seed);
+        for &realistic in realistic {
+            for seed in args.seed..args.seed + args.seeds {
+                let mut scenario = Scenario::by_name(name, seed)
+                    .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival, toggle or all"))?
+                    .with_envelope_len(args.envelope_bytes)
+                    .map_err(anyhow::Error::msg)?;
+                if let Some(messages) = args.messages {
+                    scenario = scenario.with_messages(messages, seed);
+                }
+                if realistic {
+                    scenario = scenario.with_realistic_radio();
+                }
+                runs.extend(strategies.iter().map(|s| (scenario.clone(), *s, seed)));
             }
-            runs.extend(strategies.iter().map(|s| (scenario.clone(), *s, seed)));
         }
     }
     let reports = run_all(&runs, &options);

@@ -19,12 +19,32 @@ pub struct MediumConfig {
     pub range_m: f64,
     /// ATT MTU of every link.
     pub mtu: usize,
-    /// Throughput of one direction of one link.
+    /// Throughput of a link's notifications (peripheral to central).
     pub bytes_per_sec: u32,
+    /// Throughput of a link's writes (central to peripheral). The phones and the desktop write
+    /// with response: one write per two connection events.
+    pub write_bytes_per_sec: u32,
     /// Links one radio holds at once (stock Android manages about 7).
     pub max_links: usize,
     /// How often a radio scans for new neighbours.
     pub scan_interval_ms: u64,
+    /// Chance that one scan finds a given neighbour in range (the scan's duty cycle).
+    pub discovery: f64,
+    /// Time from finding a neighbour to a link that carries data (connection, MTU exchange,
+    /// service discovery, subscription), uniform in this range. The link holds a place on both
+    /// radios meanwhile.
+    pub connect_ms: (u64, u64),
+    /// Chance that a connection attempt fails once its time is spent (Android's status 133).
+    pub connect_failure: f64,
+    /// Bytes on the air beyond each fragment's own: a write's (its headers and the response)
+    /// and a notification's.
+    pub write_overhead: usize,
+    pub notify_overhead: usize,
+    /// Bytes on the air to set a link up.
+    pub link_setup_bytes: usize,
+    /// Share of radios nobody finds (an iPhone whose app is in the background advertises only
+    /// in Apple's overflow area): they find others, so two of them never link.
+    pub hidden_share: f64,
     /// Chance that a fragment is lost on the air.
     pub loss: f64,
     /// Bytes a link direction buffers before it drops what is written to it.
@@ -32,15 +52,68 @@ pub struct MediumConfig {
 }
 
 impl Default for MediumConfig {
+    /// The ideal radio: links come up the moment two radios are in range and every scan finds
+    /// everyone, 20 kB/s both ways, no overhead, no failures.
     fn default() -> Self {
         MediumConfig {
             range_m: 30.0,
             mtu: 247,
             bytes_per_sec: 20_000,
+            write_bytes_per_sec: 20_000,
             max_links: 7,
             scan_interval_ms: 2_000,
+            discovery: 1.0,
+            connect_ms: (0, 0),
+            connect_failure: 0.0,
+            write_overhead: 0,
+            notify_overhead: 0,
+            link_setup_bytes: 0,
+            hidden_share: 0.0,
             loss: 0.0,
             max_queued_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl MediumConfig {
+    /// Phones as they are, each figure from a source or, where none was found, an assumption
+    /// said to be one (docs/BENCHMARKS.md, "A realistic radio"):
+    /// - **Scans find a neighbour half the time.** Android's `SCAN_MODE_BALANCED`, which the
+    ///   app uses, listens 183 ms of every 730 ms, and a screen-off phone 512 ms of every
+    ///   10,240 ms (AOSP, `packages/modules/Bluetooth`, `le_scan/ScanUtil.kt`); against an
+    ///   advertiser every 250 ms (`ADVERTISE_MODE_BALANCED`), a 2 s scan finds it with a
+    ///   chance of about 0.97 screen on and 0.2 screen off. Half the phones in pockets: 0.5.
+    /// - **Connections take 0.5 to 3 s** (connection request at the next advertisement, then
+    ///   the MTU exchange, service discovery and the subscription, each a round trip of two
+    ///   connection events of 30 to 50 ms, more on a busy radio), **and one in ten fails**:
+    ///   Android's GATT status 133 is common enough that every BLE library retries (an
+    ///   assumption: no measured rate was found).
+    /// - **Writes carry 4 kB/s, notifications 10 kB/s.** A write with response sends one
+    ///   packet every second connection event (Nordic SoftDevice specification, "Bluetooth Low
+    ///   Energy data throughput"): 244 bytes each 60 ms at a 30 ms interval. Notifications
+    ///   need no response; two a 50 ms event give about 10 kB/s.
+    /// - **Headers and responses:** a link-layer packet costs 10 bytes beyond its payload
+    ///   (preamble, access address, header, CRC), L2CAP 4 and ATT 3 (Bluetooth Core 5.4,
+    ///   Vol 6 Part B 2.1, Vol 3 Part A 3.1, Part F 3.4): 17 bytes a notification, 32 a write
+    ///   with its 15-byte response. A link-up costs about 400 bytes: the connection request,
+    ///   the feature, length and MTU exchanges, service discovery and the subscription.
+    /// - **One radio in five is hidden:** an iPhone whose app is in the background puts its
+    ///   service in the overflow area, which only an iPhone scanning in the foreground
+    ///   decodes (Apple, Core Bluetooth Programming Guide, "Performing Long-Term Actions in
+    ///   the Background"); iPhones are about a quarter of phones, most of them in pockets (an
+    ///   assumption). The simulated radio lets nobody find a hidden one.
+    pub fn realistic() -> Self {
+        MediumConfig {
+            bytes_per_sec: 10_000,
+            write_bytes_per_sec: 4_000,
+            discovery: 0.5,
+            connect_ms: (500, 3_000),
+            connect_failure: 0.1,
+            write_overhead: 32,
+            notify_overhead: 17,
+            link_setup_bytes: 400,
+            hidden_share: 0.2,
+            ..MediumConfig::default()
         }
     }
 }
@@ -118,13 +191,21 @@ struct Radio {
     links: Vec<LinkId>,
     next_scan_ms: u64,
     enabled: bool,
+    /// Nobody finds it; it finds others ([`MediumConfig::hidden_share`]).
+    hidden: bool,
 }
 
 struct Link {
+    /// The central (who found the other and connected) first.
     ends: [NodeIndex; 2],
     queues: [VecDeque<Vec<u8>>; 2],
     queued_bytes: [usize; 2],
     credit: [f64; 2],
+    /// Until then the link is being set up: it holds its places and carries nothing.
+    ready_at_ms: u64,
+    /// The set-up fails when its time is spent.
+    fails: bool,
+    up: bool,
 }
 
 pub struct Medium {
@@ -135,6 +216,9 @@ pub struct Medium {
     /// fragments would also change everyone's walk, and runs of two strategies on one seed
     /// would no longer be paired.
     loss_rng: SimRng,
+    /// Discovery, connection and hiding draws: a stream of their own for the same reason, and
+    /// untouched by the ideal radio, whose runs stay what they were before it existed.
+    radio_rng: SimRng,
     radios: Vec<Radio>,
     links: BTreeMap<LinkId, Link>,
     next_link: LinkId,
@@ -154,6 +238,7 @@ impl Medium {
             config,
             rng: SimRng::new(seed),
             loss_rng: SimRng::new(seed ^ 0x1055_1055_1055_1055),
+            radio_rng: SimRng::new(seed ^ 0x0AD1_0AD1_0AD1_0AD1),
             radios: Vec::new(),
             links: BTreeMap::new(),
             next_link: 1,
@@ -203,6 +288,7 @@ impl Medium {
     pub fn add_node(&mut self, x: f64, y: f64, mobility: Mobility) -> NodeIndex {
         // Scans start at a random phase, as real radios do.
         let next_scan_ms = self.rng.below(self.config.scan_interval_ms.max(1));
+        let hidden = self.config.hidden_share > 0.0 && self.radio_rng.unit() < self.config.hidden_share;
         self.radios.push(Radio {
             x,
             y,
@@ -213,6 +299,7 @@ impl Medium {
             links: Vec::new(),
             next_scan_ms,
             enabled: true,
+            hidden,
         });
         self.radios.len() - 1
     }
@@ -232,16 +319,21 @@ impl Medium {
         self.radios[node].enabled = enabled;
     }
 
-    /// The links a node holds.
+    /// The links a node holds, those being set up included.
     pub fn links_of(&self, node: NodeIndex) -> &[LinkId] {
         &self.radios[node].links
+    }
+
+    /// Whether nobody can find this node ([`MediumConfig::hidden_share`]).
+    pub fn is_hidden(&self, node: NodeIndex) -> bool {
+        self.radios[node].hidden
     }
 
     /// Queues a fragment from `node` on `link`. A fragment on a link that is gone, or beyond
     /// what the link buffers, is dropped as a radio would.
     pub fn send(&mut self, node: NodeIndex, link: LinkId, fragment: Vec<u8>) {
         let max = self.config.max_queued_bytes;
-        let Some(l) = self.links.get_mut(&link) else { return };
+        let Some(l) = self.links.get_mut(&link).filter(|l| l.up) else { return };
         let Some(side) = l.ends.iter().position(|&n| n == node) else { return };
         if l.queued_bytes[side] + fragment.len() > max {
             self.fragments_lost += 1;
@@ -251,12 +343,14 @@ impl Medium {
         l.queues[side].push_back(fragment);
     }
 
-    /// Closes a link from either end.
+    /// Closes a link from either end (one being set up goes without a word: nobody knew of it).
     pub fn close(&mut self, link: LinkId, events: &mut Vec<MediumEvent>) {
         if let Some(l) = self.links.remove(&link) {
             for node in l.ends {
                 self.radios[node].links.retain(|&x| x != link);
-                events.push(MediumEvent::LinkDown { node, link });
+                if l.up {
+                    events.push(MediumEvent::LinkDown { node, link });
+                }
             }
         }
     }
@@ -267,7 +361,8 @@ impl Medium {
         let mut events = Vec::new();
         self.move_nodes(dt_ms);
         self.break_links(&mut events);
-        self.scan(&mut events);
+        self.scan();
+        self.establish(&mut events);
         self.transmit(dt_ms, &mut events);
         events
     }
@@ -313,7 +408,7 @@ impl Medium {
         }
     }
 
-    fn scan(&mut self, events: &mut Vec<MediumEvent>) {
+    fn scan(&mut self) {
         let interval = self.config.scan_interval_ms.max(1);
         for a in 0..self.radios.len() {
             if self.radios[a].next_scan_ms > self.now_ms {
@@ -334,38 +429,76 @@ impl Medium {
                 if linked {
                     continue;
                 }
+                // Nobody finds a hidden radio; the scan finds the others by its duty cycle.
+                if self.radios[b].hidden
+                    || (self.config.discovery < 1.0 && self.radio_rng.unit() >= self.config.discovery)
+                {
+                    continue;
+                }
+                let (low, high) = self.config.connect_ms;
+                let setup_ms = if high > low { low + self.radio_rng.below(high - low + 1) } else { low };
+                let fails = self.config.connect_failure > 0.0 && self.radio_rng.unit() < self.config.connect_failure;
                 let link = self.next_link;
                 self.next_link += 1;
                 self.links.insert(
                     link,
-                    Link { ends: [a, b], queues: Default::default(), queued_bytes: [0; 2], credit: [0.0; 2] },
+                    Link {
+                        ends: [a, b],
+                        queues: Default::default(),
+                        queued_bytes: [0; 2],
+                        credit: [0.0; 2],
+                        ready_at_ms: self.now_ms + setup_ms,
+                        fails,
+                        up: false,
+                    },
                 );
                 self.radios[a].links.push(link);
                 self.radios[b].links.push(link);
-                let mtu = self.config.mtu;
-                events.push(MediumEvent::LinkUp { node: a, link, mtu, initiator: true });
-                events.push(MediumEvent::LinkUp { node: b, link, mtu, initiator: false });
             }
         }
     }
 
+    /// Links whose set-up time is spent come up (or fail, freeing their places).
+    fn establish(&mut self, events: &mut Vec<MediumEvent>) {
+        let now = self.now_ms;
+        let ready: Vec<LinkId> =
+            self.links.iter().filter(|(_, l)| !l.up && l.ready_at_ms <= now).map(|(id, _)| *id).collect();
+        for link in ready {
+            if self.links[&link].fails {
+                self.close(link, events);
+                continue;
+            }
+            let l = self.links.get_mut(&link).expect("listed above");
+            l.up = true;
+            let [a, b] = l.ends;
+            self.bytes_on_air += self.config.link_setup_bytes as u64;
+            let mtu = self.config.mtu;
+            events.push(MediumEvent::LinkUp { node: a, link, mtu, initiator: true });
+            events.push(MediumEvent::LinkUp { node: b, link, mtu, initiator: false });
+        }
+    }
+
     fn transmit(&mut self, dt_ms: u64, events: &mut Vec<MediumEvent>) {
-        let budget = self.config.bytes_per_sec as f64 * dt_ms as f64 / 1000.0;
+        let seconds = dt_ms as f64 / 1000.0;
+        // Side 0 is the central: it writes; side 1 notifies.
+        let budget = [self.config.write_bytes_per_sec as f64 * seconds, self.config.bytes_per_sec as f64 * seconds];
+        let overhead = [self.config.write_overhead, self.config.notify_overhead];
         for (&id, link) in &mut self.links {
             for side in 0..2 {
                 if link.queues[side].is_empty() {
                     link.credit[side] = 0.0;
                     continue;
                 }
-                link.credit[side] += budget;
+                link.credit[side] += budget[side];
                 while let Some(front) = link.queues[side].front() {
-                    if front.len() as f64 > link.credit[side] {
+                    let air = front.len() + overhead[side];
+                    if air as f64 > link.credit[side] {
                         break;
                     }
                     let fragment = link.queues[side].pop_front().expect("front exists");
-                    link.credit[side] -= fragment.len() as f64;
+                    link.credit[side] -= air as f64;
                     link.queued_bytes[side] -= fragment.len();
-                    self.bytes_on_air += fragment.len() as u64;
+                    self.bytes_on_air += air as u64;
                     if let Some(capture) = &mut self.capture
                         && capture.len() + fragment.len() <= MAX_CAPTURE
                     {
@@ -403,7 +536,7 @@ mod tests {
 
     #[test]
     fn bandwidth_paces_fragments_and_counts_bytes() {
-        let config = MediumConfig { bytes_per_sec: 1_000, ..MediumConfig::default() };
+        let config = MediumConfig { bytes_per_sec: 1_000, write_bytes_per_sec: 1_000, ..MediumConfig::default() };
         let mut m = Medium::new(config, 2);
         m.add_node(0.0, 0.0, Mobility::Static);
         m.add_node(1.0, 0.0, Mobility::Static);
@@ -420,6 +553,125 @@ mod tests {
         let rest: usize = (0..20).map(|_| delivered(m.step(100))).sum();
         assert_eq!(rest, 9);
         assert_eq!(m.bytes_on_air(), 1_000);
+    }
+
+    fn pair(config: MediumConfig, seed: u64) -> Medium {
+        let mut m = Medium::new(config, seed);
+        m.add_node(0.0, 0.0, Mobility::Static);
+        m.add_node(1.0, 0.0, Mobility::Static);
+        m
+    }
+
+    fn ups(events: &[MediumEvent]) -> usize {
+        events.iter().filter(|e| matches!(e, MediumEvent::LinkUp { .. })).count()
+    }
+
+    /// A connection takes its time, and holds a place on both radios meanwhile.
+    #[test]
+    fn a_link_carries_nothing_until_it_is_set_up() {
+        let mut m = pair(MediumConfig { connect_ms: (1_500, 1_500), ..MediumConfig::default() }, 4);
+        let mut waited = 0;
+        while m.links_of(0).is_empty() {
+            assert_eq!(ups(&m.step(100)), 0);
+            waited += 100;
+            assert!(waited < 5_000, "never found");
+        }
+        let link = m.links_of(0)[0];
+        assert_eq!(m.links_of(1), &[link], "the place is held on both radios");
+        m.send(0, link, vec![1; 50]);
+        let mut events = Vec::new();
+        for _ in 0..14 {
+            events.extend(m.step(100));
+        }
+        assert_eq!(ups(&events), 0, "still connecting after 1.4 s");
+        assert_eq!(m.bytes_on_air(), 0, "what was sent before the link was up went nowhere");
+        let events = m.step(100);
+        assert_eq!(ups(&events), 2, "{events:?}");
+    }
+
+    #[test]
+    fn a_failed_connection_frees_its_places_without_a_word() {
+        let config = MediumConfig { connect_ms: (500, 500), connect_failure: 1.0, ..MediumConfig::default() };
+        let mut m = pair(config, 5);
+        let events: Vec<MediumEvent> = (0..40).flat_map(|_| m.step(100)).collect();
+        assert!(events.is_empty(), "no link ever came up, and none went down: {events:?}");
+        assert!(m.links_of(0).len() <= 1 && m.links_of(1).len() <= 1);
+    }
+
+    /// Writes (the central's) are slower than notifications, and headers count on the air.
+    #[test]
+    fn writes_are_slower_than_notifications_and_headers_are_on_the_air() {
+        let config = MediumConfig {
+            bytes_per_sec: 2_000,
+            write_bytes_per_sec: 1_000,
+            write_overhead: 32,
+            notify_overhead: 17,
+            link_setup_bytes: 400,
+            ..MediumConfig::default()
+        };
+        let mut m = pair(config, 6);
+        let mut initiator = None;
+        while initiator.is_none() {
+            initiator = m.step(100).into_iter().find_map(|e| match e {
+                MediumEvent::LinkUp { node, initiator: true, .. } => Some(node),
+                _ => None,
+            });
+        }
+        let central = initiator.unwrap();
+        let link = m.links_of(central)[0];
+        assert_eq!(m.bytes_on_air(), 400, "the link's set-up");
+        for _ in 0..10 {
+            m.send(central, link, vec![0; 68]);
+            m.send(1 - central, link, vec![0; 83]);
+        }
+        let mut by_node = [0; 2];
+        for _ in 0..10 {
+            for e in m.step(100) {
+                if let MediumEvent::Fragment { node, .. } = e {
+                    by_node[node] += 1;
+                }
+            }
+        }
+        // One second: 1,000 bytes of writes carry 10 fragments of 68 + 32; 2,000 of
+        // notifications 20 of 83 + 17 (only 10 were sent).
+        assert_eq!((by_node[1 - central], by_node[central]), (10, 10));
+        assert_eq!(m.bytes_on_air(), 400 + 10 * 100 + 10 * 100);
+    }
+
+    #[test]
+    fn hidden_radios_find_others_but_never_each_other() {
+        let config = MediumConfig { hidden_share: 1.0, ..MediumConfig::default() };
+        let mut m = pair(config, 7);
+        assert!(m.is_hidden(0) && m.is_hidden(1));
+        let events: Vec<MediumEvent> = (0..50).flat_map(|_| m.step(100)).collect();
+        assert_eq!(ups(&events), 0);
+
+        // One hidden, one not: the hidden one connects, as the central.
+        for seed in 0..50 {
+            let mut m = pair(MediumConfig { hidden_share: 0.5, ..MediumConfig::default() }, seed);
+            if m.is_hidden(0) == m.is_hidden(1) {
+                continue;
+            }
+            let events: Vec<MediumEvent> = (0..50).flat_map(|_| m.step(100)).collect();
+            let central = events.iter().find_map(|e| match e {
+                MediumEvent::LinkUp { node, initiator: true, .. } => Some(*node),
+                _ => None,
+            });
+            assert!(central.is_some_and(|c| m.is_hidden(c)), "seed {seed}: {events:?}");
+            return;
+        }
+        panic!("no seed gave one hidden radio of two");
+    }
+
+    #[test]
+    fn a_scan_that_listens_half_the_time_finds_a_neighbour_later() {
+        let found_after = |discovery: f64, seed: u64| {
+            let mut m = pair(MediumConfig { discovery, ..MediumConfig::default() }, seed);
+            (1..).find(|_| ups(&m.step(100)) > 0).unwrap()
+        };
+        let ideal: u64 = (0..40).map(|s| found_after(1.0, s)).sum();
+        let half: u64 = (0..40).map(|s| found_after(0.5, s)).sum();
+        assert!(half > ideal, "{half} steps against {ideal}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ const TICK_MS: u64 = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    pub name: &'static str,
+    pub name: String,
     pub medium: MediumConfig,
     pub nodes: Vec<(f64, f64, Mobility)>,
     /// Members of each group, by node.
@@ -29,6 +29,8 @@ pub struct Scenario {
     pub duration_ms: u64,
     /// Bytes of every envelope (one of the padding buckets).
     pub envelope_len: usize,
+    /// (time, node, on): radios switched off and on again by their owners.
+    pub toggles: Vec<(u64, NodeIndex, bool)>,
 }
 
 impl Scenario {
@@ -37,10 +39,12 @@ impl Scenario {
             "line" => Some(Scenario::line(seed)),
             "grid" => Some(Scenario::grid(seed)),
             "festival" => Some(Scenario::festival(seed)),
+            "toggle" => Some(Scenario::festival(seed).with_radio_toggles(0.25, 10 * 60_000, seed)),
             _ => None,
         }
     }
 
+    /// The scenarios `all` runs.
     pub const NAMES: [&'static str; 3] = ["line", "grid", "festival"];
 
     /// Ten radios in a row, 25 m apart (30 m range): the ends talk over nine hops.
@@ -50,13 +54,14 @@ impl Scenario {
         let messages =
             (0..20).map(|k| (10_000 + k * 15_000 + rng.below(5_000), 0, if k % 2 == 0 { 0 } else { 9 })).collect();
         Scenario {
-            name: "line",
+            name: "line".into(),
             medium: MediumConfig::default(),
             nodes,
             groups: vec![vec![0, 9]],
             messages,
             duration_ms: 10 * 60_000,
             envelope_len: SIZE_BUCKETS[0],
+            toggles: Vec::new(),
         }
     }
 
@@ -68,13 +73,14 @@ impl Scenario {
         let groups = random_groups(&mut rng, 100, 10);
         let messages = random_messages(&mut rng, &groups, 8 * 60_000, 20);
         Scenario {
-            name: "grid",
+            name: "grid".into(),
             medium: MediumConfig::default(),
             nodes,
             groups,
             messages,
             duration_ms,
             envelope_len: SIZE_BUCKETS[0],
+            toggles: Vec::new(),
         }
     }
 
@@ -94,13 +100,14 @@ impl Scenario {
         let groups = random_groups(&mut rng, 200, 20);
         let messages = random_messages(&mut rng, &groups, 50 * 60_000, 20);
         Scenario {
-            name: "festival",
+            name: "festival".into(),
             medium: MediumConfig::default(),
             nodes,
             groups,
             messages,
             duration_ms: 60 * 60_000,
             envelope_len: SIZE_BUCKETS[0],
+            toggles: Vec::new(),
         }
     }
 
@@ -111,6 +118,33 @@ impl Scenario {
         }
         self.envelope_len = envelope_len;
         Ok(self)
+    }
+
+    /// The same scenario over phones as they are ([`MediumConfig::realistic`]): slow and
+    /// failing connections, scans that miss, slower writes, headers on the air, hidden iPhones.
+    pub fn with_realistic_radio(mut self) -> Scenario {
+        self.medium = MediumConfig { range_m: self.medium.range_m, mtu: self.medium.mtu, ..MediumConfig::realistic() };
+        self.name += " (realistic radio)";
+        self
+    }
+
+    /// The same scenario where a `share` of the people switch Bluetooth off once, at a random
+    /// time in the first two thirds of the run, and on again `off_ms` later (Berty #5149:
+    /// after a toggle nothing arrived until both sides sent again). Nobody does anything else:
+    /// what was written meanwhile must arrive by itself.
+    pub fn with_radio_toggles(mut self, share: f64, off_ms: u64, seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed ^ 0x7066);
+        let until = self.duration_ms * 2 / 3;
+        for node in 0..self.nodes.len() {
+            if rng.unit() < share {
+                let off = rng.below(until);
+                self.toggles.push((off, node, false));
+                self.toggles.push((off + off_ms, node, true));
+            }
+        }
+        self.toggles.sort();
+        self.name = format!("{} (radio toggles)", self.name);
+        self
     }
 
     /// The same people, walks and groups carrying `messages` messages instead, sent by random
@@ -310,6 +344,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
 
     let mut messages: HashMap<Item, Message> = HashMap::new();
     let mut pending = scenario.messages.iter().peekable();
+    let mut toggles = scenario.toggles.iter().peekable();
     let expected: usize = scenario.messages.iter().map(|(_, g, _)| scenario.groups[*g].len() - 1).sum();
     let mut delivered: BTreeMap<(Item, NodeIndex), u64> = BTreeMap::new();
     let mut peak_cache = 0;
@@ -328,6 +363,13 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             let outputs = routers[sender].originate(envelope, now);
             let downs = apply(&mut medium, sender, outputs, now, &messages, &scenario.groups, &mut delivered);
             link_downs(&mut routers, downs);
+        }
+        while let Some(&&(at, node, on)) = toggles.peek() {
+            if at > now {
+                break;
+            }
+            toggles.next();
+            medium.set_enabled(node, on);
         }
         for event in medium.step(STEP_MS) {
             let (node, outputs) = match event {
@@ -366,7 +408,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         latencies[i] as f64 / 1000.0
     };
     Report {
-        scenario: scenario.name.to_string(),
+        scenario: scenario.name.clone(),
         strategy: strategy.name(),
         seed,
         expected,
@@ -489,6 +531,29 @@ mod tests {
         assert!(Scenario::grid(5).with_envelope_len(1000).is_err(), "not a padding bucket");
         let report = run(&scenario, Strategy::WEFT, 5);
         assert!(report.delivery_ratio > 0.99 && report.bytes_on_air > 50 * 4096, "{report:?}");
+    }
+
+    /// Berty #5149 in the simulator: radios switched off and on again, nobody doing anything
+    /// else, and what was written meanwhile still arrives.
+    #[test]
+    fn radios_switched_off_and_on_again_lose_nothing() {
+        let scenario = Scenario::grid(4).with_radio_toggles(0.3, 3 * 60_000, 4);
+        assert!(scenario.toggles.len() >= 20, "{} toggles", scenario.toggles.len());
+        let report = run(&scenario, Strategy::WEFT, 4);
+        assert_eq!(report.delivery_ratio, 1.0, "{report:?}");
+    }
+
+    /// The realistic radio costs bytes (set-ups, headers, slower writes) but the static grid
+    /// still delivers, hidden iPhones and failed connections included; its links are up long
+    /// before the first message, so latency hardly moves.
+    #[test]
+    fn a_realistic_radio_is_slower_and_dearer_but_delivers() {
+        let ideal = run(&Scenario::grid(6), Strategy::WEFT, 6);
+        let realistic = run(&Scenario::grid(6).with_realistic_radio(), Strategy::WEFT, 6);
+        assert_eq!(realistic.scenario, "grid (realistic radio)");
+        assert!(realistic.delivery_ratio >= 0.95, "{realistic:?}");
+        assert!(realistic.latency_p95_s >= ideal.latency_p95_s, "{realistic:?} against {ideal:?}");
+        assert!(realistic.bytes_on_air > ideal.bytes_on_air, "{realistic:?} against {ideal:?}");
     }
 
     #[test]
