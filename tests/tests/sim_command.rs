@@ -29,4 +29,17 @@ fn weft_sim_prints_figures_and_plots_delivery() {
     let bad = Command::new(weft_binary()).args(["sim", "--scenario", "moon"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scenario"));
+
+    // The ideal radio and the realistic one, side by side on the same seed.
+    let both = Command::new(weft_binary())
+        .args(["--json", "sim", "--scenario", "line", "--seed", "4", "--strategy", "weft", "--radio", "both"])
+        .output()
+        .unwrap();
+    assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&both.stdout).unwrap();
+    let scenarios: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["scenario"].as_str().unwrap()).collect();
+    assert_eq!(scenarios, ["line", "line (realistic radio)"]);
+    let bad = Command::new(weft_binary()).args(["sim", "--radio", "perfect"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown radio"));
 }

@@ -4,7 +4,9 @@
 //! in-process medium and the simulator.
 //!
 //! How envelopes travel with [`Strategy::Weft`]:
-//! - a fresh envelope is pushed to every neighbour, `push_hops` deep, splitting its copies;
+//! - a fresh envelope is pushed by its author to every neighbour, and offered on by each relay
+//!   (the first neighbour to want it gets it, with the hops the push had left), `push_hops`
+//!   deep, splitting its copies;
 //! - when two nodes meet they reconcile the ids they hold (rateless IBLT, bytes in proportion
 //!   to the difference) and offer each other what the other lacks, by topic;
 //! - a node pulls every offered envelope of its own topics, and carries others' while they
@@ -871,7 +873,7 @@ impl Router {
         let links = self.links_lacking(id, from);
         // A relay offers what it would push or hand over (ours, from the author's first hop
         // on): in a crowd several neighbours relay the same envelope at once, and pushed, a
-        // node took each envelope about three times over. An offer costs a fortieth of a small
+        // node took each envelope 2.2 times over. An offer costs a sixth of the smallest
         // envelope; the first neighbour to want it gets it, the hops it had left with it, and
         // an offer that meets one already asked of someone else is not taken up.
         if from.is_some() && matches!(self.config.strategy, Strategy::Weft { .. }) {
