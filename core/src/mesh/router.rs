@@ -178,6 +178,8 @@ const EVICTED_FOR_MS: u64 = 2 * 60 * 60_000;
 const MAX_EVICTED: usize = MAX_IDS;
 /// Envelopes asked for and not yet received, over all links.
 const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
+/// Other neighbours remembered for an id asked of one.
+const MAX_ALSO_OFFERED: usize = 4;
 /// Neighbours in a crowd mostly hold the same envelopes: start reconciling small (three symbols
 /// decode a difference of one or two in one round trip; twelve were a fifth of the festival's
 /// air bytes, and three cost it 0.6 s of median latency).
@@ -225,6 +227,11 @@ pub struct Router {
     /// The latest time the caller handed in.
     clock_ms: u64,
     requested: HashMap<Item, (LinkId, u64)>,
+    /// Other neighbours that offered an id while it was asked of one: asked in turn if that
+    /// one does not give it (at most `MAX_ALSO_OFFERED` each, only for ids asked for).
+    also_offered: HashMap<Item, Vec<LinkId>>,
+    /// Ids asked of a neighbour whose link went down: asked elsewhere at the next tick.
+    orphaned_wants: Vec<Item>,
     /// Bytes held that each link handed us (its quota).
     bytes_from: HashMap<LinkId, usize>,
     links: HashMap<LinkId, LinkState>,
@@ -258,6 +265,8 @@ impl Router {
             evicted_order: VecDeque::new(),
             clock_ms: 0,
             requested: HashMap::new(),
+            also_offered: HashMap::new(),
+            orphaned_wants: Vec::new(),
             bytes_from: HashMap::new(),
             links: HashMap::new(),
             out: Vec::new(),
@@ -438,7 +447,12 @@ impl Router {
 
     pub fn link_down(&mut self, link: LinkId) {
         self.links.remove(&link);
-        self.requested.retain(|_, (from, _)| *from != link);
+        let orphaned: Vec<Item> =
+            self.requested.iter().filter(|(_, (from, _))| *from == link).map(|(id, _)| *id).collect();
+        for id in &orphaned {
+            self.requested.remove(id);
+        }
+        self.orphaned_wants.extend(orphaned);
     }
 
     /// A fragment from a neighbour.
@@ -482,7 +496,16 @@ impl Router {
             self.next_expiry_ms =
                 self.held.values().map(|h| h.stored_ms.saturating_add(max_age)).min().unwrap_or(u64::MAX);
         }
-        self.requested.retain(|_, (_, at)| now_ms.saturating_sub(*at) < WANT_TIMEOUT_MS);
+        let mut unanswered: Vec<Item> = std::mem::take(&mut self.orphaned_wants);
+        self.requested.retain(|id, (_, at)| {
+            let waiting = now_ms.saturating_sub(*at) < WANT_TIMEOUT_MS;
+            if !waiting {
+                unanswered.push(*id);
+            }
+            waiting
+        });
+        unanswered.sort_unstable();
+        self.want_elsewhere(unanswered, now_ms);
         let mut resync = Vec::new();
         let mut idle = Vec::new();
         for (link, state) in &mut self.links {
@@ -756,8 +779,14 @@ impl Router {
                 }
                 if self.requested.contains_key(&id) {
                     // Asked of another neighbour already: this one need not be offered it
-                    // once it comes (bounded, as wants are).
+                    // once it comes (bounded, as wants are), and is asked in turn if that
+                    // one never gives it (a neighbour that offers what it then withholds
+                    // delays an envelope by a want's timeout, not until the next resync).
                     state.peer_has.insert(id);
+                    let others = self.also_offered.entry(id).or_default();
+                    if others.len() < MAX_ALSO_OFFERED && !others.contains(&link) {
+                        others.push(link);
+                    }
                     continue;
                 }
                 if refused(&self.seen, &self.evicted, &id) {
@@ -777,6 +806,33 @@ impl Router {
             }
         }
         self.want(link, want, now_ms);
+    }
+
+    /// Asks for each of `ids` (asked of a neighbour that did not give it) a neighbour that
+    /// offered it too, if one is still linked.
+    fn want_elsewhere(&mut self, ids: Vec<Item>, now_ms: u64) {
+        let mut by_link: std::collections::BTreeMap<LinkId, Vec<Item>> = std::collections::BTreeMap::new();
+        for id in ids {
+            let Some(mut others) = self.also_offered.remove(&id) else { continue };
+            if self.held.contains_key(&id) || self.requested.contains_key(&id) {
+                continue;
+            }
+            while let Some(link) = others.pop() {
+                if self.links.get(&link).is_some_and(|s| !s.closed) {
+                    by_link.entry(link).or_default().push(id);
+                    if !others.is_empty() {
+                        self.also_offered.insert(id, others);
+                    }
+                    break;
+                }
+            }
+        }
+        for (link, ids) in by_link {
+            self.want(link, ids, now_ms);
+        }
+        // Only ids still asked for keep their alternatives.
+        let requested = &self.requested;
+        self.also_offered.retain(|id, _| requested.contains_key(id));
     }
 
     fn want(&mut self, link: LinkId, mut ids: Vec<Item>, now_ms: u64) {
@@ -1006,6 +1062,7 @@ impl Router {
         if let Some(link) = from {
             *self.bytes_from.entry(link).or_default() += len;
         }
+        self.also_offered.remove(&id);
         let held = Held { envelope, topic, copies, own, stored_ms: now_ms, in_outbox: false, handed_out: false, from };
         self.next_expiry_ms = self.next_expiry_ms.min(now_ms.saturating_add(self.config.max_age_ms));
         self.held.insert(id, held);
@@ -1448,6 +1505,32 @@ mod tests {
         // 1 and 2 also carried it to each other.
         let sent = bench.sent_bytes - before;
         assert!(sent < 3 * 300 + 300, "{sent} bytes for one envelope of 256");
+    }
+
+    /// With relays offering, a neighbour can offer an envelope it then withholds (it need not
+    /// even hold it): we ask only one neighbour at a time. One that offered it too is asked
+    /// when the want times out, so the withholder costs 20 s, not the wait for a resync.
+    #[test]
+    fn an_offer_withheld_is_asked_of_another_neighbour_that_offered_it() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
+        let hostile = bench.connect(0, 1);
+        bench.connect(0, 2);
+        let letter = envelope(T, 3);
+        let offer = MeshMessage::Offer { topics: vec![(T, vec![(short(letter.clone()), UNLIMITED)])] };
+        bench.inject(hostile, 0, &offer);
+        // The honest neighbour gets it from the network and offers it: already asked of the
+        // withholder, so not taken up yet.
+        let out = bench.routers[2].adopt(letter.clone(), 0);
+        bench.pump(vec![(2, out)]);
+        assert!(bench.delivered[0].is_empty());
+        bench.now = 10_000;
+        let out = bench.routers[0].tick(bench.now, [1; 16]);
+        bench.pump(vec![(0, out)]);
+        assert!(bench.delivered[0].is_empty(), "the want has not timed out yet");
+        bench.now = 21_000;
+        let out = bench.routers[0].tick(bench.now, [2; 16]);
+        bench.pump(vec![(0, out)]);
+        assert_eq!(bench.delivered[0], vec![letter], "asked of the honest neighbour after 20 s");
     }
 
     /// A queued envelope of ours that the account sealed again is forgotten here: a neighbour
