@@ -4,9 +4,9 @@
 //! in-process medium and the simulator.
 //!
 //! How envelopes travel with [`Strategy::Weft`]:
-//! - a fresh envelope is pushed by its author to every neighbour, and offered on by each relay
-//!   (the first neighbour to want it gets it, with the hops the push had left), `push_hops`
-//!   deep, splitting its copies;
+//! - a fresh envelope is offered by every holder, its author included, to every neighbour that
+//!   lacks it; a neighbour asks the first that offered it and gets it with the hops left (with
+//!   limited copies it is pushed instead, `push_hops` deep, splitting its copies);
 //! - when two nodes meet they reconcile the ids they hold (rateless IBLT, bytes in proportion
 //!   to the difference) and offer each other what the other lacks, by topic;
 //! - a node pulls every offered envelope of its own topics, and carries others' while they
@@ -145,6 +145,11 @@ fn refused(seen: &HashSet<Item>, evicted: &HashMap<Item, u64>, id: &Item) -> boo
 /// Copies that never run out: every holder may hand the envelope on (epidemic spread).
 pub const UNLIMITED: u16 = u16::MAX;
 
+/// Whether holders offer fresh envelopes instead of pushing them (see [`Router::spread_fresh`]).
+fn offers_on(strategy: Strategy) -> bool {
+    matches!(strategy, Strategy::Weft { copies: UNLIMITED, .. })
+}
+
 /// The copies a holder of `copies` hands over: half (binary spray), or all when unlimited.
 fn split(copies: u16) -> u16 {
     if copies == UNLIMITED { UNLIMITED } else { copies / 2 }
@@ -178,15 +183,27 @@ const EVICTED_FOR_MS: u64 = 2 * 60 * 60_000;
 const MAX_EVICTED: usize = MAX_IDS;
 /// Envelopes asked for and not yet received, over all links.
 const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
-/// Other neighbours remembered for an id asked of one.
+/// Other neighbours remembered for an id asked of one, and neighbours remembered as asked.
 const MAX_ALSO_OFFERED: usize = 4;
+const MAX_ASKED: usize = 8;
+/// Wants one neighbour's offers may have outstanding: a quarter of all, so that one neighbour
+/// offering made-up ids cannot leave none for the others' offers.
+const MAX_WANTS_PER_LINK: usize = MAX_IDS;
+
+/// Who else offered an id asked of a neighbour, and who was asked already (a neighbour asked
+/// that withheld it is not asked again however often it offers).
+#[derive(Default)]
+struct Alternatives {
+    waiting: VecDeque<LinkId>,
+    asked: Vec<LinkId>,
+}
 /// Neighbours in a crowd mostly hold the same envelopes: start reconciling small (three symbols
 /// decode a difference of one or two in one round trip; twelve were a fifth of the festival's
 /// air bytes, and three cost it 0.6 s of median latency).
 const FIRST_SYMBOLS: usize = 3;
 /// A periodic resync of a link that was up all along: each side offered the other everything
-/// new as it came, so the difference is what loss cost, nearly always nothing, which one
-/// symbol shows.
+/// new as it came, so the difference is what loss cost, nearly always nothing, which the
+/// first symbol shows (a second decodes a difference of one).
 const RESYNC_FIRST_SYMBOLS: usize = 2;
 
 struct LinkState {
@@ -227,11 +244,12 @@ pub struct Router {
     /// The latest time the caller handed in.
     clock_ms: u64,
     requested: HashMap<Item, (LinkId, u64)>,
-    /// Other neighbours that offered an id while it was asked of one: asked in turn if that
-    /// one does not give it (at most `MAX_ALSO_OFFERED` each, only for ids asked for).
-    also_offered: HashMap<Item, Vec<LinkId>>,
-    /// Ids asked of a neighbour whose link went down: asked elsewhere at the next tick.
-    orphaned_wants: Vec<Item>,
+    /// Other neighbours that offered an id while it was asked of one: asked in turn, oldest
+    /// offer first, if that one does not give it (only for ids asked for).
+    also_offered: HashMap<Item, Alternatives>,
+    /// Ids asked of a neighbour whose link went down, with that link: asked elsewhere at the
+    /// next tick.
+    orphaned_wants: Vec<(Item, LinkId)>,
     /// Bytes held that each link handed us (its quota).
     bytes_from: HashMap<LinkId, usize>,
     links: HashMap<LinkId, LinkState>,
@@ -447,12 +465,13 @@ impl Router {
 
     pub fn link_down(&mut self, link: LinkId) {
         self.links.remove(&link);
-        let orphaned: Vec<Item> =
-            self.requested.iter().filter(|(_, (from, _))| *from == link).map(|(id, _)| *id).collect();
-        for id in &orphaned {
+        let orphaned: Vec<(Item, LinkId)> =
+            self.requested.iter().filter(|(_, (from, _))| *from == link).map(|(id, _)| (*id, link)).collect();
+        for (id, _) in &orphaned {
             self.requested.remove(id);
         }
         self.orphaned_wants.extend(orphaned);
+        self.orphaned_wants.truncate(MAX_PENDING_WANTS);
     }
 
     /// A fragment from a neighbour.
@@ -496,11 +515,11 @@ impl Router {
             self.next_expiry_ms =
                 self.held.values().map(|h| h.stored_ms.saturating_add(max_age)).min().unwrap_or(u64::MAX);
         }
-        let mut unanswered: Vec<Item> = std::mem::take(&mut self.orphaned_wants);
-        self.requested.retain(|id, (_, at)| {
+        let mut unanswered: Vec<(Item, LinkId)> = std::mem::take(&mut self.orphaned_wants);
+        self.requested.retain(|id, (from, at)| {
             let waiting = now_ms.saturating_sub(*at) < WANT_TIMEOUT_MS;
             if !waiting {
-                unanswered.push(*id);
+                unanswered.push((*id, *from));
             }
             waiting
         });
@@ -775,17 +794,23 @@ impl Router {
             for (id, copies) in entries {
                 if self.held.contains_key(&id) {
                     state.peer_has.insert(id);
+                    state.offered_hops.remove(&id);
                     continue;
                 }
-                if self.requested.contains_key(&id) {
-                    // Asked of another neighbour already: this one need not be offered it
-                    // once it comes (bounded, as wants are), and is asked in turn if that
-                    // one never gives it (a neighbour that offers what it then withholds
-                    // delays an envelope by a want's timeout, not until the next resync).
-                    state.peer_has.insert(id);
-                    let others = self.also_offered.entry(id).or_default();
-                    if others.len() < MAX_ALSO_OFFERED && !others.contains(&link) {
-                        others.push(link);
+                if let Some(&(asked, _)) = self.requested.get(&id) {
+                    if offers_on(self.config.strategy) && asked != link {
+                        // Asked of another neighbour already: this one need not be offered it
+                        // once it comes (bounded, as wants are), and is asked in turn if that
+                        // one never gives it (a neighbour that offers what it then withholds
+                        // delays an envelope by a want's timeout, not until the next resync).
+                        state.peer_has.insert(id);
+                        let others = self.also_offered.entry(id).or_default();
+                        if others.waiting.len() < MAX_ALSO_OFFERED
+                            && !others.waiting.contains(&link)
+                            && !others.asked.contains(&link)
+                        {
+                            others.waiting.push_back(link);
+                        }
                     }
                     continue;
                 }
@@ -808,21 +833,24 @@ impl Router {
         self.want(link, want, now_ms);
     }
 
-    /// Asks for each of `ids` (asked of a neighbour that did not give it) a neighbour that
-    /// offered it too, if one is still linked.
-    fn want_elsewhere(&mut self, ids: Vec<Item>, now_ms: u64) {
+    /// Asks for each of `ids` (asked of the neighbour named with it, which did not give it)
+    /// the neighbour that offered it soonest after, if one is still linked.
+    fn want_elsewhere(&mut self, ids: Vec<(Item, LinkId)>, now_ms: u64) {
         let mut by_link: std::collections::BTreeMap<LinkId, Vec<Item>> = std::collections::BTreeMap::new();
-        for id in ids {
-            let Some(mut others) = self.also_offered.remove(&id) else { continue };
+        for (id, failed) in ids {
             if self.held.contains_key(&id) || self.requested.contains_key(&id) {
                 continue;
             }
-            while let Some(link) = others.pop() {
+            let Some(others) = self.also_offered.get_mut(&id) else { continue };
+            if others.asked.len() < MAX_ASKED && !others.asked.contains(&failed) {
+                others.asked.push(failed);
+            }
+            while let Some(link) = others.waiting.pop_front() {
                 if self.links.get(&link).is_some_and(|s| !s.closed) {
-                    by_link.entry(link).or_default().push(id);
-                    if !others.is_empty() {
-                        self.also_offered.insert(id, others);
+                    if others.asked.len() < MAX_ASKED {
+                        others.asked.push(link);
                     }
+                    by_link.entry(link).or_default().push(id);
                     break;
                 }
             }
@@ -837,6 +865,10 @@ impl Router {
 
     fn want(&mut self, link: LinkId, mut ids: Vec<Item>, now_ms: u64) {
         ids.truncate(MAX_PENDING_WANTS.saturating_sub(self.requested.len()));
+        if self.requested.len() + ids.len() > MAX_WANTS_PER_LINK {
+            let of_link = self.requested.values().filter(|(from, _)| *from == link).count();
+            ids.truncate(MAX_WANTS_PER_LINK.saturating_sub(of_link));
+        }
         for id in &ids {
             self.requested.insert(*id, (link, now_ms));
         }
@@ -885,6 +917,7 @@ impl Router {
         }
         let Some(state) = self.links.get_mut(&link) else { return };
         state.peer_has.insert(id);
+        state.offered_hops.remove(&id);
         if self.held.contains_key(&id) || self.refuses(&id) {
             return;
         }
@@ -927,12 +960,15 @@ impl Router {
             return;
         }
         let links = self.links_lacking(id, from);
-        // A relay offers what it would push or hand over (ours, from the author's first hop
-        // on): in a crowd several neighbours relay the same envelope at once, and pushed, a
-        // node took each envelope 2.2 times over. An offer costs a sixth of the smallest
-        // envelope; the first neighbour to want it gets it, the hops it had left with it, and
-        // an offer that meets one already asked of someone else is not taken up.
-        if from.is_some() && matches!(self.config.strategy, Strategy::Weft { .. }) {
+        // Every holder offers what it would push or hand over (ours, with unlimited copies): in
+        // a crowd several neighbours relay the same envelope at once, and pushed, a node took
+        // each envelope 2.2 times over. An offer costs a sixth of the smallest envelope; a
+        // neighbour wants it of the first that offered it, and gets it with the hops it had
+        // left here (which keep their spread: docs/DECISIONS.md, "Hop counts"). The author
+        // offers too: were it the only one to send an envelope unasked, that alone would name
+        // it to its neighbours. With limited copies, pushes and hand-overs stay: an offer's
+        // copies would be promised to every neighbour at once.
+        if offers_on(self.config.strategy) {
             for link in links {
                 if let Some(state) = self.links.get_mut(&link) {
                     if state.offered_hops.len() >= MAX_PENDING_WANTS {
@@ -1259,6 +1295,9 @@ mod tests {
         rng: SimRng,
         /// Bytes of every fragment sent so far.
         sent_bytes: usize,
+        /// Envelopes carried so far (frames read back as an observer would).
+        carries: usize,
+        observed: HashMap<(LinkId, usize), Reassembler>,
         /// The time fragments arrive at.
         now: u64,
     }
@@ -1287,6 +1326,8 @@ mod tests {
                 next_link: 1,
                 rng: SimRng::new(1),
                 sent_bytes: 0,
+                carries: 0,
+                observed: HashMap::new(),
                 now: 0,
             }
         }
@@ -1328,6 +1369,12 @@ mod tests {
                 match output {
                     Output::Send { link, fragment } => {
                         self.sent_bytes += fragment.len();
+                        let observer = self.observed.entry((link, node)).or_default();
+                        if let Reassembled::Frame(frame) = observer.push(&fragment, self.now)
+                            && let Ok(MeshMessage::Carry { .. }) = MeshMessage::decode(&frame)
+                        {
+                            self.carries += 1;
+                        }
                         let Some(&(a, b)) = self.links.get(&link) else { continue };
                         let to = if node == a { b } else { a };
                         for o in self.routers[to].fragment(link, &fragment, self.now) {
@@ -1488,23 +1535,54 @@ mod tests {
     }
 
     /// Issue 18: in a crowd every relay pushed a fresh envelope to every neighbour at once, and
-    /// a node took each about three times over. Relays offer instead: in a triangle the author
-    /// pushes to both, they offer each other what both hold, and nothing is carried twice; down
-    /// a chain the offer is wanted and the push goes on as deep as it would have.
+    /// a node took each 2.2 times over. Holders offer instead: in a triangle 1 and 2 offer
+    /// each other what both hold, and nothing is carried twice; down a chain of carriers the
+    /// offer is wanted at every hop.
     #[test]
-    fn relays_offer_so_a_crowd_takes_each_envelope_once() {
-        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[], &[T]]);
+    fn holders_offer_so_a_crowd_takes_each_envelope_once() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[], &[], &[], &[T]]);
         bench.connect(0, 1);
         bench.connect(0, 2);
         bench.connect(1, 2);
-        bench.connect(2, 3);
-        let before = bench.sent_bytes;
+        for (a, b) in [(2, 3), (3, 4), (4, 5)] {
+            bench.connect(a, b);
+        }
+        bench.carries = 0;
         bench.originate(0, envelope(T, 1));
-        assert_eq!(bench.delivered[3], vec![envelope(T, 1)], "two hops on, by a relay's offer");
-        // Three carries (0 to 1, 0 to 2, 2 to 3) and a few small offers and wants; pushed,
-        // 1 and 2 also carried it to each other.
-        let sent = bench.sent_bytes - before;
-        assert!(sent < 3 * 300 + 300, "{sent} bytes for one envelope of 256");
+        assert_eq!(bench.delivered[5], vec![envelope(T, 1)], "four hops on, through carriers");
+        assert_eq!(bench.carries, 5, "one carry to each of the five others");
+        // Pushed, as before, 1 and 2 also carried it to each other.
+        let mut pushed = Bench::new(Strategy::Weft { copies: 64, push_hops: 12 }, &[&[T], &[], &[], &[], &[], &[T]]);
+        pushed.connect(0, 1);
+        pushed.connect(0, 2);
+        pushed.connect(1, 2);
+        for (a, b) in [(2, 3), (3, 4), (4, 5)] {
+            pushed.connect(a, b);
+        }
+        pushed.carries = 0;
+        pushed.originate(0, envelope(T, 1));
+        assert_eq!(pushed.delivered[5], vec![envelope(T, 1)]);
+        assert!(pushed.carries > 5, "limited copies still push: {}", pushed.carries);
+    }
+
+    /// The author offers like everyone else: an unasked envelope with hops left would name the
+    /// neighbour that sent it as its author (THREAT_MODEL B7).
+    #[test]
+    fn nobody_sends_a_fresh_envelope_unasked() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
+        bench.connect(0, 1);
+        bench.connect(1, 2);
+        let out = bench.routers[0].originate(envelope(T, 2), 0);
+        let mut reader = Reassembler::default();
+        for o in &out {
+            if let Output::Send { fragment, .. } = o
+                && let Reassembled::Frame(frame) = reader.push(fragment, 0)
+            {
+                assert!(matches!(MeshMessage::decode(&frame), Ok(MeshMessage::Offer { .. })), "{frame:?}");
+            }
+        }
+        bench.pump(vec![(0, out)]);
+        assert_eq!(bench.delivered[2], vec![envelope(T, 2)]);
     }
 
     /// With relays offering, a neighbour can offer an envelope it then withholds (it need not
@@ -1527,10 +1605,29 @@ mod tests {
         let out = bench.routers[0].tick(bench.now, [1; 16]);
         bench.pump(vec![(0, out)]);
         assert!(bench.delivered[0].is_empty(), "the want has not timed out yet");
+        // Offering it again does not put the withholder first in line.
+        bench.inject(hostile, 0, &offer);
         bench.now = 21_000;
         let out = bench.routers[0].tick(bench.now, [2; 16]);
         bench.pump(vec![(0, out)]);
         assert_eq!(bench.delivered[0], vec![letter], "asked of the honest neighbour after 20 s");
+    }
+
+    #[test]
+    fn a_want_whose_link_went_down_is_asked_of_another_neighbour_at_the_next_tick() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
+        let gone = bench.connect(0, 1);
+        bench.connect(0, 2);
+        let letter = envelope(T, 4);
+        let offer = MeshMessage::Offer { topics: vec![(T, vec![(short(letter.clone()), UNLIMITED)])] };
+        bench.inject(gone, 0, &offer);
+        let out = bench.routers[2].adopt(letter.clone(), 0);
+        bench.pump(vec![(2, out)]);
+        bench.disconnect(gone);
+        bench.now = 1_000;
+        let out = bench.routers[0].tick(bench.now, [3; 16]);
+        bench.pump(vec![(0, out)]);
+        assert_eq!(bench.delivered[0], vec![letter]);
     }
 
     /// A queued envelope of ours that the account sealed again is forgotten here: a neighbour
