@@ -1540,27 +1540,21 @@ mod tests {
     /// offer is wanted at every hop.
     #[test]
     fn holders_offer_so_a_crowd_takes_each_envelope_once() {
-        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[], &[], &[], &[T]]);
-        bench.connect(0, 1);
-        bench.connect(0, 2);
-        bench.connect(1, 2);
-        for (a, b) in [(2, 3), (3, 4), (4, 5)] {
-            bench.connect(a, b);
-        }
-        bench.carries = 0;
-        bench.originate(0, envelope(T, 1));
-        assert_eq!(bench.delivered[5], vec![envelope(T, 1)], "four hops on, through carriers");
-        assert_eq!(bench.carries, 5, "one carry to each of the five others");
+        // A triangle (0, 1, 2) and a chain of carriers from 2 to a reader at 5; 0 writes.
+        let spread = |strategy| {
+            let mut bench = Bench::new(strategy, &[&[T], &[], &[], &[], &[], &[T]]);
+            for (a, b) in [(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (4, 5)] {
+                bench.connect(a, b);
+            }
+            bench.carries = 0;
+            bench.originate(0, envelope(T, 1));
+            bench
+        };
+        let offered = spread(Strategy::WEFT);
+        assert_eq!(offered.delivered[5], vec![envelope(T, 1)], "four hops on, through carriers");
+        assert_eq!(offered.carries, 5, "one carry to each of the five others");
         // Pushed, as before, 1 and 2 also carried it to each other.
-        let mut pushed = Bench::new(Strategy::Weft { copies: 64, push_hops: 12 }, &[&[T], &[], &[], &[], &[], &[T]]);
-        pushed.connect(0, 1);
-        pushed.connect(0, 2);
-        pushed.connect(1, 2);
-        for (a, b) in [(2, 3), (3, 4), (4, 5)] {
-            pushed.connect(a, b);
-        }
-        pushed.carries = 0;
-        pushed.originate(0, envelope(T, 1));
+        let pushed = spread(Strategy::Weft { copies: 64, push_hops: 12 });
         assert_eq!(pushed.delivered[5], vec![envelope(T, 1)]);
         assert!(pushed.carries > 5, "limited copies still push: {}", pushed.carries);
     }
@@ -1585,21 +1579,27 @@ mod tests {
         assert_eq!(bench.delivered[2], vec![envelope(T, 2)]);
     }
 
+    /// Node 0 reads T; node 1 offers it envelope `n` first (and will not give it: it does
+    /// not hold it), then node 2, which holds it, offers it too: already asked of node 1, so
+    /// not taken up yet. Returns the bench, node 1's link, the envelope and node 1's offer.
+    fn offered_by_two(n: u64) -> (Bench, LinkId, Vec<u8>, MeshMessage) {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
+        let first = bench.connect(0, 1);
+        bench.connect(0, 2);
+        let letter = envelope(T, n);
+        let offer = MeshMessage::Offer { topics: vec![(T, vec![(short(letter.clone()), UNLIMITED)])] };
+        bench.inject(first, 0, &offer);
+        let out = bench.routers[2].adopt(letter.clone(), 0);
+        bench.pump(vec![(2, out)]);
+        (bench, first, letter, offer)
+    }
+
     /// With relays offering, a neighbour can offer an envelope it then withholds (it need not
     /// even hold it): we ask only one neighbour at a time. One that offered it too is asked
     /// when the want times out, so the withholder costs 20 s, not the wait for a resync.
     #[test]
     fn an_offer_withheld_is_asked_of_another_neighbour_that_offered_it() {
-        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
-        let hostile = bench.connect(0, 1);
-        bench.connect(0, 2);
-        let letter = envelope(T, 3);
-        let offer = MeshMessage::Offer { topics: vec![(T, vec![(short(letter.clone()), UNLIMITED)])] };
-        bench.inject(hostile, 0, &offer);
-        // The honest neighbour gets it from the network and offers it: already asked of the
-        // withholder, so not taken up yet.
-        let out = bench.routers[2].adopt(letter.clone(), 0);
-        bench.pump(vec![(2, out)]);
+        let (mut bench, hostile, letter, offer) = offered_by_two(3);
         assert!(bench.delivered[0].is_empty());
         bench.now = 10_000;
         let out = bench.routers[0].tick(bench.now, [1; 16]);
@@ -1615,14 +1615,7 @@ mod tests {
 
     #[test]
     fn a_want_whose_link_went_down_is_asked_of_another_neighbour_at_the_next_tick() {
-        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[], &[T]]);
-        let gone = bench.connect(0, 1);
-        bench.connect(0, 2);
-        let letter = envelope(T, 4);
-        let offer = MeshMessage::Offer { topics: vec![(T, vec![(short(letter.clone()), UNLIMITED)])] };
-        bench.inject(gone, 0, &offer);
-        let out = bench.routers[2].adopt(letter.clone(), 0);
-        bench.pump(vec![(2, out)]);
+        let (mut bench, gone, letter, _) = offered_by_two(4);
         bench.disconnect(gone);
         bench.now = 1_000;
         let out = bench.routers[0].tick(bench.now, [3; 16]);
