@@ -109,7 +109,7 @@ pub enum Error {
     Io { context: String, source: std::io::Error },
     /// There is no Bluetooth radio to use (no adapter, no system bus, no bluetoothd).
     #[error("no Bluetooth: {0}")]
-    NoRadio(String),
+    NoRadio(crate::mesh::radio::RadioUnavailable),
     /// The network transport failed to start or to listen.
     #[error("network: {0}")]
     Network(String),

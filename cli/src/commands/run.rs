@@ -231,11 +231,17 @@ impl LocalNode {
 /// with libp2p alone.
 pub async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
     match weft_core::mesh::radio::ble::open().await {
-        Ok(radio) => Some(Arc::new(weft_core::mesh::driver::start(
-            node.clone(),
-            radio,
-            weft_core::mesh::RouterConfig::default(),
-        ))),
+        Ok(radio) => {
+            if let Some(report) = weft_core::mesh::radio::Radio::report(&radio) {
+                // Which roles run, and why one does not: one line each way.
+                tracing::info!("Bluetooth mesh on ({})", report());
+            }
+            Some(Arc::new(weft_core::mesh::driver::start(
+                node.clone(),
+                radio,
+                weft_core::mesh::RouterConfig::default(),
+            )))
+        }
         Err(e) => {
             tracing::warn!("Bluetooth mesh off ({e}); running on libp2p only. Use --no-ble to skip this check.");
             None

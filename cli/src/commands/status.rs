@@ -41,10 +41,18 @@ fn text(status: &Status) -> String {
         s.push_str(&format!("relay {}: {state}\n", r.addr));
     }
     match &net.mesh {
-        Some(m) => s.push_str(&format!(
-            "bluetooth mesh ({}): {} links, carrying {} envelopes for others ({} bytes)\n",
-            m.radio, m.links, m.carried_envelopes, m.carried_bytes
-        )),
+        Some(m) => {
+            s.push_str(&format!(
+                "bluetooth mesh ({}): {} links, carrying {} envelopes for others ({} bytes)\n",
+                m.radio, m.links, m.carried_envelopes, m.carried_bytes
+            ));
+            for r in &m.roles {
+                match &r.off_because {
+                    None => s.push_str(&format!("  as {}: {} links\n", r.role, r.links)),
+                    Some(why) => s.push_str(&format!("  as {}: off ({why})\n", r.role)),
+                }
+            }
+        }
         None => s.push_str("bluetooth mesh: off\n"),
     }
     let sync = &net.sync;

@@ -402,9 +402,41 @@ pub struct Sync {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mesh {
     pub radio: String,
+    /// The radio's roles: each one's links, or why it is off (`ble` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<MeshRole>,
     pub links: usize,
     pub carried_envelopes: usize,
     pub carried_bytes: usize,
+}
+
+/// One role of the Bluetooth radio in `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshRole {
+    /// `central` or `peripheral`.
+    pub role: String,
+    pub on: bool,
+    pub links: usize,
+    /// Why the role is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_because: Option<String>,
+}
+
+impl MeshRole {
+    pub fn list(report: Option<weft_core::mesh::radio::RadioReport>) -> Vec<MeshRole> {
+        use weft_core::mesh::radio::RoleState;
+        let Some(report) = report else { return Vec::new() };
+        report
+            .roles
+            .into_iter()
+            .map(|(role, state)| match state {
+                RoleState::On { links } => MeshRole { role: role.to_string(), on: true, links, off_because: None },
+                RoleState::Off(why) => {
+                    MeshRole { role: role.to_string(), on: false, links: 0, off_because: Some(why.to_string()) }
+                }
+            })
+            .collect()
+    }
 }
 
 /// `subscribe` and `unsubscribe`.

@@ -383,6 +383,7 @@ impl Api {
             let stats = m.stats();
             answer::Mesh {
                 radio: m.radio().to_owned(),
+                roles: answer::MeshRole::list(m.radio_report()),
                 links: stats.links,
                 carried_envelopes: stats.carried_envelopes,
                 carried_bytes: stats.carried_bytes,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::radio::{Link, Radio};
+use super::radio::{Link, Radio, RadioReport, ReportSource};
 use super::router::{LinkId, Output, Router, RouterConfig, RouterStats};
 use crate::envelope::{EnvelopeId, Topic};
 use crate::net::OutboxChanges;
@@ -37,6 +37,7 @@ pub struct MeshHandle {
     task: Option<JoinHandle<()>>,
     stats: Arc<Mutex<RouterStats>>,
     radio: &'static str,
+    report: Option<ReportSource>,
 }
 
 impl MeshHandle {
@@ -48,6 +49,11 @@ impl MeshHandle {
     /// The radio's name (`sim`, `ble`, `app`).
     pub fn radio(&self) -> &'static str {
         self.radio
+    }
+
+    /// The radio's roles and their links, for radios that say (`ble`).
+    pub fn radio_report(&self) -> Option<RadioReport> {
+        self.report.as_ref().map(|report| report())
     }
 
     pub fn stop(&self) {
@@ -179,9 +185,9 @@ pub fn start_with_clock<H: MeshHost>(
     clock: crate::clock::SharedClock,
 ) -> MeshHandle {
     let stats = Arc::new(Mutex::new(RouterStats::default()));
-    let name = radio.name();
+    let (name, report) = (radio.name(), radio.report());
     let task = tokio::spawn(run(host, radio, Router::new(config), stats.clone(), clock));
-    MeshHandle { task: Some(task), stats, radio: name }
+    MeshHandle { task: Some(task), stats, radio: name, report }
 }
 
 enum LinkEvent {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::mpsc;
 
-use super::{BoxFuture, Link, Radio};
+use super::{BoxFuture, Link, Radio, ReportSource};
 use crate::error::{Error, Result};
 use crate::mesh::fragment::{MAX_MTU, MIN_MTU};
 
@@ -108,6 +108,15 @@ pub struct FedRadio {
     // call from the driver a no-op.
     _links: Arc<Links>,
     _driver: Arc<dyn Driver>,
+    report: Option<ReportSource>,
+}
+
+impl FedRadio {
+    /// The radio, telling its roles through `report`.
+    pub fn with_report(mut self, report: ReportSource) -> Self {
+        self.report = Some(report);
+        self
+    }
 }
 
 /// A radio for `driver`, and the handle its driver reports through.
@@ -115,7 +124,7 @@ pub fn fed_radio(driver: Arc<dyn Driver>, name: &'static str) -> (FedRadio, Radi
     let links: Arc<Links> = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel(MAX_LINKS);
     let events = RadioEvents { links: Arc::downgrade(&links), new_links: tx, driver: Arc::downgrade(&driver) };
-    (FedRadio { name, new_links: rx, _links: links, _driver: driver }, events)
+    (FedRadio { name, new_links: rx, _links: links, _driver: driver, report: None }, events)
 }
 
 impl Radio for FedRadio {
@@ -125,6 +134,10 @@ impl Radio for FedRadio {
 
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn report(&self) -> Option<ReportSource> {
+        self.report.clone()
     }
 }
 
