@@ -443,3 +443,56 @@ async fn when_bluez_cannot_serve_the_reason_is_one_clear_line() {
     let (_, _, name) = bluez.seen.lock().unwrap().advert.clone().unwrap();
     assert_eq!(name, None);
 }
+
+/// `weft run` on a machine whose system bus is the test's: `status` names each role.
+fn run_on(bus: &PrivateBus, home: &weft_tests::Home) -> std::process::Child {
+    home.command(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(home.dir.with_extension("log")).unwrap())
+        .spawn()
+        .expect("starting weft run")
+}
+
+fn status_once_bluetooth_is_settled(home: &weft_tests::Home) -> String {
+    let mut status = String::new();
+    wait_until("status naming the Bluetooth mesh", 60, || {
+        let out = home.run(&["status"]);
+        status = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && status.contains("bluetooth mesh")
+    });
+    status
+}
+
+#[test]
+#[ignore = "needs dbus-daemon (Debian: dbus); .ci/run installs it"]
+fn weft_run_and_status_name_each_role_or_why_bluetooth_is_off() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let bus = PrivateBus::start();
+    let root = tempfile::tempdir().unwrap();
+    let alice = weft_tests::Home::new(root.path(), "alice");
+    alice.ok(&["init", "--name", "alice"]);
+
+    // BlueZ serves: the peripheral runs. (btleplug's central asks the mock for more than it
+    // answers, so it is off, and says why.)
+    let bluez = runtime.block_on(MockBluez::start(&bus.address, Config::default()));
+    let mut node = run_on(&bus, &alice);
+    let status = status_once_bluetooth_is_settled(&alice);
+    let _ = node.kill();
+    let _ = node.wait();
+    let log = std::fs::read_to_string(alice.dir.with_extension("log")).unwrap_or_default();
+    assert!(status.contains("as peripheral: 0 links"), "{status}\n{log}");
+    assert!(status.contains("as central: "), "{status}");
+    assert!(bluez.seen.lock().unwrap().advert.is_some(), "advertised");
+    runtime.block_on(bluez.conn.release_name("org.bluez")).unwrap();
+
+    // The adapter is off: one line says so, and libp2p runs regardless.
+    let _off = runtime.block_on(MockBluez::start(&bus.address, Config { powered: false, ..Config::default() }));
+    let mut node = run_on(&bus, &alice);
+    let status = status_once_bluetooth_is_settled(&alice);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(status.contains("bluetooth mesh: off (no Bluetooth: the Bluetooth adapter is off"), "{status}");
+    assert!(status.starts_with("running as 12D3"), "libp2p runs: {status}");
+}

@@ -205,10 +205,15 @@ impl LocalNode {
             }
         };
         let _ = local.api.net.set(net);
-        if !args.no_ble
-            && let Some(mesh) = start_ble(&node).await
-        {
-            let _ = local.api.mesh.set(mesh);
+        if !args.no_ble {
+            match start_ble(&node).await {
+                Ok(mesh) => {
+                    let _ = local.api.mesh.set(mesh);
+                }
+                Err(why) => {
+                    let _ = local.api.mesh_off.set(why);
+                }
+            }
         }
         Ok((local, events))
     }
@@ -228,23 +233,19 @@ impl LocalNode {
 }
 
 /// Joins the Bluetooth mesh if this machine has a radio. Without one, says so once and goes on
-/// with libp2p alone.
-pub async fn start_ble(node: &Arc<Node>) -> Option<Arc<MeshHandle>> {
+/// with libp2p alone; the reason is returned for `status`.
+pub async fn start_ble(node: &Arc<Node>) -> std::result::Result<Arc<MeshHandle>, String> {
     match weft_core::mesh::radio::ble::open().await {
         Ok(radio) => {
             if let Some(report) = weft_core::mesh::radio::Radio::report(&radio) {
                 // Which roles run, and why one does not: one line each way.
                 tracing::info!("Bluetooth mesh on ({})", report());
             }
-            Some(Arc::new(weft_core::mesh::driver::start(
-                node.clone(),
-                radio,
-                weft_core::mesh::RouterConfig::default(),
-            )))
+            Ok(Arc::new(weft_core::mesh::driver::start(node.clone(), radio, weft_core::mesh::RouterConfig::default())))
         }
         Err(e) => {
             tracing::warn!("Bluetooth mesh off ({e}); running on libp2p only. Use --no-ble to skip this check.");
-            None
+            Err(e.to_string())
         }
     }
 }

@@ -53,7 +53,10 @@ fn text(status: &Status) -> String {
                 }
             }
         }
-        None => s.push_str("bluetooth mesh: off\n"),
+        None => match &net.mesh_off {
+            Some(why) => s.push_str(&format!("bluetooth mesh: off ({why})\n")),
+            None => s.push_str("bluetooth mesh: off\n"),
+        },
     }
     let sync = &net.sync;
     let catching_up = if sync.reconciling == 0 && sync.wanted == 0 {

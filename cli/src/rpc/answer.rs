@@ -342,6 +342,9 @@ pub struct Network {
     pub sync: Sync,
     /// The Bluetooth mesh, when one runs.
     pub mesh: Option<Mesh>,
+    /// Why no Bluetooth mesh runs, when one was tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_off: Option<String>,
 }
 
 impl Network {
@@ -367,6 +370,7 @@ impl Network {
             topics: net.topics,
             sync: Sync { reconciling: net.sync.reconciling, wanted: net.sync.wanted, fetched: net.sync.fetched },
             mesh,
+            mesh_off: None,
         }
     }
 }
@@ -466,6 +470,7 @@ mod tests {
             topics: 3,
             sync: Sync { reconciling: 0, wanted: 1, fetched: 9 },
             mesh: None,
+            mesh_off: None,
         };
         let running = Status { running: true, starting: false, network: Some(network), outbox: 0 };
         let json = serde_json::to_value(&running).unwrap();

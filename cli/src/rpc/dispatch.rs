@@ -31,17 +31,19 @@ pub struct Api {
     runs_network: bool,
     pub net: OnceLock<Arc<NetHandle>>,
     pub mesh: OnceLock<Arc<MeshHandle>>,
+    /// Why there is no Bluetooth mesh, when it was tried and failed.
+    pub mesh_off: OnceLock<String>,
 }
 
 impl Api {
     /// The methods over a home this process opened for one command: no network.
     pub fn offline(node: Arc<Node>) -> Api {
-        Api { node, runs_network: false, net: OnceLock::new(), mesh: OnceLock::new() }
+        Api { node, runs_network: false, net: OnceLock::new(), mesh: OnceLock::new(), mesh_off: OnceLock::new() }
     }
 
     /// The methods of a node whose network is starting: `net` (and `mesh`) are set once up.
     pub fn networked(node: Arc<Node>) -> Api {
-        Api { node, runs_network: true, net: OnceLock::new(), mesh: OnceLock::new() }
+        Api { node, runs_network: true, net: OnceLock::new(), mesh: OnceLock::new(), mesh_off: OnceLock::new() }
     }
 
     /// Answers one call, as its JSON result. A long one (`import`) publishes how far it got on
@@ -389,7 +391,8 @@ impl Api {
                 carried_bytes: stats.carried_bytes,
             }
         });
-        let network = answer::Network::new(&net.status().await?, mesh);
+        let mut network = answer::Network::new(&net.status().await?, mesh);
+        network.mesh_off = self.mesh_off.get().cloned();
         Ok(answer::Status { running: true, starting: false, network: Some(network), outbox })
     }
 }

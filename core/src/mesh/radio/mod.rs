@@ -118,3 +118,18 @@ pub enum RadioUnavailable {
     #[error("{0}")]
     Failed(String),
 }
+
+impl RadioUnavailable {
+    /// How much the reason tells the user, to pick one when two roles fail: btleplug's errors
+    /// are often only text, and it lists no adapter where BlueZ says the adapter is off.
+    pub fn detail(&self) -> u8 {
+        match self {
+            RadioUnavailable::AdapterOff | RadioUnavailable::PermissionDenied(_) | RadioUnavailable::BluezTooOld(_) => {
+                3
+            }
+            RadioUnavailable::NoAdapter | RadioUnavailable::BluezNotRunning | RadioUnavailable::NoSystemBus(_) => 2,
+            RadioUnavailable::Failed(_) => 1,
+            RadioUnavailable::NotSupported(_) => 0,
+        }
+    }
+}

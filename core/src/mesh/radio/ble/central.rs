@@ -48,7 +48,10 @@ fn unavailable(e: btleplug::Error) -> RadioUnavailable {
             let text = other.to_string();
             if text.contains("org.bluez.Error.NotReady") || text.contains("Resource Not Ready") {
                 RadioUnavailable::AdapterOff
-            } else if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") {
+            } else if text.contains("ServiceUnknown")
+                || text.contains("NameHasNoOwner")
+                || text.contains("not provided by any .service files")
+            {
                 RadioUnavailable::BluezNotRunning
             } else {
                 RadioUnavailable::Failed(text)

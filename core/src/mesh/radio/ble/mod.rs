@@ -88,9 +88,13 @@ pub async fn open_with(options: BleOptions) -> Result<FedRadio> {
     } else {
         Err(RadioUnavailable::NotSupported("not asked for"))
     };
-    if let (Err(why), Err(_)) = (&central, &peripheral) {
-        // The central's reason first: it is the role every desktop has.
-        let why = if options.central { why.clone() } else { peripheral.clone().expect_err("both failed") };
+    if let (Err(central_off), Err(peripheral_off)) = (&central, &peripheral) {
+        let why = if options.central && central_off.detail() >= peripheral_off.detail() {
+            central_off.clone()
+        } else {
+            peripheral_off.clone()
+        };
+        tracing::info!(central = %central_off, peripheral = %peripheral_off, "no Bluetooth role runs");
         return Err(Error::NoRadio(why));
     }
     let (central_off, peripheral_off) = (central.err(), peripheral.err());
