@@ -294,6 +294,15 @@ fun linkRule() {
     check(LinkTable.advertOf(ByteArray(0), null) == Advert.Tokenless)
     val androidAdvert = LinkTable.advertOf(android.token, "weft-00ff10203040a0b0")
     check(androidAdvert is Advert.Android && androidAdvert.token.contentEquals(android.token))
+
+    // A laptop (BlueZ peripheral) is tokenless to phones, so every phone, hidden or not,
+    // connects to it (core/src/mesh/radio/ble/advert.rs), and its slots are the core's UUIDs.
+    val laptop = LinkTable.advertOf(null, "weftd-0102030405060708")
+    check(laptop == Advert.Tokenless)
+    check(LinkTable.shouldConnect(android.token, laptop, hidden = false) && LinkTable.shouldConnect(iphone.token, laptop, hidden = true))
+    check(LinkTable.slotUuid(0).toString() == "7e1f0100-9a3c-4b7e-a7d2-5c0f3e8bd14a")
+    check(LinkTable.slotUuid(6).toString() == "7e1f0106-9a3c-4b7e-a7d2-5c0f3e8bd14a")
+    check(LinkTable.slotOf(byteArrayOf(-1)) == 255 && LinkTable.slotOf(ByteArray(0)) == null && LinkTable.slotOf(null) == null)
 }
 
 fun scanSchedule() {

@@ -105,6 +105,12 @@ final class LinkTable: @unchecked Sendable {
         case tokenless
     }
 
+    /// Notify slot `k`'s characteristic on a laptop's server (core/src/mesh/radio/ble/mod.rs,
+    /// `slot`); the same in `LinkTable.kt`.
+    static func slotUUID(_ k: UInt8) -> String {
+        String(format: "7E1F01%02X-9A3C-4B7E-A7D2-5C0F3E8BD14A", k)
+    }
+
     /// iOS cannot advertise service data, so the token rides in the local name.
     static let namePrefix = "weft-"
 

@@ -31,6 +31,10 @@ import UIKit
 public final class WeftBleRadio: NSObject, RadioDriver, @unchecked Sendable {
     public static let service = CBUUID(string: "7E1F0001-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     public static let data = CBUUID(string: "7E1F0002-9A3C-4B7E-A7D2-5C0F3E8BD14A")
+    /// Only on a server that cannot notify one central alone (a Linux laptop's BlueZ): reading
+    /// it gives the index of the notify slot to subscribe to instead of `data`
+    /// (`LinkTable.slotUUID`; core/src/mesh/radio/ble/slots.rs).
+    public static let slots = CBUUID(string: "7E1F0003-9A3C-4B7E-A7D2-5C0F3E8BD14A")
     private static let maxLinks = 7
     /// From `connect` to a subscribed link (iOS never times a connection attempt out itself).
     private static let setupTimeout: TimeInterval = 10
@@ -379,7 +383,8 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
             central.cancelPeripheralConnection(peripheral)
             return
         }
-        peripheral.discoverCharacteristics([Self.data], for: service)
+        // Every characteristic: the data one, and on a laptop the slot ones too.
+        peripheral.discoverCharacteristics(nil, for: service)
     }
 
     public func peripheral(
@@ -391,7 +396,12 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
             central.cancelPeripheralConnection(peripheral)
             return
         }
-        peripheral.setNotifyValue(true, for: data)
+        if let slots = service.characteristics?.first(where: { $0.uuid == Self.slots }) {
+            // A laptop: ask which slot notifies us; `didUpdateValueFor` subscribes to it.
+            peripheral.readValue(for: slots)
+        } else {
+            peripheral.setNotifyValue(true, for: data)
+        }
     }
 
     public func peripheral(
@@ -409,6 +419,18 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
     }
 
     public func peripheral(_ peripheral: CBPeripheral, didUpdateValueFor characteristic: CBCharacteristic, error: Error?) {
+        if characteristic.uuid == Self.slots {
+            let index = error == nil ? characteristic.value?.first : nil
+            let slot = index.flatMap { k in
+                characteristic.service?.characteristics?.first(where: { $0.uuid == CBUUID(string: LinkTable.slotUUID(k)) })
+            }
+            guard let slot else {
+                central.cancelPeripheralConnection(peripheral)
+                return
+            }
+            peripheral.setNotifyValue(true, for: slot)
+            return
+        }
         if error == nil, let value = characteristic.value { arrived(peripheral.identifier, value) }
     }
 

@@ -110,6 +110,17 @@ class LinkTable<E : Any>(
     }
 
     companion object {
+        /**
+         * Notify slot `k`'s characteristic on a laptop's server: BlueZ notifies every central
+         * subscribed to a characteristic, so a laptop gives each central a slot of its own, read
+         * from its slot characteristic (core/src/mesh/radio/ble/mod.rs, `slot`).
+         */
+        fun slotUuid(k: Int): java.util.UUID =
+            java.util.UUID.fromString(String.format("7e1f01%02x-9a3c-4b7e-a7d2-5c0f3e8bd14a", k and 0xff))
+
+        /** The slot a laptop's slot characteristic gave us, if the value is one. */
+        fun slotOf(value: ByteArray?): Int? = value?.firstOrNull()?.let { it.toInt() and 0xff }
+
         /** iOS cannot advertise service data; it puts its token in the local name instead. */
         private const val IOS_NAME_PREFIX = "weft-"
 

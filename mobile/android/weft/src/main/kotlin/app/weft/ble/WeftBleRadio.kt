@@ -80,6 +80,9 @@ class WeftBleRadio(
         /** The same service and characteristic as the desktop driver (core/src/mesh/radio/ble.rs). */
         val SERVICE: UUID = UUID.fromString("7e1f0001-9a3c-4b7e-a7d2-5c0f3e8bd14a")
         val DATA: UUID = UUID.fromString("7e1f0002-9a3c-4b7e-a7d2-5c0f3e8bd14a")
+        /** Only on a laptop's server (BlueZ notifies every subscriber of a characteristic):
+         *  reading it gives our notify slot, [LinkTable.slotUuid], to subscribe to instead. */
+        val SLOTS: UUID = UUID.fromString("7e1f0003-9a3c-4b7e-a7d2-5c0f3e8bd14a")
         private val CLIENT_CONFIG: UUID = UUID.fromString("00002902-0000-1000-8000-00805f9b34fb")
         private const val TAG = "WeftBle"
         private const val MAX_MTU = 517
@@ -435,15 +438,25 @@ class WeftBleRadio(
 
         override fun onServicesDiscovered(gatt: BluetoothGatt, status: Int) {
             onRadio {
-                val data = gatt.getService(SERVICE)?.getCharacteristic(DATA)
-                val config = data?.getDescriptor(CLIENT_CONFIG)
-                if (status != BluetoothGatt.GATT_SUCCESS || data == null || config == null ||
-                    !gatt.setCharacteristicNotification(data, true) ||
-                    !writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
-                ) {
-                    down(gatt.device)
+                val service = gatt.getService(SERVICE)
+                val slots = service?.getCharacteristic(SLOTS)
+                when {
+                    status != BluetoothGatt.GATT_SUCCESS || service?.getCharacteristic(DATA) == null -> down(gatt.device)
+                    // A laptop: ask which slot notifies us; `onCharacteristicRead` subscribes.
+                    slots != null -> if (!gatt.readCharacteristic(slots)) down(gatt.device)
+                    else -> subscribe(gatt, service.getCharacteristic(DATA))
                 }
             }
+        }
+
+        @Deprecated("Android 13 passes the value; kept for older versions")
+        override fun onCharacteristicRead(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, status: Int) {
+            val value = c.value?.copyOf()
+            onRadio { slotRead(gatt, c, value, status) }
+        }
+
+        override fun onCharacteristicRead(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray, status: Int) {
+            onRadio { slotRead(gatt, c, value, status) }
         }
 
         override fun onDescriptorWrite(gatt: BluetoothGatt, descriptor: BluetoothGattDescriptor, status: Int) {
@@ -540,6 +553,26 @@ class WeftBleRadio(
         override fun onNotificationSent(device: BluetoothDevice, status: Int) {
             onRadio { if (status == BluetoothGatt.GATT_SUCCESS) writeNext(device) else down(device) }
         }
+    }
+
+    /** Subscribes to `c`'s notifications: the link is up once the descriptor is written. */
+    private fun subscribe(gatt: BluetoothGatt, c: BluetoothGattCharacteristic?) {
+        val config = c?.getDescriptor(CLIENT_CONFIG)
+        if (c == null || config == null || !gatt.setCharacteristicNotification(c, true) ||
+            !writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
+        ) {
+            down(gatt.device)
+        }
+    }
+
+    /** A laptop's slot characteristic was read: subscribe to the slot it gave us. */
+    private fun slotRead(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray?, status: Int) {
+        val slot = LinkTable.slotOf(value)
+        if (c.uuid != SLOTS || status != BluetoothGatt.GATT_SUCCESS || slot == null) {
+            down(gatt.device)
+            return
+        }
+        subscribe(gatt, gatt.getService(SERVICE)?.getCharacteristic(LinkTable.slotUuid(slot)))
     }
 
     private fun arrived(device: BluetoothDevice, fragment: ByteArray) {
