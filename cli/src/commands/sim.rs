@@ -14,12 +14,15 @@ use crate::output::Output;
 pub struct Args {
     /// Scenario: line (10 radios in a row), grid (10 x 10), festival (200 people walking for an
     /// hour), toggle (the festival where a quarter of the people switch Bluetooth off for ten
-    /// minutes), or all (line, grid and festival)
+    /// minutes), stadium (5,000 people, an hour), or all (line, grid and festival)
     #[arg(long, default_value = "festival")]
     scenario: String,
     /// Seed: the same seed gives the same run
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// People in the stadium scenario (its area grows with them, so the crowd stays as dense)
+    #[arg(long, default_value_t = 5_000)]
+    people: usize,
     /// Run this many seeds (from --seed on) and print each figure's mean and spread; every seed
     /// is a paired run (the same walks, groups and messages for every strategy)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -34,7 +37,8 @@ pub struct Args {
     /// ours and spray-and-wait, unbounded for epidemic)
     #[arg(long)]
     cache_bytes: Option<usize>,
-    /// Strategy: weft, flood, epidemic, bloom (epidemic with a Bloom-filter summary), spray, or all
+    /// Strategy: weft, flood, epidemic, bloom (epidemic with a Bloom-filter summary), spray,
+    /// bitchat (relay jitter, cancel on duplicate, filter sync), or all
     #[arg(long, default_value = "all")]
     strategy: String,
     /// Copies of each envelope our strategy hands out (to explore; the default is the node's)
@@ -65,7 +69,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         "epidemic" => vec![Strategy::Epidemic],
         "bloom" | "epidemic-bloom" => vec![Strategy::EpidemicFilter],
         "spray" => vec![Strategy::SprayAndWait { copies: 8 }],
-        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, bloom, spray or all"),
+        "bitchat" => vec![Strategy::Bitchat { ttl: 7 }],
+        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, bloom, spray, bitchat or all"),
     };
     let strategies: Vec<Strategy> = strategies
         .into_iter()
@@ -87,8 +92,15 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
     for name in scenarios {
         for &realistic in realistic {
             for seed in args.seed..args.seed + args.seeds {
-                let mut scenario = Scenario::by_name(name, seed)
-                    .with_context(|| format!("unknown scenario {name:?}; use line, grid, festival, toggle or all"))?
+                let by_name = if name == "stadium" {
+                    Some(Scenario::stadium_of(args.people, seed))
+                } else {
+                    Scenario::by_name(name, seed)
+                };
+                let mut scenario = by_name
+                    .with_context(|| {
+                        format!("unknown scenario {name:?}; use line, grid, festival, toggle, stadium or all")
+                    })?
                     .with_envelope_len(args.envelope_bytes)
                     .map_err(anyhow::Error::msg)?;
                 if let Some(messages) = args.messages {

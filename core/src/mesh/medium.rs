@@ -6,7 +6,7 @@
 //! directly, and the in-process radio driver (`crate::mesh::radio::sim`) runs it in real time
 //! behind the same `Radio` trait as the btleplug driver.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::router::LinkId;
 
@@ -410,15 +410,31 @@ impl Medium {
 
     fn scan(&mut self) {
         let interval = self.config.scan_interval_ms.max(1);
+        // Radios by square of the range's side: a scan looks at the nine squares around it, not
+        // at every radio (with thousands, the all-pairs scan was most of the simulator's time).
+        // Built only when someone scans with a place free, of the radios with a place free
+        // (a full one was skipped before any draw); the candidates are sorted so the draws come
+        // in the order of the all-pairs scan, and a seed's run is what it was.
+        let mut cells: Option<HashMap<(i64, i64), Vec<NodeIndex>>> = None;
+        let mut candidates: Vec<NodeIndex> = Vec::new();
         for a in 0..self.radios.len() {
             if self.radios[a].next_scan_ms > self.now_ms {
                 continue;
             }
             self.radios[a].next_scan_ms += interval;
-            if !self.radios[a].enabled {
+            if !self.radios[a].enabled || self.radios[a].links.len() >= self.config.max_links {
                 continue;
             }
-            for b in 0..self.radios.len() {
+            let cells = cells.get_or_insert_with(|| self.cells());
+            let (cx, cy) = self.cell_of(a);
+            candidates.clear();
+            for dx in -1..=1 {
+                for dy in -1..=1 {
+                    candidates.extend(cells.get(&(cx + dx, cy + dy)).into_iter().flatten());
+                }
+            }
+            candidates.sort_unstable();
+            for &b in &candidates {
                 if self.radios[a].links.len() >= self.config.max_links {
                     break;
                 }
@@ -456,6 +472,24 @@ impl Medium {
                 self.radios[b].links.push(link);
             }
         }
+    }
+
+    fn cell_of(&self, node: NodeIndex) -> (i64, i64) {
+        let side = self.config.range_m.max(1.0);
+        let r = &self.radios[node];
+        ((r.x / side).floor() as i64, (r.y / side).floor() as i64)
+    }
+
+    /// Every radio that could take a link (enabled, with a place free), by its square. In a
+    /// dense crowd most radios are full, and a scan that went through them all found nothing.
+    fn cells(&self) -> HashMap<(i64, i64), Vec<NodeIndex>> {
+        let mut cells: HashMap<(i64, i64), Vec<NodeIndex>> = HashMap::new();
+        for node in 0..self.radios.len() {
+            if self.radios[node].enabled && self.radios[node].links.len() < self.config.max_links {
+                cells.entry(self.cell_of(node)).or_default().push(node);
+            }
+        }
+        cells
     }
 
     /// Links whose set-up time is spent come up (or fail, freeing their places).

@@ -16,7 +16,7 @@
 //! A neighbour learns only which of the topics it offered were wanted: nothing is announced.
 //! The baselines of the simulator are strategies of the same router.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -44,7 +44,16 @@ pub enum Strategy {
     EpidemicFilter,
     /// Binary spray-and-wait with `copies` copies, summary vectors on contact.
     SprayAndWait { copies: u16 },
+    /// Today's bitchat as a baseline: a fresh envelope is relayed `ttl` hops after a random
+    /// delay ([`BITCHAT_JITTER_MS`]), and not at all if a neighbour relays it to us first
+    /// (cancel on duplicate); what is held is synced on contact with a filter (bitchat's GCS
+    /// sync; our Bloom filter spends about as much).
+    Bitchat { ttl: u8 },
 }
+
+/// The relay delay of the bitchat baseline, drawn uniformly (an assumption: about a
+/// connection event to half a second).
+pub const BITCHAT_JITTER_MS: (u64, u64) = (10, 500);
 
 impl Strategy {
     pub const WEFT: Strategy = Strategy::Weft { copies: UNLIMITED, push_hops: 12 };
@@ -56,13 +65,14 @@ impl Strategy {
             Strategy::Epidemic => "epidemic".into(),
             Strategy::EpidemicFilter => "epidemic-bloom".into(),
             Strategy::SprayAndWait { copies } => format!("spray-and-wait (L={copies})"),
+            Strategy::Bitchat { ttl } => format!("bitchat (ttl {ttl})"),
         }
     }
 
     fn initial_copies(&self) -> u16 {
         match *self {
             Strategy::Weft { copies, .. } | Strategy::SprayAndWait { copies } => copies.max(1),
-            Strategy::Epidemic | Strategy::EpidemicFilter => u16::MAX,
+            Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } => u16::MAX,
             Strategy::Flood { .. } => 1,
         }
     }
@@ -258,6 +268,8 @@ pub struct Router {
     refused_envelopes: u64,
     /// Randomness for hop counts, from the salts the caller hands in.
     noise: [u8; 16],
+    /// The bitchat baseline's relays waiting for their delay: due time, hops, link it came on.
+    relays: BTreeMap<Item, (u64, u8, LinkId)>,
     /// No held envelope expires before this: ticks until then skip the scan for expired ones
     /// (a scan of everything held every second was a fifth of a busy simulation's time).
     next_expiry_ms: u64,
@@ -291,6 +303,7 @@ impl Router {
             dropped_frames: 0,
             refused_envelopes: 0,
             noise: [0; 16],
+            relays: BTreeMap::new(),
             next_expiry_ms: u64::MAX,
         }
     }
@@ -379,6 +392,12 @@ impl Router {
     /// (remembered for good, within `seen_capacity`), or was evicted for quota lately.
     fn refuses(&self, id: &Item) -> bool {
         refused(&self.seen, &self.evicted, id)
+    }
+
+    /// Bytes of others' ciphertext held: [`Router::stats`]'s `carried_bytes`, without counting
+    /// what is held (the simulator asks every node every second).
+    pub fn carried_bytes(&self) -> usize {
+        self.carried_bytes
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -477,25 +496,29 @@ impl Router {
     /// A fragment from a neighbour.
     pub fn fragment(&mut self, link: LinkId, fragment: &[u8], now_ms: u64) -> Vec<Output> {
         self.clock_ms = self.clock_ms.max(now_ms);
-        let Some(state) = self.links.get_mut(&link) else { return Vec::new() };
-        state.last_heard_ms = now_ms;
-        match state.reassembler.push(fragment, now_ms) {
-            Reassembled::Pending => {}
-            Reassembled::Dropped(_) => self.dropped_frames += 1,
-            Reassembled::Frame(frame) => match MeshMessage::decode(&frame) {
-                Ok(message) => {
-                    state.last_message_ms = now_ms;
-                    self.handle(link, message, now_ms)
-                }
-                Err(_) => self.strike(link, "malformed mesh message"),
-            },
+        if let Some(state) = self.links.get_mut(&link) {
+            state.last_heard_ms = now_ms;
+            match state.reassembler.push(fragment, now_ms) {
+                Reassembled::Pending => {}
+                Reassembled::Dropped(_) => self.dropped_frames += 1,
+                Reassembled::Frame(frame) => match MeshMessage::decode(&frame) {
+                    Ok(message) => {
+                        state.last_message_ms = now_ms;
+                        self.handle(link, message, now_ms)
+                    }
+                    Err(_) => self.strike(link, "malformed mesh message"),
+                },
+            }
         }
+        // After the message: a duplicate that arrives as a relay falls due cancels it.
+        self.relay_due(now_ms);
         std::mem::take(&mut self.out)
     }
 
     /// Time passes: expiry, timeouts, periodic reconciliation. `salt` seeds any new session.
     pub fn tick(&mut self, now_ms: u64, salt: [u8; 16]) -> Vec<Output> {
         self.clock_ms = self.clock_ms.max(now_ms);
+        self.relay_due(now_ms);
         while self.evicted_order.front().is_some_and(|(at, _)| now_ms.saturating_sub(*at) > EVICTED_FOR_MS) {
             self.forget_evicted_front();
         }
@@ -581,7 +604,7 @@ impl Router {
     fn first_hops(&self) -> u8 {
         match self.config.strategy {
             Strategy::Weft { push_hops, .. } => push_hops,
-            Strategy::Flood { ttl } => ttl,
+            Strategy::Flood { ttl } | Strategy::Bitchat { ttl } => ttl,
             Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::SprayAndWait { .. } => 0,
         }
     }
@@ -599,7 +622,7 @@ impl Router {
                     self.send(link, &MeshMessage::Reconcile(batch));
                 }
             }
-            Strategy::EpidemicFilter => {
+            Strategy::EpidemicFilter | Strategy::Bitchat { .. } => {
                 if initiator {
                     self.send_filter(link, salt);
                 }
@@ -640,7 +663,9 @@ impl Router {
             // Summaries belong to the baselines; to us they would only ask for everything.
             MeshMessage::Summary { .. } if !self.uses_summaries() => self.strike(link, "unexpected summary"),
             MeshMessage::Summary { ids } => self.on_summary(link, ids),
-            MeshMessage::Filter(_) if self.config.strategy != Strategy::EpidemicFilter => {
+            MeshMessage::Filter(_)
+                if !matches!(self.config.strategy, Strategy::EpidemicFilter | Strategy::Bitchat { .. }) =>
+            {
                 self.strike(link, "unexpected filter")
             }
             MeshMessage::Filter(bloom) => self.on_filter(link, &bloom),
@@ -818,7 +843,7 @@ impl Router {
                     continue;
                 }
                 let carry = match self.config.strategy {
-                    Strategy::Epidemic | Strategy::EpidemicFilter => true,
+                    Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } => true,
                     Strategy::Weft { .. } | Strategy::SprayAndWait { .. } => copies >= 2,
                     Strategy::Flood { .. } => false,
                 };
@@ -919,6 +944,8 @@ impl Router {
         state.peer_has.insert(id);
         state.offered_hops.remove(&id);
         if self.held.contains_key(&id) || self.refuses(&id) {
+            // bitchat: a neighbour relayed it first, so ours is not needed.
+            self.relays.remove(&id);
             return;
         }
         // Unasked envelopes (pushes, spare copies handed over) are welcome: what bounds a
@@ -940,6 +967,12 @@ impl Router {
                     self.push_to_all(id, &bytes, hops_left - 1, Some(link));
                 }
             }
+            Strategy::Bitchat { .. } if hops_left > 1 => {
+                let (low, high) = BITCHAT_JITTER_MS;
+                let jitter = u64::from(u16::from_le_bytes([self.coin(&id, 2), self.coin(&id, 3)])) % (high - low + 1);
+                self.relays.insert(id, (now_ms + low + jitter, hops_left - 1, link));
+            }
+            Strategy::Bitchat { .. } => {}
             _ if keep => {
                 let hops = if hops_left == 0 { 0 } else { self.relayed_hops(&id, hops_left) };
                 self.spread_fresh(id, Some(link), hops);
@@ -951,7 +984,7 @@ impl Router {
     /// Pushes a fresh envelope `hops` deep (splitting copies), and offers it to neighbours
     /// that got no push.
     fn spread_fresh(&mut self, id: Item, from: Option<LinkId>, hops: u8) {
-        if let Strategy::Flood { .. } = self.config.strategy {
+        if let Strategy::Flood { .. } | Strategy::Bitchat { .. } = self.config.strategy {
             let links = self.links_lacking(id, from);
             for link in links {
                 self.links.get_mut(&link).expect("listed above").peer_has.insert(id);
@@ -1054,6 +1087,26 @@ impl Router {
             .collect();
         links.sort_unstable();
         links
+    }
+
+    /// The bitchat baseline: relays whose delay is spent go to every neighbour but the one
+    /// that sent them.
+    fn relay_due(&mut self, now_ms: u64) {
+        if self.relays.is_empty() {
+            return;
+        }
+        let due: Vec<(Item, u8, LinkId)> = self
+            .relays
+            .iter()
+            .filter(|(_, (at, ..))| *at <= now_ms)
+            .map(|(id, (_, hops, from))| (*id, *hops, *from))
+            .collect();
+        for (id, hops, from) in due {
+            self.relays.remove(&id);
+            if let Some(envelope) = self.held.get(&id).map(|h| h.envelope.clone()) {
+                self.push_to_all(id, &envelope, hops, Some(from));
+            }
+        }
     }
 
     fn push_to_all(&mut self, id: Item, envelope: &Arc<Vec<u8>>, hops_left: u8, from: Option<LinkId>) {
@@ -1391,6 +1444,42 @@ mod tests {
 
     fn envelope(topic: Topic, n: u64) -> Vec<u8> {
         fake_envelope(&mut SimRng::new(n), topic)
+    }
+
+    /// The bitchat baseline: a relay waits its jitter, and a neighbour that relays the envelope
+    /// to us first cancels ours (so here node 3, behind node 2, gets nothing until a sync).
+    #[test]
+    fn the_bitchat_baseline_cancels_its_relay_when_a_neighbour_relays_first() {
+        let bitchat = Strategy::Bitchat { ttl: 7 };
+        // Returns whether node 3 got it, and whether node 1's delay was the shorter.
+        let relayed_to_3 = |triangle: bool, n: u64| {
+            let mut bench = Bench::new(bitchat, &[&[], &[], &[], &[T]]);
+            bench.connect(0, 1);
+            bench.connect(0, 2);
+            if triangle {
+                bench.connect(1, 2);
+            }
+            bench.connect(2, 3);
+            let sent = envelope(T, n);
+            let id = short_id(&Envelope::parse(sent.clone()).unwrap().id());
+            bench.originate(0, sent);
+            assert!(bench.delivered[3].is_empty(), "nothing is relayed before its delay");
+            let due = |node: usize| bench.routers[node].relays[&id].0;
+            let first = due(1) < due(2);
+            // Node 1's relay falls due: it reaches node 2 before node 2's own is due.
+            bench.now = due(1);
+            let out = bench.routers[1].tick(bench.now, [1; 16]);
+            bench.pump(vec![(1, out)]);
+            bench.now = BITCHAT_JITTER_MS.1 + 1;
+            for node in 0..4 {
+                let out = bench.routers[node].tick(bench.now, [node as u8; 16]);
+                bench.pump(vec![(node, out)]);
+            }
+            (!bench.delivered[3].is_empty(), first)
+        };
+        assert!(relayed_to_3(false, 1).0, "node 2 relays after its delay");
+        let n = (1..100).find(|n| relayed_to_3(true, *n).1).expect("node 1 is first for some envelope");
+        assert!(!relayed_to_3(true, n).0, "the duplicate from node 1 cancelled node 2's relay");
     }
 
     /// Issue 18's cache thrash: a carrier whose cache is full evicts, and the next time it meets

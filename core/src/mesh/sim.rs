@@ -40,6 +40,7 @@ impl Scenario {
             "grid" => Some(Scenario::grid(seed)),
             "festival" => Some(Scenario::festival(seed)),
             "toggle" => Some(Scenario::festival(seed).with_radio_toggles(0.25, 10 * 60_000, seed)),
+            "stadium" => Some(Scenario::stadium(seed)),
             _ => None,
         }
     }
@@ -101,6 +102,37 @@ impl Scenario {
         let messages = random_messages(&mut rng, &groups, 50 * 60_000, 20);
         Scenario {
             name: "festival".into(),
+            medium: MediumConfig::default(),
+            nodes,
+            groups,
+            messages,
+            duration_ms: 60 * 60_000,
+            envelope_len: SIZE_BUCKETS[0],
+            toggles: Vec::new(),
+        }
+    }
+
+    /// 5,000 people in a stadium for an hour: a 240 m × 160 m bowl, field and stands, where
+    /// most sit (pauses up to 20 minutes) and some walk (0.3 to 1.2 m/s); 200 groups of 2 to 8
+    /// send two messages each in the first 50 minutes, as many messages as the festival's.
+    /// The scale test: every radio has hundreds of others in range and only seven links.
+    pub fn stadium(seed: u64) -> Scenario {
+        Scenario::stadium_of(5_000, seed)
+    }
+
+    /// The stadium with `people` in it, on an area that grows with them (the crowd as dense),
+    /// and the same 400 messages: how the cost grows with the crowd.
+    pub fn stadium_of(people: usize, seed: u64) -> Scenario {
+        let mut rng = SimRng::new(seed);
+        let scale = (people as f64 / 5_000.0).sqrt();
+        let (width, height) = (240.0 * scale, 160.0 * scale);
+        let mobility =
+            Mobility::RandomWaypoint { width, height, min_speed: 0.3, max_speed: 1.2, max_pause_ms: 20 * 60_000 };
+        let nodes = (0..people).map(|_| (rng.range(0.0, width), rng.range(0.0, height), mobility)).collect();
+        let groups = random_groups(&mut rng, people, 200);
+        let messages = random_messages(&mut rng, &groups, 50 * 60_000, 2);
+        Scenario {
+            name: if people == 5_000 { "stadium".into() } else { format!("stadium ({people} people)") },
             medium: MediumConfig::default(),
             nodes,
             groups,
@@ -311,7 +343,7 @@ pub struct Options {
 
 /// The router set-up of one node under `strategy` and `options`.
 fn router_config(strategy: Strategy, options: &Options) -> RouterConfig {
-    let unbounded = matches!(strategy, Strategy::Epidemic | Strategy::EpidemicFilter);
+    let unbounded = matches!(strategy, Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. });
     let cache_bytes = options.cache_bytes.unwrap_or(if unbounded { usize::MAX } else { 1 << 20 });
     RouterConfig {
         strategy,
@@ -390,7 +422,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
                 let outputs = routers[node].tick(now, rng.bytes16());
                 let downs = apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
                 link_downs(&mut routers, downs);
-                peak_cache = peak_cache.max(routers[node].stats().carried_bytes);
+                peak_cache = peak_cache.max(routers[node].carried_bytes());
             }
         }
         if now % 60_000 == 0 {
@@ -494,6 +526,7 @@ pub fn strategies() -> Vec<Strategy> {
         Strategy::Epidemic,
         Strategy::EpidemicFilter,
         Strategy::SprayAndWait { copies: 8 },
+        Strategy::Bitchat { ttl: 7 },
     ]
 }
 
