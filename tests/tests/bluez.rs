@@ -69,19 +69,11 @@ struct Config {
     powered: bool,
     advertising_manager: bool,
     deny_application: bool,
-    /// Refuse an advertisement that carries a local name, as a controller without room does.
-    no_room_for_a_name: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            adapter: true,
-            powered: true,
-            advertising_manager: true,
-            deny_application: false,
-            no_room_for_a_name: false,
-        }
+        Config { adapter: true, powered: true, advertising_manager: true, deny_application: false }
     }
 }
 
@@ -300,9 +292,6 @@ async fn answer(
             let kind = props["Type"].0.as_str().unwrap().to_owned();
             let uuids = props["ServiceUUIDs"].0.as_iter().unwrap().map(|u| u.as_str().unwrap().to_owned()).collect();
             let name = props.get("LocalName").map(|n| n.0.as_str().unwrap().to_owned());
-            if config.no_room_for_a_name && name.is_some() {
-                return error(&call, "org.bluez.Error.InvalidLength", "Advertising data too long");
-            }
             seen.lock().unwrap().advert = Some((kind, uuids, name));
             call.method_return()
         }
@@ -383,22 +372,48 @@ async fn a_laptop_advertises_and_serves_each_central_on_its_own_slot() {
     let refused = bluez.write(&stranger, b"junk").await.unwrap_err();
     assert_eq!(refused.name(), Some("org.bluez.Error.NotPermitted"));
 
+    // Any process on the bus may send us a signal: a forged "disconnected" for the phone, sent
+    // straight to the peripheral, cuts nothing.
+    let forger = connect(&bus.address).await;
+    let changed: HashMap<String, Variant<Box<dyn RefArg>>> = HashMap::from([("Connected".to_owned(), variant(false))]);
+    let mut forged = Message::new_signal(phone.device.as_str(), "org.freedesktop.DBus.Properties", "PropertiesChanged")
+        .unwrap()
+        .append3("org.bluez.Device1", changed, Vec::<String>::new());
+    forged.set_destination(Some(bluez.app().0.into()));
+    forger.send(forged).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bluez.write(&phone, b"still here").await.expect("the forged disconnect changed nothing");
+    assert_eq!(received(&phone_link).await.unwrap(), b"still here");
+
     // The phone walks away: its link ends, and its slot serves the next central.
     bluez.disconnect(&phone.device);
     assert_eq!(received(&phone_link).await, None);
     let next = bluez.central("/org/bluez/hci0/dev_AA_AA_AA_AA_AA_03", 23).await;
-    let _next_link = next_link(&mut radio).await;
+    let next_central_link = next_link(&mut radio).await;
     assert_eq!(next.slot, phone.slot, "the freed slot is reused");
 
     // The mesh drops the laptop's link: the peripheral disconnects it.
     laptop_link.close();
     wait_until("the laptop disconnected", 10, || bluez.seen.lock().unwrap().disconnected.contains(&laptop.device));
 
-    // The mesh stops: the advertisement and the application are withdrawn.
-    drop((phone_link, laptop_link, radio));
+    // bluetoothd restarts: every link ends, and the laptop registers with the new one.
+    bluez.conn.release_name("org.bluez").await.unwrap();
+    assert_eq!(received(&next_central_link).await, None, "links end with bluetoothd");
+    let restarted = MockBluez::start(&bus.address, Config::default()).await;
+    wait_until("registered again", 20, || restarted.seen.lock().unwrap().advert.is_some());
+    let mut again = restarted.central("/org/bluez/hci0/dev_AA_AA_AA_AA_AA_04", 185).await;
+    let again_link = next_link(&mut radio).await;
+    again_link.send(b"after the restart".to_vec()).await.unwrap();
+    assert_eq!(again.next().await, b"after the restart");
+
+    // The mesh stops: the advertisement and the application are withdrawn, and the central
+    // still linked is disconnected.
+    drop((phone_link, laptop_link, next_central_link, again_link, radio));
     wait_until("unregistered", 10, || {
-        let calls = &bluez.seen.lock().unwrap().calls;
-        calls.iter().any(|c| c == "UnregisterAdvertisement") && calls.iter().any(|c| c == "UnregisterApplication")
+        let seen = restarted.seen.lock().unwrap();
+        seen.calls.iter().any(|c| c == "UnregisterAdvertisement")
+            && seen.calls.iter().any(|c| c == "UnregisterApplication")
+            && seen.disconnected.contains(&again.device)
     });
 }
 
@@ -436,12 +451,6 @@ async fn when_bluez_cannot_serve_the_reason_is_one_clear_line() {
             mock.conn.release_name("org.bluez").await.unwrap();
         }
     }
-
-    // A controller with no room for the name: advertised without it, and served.
-    let bluez = MockBluez::start(&bus.address, Config { no_room_for_a_name: true, ..Config::default() }).await;
-    let _radio = open_peripheral(&bus).await.expect("advertised without the name");
-    let (_, _, name) = bluez.seen.lock().unwrap().advert.clone().unwrap();
-    assert_eq!(name, None);
 }
 
 /// `weft run` on a machine whose system bus is the test's: `status` names each role.

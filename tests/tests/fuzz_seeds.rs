@@ -273,6 +273,7 @@ async fn write_fuzz_seeds() {
         MeshMessage::Summary { ids: vec![[3; 16]] },
         MeshMessage::Offer { topics: vec![([7; 16], vec![([4; 16], 2)])] },
         MeshMessage::Want { ids: vec![[4; 16]] },
+        MeshMessage::OfferIds { ids: vec![[4; 16], [5; 16]] },
         MeshMessage::Reconcile(Initiator::new([5; 16], (0u8..12).map(|n| [n; 16])).next_batch()),
     ];
     for (n, m) in messages.iter().enumerate() {

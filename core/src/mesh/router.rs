@@ -154,6 +154,8 @@ fn refused(seen: &HashSet<Item>, evicted: &HashMap<Item, u64>, id: &Item) -> boo
 
 /// Copies that never run out: every holder may hand the envelope on (epidemic spread).
 pub const UNLIMITED: u16 = u16::MAX;
+/// The topic an id-only offer is weighed under: none we read.
+const NO_TOPIC: Topic = [0; 16];
 
 /// Whether holders offer fresh envelopes instead of pushing them (see [`Router::spread_fresh`]).
 fn offers_on(strategy: Strategy) -> bool {
@@ -670,6 +672,12 @@ impl Router {
             }
             MeshMessage::Filter(bloom) => self.on_filter(link, &bloom),
             MeshMessage::Offer { topics } => self.on_offer(link, topics, now_ms),
+            // Offered with every copy: the topic would decide nothing (`on_offer` only weighs
+            // it for limited copies), so it is not sent.
+            MeshMessage::OfferIds { ids } => {
+                let entries = ids.into_iter().map(|id| (id, UNLIMITED)).collect();
+                self.on_offer(link, vec![(NO_TOPIC, entries)], now_ms)
+            }
             MeshMessage::Want { ids } => self.on_want(link, ids),
         }
     }
@@ -786,11 +794,17 @@ impl Router {
         }
     }
 
-    /// Offers the envelopes among `ids` that we hold, best first, grouped by topic.
+    /// Offers the envelopes among `ids` that we hold, best first: by id alone those we hold
+    /// with unlimited copies, grouped by topic the others.
     fn offer(&mut self, link: LinkId, ids: Vec<Item>) {
         let mut entries: Vec<(Item, &Held)> = ids.iter().filter_map(|id| self.held.get(id).map(|h| (*id, h))).collect();
         entries.sort_by_key(|(id, h)| (!h.own, std::cmp::Reverse(h.copies), std::cmp::Reverse(h.stored_ms), *id));
-        let entries: Vec<(Item, Topic, u16)> = entries.into_iter().map(|(id, h)| (id, h.topic, h.copies)).collect();
+        let (unlimited, limited): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, h)| h.copies == UNLIMITED);
+        let unlimited: Vec<Item> = unlimited.into_iter().map(|(id, _)| id).collect();
+        let entries: Vec<(Item, Topic, u16)> = limited.into_iter().map(|(id, h)| (id, h.topic, h.copies)).collect();
+        for chunk in unlimited.chunks(MAX_IDS) {
+            self.send(link, &MeshMessage::OfferIds { ids: chunk.to_vec() });
+        }
         let mut topics: Vec<(Topic, Vec<(Item, u16)>)> = Vec::new();
         let mut count = 0;
         for (id, topic, copies) in entries {
@@ -1661,7 +1675,7 @@ mod tests {
             if let Output::Send { fragment, .. } = o
                 && let Reassembled::Frame(frame) = reader.push(fragment, 0)
             {
-                assert!(matches!(MeshMessage::decode(&frame), Ok(MeshMessage::Offer { .. })), "{frame:?}");
+                assert!(matches!(MeshMessage::decode(&frame), Ok(MeshMessage::OfferIds { .. })), "{frame:?}");
             }
         }
         bench.pump(vec![(0, out)]);

@@ -431,6 +431,9 @@ extension WeftBleRadio: CBCentralManagerDelegate, CBPeripheralDelegate {
             peripheral.setNotifyValue(true, for: slot)
             return
         }
+        // Only the characteristic we subscribed to: a laptop notifies each central on its own
+        // slot, and BlueZ does not stop a central from subscribing to others' slots too.
+        guard characteristic.isNotifying else { return }
         if error == nil, let value = characteristic.value { arrived(peripheral.identifier, value) }
     }
 

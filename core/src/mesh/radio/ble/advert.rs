@@ -32,6 +32,10 @@ pub fn advertised_name(token: &Token) -> String {
 pub enum Seen {
     /// Another desktop, with its token.
     Desktop(Token),
+    /// Another desktop whose name came shortened (a scanner may get the name cut short): its
+    /// token is unknown, so we connect (two links at worst, which the mesh tolerates; none at
+    /// all if each took the other for a phone).
+    DesktopWithoutToken,
     /// A phone (or anything without a desktop's token).
     Phone,
 }
@@ -40,13 +44,13 @@ pub enum Seen {
 pub fn seen(local_name: Option<&str>) -> Seen {
     let Some(hex) = local_name.and_then(|n| n.strip_prefix(NAME_PREFIX)) else { return Seen::Phone };
     if hex.len() != 16 || !hex.is_ascii() {
-        return Seen::Phone;
+        return Seen::DesktopWithoutToken;
     }
     let mut token = [0u8; 8];
     for (i, b) in token.iter_mut().enumerate() {
         match u8::from_str_radix(&hex[2 * i..2 * i + 2], 16) {
             Ok(v) => *b = v,
-            Err(_) => return Seen::Phone,
+            Err(_) => return Seen::DesktopWithoutToken,
         }
     }
     Seen::Desktop(token)
@@ -60,6 +64,7 @@ pub fn should_connect(own: Option<&Token>, peer: Seen) -> bool {
         // The phone connects to our tokenless service.
         (Some(_), Seen::Phone) => false,
         (Some(ours), Seen::Desktop(theirs)) => ours < &theirs,
+        (Some(_), Seen::DesktopWithoutToken) => true,
     }
 }
 
@@ -80,8 +85,14 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_name_is_a_phone_and_never_panics() {
-        for name in ["weftd-", "weftd-zz02030405060708", "weftd-0102030405060708aa", "weftd-01020304050607é"] {
+    fn a_shortened_or_malformed_name_is_a_desktop_we_connect_to_and_never_panics() {
+        for name in
+            ["weftd-", "weftd-0102", "weftd-zz02030405060708", "weftd-0102030405060708aa", "weftd-01020304050607é"]
+        {
+            assert_eq!(seen(Some(name)), Seen::DesktopWithoutToken, "{name}");
+            assert!(should_connect(Some(&[0; 8]), seen(Some(name))));
+        }
+        for name in ["weft-0102030405060708", "Pixel 8", "wef"] {
             assert_eq!(seen(Some(name)), Seen::Phone, "{name}");
         }
     }

@@ -23,7 +23,8 @@
 //! The token is re-advertised every [`TOKEN_LIFETIME_SECS`]; when the mesh stops, the
 //! advertisement and the application are unregistered.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -64,8 +65,10 @@ fn slot_path(k: u8) -> String {
 
 /// How long BlueZ may take to answer one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// One notification per connection event at the shortest interval BLE allows: BlueZ queues
-/// notifications without bound, so the pace is ours to keep.
+/// At most one notification per 7.5 ms (the shortest connection interval) from all slots
+/// together: BlueZ queues notifications without bound, so a pace is ours to keep. (Phones'
+/// intervals are 15 to 50 ms, so this bounds the rate, not the queue: an acquired notify
+/// socket, per device since BlueZ 5.70, would give back-pressure.)
 const NOTIFY_INTERVAL: Duration = Duration::from_micros(7_500);
 /// Fragments queued for one central.
 const WRITE_QUEUE: usize = 8 * crate::mesh::radio::feed::LINK_BUFFER;
@@ -86,7 +89,10 @@ pub(super) async fn start(bus: Bus, driver: Arc<BleDriver>, feed: RadioEvents) -
         tracing::debug!(error = %lost, "D-Bus connection to BlueZ ended");
     });
     match serve(conn, driver, feed).await {
-        Ok(()) => Ok(()),
+        Ok(server) => {
+            tokio::spawn(keep_advertising(server, io));
+            Ok(())
+        }
         Err(why) => {
             io.abort();
             Err(why)
@@ -94,18 +100,25 @@ pub(super) async fn start(bus: Bus, driver: Arc<BleDriver>, feed: RadioEvents) -
     }
 }
 
-async fn serve(conn: Arc<SyncConnection>, driver: Arc<BleDriver>, feed: RadioEvents) -> Result<(), RadioUnavailable> {
+async fn serve(
+    conn: Arc<SyncConnection>,
+    driver: Arc<BleDriver>,
+    feed: RadioEvents,
+) -> Result<Arc<Server>, RadioUnavailable> {
     let adapter = find_adapter(&conn).await?;
-    let token = new_token();
+    let owner = bluez_owner(&conn).await?;
     let server = Arc::new(Server {
         conn: Arc::downgrade(&conn),
-        driver: driver.clone(),
-        feed: feed.clone(),
+        adapter: adapter.to_string(),
+        bluez: Mutex::new(owner),
+        lost: AtomicBool::new(false),
+        driver,
+        feed,
         slots: Mutex::new(SlotTable::default()),
         devices: Mutex::new(HashMap::new()),
-        token: Mutex::new(token),
-        advertise_name: Mutex::new(true),
+        token: Mutex::new(new_token()),
         started: Instant::now(),
+        pace: tokio::sync::Mutex::new(()),
         watches: Mutex::new(Vec::new()),
     });
     let handler = server.clone();
@@ -117,19 +130,35 @@ async fn serve(conn: Arc<SyncConnection>, driver: Arc<BleDriver>, feed: RadioEve
             true
         }),
     );
-    watch_devices(&conn, &server).await?;
-    let manager = Proxy::new(BLUEZ, adapter.clone(), CALL_TIMEOUT, conn.clone());
+    watch_bluez(&conn, &server).await?;
+    register(&conn, &server).await?;
+    Ok(server)
+}
+
+/// Registers the GATT application, then the advertisement (undoing the first if the second
+/// fails), and tells the central our token.
+async fn register(conn: &Arc<SyncConnection>, server: &Server) -> Result<(), RadioUnavailable> {
+    let manager = Proxy::new(BLUEZ, server.adapter.clone(), CALL_TIMEOUT, conn.clone());
     manager
         .method_call::<(), _, _, _>(GATT_MANAGER, "RegisterApplication", (Path::from(APP), PropMap::new()))
         .await
         .map_err(|e| bluez_error(&e, "registering the GATT service"))?;
-    if let Err(why) = register_advertisement(&manager, &server).await {
+    if let Err(why) = register_advertisement(&manager).await {
         let _ = manager.method_call::<(), _, _, _>(GATT_MANAGER, "UnregisterApplication", (Path::from(APP),)).await;
         return Err(why);
     }
-    driver.set_token(Some(*server.token.lock().expect("token lock")));
-    tokio::spawn(keep_advertising(conn, adapter, server));
+    server.driver.set_token(Some(*server.token.lock().expect("token lock")));
     Ok(())
+}
+
+/// The unique name that owns `org.bluez` now: only its signals are believed.
+async fn bluez_owner(conn: &Arc<SyncConnection>) -> Result<String, RadioUnavailable> {
+    let bus = Proxy::new("org.freedesktop.DBus", "/org/freedesktop/DBus", CALL_TIMEOUT, conn.clone());
+    let (owner,): (String,) = bus
+        .method_call("org.freedesktop.DBus", "GetNameOwner", (BLUEZ,))
+        .await
+        .map_err(|e| bluez_error(&e, "finding bluetoothd"))?;
+    Ok(owner)
 }
 
 /// The first adapter BlueZ has, if it is on and can serve and advertise.
@@ -154,41 +183,47 @@ async fn find_adapter(conn: &Arc<SyncConnection>) -> Result<Path<'static>, Radio
     Ok(path)
 }
 
-async fn register_advertisement(
-    manager: &Proxy<'_, Arc<SyncConnection>>,
-    server: &Server,
-) -> Result<(), RadioUnavailable> {
-    let register = || {
-        manager.method_call::<(), _, _, _>(
-            ADVERTISING_MANAGER,
-            "RegisterAdvertisement",
-            (Path::from(ADVERT), PropMap::new()),
-        )
-    };
-    match register().await {
-        Ok(()) => Ok(()),
-        // The name with our token did not fit the advertisement: go on without it.
-        Err(e) if e.name() == Some("org.bluez.Error.InvalidLength") => {
-            *server.advertise_name.lock().expect("name lock") = false;
-            register().await.map_err(|e| bluez_error(&e, "advertising"))
-        }
-        Err(e) => Err(bluez_error(&e, "advertising")),
-    }
+async fn register_advertisement(manager: &Proxy<'_, Arc<SyncConnection>>) -> Result<(), RadioUnavailable> {
+    // A name that does not fit the advertisement goes in the scan response (BlueZ's
+    // `shared/ad.c`), which the 22-character name fits.
+    manager
+        .method_call::<(), _, _, _>(ADVERTISING_MANAGER, "RegisterAdvertisement", (Path::from(ADVERT), PropMap::new()))
+        .await
+        .map_err(|e| bluez_error(&e, "advertising"))
 }
 
-/// Re-advertises with a new token every [`TOKEN_LIFETIME_SECS`]; unregisters when the mesh stops.
-async fn keep_advertising(conn: Arc<SyncConnection>, adapter: Path<'static>, server: Arc<Server>) {
-    let manager = Proxy::new(BLUEZ, adapter, CALL_TIMEOUT, conn.clone());
+/// Re-advertises with a new token every [`TOKEN_LIFETIME_SECS`]; registers again once
+/// bluetoothd restarted or released us; when the mesh stops, unregisters, disconnects every
+/// central and closes the connection.
+async fn keep_advertising(server: Arc<Server>, io: tokio::task::JoinHandle<()>) {
     let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
+        let Some(conn) = server.conn.upgrade() else { return };
+        let manager = Proxy::new(BLUEZ, server.adapter.clone(), CALL_TIMEOUT, conn.clone());
         if server.feed.is_closed() {
             let _ = manager
                 .method_call::<(), _, _, _>(ADVERTISING_MANAGER, "UnregisterAdvertisement", (Path::from(ADVERT),))
                 .await;
             let _ = manager.method_call::<(), _, _, _>(GATT_MANAGER, "UnregisterApplication", (Path::from(APP),)).await;
             server.driver.set_token(None);
+            for device in server.end_all() {
+                let proxy = Proxy::new(BLUEZ, device, CALL_TIMEOUT, conn.clone());
+                let _ = proxy.method_call::<(), _, _, _>(DEVICE, "Disconnect", ()).await;
+            }
+            io.abort();
             return;
+        }
+        if server.lost.load(Ordering::Acquire) {
+            // bluetoothd restarted, or released us: what it held of ours is gone.
+            let Ok(owner) = bluez_owner(&conn).await else { continue };
+            *server.bluez.lock().expect("owner lock") = owner;
+            if register(&conn, &server).await.is_ok() {
+                server.lost.store(false, Ordering::Release);
+                renewed = Instant::now();
+                tracing::info!("advertising and serving through bluetoothd again");
+            }
+            continue;
         }
         if renewed.elapsed() >= Duration::from_secs(TOKEN_LIFETIME_SECS) {
             renewed = Instant::now();
@@ -197,7 +232,7 @@ async fn keep_advertising(conn: Arc<SyncConnection>, adapter: Path<'static>, ser
             let _ = manager
                 .method_call::<(), _, _, _>(ADVERTISING_MANAGER, "UnregisterAdvertisement", (Path::from(ADVERT),))
                 .await;
-            match register_advertisement(&manager, &server).await {
+            match register_advertisement(&manager).await {
                 Ok(()) => server.driver.set_token(Some(token)),
                 Err(why) => {
                     // Not advertising: nobody connects to us, so we connect to everyone.
@@ -209,36 +244,55 @@ async fn keep_advertising(conn: Arc<SyncConnection>, adapter: Path<'static>, ser
     }
 }
 
-/// Centrals that disconnect, or are removed, end their links.
-async fn watch_devices(conn: &Arc<SyncConnection>, server: &Arc<Server>) -> Result<(), RadioUnavailable> {
-    let changed = MatchRule::new_signal(PROPERTIES, "PropertiesChanged").with_sender(BLUEZ);
+/// Centrals that disconnect, or are removed, end their links; bluetoothd going away ends them
+/// all. Only signals from the name's owner count: on the system bus any process may send us
+/// a signal, and a forged "disconnected" would cut a neighbour's link.
+async fn watch_bluez(conn: &Arc<SyncConnection>, server: &Arc<Server>) -> Result<(), RadioUnavailable> {
+    let watch = |rule: MatchRule<'static>| async move {
+        conn.add_match(rule).await.map_err(|e| bluez_error(&e, "watching devices"))
+    };
     let watcher = Arc::downgrade(server);
-    let token = conn.add_match(changed).await.map_err(|e| bluez_error(&e, "watching devices"))?;
-    // The match's callback lives as long as the returned handle: the server keeps it.
-    let disconnects = token.msg_cb(move |signal| {
-        let Some(server) = watcher.upgrade() else { return false };
-        let (Some(path), Ok((iface, changed))) = (signal.path(), signal.read2::<String, PropMap>()) else {
-            return true;
-        };
-        let disconnected = changed.get("Connected").and_then(|v| v.0.as_u64()) == Some(0);
-        if iface == DEVICE && disconnected {
-            server.device_gone(&path);
-        }
-        true
-    });
-    let removed = MatchRule::new_signal(OBJECT_MANAGER, "InterfacesRemoved").with_sender(BLUEZ);
+    let disconnects =
+        watch(MatchRule::new_signal(PROPERTIES, "PropertiesChanged").with_sender(BLUEZ)).await?.msg_cb(move |signal| {
+            let Some(server) = watcher.upgrade() else { return false };
+            let (Some(path), Ok((iface, changed))) = (signal.path(), signal.read2::<String, PropMap>()) else {
+                return true;
+            };
+            let disconnected = changed.get("Connected").and_then(|v| v.0.as_u64()) == Some(0);
+            if iface == DEVICE && disconnected && server.sent_by_bluez(&signal, &path) {
+                server.device_gone(&path);
+            }
+            true
+        });
     let watcher = Arc::downgrade(server);
-    let token = conn.add_match(removed).await.map_err(|e| bluez_error(&e, "watching devices"))?;
-    let removals = token.msg_cb(move |signal| {
-        let Some(server) = watcher.upgrade() else { return false };
-        if let Ok((path, ifaces)) = signal.read2::<Path<'static>, Vec<String>>()
-            && ifaces.iter().any(|i| i == DEVICE)
-        {
-            server.device_gone(&path);
-        }
-        true
-    });
-    server.watches.lock().expect("watches lock").extend([disconnects, removals]);
+    let removals = watch(MatchRule::new_signal(OBJECT_MANAGER, "InterfacesRemoved").with_sender(BLUEZ)).await?.msg_cb(
+        move |signal| {
+            let Some(server) = watcher.upgrade() else { return false };
+            if let Ok((path, ifaces)) = signal.read2::<Path<'static>, Vec<String>>()
+                && ifaces.iter().any(|i| i == DEVICE)
+                && server.sent_by_bluez(&signal, &path)
+            {
+                server.device_gone(&path);
+            }
+            true
+        },
+    );
+    let watcher = Arc::downgrade(server);
+    let restarts =
+        watch(MatchRule::new_signal("org.freedesktop.DBus", "NameOwnerChanged").with_sender("org.freedesktop.DBus"))
+            .await?
+            .msg_cb(move |signal| {
+                let Some(server) = watcher.upgrade() else { return false };
+                let from_bus = signal.sender().is_some_and(|s| &*s == "org.freedesktop.DBus");
+                if let Ok((name, _, _)) = signal.read3::<String, String, String>()
+                    && name == BLUEZ
+                    && from_bus
+                {
+                    server.lose_bluez();
+                }
+                true
+            });
+    server.watches.lock().expect("watches lock").extend([disconnects, removals, restarts]);
     Ok(())
 }
 
@@ -270,14 +324,22 @@ fn bluez_error(e: &dbus::Error, doing: &str) -> RadioUnavailable {
 /// Our GATT objects' state, answered from the connection's dispatch.
 struct Server {
     conn: Weak<SyncConnection>,
+    /// The adapter's object path; devices are under it.
+    adapter: String,
+    /// The unique name of bluetoothd's connection.
+    bluez: Mutex<String>,
+    /// bluetoothd went away or released us: register again when it is back.
+    lost: AtomicBool,
     driver: Arc<BleDriver>,
     feed: RadioEvents,
     slots: Mutex<SlotTable<String>>,
     /// Each link's device and slot, to disconnect it and find its slot.
     devices: Mutex<HashMap<u64, (String, u8)>>,
     token: Mutex<Token>,
-    advertise_name: Mutex<bool>,
     started: Instant,
+    /// Held while one notification goes out and its interval passes, for all slots together:
+    /// they share one radio.
+    pace: tokio::sync::Mutex<()>,
     /// The device watches' handles: their callbacks end when these go.
     watches: Mutex<Vec<dbus::nonblock::MsgMatch>>,
 }
@@ -312,7 +374,8 @@ impl Server {
                 Err(_) => Err(("org.freedesktop.DBus.Error.InvalidArgs", "expected an interface and a name")),
             },
             (ADVERTISEMENT, "Release") if path == ADVERT => {
-                tracing::info!("BlueZ released our advertisement");
+                tracing::info!("bluetoothd released our advertisement; registering again");
+                self.lose_bluez();
                 Ok(call.method_return())
             }
             (GATT_CHARACTERISTIC, "ReadValue") if path == SLOTS_PATH => self.claim(call),
@@ -381,6 +444,36 @@ impl Server {
         }
     }
 
+    /// Whether `signal` about `path` comes from bluetoothd and names one of its devices.
+    fn sent_by_bluez(&self, signal: &Message, path: &str) -> bool {
+        let owner = self.bluez.lock().expect("owner lock").clone();
+        signal.sender().is_some_and(|s| *s == *owner) && path.starts_with(&format!("{}/", self.adapter))
+    }
+
+    /// bluetoothd is gone or dropped what we registered: every link ends, nobody can connect
+    /// to us (so the central connects to everyone), and the keeper registers again.
+    fn lose_bluez(&self) {
+        self.lost.store(true, Ordering::Release);
+        self.driver.set_token(None);
+        self.end_all();
+    }
+
+    /// Ends every link; the devices they were.
+    fn end_all(&self) -> Vec<String> {
+        let links: Vec<(u64, String)> = self
+            .devices
+            .lock()
+            .expect("devices lock")
+            .iter()
+            .map(|(link, (device, _))| (*link, device.clone()))
+            .collect();
+        for (link, _) in &links {
+            self.end(*link);
+        }
+        *self.slots.lock().expect("slots lock") = SlotTable::default();
+        links.into_iter().map(|(_, device)| device).collect()
+    }
+
     /// The device disconnected or was removed.
     fn device_gone(&self, device: &str) {
         let link = self.slots.lock().expect("slots lock").device_gone(&device.to_owned());
@@ -397,8 +490,10 @@ impl Server {
         self.feed.link_down(link);
     }
 
-    fn objects(&self) -> HashMap<Path<'static>, HashMap<String, Props>> {
-        let mut objects = HashMap::new();
+    /// Our objects in a fixed order (bluetoothd gives attribute handles in the order it reads
+    /// them, and a central may cache them).
+    fn objects(&self) -> BTreeMap<Path<'static>, HashMap<String, Props>> {
+        let mut objects = BTreeMap::new();
         let mut paths = vec![SERVICE_PATH.to_owned(), DATA_PATH.to_owned(), SLOTS_PATH.to_owned()];
         paths.extend((0..SLOTS as u8).map(slot_path));
         for path in paths {
@@ -425,15 +520,12 @@ impl Server {
             (DATA_PATH, GATT_CHARACTERISTIC) => Some(characteristic(DATA, &["write"])),
             (SLOTS_PATH, GATT_CHARACTERISTIC) => Some(characteristic(super::SLOTS, &["read"])),
             (ADVERT, ADVERTISEMENT) => {
-                let mut props = HashMap::from([
+                let token = *self.token.lock().expect("token lock");
+                Some(HashMap::from([
                     ("Type".to_owned(), prop("peripheral".to_owned())),
                     ("ServiceUUIDs".to_owned(), prop(vec![SERVICE.to_string()])),
-                ]);
-                if *self.advertise_name.lock().expect("name lock") {
-                    let token = *self.token.lock().expect("token lock");
-                    props.insert("LocalName".to_owned(), prop(advert::advertised_name(&token)));
-                }
-                Some(props)
+                    ("LocalName".to_owned(), prop(advert::advertised_name(&token))),
+                ]))
             }
             (p, GATT_CHARACTERISTIC) => slot_index(p).map(|k| characteristic(super::slot(k), &["notify"])),
             _ => None,
@@ -446,6 +538,7 @@ async fn notify(server: Arc<Server>, link: u64, k: u8, mut fragments: mpsc::Rece
     let path = slot_path(k);
     while let Some(fragment) = fragments.recv().await {
         let Some(conn) = server.conn.upgrade() else { break };
+        let paced = server.pace.lock().await;
         let changed: Props = HashMap::from([("Value".to_owned(), prop(fragment))]);
         let signal = Message::new_signal(path.as_str(), PROPERTIES, "PropertiesChanged").expect("valid names").append3(
             GATT_CHARACTERISTIC,
@@ -456,6 +549,7 @@ async fn notify(server: Arc<Server>, link: u64, k: u8, mut fragments: mpsc::Rece
             break;
         }
         tokio::time::sleep(NOTIFY_INTERVAL).await;
+        drop(paced);
     }
     // The mesh closed the link (the central is still there: disconnect it), or the central
     // went or unsubscribed (`end` already ran and took its entry).

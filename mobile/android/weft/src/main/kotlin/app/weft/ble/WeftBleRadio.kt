@@ -104,6 +104,8 @@ class WeftBleRadio(
     private val links = LinkTable<BluetoothDevice>()
     private val clients = HashMap<BluetoothDevice, BluetoothGatt>()
     private val mtus = HashMap<BluetoothDevice, Int>()
+    /** The characteristic each client link takes notifications from (data, or a laptop's slot). */
+    private val subscribed = HashMap<BluetoothDevice, UUID>()
     /** Client connections between connect and subscribed, by address. */
     private val connecting = HashSet<String>()
     /**
@@ -292,6 +294,7 @@ class WeftBleRadio(
     }
 
     private fun drop(device: BluetoothDevice) {
+        subscribed.remove(device)
         val client = clients.remove(device)
         if (client != null) {
             client.disconnect()
@@ -475,11 +478,13 @@ class WeftBleRadio(
         @Deprecated("Android 13 passes the value; kept for older versions")
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic) {
             val value = c.value?.copyOf() ?: return
-            onRadio { arrived(gatt.device, value) }
+            onRadio { if (c.uuid == subscribed[gatt.device]) arrived(gatt.device, value) }
         }
 
+        // Only the characteristic we subscribed to: a laptop notifies each central on its own
+        // slot, and BlueZ does not stop a central from subscribing to others' slots too.
         override fun onCharacteristicChanged(gatt: BluetoothGatt, c: BluetoothGattCharacteristic, value: ByteArray) {
-            onRadio { arrived(gatt.device, value) }
+            onRadio { if (c.uuid == subscribed[gatt.device]) arrived(gatt.device, value) }
         }
     }
 
@@ -562,7 +567,9 @@ class WeftBleRadio(
             !writeDescriptor(gatt, config, BluetoothGattDescriptor.ENABLE_NOTIFICATION_VALUE)
         ) {
             down(gatt.device)
+            return
         }
+        subscribed[gatt.device] = c.uuid
     }
 
     /** A laptop's slot characteristic was read: subscribe to the slot it gave us. */
