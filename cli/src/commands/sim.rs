@@ -20,9 +20,10 @@ pub struct Args {
     /// Seed: the same seed gives the same run
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// People in the stadium scenario (its area grows with them, so the crowd stays as dense)
-    #[arg(long, default_value_t = 5_000)]
-    people: usize,
+    /// People in the stadium scenario (its area grows with them, so the crowd stays as dense;
+    /// at least 8, the largest group)
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(8..=1_000_000))]
+    people: u32,
     /// Run this many seeds (from --seed on) and print each figure's mean and spread; every seed
     /// is a paired run (the same walks, groups and messages for every strategy)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
@@ -93,7 +94,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         for &realistic in realistic {
             for seed in args.seed..args.seed + args.seeds {
                 let by_name = if name == "stadium" {
-                    Some(Scenario::stadium_of(args.people, seed))
+                    Some(Scenario::stadium_of(args.people as usize, seed))
                 } else {
                     Scenario::by_name(name, seed)
                 };

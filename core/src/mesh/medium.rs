@@ -430,7 +430,7 @@ impl Medium {
             candidates.clear();
             for dx in -1..=1 {
                 for dy in -1..=1 {
-                    candidates.extend(cells.get(&(cx + dx, cy + dy)).into_iter().flatten());
+                    candidates.extend(cells.get(&(cx.saturating_add(dx), cy.saturating_add(dy))).into_iter().flatten());
                 }
             }
             candidates.sort_unstable();
@@ -475,7 +475,9 @@ impl Medium {
     }
 
     fn cell_of(&self, node: NodeIndex) -> (i64, i64) {
-        let side = self.config.range_m.max(1.0);
+        // A shade wider than the range, so a neighbour at exactly the range is never two squares
+        // away by a rounding.
+        let side = (self.config.range_m.abs() * (1.0 + 1e-9)).max(1.0);
         let r = &self.radios[node];
         ((r.x / side).floor() as i64, (r.y / side).floor() as i64)
     }

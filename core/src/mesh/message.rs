@@ -12,6 +12,8 @@ use crate::wire::{Reader, Writer};
 pub const MAX_IDS: usize = 2_048;
 /// Topics in one offer.
 pub const MAX_TOPICS: usize = 256;
+/// Why a message of a kind this node does not know failed to decode (a newer node's).
+pub const UNKNOWN_KIND: &str = "unknown kind";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MeshMessage {
@@ -115,7 +117,7 @@ impl MeshMessage {
                 }
                 MeshMessage::Offer { topics }
             }
-            _ => return Err(Error::Malformed { what: "mesh message", why: "unknown kind" }),
+            _ => return Err(Error::Malformed { what: "mesh message", why: UNKNOWN_KIND }),
         };
         r.finish()?;
         Ok(message)

@@ -21,8 +21,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::fragment::{Fragmenter, Reassembled, Reassembler};
-use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage};
+use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage, UNKNOWN_KIND};
 use crate::envelope::{Envelope, EnvelopeId, Topic};
+use crate::error::Error;
 use crate::sync::{Initiator, Item, Responder, short_id};
 
 /// A link as the router knows it: an opaque number the driver picked.
@@ -508,11 +509,23 @@ impl Router {
                         state.last_message_ms = now_ms;
                         self.handle(link, message, now_ms)
                     }
+                    // A kind we do not know is a newer node's (id-only offers came after the
+                    // first seven kinds): ignored, not a fault, or an older node would cut an
+                    // honest newer one off after 16 of them.
+                    Err(Error::Malformed { why: UNKNOWN_KIND, .. }) => self.dropped_frames += 1,
                     Err(_) => self.strike(link, "malformed mesh message"),
                 },
             }
         }
         // After the message: a duplicate that arrives as a relay falls due cancels it.
+        self.relay_due(now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    /// What falls due between ticks: the bitchat baseline's relays, each after its own delay
+    /// (the simulator calls this every step; ticks come once a second).
+    pub fn timers(&mut self, now_ms: u64) -> Vec<Output> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         self.relay_due(now_ms);
         std::mem::take(&mut self.out)
     }
@@ -1458,6 +1471,29 @@ mod tests {
 
     fn envelope(topic: Topic, n: u64) -> Vec<u8> {
         fake_envelope(&mut SimRng::new(n), topic)
+    }
+
+    /// A newer node's message kinds (id-only offers were the eighth) are ignored, never a
+    /// fault: otherwise an older node would cut an honest newer neighbour off after 16.
+    #[test]
+    fn a_message_of_an_unknown_kind_is_ignored_not_a_fault() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[T], &[T]]);
+        let link = bench.connect(0, 1);
+        for _ in 0..100 {
+            for f in Fragmenter::default().fragment(&[200, 1, 2, 3], 185).unwrap() {
+                let out = bench.routers[1].fragment(link, &f, bench.now);
+                assert!(!out.iter().any(|o| matches!(o, Output::Close { .. })), "{out:?}");
+            }
+        }
+        bench.originate(0, envelope(T, 3));
+        assert_eq!(bench.delivered[1], vec![envelope(T, 3)], "the link still carries");
+        // Junk of a known kind still counts.
+        for _ in 0..100 {
+            for f in Fragmenter::default().fragment(&[5, 0xff, 0xff, 0xff, 0xff], 185).unwrap() {
+                let _ = bench.routers[1].fragment(link, &f, bench.now);
+            }
+        }
+        assert!(bench.routers[1].links[&link].closed || bench.routers[1].links[&link].strikes > 0);
     }
 
     /// The bitchat baseline: a relay waits its jitter, and a neighbour that relays the envelope

@@ -417,6 +417,14 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             let downs = apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
             link_downs(&mut routers, downs);
         }
+        // The bitchat baseline's relay delays are shorter than a tick.
+        if matches!(strategy, Strategy::Bitchat { .. }) {
+            for node in 0..routers.len() {
+                let outputs = routers[node].timers(now);
+                let downs = apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered);
+                link_downs(&mut routers, downs);
+            }
+        }
         if now % TICK_MS == 0 {
             for node in 0..routers.len() {
                 let outputs = routers[node].tick(now, rng.bytes16());
