@@ -1,12 +1,14 @@
 //! Helpers for Weft's cross-crate scenarios: finding and driving the real `weft` binary
 //! ([`weft_binary`], [`Home`]), running nodes in-process ([`nodes`]), a loopback proxy
 //! that can cut the network and records what crosses it ([`proxy`]), a hostile libp2p peer
-//! ([`hostile`]), a forwarder that makes it come from an address of its own ([`elsewhere`]), and
+//! ([`hostile`]), a D-Bus daemon of a test's own (`dbus`), a forwarder that makes it come from an address of its own ([`elsewhere`]), and
 //! hosts of their own in Linux network namespaces, behind a lossy hub that can partition them
 //! (`netns`).
 
 #[cfg(unix)]
 pub mod daemon;
+#[cfg(unix)]
+pub mod dbus;
 pub mod elsewhere;
 pub mod hostile;
 #[cfg(target_os = "linux")]

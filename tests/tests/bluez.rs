@@ -24,43 +24,11 @@ use weft_core::Error;
 use weft_core::mesh::radio::ble::{self, BleOptions, Bus};
 use weft_core::mesh::radio::feed::FedRadio;
 use weft_core::mesh::radio::{Link, Radio, RadioUnavailable, Role, RoleState};
+use weft_tests::dbus::PrivateBus;
 use weft_tests::wait_until;
 
 const ADAPTER: &str = "/org/bluez/hci0";
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A D-Bus daemon of the test's own, stopped on drop.
-struct PrivateBus {
-    daemon: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateBus {
-    fn start() -> PrivateBus {
-        assert!(
-            Command::new("sh").arg("-c").arg("command -v dbus-daemon").output().unwrap().status.success(),
-            "dbus-daemon is missing: install the Debian package dbus (.ci/run does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let socket: PathBuf = dir.path().join("bus");
-        let address = format!("unix:path={}", socket.display());
-        let daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--address", &address])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("the private bus", 20, || socket.exists());
-        PrivateBus { daemon, address, _dir: dir }
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 /// How the mock BlueZ behaves.
 #[derive(Clone, Copy)]

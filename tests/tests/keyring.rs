@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use weft_tests::dbus::PrivateBus;
 use weft_tests::{Home, wait_until};
 
 /// `weft --home DIR ARGS...` told nothing of the passphrase but what `passphrase` says, on the
@@ -52,51 +53,39 @@ fn without_a_keyring_remember_says_so_and_changes_nothing() {
 
 /// A session bus and GNOME Keyring's Secret Service in a temporary directory, stopped on drop.
 struct SecretService {
-    bus: Child,
     keyring: Child,
     address: String,
-    _dir: tempfile::TempDir,
+    // Dropped after the keyring: the fields go in order.
+    _bus: PrivateBus,
 }
 
 impl SecretService {
     fn start() -> SecretService {
-        for tool in ["dbus-daemon", "gnome-keyring-daemon"] {
-            assert!(
-                Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap().status.success(),
-                "{tool} is missing: install the Debian packages dbus and gnome-keyring (.ci/run does)"
-            );
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let socket: PathBuf = dir.path().join("bus");
-        let address = format!("unix:path={}", socket.display());
-        let bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--address", &address])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("the session bus", 20, || socket.exists());
-        let env = |c: &mut Command| {
-            c.env("DBUS_SESSION_BUS_ADDRESS", &address)
-                .env("HOME", dir.path())
-                .env("XDG_DATA_HOME", dir.path().join("data"))
-                .env("XDG_RUNTIME_DIR", dir.path());
-        };
+        assert!(
+            Command::new("sh").arg("-c").arg("command -v gnome-keyring-daemon").output().unwrap().status.success(),
+            "gnome-keyring-daemon is missing: install the Debian packages dbus and gnome-keyring (.ci/run does)"
+        );
+        let bus = PrivateBus::start();
         let mut command = Command::new("gnome-keyring-daemon");
-        command.args(["--foreground", "--components=secrets", "--unlock"]).stdin(Stdio::piped()).stdout(Stdio::null());
-        env(&mut command);
+        command
+            .args(["--foreground", "--components=secrets", "--unlock"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("HOME", &bus.dir)
+            .env("XDG_DATA_HOME", bus.dir.join("data"))
+            .env("XDG_RUNTIME_DIR", &bus.dir);
         let mut keyring = command.spawn().unwrap();
         // The login keyring is created, and unlocked, with the password read from stdin to EOF.
         keyring.stdin.take().unwrap().write_all(b"keyring password").unwrap();
-        SecretService { bus, keyring, address, _dir: dir }
+        SecretService { keyring, address: bus.address.clone(), _bus: bus }
     }
 }
 
 impl Drop for SecretService {
     fn drop(&mut self) {
-        for child in [&mut self.keyring, &mut self.bus] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.keyring.kill();
+        let _ = self.keyring.wait();
     }
 }
 

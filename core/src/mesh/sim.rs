@@ -100,8 +100,18 @@ impl Scenario {
         let nodes = (0..200).map(|_| (rng.range(0.0, 500.0), rng.range(0.0, 500.0), mobility)).collect();
         let groups = random_groups(&mut rng, 200, 20);
         let messages = random_messages(&mut rng, &groups, 50 * 60_000, 20);
+        Scenario::an_hour_of("festival".into(), nodes, groups, messages)
+    }
+
+    /// An hour of `nodes` walking, on the default radio, with envelopes of the smallest bucket.
+    fn an_hour_of(
+        name: String,
+        nodes: Vec<(f64, f64, Mobility)>,
+        groups: Vec<Vec<NodeIndex>>,
+        messages: Vec<(u64, usize, NodeIndex)>,
+    ) -> Scenario {
         Scenario {
-            name: "festival".into(),
+            name,
             medium: MediumConfig::default(),
             nodes,
             groups,
@@ -112,8 +122,9 @@ impl Scenario {
         }
     }
 
-    /// 5,000 people in a stadium for an hour: a 240 m × 160 m bowl, field and stands, where
-    /// most sit (pauses up to 20 minutes) and some walk (0.3 to 1.2 m/s); 200 groups of 2 to 8
+    /// 5,000 people in a stadium for an hour: a 240 m × 160 m rectangle (field and stands, as
+    /// one random-waypoint area) where most sit (pauses up to 20 minutes) and some walk (0.3 to
+    /// 1.2 m/s); 200 groups of 2 to 8
     /// send two messages each in the first 50 minutes, as many messages as the festival's.
     /// The scale test: every radio has hundreds of others in range and only seven links.
     pub fn stadium(seed: u64) -> Scenario {
@@ -131,16 +142,8 @@ impl Scenario {
         let nodes = (0..people).map(|_| (rng.range(0.0, width), rng.range(0.0, height), mobility)).collect();
         let groups = random_groups(&mut rng, people, 200);
         let messages = random_messages(&mut rng, &groups, 50 * 60_000, 2);
-        Scenario {
-            name: if people == 5_000 { "stadium".into() } else { format!("stadium ({people} people)") },
-            medium: MediumConfig::default(),
-            nodes,
-            groups,
-            messages,
-            duration_ms: 60 * 60_000,
-            envelope_len: SIZE_BUCKETS[0],
-            toggles: Vec::new(),
-        }
+        let name = if people == 5_000 { "stadium".into() } else { format!("stadium ({people} people)") };
+        Scenario::an_hour_of(name, nodes, groups, messages)
     }
 
     /// The same scenario with envelopes of `envelope_len` bytes (a padding bucket).
