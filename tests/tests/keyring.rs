@@ -5,7 +5,7 @@
 //! half-done.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use weft_tests::dbus::PrivateBus;
