@@ -436,7 +436,9 @@ fn status_once_bluetooth_is_settled(home: &weft_tests::Home) -> String {
     wait_until("status naming the Bluetooth mesh", 60, || {
         let out = home.run(&["status"]);
         status = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.status.success() && status.contains("bluetooth mesh")
+        // Settled: the radio's roles, or why it is off. (Until the radio has been tried, status
+        // says only "bluetooth mesh: off".)
+        out.status.success() && (status.contains("bluetooth mesh (") || status.contains("bluetooth mesh: off ("))
     });
     status
 }
