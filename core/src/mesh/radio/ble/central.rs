@@ -85,6 +85,9 @@ async fn run(
             return;
         }
         let id = match event {
+            // An advertisement of other services (headphones, watches) is not worth a D-Bus
+            // call for its properties: BlueZ reports them many times a second.
+            CentralEvent::ServicesAdvertisement { services, .. } if !services.contains(&SERVICE) => continue,
             CentralEvent::ServicesAdvertisement { id, .. } | CentralEvent::DeviceDiscovered(id) => id,
             CentralEvent::DeviceDisconnected(id) => {
                 if let Some(link) = scanner.peripherals.lock().expect("peripherals lock").remove(&id) {
