@@ -24,7 +24,7 @@ use super::fragment::{Fragmenter, Reassembled, Reassembler};
 use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage, UNKNOWN_KIND};
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::Error;
-use crate::sync::{Initiator, Item, Responder, short_id};
+use crate::sync::{INCONSISTENT_SYMBOLS, Initiator, Item, Responder, short_id};
 
 /// A link as the router knows it: an opaque number the driver picked.
 pub type LinkId = u64;
@@ -729,6 +729,15 @@ impl Router {
                         }
                         self.send(link, &MeshMessage::Describe { ids: we_lack });
                         self.hand_over(link, outcome.they_lack);
+                    }
+                    // Symbols beyond what the two sets can differ by, or that peel
+                    // inconsistently, come from no honest neighbour (lost frames show as
+                    // symbols out of sequence, a strike): the link is closed, so a stream of
+                    // junk costs one bounded session per connection.
+                    Err(Error::Limit(_)) | Err(Error::Malformed { why: INCONSISTENT_SYMBOLS, .. }) => {
+                        state.responder = None;
+                        state.closed = true;
+                        self.out.push(Output::Close { link, why: "reconciliation symbols no honest neighbour sends" });
                     }
                     Err(_) => {
                         state.responder = None;
@@ -1631,6 +1640,41 @@ mod tests {
         }
         assert!(closed, "cut off");
         assert_eq!(answers, 0, "no restart within the gap is answered");
+    }
+
+    /// Issue 18: junk reconciliation symbols ran to 131,072 (3.4 MB on the air, ~4 MiB of
+    /// decoder memory) before one penalty, and sixteen penalties before a disconnect. Now a
+    /// session takes at most three symbols per id the two sets could hold (as the stream's
+    /// first symbol declares the neighbour's), and the link is closed there.
+    #[test]
+    fn a_neighbour_streaming_junk_symbols_is_cut_off_at_what_the_sets_could_differ_by() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[], &[T]]);
+        for n in 0..20 {
+            bench.originate(1, envelope(T, n));
+        }
+        let link = bench.connect(0, 1);
+        bench.now = 60_000;
+        let batch = |start: u32| {
+            MeshMessage::Reconcile(crate::sync::Message::Symbols {
+                salt: [4; 16],
+                start,
+                symbols: (0..50)
+                    .map(|k| crate::sync::CodedSymbol {
+                        sum: [k as u8 ^ start as u8; 16],
+                        hash: u64::from(start) + k,
+                        // The first symbol claims an empty set: the bound is 3 × 20 + slack.
+                        count: 0,
+                    })
+                    .collect(),
+            })
+        };
+        let mut start = 0;
+        while bench.closed.is_empty() && start < 10_000 {
+            bench.inject(link, 1, &batch(start));
+            start += 50;
+        }
+        assert_eq!(bench.closed, vec![link]);
+        assert!(start as usize <= 3 * 20 + crate::sync::SYMBOL_BOUND_SLACK + 50, "{start} symbols taken");
     }
 
     /// Issue 18: one fragment of a frame never finished, every 29 s, held a link (one of seven)

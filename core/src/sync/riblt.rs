@@ -157,11 +157,17 @@ pub struct Decoder {
     pub local_only: Vec<Item>,
     /// Forged symbols made peeling decode more than any honest stream can.
     broken: bool,
+    /// How many symbols this session may take: known from the first symbol (see
+    /// [`Decoder::symbol_limit`]).
+    limit: usize,
 }
 
 /// A decoder gives up past this many symbols: the difference is then too large to be worth
 /// reconciling (the caller falls back to exchanging the whole id list).
 pub const MAX_SYMBOLS: usize = 1 << 17;
+
+/// Symbols beyond three per item either set could hold, for the tail of small differences.
+pub const SYMBOL_BOUND_SLACK: usize = 256;
 
 impl Decoder {
     pub fn new(hasher: ItemHasher, local: impl IntoIterator<Item = Item>) -> Self {
@@ -180,7 +186,20 @@ impl Decoder {
             remote_only: Vec::new(),
             local_only: Vec::new(),
             broken: false,
+            limit: MAX_SYMBOLS,
         }
+    }
+
+    /// The most symbols an honest stream needs here. Every item maps to the stream's first
+    /// symbol, so its count, once our set is subtracted, is the remote set's size less ours:
+    /// the first symbol says how large the remote set is, and the two sets cannot differ by
+    /// more than both together. Decoding takes 1.35–1.7 symbols per differing item and an
+    /// initiator's batches overshoot by half at most, so three per item and a slack are more
+    /// than any honest session sends; a stream of junk is stopped there instead of running
+    /// to [`MAX_SYMBOLS`] (issue 18: 131,072 junk symbols, 3.4 MB on the air, before one
+    /// penalty). A forged first count only moves the bound within `MAX_SYMBOLS`.
+    pub fn symbol_limit(&self) -> usize {
+        self.limit
     }
 
     /// True once the symbols proved inconsistent (forged): the session must be abandoned.
@@ -197,6 +216,19 @@ impl Decoder {
         self.decoded_remote.apply_next(&mut symbol, -1);
         self.decoded_local.apply_next(&mut symbol, 1);
         self.local.apply_next(&mut symbol, -1);
+        if self.symbols.is_empty() {
+            let ours = self.local.items.len() as i64;
+            match symbol.count.checked_add(ours) {
+                Some(theirs) if theirs >= 0 => {
+                    let both = (theirs as u64).saturating_add(ours as u64);
+                    self.limit =
+                        both.saturating_mul(3).saturating_add(SYMBOL_BOUND_SLACK as u64).min(MAX_SYMBOLS as u64)
+                            as usize;
+                }
+                // A set of negative size.
+                _ => self.broken = true,
+            }
+        }
         if symbol.is_pure(&self.hasher) {
             self.pure.push(self.symbols.len());
         }

@@ -11,6 +11,8 @@
 //! responder → Done { you_lack }                    (ids only the responder holds)
 //! ```
 
+#[cfg(test)]
+use super::riblt::SYMBOL_BOUND_SLACK;
 use super::riblt::{CodedSymbol, Decoder, Encoder, Item, ItemHasher, MAX_SYMBOLS};
 use crate::envelope::EnvelopeId;
 use crate::error::{Error, Result};
@@ -20,6 +22,9 @@ const FIRST_BATCH: usize = 64;
 /// Symbols in one message, so that a message stays under 64 KiB on any transport.
 pub const MAX_BATCH: usize = 2_400;
 const MAX_LIST: usize = 1 << 20;
+
+/// Why a session whose symbols peel in a way no honest stream can is abandoned.
+pub const INCONSISTENT_SYMBOLS: &str = "inconsistent symbols";
 
 /// The 16-byte prefix of an envelope id that reconciliation works on.
 pub fn short_id(id: &EnvelopeId) -> Item {
@@ -207,9 +212,12 @@ impl Responder {
         }
         for s in symbols {
             decoder.add_symbol(s);
+            if decoder.symbols_received() > decoder.symbol_limit() {
+                return Err(Error::Limit("more symbols than the two sets can differ by"));
+            }
         }
         if decoder.is_broken() {
-            return Err(Error::Malformed { what: "reconciliation", why: "inconsistent symbols" });
+            return Err(Error::Malformed { what: "reconciliation", why: INCONSISTENT_SYMBOLS });
         }
         if decoder.is_done() {
             let outcome = Outcome { we_lack: decoder.remote_only.clone(), they_lack: decoder.local_only.clone() };
@@ -249,6 +257,85 @@ mod tests {
         want.sort();
         assert_eq!(lacks_b, want);
         assert_eq!(initiator_outcome.we_lack.len(), 51);
+    }
+
+    fn item(n: u32) -> Item {
+        blake3::hash(&n.to_be_bytes()).as_bytes()[..16].try_into().unwrap()
+    }
+
+    /// Runs a session to its end; the symbols it took, or the responder's error.
+    fn reconcile(a: &[Item], b: &[Item], salt: [u8; 16]) -> Result<usize> {
+        let mut initiator = Initiator::new(salt, a.iter().copied()).with_first_batch(2);
+        let mut responder = Responder::new(b.to_vec());
+        let mut message = initiator.next_batch();
+        loop {
+            let (reply, outcome) = responder.handle(message)?;
+            if outcome.is_some() {
+                return Ok(initiator.sent);
+            }
+            match initiator.handle(reply)? {
+                std::ops::ControlFlow::Continue(next) => message = next,
+                std::ops::ControlFlow::Break(_) => unreachable!("the responder said done"),
+            }
+        }
+    }
+
+    /// The bound on symbols never stops an honest session, even where the sets share nothing
+    /// (the difference is then both sets, the most the bound allows for).
+    #[test]
+    fn honest_sessions_finish_within_the_symbol_bound() {
+        for (salt, (ours, theirs)) in
+            [(0u8, (0, 1)), (1, (1, 0)), (2, (3, 5)), (3, (40, 0)), (4, (700, 900)), (5, (0, 3_000))]
+                .into_iter()
+                .enumerate()
+                .map(|(i, sizes)| (i as u8, sizes.1))
+        {
+            let a: Vec<Item> = (0..ours).map(item).collect();
+            let b: Vec<Item> = (100_000..100_000 + theirs).map(item).collect();
+            let sent = reconcile(&a, &b, [salt; 16]).unwrap_or_else(|e| panic!("{ours} against {theirs}: {e}"));
+            assert!(sent <= 3 * (ours + theirs) as usize + SYMBOL_BOUND_SLACK);
+        }
+        // And with much in common: the usual case.
+        let a: Vec<Item> = (0..2_000).map(item).collect();
+        let b: Vec<Item> = (10..2_010).map(item).collect();
+        assert!(reconcile(&a, &b, [9; 16]).unwrap() < 100);
+    }
+
+    /// Issue 18: junk symbols ran to 131,072 (3.4 MB on the air) before one penalty. A stream
+    /// that does not decode stops at three symbols per item the two sets could hold, as its
+    /// first symbol declares them, and a declared set of negative size is refused at once.
+    #[test]
+    fn a_stream_of_junk_symbols_stops_at_what_the_sets_could_differ_by() {
+        let ours: Vec<Item> = (0..100).map(item).collect();
+        let junk = |start: u32, n: usize, first_count: i64| Message::Symbols {
+            salt: [3; 16],
+            start,
+            symbols: (0..n)
+                .map(|k| CodedSymbol {
+                    sum: item(50_000 + start + k as u32),
+                    hash: k as u64,
+                    count: if start == 0 && k == 0 { first_count } else { 0 },
+                })
+                .collect(),
+        };
+        // Claims 20 ids of its own: 3 × (20 + 100) + the slack.
+        let bound = 3 * 120 + SYMBOL_BOUND_SLACK;
+        let mut responder = Responder::new(ours.clone());
+        let mut received = 0;
+        let error = loop {
+            match responder.handle(junk(received as u32, 50, 20)) {
+                Ok((Message::More, None)) => received += 50,
+                Ok(other) => panic!("junk decoded: {other:?}"),
+                Err(e) => break e,
+            }
+            assert!(received <= bound, "{received} symbols taken");
+        };
+        assert!(matches!(error, Error::Limit(_)), "{error} after {received}");
+        assert!(received + 50 > bound, "stopped at {received}, before the bound");
+
+        let mut responder = Responder::new(ours);
+        let negative = responder.handle(junk(0, 1, -1));
+        assert!(matches!(negative, Err(Error::Malformed { why: INCONSISTENT_SYMBOLS, .. })), "{negative:?}");
     }
 
     proptest! {
