@@ -275,6 +275,7 @@ async fn write_fuzz_seeds() {
         MeshMessage::Want { ids: vec![[4; 16]] },
         MeshMessage::OfferIds { ids: vec![[4; 16], [5; 16]] },
         MeshMessage::Reconcile(Initiator::new([5; 16], (0u8..12).map(|n| [n; 16])).next_batch()),
+        MeshMessage::OfferTagged { entries: vec![([4; 16], [7; 4]), ([5; 16], [1, 2, 3, 4])] },
     ];
     for (n, m) in messages.iter().enumerate() {
         let mut stream = Vec::new();

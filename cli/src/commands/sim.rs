@@ -14,7 +14,8 @@ use crate::output::Output;
 pub struct Args {
     /// Scenario: line (10 radios in a row), grid (10 x 10), festival (200 people walking for an
     /// hour), toggle (the festival where a quarter of the people switch Bluetooth off for ten
-    /// minutes), stadium (5,000 people, an hour), or all (line, grid and festival)
+    /// minutes), stadium (5,000 people, an hour), flood (the festival with one node writing junk
+    /// ten times a second), or all (line, grid and festival)
     #[arg(long, default_value = "festival")]
     scenario: String,
     /// Seed: the same seed gives the same run
@@ -100,7 +101,7 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
                 };
                 let mut scenario = by_name
                     .with_context(|| {
-                        format!("unknown scenario {name:?}; use line, grid, festival, toggle, stadium or all")
+                        format!("unknown scenario {name:?}; use line, grid, festival, toggle, stadium, flood or all")
                     })?
                     .with_envelope_len(args.envelope_bytes)
                     .map_err(anyhow::Error::msg)?;

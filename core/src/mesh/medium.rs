@@ -224,6 +224,8 @@ pub struct Medium {
     next_link: LinkId,
     now_ms: u64,
     bytes_on_air: u64,
+    /// Bytes each radio wrote to the air (link set-ups not counted).
+    sent_by: Vec<u64>,
     fragments_lost: u64,
     /// Every byte sent on the air, when a test listens like an eavesdropper.
     capture: Option<Vec<u8>>,
@@ -244,6 +246,7 @@ impl Medium {
             next_link: 1,
             now_ms: 0,
             bytes_on_air: 0,
+            sent_by: Vec::new(),
             fragments_lost: 0,
             capture: None,
         }
@@ -273,6 +276,12 @@ impl Medium {
         self.bytes_on_air
     }
 
+    /// The bytes `node` wrote to the air so far (of [`Medium::bytes_on_air`], less link
+    /// set-ups).
+    pub fn bytes_sent_by(&self, node: NodeIndex) -> u64 {
+        self.sent_by.get(node).copied().unwrap_or(0)
+    }
+
     pub fn fragments_lost(&self) -> u64 {
         self.fragments_lost
     }
@@ -289,6 +298,7 @@ impl Medium {
         // Scans start at a random phase, as real radios do.
         let next_scan_ms = self.rng.below(self.config.scan_interval_ms.max(1));
         let hidden = self.config.hidden_share > 0.0 && self.radio_rng.unit() < self.config.hidden_share;
+        self.sent_by.push(0);
         self.radios.push(Radio {
             x,
             y,
@@ -535,6 +545,7 @@ impl Medium {
                     link.credit[side] -= air as f64;
                     link.queued_bytes[side] -= fragment.len();
                     self.bytes_on_air += air as u64;
+                    self.sent_by[link.ends[side]] += air as u64;
                     if let Some(capture) = &mut self.capture
                         && capture.len() + fragment.len() <= MAX_CAPTURE
                     {

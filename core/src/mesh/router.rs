@@ -20,8 +20,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::budget::TopicBudget;
 use super::fragment::{Fragmenter, Reassembled, Reassembler};
-use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage, UNKNOWN_KIND};
+use super::message::{MAX_IDS, MAX_TOPICS, MeshMessage, TopicTag, UNKNOWN_KIND, topic_tag};
+use super::remembered::Remembered;
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::Error;
 use crate::sync::{INCONSISTENT_SYMBOLS, Initiator, Item, Responder, short_id};
@@ -76,6 +78,12 @@ impl Strategy {
             Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } => u16::MAX,
             Strategy::Flood { .. } => 1,
         }
+    }
+
+    /// Whether topics' budgets bound what a node carries for others ([`TopicBudget`]): ours
+    /// only, the baselines stay as their papers describe them.
+    fn budgets_topics(&self) -> bool {
+        matches!(self, Strategy::Weft { .. })
     }
 
     fn splits_copies(&self) -> bool {
@@ -155,8 +163,9 @@ fn refused(seen: &HashSet<Item>, evicted: &HashMap<Item, u64>, id: &Item) -> boo
 
 /// Copies that never run out: every holder may hand the envelope on (epidemic spread).
 pub const UNLIMITED: u16 = u16::MAX;
-/// The topic an id-only offer is weighed under: none we read.
-const NO_TOPIC: Topic = [0; 16];
+/// The topic tag an id-only offer is weighed under: none we read (only another strategy's or
+/// an older node's offers are untagged).
+const NO_TAG: TopicTag = [0; 4];
 
 /// Whether holders offer fresh envelopes instead of pushing them (see [`Router::spread_fresh`]).
 fn offers_on(strategy: Strategy) -> bool {
@@ -194,6 +203,12 @@ const IDLE_LINK_MS: u64 = 300_000;
 /// are kept (see [`Router::evict`]).
 const EVICTED_FOR_MS: u64 = 2 * 60 * 60_000;
 const MAX_EVICTED: usize = MAX_IDS;
+/// Ids a neighbour offered that a topic's budget refused: reconciled as held with that
+/// neighbour for ten minutes, so that every reconciliation with a flooder does not find its
+/// junk again; at most this many (a flooder's cache). Only with that neighbour: with others,
+/// ids held by neither would be a difference of their own.
+const DEFERRED_FOR_MS: u64 = 10 * 60_000;
+const MAX_DEFERRED: usize = 4 * MAX_IDS;
 /// Envelopes asked for and not yet received, over all links.
 const MAX_PENDING_WANTS: usize = 4 * MAX_IDS;
 /// Other neighbours remembered for an id asked of one, and neighbours remembered as asked.
@@ -239,12 +254,16 @@ struct LinkState {
     /// Fresh envelopes we offered it instead of pushing them, with the hops the push had
     /// left: what it wants of them travels on that far.
     offered_hops: HashMap<Item, u8>,
+    /// What it offered that a topic's budget refused (ours only, see [`TopicBudget`]).
+    deferred: Remembered,
     closed: bool,
 }
 
 pub struct Router {
     config: RouterConfig,
     interests: HashSet<Topic>,
+    /// The tags of `interests`, which offers name.
+    interest_tags: HashSet<TopicTag>,
     held: HashMap<Item, Held>,
     own_bytes: usize,
     carried_bytes: usize,
@@ -276,7 +295,14 @@ pub struct Router {
     /// No held envelope expires before this: ticks until then skip the scan for expired ones
     /// (a scan of everything held every second was a fifth of a busy simulation's time).
     next_expiry_ms: u64,
+    /// Envelopes of each topic, and new topics, still carried (ours only).
+    topic_budget: TopicBudget,
+    /// Bytes of the frames this router sent, by message kind (the first byte of a frame).
+    sent_by_kind: [u64; MESSAGE_KINDS],
 }
+
+/// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 9; 0 unused).
+pub const MESSAGE_KINDS: usize = 10;
 
 /// How far below `push_hops` an author starts a push, at random, and how often (one in this
 /// many) a relayer passes a push on without counting its hop: so that the count a neighbour
@@ -289,6 +315,7 @@ impl Router {
         Router {
             config,
             interests: HashSet::new(),
+            interest_tags: HashSet::new(),
             held: HashMap::new(),
             own_bytes: 0,
             carried_bytes: 0,
@@ -308,6 +335,8 @@ impl Router {
             noise: [0; 16],
             relays: BTreeMap::new(),
             next_expiry_ms: u64::MAX,
+            topic_budget: TopicBudget::default(),
+            sent_by_kind: [0; MESSAGE_KINDS],
         }
     }
 
@@ -353,6 +382,7 @@ impl Router {
             self.evicted.clear();
             self.evicted_order.clear();
         }
+        self.interest_tags = topics.iter().map(topic_tag).collect();
         self.interests = topics;
         for held in self.held.values_mut() {
             let own = self.interests.contains(&held.topic);
@@ -401,6 +431,12 @@ impl Router {
     /// what is held (the simulator asks every node every second).
     pub fn carried_bytes(&self) -> usize {
         self.carried_bytes
+    }
+
+    /// Bytes of the frames sent so far, by message kind (before fragment headers): where the
+    /// air bytes go.
+    pub fn sent_by_kind(&self) -> &[u64; MESSAGE_KINDS] {
+        &self.sent_by_kind
     }
 
     pub fn stats(&self) -> RouterStats {
@@ -478,6 +514,7 @@ impl Router {
                 last_message_ms: now_ms,
                 last_session_start_ms: None,
                 offered_hops: HashMap::new(),
+                deferred: Remembered::new(DEFERRED_FOR_MS, MAX_DEFERRED),
                 closed: false,
             },
         );
@@ -537,6 +574,7 @@ impl Router {
         while self.evicted_order.front().is_some_and(|(at, _)| now_ms.saturating_sub(*at) > EVICTED_FOR_MS) {
             self.forget_evicted_front();
         }
+
         self.noise = salt;
         let max_age = self.config.max_age_ms;
         if now_ms > self.next_expiry_ms {
@@ -612,6 +650,10 @@ impl Router {
         self.held.keys().chain(self.evicted.keys())
     }
 
+    fn budgets_intake(&self) -> bool {
+        self.config.strategy.budgets_topics()
+    }
+
     fn uses_summaries(&self) -> bool {
         matches!(self.config.strategy, Strategy::Epidemic | Strategy::SprayAndWait { .. })
     }
@@ -628,8 +670,16 @@ impl Router {
         match self.config.strategy {
             Strategy::Weft { .. } => {
                 if initiator {
-                    let mut session =
-                        Initiator::new(salt, self.reconciled_ids().copied()).with_first_batch(first_symbols);
+                    let deferred: Vec<Item> = self
+                        .links
+                        .get_mut(&link)
+                        .map(|state| {
+                            state.deferred.expire(self.clock_ms);
+                            state.deferred.ids().copied().collect()
+                        })
+                        .unwrap_or_default();
+                    let mut session = Initiator::new(salt, self.reconciled_ids().chain(&deferred).copied())
+                        .with_first_batch(first_symbols);
                     let batch = session.next_batch();
                     if let Some(state) = self.links.get_mut(&link) {
                         state.initiator = Some(session);
@@ -684,12 +734,19 @@ impl Router {
                 self.strike(link, "unexpected filter")
             }
             MeshMessage::Filter(bloom) => self.on_filter(link, &bloom),
-            MeshMessage::Offer { topics } => self.on_offer(link, topics, now_ms),
+            MeshMessage::Offer { topics } => {
+                let tagged = topics.into_iter().map(|(topic, entries)| (topic_tag(&topic), entries)).collect();
+                self.on_offer(link, tagged, now_ms)
+            }
+            MeshMessage::OfferTagged { entries } => {
+                let tagged = entries.into_iter().map(|(id, tag)| (tag, vec![(id, UNLIMITED)])).collect();
+                self.on_offer(link, tagged, now_ms)
+            }
             // Offered with every copy: the topic would decide nothing (`on_offer` only weighs
             // it for limited copies), so it is not sent.
             MeshMessage::OfferIds { ids } => {
                 let entries = ids.into_iter().map(|id| (id, UNLIMITED)).collect();
-                self.on_offer(link, vec![(NO_TOPIC, entries)], now_ms)
+                self.on_offer(link, vec![(NO_TAG, entries)], now_ms)
             }
             MeshMessage::Want { ids } => self.on_want(link, ids),
         }
@@ -709,9 +766,11 @@ impl Router {
                     state.responder = None;
                 }
                 let (held, evicted) = (&self.held, &self.evicted);
-                let responder = state
-                    .responder
-                    .get_or_insert_with(|| Responder::new(held.keys().chain(evicted.keys()).copied().collect()));
+                state.deferred.expire(now_ms);
+                let deferred = &state.deferred;
+                let responder = state.responder.get_or_insert_with(|| {
+                    Responder::new(held.keys().chain(evicted.keys()).chain(deferred.ids()).copied().collect())
+                });
                 match responder.handle(message) {
                     Ok((reply, None)) => self.send(link, &MeshMessage::Reconcile(reply)),
                     Ok((_, Some(outcome))) => {
@@ -821,11 +880,18 @@ impl Router {
     fn offer(&mut self, link: LinkId, ids: Vec<Item>) {
         let mut entries: Vec<(Item, &Held)> = ids.iter().filter_map(|id| self.held.get(id).map(|h| (*id, h))).collect();
         entries.sort_by_key(|(id, h)| (!h.own, std::cmp::Reverse(h.copies), std::cmp::Reverse(h.stored_ms), *id));
+        // Every copy offered: ids alone, or (ours) with each topic's tag, which a neighbour's
+        // budget for that topic weighs before asking.
         let (unlimited, limited): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(_, h)| h.copies == UNLIMITED);
-        let unlimited: Vec<Item> = unlimited.into_iter().map(|(id, _)| id).collect();
+        let tagged: Vec<(Item, TopicTag)> = unlimited.into_iter().map(|(id, h)| (id, topic_tag(&h.topic))).collect();
         let entries: Vec<(Item, Topic, u16)> = limited.into_iter().map(|(id, h)| (id, h.topic, h.copies)).collect();
-        for chunk in unlimited.chunks(MAX_IDS) {
-            self.send(link, &MeshMessage::OfferIds { ids: chunk.to_vec() });
+        for chunk in tagged.chunks(MAX_IDS) {
+            let message = if self.config.strategy.budgets_topics() {
+                MeshMessage::OfferTagged { entries: chunk.to_vec() }
+            } else {
+                MeshMessage::OfferIds { ids: chunk.iter().map(|(id, _)| *id).collect() }
+            };
+            self.send(link, &message);
         }
         let mut topics: Vec<(Topic, Vec<(Item, u16)>)> = Vec::new();
         let mut count = 0;
@@ -846,12 +912,13 @@ impl Router {
         }
     }
 
-    fn on_offer(&mut self, link: LinkId, topics: Vec<(Topic, Vec<(Item, u16)>)>, now_ms: u64) {
+    /// Offered envelopes, by their topics' tags.
+    fn on_offer(&mut self, link: LinkId, topics: Vec<(TopicTag, Vec<(Item, u16)>)>, now_ms: u64) {
         let Some(state) = self.links.get_mut(&link) else { return };
         let mut budget = self.config.per_link_bytes.saturating_sub(self.bytes_from.get(&link).copied().unwrap_or(0));
         let mut want = Vec::new();
         for (topic, entries) in topics {
-            let own = self.interests.contains(&topic);
+            let own = self.interest_tags.contains(&topic);
             for (id, copies) in entries {
                 if self.held.contains_key(&id) {
                     state.peer_has.insert(id);
@@ -883,6 +950,12 @@ impl Router {
                     Strategy::Weft { .. } | Strategy::SprayAndWait { .. } => copies >= 2,
                     Strategy::Flood { .. } => false,
                 };
+                // A topic over its budget is not asked for (our own topics always are: we
+                // read them), and not found again at every reconciliation with this neighbour.
+                if carry && !own && self.config.strategy.budgets_topics() && !self.topic_budget.admit(&topic, now_ms) {
+                    state.deferred.insert(id, now_ms);
+                    continue;
+                }
                 // Counted as the smallest envelope, since sizes are not known yet. Our own
                 // topics count too: topics are in clear, so junk can claim to be ours.
                 if (own || carry) && budget >= 256 {
@@ -984,9 +1057,24 @@ impl Router {
             self.relays.remove(&id);
             return;
         }
-        // Unasked envelopes (pushes, spare copies handed over) are welcome: what bounds a
-        // flood is the neighbour's quota (its own oldest go first), not good manners.
         let own = self.interests.contains(&topic);
+        // Asked for, it was counted when asked, under the tag offered: one whose topic was
+        // never admitted was offered under another's tag, to slip past its own budget.
+        // Pushed unasked, it is counted now.
+        let tag = topic_tag(&topic);
+        if self.budgets_intake()
+            && !own
+            && if requested { !self.topic_budget.knows(&tag) } else { !self.topic_budget.admit(&tag, now_ms) }
+        {
+            self.refused_envelopes += 1;
+            if let Some(state) = self.links.get_mut(&link) {
+                state.deferred.insert(id, now_ms);
+            }
+            return;
+        }
+        // Unasked envelopes (pushes, spare copies handed over) are welcome: what bounds a
+        // flood is the neighbour's quota (its own oldest go first) and the topics' budgets,
+        // not good manners.
         let keep = own || !matches!(self.config.strategy, Strategy::Flood { .. });
         let bytes = Arc::new(parsed.into_bytes());
         if keep {
@@ -1090,7 +1178,10 @@ impl Router {
             if has {
                 continue;
             }
-            if copies >= 2 {
+            // Every copy to hand out is offered like a fresh envelope: the neighbour weighs its
+            // topic before taking it (a flooder's junk, pushed after every reconciliation, was
+            // refused only once it had crossed the air).
+            if copies >= 2 && copies != UNLIMITED {
                 let given = split(copies);
                 if let Some(held) = self.held.get_mut(&id) {
                     held.copies = keep(held.copies, given);
@@ -1332,6 +1423,7 @@ impl Router {
             return;
         }
         let frame = message.encode();
+        self.sent_by_kind[usize::from(frame[0]).min(MESSAGE_KINDS - 1)] += frame.len() as u64;
         match state.fragmenter.fragment(&frame, state.mtu) {
             Ok(fragments) => self.out.extend(fragments.into_iter().map(|fragment| Output::Send { link, fragment })),
             Err(_) => debug_assert!(false, "every message the router builds fits a frame"),
@@ -1480,6 +1572,78 @@ mod tests {
 
     fn envelope(topic: Topic, n: u64) -> Vec<u8> {
         fake_envelope(&mut SimRng::new(n), topic)
+    }
+
+    /// A node that has written `count` envelopes, each under `topic(n)`, linked to a stranger
+    /// that reads `reads`: what the stranger took, and how many envelopes crossed the air.
+    fn flood(count: u64, topic: impl Fn(u64) -> Topic, reads: &[Topic]) -> (Bench, usize) {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[], reads]);
+        for n in 0..count {
+            bench.originate(0, envelope(topic(n), n));
+        }
+        bench.connect(0, 1);
+        let carries = bench.carries;
+        (bench, carries)
+    }
+
+    /// Issue 18: one flooder raised the festival's air traffic thirtyfold, since every node
+    /// takes every envelope. Under one topic, a stranger takes its burst and no more; what is
+    /// over budget is not asked for, so it never crosses the air.
+    #[test]
+    fn a_flood_under_one_topic_is_carried_only_within_its_budget() {
+        let (mut bench, carries) = flood(500, |_| OTHER, &[]);
+        let burst = crate::mesh::budget::PER_TOPIC_BURST as usize;
+        assert_eq!(bench.routers[1].stats().carried_envelopes, burst);
+        assert_eq!(carries, burst, "nothing over budget crossed the air");
+        // The next resync finds nothing new: what was refused is reconciled as held with the
+        // neighbour that offered it, for ten minutes.
+        bench.now = RESYNC_MS + 1;
+        let out = bench.routers[0].tick(bench.now, [9; 16]);
+        bench.pump(vec![(0, out)]);
+        assert_eq!(bench.routers[1].stats().carried_envelopes, burst);
+        // Then it is offered again, and what the budget refilled meanwhile is taken.
+        for k in 2..=7 {
+            bench.now = k * (RESYNC_MS + 1);
+            for node in [1, 0] {
+                let out = bench.routers[node].tick(bench.now, [k as u8; 16]);
+                bench.pump(vec![(node, out)]);
+            }
+        }
+        assert_eq!(bench.routers[1].stats().carried_envelopes, 2 * burst);
+    }
+
+    /// A topic of its own for every envelope: a stranger starts carrying a burst of new topics
+    /// (more than a stadium's groups) and then a few a minute.
+    #[test]
+    fn a_flood_with_a_topic_per_envelope_runs_out_of_new_topics() {
+        let (bench, carries) =
+            flood(1_000, |n| [(n % 251) as u8, (n / 251) as u8, 7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
+        let burst = crate::mesh::budget::NEW_TOPICS_BURST as usize;
+        assert_eq!(bench.routers[1].stats().carried_envelopes, burst);
+        assert_eq!(carries, burst);
+    }
+
+    /// What we read is taken whatever its topic's budget (the flood claims our topic here).
+    #[test]
+    fn our_own_topics_are_taken_beyond_the_budget() {
+        let (bench, _) = flood(100, |_| T, &[T]);
+        assert_eq!(bench.delivered[1].len(), 100);
+    }
+
+    /// An envelope asked for under the tag of a topic we carry, but of a topic never admitted,
+    /// is refused: a flooder cannot borrow an honest topic's budget.
+    #[test]
+    fn an_envelope_offered_under_another_topics_tag_is_refused() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[], &[]]);
+        let link = bench.connect(0, 1);
+        let honest = envelope(T, 1);
+        bench.inject(link, 1, &MeshMessage::OfferTagged { entries: vec![(short(honest.clone()), topic_tag(&T))] });
+        bench.inject(link, 1, &MeshMessage::Carry { hops_left: 0, copies: UNLIMITED, envelope: honest });
+        let junk = envelope(OTHER, 2);
+        bench.inject(link, 1, &MeshMessage::OfferTagged { entries: vec![(short(junk.clone()), topic_tag(&T))] });
+        bench.inject(link, 1, &MeshMessage::Carry { hops_left: 0, copies: UNLIMITED, envelope: junk.clone() });
+        assert!(bench.routers[1].holds(&short(envelope(T, 1))));
+        assert!(!bench.routers[1].holds(&short(junk)), "taken under a borrowed tag");
     }
 
     /// A newer node's message kinds (id-only offers were the eighth) are ignored, never a
@@ -1755,7 +1919,7 @@ mod tests {
             if let Output::Send { fragment, .. } = o
                 && let Reassembled::Frame(frame) = reader.push(fragment, 0)
             {
-                assert!(matches!(MeshMessage::decode(&frame), Ok(MeshMessage::OfferIds { .. })), "{frame:?}");
+                assert!(matches!(MeshMessage::decode(&frame), Ok(MeshMessage::OfferTagged { .. })), "{frame:?}");
             }
         }
         bench.pump(vec![(0, out)]);
@@ -2049,6 +2213,11 @@ mod tests {
             }
         }
         assert!(lost > 0 && bench.delivered[1].is_empty());
+        // The lost want times out (a withholder re-offering cannot renew it: see
+        // `an_offer_withheld_is_asked_of_another_neighbour_that_offered_it`).
+        bench.now = WANT_TIMEOUT_MS + 1;
+        let out = bench.routers[1].tick(bench.now, [4; 16]);
+        bench.pump(vec![(1, out)]);
         bench.now = RESYNC_MS + 1;
         let out = bench.routers[0].tick(bench.now, [3; 16]);
         bench.pump(vec![(0, out)]);

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use super::medium::{Medium, MediumConfig, MediumEvent, Mobility, NodeIndex, SimRng};
+use super::message::MeshMessage;
 use super::router::{Output, Router, RouterConfig, Strategy};
 use crate::envelope::{ENVELOPE_VERSION, Envelope, SIZE_BUCKETS, TOPIC_LEN, Topic};
 use crate::sync::{Item, short_id};
@@ -31,6 +32,17 @@ pub struct Scenario {
     pub envelope_len: usize,
     /// (time, node, on): radios switched off and on again by their owners.
     pub toggles: Vec<(u64, NodeIndex, bool)>,
+    /// A node that writes junk nobody reads, as fast as it likes (issue 18's flooder).
+    pub flooder: Option<Flooder>,
+}
+
+/// A node writing junk: an envelope every `every_ms` (a multiple of the simulator's 100 ms
+/// step), each under a topic of its own (nobody reads it, and a budget per topic would not
+/// hold it), from the first step to the last. It runs the same router as everyone else.
+#[derive(Clone, Copy, Debug)]
+pub struct Flooder {
+    pub node: NodeIndex,
+    pub every_ms: u64,
 }
 
 impl Scenario {
@@ -41,6 +53,7 @@ impl Scenario {
             "festival" => Some(Scenario::festival(seed)),
             "toggle" => Some(Scenario::festival(seed).with_radio_toggles(0.25, 10 * 60_000, seed)),
             "stadium" => Some(Scenario::stadium(seed)),
+            "flood" => Some(Scenario::festival(seed).with_flooder(0, 100)),
             _ => None,
         }
     }
@@ -63,6 +76,7 @@ impl Scenario {
             duration_ms: 10 * 60_000,
             envelope_len: SIZE_BUCKETS[0],
             toggles: Vec::new(),
+            flooder: None,
         }
     }
 
@@ -82,6 +96,7 @@ impl Scenario {
             duration_ms,
             envelope_len: SIZE_BUCKETS[0],
             toggles: Vec::new(),
+            flooder: None,
         }
     }
 
@@ -119,6 +134,7 @@ impl Scenario {
             duration_ms: 60 * 60_000,
             envelope_len: SIZE_BUCKETS[0],
             toggles: Vec::new(),
+            flooder: None,
         }
     }
 
@@ -179,6 +195,17 @@ impl Scenario {
         }
         self.toggles.sort();
         self.name = format!("{} (radio toggles)", self.name);
+        self
+    }
+
+    /// The same scenario with `node` writing junk every `every_ms` (issue 18 measured one
+    /// flooder at ten envelopes a second raising the festival's air traffic thirtyfold). Its
+    /// junk draws on a random stream of its own, so the walks and messages are the same as
+    /// without it and the two runs compare pair by pair.
+    pub fn with_flooder(mut self, node: NodeIndex, every_ms: u64) -> Scenario {
+        assert!(every_ms >= STEP_MS && every_ms.is_multiple_of(STEP_MS), "a flooder writes on the simulator's steps");
+        self.flooder = Some(Flooder { node, every_ms });
+        self.name = format!("{} (a flooder)", self.name);
         self
     }
 
@@ -250,6 +277,12 @@ pub struct Report {
     pub latency_p50_s: f64,
     pub latency_p95_s: f64,
     pub bytes_on_air: u64,
+    /// Bytes of the frames every router sent, by message kind (before fragment and link
+    /// headers): where the air bytes went.
+    pub frames_by_kind: BTreeMap<String, u64>,
+    /// Of `bytes_on_air`, what the flooder wrote itself (0 without one): like a jammer's, its
+    /// own transmissions are bounded by its radio, not by what the others do.
+    pub flooder_bytes: u64,
     pub bytes_per_delivered: f64,
     /// The most bytes of others' ciphertext any one node held at once.
     pub peak_cache_bytes: usize,
@@ -365,6 +398,7 @@ pub fn run(scenario: &Scenario, strategy: Strategy, seed: u64) -> Report {
 pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Options) -> Report {
     let started = Instant::now();
     let mut rng = SimRng::new(seed ^ 0x5EED);
+    let mut junk = SimRng::new(seed ^ 0xF100D);
     let mut medium = Medium::new(scenario.medium, seed);
     let config = router_config(strategy, options);
     let mut routers: Vec<Router> = Vec::new();
@@ -397,6 +431,15 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             messages.insert(id, Message { group, sender, sent_ms: now });
             let outputs = routers[sender].originate(envelope, now);
             let downs = apply(&mut medium, sender, outputs, now, &messages, &scenario.groups, &mut delivered);
+            link_downs(&mut routers, downs);
+        }
+        if let Some(flooder) = scenario.flooder
+            && now.is_multiple_of(flooder.every_ms)
+        {
+            let topic = junk.bytes16();
+            let envelope = fake_envelope_of(&mut junk, topic, scenario.envelope_len);
+            let outputs = routers[flooder.node].originate(envelope, now);
+            let downs = apply(&mut medium, flooder.node, outputs, now, &messages, &scenario.groups, &mut delivered);
             link_downs(&mut routers, downs);
         }
         while let Some(&&(at, node, on)) = toggles.peek() {
@@ -441,6 +484,16 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         }
     }
 
+    let mut frames_by_kind = BTreeMap::new();
+    for router in &routers {
+        for (kind, bytes) in router.sent_by_kind().iter().enumerate() {
+            if let Some(name) = MeshMessage::kind_name(kind as u8)
+                && *bytes > 0
+            {
+                *frames_by_kind.entry(name.to_string()).or_insert(0) += bytes;
+            }
+        }
+    }
     let mut latencies: Vec<u64> = delivered.iter().map(|((id, _), at)| at - messages[id].sent_ms).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
@@ -460,6 +513,8 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         latency_p50_s: percentile(0.5),
         latency_p95_s: percentile(0.95),
         bytes_on_air: medium.bytes_on_air(),
+        frames_by_kind,
+        flooder_bytes: scenario.flooder.map_or(0, |f| medium.bytes_sent_by(f.node)),
         bytes_per_delivered: medium.bytes_on_air() as f64 / delivered.len().max(1) as f64,
         peak_cache_bytes: peak_cache,
         wall_ms: started.elapsed().as_millis(),
