@@ -17,7 +17,7 @@
 //! neighbour that offers its envelopes can tell a member (which asks) from a stranger (which
 //! does not): docs/THREAT_MODEL.md, B5, says what this costs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use super::message::TopicTag;
 
@@ -54,6 +54,16 @@ impl TokenBucket {
         }
     }
 
+    /// Gives a token back (what it paid for never came), up to the burst.
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
+    /// When a token was last taken or counted.
+    fn last_used_ms(&self) -> u64 {
+        self.at_ms
+    }
+
     fn refill(&mut self, now_ms: u64) {
         let elapsed = now_ms.saturating_sub(self.at_ms);
         self.at_ms = self.at_ms.max(now_ms);
@@ -66,16 +76,22 @@ impl TokenBucket {
 /// a budget: among a crowd's few hundred topics, one in ten million pairs does.
 #[derive(Debug)]
 pub struct TopicBudget {
-    topics: HashMap<TopicTag, TokenBucket>,
-    order: VecDeque<TopicTag>,
+    topics: HashMap<TopicTag, Budgeted>,
     new_topics: TokenBucket,
+}
+
+#[derive(Debug)]
+struct Budgeted {
+    bucket: TokenBucket,
+    /// Whether an envelope of it ever came: until then, a want never answered gives back the
+    /// new topic's token too.
+    came: bool,
 }
 
 impl Default for TopicBudget {
     fn default() -> Self {
         TopicBudget {
             topics: HashMap::new(),
-            order: VecDeque::new(),
             new_topics: TokenBucket::full(NEW_TOPICS_BURST, NEW_TOPICS_PER_MINUTE, 0),
         }
     }
@@ -84,27 +100,43 @@ impl Default for TopicBudget {
 impl TopicBudget {
     /// Whether one more envelope of the topic tagged `topic` is carried; if so, it is counted.
     pub fn admit(&mut self, topic: &TopicTag, now_ms: u64) -> bool {
-        if let Some(bucket) = self.topics.get_mut(topic) {
-            return bucket.take(now_ms);
+        if let Some(budgeted) = self.topics.get_mut(topic) {
+            return budgeted.bucket.take(now_ms);
         }
         if !self.new_topics.take(now_ms) {
             return false;
         }
-        if self.order.len() >= MAX_BUDGETED_TOPICS
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.topics.remove(&oldest);
+        if self.topics.len() >= MAX_BUDGETED_TOPICS {
+            // The one used least lately goes (a scan, at most two new topics a minute).
+            let stalest = self.topics.iter().min_by_key(|(tag, b)| (b.bucket.last_used_ms(), **tag)).map(|(t, _)| *t);
+            if let Some(stalest) = stalest {
+                self.topics.remove(&stalest);
+            }
         }
         let mut bucket = TokenBucket::full(PER_TOPIC_BURST, PER_TOPIC_PER_MINUTE, now_ms);
         bucket.take(now_ms);
-        self.topics.insert(*topic, bucket);
-        self.order.push_back(*topic);
+        self.topics.insert(*topic, Budgeted { bucket, came: false });
         true
     }
 
-    /// Whether the topic tagged `topic` was admitted and is still budgeted.
-    pub fn knows(&self, topic: &TopicTag) -> bool {
-        self.topics.contains_key(topic)
+    /// An envelope of the topic came.
+    pub fn came(&mut self, topic: &TopicTag) {
+        if let Some(budgeted) = self.topics.get_mut(topic) {
+            budgeted.came = true;
+        }
+    }
+
+    /// What was admitted for the topic never came (a want not answered): its token is given
+    /// back, and a topic nothing ever came of is forgotten with its new topic's token given
+    /// back, so a neighbour offering what it withholds cannot spend our budgets for long.
+    pub fn refund(&mut self, topic: &TopicTag) {
+        let Some(budgeted) = self.topics.get_mut(topic) else { return };
+        if budgeted.came {
+            budgeted.bucket.give_back();
+        } else {
+            self.topics.remove(topic);
+            self.new_topics.give_back();
+        }
     }
 }
 
@@ -136,7 +168,7 @@ mod tests {
         for n in 0..20_000u32 {
             budget.admit(&topic(n), u64::from(n) * 60_000);
         }
-        assert!(budget.topics.len() <= MAX_BUDGETED_TOPICS && budget.order.len() <= MAX_BUDGETED_TOPICS);
+        assert!(budget.topics.len() <= MAX_BUDGETED_TOPICS);
     }
 
     fn topic(n: u32) -> TopicTag {
