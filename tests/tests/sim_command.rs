@@ -16,13 +16,14 @@ fn weft_sim_prints_figures_and_plots_delivery() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reports = reports.as_array().unwrap();
-    assert_eq!(reports.len(), 6, "ours and five baselines");
+    assert_eq!(reports.len(), 7, "ours and six baselines");
     assert!(reports.iter().any(|r| r["strategy"] == "bitchat (ttl 7)"), "today's bitchat is one");
+    assert!(reports.iter().any(|r| r["strategy"] == "prophet"), "and PRoPHET");
     let weft = reports.iter().find(|r| r["strategy"] == "weft").unwrap();
     assert_eq!(weft["delivery_ratio"], 1.0);
     assert!(weft["bytes_on_air"].as_u64().unwrap() > 0);
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 6);
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 7);
 
     let table = Command::new(weft_binary()).args(["sim", "--scenario", "line", "--strategy", "weft"]).output().unwrap();
     let text = String::from_utf8_lossy(&table.stdout);

@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(long)]
     cache_bytes: Option<usize>,
     /// Strategy: weft, flood, epidemic, bloom (epidemic with a Bloom-filter summary), spray,
-    /// bitchat (relay jitter, cancel on duplicate, filter sync), or all
+    /// bitchat (relay jitter, cancel on duplicate, filter sync), prophet (delivery
+    /// predictabilities by topic), or all
     #[arg(long, default_value = "all")]
     strategy: String,
     /// Copies of each envelope our strategy hands out (to explore; the default is the node's)
@@ -72,7 +73,8 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
         "bloom" | "epidemic-bloom" => vec![Strategy::EpidemicFilter],
         "spray" => vec![Strategy::SprayAndWait { copies: 8 }],
         "bitchat" => vec![Strategy::Bitchat { ttl: 7 }],
-        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, bloom, spray, bitchat or all"),
+        "prophet" => vec![Strategy::Prophet],
+        other => bail!("unknown strategy {other:?}; use weft, flood, epidemic, bloom, spray, bitchat, prophet or all"),
     };
     let strategies: Vec<Strategy> = strategies
         .into_iter()

@@ -50,6 +50,9 @@ pub enum MeshMessage {
     /// `OfferIds` 21 without saying what a budget per topic needs (docs/DECISIONS.md, "A
     /// flooder's budget").
     OfferTagged { entries: Vec<(Item, TopicTag)> },
+    /// The PRoPHET baseline's delivery predictabilities, by topic (in 65,535ths); `answer`
+    /// asks the receiver to send its own back.
+    Predictability { answer: bool, entries: Vec<(Topic, u16)> },
 }
 
 const CARRY: u8 = 1;
@@ -61,6 +64,7 @@ const WANT: u8 = 6;
 const FILTER: u8 = 7;
 const OFFER_IDS: u8 = 8;
 const OFFER_TAGGED: u8 = 9;
+const PREDICTABILITY: u8 = 10;
 
 impl MeshMessage {
     /// The name of a message kind (a frame's first byte), for figures.
@@ -75,6 +79,7 @@ impl MeshMessage {
             FILTER => "filter",
             OFFER_IDS => "offer-ids",
             OFFER_TAGGED => "offer-tagged",
+            PREDICTABILITY => "predictability",
             _ => return None,
         })
     }
@@ -96,6 +101,12 @@ impl MeshMessage {
                 w.u8(OFFER_TAGGED).count(entries.len());
                 for (id, tag) in entries {
                     w.raw(id).raw(tag);
+                }
+            }
+            MeshMessage::Predictability { answer, entries } => {
+                w.u8(PREDICTABILITY).u8(u8::from(*answer)).count(entries.len());
+                for (topic, p) in entries {
+                    w.raw(topic).u16(*p);
                 }
             }
             MeshMessage::Filter(bloom) => {
@@ -131,6 +142,14 @@ impl MeshMessage {
             SUMMARY => MeshMessage::Summary { ids: read_ids(&mut r)? },
             WANT => MeshMessage::Want { ids: read_ids(&mut r)? },
             OFFER_IDS => MeshMessage::OfferIds { ids: read_ids(&mut r)? },
+            PREDICTABILITY => {
+                let answer = r.u8()? == 1;
+                let n = r.count(MAX_TOPICS, TOPIC_LEN + 2)?;
+                MeshMessage::Predictability {
+                    answer,
+                    entries: (0..n).map(|_| Ok((r.array()?, r.u16()?))).collect::<Result<_>>()?,
+                }
+            }
             OFFER_TAGGED => {
                 let n = r.count(MAX_IDS, 20)?;
                 MeshMessage::OfferTagged {
@@ -195,6 +214,7 @@ mod tests {
             MeshMessage::Want { ids: vec![] },
             MeshMessage::OfferIds { ids: vec![[8; 16], [9; 16]] },
             MeshMessage::OfferTagged { entries: vec![([8; 16], [1, 2, 3, 4]), ([9; 16], [5; 4])] },
+            MeshMessage::Predictability { answer: true, entries: vec![([3; 16], 65_535), ([4; 16], 7)] },
             MeshMessage::Filter(crate::mesh::bloom::Bloom::of([9; 16], [[1u8; 16]].iter())),
         ];
         for m in messages {

@@ -52,7 +52,21 @@ pub enum Strategy {
     /// (cancel on duplicate); what is held is synced on contact with a filter (bitchat's GCS
     /// sync; our Bloom filter spends about as much).
     Bitchat { ttl: u8 },
+    /// PRoPHET (Lindgren, Doria, Schelén 2003) with topics for destinations: neighbours trade
+    /// delivery predictabilities on contact (a reader of a topic is certain of it), raised by
+    /// encounters and transitively, aged with time; an envelope is offered to a neighbour
+    /// likelier than us to reach its topic, and kept (GRTR: every holder may forward it).
+    Prophet,
 }
+
+/// PRoPHET's parameters, the paper's: what an encounter adds, how much of a neighbour's
+/// predictability passes on (transitivity), and how much is kept per time unit.
+const PROPHET_P_INIT: f64 = 0.75;
+const PROPHET_BETA: f64 = 0.25;
+const PROPHET_GAMMA: f64 = 0.98;
+const PROPHET_TIME_UNIT_MS: u64 = 30_000;
+/// Predictabilities below this are forgotten, and not sent.
+const PROPHET_FLOOR: f64 = 0.01;
 
 /// The relay delay of the bitchat baseline, drawn uniformly (an assumption: about a
 /// connection event to half a second).
@@ -69,13 +83,14 @@ impl Strategy {
             Strategy::EpidemicFilter => "epidemic-bloom".into(),
             Strategy::SprayAndWait { copies } => format!("spray-and-wait (L={copies})"),
             Strategy::Bitchat { ttl } => format!("bitchat (ttl {ttl})"),
+            Strategy::Prophet => "prophet".into(),
         }
     }
 
     fn initial_copies(&self) -> u16 {
         match *self {
             Strategy::Weft { copies, .. } | Strategy::SprayAndWait { copies } => copies.max(1),
-            Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } => u16::MAX,
+            Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } | Strategy::Prophet => u16::MAX,
             Strategy::Flood { .. } => 1,
         }
     }
@@ -256,6 +271,8 @@ struct LinkState {
     offered_hops: HashMap<Item, u8>,
     /// What it offered that a topic's budget refused (ours only, see [`TopicBudget`]).
     deferred: Remembered,
+    /// PRoPHET: its predictabilities, as it last sent them.
+    their_predictability: HashMap<Topic, f64>,
     closed: bool,
 }
 
@@ -301,10 +318,14 @@ pub struct Router {
     topic_budget: TopicBudget,
     /// Bytes of the frames this router sent, by message kind (the first byte of a frame).
     sent_by_kind: [u64; MESSAGE_KINDS],
+    /// PRoPHET: our delivery predictability for each topic we do not read, and when it last
+    /// aged.
+    predictability: HashMap<Topic, f64>,
+    predictability_aged_ms: u64,
 }
 
-/// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 9; 0 unused).
-pub const MESSAGE_KINDS: usize = 10;
+/// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 10; 0 unused).
+pub const MESSAGE_KINDS: usize = 11;
 
 /// How far below `push_hops` an author starts a push, at random, and how often (one in this
 /// many) a relayer passes a push on without counting its hop: so that the count a neighbour
@@ -339,6 +360,8 @@ impl Router {
             next_expiry_ms: u64::MAX,
             topic_budget: TopicBudget::default(),
             sent_by_kind: [0; MESSAGE_KINDS],
+            predictability: HashMap::new(),
+            predictability_aged_ms: 0,
         }
     }
 
@@ -517,6 +540,7 @@ impl Router {
                 last_session_start_ms: None,
                 offered_hops: HashMap::new(),
                 deferred: Remembered::new(DEFERRED_FOR_MS, MAX_DEFERRED),
+                their_predictability: HashMap::new(),
                 closed: false,
             },
         );
@@ -577,6 +601,7 @@ impl Router {
     pub fn tick(&mut self, now_ms: u64, salt: [u8; 16]) -> Vec<Output> {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.relay_due(now_ms);
+        self.age_predictability(now_ms);
         while self.evicted_order.front().is_some_and(|(at, _)| now_ms.saturating_sub(*at) > EVICTED_FOR_MS) {
             self.forget_evicted_front();
         }
@@ -686,7 +711,7 @@ impl Router {
         match self.config.strategy {
             Strategy::Weft { push_hops, .. } => push_hops,
             Strategy::Flood { ttl } | Strategy::Bitchat { ttl } => ttl,
-            Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::SprayAndWait { .. } => 0,
+            Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::SprayAndWait { .. } | Strategy::Prophet => 0,
         }
     }
 
@@ -723,8 +748,80 @@ impl Router {
                     self.send(link, &MeshMessage::Summary { ids: chunk.to_vec() });
                 }
             }
+            Strategy::Prophet => self.send_predictability(link, true),
             Strategy::Flood { .. } => {}
         }
+    }
+
+    /// PRoPHET: our predictabilities, every topic we read at certainty.
+    fn send_predictability(&mut self, link: LinkId, answer: bool) {
+        let mut entries: Vec<(Topic, u16)> = self
+            .predictability
+            .iter()
+            .filter(|(t, _)| !self.interests.contains(*t))
+            .map(|(t, p)| (*t, (p * 65_534.0) as u16))
+            .chain(self.interests.iter().map(|t| (*t, u16::MAX)))
+            .collect();
+        entries.sort_unstable();
+        if entries.is_empty() {
+            return self.send(link, &MeshMessage::Predictability { answer, entries });
+        }
+        for chunk in entries.chunks(MAX_TOPICS) {
+            self.send(link, &MeshMessage::Predictability { answer, entries: chunk.to_vec() });
+        }
+    }
+
+    /// PRoPHET: a neighbour's predictabilities raise ours (an encounter for the topics it
+    /// reads, transitivity for the rest), and what it is likelier to deliver is offered to it.
+    fn on_predictability(&mut self, link: LinkId, answer: bool, entries: Vec<(Topic, u16)>) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        for (topic, p) in entries {
+            let theirs = f64::from(p) / 65_535.0;
+            state.their_predictability.insert(topic, theirs);
+            // Kept for the topics we read too: how likely we are to meet their other readers.
+            let ours = self.predictability.entry(topic).or_insert(0.0);
+            *ours = if p == u16::MAX {
+                *ours + (1.0 - *ours) * PROPHET_P_INIT
+            } else {
+                *ours + (1.0 - *ours) * PROPHET_P_INIT * theirs * PROPHET_BETA
+            };
+        }
+        if state.their_predictability.len() > 4 * MAX_TOPICS {
+            state.their_predictability.clear();
+        }
+        if answer {
+            self.send_predictability(link, false);
+        }
+        let ids: Vec<Item> = self.held.keys().copied().filter(|id| self.prophet_forwards(link, id)).collect();
+        self.offer(link, ids);
+    }
+
+    /// PRoPHET: whether the neighbour on `link` lacks `id` and is likelier than us to reach
+    /// its topic.
+    fn prophet_forwards(&self, link: LinkId, id: &Item) -> bool {
+        let (Some(state), Some(held)) = (self.links.get(&link), self.held.get(id)) else { return false };
+        if state.peer_has.contains(id) {
+            return false;
+        }
+        // A reader of the topic takes it; otherwise whoever is likelier to meet one (a reader
+        // forwards too: a group's other members are its destinations, as for a stranger).
+        let theirs = state.their_predictability.get(&held.topic).copied().unwrap_or(0.0);
+        let ours = self.predictability.get(&held.topic).copied().unwrap_or(0.0);
+        theirs > ours || theirs >= 1.0
+    }
+
+    /// PRoPHET: predictabilities fade with time.
+    fn age_predictability(&mut self, now_ms: u64) {
+        let units = now_ms.saturating_sub(self.predictability_aged_ms) / PROPHET_TIME_UNIT_MS;
+        if units == 0 {
+            return;
+        }
+        self.predictability_aged_ms += units * PROPHET_TIME_UNIT_MS;
+        let keep = PROPHET_GAMMA.powi(units.min(i32::MAX as u64) as i32);
+        self.predictability.retain(|_, p| {
+            *p *= keep;
+            *p >= PROPHET_FLOOR
+        });
     }
 
     fn handle(&mut self, link: LinkId, message: MeshMessage, now_ms: u64) {
@@ -769,6 +866,10 @@ impl Router {
                 self.on_offer(link, vec![(NO_TAG, entries)], now_ms)
             }
             MeshMessage::Want { ids } => self.on_want(link, ids),
+            MeshMessage::Predictability { .. } if self.config.strategy != Strategy::Prophet => {
+                self.strike(link, "unexpected predictability")
+            }
+            MeshMessage::Predictability { answer, entries } => self.on_predictability(link, answer, entries),
         }
     }
 
@@ -969,7 +1070,10 @@ impl Router {
                     continue;
                 }
                 let carry = match self.config.strategy {
-                    Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } => true,
+                    // PRoPHET's sender decided.
+                    Strategy::Epidemic | Strategy::EpidemicFilter | Strategy::Bitchat { .. } | Strategy::Prophet => {
+                        true
+                    }
                     Strategy::Weft { .. } | Strategy::SprayAndWait { .. } => copies >= 2,
                     Strategy::Flood { .. } => false,
                 };
@@ -1158,7 +1262,10 @@ impl Router {
             }
             return;
         }
-        let links = self.links_lacking(id, from);
+        let mut links = self.links_lacking(id, from);
+        if self.config.strategy == Strategy::Prophet {
+            links.retain(|link| self.prophet_forwards(*link, &id));
+        }
         // Every holder offers what it would push or hand over (ours, with unlimited copies): in
         // a crowd several neighbours relay the same envelope at once, and pushed, a node took
         // each envelope 2.2 times over. An offer costs a sixth of the smallest envelope; a
@@ -1727,6 +1834,26 @@ mod tests {
             bench.pump(vec![(node, out)]);
         }
         assert!(!bench.closed.contains(&flooder) && !bench.closed.contains(&other), "{:?}", bench.closed);
+    }
+
+    /// PRoPHET: a stranger that met a reader of T is likelier than the author's other
+    /// neighbour to reach T, so it is handed the envelope and the one that never met a reader
+    /// is not; the stranger then hands it to the reader.
+    #[test]
+    fn prophet_hands_an_envelope_to_whoever_is_likelier_to_reach_its_topic() {
+        let mut bench = Bench::new(Strategy::Prophet, &[&[], &[], &[], &[T]]);
+        let met = bench.connect(1, 3);
+        bench.disconnect(met);
+        bench.originate(0, envelope(T, 1));
+        bench.connect(0, 2);
+        assert!(!bench.routers[2].holds(&short(envelope(T, 1))), "no likelier than the author");
+        bench.connect(0, 1);
+        assert!(bench.routers[1].holds(&short(envelope(T, 1))), "it met a reader");
+        bench.connect(1, 3);
+        assert_eq!(bench.delivered[3], vec![envelope(T, 1)]);
+        // And what it learned fades: two hours on, half of a certainty is gone many times over.
+        bench.routers[1].tick(2 * 60 * 60_000, [1; 16]);
+        assert!(bench.routers[1].predictability.get(&T).is_none_or(|p| *p < 0.1));
     }
 
     /// A newer node's message kinds (id-only offers were the eighth) are ignored, never a
