@@ -659,9 +659,9 @@ mod tests {
         assert!(realistic.bytes_on_air > ideal.bytes_on_air, "{realistic:?} against {ideal:?}");
     }
 
-    /// The PRoPHET baseline runs, and on a static grid delivers little: nobody moves, so the
-    /// predictabilities only pass on by transitivity, and with the paper's parameters a reader
-    /// is forgotten about three hops away (0.75, then 0.14, then 0.03 under the 0.01 floor).
+    /// The PRoPHET baseline runs, and on a static grid delivers little: nobody moves, so what a
+    /// node learns of a reader passes on by transitivity, one hop per two-minute exchange, and
+    /// the grid's ten minutes end first.
     #[test]
     fn prophet_delivers_near_readers_on_the_static_grid() {
         let report = run(&Scenario::grid(3), Strategy::Prophet, 3);
