@@ -143,7 +143,7 @@ impl MeshMessage {
             WANT => MeshMessage::Want { ids: read_ids(&mut r)? },
             OFFER_IDS => MeshMessage::OfferIds { ids: read_ids(&mut r)? },
             PREDICTABILITY => {
-                let answer = r.u8()? == 1;
+                let answer = r.bool()?;
                 let n = r.count(MAX_TOPICS, TOPIC_LEN + 2)?;
                 MeshMessage::Predictability {
                     answer,

@@ -775,7 +775,12 @@ impl Router {
     /// reads, transitivity for the rest), and what it is likelier to deliver is offered to it.
     fn on_predictability(&mut self, link: LinkId, answer: bool, entries: Vec<(Topic, u16)>) {
         let Some(state) = self.links.get_mut(&link) else { return };
+        let mut seen_here = HashSet::new();
         for (topic, p) in entries {
+            // A topic named twice in one message counts once.
+            if !seen_here.insert(topic) {
+                continue;
+            }
             let theirs = f64::from(p) / 65_535.0;
             state.their_predictability.insert(topic, theirs);
             // Kept for the topics we read too: how likely we are to meet their other readers.
@@ -788,6 +793,13 @@ impl Router {
         }
         if state.their_predictability.len() > 4 * MAX_TOPICS {
             state.their_predictability.clear();
+        }
+        // What neighbours can make us keep is bounded: the likeliest topics stay.
+        if self.predictability.len() > 4 * MAX_TOPICS {
+            let mut ranked: Vec<(Topic, f64)> = self.predictability.drain().collect();
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranked.truncate(4 * MAX_TOPICS);
+            self.predictability.extend(ranked);
         }
         if answer {
             self.send_predictability(link, false);
@@ -866,9 +878,9 @@ impl Router {
                 self.on_offer(link, vec![(NO_TAG, entries)], now_ms)
             }
             MeshMessage::Want { ids } => self.on_want(link, ids),
-            MeshMessage::Predictability { .. } if self.config.strategy != Strategy::Prophet => {
-                self.strike(link, "unexpected predictability")
-            }
+            // The simulator's PRoPHET baseline's alone: to anyone else it is a kind it does not
+            // use, ignored as an unknown kind is (not a fault).
+            MeshMessage::Predictability { .. } if self.config.strategy != Strategy::Prophet => self.dropped_frames += 1,
             MeshMessage::Predictability { answer, entries } => self.on_predictability(link, answer, entries),
         }
     }
@@ -1839,6 +1851,33 @@ mod tests {
     /// PRoPHET: a stranger that met a reader of T is likelier than the author's other
     /// neighbour to reach T, so it is handed the envelope and the one that never met a reader
     /// is not; the stranger then hands it to the reader.
+    /// Review of the PRoPHET baseline: a neighbour could make a node keep predictabilities
+    /// without bound, and push one up by naming it again and again in one message; to ours it
+    /// is a kind we do not use, ignored rather than a fault.
+    #[test]
+    fn predictabilities_a_neighbour_sends_are_bounded() {
+        let mut bench = Bench::new(Strategy::Prophet, &[&[], &[]]);
+        let link = bench.connect(0, 1);
+        for round in 0..10u8 {
+            let entries = (0..MAX_TOPICS)
+                .map(|n| ([round, (n % 256) as u8, (n / 256) as u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1000))
+                .collect();
+            bench.inject(link, 1, &MeshMessage::Predictability { answer: false, entries });
+        }
+        assert!(bench.routers[1].predictability.len() <= 4 * MAX_TOPICS);
+        let twice = MeshMessage::Predictability { answer: false, entries: vec![([42; 16], 60_000); 200] };
+        bench.inject(link, 1, &twice);
+        let once = PROPHET_P_INIT * (60_000.0 / 65_535.0) * PROPHET_BETA;
+        assert!((bench.routers[1].predictability[&[42; 16]] - once).abs() < 1e-9);
+
+        let mut bench = Bench::new(Strategy::WEFT, &[&[], &[]]);
+        let link = bench.connect(0, 1);
+        for _ in 0..40 {
+            bench.inject(link, 1, &twice);
+        }
+        assert!(bench.closed.is_empty(), "ignored, not a fault");
+    }
+
     #[test]
     fn prophet_hands_an_envelope_to_whoever_is_likelier_to_reach_its_topic() {
         let mut bench = Bench::new(Strategy::Prophet, &[&[], &[], &[], &[T]]);
