@@ -50,9 +50,11 @@ pub enum MeshMessage {
     /// `OfferIds` 21 without saying what a budget per topic needs (docs/DECISIONS.md, "A
     /// flooder's budget").
     OfferTagged { entries: Vec<(Item, TopicTag)> },
-    /// The PRoPHET baseline's delivery predictabilities, by topic (in 65,535ths); `answer`
-    /// asks the receiver to send its own back.
-    Predictability { answer: bool, entries: Vec<(Topic, u16)> },
+    /// The PRoPHET baseline's delivery predictabilities, by topic (in 65,535ths), with the
+    /// sender's pseudonym `node` (random for the router's life: PRoPHET's transitive step
+    /// weighs a neighbour by how often we meet it); `answer` asks the receiver to send its own
+    /// back.
+    Predictability { answer: bool, node: [u8; 16], entries: Vec<(Topic, u16)> },
 }
 
 const CARRY: u8 = 1;
@@ -103,8 +105,8 @@ impl MeshMessage {
                     w.raw(id).raw(tag);
                 }
             }
-            MeshMessage::Predictability { answer, entries } => {
-                w.u8(PREDICTABILITY).u8(u8::from(*answer)).count(entries.len());
+            MeshMessage::Predictability { answer, node, entries } => {
+                w.u8(PREDICTABILITY).u8(u8::from(*answer)).raw(node).count(entries.len());
                 for (topic, p) in entries {
                     w.raw(topic).u16(*p);
                 }
@@ -144,9 +146,11 @@ impl MeshMessage {
             OFFER_IDS => MeshMessage::OfferIds { ids: read_ids(&mut r)? },
             PREDICTABILITY => {
                 let answer = r.bool()?;
+                let node = r.array()?;
                 let n = r.count(MAX_TOPICS, TOPIC_LEN + 2)?;
                 MeshMessage::Predictability {
                     answer,
+                    node,
                     entries: (0..n).map(|_| Ok((r.array()?, r.u16()?))).collect::<Result<_>>()?,
                 }
             }
@@ -214,7 +218,7 @@ mod tests {
             MeshMessage::Want { ids: vec![] },
             MeshMessage::OfferIds { ids: vec![[8; 16], [9; 16]] },
             MeshMessage::OfferTagged { entries: vec![([8; 16], [1, 2, 3, 4]), ([9; 16], [5; 4])] },
-            MeshMessage::Predictability { answer: true, entries: vec![([3; 16], 65_535), ([4; 16], 7)] },
+            MeshMessage::Predictability { answer: true, node: [5; 16], entries: vec![([3; 16], 65_535), ([4; 16], 7)] },
             MeshMessage::Filter(crate::mesh::bloom::Bloom::of([9; 16], [[1u8; 16]].iter())),
         ];
         for m in messages {

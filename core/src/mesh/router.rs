@@ -68,6 +68,16 @@ const PROPHET_TIME_UNIT_MS: u64 = 30_000;
 /// Predictabilities below this are forgotten, and not sent.
 const PROPHET_FLOOR: f64 = 0.01;
 
+/// PRoPHET: what neighbours can make a node keep is bounded; the likeliest entries stay.
+fn keep_likeliest(predictabilities: &mut HashMap<[u8; 16], f64>) {
+    if predictabilities.len() > 4 * MAX_TOPICS {
+        let mut ranked: Vec<([u8; 16], f64)> = predictabilities.drain().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(4 * MAX_TOPICS);
+        predictabilities.extend(ranked);
+    }
+}
+
 /// The relay delay of the bitchat baseline, drawn uniformly (an assumption: about a
 /// connection event to half a second).
 pub const BITCHAT_JITTER_MS: (u64, u64) = (10, 500);
@@ -273,6 +283,8 @@ struct LinkState {
     deferred: Remembered,
     /// PRoPHET: its predictabilities, as it last sent them.
     their_predictability: HashMap<Topic, f64>,
+    /// PRoPHET: what we offered it, each once (an envelope it declined, it holds).
+    prophet_offered: HashSet<Item>,
     closed: bool,
 }
 
@@ -322,6 +334,12 @@ pub struct Router {
     /// aged.
     predictability: HashMap<Topic, f64>,
     predictability_aged_ms: u64,
+    /// PRoPHET: our predictability of meeting each neighbour, by its pseudonym (the paper's
+    /// P(a,b), which weighs what it passes on); never sent, since nothing is addressed to a
+    /// node.
+    met: HashMap<[u8; 16], f64>,
+    /// PRoPHET: our pseudonym, the first salt handed in (random for the router's life).
+    prophet_node: Option<[u8; 16]>,
 }
 
 /// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 10; 0 unused).
@@ -362,6 +380,8 @@ impl Router {
             sent_by_kind: [0; MESSAGE_KINDS],
             predictability: HashMap::new(),
             predictability_aged_ms: 0,
+            met: HashMap::new(),
+            prophet_node: None,
         }
     }
 
@@ -541,9 +561,11 @@ impl Router {
                 offered_hops: HashMap::new(),
                 deferred: Remembered::new(DEFERRED_FOR_MS, MAX_DEFERRED),
                 their_predictability: HashMap::new(),
+                prophet_offered: HashSet::new(),
                 closed: false,
             },
         );
+        self.prophet_node.get_or_insert(salt);
         self.start_sync(link, initiator, salt, FIRST_SYMBOLS);
         std::mem::take(&mut self.out)
     }
@@ -656,6 +678,9 @@ impl Router {
             if state.peer_has.len() > 2 * self.held.len() + 4 * MAX_IDS {
                 state.peer_has.clear();
             }
+            if state.prophet_offered.len() > 2 * self.held.len() + 4 * MAX_IDS {
+                state.prophet_offered.clear();
+            }
             let due = now_ms.saturating_sub(state.last_sync_ms) > RESYNC_MS;
             let unanswered = state.initiator.is_some()
                 && now_ms.saturating_sub(state.last_heard_ms.max(state.last_sync_ms)) > REPLY_TIMEOUT_MS;
@@ -748,7 +773,12 @@ impl Router {
                     self.send(link, &MeshMessage::Summary { ids: chunk.to_vec() });
                 }
             }
-            Strategy::Prophet => self.send_predictability(link, true),
+            // One exchange per contact: the central starts it, the peripheral answers.
+            Strategy::Prophet => {
+                if initiator {
+                    self.send_predictability(link, true)
+                }
+            }
             Strategy::Flood { .. } => {}
         }
     }
@@ -763,17 +793,28 @@ impl Router {
             .chain(self.interests.iter().map(|t| (*t, u16::MAX)))
             .collect();
         entries.sort_unstable();
+        let node = self.prophet_node.unwrap_or_default();
         if entries.is_empty() {
-            return self.send(link, &MeshMessage::Predictability { answer, entries });
+            return self.send(link, &MeshMessage::Predictability { answer, node, entries });
         }
         for chunk in entries.chunks(MAX_TOPICS) {
-            self.send(link, &MeshMessage::Predictability { answer, entries: chunk.to_vec() });
+            self.send(link, &MeshMessage::Predictability { answer, node, entries: chunk.to_vec() });
         }
     }
 
     /// PRoPHET: a neighbour's predictabilities raise ours (an encounter for the topics it
-    /// reads, transitivity for the rest), and what it is likelier to deliver is offered to it.
-    fn on_predictability(&mut self, link: LinkId, answer: bool, entries: Vec<(Topic, u16)>) {
+    /// reads, transitivity for the rest, weighed by how often we meet it), and what it is
+    /// likelier to deliver is offered to it.
+    fn on_predictability(&mut self, link: LinkId, answer: bool, node: [u8; 16], entries: Vec<(Topic, u16)>) {
+        if !self.links.contains_key(&link) {
+            return;
+        }
+        // The encounter first: P(a,b) = P(a,b) + (1 - P(a,b)) * P_init, once per message
+        // (a neighbour's vector may take several).
+        let met_before = self.met.get(&node).copied().unwrap_or(0.0);
+        let p_ab = met_before + (1.0 - met_before) * PROPHET_P_INIT;
+        self.met.insert(node, p_ab);
+        keep_likeliest(&mut self.met);
         let Some(state) = self.links.get_mut(&link) else { return };
         let mut seen_here = HashSet::new();
         for (topic, p) in entries {
@@ -788,23 +829,25 @@ impl Router {
             *ours = if p == u16::MAX {
                 *ours + (1.0 - *ours) * PROPHET_P_INIT
             } else {
-                *ours + (1.0 - *ours) * PROPHET_P_INIT * theirs * PROPHET_BETA
+                *ours + (1.0 - *ours) * p_ab * theirs * PROPHET_BETA
             };
         }
         if state.their_predictability.len() > 4 * MAX_TOPICS {
             state.their_predictability.clear();
         }
         // What neighbours can make us keep is bounded: the likeliest topics stay.
-        if self.predictability.len() > 4 * MAX_TOPICS {
-            let mut ranked: Vec<(Topic, f64)> = self.predictability.drain().collect();
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranked.truncate(4 * MAX_TOPICS);
-            self.predictability.extend(ranked);
-        }
+        keep_likeliest(&mut self.predictability);
         if answer {
             self.send_predictability(link, false);
         }
         let ids: Vec<Item> = self.held.keys().copied().filter(|id| self.prophet_forwards(link, id)).collect();
+        self.prophet_offer(link, ids);
+    }
+
+    /// PRoPHET: offers each envelope to a neighbour once; one it did not ask for, it holds.
+    fn prophet_offer(&mut self, link: LinkId, mut ids: Vec<Item>) {
+        let Some(state) = self.links.get_mut(&link) else { return };
+        ids.retain(|id| state.prophet_offered.insert(*id));
         self.offer(link, ids);
     }
 
@@ -830,10 +873,12 @@ impl Router {
         }
         self.predictability_aged_ms += units * PROPHET_TIME_UNIT_MS;
         let keep = PROPHET_GAMMA.powi(units.min(i32::MAX as u64) as i32);
-        self.predictability.retain(|_, p| {
-            *p *= keep;
-            *p >= PROPHET_FLOOR
-        });
+        for predictabilities in [&mut self.predictability, &mut self.met] {
+            predictabilities.retain(|_, p| {
+                *p *= keep;
+                *p >= PROPHET_FLOOR
+            });
+        }
     }
 
     fn handle(&mut self, link: LinkId, message: MeshMessage, now_ms: u64) {
@@ -881,7 +926,9 @@ impl Router {
             // The simulator's PRoPHET baseline's alone: to anyone else it is a kind it does not
             // use, ignored as an unknown kind is (not a fault).
             MeshMessage::Predictability { .. } if self.config.strategy != Strategy::Prophet => self.dropped_frames += 1,
-            MeshMessage::Predictability { answer, entries } => self.on_predictability(link, answer, entries),
+            MeshMessage::Predictability { answer, node, entries } => {
+                self.on_predictability(link, answer, node, entries)
+            }
         }
     }
 
@@ -1294,7 +1341,11 @@ impl Router {
                     }
                     state.offered_hops.insert(id, hops);
                 }
-                self.offer(link, vec![id]);
+                if self.config.strategy == Strategy::Prophet {
+                    self.prophet_offer(link, vec![id]);
+                } else {
+                    self.offer(link, vec![id]);
+                }
             }
             return;
         }
@@ -1862,11 +1913,13 @@ mod tests {
             let entries = (0..MAX_TOPICS)
                 .map(|n| ([round, (n % 256) as u8, (n / 256) as u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1000))
                 .collect();
-            bench.inject(link, 1, &MeshMessage::Predictability { answer: false, entries });
+            bench.inject(link, 1, &MeshMessage::Predictability { answer: false, node: [7; 16], entries });
         }
         assert!(bench.routers[1].predictability.len() <= 4 * MAX_TOPICS);
-        let twice = MeshMessage::Predictability { answer: false, entries: vec![([42; 16], 60_000); 200] };
+        let twice =
+            MeshMessage::Predictability { answer: false, node: [8; 16], entries: vec![([42; 16], 60_000); 200] };
         bench.inject(link, 1, &twice);
+        // A first meeting with node 8: P(a,b) is P_init.
         let once = PROPHET_P_INIT * (60_000.0 / 65_535.0) * PROPHET_BETA;
         assert!((bench.routers[1].predictability[&[42; 16]] - once).abs() < 1e-9);
 
@@ -1876,6 +1929,61 @@ mod tests {
             bench.inject(link, 1, &twice);
         }
         assert!(bench.closed.is_empty(), "ignored, not a fault");
+    }
+
+    /// Review of the PRoPHET baseline: both ends started an exchange on contact, each
+    /// exchange offered again what the neighbour already held, and the transitive step used
+    /// P_init where the paper weighs by P(a,b), how often we meet the neighbour.
+    #[test]
+    fn prophet_exchanges_once_a_contact_offers_once_and_weighs_by_meetings() {
+        const PREDICTABILITY: usize = 10;
+        const OFFER_IDS: usize = 8;
+        let mut bench = Bench::new(Strategy::Prophet, &[&[], &[], &[T]]);
+        let met = bench.connect(1, 2);
+        bench.disconnect(met);
+        // Both hold it; node 1, which met a reader, is likelier to deliver it.
+        bench.originate(0, envelope(T, 1));
+        bench.originate(1, envelope(T, 1));
+        let before = [bench.routers[0].sent_by_kind[PREDICTABILITY], bench.routers[1].sent_by_kind[PREDICTABILITY]];
+        bench.connect(0, 1);
+        let vector = |r: &Router| r.sent_by_kind[PREDICTABILITY];
+        // Node 0 had met nobody: one empty vector, and no answer to node 1's.
+        let empty =
+            MeshMessage::Predictability { answer: true, node: [0; 16], entries: Vec::new() }.encode().len() as u64;
+        assert_eq!(vector(&bench.routers[0]) - before[0], empty, "the central starts the exchange, once");
+        let one_answer = vector(&bench.routers[1]) - before[1];
+        assert!(one_answer > 0, "the peripheral answers");
+        let offered = bench.routers[0].sent_by_kind[OFFER_IDS];
+        assert!(offered > 0, "offered to the likelier neighbour");
+        for k in 1..=3 {
+            bench.now = k * (RESYNC_MS + 1);
+            for node in [1, 0] {
+                let out = bench.routers[node].tick(bench.now, [k as u8; 16]);
+                bench.pump(vec![(node, out)]);
+            }
+        }
+        assert!(vector(&bench.routers[1]) - before[1] <= 4 * one_answer, "answers only, once an exchange");
+        assert_eq!(bench.routers[0].sent_by_kind[OFFER_IDS], offered, "what it declined is not offered again");
+
+        // P(a,b): a neighbour met often passes on more of what it knows than one met once.
+        let mut bench = Bench::new(Strategy::Prophet, &[&[], &[]]);
+        let link = bench.connect(0, 1);
+        let vector_of = |node: u8| MeshMessage::Predictability {
+            answer: false,
+            node: [node; 16],
+            entries: vec![([42; 16], 60_000)],
+        };
+        for _ in 0..3 {
+            bench.inject(link, 1, &vector_of(8));
+        }
+        let often = bench.routers[1].predictability[&[42; 16]];
+        let mut bench = Bench::new(Strategy::Prophet, &[&[], &[]]);
+        let link = bench.connect(0, 1);
+        for node in [8, 9, 10] {
+            bench.inject(link, 1, &vector_of(node));
+        }
+        let strangers = bench.routers[1].predictability[&[42; 16]];
+        assert!(often > strangers + 0.01, "{often} against {strangers}");
     }
 
     #[test]
