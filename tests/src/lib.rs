@@ -36,9 +36,14 @@ pub fn weft_binary() -> &'static Path {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "weft-cli", "--bin", "weft"]);
             if release {
-                cmd.arg("--release");
+                cmd.args(["build", "--release", "-p", "weft-cli", "--bin", "weft"]);
+            } else {
+                // Features resolved as for the test run (dev-dependencies included): built with
+                // `-p weft-cli` alone, ring, QUIC, libp2p and weft-core were compiled again with
+                // weft-cli's own features, and again with the tests' at the next `cargo test`,
+                // a minute or more of CI each way.
+                cmd.args(["build", "--workspace", "--all-targets"]);
             }
             let status = cmd.status().expect("running cargo build for the weft binary");
             assert!(status.success(), "building the weft binary failed");
