@@ -284,6 +284,7 @@ fn a_replacement_takes_out_only_its_own_senders_message() {
         body: format!("message {id}"),
         outgoing: false,
         via: None,
+        reply_to: None,
     };
     let (first, again, forged) = (EnvelopeId([1; 32]), EnvelopeId([2; 32]), EnvelopeId([3; 32]));
     store.write(|tx| tx.insert_message(&row(1, alice))).unwrap();
@@ -324,4 +325,51 @@ fn a_replacement_record_leaves_with_its_message() {
     assert!(store.read().is_replaced(&first, &alice).unwrap());
     store.write(|tx| tx.forget_messages_before(&group, NOW + 1)).unwrap();
     assert!(!store.read().is_replaced(&first, &alice).unwrap(), "the record outlived its message");
+}
+
+/// Issue 19: a delete may arrive before its message (bundles and relays carry in any order):
+/// the message then arrives with no text. A delete or edit from anyone but the message's
+/// sender erases nothing.
+#[test]
+fn a_delete_erases_only_its_senders_message_whichever_arrives_first() {
+    use weft_core::envelope::EnvelopeId;
+    use weft_core::store::{ChangeKind, ChangeRow, MessageRow};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+    let (alice, mallory) = ([1; 32], [2; 32]);
+    let message = |id: u8, sender: [u8; 32]| MessageRow {
+        id: EnvelopeId([id; 32]),
+        group_id: [9; 32],
+        sender,
+        lamport: id as u64,
+        sent_ms: NOW,
+        kind: "text".into(),
+        body: format!("message {id}"),
+        outgoing: false,
+        via: None,
+        reply_to: None,
+    };
+    let change = |id: u8, target: u8, sender: [u8; 32], kind: ChangeKind| ChangeRow {
+        id: EnvelopeId([id; 32]),
+        group_id: [9; 32],
+        target: EnvelopeId([target; 32]),
+        sender,
+        lamport: id as u64,
+        kind,
+        body: (kind == ChangeKind::Edit).then(|| format!("edit {id}")),
+    };
+    // The delete first, then the message.
+    store.write(|tx| tx.insert_change(&change(11, 1, alice, ChangeKind::Delete))).unwrap();
+    store.write(|tx| tx.insert_message(&message(1, alice))).unwrap();
+    assert_eq!(store.read().message(&EnvelopeId([1; 32])).unwrap().unwrap().body, "");
+    // An edit after the delete keeps no text either.
+    store.write(|tx| tx.insert_change(&change(12, 1, alice, ChangeKind::Edit))).unwrap();
+    assert!(store.read().changes_of(&EnvelopeId([1; 32])).unwrap().iter().all(|c| c.body.is_none()));
+
+    // Mallory deletes and edits Alice's other message: nothing is erased.
+    store.write(|tx| tx.insert_message(&message(2, alice))).unwrap();
+    store.write(|tx| tx.insert_change(&change(21, 2, mallory, ChangeKind::Delete))).unwrap();
+    store.write(|tx| tx.insert_change(&change(22, 2, alice, ChangeKind::Edit))).unwrap();
+    assert_eq!(store.read().message(&EnvelopeId([2; 32])).unwrap().unwrap().body, "message 2");
+    assert_eq!(store.read().changes_of(&EnvelopeId([2; 32])).unwrap()[1].body.as_deref(), Some("edit 22"));
 }

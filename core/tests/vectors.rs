@@ -62,6 +62,22 @@ fn computed() -> Vec<(&'static str, String)> {
     v.push(("pair.moved_epoch_id", hex(&epoch.id)));
     v.push(("pair.moved_epoch_secret", hex(&epoch.secret[..])));
 
+    // Inner payloads of issue 19's kinds (lamport 7, sent at NOW, no parents), each naming
+    // message 77..77.
+    {
+        use weft_core::envelope::EnvelopeId;
+        use weft_core::group::{Content, Inner, MessageChange};
+        let to = EnvelopeId([0x77; 32]);
+        for (name, content) in [
+            ("inner.reply", Content::Reply { to, text: "yes".into() }),
+            ("inner.reaction", Content::Change(MessageChange::Reaction { to, emoji: "\u{1f44d}".into() })),
+            ("inner.edit", Content::Change(MessageChange::Edit { of: to, text: "at seven".into() })),
+            ("inner.delete", Content::Change(MessageChange::Delete { of: to })),
+        ] {
+            v.push((name, hex(&Inner { lamport: 7, sent_ms: NOW, parents: vec![], content }.encode())));
+        }
+    }
+
     // A full envelope: alice's first message "hello" in a 1:1 group with pair secret 44..44.
     let bob = device(200);
     let mut rng = SeededEntropy::new(300);

@@ -1,6 +1,8 @@
 //! Conversations: groups and 1:1 chats, sending, membership changes and history.
 
-use super::{Account, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageInfo};
+use super::{
+    Account, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageAction, MessageInfo,
+};
 use crate::envelope::EnvelopeId;
 use std::collections::BTreeMap;
 
@@ -199,6 +201,7 @@ impl Account {
             body: name.to_owned(),
             outgoing: true,
             via: None,
+            reply_to: None,
         };
         self.store.write(|tx| {
             tx.save_group(&mut group)?;
@@ -395,6 +398,7 @@ impl Account {
                     body: text.clone(),
                     outgoing: true,
                     via: None,
+                    reply_to: None,
                 };
                 sealed_all.push((group.id, sealed));
                 Ok((row, c))
@@ -433,6 +437,99 @@ impl Account {
             .collect()
     }
 
+    /// Replies to, reacts to, edits or deletes a message of `conversation`; durable when this
+    /// returns. A reply is a new message (returned); otherwise the message changed, as it now
+    /// shows (`changed_by` names the change). Only text messages are answered or changed, and
+    /// only our own are edited or deleted.
+    pub fn act(&mut self, conversation: &str, action: MessageAction) -> Result<MessageInfo> {
+        let c = self.resolve(conversation)?;
+        self.may_write_to(&c)?;
+        let now = self.now();
+        let me = self.account_public();
+        let (target, content) = match action {
+            MessageAction::Reply { to, text } => (to, crate::group::Content::Reply { to, text }),
+            MessageAction::React { to, emoji } => {
+                (to, crate::group::Content::Change(crate::group::MessageChange::Reaction { to, emoji }))
+            }
+            MessageAction::Edit { of, text } => {
+                (of, crate::group::Content::Change(crate::group::MessageChange::Edit { of, text }))
+            }
+            MessageAction::Delete { of } => {
+                (of, crate::group::Content::Change(crate::group::MessageChange::Delete { of }))
+            }
+        };
+        let not_found = || Error::NotFound { what: "message", name: target.to_hex() };
+        let row = self.store.read().message(&target)?.filter(|m| m.group_id == c.id).ok_or_else(not_found)?;
+        if row.kind != "text" {
+            return Err(Error::NotAllowed("only text messages can be answered, reacted to, edited or deleted"));
+        }
+        let shown = self.message_info(&row, &c.name);
+        if shown.deleted {
+            return Err(Error::NotAllowed("that message was deleted"));
+        }
+        let edits = matches!(
+            content,
+            crate::group::Content::Change(
+                crate::group::MessageChange::Edit { .. } | crate::group::MessageChange::Delete { .. }
+            )
+        );
+        if edits && row.sender != me {
+            return Err(Error::NotAllowed("only its sender can edit or delete a message"));
+        }
+        let mut group =
+            self.groups.remove(&c.id).ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?;
+        let sealed = match group.send_about(&self.me, content.clone(), now, self.entropy.as_mut()) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                self.groups.insert(group.id, group);
+                return Err(e);
+            }
+        };
+        let last = sealed.last().expect("a message is always sealed");
+        let (id, lamport) = (last.envelope.id(), last.inner.lamport);
+        let (message, change) = match content {
+            crate::group::Content::Reply { to, text } => (
+                Some(MessageRow {
+                    id,
+                    group_id: c.id,
+                    sender: me,
+                    lamport,
+                    sent_ms: now,
+                    kind: "text".into(),
+                    body: text,
+                    outgoing: true,
+                    via: None,
+                    reply_to: Some(to),
+                }),
+                None,
+            ),
+            crate::group::Content::Change(change) => (None, Some(change_row(id, c.id, me, lamport, change))),
+            _ => unreachable!("only replies and changes are sealed here"),
+        };
+        let written = self.store.write(|tx| {
+            put_sent(tx, &c.id, &sealed, now)?;
+            if let Some(m) = &message {
+                tx.insert_message(m)?;
+            }
+            if let Some(ch) = &change {
+                tx.insert_change(ch)?;
+            }
+            tx.save_group(&mut group)
+        });
+        self.settle([group], written)?;
+        if change.as_ref().is_some_and(|c| c.kind == crate::store::ChangeKind::Delete) {
+            self.store.checkpoint()?;
+        }
+        Ok(match message {
+            Some(m) => self.message_info(&m, &c.name),
+            None => {
+                let mut info = self.message_info(&row, &c.name);
+                info.changed_by = Some(id.to_hex());
+                info
+            }
+        })
+    }
+
     /// The last `limit` messages of a conversation, oldest first, in causal order.
     pub fn history(&self, conversation: &str, limit: usize) -> Result<Vec<MessageInfo>> {
         self.history_before(conversation, None, limit)
@@ -453,7 +550,7 @@ impl Account {
     }
 
     pub(super) fn message_info(&self, m: &MessageRow, conversation: &str) -> MessageInfo {
-        MessageInfo {
+        let mut info = MessageInfo {
             id: m.id.to_hex(),
             conversation: conversation.to_owned(),
             conversation_id: m.group_id,
@@ -467,7 +564,19 @@ impl Account {
             state: (m.outgoing && m.kind == "text").then_some("queued"),
             via: m.via.clone(),
             replaces: None,
+            reply_to: m.reply_to.map(|r| r.to_hex()),
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+            changed_by: None,
+        };
+        if m.kind == "text" {
+            match self.store.read().changes_of(&m.id) {
+                Ok(changes) => show_changes(&mut info, m, &changes, &self.account_public()),
+                Err(e) => tracing::warn!(%e, "the changes to a message could not be read"),
+            }
         }
+        info
     }
 
     pub(super) fn conversation_name(&self, gid: &GroupId) -> String {
@@ -476,6 +585,64 @@ impl Account {
             .and_then(|all| all.into_iter().find(|c| c.id == *gid))
             .map_or_else(|| data_encoding::HEXLOWER.encode(&gid[..4]), |c| c.name)
     }
+}
+
+/// A received or sent change, as stored.
+pub(super) fn change_row(
+    id: crate::envelope::EnvelopeId,
+    group: GroupId,
+    sender: [u8; 32],
+    lamport: u64,
+    change: crate::group::MessageChange,
+) -> crate::store::ChangeRow {
+    use crate::group::MessageChange;
+    use crate::store::ChangeKind;
+    let target = change.target();
+    let (kind, body) = match change {
+        MessageChange::Reaction { emoji, .. } => (ChangeKind::Reaction, Some(emoji)),
+        MessageChange::Edit { text, .. } => (ChangeKind::Edit, Some(text)),
+        MessageChange::Delete { .. } => (ChangeKind::Delete, None),
+    };
+    crate::store::ChangeRow { id, group_id: group, target, sender, lamport, kind, body }
+}
+
+/// What a message shows once its changes are applied: its sender's latest edit, its sender's
+/// delete (which empties it and its reactions), and each member's latest reaction. Edits and
+/// deletes by anyone else are ignored: a member cannot put words in another's mouth.
+pub(super) fn show_changes(info: &mut MessageInfo, m: &MessageRow, changes: &[crate::store::ChangeRow], me: &[u8; 32]) {
+    use crate::store::ChangeKind;
+    let mut latest_reaction: BTreeMap<[u8; 32], &str> = BTreeMap::new();
+    for change in changes {
+        match change.kind {
+            ChangeKind::Edit if change.sender == m.sender => {
+                if let Some(text) = &change.body {
+                    info.body = text.clone();
+                    info.edited = true;
+                }
+            }
+            ChangeKind::Delete if change.sender == m.sender => info.deleted = true,
+            ChangeKind::Reaction => {
+                latest_reaction.insert(change.sender, change.body.as_deref().unwrap_or(""));
+            }
+            ChangeKind::Edit | ChangeKind::Delete => {}
+        }
+    }
+    if info.deleted {
+        info.body.clear();
+        return;
+    }
+    let mut reactions: Vec<super::ReactionInfo> = Vec::new();
+    for (sender, emoji) in latest_reaction.into_iter().filter(|(_, e)| !e.is_empty()) {
+        match reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => {
+                r.count += 1;
+                r.mine |= sender == *me;
+            }
+            None => reactions.push(super::ReactionInfo { emoji: emoji.to_owned(), count: 1, mine: sender == *me }),
+        }
+    }
+    reactions.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.emoji.cmp(&b.emoji)));
+    info.reactions = reactions;
 }
 
 fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, body: &str) -> MessageRow {
@@ -489,6 +656,7 @@ fn system_row(group: &GroupId, sealed: &Sealed, sender: [u8; 32], kind: &str, bo
         body: body.to_owned(),
         outgoing: true,
         via: None,
+        reply_to: None,
     }
 }
 
@@ -551,5 +719,77 @@ mod tests {
         assert_eq!(shown_group_name("1a2b3c4d", &id), "group-ababab");
         assert_eq!(shown_group_name("  ", &id), "group-ababab");
         assert_eq!(shown_group_name("red\u{1b}[31malert", &id), "red[31malert");
+    }
+
+    /// Issue 19: a hostile member's edit or delete of someone else's message changes nothing
+    /// shown; each member's latest reaction counts once.
+    #[test]
+    fn only_the_sender_edits_or_deletes_and_each_member_reacts_once() {
+        use crate::store::{ChangeKind, ChangeRow};
+        let (alice, bob, mallory) = ([1; 32], [2; 32], [3; 32]);
+        let m = MessageRow {
+            id: EnvelopeId([9; 32]),
+            group_id: [5; 32],
+            sender: alice,
+            lamport: 1,
+            sent_ms: 1,
+            kind: "text".into(),
+            body: "at six".into(),
+            outgoing: false,
+            via: None,
+            reply_to: None,
+        };
+        let info = || MessageInfo {
+            id: m.id.to_hex(),
+            conversation: "trip".into(),
+            conversation_id: m.group_id,
+            sender: "alice".into(),
+            sender_account: alice,
+            outgoing: false,
+            sent_ms: 1,
+            lamport: 1,
+            kind: "text".into(),
+            body: m.body.clone(),
+            state: None,
+            via: None,
+            replaces: None,
+            reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+            changed_by: None,
+        };
+        let change = |n: u8, sender, kind, body: Option<&str>| ChangeRow {
+            id: EnvelopeId([n; 32]),
+            group_id: m.group_id,
+            target: m.id,
+            sender,
+            lamport: u64::from(n),
+            kind,
+            body: body.map(str::to_owned),
+        };
+        let changes = vec![
+            change(2, mallory, ChangeKind::Edit, Some("cancelled")),
+            change(3, bob, ChangeKind::Reaction, Some("🎉")),
+            change(4, bob, ChangeKind::Reaction, Some("👍")),
+            change(5, mallory, ChangeKind::Reaction, Some("👍")),
+            change(6, alice, ChangeKind::Edit, Some("at seven")),
+            change(7, mallory, ChangeKind::Delete, None),
+        ];
+        let mut shown = info();
+        show_changes(&mut shown, &m, &changes, &bob);
+        assert_eq!((shown.body.as_str(), shown.edited, shown.deleted), ("at seven", true, false));
+        assert_eq!(shown.reactions, vec![crate::account::ReactionInfo { emoji: "👍".into(), count: 2, mine: true }]);
+
+        let mut withdrawn = changes.clone();
+        withdrawn.push(change(8, bob, ChangeKind::Reaction, Some("")));
+        let mut shown = info();
+        show_changes(&mut shown, &m, &withdrawn, &bob);
+        assert_eq!(shown.reactions, vec![crate::account::ReactionInfo { emoji: "👍".into(), count: 1, mine: false }]);
+
+        withdrawn.push(change(9, alice, ChangeKind::Delete, None));
+        let mut shown = info();
+        show_changes(&mut shown, &m, &withdrawn, &bob);
+        assert!(shown.deleted && shown.body.is_empty() && shown.reactions.is_empty());
     }
 }

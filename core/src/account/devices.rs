@@ -423,6 +423,7 @@ impl Account {
                         body: m.body.clone(),
                         outgoing: m.sender == me,
                         via: None,
+                        reply_to: None,
                     })?;
                 }
                 for (group, lamport, id) in &history.read_marks {

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use types::{
     ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, ImportProgress, ImportReport, MemberInfo,
-    MessageInfo, Received,
+    MessageAction, MessageInfo, ReactionInfo, Received,
 };
 
 use crate::crypto::{Entropy, OsEntropy};

@@ -262,6 +262,7 @@ mod tests {
             body: "hi".into(),
             outgoing,
             via: None,
+            reply_to: None,
         }
     }
 

@@ -244,7 +244,7 @@ impl Account {
         }
         let mut group = self.groups.remove(&gid).expect("checked above");
         let result = self.apply_opened(&mut group, envelope, opened, now);
-        let (mut rows, mut unblocked, joined, moved) = self.settle([group], result)?;
+        let (mut rows, mut unblocked, joined, moved, changed) = self.settle([group], result)?;
         // When another of our devices was last heard from: written at most every ten minutes
         // per device, not once per envelope of a catch-up.
         if let Some(cert) = own_other_device
@@ -272,6 +272,7 @@ impl Account {
                     body: self.display_name(&sender_account),
                     outgoing: false,
                     via: None,
+                    reply_to: None,
                 };
                 self.store.write_relaxed(|tx| tx.insert_message(&row))?;
                 rows.push(row);
@@ -314,7 +315,7 @@ impl Account {
         if share_anew || owes_epoch {
             let _ = self.rekey(&gid);
         }
-        let shown = rows
+        let mut shown: Vec<MessageInfo> = rows
             .iter()
             .map(|r| {
                 let mut info = self.message_info(r, &self.conversation_name(&r.group_id));
@@ -322,6 +323,12 @@ impl Account {
                 info
             })
             .collect();
+        // A change to a message we hold: the message as it now shows.
+        if let Some(target) = changed {
+            let mut info = self.message_info(&target, &self.conversation_name(&target.group_id));
+            info.changed_by = Some(id.to_hex());
+            shown.push(info);
+        }
         Ok(Some((shown, unblocked)))
     }
 
@@ -332,7 +339,7 @@ impl Account {
         envelope: &Envelope,
         opened: crate::group::Opened,
         now: u64,
-    ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>, Option<EnvelopeId>)> {
+    ) -> Result<(Vec<MessageRow>, Vec<GroupId>, Option<GroupId>, Option<EnvelopeId>, Option<MessageRow>)> {
         let id = envelope.id();
         let gid = group.id;
         // In a 1:1 conversation, a reply that names one of our envelopes as parent proves the
@@ -365,6 +372,8 @@ impl Account {
         let mut held_invite = None;
         let mut receipt = None;
         let mut replacing = None;
+        let mut change_row = None;
+        let mut changed = None;
         let mut removed_us = false;
         let mut revocation = None;
         if let Some(contact) = &answered {
@@ -378,6 +387,7 @@ impl Account {
                 body: contact.name.clone(),
                 outgoing: false,
                 via: None,
+                reply_to: None,
             });
         }
         // Acknowledged only once it is stored (see below).
@@ -386,7 +396,7 @@ impl Account {
             // Someone the user blocked: applied (their chain moves on) but neither shown nor
             // acknowledged.
             Event::Message { sender, .. } if self.is_blocked(&sender)? => {}
-            Event::Message { id, sender, lamport, sent_ms, text, replaces } => {
+            Event::Message { id, sender, lamport, sent_ms, text, replaces, reply_to } => {
                 if sender != self.account_public() {
                     acknowledge = Some(id);
                 }
@@ -407,8 +417,15 @@ impl Account {
                         // Written on another of our devices: ours.
                         outgoing: sender == self.account_public(),
                         via: None,
+                        reply_to,
                     })
                 }
+            }
+            // Someone blocked changes nothing we show.
+            Event::MessageChanged { sender, .. } if self.is_blocked(&sender)? => {}
+            Event::MessageChanged { id, sender, lamport, change } => {
+                changed = self.store.read().message(&change.target())?.filter(|m| m.group_id == gid);
+                change_row = Some(super::conversations::change_row(id, gid, sender, lamport, change));
             }
             Event::Receipt { sender, receipt: r } => receipt = Some((sender, r)),
             Event::DeviceRevoked { revocation: r } => revocation = Some(r),
@@ -436,6 +453,7 @@ impl Account {
                 body: self.name_in(group, &sender, None),
                 outgoing: false,
                 via: None,
+                reply_to: None,
             }),
             // Changes that named this one as parent may enter the log now.
             Event::KeysArrived { .. } | Event::ChangeOutranked { .. } => unblocked.push(gid),
@@ -461,6 +479,7 @@ impl Account {
                     body,
                     outgoing: false,
                     via: None,
+                    reply_to: None,
                 });
             }
             Event::Invited { id: invite_id, from, welcome } => {
@@ -539,6 +558,9 @@ impl Account {
             for row in &rows {
                 tx.insert_message(row)?;
             }
+            if let Some(change) = &change_row {
+                tx.insert_change(change)?;
+            }
             tx.save_group(group)?;
             if removed_us {
                 tx.clear_left(&gid)?;
@@ -568,6 +590,11 @@ impl Account {
             self.pending_revocations.push(r);
         }
         let (acknowledged, moved) = if durable { self.store.write(apply)? } else { self.store.write_relaxed(apply)? };
+        // A deleted message's text leaves the file now (the write-ahead log folded back in),
+        // not at some later checkpoint.
+        if change_row.as_ref().is_some_and(|c| c.kind == crate::store::ChangeKind::Delete) {
+            self.store.checkpoint()?;
+        }
         self.note_acknowledged(acknowledged);
         if let Some(id) = acknowledge {
             self.acknowledge_later(gid, id);
@@ -579,7 +606,7 @@ impl Account {
             }
             self.groups.insert(g.id, g);
         }
-        Ok((rows, unblocked, joined_id, moved))
+        Ok((rows, unblocked, joined_id, moved, changed))
     }
 
     /// A member's name: our contact name, else the name the admin gave them in this group.
@@ -610,6 +637,7 @@ impl Account {
             body: g.name().to_owned(),
             outgoing: false,
             via: None,
+            reply_to: None,
         };
         Ok((g, announce, row))
     }

@@ -75,6 +75,38 @@ pub struct MessageInfo {
     /// In the event of the moment only: the id this message was shown under before its sender
     /// sealed it again (the message moves; it is not a new one).
     pub replaces: Option<String>,
+    /// The message this one replies to (its id).
+    pub reply_to: Option<String>,
+    /// Its sender edited it: `body` is the latest text.
+    pub edited: bool,
+    /// Its sender deleted it for everyone: `body` is empty, and the text has left the store.
+    pub deleted: bool,
+    /// Reactions, each emoji once, most given first.
+    pub reactions: Vec<ReactionInfo>,
+    /// In the event of the moment only: this message is not new; the reaction, edit or delete
+    /// in this envelope (its id) changed it.
+    pub changed_by: Option<String>,
+}
+
+/// One emoji given to a message: by how many members, and whether by us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionInfo {
+    pub emoji: String,
+    pub count: u32,
+    pub mine: bool,
+}
+
+/// What to do to a message already in a conversation (see [`crate::group::MessageChange`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageAction {
+    /// A text that quotes message `to`.
+    Reply { to: crate::envelope::EnvelopeId, text: String },
+    /// Our reaction to `to`, replacing any earlier one; an empty emoji withdraws it.
+    React { to: crate::envelope::EnvelopeId, emoji: String },
+    /// New text for our message `of`.
+    Edit { of: crate::envelope::EnvelopeId, text: String },
+    /// Our message `of`, deleted for everyone.
+    Delete { of: crate::envelope::EnvelopeId },
 }
 
 /// What one received envelope did.

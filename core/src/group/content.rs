@@ -41,6 +41,13 @@ const KIND_CONTACT_SHARED: u8 = 14;
 const KIND_SETTING_SHARED: u8 = 15;
 const KIND_LINK_ROTATED: u8 = 16;
 const KIND_INVITE_KEYS_SHARED: u8 = 17;
+const KIND_REPLY: u8 = 18;
+const KIND_REACTION: u8 = 19;
+const KIND_EDIT: u8 = 20;
+const KIND_DELETE: u8 = 21;
+/// Bytes of a reaction: one emoji, however many code points it is made of (a family with skin
+/// tones is 25 bytes), and never a message in disguise.
+pub const MAX_REACTION_LEN: usize = 32;
 /// Ids a receipt acknowledges in each of its lists; more wait for the next receipt.
 pub const MAX_RECEIPT_IDS: usize = 512;
 
@@ -233,6 +240,45 @@ impl SharedSetting {
     }
 }
 
+/// What a member does to a message already in the conversation. Edits and deletes count only
+/// when they come from the account that wrote the message (checked where both are known: a
+/// change may arrive before its message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageChange {
+    /// The sender's reaction to `to`, replacing any earlier one of theirs; empty withdraws it.
+    Reaction { to: EnvelopeId, emoji: String },
+    /// New text for the sender's own message `of`.
+    Edit { of: EnvelopeId, text: String },
+    /// The sender's own message `of`, deleted for everyone: its text (and its edits') leave
+    /// every member's store.
+    Delete { of: EnvelopeId },
+}
+
+impl MessageChange {
+    /// The message it changes.
+    pub fn target(&self) -> EnvelopeId {
+        match self {
+            MessageChange::Reaction { to, .. } => *to,
+            MessageChange::Edit { of, .. } | MessageChange::Delete { of } => *of,
+        }
+    }
+}
+
+/// Refuses a reaction that is not one short emoji-like sequence: too long, or with control
+/// characters or letters (a reaction is shown beside someone else's message, so it must not
+/// pass for text of theirs).
+pub fn check_reaction(emoji: &str) -> Result<()> {
+    if emoji.len() > MAX_REACTION_LEN {
+        return Err(Error::TooLong { what: "reaction", len: emoji.len(), max: MAX_REACTION_LEN });
+    }
+    // Bidirectional overrides too: they could reorder what is shown beside the reaction.
+    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if emoji.chars().any(|c| c.is_control() || c.is_alphanumeric() || c.is_whitespace() || bidi(c)) {
+        return Err(Error::Malformed { what: "reaction", why: "letters, digits, spaces or control characters" });
+    }
+    Ok(())
+}
+
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
 /// and which they read. Sent inside the group's encryption like any message, so a carrier sees
 /// one more small envelope and nothing of what it acknowledges.
@@ -245,6 +291,13 @@ pub struct Receipt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
     Text(String),
+    /// A text message quoting an earlier message of the conversation.
+    Reply {
+        to: EnvelopeId,
+        text: String,
+    },
+    /// A reaction, edit or delete (see [`MessageChange`]).
+    Change(MessageChange),
     /// A text message sealed again (its day or epoch passed before a peer was known to have
     /// taken it): `replaces` is the envelope it was sealed in before. That envelope may still
     /// reach members, so they show the message once, under this id, whichever comes first.
@@ -335,7 +388,10 @@ impl Inner {
     pub fn encoded_len_hint(&self) -> usize {
         let content = match &self.content {
             Content::Text(t) => 5 + t.len(),
-            Content::Resent { text, .. } => 37 + text.len(),
+            Content::Resent { text, .. } | Content::Reply { text, .. } => 37 + text.len(),
+            Content::Change(MessageChange::Edit { text, .. }) => 37 + text.len(),
+            Content::Change(MessageChange::Reaction { emoji, .. }) => 37 + emoji.len(),
+            Content::Change(MessageChange::Delete { .. }) => 33,
             _ => 1024,
         };
         17 + 32 * self.parents.len() + content
@@ -354,6 +410,18 @@ impl Inner {
             }
             Content::Resent { replaces, text } => {
                 w.u8(KIND_RESENT).raw(&replaces.0).string(text);
+            }
+            Content::Reply { to, text } => {
+                w.u8(KIND_REPLY).raw(&to.0).string(text);
+            }
+            Content::Change(MessageChange::Reaction { to, emoji }) => {
+                w.u8(KIND_REACTION).raw(&to.0).string(emoji);
+            }
+            Content::Change(MessageChange::Edit { of, text }) => {
+                w.u8(KIND_EDIT).raw(&of.0).string(text);
+            }
+            Content::Change(MessageChange::Delete { of }) => {
+                w.u8(KIND_DELETE).raw(&of.0);
             }
             Content::KeyShare(ks) => {
                 w.u8(KIND_KEY_SHARE);
@@ -433,6 +501,17 @@ impl Inner {
         let content = match r.u8()? {
             1 => Content::Text(r.string(MAX_TEXT_LEN)?),
             KIND_RESENT => Content::Resent { replaces: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? },
+            KIND_REPLY => Content::Reply { to: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? },
+            KIND_REACTION => {
+                let to = EnvelopeId(r.array()?);
+                let emoji = r.string(MAX_REACTION_LEN)?;
+                check_reaction(&emoji)?;
+                Content::Change(MessageChange::Reaction { to, emoji })
+            }
+            KIND_EDIT => {
+                Content::Change(MessageChange::Edit { of: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? })
+            }
+            KIND_DELETE => Content::Change(MessageChange::Delete { of: EnvelopeId(r.array()?) }),
             KIND_KEY_SHARE => Content::KeyShare(KeyShare {
                 cert: DeviceCert::decode(&mut r)?,
                 prekey: SignedPrekey::decode(&mut r)?,
@@ -525,6 +604,33 @@ mod tests {
             Inner { content: Content::Resent { replaces: EnvelopeId([7; 32]), text: "hi again".into() }, ..inner };
         assert_eq!(Inner::decode(&resent.encode()).unwrap(), resent);
         assert_eq!(resent.encode().len(), resent.encoded_len_hint());
+    }
+
+    /// Issue 19: replies, reactions, edits and deletes, each its own kind.
+    #[test]
+    fn conversation_features_round_trip_and_reactions_are_bounded() {
+        let to = EnvelopeId([4; 32]);
+        for content in [
+            Content::Reply { to, text: "yes, at six".into() },
+            Content::Change(MessageChange::Reaction { to, emoji: "👍🏽".into() }),
+            Content::Change(MessageChange::Reaction { to, emoji: String::new() }),
+            Content::Change(MessageChange::Edit { of: to, text: "at seven".into() }),
+            Content::Change(MessageChange::Delete { of: to }),
+        ] {
+            let inner = Inner { lamport: 2, sent_ms: 5, parents: vec![], content };
+            assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);
+            assert_eq!(inner.encode().len(), inner.encoded_len_hint());
+        }
+        // A reaction is one emoji, never text passed off beside someone else's message.
+        for refused in ["ok", "👍 the plan is off", "\u{202e}👍", &"👍".repeat(9)] {
+            let inner = Inner {
+                lamport: 1,
+                sent_ms: 1,
+                parents: vec![],
+                content: Content::Change(MessageChange::Reaction { to, emoji: refused.into() }),
+            };
+            assert!(Inner::decode(&inner.encode()).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

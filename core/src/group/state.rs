@@ -133,6 +133,16 @@ pub enum Event {
         text: String,
         /// The envelope this message was sealed in before, when it was sealed again.
         replaces: Option<EnvelopeId>,
+        /// The message it quotes, for a reply.
+        reply_to: Option<EnvelopeId>,
+    },
+    /// A member reacted to, edited or deleted a message (whether the change counts, the
+    /// store decides: an edit or delete only from the message's own sender).
+    MessageChanged {
+        id: EnvelopeId,
+        sender: AccountPublic,
+        lamport: u64,
+        change: super::MessageChange,
     },
     /// A device handed us its chain: messages waiting for it can now be opened.
     KeysArrived {
@@ -882,6 +892,33 @@ impl Group {
             return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
         }
         self.send(me, Content::Text(text.to_owned()), now_ms, entropy)
+    }
+
+    /// Seals a reply, reaction, edit or delete (see [`MessageChange`]): like a text, from a
+    /// member only. Whether the message it names exists, and is ours to edit, the caller checks
+    /// against its store.
+    pub fn send_about(
+        &mut self,
+        me: &LocalDevice,
+        content: Content,
+        now_ms: u64,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<Sealed>> {
+        match &content {
+            Content::Reply { text, .. } | Content::Change(super::MessageChange::Edit { text, .. })
+                if text.len() > super::content::MAX_TEXT_LEN =>
+            {
+                return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
+            }
+            Content::Reply { .. }
+            | Content::Change(super::MessageChange::Edit { .. } | super::MessageChange::Delete { .. }) => {}
+            Content::Change(super::MessageChange::Reaction { emoji, .. }) => super::content::check_reaction(emoji)?,
+            _ => return Err(Error::Internal("send_about takes replies and changes only")),
+        }
+        if !self.is_member(&me.account()) {
+            return Err(Error::NotInGroup);
+        }
+        self.send(me, content, now_ms, entropy)
     }
 
     /// Seals our request to leave the group (see [`Content::Leave`]).
@@ -1729,9 +1766,15 @@ impl Group {
         let lamport = inner.lamport.min(self.lamport.saturating_add(MAX_LAMPORT_JUMP));
         self.lamport = self.lamport.max(lamport);
         let event = match inner.content {
-            Content::Text(text) => {
-                Event::Message { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, text, replaces: None }
-            }
+            Content::Text(text) => Event::Message {
+                id,
+                sender: sender.account,
+                lamport,
+                sent_ms: inner.sent_ms,
+                text,
+                replaces: None,
+                reply_to: None,
+            },
             Content::Resent { replaces, text } => Event::Message {
                 id,
                 sender: sender.account,
@@ -1739,7 +1782,18 @@ impl Group {
                 sent_ms: inner.sent_ms,
                 text,
                 replaces: Some(replaces),
+                reply_to: None,
             },
+            Content::Reply { to, text } => Event::Message {
+                id,
+                sender: sender.account,
+                lamport,
+                sent_ms: inner.sent_ms,
+                text,
+                replaces: None,
+                reply_to: Some(to),
+            },
+            Content::Change(change) => Event::MessageChanged { id, sender: sender.account, lamport, change },
             Content::KeyShare(_) if self.revoked.contains(&(sender.account, sender.device)) => Event::Nothing,
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());

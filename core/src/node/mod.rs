@@ -450,6 +450,11 @@ impl Node {
         async move { outcome.await.map_err(|_| Error::Closed)? }
     }
 
+    /// Replies to, reacts to, edits or deletes a message (see [`Account::act`]).
+    pub async fn act(&self, conversation: String, action: crate::account::MessageAction) -> Result<MessageInfo> {
+        self.call_and_push(move |a| a.act(&conversation, action)).await
+    }
+
     pub async fn history(&self, conversation: String, limit: usize) -> Result<Vec<MessageInfo>> {
         self.call(move |a| a.history(&conversation, limit)).await
     }

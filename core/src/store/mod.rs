@@ -13,7 +13,8 @@ use rusqlite::OpenFlags;
 
 pub use key::{DatabaseKey, KdfParams};
 pub use rows::{
-    ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, ParkedKey, ParkedPlace, Rows,
+    ChangeKind, ChangeRow, ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, ParkedKey,
+    ParkedPlace, Rows,
 };
 pub use rusqlite::Connection;
 pub use schema::SCHEMA_VERSION;
@@ -29,6 +30,8 @@ pub struct Store {
     batch: bool,
     /// Whether a batch lost writes it had already reported as done (see [`Store::take_batch_broken`]).
     batch_broken: bool,
+    /// A checkpoint was asked for inside a batch: it runs when the batch ends.
+    checkpoint_due: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -94,7 +97,13 @@ impl Store {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut store = Store { conn, path: path.to_path_buf(), batch: false, batch_broken: false };
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            batch: false,
+            batch_broken: false,
+            checkpoint_due: Default::default(),
+        };
         schema::migrate(&mut store.conn, path)?;
         Ok(store)
     }
@@ -180,7 +189,11 @@ impl Store {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.conn.pragma_update(None, "synchronous", "FULL")?;
-        Ok(committed?)
+        committed?;
+        if self.checkpoint_due.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Like [`Store::write`], but the commit does not wait for the disk (`synchronous=NORMAL`):
@@ -204,9 +217,11 @@ impl Store {
 
     /// Folds the write-ahead log back into the database and truncates it, so that superseded
     /// page images (old chain keys among them) leave the disk.
-    /// Inside a batch it waits for the batch's end (the next call does it).
+    /// Inside a batch it waits for the batch's end (a deleted message's text stays in the log
+    /// until then: a bundle's import, a network round).
     pub fn checkpoint(&self) -> Result<()> {
         if self.batch {
+            self.checkpoint_due.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
         self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;

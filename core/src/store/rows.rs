@@ -129,6 +129,44 @@ pub struct MessageRow {
     /// How a received message came (`libp2p`, `mesh`, `bundle`); `None` for ours, and for
     /// messages received before this was recorded.
     pub via: Option<String>,
+    /// The message a reply quotes.
+    pub reply_to: Option<EnvelopeId>,
+}
+
+/// A reaction, edit or delete, as received (see [`crate::group::MessageChange`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRow {
+    /// The change's own envelope.
+    pub id: EnvelopeId,
+    pub group_id: GroupId,
+    pub target: EnvelopeId,
+    pub sender: [u8; 32],
+    pub lamport: u64,
+    pub kind: ChangeKind,
+    /// The emoji (empty: withdrawn) or the new text; `None` for a delete, and for an edit of a
+    /// deleted message.
+    pub body: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Reaction,
+    Edit,
+    Delete,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Reaction => "reaction",
+            ChangeKind::Edit => "edit",
+            ChangeKind::Delete => "delete",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ChangeKind> {
+        [ChangeKind::Reaction, ChangeKind::Edit, ChangeKind::Delete].into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 /// An envelope of ours that no peer has taken yet.
@@ -186,8 +224,12 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         body: r.get(6)?,
         outgoing: r.get(7)?,
         via: r.get(8)?,
+        reply_to: r.get::<_, Option<Vec<u8>>>(9)?.map(|b| blob32(b).map(EnvelopeId)).transpose()?,
     })
 }
+
+/// The columns [`message_from_row`] reads, in its order.
+const MESSAGE_COLUMNS: &str = "envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via, reply_to";
 
 const CONTACT_COLUMNS: &str = "account, name, card, status, verified, group_id, request, created_ms";
 
@@ -500,6 +542,7 @@ pub trait Rows {
         conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({in_group})"), [&group[..]])?;
         for (table, column) in [
             ("messages", "group_id"),
+            ("message_changes", "group_id"),
             ("read_marks", "group_id"),
             ("retention", "group_id"),
             ("synced_through", "group_id"),
@@ -776,8 +819,9 @@ pub trait Rows {
 
     fn insert_message(&self, m: &MessageRow) -> Result<()> {
         self.conn().execute(
-            "INSERT OR IGNORE INTO messages (envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO messages
+                 (envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, reply_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 &m.id.0[..],
                 &m.group_id[..],
@@ -786,10 +830,98 @@ pub trait Rows {
                 m.sent_ms as i64,
                 m.kind,
                 m.body,
-                m.outgoing
+                m.outgoing,
+                m.reply_to.map(|r| r.0.to_vec()),
             ],
         )?;
+        // Its sender deleted it before it reached us: its text is not kept.
+        self.erase_deleted(&m.id)?;
         Ok(())
+    }
+
+    /// Stores a reaction, edit or delete (once: a repeat of its envelope changes nothing). A
+    /// delete empties its target's text, and its edits', when they are from its sender.
+    fn insert_change(&self, c: &ChangeRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO message_changes (envelope_id, group_id, target, sender, lamport, kind, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                &c.id.0[..],
+                &c.group_id[..],
+                &c.target.0[..],
+                &c.sender[..],
+                c.lamport as i64,
+                c.kind.as_str(),
+                c.body
+            ],
+        )?;
+        self.erase_deleted(&c.target)
+    }
+
+    /// If message `id` and a delete of it by its own sender are both here: its text, and the
+    /// text of its sender's edits, are emptied (secure_delete overwrites the freed bytes), and
+    /// our own copy waiting to be sealed again is dropped.
+    fn erase_deleted(&self, id: &EnvelopeId) -> Result<()> {
+        let deleted = "EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
+                        WHERE d.target = ?1 AND d.kind = 'delete' AND d.sender = m.sender)";
+        let conn = self.conn();
+        conn.execute(
+            &format!("UPDATE messages SET body = '' WHERE envelope_id = ?1 AND body != '' AND {deleted}"),
+            [&id.0[..]],
+        )?;
+        conn.execute(
+            &format!(
+                "UPDATE message_changes SET body = NULL WHERE target = ?1 AND kind = 'edit' AND body IS NOT NULL
+                 AND sender = (SELECT sender FROM messages WHERE envelope_id = ?1) AND {deleted}"
+            ),
+            [&id.0[..]],
+        )?;
+        // Ours waiting to be sealed again, the message and its edits: they would carry the text.
+        conn.execute(
+            &format!(
+                "UPDATE outbox SET inner = NULL WHERE inner IS NOT NULL AND {deleted} AND (envelope_id = ?1
+                 OR envelope_id IN (SELECT envelope_id FROM message_changes WHERE target = ?1 AND kind = 'edit'))"
+            ),
+            [&id.0[..]],
+        )?;
+        Ok(())
+    }
+
+    /// The reactions, edits and deletes naming `target` (or the envelope it was first sealed
+    /// in, when it was sealed again), oldest first by Lamport clock, then id.
+    fn changes_of(&self, target: &EnvelopeId) -> Result<Vec<ChangeRow>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT envelope_id, group_id, target, sender, lamport, kind, body FROM message_changes
+             WHERE target = ?1 OR target IN (SELECT original FROM replaced WHERE replacement = ?1)
+             ORDER BY lamport, envelope_id",
+        )?;
+        let rows = stmt
+            .query_map([&target.0[..]], |r| {
+                Ok((
+                    blob32(r.get(0)?)?,
+                    blob32(r.get(1)?)?,
+                    blob32(r.get(2)?)?,
+                    blob32(r.get(3)?)?,
+                    r.get::<_, i64>(4)? as u64,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, group_id, target, sender, lamport, kind, body)| {
+                Some(ChangeRow {
+                    id: EnvelopeId(id),
+                    group_id,
+                    target: EnvelopeId(target),
+                    sender,
+                    lamport,
+                    kind: ChangeKind::parse(&kind)?,
+                    body,
+                })
+            })
+            .collect())
     }
 
     /// The last `limit` messages of a conversation in causal order (Lamport clock, then id),
@@ -798,10 +930,10 @@ pub trait Rows {
     /// until it says to stop: what needs only the newest (a grant's history, under its budget)
     /// never holds every message in memory.
     fn newest_messages(&self, groups: &[GroupId], mut take: impl FnMut(MessageRow) -> bool) -> Result<()> {
-        let mut stmt = self.conn().prepare(
-            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM messages
-             ORDER BY sent_ms DESC, lamport DESC",
-        )?;
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages
+             ORDER BY sent_ms DESC, lamport DESC"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let row = message_from_row(r)?;
@@ -833,12 +965,12 @@ pub trait Rows {
                     .ok_or_else(|| Error::NotFound { what: "message", name: id.to_hex() })?,
             ),
         };
-        let mut stmt = self.conn().prepare(
-            "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM (
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM (
                  SELECT * FROM messages WHERE group_id = ?1 AND (?3 IS NULL OR (lamport, envelope_id) < (?3, ?4))
                  ORDER BY lamport DESC, envelope_id DESC LIMIT ?2
-             ) ORDER BY lamport, envelope_id",
-        )?;
+             ) ORDER BY lamport, envelope_id"
+        ))?;
         let before_id = before.map(|id| id.0.to_vec());
         let rows = stmt
             .query_map(params![&group[..], limit as i64, cursor, before_id], message_from_row)?
@@ -1058,8 +1190,7 @@ pub trait Rows {
         Ok(self
             .conn()
             .query_row(
-                "SELECT envelope_id, group_id, sender, lamport, sent_ms, kind, body, outgoing, via FROM messages
-                 WHERE envelope_id = ?1",
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE envelope_id = ?1"),
                 [&id.0[..]],
                 message_from_row,
             )
@@ -1239,6 +1370,11 @@ pub trait Rows {
         // Which message replaced which names its sender: it goes with the message.
         self.conn().execute(
             &format!("DELETE FROM replaced WHERE replacement IN ({old})"),
+            params![&group[..], before_ms as i64],
+        )?;
+        // Reactions, edits and deletes go with their own envelopes' age.
+        self.conn().execute(
+            &format!("DELETE FROM message_changes WHERE group_id = ?1 AND envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
         )?;
         Ok(self.conn().execute(

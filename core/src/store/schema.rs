@@ -213,6 +213,23 @@ const MIGRATIONS: &[&str] = &[
         issued_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 15: replies (the message a text quotes), and reactions, edits and deletes: each change
+    // under its own envelope's id, naming its target, since it may arrive before its message.
+    // An edit or delete counts only from the target's sender (checked on reading, when both
+    // are known); a delete empties its target's text and its edits' as soon as both are here.
+    "
+    ALTER TABLE messages ADD COLUMN reply_to BLOB;
+    CREATE TABLE message_changes (
+        envelope_id BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        target BLOB NOT NULL,
+        sender BLOB NOT NULL,
+        lamport INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX message_changes_by_target ON message_changes (target);
+    ",
 ];
 
 /// The schema version this build writes.
