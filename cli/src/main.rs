@@ -66,6 +66,12 @@ enum Command {
     Device(commands::device::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
+    /// React to a message with an emoji (one reaction each; a new one replaces yours)
+    React(commands::message::ReactArgs),
+    /// Edit a message of yours: every member shows the new text, marked edited
+    Edit(commands::message::EditArgs),
+    /// Delete a message of yours for everyone: its text leaves every member's device
+    Delete(commands::message::DeleteArgs),
     /// Chat in a full-screen terminal: conversations, history, live messages
     ///
     /// Keys: ↑↓ (or Tab) pick a conversation, Enter sends, PgUp/PgDn/End read back through the
@@ -166,6 +172,9 @@ fn main() -> ExitCode {
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),
         Command::Device(cmd) => commands::device::run(&home, cmd, &out),
         Command::Send(args) => commands::message::send(&home, args, &out),
+        Command::React(args) => commands::message::react(&home, args, &out),
+        Command::Edit(args) => commands::message::edit(&home, args, &out),
+        Command::Delete(args) => commands::message::delete(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),
         Command::Read(args) => commands::message::read(&home, args, &out),
         Command::Resend(args) => commands::message::resend(&home, args, &out),

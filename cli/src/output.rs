@@ -48,7 +48,12 @@ impl Output {
 
 /// One line of history, for people.
 pub fn message_line(m: &MessageInfo) -> String {
-    line(m.sent_ms, &m.kind, &m.sender, &m.body)
+    let reactions: Vec<(String, u32)> = m.reactions.iter().map(|r| (r.emoji.clone(), r.count)).collect();
+    let body = match m.kind.as_str() {
+        "text" => shown_body(&m.body, m.reply_to.as_deref(), m.edited, m.deleted, &reactions),
+        _ => m.body.clone(),
+    };
+    line(m.sent_ms, &m.kind, &m.sender, &body)
 }
 
 /// A message as people read it. (Its data is the API's: [`crate::rpc::answer`], in the library;
@@ -60,9 +65,34 @@ pub trait MessageLines {
     fn line_with_path(&self) -> String;
 }
 
+/// A text's body as shown: deleted, edited, a reply, its reactions.
+fn shown_body(body: &str, reply_to: Option<&str>, edited: bool, deleted: bool, reactions: &[(String, u32)]) -> String {
+    if deleted {
+        return "(deleted)".to_owned();
+    }
+    let mut shown = String::new();
+    if let Some(to) = reply_to {
+        shown.push_str(&format!("(reply to {}) ", &to[..8.min(to.len())]));
+    }
+    shown.push_str(body);
+    if edited {
+        shown.push_str(" (edited)");
+    }
+    if !reactions.is_empty() {
+        let each: Vec<String> = reactions.iter().map(|(emoji, count)| format!("{emoji} {count}")).collect();
+        shown.push_str(&format!("  [{}]", each.join(", ")));
+    }
+    shown
+}
+
 impl MessageLines for Message {
     fn line(&self) -> String {
-        let line = line(self.sent_ms, &self.kind, &self.sender, &self.body);
+        let reactions: Vec<(String, u32)> = self.reactions.iter().map(|r| (r.emoji.clone(), r.count)).collect();
+        let body = match self.kind.as_str() {
+            "text" => shown_body(&self.body, self.reply_to.as_deref(), self.edited, self.deleted, &reactions),
+            _ => self.body.clone(),
+        };
+        let line = line(self.sent_ms, &self.kind, &self.sender, &body);
         match &self.state {
             Some(state) => format!("{line}  [{state}]"),
             None => line,

@@ -364,12 +364,41 @@ fn a_delete_erases_only_its_senders_message_whichever_arrives_first() {
     assert_eq!(store.read().message(&EnvelopeId([1; 32])).unwrap().unwrap().body, "");
     // An edit after the delete keeps no text either.
     store.write(|tx| tx.insert_change(&change(12, 1, alice, ChangeKind::Edit))).unwrap();
-    assert!(store.read().changes_of(&EnvelopeId([1; 32])).unwrap().iter().all(|c| c.body.is_none()));
+    assert!(store.read().changes_of(&EnvelopeId([1; 32]), &[9; 32]).unwrap().iter().all(|c| c.body.is_none()));
 
-    // Mallory deletes and edits Alice's other message: nothing is erased.
+    // Mallory deletes and edits Alice's other message: nothing is erased, and what Mallory sent
+    // is not kept.
     store.write(|tx| tx.insert_message(&message(2, alice))).unwrap();
     store.write(|tx| tx.insert_change(&change(21, 2, mallory, ChangeKind::Delete))).unwrap();
+    store.write(|tx| tx.insert_change(&change(23, 2, mallory, ChangeKind::Edit))).unwrap();
     store.write(|tx| tx.insert_change(&change(22, 2, alice, ChangeKind::Edit))).unwrap();
     assert_eq!(store.read().message(&EnvelopeId([2; 32])).unwrap().unwrap().body, "message 2");
-    assert_eq!(store.read().changes_of(&EnvelopeId([2; 32])).unwrap()[1].body.as_deref(), Some("edit 22"));
+    let kept = store.read().changes_of(&EnvelopeId([2; 32]), &[9; 32]).unwrap();
+    assert_eq!(kept.iter().map(|c| c.sender).collect::<Vec<_>>(), vec![alice]);
+
+    // Review: a delete sent in another conversation (one Alice shares with us after leaving the
+    // group, say) erases nothing here, and is not shown here.
+    store.write(|tx| tx.insert_message(&message(3, alice))).unwrap();
+    let elsewhere = ChangeRow { group_id: [8; 32], ..change(31, 3, alice, ChangeKind::Delete) };
+    store.write(|tx| tx.insert_change(&elsewhere)).unwrap();
+    assert_eq!(store.read().message(&EnvelopeId([3; 32])).unwrap().unwrap().body, "message 3");
+    assert!(store.read().changes_of(&EnvelopeId([3; 32]), &[9; 32]).unwrap().is_empty());
+
+    // Review: a delete does not blank a system row that names its sender.
+    store.write(|tx| tx.insert_message(&MessageRow { kind: "renamed".into(), ..message(4, alice) })).unwrap();
+    store.write(|tx| tx.insert_change(&change(41, 4, alice, ChangeKind::Delete))).unwrap();
+    assert_eq!(store.read().message(&EnvelopeId([4; 32])).unwrap().unwrap().body, "message 4");
+
+    // A member's reactions to one message cost one row, however many they send.
+    for n in 50..90u8 {
+        store
+            .write(|tx| {
+                tx.insert_change(&ChangeRow {
+                    body: Some("👍".into()), ..change(n, 3, mallory, ChangeKind::Reaction)
+                })
+            })
+            .unwrap();
+    }
+    let reactions = store.read().changes_of(&EnvelopeId([3; 32]), &[9; 32]).unwrap();
+    assert_eq!(reactions.iter().map(|c| c.id).collect::<Vec<_>>(), vec![EnvelopeId([89; 32])]);
 }

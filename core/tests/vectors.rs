@@ -69,7 +69,7 @@ fn computed() -> Vec<(&'static str, String)> {
         use weft_core::group::{Content, Inner, MessageChange};
         let to = EnvelopeId([0x77; 32]);
         for (name, content) in [
-            ("inner.reply", Content::Reply { to, text: "yes".into() }),
+            ("inner.reply", Content::Reply { to, text: "yes".into(), replaces: None }),
             ("inner.reaction", Content::Change(MessageChange::Reaction { to, emoji: "\u{1f44d}".into() })),
             ("inner.edit", Content::Change(MessageChange::Edit { of: to, text: "at seven".into() })),
             ("inner.delete", Content::Change(MessageChange::Delete { of: to })),

@@ -28,6 +28,29 @@ pub enum Request {
         conversation: String,
         text: String,
     },
+    /// `/reply TEXT`: a reply to the latest message of someone else's.
+    Reply {
+        conversation: String,
+        to: String,
+        text: String,
+    },
+    /// `/react EMOJI` (`/react` alone takes ours back): on the latest message of someone else's.
+    React {
+        conversation: String,
+        message: String,
+        emoji: String,
+    },
+    /// `/edit TEXT`: new text for our latest message.
+    Edit {
+        conversation: String,
+        message: String,
+        text: String,
+    },
+    /// `/delete`: our latest message, deleted for everyone.
+    Delete {
+        conversation: String,
+        message: String,
+    },
     /// Reload the conversation list.
     Refresh,
 }
@@ -136,6 +159,9 @@ impl App {
                 }
                 self.input.clear();
                 self.scroll_back = 0;
+                if text.starts_with('/') {
+                    return self.command(conversation, &text);
+                }
                 return Some(Request::Send { conversation, text });
             }
             KeyCode::Backspace => {
@@ -171,6 +197,46 @@ impl App {
         None
     }
 
+    /// A slash command on the open conversation's latest message: someone else's for `/reply`
+    /// and `/react`, ours for `/edit` and `/delete`. What cannot be done is a notice.
+    fn command(&mut self, conversation: String, text: &str) -> Option<Request> {
+        let (command, rest) = text.split_once(' ').map_or((text, ""), |(c, r)| (c, r.trim()));
+        let latest = |ours: bool| {
+            self.messages
+                .iter()
+                .rev()
+                .find(|m| m.kind == "text" && m.outgoing == ours && !m.deleted)
+                .map(|m| m.id.clone())
+        };
+        let request = match command {
+            "/reply" | "/react" => latest(false).map(|id| match command {
+                "/reply" => Request::Reply { conversation, to: id, text: rest.to_owned() },
+                _ => Request::React { conversation, message: id, emoji: rest.to_owned() },
+            }),
+            "/edit" | "/delete" => latest(true).map(|id| match command {
+                "/edit" => Request::Edit { conversation, message: id, text: rest.to_owned() },
+                _ => Request::Delete { conversation, message: id },
+            }),
+            _ => {
+                self.notice = "commands: /reply TEXT, /react EMOJI (alone: take it back), /edit TEXT, /delete".into();
+                return None;
+            }
+        };
+        let needs_text =
+            matches!(&request, Some(Request::Reply { text, .. } | Request::Edit { text, .. }) if text.is_empty());
+        if needs_text {
+            self.notice = format!("{command} needs a text");
+            return None;
+        }
+        if request.is_none() {
+            self.notice = match command {
+                "/reply" | "/react" => "nothing of anyone else's here to answer yet".into(),
+                _ => "nothing of yours here yet".into(),
+            };
+        }
+        request
+    }
+
     /// A node event, as the daemon sends it.
     pub fn on_event(&mut self, event: &Event) -> Option<Request> {
         match event {
@@ -180,8 +246,9 @@ impl App {
                     return Some(Request::Open(message.conversation.clone()));
                 }
                 match self.conversations.iter_mut().find(|c| c.name == message.conversation) {
-                    // What we wrote on another of our devices is ours, read where it was written.
-                    Some(_) if message.outgoing => {}
+                    // What we wrote on another of our devices is ours, read where it was written;
+                    // a reaction, edit or delete changes a message, it is not a new one.
+                    Some(_) if message.outgoing || message.changed_by.is_some() => {}
                     Some(c) => c.unread += 1,
                     None => return Some(Request::Refresh),
                 }
@@ -290,6 +357,45 @@ mod tests {
         assert_eq!(app.on_key(key(KeyCode::Down)), Some(Request::Open("bob".into())), "wraps around");
         app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(app.quit);
+    }
+
+    /// Issue 19: replies, reactions, edits and deletes from the chat, on the latest message.
+    #[test]
+    fn slash_commands_act_on_the_latest_message() {
+        let mut app = App::default();
+        app.set_conversations(vec![conversation("bob", 0)]);
+        let mut ours = text(3);
+        ours.outgoing = true;
+        app.messages = vec![text(1), text(2), ours];
+        let enter = |app: &mut App, line: &str| {
+            app.input = line.into();
+            app.on_key(key(KeyCode::Enter))
+        };
+        let bob = || "bob".to_string();
+        assert_eq!(
+            enter(&mut app, "/react 👍"),
+            Some(Request::React { conversation: bob(), message: "m2".into(), emoji: "👍".into() })
+        );
+        assert_eq!(
+            enter(&mut app, "/react"),
+            Some(Request::React { conversation: bob(), message: "m2".into(), emoji: "".into() })
+        );
+        assert_eq!(
+            enter(&mut app, "/reply yes"),
+            Some(Request::Reply { conversation: bob(), to: "m2".into(), text: "yes".into() })
+        );
+        assert_eq!(
+            enter(&mut app, "/edit at seven"),
+            Some(Request::Edit { conversation: bob(), message: "m3".into(), text: "at seven".into() })
+        );
+        assert_eq!(enter(&mut app, "/delete"), Some(Request::Delete { conversation: bob(), message: "m3".into() }));
+        assert_eq!(enter(&mut app, "/edit"), None);
+        assert!(app.notice.contains("needs a text"));
+        assert_eq!(enter(&mut app, "/shrug"), None);
+        assert!(app.notice.contains("/reply"));
+        app.messages.clear();
+        assert_eq!(enter(&mut app, "/delete"), None);
+        assert!(app.notice.contains("nothing of yours"));
     }
 
     fn text(id: usize) -> Message {

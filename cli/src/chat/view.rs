@@ -97,6 +97,11 @@ mod tests {
             body: body.into(),
             state: state.map(str::to_owned),
             via: (!outgoing).then(|| "mesh".to_owned()),
+            reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+            changed_by: None,
         }
     }
 

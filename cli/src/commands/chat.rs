@@ -15,7 +15,8 @@ use crate::chat::app::{App, PAGE_LIMIT, Request};
 use crate::chat::view;
 use crate::rpc::event::Event;
 use crate::rpc::request::{
-    AcceptContact, ListContacts, ListConversations, MarkRead, ReadLog, SendMessage, ShowIdentity,
+    AcceptContact, DeleteMessage, EditMessage, ListContacts, ListConversations, MarkRead, React, ReadLog, SendMessage,
+    ShowIdentity,
 };
 
 #[derive(clap::Args)]
@@ -102,7 +103,23 @@ fn perform(session: &Session, app: &mut App, request: Request) {
                 app.set_messages(&name, messages);
             }
             Request::Send { conversation, text } => {
-                node.call(SendMessage { conversation: conversation.clone(), text })?;
+                node.call(SendMessage { conversation: conversation.clone(), text, reply_to: None })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::Reply { conversation, to, text } => {
+                node.call(SendMessage { conversation: conversation.clone(), text, reply_to: Some(to) })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::React { conversation, message, emoji } => {
+                node.call(React { conversation: conversation.clone(), message, emoji })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::Edit { conversation, message, text } => {
+                node.call(EditMessage { conversation: conversation.clone(), message, text })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::Delete { conversation, message } => {
+                node.call(DeleteMessage { conversation: conversation.clone(), message })?;
                 app.set_messages(&conversation, node.call(latest(&conversation))?);
             }
             Request::Older { conversation, before } => {

@@ -5,8 +5,7 @@ use anyhow::Result;
 use crate::backend;
 use crate::output::MessageLines;
 use crate::output::Output;
-use crate::rpc::answer::Message;
-use crate::rpc::request::{MarkRead, ReadLog, Resend, SendMessage};
+use crate::rpc::request::{DeleteMessage, EditMessage, MarkRead, React, ReadLog, Resend, SendMessage};
 
 #[derive(clap::Args)]
 pub struct SendArgs {
@@ -14,6 +13,41 @@ pub struct SendArgs {
     conversation: String,
     /// The message
     text: String,
+    /// Reply to this message (its id, or the start of it, as `weft log --ids` shows it)
+    #[arg(long, value_name = "ID")]
+    reply_to: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ReactArgs {
+    /// A contact's or a group's name
+    conversation: String,
+    /// The message (its id, or the start of it, as `weft log --ids` shows it)
+    message: String,
+    /// One emoji
+    #[arg(required_unless_present = "remove")]
+    emoji: Option<String>,
+    /// Take your reaction back
+    #[arg(long, conflicts_with = "emoji")]
+    remove: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EditArgs {
+    /// A contact's or a group's name
+    conversation: String,
+    /// Your message (its id, or the start of it, as `weft log --ids` shows it)
+    message: String,
+    /// Its new text
+    text: String,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    /// A contact's or a group's name
+    conversation: String,
+    /// Your message (its id, or the start of it, as `weft log --ids` shows it)
+    message: String,
 }
 
 #[derive(clap::Args)]
@@ -26,10 +60,45 @@ pub struct LogArgs {
     /// Show the messages before this one (a message id, as `--json` prints it): the page above
     #[arg(long, value_name = "ID")]
     before: Option<String>,
+    /// Start each line with the message's id (its first 12 digits: enough for `weft react`,
+    /// `edit`, `delete` and `send --reply-to`)
+    #[arg(long)]
+    ids: bool,
+}
+
+/// Shown ids: long enough never to collide within a conversation in practice, short enough to
+/// type.
+const SHORT_ID: usize = 12;
+
+/// A message of `conversation` named by its id or the start of it (at least 6 digits), read
+/// from the conversation's history: the full id, or a clear error.
+fn full_id(home_dir: &Path, conversation: &str, given: &str) -> Result<String> {
+    let given = given.to_ascii_lowercase();
+    if given.len() == 64 {
+        return Ok(given);
+    }
+    if given.len() < 6 || !given.chars().all(|c| c.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "{given:?} is not a message id: give at least its first 6 hex digits, as `weft log --ids` shows them"
+        );
+    }
+    let history = backend::call(
+        home_dir,
+        ReadLog { conversation: conversation.to_owned(), limit: Some(ReadLog::MAX_LIMIT), before: None },
+    )?;
+    let mut matching = history.iter().filter(|m| m.id.starts_with(&given)).map(|m| m.id.clone());
+    match (matching.next(), matching.next()) {
+        (Some(id), None) => Ok(id),
+        (None, _) => anyhow::bail!("no message of {conversation} has an id starting {given}"),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("several messages of {conversation} have ids starting {given}: give more digits")
+        }
+    }
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
-    let params = SendMessage { conversation: args.conversation, text: args.text };
+    let reply_to = args.reply_to.map(|id| full_id(home_dir, &args.conversation, &id)).transpose()?;
+    let params = SendMessage { conversation: args.conversation, text: args.text, reply_to };
     let (m, answered) = backend::call_reporting(home_dir, params)?;
     let daemon = answered == backend::Answered::ByRunningNode;
     out.print(&m, || {
@@ -52,7 +121,38 @@ pub fn log(home_dir: &Path, args: LogArgs, out: &Output) -> Result<()> {
         if messages.is_empty() {
             return format!("No messages with {} yet.", args.conversation);
         }
-        messages.iter().map(Message::line_with_path).collect::<Vec<_>>().join("\n")
+        messages
+            .iter()
+            .map(|m| match args.ids {
+                true => format!("{}  {}", &m.id[..SHORT_ID.min(m.id.len())], m.line_with_path()),
+                false => m.line_with_path(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub fn react(home_dir: &Path, args: ReactArgs, out: &Output) -> Result<()> {
+    let message = full_id(home_dir, &args.conversation, &args.message)?;
+    let emoji = if args.remove { String::new() } else { args.emoji.unwrap_or_default() };
+    let m = backend::call(home_dir, React { conversation: args.conversation, message, emoji })?;
+    out.print(&m, || format!("Reacted. {}", m.line()));
+    Ok(())
+}
+
+pub fn edit(home_dir: &Path, args: EditArgs, out: &Output) -> Result<()> {
+    let message = full_id(home_dir, &args.conversation, &args.message)?;
+    let m = backend::call(home_dir, EditMessage { conversation: args.conversation, message, text: args.text })?;
+    out.print(&m, || format!("Edited for everyone. {}", m.line()));
+    Ok(())
+}
+
+pub fn delete(home_dir: &Path, args: DeleteArgs, out: &Output) -> Result<()> {
+    let message = full_id(home_dir, &args.conversation, &args.message)?;
+    let m = backend::call(home_dir, DeleteMessage { conversation: args.conversation, message })?;
+    out.print(&m, || {
+        format!("Deleted for everyone: its text leaves each member's device as the delete reaches it. {}", m.line())
     });
     Ok(())
 }

@@ -232,6 +232,30 @@ pub struct Message {
     /// Received messages: the path that brought them (`libp2p`, `mesh`, `bundle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The message this one replies to (its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Its sender edited it (`body` is the latest text).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+    /// Its sender deleted it for everyone (`body` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Each emoji given to it, most given first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// In events only: the message is not new; the reaction, edit or delete with this id
+    /// changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+}
+
+/// One emoji given to a message: by how many members, and whether by us.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    pub mine: bool,
 }
 
 impl From<&MessageInfo> for Message {
@@ -247,6 +271,15 @@ impl From<&MessageInfo> for Message {
             body: m.body.clone(),
             state: m.state.map(str::to_owned),
             via: m.via.clone(),
+            reply_to: m.reply_to.clone(),
+            edited: m.edited,
+            deleted: m.deleted,
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| Reaction { emoji: r.emoji.clone(), count: r.count, mine: r.mine })
+                .collect(),
+            changed_by: m.changed_by.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
-use weft_core::account::ConversationKind;
+use weft_core::account::{ConversationKind, MessageAction};
 use weft_core::mesh::driver::MeshHandle;
 use weft_core::net::NetHandle;
 use weft_core::node::Node;
@@ -70,6 +70,9 @@ impl Api {
             Request::LeaveGroup(p) => reply(p, |p| self.leave(p)).await,
             Request::RenameGroup(p) => reply(p, |p| self.rename(p)).await,
             Request::SendMessage(p) => reply(p, |p| self.send(p)).await,
+            Request::React(p) => reply(p, |p| self.react(p)).await,
+            Request::EditMessage(p) => reply(p, |p| self.edit(p)).await,
+            Request::DeleteMessage(p) => reply(p, |p| self.delete(p)).await,
             Request::ReadLog(p) => reply(p, |p| self.log(p)).await,
             Request::MarkRead(p) => reply(p, |p| self.mark_read(p)).await,
             Request::Resend(p) => reply(p, |p| self.resend(p)).await,
@@ -252,7 +255,29 @@ impl Api {
     }
 
     async fn send(&self, p: SendMessage) -> Reply<SendMessage> {
-        Ok(answer::Message::from(&self.node.send(p.conversation, p.text).await?))
+        let sent = match p.reply_to {
+            None => self.node.send(p.conversation, p.text).await?,
+            Some(to) => {
+                let to = message_id(&to)?;
+                self.node.act(p.conversation, MessageAction::Reply { to, text: p.text }).await?
+            }
+        };
+        Ok(answer::Message::from(&sent))
+    }
+
+    async fn react(&self, p: React) -> Reply<React> {
+        let to = message_id(&p.message)?;
+        Ok(answer::Message::from(&self.node.act(p.conversation, MessageAction::React { to, emoji: p.emoji }).await?))
+    }
+
+    async fn edit(&self, p: EditMessage) -> Reply<EditMessage> {
+        let of = message_id(&p.message)?;
+        Ok(answer::Message::from(&self.node.act(p.conversation, MessageAction::Edit { of, text: p.text }).await?))
+    }
+
+    async fn delete(&self, p: DeleteMessage) -> Reply<DeleteMessage> {
+        let of = message_id(&p.message)?;
+        Ok(answer::Message::from(&self.node.act(p.conversation, MessageAction::Delete { of }).await?))
     }
 
     async fn log(&self, p: ReadLog) -> Reply<ReadLog> {
@@ -405,6 +430,13 @@ async fn reply<M: Method, F: Future<Output = Reply<M>>>(
 ) -> Result<Value, ApiError> {
     let answer = handler(params).await?;
     Ok(serde_json::to_value(answer).expect("plain data serialises"))
+}
+
+/// A message id as `log` gives it (64 hex digits).
+fn message_id(hex: &str) -> Result<weft_core::envelope::EnvelopeId, ApiError> {
+    weft_core::envelope::EnvelopeId::from_hex(hex).ok_or_else(|| {
+        ApiError::InvalidParams(format!("{hex:?} is not a message id (64 hex digits, as `log` gives them)"))
+    })
 }
 
 /// Writes beside the target and renames, so a crash never leaves half a bundle under its name.

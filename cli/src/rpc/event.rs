@@ -12,6 +12,7 @@ use super::answer::Message;
 /// A node event: `{"event": "message", …}` and so on (docs/JSONRPC.md, `subscribe`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per event; boxing buys nothing")]
 pub enum Event {
     Message {
         message: Message,

@@ -89,6 +89,9 @@ methods! {
     "group.leave" => LeaveGroup -> answer::Left;
     "group.rename" => RenameGroup -> answer::Renamed;
     "send" => SendMessage -> answer::Message;
+    "react" => React -> answer::Message;
+    "edit" => EditMessage -> answer::Message;
+    "delete" => DeleteMessage -> answer::Message;
     "log" => ReadLog -> Vec<answer::Message>;
     "read" => MarkRead -> answer::Marked;
     "resend" => Resend -> answer::Message;
@@ -283,12 +286,41 @@ pub struct RenameGroup {
     pub name: String,
 }
 
-/// `send`: a text message to a contact or group.
+/// `send`: a text message to a contact or group, or a reply to one of its messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub conversation: String,
     pub text: String,
+    /// A message id: the message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// `react`: our reaction to a message (an empty emoji withdraws it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct React {
+    pub conversation: String,
+    pub message: String,
+    pub emoji: String,
+}
+
+/// `edit`: new text for a message of ours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    pub conversation: String,
+    pub message: String,
+    pub text: String,
+}
+
+/// `delete`: a message of ours, deleted for everyone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMessage {
+    pub conversation: String,
+    pub message: String,
 }
 
 /// `log`: a page of a conversation's history, oldest first.
@@ -462,7 +494,7 @@ mod tests {
     #[test]
     fn calls_read_into_their_variant_and_back() {
         let send = read("send", json!({ "conversation": "bob", "text": "hi" })).unwrap();
-        assert_eq!(send, Request::from(SendMessage { conversation: "bob".into(), text: "hi".into() }));
+        assert_eq!(send, Request::from(SendMessage { conversation: "bob".into(), text: "hi".into(), reply_to: None }));
         assert_eq!(send.method(), "send");
         assert_eq!(
             serde_json::to_value(&send).unwrap(),

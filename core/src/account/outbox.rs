@@ -137,6 +137,8 @@ impl Account {
                         if *message {
                             tx.rename_message(&entry.id, &last.envelope.id(), last.inner.lamport)?;
                         }
+                        // A reaction, edit or delete of ours keeps its place under its new id.
+                        tx.rename_change(&entry.id, &last.envelope.id(), last.inner.lamport)?;
                     }
                     Fate::Dropped => tx.forget_unsent(&entry.id)?,
                     Fate::Expired(reason) => {
@@ -217,6 +219,10 @@ impl Account {
                 let content = Content::Resent { replaces: entry.id, text };
                 group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut())
             }
+            Content::Reply { to, text, .. } => {
+                let content = Content::Reply { to, text, replaces: Some(entry.id) };
+                group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut())
+            }
             content => group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut()),
         };
         match result {
@@ -260,7 +266,13 @@ impl Account {
         }
         let now = self.now();
         let mut group = self.groups.remove(&row.group_id).ok_or_else(not_found)?;
-        let content = Content::Resent { replaces: id, text: row.body.clone() };
+        if self.message_info(&row, "").deleted {
+            return Err(Error::NotAllowed("that message was deleted"));
+        }
+        let content = match row.reply_to {
+            Some(to) => Content::Reply { to, text: row.body.clone(), replaces: Some(id) },
+            None => Content::Resent { replaces: id, text: row.body.clone() },
+        };
         let sealed = group.reseal(&self.me, content, row.sent_ms, now, self.entropy.as_mut());
         let written = sealed.and_then(|sealed| {
             let last = sealed.last().expect("a reseal makes at least one envelope");

@@ -271,10 +271,26 @@ pub fn check_reaction(emoji: &str) -> Result<()> {
     if emoji.len() > MAX_REACTION_LEN {
         return Err(Error::TooLong { what: "reaction", len: emoji.len(), max: MAX_REACTION_LEN });
     }
-    // Bidirectional overrides too: they could reorder what is shown beside the reaction.
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if emoji.chars().any(|c| c.is_control() || c.is_alphanumeric() || c.is_whitespace() || bidi(c)) {
-        return Err(Error::Malformed { what: "reaction", why: "letters, digits, spaces or control characters" });
+    // Invisible and reordering characters too (bidirectional marks, zero-width and other
+    // format characters, combining marks that draw over what is beside them), but what emoji
+    // sequences are made of: the zero-width joiner, variation selectors, the keycap mark, and
+    // tag characters after a black flag (the flags of England, Scotland, Wales).
+    let invisible = |c: char| {
+        matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200C}' | '\u{200E}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20E2}'
+            | '\u{20E4}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}' | '\u{1D173}'..='\u{1D17A}')
+    };
+    let tags = |c: char| ('\u{E0000}'..='\u{E007F}').contains(&c);
+    if emoji.chars().any(|c| c.is_control() || c.is_alphanumeric() || c.is_whitespace() || invisible(c))
+        || (emoji.chars().any(tags) && !emoji.starts_with('\u{1F3F4}'))
+    {
+        return Err(Error::Malformed {
+            what: "reaction",
+            why: "letters, digits, spaces, control, invisible or combining characters",
+        });
     }
     Ok(())
 }
@@ -291,10 +307,12 @@ pub struct Receipt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
     Text(String),
-    /// A text message quoting an earlier message of the conversation.
+    /// A text message quoting an earlier message of the conversation; `replaces`, as for
+    /// [`Content::Resent`], when it was sealed again.
     Reply {
         to: EnvelopeId,
         text: String,
+        replaces: Option<EnvelopeId>,
     },
     /// A reaction, edit or delete (see [`MessageChange`]).
     Change(MessageChange),
@@ -388,7 +406,8 @@ impl Inner {
     pub fn encoded_len_hint(&self) -> usize {
         let content = match &self.content {
             Content::Text(t) => 5 + t.len(),
-            Content::Resent { text, .. } | Content::Reply { text, .. } => 37 + text.len(),
+            Content::Resent { text, .. } => 37 + text.len(),
+            Content::Reply { text, replaces, .. } => 37 + text.len() + if replaces.is_some() { 32 } else { 0 },
             Content::Change(MessageChange::Edit { text, .. }) => 37 + text.len(),
             Content::Change(MessageChange::Reaction { emoji, .. }) => 37 + emoji.len(),
             Content::Change(MessageChange::Delete { .. }) => 33,
@@ -411,8 +430,11 @@ impl Inner {
             Content::Resent { replaces, text } => {
                 w.u8(KIND_RESENT).raw(&replaces.0).string(text);
             }
-            Content::Reply { to, text } => {
+            Content::Reply { to, text, replaces } => {
                 w.u8(KIND_REPLY).raw(&to.0).string(text);
+                if let Some(replaces) = replaces {
+                    w.raw(&replaces.0);
+                }
             }
             Content::Change(MessageChange::Reaction { to, emoji }) => {
                 w.u8(KIND_REACTION).raw(&to.0).string(emoji);
@@ -501,7 +523,11 @@ impl Inner {
         let content = match r.u8()? {
             1 => Content::Text(r.string(MAX_TEXT_LEN)?),
             KIND_RESENT => Content::Resent { replaces: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? },
-            KIND_REPLY => Content::Reply { to: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? },
+            KIND_REPLY => Content::Reply {
+                to: EnvelopeId(r.array()?),
+                text: r.string(MAX_TEXT_LEN)?,
+                replaces: if r.remaining() > 0 { Some(EnvelopeId(r.array()?)) } else { None },
+            },
             KIND_REACTION => {
                 let to = EnvelopeId(r.array()?);
                 let emoji = r.string(MAX_REACTION_LEN)?;
@@ -611,7 +637,8 @@ mod tests {
     fn conversation_features_round_trip_and_reactions_are_bounded() {
         let to = EnvelopeId([4; 32]);
         for content in [
-            Content::Reply { to, text: "yes, at six".into() },
+            Content::Reply { to, text: "yes, at six".into(), replaces: None },
+            Content::Reply { to, text: "yes, at six".into(), replaces: Some(EnvelopeId([5; 32])) },
             Content::Change(MessageChange::Reaction { to, emoji: "👍🏽".into() }),
             Content::Change(MessageChange::Reaction { to, emoji: String::new() }),
             Content::Change(MessageChange::Edit { of: to, text: "at seven".into() }),
@@ -622,7 +649,16 @@ mod tests {
             assert_eq!(inner.encode().len(), inner.encoded_len_hint());
         }
         // A reaction is one emoji, never text passed off beside someone else's message.
-        for refused in ["ok", "👍 the plan is off", "\u{202e}👍", &"👍".repeat(9)] {
+        for refused in [
+            "ok",
+            "👍 the plan is off",
+            "\u{202e}👍",
+            &"👍".repeat(9),
+            "\u{200b}",
+            "\u{061c}👍",
+            "👍\u{0336}\u{0336}",
+            "\u{e0041}",
+        ] {
             let inner = Inner {
                 lamport: 1,
                 sent_ms: 1,
@@ -630,6 +666,15 @@ mod tests {
                 content: Content::Change(MessageChange::Reaction { to, emoji: refused.into() }),
             };
             assert!(Inner::decode(&inner.encode()).is_err(), "{refused:?}");
+        }
+        // What emoji are made of passes: skin tones, joiners, keycaps, a subdivision flag.
+        for allowed in [
+            "👍🏽",
+            "👩\u{200d}👩\u{200d}👧",
+            "#\u{fe0f}\u{20e3}",
+            "🏴\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f}",
+        ] {
+            assert!(check_reaction(allowed).is_ok(), "{allowed:?}");
         }
     }
 

@@ -1784,13 +1784,13 @@ impl Group {
                 replaces: Some(replaces),
                 reply_to: None,
             },
-            Content::Reply { to, text } => Event::Message {
+            Content::Reply { to, text, replaces } => Event::Message {
                 id,
                 sender: sender.account,
                 lamport,
                 sent_ms: inner.sent_ms,
                 text,
-                replaces: None,
+                replaces,
                 reply_to: Some(to),
             },
             Content::Change(change) => Event::MessageChanged { id, sender: sender.account, lamport, change },

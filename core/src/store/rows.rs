@@ -839,32 +839,62 @@ pub trait Rows {
         Ok(())
     }
 
-    /// Stores a reaction, edit or delete (once: a repeat of its envelope changes nothing). A
-    /// delete empties its target's text, and its edits', when they are from its sender.
+    /// Stores a reaction, edit or delete (once: a repeat of its envelope changes nothing). Of
+    /// each sender's reactions, and edits, to a message only the latest is kept (what a member
+    /// sends costs us one row per message, not one per change). A change its sender made to a
+    /// message of theirs sealed again names the message's first envelope: it goes to the new
+    /// one. A delete empties its target's text, and its edits', when they are from its sender.
     fn insert_change(&self, c: &ChangeRow) -> Result<()> {
-        self.conn().execute(
+        let conn = self.conn();
+        let target: Vec<u8> = conn
+            .query_row(
+                "SELECT replacement FROM replaced WHERE original = ?1 AND sender = ?2",
+                params![&c.target.0[..], &c.sender[..]],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_else(|| c.target.0.to_vec());
+        conn.execute(
             "INSERT OR IGNORE INTO message_changes (envelope_id, group_id, target, sender, lamport, kind, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                &c.id.0[..],
-                &c.group_id[..],
-                &c.target.0[..],
-                &c.sender[..],
-                c.lamport as i64,
-                c.kind.as_str(),
-                c.body
-            ],
+            params![&c.id.0[..], &c.group_id[..], target, &c.sender[..], c.lamport as i64, c.kind.as_str(), c.body],
         )?;
-        self.erase_deleted(&c.target)
+        if c.kind != ChangeKind::Delete {
+            conn.execute(
+                "DELETE FROM message_changes WHERE target = ?1 AND sender = ?2 AND kind = ?3 AND group_id = ?4
+                 AND (lamport, envelope_id) < (SELECT lamport, envelope_id FROM message_changes
+                     WHERE target = ?1 AND sender = ?2 AND kind = ?3 AND group_id = ?4
+                     ORDER BY lamport DESC, envelope_id DESC LIMIT 1)",
+                params![target, &c.sender[..], c.kind.as_str(), &c.group_id[..]],
+            )?;
+        }
+        self.erase_deleted(&EnvelopeId(blob32(target)?))
     }
 
-    /// If message `id` and a delete of it by its own sender are both here: its text, and the
-    /// text of its sender's edits, are emptied (secure_delete overwrites the freed bytes), and
-    /// our own copy waiting to be sealed again is dropped.
+    /// A change of ours sealed again: it keeps its place under its new envelope.
+    fn rename_change(&self, old: &EnvelopeId, new: &EnvelopeId, lamport: u64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE message_changes SET envelope_id = ?2, lamport = ?3 WHERE envelope_id = ?1",
+            params![&old.0[..], &new.0[..], lamport as i64],
+        )?;
+        Ok(())
+    }
+
+    /// If text message `id` and a delete of it by its own sender, in its conversation, are both
+    /// here: its text, and the text of its sender's edits, are emptied (secure_delete overwrites
+    /// the freed bytes), edits and deletes by anyone else are dropped (they change nothing), and
+    /// our own envelopes of it that no peer took yet are not sent at all.
     fn erase_deleted(&self, id: &EnvelopeId) -> Result<()> {
-        let deleted = "EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
-                        WHERE d.target = ?1 AND d.kind = 'delete' AND d.sender = m.sender)";
         let conn = self.conn();
+        // Once the message is here, what others claim to edit or delete of it is dead weight.
+        conn.execute(
+            "DELETE FROM message_changes WHERE target = ?1 AND kind IN ('edit', 'delete')
+             AND EXISTS (SELECT 1 FROM messages m WHERE m.envelope_id = ?1 AND m.sender != message_changes.sender)",
+            [&id.0[..]],
+        )?;
+        let deleted = "EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
+                        WHERE d.target = ?1 AND d.kind = 'delete' AND d.sender = m.sender
+                        AND d.group_id = m.group_id AND m.kind = 'text')";
         conn.execute(
             &format!("UPDATE messages SET body = '' WHERE envelope_id = ?1 AND body != '' AND {deleted}"),
             [&id.0[..]],
@@ -876,27 +906,26 @@ pub trait Rows {
             ),
             [&id.0[..]],
         )?;
-        // Ours waiting to be sealed again, the message and its edits: they would carry the text.
-        conn.execute(
-            &format!(
-                "UPDATE outbox SET inner = NULL WHERE inner IS NOT NULL AND {deleted} AND (envelope_id = ?1
-                 OR envelope_id IN (SELECT envelope_id FROM message_changes WHERE target = ?1 AND kind = 'edit'))"
-            ),
-            [&id.0[..]],
-        )?;
+        // Ours that no peer took yet, the message and its edits: not sent at all (the text would
+        // go out, and wait in the outbox to be sealed again).
+        let unsent = "SELECT envelope_id FROM outbox WHERE envelope_id = ?1
+                      OR envelope_id IN (SELECT envelope_id FROM message_changes WHERE target = ?1 AND kind = 'edit')";
+        for table in ["envelopes WHERE id", "outbox WHERE envelope_id"] {
+            conn.execute(&format!("DELETE FROM {table} IN ({unsent}) AND {deleted}"), [&id.0[..]])?;
+        }
         Ok(())
     }
 
-    /// The reactions, edits and deletes naming `target` (or the envelope it was first sealed
-    /// in, when it was sealed again), oldest first by Lamport clock, then id.
-    fn changes_of(&self, target: &EnvelopeId) -> Result<Vec<ChangeRow>> {
+    /// The reactions, edits and deletes naming `target` within its conversation `group`,
+    /// oldest first by Lamport clock, then id (a change sent in another conversation changes
+    /// nothing here).
+    fn changes_of(&self, target: &EnvelopeId, group: &GroupId) -> Result<Vec<ChangeRow>> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT envelope_id, group_id, target, sender, lamport, kind, body FROM message_changes
-             WHERE target = ?1 OR target IN (SELECT original FROM replaced WHERE replacement = ?1)
-             ORDER BY lamport, envelope_id",
+             WHERE target = ?1 AND group_id = ?2 ORDER BY lamport, envelope_id",
         )?;
         let rows = stmt
-            .query_map([&target.0[..]], |r| {
+            .query_map(params![&target.0[..], &group[..]], |r| {
                 Ok((
                     blob32(r.get(0)?)?,
                     blob32(r.get(1)?)?,
@@ -1165,6 +1194,8 @@ pub trait Rows {
             "UPDATE messages SET envelope_id = ?2, lamport = ?3 WHERE envelope_id = ?1",
             params![&old.0[..], &new.0[..], lamport as i64],
         )?;
+        self.conn()
+            .execute("UPDATE message_changes SET target = ?2 WHERE target = ?1", params![&old.0[..], &new.0[..]])?;
         Ok(())
     }
 
@@ -1215,6 +1246,14 @@ pub trait Rows {
             "DELETE FROM messages WHERE envelope_id = ?1 AND sender = ?2 AND kind = 'text' AND group_id = ?3",
             params![&original.0[..], &sender[..], &group[..]],
         )?;
+        // It was the sender's: what members did to it goes with it to its new envelope.
+        if removed > 0 {
+            self.conn().execute(
+                "UPDATE OR IGNORE message_changes SET target = ?2 WHERE target = ?1 AND group_id = ?3",
+                params![&original.0[..], &replacement.0[..], &group[..]],
+            )?;
+            self.erase_deleted(replacement)?;
+        }
         Ok(removed > 0)
     }
 
@@ -1372,9 +1411,10 @@ pub trait Rows {
             &format!("DELETE FROM replaced WHERE replacement IN ({old})"),
             params![&group[..], before_ms as i64],
         )?;
-        // Reactions, edits and deletes go with their own envelopes' age.
+        // Reactions and edits go with their own envelopes' age; deletes stay (they hold no
+        // text), lest a message that arrives late come back whole.
         self.conn().execute(
-            &format!("DELETE FROM message_changes WHERE group_id = ?1 AND envelope_id IN ({old})"),
+            &format!("DELETE FROM message_changes WHERE group_id = ?1 AND kind != 'delete' AND envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
         )?;
         Ok(self.conn().execute(
