@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use weft_core::account::{
-    Account, ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageInfo,
-    system_clock,
+    Account, ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, MemberInfo, MessageAction,
+    MessageInfo, system_clock,
 };
 use weft_core::crypto::OsEntropy;
 use weft_core::mesh::driver::MeshHandle;
@@ -135,6 +135,25 @@ pub struct Message {
     pub state: Option<DeliveryState>,
     /// Received messages: the path that brought them first.
     pub via: Option<Via>,
+    /// The message this one replies to (its id).
+    pub reply_to: Option<String>,
+    /// Its sender edited it: `body` is the latest text.
+    pub edited: bool,
+    /// Its sender deleted it for everyone: `body` is empty.
+    pub deleted: bool,
+    /// Each emoji given to it, most given first.
+    pub reactions: Vec<Reaction>,
+    /// In `MessageReceived` events only: the message is not new; the reaction, edit or delete
+    /// with this id changed it (update the message shown, do not add one).
+    pub changed_by: Option<String>,
+}
+
+/// One emoji given to a message: by how many members, and whether by us.
+#[derive(uniffi::Record)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: u32,
+    pub mine: bool,
 }
 
 impl From<MessageInfo> for Message {
@@ -151,6 +170,15 @@ impl From<MessageInfo> for Message {
             body: m.body,
             state: m.state.map(DeliveryState::from_core),
             via: m.via.as_deref().map(Via::from_core),
+            reply_to: m.reply_to,
+            edited: m.edited,
+            deleted: m.deleted,
+            reactions: m
+                .reactions
+                .into_iter()
+                .map(|r| Reaction { emoji: r.emoji, count: r.count, mine: r.mine })
+                .collect(),
+            changed_by: m.changed_by,
         }
     }
 }
@@ -500,7 +528,20 @@ pub(crate) fn exact(what: &str, id: String) -> Result<String, WeftError> {
     }
 }
 
+/// A message id as the bindings give them (64 hex characters).
+fn message_id(id: String) -> Result<weft_core::envelope::EnvelopeId, WeftError> {
+    let id = exact("message", id)?;
+    weft_core::envelope::EnvelopeId::from_hex(&id)
+        .ok_or_else(|| WeftError::InvalidInput { detail: format!("{id:?} is not a message id") })
+}
+
 impl WeftNode {
+    async fn act(&self, conversation: String, action: MessageAction) -> Result<Message, WeftError> {
+        let conversation = exact("conversation", conversation)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.act(conversation, action).await?.into()) }).await
+    }
+
     fn node(&self) -> Result<Arc<Node>, WeftError> {
         self.node.lock().map_err(poisoned)?.clone().ok_or_else(|| WeftError::Closed {
             detail: "shutdown() was called; open the home again for a new node".into(),
@@ -728,6 +769,32 @@ impl WeftNode {
         let conversation = exact("conversation", conversation)?;
         let node = self.node()?;
         on_runtime(async move { Ok(node.send(conversation, text).await?.into()) }).await
+    }
+
+    /// A reply quoting message `to` (its id) of the conversation; stored durably, like `send`.
+    pub async fn reply(&self, conversation: String, to: String, text: String) -> Result<Message, WeftError> {
+        let to = message_id(to)?;
+        self.act(conversation, MessageAction::Reply { to, text }).await
+    }
+
+    /// Our reaction to a text message (one emoji; an empty one takes ours back). Returns the
+    /// message as it now shows.
+    pub async fn react(&self, conversation: String, message: String, emoji: String) -> Result<Message, WeftError> {
+        let to = message_id(message)?;
+        self.act(conversation, MessageAction::React { to, emoji }).await
+    }
+
+    /// New text for a text message of ours; every member shows it marked edited.
+    pub async fn edit(&self, conversation: String, message: String, text: String) -> Result<Message, WeftError> {
+        let of = message_id(message)?;
+        self.act(conversation, MessageAction::Edit { of, text }).await
+    }
+
+    /// Deletes a text message of ours for everyone: its text leaves each member's device as the
+    /// delete arrives. What someone already read or copied cannot be taken back.
+    pub async fn delete_message(&self, conversation: String, message: String) -> Result<Message, WeftError> {
+        let of = message_id(message)?;
+        self.act(conversation, MessageAction::Delete { of }).await
     }
 
     /// A page of a conversation, oldest first: the last `limit` messages, or with `before` (a

@@ -76,6 +76,11 @@ fn python_links_a_second_device_and_revokes_it() {
 }
 
 #[test]
+fn python_replies_reacts_edits_and_deletes_by_bundle_and_over_the_mesh() {
+    assert!(run_python("test_conversation.py").contains("conversation: 2 passed"));
+}
+
+#[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
 }
@@ -140,7 +145,7 @@ fn kotlin_runs_two_nodes_over_libp2p_over_a_kotlin_radio_and_over_the_android_li
     let mut run = Command::new(&java);
     run.arg(format!("-Djna.library.path={}", out.path().display())).arg("-cp").arg(&classpath).arg("TestNodeKt");
     let stdout = output_of(run, "the Kotlin test");
-    assert!(stdout.contains("kotlin node: 12 passed"), "{stdout}");
+    assert!(stdout.contains("kotlin node: 13 passed"), "{stdout}");
 }
 
 /// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is

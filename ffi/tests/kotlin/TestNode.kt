@@ -538,6 +538,39 @@ suspend fun twoDevices(root: String) {
     for (n in listOf(alice, bob, laptop)) n.shutdown()
 }
 
+/** Replies, reactions, edits and deletes (issue 19), carried by bundles. */
+suspend fun conversationFeatures(root: String) {
+    val alice = openNode("$root/c-alice", key(41), "alice")
+    val bob = openNode("$root/c-bob", key(42), "bob")
+    contactsByBundle(alice, "alice", bob)
+    val withBob = alice.conv("bob")
+    val withAlice = bob.conv("alice")
+    val asked = bob.send(withAlice, "dinner at six?")
+    alice.importBundle(bob.exportBundle())
+    val reply = alice.reply(withBob, asked.id, "yes")
+    check(reply.replyTo == asked.id) { "reply: $reply" }
+    val reacted = alice.react(withBob, asked.id, "\uD83D\uDC4D")
+    check(reacted.reactions.map { Triple(it.emoji, it.count, it.mine) } == listOf(Triple("\uD83D\uDC4D", 1u, true))) {
+        "reactions: ${reacted.reactions}"
+    }
+    bob.importBundle(alice.exportBundle())
+    val onBob = bob.history(withAlice, null, 50u)
+    check(onBob.first { it.id == reply.id }.replyTo == asked.id)
+    check(onBob.first { it.id == asked.id }.reactions.single().count == 1u)
+    bob.edit(withAlice, asked.id, "dinner at seven?")
+    alice.importBundle(bob.exportBundle())
+    val edited = alice.history(withBob, null, 50u).first { it.id == asked.id }
+    check(edited.body == "dinner at seven?" && edited.edited) { "edited: $edited" }
+    refused<WeftException>("editing someone else's message") {
+        runBlocking { alice.edit(withBob, asked.id, "cancelled") }
+    }
+    bob.deleteMessage(withAlice, asked.id)
+    alice.importBundle(bob.exportBundle())
+    val gone = alice.history(withBob, null, 50u).first { it.id == asked.id }
+    check(gone.deleted && gone.body.isEmpty() && gone.reactions.isEmpty()) { "deleted: $gone" }
+    for (n in listOf(alice, bob)) n.shutdown()
+}
+
 /** The request and the grant cross loopback libp2p: nothing is carried by the app. */
 suspend fun twoDevicesOverTheNetwork(root: String) = coroutineScope {
     val alice = openNode("$root/n-alice", key(34), "alice")
@@ -573,8 +606,9 @@ fun main() = runBlocking {
         parity(root)
         twoDevices(root)
         twoDevicesOverTheNetwork(root)
+        conversationFeatures(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 12 passed, 0 failed")
+    println("kotlin node: 13 passed, 0 failed")
 }
