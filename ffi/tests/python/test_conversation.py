@@ -9,7 +9,7 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_by_bundle, conversation_of, radios_in_one_room  # noqa: E402
+from pair import contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room  # noqa: E402
 
 
 async def carry(source, *targets):
@@ -117,11 +117,47 @@ async def over_the_mesh(root):
         node.shutdown()
 
 
+async def over_libp2p(root):
+    alice = await weft_ffi.open_node(root + "/alice3", bytes([5] * 32), "alice")
+    bob = await weft_ffi.open_node(root + "/bob3", bytes([6] * 32), "bob")
+    await contacts_on_loopback(alice, bob)
+    with_alice = await conversation_of(bob, "alice")
+
+    async def with_bob():
+        return await conversation_of(alice, "bob")
+
+    asked = await bob.send(with_alice, "which gate?")
+
+    async def alice_has_it():
+        return any(m.id == asked.id for m in await alice.history(await with_bob(), None, 100))
+
+    await until(alice_has_it, "the message crossing loopback")
+    reply = await alice.reply(await with_bob(), asked.id, "the north one")
+    await alice.react(await with_bob(), asked.id, "\U0001f44d")
+
+    async def bob_sees_both():
+        history = await bob.history(with_alice, None, 100)
+        replied = any(m.id == reply.id and m.reply_to == asked.id for m in history)
+        reacted = any(m.id == asked.id and len(m.reactions) == 1 for m in history)
+        return replied and reacted
+
+    await until(bob_sees_both, "the reply and the reaction crossing loopback", seconds=60)
+    await bob.edit(with_alice, asked.id, "which gate, north or south?")
+
+    async def alice_sees_the_edit():
+        return (await shown(alice, await with_bob(), asked.id)).edited
+
+    await until(alice_sees_the_edit, "the edit crossing loopback", seconds=60)
+    for node in (alice, bob):
+        node.shutdown()
+
+
 def main():
     with tempfile.TemporaryDirectory() as root:
         asyncio.run(by_bundle(root))
         asyncio.run(over_the_mesh(root))
-    print("conversation: 2 passed")
+        asyncio.run(over_libp2p(root))
+    print("conversation: 3 passed")
 
 
 if __name__ == "__main__":
