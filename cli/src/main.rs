@@ -122,6 +122,12 @@ enum Command {
     /// Older messages are deleted (their text, receipts and unsent drafts) within ten minutes
     /// of passing it, and the database's log is folded back in so their text leaves the file.
     Retention(commands::keys::RetentionArgs),
+    /// Show or set a conversation's disappearing messages, for every member
+    ///
+    /// Any member may set it, and every member is shown who did. Texts written from then on
+    /// are deleted from each member's devices that long after they arrived there (their text
+    /// leaves the database file); what was written before keeps the timer it was written under.
+    Disappear(commands::keys::DisappearArgs),
     /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
     #[command(subcommand)]
     Passphrase(commands::passphrase::Command),
@@ -172,6 +178,7 @@ fn main() -> ExitCode {
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),
         Command::Device(cmd) => commands::device::run(&home, cmd, &out),
         Command::Send(args) => commands::message::send(&home, args, &out),
+        Command::Disappear(args) => commands::keys::disappear(&home, args, &out),
         Command::React(args) => commands::message::react(&home, args, &out),
         Command::Edit(args) => commands::message::edit(&home, args, &out),
         Command::Delete(args) => commands::message::delete(&home, args, &out),

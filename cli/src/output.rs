@@ -119,6 +119,14 @@ fn line(sent_ms: u64, kind: &str, sender: &str, body: &str) -> String {
         "left" => format!("[{time}] — {body} asked to leave —"),
         "renamed" => format!("[{time}] — {sender} renamed the group {body:?} —"),
         "device_linked" => format!("[{time}] — {body} linked a new device (the safety number is the same) —"),
+        "timer" if body == "off" => format!("[{time}] — {sender} turned disappearing messages off —"),
+        "timer" => match body.parse::<u64>() {
+            Ok(ms) => format!(
+                "[{time}] — {sender} set messages to disappear {} after they arrive —",
+                crate::commands::keys::show_duration(ms)
+            ),
+            Err(_) => format!("[{time}] — {sender} set disappearing messages —"),
+        },
         kind => format!("[{time}] — {sender} {kind} {body} —"),
     }
 }

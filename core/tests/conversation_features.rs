@@ -155,3 +155,92 @@ fn a_deleted_messages_text_leaves_every_members_file() {
         assert!(!contains(&raw, amended), "{who}'s file still holds the deleted message's edit");
     }
 }
+
+/// Issue 19, disappearing messages: any member sets the timer, every member is shown who did,
+/// and the texts written after it leave every member's devices when it runs out; what was
+/// written before it stays (a member cannot wipe the group's history by setting a timer), and
+/// turned off, later texts stay.
+#[test]
+fn a_timer_any_member_sets_makes_later_texts_disappear_on_every_device() {
+    const HOUR_MS: u64 = 60 * 60 * 1000;
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    alice.account.send("trip", "before the timer").unwrap();
+    carry(&alice, &mut bob);
+    // Bob is no admin: any member may set it.
+    let set = bob.account.set_disappearing("trip", Some(HOUR_MS)).unwrap();
+    assert_eq!((set.kind.as_str(), set.body.as_str()), ("timer", "3600000"));
+    carry(&bob, &mut alice);
+    carry(&bob, &mut carol);
+    for p in [&alice, &carol] {
+        assert_eq!(p.account.disappearing("trip").unwrap(), Some(HOUR_MS));
+        let shown = p.account.history("trip", 100).unwrap();
+        assert!(shown.iter().any(|m| m.kind == "timer" && m.sender == "bob"), "every member is told who set it");
+    }
+    alice.account.send("trip", "after the timer").unwrap();
+    for to in [&mut bob, &mut carol] {
+        carry(&alice, to);
+    }
+    let texts = |p: &common::Person| common::texts(p, "trip");
+    assert!(texts(&carol).contains(&"alice: after the timer".to_string()));
+
+    clock.fetch_add(2 * HOUR_MS, Ordering::SeqCst);
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.account.follow_the_day();
+        assert_eq!(texts(p), vec!["alice: before the timer".to_string()], "on {:?}", p.account.name());
+    }
+
+    // Turned off by another member: what comes later stays.
+    carol.account.set_disappearing("trip", None).unwrap();
+    carry(&carol, &mut alice);
+    assert_eq!(alice.account.disappearing("trip").unwrap(), None);
+    alice.account.send("trip", "after it was turned off").unwrap();
+    clock.fetch_add(2 * HOUR_MS, Ordering::SeqCst);
+    alice.account.follow_the_day();
+    assert!(texts(&alice).contains(&"alice: after it was turned off".to_string()));
+    // Out of bounds: under a minute, over a year.
+    assert!(alice.account.set_disappearing("trip", Some(1_000)).is_err());
+    assert!(alice.account.set_disappearing("trip", Some(400 * 24 * HOUR_MS)).is_err());
+}
+
+/// When a disappearing message's timer runs out its text leaves the database file of the
+/// member who received it and of its sender.
+#[test]
+fn a_disappeared_messages_text_leaves_the_file() {
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let make = |dir: &std::path::Path, seed: u64, name: &str| {
+        let c = clock.clone();
+        Account::create_with_key(
+            dir,
+            &DatabaseKey::plaintext_for_tests(),
+            Some(name),
+            Box::new(SeededEntropy::new(seed)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = make(da.path(), 1, "alice");
+    let mut bob = make(db.path(), 2, "bob");
+    alice.add_contact(&bob.card().to_link(), None).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.accept_contact("alice").unwrap();
+    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
+    alice.set_disappearing("bob", Some(5 * 60 * 1000)).unwrap();
+    let secret = "the safe house is on mill street";
+    alice.send("bob", secret).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    let contains = |dir: &std::path::Path| {
+        let mut all = Vec::new();
+        for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal")] {
+            all.extend(std::fs::read(dir.join(name)).unwrap_or_default());
+        }
+        all.windows(secret.len()).any(|w| w == secret.as_bytes())
+    };
+    assert!(contains(db.path()), "the search must see a stored body");
+    clock.fetch_add(6 * 60 * 1000, Ordering::SeqCst);
+    for (who, account, dir) in [("alice", &mut alice, da.path()), ("bob", &mut bob, db.path())] {
+        account.follow_the_day();
+        assert!(!contains(dir), "{who}'s file still holds a disappeared message");
+    }
+}

@@ -73,6 +73,7 @@ fn computed() -> Vec<(&'static str, String)> {
             ("inner.reaction", Content::Change(MessageChange::Reaction { to, emoji: "\u{1f44d}".into() })),
             ("inner.edit", Content::Change(MessageChange::Edit { of: to, text: "at seven".into() })),
             ("inner.delete", Content::Change(MessageChange::Delete { of: to })),
+            ("inner.timer", Content::Timer { keep_ms: Some(86_400_000) }),
         ] {
             v.push((name, hex(&Inner { lamport: 7, sent_ms: NOW, parents: vec![], content }.encode())));
         }

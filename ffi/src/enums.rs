@@ -49,6 +49,9 @@ pub enum MessageKind {
     Renamed,
     /// A contact linked a new device (`body` names them); their safety number is unchanged.
     DeviceLinked,
+    /// A member set the disappearing-message timer (`body`: its milliseconds, or "off"); the
+    /// sender is who set it.
+    Timer,
 }
 
 impl MessageKind {
@@ -63,6 +66,7 @@ impl MessageKind {
             "left" => MessageKind::Left,
             "renamed" => MessageKind::Renamed,
             "device_linked" => MessageKind::DeviceLinked,
+            "timer" => MessageKind::Timer,
             // The core writes no other kind (see `all_core_kinds_have_a_case`).
             _ => MessageKind::Text,
         }
@@ -137,8 +141,18 @@ mod tests {
     /// Every word the core writes has its own case (none falls through to the default).
     #[test]
     fn all_core_kinds_have_a_case() {
-        for kind in ["created", "added", "removed", "rekeyed", "joined", "accepted", "left", "renamed", "device_linked"]
-        {
+        for kind in [
+            "created",
+            "added",
+            "removed",
+            "rekeyed",
+            "joined",
+            "accepted",
+            "left",
+            "renamed",
+            "device_linked",
+            "timer",
+        ] {
             assert_ne!(MessageKind::from_core(kind), MessageKind::Text, "{kind}");
         }
         for d in [Delivery::Queued, Delivery::Sent, Delivery::Delivered, Delivery::Read, Delivery::Expired] {

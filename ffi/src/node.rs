@@ -797,6 +797,22 @@ impl WeftNode {
         self.act(conversation, MessageAction::Delete { of }).await
     }
 
+    /// Sets the conversation's disappearing-message timer for every member (`null`: off): texts
+    /// written from now on are deleted on each member's devices `keep_ms` after they arrived
+    /// there (a minute to a year). Returns the history line every member is shown.
+    pub async fn set_disappearing(&self, conversation: String, keep_ms: Option<u64>) -> Result<Message, WeftError> {
+        let conversation = exact("conversation", conversation)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.set_disappearing(conversation, keep_ms).await?.into()) }).await
+    }
+
+    /// The conversation's disappearing-message timer; `null` when off.
+    pub async fn disappearing(&self, conversation: String) -> Result<Option<u64>, WeftError> {
+        let conversation = exact("conversation", conversation)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.disappearing(conversation).await?) }).await
+    }
+
     /// A page of a conversation, oldest first: the last `limit` messages, or with `before` (a
     /// message id) the `limit` messages just before that one. Pass the first id of a page to
     /// get the page above it; an empty page means the start of the conversation.

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::backend;
 use crate::output::Output;
-use crate::rpc::request::{SetRetention, ShowRetention, UpdateKeys};
+use crate::rpc::request::{SetDisappearing, SetRetention, ShowDisappearing, ShowRetention, UpdateKeys};
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
@@ -55,6 +55,43 @@ pub fn retention(home_dir: &Path, args: RetentionArgs, out: &Output) -> Result<(
     Ok(())
 }
 
+#[derive(clap::Args)]
+pub struct DisappearArgs {
+    /// A contact's or a group's name
+    conversation: String,
+    /// Delete texts written from now on this long after they reach each member (1m to 52w:
+    /// e.g. 5m, 12h, 7d), or `off`; without it, show the current timer
+    after: Option<String>,
+}
+
+pub fn disappear(home_dir: &Path, args: DisappearArgs, out: &Output) -> Result<()> {
+    let conversation = args.conversation.clone();
+    let Some(after) = &args.after else {
+        let shown = backend::call(home_dir, ShowDisappearing { conversation })?;
+        out.print(&shown, || match shown.keep_ms {
+            None => format!("Messages with {} do not disappear.", args.conversation),
+            Some(ms) => {
+                format!("Messages with {} disappear {} after they arrive.", args.conversation, show_duration(ms))
+            }
+        });
+        return Ok(());
+    };
+    let keep_ms = match after.as_str() {
+        "off" => None,
+        text => parse_duration(text)?,
+    };
+    let row = backend::call(home_dir, SetDisappearing { conversation, keep_ms })?;
+    out.print(&row, || match keep_ms {
+        None => format!("Messages with {} no longer disappear (every member is told).", args.conversation),
+        Some(ms) => format!(
+            "Messages with {} written from now on disappear from every member's devices {} after they arrive.",
+            args.conversation,
+            show_duration(ms)
+        ),
+    });
+    Ok(())
+}
+
 /// `30m`, `12h`, `7d`, `4w` (or `forever`) in milliseconds.
 fn parse_duration(text: &str) -> Result<Option<u64>> {
     if text == "forever" {
@@ -76,7 +113,7 @@ fn parse_duration(text: &str) -> Result<Option<u64>> {
     }
 }
 
-fn show_duration(ms: u64) -> String {
+pub(crate) fn show_duration(ms: u64) -> String {
     let minutes = ms / 60_000;
     for (unit, size) in [("week", 7 * 24 * 60), ("day", 24 * 60), ("hour", 60)] {
         if minutes >= size && minutes.is_multiple_of(size) {

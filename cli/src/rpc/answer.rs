@@ -250,6 +250,14 @@ pub struct Message {
     pub changed_by: Option<String>,
 }
 
+/// `disappearing`: a conversation's timer (`keep_ms` absent: off).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disappearing {
+    pub conversation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_ms: Option<u64>,
+}
+
 /// One emoji given to a message: by how many members, and whether by us.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reaction {

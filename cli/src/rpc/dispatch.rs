@@ -79,6 +79,8 @@ impl Api {
             Request::ShowSettings(p) => reply(p, |_| self.settings()).await,
             Request::ChangeSettings(p) => reply(p, |p| self.change_settings(p)).await,
             Request::UpdateKeys(p) => reply(p, |p| self.update_keys(p)).await,
+            Request::ShowDisappearing(p) => reply(p, |p| self.disappearing(p)).await,
+            Request::SetDisappearing(p) => reply(p, |p| self.set_disappearing(p)).await,
             Request::ShowRetention(p) => reply(p, |p| self.retention(p)).await,
             Request::SetRetention(p) => reply(p, |p| self.set_retention(p)).await,
             Request::Export(p) => reply(p, |p| self.export(p)).await,
@@ -263,6 +265,15 @@ impl Api {
             }
         };
         Ok(answer::Message::from(&sent))
+    }
+
+    async fn disappearing(&self, p: ShowDisappearing) -> Reply<ShowDisappearing> {
+        let keep_ms = self.node.disappearing(p.conversation.clone()).await?;
+        Ok(answer::Disappearing { conversation: p.conversation, keep_ms })
+    }
+
+    async fn set_disappearing(&self, p: SetDisappearing) -> Reply<SetDisappearing> {
+        Ok(answer::Message::from(&self.node.set_disappearing(p.conversation, p.keep_ms).await?))
     }
 
     async fn react(&self, p: React) -> Reply<React> {

@@ -98,6 +98,8 @@ methods! {
     "settings" => ShowSettings -> answer::Settings;
     "settings.set" => ChangeSettings -> answer::Settings;
     "keys.update" => UpdateKeys -> answer::KeysUpdated;
+    "disappearing" => ShowDisappearing -> answer::Disappearing;
+    "disappearing.set" => SetDisappearing -> answer::Message;
     "retention" => ShowRetention -> answer::Retention;
     "retention.set" => SetRetention -> answer::Retention;
     "export" => Export -> answer::Exported;
@@ -295,6 +297,22 @@ pub struct SendMessage {
     /// A message id: the message this one replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+}
+
+/// `disappearing`: a conversation's disappearing-message timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowDisappearing {
+    pub conversation: String,
+}
+
+/// `disappearing.set`: the timer for every member (`keep_ms` absent or null: off).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDisappearing {
+    pub conversation: String,
+    #[serde(default)]
+    pub keep_ms: Option<u64>,
 }
 
 /// `react`: our reaction to a message (an empty emoji withdraws it).

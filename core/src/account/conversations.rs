@@ -153,7 +153,7 @@ impl Account {
     }
 
     /// Refuses a conversation we left, or the 1:1 conversation with someone we blocked.
-    fn may_write_to(&self, c: &ConversationInfo) -> Result<()> {
+    pub(super) fn may_write_to(&self, c: &ConversationInfo) -> Result<()> {
         if self.is_revoked() {
             return Err(Error::Revoked);
         }

@@ -6,6 +6,7 @@ mod catch_up;
 pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
 mod devices;
+mod disappearing;
 pub use contacts::RequestOutcome;
 pub use devices::{DeviceInfo, HistoryChoice};
 pub use link_watch::ArrivedRequest;
@@ -59,6 +60,8 @@ pub struct Account {
     receipts: receipts::Pending,
     /// When messages past their retention were last looked for.
     retention_checked_ms: u64,
+    /// When texts past their conversation's disappearing timer were last looked for.
+    disappearing_checked_ms: u64,
     /// Our pending contact requests as published on the network, wrapped afresh each day (by
     /// the request's hash and the day: a contact added again gets a new request, and with it a
     /// new wrapping), so that each day's bytes differ from the last.
@@ -213,6 +216,7 @@ impl Account {
             clock,
             receipts: receipts::Pending::default(),
             retention_checked_ms: 0,
+            disappearing_checked_ms: 0,
             request_wraps: std::collections::HashMap::new(),
             revoked,
             pending_revocations: Vec::new(),
@@ -291,6 +295,12 @@ impl Account {
             self.retention_checked_ms = now;
             if let Err(e) = self.forget_expired_messages() {
                 tracing::debug!(error = %e, "messages past their retention were not deleted");
+            }
+        }
+        if now.saturating_sub(self.disappearing_checked_ms) >= disappearing::DISAPPEARING_CHECK_MS {
+            self.disappearing_checked_ms = now;
+            if let Err(e) = self.forget_disappeared_messages() {
+                tracing::debug!(error = %e, "disappearing messages were not deleted");
             }
         }
         if crate::group::period_of(now) != self.topics_period {

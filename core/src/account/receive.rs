@@ -374,6 +374,7 @@ impl Account {
         let mut replacing = None;
         let mut change_row = None;
         let mut changed = None;
+        let mut timer = None;
         let mut removed_us = false;
         let mut revocation = None;
         if let Some(contact) = &answered {
@@ -420,6 +421,23 @@ impl Account {
                         reply_to,
                     })
                 }
+            }
+            // Any member may set it, whoever they are to us: it is shown, and every device of
+            // the group follows it, or the group's devices would keep different histories.
+            Event::TimerSet { id, sender, lamport, sent_ms, keep_ms } => {
+                timer = Some((id, lamport, keep_ms));
+                rows.push(MessageRow {
+                    id,
+                    group_id: gid,
+                    sender,
+                    lamport,
+                    sent_ms,
+                    kind: "timer".into(),
+                    body: super::disappearing::timer_body(keep_ms),
+                    outgoing: sender == self.account_public(),
+                    via: None,
+                    reply_to: None,
+                });
             }
             // Someone blocked changes nothing we show.
             Event::MessageChanged { sender, .. } if self.is_blocked(&sender)? => {}
@@ -560,6 +578,9 @@ impl Account {
             }
             if let Some(change) = &change_row {
                 tx.insert_change(change)?;
+            }
+            if let Some((id, lamport, keep_ms)) = &timer {
+                tx.add_timer(&gid, id, *lamport, *keep_ms)?;
             }
             tx.save_group(group)?;
             if removed_us {

@@ -45,6 +45,11 @@ const KIND_REPLY: u8 = 18;
 const KIND_REACTION: u8 = 19;
 const KIND_EDIT: u8 = 20;
 const KIND_DELETE: u8 = 21;
+const KIND_TIMER: u8 = 22;
+/// The shortest and longest disappearing-message timers: under a minute a message could be gone
+/// before it is read; a year is what "for ever, but not quite" needs.
+pub const MIN_TIMER_MS: u64 = 60 * 1000;
+pub const MAX_TIMER_MS: u64 = 366 * 24 * 60 * 60 * 1000;
 /// Bytes of a reaction: one emoji, however many code points it is made of (a family with skin
 /// tones is 25 bytes), and never a message in disguise.
 pub const MAX_REACTION_LEN: usize = 32;
@@ -295,6 +300,14 @@ pub fn check_reaction(emoji: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a disappearing-message timer shorter than a minute or longer than a year.
+pub fn check_timer(keep_ms: u64) -> Result<()> {
+    if !(MIN_TIMER_MS..=MAX_TIMER_MS).contains(&keep_ms) {
+        return Err(Error::Malformed { what: "timer", why: "disappearing messages last between a minute and a year" });
+    }
+    Ok(())
+}
+
 /// A member's acknowledgement of messages in the group: which arrived on one of their devices,
 /// and which they read. Sent inside the group's encryption like any message, so a carrier sees
 /// one more small envelope and nothing of what it acknowledges.
@@ -316,6 +329,12 @@ pub enum Content {
     },
     /// A reaction, edit or delete (see [`MessageChange`]).
     Change(MessageChange),
+    /// Disappearing messages: from this message on, every member's devices delete the
+    /// conversation's texts `keep_ms` after they arrived (`None`: turned off). Any member may
+    /// set it; everyone is shown who did.
+    Timer {
+        keep_ms: Option<u64>,
+    },
     /// A text message sealed again (its day or epoch passed before a peer was known to have
     /// taken it): `replaces` is the envelope it was sealed in before. That envelope may still
     /// reach members, so they show the message once, under this id, whichever comes first.
@@ -411,6 +430,7 @@ impl Inner {
             Content::Change(MessageChange::Edit { text, .. }) => 37 + text.len(),
             Content::Change(MessageChange::Reaction { emoji, .. }) => 37 + emoji.len(),
             Content::Change(MessageChange::Delete { .. }) => 33,
+            Content::Timer { .. } => 10,
             _ => 1024,
         };
         17 + 32 * self.parents.len() + content
@@ -444,6 +464,9 @@ impl Inner {
             }
             Content::Change(MessageChange::Delete { of }) => {
                 w.u8(KIND_DELETE).raw(&of.0);
+            }
+            Content::Timer { keep_ms } => {
+                w.u8(KIND_TIMER).bool(keep_ms.is_some()).u64(keep_ms.unwrap_or(0));
             }
             Content::KeyShare(ks) => {
                 w.u8(KIND_KEY_SHARE);
@@ -538,6 +561,14 @@ impl Inner {
                 Content::Change(MessageChange::Edit { of: EnvelopeId(r.array()?), text: r.string(MAX_TEXT_LEN)? })
             }
             KIND_DELETE => Content::Change(MessageChange::Delete { of: EnvelopeId(r.array()?) }),
+            KIND_TIMER => {
+                let set = r.bool()?;
+                let keep_ms = r.u64()?;
+                if set {
+                    check_timer(keep_ms)?;
+                }
+                Content::Timer { keep_ms: set.then_some(keep_ms) }
+            }
             KIND_KEY_SHARE => Content::KeyShare(KeyShare {
                 cert: DeviceCert::decode(&mut r)?,
                 prekey: SignedPrekey::decode(&mut r)?,
@@ -643,6 +674,8 @@ mod tests {
             Content::Change(MessageChange::Reaction { to, emoji: String::new() }),
             Content::Change(MessageChange::Edit { of: to, text: "at seven".into() }),
             Content::Change(MessageChange::Delete { of: to }),
+            Content::Timer { keep_ms: Some(24 * 60 * 60 * 1000) },
+            Content::Timer { keep_ms: None },
         ] {
             let inner = Inner { lamport: 2, sent_ms: 5, parents: vec![], content };
             assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);

@@ -11,8 +11,8 @@ mod state;
 
 pub use chain::{MAX_GAP, MAX_SKIPPED_PER_CHAIN, OwnChain, PeerChain, step as chain_step};
 pub use content::{
-    Content, Inner, InvitePart, KeyShare, MAX_REACTION_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MessageChange, Receipt,
-    Share, SharedContact, SharedSetting, Welcome, check_reaction,
+    Content, Inner, InvitePart, KeyShare, MAX_REACTION_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MAX_TIMER_MS, MIN_TIMER_MS,
+    MessageChange, Receipt, Share, SharedContact, SharedSetting, Welcome, check_reaction, check_timer,
 };
 pub use epoch::{Epoch, PERIOD_MS, period_of};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};

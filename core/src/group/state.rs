@@ -136,6 +136,14 @@ pub enum Event {
         /// The message it quotes, for a reply.
         reply_to: Option<EnvelopeId>,
     },
+    /// A member set the conversation's disappearing-message timer (`None`: off).
+    TimerSet {
+        id: EnvelopeId,
+        sender: AccountPublic,
+        lamport: u64,
+        sent_ms: u64,
+        keep_ms: Option<u64>,
+    },
     /// A member reacted to, edited or deleted a message (whether the change counts, the
     /// store decides: an edit or delete only from the message's own sender).
     MessageChanged {
@@ -913,6 +921,11 @@ impl Group {
             Content::Reply { .. }
             | Content::Change(super::MessageChange::Edit { .. } | super::MessageChange::Delete { .. }) => {}
             Content::Change(super::MessageChange::Reaction { emoji, .. }) => super::content::check_reaction(emoji)?,
+            Content::Timer { keep_ms } => {
+                if let Some(keep_ms) = keep_ms {
+                    super::content::check_timer(*keep_ms)?;
+                }
+            }
             _ => return Err(Error::Internal("send_about takes replies and changes only")),
         }
         if !self.is_member(&me.account()) {
@@ -1794,6 +1807,9 @@ impl Group {
                 reply_to: Some(to),
             },
             Content::Change(change) => Event::MessageChanged { id, sender: sender.account, lamport, change },
+            Content::Timer { keep_ms } => {
+                Event::TimerSet { id, sender: sender.account, lamport, sent_ms: inner.sent_ms, keep_ms }
+            }
             Content::KeyShare(_) if self.revoked.contains(&(sender.account, sender.device)) => Event::Nothing,
             Content::KeyShare(ks) => {
                 self.devices.insert(sender.device, sender.clone());

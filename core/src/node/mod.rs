@@ -455,6 +455,17 @@ impl Node {
         self.call_and_push(move |a| a.act(&conversation, action)).await
     }
 
+    /// Sets a conversation's disappearing-message timer for every member (see
+    /// [`Account::set_disappearing`]).
+    pub async fn set_disappearing(&self, conversation: String, keep_ms: Option<u64>) -> Result<MessageInfo> {
+        self.call_and_push(move |a| a.set_disappearing(&conversation, keep_ms)).await
+    }
+
+    /// A conversation's disappearing-message timer; `None` when off.
+    pub async fn disappearing(&self, conversation: String) -> Result<Option<u64>> {
+        self.call(move |a| a.disappearing(&conversation)).await
+    }
+
     pub async fn history(&self, conversation: String, limit: usize) -> Result<Vec<MessageInfo>> {
         self.call(move |a| a.history(&conversation, limit)).await
     }

@@ -543,6 +543,7 @@ pub trait Rows {
         for (table, column) in [
             ("messages", "group_id"),
             ("message_changes", "group_id"),
+            ("timers", "group_id"),
             ("read_marks", "group_id"),
             ("retention", "group_id"),
             ("synced_through", "group_id"),
@@ -869,6 +870,61 @@ pub trait Rows {
             )?;
         }
         self.erase_deleted(&EnvelopeId(blob32(target)?))
+    }
+
+    /// Records a disappearing-message timer set in `group` by message `id` (once); a group keeps
+    /// its last 64 (what came before them has long disappeared, or never will).
+    fn add_timer(&self, group: &GroupId, id: &EnvelopeId, lamport: u64, keep_ms: Option<u64>) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO timers (envelope_id, group_id, lamport, keep_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![&id.0[..], &group[..], lamport as i64, keep_ms.map(|k| k as i64)],
+        )?;
+        self.conn().execute(
+            "DELETE FROM timers WHERE group_id = ?1 AND envelope_id NOT IN (
+                 SELECT envelope_id FROM timers WHERE group_id = ?1 ORDER BY lamport DESC, envelope_id DESC LIMIT 64)",
+            [&group[..]],
+        )?;
+        Ok(())
+    }
+
+    /// A group's disappearing-message timers, oldest first: (Lamport clock, keep_ms).
+    fn timers(&self, group: &GroupId) -> Result<Vec<(u64, Option<u64>)>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT lamport, keep_ms FROM timers WHERE group_id = ?1 ORDER BY lamport, envelope_id")?;
+        let rows = stmt
+            .query_map([&group[..]], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<i64>>(1)?.map(|k| k as u64)))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The groups that ever had a disappearing-message timer.
+    fn groups_with_timers(&self) -> Result<Vec<GroupId>> {
+        let mut stmt = self.conn().prepare("SELECT DISTINCT group_id FROM timers")?;
+        let rows = stmt.query_map([], |r| blob32(r.get(0)?))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes the texts of `group` written after Lamport clock `after` and up to `until`
+    /// (`None`: no end) that reached this device before `before_ms`, with their reactions and
+    /// edits and what refers to them (as retention does); how many texts went.
+    fn forget_disappeared(&self, group: &GroupId, after: u64, until: Option<u64>, before_ms: u64) -> Result<usize> {
+        let until = until.map_or(i64::MAX, |u| u as i64);
+        let texts = "SELECT m.envelope_id FROM messages m JOIN envelopes e ON e.id = m.envelope_id
+                     WHERE m.group_id = ?1 AND m.kind = 'text' AND m.lamport > ?2 AND m.lamport <= ?3
+                     AND e.received_ms < ?4";
+        let changes = "SELECT c.envelope_id FROM message_changes c JOIN envelopes e ON e.id = c.envelope_id
+                       WHERE c.group_id = ?1 AND c.kind != 'delete' AND c.lamport > ?2 AND c.lamport <= ?3
+                       AND e.received_ms < ?4";
+        let args = params![&group[..], after as i64, until, before_ms as i64];
+        let conn = self.conn();
+        conn.execute(&format!("DELETE FROM receipts WHERE envelope_id IN ({texts})"), args)?;
+        conn.execute(&format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({texts} UNION {changes})"), args)?;
+        conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({texts})"), args)?;
+        conn.execute(&format!("DELETE FROM message_changes WHERE envelope_id IN ({changes})"), args)?;
+        Ok(conn.execute(&format!("DELETE FROM messages WHERE envelope_id IN ({texts})"), args)?)
     }
 
     /// A change of ours sealed again: it keeps its place under its new envelope.

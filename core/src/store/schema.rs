@@ -230,6 +230,18 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX message_changes_by_target ON message_changes (target);
     ",
+    // 16: disappearing messages. Each timer a member set in a conversation, by the Lamport
+    // clock of the message that set it: a text disappears by the timer set last before it
+    // (`keep_ms` NULL: off), so a timer never reaches back to what was written before it.
+    "
+    CREATE TABLE timers (
+        envelope_id BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        lamport INTEGER NOT NULL,
+        keep_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_by_group ON timers (group_id, lamport);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,96 @@
+//! Disappearing messages: a timer any member of a conversation sets for everyone. From the
+//! message that sets it on, each member's devices delete the conversation's texts (with their
+//! reactions and edits) that long after they arrived, and fold the log back in so the text
+//! leaves the file. A timer never reaches back to what was written before it: a member cannot
+//! wipe the group's history by setting one.
+
+use super::{Account, MessageInfo};
+use crate::error::{Error, Result};
+use crate::group::Content;
+use crate::store::{MessageRow, Rows};
+
+/// How often texts past their conversation's timer are looked for, when any conversation has
+/// one: the shortest timer is a minute, so a text outlives it by a quarter at most.
+pub const DISAPPEARING_CHECK_MS: u64 = 15 * 1000;
+
+/// A timer as the history row says it: its milliseconds, or `off`.
+pub(super) fn timer_body(keep_ms: Option<u64>) -> String {
+    keep_ms.map_or_else(|| "off".to_owned(), |k| k.to_string())
+}
+
+impl Account {
+    /// Sets the conversation's disappearing-message timer for every member (`None`: off):
+    /// texts written from now on are deleted on every member's devices `keep_ms` after they
+    /// reached each. Returns the history row every member is shown.
+    pub fn set_disappearing(&mut self, conversation: &str, keep_ms: Option<u64>) -> Result<MessageInfo> {
+        let c = self.resolve(conversation)?;
+        self.may_write_to(&c)?;
+        let now = self.now();
+        let me = self.account_public();
+        let mut group =
+            self.groups.remove(&c.id).ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?;
+        let sealed = match group.send_about(&self.me, Content::Timer { keep_ms }, now, self.entropy.as_mut()) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                self.groups.insert(group.id, group);
+                return Err(e);
+            }
+        };
+        let last = sealed.last().expect("a message is always sealed");
+        let (id, lamport) = (last.envelope.id(), last.inner.lamport);
+        let row = MessageRow {
+            id,
+            group_id: c.id,
+            sender: me,
+            lamport,
+            sent_ms: now,
+            kind: "timer".into(),
+            body: timer_body(keep_ms),
+            outgoing: true,
+            via: None,
+            reply_to: None,
+        };
+        let written = self.store.write(|tx| {
+            super::conversations::put_sent(tx, &c.id, &sealed, now)?;
+            tx.insert_message(&row)?;
+            tx.add_timer(&c.id, &id, lamport, keep_ms)?;
+            tx.save_group(&mut group)
+        });
+        self.settle([group], written)?;
+        Ok(self.message_info(&row, &c.name))
+    }
+
+    /// The conversation's disappearing-message timer now; `None` when off (or never set).
+    pub fn disappearing(&self, conversation: &str) -> Result<Option<u64>> {
+        let c = self.resolve(conversation)?;
+        Ok(self.store.read().timers(&c.id)?.last().and_then(|(_, keep_ms)| *keep_ms))
+    }
+
+    /// Deletes the texts that outlived the timer they were written under, then checkpoints.
+    /// With no timer anywhere it does nothing; with nothing to delete, no checkpoint.
+    pub(super) fn forget_disappeared_messages(&mut self) -> Result<usize> {
+        let now = self.now();
+        let groups = self.store.read().groups_with_timers()?;
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let forgotten = self.store.write(|tx| {
+            let mut n = 0;
+            for group in &groups {
+                let timers = tx.timers(group)?;
+                for (i, (after, keep_ms)) in timers.iter().enumerate() {
+                    let Some(keep_ms) = keep_ms else { continue };
+                    let until = timers.get(i + 1).map(|(lamport, _)| *lamport);
+                    n += tx.forget_disappeared(group, *after, until, now.saturating_sub(*keep_ms))?;
+                }
+            }
+            Ok(n)
+        })?;
+        if forgotten > 0
+            && let Err(e) = self.store.checkpoint()
+        {
+            tracing::warn!(%e, "the log was not folded back in after messages disappeared");
+        }
+        Ok(forgotten)
+    }
+}
