@@ -72,6 +72,17 @@ fn replies_reactions_edits_and_deletes_from_the_command_line() {
     assert_eq!((gone["deleted"].as_bool(), gone["body"].as_str()), (Some(true), Some("")));
     assert!(gone.get("reactions").is_none(), "a deleted message shows no reactions: {gone}");
     assert!(alice.ok(&["log", "bob"]).contains("bob: (deleted)"));
+    // Disappearing messages: set by either member, shown to both, and shown when asked.
+    let said = alice.ok(&["disappear", "bob", "1d"]);
+    assert!(said.contains("disappear from every member's devices 1 day after they arrive"), "{said}");
+    carry(&alice, &bob, &bundle);
+    assert!(bob.ok(&["disappear", "alice"]).contains("disappear 1 day after they arrive"));
+    assert!(bob.ok(&["log", "alice"]).contains("— alice set messages to disappear 1 day after they arrive —"));
+    assert!(!bob.run(&["disappear", "alice", "0m"]).status.success());
+    bob.ok(&["disappear", "alice", "off"]);
+    carry(&bob, &alice, &bundle);
+    assert!(alice.ok(&["disappear", "bob"]).contains("do not disappear"));
+    assert!(alice.ok(&["log", "bob"]).contains("— bob turned disappearing messages off —"));
     // Our reaction can be taken back too (on a message still there).
     let withdrawn = json(&bob.ok(&["--json", "react", "alice", &reply["id"].as_str().unwrap()[..12], "--remove"]));
     assert!(withdrawn.get("reactions").is_none(), "{withdrawn}");

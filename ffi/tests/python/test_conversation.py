@@ -80,6 +80,22 @@ async def by_bundle(root):
     await carry(bob, alice)
     gone = await shown(alice, with_bob, asked.id)
     assert gone.deleted and gone.body == "" and gone.reactions == [], gone
+
+    # Disappearing messages: any member sets the timer for both; the other is shown who did.
+    line = await alice.set_disappearing(with_bob, 3_600_000)
+    assert line.kind == weft_ffi.MessageKind.TIMER and line.body == "3600000", line
+    await carry(alice, bob)
+    assert await bob.disappearing(with_alice) == 3_600_000
+    told = [m for m in await bob.history(with_alice, None, 100) if m.kind == weft_ffi.MessageKind.TIMER]
+    assert [(m.sender, m.body) for m in told] == [("alice", "3600000")], told
+    try:
+        await bob.set_disappearing(with_alice, 1_000)
+        raise AssertionError("a timer of a second was taken")
+    except weft_ffi.WeftError:
+        pass
+    await bob.set_disappearing(with_alice, None)
+    await carry(bob, alice)
+    assert await alice.disappearing(with_bob) is None
     for node in (alice, bob):
         node.shutdown()
 
