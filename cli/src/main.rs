@@ -128,6 +128,11 @@ enum Command {
     /// are deleted from each member's devices that long after they arrived there (their text
     /// leaves the database file); what was written before keeps the timer it was written under.
     Disappear(commands::keys::DisappearArgs),
+    /// Erase this account at once: keys, database and the keyring's passphrase (`--now`)
+    ///
+    /// Asks no passphrase. The keys go first, so that within milliseconds nothing left opens;
+    /// a node running on this home erases it too, and exits. There is no way back.
+    Panic(commands::panic::Args),
     /// Keep the passphrase in the OS keyring so weft stops asking for it, or take it out
     #[command(subcommand)]
     Passphrase(commands::passphrase::Command),
@@ -178,6 +183,7 @@ fn main() -> ExitCode {
         Command::Group(cmd) => commands::group::run(&home, cmd, &out),
         Command::Device(cmd) => commands::device::run(&home, cmd, &out),
         Command::Send(args) => commands::message::send(&home, args, &out),
+        Command::Panic(args) => commands::panic::panic(&home, args, &out),
         Command::Disappear(args) => commands::keys::disappear(&home, args, &out),
         Command::React(args) => commands::message::react(&home, args, &out),
         Command::Edit(args) => commands::message::edit(&home, args, &out),

@@ -104,6 +104,16 @@ pub fn forget(home: &Path) -> Result<bool> {
     Ok(removed || marker)
 }
 
+/// The panic wipe's part: takes the passphrase out of the OS keyring, if it is there, saying
+/// nothing on the way (the files are already gone; a keyring that does not answer is reported).
+pub fn erase_from_keyring(home: &Path) -> Result<bool> {
+    match entry(home)?.delete_credential() {
+        Ok(()) => Ok(true),
+        Err(keyring::Error::NoEntry) => Ok(false),
+        Err(e) => Err(keyring_error(e)),
+    }
+}
+
 /// The keyring entry of `home`: one per home, named by its full path.
 fn entry(home: &Path) -> Result<keyring::Entry> {
     let full: PathBuf = std::fs::canonicalize(home).with_context(|| format!("finding {}", home.display()))?;

@@ -30,6 +30,7 @@ pub mod node;
 pub mod relay;
 pub mod store;
 pub mod sync;
+pub mod wipe;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -183,6 +183,36 @@ impl From<MessageInfo> for Message {
     }
 }
 
+/// What a panic wipe erased.
+#[derive(uniffi::Record)]
+pub struct Wiped {
+    /// Files erased.
+    pub files: u32,
+    /// Bytes overwritten before the files were unlinked.
+    pub overwritten: u64,
+    /// Bytes the files held.
+    pub held: u64,
+    pub elapsed_ms: u64,
+}
+
+impl From<&weft_core::wipe::Wiped> for Wiped {
+    fn from(w: &weft_core::wipe::Wiped) -> Self {
+        Wiped {
+            files: w.files as u32,
+            overwritten: w.overwritten,
+            held: w.held,
+            elapsed_ms: w.elapsed.as_millis() as u64,
+        }
+    }
+}
+
+/// The panic wipe of a home no node has open (the app is starting, or its node is gone): see
+/// [`WeftNode::wipe`].
+#[uniffi::export]
+pub fn wipe_home(home: String) -> Result<Wiped, WeftError> {
+    Ok(Wiped::from(&weft_core::wipe::wipe_home(std::path::Path::new(&home))?))
+}
+
 #[derive(uniffi::Record)]
 pub struct Member {
     pub name: String,
@@ -926,6 +956,18 @@ impl WeftNode {
             Ok(Status { peers, relays_connected, radios, mesh_links, outbox })
         })
         .await
+    }
+
+    /// The panic wipe: erases this node's home (the database's salt and first pages first, so
+    /// that within milliseconds nothing left opens, then the rest) and shuts the node down, so
+    /// its memory lets go of the keys. The app then deletes its database key from the platform
+    /// keystore (`DatabaseKeyStore.destroy()` in the Android and iOS packages). Returns the
+    /// files erased.
+    pub fn wipe(&self) -> Result<Wiped, WeftError> {
+        let node = self.node()?;
+        let wiped = RUNTIME.block_on(async move { node.wipe().await });
+        self.shutdown();
+        Ok(Wiped::from(&wiped?))
     }
 
     /// Stops every transport and waits until they are gone; later calls fail with `Closed`.

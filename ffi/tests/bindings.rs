@@ -76,8 +76,8 @@ fn python_links_a_second_device_and_revokes_it() {
 }
 
 #[test]
-fn python_replies_reacts_edits_and_deletes_by_bundle_over_the_mesh_and_over_libp2p() {
-    assert!(run_python("test_conversation.py").contains("conversation: 3 passed"));
+fn python_replies_reacts_edits_and_deletes_by_bundle_over_the_mesh_and_over_libp2p_and_wipes() {
+    assert!(run_python("test_conversation.py").contains("conversation: 4 passed"));
 }
 
 #[test]

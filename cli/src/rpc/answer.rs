@@ -250,6 +250,24 @@ pub struct Message {
     pub changed_by: Option<String>,
 }
 
+/// `wipe`: what was erased.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wiped {
+    /// Files erased (keys and database first).
+    pub files: usize,
+    /// Bytes overwritten before the files were unlinked.
+    pub overwritten: u64,
+    /// Bytes the files held.
+    pub held: u64,
+    pub elapsed_ms: u64,
+}
+
+impl From<&weft_core::wipe::Wiped> for Wiped {
+    fn from(w: &weft_core::wipe::Wiped) -> Self {
+        Wiped { files: w.files, overwritten: w.overwritten, held: w.held, elapsed_ms: w.elapsed.as_millis() as u64 }
+    }
+}
+
 /// `disappearing`: a conversation's timer (`keep_ms` absent: off).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disappearing {

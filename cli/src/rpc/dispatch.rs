@@ -79,6 +79,7 @@ impl Api {
             Request::ShowSettings(p) => reply(p, |_| self.settings()).await,
             Request::ChangeSettings(p) => reply(p, |p| self.change_settings(p)).await,
             Request::UpdateKeys(p) => reply(p, |p| self.update_keys(p)).await,
+            Request::Wipe(p) => reply(p, |_| self.wipe()).await,
             Request::ShowDisappearing(p) => reply(p, |p| self.disappearing(p)).await,
             Request::SetDisappearing(p) => reply(p, |p| self.set_disappearing(p)).await,
             Request::ShowRetention(p) => reply(p, |p| self.retention(p)).await,
@@ -265,6 +266,19 @@ impl Api {
             }
         };
         Ok(answer::Message::from(&sent))
+    }
+
+    /// The panic wipe. A running node (daemon, `weft run`, the chat) answers, then its process
+    /// ends at once: its memory holds the keys.
+    async fn wipe(&self) -> Reply<Wipe> {
+        let wiped = self.node.wipe().await;
+        if self.runs_network {
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::process::exit(0);
+            });
+        }
+        Ok(answer::Wiped::from(&wiped?))
     }
 
     async fn disappearing(&self, p: ShowDisappearing) -> Reply<ShowDisappearing> {

@@ -113,6 +113,7 @@ methods! {
     "device.list" => ListDevices -> Vec<answer::Device>;
     "device.revoke" => RevokeDevice -> answer::Device;
     "status" => ShowStatus -> answer::Status;
+    "wipe" => Wipe -> answer::Wiped;
     "subscribe" => Subscribe -> answer::Subscription;
     "unsubscribe" => Unsubscribe -> answer::Subscription;
 }
@@ -298,6 +299,11 @@ pub struct SendMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
 }
+
+/// `wipe`: the panic wipe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wipe {}
 
 /// `disappearing`: a conversation's disappearing-message timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

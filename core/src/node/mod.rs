@@ -455,6 +455,13 @@ impl Node {
         self.call_and_push(move |a| a.act(&conversation, action)).await
     }
 
+    /// The panic wipe (see [`crate::wipe`]): erases this node's home, keys first, while it is
+    /// open. The node holds the keys in memory until it is shut down, which the caller does next
+    /// (the daemon exits).
+    pub async fn wipe(&self) -> Result<crate::wipe::Wiped> {
+        self.call(|a| crate::wipe::wipe_home(a.home())).await
+    }
+
     /// Sets a conversation's disappearing-message timer for every member (see
     /// [`Account::set_disappearing`]).
     pub async fn set_disappearing(&self, conversation: String, keep_ms: Option<u64>) -> Result<MessageInfo> {

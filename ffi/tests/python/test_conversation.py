@@ -168,12 +168,34 @@ async def over_libp2p(root):
         node.shutdown()
 
 
+async def panic_wipe(root):
+    """The panic wipe: the open node erases its home and shuts down; nothing left opens with
+    the same key; a home no node has open is wiped too."""
+    home = root + "/wiped"
+    node = await weft_ffi.open_node(home, bytes([7] * 32), "alice")
+    wiped = node.wipe()
+    assert wiped.files >= 1 and wiped.elapsed_ms < 1000, (wiped.files, wiped.elapsed_ms)
+    assert not os.path.exists(home + "/weft.db")
+    try:
+        await node.conversations()
+        raise AssertionError("a wiped node still answers")
+    except weft_ffi.WeftError.Closed:
+        pass
+    # Opened again with the same key, it is a new, empty account: nothing of the old one.
+    again = await weft_ffi.open_node(home, bytes([7] * 32), "someone")
+    assert (await again.identity()).name == "someone"
+    again.shutdown()
+    assert weft_ffi.wipe_home(home).files >= 1
+    assert weft_ffi.wipe_home(home).files == 0
+
+
 def main():
     with tempfile.TemporaryDirectory() as root:
         asyncio.run(by_bundle(root))
         asyncio.run(over_the_mesh(root))
         asyncio.run(over_libp2p(root))
-    print("conversation: 3 passed")
+        asyncio.run(panic_wipe(root))
+    print("conversation: 4 passed")
 
 
 if __name__ == "__main__":

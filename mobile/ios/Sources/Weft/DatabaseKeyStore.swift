@@ -38,6 +38,13 @@ public struct DatabaseKeyStore {
         return Data(bytes)
     }
 
+    /// The panic wipe's part (after `WeftNode.wipe()`): the key deleted from the Keychain, so
+    /// it is gone from this phone even if a copy of the database survived somewhere.
+    public func destroy() throws {
+        let status = SecItemDelete(base as CFDictionary)
+        guard status == errSecSuccess || status == errSecItemNotFound else { throw Failure.keychain(status) }
+    }
+
     private var base: [String: Any] {
         [
             kSecClass as String: kSecClassGenericPassword,

@@ -50,6 +50,21 @@ class DatabaseKeyStore(context: Context, private val alias: String = "weft-datab
         return key
     }
 
+    /**
+     * The panic wipe's part (after `WeftNode.wipe()`): the wrapped key's file overwritten and
+     * deleted, and the Keystore key deleted, so the database key is gone from this phone even
+     * if a copy of the database survived somewhere.
+     */
+    @Synchronized
+    fun destroy() {
+        if (file.exists()) {
+            runCatching { file.writeBytes(ByteArray(file.length().toInt())) }
+            file.delete()
+        }
+        val keystore = KeyStore.getInstance(KEYSTORE).apply { load(null) }
+        if (keystore.containsAlias(alias)) keystore.deleteEntry(alias)
+    }
+
     private fun newWrappingKey(): SecretKey {
         val generator = KeyGenerator.getInstance(KeyProperties.KEY_ALGORITHM_AES, KEYSTORE)
         generator.init(
