@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 const FILES: &[&str] = &[
     crate::store::KDF_FILE,
     crate::store::DB_FILE,
+    crate::store::DURESS_FILE,
     "weft.db-wal",
     "weft.db-journal",
     "weft.db-shm",

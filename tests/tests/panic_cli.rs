@@ -58,3 +58,34 @@ fn panic_erases_the_account_and_stops_the_running_node() {
     let reopened = alice.run(&["id"]);
     assert!(!reopened.status.success(), "a wiped home opened");
 }
+
+/// The duress passphrase: typed where the passphrase is asked, it erases the account instead of
+/// opening it, and the home then looks as if it never held one; the real passphrase is not
+/// taken as a duress one, and until the duress one is typed, everything opens as before.
+#[test]
+fn a_duress_passphrase_erases_instead_of_opening() {
+    let root = tempfile::tempdir().unwrap();
+    let alice = Home::new(root.path(), "alice");
+    alice.ok(&["init", "--name", "alice"]);
+    let set =
+        |duress: &str| alice.command(&["passphrase", "duress"]).env("WEFT_DURESS_PASSPHRASE", duress).output().unwrap();
+    let same = set("alice passphrase");
+    assert!(!same.status.success());
+    assert!(String::from_utf8_lossy(&same.stderr).contains("that is the account's passphrase"));
+    assert!(set("rain on the river").status.success());
+    // Setting it again (the same one) erases nothing.
+    assert!(set("rain on the river").status.success());
+    assert!(alice.ok(&["id"]).contains("alice"), "the real passphrase opens as before");
+    let wrong = alice.command(&["id"]).env("WEFT_PASSPHRASE", "not it").output().unwrap();
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"), "a wrong one is only wrong");
+    assert!(alice.dir.join("weft.db").exists());
+
+    let forced = alice.command(&["id"]).env("WEFT_PASSPHRASE", "rain on the river").output().unwrap();
+    assert!(!forced.status.success());
+    let said = String::from_utf8_lossy(&forced.stderr).to_string();
+    assert!(said.contains("no account") || said.contains("No account") || said.contains("weft init"), "{said}");
+    for name in ["weft.db", "weft.kdf", "weft.duress"] {
+        assert!(!alice.dir.join(name).exists(), "{name} is still there");
+    }
+    assert!(!alice.run(&["id"]).status.success(), "the real passphrase opens nothing now");
+}

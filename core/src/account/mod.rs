@@ -122,7 +122,8 @@ impl Account {
     pub fn open(home: &Path, passphrase: &str) -> Result<Account> {
         let params = KdfParams::read(home)?;
         let key = DatabaseKey::from_passphrase(passphrase, &params)?;
-        Self::open_with_key(home, &key, Box::new(OsEntropy), system_clock())
+        let opened = Self::open_with_key(home, &key, Box::new(OsEntropy), system_clock());
+        duress_wipes(home, passphrase, opened)
     }
 
     /// Whether `passphrase` opens the account in `home`, without opening it: nothing is
@@ -130,7 +131,19 @@ impl Account {
     pub fn check_passphrase(home: &Path, passphrase: &str) -> Result<()> {
         let params = KdfParams::read(home)?;
         let key = DatabaseKey::from_passphrase(passphrase, &params)?;
-        Store::check_key(&home.join(DB_FILE), &key)
+        duress_wipes(home, passphrase, Store::check_key(&home.join(DB_FILE), &key))
+    }
+
+    /// Whether `passphrase` is the account's, and nothing else: a duress passphrase is just not
+    /// the account's here (for choosing one).
+    pub fn is_account_passphrase(home: &Path, passphrase: &str) -> Result<bool> {
+        let params = KdfParams::read(home)?;
+        let key = DatabaseKey::from_passphrase(passphrase, &params)?;
+        match Store::check_key(&home.join(DB_FILE), &key) {
+            Ok(()) => Ok(true),
+            Err(Error::WrongPassphrase(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates an account with a raw database key (a mobile app's keystore key), entropy and clock.
@@ -408,6 +421,22 @@ fn lock_home(home: &Path, wait: std::time::Duration) -> Result<std::fs::File> {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::HomeBusy(home.to_path_buf())),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", path.display()), e)),
         }
+    }
+}
+
+/// A passphrase that did not open the home and is its duress passphrase wipes the home, and the
+/// home then looks as if it never held an account. (The real passphrase is tried first: the
+/// duress check costs nothing to an honest open.)
+fn duress_wipes<T>(home: &Path, passphrase: &str, opened: Result<T>) -> Result<T> {
+    match opened {
+        Err(Error::WrongPassphrase(path)) => match crate::store::is_duress(home, passphrase) {
+            Ok(true) => {
+                crate::wipe::wipe_home(home)?;
+                Err(Error::NoAccount(home.to_path_buf()))
+            }
+            _ => Err(Error::WrongPassphrase(path)),
+        },
+        other => other,
     }
 }
 

@@ -121,3 +121,50 @@ fn provider_kept_up() -> &'static std::sync::Mutex<Option<Connection>> {
         std::sync::Mutex::new(keeper)
     })
 }
+
+/// A duress passphrase's file: its Argon2id (the home's parameters, a salt of its own), so that
+/// typing it wipes the home instead of opening it (docs/DECISIONS.md, "The panic wipe").
+pub const DURESS_FILE: &str = "weft.duress";
+const DURESS_MAGIC: &[u8; 8] = b"WEFTDUR1";
+
+/// Sets `passphrase` as the home's duress passphrase (replacing any earlier one).
+pub fn set_duress(home: &Path, passphrase: &str, entropy: &mut dyn Entropy) -> Result<()> {
+    let mut params = KdfParams::read(home)?;
+    entropy.fill(&mut params.salt)?;
+    let derived = DatabaseKey::from_passphrase(passphrase, &params)?;
+    let Some(hash) = &derived.0 else { return Err(Error::Internal("a derived key is always some")) };
+    let mut bytes = DURESS_MAGIC.to_vec();
+    bytes.extend_from_slice(&params.salt);
+    bytes.extend_from_slice(&hash[..]);
+    let path = home.join(DURESS_FILE);
+    std::fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Removes the home's duress passphrase; says whether there was one.
+pub fn clear_duress(home: &Path) -> Result<bool> {
+    let path = home.join(DURESS_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+/// Whether `passphrase` is the home's duress passphrase (false when none is set).
+pub fn is_duress(home: &Path, passphrase: &str) -> Result<bool> {
+    let path = home.join(DURESS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    if bytes.len() != 8 + 16 + 32 || &bytes[..8] != DURESS_MAGIC {
+        return Err(Error::Malformed { what: "duress file", why: "unknown format" });
+    }
+    let mut params = KdfParams::read(home)?;
+    params.salt = bytes[8..24].try_into().expect("length checked");
+    let derived = DatabaseKey::from_passphrase(passphrase, &params)?;
+    let Some(hash) = &derived.0 else { return Ok(false) };
+    // Constant time: how much of it matched says nothing.
+    Ok(hash.iter().zip(&bytes[24..]).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::OpenFlags;
 
-pub use key::{DatabaseKey, KDF_FILE, KdfParams};
+pub use key::{DURESS_FILE, DatabaseKey, KDF_FILE, KdfParams, clear_duress, is_duress, set_duress};
 pub use rows::{
     ChangeKind, ChangeRow, ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, ParkedKey,
     ParkedPlace, Rows,
