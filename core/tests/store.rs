@@ -402,3 +402,59 @@ fn a_delete_erases_only_its_senders_message_whichever_arrives_first() {
     let reactions = store.read().changes_of(&EnvelopeId([3; 32]), &[9; 32]).unwrap();
     assert_eq!(reactions.iter().map(|c| c.id).collect::<Vec<_>>(), vec![EnvelopeId([89; 32])]);
 }
+
+/// Review of disappearing messages: a member's timer sent with a low Lamport clock (the sender
+/// chooses it) would have erased every text after it on every device. A text's expiry is fixed
+/// when it is stored, by the timers already here: a timer never reaches back, and what a
+/// timer does govern goes with its reactions and edits.
+#[test]
+fn a_backdated_timer_erases_nothing_already_here() {
+    use weft_core::envelope::EnvelopeId;
+    use weft_core::store::{ChangeKind, ChangeRow, EnvelopeStatus, MessageRow};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+    let group = [9; 32];
+    let text = |id: u8, lamport: u64| MessageRow {
+        id: EnvelopeId([id; 32]),
+        group_id: group,
+        sender: [1; 32],
+        lamport,
+        sent_ms: NOW,
+        kind: "text".into(),
+        body: format!("text {id}"),
+        outgoing: false,
+        via: None,
+        reply_to: None,
+    };
+    let arrive = |store: &mut Store, m: &MessageRow| {
+        store
+            .write(|tx| {
+                tx.put_envelope(&m.id, Some(&group), &[0u8; 256], EnvelopeStatus::Opened, NOW)?;
+                tx.insert_message(m)
+            })
+            .unwrap()
+    };
+    for (id, lamport) in [(1, 10), (2, 20), (3, 30)] {
+        arrive(&mut store, &text(id, lamport));
+    }
+    // The hostile timer: a minute, at Lamport 1, before all of them.
+    store.write(|tx| tx.add_timer(&group, &EnvelopeId([50; 32]), 1, Some(60_000))).unwrap();
+    assert_eq!(store.write(|tx| tx.forget_disappeared(NOW + 3_600_000)).unwrap(), 0, "nothing already here goes");
+    // What comes after it does, with its edits.
+    arrive(&mut store, &text(4, 40));
+    let edit = ChangeRow {
+        id: EnvelopeId([41; 32]),
+        group_id: group,
+        target: EnvelopeId([4; 32]),
+        sender: [1; 32],
+        lamport: 1_000,
+        kind: ChangeKind::Edit,
+        body: Some("edited".into()),
+    };
+    store.write(|tx| tx.insert_change(&edit)).unwrap();
+    assert_eq!(store.write(|tx| tx.forget_disappeared(NOW + 30_000)).unwrap(), 0, "not yet");
+    assert_eq!(store.write(|tx| tx.forget_disappeared(NOW + 60_000)).unwrap(), 2, "the text and its edit");
+    assert!(store.read().message(&EnvelopeId([4; 32])).unwrap().is_none());
+    assert!(store.read().changes_of(&EnvelopeId([4; 32]), &group).unwrap().is_empty());
+    assert!(store.read().message(&EnvelopeId([3; 32])).unwrap().is_some());
+}

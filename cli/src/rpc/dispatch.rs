@@ -271,14 +271,15 @@ impl Api {
     /// The panic wipe. A running node (daemon, `weft run`, the chat) answers, then its process
     /// ends at once: its memory holds the keys.
     async fn wipe(&self) -> Reply<Wipe> {
-        let wiped = self.node.wipe().await;
+        // The exit is set first: an account thread busy with a long import must not keep the
+        // keys in memory while the wipe waits its turn (`weft panic` erased the files already).
         if self.runs_network {
             std::thread::spawn(|| {
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(std::time::Duration::from_millis(300));
                 std::process::exit(0);
             });
         }
-        Ok(answer::Wiped::from(&wiped?))
+        Ok(answer::Wiped::from(&self.node.wipe().await?))
     }
 
     async fn disappearing(&self, p: ShowDisappearing) -> Reply<ShowDisappearing> {

@@ -66,26 +66,14 @@ impl Account {
         Ok(self.store.read().timers(&c.id)?.last().and_then(|(_, keep_ms)| *keep_ms))
     }
 
-    /// Deletes the texts that outlived the timer they were written under, then checkpoints.
-    /// With no timer anywhere it does nothing; with nothing to delete, no checkpoint.
+    /// Deletes the texts whose timer ran out, then checkpoints. With nothing due it writes
+    /// nothing (one read of an index), and with nothing deleted, no checkpoint.
     pub(super) fn forget_disappeared_messages(&mut self) -> Result<usize> {
         let now = self.now();
-        let groups = self.store.read().groups_with_timers()?;
-        if groups.is_empty() {
+        if !self.store.read().anything_disappears_by(now)? {
             return Ok(0);
         }
-        let forgotten = self.store.write(|tx| {
-            let mut n = 0;
-            for group in &groups {
-                let timers = tx.timers(group)?;
-                for (i, (after, keep_ms)) in timers.iter().enumerate() {
-                    let Some(keep_ms) = keep_ms else { continue };
-                    let until = timers.get(i + 1).map(|(lamport, _)| *lamport);
-                    n += tx.forget_disappeared(group, *after, until, now.saturating_sub(*keep_ms))?;
-                }
-            }
-            Ok(n)
-        })?;
+        let forgotten = self.store.write(|tx| tx.forget_disappeared(now))?;
         if forgotten > 0
             && let Err(e) = self.store.checkpoint()
         {

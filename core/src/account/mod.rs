@@ -131,7 +131,9 @@ impl Account {
     pub fn check_passphrase(home: &Path, passphrase: &str) -> Result<()> {
         let params = KdfParams::read(home)?;
         let key = DatabaseKey::from_passphrase(passphrase, &params)?;
-        duress_wipes(home, passphrase, Store::check_key(&home.join(DB_FILE), &key))
+        // (No duress here: `weft passphrase remember` may run beside a daemon holding the home,
+        // which a wipe from here could not stop; duress is for where the account is opened.)
+        Store::check_key(&home.join(DB_FILE), &key)
     }
 
     /// Whether `passphrase` is the account's, and nothing else: a duress passphrase is just not
@@ -248,6 +250,11 @@ impl Account {
         let offer =
             account.store.read().link_offer()?.and_then(|b| crate::devices::linking::Offer::from_bytes(&b).ok());
         account.watch_link(offer.as_ref());
+        // A one-shot command (`weft log`) shows nothing whose timer ran out while weft was off.
+        account.disappearing_checked_ms = account.now();
+        if let Err(e) = account.forget_disappeared_messages() {
+            tracing::debug!(error = %e, "disappearing messages were not deleted");
+        }
         Ok(account)
     }
 

@@ -424,6 +424,8 @@ impl Account {
             }
             // Any member may set it, whoever they are to us: it is shown, and every device of
             // the group follows it, or the group's devices would keep different histories.
+            // Someone blocked sets nothing here.
+            Event::TimerSet { sender, .. } if self.is_blocked(&sender)? => {}
             Event::TimerSet { id, sender, lamport, sent_ms, keep_ms } => {
                 timer = Some((id, lamport, keep_ms));
                 rows.push(MessageRow {
@@ -576,11 +578,11 @@ impl Account {
             for row in &rows {
                 tx.insert_message(row)?;
             }
-            if let Some(change) = &change_row {
-                tx.insert_change(change)?;
-            }
             if let Some((id, lamport, keep_ms)) = &timer {
                 tx.add_timer(&gid, id, *lamport, *keep_ms)?;
+            }
+            if let Some(change) = &change_row {
+                tx.insert_change(change)?;
             }
             tx.save_group(group)?;
             if removed_us {

@@ -837,6 +837,16 @@ pub trait Rows {
         )?;
         // Its sender deleted it before it reached us: its text is not kept.
         self.erase_deleted(&m.id)?;
+        // A text disappears by the conversation's timer set last before it, among the timers
+        // this device holds now, counted from when it reached this device.
+        self.conn().execute(
+            "UPDATE messages SET expires_ms =
+                 (SELECT e.received_ms FROM envelopes e WHERE e.id = messages.envelope_id)
+                 + (SELECT t.keep_ms FROM timers t WHERE t.group_id = messages.group_id AND t.lamport < messages.lamport
+                    ORDER BY t.lamport DESC, t.envelope_id DESC LIMIT 1)
+             WHERE envelope_id = ?1 AND kind = 'text' AND expires_ms IS NULL",
+            [&m.id.0[..]],
+        )?;
         Ok(())
     }
 
@@ -900,31 +910,32 @@ pub trait Rows {
         Ok(rows)
     }
 
-    /// The groups that ever had a disappearing-message timer.
-    fn groups_with_timers(&self) -> Result<Vec<GroupId>> {
-        let mut stmt = self.conn().prepare("SELECT DISTINCT group_id FROM timers")?;
-        let rows = stmt.query_map([], |r| blob32(r.get(0)?))?.collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+    /// Whether any text's disappearing timer ran out by `now`.
+    fn anything_disappears_by(&self, now: u64) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?1 LIMIT 1",
+                [now as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
-    /// Deletes the texts of `group` written after Lamport clock `after` and up to `until`
-    /// (`None`: no end) that reached this device before `before_ms`, with their reactions and
-    /// edits and what refers to them (as retention does); how many texts went.
-    fn forget_disappeared(&self, group: &GroupId, after: u64, until: Option<u64>, before_ms: u64) -> Result<usize> {
-        let until = until.map_or(i64::MAX, |u| u as i64);
-        let texts = "SELECT m.envelope_id FROM messages m JOIN envelopes e ON e.id = m.envelope_id
-                     WHERE m.group_id = ?1 AND m.kind = 'text' AND m.lamport > ?2 AND m.lamport <= ?3
-                     AND e.received_ms < ?4";
-        let changes = "SELECT c.envelope_id FROM message_changes c JOIN envelopes e ON e.id = c.envelope_id
-                       WHERE c.group_id = ?1 AND c.kind != 'delete' AND c.lamport > ?2 AND c.lamport <= ?3
-                       AND e.received_ms < ?4";
-        let args = params![&group[..], after as i64, until, before_ms as i64];
+    /// Deletes the texts whose disappearing timer ran out by `now`, with their reactions and
+    /// edits (whatever their own clocks) and what refers to them, as retention does; how many
+    /// rows went. One indexed statement whatever the number of conversations and timers.
+    fn forget_disappeared(&self, now: u64) -> Result<usize> {
+        let texts = "SELECT envelope_id FROM messages WHERE expires_ms IS NOT NULL AND expires_ms <= ?1";
+        let changes = format!("SELECT envelope_id FROM message_changes WHERE kind != 'delete' AND target IN ({texts})");
         let conn = self.conn();
-        conn.execute(&format!("DELETE FROM receipts WHERE envelope_id IN ({texts})"), args)?;
-        conn.execute(&format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({texts} UNION {changes})"), args)?;
-        conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({texts})"), args)?;
-        conn.execute(&format!("DELETE FROM message_changes WHERE envelope_id IN ({changes})"), args)?;
-        Ok(conn.execute(&format!("DELETE FROM messages WHERE envelope_id IN ({texts})"), args)?)
+        let now = now as i64;
+        conn.execute(&format!("DELETE FROM receipts WHERE envelope_id IN ({texts})"), [now])?;
+        conn.execute(&format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({texts} UNION {changes})"), [now])?;
+        conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({texts})"), [now])?;
+        let changed = conn.execute(&format!("DELETE FROM message_changes WHERE envelope_id IN ({changes})"), [now])?;
+        Ok(changed + conn.execute(&format!("DELETE FROM messages WHERE envelope_id IN ({texts})"), [now])?)
     }
 
     /// A change of ours sealed again: it keeps its place under its new envelope.

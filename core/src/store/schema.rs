@@ -231,8 +231,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX message_changes_by_target ON message_changes (target);
     ",
     // 16: disappearing messages. Each timer a member set in a conversation, by the Lamport
-    // clock of the message that set it: a text disappears by the timer set last before it
-    // (`keep_ms` NULL: off), so a timer never reaches back to what was written before it.
+    // clock of the message that set it (`keep_ms` NULL: off). A text's expiry is fixed when it
+    // is stored, by the timer set last before it among those already here, so a timer never
+    // reaches back to what this device held before it came (a hostile member's backdated one
+    // included).
     "
     CREATE TABLE timers (
         envelope_id BLOB PRIMARY KEY,
@@ -241,6 +243,8 @@ const MIGRATIONS: &[&str] = &[
         keep_ms INTEGER
     ) WITHOUT ROWID;
     CREATE INDEX timers_by_group ON timers (group_id, lamport);
+    ALTER TABLE messages ADD COLUMN expires_ms INTEGER;
+    CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL;
     ",
 ];
 
