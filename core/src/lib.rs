@@ -26,6 +26,7 @@ pub mod group;
 pub mod handshake;
 pub mod identity;
 pub mod mesh;
+pub mod nearby;
 pub mod net;
 pub mod node;
 pub mod relay;
