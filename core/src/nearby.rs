@@ -20,7 +20,8 @@ use crate::crypto::Entropy;
 use crate::error::{Error, Result};
 use crate::wire::{Reader, Writer};
 
-/// Hops an author may ask for: a few radio ranges, a stage and its crowd, not a city.
+/// Radio hops a message travels at most (its author's own broadcast is the first): a few radio
+/// ranges, a stage and its crowd, not a city.
 pub const MAX_HOPS: u8 = 4;
 pub const MAX_TEXT_LEN: usize = 500;
 pub const MAX_NICK_LEN: usize = 32;
@@ -51,7 +52,7 @@ pub struct NearbyMessage {
     pub sent_ms: u64,
     pub nick: String,
     pub text: String,
-    /// Hops it may still travel (outside the signature).
+    /// Times it may still be passed on (outside the signature): `MAX_HOPS - 1` from its author.
     pub hops_left: u8,
     pub signature: [u8; 64],
 }
@@ -80,7 +81,7 @@ impl NearbyMessage {
         let text = r.string(MAX_TEXT_LEN)?;
         let signature = r.array()?;
         r.finish()?;
-        if hops_left > MAX_HOPS {
+        if hops_left >= MAX_HOPS {
             return Err(Error::Malformed { what: "nearby message", why: "more hops than any author may ask" });
         }
         check_shown(&nick, "nearby nickname")?;
@@ -125,6 +126,9 @@ pub enum Received {
     New { shown: Option<Shown>, relay: Option<Vec<u8>> },
     /// Seen already (another neighbour relayed it too).
     Again,
+    /// Seen already, but this copy came by a shorter way: passed on again with the hops it has
+    /// left (the first copy to arrive need not have come the shortest way), not shown again.
+    Further { relay: Vec<u8> },
     /// Refused: a bad signature, a time too far from ours, a sender over their rate, or one the
     /// user blocked. Nothing kept, nothing relayed.
     Refused(&'static str),
@@ -142,7 +146,8 @@ pub struct Channel {
     key: SigningKey,
     nick: String,
     window: VecDeque<Shown>,
-    seen: HashSet<[u8; 32]>,
+    /// Messages seen, with the most hops left any copy had.
+    seen: HashMap<[u8; 32], u8>,
     seen_order: VecDeque<[u8; 32]>,
     rates: HashMap<Sender, Rate>,
     muted: HashSet<Sender>,
@@ -164,7 +169,7 @@ impl Channel {
             key: SigningKey::from_bytes(&seed),
             nick: nick.to_owned(),
             window: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             seen_order: VecDeque::new(),
             rates: HashMap::new(),
             muted: HashSet::new(),
@@ -188,26 +193,43 @@ impl Channel {
         }
         check_shown(text, "nearby text")?;
         let sender = self.me();
+        // Held to the rate everyone holds us to: what we send is what they take.
+        if !self.spend(&sender, now_ms) {
+            return Err(Error::Limit("one nearby message every 10 seconds (5 saved up at most)"));
+        }
+        let message = self.sign(text, now_ms);
+        self.remember(message.key(), MAX_HOPS);
+        let shown = shown(&message);
+        self.keep(shown.clone());
+        Ok((message.encode(), shown))
+    }
+
+    /// A message of ours, signed, with every hop left.
+    fn sign(&self, text: &str, now_ms: u64) -> NearbyMessage {
+        let sender = self.me();
         let signature = self.key.sign(&NearbyMessage::signed_bytes(&sender, now_ms, &self.nick, text)).to_bytes();
-        let message = NearbyMessage {
+        NearbyMessage {
             sender,
             sent_ms: now_ms,
             nick: self.nick.clone(),
             text: text.to_owned(),
-            hops_left: MAX_HOPS,
+            hops_left: MAX_HOPS - 1,
             signature,
-        };
-        self.remember(message.key());
-        let shown = shown(&message);
-        self.keep(shown.clone());
-        Ok((message.encode(), shown))
+        }
     }
 
     /// Takes bytes a neighbour sent.
     pub fn receive(&mut self, bytes: &[u8], now_ms: u64) -> Received {
         let Ok(message) = NearbyMessage::decode(bytes) else { return Received::Refused("malformed") };
         let key = message.key();
-        if self.seen.contains(&key) {
+        if let Some(best) = self.seen.get_mut(&key) {
+            // (Its signature was checked when it first came; the hop count is outside it.)
+            if message.hops_left > *best && message.hops_left > 0 {
+                *best = message.hops_left;
+                return Received::Further {
+                    relay: NearbyMessage { hops_left: message.hops_left - 1, ..message }.encode(),
+                };
+            }
             return Received::Again;
         }
         if message.sent_ms.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
@@ -224,7 +246,7 @@ impl Channel {
         if !self.spend(&message.sender, now_ms) {
             return Received::Refused("over its rate");
         }
-        self.remember(key);
+        self.remember(key, message.hops_left);
         let relay = (message.hops_left > 0)
             .then(|| NearbyMessage { hops_left: message.hops_left - 1, ..message.clone() }.encode());
         let shown = (!self.muted.contains(&message.sender)).then(|| shown(&message));
@@ -258,8 +280,8 @@ impl Channel {
         }
     }
 
-    fn remember(&mut self, key: [u8; 32]) {
-        if self.seen.insert(key) {
+    fn remember(&mut self, key: [u8; 32], hops_left: u8) {
+        if self.seen.insert(key, hops_left).is_none() {
             self.seen_order.push_back(key);
         }
         while self.seen_order.len() > MAX_SEEN {
@@ -317,7 +339,7 @@ fn shown(message: &NearbyMessage) -> Shown {
         name,
         sent_ms: message.sent_ms,
         text: message.text.clone(),
-        hops: MAX_HOPS.saturating_sub(message.hops_left),
+        hops: (MAX_HOPS - 1).saturating_sub(message.hops_left),
     }
 }
 
@@ -353,12 +375,14 @@ mod tests {
             }
             hops += 1;
         }
-        assert_eq!(hops, MAX_HOPS, "relayed as far as its author asked, no further");
+        assert_eq!(hops + 1, MAX_HOPS, "passed on until it travelled MAX_HOPS radio hops, no further");
         // The same message again, from another neighbour: seen.
         let mut bob = channel("bob", 2);
-        let (first, _) = alice.post("second", NOW).unwrap();
+        let (first, _) = alice.post("second", NOW + SENDER_REFILL_MS).unwrap();
         assert!(matches!(bob.receive(&first, NOW), Received::New { .. }));
         assert_eq!(bob.receive(&first, NOW), Received::Again);
+        // Our own client holds us to the rate the others hold us to.
+        assert!(matches!(alice.post("third", NOW + SENDER_REFILL_MS + 1), Err(Error::Limit(_))));
     }
 
     /// A relayer can lower the hop count but not raise it past the limit, and nothing it
@@ -372,7 +396,7 @@ mod tests {
         message.text = "goodbye".into();
         assert_eq!(bob.receive(&message.encode(), NOW), Received::Refused("bad signature"));
         let mut raised = NearbyMessage::decode(&bytes).unwrap();
-        raised.hops_left = MAX_HOPS + 1;
+        raised.hops_left = MAX_HOPS;
         assert_eq!(bob.receive(&raised.encode(), NOW), Received::Refused("malformed"));
         assert_eq!(
             bob.receive(&bytes, NOW + 2 * MAX_CLOCK_SKEW_MS),
@@ -391,7 +415,8 @@ mod tests {
         let mut bob = channel("bob", 2);
         let mut taken = 0;
         for n in 0..50 {
-            let (bytes, _) = flooder.post(&format!("buy now {n}"), NOW + n).unwrap();
+            // A hostile client skips its own rate.
+            let bytes = flooder.sign(&format!("buy now {n}"), NOW + n).encode();
             if matches!(bob.receive(&bytes, NOW + n), Received::New { .. }) {
                 taken += 1;
             }
@@ -403,7 +428,7 @@ mod tests {
         let quiet = NOW + 20 * SENDER_REFILL_MS;
         let burst = (0..20)
             .filter(|n| {
-                let (bytes, _) = flooder.post(&format!("again {n}"), quiet + n).unwrap();
+                let bytes = flooder.sign(&format!("again {n}"), quiet + n).encode();
                 matches!(bob.receive(&bytes, quiet + n), Received::New { .. })
             })
             .count();

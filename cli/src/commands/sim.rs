@@ -15,7 +15,8 @@ pub struct Args {
     /// Scenario: line (10 radios in a row), grid (10 x 10), festival (200 people walking for an
     /// hour), toggle (the festival where a quarter of the people switch Bluetooth off for ten
     /// minutes), stadium (5,000 people, an hour), flood (the festival with one node writing junk
-    /// ten times a second), or all (line, grid and festival)
+    /// ten times a second), nearby (the festival with someone posting on the nearby channel
+    /// every 10 s), or all (line, grid and festival)
     #[arg(long, default_value = "festival")]
     scenario: String,
     /// Seed: the same seed gives the same run
@@ -228,6 +229,21 @@ fn table(reports: &[Report]) -> String {
             r.wall_ms,
             versus
         );
+        if let Some(n) = &r.nearby {
+            text += &format!(
+                "  nearby channel: {} posts, {:.3} of {} within {} hops reached in {} s (p50 {:.1} s, p95 {:.1} s), \
+                 {} more reached as people walked into range, {} frame bytes\n",
+                n.posts,
+                n.delivery_ratio,
+                n.expected,
+                weft_core::nearby::MAX_HOPS,
+                weft_core::mesh::sim::NEARBY_DEADLINE_MS / 1000,
+                n.latency_p50_s,
+                n.latency_p95_s,
+                n.reached_beyond,
+                n.bytes
+            );
+        }
     }
     text
 }

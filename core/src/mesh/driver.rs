@@ -344,6 +344,9 @@ async fn apply<H: MeshHost>(node: &Arc<H>, outputs: Vec<Output>, links: &mut Has
                 closed.insert(link);
             }
             Output::HandedOver { id } => handed.push(id),
+            // The node has no nearby channel yet (issue 19: the channel's rules and the mesh's
+            // frames are built, the node's session and its API are next): heard, not shown.
+            Output::Nearby { .. } => {}
         }
     }
     for link in closed {

@@ -334,6 +334,17 @@ impl Medium {
         &self.radios[node].links
     }
 
+    /// The nodes `node` has a link up with now.
+    pub fn neighbours(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        self.radios[node]
+            .links
+            .iter()
+            .filter_map(|link| self.links.get(link))
+            .filter(|l| l.up)
+            .map(|l| if l.ends[0] == node { l.ends[1] } else { l.ends[0] })
+            .collect()
+    }
+
     /// Whether nobody can find this node ([`MediumConfig::hidden_share`]).
     pub fn is_hidden(&self, node: NodeIndex) -> bool {
         self.radios[node].hidden

@@ -55,7 +55,13 @@ pub enum MeshMessage {
     /// weighs a neighbour by how often we meet it); `answer` asks the receiver to send its own
     /// back.
     Predictability { answer: bool, node: [u8; 16], entries: Vec<(Topic, u16)> },
+    /// A message of the nearby channel (`crate::nearby`), opaque here: the host checks and
+    /// shows it, and hands back what to pass on. Never stored by a carrier.
+    Nearby(Vec<u8>),
 }
+
+/// The largest nearby-channel message a frame carries (one is ~650 bytes at most).
+pub const MAX_NEARBY_LEN: usize = 1024;
 
 const CARRY: u8 = 1;
 const RECONCILE: u8 = 2;
@@ -67,6 +73,7 @@ const FILTER: u8 = 7;
 const OFFER_IDS: u8 = 8;
 const OFFER_TAGGED: u8 = 9;
 const PREDICTABILITY: u8 = 10;
+const NEARBY: u8 = 11;
 
 impl MeshMessage {
     /// The name of a message kind (a frame's first byte), for figures.
@@ -82,6 +89,7 @@ impl MeshMessage {
             OFFER_IDS => "offer-ids",
             OFFER_TAGGED => "offer-tagged",
             PREDICTABILITY => "predictability",
+            NEARBY => "nearby",
             _ => return None,
         })
     }
@@ -104,6 +112,9 @@ impl MeshMessage {
                 for (id, tag) in entries {
                     w.raw(id).raw(tag);
                 }
+            }
+            MeshMessage::Nearby(bytes) => {
+                w.u8(NEARBY).bytes(bytes);
             }
             MeshMessage::Predictability { answer, node, entries } => {
                 w.u8(PREDICTABILITY).u8(u8::from(*answer)).raw(node).count(entries.len());
@@ -144,6 +155,7 @@ impl MeshMessage {
             SUMMARY => MeshMessage::Summary { ids: read_ids(&mut r)? },
             WANT => MeshMessage::Want { ids: read_ids(&mut r)? },
             OFFER_IDS => MeshMessage::OfferIds { ids: read_ids(&mut r)? },
+            NEARBY => MeshMessage::Nearby(r.bytes(MAX_NEARBY_LEN)?.to_vec()),
             PREDICTABILITY => {
                 let answer = r.bool()?;
                 let node = r.array()?;

@@ -153,6 +153,9 @@ pub enum Output {
     Close { link: LinkId, why: &'static str },
     /// An envelope we wrote was handed to a neighbour for the first time.
     HandedOver { id: EnvelopeId },
+    /// A nearby-channel message from the neighbour on `link`, for the host's channel to check;
+    /// what it passes on comes back through [`Router::nearby`].
+    Nearby { link: LinkId, bytes: Vec<u8> },
 }
 
 /// What the router holds, for status and for the simulator's figures.
@@ -285,6 +288,8 @@ struct LinkState {
     their_predictability: HashMap<Topic, f64>,
     /// PRoPHET: what we offered it, each once (an envelope it declined, it holds).
     prophet_offered: HashSet<Item>,
+    /// Nearby-channel frames it may still hand us, and when that was counted.
+    nearby_tokens: (f64, u64),
     closed: bool,
 }
 
@@ -342,8 +347,14 @@ pub struct Router {
     prophet_node: Option<[u8; 16]>,
 }
 
-/// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 10; 0 unused).
-pub const MESSAGE_KINDS: usize = 11;
+/// Message kinds counted apart in [`Router::sent_by_kind`] (kinds 1 to 11; 0 unused).
+pub const MESSAGE_KINDS: usize = 12;
+
+/// Nearby-channel frames a neighbour may hand us: a burst of 64, then 4 a second. What is over
+/// is dropped, not counted as a fault (a busy crowd is no offence); the channel's own rates per
+/// sender come after (`crate::nearby`).
+const NEARBY_BURST: f64 = 64.0;
+const NEARBY_PER_SECOND: f64 = 4.0;
 
 /// How far below `push_hops` an author starts a push, at random, and how often (one in this
 /// many) a relayer passes a push on without counting its hop: so that the count a neighbour
@@ -562,6 +573,7 @@ impl Router {
                 deferred: Remembered::new(DEFERRED_FOR_MS, MAX_DEFERRED),
                 their_predictability: HashMap::new(),
                 prophet_offered: HashSet::new(),
+                nearby_tokens: (NEARBY_BURST, now_ms),
                 closed: false,
             },
         );
@@ -608,6 +620,18 @@ impl Router {
         }
         // After the message: a duplicate that arrives as a relay falls due cancels it.
         self.relay_due(now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Broadcasts a nearby-channel message (ours, or one the host's channel passes on) to every
+    /// neighbour but the one it came from.
+    pub fn nearby(&mut self, bytes: &[u8], except: Option<LinkId>) -> Vec<Output> {
+        let mut links: Vec<LinkId> =
+            self.links.iter().filter(|(l, s)| Some(**l) != except && !s.closed).map(|(l, _)| *l).collect();
+        links.sort_unstable();
+        for link in links {
+            self.send(link, &MeshMessage::Nearby(bytes.to_vec()));
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -925,6 +949,19 @@ impl Router {
             MeshMessage::Want { ids } => self.on_want(link, ids),
             // The simulator's PRoPHET baseline's alone: to anyone else it is a kind it does not
             // use, ignored as an unknown kind is (not a fault).
+            MeshMessage::Nearby(bytes) => {
+                let Some(state) = self.links.get_mut(&link) else { return };
+                let (tokens, at) = state.nearby_tokens;
+                let refilled =
+                    (tokens + now_ms.saturating_sub(at) as f64 / 1000.0 * NEARBY_PER_SECOND).min(NEARBY_BURST);
+                if refilled < 1.0 {
+                    state.nearby_tokens = (refilled, now_ms.max(at));
+                    self.dropped_frames += 1;
+                    return;
+                }
+                state.nearby_tokens = (refilled - 1.0, now_ms.max(at));
+                self.out.push(Output::Nearby { link, bytes });
+            }
             MeshMessage::Predictability { .. } if self.config.strategy != Strategy::Prophet => self.dropped_frames += 1,
             MeshMessage::Predictability { answer, node, entries } => {
                 self.on_predictability(link, answer, node, entries)
@@ -1693,6 +1730,8 @@ mod tests {
         observed: HashMap<(LinkId, usize), Reassembler>,
         /// The time fragments arrive at.
         now: u64,
+        /// Nearby-channel frames each router handed its host.
+        nearby_heard: Vec<Vec<Vec<u8>>>,
     }
 
     impl Bench {
@@ -1722,6 +1761,7 @@ mod tests {
                 carries: 0,
                 observed: HashMap::new(),
                 now: 0,
+                nearby_heard: vec![Vec::new(); nodes.len()],
             }
         }
 
@@ -1777,6 +1817,7 @@ mod tests {
                     Output::Deliver { envelope } => self.delivered[node].push(envelope),
                     Output::Close { link, .. } => self.closed.push(link),
                     Output::HandedOver { .. } => {}
+                    Output::Nearby { bytes, .. } => self.nearby_heard[node].push(bytes),
                 }
             }
         }
@@ -1929,6 +1970,31 @@ mod tests {
             bench.inject(link, 1, &twice);
         }
         assert!(bench.closed.is_empty(), "ignored, not a fault");
+    }
+
+    /// Issue 19: nearby-channel frames go to every neighbour but the one they came from, reach
+    /// the host, and a neighbour that floods them is held to a rate per link (dropped, not a
+    /// fault: a busy crowd is no offence).
+    #[test]
+    fn nearby_frames_are_broadcast_and_a_flood_of_them_is_held_to_a_rate() {
+        let mut bench = Bench::new(Strategy::WEFT, &[&[], &[], &[]]);
+        let from_1 = bench.connect(0, 1);
+        bench.connect(0, 2);
+        let out = bench.routers[0].nearby(b"hello nearby", Some(from_1));
+        bench.pump(vec![(0, out)]);
+        assert!(bench.nearby_heard[1].is_empty(), "not back where it came from");
+        assert_eq!(bench.nearby_heard[2], vec![b"hello nearby".to_vec()]);
+
+        for n in 0..500u32 {
+            bench.inject(from_1, 0, &MeshMessage::Nearby(n.to_be_bytes().to_vec()));
+        }
+        assert_eq!(bench.nearby_heard[0].len(), NEARBY_BURST as usize);
+        bench.now += 10_000;
+        for n in 0..500u32 {
+            bench.inject(from_1, 0, &MeshMessage::Nearby(n.to_be_bytes().to_vec()));
+        }
+        assert_eq!(bench.nearby_heard[0].len(), NEARBY_BURST as usize + 40, "4 a second");
+        assert!(bench.closed.is_empty());
     }
 
     /// Review of the PRoPHET baseline: both ends started an exchange on contact, each
