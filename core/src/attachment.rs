@@ -69,6 +69,9 @@ impl Manifest {
         let name = r.string(MAX_NAME_LEN)?;
         check_name(&name)?;
         let mime = r.string(MAX_MIME_LEN)?;
+        if mime.chars().any(char::is_control) {
+            return Err(Error::Malformed { what: "attachment", why: "a media type with control characters" });
+        }
         let size = r.u64()?;
         if size > MAX_ATTACHMENT_LEN {
             return Err(Error::TooLong { what: "attachment", len: size as usize, max: MAX_ATTACHMENT_LEN as usize });
@@ -76,7 +79,7 @@ impl Manifest {
         let key: [u8; 32] = r.array()?;
         let n = r.u8()? as usize;
         let needed = (size.div_ceil(CHUNK_LEN as u64) as usize).div_ceil(IDS_PER_INDEX).max(1);
-        if n != needed {
+        if n != needed || n > MAX_INDEX {
             return Err(Error::Malformed { what: "attachment", why: "its index does not fit its size" });
         }
         let index = (0..n).map(|_| r.array().map(EnvelopeId)).collect::<Result<Vec<_>>>()?;
@@ -84,10 +87,17 @@ impl Manifest {
     }
 }
 
-/// A file name others may save under: not empty, no directories, no control characters.
+/// A file name others may save under: not empty, no directories or drives (`/`, `\`, `:`), no
+/// control, invisible or bidirectional characters (`invoice\u{202E}fdp.exe` shows as
+/// `invoiceexe.pdf`), no trailing dot or space (Windows drops them).
 pub fn check_name(name: &str) -> Result<()> {
-    let bad =
-        name.is_empty() || name == "." || name == ".." || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    let hidden = |c: char| matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.ends_with('.')
+        || name.ends_with(' ')
+        || name.chars().any(|c| matches!(c, '/' | '\\' | ':') || c.is_control() || hidden(c));
     if bad {
         return Err(Error::Malformed {
             what: "attachment name",
@@ -141,9 +151,11 @@ pub fn seal(file: &[u8], name: &str, mime: &str, entropy: &mut dyn Entropy) -> R
 
 /// One envelope: `version | topic | nonce | 56 random bytes where a message's sealed header
 /// is | body`, the body `len (4) | bytes | zeros` sealed under the body key with everything
-/// before it as associated data. Its length is a bucket like any envelope's.
+/// before it as associated data, in the largest bucket.
 fn seal_one(body_key: &[u8; 32], topic: &Topic, plain: &[u8], entropy: &mut dyn Entropy) -> Result<Envelope> {
-    let len = bucket_for(4 + plain.len())?;
+    // Always the largest bucket, the last chunk and the index too: a file's envelopes say its
+    // size to the nearest chunk, no closer.
+    let len = bucket_for(4 + plain.len()).map(|_| MAX_ENVELOPE_LEN)?;
     let nonce: [u8; NONCE_LEN] = entropy.nonce()?;
     let mut bytes = Vec::with_capacity(len);
     bytes.push(ENVELOPE_VERSION);
@@ -240,6 +252,9 @@ impl Assembly {
     /// (an index) or an index (a chunk) before it is opened. An envelope nobody named (a
     /// member's forgery under the topic, junk) is refused and changes nothing.
     pub fn take(&mut self, envelope: &Envelope) -> Result<Taken> {
+        if envelope.topic() != self.manifest.topic() {
+            return Err(Error::Malformed { what: "attachment envelope", why: "of another topic" });
+        }
         let id = envelope.id();
         let body = body_key(&self.manifest.key);
         if let Some(part) = self.manifest.index.iter().position(|i| *i == id) {
@@ -251,7 +266,14 @@ impl Assembly {
             if plain.len() != 32 * expected {
                 return Err(Error::Malformed { what: "attachment index", why: "it names the wrong number of chunks" });
             }
-            let ids = plain.chunks(32).map(|c| EnvelopeId(c.try_into().expect("32"))).collect();
+            let ids: Vec<EnvelopeId> = plain.chunks(32).map(|c| EnvelopeId(c.try_into().expect("32"))).collect();
+            // An id twice (or an index's id among the chunks) would leave a place never filled
+            // and the download asking for it for ever.
+            let known = self.index.iter().flatten().flatten().chain(&self.manifest.index);
+            let mut all: std::collections::HashSet<&EnvelopeId> = known.collect();
+            if !ids.iter().all(|id| all.insert(id)) {
+                return Err(Error::Malformed { what: "attachment index", why: "it names an envelope twice" });
+            }
             self.index[part] = Some(ids);
             return Ok(Taken::Index);
         }
@@ -369,6 +391,21 @@ mod tests {
         }
     }
 
+    /// Review: an index that names a chunk twice would leave a place never filled, and the
+    /// download asking for it for ever; an envelope of another topic is not looked at.
+    #[test]
+    fn an_index_naming_an_envelope_twice_is_refused() {
+        let mut rng = SeededEntropy::new(5);
+        let (manifest, envelopes) = seal(&file(2 * CHUNK_LEN), "a.bin", "", &mut rng).unwrap();
+        let twice = [envelopes[1].id().0, envelopes[1].id().0].concat();
+        let index = seal_one(&body_key(&manifest.key), &manifest.topic(), &twice, &mut rng).unwrap();
+        let mut lying = Assembly::new(Manifest { index: vec![index.id()], ..manifest.clone() });
+        assert!(lying.take(&index).is_err());
+        let (_, elsewhere) = seal(&file(5), "b.bin", "", &mut rng).unwrap();
+        assert!(Assembly::new(manifest).take(&elsewhere[0]).is_err());
+        assert!(envelopes.iter().all(|e| e.as_bytes().len() == MAX_ENVELOPE_LEN), "every envelope the largest size");
+    }
+
     #[test]
     fn manifests_that_lie_are_refused() {
         let mut rng = SeededEntropy::new(3);
@@ -378,6 +415,10 @@ mod tests {
             Manifest { index: vec![], ..manifest.clone() },
             Manifest { name: "../../etc/passwd".into(), ..manifest.clone() },
             Manifest { name: "".into(), ..manifest.clone() },
+            Manifest { name: "invoice\u{202e}fdp.exe".into(), ..manifest.clone() },
+            Manifest { name: "C:evil".into(), ..manifest.clone() },
+            Manifest { name: "report.".into(), ..manifest.clone() },
+            Manifest { mime: "text/\u{1b}[2J".into(), ..manifest.clone() },
         ] {
             let mut w = Writer::new();
             bad.encode(&mut w);

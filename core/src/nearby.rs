@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::crypto::Entropy;
 use crate::error::{Error, Result};
@@ -98,9 +98,10 @@ impl NearbyMessage {
 /// Text shown to strangers: no control characters (a terminal's escapes) and no bidirectional
 /// overrides (which reorder what is shown around it).
 fn check_shown(text: &str, what: &'static str) -> Result<()> {
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-    if text.chars().any(|c| (c.is_control() && c != '\n') || bidi(c)) {
-        return Err(Error::Malformed { what, why: "control or bidirectional characters" });
+    // Line breaks too: a message must not fake lines of its own, as if others had written them.
+    let hidden = |c: char| matches!(c, '\u{061C}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    if text.chars().any(|c| c.is_control() || hidden(c)) {
+        return Err(Error::Malformed { what, why: "control, line-break, invisible or bidirectional characters" });
     }
     Ok(())
 }
@@ -109,8 +110,8 @@ fn check_shown(text: &str, what: &'static str) -> Result<()> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shown {
     pub sender: Sender,
-    /// The nickname and the first 4 hex digits of the sender's key: two people who chose the
-    /// same nickname still look different.
+    /// The nickname and the first 8 hex digits of the sender's key: two people who chose the
+    /// same nickname still look different (matching someone's takes ~2^32 keys).
     pub name: String,
     pub sent_ms: u64,
     pub text: String,
@@ -146,9 +147,15 @@ pub struct Channel {
     key: SigningKey,
     nick: String,
     window: VecDeque<Shown>,
-    /// Messages seen, with the most hops left any copy had.
-    seen: HashMap<[u8; 32], u8>,
-    seen_order: VecDeque<[u8; 32]>,
+    /// Messages seen: the most hops left any copy had, and the hash of the signature that was
+    /// checked (a later copy must carry the same one to be passed on again).
+    seen: HashMap<[u8; 32], (u8, [u8; 32])>,
+    /// Seen messages in the order they came, with when: one is forgotten only once its time
+    /// could no longer pass the clock check, so nothing can be replayed as new.
+    seen_order: VecDeque<([u8; 32], u64)>,
+    /// Our own rate, kept as strangers keep it (one at first, then one every 10 s) but apart
+    /// from theirs: what we post is what they take.
+    own_rate: Option<Rate>,
     rates: HashMap<Sender, Rate>,
     muted: HashSet<Sender>,
     blocked: HashSet<Sender>,
@@ -171,6 +178,7 @@ impl Channel {
             window: VecDeque::new(),
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
+            own_rate: None,
             rates: HashMap::new(),
             muted: HashSet::new(),
             blocked: HashSet::new(),
@@ -192,13 +200,15 @@ impl Channel {
             return Err(Error::TooLong { what: "nearby text", len: text.len(), max: MAX_TEXT_LEN });
         }
         check_shown(text, "nearby text")?;
-        let sender = self.me();
         // Held to the rate everyone holds us to: what we send is what they take.
-        if !self.spend(&sender, now_ms) {
+        let own = self.own_rate.get_or_insert(Rate { tokens: 1.0, at_ms: now_ms, last_used_ms: now_ms });
+        if !take(own, now_ms, SENDER_BURST, SENDER_REFILL_MS) {
             return Err(Error::Limit("one nearby message every 10 seconds (5 saved up at most)"));
         }
         let message = self.sign(text, now_ms);
-        self.remember(message.key(), MAX_HOPS);
+        if !self.remember(message.key(), MAX_HOPS, &message.signature, now_ms) {
+            return Err(Error::Limit("too many nearby messages lately"));
+        }
         let shown = shown(&message);
         self.keep(shown.clone());
         Ok((message.encode(), shown))
@@ -222,9 +232,12 @@ impl Channel {
     pub fn receive(&mut self, bytes: &[u8], now_ms: u64) -> Received {
         let Ok(message) = NearbyMessage::decode(bytes) else { return Received::Refused("malformed") };
         let key = message.key();
-        if let Some(best) = self.seen.get_mut(&key) {
-            // (Its signature was checked when it first came; the hop count is outside it.)
-            if message.hops_left > *best && message.hops_left > 0 {
+        if let Some((best, signature)) = self.seen.get_mut(&key) {
+            // The same signature as the copy checked when it first came (Ed25519's are
+            // deterministic, so an honest relay carries the same bytes); from someone blocked,
+            // nothing is passed on.
+            let same = *signature == *blake3::hash(&message.signature).as_bytes();
+            if same && message.hops_left > *best && message.hops_left > 0 && !self.blocked.contains(&message.sender) {
                 *best = message.hops_left;
                 return Received::Further {
                     relay: NearbyMessage { hops_left: message.hops_left - 1, ..message }.encode(),
@@ -237,7 +250,7 @@ impl Channel {
         }
         let Ok(verifying) = VerifyingKey::from_bytes(&message.sender) else { return Received::Refused("bad key") };
         let signed = NearbyMessage::signed_bytes(&message.sender, message.sent_ms, &message.nick, &message.text);
-        if verifying.verify(&signed, &Signature::from_bytes(&message.signature)).is_err() {
+        if verifying.verify_strict(&signed, &Signature::from_bytes(&message.signature)).is_err() {
             return Received::Refused("bad signature");
         }
         if self.blocked.contains(&message.sender) {
@@ -246,7 +259,9 @@ impl Channel {
         if !self.spend(&message.sender, now_ms) {
             return Received::Refused("over its rate");
         }
-        self.remember(key, message.hops_left);
+        if !self.remember(key, message.hops_left, &message.signature, now_ms) {
+            return Received::Refused("too many messages lately");
+        }
         let relay = (message.hops_left > 0)
             .then(|| NearbyMessage { hops_left: message.hops_left - 1, ..message.clone() }.encode());
         let shown = (!self.muted.contains(&message.sender)).then(|| shown(&message));
@@ -280,15 +295,22 @@ impl Channel {
         }
     }
 
-    fn remember(&mut self, key: [u8; 32], hops_left: u8) {
-        if self.seen.insert(key, hops_left).is_none() {
-            self.seen_order.push_back(key);
-        }
-        while self.seen_order.len() > MAX_SEEN {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen.remove(&old);
+    /// Remembers a message as seen; false when the memory is full of messages recent enough
+    /// to be replayed if forgotten (then the new one is refused, not taken).
+    fn remember(&mut self, key: [u8; 32], hops_left: u8, signature: &[u8; 64], now_ms: u64) -> bool {
+        while self.seen_order.len() >= MAX_SEEN {
+            match self.seen_order.front() {
+                Some((old, at)) if at.saturating_add(2 * MAX_CLOCK_SKEW_MS) < now_ms => {
+                    self.seen.remove(old);
+                    self.seen_order.pop_front();
+                }
+                _ => return false,
             }
         }
+        if self.seen.insert(key, (hops_left, *blake3::hash(signature).as_bytes())).is_none() {
+            self.seen_order.push_back((key, now_ms));
+        }
+        true
     }
 
     /// Takes one token of `sender`'s bucket, if there is one (a new sender's first comes out of
@@ -332,7 +354,7 @@ fn take(rate: &mut Rate, now_ms: u64, burst: f64, refill_ms: u64) -> bool {
 }
 
 fn shown(message: &NearbyMessage) -> Shown {
-    let tag = data_encoding::HEXLOWER.encode(&message.sender[..2]);
+    let tag = data_encoding::HEXLOWER.encode(&message.sender[..4]);
     let name = if message.nick.is_empty() { format!("anon#{tag}") } else { format!("{}#{tag}", message.nick) };
     Shown {
         sender: message.sender,
@@ -407,6 +429,26 @@ mod tests {
         }
         assert!(alice.post("\u{1b}[2Jcleared", NOW).is_err(), "no terminal escapes");
         assert!(alice.post(&"x".repeat(MAX_TEXT_LEN + 1), NOW).is_err());
+    }
+
+    /// Review: a copy with more hops left is passed on again only with the signature that was
+    /// checked; a forged one (any signature) is not, and cannot spoil the real one that comes
+    /// later by the shorter way.
+    #[test]
+    fn only_a_true_copy_with_more_hops_is_passed_on_again() {
+        let mut alice = channel("alice", 1);
+        let (bytes, _) = alice.post("meet at the tree", NOW).unwrap();
+        let mut far = NearbyMessage::decode(&bytes).unwrap();
+        far.hops_left = 0;
+        let mut bob = channel("bob", 2);
+        assert!(matches!(bob.receive(&far.encode(), NOW), Received::New { relay: None, .. }));
+        let forged = NearbyMessage { hops_left: MAX_HOPS - 1, signature: [0; 64], ..far.clone() };
+        assert_eq!(bob.receive(&forged.encode(), NOW), Received::Again);
+        match bob.receive(&bytes, NOW) {
+            Received::Further { relay } => assert_eq!(NearbyMessage::decode(&relay).unwrap().hops_left, MAX_HOPS - 2),
+            other => panic!("the true copy by the shorter way: {other:?}"),
+        }
+        assert_eq!(bob.receive(&bytes, NOW), Received::Again, "once");
     }
 
     #[test]

@@ -578,25 +578,22 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
                 crate::nearby::Received::Further { relay } => (None, Some(relay)),
                 _ => (None, None),
             };
-            {
-                if let Some(k) = shown.and_then(|s| s.text.strip_prefix("post ").and_then(|k| k.parse::<usize>().ok()))
-                {
-                    nearby_got.entry((k, node)).or_insert(now);
-                }
-                if let Some(relay) = relay {
-                    let outputs = routers[node].nearby(&relay, Some(link));
-                    let downs = apply(
-                        &mut medium,
-                        node,
-                        outputs,
-                        now,
-                        &messages,
-                        &scenario.groups,
-                        &mut delivered,
-                        &mut nearby_inbox,
-                    );
-                    link_downs(&mut routers, downs);
-                }
+            if let Some(k) = shown.and_then(|s| s.text.strip_prefix("post ").and_then(|k| k.parse::<usize>().ok())) {
+                nearby_got.entry((k, node)).or_insert(now);
+            }
+            if let Some(relay) = relay {
+                let outputs = routers[node].nearby(&relay, Some(link));
+                let downs = apply(
+                    &mut medium,
+                    node,
+                    outputs,
+                    now,
+                    &messages,
+                    &scenario.groups,
+                    &mut delivered,
+                    &mut nearby_inbox,
+                );
+                link_downs(&mut routers, downs);
             }
         }
         // The bitchat baseline's relay delays are shorter than a tick.
@@ -651,13 +648,6 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
     let nearby = scenario.nearby.map(|_| nearby_report(&nearby_posts, &nearby_got, &frames_by_kind));
     let mut latencies: Vec<u64> = delivered.iter().map(|((id, _), at)| at - messages[id].sent_ms).collect();
     latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1000.0
-    };
     Report {
         scenario: scenario.name.clone(),
         strategy: strategy.name(),
@@ -665,8 +655,8 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         expected,
         delivered: delivered.len(),
         delivery_ratio: delivered.len() as f64 / expected.max(1) as f64,
-        latency_p50_s: percentile(0.5),
-        latency_p95_s: percentile(0.95),
+        latency_p50_s: percentile(&latencies, 0.5),
+        latency_p95_s: percentile(&latencies, 0.95),
         bytes_on_air: medium.bytes_on_air(),
         frames_by_kind,
         flooder_bytes: scenario.flooder.map_or(0, |f| medium.bytes_sent_by(f.node)),
@@ -715,6 +705,15 @@ fn apply(
     events
 }
 
+/// The `p` quantile of sorted latencies in milliseconds, in seconds (NaN for none).
+fn percentile(sorted_ms: &[u64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_ms.len() as f64 * p).ceil() as usize).clamp(1, sorted_ms.len()) - 1;
+    sorted_ms[i] as f64 / 1000.0
+}
+
 /// The nodes within `hops` link hops of `from` over the links up now (`from` excluded).
 fn within_hops(medium: &Medium, from: NodeIndex, hops: u8) -> std::collections::HashSet<NodeIndex> {
     let mut reached = std::collections::HashSet::from([from]);
@@ -752,20 +751,13 @@ fn nearby_report(
         reached_beyond += got.range((k, 0)..(k + 1, 0)).filter(|((_, n), _)| !within.contains(n)).count();
     }
     latencies.sort_unstable();
-    let percentile = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1000.0
-    };
     NearbyReport {
         posts: posts.len(),
         expected,
         delivered: latencies.len(),
         delivery_ratio: latencies.len() as f64 / expected.max(1) as f64,
-        latency_p50_s: percentile(0.5),
-        latency_p95_s: percentile(0.95),
+        latency_p50_s: percentile(&latencies, 0.5),
+        latency_p95_s: percentile(&latencies, 0.95),
         reached_beyond,
         bytes: frames_by_kind.get("nearby").copied().unwrap_or(0),
     }
