@@ -115,6 +115,22 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     let page_above = call(&mut rpc, "log", json!({ "conversation": "bob", "limit": 2, "before": sent[3] }));
     assert_eq!(page_above.as_array().unwrap().iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), sent[1..3]);
 
+    // Replies, reactions, edits and deletes (issue 19), and disappearing messages.
+    let reply = call(&mut rpc, "send", json!({ "conversation": "bob", "text": "re", "reply_to": sent[0] }));
+    assert_eq!(reply["reply_to"], sent[0]);
+    let reacted = call(&mut rpc, "react", json!({ "conversation": "bob", "message": sent[0], "emoji": "👍" }));
+    assert_eq!(reacted["reactions"], json!([{ "emoji": "👍", "count": 1, "mine": true }]));
+    let edited = call(&mut rpc, "edit", json!({ "conversation": "bob", "message": sent[1], "text": "hello one" }));
+    assert_eq!((edited["body"].as_str(), edited["edited"].as_bool()), (Some("hello one"), Some(true)));
+    let deleted = call(&mut rpc, "delete", json!({ "conversation": "bob", "message": sent[2] }));
+    assert_eq!((deleted["body"].as_str(), deleted["deleted"].as_bool()), (Some(""), Some(true)));
+    let refused = rpc.call("react", json!({ "conversation": "bob", "message": "abc", "emoji": "👍" })).unwrap_err();
+    assert!(refused["message"].as_str().unwrap().contains("not a message id"), "{refused}");
+    assert_eq!(call(&mut rpc, "disappearing", json!({ "conversation": "bob" })), json!({ "conversation": "bob" }));
+    let timer = call(&mut rpc, "disappearing.set", json!({ "conversation": "bob", "keep_ms": 86_400_000 }));
+    assert_eq!((timer["kind"].as_str(), timer["body"].as_str()), (Some("timer"), Some("86400000")));
+    assert_eq!(call(&mut rpc, "disappearing", json!({ "conversation": "bob" }))["keep_ms"], 86_400_000);
+
     // A message on its way is not sent twice (an expired one is: core/tests/queued.rs).
     let refused = rpc.call("resend", json!({ "message": sent[0] })).unwrap_err();
     assert!(refused["message"].as_str().unwrap().contains("still on its way"), "{refused}");
@@ -171,6 +187,8 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     called.push("device.grant".into());
     called.push("unsubscribe".into());
     assert_eq!(rpc.ok("unsubscribe", json!({})), json!({ "subscribed": false }));
+    // Called last, below: it erases the account and the daemon exits.
+    called.push("wipe".into());
 
     // Every documented method was called here, and nothing undocumented.
     called.sort();
@@ -183,10 +201,16 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     // not open it themselves).
     let listed: Value = serde_json::from_str(&alice.ok(&["--json", "contact", "list"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let log = alice.ok(&["log", "bob", "--limit", "1"]);
+    let log = alice.ok(&["log", "bob", "--limit", "3"]);
     assert!(log.contains("alice: hello 4"), "{log}");
     let sent = alice.ok(&["send", "bob", "from the command line"]);
     assert!(sent.contains("through the running node"), "{sent}");
+
+    // The panic wipe: answered, then the daemon is gone and so is the account.
+    let wiped = rpc.ok("wipe", json!({}));
+    assert!(wiped["files"].as_u64().unwrap() >= 2, "{wiped}");
+    weft_tests::wait_until("the daemon's exit after the wipe", 10, || !alice.dir.join("weft.sock").exists());
+    assert!(!alice.dir.join("weft.db").exists() && !alice.dir.join("weft.kdf").exists());
 }
 
 #[test]
