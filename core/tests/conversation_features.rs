@@ -29,6 +29,30 @@ fn shown(account: &Account, conversation: &str, id: &EnvelopeId) -> MessageInfo 
         .unwrap_or_else(|| panic!("{} is not in {conversation}", id.to_hex()))
 }
 
+/// Alice and Bob as contacts, their databases unencrypted so that a test can search the raw
+/// files: (alice's home, bob's home, alice, bob).
+fn plaintext_contacts(clock: &Arc<AtomicU64>) -> (tempfile::TempDir, tempfile::TempDir, Account, Account) {
+    let make = |dir: &std::path::Path, seed: u64, name: &str| {
+        let c = clock.clone();
+        Account::create_with_key(
+            dir,
+            &DatabaseKey::plaintext_for_tests(),
+            Some(name),
+            Box::new(SeededEntropy::new(seed)),
+            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
+        )
+        .unwrap()
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = make(da.path(), 1, "alice");
+    let mut bob = make(db.path(), 2, "bob");
+    alice.add_contact(&bob.card().to_link(), None).unwrap();
+    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
+    bob.accept_contact("alice").unwrap();
+    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
+    (da, db, alice, bob)
+}
+
 #[test]
 fn replies_reactions_edits_and_deletes_reach_every_member() {
     let clock = Arc::new(AtomicU64::new(NOW));
@@ -111,24 +135,7 @@ fn a_removed_members_edit_is_refused() {
 #[test]
 fn a_deleted_messages_text_leaves_every_members_file() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let make = |dir: &std::path::Path, seed: u64, name: &str| {
-        let c = clock.clone();
-        Account::create_with_key(
-            dir,
-            &DatabaseKey::plaintext_for_tests(),
-            Some(name),
-            Box::new(SeededEntropy::new(seed)),
-            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-        )
-        .unwrap()
-    };
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut alice = make(da.path(), 1, "alice");
-    let mut bob = make(db.path(), 2, "bob");
-    alice.add_contact(&bob.card().to_link(), None).unwrap();
-    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
-    bob.accept_contact("alice").unwrap();
-    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
+    let (da, db, mut alice, mut bob) = plaintext_contacts(&clock);
 
     let secret = "the list is in the blue folder";
     let amended = "the list is with marta now";
@@ -208,24 +215,7 @@ fn a_timer_any_member_sets_makes_later_texts_disappear_on_every_device() {
 #[test]
 fn a_disappeared_messages_text_leaves_the_file() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let make = |dir: &std::path::Path, seed: u64, name: &str| {
-        let c = clock.clone();
-        Account::create_with_key(
-            dir,
-            &DatabaseKey::plaintext_for_tests(),
-            Some(name),
-            Box::new(SeededEntropy::new(seed)),
-            Box::new(move || c.fetch_add(1, Ordering::SeqCst)),
-        )
-        .unwrap()
-    };
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut alice = make(da.path(), 1, "alice");
-    let mut bob = make(db.path(), 2, "bob");
-    alice.add_contact(&bob.card().to_link(), None).unwrap();
-    bob.import_bundle(&alice.export_bundle().unwrap()).unwrap();
-    bob.accept_contact("alice").unwrap();
-    alice.import_bundle(&bob.export_bundle().unwrap()).unwrap();
+    let (da, db, mut alice, mut bob) = plaintext_contacts(&clock);
     alice.set_disappearing("bob", Some(5 * 60 * 1000)).unwrap();
     let secret = "the safe house is on mill street";
     alice.send("bob", secret).unwrap();

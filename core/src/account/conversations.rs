@@ -476,15 +476,7 @@ impl Account {
         if edits && row.sender != me {
             return Err(Error::NotAllowed("only its sender can edit or delete a message"));
         }
-        let mut group =
-            self.groups.remove(&c.id).ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?;
-        let sealed = match group.send_about(&self.me, content.clone(), now, self.entropy.as_mut()) {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                self.groups.insert(group.id, group);
-                return Err(e);
-            }
-        };
+        let (mut group, sealed) = self.seal_about(&c, content.clone(), now)?;
         let last = sealed.last().expect("a message is always sealed");
         let (id, lamport) = (last.envelope.id(), last.inner.lamport);
         let (message, change) = match content {
@@ -532,6 +524,26 @@ impl Account {
                 info
             }
         })
+    }
+
+    /// Seals a reply, change or timer in conversation `c` (see [`Group::send_about`]), taking
+    /// its group out of `self.groups` for the caller to store and settle; on failure the group
+    /// goes back.
+    pub(super) fn seal_about(
+        &mut self,
+        c: &ConversationInfo,
+        content: crate::group::Content,
+        now: u64,
+    ) -> Result<(Group, Vec<Sealed>)> {
+        let mut group =
+            self.groups.remove(&c.id).ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?;
+        match group.send_about(&self.me, content, now, self.entropy.as_mut()) {
+            Ok(sealed) => Ok((group, sealed)),
+            Err(e) => {
+                self.groups.insert(group.id, group);
+                Err(e)
+            }
+        }
     }
 
     /// The last `limit` messages of a conversation, oldest first, in causal order.

@@ -5,7 +5,7 @@
 //! wipe the group's history by setting one.
 
 use super::{Account, MessageInfo};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::group::Content;
 use crate::store::{MessageRow, Rows};
 
@@ -27,15 +27,7 @@ impl Account {
         self.may_write_to(&c)?;
         let now = self.now();
         let me = self.account_public();
-        let mut group =
-            self.groups.remove(&c.id).ok_or_else(|| Error::NotFound { what: "conversation", name: c.name.clone() })?;
-        let sealed = match group.send_about(&self.me, Content::Timer { keep_ms }, now, self.entropy.as_mut()) {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                self.groups.insert(group.id, group);
-                return Err(e);
-            }
-        };
+        let (mut group, sealed) = self.seal_about(&c, Content::Timer { keep_ms }, now)?;
         let last = sealed.last().expect("a message is always sealed");
         let (id, lamport) = (last.envelope.id(), last.inner.lamport);
         let row = MessageRow {

@@ -483,6 +483,22 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
     let mut nearby_posts: Vec<(u64, NodeIndex, std::collections::HashSet<NodeIndex>)> = Vec::new();
     let mut nearby_got: BTreeMap<(usize, NodeIndex), u64> = BTreeMap::new();
     let mut now = 0;
+    // A router's outputs carried out on the air, and the links it closed told to both ends.
+    macro_rules! carry_out {
+        ($node:expr, $outputs:expr) => {{
+            let downs = apply(
+                &mut medium,
+                $node,
+                $outputs,
+                now,
+                &messages,
+                &scenario.groups,
+                &mut delivered,
+                &mut nearby_inbox,
+            );
+            link_downs(&mut routers, downs);
+        }};
+    }
     while now < scenario.duration_ms {
         now += STEP_MS;
         if let Some(load) = scenario.nearby
@@ -495,17 +511,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             if let Ok((bytes, _)) = channels[author].post(&format!("post {k}"), now) {
                 nearby_posts.push((now, author, within));
                 let outputs = routers[author].nearby(&bytes, None);
-                let downs = apply(
-                    &mut medium,
-                    author,
-                    outputs,
-                    now,
-                    &messages,
-                    &scenario.groups,
-                    &mut delivered,
-                    &mut nearby_inbox,
-                );
-                link_downs(&mut routers, downs);
+                carry_out!(author, outputs);
             }
         }
         while let Some(&&(at, group, sender)) = pending.peek() {
@@ -517,17 +523,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
             messages.insert(id, Message { group, sender, sent_ms: now });
             let outputs = routers[sender].originate(envelope, now);
-            let downs = apply(
-                &mut medium,
-                sender,
-                outputs,
-                now,
-                &messages,
-                &scenario.groups,
-                &mut delivered,
-                &mut nearby_inbox,
-            );
-            link_downs(&mut routers, downs);
+            carry_out!(sender, outputs);
         }
         if let Some(flooder) = scenario.flooder
             && now.is_multiple_of(flooder.every_ms)
@@ -535,17 +531,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             let topic = junk.bytes16();
             let envelope = fake_envelope_of(&mut junk, topic, scenario.envelope_len);
             let outputs = routers[flooder.node].originate(envelope, now);
-            let downs = apply(
-                &mut medium,
-                flooder.node,
-                outputs,
-                now,
-                &messages,
-                &scenario.groups,
-                &mut delivered,
-                &mut nearby_inbox,
-            );
-            link_downs(&mut routers, downs);
+            carry_out!(flooder.node, outputs);
         }
         while let Some(&&(at, node, on)) = toggles.peek() {
             if at > now {
@@ -565,9 +551,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
                 }
                 MediumEvent::Fragment { node, link, fragment } => (node, routers[node].fragment(link, &fragment, now)),
             };
-            let downs =
-                apply(&mut medium, node, outputs, now, &messages, &scenario.groups, &mut delivered, &mut nearby_inbox);
-            link_downs(&mut routers, downs);
+            carry_out!(node, outputs);
         }
         // What the routers heard on the nearby channel: checked by each node's session, shown,
         // and passed on within its hop limit (a step later, as an app would).
@@ -583,50 +567,20 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             }
             if let Some(relay) = relay {
                 let outputs = routers[node].nearby(&relay, Some(link));
-                let downs = apply(
-                    &mut medium,
-                    node,
-                    outputs,
-                    now,
-                    &messages,
-                    &scenario.groups,
-                    &mut delivered,
-                    &mut nearby_inbox,
-                );
-                link_downs(&mut routers, downs);
+                carry_out!(node, outputs);
             }
         }
         // The bitchat baseline's relay delays are shorter than a tick.
         if matches!(strategy, Strategy::Bitchat { .. }) {
             for node in 0..routers.len() {
                 let outputs = routers[node].timers(now);
-                let downs = apply(
-                    &mut medium,
-                    node,
-                    outputs,
-                    now,
-                    &messages,
-                    &scenario.groups,
-                    &mut delivered,
-                    &mut nearby_inbox,
-                );
-                link_downs(&mut routers, downs);
+                carry_out!(node, outputs);
             }
         }
         if now % TICK_MS == 0 {
             for node in 0..routers.len() {
                 let outputs = routers[node].tick(now, rng.bytes16());
-                let downs = apply(
-                    &mut medium,
-                    node,
-                    outputs,
-                    now,
-                    &messages,
-                    &scenario.groups,
-                    &mut delivered,
-                    &mut nearby_inbox,
-                );
-                link_downs(&mut routers, downs);
+                carry_out!(node, outputs);
                 peak_cache = peak_cache.max(routers[node].carried_bytes());
             }
         }
