@@ -128,7 +128,13 @@ fn catch_up(node: &Route, timeout: Duration, out: &Output) -> Result<()> {
         s
     });
     if !caught_up {
-        bail!("still catching up after {} s; run `weft sync` again, or keep `weft daemon` running", timeout.as_secs());
+        bail!(
+            "still catching up after {} s ({} reconciliations open, {} envelopes wanted); run `weft sync` again, \
+             or keep `weft daemon` running",
+            timeout.as_secs(),
+            last.reconciling,
+            last.wanted
+        );
     }
     Ok(())
 }

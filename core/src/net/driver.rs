@@ -27,7 +27,7 @@ use crate::account::CatchUpPlan;
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
-use crate::sync::{PeerBound, PeerSync, Scope, SyncMessage, bind_history};
+use crate::sync::{Expired, PeerBound, PeerSync, Scope, SyncMessage, bind_history};
 
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
 const RESYNC_EVERY_TICKS: u64 = 15;
@@ -36,6 +36,9 @@ const REDIAL_EVERY_TICKS: u64 = 5;
 /// How long a relay catch-up waits for every listed relay to be connected before it asks
 /// those that are.
 const WAIT_FOR_RELAYS_TICKS: u64 = 2 * REDIAL_EVERY_TICKS;
+/// An exchange with a peer that stood still this long is given up (longer than a request's
+/// timeout, so that a failing request is what ends it when it can).
+const SYNC_IDLE: Duration = Duration::from_secs(45);
 /// Outbox envelopes pushed per round.
 const PUSH_BATCH: usize = 256;
 /// Topics a relay follows on behalf of one peer, and in all (its own subscriptions must stay
@@ -695,6 +698,7 @@ impl<H: Host> Driver<H> {
                     if self.holds_ports && self.fixed_listeners.len() < self.fixed_configured() {
                         self.take_ports();
                     }
+                    self.expire_syncs().await;
                     self.refresh().await;
                 }
             }
@@ -1482,6 +1486,42 @@ impl<H: Host> Driver<H> {
     fn abandon_catch_up(&mut self, relay: PeerId) {
         if self.catch_up.as_ref().is_some_and(|(_, waiting)| waiting.contains(&relay)) {
             self.catch_up = None;
+        }
+    }
+
+    /// Gives up the exchanges with peers that stood still for [`SYNC_IDLE`], and starts afresh
+    /// the topic reconciliations among them with peers still connected (a catch-up must not
+    /// end on a topic that was never reconciled).
+    async fn expire_syncs(&mut self) {
+        let limit =
+            u32::try_from(SYNC_IDLE.as_millis().div_ceil(self.config.tick.as_millis().max(1))).unwrap_or(u32::MAX);
+        let expired: Vec<(PeerId, Expired)> = match self.syncs.lock() {
+            Ok(mut syncs) => syncs
+                .iter_mut()
+                .map(|(peer, sync)| (*peer, sync.tick(limit)))
+                .filter(|(_, e)| *e != Expired::default())
+                .collect(),
+            Err(_) => return,
+        };
+        for (peer, expired) in expired {
+            tracing::debug!(%peer, ?expired.scopes, expired.catch_up, "sync exchanges stood still; given up");
+            if expired.catch_up {
+                self.abandon_catch_up(peer);
+            }
+            if !self.peers.contains_key(&peer) {
+                continue;
+            }
+            if !expired.send.is_empty() {
+                self.send_sync_request(peer, &expired.send);
+            }
+            let shared = self.shared_topics(&peer);
+            for scope in expired.scopes {
+                if let Scope::Topic(topic) = scope
+                    && shared.contains(&topic)
+                {
+                    self.start_sync(peer, &gossip_topic(&topic).hash()).await;
+                }
+            }
         }
     }
 

@@ -8,7 +8,7 @@ mod scope;
 mod session;
 mod since;
 
-pub use peer::{EnvelopeSource, MAX_HAVE_BYTES, MAX_WANT, PeerSync, Step, SyncMessage};
+pub use peer::{EnvelopeSource, Expired, MAX_HAVE_BYTES, MAX_WANT, PeerSync, Step, SyncMessage};
 pub use riblt::{CodedSymbol, Decoder, Encoder, Item, ItemHasher, MAX_SYMBOLS, SYMBOL_BOUND_SLACK};
 pub use scope::{PeerBound, Scope, bind_history};
 pub use session::{INCONSISTENT_SYMBOLS, Initiator, Message, Outcome, Responder, short_id};

@@ -184,10 +184,33 @@ enum Side {
     Responding(Box<Responder>),
 }
 
+/// A reconciliation open with the peer, and the ticks since it last moved.
+struct Open {
+    side: Side,
+    idle: u32,
+}
+
+impl Open {
+    fn new(side: Side) -> Open {
+        Open { side, idle: 0 }
+    }
+}
+
+/// What [`PeerSync::tick`] gave up: exchanges that stood still for the idle limit.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Reconciliations given up (ours and the peer's).
+    pub scopes: Vec<Scope>,
+    /// The relay catch-up was given up.
+    pub catch_up: bool,
+    /// The next `Want`, for what else is lacking, when the one out was given up.
+    pub send: Vec<SyncMessage>,
+}
+
 /// Sync state with one peer, across scopes.
 #[derive(Default)]
 pub struct PeerSync {
-    sessions: HashMap<Scope, Side>,
+    sessions: HashMap<Scope, Open>,
     /// Ids we lack, per scope, not yet asked for.
     wanted: HashMap<Scope, Vec<Item>>,
     /// The one `Want` out: its scope and ids. A `Have` may only answer these. One at a time,
@@ -195,6 +218,9 @@ pub struct PeerSync {
     asked: Option<(Scope, Vec<Item>)>,
     /// The relay catch-up under way: the buckets asked for.
     catching_up: Option<Buckets>,
+    /// Ticks since the `Want` out, and since the relay catch-up last moved.
+    asked_idle: u32,
+    catching_up_idle: u32,
     /// When both sides start reconciling the same scope at once (two members catching up the
     /// same history), this side's reconciliation goes on and the peer's is ignored; the peer
     /// (for which this is false) answers ours instead.
@@ -222,7 +248,7 @@ impl PeerSync {
     pub fn start(&mut self, scope: Scope, salt: [u8; 16], source: &dyn EnvelopeSource) -> Option<SyncMessage> {
         let mut initiator = Initiator::new(salt, source.ids(&scope)?);
         let message = initiator.next_batch();
-        self.sessions.insert(scope, Side::Initiating(initiator));
+        self.sessions.insert(scope, Open::new(Side::Initiating(initiator)));
         Some(SyncMessage::Reconcile { scope, message })
     }
 
@@ -233,6 +259,7 @@ impl PeerSync {
             return None;
         }
         self.catching_up = Some(buckets.clone());
+        self.catching_up_idle = 0;
         Some(SyncMessage::Since { after, buckets })
     }
 
@@ -272,14 +299,17 @@ impl PeerSync {
                         }
                     }
                 };
-                if restart && self.wins_ties && matches!(self.sessions.get(&scope), Some(Side::Initiating(_))) {
+                if restart
+                    && self.wins_ties
+                    && matches!(self.sessions.get(&scope), Some(Open { side: Side::Initiating(_), .. }))
+                {
                     // Both started this scope at once: ours goes on, and the peer answers it.
                     return Ok(step);
                 }
                 let side = match self.sessions.remove(&scope) {
                     // The peer started over (its side of an earlier round failed): so do we.
                     Some(_) if restart => respond(&mut step),
-                    Some(side) => Some(side),
+                    Some(open) => Some(open.side),
                     None if self.sessions.len() >= MAX_SESSIONS => {
                         return Err(Error::Limit("too many reconciliations open with one peer"));
                     }
@@ -301,7 +331,7 @@ impl PeerSync {
                     None => {}
                     Some(Side::Initiating(mut initiator)) => match initiator.handle(message)? {
                         std::ops::ControlFlow::Continue(next) => {
-                            self.sessions.insert(scope, Side::Initiating(initiator));
+                            self.sessions.insert(scope, Open::new(Side::Initiating(initiator)));
                             step.send.push(SyncMessage::Reconcile { scope, message: next });
                         }
                         std::ops::ControlFlow::Break(outcome) => self.want(scope, outcome, &mut step),
@@ -312,7 +342,7 @@ impl PeerSync {
                         match outcome {
                             Some(outcome) => self.want(scope, outcome, &mut step),
                             None => {
-                                self.sessions.insert(scope, Side::Responding(responder));
+                                self.sessions.insert(scope, Open::new(Side::Responding(responder)));
                             }
                         }
                     }
@@ -320,7 +350,7 @@ impl PeerSync {
             }
             SyncMessage::Refuse { scope } => {
                 // Only our own reconciliation can be refused; anything else is ignored.
-                if matches!(self.sessions.get(&scope), Some(Side::Initiating(_))) {
+                if matches!(self.sessions.get(&scope), Some(Open { side: Side::Initiating(_), .. })) {
                     self.sessions.remove(&scope);
                 }
             }
@@ -374,6 +404,7 @@ impl PeerSync {
                     Some(after) => {
                         step.send.push(SyncMessage::Since { after, buckets: buckets.clone() });
                         self.catching_up = Some(buckets);
+                        self.catching_up_idle = 0;
                     }
                     None => step.caught_up = true,
                 }
@@ -429,6 +460,43 @@ impl PeerSync {
         }
         step.send.push(SyncMessage::Want { scope, ids: ids.clone() });
         self.asked = Some((scope, ids));
+        self.asked_idle = 0;
+    }
+
+    /// One tick of the node's clock: gives up every exchange that stood still for more than
+    /// `idle_limit` ticks. An exchange normally ends or fails (a request times out, a stream
+    /// breaks), but a peer that answers with nothing, or a side that gave up a round without
+    /// the other hearing, would otherwise keep a topic "reconciling" with this peer for as long
+    /// as the link lasts: never reconciled again, and a catch-up never done.
+    pub fn tick(&mut self, idle_limit: u32) -> Expired {
+        let mut expired = Expired::default();
+        for open in self.sessions.values_mut() {
+            open.idle += 1;
+        }
+        let mut stale: Vec<Scope> =
+            self.sessions.iter().filter(|(_, open)| open.idle > idle_limit).map(|(scope, _)| *scope).collect();
+        stale.sort();
+        for scope in &stale {
+            self.sessions.remove(scope);
+        }
+        expired.scopes = stale;
+        if self.asked.is_some() {
+            self.asked_idle += 1;
+            if self.asked_idle > idle_limit {
+                self.asked = None;
+                let mut step = Step::default();
+                self.next_want(&mut step);
+                expired.send = step.send;
+            }
+        }
+        if self.catching_up.is_some() {
+            self.catching_up_idle += 1;
+            if self.catching_up_idle > idle_limit {
+                self.catching_up = None;
+                expired.catch_up = true;
+            }
+        }
+        expired
     }
 }
 
@@ -620,6 +688,78 @@ mod tests {
         let first = sa.start(Scope::Topic(t1), [3; 16], &a).unwrap();
         sb.handle(first.clone(), &b).unwrap();
         assert!(sb.handle(first, &b).is_ok(), "a restart is not a protocol error");
+    }
+
+    /// A peer that answers with nothing (a hostile one, or one that gave up the round without
+    /// our hearing) held the topic "reconciling" for as long as the link lasted: it was never
+    /// reconciled with that peer again, and a catch-up never ended. Exchanges that stand still
+    /// are given up after the idle limit, on both sides, and the topic is free again.
+    #[test]
+    fn exchanges_that_stand_still_are_given_up() {
+        let (t1, t2) = ([12; 16], [13; 16]);
+        let (mut a, mut b) = (Store::default(), Store::default());
+        // Differences enough that one batch of symbols does not settle them.
+        for n in 0..2_000 {
+            a.put(t2, envelope(n));
+            b.put(t2, envelope(50_000 + n));
+        }
+        let (mut sa, mut sb) = (PeerSync::default(), PeerSync::default());
+        // A starts t1; B's answer never comes.
+        sa.start(Scope::Topic(t1), [1; 16], &a).unwrap();
+        // A starts t2; B answers, and A's reply (B's next turn) is lost: B waits as responder.
+        let first = sa.start(Scope::Topic(t2), [2; 16], &a).unwrap();
+        let replies = sb.handle(first, &b).unwrap().send;
+        assert_eq!(sb.pending().0, 1, "B responds to t2");
+        for m in replies {
+            sa.handle(m, &a).unwrap();
+        }
+        for _ in 0..3 {
+            assert_eq!(sa.tick(3), Expired::default(), "not yet idle for long");
+            assert_eq!(sb.tick(3), Expired::default());
+        }
+        let expired = sa.tick(3);
+        assert!(expired.scopes.contains(&Scope::Topic(t1)), "{expired:?}");
+        assert!(!sa.is_syncing(&Scope::Topic(t1)), "t1 can be reconciled with this peer again");
+        assert_eq!(sb.tick(3).scopes, vec![Scope::Topic(t2)], "the responder left waiting gives up too");
+        assert_eq!(sb.pending(), (0, 0));
+        assert!(sa.start(Scope::Topic(t1), [3; 16], &a).is_some());
+
+        // A `Want` never answered is given up, and what else is lacking is asked next.
+        let (mut sa, sb) = (PeerSync::default(), PeerSync::default());
+        let (a, mut b) = (Store::default(), Store::default());
+        for n in 0..(MAX_WANT as u32 + 5) {
+            b.put(t1, envelope(n));
+        }
+        let mut to_b = vec![sa.start(Scope::Topic(t1), [4; 16], &a).unwrap()];
+        let mut sb = sb;
+        let mut want = None;
+        while let Some(m) = to_b.pop() {
+            for reply in sb.handle(m, &b).unwrap().send {
+                for next in sa.handle(reply, &a).unwrap().send {
+                    match next {
+                        SyncMessage::Want { .. } => want = Some(next),
+                        other => to_b.push(other),
+                    }
+                }
+            }
+        }
+        assert!(want.is_some());
+        assert_eq!(sa.pending(), (0, MAX_WANT + 5));
+        for _ in 0..3 {
+            assert!(sa.tick(3).send.is_empty());
+        }
+        let expired = sa.tick(3);
+        assert!(matches!(expired.send.as_slice(), [SyncMessage::Want { ids, .. }] if ids.len() == 5), "{expired:?}");
+        assert_eq!(sa.pending(), (0, 5), "the unanswered ids are dropped; the next round finds them again");
+
+        // A relay catch-up whose next page never comes.
+        let mut sa = PeerSync::default();
+        sa.start_catch_up(Cursor::default(), Buckets::new(4)).unwrap();
+        for _ in 0..3 {
+            assert!(!sa.tick(3).catch_up);
+        }
+        assert!(sa.tick(3).catch_up);
+        assert!(!sa.is_catching_up());
     }
 
     #[test]
