@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod failure;
+pub mod mime;
 pub mod rpc;

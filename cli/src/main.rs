@@ -66,6 +66,8 @@ enum Command {
     Device(commands::device::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
+    /// Save the file a message carries (fetching it first if it is not here yet)
+    Save(commands::save::SaveArgs),
     /// React to a message with an emoji (one reaction each; a new one replaces yours)
     React(commands::message::ReactArgs),
     /// Edit a message of yours: every member shows the new text, marked edited
@@ -186,6 +188,10 @@ fn main() -> ExitCode {
         Command::Panic(args) => commands::panic::panic(&home, args, &out),
         Command::Disappear(args) => commands::keys::disappear(&home, args, &out),
         Command::React(args) => commands::message::react(&home, args, &out),
+        Command::Save(mut args) => {
+            args.net = args.net.over(&settings.network);
+            commands::save::run(&home, args, &out)
+        }
         Command::Edit(args) => commands::message::edit(&home, args, &out),
         Command::Delete(args) => commands::message::delete(&home, args, &out),
         Command::Log(args) => commands::message::log(&home, args, &out),

@@ -92,6 +92,10 @@ impl MessageLines for Message {
             "text" => shown_body(&self.body, self.reply_to.as_deref(), self.edited, self.deleted, &reactions),
             _ => self.body.clone(),
         };
+        let body = match &self.attachment {
+            Some(a) if !self.deleted => format!("{} {}", file_label(a), body).trim_end().to_owned(),
+            _ => body,
+        };
         let line = line(self.sent_ms, &self.kind, &self.sender, &body);
         match &self.state {
             Some(state) => format!("{line}  [{state}]"),
@@ -104,6 +108,25 @@ impl MessageLines for Message {
             Some(via) if !self.outgoing => format!("{}  (via {via})", self.line()),
             _ => self.line(),
         }
+    }
+}
+
+/// A file as a line shows it: `[file map.jpg, 1.2 MiB]`, and how far it came while it comes.
+pub fn file_label(a: &crate::rpc::answer::Attachment) -> String {
+    let size = human_size(a.size);
+    match (a.complete, a.fetching) {
+        (true, _) => format!("[file {}, {size}]", a.name),
+        (false, true) => format!("[file {}, {size}, {}/{} here]", a.name, a.have, a.total),
+        (false, false) => format!("[file {}, {size}, not fetched: `weft save`]", a.name),
+    }
+}
+
+/// Bytes as people read them.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
     }
 }
 

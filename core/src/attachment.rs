@@ -241,6 +241,16 @@ impl Assembly {
         self.index.iter().all(Option::is_some) && self.have.iter().all(|h| *h)
     }
 
+    /// The chunks' ids in file order, as far as the indexes here name them.
+    pub fn chunk_ids(&self) -> Vec<EnvelopeId> {
+        self.index.iter().flatten().flatten().copied().collect()
+    }
+
+    /// Index envelopes not here yet.
+    pub fn missing_index(&self) -> usize {
+        self.index.iter().filter(|i| i.is_none()).count()
+    }
+
     /// Marks chunk `index` as here already (a download resumed from what the store holds).
     pub fn already_have(&mut self, index: usize) {
         if let Some(h) = self.have.get_mut(index) {

@@ -146,6 +146,29 @@ pub struct Message {
     /// In `MessageReceived` events only: the message is not new; the reaction, edit or delete
     /// with this id changed it (update the message shown, do not add one).
     pub changed_by: Option<String>,
+    /// The file it carries (`body` is then its caption).
+    pub attachment: Option<Attachment>,
+}
+
+/// A file a message carries, and how far it has come.
+#[derive(uniffi::Record, Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The name its sender gave it (checked: no folders, no hidden extension).
+    pub name: String,
+    /// Its media type as its sender said: show it, never trust it.
+    pub mime: String,
+    pub size: u64,
+    /// Envelopes here, of `total`: whole (and each checked) when equal.
+    pub have: u32,
+    pub total: u32,
+    /// Being fetched now (files over 25 MiB wait until `fetch_attachment`).
+    pub fetching: bool,
+}
+
+impl From<weft_core::account::AttachmentInfo> for Attachment {
+    fn from(a: weft_core::account::AttachmentInfo) -> Self {
+        Attachment { name: a.name, mime: a.mime, size: a.size, have: a.have, total: a.total, fetching: a.fetching }
+    }
 }
 
 /// One emoji given to a message: by how many members, and whether by us.
@@ -179,6 +202,7 @@ impl From<MessageInfo> for Message {
                 .map(|r| Reaction { emoji: r.emoji, count: r.count, mine: r.mine })
                 .collect(),
             changed_by: m.changed_by,
+            attachment: m.attachment.map(Attachment::from),
         }
     }
 }
@@ -229,6 +253,7 @@ impl From<MemberInfo> for Member {
 
 /// What the node tells the app.
 #[derive(uniffi::Enum)]
+#[allow(clippy::large_enum_variant, reason = "one short-lived value per event, handed across the FFI by value")]
 pub enum Event {
     MessageReceived {
         message: Message,
@@ -274,6 +299,15 @@ pub enum Event {
     LinkRequested {
         request: crate::devices::LinkRequest,
     },
+    /// A piece of a file arrived, checked and stored: `have` of `total` envelopes of the file
+    /// message `message_id` carries are here (whole when equal: `attachment_bytes` or
+    /// `save_attachment` then give it).
+    AttachmentProgress {
+        message_id: String,
+        conversation_id: String,
+        have: u32,
+        total: u32,
+    },
     /// The account revoked this device: it reads and sends nothing more (sends fail with
     /// `WeftError.Revoked`). The app should say so and offer to link the device anew.
     ThisDeviceRevoked,
@@ -311,6 +345,9 @@ impl From<NodeEvent> for Event {
                     code,
                 },
             },
+            NodeEvent::AttachmentProgress { message, conversation, have, total } => {
+                Event::AttachmentProgress { message_id: message, conversation_id: hex(&conversation), have, total }
+            }
             NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }
@@ -559,6 +596,10 @@ pub(crate) fn exact(what: &str, id: String) -> Result<String, WeftError> {
 }
 
 /// A message id as the bindings give them (64 hex characters).
+fn io_error(path: &str, e: std::io::Error) -> WeftError {
+    WeftError::Storage { detail: format!("{path}: {e}") }
+}
+
 fn message_id(id: String) -> Result<weft_core::envelope::EnvelopeId, WeftError> {
     let id = exact("message", id)?;
     weft_core::envelope::EnvelopeId::from_hex(&id)
@@ -805,6 +846,70 @@ impl WeftNode {
     pub async fn reply(&self, conversation: String, to: String, text: String) -> Result<Message, WeftError> {
         let to = message_id(to)?;
         self.act(conversation, MessageAction::Reply { to, text }).await
+    }
+
+    /// Sends a file (up to 100 MiB) with a caption (may be empty). Its envelopes are stored
+    /// and served to whoever asks; members fetch them piece by piece from any peer, relay,
+    /// mesh neighbour (files up to 256 KiB by default) or bundle, each piece checked.
+    pub async fn send_file_bytes(
+        &self,
+        conversation: String,
+        name: String,
+        mime: String,
+        bytes: Vec<u8>,
+        caption: String,
+    ) -> Result<Message, WeftError> {
+        let conversation = exact("conversation", conversation)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.send_file(conversation, bytes, name, mime, caption).await?.into()) }).await
+    }
+
+    /// [`Self::send_file_bytes`] with the file at `path` (its name is the path's last part).
+    pub async fn send_file(
+        &self,
+        conversation: String,
+        path: String,
+        mime: String,
+        caption: String,
+    ) -> Result<Message, WeftError> {
+        let file = std::path::Path::new(&path);
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| WeftError::InvalidInput { detail: format!("{path} has no file name Weft can send") })?;
+        let len = std::fs::metadata(file).map_err(|e| io_error(&path, e))?.len();
+        if len > weft_core::attachment::MAX_ATTACHMENT_LEN {
+            return Err(WeftError::InvalidInput { detail: format!("{path} is over 100 MiB") });
+        }
+        let bytes = std::fs::read(file).map_err(|e| io_error(&path, e))?;
+        self.send_file_bytes(conversation, name, mime, bytes, caption).await
+    }
+
+    /// How far the file message `message_id` carries has come; asks for it if it was not
+    /// being fetched (files over 25 MiB are not, unasked).
+    pub async fn fetch_attachment(&self, message_id: String) -> Result<Attachment, WeftError> {
+        let id = self::message_id(message_id)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.fetch_attachment(id).await?.into()) }).await
+    }
+
+    /// The whole file message `message_id` carries, its BLAKE3 hash checked; `None` while
+    /// pieces are missing (it is then asked for; `AttachmentProgress` events say how far).
+    pub async fn attachment_bytes(&self, message_id: String) -> Result<Option<Vec<u8>>, WeftError> {
+        let id = self::message_id(message_id)?;
+        let node = self.node()?;
+        on_runtime(async move { Ok(node.attachment_bytes(id).await?.map(|(_, bytes)| bytes)) }).await
+    }
+
+    /// Writes the file message `message_id` carries to `path` once it is whole and checked;
+    /// `false` while pieces are missing (it is then asked for).
+    pub async fn save_attachment(&self, message_id: String, path: String) -> Result<bool, WeftError> {
+        let Some(bytes) = self.attachment_bytes(message_id).await? else { return Ok(false) };
+        let partial = format!("{path}.partial");
+        std::fs::write(&partial, &bytes).map_err(|e| io_error(&partial, e))?;
+        std::fs::rename(&partial, &path).map_err(|e| io_error(&path, e))?;
+        Ok(true)
     }
 
     /// Our reaction to a text message (one emoji; an empty one takes ours back). Returns the

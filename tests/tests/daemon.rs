@@ -124,6 +124,29 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert_eq!((edited["body"].as_str(), edited["edited"].as_bool()), (Some("hello one"), Some(true)));
     let deleted = call(&mut rpc, "delete", json!({ "conversation": "bob", "message": sent[2] }));
     assert_eq!((deleted["body"].as_str(), deleted["deleted"].as_bool()), (Some(""), Some(true)));
+    // A file: sent, shown with its attachment, and saved back whole (ours is here whole).
+    let photo_path = root.path().join("map.jpg");
+    let photo: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&photo_path, &photo).unwrap();
+    let with_file = call(
+        &mut rpc,
+        "send.file",
+        json!({ "conversation": "bob", "path": photo_path.to_str().unwrap(), "caption": "where we meet" }),
+    );
+    assert_eq!(with_file["body"], "where we meet");
+    assert_eq!(
+        (&with_file["attachment"]["name"], &with_file["attachment"]["mime"], &with_file["attachment"]["complete"]),
+        (&json!("map.jpg"), &json!("image/jpeg"), &json!(true))
+    );
+    let file_id = with_file["id"].as_str().unwrap().to_owned();
+    let shown = call(&mut rpc, "attachment", json!({ "message": &file_id[..10] }));
+    assert_eq!((shown["size"].clone(), shown["message"].clone()), (json!(150_000), json!(file_id)));
+    let saved_dir = root.path().join("saved");
+    std::fs::create_dir(&saved_dir).unwrap();
+    let saved = call(&mut rpc, "attachment.save", json!({ "message": file_id, "path": saved_dir.to_str().unwrap() }));
+    assert_eq!(std::fs::read(saved_dir.join("map.jpg")).unwrap(), photo, "{saved}");
+    let missing_file = rpc.call("send.file", json!({ "conversation": "bob", "path": "/nonexistent/x" })).unwrap_err();
+    assert!(missing_file.to_string().contains("/nonexistent/x"), "{missing_file}");
     let refused = rpc.call("react", json!({ "conversation": "bob", "message": "abc", "emoji": "👍" })).unwrap_err();
     assert!(refused["message"].as_str().unwrap().contains("not a message id"), "{refused}");
     assert_eq!(call(&mut rpc, "disappearing", json!({ "conversation": "bob" })), json!({ "conversation": "bob" }));
@@ -201,8 +224,9 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     // not open it themselves).
     let listed: Value = serde_json::from_str(&alice.ok(&["--json", "contact", "list"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    let log = alice.ok(&["log", "bob", "--limit", "3"]);
+    let log = alice.ok(&["log", "bob", "--limit", "4"]);
     assert!(log.contains("alice: hello 4"), "{log}");
+    assert!(log.contains("[file map.jpg, 146.5 KiB] where we meet"), "{log}");
     let sent = alice.ok(&["send", "bob", "from the command line"]);
     assert!(sent.contains("through the running node"), "{sent}");
 

@@ -270,6 +270,10 @@ impl App {
                 None
             }
             Event::Lagged { .. } => Some(Request::Refresh),
+            // A file finished coming: the history shows it whole.
+            Event::Attachment { message, have, total } => (have >= total
+                && self.messages.iter().any(|m| m.id == *message))
+            .then(|| Request::Open(self.current().map(|c| c.name.clone()).unwrap_or_default())),
             Event::PeerConnected { .. } => {
                 self.peers += 1;
                 None

@@ -102,6 +102,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             changed_by: None,
+            attachment: None,
         }
     }
 

@@ -5,14 +5,19 @@ use anyhow::Result;
 use crate::backend;
 use crate::output::MessageLines;
 use crate::output::Output;
-use crate::rpc::request::{DeleteMessage, EditMessage, MarkRead, React, ReadLog, Resend, SendMessage};
+use crate::rpc::request::{DeleteMessage, EditMessage, MarkRead, React, ReadLog, Resend, SendFile, SendMessage};
 
 #[derive(clap::Args)]
 pub struct SendArgs {
     /// A contact's or a group's name
     conversation: String,
-    /// The message
-    text: String,
+    /// The message (with --file: the file's caption, may be left out)
+    #[arg(required_unless_present = "file")]
+    text: Option<String>,
+    /// Send this file (up to 100 MiB): members fetch it piece by piece, checked, from whoever
+    /// holds it
+    #[arg(long, value_name = "PATH", conflicts_with = "reply_to")]
+    file: Option<std::path::PathBuf>,
     /// Reply to this message (its id, or the start of it, as `weft log --ids` shows it)
     #[arg(long, value_name = "ID")]
     reply_to: Option<String>,
@@ -97,9 +102,21 @@ fn full_id(home_dir: &Path, conversation: &str, given: &str) -> Result<String> {
 }
 
 pub fn send(home_dir: &Path, args: SendArgs, out: &Output) -> Result<()> {
-    let reply_to = args.reply_to.map(|id| full_id(home_dir, &args.conversation, &id)).transpose()?;
-    let params = SendMessage { conversation: args.conversation, text: args.text, reply_to };
-    let (m, answered) = backend::call_reporting(home_dir, params)?;
+    let (m, answered) = match args.file {
+        Some(file) => {
+            // The node may run elsewhere in the file tree (a daemon): it is given the whole path.
+            let path = std::path::absolute(&file)?;
+            let path = path.to_str().ok_or_else(|| anyhow::anyhow!("{} is not a UTF-8 path", file.display()))?;
+            let params =
+                SendFile { conversation: args.conversation, path: path.to_owned(), caption: args.text, mime: None };
+            backend::call_reporting(home_dir, params)?
+        }
+        None => {
+            let reply_to = args.reply_to.map(|id| full_id(home_dir, &args.conversation, &id)).transpose()?;
+            let text = args.text.unwrap_or_default();
+            backend::call_reporting(home_dir, SendMessage { conversation: args.conversation, text, reply_to })?
+        }
+    };
     let daemon = answered == backend::Answered::ByRunningNode;
     out.print(&m, || {
         if daemon {

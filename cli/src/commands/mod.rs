@@ -15,6 +15,7 @@ pub mod panic;
 pub mod passphrase;
 pub mod relay;
 pub mod run;
+pub mod save;
 pub mod settings;
 pub mod sim;
 pub mod status;

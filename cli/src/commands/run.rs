@@ -285,6 +285,7 @@ fn log_event(event: NodeEvent) {
         Event::Delivery { id, state } => tracing::debug!(%id, %state, "delivery"),
         Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
         Event::LinkRequested { name, code, .. } => tracing::info!(%name, %code, "a new device asks to join"),
+        Event::Attachment { message, have, total } => tracing::debug!(%message, have, total, "a file's piece"),
         Event::ThisDeviceRevoked => tracing::warn!("this device was revoked by its account"),
         Event::Lagged { missed } => tracing::warn!(missed, "events skipped"),
     }
@@ -319,6 +320,10 @@ fn print_event(event: NodeEvent, out: &Output) {
              `weft device accept --code {}`",
             code.replace(' ', "")
         ),
+        Event::Attachment { message, have, total } if have >= total => {
+            format!("the file of message {} is here (save it with `weft save {}`)", short(message), short(message))
+        }
+        Event::Attachment { .. } => return,
         Event::ThisDeviceRevoked => REVOKED_NOTICE.to_owned(),
         Event::Lagged { missed } => format!("({missed} events skipped)"),
     };

@@ -248,6 +248,45 @@ pub struct Message {
     /// changed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_by: Option<String>,
+    /// The file it carries (`body` is its caption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// A file a message carries: `attachment`, `attachment.save`, and in messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The message that carries it (absent inside a message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    /// Envelopes here, of `total`.
+    pub have: u32,
+    pub total: u32,
+    pub complete: bool,
+    /// Being fetched now.
+    pub fetching: bool,
+    /// `attachment.save`: where it was written, once whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<String>,
+}
+
+impl Attachment {
+    pub fn new(message: Option<String>, a: &weft_core::account::AttachmentInfo) -> Attachment {
+        Attachment {
+            message,
+            name: a.name.clone(),
+            mime: a.mime.clone(),
+            size: a.size,
+            have: a.have,
+            total: a.total,
+            complete: a.is_complete(),
+            fetching: a.fetching,
+            saved_to: None,
+        }
+    }
 }
 
 /// `wipe`: what was erased.
@@ -306,6 +345,7 @@ impl From<&MessageInfo> for Message {
                 .map(|r| Reaction { emoji: r.emoji.clone(), count: r.count, mine: r.mine })
                 .collect(),
             changed_by: m.changed_by.clone(),
+            attachment: m.attachment.as_ref().map(|a| Attachment::new(None, a)),
         }
     }
 }

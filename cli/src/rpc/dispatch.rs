@@ -71,6 +71,9 @@ impl Api {
             Request::RenameGroup(p) => reply(p, |p| self.rename(p)).await,
             Request::SendMessage(p) => reply(p, |p| self.send(p)).await,
             Request::React(p) => reply(p, |p| self.react(p)).await,
+            Request::SendFile(p) => reply(p, |p| self.send_file(p)).await,
+            Request::ShowAttachment(p) => reply(p, |p| self.attachment(p)).await,
+            Request::SaveAttachment(p) => reply(p, |p| self.save_attachment(p)).await,
             Request::EditMessage(p) => reply(p, |p| self.edit(p)).await,
             Request::DeleteMessage(p) => reply(p, |p| self.delete(p)).await,
             Request::ReadLog(p) => reply(p, |p| self.log(p)).await,
@@ -291,6 +294,51 @@ impl Api {
         Ok(answer::Message::from(&self.node.set_disappearing(p.conversation, p.keep_ms).await?))
     }
 
+    async fn send_file(&self, p: SendFile) -> Reply<SendFile> {
+        let path = Path::new(&p.path);
+        let io = |e: std::io::Error| {
+            ApiError::Weft(weft_core::Error::Io { context: format!("reading {}", path.display()), source: e })
+        };
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        if len > weft_core::attachment::MAX_ATTACHMENT_LEN {
+            return Err(ApiError::InvalidParams(format!(
+                "{} is {} MiB; a file may be at most {} MiB",
+                path.display(),
+                len >> 20,
+                weft_core::attachment::MAX_ATTACHMENT_LEN >> 20
+            )));
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).map(str::to_owned).ok_or_else(|| {
+            ApiError::InvalidParams(format!("{} has no file name Weft can send (UTF-8, not a folder)", path.display()))
+        })?;
+        let bytes = std::fs::read(path).map_err(io)?;
+        let mime = p.mime.unwrap_or_else(|| crate::mime::guess(&name).to_owned());
+        let sent = self.node.send_file(p.conversation, bytes, name, mime, p.caption.unwrap_or_default()).await?;
+        Ok(answer::Message::from(&sent))
+    }
+
+    async fn attachment(&self, p: ShowAttachment) -> Reply<ShowAttachment> {
+        let id = self.node.attachment_message(p.message).await?;
+        let info = self.node.fetch_attachment(id).await?;
+        Ok(answer::Attachment::new(Some(id.to_hex()), &info))
+    }
+
+    async fn save_attachment(&self, p: SaveAttachment) -> Reply<SaveAttachment> {
+        let id = self.node.attachment_message(p.message).await?;
+        let Some((info, bytes)) = self.node.attachment_bytes(id).await? else {
+            let info = self.node.fetch_attachment(id).await?;
+            return Ok(answer::Attachment::new(Some(id.to_hex()), &info));
+        };
+        // A folder: the file goes in it under its own name (checked: no folders, no hidden
+        // extension).
+        let given = Path::new(&p.path);
+        let path = if given.is_dir() { given.join(&info.name) } else { given.to_path_buf() };
+        write_atomically(&path, &bytes)?;
+        let mut answer = answer::Attachment::new(Some(id.to_hex()), &info);
+        answer.saved_to = Some(path.display().to_string());
+        Ok(answer)
+    }
+
     async fn react(&self, p: React) -> Reply<React> {
         let to = message_id(&p.message)?;
         Ok(answer::Message::from(&self.node.act(p.conversation, MessageAction::React { to, emoji: p.emoji }).await?))
@@ -472,7 +520,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
         ApiError::Weft(weft_core::Error::Io { context: format!("{what} {}", path.display()), source: e })
     };
     std::fs::write(&tmp, bytes).map_err(|e| io(e, "writing"))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(e, "moving the bundle to"))
+    std::fs::rename(&tmp, path).map_err(|e| io(e, "moving the file to"))
 }
 
 fn read_bundle(path: &Path) -> Result<Vec<u8>, ApiError> {

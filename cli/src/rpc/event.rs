@@ -50,6 +50,13 @@ pub enum Event {
         device: String,
         code: String,
     },
+    /// A piece of a file arrived, checked and stored: `have` of `total` envelopes of the file
+    /// message `message` carries.
+    Attachment {
+        message: String,
+        have: u32,
+        total: u32,
+    },
     /// The account revoked this device: it reads and sends nothing more.
     ThisDeviceRevoked,
     /// The client read too slowly and `missed` events were dropped.
@@ -74,6 +81,7 @@ impl From<NodeEvent> for Event {
             NodeEvent::LinkRequested { name, device, code } => {
                 Event::LinkRequested { name, device: super::answer::hex(&device), code }
             }
+            NodeEvent::AttachmentProgress { message, have, total, .. } => Event::Attachment { message, have, total },
             NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }

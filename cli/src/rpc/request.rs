@@ -89,6 +89,9 @@ methods! {
     "group.leave" => LeaveGroup -> answer::Left;
     "group.rename" => RenameGroup -> answer::Renamed;
     "send" => SendMessage -> answer::Message;
+    "send.file" => SendFile -> answer::Message;
+    "attachment" => ShowAttachment -> answer::Attachment;
+    "attachment.save" => SaveAttachment -> answer::Attachment;
     "react" => React -> answer::Message;
     "edit" => EditMessage -> answer::Message;
     "delete" => DeleteMessage -> answer::Message;
@@ -319,6 +322,39 @@ pub struct SetDisappearing {
     pub conversation: String,
     #[serde(default)]
     pub keep_ms: Option<u64>,
+}
+
+/// `send.file`: a file (read by the node from `path`, up to 100 MiB) with a caption.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendFile {
+    pub conversation: String,
+    /// An absolute path the node can read.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    /// Its media type (`image/jpeg`); guessed from the name's extension when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+}
+
+/// `attachment`: how far the file a message carries has come (it is asked for if it was not).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowAttachment {
+    /// The message's id, or its first 6 hex digits or more.
+    pub message: String,
+}
+
+/// `attachment.save`: writes the file a message carries to `path` once it is whole and checked
+/// (a directory: under the file's own name); until then, asks for it and says how far it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveAttachment {
+    /// The message's id, or its first 6 hex digits or more.
+    pub message: String,
+    /// An absolute path the node can write.
+    pub path: String,
 }
 
 /// `react`: our reaction to a message (an empty emoji withdraws it).

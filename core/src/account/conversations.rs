@@ -585,8 +585,13 @@ impl Account {
             deleted: false,
             reactions: Vec::new(),
             changed_by: None,
+            attachment: None,
         };
         if m.kind == "text" {
+            match self.store.read().attachment(&m.id) {
+                Ok(row) => info.attachment = row.as_ref().and_then(super::attachments::attachment_info),
+                Err(e) => tracing::warn!(%e, "a message's attachment could not be read"),
+            }
             match self.store.read().changes_of(&m.id, &m.group_id) {
                 Ok(changes) => show_changes(&mut info, m, &changes, &self.account_public()),
                 Err(e) => tracing::warn!(%e, "the changes to a message could not be read"),
@@ -774,6 +779,7 @@ mod tests {
             deleted: false,
             reactions: Vec::new(),
             changed_by: None,
+            attachment: None,
         };
         let change = |n: u8, sender, kind, body: Option<&str>| ChangeRow {
             id: EnvelopeId([n; 32]),

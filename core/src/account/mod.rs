@@ -2,6 +2,8 @@
 //! runs one store transaction and returns only after it committed, so what a caller reports
 //! as done survives a crash. The async `Node` of later layers wraps this type.
 
+mod attachments;
+pub use attachments::{AUTO_FETCH_MAX, MAX_FOLLOWED as MAX_FOLLOWED_ATTACHMENTS, MESH_MAX_DEFAULT, SERVE_FOR_MS};
 mod catch_up;
 pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;
@@ -29,8 +31,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use types::{
-    ContactInfo, ConversationInfo, ConversationKind, ConversationOverview, ImportProgress, ImportReport, MemberInfo,
-    MessageAction, MessageInfo, ReactionInfo, Received,
+    AttachmentInfo, AttachmentProgress, ContactInfo, ConversationInfo, ConversationKind, ConversationOverview,
+    ImportProgress, ImportReport, MemberInfo, MessageAction, MessageInfo, ReactionInfo, Received,
 };
 
 use crate::crypto::{Entropy, OsEntropy};
@@ -90,6 +92,8 @@ pub struct Account {
     /// The account's other devices this one knows (its device list), read once and read again
     /// when the list changed.
     own_devices: Option<Vec<crate::identity::DeviceId>>,
+    /// Files being fetched, each envelope checked as it comes.
+    downloads: attachments::Downloads,
     /// Held while the account is open: one process at a time owns a home, since each keeps
     /// the group machines (chain positions) in memory.
     _lock: std::fs::File,
@@ -243,6 +247,7 @@ impl Account {
             link_watch: None,
             shared_epochs: std::collections::HashMap::new(),
             own_devices: None,
+            downloads: attachments::Downloads::default(),
             _lock: lock,
         };
         account.rebuild_topics();

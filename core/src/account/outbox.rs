@@ -223,6 +223,10 @@ impl Account {
                 let content = Content::Reply { to, text, replaces: Some(entry.id) };
                 group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut())
             }
+            Content::Attachment { manifest, caption, .. } => {
+                let content = Content::Attachment { manifest, caption, replaces: Some(entry.id) };
+                group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut())
+            }
             content => group.reseal(&self.me, content, inner.sent_ms, now, self.entropy.as_mut()),
         };
         match result {

@@ -47,6 +47,9 @@ impl Account {
                 None => Received::Waiting,
             });
         }
+        if self.topics.get(&envelope.topic()).is_none() && self.is_attachment_topic(&envelope.topic()) {
+            return self.take_attachment_envelope(&envelope);
+        }
         let Some((mut shown, unblocked)) = self.receive_one(&envelope)? else { return Ok(Received::Waiting) };
         shown.extend(self.retry_groups(unblocked)?);
         Ok(Received::Applied(shown))
@@ -375,6 +378,7 @@ impl Account {
         let mut change_row = None;
         let mut changed = None;
         let mut timer = None;
+        let mut attachment = None;
         let mut removed_us = false;
         let mut revocation = None;
         if let Some(contact) = &answered {
@@ -397,7 +401,7 @@ impl Account {
             // Someone the user blocked: applied (their chain moves on) but neither shown nor
             // acknowledged.
             Event::Message { sender, .. } if self.is_blocked(&sender)? => {}
-            Event::Message { id, sender, lamport, sent_ms, text, replaces, reply_to } => {
+            Event::Message { id, sender, lamport, sent_ms, text, replaces, reply_to, attachment: file } => {
                 if sender != self.account_public() {
                     acknowledge = Some(id);
                 }
@@ -407,6 +411,9 @@ impl Account {
                     replacing = Some((original, sender));
                 }
                 if !self.store.read().is_replaced(&id, &sender)? {
+                    if let Some(manifest) = file {
+                        attachment = Some(super::attachments::attachment_row(id, gid, &manifest, false, now));
+                    }
                     rows.push(MessageRow {
                         id,
                         group_id: gid,
@@ -580,6 +587,9 @@ impl Account {
             }
             if let Some((id, lamport, keep_ms)) = &timer {
                 tx.add_timer(&gid, id, *lamport, *keep_ms)?;
+            }
+            if let Some(a) = &attachment {
+                tx.put_attachment(a)?;
             }
             if let Some(change) = &change_row {
                 tx.insert_change(change)?;
@@ -813,6 +823,8 @@ impl Account {
                         applied_any = true;
                         report.messages.extend(messages);
                     }
+                    // A piece of a file: later pieces of the bundle may now be told.
+                    Ok(Received::Attachment(_)) => applied_any = true,
                     // (A device link's request in a bundle is taken like one from the network.)
                     Ok(Received::Waiting | Received::LinkRequest(_)) => {}
                     Err(Error::Duplicate) => report.duplicates += 1,
@@ -934,6 +946,7 @@ impl Account {
             }
         }
         topics.extend(self.link_topics());
+        topics.extend(self.attachment_topics(None));
         topics
     }
 
@@ -987,6 +1000,12 @@ impl Account {
         if scope.serves == Serves::Rendezvous {
             topics.extend(self.link_topics());
         }
+        // Files are fetched and served by the session of today's conversations. (An
+        // attachment's topic does not change with the day: a peer that saw it yesterday can
+        // tell it is followed today too, for as long as the file is.)
+        if base && scope.period == crate::net::period_to_serve(self.now()) {
+            topics.extend(self.attachment_topics(None));
+        }
         (topics, self.card().rendezvous_point(scope.period))
     }
 
@@ -994,6 +1013,12 @@ impl Account {
     /// epochs for a while): what the mesh delivers to us, from whenever it was written.
     pub fn readable_topics(&self) -> Vec<crate::envelope::Topic> {
         self.topics.all().chain(self.link_topics()).collect()
+    }
+
+    /// The files being fetched or served that the mesh carries: those within its size policy
+    /// ([`Account::mesh_file_limit`]; larger ones wait for a network).
+    pub fn mesh_attachment_topics(&self) -> Vec<crate::envelope::Topic> {
+        self.attachment_topics(Some(self.mesh_file_limit()))
     }
 
     /// Remembers an address a peer was reached at (without its peer id, which rotates).

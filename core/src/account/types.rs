@@ -86,6 +86,39 @@ pub struct MessageInfo {
     /// In the event of the moment only: this message is not new; the reaction, edit or delete
     /// in this envelope (its id) changed it.
     pub changed_by: Option<String>,
+    /// The file it carries (`body` is then its caption).
+    pub attachment: Option<AttachmentInfo>,
+}
+
+/// A file a message carries, and how far it has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    /// The name its sender gave it (no directories; checked).
+    pub name: String,
+    /// Its media type, as its sender said: shown, never trusted.
+    pub mime: String,
+    pub size: u64,
+    /// Chunks here, of `total`: complete when equal.
+    pub have: u32,
+    pub total: u32,
+    /// Being fetched (small files are, unasked; larger ones once asked for).
+    pub fetching: bool,
+}
+
+impl AttachmentInfo {
+    pub fn is_complete(&self) -> bool {
+        self.have >= self.total
+    }
+}
+
+/// A step of a file's download: which message, and how far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentProgress {
+    /// The message that carries it (its id, as in [`MessageInfo::id`]).
+    pub message: String,
+    pub conversation_id: [u8; 32],
+    pub have: u32,
+    pub total: u32,
 }
 
 /// One emoji given to a message: by how many members, and whether by us.
@@ -119,6 +152,8 @@ pub enum Received {
     /// A new device's request for the link that is out arrived over the network: the user
     /// compares its code with the new device's screen before granting it.
     LinkRequest(super::ArrivedRequest),
+    /// A piece of a file being fetched, verified and stored.
+    Attachment(AttachmentProgress),
 }
 
 /// How far an import has got: requests and envelopes looked at, of all in the bundle.

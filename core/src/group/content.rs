@@ -46,6 +46,7 @@ const KIND_REACTION: u8 = 19;
 const KIND_EDIT: u8 = 20;
 const KIND_DELETE: u8 = 21;
 const KIND_TIMER: u8 = 22;
+const KIND_ATTACHMENT: u8 = 23;
 /// The shortest and longest disappearing-message timers: under a minute a message could be gone
 /// before it is read; a year is what "for ever, but not quite" needs.
 pub const MIN_TIMER_MS: u64 = 60 * 1000;
@@ -335,6 +336,13 @@ pub enum Content {
     Timer {
         keep_ms: Option<u64>,
     },
+    /// A file (see [`crate::attachment`]): what a member needs to fetch, check and open it,
+    /// and a caption; `replaces`, as for [`Content::Resent`], when it was sealed again.
+    Attachment {
+        manifest: Box<crate::attachment::Manifest>,
+        caption: String,
+        replaces: Option<EnvelopeId>,
+    },
     /// A text message sealed again (its day or epoch passed before a peer was known to have
     /// taken it): `replaces` is the envelope it was sealed in before. That envelope may still
     /// reach members, so they show the message once, under this id, whichever comes first.
@@ -431,6 +439,13 @@ impl Inner {
             Content::Change(MessageChange::Reaction { emoji, .. }) => 37 + emoji.len(),
             Content::Change(MessageChange::Delete { .. }) => 33,
             Content::Timer { .. } => 10,
+            Content::Attachment { manifest, caption, replaces } => {
+                86 + manifest.name.len()
+                    + manifest.mime.len()
+                    + 32 * manifest.index.len()
+                    + caption.len()
+                    + if replaces.is_some() { 32 } else { 0 }
+            }
             _ => 1024,
         };
         17 + 32 * self.parents.len() + content
@@ -467,6 +482,14 @@ impl Inner {
             }
             Content::Timer { keep_ms } => {
                 w.u8(KIND_TIMER).bool(keep_ms.is_some()).u64(keep_ms.unwrap_or(0));
+            }
+            Content::Attachment { manifest, caption, replaces } => {
+                w.u8(KIND_ATTACHMENT);
+                manifest.encode(&mut w);
+                w.string(caption);
+                if let Some(replaces) = replaces {
+                    w.raw(&replaces.0);
+                }
             }
             Content::KeyShare(ks) => {
                 w.u8(KIND_KEY_SHARE);
@@ -569,6 +592,11 @@ impl Inner {
                 }
                 Content::Timer { keep_ms: set.then_some(keep_ms) }
             }
+            KIND_ATTACHMENT => Content::Attachment {
+                manifest: Box::new(crate::attachment::Manifest::decode(&mut r)?),
+                caption: r.string(MAX_TEXT_LEN)?,
+                replaces: if r.remaining() > 0 { Some(EnvelopeId(r.array()?)) } else { None },
+            },
             KIND_KEY_SHARE => Content::KeyShare(KeyShare {
                 cert: DeviceCert::decode(&mut r)?,
                 prekey: SignedPrekey::decode(&mut r)?,
@@ -663,6 +691,17 @@ mod tests {
         assert_eq!(resent.encode().len(), resent.encoded_len_hint());
     }
 
+    fn manifest() -> crate::attachment::Manifest {
+        crate::attachment::Manifest {
+            hash: [3; 32],
+            name: "map.jpg".into(),
+            mime: "image/jpeg".into(),
+            size: 200_000,
+            key: [9; 32].into(),
+            index: vec![EnvelopeId([8; 32])],
+        }
+    }
+
     /// Issue 19: replies, reactions, edits and deletes, each its own kind.
     #[test]
     fn conversation_features_round_trip_and_reactions_are_bounded() {
@@ -676,6 +715,8 @@ mod tests {
             Content::Change(MessageChange::Delete { of: to }),
             Content::Timer { keep_ms: Some(24 * 60 * 60 * 1000) },
             Content::Timer { keep_ms: None },
+            Content::Attachment { manifest: Box::new(manifest()), caption: "the map".into(), replaces: None },
+            Content::Attachment { manifest: Box::new(manifest()), caption: String::new(), replaces: Some(to) },
         ] {
             let inner = Inner { lamport: 2, sent_ms: 5, parents: vec![], content };
             assert_eq!(Inner::decode(&inner.encode()).unwrap(), inner);

@@ -135,6 +135,8 @@ pub enum Event {
         replaces: Option<EnvelopeId>,
         /// The message it quotes, for a reply.
         reply_to: Option<EnvelopeId>,
+        /// The file it carries (`text` is then its caption).
+        attachment: Option<Box<crate::attachment::Manifest>>,
     },
     /// A member set the conversation's disappearing-message timer (`None`: off).
     TimerSet {
@@ -913,12 +915,15 @@ impl Group {
         entropy: &mut dyn Entropy,
     ) -> Result<Vec<Sealed>> {
         match &content {
-            Content::Reply { text, .. } | Content::Change(super::MessageChange::Edit { text, .. })
+            Content::Reply { text, .. }
+            | Content::Change(super::MessageChange::Edit { text, .. })
+            | Content::Attachment { caption: text, .. }
                 if text.len() > super::content::MAX_TEXT_LEN =>
             {
                 return Err(Error::TooLong { what: "message", len: text.len(), max: super::content::MAX_TEXT_LEN });
             }
             Content::Reply { .. }
+            | Content::Attachment { .. }
             | Content::Change(super::MessageChange::Edit { .. } | super::MessageChange::Delete { .. }) => {}
             Content::Change(super::MessageChange::Reaction { emoji, .. }) => super::content::check_reaction(emoji)?,
             Content::Timer { keep_ms } => {
@@ -1787,6 +1792,7 @@ impl Group {
                 text,
                 replaces: None,
                 reply_to: None,
+                attachment: None,
             },
             Content::Resent { replaces, text } => Event::Message {
                 id,
@@ -1796,6 +1802,7 @@ impl Group {
                 text,
                 replaces: Some(replaces),
                 reply_to: None,
+                attachment: None,
             },
             Content::Reply { to, text, replaces } => Event::Message {
                 id,
@@ -1805,6 +1812,17 @@ impl Group {
                 text,
                 replaces,
                 reply_to: Some(to),
+                attachment: None,
+            },
+            Content::Attachment { manifest, caption, replaces } => Event::Message {
+                id,
+                sender: sender.account,
+                lamport,
+                sent_ms: inner.sent_ms,
+                text: caption,
+                replaces,
+                reply_to: None,
+                attachment: Some(manifest),
             },
             Content::Change(change) => Event::MessageChanged { id, sender: sender.account, lamport, change },
             Content::Timer { keep_ms } => {

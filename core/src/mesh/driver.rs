@@ -108,8 +108,11 @@ impl MeshHost for Node {
         self.call(|a| {
             a.follow_the_day();
             // Our recent envelopes (of the followed topics) are carried for neighbours.
-            let topics = a.sync_topics(1);
-            let readable = a.readable_topics();
+            // Files within the mesh's size policy too, being fetched or served; larger ones
+            // wait for a network, so that a photo never starves text on a Bluetooth link.
+            let files = a.mesh_attachment_topics();
+            let topics: Vec<_> = a.sync_topics(1).into_iter().chain(files.iter().copied()).collect();
+            let readable: Vec<_> = a.readable_topics().into_iter().chain(files).collect();
             let mut own = Vec::new();
             'topics: for topic in &topics {
                 for id in a.ids(&crate::sync::Scope::Topic(*topic)).unwrap_or_default() {

@@ -71,6 +71,14 @@ pub enum NodeEvent {
         device: [u8; 32],
         code: String,
     },
+    /// A piece of a file arrived, was verified and stored: `have` of `total` envelopes of the
+    /// file message `message` (its id) carries are here; complete when equal.
+    AttachmentProgress {
+        message: String,
+        conversation: [u8; 32],
+        have: u32,
+        total: u32,
+    },
     /// The account revoked this device (it was lost, or given away): from now on it opens
     /// nothing new and every send fails with [`Error::Revoked`]. Sent once, when the
     /// revocation arrives.
@@ -455,6 +463,40 @@ impl Node {
         self.call_and_push(move |a| a.act(&conversation, action)).await
     }
 
+    /// Sends a file with a caption (see [`Account::send_file`]).
+    pub async fn send_file(
+        &self,
+        conversation: String,
+        file: Vec<u8>,
+        name: String,
+        mime: String,
+        caption: String,
+    ) -> Result<MessageInfo> {
+        self.call_and_push(move |a| a.send_file(&conversation, &file, &name, &mime, &caption)).await
+    }
+
+    /// The message carrying a file whose id is `given` or starts with it.
+    pub async fn attachment_message(&self, given: String) -> Result<crate::envelope::EnvelopeId> {
+        self.call(move |a| a.attachment_message(&given)).await
+    }
+
+    /// How far the file message `message` carries has come; asks for it if it is not here.
+    pub async fn fetch_attachment(
+        &self,
+        message: crate::envelope::EnvelopeId,
+    ) -> Result<crate::account::AttachmentInfo> {
+        self.call(move |a| a.fetch_attachment(&message)).await
+    }
+
+    /// The whole file message `message` carries, checked; `None` while pieces are missing
+    /// (it is then asked for).
+    pub async fn attachment_bytes(
+        &self,
+        message: crate::envelope::EnvelopeId,
+    ) -> Result<Option<(crate::account::AttachmentInfo, Vec<u8>)>> {
+        self.call(move |a| a.attachment_bytes(&message)).await
+    }
+
     /// The panic wipe (see [`crate::wipe`]): erases this node's home, keys first, while it is
     /// open. The node holds the keys in memory until it is shut down, which the caller does next
     /// (the daemon exits).
@@ -620,6 +662,14 @@ impl Node {
                                 name: arrived.applicant.name,
                                 device: arrived.applicant.device,
                                 code: arrived.code.to_string(),
+                            });
+                        }
+                        crate::account::Received::Attachment(progress) => {
+                            let _ = events.send(NodeEvent::AttachmentProgress {
+                                message: progress.message,
+                                conversation: progress.conversation_id,
+                                have: progress.have,
+                                total: progress.total,
                             });
                         }
                         crate::account::Received::Waiting => {}

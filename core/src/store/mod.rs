@@ -13,8 +13,8 @@ use rusqlite::OpenFlags;
 
 pub use key::{DURESS_FILE, DatabaseKey, KDF_FILE, KdfParams, clear_duress, is_duress, set_duress};
 pub use rows::{
-    ChangeKind, ChangeRow, ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow, OutboxEntry, ParkedKey,
-    ParkedPlace, Rows,
+    AttachmentRow, ChangeKind, ChangeRow, ContactRow, ContactStatus, EnvelopeStatus, IdentityRow, MessageRow,
+    OutboxEntry, ParkedKey, ParkedPlace, Rows,
 };
 pub use rusqlite::Connection;
 pub use schema::SCHEMA_VERSION;

@@ -133,6 +133,41 @@ pub struct MessageRow {
     pub reply_to: Option<EnvelopeId>,
 }
 
+/// A file a message carries, and how far its download is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentRow {
+    pub message: EnvelopeId,
+    pub group_id: GroupId,
+    pub topic: [u8; 16],
+    /// The manifest as the message carried it (see [`crate::attachment::Manifest::encode`]).
+    pub manifest: Vec<u8>,
+    /// Chunks here, of `total`.
+    pub have: u32,
+    pub total: u32,
+    /// Being fetched (ours, or asked for, or small enough to fetch unasked).
+    pub wanted: bool,
+    pub added_ms: u64,
+}
+
+fn attachment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentRow> {
+    let blob = |i: usize| -> rusqlite::Result<Vec<u8>> { r.get(i) };
+    let fixed = |i: usize, v: Vec<u8>| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, format!("{} bytes", v.len()).into())
+    };
+    Ok(AttachmentRow {
+        message: EnvelopeId(blob(0)?.try_into().map_err(|v| fixed(0, v))?),
+        group_id: blob(1)?.try_into().map_err(|v| fixed(1, v))?,
+        topic: blob(2)?.try_into().map_err(|v| fixed(2, v))?,
+        manifest: blob(3)?,
+        have: r.get(4)?,
+        total: r.get(5)?,
+        wanted: r.get(6)?,
+        added_ms: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+const ATTACHMENT_COLUMNS: &str = "message, group_id, topic, manifest, have, total, wanted, added_ms";
+
 /// A reaction, edit or delete, as received (see [`crate::group::MessageChange`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeRow {
@@ -946,7 +981,9 @@ pub trait Rows {
         conn.execute(&format!("UPDATE outbox SET inner = NULL WHERE envelope_id IN ({texts} UNION {changes})"), [now])?;
         conn.execute(&format!("DELETE FROM replaced WHERE replacement IN ({texts})"), [now])?;
         let changed = conn.execute(&format!("DELETE FROM message_changes WHERE envelope_id IN ({changes})"), [now])?;
-        Ok(changed + conn.execute(&format!("DELETE FROM messages WHERE envelope_id IN ({texts})"), [now])?)
+        let gone = conn.execute(&format!("DELETE FROM messages WHERE envelope_id IN ({texts})"), [now])?;
+        self.forget_gone_attachments()?;
+        Ok(changed + gone)
     }
 
     /// A change of ours sealed again: it keeps its place under its new envelope.
@@ -991,6 +1028,7 @@ pub trait Rows {
         for table in ["envelopes WHERE id", "outbox WHERE envelope_id"] {
             conn.execute(&format!("DELETE FROM {table} IN ({unsent}) AND {deleted}"), [&id.0[..]])?;
         }
+        self.forget_gone_attachments()?;
         Ok(())
     }
 
@@ -1274,6 +1312,10 @@ pub trait Rows {
         )?;
         self.conn()
             .execute("UPDATE message_changes SET target = ?2 WHERE target = ?1", params![&old.0[..], &new.0[..]])?;
+        self.conn().execute(
+            "UPDATE OR IGNORE attachments SET message = ?2 WHERE message = ?1",
+            params![&old.0[..], &new.0[..]],
+        )?;
         Ok(())
     }
 
@@ -1328,6 +1370,10 @@ pub trait Rows {
         if removed > 0 {
             self.conn().execute(
                 "UPDATE OR IGNORE message_changes SET target = ?2 WHERE target = ?1 AND group_id = ?3",
+                params![&original.0[..], &replacement.0[..], &group[..]],
+            )?;
+            self.conn().execute(
+                "UPDATE OR IGNORE attachments SET message = ?2 WHERE message = ?1 AND group_id = ?3",
                 params![&original.0[..], &replacement.0[..], &group[..]],
             )?;
             self.erase_deleted(replacement)?;
@@ -1495,10 +1541,113 @@ pub trait Rows {
             &format!("DELETE FROM message_changes WHERE group_id = ?1 AND kind != 'delete' AND envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
         )?;
-        Ok(self.conn().execute(
+        let gone = self.conn().execute(
             &format!("DELETE FROM messages WHERE group_id = ?1 AND envelope_id IN ({old})"),
             params![&group[..], before_ms as i64],
-        )?)
+        )?;
+        self.forget_gone_attachments()?;
+        Ok(gone)
+    }
+
+    /// Records a file a message carries (a second copy of the message changes nothing).
+    fn put_attachment(&self, a: &AttachmentRow) -> Result<()> {
+        self.conn().execute(
+            &format!(
+                "INSERT OR IGNORE INTO attachments ({ATTACHMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ),
+            params![
+                &a.message.0[..],
+                &a.group_id[..],
+                &a.topic[..],
+                a.manifest,
+                a.have,
+                a.total,
+                a.wanted,
+                a.added_ms as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn attachment(&self, message: &EnvelopeId) -> Result<Option<AttachmentRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE message = ?1"),
+                [&message.0[..]],
+                attachment_from_row,
+            )
+            .optional()?)
+    }
+
+    /// The file whose envelopes travel under `topic` (the newest message carrying it).
+    fn attachment_on_topic(&self, topic: &[u8; 16]) -> Result<Option<AttachmentRow>> {
+        Ok(self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE topic = ?1 ORDER BY added_ms DESC LIMIT 1"
+            ))?
+            .query_row([&topic[..]], attachment_from_row)
+            .optional()?)
+    }
+
+    /// Every attachment, newest first.
+    fn attachments(&self) -> Result<Vec<AttachmentRow>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(&format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments ORDER BY added_ms DESC"))?;
+        Ok(stmt.query_map([], attachment_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn set_attachment_progress(&self, message: &EnvelopeId, have: u32) -> Result<()> {
+        self.conn().execute("UPDATE attachments SET have = ?2 WHERE message = ?1", params![&message.0[..], have])?;
+        Ok(())
+    }
+
+    fn set_attachment_wanted(&self, message: &EnvelopeId, wanted: bool) -> Result<()> {
+        self.conn()
+            .execute("UPDATE attachments SET wanted = ?2 WHERE message = ?1", params![&message.0[..], wanted])?;
+        Ok(())
+    }
+
+    /// The attachment envelope with this id, if held.
+    fn envelope_bytes(&self, id: &EnvelopeId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT bytes FROM envelopes WHERE id = ?1")?
+            .query_row([&id.0[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Every envelope held under `topic`.
+    fn envelopes_on_topic(&self, topic: &[u8; 16]) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self.conn().prepare_cached("SELECT bytes FROM envelopes WHERE topic = ?1")?;
+        Ok(stmt.query_map([&topic[..]], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Forgets the files of messages that are gone (disappeared, past retention) or that their
+    /// sender deleted: their manifests, and their envelopes unless another message still
+    /// carries the same file. How many files went.
+    fn forget_gone_attachments(&self) -> Result<usize> {
+        let gone: Vec<(Vec<u8>, Vec<u8>)> = self
+            .conn()
+            .prepare_cached(
+                "SELECT a.message, a.topic FROM attachments a
+                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.envelope_id = a.message)
+                 OR EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
+                            WHERE d.target = a.message AND d.kind = 'delete' AND d.sender = m.sender
+                            AND d.group_id = m.group_id)",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (message, topic) in &gone {
+            self.conn().execute("DELETE FROM attachments WHERE message = ?1", [message])?;
+            self.conn().execute(
+                "DELETE FROM envelopes WHERE topic = ?1 AND NOT EXISTS (SELECT 1 FROM attachments WHERE topic = ?1)",
+                [topic],
+            )?;
+        }
+        Ok(gone.len())
     }
 
     /// Records a processed request; says whether it was new.

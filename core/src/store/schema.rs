@@ -246,6 +246,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN expires_ms INTEGER;
     CREATE INDEX messages_expiring ON messages (expires_ms) WHERE expires_ms IS NOT NULL;
     ",
+    // 17: attachments. The manifest of each file a message carries, by the message's id; its
+    // envelopes are kept in `envelopes` under the attachment's own topic (served to peers as
+    // any envelope is), and go when the message goes. `wanted`: being fetched.
+    "
+    CREATE TABLE attachments (
+        message BLOB PRIMARY KEY,
+        group_id BLOB NOT NULL,
+        topic BLOB NOT NULL,
+        manifest BLOB NOT NULL,
+        have INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        wanted INTEGER NOT NULL,
+        added_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX attachments_by_topic ON attachments (topic);
+    ",
 ];
 
 /// The schema version this build writes.

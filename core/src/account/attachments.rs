@@ -1,0 +1,303 @@
+//! Files in conversations (issue 19): sending one, fetching those that arrive (each envelope
+//! verified against the manifest before it is opened or stored, from whoever holds it), and
+//! putting a file back together. The format is [`crate::attachment`]; this is the account's
+//! side: which attachment topics the transports follow, and what the store keeps.
+//!
+//! A file's envelopes live in the `envelopes` table under the attachment's own topic, so every
+//! path serves them to peers as it serves any envelope (reconciliation, relays, bundles), and
+//! a download resumes from whatever is stored, whoever brings the rest.
+
+use std::collections::HashMap;
+
+use super::Account;
+use super::types::{AttachmentInfo, AttachmentProgress, ConversationInfo, MessageInfo, Received};
+use crate::attachment::{self, Assembly, Manifest, Taken};
+use crate::envelope::{Envelope, EnvelopeId, Topic};
+use crate::error::{Error, Result};
+use crate::store::{AttachmentRow, EnvelopeStatus, MessageRow, Rows};
+use crate::wire::{Reader, Writer};
+
+/// Files up to this size are fetched as soon as their message arrives; larger ones once asked
+/// for (`weft save`), so that a member cannot fill a device's disk unasked.
+pub const AUTO_FETCH_MAX: u64 = 25 << 20;
+/// How long a file we hold whole (sent, or fetched) is still offered to peers that ask for it:
+/// its topic is followed this long after it was added.
+pub const SERVE_FOR_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Attachment topics followed at once (downloads first, then the newest files we hold).
+pub const MAX_FOLLOWED: usize = 32;
+/// The mesh's default size policy: larger files wait for a network, so that a photo never
+/// starves text on a Bluetooth link (see `docs/DECISIONS.md`).
+pub const MESH_MAX_DEFAULT: u64 = 256 << 10;
+
+const MESH_LIMIT_SETTING: &str = "mesh_file_limit";
+
+/// Downloads under way, by topic: their assembly, built from the store the first time an
+/// envelope of theirs comes.
+#[derive(Default)]
+pub(super) struct Downloads(HashMap<Topic, (EnvelopeId, Assembly)>);
+
+fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
+    let mut w = Writer::new();
+    manifest.encode(&mut w);
+    w.into_bytes()
+}
+
+fn manifest_of(row: &AttachmentRow) -> Result<Manifest> {
+    let mut r = Reader::new(&row.manifest, "attachment");
+    let manifest = Manifest::decode(&mut r)?;
+    r.finish()?;
+    Ok(manifest)
+}
+
+/// The row a message with an attachment is stored with; `whole` when every envelope is here.
+pub(super) fn attachment_row(
+    message: EnvelopeId,
+    group: crate::group::GroupId,
+    manifest: &Manifest,
+    whole: bool,
+    now: u64,
+) -> AttachmentRow {
+    let total = (manifest.chunks() + manifest.index.len()) as u32;
+    AttachmentRow {
+        message,
+        group_id: group,
+        topic: manifest.topic(),
+        manifest: manifest_bytes(manifest),
+        have: if whole { total } else { 0 },
+        total,
+        wanted: whole || manifest.size <= AUTO_FETCH_MAX,
+        added_ms: now,
+    }
+}
+
+pub(super) fn attachment_info(row: &AttachmentRow) -> Option<AttachmentInfo> {
+    let manifest = manifest_of(row).ok()?;
+    Some(AttachmentInfo {
+        name: manifest.name,
+        mime: manifest.mime,
+        size: manifest.size,
+        have: row.have,
+        total: row.total,
+        fetching: row.wanted && row.have < row.total,
+    })
+}
+
+impl Account {
+    /// Sends a file, with a caption (may be empty), in a conversation: its envelopes are
+    /// stored here and served to whoever asks for them; the message naming them goes out as
+    /// any message does.
+    pub fn send_file(
+        &mut self,
+        conversation: &str,
+        file: &[u8],
+        name: &str,
+        mime: &str,
+        caption: &str,
+    ) -> Result<MessageInfo> {
+        let c = self.resolve(conversation)?;
+        self.may_write_to(&c)?;
+        let (manifest, envelopes) = attachment::seal(file, name, mime, self.entropy.as_mut())?;
+        self.send_sealed_file(&c, manifest, envelopes, caption)
+    }
+
+    fn send_sealed_file(
+        &mut self,
+        c: &ConversationInfo,
+        manifest: Manifest,
+        envelopes: Vec<Envelope>,
+        caption: &str,
+    ) -> Result<MessageInfo> {
+        let now = self.now();
+        let me = self.account_public();
+        let content = crate::group::Content::Attachment {
+            manifest: Box::new(manifest.clone()),
+            caption: caption.into(),
+            replaces: None,
+        };
+        let (mut group, sealed) = self.seal_about(c, content, now)?;
+        let last = sealed.last().expect("a message is always sealed");
+        let (id, lamport) = (last.envelope.id(), last.inner.lamport);
+        let row = MessageRow {
+            id,
+            group_id: c.id,
+            sender: me,
+            lamport,
+            sent_ms: now,
+            kind: "text".into(),
+            body: caption.to_owned(),
+            outgoing: true,
+            via: None,
+            reply_to: None,
+        };
+        let attachment = attachment_row(id, c.id, &manifest, true, now);
+        let written = self.store.write(|tx| {
+            super::conversations::put_sent(tx, &c.id, &sealed, now)?;
+            for e in &envelopes {
+                tx.put_envelope(&e.id(), Some(&c.id), e.as_bytes(), EnvelopeStatus::Opened, now)?;
+            }
+            tx.insert_message(&row)?;
+            tx.put_attachment(&attachment)?;
+            tx.save_group(&mut group)
+        });
+        self.settle([group], written)?;
+        Ok(self.message_info(&row, &c.name))
+    }
+
+    /// The message carrying a file whose id is `given` or starts with it (6 hex digits at
+    /// least, as `weft log --ids` shows them).
+    pub fn attachment_message(&self, given: &str) -> Result<EnvelopeId> {
+        let given = given.to_ascii_lowercase();
+        let not_found = || Error::NotFound { what: "attachment", name: given.clone() };
+        if given.len() < 6 || !given.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(not_found());
+        }
+        let rows = self.store.read().attachments()?;
+        let mut matching = rows.iter().map(|r| r.message).filter(|m| m.to_hex().starts_with(&given));
+        match (matching.next(), matching.next()) {
+            (Some(id), None) => Ok(id),
+            (None, _) => Err(not_found()),
+            (Some(_), Some(_)) => Err(Error::NotAllowed("several files' messages start with those digits: give more")),
+        }
+    }
+
+    /// The file message `message` carries, and how far it has come.
+    pub fn attachment(&self, message: &EnvelopeId) -> Result<AttachmentInfo> {
+        let row = self.attachment_row_of(message)?;
+        attachment_info(&row).ok_or(Error::Internal("a stored manifest does not read"))
+    }
+
+    fn attachment_row_of(&self, message: &EnvelopeId) -> Result<AttachmentRow> {
+        let not_found = || Error::NotFound { what: "attachment", name: message.to_hex() };
+        self.store.read().attachment(message)?.ok_or_else(not_found)
+    }
+
+    /// Asks for the file message `message` carries (one too large to be fetched unasked): its
+    /// topic is followed from now on. Says how far it has come.
+    pub fn fetch_attachment(&mut self, message: &EnvelopeId) -> Result<AttachmentInfo> {
+        let row = self.attachment_row_of(message)?;
+        if !row.wanted {
+            self.store.write(|tx| tx.set_attachment_wanted(&row.message, true))?;
+        }
+        self.attachment(message)
+    }
+
+    /// The whole file message `message` carries, checked against its hash; `None` while
+    /// pieces are missing (it is then asked for, as [`Account::fetch_attachment`] does).
+    pub fn attachment_bytes(&mut self, message: &EnvelopeId) -> Result<Option<(AttachmentInfo, Vec<u8>)>> {
+        let info = self.fetch_attachment(message)?;
+        if !info.is_complete() {
+            return Ok(None);
+        }
+        let row = self.attachment_row_of(message)?;
+        let manifest = manifest_of(&row)?;
+        let mut assembly = Assembly::new(manifest.clone());
+        let store = self.store.read();
+        let mut file = Vec::with_capacity(manifest.size as usize);
+        for id in manifest.index.clone() {
+            let bytes = store.envelope_bytes(&id)?.ok_or(Error::Internal("an attachment's index is missing"))?;
+            assembly.take(&Envelope::parse(bytes)?)?;
+        }
+        for id in assembly.chunk_ids() {
+            let bytes = store.envelope_bytes(&id)?.ok_or(Error::Internal("an attachment's chunk is missing"))?;
+            match assembly.take(&Envelope::parse(bytes)?)? {
+                Taken::Chunk { bytes, .. } => file.extend_from_slice(&bytes),
+                _ => return Err(Error::Internal("an attachment's chunk came twice")),
+            }
+        }
+        attachment::verify(&manifest, &file)?;
+        Ok(Some((info, file)))
+    }
+
+    /// The attachment topics to follow now: every download under way, then the files we hold
+    /// whole that were added in the last [`SERVE_FOR_MS`], newest first, [`MAX_FOLLOWED`] in
+    /// all. `max_size` leaves out larger files (the mesh's size policy).
+    pub fn attachment_topics(&self, max_size: Option<u64>) -> Vec<Topic> {
+        let Ok(rows) = self.store.read().attachments() else { return Vec::new() };
+        let since = self.now().saturating_sub(SERVE_FOR_MS);
+        let fits = |row: &AttachmentRow| max_size.is_none_or(|max| manifest_of(row).is_ok_and(|m| m.size <= max));
+        let downloads = rows.iter().filter(|r| r.wanted && r.have < r.total);
+        let held = rows.iter().filter(|r| r.have >= r.total && r.added_ms >= since);
+        let mut topics: Vec<Topic> = Vec::new();
+        for row in downloads.chain(held).filter(|r| fits(r)) {
+            if !topics.contains(&row.topic) {
+                topics.push(row.topic);
+            }
+            if topics.len() >= MAX_FOLLOWED {
+                break;
+            }
+        }
+        topics
+    }
+
+    /// The largest file the Bluetooth mesh carries (default [`MESH_MAX_DEFAULT`]); `0` keeps
+    /// every file off the mesh.
+    pub fn mesh_file_limit(&self) -> u64 {
+        let stored = self.store.read().setting(MESH_LIMIT_SETTING).ok().flatten();
+        stored.and_then(|v| v.parse().ok()).unwrap_or(MESH_MAX_DEFAULT)
+    }
+
+    pub fn set_mesh_file_limit(&mut self, bytes: u64) -> Result<()> {
+        let bytes = bytes.min(attachment::MAX_ATTACHMENT_LEN);
+        self.store.write(|tx| tx.set_setting(MESH_LIMIT_SETTING, &bytes.to_string()))
+    }
+
+    /// Whether `topic` is one of a file we know of.
+    pub(super) fn is_attachment_topic(&self, topic: &Topic) -> bool {
+        self.store.read().attachment_on_topic(topic).ok().flatten().is_some()
+    }
+
+    /// Takes an envelope of an attachment's topic: verified against the manifest (or an index
+    /// already here) before it is opened or stored. What nobody named (a member's forgery,
+    /// junk) is refused and changes nothing; a download resumes from whatever is stored.
+    pub(super) fn take_attachment_envelope(&mut self, envelope: &Envelope) -> Result<Received> {
+        let topic = envelope.topic();
+        let id = envelope.id();
+        if self.store.read().has_envelope(&id)?.is_some() {
+            return Err(Error::Duplicate);
+        }
+        // The row goes when its message goes (disappeared, deleted): so does the download.
+        let Some(row) = self.store.read().attachment_on_topic(&topic)? else {
+            self.downloads.0.remove(&topic);
+            return Err(Error::UnknownTopic);
+        };
+        if !self.downloads.0.contains_key(&topic) {
+            if row.have >= row.total {
+                return Err(Error::Malformed { what: "attachment envelope", why: "the file is already whole" });
+            }
+            let mut assembly = Assembly::new(manifest_of(&row)?);
+            // Indexes first, so that the chunks they name can be told.
+            let held = self.store.read().envelopes_on_topic(&topic)?;
+            let mut parsed: Vec<Envelope> = held.into_iter().filter_map(|b| Envelope::parse(b).ok()).collect();
+            parsed.sort_by_key(|e| !assembly.manifest().index.contains(&e.id()));
+            for e in &parsed {
+                let _ = assembly.take(e);
+            }
+            self.downloads.0.insert(topic, (row.message, assembly));
+        }
+        let (message, assembly) = self.downloads.0.get_mut(&topic).expect("just inserted");
+        let message = *message;
+        match assembly.take(envelope) {
+            Ok(Taken::Again) => return Err(Error::Duplicate),
+            Ok(Taken::Index | Taken::Chunk { .. }) => {}
+            // Perhaps a chunk of an index not here yet: it cannot be told now, so it is taken
+            // as of no topic we read (a bundle's import tries it again after the rest; a peer
+            // offers it again at the next reconciliation). Nothing is stored either way.
+            Err(_) if assembly.missing_index() > 0 => return Err(Error::UnknownTopic),
+            Err(e) => return Err(e),
+        }
+        let index_here = assembly.manifest().index.len() - assembly.missing_index();
+        let have = (assembly.progress().0 + index_here) as u32;
+        let total = (assembly.progress().1 + assembly.manifest().index.len()) as u32;
+        let complete = assembly.is_complete();
+        let group = row.group_id;
+        let now = self.now();
+        self.store.write_relaxed(|tx| {
+            tx.put_envelope(&id, Some(&group), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
+            tx.set_attachment_progress(&message, have)
+        })?;
+        if complete {
+            self.downloads.0.remove(&topic);
+        }
+        Ok(Received::Attachment(AttachmentProgress { message: message.to_hex(), conversation_id: group, have, total }))
+    }
+}
