@@ -28,6 +28,24 @@ impl Daemon {
         daemon
     }
 
+    /// Starts `weft ARGS` (a `daemon` command with its own options) on `home`, its output
+    /// discarded, and waits until its socket answers.
+    pub fn start_with(home: &Home, args: &[&str]) -> Daemon {
+        let child = home
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting weft daemon");
+        let daemon = Daemon { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Rpc::connect(&home.dir).is_none_or(|mut rpc| rpc.call("status", json!({})).is_err()) {
+            assert!(Instant::now() < deadline, "the daemon's socket never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -29,6 +29,13 @@ pub struct Args {
     /// Bytes held for any one peer, in MiB; a peer's own oldest go first
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     per_peer_mib: usize,
+    /// Bytes of files' pieces held in all, in MiB (apart from messages: a file never pushes
+    /// a message out)
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    max_file_mib: usize,
+    /// Bytes of files' pieces held for any one peer, in MiB
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    per_peer_file_mib: usize,
     /// Hours an envelope is held
     #[arg(long, default_value_t = 14 * 24, value_name = "HOURS")]
     expiry_hours: u64,
@@ -55,6 +62,8 @@ pub fn run(home_dir: &Path, args: Args, out: &Output) -> Result<()> {
     let limits = CacheLimits {
         max_bytes: args.max_mib << 20,
         max_bytes_per_peer: args.per_peer_mib << 20,
+        max_bulk_bytes: args.max_file_mib << 20,
+        max_bulk_bytes_per_peer: args.per_peer_file_mib << 20,
         max_age_ms: args.expiry_hours * 3600 * 1000,
     };
     if args.listen.is_empty() {

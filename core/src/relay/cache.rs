@@ -7,6 +7,10 @@
 //!   total quota is what finally bounds the cache;
 //! - an expiry: envelopes older than `max_age_ms` are dropped.
 //!
+//! Envelopes of the largest size (the pieces of files, and the rare longest message) have quotas
+//! of their own, total and per peer, and push out only each other: a photo never pushes a text
+//! out of the cache.
+//!
 //! Pure: time comes in as milliseconds, peers as opaque keys. The relay cannot open anything it
 //! holds; all it checks is that the bytes have the shape of an envelope.
 
@@ -24,13 +28,27 @@ pub type Owner = Vec<u8>;
 pub struct CacheLimits {
     pub max_bytes: usize,
     pub max_bytes_per_peer: usize,
+    /// The same for envelopes of the largest size (files' pieces), held apart.
+    pub max_bulk_bytes: usize,
+    pub max_bulk_bytes_per_peer: usize,
     pub max_age_ms: u64,
 }
 
 impl Default for CacheLimits {
     fn default() -> Self {
-        CacheLimits { max_bytes: 256 << 20, max_bytes_per_peer: 32 << 20, max_age_ms: 14 * 24 * 3600 * 1000 }
+        CacheLimits {
+            max_bytes: 256 << 20,
+            max_bytes_per_peer: 32 << 20,
+            max_bulk_bytes: 1 << 30,
+            max_bulk_bytes_per_peer: 128 << 20,
+            max_age_ms: 14 * 24 * 3600 * 1000,
+        }
     }
+}
+
+/// Which quota an envelope counts against: 0 for messages, 1 for the largest envelopes.
+fn class_of(len: usize) -> usize {
+    usize::from(len >= crate::envelope::MAX_ENVELOPE_LEN)
 }
 
 struct Entry {
@@ -38,6 +56,12 @@ struct Entry {
     bytes: Vec<u8>,
     stored_ms: u64,
     owner: Owner,
+}
+
+impl Entry {
+    fn class(&self) -> usize {
+        class_of(self.bytes.len())
+    }
 }
 
 #[derive(Default)]
@@ -60,8 +84,12 @@ pub struct Cache {
     limits: CacheLimits,
     entries: HashMap<[u8; 32], Entry>,
     by_topic: HashMap<Topic, HashMap<Item, [u8; 32]>>,
+    /// Everything by when it was stored (for catch-ups and expiry)...
     order: BTreeSet<(u64, [u8; 32])>,
-    owners: HashMap<Owner, OwnerUse>,
+    /// ...and each class apart, with its bytes (for its quota).
+    class_order: [BTreeSet<(u64, [u8; 32])>; 2],
+    class_bytes: [usize; 2],
+    owners: HashMap<(Owner, usize), OwnerUse>,
     bytes: usize,
 }
 
@@ -89,7 +117,7 @@ impl Cache {
 
     /// Bytes held on behalf of one peer.
     pub fn bytes_of(&self, owner: &[u8]) -> usize {
-        self.owners.get(owner).map_or(0, |o| o.bytes)
+        (0..2).map(|class| self.owners.get(&(owner.to_vec(), class)).map_or(0, |o| o.bytes)).sum()
     }
 
     pub fn topics(&self) -> usize {
@@ -104,21 +132,29 @@ impl Cache {
             return Ok(Inserted::default());
         }
         let size = envelope.as_bytes().len();
+        let class = class_of(size);
+        let (total, per_peer) = match class {
+            0 => (self.limits.max_bytes, self.limits.max_bytes_per_peer),
+            _ => (self.limits.max_bulk_bytes, self.limits.max_bulk_bytes_per_peer),
+        };
+        let key = (owner.clone(), class);
         let mut evicted = Vec::new();
-        // This peer's own oldest go first, then everyone's oldest.
-        while self.bytes_of(&owner) + size > self.limits.max_bytes_per_peer {
-            let Some(&(_, oldest)) = self.owners.get(&owner).and_then(|o| o.order.first()) else { break };
+        // This peer's own oldest of the class go first, then everyone's oldest of the class.
+        while self.owners.get(&key).map_or(0, |o| o.bytes) + size > per_peer {
+            let Some(&(_, oldest)) = self.owners.get(&key).and_then(|o| o.order.first()) else { break };
             evicted.push(self.remove(&oldest));
         }
-        while self.bytes + size > self.limits.max_bytes {
-            let Some(&(_, oldest)) = self.order.first() else { break };
+        while self.class_bytes[class] + size > total {
+            let Some(&(_, oldest)) = self.class_order[class].first() else { break };
             evicted.push(self.remove(&oldest));
         }
         let topic = envelope.topic();
         let item: Item = id.0[..16].try_into().expect("16 of 32");
         self.by_topic.entry(topic).or_default().insert(item, id.0);
         self.order.insert((now_ms, id.0));
-        let usage = self.owners.entry(owner.clone()).or_default();
+        self.class_order[class].insert((now_ms, id.0));
+        self.class_bytes[class] += size;
+        let usage = self.owners.entry(key).or_default();
         usage.bytes += size;
         usage.order.insert((now_ms, id.0));
         self.bytes += size;
@@ -146,13 +182,17 @@ impl Cache {
 
     fn remove(&mut self, id: &[u8; 32]) -> EnvelopeId {
         if let Some(e) = self.entries.remove(id) {
+            let class = e.class();
             self.bytes -= e.bytes.len();
             self.order.remove(&(e.stored_ms, *id));
-            if let Some(usage) = self.owners.get_mut(&e.owner) {
+            self.class_order[class].remove(&(e.stored_ms, *id));
+            self.class_bytes[class] -= e.bytes.len();
+            let key = (e.owner, class);
+            if let Some(usage) = self.owners.get_mut(&key) {
                 usage.bytes -= e.bytes.len();
                 usage.order.remove(&(e.stored_ms, *id));
                 if usage.order.is_empty() {
-                    self.owners.remove(&e.owner);
+                    self.owners.remove(&key);
                 }
             }
             if let Some(items) = self.by_topic.get_mut(&e.topic) {
@@ -237,7 +277,38 @@ mod tests {
     }
 
     fn limits(max_bytes: usize, per_peer: usize) -> CacheLimits {
-        CacheLimits { max_bytes, max_bytes_per_peer: per_peer, max_age_ms: 1_000 }
+        CacheLimits {
+            max_bytes,
+            max_bytes_per_peer: per_peer,
+            max_bulk_bytes: max_bytes,
+            max_bulk_bytes_per_peer: per_peer,
+            max_age_ms: 1_000,
+        }
+    }
+
+    /// Issue 19: files' pieces (envelopes of the largest size) have a quota of their own. A
+    /// member sending large files through the relay pushes out only their own older pieces,
+    /// never the texts the relay holds, theirs or anyone's.
+    #[test]
+    fn files_push_out_only_files() {
+        let big = crate::envelope::MAX_ENVELOPE_LEN;
+        let mut cache = Cache::new(CacheLimits {
+            max_bytes: 20 * 256,
+            max_bytes_per_peer: 10 * 256,
+            max_bulk_bytes: 8 * big,
+            max_bulk_bytes_per_peer: 4 * big,
+            max_age_ms: 1_000,
+        });
+        for n in 0..5 {
+            cache.insert(envelope(1, n, 256), b"sender".to_vec(), u64::from(n)).unwrap();
+        }
+        for n in 0..100 {
+            let inserted = cache.insert(envelope(2, n, big), b"sender".to_vec(), 10 + u64::from(n)).unwrap();
+            assert!(inserted.new);
+        }
+        assert_eq!(cache.ids(&Scope::Topic([1; 16])).unwrap().len(), 5, "every text stays");
+        assert_eq!(cache.ids(&Scope::Topic([2; 16])).unwrap().len(), 4, "the newest pieces, within the quota");
+        assert_eq!(cache.bytes_of(b"sender"), 5 * 256 + 4 * big);
     }
 
     #[test]
