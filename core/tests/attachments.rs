@@ -175,3 +175,23 @@ fn a_deleted_message_takes_its_file_with_it() {
         assert_eq!(p.account.ids(&Scope::Topic(topic)).unwrap().len(), 0, "and so are its envelopes");
     }
 }
+
+#[test]
+fn a_disappeared_message_takes_its_file_with_it() {
+    const HOUR_MS: u64 = 60 * 60 * 1000;
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob) = contacts(&clock);
+    bob.account.set_disappearing("alice", Some(HOUR_MS)).unwrap();
+    carry(&bob, &mut alice);
+    let sent = bob.account.send_file("alice", &file(100_000), "e.bin", "application/octet-stream", "").unwrap();
+    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let topic = topic_of(&bob, &id);
+    carry(&bob, &mut alice);
+    assert!(alice.account.attachment(&id).unwrap().is_complete());
+    clock.fetch_add(2 * HOUR_MS, std::sync::atomic::Ordering::SeqCst);
+    for p in [&mut alice, &mut bob] {
+        p.account.follow_the_day();
+        assert!(p.account.attachment(&id).is_err(), "the file is gone with its message");
+        assert_eq!(p.account.ids(&Scope::Topic(topic)).unwrap().len(), 0, "and so are its envelopes");
+    }
+}

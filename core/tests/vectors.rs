@@ -77,6 +77,18 @@ fn computed() -> Vec<(&'static str, String)> {
         ] {
             v.push((name, hex(&Inner { lamport: 7, sent_ms: NOW, parents: vec![], content }.encode())));
         }
+        // A file: hash 11..11, key 22..22, one index envelope 33..33.
+        let manifest = weft_core::attachment::Manifest {
+            hash: [0x11; 32],
+            name: "map.jpg".into(),
+            mime: "image/jpeg".into(),
+            size: 200_000,
+            key: [0x22; 32].into(),
+            index: vec![EnvelopeId([0x33; 32])],
+        };
+        v.push(("attachment.topic", hex(&manifest.topic())));
+        let content = Content::Attachment { manifest: Box::new(manifest), caption: "gates".into(), replaces: None };
+        v.push(("inner.attachment", hex(&Inner { lamport: 7, sent_ms: NOW, parents: vec![], content }.encode())));
     }
 
     // A full envelope: alice's first message "hello" in a 1:1 group with pair secret 44..44.
