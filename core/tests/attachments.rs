@@ -122,19 +122,22 @@ fn a_download_cut_in_the_middle_resumes_after_a_restart() {
     // and comes again later, as a peer would offer it again); then the process stops.
     let total = alice.account.attachment(&id).unwrap().total;
     let mut stored = 0;
-    for _ in 0..2 {
-        for e in &chunks {
-            if stored * 2 < total && alice.account.receive_envelope(e.clone()).is_ok() {
-                stored += 1;
-            }
+    for e in &chunks {
+        if stored * 2 < total {
+            let _ = alice.account.receive_envelope(e.clone());
+            stored = alice.account.attachment(&id).unwrap().have;
         }
     }
-    assert_eq!(alice.account.attachment(&id).unwrap().have, stored);
+    assert!(stored > 0 && stored < total, "{stored} of {total}");
     let mut alice = alice.reopen(1, &clock);
     assert_eq!(alice.account.attachment(&id).unwrap().have, stored, "what was stored counts after the restart");
     // Only the rest is taken, each once.
-    let rest = chunks.iter().filter(|e| alice.account.receive_envelope((*e).clone()).is_ok()).count() as u32;
-    assert_eq!(stored + rest, total);
+    let rest = chunks
+        .iter()
+        .filter(|e| matches!(alice.account.receive_envelope((*e).clone()), Ok(Received::Attachment(_))))
+        .count() as u32;
+    assert!(rest <= total - stored, "only the rest is taken: {rest} after {stored} of {total}");
+    assert!(alice.account.attachment(&id).unwrap().is_complete());
     assert_eq!(alice.account.attachment_bytes(&id).unwrap().unwrap().1, photo);
 }
 
@@ -146,9 +149,13 @@ fn a_large_file_waits_until_asked_for() {
     let sent = bob.account.send_file("alice", &big, "film.mp4", "video/mp4", "").unwrap();
     let id = EnvelopeId::from_hex(&sent.id).unwrap();
     let topic = topic_of(&bob, &id);
-    let (_, messages) = envelopes(&bob, topic);
+    let (chunks, messages) = envelopes(&bob, topic);
     for e in messages {
         let _ = alice.account.receive_envelope(e);
+    }
+    // Its envelopes, pushed by whatever path before it is asked for, are not taken.
+    for e in chunks.iter().take(10) {
+        assert!(alice.account.receive_envelope(e.clone()).is_err());
     }
     let info = alice.account.attachment(&id).unwrap();
     assert!(!info.fetching && info.have == 0, "{info:?}");
@@ -193,5 +200,109 @@ fn a_disappeared_message_takes_its_file_with_it() {
         p.account.follow_the_day();
         assert!(p.account.attachment(&id).is_err(), "the file is gone with its message");
         assert_eq!(p.account.ids(&Scope::Topic(topic)).unwrap().len(), 0, "and so are its envelopes");
+    }
+}
+
+/// A file's message that waited past its day is sealed again; a member who had the first
+/// envelope and the whole file keeps the file under the new id (a review found the rename
+/// erased it: the old message's row was forgotten before the new one was stored).
+#[test]
+fn a_resealed_file_message_keeps_its_file() {
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob) = contacts(&clock);
+    for p in [&mut alice, &mut bob] {
+        let ids: Vec<_> =
+            p.account.outbox(1000).unwrap().live.iter().map(|e| Envelope::parse(e.clone()).unwrap().id()).collect();
+        p.account.handed_over(&ids).unwrap();
+    }
+    let data = file(200_000);
+    let sent = bob.account.send_file("alice", &data, "f.bin", "application/octet-stream", "caption").unwrap();
+    carry(&bob, &mut alice);
+    let old = EnvelopeId::from_hex(&sent.id).unwrap();
+    assert!(alice.account.attachment(&old).unwrap().is_complete());
+
+    clock.fetch_add(7 * common::DAY_MS, std::sync::atomic::Ordering::SeqCst);
+    let batch = bob.account.outbox(10).unwrap();
+    let (_, new) = batch.resealed.iter().find(|(o, _)| *o == sent.id).expect("sealed again").clone();
+    for e in batch.live {
+        let _ = alice.account.receive_envelope(Envelope::parse(e).unwrap());
+    }
+    let new = EnvelopeId::from_hex(&new).unwrap();
+    for p in [&mut alice, &mut bob] {
+        let info = p.account.attachment(&new).unwrap();
+        assert!(info.is_complete(), "{info:?}");
+        assert_eq!(p.account.attachment_bytes(&new).unwrap().unwrap().1, data);
+    }
+}
+
+/// A member who sends a manifest reusing another file's key (so its topic) with other contents
+/// records nothing: the first file's row, and so its download, stay as they were. One naming
+/// the same file takes the progress already made.
+#[test]
+fn a_manifest_reusing_another_files_topic_is_not_recorded() {
+    use weft_core::attachment::Manifest;
+    use weft_core::store::{AttachmentRow, DB_FILE, DatabaseKey, Rows, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+    let manifest = Manifest {
+        hash: [1; 32],
+        name: "a.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 100_000,
+        key: [7; 32].into(),
+        index: vec![EnvelopeId([8; 32])],
+    };
+    let bytes = |m: &Manifest| {
+        let mut w = weft_core::wire::Writer::new();
+        m.encode(&mut w);
+        w.into_bytes()
+    };
+    let row = |message: u8, m: &Manifest, have: u32| AttachmentRow {
+        message: EnvelopeId([message; 32]),
+        group_id: [9; 32],
+        topic: m.topic(),
+        manifest: bytes(m),
+        size: m.size,
+        have,
+        total: 3,
+        wanted: true,
+        added_ms: NOW,
+        ours: false,
+    };
+    assert!(store.write(|tx| tx.put_attachment(&row(1, &manifest, 2))).unwrap());
+    let forged = Manifest { index: vec![EnvelopeId([6; 32])], hash: [2; 32], ..manifest.clone() };
+    assert!(!store.write(|tx| tx.put_attachment(&row(2, &forged, 0))).unwrap(), "another file on the same topic");
+    assert_eq!(store.read().attachment_on_topic(&manifest.topic()).unwrap().unwrap().message, EnvelopeId([1; 32]));
+    let renamed = Manifest { name: "the same file.jpg".into(), ..manifest.clone() };
+    assert!(store.write(|tx| tx.put_attachment(&row(3, &renamed, 0))).unwrap(), "the same file, named otherwise");
+    assert_eq!(store.read().attachment(&EnvelopeId([3; 32])).unwrap().unwrap().have, 2, "with the progress made");
+}
+
+/// A peer answers in any order, and a transport hands its answer over in several batches: the
+/// pieces that come before their index are held until it comes, so one pass brings the whole
+/// file whatever the order (before, the early ones were dropped and fetched again a resync
+/// later: 70 s instead of 5 over loopback).
+#[test]
+fn pieces_before_their_index_are_held_until_it_comes() {
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob, mut carol) = trip(&clock);
+    let data = file(400_000);
+    let sent = bob.account.send_file("trip", &data, "h.bin", "application/octet-stream", "").unwrap();
+    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let topic = topic_of(&bob, &id);
+    let (chunks, messages) = envelopes(&bob, topic);
+    for (member, reversed) in [(&mut alice, false), (&mut carol, true)] {
+        for e in messages.clone() {
+            let _ = member.account.receive_envelope(e);
+        }
+        let mut order = chunks.clone();
+        if reversed {
+            order.reverse();
+        }
+        for e in order {
+            let _ = member.account.receive_envelope(e);
+        }
+        assert!(member.account.attachment(&id).unwrap().is_complete(), "one pass, reversed: {reversed}");
+        assert_eq!(member.account.attachment_bytes(&id).unwrap().unwrap().1, data);
     }
 }

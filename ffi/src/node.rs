@@ -906,7 +906,10 @@ impl WeftNode {
     /// `false` while pieces are missing (it is then asked for).
     pub async fn save_attachment(&self, message_id: String, path: String) -> Result<bool, WeftError> {
         let Some(bytes) = self.attachment_bytes(message_id).await? else { return Ok(false) };
-        let partial = format!("{path}.partial");
+        // Its own temporary name: two saves at once never share one.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = format!("{path}.{}-{n}.partial", std::process::id());
         std::fs::write(&partial, &bytes).map_err(|e| io_error(&partial, e))?;
         std::fs::rename(&partial, &path).map_err(|e| io_error(&path, e))?;
         Ok(true)

@@ -81,6 +81,11 @@ fn python_replies_reacts_edits_and_deletes_by_bundle_over_the_mesh_and_over_libp
 }
 
 #[test]
+fn python_sends_and_saves_files_by_bundle_over_the_mesh_and_over_libp2p() {
+    assert!(run_python("test_attachments.py").contains("attachments: 3 passed"));
+}
+
+#[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
 }

@@ -145,6 +145,10 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     std::fs::create_dir(&saved_dir).unwrap();
     let saved = call(&mut rpc, "attachment.save", json!({ "message": file_id, "path": saved_dir.to_str().unwrap() }));
     assert_eq!(std::fs::read(saved_dir.join("map.jpg")).unwrap(), photo, "{saved}");
+    // Saved into the folder again: never over the file already there.
+    let again = rpc.ok("attachment.save", json!({ "message": file_id, "path": saved_dir.to_str().unwrap() }));
+    assert_eq!(again["saved_to"], json!(saved_dir.join("map (1).jpg").to_str().unwrap()));
+    assert_eq!(std::fs::read_dir(&saved_dir).unwrap().count(), 2, "no partial file left behind");
     let missing_file = rpc.call("send.file", json!({ "conversation": "bob", "path": "/nonexistent/x" })).unwrap_err();
     assert!(missing_file.to_string().contains("/nonexistent/x"), "{missing_file}");
     let refused = rpc.call("react", json!({ "conversation": "bob", "message": "abc", "emoji": "👍" })).unwrap_err();

@@ -31,10 +31,10 @@ pub struct Args {
     per_peer_mib: usize,
     /// Bytes of files' pieces held in all, in MiB (apart from messages: a file never pushes
     /// a message out)
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
     max_file_mib: usize,
     /// Bytes of files' pieces held for any one peer, in MiB
-    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
     per_peer_file_mib: usize,
     /// Hours an envelope is held
     #[arg(long, default_value_t = 14 * 24, value_name = "HOURS")]

@@ -329,11 +329,17 @@ impl Api {
             let info = self.node.fetch_attachment(id).await?;
             return Ok(answer::Attachment::new(Some(id.to_hex()), &info));
         };
-        // A folder: the file goes in it under its own name (checked: no folders, no hidden
-        // extension).
         let given = Path::new(&p.path);
-        let path = if given.is_dir() { given.join(&info.name) } else { given.to_path_buf() };
-        write_atomically(&path, &bytes)?;
+        let path = if given.is_dir() {
+            // A folder: the file goes in it under the name its sender gave (checked: no folders,
+            // no hidden extension), never over a file already there, and never as a dotfile
+            // (`.bashrc` from a stranger's message would replace the user's own).
+            save_new_in(given, &info.name, &bytes)?
+        } else {
+            // A path the user named: theirs to replace.
+            write_atomically(given, &bytes)?;
+            given.to_path_buf()
+        };
         let mut answer = answer::Attachment::new(Some(id.to_hex()), &info);
         answer.saved_to = Some(path.display().to_string());
         Ok(answer)
@@ -513,9 +519,60 @@ fn message_id(hex: &str) -> Result<weft_core::envelope::EnvelopeId, ApiError> {
     })
 }
 
+/// Writes a received file into `folder` under `name` (a leading dot made an underscore), or
+/// `name (1)`, `name (2)`… when that is taken: never over an existing file. Where it went.
+fn save_new_in(folder: &Path, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf, ApiError> {
+    let name = match name.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => name.to_owned(),
+    };
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => (stem.to_owned(), format!(".{extension}")),
+        _ => (name.clone(), String::new()),
+    };
+    let tmp = partial_beside(&folder.join(&name));
+    let io = |e: std::io::Error, what: &str, path: &Path| {
+        ApiError::Weft(weft_core::Error::Io { context: format!("{what} {}", path.display()), source: e })
+    };
+    std::fs::write(&tmp, bytes).map_err(|e| io(e, "writing", &tmp))?;
+    for n in 0..1000 {
+        let candidate = match n {
+            0 => folder.join(&name),
+            n => folder.join(format!("{stem} ({n}){extension}")),
+        };
+        // A hard link is made only where nothing is: no race with a file made meanwhile.
+        match std::fs::hard_link(&tmp, &candidate) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(e, "saving to", &candidate));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Err(ApiError::InvalidParams(format!(
+        "{} holds a thousand files named {name}: give another folder",
+        folder.display()
+    )))
+}
+
+/// A temporary name beside `path`, its own to each call (two saves at once never share one).
+fn partial_beside(path: &Path) -> std::path::PathBuf {
+    use weft_core::crypto::Entropy;
+    let mut unique = [0u8; 8];
+    let _ = weft_core::crypto::OsEntropy.fill(&mut unique);
+    let unique: String = unique.iter().map(|b| format!("{b:02x}")).collect();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{unique}.partial"))
+}
+
 /// Writes beside the target and renames, so a crash never leaves half a bundle under its name.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ApiError> {
-    let tmp = path.with_extension("partial");
+    let tmp = partial_beside(path);
     let io = |e: std::io::Error, what: &str| {
         ApiError::Weft(weft_core::Error::Io { context: format!("{what} {}", path.display()), source: e })
     };

@@ -20,11 +20,16 @@ use crate::wire::{Reader, Writer};
 /// Files up to this size are fetched as soon as their message arrives; larger ones once asked
 /// for (`weft save`), so that a member cannot fill a device's disk unasked.
 pub const AUTO_FETCH_MAX: u64 = 25 << 20;
+/// Bytes of files fetched unasked in a day, from everyone: past it, files wait to be asked for.
+pub const AUTO_FETCH_PER_DAY: u64 = 200 << 20;
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 /// How long a file we hold whole (sent, or fetched) is still offered to peers that ask for it:
 /// its topic is followed this long after it was added.
 pub const SERVE_FOR_MS: u64 = 7 * 24 * 60 * 60 * 1000;
-/// Attachment topics followed at once (downloads first, then the newest files we hold).
-pub const MAX_FOLLOWED: usize = 32;
+/// Attachment topics followed at once: downloads (those of the last [`SERVE_FOR_MS`] only,
+/// so that a file whose pieces never come is not followed for ever), and apart from them the
+/// newest files we hold.
+pub const MAX_FOLLOWED: usize = 16;
 /// The mesh's default size policy: larger files wait for a network, so that a photo never
 /// starves text on a Bluetooth link (see `docs/DECISIONS.md`).
 pub const MESH_MAX_DEFAULT: u64 = 256 << 10;
@@ -34,7 +39,23 @@ const MESH_LIMIT_SETTING: &str = "mesh_file_limit";
 /// Downloads under way, by topic: their assembly, built from the store the first time an
 /// envelope of theirs comes.
 #[derive(Default)]
-pub(super) struct Downloads(HashMap<Topic, (EnvelopeId, Assembly)>);
+pub(super) struct Downloads(HashMap<Topic, (EnvelopeId, Assembly)>, Untold);
+
+/// Pieces that came before the index naming them, held until it comes.
+type Untold = HashMap<Topic, Vec<Envelope>>;
+
+/// Pieces held for their index: per file, and in all (4 and 16 MiB).
+const MAX_UNTOLD_PER_FILE: usize = 64;
+const MAX_UNTOLD: usize = 256;
+
+impl Downloads {
+    /// Forgets every assembly (after a failed batch: what they counted may not be stored);
+    /// each is built again from the store when its next envelope comes.
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+        self.1.clear();
+    }
+}
 
 fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
     let mut w = Writer::new();
@@ -49,12 +70,13 @@ fn manifest_of(row: &AttachmentRow) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// The row a message with an attachment is stored with; `whole` when every envelope is here.
+/// The row a message with an attachment is stored with: `whole` when every envelope is here
+/// (ours, just sealed), `fetch` when it is to be fetched now.
 pub(super) fn attachment_row(
     message: EnvelopeId,
     group: crate::group::GroupId,
     manifest: &Manifest,
-    whole: bool,
+    (whole, fetch, ours): (bool, bool, bool),
     now: u64,
 ) -> AttachmentRow {
     let total = (manifest.chunks() + manifest.index.len()) as u32;
@@ -63,11 +85,22 @@ pub(super) fn attachment_row(
         group_id: group,
         topic: manifest.topic(),
         manifest: manifest_bytes(manifest),
+        size: manifest.size,
         have: if whole { total } else { 0 },
         total,
-        wanted: whole || manifest.size <= AUTO_FETCH_MAX,
+        wanted: whole || fetch,
         added_ms: now,
+        ours,
     }
+}
+
+/// Whether a file that just arrived is fetched unasked: small enough, and within the day's
+/// allowance of what came unasked from everyone.
+pub(super) fn fetch_unasked(store: &impl Rows, size: u64, now: u64) -> bool {
+    size <= AUTO_FETCH_MAX
+        && store
+            .fetched_unasked_since(now.saturating_sub(DAY_MS))
+            .is_ok_and(|taken| taken.saturating_add(size) <= AUTO_FETCH_PER_DAY)
 }
 
 pub(super) fn attachment_info(row: &AttachmentRow) -> Option<AttachmentInfo> {
@@ -129,7 +162,7 @@ impl Account {
             via: None,
             reply_to: None,
         };
-        let attachment = attachment_row(id, c.id, &manifest, true, now);
+        let attachment = attachment_row(id, c.id, &manifest, (true, true, true), now);
         let written = self.store.write(|tx| {
             super::conversations::put_sent(tx, &c.id, &sealed, now)?;
             for e in &envelopes {
@@ -215,15 +248,17 @@ impl Account {
         let Ok(rows) = self.store.read().attachments() else { return Vec::new() };
         let since = self.now().saturating_sub(SERVE_FOR_MS);
         let fits = |row: &AttachmentRow| max_size.is_none_or(|max| manifest_of(row).is_ok_and(|m| m.size <= max));
-        let downloads = rows.iter().filter(|r| r.wanted && r.have < r.total);
-        let held = rows.iter().filter(|r| r.have >= r.total && r.added_ms >= since);
+        let recent = |r: &&AttachmentRow| r.added_ms >= since && fits(r);
+        let downloads = rows.iter().filter(|r| r.wanted && r.have < r.total).filter(recent);
+        let held = rows.iter().filter(|r| r.have >= r.total).filter(recent);
         let mut topics: Vec<Topic> = Vec::new();
-        for row in downloads.chain(held).filter(|r| fits(r)) {
-            if !topics.contains(&row.topic) {
-                topics.push(row.topic);
-            }
-            if topics.len() >= MAX_FOLLOWED {
-                break;
+        for group in [downloads.collect::<Vec<_>>(), held.collect()] {
+            let mut taken = 0;
+            for row in group {
+                if taken < MAX_FOLLOWED && !topics.contains(&row.topic) {
+                    topics.push(row.topic);
+                    taken += 1;
+                }
             }
         }
         topics
@@ -255,11 +290,15 @@ impl Account {
         if self.store.read().has_envelope(&id)?.is_some() {
             return Err(Error::Duplicate);
         }
-        // The row goes when its message goes (disappeared, deleted): so does the download.
-        let Some(row) = self.store.read().attachment_on_topic(&topic)? else {
+        let Some(row) = self.store.read().attachment_on_topic(&topic)? else { return Err(Error::UnknownTopic) };
+        if !row.wanted {
+            return Err(Error::NotAllowed("that file was not asked for"));
+        }
+        // A download built for another message of the topic (one since gone) starts afresh
+        // from the store.
+        if self.downloads.0.get(&topic).is_some_and(|(message, _)| *message != row.message) {
             self.downloads.0.remove(&topic);
-            return Err(Error::UnknownTopic);
-        };
+        }
         if !self.downloads.0.contains_key(&topic) {
             if row.have >= row.total {
                 return Err(Error::Malformed { what: "attachment envelope", why: "the file is already whole" });
@@ -276,13 +315,31 @@ impl Account {
         }
         let (message, assembly) = self.downloads.0.get_mut(&topic).expect("just inserted");
         let message = *message;
+        let mut taken = vec![envelope.clone()];
         match assembly.take(envelope) {
             Ok(Taken::Again) => return Err(Error::Duplicate),
-            Ok(Taken::Index | Taken::Chunk { .. }) => {}
-            // Perhaps a chunk of an index not here yet: it cannot be told now, so it is taken
-            // as of no topic we read (a bundle's import tries it again after the rest; a peer
-            // offers it again at the next reconciliation). Nothing is stored either way.
-            Err(_) if assembly.missing_index() > 0 => return Err(Error::UnknownTopic),
+            Ok(Taken::Chunk { .. }) => {}
+            // The chunks it names that came before it can be told now.
+            Ok(Taken::Index) => {
+                for early in self.downloads.1.remove(&topic).unwrap_or_default() {
+                    if matches!(assembly.take(&early), Ok(Taken::Chunk { .. })) {
+                        taken.push(early);
+                    }
+                }
+            }
+            // Perhaps a chunk of an index not here yet (a peer answers in any order, and a
+            // transport may hand its answer over in several batches): held in memory, within
+            // bounds, until its index comes. Beyond them it is dropped, and fetched again at
+            // the next reconciliation.
+            Err(_) if assembly.missing_index() > 0 => {
+                let held: usize = self.downloads.1.values().map(Vec::len).sum();
+                let here = self.downloads.1.entry(topic).or_default();
+                if here.len() >= MAX_UNTOLD_PER_FILE || held >= MAX_UNTOLD {
+                    return Err(Error::Limit("too many pieces of a file wait for its index"));
+                }
+                here.push(envelope.clone());
+                return Ok(Received::Waiting);
+            }
             Err(e) => return Err(e),
         }
         let index_here = assembly.manifest().index.len() - assembly.missing_index();
@@ -291,13 +348,74 @@ impl Account {
         let complete = assembly.is_complete();
         let group = row.group_id;
         let now = self.now();
-        self.store.write_relaxed(|tx| {
-            tx.put_envelope(&id, Some(&group), envelope.as_bytes(), EnvelopeStatus::Opened, now)?;
-            tx.set_attachment_progress(&message, have)
-        })?;
-        if complete {
+        let stored = self.store.write_relaxed(|tx| {
+            for e in &taken {
+                tx.put_envelope(&e.id(), Some(&group), e.as_bytes(), EnvelopeStatus::Opened, now)?;
+            }
+            tx.set_attachment_progress(&topic, have)
+        });
+        // The assembly counted them as here: if they are not, it must be built again.
+        if complete || stored.is_err() {
             self.downloads.0.remove(&topic);
+            self.downloads.1.remove(&topic);
         }
+        stored?;
         Ok(Received::Attachment(AttachmentProgress { message: message.to_hex(), conversation_id: group, have, total }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DB_FILE, DatabaseKey, Store};
+
+    /// What comes unasked in a day is bounded: past 200 MiB of files from everyone, small files
+    /// too wait to be asked for; ours and those of yesterday do not count.
+    #[test]
+    fn files_fetched_unasked_are_bounded_by_the_day() {
+        const NOW: u64 = 1_700_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(&dir.path().join(DB_FILE), &DatabaseKey::plaintext_for_tests()).unwrap();
+        let manifest = |n: u8| Manifest {
+            hash: [n; 32],
+            name: "f.bin".into(),
+            mime: "x/y".into(),
+            size: AUTO_FETCH_MAX,
+            key: [n; 32].into(),
+            index: vec![EnvelopeId([n; 32])],
+        };
+        let mut fetched = Vec::new();
+        // Yesterday's, and ours, count for nothing.
+        store
+            .write(|tx| {
+                tx.put_attachment(&attachment_row(
+                    EnvelopeId([200; 32]),
+                    [9; 32],
+                    &manifest(200),
+                    (false, true, false),
+                    NOW - 2 * DAY_MS,
+                ))?;
+                tx.put_attachment(&attachment_row(
+                    EnvelopeId([201; 32]),
+                    [9; 32],
+                    &manifest(201),
+                    (true, true, true),
+                    NOW,
+                ))
+            })
+            .unwrap();
+        for n in 0..10u8 {
+            let fetch = fetch_unasked(store.read(), AUTO_FETCH_MAX, NOW);
+            fetched.push(fetch);
+            let row = attachment_row(EnvelopeId([n; 32]), [9; 32], &manifest(n), (false, fetch, false), NOW);
+            store.write(|tx| tx.put_attachment(&row)).unwrap();
+        }
+        assert_eq!(
+            fetched.iter().filter(|f| **f).count(),
+            (AUTO_FETCH_PER_DAY / AUTO_FETCH_MAX) as usize,
+            "{fetched:?}"
+        );
+        assert!(!fetched[9]);
+        assert!(!fetch_unasked(store.read(), AUTO_FETCH_MAX + 1, NOW - 9 * DAY_MS), "too large, whatever the day");
     }
 }

@@ -3,7 +3,9 @@
 //! as done survives a crash. The async `Node` of later layers wraps this type.
 
 mod attachments;
-pub use attachments::{AUTO_FETCH_MAX, MAX_FOLLOWED as MAX_FOLLOWED_ATTACHMENTS, MESH_MAX_DEFAULT, SERVE_FOR_MS};
+pub use attachments::{
+    AUTO_FETCH_MAX, AUTO_FETCH_PER_DAY, MAX_FOLLOWED as MAX_FOLLOWED_ATTACHMENTS, MESH_MAX_DEFAULT, SERVE_FOR_MS,
+};
 mod catch_up;
 pub use catch_up::{CATCH_UP_BUCKET_BITS, CatchUpPlan};
 mod contacts;

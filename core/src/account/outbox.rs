@@ -273,9 +273,16 @@ impl Account {
         if self.message_info(&row, "").deleted {
             return Err(Error::NotAllowed("that message was deleted"));
         }
-        let content = match row.reply_to {
-            Some(to) => Content::Reply { to, text: row.body.clone(), replaces: Some(id) },
-            None => Content::Resent { replaces: id, text: row.body.clone() },
+        let file = self.store.read().attachment(&id)?;
+        let content = match (row.reply_to, file) {
+            // A file goes again with its message: the same manifest, sealed anew.
+            (_, Some(file)) => {
+                let manifest =
+                    crate::attachment::Manifest::decode(&mut crate::wire::Reader::new(&file.manifest, "attachment"))?;
+                Content::Attachment { manifest: Box::new(manifest), caption: row.body.clone(), replaces: Some(id) }
+            }
+            (Some(to), None) => Content::Reply { to, text: row.body.clone(), replaces: Some(id) },
+            (None, None) => Content::Resent { replaces: id, text: row.body.clone() },
         };
         let sealed = group.reseal(&self.me, content, row.sent_ms, now, self.entropy.as_mut());
         let written = sealed.and_then(|sealed| {

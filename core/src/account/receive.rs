@@ -111,6 +111,7 @@ impl Account {
             other => {
                 // Nothing of the batch is stored: nothing of it may be acknowledged either.
                 self.forget_pending_receipts();
+                self.downloads.clear();
                 let why = other.err().map_or_else(|| "a commit inside the batch failed".to_owned(), |e| e.to_string());
                 let _ = self.settle([], Err::<(), _>(Error::NotStored(why.clone())));
                 results.iter().map(|_| Err(Error::NotStored(why.clone()))).collect()
@@ -136,6 +137,7 @@ impl Account {
     /// an open batch is rolled back and the groups are reloaded.
     pub fn recover_after_panic(&mut self) {
         self.store.abort_batch();
+        self.downloads.clear();
         self.forget_pending_receipts();
         let _ = self.settle([], Err::<(), _>(Error::Internal("recovering from a panic")));
     }
@@ -412,7 +414,10 @@ impl Account {
                 }
                 if !self.store.read().is_replaced(&id, &sender)? {
                     if let Some(manifest) = file {
-                        attachment = Some(super::attachments::attachment_row(id, gid, &manifest, false, now));
+                        let ours = sender == self.account_public();
+                        let fetch = super::attachments::fetch_unasked(self.store.read(), manifest.size, now);
+                        attachment =
+                            Some(super::attachments::attachment_row(id, gid, &manifest, (false, fetch, ours), now));
                     }
                     rows.push(MessageRow {
                         id,

@@ -669,6 +669,9 @@ impl<H: Host> Driver<H> {
             false => super::host::OutboxChanges::never(),
         };
         let mut tick = tokio::time::interval(self.config.tick);
+        // A driver held up (a large file handed to the account) must not fire the missed ticks
+        // in a burst: idle exchanges are counted in ticks.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,

@@ -39,8 +39,8 @@ impl Default for CacheLimits {
         CacheLimits {
             max_bytes: 256 << 20,
             max_bytes_per_peer: 32 << 20,
-            max_bulk_bytes: 1 << 30,
-            max_bulk_bytes_per_peer: 128 << 20,
+            max_bulk_bytes: 256 << 20,
+            max_bulk_bytes_per_peer: 64 << 20,
             max_age_ms: 14 * 24 * 3600 * 1000,
         }
     }

@@ -141,12 +141,16 @@ pub struct AttachmentRow {
     pub topic: [u8; 16],
     /// The manifest as the message carried it (see [`crate::attachment::Manifest::encode`]).
     pub manifest: Vec<u8>,
+    /// The file's size, as its manifest says.
+    pub size: u64,
     /// Chunks here, of `total`.
     pub have: u32,
     pub total: u32,
     /// Being fetched (ours, or asked for, or small enough to fetch unasked).
     pub wanted: bool,
     pub added_ms: u64,
+    /// Sent from this account (on this device or another of ours).
+    pub ours: bool,
 }
 
 fn attachment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentRow> {
@@ -159,14 +163,26 @@ fn attachment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentRow>
         group_id: blob(1)?.try_into().map_err(|v| fixed(1, v))?,
         topic: blob(2)?.try_into().map_err(|v| fixed(2, v))?,
         manifest: blob(3)?,
-        have: r.get(4)?,
-        total: r.get(5)?,
-        wanted: r.get(6)?,
-        added_ms: r.get::<_, i64>(7)? as u64,
+        size: r.get::<_, i64>(4)? as u64,
+        have: r.get(5)?,
+        total: r.get(6)?,
+        wanted: r.get(7)?,
+        added_ms: r.get::<_, i64>(8)? as u64,
+        ours: r.get(9)?,
     })
 }
 
-const ATTACHMENT_COLUMNS: &str = "message, group_id, topic, manifest, have, total, wanted, added_ms";
+/// Whether two manifests name the same file: the same hash, size and envelopes (its name
+/// and media type may differ).
+fn same_file(a: &[u8], b: &[u8]) -> bool {
+    let read = |bytes: &[u8]| crate::attachment::Manifest::decode(&mut Reader::new(bytes, "attachment")).ok();
+    match (read(a), read(b)) {
+        (Some(a), Some(b)) => a.hash == b.hash && a.size == b.size && a.key == b.key && a.index == b.index,
+        _ => false,
+    }
+}
+
+const ATTACHMENT_COLUMNS: &str = "message, group_id, topic, manifest, size, have, total, wanted, added_ms, ours";
 
 /// A reaction, edit or delete, as received (see [`crate::group::MessageChange`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -560,6 +576,7 @@ pub trait Rows {
         self.conn().execute("DELETE FROM held_invites WHERE from_account = ?1", [&account[..]])?;
         self.conn().execute("DELETE FROM peer_chains WHERE group_id = ?1", [&group[..]])?;
         self.conn().execute("DELETE FROM envelopes WHERE group_id = ?1", [&group[..]])?;
+        self.conn().execute("DELETE FROM attachments WHERE group_id = ?1", [&group[..]])?;
         self.conn().execute("DELETE FROM groups WHERE id = ?1", [&group[..]])?;
         Ok(())
     }
@@ -584,6 +601,7 @@ pub trait Rows {
             ("synced_through", "group_id"),
             ("peer_chains", "group_id"),
             ("envelopes", "group_id"),
+            ("attachments", "group_id"),
             ("groups", "id"),
         ] {
             conn.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [&group[..]])?;
@@ -1028,7 +1046,7 @@ pub trait Rows {
         for table in ["envelopes WHERE id", "outbox WHERE envelope_id"] {
             conn.execute(&format!("DELETE FROM {table} IN ({unsent}) AND {deleted}"), [&id.0[..]])?;
         }
-        self.forget_gone_attachments()?;
+        self.forget_deleted_attachment(id)?;
         Ok(())
     }
 
@@ -1549,24 +1567,49 @@ pub trait Rows {
         Ok(gone)
     }
 
-    /// Records a file a message carries (a second copy of the message changes nothing).
-    fn put_attachment(&self, a: &AttachmentRow) -> Result<()> {
-        self.conn().execute(
+    /// Records a file a message carries (a second copy of the message changes nothing). A
+    /// topic names one file: a manifest that reuses another file's topic (its key) with other
+    /// contents is not recorded (a member cannot break someone else's download that way); one
+    /// naming the same file takes the progress already made. Whether it was recorded.
+    fn put_attachment(&self, a: &AttachmentRow) -> Result<bool> {
+        let same_topic = self.attachment_on_topic(&a.topic)?;
+        let mut row = a.clone();
+        if let Some(other) = same_topic {
+            if other.manifest != a.manifest && !same_file(&other.manifest, &a.manifest) {
+                return Ok(false);
+            }
+            row.have = row.have.max(other.have);
+            row.wanted |= other.wanted;
+        }
+        let inserted = self.conn().execute(
             &format!(
-                "INSERT OR IGNORE INTO attachments ({ATTACHMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT OR IGNORE INTO attachments ({ATTACHMENT_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
             params![
-                &a.message.0[..],
-                &a.group_id[..],
-                &a.topic[..],
-                a.manifest,
-                a.have,
-                a.total,
-                a.wanted,
-                a.added_ms as i64
+                &row.message.0[..],
+                &row.group_id[..],
+                &row.topic[..],
+                row.manifest,
+                row.size as i64,
+                row.have,
+                row.total,
+                row.wanted,
+                row.added_ms as i64,
+                row.ours,
             ],
         )?;
-        Ok(())
+        Ok(inserted > 0)
+    }
+
+    /// Bytes of files fetched unasked (not ours, not asked for) that came since `since_ms`.
+    fn fetched_unasked_since(&self, since_ms: u64) -> Result<u64> {
+        let bytes: i64 = self.conn().query_row(
+            "SELECT coalesce(sum(size), 0) FROM attachments WHERE wanted = 1 AND ours = 0 AND added_ms >= ?1",
+            [since_ms as i64],
+            |r| r.get(0),
+        )?;
+        Ok(bytes as u64)
     }
 
     fn attachment(&self, message: &EnvelopeId) -> Result<Option<AttachmentRow>> {
@@ -1599,8 +1642,9 @@ pub trait Rows {
         Ok(stmt.query_map([], attachment_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn set_attachment_progress(&self, message: &EnvelopeId, have: u32) -> Result<()> {
-        self.conn().execute("UPDATE attachments SET have = ?2 WHERE message = ?1", params![&message.0[..], have])?;
+    /// How many of a file's envelopes are here, for every message that carries it.
+    fn set_attachment_progress(&self, topic: &[u8; 16], have: u32) -> Result<()> {
+        self.conn().execute("UPDATE attachments SET have = ?2 WHERE topic = ?1", params![&topic[..], have])?;
         Ok(())
     }
 
@@ -1625,20 +1669,28 @@ pub trait Rows {
         Ok(stmt.query_map([&topic[..]], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Forgets the files of messages that are gone (disappeared, past retention) or that their
-    /// sender deleted: their manifests, and their envelopes unless another message still
-    /// carries the same file. How many files went.
+    /// Forgets the files of messages that are gone (disappeared, past retention): their
+    /// manifests, and their envelopes unless another message still carries the same file. How
+    /// many files went. (Not while a message is being replaced by its resealed copy: the row
+    /// moves to the copy first.)
     fn forget_gone_attachments(&self) -> Result<usize> {
+        self.forget_attachments_where("NOT EXISTS (SELECT 1 FROM messages m WHERE m.envelope_id = a.message)", [])
+    }
+
+    /// Forgets the file of message `id` if its sender deleted it for everyone.
+    fn forget_deleted_attachment(&self, id: &EnvelopeId) -> Result<usize> {
+        self.forget_attachments_where(
+            "a.message = ?1 AND EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
+                 WHERE d.target = a.message AND d.kind = 'delete' AND d.sender = m.sender AND d.group_id = m.group_id)",
+            [&id.0[..]],
+        )
+    }
+
+    fn forget_attachments_where<P: rusqlite::Params>(&self, condition: &str, params: P) -> Result<usize> {
         let gone: Vec<(Vec<u8>, Vec<u8>)> = self
             .conn()
-            .prepare_cached(
-                "SELECT a.message, a.topic FROM attachments a
-                 WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.envelope_id = a.message)
-                 OR EXISTS (SELECT 1 FROM message_changes d JOIN messages m ON m.envelope_id = d.target
-                            WHERE d.target = a.message AND d.kind = 'delete' AND d.sender = m.sender
-                            AND d.group_id = m.group_id)",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare(&format!("SELECT a.message, a.topic FROM attachments a WHERE {condition}"))?
+            .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         for (message, topic) in &gone {
             self.conn().execute("DELETE FROM attachments WHERE message = ?1", [message])?;

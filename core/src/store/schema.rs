@@ -255,10 +255,12 @@ const MIGRATIONS: &[&str] = &[
         group_id BLOB NOT NULL,
         topic BLOB NOT NULL,
         manifest BLOB NOT NULL,
+        size INTEGER NOT NULL,
         have INTEGER NOT NULL,
         total INTEGER NOT NULL,
         wanted INTEGER NOT NULL,
-        added_ms INTEGER NOT NULL
+        added_ms INTEGER NOT NULL,
+        ours INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX attachments_by_topic ON attachments (topic);
     ",
