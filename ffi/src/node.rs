@@ -150,6 +150,36 @@ pub struct Message {
     pub attachment: Option<Attachment>,
 }
 
+/// A message of the nearby channel: public, from whoever is in radio range, signed by a
+/// session key that changes with each session and is never an account's.
+#[derive(uniffi::Record, Clone, Debug, PartialEq, Eq)]
+pub struct NearbyMessage {
+    /// The session key that signed it (hex): what to mute or block.
+    pub sender: String,
+    /// The nickname its author chose, with the key's first 8 hex digits (two people who chose
+    /// the same nickname still look different).
+    pub name: String,
+    pub text: String,
+    pub sent_ms: u64,
+    /// Radio hops it travelled (0: from its author's own radio).
+    pub hops: u8,
+}
+
+impl From<weft_core::nearby::Shown> for NearbyMessage {
+    fn from(m: weft_core::nearby::Shown) -> Self {
+        NearbyMessage { sender: hex(&m.sender), name: m.name, text: m.text, sent_ms: m.sent_ms, hops: m.hops }
+    }
+}
+
+fn nearby_sender(sender: &str) -> Result<[u8; 32], WeftError> {
+    let bytes = (sender.len() == 64)
+        .then(|| (0..32).map(|i| u8::from_str_radix(&sender[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>())
+        .flatten();
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| WeftError::InvalidInput {
+        detail: format!("{sender:?} is not a nearby sender (64 hex digits, as its messages give it)"),
+    })
+}
+
 /// A file a message carries, and how far it has come.
 #[derive(uniffi::Record, Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
@@ -308,6 +338,10 @@ pub enum Event {
         have: u32,
         total: u32,
     },
+    /// A message on the nearby channel (not muted, not blocked), from a stranger's session.
+    Nearby {
+        message: NearbyMessage,
+    },
     /// The account revoked this device: it reads and sends nothing more (sends fail with
     /// `WeftError.Revoked`). The app should say so and offer to link the device anew.
     ThisDeviceRevoked,
@@ -348,6 +382,7 @@ impl From<NodeEvent> for Event {
             NodeEvent::AttachmentProgress { message, conversation, have, total } => {
                 Event::AttachmentProgress { message_id: message, conversation_id: hex(&conversation), have, total }
             }
+            NodeEvent::Nearby { message } => Event::Nearby { message: message.into() },
             NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }
@@ -913,6 +948,33 @@ impl WeftNode {
         std::fs::write(&partial, &bytes).map_err(|e| io_error(&partial, e))?;
         std::fs::rename(&partial, &path).map_err(|e| io_error(&path, e))?;
         Ok(true)
+    }
+
+    /// Starts a new session of the nearby channel under `nick` (may be empty): a new key, so
+    /// nothing ties what follows to what was posted before. Returns the key (hex). A node
+    /// starts with a session of no nickname.
+    pub fn nearby_session(&self, nick: String) -> Result<String, WeftError> {
+        Ok(hex(&self.node()?.nearby_session(&nick)?))
+    }
+
+    /// Posts on the nearby channel, on every radio attached (one every 10 s, 5 saved up).
+    pub fn nearby_post(&self, text: String) -> Result<NearbyMessage, WeftError> {
+        Ok(self.node()?.nearby_post(&text)?.into())
+    }
+
+    /// The channel's recent window (at most 200 messages), oldest first.
+    pub fn nearby_recent(&self) -> Result<Vec<NearbyMessage>, WeftError> {
+        Ok(self.node()?.nearby_recent()?.into_iter().map(NearbyMessage::from).collect())
+    }
+
+    /// Hides a sender's messages (still passed on for others).
+    pub fn nearby_mute(&self, sender: String) -> Result<(), WeftError> {
+        Ok(self.node()?.nearby_mute(nearby_sender(&sender)?)?)
+    }
+
+    /// Refuses a sender: neither shown nor passed on.
+    pub fn nearby_block(&self, sender: String) -> Result<(), WeftError> {
+        Ok(self.node()?.nearby_block(nearby_sender(&sender)?)?)
     }
 
     /// Our reaction to a text message (one emoji; an empty one takes ours back). Returns the

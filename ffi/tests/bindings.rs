@@ -86,6 +86,11 @@ fn python_sends_and_saves_files_by_bundle_over_the_mesh_and_over_libp2p() {
 }
 
 #[test]
+fn python_strangers_read_each_other_on_the_nearby_channel() {
+    assert!(run_python("test_nearby.py").contains("nearby: 1 passed"));
+}
+
+#[test]
 fn python_loads_the_real_library() {
     assert!(run_python("test_identity.py").contains("1 passed"));
 }
@@ -150,7 +155,7 @@ fn kotlin_runs_two_nodes_over_libp2p_over_a_kotlin_radio_and_over_the_android_li
     let mut run = Command::new(&java);
     run.arg(format!("-Djna.library.path={}", out.path().display())).arg("-cp").arg(&classpath).arg("TestNodeKt");
     let stdout = output_of(run, "the Kotlin test");
-    assert!(stdout.contains("kotlin node: 13 passed"), "{stdout}");
+    assert!(stdout.contains("kotlin node: 14 passed"), "{stdout}");
 }
 
 /// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is

@@ -61,6 +61,7 @@ async fn run() {
     }
 
     let mut transfers = Vec::new();
+    let mut firsts = Vec::new();
     for run in 0..RUNS {
         let file: Vec<u8> = (0..FILE_LEN).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8 ^ run as u8).collect();
         let start = Instant::now();
@@ -68,13 +69,16 @@ async fn run() {
             .send_file("bob".into(), file.clone(), format!("film {run}.mp4"), "video/mp4".into(), String::new())
             .await
             .unwrap();
+        let sealed = start.elapsed();
+        let mut first = None;
         let wait = async {
             loop {
                 match events.recv().await {
-                    Ok(NodeEvent::AttachmentProgress { message, have, total, .. })
-                        if message == sent.id && have == total =>
-                    {
-                        return;
+                    Ok(NodeEvent::AttachmentProgress { message, have, total, .. }) if message == sent.id => {
+                        first.get_or_insert(start.elapsed());
+                        if have == total {
+                            return;
+                        }
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(e) => panic!("events: {e}"),
@@ -83,12 +87,16 @@ async fn run() {
         };
         tokio::time::timeout(Duration::from_secs(600), wait).await.expect("the file came whole");
         transfers.push(start.elapsed());
+        firsts.push((sealed, first.expect("progress came")));
         let id = weft_core::envelope::EnvelopeId::from_hex(&sent.id).unwrap();
         let (_, got) = bob.attachment_bytes(id).await.unwrap().expect("whole");
         assert_eq!(got, file);
     }
-    transfers.sort();
-    let transfer = transfers[RUNS / 2];
+    let transfer = {
+        let mut sorted = transfers.clone();
+        sorted.sort();
+        sorted[RUNS / 2]
+    };
 
     // The bounds, on the last file's bytes and envelopes.
     let (bundle, _) = Bundle::decode(&alice.export_bundle().await.unwrap()).unwrap();
@@ -126,6 +134,14 @@ async fn run() {
         copy.as_secs_f64() / transfer.as_secs_f64(),
         stored.as_secs_f64() / transfer.as_secs_f64()
     );
+    for ((sealed, first), total) in firsts.iter().zip(&transfers) {
+        println!(
+            "  a run: sealed and stored by the sender {:.2} s, first piece at the receiver {:.2} s, whole {:.2} s",
+            sealed.as_secs_f64(),
+            first.as_secs_f64(),
+            total.as_secs_f64()
+        );
+    }
     alice_net.stop();
     bob_net.stop();
 }

@@ -270,6 +270,10 @@ impl App {
                 None
             }
             Event::Lagged { .. } => Some(Request::Refresh),
+            Event::Nearby { name, text, .. } => {
+                self.notice = format!("nearby · {name}: {text}");
+                None
+            }
             // A file finished coming: the history shows it whole.
             Event::Attachment { message, have, total } => (have >= total
                 && self.messages.iter().any(|m| m.id == *message))

@@ -286,6 +286,8 @@ fn log_event(event: NodeEvent) {
         Event::Resealed { old_id, new_id } => tracing::info!(%old_id, %new_id, "a queued message was sealed again"),
         Event::LinkRequested { name, code, .. } => tracing::info!(%name, %code, "a new device asks to join"),
         Event::Attachment { message, have, total } => tracing::debug!(%message, have, total, "a file's piece"),
+        // What strangers write stays out of logs.
+        Event::Nearby { hops, .. } => tracing::debug!(hops, "a nearby message"),
         Event::ThisDeviceRevoked => tracing::warn!("this device was revoked by its account"),
         Event::Lagged { missed } => tracing::warn!(missed, "events skipped"),
     }
@@ -324,6 +326,7 @@ fn print_event(event: NodeEvent, out: &Output) {
             format!("the file of message {} is here (save it with `weft save {}`)", short(message), short(message))
         }
         Event::Attachment { .. } => return,
+        Event::Nearby { name, text, hops, .. } => format!("nearby  {name}: {text}  ({hops} hops)"),
         Event::ThisDeviceRevoked => REVOKED_NOTICE.to_owned(),
         Event::Lagged { missed } => format!("({missed} events skipped)"),
     };

@@ -16,7 +16,9 @@ pub struct Args {
     /// hour), toggle (the festival where a quarter of the people switch Bluetooth off for ten
     /// minutes), stadium (5,000 people, an hour), flood (the festival with one node writing junk
     /// ten times a second), nearby (the festival with someone posting on the nearby channel
-    /// every 10 s), or all (line, grid and festival)
+    /// every 10 s), photos (the festival with a 256 KiB photo every 30 s beside the texts),
+    /// photos-large (1 MiB photos, what the mesh's size policy keeps off), or all (line, grid
+    /// and festival)
     #[arg(long, default_value = "festival")]
     scenario: String,
     /// Seed: the same seed gives the same run
@@ -104,7 +106,10 @@ pub fn run(args: Args, out: &Output) -> Result<()> {
                 };
                 let mut scenario = by_name
                     .with_context(|| {
-                        format!("unknown scenario {name:?}; use line, grid, festival, toggle, stadium, flood or all")
+                        format!(
+                            "unknown scenario {name:?}; use line, grid, festival, toggle, stadium, flood, nearby, photos, \
+                             photos-large or all"
+                        )
                     })?
                     .with_envelope_len(args.envelope_bytes)
                     .map_err(anyhow::Error::msg)?;
@@ -242,6 +247,13 @@ fn table(reports: &[Report]) -> String {
                 n.latency_p95_s,
                 n.reached_beyond,
                 n.bytes
+            );
+        }
+        if let Some(p) = &r.photos {
+            text += &format!(
+                "  photos: {} sent, {:.3} of {} (photo, member) pairs whole (p50 {:.1} s, p95 {:.1} s); the texts' \
+                 figures are the line above\n",
+                p.photos, p.delivery_ratio, p.expected, p.latency_p50_s, p.latency_p95_s
             );
         }
     }

@@ -57,6 +57,15 @@ pub enum Event {
         have: u32,
         total: u32,
     },
+    /// A message on the nearby channel, from a stranger's session key (`sender`, hex) under
+    /// the name it chose (with the key's first 8 hex digits).
+    Nearby {
+        sender: String,
+        name: String,
+        text: String,
+        sent_ms: u64,
+        hops: u8,
+    },
     /// The account revoked this device: it reads and sends nothing more.
     ThisDeviceRevoked,
     /// The client read too slowly and `missed` events were dropped.
@@ -82,6 +91,13 @@ impl From<NodeEvent> for Event {
                 Event::LinkRequested { name, device: super::answer::hex(&device), code }
             }
             NodeEvent::AttachmentProgress { message, have, total, .. } => Event::Attachment { message, have, total },
+            NodeEvent::Nearby { message } => Event::Nearby {
+                sender: super::answer::hex(&message.sender),
+                name: message.name,
+                text: message.text,
+                sent_ms: message.sent_ms,
+                hops: message.hops,
+            },
             NodeEvent::ThisDeviceRevoked => Event::ThisDeviceRevoked,
         }
     }

@@ -99,6 +99,15 @@ pub trait MeshHost: Send + Sync + 'static {
     fn emit(&self, event: NodeEvent);
     /// Wakes the mesh when something entered the outbox.
     fn outbox_changes(&self) -> OutboxChanges;
+    /// What the mesh heard on the nearby channel: the bytes to pass on, if any. (A host with
+    /// no nearby session, a device joining an account, hears nothing.)
+    fn nearby_heard(&self, _bytes: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    /// The host's own posts on the nearby channel, to broadcast.
+    fn nearby_posts(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        None
+    }
     /// The host's events, if it has any: what came another way is carried at once.
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NodeEvent>>;
 }
@@ -160,6 +169,14 @@ impl MeshHost for Node {
 
     fn outbox_changes(&self) -> OutboxChanges {
         OutboxChanges::of(self.outbox_watch())
+    }
+
+    fn nearby_heard(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        Node::nearby_heard(self, bytes)
+    }
+
+    fn nearby_posts(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        Some(Node::nearby_posts(self))
     }
 
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<NodeEvent>> {
@@ -224,6 +241,7 @@ async fn run<H: MeshHost>(
     let mut radio_open = true;
     let mut outbox = node.outbox_changes();
     let mut node_events = node.events();
+    let mut posts = node.nearby_posts();
     let mut tick = tokio::time::interval(TICK);
     let mut ticks = 0u64;
     let outputs = refresh(&node, &mut router, now()).await;
@@ -270,6 +288,14 @@ async fn run<H: MeshHost>(
                 push_outbox(&node, &mut router, now(), &mut links).await;
                 Vec::new()
             }
+            post = next_post(&mut posts) => match post {
+                Ok(bytes) => router.nearby(&bytes, None),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Vec::new(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    posts = None;
+                    Vec::new()
+                }
+            },
             _ = tick.tick() => {
                 ticks += 1;
                 let mut outputs = router.tick(now(), salt());
@@ -279,9 +305,42 @@ async fn run<H: MeshHost>(
                 outputs
             }
         };
+        let outputs = hear_nearby(&node, &mut router, outputs);
         apply(&node, outputs, &mut links).await;
         *stats.lock().expect("stats lock") = router.stats();
     }
+}
+
+/// The host's next nearby post; never, for a host that posts none.
+async fn next_post(
+    posts: &mut Option<tokio::sync::broadcast::Receiver<Vec<u8>>>,
+) -> Result<Vec<u8>, tokio::sync::broadcast::error::RecvError> {
+    match posts {
+        Some(posts) => posts.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the router heard on the nearby channel goes to the host's session; what the session
+/// passes on goes out again, to every neighbour but the one it came from.
+fn hear_nearby<H: MeshHost>(node: &Arc<H>, router: &mut Router, outputs: Vec<Output>) -> Vec<Output> {
+    let mut out = Vec::with_capacity(outputs.len());
+    let mut pending = outputs;
+    while !pending.is_empty() {
+        let mut next = Vec::new();
+        for output in pending {
+            match output {
+                Output::Nearby { link, bytes } => {
+                    if let Some(relay) = node.nearby_heard(&bytes) {
+                        next.extend(router.nearby(&relay, Some(link)));
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        pending = next;
+    }
+    out
 }
 
 /// The next event of a host that has events; never, for one that has none.
@@ -347,8 +406,7 @@ async fn apply<H: MeshHost>(node: &Arc<H>, outputs: Vec<Output>, links: &mut Has
                 closed.insert(link);
             }
             Output::HandedOver { id } => handed.push(id),
-            // The node has no nearby channel yet (issue 19: the channel's rules and the mesh's
-            // frames are built, the node's session and its API are next): heard, not shown.
+            // Taken by the host's session before (`hear_nearby`).
             Output::Nearby { .. } => {}
         }
     }

@@ -184,6 +184,14 @@ struct Held {
     from: Option<LinkId>,
 }
 
+impl Held {
+    /// Pieces of files (envelopes of the largest size) give way to texts: evicted first, sent
+    /// last. Measured, not claimed: the envelope's length is what it is.
+    fn is_bulk(&self) -> bool {
+        self.envelope.len() >= crate::envelope::MAX_ENVELOPE_LEN
+    }
+}
+
 /// [`Router::refuses`], for where a link's state is borrowed.
 fn refused(seen: &HashSet<Item>, evicted: &HashMap<Item, u64>, id: &Item) -> bool {
     seen.contains(id) || evicted.contains_key(id)
@@ -1245,7 +1253,9 @@ impl Router {
         }
     }
 
-    fn on_want(&mut self, link: LinkId, ids: Vec<Item>) {
+    fn on_want(&mut self, link: LinkId, mut ids: Vec<Item>) {
+        // Texts before files' pieces: a photo asked for with a message waits behind it.
+        ids.sort_by_key(|id| self.held.get(id).is_some_and(Held::is_bulk));
         for id in ids {
             let Some(state) = self.links.get_mut(&link) else { return };
             if !self.held.contains_key(&id) {
@@ -1415,14 +1425,16 @@ impl Router {
         if !self.config.strategy.splits_copies() {
             return self.offer(link, ids);
         }
-        let mut ranked: Vec<(bool, u16, u64, Item)> =
-            ids.iter().filter_map(|id| self.held.get(id).map(|h| (!h.own, h.copies, h.stored_ms, *id))).collect();
-        // Ours first, then the least spread, then the freshest.
-        ranked.sort_by_key(|(theirs, copies, stored, id)| {
-            (*theirs, std::cmp::Reverse(*copies), std::cmp::Reverse(*stored), *id)
+        let mut ranked: Vec<(bool, bool, u16, u64, Item)> = ids
+            .iter()
+            .filter_map(|id| self.held.get(id).map(|h| (h.is_bulk(), !h.own, h.copies, h.stored_ms, *id)))
+            .collect();
+        // Texts before files' pieces; then ours, the least spread, the freshest.
+        ranked.sort_by_key(|(bulk, theirs, copies, stored, id)| {
+            (*bulk, *theirs, std::cmp::Reverse(*copies), std::cmp::Reverse(*stored), *id)
         });
         let mut last_copies = Vec::new();
-        for (_, copies, _, id) in ranked {
+        for (_, _, copies, _, id) in ranked {
             let has = self.links.get(&link).is_none_or(|s| s.peer_has.contains(&id));
             if has {
                 continue;
@@ -1558,11 +1570,12 @@ impl Router {
             else {
                 return;
             };
+            // Files' pieces go before texts, then the oldest.
             let oldest = self
                 .held
                 .iter()
                 .filter(|(_, h)| !h.own && h.from == heaviest)
-                .min_by_key(|(id, h)| (h.stored_ms, **id))
+                .min_by_key(|(id, h)| (!h.is_bulk(), h.stored_ms, **id))
                 .map(|(id, _)| *id);
             match oldest {
                 Some(id) => self.evict(&id),
@@ -1586,10 +1599,11 @@ impl Router {
         if used(self) <= limit(self) {
             return;
         }
-        let mut candidates: Vec<(u64, Item)> =
-            self.held.iter().filter(|(_, h)| matches(h)).map(|(id, h)| (h.stored_ms, *id)).collect();
+        // Files' pieces go before texts (a photo must not push a text out), then the oldest.
+        let mut candidates: Vec<(bool, u64, Item)> =
+            self.held.iter().filter(|(_, h)| matches(h)).map(|(id, h)| (!h.is_bulk(), h.stored_ms, *id)).collect();
         candidates.sort_unstable();
-        for (_, id) in candidates {
+        for (_, _, id) in candidates {
             if used(self) <= limit(self) {
                 break;
             }
@@ -2160,6 +2174,28 @@ mod tests {
         let link = bench.connect(0, 1);
         assert!(bench.sent_bytes > BIG, "taken again once the two hours passed");
         bench.disconnect(link);
+    }
+
+    /// Issue 19: a carrier whose cache is full of photos and texts drops the photos' pieces
+    /// first; a text is never pushed out by a photo.
+    #[test]
+    fn a_full_cache_drops_files_pieces_before_texts() {
+        const BIG: usize = crate::envelope::MAX_ENVELOPE_LEN;
+        let small = RouterConfig { cache_bytes: 3 * BIG, per_link_bytes: 4 * BIG, ..RouterConfig::default() };
+        let mut bench = Bench::with_configs(&[(RouterConfig::default(), &[T]), (small, &[])]);
+        // Texts first (the oldest, which age alone would drop first), then four photo pieces.
+        for n in 0..8 {
+            bench.originate(0, fake_envelope_of(&mut SimRng::new(n), T, 256));
+        }
+        for n in 100..104 {
+            bench.originate(0, fake_envelope_of(&mut SimRng::new(n), T, BIG));
+        }
+        bench.connect(0, 1);
+        let carrier = &bench.routers[1];
+        let texts = carrier.held.values().filter(|h| !h.is_bulk()).count();
+        let pieces = carrier.held.values().filter(|h| h.is_bulk()).count();
+        assert_eq!(texts, 8, "every text stays ({pieces} pieces)");
+        assert!(carrier.stats().carried_bytes <= 3 * BIG);
     }
 
     /// Ids refused for good (expired, forgotten) are not reconciled as held: a neighbour that

@@ -37,6 +37,19 @@ pub struct Scenario {
     pub flooder: Option<Flooder>,
     /// Posts on the nearby channel (issue 19).
     pub nearby: Option<NearbyLoad>,
+    /// Photos sent in the conversations beside their texts (issue 19).
+    pub photos: Option<PhotoLoad>,
+}
+
+/// Photos in the groups' conversations: from the first minute on, one every `every_ms` by a
+/// random member of a random group (a random stream of its own, so that the texts and walks
+/// pair with the same scenario without photos), each `envelopes` envelopes of the largest size
+/// (4: a 256 KiB photo, what the mesh's size policy lets through; 16: a 1 MiB one, what it
+/// keeps off).
+#[derive(Clone, Copy, Debug)]
+pub struct PhotoLoad {
+    pub every_ms: u64,
+    pub envelopes: usize,
 }
 
 /// The nearby channel's load: from the first minute on, a post every `every_ms` (a multiple of
@@ -69,6 +82,8 @@ impl Scenario {
             "stadium" => Some(Scenario::stadium(seed)),
             "flood" => Some(Scenario::festival(seed).with_flooder(0, 100)),
             "nearby" => Some(Scenario::festival(seed).with_nearby(10_000)),
+            "photos" => Some(Scenario::festival(seed).with_photos(30_000, 4)),
+            "photos-large" => Some(Scenario::festival(seed).with_photos(30_000, 16)),
             _ => None,
         }
     }
@@ -93,6 +108,7 @@ impl Scenario {
             toggles: Vec::new(),
             flooder: None,
             nearby: None,
+            photos: None,
         }
     }
 
@@ -114,6 +130,7 @@ impl Scenario {
             toggles: Vec::new(),
             flooder: None,
             nearby: None,
+            photos: None,
         }
     }
 
@@ -153,6 +170,7 @@ impl Scenario {
             toggles: Vec::new(),
             flooder: None,
             nearby: None,
+            photos: None,
         }
     }
 
@@ -232,6 +250,14 @@ impl Scenario {
         assert!(every_ms >= STEP_MS && every_ms.is_multiple_of(STEP_MS), "posts come on the simulator's steps");
         self.nearby = Some(NearbyLoad { every_ms });
         self.name = format!("{} (nearby channel)", self.name);
+        self
+    }
+
+    /// The same scenario with photos sent beside the texts (see [`PhotoLoad`]).
+    pub fn with_photos(mut self, every_ms: u64, envelopes: usize) -> Scenario {
+        assert!(every_ms >= STEP_MS && every_ms.is_multiple_of(STEP_MS), "photos come on the simulator's steps");
+        self.photos = Some(PhotoLoad { every_ms, envelopes });
+        self.name = format!("{} (photos of {} KiB)", self.name, envelopes * 64);
         self
     }
 
@@ -318,6 +344,52 @@ pub struct Report {
     /// The nearby channel's figures, when it was in use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nearby: Option<NearbyReport>,
+    /// The photos' figures, when there were any (the texts' are the figures above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photos: Option<PhotoReport>,
+}
+
+/// How the photos did: a photo reaches a member when every piece of it has.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PhotoReport {
+    pub photos: usize,
+    pub expected: usize,
+    pub delivered: usize,
+    pub delivery_ratio: f64,
+    pub latency_p50_s: f64,
+    pub latency_p95_s: f64,
+}
+
+fn photo_report(
+    load: PhotoLoad,
+    photos: &[(u64, usize, NodeIndex)],
+    groups: &[Vec<NodeIndex>],
+    messages: &HashMap<Item, Message>,
+    delivered: &BTreeMap<(Item, NodeIndex), u64>,
+) -> PhotoReport {
+    // (photo, node) -> (pieces come, when the last came)
+    let mut got: HashMap<(usize, NodeIndex), (usize, u64)> = HashMap::new();
+    for ((id, node), at) in delivered {
+        if let Some(photo) = messages[id].photo {
+            let entry = got.entry((photo, *node)).or_insert((0, 0));
+            *entry = (entry.0 + 1, entry.1.max(*at));
+        }
+    }
+    let expected: usize = photos.iter().map(|(_, g, _)| groups[*g].len() - 1).sum();
+    let mut latencies: Vec<u64> = got
+        .iter()
+        .filter(|(_, (pieces, _))| *pieces == load.envelopes)
+        .map(|((photo, _), (_, at))| at - photos[*photo].0)
+        .collect();
+    latencies.sort_unstable();
+    PhotoReport {
+        photos: photos.len(),
+        expected,
+        delivered: latencies.len(),
+        delivery_ratio: latencies.len() as f64 / expected.max(1) as f64,
+        latency_p50_s: percentile(&latencies, 0.5),
+        latency_p95_s: percentile(&latencies, 0.95),
+    }
 }
 
 /// How the nearby channel did: each post against everyone within its hop limit of its author
@@ -412,6 +484,8 @@ struct Message {
     group: usize,
     sender: NodeIndex,
     sent_ms: u64,
+    /// Which photo this envelope is a piece of; `None` for a text.
+    photo: Option<usize>,
 }
 
 /// How the carriers are set up beyond their strategy.
@@ -469,6 +543,8 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
     let mut timeline = Vec::new();
     // The nearby channel: a session per node, what the routers heard, and each post's reach.
     let mut nearby_rng = SimRng::new(seed ^ 0x4EA7B7);
+    let mut photo_rng = SimRng::new(seed ^ 0x9407);
+    let mut photos: Vec<(u64, usize, NodeIndex)> = Vec::new();
     let mut channels: Vec<crate::nearby::Channel> = match scenario.nearby {
         Some(_) => (0..routers.len())
             .map(|i| {
@@ -514,6 +590,22 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
                 carry_out!(author, outputs);
             }
         }
+        if let Some(load) = scenario.photos
+            && now >= 60_000
+            && now.is_multiple_of(load.every_ms)
+        {
+            let group = photo_rng.below(scenario.groups.len() as u64) as usize;
+            let members = &scenario.groups[group];
+            let sender = members[photo_rng.below(members.len() as u64) as usize];
+            for _ in 0..load.envelopes {
+                let envelope = fake_envelope_of(&mut photo_rng, topics[group], crate::envelope::MAX_ENVELOPE_LEN);
+                let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
+                messages.insert(id, Message { group, sender, sent_ms: now, photo: Some(photos.len()) });
+                let outputs = routers[sender].originate(envelope, now);
+                carry_out!(sender, outputs);
+            }
+            photos.push((now, group, sender));
+        }
         while let Some(&&(at, group, sender)) = pending.peek() {
             if at > now {
                 break;
@@ -521,7 +613,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             pending.next();
             let envelope = fake_envelope_of(&mut rng, topics[group], scenario.envelope_len);
             let id = short_id(&Envelope::parse(envelope.clone()).expect("well formed").id());
-            messages.insert(id, Message { group, sender, sent_ms: now });
+            messages.insert(id, Message { group, sender, sent_ms: now, photo: None });
             let outputs = routers[sender].originate(envelope, now);
             carry_out!(sender, outputs);
         }
@@ -585,7 +677,8 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
             }
         }
         if now % 60_000 == 0 {
-            timeline.push((now / 1000, delivered.len() as f64 / expected.max(1) as f64));
+            let texts = delivered.keys().filter(|(id, _)| messages[id].photo.is_none()).count();
+            timeline.push((now / 1000, texts as f64 / expected.max(1) as f64));
         }
     }
 
@@ -600,6 +693,8 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         }
     }
     let nearby = scenario.nearby.map(|_| nearby_report(&nearby_posts, &nearby_got, &frames_by_kind));
+    let photo_report = scenario.photos.map(|load| photo_report(load, &photos, &scenario.groups, &messages, &delivered));
+    delivered.retain(|(id, _), _| messages[id].photo.is_none());
     let mut latencies: Vec<u64> = delivered.iter().map(|((id, _), at)| at - messages[id].sent_ms).collect();
     latencies.sort_unstable();
     Report {
@@ -619,6 +714,7 @@ pub fn run_with(scenario: &Scenario, strategy: Strategy, seed: u64, options: &Op
         wall_ms: started.elapsed().as_millis(),
         timeline,
         nearby,
+        photos: photo_report,
     }
 }
 
@@ -792,6 +888,21 @@ mod tests {
         assert!(Scenario::grid(5).with_envelope_len(1000).is_err(), "not a padding bucket");
         let report = run(&scenario, Strategy::WEFT, 5);
         assert!(report.delivery_ratio > 0.99 && report.bytes_on_air > 50 * 4096, "{report:?}");
+    }
+
+    /// Issue 19: photos beside the texts are counted apart (a photo reaches a member when
+    /// every piece has), and the texts' figures are of texts only, paired with the same run
+    /// without photos.
+    #[test]
+    fn photos_are_counted_apart_from_the_texts() {
+        let texts = Scenario::grid(5).with_messages(30, 5);
+        let with_photos = texts.clone().with_photos(30_000, 4);
+        let (plain, photos) = (run(&texts, Strategy::WEFT, 5), run(&with_photos, Strategy::WEFT, 5));
+        assert_eq!(plain.expected, photos.expected, "the same texts");
+        let p = photos.photos.as_ref().expect("photo figures");
+        assert!(p.photos > 0 && p.delivery_ratio > 0.5, "{p:?}");
+        assert!(photos.delivery_ratio > 0.99, "{photos:?}");
+        assert!(photos.bytes_on_air > plain.bytes_on_air + (p.delivered * 4 * 65_536) as u64 / 2, "photos cost air");
     }
 
     /// Berty #5149 in the simulator: radios switched off and on again, nobody doing anything

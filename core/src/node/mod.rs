@@ -5,6 +5,7 @@
 //! answers through a oneshot channel. Events go to every subscriber through a broadcast channel,
 //! as Delta Chat's event emitter does. The transports (next) will run as tasks beside it.
 
+mod nearby;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
@@ -79,6 +80,11 @@ pub enum NodeEvent {
         have: u32,
         total: u32,
     },
+    /// A new message on the nearby channel (not muted, not blocked): from a stranger's
+    /// session key, never an account.
+    Nearby {
+        message: crate::nearby::Shown,
+    },
     /// The account revoked this device (it was lost, or given away): from now on it opens
     /// nothing new and every send fails with [`Error::Revoked`]. Sent once, when the
     /// revocation arrives.
@@ -140,6 +146,8 @@ pub struct Node {
     sends: std::sync::Arc<std::sync::Mutex<Vec<PendingSend>>>,
     /// Envelopes not yet taken by the account thread: received together, committed once.
     receives: std::sync::Arc<std::sync::Mutex<Vec<PendingReceive>>>,
+    /// The nearby channel's session, shared by every mesh.
+    nearby: nearby::NearbySession,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -195,6 +203,7 @@ impl Node {
             outbox: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
             sends: Default::default(),
             receives: Default::default(),
+            nearby: Default::default(),
             worker: Some(worker),
         })
     }

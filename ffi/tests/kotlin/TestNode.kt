@@ -571,6 +571,24 @@ suspend fun conversationFeatures(root: String) {
     for (n in listOf(alice, bob)) n.shutdown()
 }
 
+/** A file (issue 19), carried by a bundle: it comes whole and checked, and saves to a path. */
+suspend fun files(root: String) {
+    val alice = openNode("$root/f-alice", key(43), "alice")
+    val bob = openNode("$root/f-bob", key(44), "bob")
+    contactsByBundle(alice, "alice", bob)
+    val photo = ByteArray(300_000) { (it * 31 % 251).toByte() }
+    val sent = bob.sendFileBytes(bob.conv("alice"), "map.jpg", "image/jpeg", photo, "the gates")
+    check(sent.attachment?.name == "map.jpg" && sent.attachment?.size == 300_000uL) { "sent: ${sent.attachment}" }
+    alice.importBundle(bob.exportBundle())
+    val shown = alice.history(alice.conv("bob"), null, 50u).first { it.id == sent.id }
+    check(shown.body == "the gates" && shown.attachment?.have == shown.attachment?.total) { "shown: $shown" }
+    check(alice.attachmentBytes(sent.id)!!.contentEquals(photo)) { "the bytes differ" }
+    val path = "$root/saved.jpg"
+    check(alice.saveAttachment(sent.id, path))
+    check(java.io.File(path).readBytes().contentEquals(photo)) { "the saved file differs" }
+    for (n in listOf(alice, bob)) n.shutdown()
+}
+
 /** The request and the grant cross loopback libp2p: nothing is carried by the app. */
 suspend fun twoDevicesOverTheNetwork(root: String) = coroutineScope {
     val alice = openNode("$root/n-alice", key(34), "alice")
@@ -607,8 +625,9 @@ fun main() = runBlocking {
         twoDevices(root)
         twoDevicesOverTheNetwork(root)
         conversationFeatures(root)
+        files(root)
     } finally {
         java.io.File(root).deleteRecursively()
     }
-    println("kotlin node: 13 passed, 0 failed")
+    println("kotlin node: 14 passed, 0 failed")
 }
