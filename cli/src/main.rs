@@ -66,6 +66,14 @@ enum Command {
     Device(commands::device::Command),
     /// Send a message to a contact or group (durable when this returns)
     Send(commands::message::SendArgs),
+    /// The public channel of everyone within a few Bluetooth hops: show, post, new session, mute
+    ///
+    /// Readable without being a contact; what you post is signed by a key of this session,
+    /// never your account's. Needs the node that drives the radio (`weft daemon`, `weft run`).
+    Nearby {
+        #[command(subcommand)]
+        command: Option<commands::nearby::Command>,
+    },
     /// Save the file a message carries (fetching it first if it is not here yet)
     Save(commands::save::SaveArgs),
     /// React to a message with an emoji (one reaction each; a new one replaces yours)
@@ -201,6 +209,7 @@ fn main() -> ExitCode {
         Command::Settings(args) => commands::settings::run(&home, args, &out),
         Command::UpdateKeys(args) => commands::keys::update(&home, args, &out),
         Command::Retention(args) => commands::keys::retention(&home, args, &out),
+        Command::Nearby { command } => commands::nearby::run(&home, command, &out),
         Command::Export(args) => commands::bundle::export(&home, args, &out),
         Command::Import(args) => commands::bundle::import(&home, args, &out),
         Command::Demo(args) => commands::demo::run(args, &out),

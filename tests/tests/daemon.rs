@@ -151,6 +151,18 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     assert_eq!(std::fs::read_dir(&saved_dir).unwrap().count(), 2, "no partial file left behind");
     let missing_file = rpc.call("send.file", json!({ "conversation": "bob", "path": "/nonexistent/x" })).unwrap_err();
     assert!(missing_file.to_string().contains("/nonexistent/x"), "{missing_file}");
+    // The nearby channel: a session of its own; this daemon drives no radio, so a post is
+    // refused with a clear error (the Python test posts over a radio).
+    assert_eq!(call(&mut rpc, "nearby", json!({})), json!([]));
+    let session = call(&mut rpc, "nearby.session", json!({ "nick": "alice" }));
+    let sender = session["sender"].as_str().unwrap().to_owned();
+    assert_eq!(sender.len(), 64);
+    assert_ne!(json!(sender), me["account"], "a nearby key is never the account's");
+    let muted = call(&mut rpc, "nearby.mute", json!({ "sender": sender, "block": true }));
+    assert_eq!(muted["blocked"], true);
+    let refused_as_documented = ["nearby.post"];
+    let no_radio = rpc.call("nearby.post", json!({ "text": "anyone?" })).unwrap_err();
+    assert!(no_radio.to_string().contains("Bluetooth mesh"), "{no_radio}");
     let refused = rpc.call("react", json!({ "conversation": "bob", "message": "abc", "emoji": "👍" })).unwrap_err();
     assert!(refused["message"].as_str().unwrap().contains("not a message id"), "{refused}");
     assert_eq!(call(&mut rpc, "disappearing", json!({ "conversation": "bob" })), json!({ "conversation": "bob" }));
@@ -218,6 +230,7 @@ fn every_documented_method_answers_on_the_daemons_socket() {
     called.push("wipe".into());
 
     // Every documented method was called here, and nothing undocumented.
+    called.extend(refused_as_documented.map(str::to_owned));
     called.sort();
     called.dedup();
     let mut documented = documented_methods();

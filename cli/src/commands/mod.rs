@@ -11,6 +11,7 @@ pub mod id;
 pub mod init;
 pub mod keys;
 pub mod message;
+pub mod nearby;
 pub mod panic;
 pub mod passphrase;
 pub mod relay;

@@ -253,6 +253,37 @@ pub struct Message {
     pub attachment: Option<Attachment>,
 }
 
+/// A message of the nearby channel: `nearby`, `nearby.post`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nearby {
+    /// The session key that signed it (hex): what to mute or block.
+    pub sender: String,
+    /// The nickname it chose and its key's first 8 hex digits.
+    pub name: String,
+    pub text: String,
+    pub sent_ms: u64,
+    pub hops: u8,
+}
+
+impl From<&weft_core::nearby::Shown> for Nearby {
+    fn from(m: &weft_core::nearby::Shown) -> Nearby {
+        Nearby { sender: hex(&m.sender), name: m.name.clone(), text: m.text.clone(), sent_ms: m.sent_ms, hops: m.hops }
+    }
+}
+
+/// `nearby.session`: the new session's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearbySession {
+    pub sender: String,
+}
+
+/// `nearby.mute`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NearbyMuted {
+    pub sender: String,
+    pub blocked: bool,
+}
+
 /// A file a message carries: `attachment`, `attachment.save`, and in messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {

@@ -72,6 +72,20 @@ impl Api {
             Request::SendMessage(p) => reply(p, |p| self.send(p)).await,
             Request::React(p) => reply(p, |p| self.react(p)).await,
             Request::SendFile(p) => reply(p, |p| self.send_file(p)).await,
+            Request::ShowNearby(p) => {
+                reply(p, |_| async { Ok(self.node.nearby_recent()?.iter().map(answer::Nearby::from).collect()) }).await
+            }
+            Request::PostNearby(p) => {
+                reply(p, |p| async move { Ok(answer::Nearby::from(&self.node.nearby_post(&p.text)?)) }).await
+            }
+            Request::NewNearbySession(p) => {
+                reply(
+                    p,
+                    |p| async move { Ok(answer::NearbySession { sender: hex(&self.node.nearby_session(&p.nick)?) }) },
+                )
+                .await
+            }
+            Request::MuteNearby(p) => reply(p, |p| self.mute_nearby(p)).await,
             Request::ShowAttachment(p) => reply(p, |p| self.attachment(p)).await,
             Request::SaveAttachment(p) => reply(p, |p| self.save_attachment(p)).await,
             Request::EditMessage(p) => reply(p, |p| self.edit(p)).await,
@@ -292,6 +306,27 @@ impl Api {
 
     async fn set_disappearing(&self, p: SetDisappearing) -> Reply<SetDisappearing> {
         Ok(answer::Message::from(&self.node.set_disappearing(p.conversation, p.keep_ms).await?))
+    }
+
+    async fn mute_nearby(&self, p: MuteNearby) -> Reply<MuteNearby> {
+        let sender: [u8; 32] = (p.sender.len() == 64)
+            .then(|| {
+                (0..32).map(|i| u8::from_str_radix(&p.sender[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
+            })
+            .flatten()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                ApiError::InvalidParams(format!(
+                    "{:?} is not a nearby sender (64 hex digits, as `nearby` gives it)",
+                    p.sender
+                ))
+            })?;
+        if p.block {
+            self.node.nearby_block(sender)?;
+        } else {
+            self.node.nearby_mute(sender)?;
+        }
+        Ok(answer::NearbyMuted { sender: p.sender, blocked: p.block })
     }
 
     async fn send_file(&self, p: SendFile) -> Reply<SendFile> {

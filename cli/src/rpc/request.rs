@@ -115,6 +115,10 @@ methods! {
     "device.cancel" => CancelLink -> answer::LinkCancelled;
     "device.list" => ListDevices -> Vec<answer::Device>;
     "device.revoke" => RevokeDevice -> answer::Device;
+    "nearby" => ShowNearby -> Vec<answer::Nearby>;
+    "nearby.post" => PostNearby -> answer::Nearby;
+    "nearby.session" => NewNearbySession -> answer::NearbySession;
+    "nearby.mute" => MuteNearby -> answer::NearbyMuted;
     "status" => ShowStatus -> answer::Status;
     "wipe" => Wipe -> answer::Wiped;
     "subscribe" => Subscribe -> answer::Subscription;
@@ -355,6 +359,36 @@ pub struct SaveAttachment {
     pub message: String,
     /// An absolute path the node can write.
     pub path: String,
+}
+
+/// `nearby`: the nearby channel's recent window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowNearby {}
+
+/// `nearby.post`: a public message to everyone within radio range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostNearby {
+    pub text: String,
+}
+
+/// `nearby.session`: a new session of the nearby channel (a new key) under a nickname.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNearbySession {
+    #[serde(default)]
+    pub nick: String,
+}
+
+/// `nearby.mute`: hides a sender of the nearby channel; with `block`, also stops passing them on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuteNearby {
+    /// The sender's key (64 hex digits, as their messages give it).
+    pub sender: String,
+    #[serde(default)]
+    pub block: bool,
 }
 
 /// `react`: our reaction to a message (an empty emoji withdraws it).
