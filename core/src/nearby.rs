@@ -45,6 +45,12 @@ const SIGNING_LABEL: &[u8] = b"weft/v1/nearby";
 /// A sender as the channel knows them: their session's key.
 pub type Sender = [u8; 32];
 
+/// A sender's key from the 64 hex digits an app or the CLI shows.
+pub fn sender_from_hex(hex: &str) -> Option<Sender> {
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()).ok()?;
+    bytes.try_into().ok()
+}
+
 /// One message of the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NearbyMessage {

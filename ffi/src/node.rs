@@ -172,10 +172,7 @@ impl From<weft_core::nearby::Shown> for NearbyMessage {
 }
 
 fn nearby_sender(sender: &str) -> Result<[u8; 32], WeftError> {
-    let bytes = (sender.len() == 64)
-        .then(|| (0..32).map(|i| u8::from_str_radix(&sender[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>())
-        .flatten();
-    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| WeftError::InvalidInput {
+    weft_core::nearby::sender_from_hex(sender).ok_or_else(|| WeftError::InvalidInput {
         detail: format!("{sender:?} is not a nearby sender (64 hex digits, as its messages give it)"),
     })
 }

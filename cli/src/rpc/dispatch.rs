@@ -309,18 +309,12 @@ impl Api {
     }
 
     async fn mute_nearby(&self, p: MuteNearby) -> Reply<MuteNearby> {
-        let sender: [u8; 32] = (p.sender.len() == 64)
-            .then(|| {
-                (0..32).map(|i| u8::from_str_radix(&p.sender[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
-            })
-            .flatten()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                ApiError::InvalidParams(format!(
-                    "{:?} is not a nearby sender (64 hex digits, as `nearby` gives it)",
-                    p.sender
-                ))
-            })?;
+        let sender = weft_core::nearby::sender_from_hex(&p.sender).ok_or_else(|| {
+            ApiError::InvalidParams(format!(
+                "{:?} is not a nearby sender (64 hex digits, as `nearby` gives it)",
+                p.sender
+            ))
+        })?;
         if p.block {
             self.node.nearby_block(sender)?;
         } else {

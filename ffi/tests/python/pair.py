@@ -74,3 +74,15 @@ async def contacts_on_loopback(first, second, seconds=60):
     else:
         raise AssertionError(f"the request from {first_name} never arrived")
     await second.accept_contact(await account_of(second, first_name))
+
+
+async def until(check, what, seconds=30):
+    """Waits until `check()` (a function or an async one) is true, at most `seconds`."""
+    for _ in range(seconds * 20):
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} never happened")

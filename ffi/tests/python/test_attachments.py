@@ -9,11 +9,19 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room  # noqa: E402
+from pair import contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room, until  # noqa: E402
 
 
 def photo(length):
     return bytes((i * 31 + i // 251) % 256 for i in range(length))
+
+
+async def whole(node, message_id):
+    """Whether the file of `message_id` is whole on `node` (false while its message has not come)."""
+    try:
+        return await node.attachment_bytes(message_id) is not None
+    except weft_ffi.WeftError.NotFound:
+        return False
 
 
 class Progress(weft_ffi.EventListener):
@@ -25,14 +33,6 @@ class Progress(weft_ffi.EventListener):
     def on_event(self, event):
         if isinstance(event, weft_ffi.Event.ATTACHMENT_PROGRESS):
             self.steps.setdefault(event.message_id, []).append((event.have, event.total))
-
-
-async def until(check, what, seconds=60):
-    for _ in range(seconds * 20):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never happened")
 
 
 async def by_bundle(root):
@@ -78,13 +78,7 @@ async def over_the_mesh(root):
     data = photo(150_000)
     sent = await bob.send_file_bytes(with_alice, "crowd.jpg", "image/jpeg", data, "")
 
-    async def whole():
-        try:
-            return await alice.attachment_bytes(sent.id) is not None
-        except weft_ffi.WeftError.NotFound:
-            return False  # its message has not come yet
-
-    await until(whole, "the file crossing the radio")
+    await until(lambda: whole(alice, sent.id), "the file crossing the radio")
     assert await alice.attachment_bytes(sent.id) == data
     await until(lambda: asyncio.sleep(0, result=sent.id in heard.steps), "the progress events")
     steps = heard.steps[sent.id]
@@ -102,13 +96,7 @@ async def over_libp2p(root):
     data = photo(1_200_000)
     sent = await bob.send_file_bytes(with_alice, "film.mp4", "video/mp4", data, "the stage")
 
-    async def whole():
-        try:
-            return await alice.attachment_bytes(sent.id) is not None
-        except weft_ffi.WeftError.NotFound:
-            return False  # its message has not come yet
-
-    await until(whole, "the file crossing loopback", seconds=120)
+    await until(lambda: whole(alice, sent.id), "the file crossing loopback", seconds=120)
     assert await alice.attachment_bytes(sent.id) == data
     info = await alice.fetch_attachment(sent.id)
     assert (info.have, info.fetching, info.mime) == (info.total, False, "video/mp4"), info

@@ -9,7 +9,7 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room  # noqa: E402
+from pair import contacts_by_bundle, contacts_on_loopback, conversation_of, radios_in_one_room, until  # noqa: E402
 
 
 async def carry(source, *targets):
@@ -34,14 +34,6 @@ class Changes(weft_ffi.EventListener):
     def on_event(self, event):
         if isinstance(event, weft_ffi.Event.MESSAGE_RECEIVED) and event.message.changed_by is not None:
             self.changed_by.append(event.message.changed_by)
-
-
-async def until(check, what, seconds=30):
-    for _ in range(seconds * 20):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never happened")
 
 
 async def by_bundle(root):

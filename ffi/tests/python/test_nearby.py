@@ -9,7 +9,7 @@ import tempfile
 sys.path.insert(0, os.environ["WEFT_BINDINGS_DIR"])
 
 import weft_ffi  # noqa: E402
-from pair import radios_in_one_room  # noqa: E402
+from pair import radios_in_one_room, until  # noqa: E402
 
 
 class Heard(weft_ffi.EventListener):
@@ -19,14 +19,6 @@ class Heard(weft_ffi.EventListener):
     def on_event(self, event):
         if isinstance(event, weft_ffi.Event.NEARBY):
             self.messages.append(event.message)
-
-
-async def until(check, what, seconds=30):
-    for _ in range(seconds * 20):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never happened")
 
 
 async def strangers(root):
