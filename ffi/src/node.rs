@@ -948,8 +948,9 @@ impl WeftNode {
     }
 
     /// Starts a new session of the nearby channel under `nick` (may be empty): a new key, so
-    /// nothing ties what follows to what was posted before. Returns the key (hex). A node
-    /// starts with a session of no nickname.
+    /// the key does not tie what follows to what was posted before (a neighbour on the same
+    /// radio link still can, by the link). Returns the key (hex). A node starts with a session
+    /// of no nickname.
     pub fn nearby_session(&self, nick: String) -> Result<String, WeftError> {
         Ok(hex(&self.node()?.nearby_session(&nick)?))
     }

@@ -17,7 +17,8 @@ pub enum Command {
     /// Say something to everyone within radio range (signed by this session's key, never your
     /// account's)
     Post { text: String },
-    /// Start a new session: a new key, so nothing ties what follows to what you posted before
+    /// Start a new session: a new key, so the key does not tie what follows to what you posted
+    /// before (a phone on the same radio link still can, by the link)
     Session {
         /// The name others see, beside your key's first 8 hex digits
         #[arg(long, default_value = "")]

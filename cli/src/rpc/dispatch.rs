@@ -576,6 +576,25 @@ fn save_new_in(folder: &Path, name: &str, bytes: &[u8]) -> Result<std::path::Pat
                 return Ok(candidate);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // A file system without hard links (FAT, some network shares): made where nothing
+            // is, by `create_new`, and written.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied) => {
+                let made = std::fs::OpenOptions::new().write(true).create_new(true).open(&candidate);
+                match made {
+                    Ok(mut file) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        std::io::Write::write_all(&mut file, bytes)
+                            .and_then(|()| file.sync_all())
+                            .map_err(|e| io(e, "saving to", &candidate))?;
+                        return Ok(candidate);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(io(e, "saving to", &candidate));
+                    }
+                }
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(io(e, "saving to", &candidate));

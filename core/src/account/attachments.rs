@@ -99,7 +99,7 @@ pub(super) fn attachment_row(
 pub(super) fn fetch_unasked(store: &impl Rows, size: u64, now: u64) -> bool {
     size <= AUTO_FETCH_MAX
         && store
-            .fetched_unasked_since(now.saturating_sub(DAY_MS))
+            .fetched_unasked_since(now.saturating_sub(DAY_MS), AUTO_FETCH_MAX)
             .is_ok_and(|taken| taken.saturating_add(size) <= AUTO_FETCH_PER_DAY)
 }
 

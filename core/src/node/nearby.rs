@@ -44,7 +44,8 @@ fn now_ms() -> u64 {
 
 impl Node {
     /// Starts a new session of the nearby channel under `nick` (may be empty): a new key, so
-    /// nobody can tie what follows to what we posted before. Returns the session's key.
+    /// the key does not tie what follows to what we posted before (a neighbour on the same
+    /// radio link still can, by the link: rotate the radio's token too). Returns the key.
     pub fn nearby_session(&self, nick: &str) -> Result<Sender> {
         let channel = Channel::new(nick, &mut OsEntropy)?;
         let me = channel.me();

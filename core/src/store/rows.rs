@@ -600,12 +600,17 @@ pub trait Rows {
             ("retention", "group_id"),
             ("synced_through", "group_id"),
             ("peer_chains", "group_id"),
-            ("envelopes", "group_id"),
             ("attachments", "group_id"),
             ("groups", "id"),
         ] {
             conn.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [&group[..]])?;
         }
+        // A file another conversation carries too keeps its pieces (they are stored under the
+        // conversation whose message came last).
+        conn.execute(
+            "DELETE FROM envelopes WHERE group_id = ?1 AND (topic IS NULL OR topic NOT IN (SELECT topic FROM attachments))",
+            [&group[..]],
+        )?;
         Ok(())
     }
 
@@ -1602,11 +1607,13 @@ pub trait Rows {
         Ok(inserted > 0)
     }
 
-    /// Bytes of files fetched unasked (not ours, not asked for) that came since `since_ms`.
-    fn fetched_unasked_since(&self, since_ms: u64) -> Result<u64> {
+    /// Bytes of files fetched unasked (not ours; at most `max_unasked` each, so a large file
+    /// the user asked for does not count) that came since `since_ms`.
+    fn fetched_unasked_since(&self, since_ms: u64, max_unasked: u64) -> Result<u64> {
         let bytes: i64 = self.conn().query_row(
-            "SELECT coalesce(sum(size), 0) FROM attachments WHERE wanted = 1 AND ours = 0 AND added_ms >= ?1",
-            [since_ms as i64],
+            "SELECT coalesce(sum(size), 0) FROM attachments
+             WHERE wanted = 1 AND ours = 0 AND added_ms >= ?1 AND size <= ?2",
+            params![since_ms as i64, max_unasked as i64],
             |r| r.get(0),
         )?;
         Ok(bytes as u64)
