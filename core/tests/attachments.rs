@@ -306,3 +306,32 @@ fn pieces_before_their_index_are_held_until_it_comes() {
         assert_eq!(member.account.attachment_bytes(&id).unwrap().unwrap().1, data);
     }
 }
+
+/// A piece offered again and again before its index (by every peer, at every round) takes one
+/// place in the memory that holds such pieces, not one a copy: before, 64 copies of one piece
+/// filled a file's places and its other early pieces were refused.
+#[test]
+fn a_piece_offered_again_before_its_index_takes_one_place() {
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let (mut alice, mut bob) = contacts(&clock);
+    let data = file(300_000);
+    let sent = bob.account.send_file("alice", &data, "k.bin", "application/octet-stream", "").unwrap();
+    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let topic = topic_of(&bob, &id);
+    let (chunks, messages) = envelopes(&bob, topic);
+    for e in messages {
+        let _ = alice.account.receive_envelope(e);
+    }
+    let early = chunks
+        .iter()
+        .find(|e| matches!(alice.account.receive_envelope((*e).clone()), Ok(Received::Waiting)))
+        .expect("a piece before its index")
+        .clone();
+    for _ in 0..100 {
+        assert!(matches!(alice.account.receive_envelope(early.clone()), Ok(Received::Waiting)));
+    }
+    for e in chunks {
+        let _ = alice.account.receive_envelope(e);
+    }
+    assert_eq!(alice.account.attachment_bytes(&id).unwrap().unwrap().1, data);
+}

@@ -334,6 +334,11 @@ impl Account {
             Err(_) if assembly.missing_index() > 0 => {
                 let held: usize = self.downloads.1.values().map(Vec::len).sum();
                 let here = self.downloads.1.entry(topic).or_default();
+                // The same piece offered again (by another peer, at the next round) takes no
+                // second place.
+                if here.iter().any(|e| e.id() == id) {
+                    return Ok(Received::Waiting);
+                }
                 if here.len() >= MAX_UNTOLD_PER_FILE || held >= MAX_UNTOLD {
                     return Err(Error::Limit("too many pieces of a file wait for its index"));
                 }

@@ -291,6 +291,9 @@ impl Account {
             self.store.write(|tx| {
                 super::conversations::put_sent(tx, &row.group_id, &sealed, now)?;
                 tx.rename_message(&id, &new, lamport)?;
+                // A file sent again is served again for its full while, however long its
+                // message waited expired.
+                tx.restart_serving(&new, now)?;
                 tx.clear_expired(&id)?;
                 tx.forget_unsent(&id)?;
                 tx.save_group(&mut group)?;

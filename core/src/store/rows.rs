@@ -1655,6 +1655,15 @@ pub trait Rows {
         Ok(())
     }
 
+    /// A file's serving window starts again from `now_ms` (its message was sent again).
+    fn restart_serving(&self, message: &EnvelopeId, now_ms: u64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE attachments SET added_ms = ?2 WHERE message = ?1",
+            params![&message.0[..], now_ms as i64],
+        )?;
+        Ok(())
+    }
+
     fn set_attachment_wanted(&self, message: &EnvelopeId, wanted: bool) -> Result<()> {
         self.conn()
             .execute("UPDATE attachments SET wanted = ?2 WHERE message = ?1", params![&message.0[..], wanted])?;
