@@ -51,9 +51,15 @@ impl Clock {
 
     /// Moves every holder of this clock ahead to the next time it is `hour` o'clock (UTC).
     pub fn advance_to_hour(&self, hour: u64) {
+        self.advance_to(hour, 0);
+    }
+
+    /// Moves every holder of this clock ahead to the next time it is `hour`:`minute` (UTC).
+    pub fn advance_to(&self, hour: u64, minute: u64) {
         const DAY: u64 = 24 * 60 * 60 * 1000;
         let into = self.now_ms() % DAY;
-        self.0.fetch_add((hour * 60 * 60 * 1000 + DAY - into) % DAY, Ordering::SeqCst);
+        let at = (hour * 60 + minute) * 60 * 1000;
+        self.0.fetch_add((at + DAY - into) % DAY, Ordering::SeqCst);
     }
 
     /// As an account's clock.

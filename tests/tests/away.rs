@@ -128,7 +128,21 @@ async fn a_message_queued_offline_for_a_week_arrives() {
 /// only the relay, reads everything; Carol, back too, reads nothing written after her removal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_epoch_change_while_away() {
+    epoch_change_while_away(None).await;
+}
+
+/// The same, with every message written in the last hour before midnight (UTC), when the
+/// network's current session already serves tomorrow's topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_change_while_away_written_before_midnight() {
+    epoch_change_while_away(Some((23, 30))).await;
+}
+
+async fn epoch_change_while_away(at: Option<(u64, u64)>) {
     let w = world().await;
+    if let Some((hour, minute)) = at {
+        w.clock.advance_to(hour, minute);
+    }
     let carol = create_with_clock(w._dir.path(), "carol", &w.clock).await;
     introduce(&w.alice, &carol).await;
     w.alice.create_group("night-shift".into()).await.unwrap();

@@ -897,8 +897,7 @@ impl Account {
 
 /// How long into the day yesterday's topics are still followed on the network.
 pub const YESTERDAY_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
-/// How long before midnight tomorrow's topics are followed.
-pub const TOMORROW_LEAD_MS: u64 = 60 * 60 * 1000;
+pub use crate::group::TOMORROW_LEAD_MS;
 
 /// The first period, today and the last period followed on the network at `now_ms`.
 fn network_days(now_ms: u64) -> (u64, u64, u64) {

@@ -8,8 +8,22 @@ use crate::envelope::{TOPIC_LEN, Topic};
 /// Topics rotate once a day.
 pub const PERIOD_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// How long before midnight tomorrow's topics are followed, and new envelopes sealed under them.
+pub const TOMORROW_LEAD_MS: u64 = 60 * 60 * 1000;
+
 pub fn period_of(time_ms: u64) -> u64 {
     time_ms / PERIOD_MS
+}
+
+/// The period whose topics the network serves at `time_ms`, and under which an envelope sealed
+/// then goes: today's, or tomorrow's in the last [`TOMORROW_LEAD_MS`] before midnight. From then
+/// the current network session follows tomorrow's topics; today's are left to the session it
+/// replaced, frozen, or to none at all (a node that came online in that hour), so an envelope
+/// sealed for today would wait until midnight to be published, and publishing it from the
+/// current session would tie today's topic to tomorrow's peer id.
+pub fn serving_period(time_ms: u64) -> u64 {
+    let today = period_of(time_ms);
+    if PERIOD_MS - time_ms % PERIOD_MS <= TOMORROW_LEAD_MS { today + 1 } else { today }
 }
 
 const TOPIC: &[u8] = label("weft/v1/topic");
@@ -71,5 +85,20 @@ impl Epoch {
     /// each control message has a key of its own.
     pub fn control_key(&self, nonce: &[u8]) -> Secret32 {
         secret(derive_array(nonce, &self.secret[..], &[CONTROL_KEY, &self.id]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_sealed_in_the_last_hour_go_under_tomorrows_topics() {
+        let day = 20_000 * PERIOD_MS;
+        assert_eq!(serving_period(day), 20_000);
+        assert_eq!(serving_period(day + PERIOD_MS - TOMORROW_LEAD_MS - 1), 20_000);
+        assert_eq!(serving_period(day + PERIOD_MS - TOMORROW_LEAD_MS), 20_001, "from 23:00");
+        assert_eq!(serving_period(day + PERIOD_MS - 1), 20_001);
+        assert_eq!(serving_period(day + PERIOD_MS), 20_001);
     }
 }

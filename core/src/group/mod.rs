@@ -14,7 +14,7 @@ pub use content::{
     Content, Inner, InvitePart, KeyShare, MAX_REACTION_LEN, MAX_RECEIPT_IDS, MAX_TEXT_LEN, MAX_TIMER_MS, MIN_TIMER_MS,
     MessageChange, Receipt, Share, SharedContact, SharedSetting, Welcome, check_reaction, check_timer,
 };
-pub use epoch::{Epoch, PERIOD_MS, period_of};
+pub use epoch::{Epoch, PERIOD_MS, TOMORROW_LEAD_MS, period_of, serving_period};
 pub use membership::{Action, MAX_MEMBERS, Member, Membership, OpHash, SignedOp};
 pub use state::{
     ChainPosition, EPOCH_GRACE_MS, Event, Group, GroupKind, KeyChange, LocalDevice, MAX_HISTORY_MS, MAX_LAMPORT_JUMP,

@@ -15,7 +15,7 @@ use super::content::{
     Content, DeviceTag, Inner, InvitePart, KeyShare, MAX_PARENTS, MAX_WELCOME_PARTS, Receipt, Share, WELCOME_PART_LEN,
     Welcome, signature_prefix, tag_of,
 };
-use super::epoch::{Epoch, period_of};
+use super::epoch::{Epoch, serving_period};
 use super::membership::{
     Action, MAX_DEVICES_PER_ACCOUNT, MAX_MEMBERS, MAX_OPS, Membership, OpHash, SignedOp, group_id_of,
 };
@@ -1505,7 +1505,7 @@ impl Group {
         nonce: [u8; 24],
     ) -> Result<Sealed> {
         let epoch = self.epochs.get(&epoch).ok_or(Error::NotInGroup)?;
-        let topic = epoch.topic(period_of(when.now_ms));
+        let topic = epoch.topic(serving_period(when.now_ms));
         let header_key = crypto::secret(*epoch.header_key());
         let inner = self.next_inner(content, when.sent_ms);
         let mut header = [0u8; HEADER_PLAIN_LEN];

@@ -14,7 +14,7 @@
 //! [`Plan`] decides, as a pure state machine, which sessions run; the driver starts, freezes
 //! and stops them.
 
-use crate::account::{TOMORROW_LEAD_MS, YESTERDAY_GRACE_MS};
+use crate::account::YESTERDAY_GRACE_MS;
 use crate::group::PERIOD_MS;
 
 /// Sessions frozen and still running at most, besides the current ones (each costs a swarm and
@@ -35,10 +35,9 @@ pub struct SessionKey {
 }
 
 /// The period a new session should serve at `now_ms`: today's, or tomorrow's in the last
-/// [`TOMORROW_LEAD_MS`] before midnight.
+/// [`crate::group::TOMORROW_LEAD_MS`] before midnight.
 pub fn period_to_serve(now_ms: u64) -> u64 {
-    let today = now_ms / PERIOD_MS;
-    if PERIOD_MS - now_ms % PERIOD_MS <= TOMORROW_LEAD_MS { today + 1 } else { today }
+    crate::group::serving_period(now_ms)
 }
 
 /// When a frozen session of `period` stops: [`YESTERDAY_GRACE_MS`] into the next period.
