@@ -155,7 +155,7 @@ fn kotlin_runs_two_nodes_over_libp2p_over_a_kotlin_radio_and_over_the_android_li
     let mut run = Command::new(&java);
     run.arg(format!("-Djna.library.path={}", out.path().display())).arg("-cp").arg(&classpath).arg("TestNodeKt");
     let stdout = output_of(run, "the Kotlin test");
-    assert!(stdout.contains("kotlin node: 14 passed"), "{stdout}");
+    assert!(stdout.contains("kotlin node: 17 passed"), "{stdout}");
 }
 
 /// There is no Swift compiler on these machines (nor in Debian 12); what can be checked here is

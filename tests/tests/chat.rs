@@ -1,7 +1,8 @@
 //! `weft chat` end to end in a real terminal (tmux): it draws, sends what is typed, shows a
 //! message arriving live with its transport and our message's receipt, lets other commands
 //! work while it runs, accepts a contact request with one key, survives a resize, and quits
-//! cleanly.
+//! cleanly; and over a mesh with no network (`--mesh-dir`), sends a file with `/file` and
+//! speaks to everyone nearby with `/nearby`.
 //!
 //! It needs tmux, which a fresh machine with only Rust and Python may lack, so it is ignored by
 //! the plain `cargo test`; `.ci/run` installs tmux and runs it with `--ignored`.
@@ -21,7 +22,9 @@ impl Tmux {
     fn new() -> Tmux {
         let found = Command::new("tmux").arg("-V").output();
         assert!(found.is_ok_and(|o| o.status.success()), "this test needs tmux (Debian: apt-get install tmux)");
-        Tmux { socket: format!("weft-test-{}", std::process::id()) }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Tmux { socket: format!("weft-test-{}-{n}", std::process::id()) }
     }
 
     fn tmux(&self, args: &[&str]) -> std::process::Output {
@@ -151,4 +154,60 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     assert!(!alice.dir.join("weft.sock").exists(), "the chat removed its socket");
     let status = alice.ok(&["--json", "status"]);
     assert!(status.contains("\"running\": false"), "{status}");
+}
+
+#[test]
+#[ignore = "needs tmux: .ci/run installs it and runs this with --ignored"]
+fn the_chat_sends_a_file_and_speaks_nearby_over_the_mesh() {
+    let tmux = Tmux::new();
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
+    alice.ok(&["init", "--name", "alice"]);
+    bob.ok(&["init", "--name", "bob"]);
+    weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
+    // One mesh over Unix sockets, and no libp2p path between the two (no mDNS, nothing dialled).
+    let mesh = root.path().join("mesh");
+    let mesh = mesh.to_str().unwrap();
+    let _bob_daemon = weft_tests::daemon::Daemon::start_with(
+        &bob,
+        &["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--mesh-dir", mesh],
+    );
+    let map = root.path().join("gate map.png");
+    std::fs::write(&map, (0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>()).unwrap();
+
+    let chat = format!(
+        "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns --listen /ip4/127.0.0.1/tcp/0 --mesh-dir {mesh}",
+        alice.passphrase,
+        weft_binary().display(),
+        alice.dir.display()
+    );
+    assert!(tmux.tmux(&["new-session", "-d", "-s", "chat", "-x", "110", "-y", "24", &chat]).status.success());
+    tmux.wait_for("@bob");
+
+    // A file, its path in quotes (it has a space), with a caption.
+    tmux.keys(&[&format!("/file \"{}\" the gates", map.display()), "Enter"]);
+    tmux.wait_for("gate map.png");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bob.ok(&["log", "alice"]).contains("gate map.png") {
+        assert!(Instant::now() < deadline, "bob never got the file's message:\n{}", bob.ok(&["log", "alice"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Said to everyone nearby, from the chat; and what bob says nearby shows in the chat.
+    tmux.keys(&["/nearby lost a blue jacket", "Enter"]);
+    tmux.wait_for("nearby · you");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bob.ok(&["nearby", "show"]).contains("lost a blue jacket") {
+        assert!(Instant::now() < deadline, "bob never read the nearby post:\n{}", bob.ok(&["nearby", "show"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bob.ok(&["nearby", "post", "found one at the bar"]);
+    tmux.wait_for("found one at the bar");
+
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux.tmux(&["has-session", "-t", "chat"]).status.success() {
+        assert!(Instant::now() < deadline, "the chat did not quit:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

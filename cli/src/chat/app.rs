@@ -51,6 +51,15 @@ pub enum Request {
         conversation: String,
         message: String,
     },
+    /// `/file PATH [CAPTION]` (a path with spaces in double quotes): a file to the open
+    /// conversation.
+    SendFile {
+        conversation: String,
+        path: String,
+        caption: Option<String>,
+    },
+    /// `/nearby TEXT`: said to everyone within radio range, under the nearby session's key.
+    PostNearby(String),
     /// Reload the conversation list.
     Refresh,
 }
@@ -197,10 +206,26 @@ impl App {
         None
     }
 
-    /// A slash command on the open conversation's latest message: someone else's for `/reply`
-    /// and `/react`, ours for `/edit` and `/delete`. What cannot be done is a notice.
+    /// A slash command: on the open conversation's latest message (someone else's for `/reply`
+    /// and `/react`, ours for `/edit` and `/delete`), a file, or a word to everyone nearby. What
+    /// cannot be done is a notice.
     fn command(&mut self, conversation: String, text: &str) -> Option<Request> {
         let (command, rest) = text.split_once(' ').map_or((text, ""), |(c, r)| (c, r.trim()));
+        match command {
+            "/nearby" if rest.is_empty() => {
+                self.notice = "/nearby needs a text".into();
+                return None;
+            }
+            "/nearby" => return Some(Request::PostNearby(rest.to_owned())),
+            "/file" => {
+                let Some((path, caption)) = file_argument(rest) else {
+                    self.notice = "/file needs a path (in double quotes if it has spaces)".into();
+                    return None;
+                };
+                return Some(Request::SendFile { conversation, path, caption });
+            }
+            _ => {}
+        }
         let latest = |ours: bool| {
             self.messages
                 .iter()
@@ -218,7 +243,9 @@ impl App {
                 _ => Request::Delete { conversation, message: id },
             }),
             _ => {
-                self.notice = "commands: /reply TEXT, /react EMOJI (alone: take it back), /edit TEXT, /delete".into();
+                self.notice = "commands: /reply TEXT, /react EMOJI (alone: take it back), /edit TEXT, /delete, \
+                               /file PATH [CAPTION], /nearby TEXT"
+                    .into();
                 return None;
             }
         };
@@ -321,6 +348,16 @@ fn rank(state: Option<&str>) -> u8 {
     }
 }
 
+/// `/file`'s argument: a path, in double quotes if it holds spaces, and an optional caption.
+fn file_argument(rest: &str) -> Option<(String, Option<String>)> {
+    let (path, caption) = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"')?,
+        None => rest.split_once(' ').unwrap_or((rest, "")),
+    };
+    let caption = caption.trim();
+    (!path.is_empty()).then(|| (path.to_owned(), (!caption.is_empty()).then(|| caption.to_owned())))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -404,6 +441,23 @@ mod tests {
         app.messages.clear();
         assert_eq!(enter(&mut app, "/delete"), None);
         assert!(app.notice.contains("nothing of yours"));
+        assert_eq!(enter(&mut app, "/nearby north gate"), Some(Request::PostNearby("north gate".into())));
+        assert_eq!(enter(&mut app, "/nearby"), None);
+        assert!(app.notice.contains("needs a text"));
+        assert_eq!(
+            enter(&mut app, "/file /tmp/map.png the gates"),
+            Some(Request::SendFile {
+                conversation: bob(),
+                path: "/tmp/map.png".into(),
+                caption: Some("the gates".into())
+            })
+        );
+        assert_eq!(
+            enter(&mut app, "/file \"/tmp/festival map.png\""),
+            Some(Request::SendFile { conversation: bob(), path: "/tmp/festival map.png".into(), caption: None })
+        );
+        assert_eq!(enter(&mut app, "/file \"/tmp/unclosed"), None);
+        assert!(app.notice.contains("/file needs a path"));
     }
 
     fn text(id: usize) -> Message {

@@ -15,8 +15,8 @@ use crate::chat::app::{App, PAGE_LIMIT, Request};
 use crate::chat::view;
 use crate::rpc::event::Event;
 use crate::rpc::request::{
-    AcceptContact, DeleteMessage, EditMessage, ListContacts, ListConversations, MarkRead, React, ReadLog, SendMessage,
-    ShowIdentity,
+    AcceptContact, DeleteMessage, EditMessage, ListContacts, ListConversations, MarkRead, PostNearby, React, ReadLog,
+    SendFile, SendMessage, ShowIdentity,
 };
 
 #[derive(clap::Args)]
@@ -121,6 +121,17 @@ fn perform(session: &Session, app: &mut App, request: Request) {
             Request::Delete { conversation, message } => {
                 node.call(DeleteMessage { conversation: conversation.clone(), message })?;
                 app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::SendFile { conversation, path, caption } => {
+                // The node may run elsewhere (the daemon): it is given an absolute path.
+                let path = std::path::absolute(&path).with_context(|| format!("reading {path}"))?;
+                let path = path.to_str().context("the file's path is not UTF-8")?.to_owned();
+                node.call(SendFile { conversation: conversation.clone(), path, caption, mime: None })?;
+                app.set_messages(&conversation, node.call(latest(&conversation))?);
+            }
+            Request::PostNearby(text) => {
+                let posted = node.call(PostNearby { text })?;
+                app.notice = format!("nearby · you ({}): {}", posted.name, posted.text);
             }
             Request::Older { conversation, before } => {
                 let page = node.call(ReadLog { before: Some(before), ..latest(&conversation) })?;

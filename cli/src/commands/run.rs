@@ -1,6 +1,6 @@
 //! `weft run`: the node in the foreground, on the network until Ctrl-C.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,11 @@ pub struct Args {
     /// Do not use Bluetooth (the mesh that carries messages when there is no network)
     #[arg(long, help_heading = NETWORK)]
     pub no_ble: bool,
+    /// Mesh with every `weft` on this machine given the same folder (over Unix sockets), in
+    /// place of Bluetooth: the mesh between processes, for trying it and testing it with no
+    /// adapter
+    #[arg(long, value_name = "DIR", help_heading = NETWORK)]
+    pub mesh_dir: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -205,7 +210,17 @@ impl LocalNode {
             }
         };
         let _ = local.api.net.set(net);
-        if !args.no_ble {
+        if let Some(dir) = &args.mesh_dir {
+            match start_socket_mesh(&node, dir) {
+                Ok(mesh) => {
+                    let _ = local.api.mesh.set(mesh);
+                }
+                Err(e) => {
+                    local.stop();
+                    return Err(e);
+                }
+            }
+        } else if !args.no_ble {
             match start_ble(&node).await {
                 Ok(mesh) => {
                     let _ = local.api.mesh.set(mesh);
@@ -248,6 +263,19 @@ pub async fn start_ble(node: &Arc<Node>) -> std::result::Result<Arc<MeshHandle>,
             Err(e.to_string())
         }
     }
+}
+
+/// Joins the mesh of the nodes listening in `dir` (see `--mesh-dir`).
+#[cfg(unix)]
+fn start_socket_mesh(node: &Arc<Node>, dir: &Path) -> Result<Arc<MeshHandle>> {
+    let radio = weft_core::mesh::radio::socket::open(dir)?;
+    tracing::info!("mesh over the sockets in {} (no Bluetooth)", dir.display());
+    Ok(Arc::new(weft_core::mesh::driver::start(node.clone(), radio, weft_core::mesh::RouterConfig::default())))
+}
+
+#[cfg(not(unix))]
+fn start_socket_mesh(_: &Arc<Node>, _: &Path) -> Result<Arc<MeshHandle>> {
+    anyhow::bail!("--mesh-dir needs Unix sockets, which this system does not have")
 }
 
 /// Serves every method to other `weft` commands and to scripts on this home.
@@ -348,6 +376,7 @@ mod tests {
                 no_hole_punching: false,
             },
             no_ble: false,
+            mesh_dir: None,
         }
     }
 

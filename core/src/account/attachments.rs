@@ -41,12 +41,45 @@ const MESH_LIMIT_SETTING: &str = "mesh_file_limit";
 #[derive(Default)]
 pub(super) struct Downloads(HashMap<Topic, (EnvelopeId, Assembly)>, Untold);
 
-/// Pieces that came before the index naming them, held until it comes.
-type Untold = HashMap<Topic, Vec<Envelope>>;
-
 /// Pieces held for their index: per file, and in all (4 and 16 MiB).
 const MAX_UNTOLD_PER_FILE: usize = 64;
 const MAX_UNTOLD: usize = 256;
+/// How long a file's pieces wait for its index, from the first of them: a member whose index
+/// never comes does not keep the room from honest files until a restart. (An index that comes
+/// later finds its pieces again at the next reconciliation.)
+const UNTOLD_FOR_MS: u64 = 5 * 60 * 1000;
+
+/// Pieces that came before the index naming them, held until it comes, by file: since when,
+/// and the pieces.
+#[derive(Default)]
+struct Untold(HashMap<Topic, (u64, Vec<Envelope>)>);
+
+impl Untold {
+    /// Holds `envelope`, a piece of the file of `topic`, at `now_ms`: false if it was held
+    /// already (the same piece offered again takes no second place).
+    fn hold(&mut self, topic: Topic, envelope: &Envelope, now_ms: u64) -> Result<bool> {
+        self.0.retain(|_, (since, _)| now_ms.saturating_sub(*since) < UNTOLD_FOR_MS);
+        let held: usize = self.0.values().map(|(_, pieces)| pieces.len()).sum();
+        let (_, here) = self.0.entry(topic).or_insert_with(|| (now_ms, Vec::new()));
+        if here.iter().any(|e| e.id() == envelope.id()) {
+            return Ok(false);
+        }
+        if here.len() >= MAX_UNTOLD_PER_FILE || held >= MAX_UNTOLD {
+            return Err(Error::Limit("too many pieces of a file wait for its index"));
+        }
+        here.push(envelope.clone());
+        Ok(true)
+    }
+
+    /// The pieces of `topic`'s file held, which leave.
+    fn take(&mut self, topic: &Topic) -> Vec<Envelope> {
+        self.0.remove(topic).map(|(_, pieces)| pieces).unwrap_or_default()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
 
 impl Downloads {
     /// Forgets every assembly (after a failed batch: what they counted may not be stored);
@@ -321,7 +354,7 @@ impl Account {
             Ok(Taken::Chunk { .. }) => {}
             // The chunks it names that came before it can be told now.
             Ok(Taken::Index) => {
-                for early in self.downloads.1.remove(&topic).unwrap_or_default() {
+                for early in self.downloads.1.take(&topic) {
                     if matches!(assembly.take(&early), Ok(Taken::Chunk { .. })) {
                         taken.push(early);
                     }
@@ -332,17 +365,8 @@ impl Account {
             // bounds, until its index comes. Beyond them it is dropped, and fetched again at
             // the next reconciliation.
             Err(_) if assembly.missing_index() > 0 => {
-                let held: usize = self.downloads.1.values().map(Vec::len).sum();
-                let here = self.downloads.1.entry(topic).or_default();
-                // The same piece offered again (by another peer, at the next round) takes no
-                // second place.
-                if here.iter().any(|e| e.id() == id) {
-                    return Ok(Received::Waiting);
-                }
-                if here.len() >= MAX_UNTOLD_PER_FILE || held >= MAX_UNTOLD {
-                    return Err(Error::Limit("too many pieces of a file wait for its index"));
-                }
-                here.push(envelope.clone());
+                let now = self.now();
+                self.downloads.1.hold(topic, envelope, now)?;
                 return Ok(Received::Waiting);
             }
             Err(e) => return Err(e),
@@ -362,7 +386,7 @@ impl Account {
         // The assembly counted them as here: if they are not, it must be built again.
         if complete || stored.is_err() {
             self.downloads.0.remove(&topic);
-            self.downloads.1.remove(&topic);
+            self.downloads.1.take(&topic);
         }
         stored?;
         Ok(Received::Attachment(AttachmentProgress { message: message.to_hex(), conversation_id: group, have, total }))
@@ -373,6 +397,33 @@ impl Account {
 mod tests {
     use super::*;
     use crate::store::{DB_FILE, DatabaseKey, Store};
+
+    fn piece(topic: Topic, n: u16) -> Envelope {
+        let mut bytes = vec![0u8; crate::envelope::SIZE_BUCKETS[0]];
+        bytes[0] = crate::envelope::ENVELOPE_VERSION;
+        bytes[1..17].copy_from_slice(&topic);
+        bytes[17..19].copy_from_slice(&n.to_be_bytes());
+        Envelope::parse(bytes).unwrap()
+    }
+
+    /// A member whose indexes never come fills the room for early pieces (four files of 64):
+    /// honest files' pieces are refused, but only until those pieces have waited their time.
+    #[test]
+    fn pieces_whose_index_never_comes_give_up_their_room() {
+        let mut untold = Untold::default();
+        let t0 = 1_700_000_000_000;
+        for file in 0..4u8 {
+            for n in 0..MAX_UNTOLD_PER_FILE as u16 {
+                assert!(untold.hold([file; 16], &piece([file; 16], n), t0).unwrap());
+            }
+        }
+        let honest = [9u8; 16];
+        assert!(untold.hold(honest, &piece(honest, 0), t0 + 1_000).is_err(), "the room is full");
+        assert!(!untold.hold([0; 16], &piece([0; 16], 0), t0).unwrap(), "a piece held already takes no place");
+        assert!(untold.hold(honest, &piece(honest, 0), t0 + UNTOLD_FOR_MS).unwrap(), "the stale ones left");
+        assert_eq!(untold.take(&honest).len(), 1);
+        assert!(untold.take(&[0; 16]).is_empty());
+    }
 
     /// What comes unasked in a day is bounded: past 200 MiB of files from everyone, small files
     /// too wait to be asked for; ours and those of yesterday do not count.

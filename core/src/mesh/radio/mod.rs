@@ -5,6 +5,8 @@
 //! - [`sim`]: the in-process [`Medium`](super::medium::Medium), run in real time;
 //! - [`ble`]: Bluetooth LE on desktops: the central role through btleplug, and on Linux the
 //!   peripheral role through BlueZ's D-Bus API, so two laptops can mesh;
+//! - [`socket`]: Unix sockets in a shared folder, every node in range of every other: the mesh
+//!   between real processes on one machine, for tests and demos with no Bluetooth adapter;
 //! - [`feed`]: a radio fed by someone else's code — a mobile app's platform driver through
 //!   the bindings implements [`feed::Driver`] and reports links and frames to [`feed::RadioEvents`].
 
@@ -12,6 +14,8 @@
 pub mod ble;
 pub mod feed;
 pub mod sim;
+#[cfg(unix)]
+pub mod socket;
 
 use std::fmt;
 use std::future::Future;
