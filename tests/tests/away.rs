@@ -21,8 +21,18 @@ struct World {
 
 /// Alice and Bob, contacts (by bundles), and a relay, all on one clock.
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
+    world_from(Clock::default()).await
+}
+
+/// The same world, made at the next `hour`:`minute` (UTC).
+async fn world_at(hour: u64, minute: u64) -> World {
     let clock = Clock::default();
+    clock.advance_to(hour, minute);
+    world_from(clock).await
+}
+
+async fn world_from(clock: Clock) -> World {
+    let dir = tempfile::tempdir().unwrap();
     let (relay_net, relay, relay_addr) = relay_with_clock(dir.path(), &clock).await;
     let alice = create_with_clock(dir.path(), "alice", &clock).await;
     let bob = create_with_clock(dir.path(), "bob", &clock).await;
@@ -95,6 +105,24 @@ async fn back_after_days_through_a_member_who_was_online() {
     bob_net.stop();
     alice_net.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Alice writes late in the evening, after Bob went to bed; Bob comes back the next morning, when
+/// yesterday's topics are no longer followed (they are until 02:00), with only the relay. (Found
+/// in review: a device away overnight was not "behind", and never fetched the evening's messages.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_late_read_the_next_morning_through_a_relay() {
+    let w = world_at(20, 0).await;
+    w.clock.advance_to(22, 30);
+    let (alice_net, _) = online(&w.alice, config(vec![], vec![w.relay_addr.clone()])).await;
+    let sent = w.alice.send("bob".into(), "written while you slept".into()).await.unwrap();
+    eventually("the relay to hold alice's message", 60, || async { relay_holds(&w.relay, &sent.id) }).await;
+    alice_net.stop();
+    w.clock.advance_to(9, 0);
+    let (bob_net, _) = online(&w.bob, config(vec![], vec![w.relay_addr.clone()])).await;
+    eventually("bob, the next morning, to read it", 60, || async { texts(&w.bob, "alice").await.len() == 1 }).await;
+    bob_net.stop();
+    w.relay_net.stop();
 }
 
 /// Alice writes with no network at all; a week later Alice and Bob come online with the relay.

@@ -162,8 +162,9 @@ impl App {
             KeyCode::Down | KeyCode::Tab => return self.move_selection(1),
             KeyCode::Enter => {
                 let text = self.input.trim().to_owned();
-                let conversation = self.current()?.name.clone();
-                if text.is_empty() {
+                let conversation = self.current().map(|c| c.name.clone());
+                // `/nearby` needs no conversation: a stranger with none can speak nearby.
+                if text.is_empty() || (conversation.is_none() && !text.starts_with("/nearby")) {
                     return None;
                 }
                 self.input.clear();
@@ -171,7 +172,7 @@ impl App {
                 if text.starts_with('/') {
                     return self.command(conversation, &text);
                 }
-                return Some(Request::Send { conversation, text });
+                return Some(Request::Send { conversation: conversation?, text });
             }
             KeyCode::Backspace => {
                 self.input.pop();
@@ -209,7 +210,7 @@ impl App {
     /// A slash command: on the open conversation's latest message (someone else's for `/reply`
     /// and `/react`, ours for `/edit` and `/delete`), a file, or a word to everyone nearby. What
     /// cannot be done is a notice.
-    fn command(&mut self, conversation: String, text: &str) -> Option<Request> {
+    fn command(&mut self, conversation: Option<String>, text: &str) -> Option<Request> {
         let (command, rest) = text.split_once(' ').map_or((text, ""), |(c, r)| (c, r.trim()));
         match command {
             "/nearby" if rest.is_empty() => {
@@ -217,14 +218,15 @@ impl App {
                 return None;
             }
             "/nearby" => return Some(Request::PostNearby(rest.to_owned())),
-            "/file" => {
-                let Some((path, caption)) = file_argument(rest) else {
-                    self.notice = "/file needs a path (in double quotes if it has spaces)".into();
-                    return None;
-                };
-                return Some(Request::SendFile { conversation, path, caption });
-            }
             _ => {}
+        }
+        let conversation = conversation?;
+        if command == "/file" {
+            let Some((path, caption)) = file_argument(rest) else {
+                self.notice = "/file needs a path (in double quotes if it has spaces)".into();
+                return None;
+            };
+            return Some(Request::SendFile { conversation, path, caption });
         }
         let latest = |ours: bool| {
             self.messages
@@ -458,6 +460,10 @@ mod tests {
         );
         assert_eq!(enter(&mut app, "/file \"/tmp/unclosed"), None);
         assert!(app.notice.contains("/file needs a path"));
+        // With no conversation at all, only the nearby channel is there to speak on.
+        let mut stranger = App::default();
+        assert_eq!(enter(&mut stranger, "/nearby hello"), Some(Request::PostNearby("hello".into())));
+        assert_eq!(enter(&mut stranger, "hello"), None);
     }
 
     fn text(id: usize) -> Message {

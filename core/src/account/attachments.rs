@@ -60,14 +60,15 @@ impl Untold {
     fn hold(&mut self, topic: Topic, envelope: &Envelope, now_ms: u64) -> Result<bool> {
         self.0.retain(|_, (since, _)| now_ms.saturating_sub(*since) < UNTOLD_FOR_MS);
         let held: usize = self.0.values().map(|(_, pieces)| pieces.len()).sum();
-        let (_, here) = self.0.entry(topic).or_insert_with(|| (now_ms, Vec::new()));
+        let here = self.0.get(&topic).map_or(&[][..], |(_, pieces)| pieces);
         if here.iter().any(|e| e.id() == envelope.id()) {
             return Ok(false);
         }
+        // Refused before an entry is made: its start would shorten the file's later wait.
         if here.len() >= MAX_UNTOLD_PER_FILE || held >= MAX_UNTOLD {
             return Err(Error::Limit("too many pieces of a file wait for its index"));
         }
-        here.push(envelope.clone());
+        self.0.entry(topic).or_insert_with(|| (now_ms, Vec::new())).1.push(envelope.clone());
         Ok(true)
     }
 

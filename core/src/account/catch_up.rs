@@ -1,7 +1,10 @@
-//! Catching up after time away. A device follows each conversation's topics of yesterday,
-//! today and tomorrow; what was written on the days it missed lies under older topics, with
-//! relays and members. Per conversation the store keeps the last period the device is caught up
-//! through (`synced_through`); a device that missed whole days asks
+//! Catching up after time away. A device follows each conversation's topics of today (of
+//! yesterday too in the first hours of the day, and of tomorrow in its last hour); what was
+//! written on the days it missed lies under topics it no longer follows, with relays and members.
+//! Per conversation the store keeps `synced_through`: the period from which the device has
+//! followed the conversation (every period before it is complete here; that one may have had
+//! envelopes after the device left). A conversation whose `synced_through` is no longer followed
+//! is behind (a device away overnight is, from 02:00), and the device asks
 //!
 //! - relays by time and bucket ([`crate::sync::Buckets`]): everything stored since it left, in
 //!   the buckets its missed topics fall in, never the topics themselves;
@@ -78,16 +81,17 @@ impl Account {
         }
     }
 
-    /// Conversations with a day no longer followed (before yesterday) that was not followed
-    /// to its end, with the first such period. A device online every day is never behind:
-    /// while it follows today's topics it is in step through today.
+    /// Conversations with a day no longer followed (yesterday's topics are followed until
+    /// 02:00 only) that was not followed to its end, with the first such period. A device online
+    /// every day is never behind: while it follows today's topics with a relay it moves to today,
+    /// before yesterday's are left.
     fn behind(&self) -> Vec<(GroupId, u64)> {
-        let today = period_of(self.now());
+        let (first_followed, _, _) = super::receive::network_days(self.now());
         self.groups
             .values()
             .filter(|g| g.current_epoch().is_some())
             .map(|g| (g.id, self.synced_period(&g.id)))
-            .filter(|(_, synced)| synced.saturating_add(1) < today)
+            .filter(|(_, synced)| *synced < first_followed)
             .collect()
     }
 
@@ -106,6 +110,7 @@ impl Account {
     pub fn catch_up_plan(&mut self, settled: bool) -> Result<Option<CatchUpPlan>> {
         self.follow_the_day();
         let today = period_of(self.now());
+        let (first_followed, _, _) = super::receive::network_days(self.now());
         let behind = self.behind();
         let lagging: HashSet<GroupId> = behind.iter().map(|(g, _)| *g).collect();
         let target = if settled { today } else { today.saturating_sub(1) };
@@ -135,8 +140,8 @@ impl Account {
         for (gid, synced) in behind {
             let epochs = self.epochs_of(&gid);
             // The missed periods: from the last one synced (envelopes may have reached the
-            // relay after we left) to the day before yesterday (yesterday on is followed).
-            let missing = today.saturating_sub(1).saturating_sub(synced) as usize;
+            // relay after we left) to the last one no longer followed (yesterday from 02:00).
+            let missing = first_followed.saturating_sub(synced) as usize;
             for epoch in &epochs {
                 for topic in self.topics.epoch_topics(&(gid, *epoch), synced).into_iter().take(missing) {
                     buckets.insert(&topic);
@@ -150,16 +155,16 @@ impl Account {
     }
 
     /// Every listed relay answered a whole catch-up (and what they sent was received before
-    /// this call): the conversations it covered are caught up through yesterday (today's and
-    /// yesterday's topics are followed), unless they learned of a new epoch meanwhile, whose
-    /// days the next plan asks for. Returns how many conversations caught up.
+    /// this call): the conversations it covered are caught up to the first period followed
+    /// now, unless they learned of a new epoch meanwhile, whose days the next plan asks for.
+    /// Returns how many conversations caught up.
     pub fn caught_up(&mut self, plan: &CatchUpPlan) -> Result<usize> {
-        let today = period_of(self.now()).saturating_sub(1);
+        let (first_followed, _, _) = super::receive::network_days(self.now());
         let done: Vec<GroupId> =
             plan.covers.iter().filter(|(gid, epochs)| self.epochs_of(gid) == *epochs).map(|(gid, _)| *gid).collect();
         self.store.write_relaxed(|tx| {
             for gid in &done {
-                tx.set_synced_through(gid, today)?;
+                tx.set_synced_through(gid, first_followed)?;
             }
             Ok(())
         })?;

@@ -900,7 +900,7 @@ pub const YESTERDAY_GRACE_MS: u64 = 2 * 60 * 60 * 1000;
 pub use crate::group::TOMORROW_LEAD_MS;
 
 /// The first period, today and the last period followed on the network at `now_ms`.
-fn network_days(now_ms: u64) -> (u64, u64, u64) {
+pub(super) fn network_days(now_ms: u64) -> (u64, u64, u64) {
     let today = crate::group::period_of(now_ms);
     let into = now_ms % crate::group::PERIOD_MS;
     let first = if into < YESTERDAY_GRACE_MS { today.saturating_sub(1) } else { today };

@@ -15,12 +15,10 @@ pub fn period_of(time_ms: u64) -> u64 {
     time_ms / PERIOD_MS
 }
 
-/// The period whose topics the network serves at `time_ms`, and under which an envelope sealed
-/// then goes: today's, or tomorrow's in the last [`TOMORROW_LEAD_MS`] before midnight. From then
-/// the current network session follows tomorrow's topics; today's are left to the session it
-/// replaced, frozen, or to none at all (a node that came online in that hour), so an envelope
-/// sealed for today would wait until midnight to be published, and publishing it from the
-/// current session would tie today's topic to tomorrow's peer id.
+/// The period under which an envelope sealed at `time_ms` goes: today's, or tomorrow's in the
+/// last [`TOMORROW_LEAD_MS`] before midnight, when a network session for tomorrow's topics runs
+/// beside today's. What is written then is published by the session that will carry the next
+/// day, and read by everyone from their own 23:00 (see docs/DECISIONS.md, "The last hour").
 pub fn serving_period(time_ms: u64) -> u64 {
     let today = period_of(time_ms);
     if PERIOD_MS - time_ms % PERIOD_MS <= TOMORROW_LEAD_MS { today + 1 } else { today }

@@ -57,6 +57,62 @@ pub fn bind_history(token: &[u8; 16], a: &[u8], b: &[u8]) -> [u8; 16] {
     hasher.finalize().as_bytes()[..16].try_into().expect("32 > 16")
 }
 
+/// Ids of an epoch's history as a reconciliation with one peer names them: through a keyed
+/// permutation of 16 bytes (a four-round Feistel network over two 64-bit halves, BLAKE3 keyed
+/// as its round function: Luby and Rackoff's construction). Why: every id enters the first
+/// coded symbols of a reconciliation as it is (their sums are XORs of ids), and the salt is
+/// public, so whoever knew a set of envelope ids (anyone on yesterday's topic, or a stranger the
+/// history was offered to on today's) could test whether a session holds that set, and so link
+/// a member's peer ids across days. Blinded under a key only members of the epoch can make, the
+/// symbols say nothing to anyone else; the member that answers unblinds what it decodes.
+struct Blinding {
+    rounds: [[u8; 32]; 4],
+}
+
+impl Blinding {
+    fn new(token: &[u8; 16], bound: &[u8; 16]) -> Blinding {
+        let mut material = [0u8; 32];
+        material[..16].copy_from_slice(token);
+        material[16..].copy_from_slice(bound);
+        let key = blake3::derive_key("weft/v1/history-blinding", &material);
+        let rounds = std::array::from_fn(|i| blake3::keyed_hash(&key, &[i as u8]).into());
+        Blinding { rounds }
+    }
+
+    fn round(&self, i: usize, half: u64) -> u64 {
+        let out = blake3::keyed_hash(&self.rounds[i], &half.to_le_bytes());
+        u64::from_le_bytes(out.as_bytes()[..8].try_into().expect("8 of 32 bytes"))
+    }
+
+    fn halves(id: &Item) -> (u64, u64) {
+        let (l, r) = id.split_at(8);
+        (u64::from_le_bytes(l.try_into().expect("8 bytes")), u64::from_le_bytes(r.try_into().expect("8 bytes")))
+    }
+
+    fn join(l: u64, r: u64) -> Item {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&l.to_le_bytes());
+        id[8..].copy_from_slice(&r.to_le_bytes());
+        id
+    }
+
+    fn blind(&self, id: &Item) -> Item {
+        let (mut l, mut r) = Self::halves(id);
+        for i in 0..4 {
+            (l, r) = (r, l ^ self.round(i, r));
+        }
+        Self::join(l, r)
+    }
+
+    fn unblind(&self, id: &Item) -> Item {
+        let (mut l, mut r) = Self::halves(id);
+        for i in (0..4).rev() {
+            (l, r) = (r ^ self.round(i, l), l);
+        }
+        Self::join(l, r)
+    }
+}
+
 /// A node's store as one peer may ask it: history keys bound to that peer and us are read as
 /// the tokens they bind; any other history key is not served; and, over the network, only the
 /// topics both follow now (see [`PeerBound::topics`]).
@@ -84,6 +140,17 @@ impl<'a> PeerBound<'a> {
         self
     }
 
+    /// The key that blinds the ids of a history reconciliation with this peer: made from the
+    /// token, which only members hold, and the bound key, so it differs per connection.
+    fn blinding(&self, scope: &Scope) -> Option<Blinding> {
+        match (scope, self.unbind(scope)?) {
+            (Scope::History { key: bound, .. }, Scope::History { key: token, .. }) => {
+                Some(Blinding::new(&token, bound))
+            }
+            _ => None,
+        }
+    }
+
     /// The scope as our own store knows it; `None` for a history key not bound to this pair.
     fn unbind(&self, scope: &Scope) -> Option<Scope> {
         match scope {
@@ -105,11 +172,20 @@ impl<'a> PeerBound<'a> {
 
 impl EnvelopeSource for PeerBound<'_> {
     fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
-        self.source.ids(&self.unbind(scope)?)
+        let ids = self.source.ids(&self.unbind(scope)?)?;
+        Some(match self.blinding(scope) {
+            Some(blinding) => ids.iter().map(|id| blinding.blind(id)).collect(),
+            None => ids,
+        })
     }
 
     fn envelope(&self, scope: &Scope, id: &Item) -> Option<Vec<u8>> {
-        self.source.envelope(&self.unbind(scope)?, id)
+        let id = self.blinding(scope).map_or(*id, |b| b.unblind(id));
+        self.source.envelope(&self.unbind(scope)?, &id)
+    }
+
+    fn item_in(&self, scope: &Scope, id: Item) -> Item {
+        self.blinding(scope).map_or(id, |b| b.blind(&id))
     }
 
     fn since(
@@ -134,6 +210,46 @@ mod tests {
         assert_ne!(bind_history(&token, a, b), bind_history(&token, a, c));
         assert_ne!(bind_history(&token, a, b), bind_history(&[8u8; 16], a, b));
         assert_ne!(bind_history(&token, a, b)[..], token[..]);
+    }
+
+    /// A member of one epoch (token 9) holding two envelopes of its history.
+    struct Member;
+    impl EnvelopeSource for Member {
+        fn ids(&self, scope: &Scope) -> Option<Vec<Item>> {
+            matches!(scope, Scope::History { key: [9, ..], .. }).then(|| vec![[1; 16], [2; 16]])
+        }
+        fn envelope(&self, _: &Scope, id: &Item) -> Option<Vec<u8>> {
+            (*id == [1; 16]).then(|| vec![1])
+        }
+        fn history_tokens(&self) -> Vec<[u8; 16]> {
+            vec![[9; 16]]
+        }
+    }
+
+    /// Ids of a history reach the wire blinded under the token, and differently on each
+    /// connection: the coded symbols' sums (XORs of ids) say nothing to whoever knows the ids
+    /// but not the token. Both ends of one connection name them alike, and serve them.
+    #[test]
+    fn a_history_names_its_ids_blinded_and_per_connection() {
+        let (a, b, c) = (b"peer-a".as_slice(), b"peer-b".as_slice(), b"peer-c".as_slice());
+        let ab = Scope::History { key: bind_history(&[9; 16], a, b), from: 0 };
+        let ac = Scope::History { key: bind_history(&[9; 16], a, c), from: 0 };
+        let with_b = PeerBound::new(&Member, a, b);
+        let named = with_b.ids(&ab).unwrap();
+        assert_eq!(named.len(), 2);
+        assert!(!named.contains(&[1; 16]) && !named.contains(&[2; 16]), "blinded");
+        let with_c = PeerBound::new(&Member, a, c).ids(&ac).unwrap();
+        assert!(named.iter().all(|id| !with_c.contains(id)), "another connection, other names");
+        assert_eq!(PeerBound::new(&Member, b, a).ids(&ab).unwrap(), named, "both ends alike");
+        assert_eq!(with_b.envelope(&ab, &named[0]), Some(vec![1]), "a Want of a blinded id is served");
+        assert_eq!(with_b.item_in(&ab, [2; 16]), named[1], "a Have is matched to the Want");
+        let topic = Scope::Topic([3; 16]);
+        assert_eq!(with_b.item_in(&topic, [2; 16]), [2; 16], "a topic's ids are its envelopes'");
+        let blinding = Blinding::new(&[9; 16], &[4; 16]);
+        for n in 0..=255u8 {
+            let id = [n; 16];
+            assert_eq!(blinding.unblind(&blinding.blind(&id)), id);
+        }
     }
 
     struct One;
