@@ -10,6 +10,26 @@ mod common;
 use common::{DAY_MS, carry, contacts};
 use weft_core::sync::{PeerSync, SyncMessage};
 
+const HOUR_MS: u64 = 60 * 60 * 1000;
+
+/// A device away overnight, back after 02:00 (when yesterday's topics are no longer followed),
+/// asks a relay for yesterday: what was written after it left the evening before.
+#[test]
+fn a_night_away_asks_for_yesterday_once_it_is_no_longer_followed() {
+    let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+    let (_alice, mut bob) = contacts(&clock);
+    // Online with a relay for a whole round at 22:13: in step through today.
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none());
+    // Away overnight; at 01:13 yesterday's topics are still followed, at 09:13 they are not.
+    clock.fetch_add(3 * HOUR_MS, Ordering::SeqCst);
+    assert!(bob.account.catch_up_plan(false).unwrap().is_none(), "01:13: yesterday still followed");
+    clock.fetch_add(8 * HOUR_MS, Ordering::SeqCst);
+    let plan = bob.account.catch_up_plan(true).unwrap().expect("09:13: yesterday is no longer followed");
+    assert_eq!(plan.missed_topics().len(), 1, "yesterday's topic, and nothing of today's");
+    assert_eq!(bob.account.caught_up(&plan).unwrap(), 1);
+    assert!(bob.account.catch_up_plan(true).unwrap().is_none());
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -22,8 +42,9 @@ fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
     bob.create_group("trip").unwrap();
     bob.invite("trip", "alice").unwrap();
 
-    // Back a day later: what bob follows covers it, and the relay is asked nothing.
-    clock.fetch_add(DAY_MS, Ordering::SeqCst);
+    // (The clock starts at 22:13 UTC.) Back after midnight, before 02:00: yesterday's topics are
+    // still followed, and the relay is asked nothing.
+    clock.fetch_add(3 * HOUR_MS, Ordering::SeqCst);
     assert!(bob.catch_up_plan(false).unwrap().is_none());
     // Back a week later: one request.
     clock.fetch_add(7 * DAY_MS, Ordering::SeqCst);
@@ -62,8 +83,9 @@ fn a_relay_catch_up_names_a_moment_and_buckets_never_a_topic() {
 fn only_a_settled_visit_moves_the_day_caught_up_through() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
     let (_alice, mut bob) = contacts(&clock);
-    clock.fetch_add(DAY_MS, Ordering::SeqCst);
-    assert!(bob.account.catch_up_plan(false).unwrap().is_none(), "a brief visit the next day");
+    // 22:13, then 01:13 the next night, while yesterday's topics are still followed.
+    clock.fetch_add(3 * HOUR_MS, Ordering::SeqCst);
+    assert!(bob.account.catch_up_plan(false).unwrap().is_none(), "a brief visit after midnight");
     clock.fetch_add(DAY_MS, Ordering::SeqCst);
     let plan = bob.account.catch_up_plan(true).unwrap().expect("the day before the visit was not followed whole");
     assert_eq!(plan.missed_topics().len(), 1);
@@ -101,11 +123,11 @@ fn a_catch_up_reaches_back_only_as_far_as_relays_keep_and_survives_a_clock_set_a
     assert!(bob.account.catch_up_plan(false).unwrap().is_some(), "the week away is still asked for");
 }
 
-/// A history key travels bound to the two peers of a connection: a peer it was handed to
-/// cannot use it with another member.
+/// A history key travels bound to the two peers of a connection and to who asks: a peer it was
+/// handed to cannot use it with another member, nor play it back to the member who sent it.
 #[test]
 fn a_history_key_handed_to_one_peer_is_refused_by_another() {
-    use weft_core::sync::{EnvelopeSource, PeerBound, Scope, bind_history};
+    use weft_core::sync::{EnvelopeSource, PeerBound, Scope, history_request};
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
     let (mut alice, mut bob) = contacts(&clock);
     bob.account.send("alice", "in the history").unwrap();
@@ -115,12 +137,19 @@ fn a_history_key_handed_to_one_peer_is_refused_by_another() {
     // (A running node follows the day on every tick.)
     bob.account.follow_the_day();
     let (alice_id, bob_id, mallory) = (b"alice-peer".as_slice(), b"bob-peer".as_slice(), b"mallory-peer".as_slice());
-    // What alice sends bob: served by bob to alice.
-    let to_bob = Scope::History { key: bind_history(&token, alice_id, bob_id), from };
-    assert!(PeerBound::new(&bob.account, bob_id, alice_id).ids(&to_bob).is_some());
+    // What alice sends bob: served by bob to alice, with the message alice lacks.
+    let to_bob = history_request(&token, alice_id, bob_id, from);
+    let bob_for_alice = PeerBound::new(&bob.account, bob_id, alice_id);
+    assert!(bob_for_alice.serves(&to_bob));
+    assert!(bob_for_alice.ids(&to_bob).is_some_and(|ids| !ids.is_empty()));
     // Mallory saw what alice sent her (she posed as a member on the topic), and replays it to bob.
-    let to_mallory = Scope::History { key: bind_history(&token, alice_id, mallory), from };
+    let to_mallory = history_request(&token, alice_id, mallory, from);
     assert_eq!(PeerBound::new(&bob.account, bob_id, mallory).ids(&to_mallory), None);
+    // Or plays it back to alice, who sent it: alice serves a history only to the peer that asked.
+    assert!(!PeerBound::new(&alice.account, alice_id, mallory).serves(&to_mallory));
+    // `from` travels masked: the day the conversation began is not on the wire.
+    let Scope::History { from: on_the_wire, .. } = to_bob else { unreachable!() };
+    assert_ne!(on_the_wire, from);
     // The bare token is no key on the wire either.
     assert_eq!(PeerBound::new(&bob.account, bob_id, mallory).ids(&Scope::History { key: token, from }), None);
 }

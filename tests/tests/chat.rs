@@ -55,6 +55,27 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Esc, and the chat's session ends.
+    fn quit(&self) {
+        self.keys(&["Escape"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.tmux(&["has-session", "-t", "chat"]).status.success() {
+            assert!(Instant::now() < deadline, "the chat did not quit:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Alice and Bob, contacts by bundle, so the chat starts with a conversation.
+fn contacts(root: &std::path::Path) -> (Home, Home) {
+    let (alice, bob) = (Home::new(root, "alice"), Home::new(root, "bob"));
+    alice.ok(&["init", "--name", "alice"]);
+    bob.ok(&["init", "--name", "bob"]);
+    weft_tests::contacts_by_bundle(root, &alice, &bob);
+    (alice, bob)
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
@@ -75,11 +96,7 @@ impl Drop for Daemon {
 fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     let tmux = Tmux::new();
     let root = tempfile::tempdir().unwrap();
-    let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
-    alice.ok(&["init", "--name", "alice"]);
-    bob.ok(&["init", "--name", "bob"]);
-    // Contacts by bundle, so the chat starts with a conversation.
-    weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
+    let (alice, bob) = contacts(root.path());
 
     let _bob_daemon = Daemon(bob.spawn_daemon());
     bob.wait_for_socket();
@@ -145,12 +162,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
     tmux.wait_for("bob: hi alice");
 
     // Esc quits, the terminal is given back and the home is released.
-    tmux.keys(&["Escape"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux.tmux(&["has-session", "-t", "chat"]).status.success() {
-        assert!(Instant::now() < deadline, "the chat did not quit:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.quit();
     assert!(!alice.dir.join("weft.sock").exists(), "the chat removed its socket");
     let status = alice.ok(&["--json", "status"]);
     assert!(status.contains("\"running\": false"), "{status}");
@@ -161,10 +173,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
 fn the_chat_sends_a_file_and_speaks_nearby_over_the_mesh() {
     let tmux = Tmux::new();
     let root = tempfile::tempdir().unwrap();
-    let (alice, bob) = (Home::new(root.path(), "alice"), Home::new(root.path(), "bob"));
-    alice.ok(&["init", "--name", "alice"]);
-    bob.ok(&["init", "--name", "bob"]);
-    weft_tests::contacts_by_bundle(root.path(), &alice, &bob);
+    let (alice, bob) = contacts(root.path());
     // One mesh over Unix sockets, and no libp2p path between the two (no mDNS, nothing dialled).
     let mesh = root.path().join("mesh");
     let mesh = mesh.to_str().unwrap();
@@ -204,10 +213,5 @@ fn the_chat_sends_a_file_and_speaks_nearby_over_the_mesh() {
     bob.ok(&["nearby", "post", "found one at the bar"]);
     tmux.wait_for("found one at the bar");
 
-    tmux.keys(&["Escape"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux.tmux(&["has-session", "-t", "chat"]).status.success() {
-        assert!(Instant::now() < deadline, "the chat did not quit:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.quit();
 }

@@ -43,6 +43,9 @@ pub struct CatchUpPlan {
     /// The topics missed: never sent, kept to tell what the buckets cover.
     missed: Vec<Topic>,
     covers: Vec<(GroupId, Vec<[u8; 32]>)>,
+    /// The first period followed when the plan was made: what a whole round marks (read again
+    /// at the end, after 02:00 had passed meanwhile, it would skip yesterday).
+    through: u64,
 }
 
 impl CatchUpPlan {
@@ -113,7 +116,9 @@ impl Account {
         let (first_followed, _, _) = super::receive::network_days(self.now());
         let behind = self.behind();
         let lagging: HashSet<GroupId> = behind.iter().map(|(g, _)| *g).collect();
-        let target = if settled { today } else { today.saturating_sub(1) };
+        // Not settled: to the first period followed (a conversation with no record yet is then
+        // not "behind" at once).
+        let target = if settled { today } else { first_followed };
         let moving: Vec<GroupId> = self
             .groups
             .values()
@@ -151,7 +156,7 @@ impl Account {
             covers.push((gid, epochs));
         }
         let after = Cursor::at((earliest * PERIOD_MS).saturating_sub(CLOCK_SLACK_MS));
-        Ok(Some(CatchUpPlan { after, buckets, missed, covers }))
+        Ok(Some(CatchUpPlan { after, buckets, missed, covers, through: first_followed }))
     }
 
     /// Every listed relay answered a whole catch-up (and what they sent was received before
@@ -159,7 +164,7 @@ impl Account {
     /// now, unless they learned of a new epoch meanwhile, whose days the next plan asks for.
     /// Returns how many conversations caught up.
     pub fn caught_up(&mut self, plan: &CatchUpPlan) -> Result<usize> {
-        let (first_followed, _, _) = super::receive::network_days(self.now());
+        let first_followed = plan.through;
         let done: Vec<GroupId> =
             plan.covers.iter().filter(|(gid, epochs)| self.epochs_of(gid) == *epochs).map(|(gid, _)| *gid).collect();
         self.store.write_relaxed(|tx| {

@@ -27,7 +27,7 @@ use crate::account::CatchUpPlan;
 use crate::envelope::{Envelope, EnvelopeId, Topic};
 use crate::error::{Error, Result};
 use crate::node::{Node, NodeEvent};
-use crate::sync::{Expired, PeerBound, PeerSync, Scope, SyncMessage, bind_history};
+use crate::sync::{Expired, PeerBound, PeerSync, Scope, SyncMessage, history_request};
 
 /// Every this many ticks, every shared topic is reconciled with every peer on it.
 const RESYNC_EVERY_TICKS: u64 = 15;
@@ -1460,7 +1460,7 @@ impl<H: Host> Driver<H> {
         if let Some(Scope::History { key: token, from }) = self.history.get(topic)
             && !self.relay_peers.contains(&peer)
         {
-            scopes.push(Scope::History { key: bind_history(token, &us, &them), from: *from });
+            scopes.push(history_request(token, &us, &them, *from));
         }
         for scope in scopes {
             let syncs = self.syncs.clone();

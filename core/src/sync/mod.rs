@@ -10,6 +10,6 @@ mod since;
 
 pub use peer::{EnvelopeSource, Expired, MAX_HAVE_BYTES, MAX_WANT, PeerSync, Step, SyncMessage};
 pub use riblt::{CodedSymbol, Decoder, Encoder, Item, ItemHasher, MAX_SYMBOLS, SYMBOL_BOUND_SLACK};
-pub use scope::{PeerBound, Scope, bind_history};
+pub use scope::{PeerBound, Scope, bind_history, history_request};
 pub use session::{INCONSISTENT_SYMBOLS, Initiator, Message, Outcome, Responder, short_id};
 pub use since::{Buckets, Cursor, MAX_BUCKET_BITS, MAX_HELD_COUNT};

@@ -52,6 +52,12 @@ pub trait EnvelopeSource {
         let _ = scope;
         id
     }
+    /// Whether we answer the peer on this scope (reconcile it with them, hand them its
+    /// envelopes): a history only when the peer asked it (see [`super::bind_history`]).
+    fn serves(&self, scope: &Scope) -> bool {
+        let _ = scope;
+        true
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,7 +303,7 @@ impl PeerSync {
             SyncMessage::Reconcile { scope, message } => {
                 let restart = matches!(message, Message::Symbols { start: 0, .. });
                 let respond = |step: &mut Step| -> Option<Side> {
-                    match source.ids(&scope) {
+                    match source.ids(&scope).filter(|_| source.serves(&scope)) {
                         Some(ids) => Some(Side::Responding(Box::new(Responder::new(ids)))),
                         None => {
                             step.send.push(SyncMessage::Refuse { scope });
@@ -346,6 +352,9 @@ impl PeerSync {
                         let (reply, outcome) = responder.handle(message)?;
                         step.send.push(SyncMessage::Reconcile { scope, message: reply });
                         match outcome {
+                            // A history is the asker's: its server does not ask back under the
+                            // asker's key (it would be refused), but asks its own if behind.
+                            Some(_) if matches!(scope, Scope::History { .. }) => {}
                             Some(outcome) => self.want(scope, outcome, &mut step),
                             None => {
                                 self.sessions.insert(scope, Open::new(Side::Responding(responder)));
@@ -363,7 +372,8 @@ impl PeerSync {
             SyncMessage::Want { scope, ids } => {
                 let mut envelopes = Vec::new();
                 let mut bytes = 0;
-                for id in ids {
+                let served = if source.serves(&scope) { ids } else { Vec::new() };
+                for id in served {
                     if let Some(e) = source.envelope(&scope, &id) {
                         bytes += e.len();
                         if bytes > MAX_HAVE_BYTES {

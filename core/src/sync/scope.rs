@@ -47,14 +47,32 @@ impl Scope {
     }
 }
 
-/// A history token bound to the two peers of one connection (in either order): what travels.
-pub fn bind_history(token: &[u8; 16], a: &[u8], b: &[u8]) -> [u8; 16] {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+/// A history token bound to one connection and one direction: `asker` asks `server`. Only a
+/// member can make the key with itself as the asker, so a key we sent a stranger (it poses as a
+/// member on today's topic) is of no use to it against us: we serve a key only when the peer is
+/// its asker.
+pub fn bind_history(token: &[u8; 16], asker: &[u8], server: &[u8]) -> [u8; 16] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(token);
     let mut hasher = blake3::Hasher::new_keyed(&blake3::derive_key("weft/v1/history-binding", &key));
-    hasher.update(&(low.len() as u32).to_be_bytes()).update(low).update(high);
+    hasher.update(&(asker.len() as u32).to_be_bytes()).update(asker).update(server);
     hasher.finalize().as_bytes()[..16].try_into().expect("32 > 16")
+}
+
+/// A history asked of `server` by `asker` from period `from`, as it travels: the bound key, and
+/// `from` masked under the token (in the clear it would say, day after day, when a
+/// conversation began, to every stranger on its topic).
+pub fn history_request(token: &[u8; 16], asker: &[u8], server: &[u8], from: u64) -> Scope {
+    let key = bind_history(token, asker, server);
+    Scope::History { key, from: from ^ from_mask(token, &key) }
+}
+
+fn from_mask(token: &[u8; 16], key: &[u8; 16]) -> u64 {
+    let mut material = [0u8; 32];
+    material[..16].copy_from_slice(token);
+    material[16..].copy_from_slice(key);
+    let mask = blake3::derive_key("weft/v1/history-from", &material);
+    u64::from_be_bytes(mask[..8].try_into().expect("8 of 32 bytes"))
 }
 
 /// Ids of an epoch's history as a reconciliation with one peer names them: through a keyed
@@ -121,9 +139,15 @@ pub struct PeerBound<'a> {
     pair: (&'a [u8], &'a [u8]),
     /// The topics this peer may reconcile, if limited.
     topics: Option<std::collections::HashSet<Topic>>,
-    /// Each token of ours, bound to this pair of peers: made at the first history asked about
-    /// (most exchanges are about topics only).
-    bound: std::cell::OnceCell<Vec<([u8; 16], [u8; 16])>>,
+    /// Each token of ours bound to this pair of peers both ways, with whether the peer is the
+    /// asker: made at the first history asked about (most exchanges are about topics only).
+    bound: std::cell::OnceCell<Vec<Bound>>,
+}
+
+struct Bound {
+    key: [u8; 16],
+    token: [u8; 16],
+    asked_by_peer: bool,
 }
 
 impl<'a> PeerBound<'a> {
@@ -143,15 +167,26 @@ impl<'a> PeerBound<'a> {
     /// The key that blinds the ids of a history reconciliation with this peer: made from the
     /// token, which only members hold, and the bound key, so it differs per connection.
     fn blinding(&self, scope: &Scope) -> Option<Blinding> {
-        match (scope, self.unbind(scope)?) {
-            (Scope::History { key: bound, .. }, Scope::History { key: token, .. }) => {
-                Some(Blinding::new(&token, bound))
-            }
-            _ => None,
+        match scope {
+            Scope::History { key, .. } => Some(Blinding::new(&self.bound(key)?.token, key)),
+            Scope::Topic(_) => None,
         }
     }
 
-    /// The scope as our own store knows it; `None` for a history key not bound to this pair.
+    /// Our token a history key binds to this pair, either way.
+    fn bound(&self, key: &[u8; 16]) -> Option<&Bound> {
+        let bound = self.bound.get_or_init(|| {
+            let (us, peer) = self.pair;
+            let tokens = self.source.history_tokens();
+            let asked = tokens.iter().map(|t| Bound { key: bind_history(t, peer, us), token: *t, asked_by_peer: true });
+            let ours = tokens.iter().map(|t| Bound { key: bind_history(t, us, peer), token: *t, asked_by_peer: false });
+            asked.chain(ours).collect()
+        });
+        bound.iter().find(|b| b.key == *key)
+    }
+
+    /// The scope as our own store knows it; `None` for a history key not bound to this pair
+    /// (either way: our own requests are read through it too).
     fn unbind(&self, scope: &Scope) -> Option<Scope> {
         match scope {
             Scope::Topic(topic) => match &self.topics {
@@ -159,12 +194,8 @@ impl<'a> PeerBound<'a> {
                 _ => Some(*scope),
             },
             Scope::History { key, from } => {
-                let bound = self.bound.get_or_init(|| {
-                    let (us, peer) = self.pair;
-                    self.source.history_tokens().iter().map(|t| (bind_history(t, us, peer), *t)).collect()
-                });
-                let token = bound.iter().find(|(b, _)| b == key)?.1;
-                Some(Scope::History { key: token, from: *from })
+                let token = self.bound(key)?.token;
+                Some(Scope::History { key: token, from: from ^ from_mask(&token, key) })
             }
         }
     }
@@ -188,6 +219,15 @@ impl EnvelopeSource for PeerBound<'_> {
         self.blinding(scope).map_or(id, |b| b.blind(&id))
     }
 
+    /// A topic we serve this peer, or a history the peer asked (never one of our own requests
+    /// played back to us).
+    fn serves(&self, scope: &Scope) -> bool {
+        match scope {
+            Scope::Topic(_) => self.unbind(scope).is_some(),
+            Scope::History { key, .. } => self.bound(key).is_some_and(|b| b.asked_by_peer),
+        }
+    }
+
     fn since(
         &self,
         after: super::Cursor,
@@ -203,10 +243,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bound_key_is_the_same_for_both_peers_and_no_one_else() {
+    fn a_bound_key_names_one_direction_of_one_connection() {
         let token = [7u8; 16];
         let (a, b, c) = (b"peer-a".as_slice(), b"peer-b".as_slice(), b"peer-c".as_slice());
-        assert_eq!(bind_history(&token, a, b), bind_history(&token, b, a));
+        assert_ne!(bind_history(&token, a, b), bind_history(&token, b, a), "a asks b, or b asks a");
         assert_ne!(bind_history(&token, a, b), bind_history(&token, a, c));
         assert_ne!(bind_history(&token, a, b), bind_history(&[8u8; 16], a, b));
         assert_ne!(bind_history(&token, a, b)[..], token[..]);

@@ -45,6 +45,17 @@ class PairedRadio : RadioDriver {
     override fun disconnect(link: ULong) = other.linkDown(link)
 }
 
+/** Two nodes' radios in one room, linked (the first is the central); their handles. */
+fun pairedRadios(first: WeftNode, second: WeftNode): Pair<RadioHandle, RadioHandle> {
+    val (a, b) = PairedRadio() to PairedRadio()
+    val (handleA, handleB) = first.attachRadio(a) to second.attachRadio(b)
+    a.other = handleB
+    b.other = handleA
+    handleA.linkUp(1uL, 185u, true)
+    handleB.linkUp(1uL, 185u, false)
+    return handleA to handleB
+}
+
 /** A driver whose platform calls fail. */
 class ThrowingRadio : RadioDriver {
     @Volatile var sends = 0
@@ -219,14 +230,7 @@ suspend fun overTheMesh(root: String) {
     check(carol.status().outbox >= 1u) { "an undelivered message stays queued" }
     brokenHandle.linkUp(99uL, 185u, true)
     eventually("the broken radio's first write", 10) { broken.sends >= 1 }
-    val carolRadio = PairedRadio()
-    val daveRadio = PairedRadio()
-    val carolHandle = carol.attachRadio(carolRadio)
-    val daveHandle = dave.attachRadio(daveRadio)
-    carolRadio.other = daveHandle
-    daveRadio.other = carolHandle
-    carolHandle.linkUp(1uL, 185u, true)
-    daveHandle.linkUp(1uL, 185u, false)
+    val (carolHandle, _) = pairedRadios(carol, dave)
     eventually("the message over the mesh") { daveEvents.received(Via.MESH).size == 1 }
     check(daveEvents.received(Via.MESH)[0].message.body == "over the air")
     subscription.cancel()
@@ -614,14 +618,7 @@ suspend fun nearby(root: String) {
     val erin = openNode("$root/nb-erin", key(47), "erin")
     val frank = openNode("$root/nb-frank", key(48), "frank")
     refused<WeftException>("a post with no radio") { erin.nearbyPost("nobody hears this") }
-    val erinRadio = PairedRadio()
-    val frankRadio = PairedRadio()
-    val erinHandle = erin.attachRadio(erinRadio)
-    val frankHandle = frank.attachRadio(frankRadio)
-    erinRadio.other = frankHandle
-    frankRadio.other = erinHandle
-    erinHandle.linkUp(1uL, 185u, true)
-    frankHandle.linkUp(1uL, 185u, false)
+    pairedRadios(erin, frank)
     // A post goes to the neighbours there are when it is sent: wait for the link.
     eventually("the link on both sides", 10) { erin.status().meshLinks >= 1u && frank.status().meshLinks >= 1u }
     val session = erin.nearbySession("erin")
