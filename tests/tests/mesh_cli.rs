@@ -32,6 +32,20 @@ fn said(home: &Home, text: &str) -> Option<Value> {
     nearby(home).into_iter().find(|m| m["text"] == text)
 }
 
+/// The mesh links `home`'s node holds now.
+fn mesh_links(home: &Home) -> u64 {
+    let status: Value = serde_json::from_str(&home.ok(&["--json", "status"])).expect("status answers JSON");
+    status["mesh"]["links"].as_u64().unwrap_or(0)
+}
+
+/// Each node linked with the two others: a nearby post goes to the neighbours linked when it is
+/// sent, and is not kept for those who come later.
+fn all_linked(homes: &[&Home]) {
+    for home in homes {
+        wait_until("each node linked with the two others", 30, || mesh_links(home) >= 2);
+    }
+}
+
 #[test]
 fn contacts_write_over_the_mesh_and_strangers_read_each_other_nearby() {
     let root = tempfile::tempdir().unwrap();
@@ -47,9 +61,19 @@ fn contacts_write_over_the_mesh_and_strangers_read_each_other_nearby() {
     });
 
     // Carol is nobody's contact: she reads what alice says to everyone nearby.
+    all_linked(&[&alice, &bob, &carol]);
     alice.ok(&["nearby", "post", "water at the north gate"]);
     let first_post = std::time::Instant::now();
-    wait_until("carol to read alice's nearby post", 60, || said(&carol, "water at the north gate").is_some());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while said(&carol, "water at the north gate").is_none() {
+        let links = [&alice, &bob, &carol].map(mesh_links);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol never read alice's post (links now {links:?}; bob read {:?})",
+            nearby(&bob)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let post = said(&carol, "water at the north gate").unwrap();
     let session = post["sender"].as_str().unwrap().to_owned();
     let account: Value = serde_json::from_str(&alice.ok(&["--json", "id"])).unwrap();
