@@ -26,6 +26,25 @@ fn envelopes(from: &Person, topic: [u8; 16]) -> (Vec<Envelope>, Vec<Envelope>) {
     bundle.envelopes.into_iter().partition(|e| e.topic() == topic)
 }
 
+/// Bob sends alice a file of `len` bytes, and alice is handed its message, not its pieces:
+/// alice, bob, the message's id, the file, and its pieces.
+fn sent_to_alice(
+    clock: &Arc<AtomicU64>,
+    len: usize,
+    name: &str,
+    mime: &str,
+) -> (Person, Person, EnvelopeId, Vec<u8>, Vec<Envelope>) {
+    let (mut alice, mut bob) = contacts(clock);
+    let data = file(len);
+    let sent = bob.account.send_file("alice", &data, name, mime, "").unwrap();
+    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let (chunks, messages) = envelopes(&bob, topic_of(&bob, &id));
+    for e in messages {
+        let _ = alice.account.receive_envelope(e);
+    }
+    (alice, bob, id, data, chunks)
+}
+
 fn topic_of(p: &Person, message: &EnvelopeId) -> [u8; 16] {
     let topics = p.account.attachment_topics(None);
     assert_eq!(topics.len(), 1, "one file followed");
@@ -56,15 +75,8 @@ fn a_file_reaches_every_member_whole() {
 #[test]
 fn a_tampered_or_forged_chunk_is_refused_and_the_true_one_taken() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let (mut alice, mut bob) = contacts(&clock);
-    let photo = file(200_000);
-    let sent = bob.account.send_file("alice", &photo, "a.bin", "application/octet-stream", "").unwrap();
-    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let (mut alice, bob, id, photo, chunks) = sent_to_alice(&clock, 200_000, "a.bin", "application/octet-stream");
     let topic = topic_of(&bob, &id);
-    let (chunks, messages) = envelopes(&bob, topic);
-    for e in messages {
-        let _ = alice.account.receive_envelope(e);
-    }
     assert_eq!(alice.account.attachment(&id).unwrap().have, 0);
     assert!(alice.account.attachment_topics(None).contains(&topic), "a small file is fetched unasked");
 
@@ -109,15 +121,7 @@ fn a_tampered_or_forged_chunk_is_refused_and_the_true_one_taken() {
 #[test]
 fn a_download_cut_in_the_middle_resumes_after_a_restart() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let (mut alice, mut bob) = contacts(&clock);
-    let photo = file(600_000);
-    let sent = bob.account.send_file("alice", &photo, "c.bin", "application/octet-stream", "").unwrap();
-    let id = EnvelopeId::from_hex(&sent.id).unwrap();
-    let topic = topic_of(&bob, &id);
-    let (chunks, messages) = envelopes(&bob, topic);
-    for e in messages {
-        let _ = alice.account.receive_envelope(e);
-    }
+    let (mut alice, _bob, id, photo, chunks) = sent_to_alice(&clock, 600_000, "c.bin", "application/octet-stream");
     // Pieces come until half are stored (a chunk before the index that names it is refused,
     // and comes again later, as a peer would offer it again); then the process stops.
     let total = alice.account.attachment(&id).unwrap().total;
@@ -144,15 +148,8 @@ fn a_download_cut_in_the_middle_resumes_after_a_restart() {
 #[test]
 fn a_large_file_waits_until_asked_for() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let (mut alice, mut bob) = contacts(&clock);
-    let big = file(AUTO_FETCH_MAX as usize + 1);
-    let sent = bob.account.send_file("alice", &big, "film.mp4", "video/mp4", "").unwrap();
-    let id = EnvelopeId::from_hex(&sent.id).unwrap();
+    let (mut alice, bob, id, _, chunks) = sent_to_alice(&clock, AUTO_FETCH_MAX as usize + 1, "film.mp4", "video/mp4");
     let topic = topic_of(&bob, &id);
-    let (chunks, messages) = envelopes(&bob, topic);
-    for e in messages {
-        let _ = alice.account.receive_envelope(e);
-    }
     // Its envelopes, pushed by whatever path before it is asked for, are not taken.
     for e in chunks.iter().take(10) {
         assert!(alice.account.receive_envelope(e.clone()).is_err());
@@ -313,15 +310,7 @@ fn pieces_before_their_index_are_held_until_it_comes() {
 #[test]
 fn a_piece_offered_again_before_its_index_takes_one_place() {
     let clock = Arc::new(AtomicU64::new(NOW));
-    let (mut alice, mut bob) = contacts(&clock);
-    let data = file(300_000);
-    let sent = bob.account.send_file("alice", &data, "k.bin", "application/octet-stream", "").unwrap();
-    let id = EnvelopeId::from_hex(&sent.id).unwrap();
-    let topic = topic_of(&bob, &id);
-    let (chunks, messages) = envelopes(&bob, topic);
-    for e in messages {
-        let _ = alice.account.receive_envelope(e);
-    }
+    let (mut alice, _bob, id, data, chunks) = sent_to_alice(&clock, 300_000, "k.bin", "application/octet-stream");
     let early = chunks
         .iter()
         .find(|e| matches!(alice.account.receive_envelope((*e).clone()), Ok(Received::Waiting)))

@@ -56,6 +56,17 @@ impl Tmux {
 }
 
 impl Tmux {
+    /// `weft chat bob` on `home` (no mDNS) with these flags, in a 110×24 terminal.
+    fn start_chat(&self, home: &Home, flags: &str) {
+        let chat = format!(
+            "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns {flags}",
+            home.passphrase,
+            weft_binary().display(),
+            home.dir.display()
+        );
+        assert!(self.tmux(&["new-session", "-d", "-s", "chat", "-x", "110", "-y", "24", &chat]).status.success());
+    }
+
     /// Esc, and the chat's session ends.
     fn quit(&self) {
         self.keys(&["Escape"]);
@@ -111,13 +122,7 @@ fn the_chat_sends_shows_live_messages_and_receipts_and_quits_cleanly() {
         .unwrap_or_else(|| panic!("bob's daemon listens on no loopback TCP address: {status}"))
         .to_owned();
 
-    let chat = format!(
-        "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns --no-ble --listen /ip4/127.0.0.1/tcp/0 --bootstrap {bob_addr}",
-        alice.passphrase,
-        weft_binary().display(),
-        alice.dir.display()
-    );
-    assert!(tmux.tmux(&["new-session", "-d", "-s", "chat", "-x", "110", "-y", "24", &chat]).status.success());
+    tmux.start_chat(&alice, &format!("--no-ble --listen /ip4/127.0.0.1/tcp/0 --bootstrap {bob_addr}"));
     let screen = tmux.wait_for("@bob");
     assert!(screen.contains("not verified"), "the contact's verification shows:\n{screen}");
 
@@ -184,13 +189,7 @@ fn the_chat_sends_a_file_and_speaks_nearby_over_the_mesh() {
     let map = root.path().join("gate map.png");
     std::fs::write(&map, (0..20_000u32).map(|i| (i * 7) as u8).collect::<Vec<u8>>()).unwrap();
 
-    let chat = format!(
-        "env WEFT_PASSPHRASE='{}' {} --home {} chat bob --no-mdns --listen /ip4/127.0.0.1/tcp/0 --mesh-dir {mesh}",
-        alice.passphrase,
-        weft_binary().display(),
-        alice.dir.display()
-    );
-    assert!(tmux.tmux(&["new-session", "-d", "-s", "chat", "-x", "110", "-y", "24", &chat]).status.success());
+    tmux.start_chat(&alice, &format!("--listen /ip4/127.0.0.1/tcp/0 --mesh-dir {mesh}"));
     tmux.wait_for("@bob");
 
     // A file, its path in quotes (it has a space), with a caption.

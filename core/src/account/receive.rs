@@ -971,7 +971,7 @@ impl Account {
         let previous =
             self.groups.values().flat_map(|g| g.previous_epochs(PREVIOUS_EPOCHS_FOLLOWED).map(|e| e.id)).collect();
         let asking = self.store.read().contacts().is_ok_and(|all| all.iter().any(|c| c.request.is_some()));
-        crate::net::SessionKey { period: crate::net::period_to_serve(now_ms), now_ms, previous, asking }
+        crate::net::SessionKey { period: crate::group::serving_period(now_ms), now_ms, previous, asking }
     }
 
     /// What a network session follows, and our rendezvous point of its period: the base, the
@@ -1007,7 +1007,7 @@ impl Account {
         // Files are fetched and served by the session of today's conversations. (An
         // attachment's topic does not change with the day: a peer that saw it yesterday can
         // tell it is followed today too, for as long as the file is.)
-        if base && scope.period == crate::net::period_to_serve(self.now()) {
+        if base && scope.period == crate::group::serving_period(self.now()) {
             topics.extend(self.attachment_topics(None));
         }
         (topics, self.card().rendezvous_point(scope.period))

@@ -15,9 +15,9 @@ pub fn period_of(time_ms: u64) -> u64 {
     time_ms / PERIOD_MS
 }
 
-/// The period under which an envelope sealed at `time_ms` goes: today's, or tomorrow's in the
-/// last [`TOMORROW_LEAD_MS`] before midnight, when a network session for tomorrow's topics runs
-/// beside today's. What is written then is published by the session that will carry the next
+/// The period under which an envelope sealed at `time_ms` goes, and the one a new network
+/// session serves: today's, or tomorrow's in the last [`TOMORROW_LEAD_MS`] before midnight, when
+/// a network session for tomorrow's topics runs beside today's. What is written then is published by the session that will carry the next
 /// day, and read by everyone from their own 23:00 (see docs/DECISIONS.md, "The last hour").
 pub fn serving_period(time_ms: u64) -> u64 {
     let today = period_of(time_ms);

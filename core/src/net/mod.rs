@@ -30,7 +30,7 @@ pub use join::{Granted, JoinOverNetwork};
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
-pub use sessions::{Serves, SessionKey, period_to_serve};
+pub use sessions::{Serves, SessionKey};
 
 /// How events name this transport.
 pub const VIA: &str = "libp2p";

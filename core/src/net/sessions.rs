@@ -34,12 +34,6 @@ pub struct SessionKey {
     pub asking: bool,
 }
 
-/// The period a new session should serve at `now_ms`: today's, or tomorrow's in the last
-/// [`crate::group::TOMORROW_LEAD_MS`] before midnight.
-pub fn period_to_serve(now_ms: u64) -> u64 {
-    crate::group::serving_period(now_ms)
-}
-
 /// When a frozen session of `period` stops: [`YESTERDAY_GRACE_MS`] into the next period.
 pub fn frozen_until(period: u64) -> u64 {
     (period + 1) * PERIOD_MS + YESTERDAY_GRACE_MS
@@ -224,7 +218,7 @@ mod tests {
 
     fn key(now_ms: u64, previous: &[u8]) -> SessionKey {
         SessionKey {
-            period: period_to_serve(now_ms),
+            period: crate::group::serving_period(now_ms),
             now_ms,
             previous: previous.iter().map(|e| [*e; 32]).collect(),
             asking: false,
